@@ -1,0 +1,136 @@
+"""The command line: `run`, `report`, `list` and `ui`.
+
+Bad input ends with one line on stderr and exit code 2 before any work starts (a traceback only
+with --debug). Heavy libraries (MLflow, seaborn, Optuna) are imported only by the commands that
+need them, so `list` and `--help` answer quickly.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.errors import UsageError
+
+EXIT_USAGE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED = 2, 1, 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness",
+        description="Train CNN ablation variants on one seeded CIFAR-10 split, track them in MLflow and report the comparison.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train variants × seeds and write the report")
+    run.add_argument("--experiment", help="experiment name in experiments/ (e.g. tutorial, quick) or a .toml path")
+    run.add_argument("--variants", help="comma-separated variant names (see `list`)")
+    run.add_argument("--seeds", help="a count (e.g. 3: seeds 2021, 2022, 2023) or a list (2021,2022); one seed below 33: write it as '7,'")
+    run.add_argument("--epochs", type=_int("--epochs"), help="epochs per run")
+    run.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    run.add_argument("--data-dir", help="directory holding cifar10.npz (default: $HARNESS_DATA_DIR, else ./data)")
+    run.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting, e.g. train.lr=0.01 or params.dropout.p=0.3")
+
+    report = sub.add_parser("report", help="rebuild an experiment's report from the MLflow store")
+    report.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
+    report.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    report.add_argument("--reports-dir", default="reports", help="where reports go (default: reports)")
+
+    sub.add_parser("list", help="list the registered variants")
+
+    ui = sub.add_parser("ui", help="start the MLflow UI on the store")
+    ui.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
+    ui.add_argument("--port", type=_int("--port"), default=5000)
+    return parser
+
+
+def _int(flag: str):
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag}: {text!r} is not an integer") from None
+
+    return parse
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness import config
+    from harness.console import Console
+
+    flags = {
+        "variants": config.parse_variant_list(args.variants) if args.variants is not None else None,
+        "seeds": config.parse_seed_flag(args.seeds) if args.seeds is not None else None,
+        "train.epochs": args.epochs,
+        "train.device": args.device,
+        "data.dir": args.data_dir,
+        "tracking_uri": args.tracking_uri,
+    }
+    cfg = config.load(args.experiment, args.set, **flags)
+    from harness import runner
+
+    prepared = runner.prepare(cfg)
+    console = Console()
+    console.line(f"experiment {cfg.name}: {len(cfg.variants)} variant(s) × {len(cfg.seeds)} seed(s), {cfg.train.epochs} epoch(s) on {prepared.device}; "
+                 f"split {cfg.data.split} {prepared.split.fingerprint}; store {prepared.uri}")
+    outcomes = runner.run_experiment(prepared, console)
+    console.line("")
+    console.line(runner.summary(outcomes))
+    from harness import report
+
+    path = report.build(prepared.uri, cfg.name, prepared.reports_dir)
+    console.line(f"report: {path}")
+    return EXIT_FAILED_RUNS if any(o.status != "FINISHED" for o in outcomes) else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness import config, report, tracking
+
+    name = args.experiment
+    if name.endswith(".toml") or "/" in name:
+        name = config.load(name).name
+    uri = tracking.resolve_uri(args.tracking_uri or "")
+    path = report.build(uri, name, Path(args.reports_dir) / name)
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import variants
+
+    from harness.console import table
+
+    rows = []
+    for v in variants.all_variants():
+        n = sum(p.numel() for p in v.build().parameters())
+        settings = ", ".join(f"{k}={val}" for k, val in {**v.params, **v.train}.items()) or "-"
+        rows.append([v.name, f"{n:,}", settings, v.hypothesis])
+    print(table(["variant", "parameters", "settings", "hypothesis"], rows))
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from harness import tracking
+
+    return tracking.launch_ui(tracking.resolve_uri(args.tracking_uri or ""), args.host, args.port)
+
+
+COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "ui": cmd_ui}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,187 @@
+"""The training engine: a plain PyTorch loop over batches that already live on the device.
+
+It imports only torch, numpy and the standard library. It knows nothing of MLflow, files or the
+console: it reports through one callback, `on_progress(Progress)`, and returns a `Result`.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    epochs: int = 100
+    batch_size: int = 256
+    eval_batch_size: int = 1024
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    shuffle: bool = True
+    select: str = "val_acc"  # which epoch's weights are "the model": val_acc | val_loss | last
+    progress_every: int = 0  # report mid-phase progress every N steps (0: only at phase end)
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: str  # "train" or "val"
+    epoch: int  # 1-based
+    epochs: int
+    step: int  # 1-based, steps done so far in this phase
+    steps: int
+    loss: float  # mean per sample so far
+    acc: float  # percent so far
+    done: bool  # the phase is complete
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int
+    train_loss: float
+    train_acc: float  # percent
+    val_loss: float
+    val_acc: float  # percent
+    seconds: float  # wall time of the epoch (train + validation)
+
+
+@dataclass
+class Result:
+    history: list[EpochStats] = field(default_factory=list)
+    selected_epoch: int = 0
+    selected_state: dict = field(default_factory=dict)  # weights at the selected epoch (on the CPU)
+
+
+class NonFiniteLoss(RuntimeError):
+    def __init__(self, epoch: int, step: int, value: float) -> None:
+        super().__init__(f"loss became {value} at epoch {epoch}, step {step}")
+        self.epoch, self.step, self.value = epoch, step, value
+
+
+def seed_everything(seed: int) -> None:
+    """The tutorial's seed function, called once before the model is built."""
+    random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    set_determinism()
+
+
+def set_determinism() -> None:
+    """The tutorial's cuDNN flag (and no autotuning, which picks kernels by timing)."""
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float32 in [0, 1], the same values as torchvision's ToTensor()."""
+    return x.float().div_(255)
+
+
+def _is_better(select: str, stats: EpochStats, best: Optional[EpochStats]) -> bool:
+    if best is None or select == "last":
+        return True
+    if select == "val_loss":
+        return stats.val_loss < best.val_loss
+    return stats.val_acc > best.val_acc
+
+
+def train(
+    build: Callable[[], nn.Module],
+    x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
+    cfg: EngineConfig, seed: int,
+    on_progress: Callable[[Progress], None] = lambda p: None,
+) -> tuple[nn.Module, Result]:
+    """Seed, build the model on the data's device, train for `cfg.epochs`, validating after each.
+
+    Returns the model with its last epoch's weights and the result (history and selected weights).
+    """
+    seed_everything(seed)
+    device = x_train.device
+    model = build().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    # Batch order has its own generator, so shuffling never shifts the stream that dropout draws from.
+    order_rng = torch.Generator(device="cpu").manual_seed(seed)
+    n = len(y_train)
+    steps = (n + cfg.batch_size - 1) // cfg.batch_size
+    result, best = Result(), None
+
+    for epoch in range(1, cfg.epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=order_rng).to(device) if cfg.shuffle else None
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        first_bad = torch.full((), -1, device=device, dtype=torch.long)
+        seen = 0
+        for step in range(steps):
+            lo, hi = step * cfg.batch_size, min(n, (step + 1) * cfg.batch_size)
+            if order is None:
+                xb, yb = x_train[lo:hi], y_train[lo:hi]
+            else:
+                idx = order[lo:hi]
+                xb, yb = x_train[idx], y_train[idx]
+            logits = model(to_float(xb))
+            loss = loss_fn(logits, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                # Accumulate on the device: no host synchronisation inside the epoch.
+                detached = loss.detach()
+                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(detached), step + 1, first_bad)
+                loss_sum += detached * (hi - lo)
+                correct += (logits.argmax(1) == yb).sum()
+            seen = hi
+            if cfg.progress_every and (step + 1) % cfg.progress_every == 0 and step + 1 < steps:
+                on_progress(Progress("train", epoch, cfg.epochs, step + 1, steps, loss_sum.item() / seen, 100.0 * correct.item() / seen, False))
+        bad = int(first_bad.item())
+        if bad >= 0:
+            raise NonFiniteLoss(epoch, bad, float(loss_sum.item()))
+        train_loss, train_acc = loss_sum.item() / n, 100.0 * correct.item() / n
+        on_progress(Progress("train", epoch, cfg.epochs, steps, steps, train_loss, train_acc, True))
+
+        val_loss, val_acc, _ = evaluate(model, x_val, y_val, cfg.eval_batch_size)
+        val_steps = (len(y_val) + cfg.eval_batch_size - 1) // cfg.eval_batch_size
+        on_progress(Progress("val", epoch, cfg.epochs, val_steps, val_steps, val_loss, val_acc, True))
+
+        stats = EpochStats(epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - start)
+        result.history.append(stats)
+        if _is_better(cfg.select, stats, best):
+            best = stats
+            result.selected_epoch = epoch
+            result.selected_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    return model, result
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float, torch.Tensor]:
+    """Mean loss per sample, accuracy in percent, and the predicted class of every sample."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    preds = []
+    for lo in range(0, len(y), batch_size):
+        logits = model(to_float(x[lo : lo + batch_size]))
+        loss_sum += nn.functional.cross_entropy(logits, y[lo : lo + batch_size], reduction="sum")
+        preds.append(logits.argmax(1))
+    model.train(was_training)
+    pred = torch.cat(preds)
+    acc = 100.0 * (pred == y).sum().item() / len(y)
+    return loss_sum.item() / len(y), acc, pred
+
+
+def copy_weights(model: nn.Module, state: dict) -> nn.Module:
+    """A copy of `model` holding `state`."""
+    clone = copy.deepcopy(model)
+    clone.load_state_dict(state)
+    return clone

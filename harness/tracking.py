@@ -1,0 +1,219 @@
+"""Everything MLflow: the store's address, one parent run per variant with one child run per seed,
+per-epoch metrics, final metrics and artifacts, across-seed aggregates on the parent, and reading
+an experiment back as plain records (the report is built from the store alone).
+
+The rest of the harness never imports mlflow; it calls these functions.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+SCHEMES = ("sqlite:///", "file:", "http://", "https://", "postgresql://", "mysql://")
+FINAL_AGGREGATES = ("best_val_acc", "final_val_acc", "final_val_loss", "test_acc", "test_loss", "test_acc_last", "epoch_seconds_mean")
+EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_acc", "epoch_seconds")
+
+
+def _quiet_mlflow():
+    """Import mlflow without its progress bars and start-up chatter on our console."""
+    import logging
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return mlflow
+
+
+def resolve_uri(setting: str = "") -> str:
+    """The setting, else $MLFLOW_TRACKING_URI, else a SQLite file in the working directory."""
+    uri = setting or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    if not uri.startswith(SCHEMES):
+        raise UsageError(f"tracking_uri: {uri!r} is not supported; expected one of {', '.join(s + '...' for s in SCHEMES)}")
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise UsageError(f"tracking_uri: cannot write the SQLite store in {str(folder)!r}; choose a writable directory")
+    return uri
+
+
+def artifact_root(uri: str) -> str | None:
+    """Artifacts of a SQLite store live beside the database file, in `mlartifacts/`."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
+    return None
+
+
+@dataclass
+class SeedRun:
+    """One finished or failed (variant, seed) run as read back from the store."""
+
+    run_id: str
+    parent_id: str
+    variant: str
+    seed: int
+    status: str
+    start_time: int
+    params: dict[str, str]
+    tags: dict[str, str]
+    metrics: dict[str, float]  # final values
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # key -> [(epoch, value)]
+    confusion: Any = None  # the test-set confusion matrix (numpy), for finished runs
+
+
+class Tracker:
+    """Writes one experiment's runs. Construct it once per `run` command."""
+
+    def __init__(self, uri: str, experiment: str) -> None:
+        from mlflow import MlflowClient
+
+        _quiet_mlflow()
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=_experiment_artifacts(uri, experiment))
+        else:
+            self.experiment_id = found.experiment_id
+
+    def parent(self, variant: str, key: str, tags: dict[str, str], params: dict[str, Any]) -> str:
+        """The variant's parent run for this configuration, created on first use."""
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`harness.role` = 'variant' and tags.`harness.variant_key` = '{key}'",
+            max_results=1,
+        )
+        if found:
+            return found[0].info.run_id
+        run = self.client.create_run(
+            self.experiment_id, run_name=variant,
+            tags={**tags, "harness.role": "variant", "harness.variant_key": key, "harness.variant": variant},
+        )
+        self._log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def start_seed_run(self, parent_id: str, variant: str, seed: int, tags: dict[str, str], params: dict[str, Any]) -> str:
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"{variant}-seed{seed}",
+            tags={**tags, "mlflow.parentRunId": parent_id, "harness.role": "seed", "harness.variant": variant, "harness.seed": str(seed)},
+        )
+        self._log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)) for k, v in sorted(params.items())]
+        for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(run_id, params=items[i : i + 100])
+
+    def log_metrics(self, run_id: str, values: dict[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, step) for k, v in values.items() if v is not None and math.isfinite(v)]
+        if metrics:
+            self.client.log_batch(run_id, metrics=metrics)
+
+    def log_artifacts(self, run_id: str, folder: Path) -> None:
+        self.client.log_artifacts(run_id, str(folder))
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(run_id, k, v)
+
+    def finish(self, run_id: str, status: str) -> None:
+        """status: FINISHED, FAILED or KILLED."""
+        self.client.set_terminated(run_id, status)
+
+    def update_aggregates(self, parent_id: str) -> None:
+        """Recompute the parent's across-seed aggregates from its finished children."""
+        from harness import stats
+
+        children = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'FINISHED'",
+        )
+        values: dict[str, float] = {"n_seeds": float(len(children))}
+        for key in FINAL_AGGREGATES:
+            s = stats.summarize([r.data.metrics[key] for r in children if key in r.data.metrics])
+            if s.n:
+                values.update({f"{key}_mean": s.mean, f"{key}_std": s.std, f"{key}_ci_low": s.ci_low, f"{key}_ci_high": s.ci_high})
+        self.log_metrics(parent_id, values)
+
+
+def _experiment_artifacts(uri: str, experiment: str) -> str | None:
+    root = artifact_root(uri)
+    return f"{root}/{experiment}" if root else None
+
+
+def read_experiment(uri: str, experiment: str) -> list[SeedRun]:
+    """Every seed run of the experiment's latest parent run per variant, with metric histories."""
+    from mlflow import MlflowClient
+
+    _quiet_mlflow()
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise UsageError(f"--experiment: no experiment named {experiment!r} in the store {uri}")
+    eid = found.experiment_id
+    parents = client.search_runs([eid], filter_string="tags.`harness.role` = 'variant'", order_by=["attributes.start_time DESC"], max_results=10_000)
+    latest: dict[str, str] = {}
+    for p in parents:
+        latest.setdefault(p.data.tags["harness.variant"], p.info.run_id)
+    runs = []
+    for variant, parent_id in sorted(latest.items()):
+        children = client.search_runs([eid], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=10_000)
+        best_by_seed: dict[int, Any] = {}
+        for r in sorted(children, key=lambda r: r.info.start_time):
+            seed = int(r.data.tags["harness.seed"])
+            prev = best_by_seed.get(seed)
+            if prev is None or prev.info.status != "FINISHED":  # a finished run wins over a failed one
+                best_by_seed[seed] = r
+        for seed, r in sorted(best_by_seed.items()):
+            history = {
+                key: sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id, key))
+                for key in EPOCH_METRICS
+            }
+            runs.append(SeedRun(
+                r.info.run_id, parent_id, variant, seed, r.info.status, r.info.start_time,
+                dict(r.data.params), dict(r.data.tags), dict(r.data.metrics), history,
+                _confusion(client, r.info.run_id) if r.info.status == "FINISHED" else None,
+            ))
+    return runs
+
+
+def _confusion(client, run_id: str):
+    import tempfile
+
+    from harness.evaluation import read_confusion_csv
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, "confusion_matrix.csv", tmp)
+        except Exception:  # noqa: BLE001 - a run without the artifact simply has no matrix
+            return None
+        return read_confusion_csv(Path(path))
+
+
+def launch_ui(uri: str, host: str, port: int) -> int:
+    """Run the MLflow UI on the store until interrupted; returns its exit code."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    root = artifact_root(uri)
+    if root:
+        cmd += ["--default-artifact-root", root]
+    print(f"MLflow UI for {uri} at http://{host}:{port}  (Ctrl-C to stop)", flush=True)
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 130

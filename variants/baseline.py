@@ -1,0 +1,7 @@
+from variants.lenet import LeNet
+from variants.registry import register
+
+
+@register("baseline", hypothesis="The tutorial's LeNet as published: the reference every variant is compared with.")
+def baseline():
+    return LeNet()
