@@ -91,9 +91,11 @@ def detectable_difference(sd: float, n: int, alpha: float = ALPHA, power: float 
 
     def shortfall(effect: float) -> float:
         ncp = effect * math.sqrt(n)
-        return (1 - stats.nct.cdf(crit, df, ncp) + stats.nct.cdf(-crit, df, ncp)) - power
+        # The far tail is negligible for positive effects and scipy may return NaN for it.
+        far = float(np.nan_to_num(stats.nct.cdf(-crit, df, ncp), nan=0.0))
+        return float(stats.nct.sf(crit, df, ncp)) + far - power
 
-    effect = optimize.brentq(shortfall, 1e-9, 1e3)
+    effect = optimize.brentq(shortfall, 1e-9, 200.0)
     return float(effect * sd)
 
 

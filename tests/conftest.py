@@ -1,0 +1,50 @@
+"""Shared fixtures: small synthetic CIFAR-shaped data written the way users provide the real one."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_arrays(n_train: int = 500, n_test: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
+    """Images whose mean colour depends on the class, so a few epochs learn something."""
+    rng = np.random.default_rng(seed)
+
+    def part(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.arange(n) % 10
+        rng.shuffle(y)
+        base = (y[:, None, None, None] * 23 + np.array([0, 60, 120])) % 256
+        x = np.clip(base + rng.normal(0, 40, size=(n, 32, 32, 3)), 0, 255).astype(np.uint8)
+        return x, y.astype(np.uint8)
+
+    x_train, y_train = part(n_train)
+    x_test, y_test = part(n_test)
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def write_npz(folder: Path, **overrides: np.ndarray) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {**make_arrays(), **overrides}
+    np.savez(folder / "cifar10.npz", **arrays)
+    return folder
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return write_npz(tmp_path / "data")
+
+
+def harness(*args: str, cwd: Path, data: Path | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m harness ARGS` in a real subprocess."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HARNESS_DATA_DIR")}
+    full_env["PYTHONPATH"] = str(ROOT)
+    if data is not None:
+        full_env["HARNESS_DATA_DIR"] = str(data)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,113 @@
+"""The command line in real subprocesses, with a real SQLite MLflow store and real files."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import harness
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One end-to-end run: two variants, two seeds, two epochs, on synthetic data."""
+    from tests.conftest import write_npz
+
+    work = tmp_path_factory.mktemp("work")
+    data = write_npz(work / "data")
+    proc = harness("run", "--variants", "baseline,dropout", "--seeds", "2021,2022", "--epochs", "2",
+                   "--set", "train.batch_size=64", cwd=work, data=data)
+    return work, data, proc
+
+
+def test_run_prints_the_tutorials_lines_and_a_summary(finished):
+    work, _, proc = finished
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "TRAIN EPOCH[001/002] ITR [0007/0007] LOSS:" in out
+    assert "VAL   EPOCH[002/002]" in out
+    assert "4 of 4 runs finished" in out
+    assert "best val acc" in out and "epoch of best" in out
+
+
+def test_store_holds_parents_children_tags_and_epoch_metrics(finished):
+    work, _, _ = finished
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("default")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("harness.role") == "variant"]
+    children = [r for r in runs if r.data.tags.get("harness.role") == "seed"]
+    assert sorted(p.data.tags["harness.variant"] for p in parents) == ["baseline", "dropout"]
+    assert len(children) == 4
+    for c in children:
+        assert c.info.status == "FINISHED"
+        tags = c.data.tags
+        parent = next(p for p in parents if p.info.run_id == tags["mlflow.parentRunId"])
+        assert parent.data.tags["harness.variant"] == tags["harness.variant"]
+        for key in ("harness.split_fingerprint", "harness.config_hash", "harness.env.torch", "harness.device", "harness.seed"):
+            assert tags[key]
+        assert c.data.params["train.epochs"] == "2" and c.data.params["seed"] == tags["harness.seed"]
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            assert [m.step for m in client.get_metric_history(c.info.run_id, key)] == [1, 2]
+        assert "test_acc" in c.data.metrics and "test_acc_last" in c.data.metrics
+        names = {a.path for a in client.list_artifacts(c.info.run_id)}
+        assert {"config.toml", "learning_curves.png", "confusion_matrix.csv", "per_class.csv"} <= names
+    for p in parents:
+        m = p.data.metrics
+        assert m["n_seeds"] == 2
+        kids = [c.data.metrics["test_acc"] for c in children if c.data.tags["mlflow.parentRunId"] == p.info.run_id]
+        assert m["test_acc_mean"] == pytest.approx(sum(kids) / 2)
+        assert "test_acc_std" in m and "test_acc_ci_low" in m and "test_acc_ci_high" in m
+
+
+def test_report_has_a_row_per_variant_and_rebuilds_identically(finished):
+    work, _, _ = finished
+    report = work / "reports" / "default" / "report.md"
+    text = report.read_text()
+    assert "| baseline | 2/2 |" in text and "| dropout | 2/2 |" in text
+    for png in ("learning_curves.png", "test_accuracy.png", "baseline_difference.png", "confusion_matrices.png"):
+        assert (report.parent / png).exists()
+    before = {p.name: p.read_bytes() for p in report.parent.iterdir()}
+    proc = harness("report", "--experiment", "default", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    after = {p.name: p.read_bytes() for p in report.parent.iterdir()}
+    assert before == after
+
+
+def test_list_prints_variants_with_parameter_counts(tmp_path):
+    proc = harness("list", cwd=tmp_path)
+    assert proc.returncode == 0
+    assert "baseline" in proc.stdout and "62,006" in proc.stdout and "p=0.5" in proc.stdout
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["run", "--variants", "dropuot"], "did you mean 'dropout'"),
+    (["run", "--variants", ","], "empty"),
+    (["run", "--seeds", "1,1"], "listed twice"),
+    (["run", "--epochs", "0"], "train.epochs"),
+    (["run", "--set", "train.lr=-1"], "train.lr"),
+    (["run", "--experiment", "nope"], "no experiment named 'nope'"),
+    (["run", "--tracking-uri", "ftp://x"], "tracking_uri"),
+    (["run", "--device", "cuda"], "CUDA is not available"),
+])
+def test_bad_input_exits_2_with_one_line_before_any_work(tmp_path, data_dir, args, fragment):
+    proc = harness(*args, cwd=tmp_path, data=data_dir)
+    assert proc.returncode == 2
+    assert fragment in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no store, no report
+
+
+def test_missing_data_names_the_directory(tmp_path):
+    proc = harness("run", "--data-dir", str(tmp_path / "nowhere"), cwd=tmp_path, env={"HARNESS_OFFLINE_TEST": "1"})
+    assert proc.returncode == 2
+    assert "nowhere" in proc.stderr and ("HARNESS_DATA_DIR" in proc.stderr or "--data-dir" in proc.stderr)
+
+
+def test_list_and_help_start_quickly(tmp_path):
+    for args in (["list"], ["--help"]):
+        start = time.perf_counter()
+        proc = harness(*args, cwd=tmp_path)
+        assert proc.returncode == 0
+        print(args, f"{time.perf_counter() - start:.2f}s")

@@ -1,0 +1,125 @@
+"""Settings: files, flags and overrides, and the one-line errors for bad values."""
+from __future__ import annotations
+
+import pytest
+
+from harness import config
+from harness.errors import UsageError
+
+
+def test_defaults_and_tutorial_file():
+    cfg = config.load(None)
+    assert cfg.train.epochs == 100 and cfg.train.batch_size == 256 and cfg.train.lr == 1e-3
+    assert cfg.seeds == (2021,) and cfg.data.train_ratio == 0.8
+    t = config.load("tutorial")
+    assert t.name == "tutorial" and t.variants == ("baseline", "dropout", "batchnorm", "weight_decay")
+    assert t.data.split == "prefix" and t.train.shuffle is False and t.train.epochs == 100
+    q = config.load("quick")
+    assert q.seeds == (2021, 2022, 2023) and q.train.epochs == 3
+
+
+def test_flags_then_set_override_the_file():
+    cfg = config.load("tutorial", ["train.lr=0.01", "params.dropout.p=0.3"], variants=("dropout",), **{"train.epochs": 2})
+    assert cfg.variants == ("dropout",) and cfg.train.epochs == 2 and cfg.train.lr == 0.01
+    spec = config.resolve(cfg, "dropout", 2021)
+    assert spec.model_params == {"p": 0.3}
+
+
+def test_variant_training_overrides_and_params_table():
+    cfg = config.load(None, variants=("baseline", "weight_decay"))
+    assert config.resolve(cfg, "weight_decay", 1).train.weight_decay == 5e-4
+    assert config.resolve(cfg, "baseline", 1).train.weight_decay == 0.0
+    cfg = config.load(None, ["params.weight_decay.weight_decay=1e-3"], variants=("weight_decay",))
+    assert config.resolve(cfg, "weight_decay", 1).train.weight_decay == 1e-3
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("3", (2021, 2022, 2023)),
+    ("2021", (2021,)),
+    ("2021,2022", (2021, 2022)),
+    ("7,", (7,)),
+    ("0,1,2", (0, 1, 2)),
+])
+def test_seed_flag(text, expected):
+    assert config.parse_seed_flag(text) == expected
+
+
+@pytest.mark.parametrize("sets,flags,fragment", [
+    (["train.lr=0"], {}, "train.lr: 0.0 is not allowed"),
+    (["train.lr=-1"], {}, "train.lr"),
+    (["train.lr=nan"], {}, "not finite"),
+    (["train.lr=inf"], {}, "not finite"),
+    (["train.weight_decay=-0.1"], {}, "train.weight_decay"),
+    (["train.epochs=0"], {}, "train.epochs: 0 is not allowed"),
+    (["train.epochs=1.5"], {}, "train.epochs: expected int, got float"),
+    (["train.batch_size=0"], {}, "train.batch_size"),
+    (["train.batch_size='big'"], {}, "expected int, got str"),
+    (["train.shuffle=1"], {}, "train.shuffle: expected bool"),
+    (["train.select=val_f1"], {}, "one of val_acc, val_loss, last"),
+    (["train.device=tpu"], {}, "train.device"),
+    (["data.split=random"], {}, "one of prefix, stratified"),
+    (["data.train_ratio=1.0"], {}, "data.train_ratio"),
+    (["train.nonsense=1"], {}, "train.nonsense: unknown setting"),
+    (["nonsense=1"], {}, "nonsense: unknown setting"),
+    (["params.dropout.p=1.0"], {"variants": ("dropout",)}, "params.dropout: dropout must be in [0, 1)"),
+    (["params.dropout.p=-0.2"], {"variants": ("dropout",)}, "params.dropout"),
+    (["params.dropout.q=0.2"], {"variants": ("dropout",)}, "params.dropout.q: unknown setting"),
+    (["params.dropout.p='x'"], {"variants": ("dropout",)}, "params.dropout.p: expected float"),
+    (["params.nonet.p=0.1"], {}, "params.nonet: unknown variant"),
+    (["baseline=nope"], {}, "baseline: unknown variant"),
+    (["name=has space"], {}, "name"),
+    (["noequals"], {}, "expected key=value"),
+    ([], {"variants": ("dropuot",)}, "did you mean 'dropout'"),
+    ([], {"variants": ("baseline", "baseline")}, "listed twice"),
+    ([], {"variants": ()}, "empty"),
+    ([], {"seeds": (1, 1)}, "listed twice"),
+])
+def test_bad_settings_are_rejected_with_the_field(sets, flags, fragment):
+    with pytest.raises(UsageError) as e:
+        config.load(None, sets, **flags)
+    assert fragment in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["", "3,x", "-1,", "2021,-5", "1,1", "2.5"])
+def test_bad_seed_flags(text):
+    with pytest.raises(UsageError, match="--seeds"):
+        config.parse_seed_flag(text) if text else config.parse_seeds([], "--seeds")
+
+
+def test_empty_variant_flag():
+    with pytest.raises(UsageError, match="empty"):
+        config.parse_variant_list(" , ")
+
+
+def test_experiment_file_errors(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        config.load(str(tmp_path / "missing.toml"))
+    empty = tmp_path / "empty.toml"
+    empty.write_text("  \n")
+    with pytest.raises(UsageError, match="is empty"):
+        config.load(str(empty))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = \n[train\n")
+    with pytest.raises(UsageError, match="not valid TOML"):
+        config.load(str(bad))
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text("[train]\nepochs = 'ten'\n")
+    with pytest.raises(UsageError, match="train.epochs: expected int, got str 'ten'"):
+        config.load(str(wrong))
+    with pytest.raises(UsageError, match="no experiment named 'nope'"):
+        config.load("nope")
+
+
+def test_config_hash_ignores_where_results_go():
+    a = config.load(None)
+    b = config.load(None, ["tracking_uri='sqlite:///other.db'", "reports_dir='elsewhere'"])
+    c = config.load(None, ["train.lr=0.002"])
+    assert config.config_hash(a) == config.config_hash(b) != config.config_hash(c)
+
+
+def test_resolved_config_round_trips_through_toml(tmp_path):
+    cfg = config.load("tutorial", ["params.dropout.p=0.25"])
+    path = tmp_path / "again.toml"
+    path.write_text(config.to_toml(cfg))
+    assert config.load(str(path)) == cfg

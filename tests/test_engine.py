@@ -1,0 +1,128 @@
+"""The training engine: determinism, the tutorial's batches and values, non-finite losses."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import variants
+from harness import data, engine
+from tests.conftest import make_arrays
+
+
+@pytest.fixture(scope="module")
+def tensors():
+    a = data.check(make_arrays(300, 100), "synthetic")
+    split = data.make_split(a.y_train, "prefix", 0.8, 0)
+    return data.to_device(a, split, torch.device("cpu"))
+
+
+def _train(d, name="baseline", seed=1, **kw):
+    cfg = engine.EngineConfig(**{"epochs": 2, "batch_size": 64, **kw})
+    return engine.train(variants.get(name).build, d.x_train, d.y_train, d.x_val, d.y_val, cfg, seed)
+
+
+@pytest.mark.parametrize("name", ["baseline", "dropout", "batchnorm"])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_same_seed_same_numbers(tensors, name, shuffle):
+    torch.set_num_threads(1)
+    m1, r1 = _train(tensors, name, shuffle=shuffle)
+    m2, r2 = _train(tensors, name, shuffle=shuffle)
+    assert [(s.train_loss, s.train_acc, s.val_loss, s.val_acc) for s in r1.history] == [
+        (s.train_loss, s.train_acc, s.val_loss, s.val_acc) for s in r2.history
+    ]
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_other_seed_other_numbers(tensors):
+    _, r1 = _train(tensors, seed=1)
+    _, r2 = _train(tensors, seed=2)
+    assert r1.history[-1].train_loss != r2.history[-1].train_loss
+
+
+def test_shuffle_changes_batch_order_but_not_initial_weights(tensors):
+    m1, r1 = _train(tensors, epochs=1, shuffle=True)
+    m2, r2 = _train(tensors, epochs=1, shuffle=False)
+    assert r1.history[0].train_loss != r2.history[0].train_loss
+
+
+def test_unshuffled_epoch_equals_the_tutorials_loop():
+    """One epoch of the engine with shuffle off gives bit-identical weights to the tutorial's code:
+    torchvision ToTensor on PIL images, a DataLoader without shuffling, Adam, cross-entropy."""
+    from PIL import Image
+    from torchvision import transforms
+
+    arrays = make_arrays(160, 20)
+    a = data.check(arrays, "synthetic")
+    split = data.make_split(a.y_train, "prefix", 0.8, 0)
+    d = data.to_device(a, split, torch.device("cpu"))
+    cfg = engine.EngineConfig(epochs=1, batch_size=32, shuffle=False)
+    ours, _ = engine.train(variants.get("baseline").build, d.x_train, d.y_train, d.x_val, d.y_val, cfg, 2021)
+
+    engine.seed_everything(2021)
+    to_tensor = transforms.ToTensor()
+    xs = torch.stack([to_tensor(Image.fromarray(img)) for img in arrays["x_train"][:128]])
+    assert torch.equal(xs, engine.to_float(d.x_train))
+    ys = torch.from_numpy(arrays["y_train"][:128].astype(np.int64))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xs, ys), batch_size=32, shuffle=False)
+    theirs = variants.get("baseline").build()
+    opt = torch.optim.Adam(theirs.parameters())
+    loss_fn = nn.CrossEntropyLoss()
+    theirs.train()
+    for xb, yb in loader:
+        opt.zero_grad()
+        loss_fn(theirs(xb), yb).backward()
+        opt.step()
+    for a_, b_ in zip(ours.state_dict().values(), theirs.state_dict().values()):
+        assert torch.equal(a_, b_)
+
+
+def test_select_picks_the_epoch_by_validation(tensors):
+    _, r = _train(tensors, epochs=4, select="val_acc")
+    best = max(r.history, key=lambda s: s.val_acc)
+    assert r.selected_epoch == best.epoch
+    _, r = _train(tensors, epochs=4, select="val_loss")
+    assert r.selected_epoch == min(r.history, key=lambda s: s.val_loss).epoch
+    _, r = _train(tensors, epochs=3, select="last")
+    assert r.selected_epoch == 3
+
+
+def test_losses_are_means_per_sample(tensors):
+    model, r = _train(tensors, epochs=1)
+    loss, acc, pred = engine.evaluate(model, tensors.x_val, tensors.y_val, 7)
+    full = nn.functional.cross_entropy(model.eval()(engine.to_float(tensors.x_val)), tensors.y_val).item()
+    assert loss == pytest.approx(full, rel=1e-5)
+    assert r.history[0].val_loss == pytest.approx(full, rel=1e-5)
+    assert acc == pytest.approx(100.0 * (pred == tensors.y_val).float().mean().item())
+
+
+class Exploding(nn.Module):
+    def __init__(self, at_step: int):
+        super().__init__()
+        self.lin = nn.Linear(3 * 32 * 32, 10)
+        self.calls, self.at_step = 0, at_step
+
+    def forward(self, x):
+        self.calls += self.training
+        out = self.lin(x.flatten(1))
+        return out * float("nan") if self.training and self.calls >= self.at_step else out
+
+
+def test_non_finite_loss_names_epoch_and_step(tensors):
+    cfg = engine.EngineConfig(epochs=3, batch_size=64)
+    steps = 4  # 240 training images / 64
+    with pytest.raises(engine.NonFiniteLoss) as e:
+        engine.train(lambda: Exploding(steps + 2), tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, cfg, 0)
+    assert (e.value.epoch, e.value.step) == (2, 2)
+    assert "epoch 2, step 2" in str(e.value)
+
+
+def test_progress_callback_reports_each_phase(tensors):
+    seen = []
+    cfg = engine.EngineConfig(epochs=2, batch_size=64, progress_every=2)
+    engine.train(variants.get("baseline").build, tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, cfg, 0, seen.append)
+    done = [(p.phase, p.epoch) for p in seen if p.done]
+    assert done == [("train", 1), ("val", 1), ("train", 2), ("val", 2)]
+    assert any(not p.done for p in seen)

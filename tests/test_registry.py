@@ -1,0 +1,104 @@
+"""The variant registry; the smoke tests are generated from it, so a new variant is tested without editing a test."""
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+from torch import nn
+
+import variants
+from variants import registry
+
+
+def test_duplicate_name_raises():
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("baseline", hypothesis="again")(lambda: nn.Linear(1, 1))
+
+
+def test_unknown_name_lists_valid_names_and_close_match():
+    with pytest.raises(variants.UnknownVariant) as e:
+        variants.get("dropuot")
+    msg = str(e.value)
+    assert "did you mean 'dropout'" in msg
+    for name in ("baseline", "batchnorm", "dropout", "weight_decay"):
+        assert name in msg
+
+
+def test_unknown_name_without_close_match_still_lists_names():
+    msg = registry.unknown_message("zzz")
+    assert "did you mean" not in msg and "baseline" in msg
+
+
+def test_built_in_variants():
+    assert {"baseline", "dropout", "batchnorm", "weight_decay"} <= set(variants.names())
+    assert variants.get("dropout").params == {"p": 0.5}
+    assert variants.get("weight_decay").train == {"weight_decay": 5e-4}
+    assert variants.get("baseline").params == {} and variants.get("baseline").train == {}
+
+
+def test_every_variant_file_registers_a_variant():
+    registered_modules = {v.module for v in variants.all_variants()}
+    for name in variants.variant_modules():
+        module = importlib.import_module(f"variants.{name}")
+        assert module.__name__ in registered_modules, f"variants/{name}.py exists but registers no variant"
+
+
+@pytest.mark.parametrize("name", variants.names())
+def test_variant_forward_backward(name):
+    v = variants.get(name)
+    assert v.hypothesis and "\n" not in v.hypothesis
+    torch.manual_seed(0)
+    model = v.build()
+    x = torch.rand(4, 3, 32, 32)
+    out = model(x)
+    assert out.shape == (4, 10)
+    out.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+class TutorialNet(nn.Module):
+    """The tutorial's network as its article writes it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = self.pool(torch.relu(self.conv2(x)))
+        x = x.view(-1, 16 * 5 * 5)
+        x = torch.relu(self.fc1(x))
+        x = torch.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+def test_baseline_has_the_tutorials_initial_weights_and_outputs():
+    torch.manual_seed(2021)
+    ours = variants.get("baseline").build()
+    torch.manual_seed(2021)
+    theirs = TutorialNet()
+    ours_params = list(ours.parameters())
+    theirs_params = list(theirs.parameters())
+    assert len(ours_params) == len(theirs_params)
+    for a, b in zip(ours_params, theirs_params):
+        assert torch.equal(a, b)
+    x = torch.rand(8, 3, 32, 32)
+    assert torch.equal(ours(x), theirs(x))
+
+
+def test_dropout_rejects_p_outside_unit_interval():
+    for p in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"\[0, 1\)"):
+            variants.get("dropout").build(p=p)
+
+
+def test_batchnorm_sits_between_convolution_and_relu():
+    model = variants.get("batchnorm").build()
+    assert isinstance(model.bn1, nn.BatchNorm2d) and model.bn1.num_features == 6
+    assert isinstance(model.bn2, nn.BatchNorm2d) and model.bn2.num_features == 16
