@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.errors import UsageError
+from harness.errors import Terminated, UsageError
 
-EXIT_USAGE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED = 2, 1, 130
+EXIT_USAGE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     run.add_argument("--data-dir", help="directory holding cifar10.npz (default: $HARNESS_DATA_DIR, else ./data)")
     run.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    run.add_argument("--rerun", action="store_true", help="train finished runs again (by default they are skipped and interrupted ones resumed)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting, e.g. train.lr=0.01 or params.dropout.p=0.3")
 
     report = sub.add_parser("report", help="rebuild an experiment's report from the MLflow store")
@@ -71,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = config.load(args.experiment, args.set, **flags)
     from harness import runner
 
-    prepared = runner.prepare(cfg)
+    prepared = runner.prepare(cfg, rerun=args.rerun)
     console = Console()
     console.line(f"experiment {cfg.name}: {len(cfg.variants)} variant(s) × {len(cfg.seeds)} seed(s), {cfg.train.epochs} epoch(s) on {prepared.device}; "
                  f"split {cfg.data.split} {prepared.split.fingerprint}; store {prepared.uri}")
@@ -122,8 +123,15 @@ def cmd_ui(args: argparse.Namespace) -> int:
 COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "ui": cmd_ui}
 
 
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return COMMANDS[args.command](args)
     except UsageError as e:
@@ -132,5 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted (SIGINT): finished runs are kept; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        print("terminated (SIGTERM): finished runs are kept; rerun the same command to resume", file=sys.stderr)
+        return EXIT_TERMINATED

@@ -58,6 +58,7 @@ class ExperimentConfig:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-variant overrides
     tracking_uri: str = _setting("", "'' (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db), sqlite:///PATH, file:PATH, http(s)://HOST")
     reports_dir: str = _setting("reports", "a directory path")
+    checkpoint_dir: str = _setting("checkpoints", "a directory path")  # per-epoch checkpoints and run claims
 
 
 @dataclass(frozen=True)
@@ -321,6 +322,7 @@ def config_hash(cfg: ExperimentConfig) -> str:
     payload = dataclasses.asdict(cfg)
     payload.pop("tracking_uri", None)
     payload.pop("reports_dir", None)
+    payload.pop("checkpoint_dir", None)
     payload["data"].pop("dir", None)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -338,7 +340,7 @@ def to_toml(cfg: ExperimentConfig) -> str:
         return repr(v)
 
     d = dataclasses.asdict(cfg)
-    lines = [f"{k} = {value(d[k])}" for k in ("name", "variants", "baseline", "seeds", "tracking_uri", "reports_dir")]
+    lines = [f"{k} = {value(d[k])}" for k in ("name", "variants", "baseline", "seeds", "tracking_uri", "reports_dir", "checkpoint_dir")]
     for section in ("train", "data"):
         lines += ["", f"[{section}]"] + [f"{k} = {value(v)}" for k, v in d[section].items()]
     for variant, overrides in sorted(d["params"].items()):

@@ -1,6 +1,7 @@
 """What the user sees while runs go: the tutorial's per-epoch lines and the final summary table."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import TextIO
 
@@ -15,26 +16,31 @@ class Console:
         self.stream = stream
         self.live = stream.isatty()
 
+    def _write(self, text: str) -> None:
+        """A closed pipe (`| head`) silences the console; it never stops a run."""
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except BrokenPipeError:
+            self.stream = open(os.devnull, "w")
+
     @property
     def progress_every(self) -> int:
         return 10 if self.live else 0
 
     def header(self, text: str) -> None:
-        self.stream.write(f"== {text}\n")
-        self.stream.flush()
+        self._write(f"== {text}\n")
 
     def progress(self, p: Progress) -> None:
         label = "TRAIN" if p.phase == "train" else "VAL  "
         line = f"{label} EPOCH[{p.epoch:03d}/{p.epochs:03d}] ITR [{p.step:04d}/{p.steps:04d}] LOSS:{p.loss:.5f} ACC:{p.acc:.6f}"
         if p.done:
-            self.stream.write(("\r" if self.live else "") + line + "\n")
+            self._write(("\r" if self.live else "") + line + "\n")
         elif self.live:
-            self.stream.write("\r" + line)
-        self.stream.flush()
+            self._write("\r" + line)
 
     def line(self, text: str) -> None:
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        self._write(text + "\n")
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,7 @@ def check(arrays: dict[str, np.ndarray], where: str) -> Arrays:
 
 def _download_to_cache(directory: Path) -> None:
     """torchvision's CIFAR10(download=True) into `directory`, converted once into cifar10.npz."""
+    created = not directory.exists()
     try:
         import torchvision
 
@@ -113,6 +115,8 @@ def _download_to_cache(directory: Path) -> None:
         train = torchvision.datasets.CIFAR10(str(directory), train=True, download=True)
         test = torchvision.datasets.CIFAR10(str(directory), train=False, download=True)
     except Exception as e:  # noqa: BLE001 - any failure here means "could not download"
+        if created:
+            shutil.rmtree(directory, ignore_errors=True)  # leave no trace of a failed attempt
         raise UsageError(
             f"data: no {FILENAME} in {str(directory)!r} and downloading CIFAR-10 there failed ({type(e).__name__}: {e}); "
             f"copy cifar10.npz into that directory, or point --data-dir / HARNESS_DATA_DIR at a directory holding it"

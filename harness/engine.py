@@ -6,6 +6,7 @@ console: it reports through one callback, `on_progress(Progress)`, and returns a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import random
 import time
@@ -31,7 +32,7 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class Progress:
-    phase: str  # "train" or "val"
+    phase: str  # "train", "val", or "epoch" (the epoch is over: `stats` and `snapshot` are set)
     epoch: int  # 1-based
     epochs: int
     step: int  # 1-based, steps done so far in this phase
@@ -39,6 +40,8 @@ class Progress:
     loss: float  # mean per sample so far
     acc: float  # percent so far
     done: bool  # the phase is complete
+    stats: Optional["EpochStats"] = None
+    snapshot: Optional[dict] = None  # everything needed to resume after this epoch, bit for bit
 
 
 @dataclass(frozen=True)
@@ -94,13 +97,59 @@ def _is_better(select: str, stats: EpochStats, best: Optional[EpochStats]) -> bo
     return stats.val_acc > best.val_acc
 
 
+def _snapshot(epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, result: Result,
+              best: Optional[EpochStats], order_rng: torch.Generator) -> dict:
+    """The resumable state after `epoch`: weights, optimizer, history, best-so-far and every RNG."""
+    return {
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "history": [dataclasses.asdict(s) for s in result.history],
+        "selected_epoch": result.selected_epoch,
+        "selected_state": result.selected_state,
+        "best": dataclasses.asdict(best) if best else None,
+        "rng": {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+            "order": order_rng.get_state(),
+        },
+    }
+
+
+def _restore(snapshot: dict, model: nn.Module, optimizer: torch.optim.Optimizer, order_rng: torch.Generator) -> tuple[Result, Optional[EpochStats]]:
+    """Put the state of `snapshot` back. A piece that is missing is left as seeding made it."""
+    if "model" in snapshot:
+        model.load_state_dict(snapshot["model"])
+    if "optimizer" in snapshot:
+        optimizer.load_state_dict(snapshot["optimizer"])
+    rng = snapshot.get("rng", {})
+    if "python" in rng:
+        random.setstate(rng["python"])
+    if "numpy" in rng:
+        np.random.set_state(rng["numpy"])
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"])
+    if rng.get("cuda"):
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    if "order" in rng:
+        order_rng.set_state(rng["order"])
+    result = Result([EpochStats(**h) for h in snapshot["history"]], snapshot["selected_epoch"], snapshot["selected_state"])
+    best = EpochStats(**snapshot["best"]) if snapshot.get("best") else None
+    return result, best
+
+
 def train(
     build: Callable[[], nn.Module],
     x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
     cfg: EngineConfig, seed: int,
     on_progress: Callable[[Progress], None] = lambda p: None,
+    resume: Optional[dict] = None,
 ) -> tuple[nn.Module, Result]:
     """Seed, build the model on the data's device, train for `cfg.epochs`, validating after each.
+    With `resume` (a snapshot from an "epoch" progress event) it continues after that epoch and
+    ends with the same bits as a run that was never interrupted.
 
     Returns the model with its last epoch's weights and the result (history and selected weights).
     """
@@ -113,9 +162,16 @@ def train(
     order_rng = torch.Generator(device="cpu").manual_seed(seed)
     n = len(y_train)
     steps = (n + cfg.batch_size - 1) // cfg.batch_size
+    # On a CPU reading a number costs nothing, so a non-finite loss stops the run at its step; on a
+    # GPU the check stays on the device and is read once per epoch (no synchronisation per step).
+    check_each_step = device.type != "cuda"
     result, best = Result(), None
+    first_epoch = 1
+    if resume is not None:
+        result, best = _restore(resume, model, optimizer, order_rng)
+        first_epoch = resume["epoch"] + 1
 
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(first_epoch, cfg.epochs + 1):
         start = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=order_rng).to(device) if cfg.shuffle else None
@@ -141,12 +197,14 @@ def train(
                 first_bad = torch.where((first_bad < 0) & ~torch.isfinite(detached), step + 1, first_bad)
                 loss_sum += detached * (hi - lo)
                 correct += (logits.argmax(1) == yb).sum()
+            if check_each_step and not torch.isfinite(detached):
+                raise NonFiniteLoss(epoch, step + 1, float(detached))
             seen = hi
             if cfg.progress_every and (step + 1) % cfg.progress_every == 0 and step + 1 < steps:
                 on_progress(Progress("train", epoch, cfg.epochs, step + 1, steps, loss_sum.item() / seen, 100.0 * correct.item() / seen, False))
         bad = int(first_bad.item())
         if bad >= 0:
-            raise NonFiniteLoss(epoch, bad, float(loss_sum.item()))
+            raise NonFiniteLoss(epoch, bad, float("nan"))
         train_loss, train_acc = loss_sum.item() / n, 100.0 * correct.item() / n
         on_progress(Progress("train", epoch, cfg.epochs, steps, steps, train_loss, train_acc, True))
 
@@ -160,6 +218,8 @@ def train(
             best = stats
             result.selected_epoch = epoch
             result.selected_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        snapshot = _snapshot(epoch, model, optimizer, result, best, order_rng)
+        on_progress(Progress("epoch", epoch, cfg.epochs, steps, steps, val_loss, val_acc, True, stats, snapshot))
     return model, result
 
 

@@ -20,10 +20,10 @@ import torch
 import variants as registry
 from harness import config as config_mod
 from harness import data as data_mod
-from harness import engine, evaluation, provenance
+from harness import checkpoint, engine, evaluation, faults, provenance
 from harness.config import ExperimentConfig, RunSpec
 from harness.console import Console, table
-from harness.errors import UsageError
+from harness.errors import Terminated, UsageError
 
 
 @dataclass
@@ -37,6 +37,7 @@ class Outcome:
     test_acc: float = math.nan
     seconds: float = 0.0
     error: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,11 @@ class Prepared:
     split: data_mod.Split
     data: data_mod.DeviceData
     reports_dir: Path
+    checkpoint_dir: Path
+    rerun: bool = False
 
 
-def prepare(cfg: ExperimentConfig) -> Prepared:
+def prepare(cfg: ExperimentConfig, rerun: bool = False) -> Prepared:
     """Check everything that can be wrong before any run or file is created, then load the data."""
     from harness import tracking
 
@@ -59,12 +62,14 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
     device = provenance.resolve_device(cfg.train.device)
     reports_dir = Path(cfg.reports_dir) / cfg.name
     check_writable(reports_dir, "reports_dir")
+    checkpoint_dir = Path(cfg.checkpoint_dir) / cfg.name
+    check_writable(checkpoint_dir, "checkpoint_dir")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     engine.set_determinism()  # before the first run records how deterministic it is
     arrays = data_mod.load(data_mod.data_dir(cfg.data.dir))
     split = data_mod.make_split(arrays.y_train, cfg.data.split, cfg.data.train_ratio, cfg.data.split_seed)
-    return Prepared(cfg, uri, device, split, data_mod.to_device(arrays, split, device), reports_dir)
+    return Prepared(cfg, uri, device, split, data_mod.to_device(arrays, split, device), reports_dir, checkpoint_dir, rerun)
 
 
 def check_writable(folder: Path, field: str) -> None:
@@ -91,47 +96,129 @@ def variant_key(spec: RunSpec, split_fingerprint: str) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def run_key(vkey: str, seed: int) -> str:
+    """Identifies one run: experiment, variant, configuration and split (in `vkey`), and the seed."""
+    return f"{vkey}-{seed}"
+
+
+class LostClaim(RuntimeError):
+    pass
+
+
 def run_experiment(p: Prepared, console: Console) -> list[Outcome]:
+    """Run every (variant, seed) pair once. Pairs another live runner holds are waited for; pairs
+    whose holder died are taken over when its lease runs out."""
     from harness import tracking
+    from harness.claims import Claims
 
-    tracker = tracking.Tracker(p.uri, p.cfg.name)
-    common_tags = {
-        "harness.experiment": p.cfg.name,
-        "harness.baseline": p.cfg.baseline,
-        "harness.config_hash": config_mod.config_hash(p.cfg),
-        "harness.split_fingerprint": p.split.fingerprint,
-        "harness.git_commit": provenance.git_commit(),
-        "harness.command": provenance.command_line(),
-        **{f"harness.version.{k}": v for k, v in provenance.versions().items()},
-    }
-    pairs = [(v, s) for v in p.cfg.variants for s in p.cfg.seeds]
-    outcomes = []
-    for i, (variant, seed) in enumerate(pairs, 1):
-        console.header(f"{variant} seed {seed} ({i}/{len(pairs)})")
-        outcomes.append(run_one(p, tracker, variant, seed, common_tags, console))
-    return outcomes
+    tracker = tracking.Tracker(p.uri, p.cfg.name, p.checkpoint_dir)
+    claims = Claims(p.checkpoint_dir / "claims.sqlite")
+    try:
+        _sweep_dangling(tracker, claims, console)
+        common_tags = {
+            "harness.experiment": p.cfg.name,
+            "harness.baseline": p.cfg.baseline,
+            "harness.config_hash": config_mod.config_hash(p.cfg),
+            "harness.split_fingerprint": p.split.fingerprint,
+            "harness.git_commit": provenance.git_commit(),
+            "harness.command": provenance.command_line(),
+            **{f"harness.version.{k}": v for k, v in provenance.versions().items()},
+        }
+        pairs = [(v, s) for v in p.cfg.variants for s in p.cfg.seeds]
+        outcomes: dict[tuple[str, int], Outcome] = {}
+        pending, waited = pairs, False
+        while pending:
+            deferred = []
+            for variant, seed in pending:
+                spec = config_mod.resolve(p.cfg, variant, seed)
+                key = run_key(variant_key(spec, p.split.fingerprint), seed)
+                if not claims.acquire(key):
+                    deferred.append((variant, seed))
+                    continue
+                try:
+                    console.header(f"{variant} seed {seed} ({pairs.index((variant, seed)) + 1}/{len(pairs)})")
+                    outcomes[(variant, seed)] = run_one(p, tracker, claims, spec, key, common_tags, console)
+                finally:
+                    claims.release(key)
+            if deferred and not waited:
+                console.line(f"waiting for {len(deferred)} run(s) that another runner is training")
+                waited = True
+            if deferred:
+                time.sleep(1.0)
+            pending = deferred
+        return [outcomes[pair] for pair in pairs]
+    finally:
+        claims.close()
 
 
-def run_one(p: Prepared, tracker, variant: str, seed: int, common_tags: dict[str, str], console: Console) -> Outcome:
-    spec = config_mod.resolve(p.cfg, variant, seed)
+def _sweep_dangling(tracker, claims, console: Console) -> None:
+    """A run the store says is RUNNING but whose key no live runner holds was left by a process
+    that died: mark it KILLED now (a later pair with its key resumes it from its checkpoint)."""
+    for run_id, key in tracker.running_seed_runs():
+        if key and claims.acquire(key):
+            try:
+                tracker.set_tags(run_id, {"harness.error": "its process died without closing it (found by a later runner)"})
+                tracker.finish(run_id, "KILLED")
+                console.line(f"marked run {run_id} KILLED: its process had died while it was RUNNING")
+            finally:
+                claims.release(key)
+
+
+def run_one(p: Prepared, tracker, claims, spec: RunSpec, key: str, common_tags: dict[str, str], console: Console) -> Outcome:
+    """Skip a finished key, resume an interrupted one from its checkpoint, or start a new run."""
+    variant, seed = spec.variant, spec.seed
+    ckpt_path = p.checkpoint_dir / f"{key}.pt"
+    existing = tracker.runs_with_key(key)
+    finished = [r for r in existing if r.status == "FINISHED"]
+    if finished and not p.rerun:
+        r = finished[-1]
+        checkpoint.remove(ckpt_path)  # left behind if a process died right after finishing
+        console.line(f"skip {variant} seed {seed}: already finished (run {r.run_id}); --rerun trains it again")
+        m = r.metrics
+        return Outcome(variant, seed, "FINISHED", m.get("best_val_acc", math.nan), int(m.get("selected_epoch", 0)),
+                       m.get("final_val_acc", math.nan), m.get("test_acc", math.nan), 0.0, note="skipped: already finished")
+
     env = provenance.determinism(p.device)
     tags = {**common_tags, **{f"harness.env.{k}": v for k, v in env.items()}, "harness.device": env["device"]}
     shared_params = {k: v for k, v in spec.flat().items() if k != "seed"}
     shared_params.update({"data.split": p.cfg.data.split, "data.train_ratio": p.cfg.data.train_ratio, "data.split_seed": p.cfg.data.split_seed})
-    parent_id = tracker.parent(variant, variant_key(spec, p.split.fingerprint), tags, shared_params)
-    run_id = tracker.start_seed_run(parent_id, variant, seed, tags, {**shared_params, "seed": seed})
-    outcome = Outcome(variant, seed, "FAILED")
+    vkey = key.rsplit("-", 1)[0]
+    parent_id = tracker.parent(variant, vkey, tags, shared_params)
+
+    snapshot, run_id = None, None
+    unfinished = [r for r in existing if r.status != "FINISHED"]
+    if unfinished and not p.rerun:
+        candidate = unfinished[-1]
+        saved = checkpoint.load(ckpt_path)
+        if saved is not None and saved.get("run_id") == candidate.run_id:
+            run_id, snapshot = candidate.run_id, saved
+        elif not tracker.logged_epochs(candidate.run_id):
+            run_id = candidate.run_id  # died before its first checkpoint: start over in the same run
+        for stale in unfinished:
+            if stale.run_id != run_id and stale.status == "RUNNING":
+                tracker.finish(stale.run_id, "KILLED")
+    if run_id is None:
+        checkpoint.remove(ckpt_path)
+        run_id = tracker.start_seed_run(parent_id, variant, seed, {**tags, "harness.run_key": key}, {**shared_params, "seed": seed})
+    else:
+        tracker.reopen(run_id)
+        tracker.set_tags(run_id, {"harness.error": ""})
+        where = f"after epoch {snapshot['epoch']}" if snapshot else "from the start"
+        console.line(f"resume {variant} seed {seed} {where} in run {run_id}")
+
     start = time.perf_counter()
     try:
-        result, metrics = train_and_evaluate(p, spec, tracker, run_id, console)
-        outcome = Outcome(
-            variant, seed, "FINISHED", metrics["best_val_acc"], result.selected_epoch,
-            result.history[-1].val_acc, metrics["test_acc"], time.perf_counter() - start,
-        )
+        result, metrics = train_and_evaluate(p, spec, tracker, claims, key, run_id, ckpt_path, snapshot, console)
         tracker.finish(run_id, "FINISHED")
+        checkpoint.remove(ckpt_path)
+        if p.rerun:
+            for old in finished:
+                tracker.delete(old.run_id)  # one finished run per key, the newest
         tracker.update_aggregates(parent_id)
-    except KeyboardInterrupt:
-        tracker.set_tags(run_id, {"harness.error": "interrupted by the user"})
+        return Outcome(variant, seed, "FINISHED", metrics["best_val_acc"], result.selected_epoch,
+                       result.history[-1].val_acc, metrics["test_acc"], time.perf_counter() - start)
+    except (KeyboardInterrupt, Terminated) as e:
+        tracker.set_tags(run_id, {"harness.error": f"interrupted ({type(e).__name__}); resumes from its last checkpoint"})
         tracker.finish(run_id, "KILLED")
         raise
     except Exception as e:  # noqa: BLE001 - one failing run must not stop the others
@@ -141,31 +228,49 @@ def run_one(p: Prepared, tracker, variant: str, seed: int, common_tags: dict[str
         console.line(f"FAILED {variant} seed {seed}: {reason}")
         tracker.set_tags(run_id, {"harness.error": reason[:5000]})
         tracker.finish(run_id, "FAILED")
-        outcome = Outcome(variant, seed, "FAILED", seconds=time.perf_counter() - start, error=reason)
-    return outcome
+        return Outcome(variant, seed, "FAILED", seconds=time.perf_counter() - start, error=reason)
 
 
-def train_and_evaluate(p: Prepared, spec: RunSpec, tracker, run_id: str, console: Console) -> tuple[engine.Result, dict[str, float]]:
+EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
+
+
+def _epoch_metrics(s: engine.EpochStats) -> dict[str, float]:
+    return {"train_loss": s.train_loss, "train_acc": s.train_acc, "val_loss": s.val_loss, "val_acc": s.val_acc,
+            "gap_acc": s.train_acc - s.val_acc, "epoch_seconds": s.seconds}
+
+
+def train_and_evaluate(p: Prepared, spec: RunSpec, tracker, claims, key: str, run_id: str, ckpt_path: Path,
+                       snapshot: dict | None, console: Console) -> tuple[engine.Result, dict[str, float]]:
     t = spec.train
     ecfg = engine.EngineConfig(
         epochs=t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, lr=t.lr,
-        weight_decay=t.weight_decay, shuffle=t.shuffle, select=t.select, progress_every=console.progress_every,
+        weight_decay=t.weight_decay, shuffle=t.shuffle, select=t.select,
+        progress_every=1 if faults.wants("step") else console.progress_every,
     )
-    pending: dict[str, float] = {}
+    if snapshot is not None:  # epochs checkpointed but not yet logged when the last process died
+        logged = tracker.logged_epochs(run_id)
+        for h in snapshot["history"]:
+            if h["epoch"] not in logged:
+                tracker.log_metrics(run_id, _epoch_metrics(engine.EpochStats(**h)), step=h["epoch"])
 
     def on_progress(progress: engine.Progress) -> None:
-        console.progress(progress)
-        if progress.done and progress.phase == "train":
-            pending.update(train_loss=progress.loss, train_acc=progress.acc)
-        elif progress.done and progress.phase == "val":
-            values = {**pending, "val_loss": progress.loss, "val_acc": progress.acc, "gap_acc": pending["train_acc"] - progress.acc}
-            tracker.log_metrics(run_id, values, step=progress.epoch)
+        if progress.phase != "epoch":
+            console.progress(progress)
+            faults.point("step")
+            return
+        # Checkpoint first, then log: an epoch's metrics are in the store only once its checkpoint
+        # is durable, so a restart never logs an epoch twice.
+        if not claims.holds(key):
+            raise LostClaim(f"another runner took over {spec.variant} seed {spec.seed}; this one stops")
+        checkpoint.save(ckpt_path, {**progress.snapshot, "run_id": run_id, "key": key})
+        faults.point("checkpointed")
+        tracker.log_metrics(run_id, _epoch_metrics(progress.stats), step=progress.epoch)
+        faults.point("logged")
 
     v = registry.get(spec.variant)
     d = p.data
-    model, result = engine.train(lambda: v.build(**spec.model_params), d.x_train, d.y_train, d.x_val, d.y_val, ecfg, spec.seed, on_progress)
-    for stats in result.history:
-        tracker.log_metrics(run_id, {"epoch_seconds": stats.seconds}, step=stats.epoch)
+    model, result = engine.train(lambda: v.build(**spec.model_params), d.x_train, d.y_train, d.x_val, d.y_val,
+                                 ecfg, spec.seed, on_progress, resume=snapshot)
 
     # The test set is read only now, once for the selected weights and once for the last.
     selected = engine.copy_weights(model, result.selected_state)
@@ -194,15 +299,17 @@ def train_and_evaluate(p: Prepared, spec: RunSpec, tracker, run_id: str, console
         "n_params": float(sum(p.numel() for p in model.parameters())),
         **{f"test_f1_{name}": float(scores["f1"][i]) for i, name in enumerate(data_mod.CLASSES)},
     }
-    tracker.log_metrics(run_id, metrics)
+    if "test_acc" not in tracker.runs_metrics(run_id):  # a restart after the final log logs nothing twice
+        tracker.log_metrics(run_id, metrics)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "config.toml").write_text(config_mod.to_toml(p.cfg) + run_section(spec))
         evaluation.write_confusion_csv(cm, data_mod.CLASSES, folder / "confusion_matrix.csv")
         evaluation.write_per_class_csv(scores, data_mod.CLASSES, folder / "per_class.csv")
+        torch.save({"last": model.state_dict(), "selected": result.selected_state, "selected_epoch": result.selected_epoch}, folder / "model.pt")
         from harness import plots
 
-        curves = {k: [getattr(s, k) for s in h] for k in ("train_loss", "train_acc", "val_loss", "val_acc")}
+        curves = {k: [getattr(s, k) for s in h] for k in EPOCH_KEYS}
         plots.run_curves(curves, f"{spec.variant}, seed {spec.seed}", folder / "learning_curves.png")
         plots.confusion_matrices({f"{spec.variant} seed {spec.seed}": cm}, data_mod.CLASSES, folder / "confusion_matrix.png")
         tracker.log_artifacts(run_id, folder)
@@ -220,7 +327,7 @@ def summary(outcomes: list[Outcome]) -> str:
         return fmt.format(x) if math.isfinite(x) else "-"
 
     rows = [
-        [o.variant, str(o.seed), o.status, num(o.best_val_acc), str(o.selected_epoch or "-"), num(o.final_val_acc), num(o.test_acc), f"{o.seconds:.1f}s"]
+        [o.variant, str(o.seed), o.status + (" (skipped)" if o.note else ""), num(o.best_val_acc), str(o.selected_epoch or "-"), num(o.final_val_acc), num(o.test_acc), f"{o.seconds:.1f}s"]
         for o in outcomes
     ]
     text = table(["variant", "seed", "status", "best val acc", "epoch of best", "final val acc", "test acc", "time"], rows)

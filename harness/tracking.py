@@ -6,8 +6,12 @@ The rest of the harness never imports mlflow; it calls these functions.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import math
 import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,39 +73,105 @@ class SeedRun:
     confusion: Any = None  # the test-set confusion matrix (numpy), for finished runs
 
 
+@contextlib.contextmanager
+def store_lock(folder: Path):
+    """An exclusive lock (flock) for the few store writes that must not race between runners on
+    one machine: creating the database and experiment, and creating a variant's parent run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".store.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _retrying(fn):
+    """Retry a store call that met a locked SQLite database (several runners writing at once)."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        for attempt in range(30):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - MLflow wraps the driver's error in its own types
+                if "locked" not in str(e) and "busy" not in str(e) or attempt == 29:
+                    raise
+                time.sleep(0.1 + 0.05 * attempt)
+    return call
+
+
+@dataclass(frozen=True)
+class KeyedRun:
+    run_id: str
+    status: str
+    start_time: int
+    metrics: dict[str, float]
+
+
 class Tracker:
     """Writes one experiment's runs. Construct it once per `run` command."""
 
-    def __init__(self, uri: str, experiment: str) -> None:
+    def __init__(self, uri: str, experiment: str, lock_dir: Path) -> None:
         from mlflow import MlflowClient
 
         _quiet_mlflow()
         self.uri = uri
+        self.lock_dir = lock_dir
         self.client = MlflowClient(tracking_uri=uri)
-        found = self.client.get_experiment_by_name(experiment)
-        if found is None:
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=_experiment_artifacts(uri, experiment))
-        else:
-            self.experiment_id = found.experiment_id
+        with store_lock(lock_dir):
+            found = self.client.get_experiment_by_name(experiment)  # creates the database on first use
+            _enable_wal(uri)
+            if found is None:
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=_experiment_artifacts(uri, experiment))
+            else:
+                self.experiment_id = found.experiment_id
 
     def parent(self, variant: str, key: str, tags: dict[str, str], params: dict[str, Any]) -> str:
         """The variant's parent run for this configuration, created on first use."""
-        found = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`harness.role` = 'variant' and tags.`harness.variant_key` = '{key}'",
-            max_results=1,
-        )
-        if found:
-            return found[0].info.run_id
-        run = self.client.create_run(
-            self.experiment_id, run_name=variant,
-            tags={**tags, "harness.role": "variant", "harness.variant_key": key, "harness.variant": variant},
-        )
+        with store_lock(self.lock_dir):
+            found = self._search(f"tags.`harness.role` = 'variant' and tags.`harness.variant_key` = '{key}'")
+            if found:
+                return found[0].info.run_id
+            run = _retrying(self.client.create_run)(
+                self.experiment_id, run_name=variant,
+                tags={**tags, "harness.role": "variant", "harness.variant_key": key, "harness.variant": variant},
+            )
         self._log_params(run.info.run_id, params)
         return run.info.run_id
 
+    @_retrying
+    def _search(self, filter_string: str) -> list:
+        return list(self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=10_000))
+
+    def runs_with_key(self, key: str) -> list[KeyedRun]:
+        """The live (not deleted) seed runs of a run key, oldest first."""
+        found = self._search(f"tags.`harness.role` = 'seed' and tags.`harness.run_key` = '{key}'")
+        return sorted((KeyedRun(r.info.run_id, r.info.status, r.info.start_time, dict(r.data.metrics)) for r in found), key=lambda r: r.start_time)
+
+    def running_seed_runs(self) -> list[tuple[str, str]]:
+        """(run id, run key) of every seed run the store says is RUNNING."""
+        found = self._search("tags.`harness.role` = 'seed' and attributes.status = 'RUNNING'")
+        return [(r.info.run_id, r.data.tags.get("harness.run_key", "")) for r in found]
+
+    @_retrying
+    def reopen(self, run_id: str) -> None:
+        self.client.update_run(run_id, status="RUNNING")
+
+    @_retrying
+    def delete(self, run_id: str) -> None:
+        self.client.delete_run(run_id)
+
+    @_retrying
+    def runs_metrics(self, run_id: str) -> dict[str, float]:
+        return dict(self.client.get_run(run_id).data.metrics)
+
+    @_retrying
+    def logged_epochs(self, run_id: str) -> set[int]:
+        return {m.step for m in self.client.get_metric_history(run_id, "val_acc")}
+
     def start_seed_run(self, parent_id: str, variant: str, seed: int, tags: dict[str, str], params: dict[str, Any]) -> str:
-        run = self.client.create_run(
+        run = _retrying(self.client.create_run)(
             self.experiment_id, run_name=f"{variant}-seed{seed}",
             tags={**tags, "mlflow.parentRunId": parent_id, "harness.role": "seed", "harness.variant": variant, "harness.seed": str(seed)},
         )
@@ -113,23 +183,25 @@ class Tracker:
 
         items = [Param(k, str(v)) for k, v in sorted(params.items())]
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
-            self.client.log_batch(run_id, params=items[i : i + 100])
+            _retrying(self.client.log_batch)(run_id, params=items[i : i + 100])
 
     def log_metrics(self, run_id: str, values: dict[str, float], step: int = 0) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, step) for k, v in values.items() if v is not None and math.isfinite(v)]
-        if metrics:
-            self.client.log_batch(run_id, metrics=metrics)
+        if metrics:  # one batch: an epoch's metrics are logged together or not at all
+            _retrying(self.client.log_batch)(run_id, metrics=metrics)
 
     def log_artifacts(self, run_id: str, folder: Path) -> None:
         self.client.log_artifacts(run_id, str(folder))
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        for k, v in tags.items():
-            self.client.set_tag(run_id, k, v)
+        from mlflow.entities import RunTag
 
+        _retrying(self.client.log_batch)(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    @_retrying
     def finish(self, run_id: str, status: str) -> None:
         """status: FINISHED, FAILED or KILLED."""
         self.client.set_terminated(run_id, status)
@@ -138,15 +210,21 @@ class Tracker:
         """Recompute the parent's across-seed aggregates from its finished children."""
         from harness import stats
 
-        children = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'FINISHED'",
-        )
+        children = self._search(f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'FINISHED'")
         values: dict[str, float] = {"n_seeds": float(len(children))}
         for key in FINAL_AGGREGATES:
             s = stats.summarize([r.data.metrics[key] for r in children if key in r.data.metrics])
             if s.n:
                 values.update({f"{key}_mean": s.mean, f"{key}_std": s.std, f"{key}_ci_low": s.ci_low, f"{key}_ci_high": s.ci_high})
         self.log_metrics(parent_id, values)
+        self.finish(parent_id, "FINISHED")  # a parent holds results, not a process: it is never left RUNNING
+
+
+def _enable_wal(uri: str) -> None:
+    """Write-ahead logging lets readers and one writer work at once; it persists in the file."""
+    if uri.startswith("sqlite:///"):
+        with contextlib.closing(sqlite3.connect(uri[len("sqlite:///"):], timeout=30)) as db:
+            db.execute("pragma journal_mode=wal")
 
 
 def _experiment_artifacts(uri: str, experiment: str) -> str | None:

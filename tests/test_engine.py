@@ -123,6 +123,8 @@ def test_progress_callback_reports_each_phase(tensors):
     seen = []
     cfg = engine.EngineConfig(epochs=2, batch_size=64, progress_every=2)
     engine.train(variants.get("baseline").build, tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, cfg, 0, seen.append)
-    done = [(p.phase, p.epoch) for p in seen if p.done]
+    done = [(p.phase, p.epoch) for p in seen if p.done and p.phase != "epoch"]
     assert done == [("train", 1), ("val", 1), ("train", 2), ("val", 2)]
     assert any(not p.done for p in seen)
+    epochs = [p for p in seen if p.phase == "epoch"]
+    assert [p.epoch for p in epochs] == [1, 2] and all(p.snapshot and p.stats for p in epochs)

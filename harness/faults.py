@@ -1,0 +1,28 @@
+"""Deterministic fault injection, for the fault-tolerance tests and for users who want to check
+their own set-up: `HARNESS_FAULT="POINT:N:SIGNAL"` makes the process send SIGNAL (KILL, TERM or
+INT) to itself the N-th time it passes POINT. Points: `step` (a training step), `checkpoint`
+(half-way through writing a checkpoint), `checkpointed` (after a checkpoint, before the epoch's
+metrics are logged), `logged` (after the epoch's metrics are logged).
+
+Unset, `point()` is one comparison.
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+_SPEC = os.environ.get("HARNESS_FAULT", "")
+_POINT, _AT, _SIGNAL = (_SPEC.split(":") + ["", "", ""])[:3] if _SPEC else ("", "0", "KILL")
+_COUNT = {"n": 0}
+
+
+def wants(point: str) -> bool:
+    return _POINT == point
+
+
+def point(name: str) -> None:
+    if name != _POINT:
+        return
+    _COUNT["n"] += 1
+    if _COUNT["n"] == int(_AT):
+        os.kill(os.getpid(), getattr(signal, f"SIG{_SIGNAL or 'KILL'}"))

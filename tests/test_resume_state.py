@@ -1,0 +1,81 @@
+"""Exact resume in-process: a snapshot after any epoch continues bit for bit, and dropping any one
+piece of it (each RNG, the optimizer, the weights) breaks that."""
+from __future__ import annotations
+
+import io
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from harness import data, engine
+from tests.conftest import make_arrays
+from variants.lenet import LeNet
+
+
+class Noisy(nn.Module):
+    """Draws from every RNG a variant might use: torch (dropout), Python's random and NumPy."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = LeNet(dropout=0.3)
+
+    def forward(self, x):
+        if self.training:
+            x = x + 0.05 * random.random() + 0.05 * float(np.random.rand())
+        return self.net(x)
+
+
+@pytest.fixture(scope="module")
+def tensors():
+    a = data.check(make_arrays(256, 40), "synthetic")
+    split = data.make_split(a.y_train, "stratified", 0.75, 0)
+    return data.to_device(a, split, torch.device("cpu"))
+
+
+CFG = engine.EngineConfig(epochs=3, batch_size=32, shuffle=True)
+
+
+def run(d, resume=None, keep_at=None):
+    torch.set_num_threads(1)
+    kept = {}
+
+    def on_progress(p):
+        if p.phase == "epoch" and p.epoch == keep_at:
+            buf = io.BytesIO()
+            torch.save(p.snapshot, buf)  # what a checkpoint file holds
+            kept["snap"] = torch.load(io.BytesIO(buf.getvalue()), weights_only=False)
+
+    model, result = engine.train(Noisy, d.x_train, d.y_train, d.x_val, d.y_val, CFG, 7, on_progress, resume=resume)
+    return model, result, kept.get("snap")
+
+
+def same(a, b):
+    ma, ra = a[0], a[1]
+    mb, rb = b[0], b[1]
+    weights = all(torch.equal(x, y) for x, y in zip(ma.state_dict().values(), mb.state_dict().values()))
+    hist = [(s.train_loss, s.val_loss, s.val_acc) for s in ra.history] == [(s.train_loss, s.val_loss, s.val_acc) for s in rb.history]
+    return weights and hist and ra.selected_epoch == rb.selected_epoch
+
+
+@pytest.fixture(scope="module")
+def reference(tensors):
+    return run(tensors)
+
+
+@pytest.mark.parametrize("after_epoch", [1, 2])
+def test_resume_is_bit_identical(tensors, reference, after_epoch):
+    _, _, snap = run(tensors, keep_at=after_epoch)
+    assert same(run(tensors, resume=snap), reference)
+
+
+@pytest.mark.parametrize("piece", [("rng", "python"), ("rng", "numpy"), ("rng", "torch"), ("rng", "order"), ("optimizer",), ("model",)])
+def test_dropping_any_piece_breaks_exactness(tensors, reference, piece):
+    _, _, snap = run(tensors, keep_at=1)
+    node = snap
+    for part in piece[:-1]:
+        node = node[part]
+    del node[piece[-1]]
+    assert not same(run(tensors, resume=snap), reference), f"resume without {'.'.join(piece)} still matched"
