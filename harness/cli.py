@@ -14,8 +14,14 @@ from harness.errors import Terminated, UsageError
 EXIT_USAGE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line, like every other bad input (argparse prints its usage block otherwise)."""
+        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m harness",
         description="Train CNN ablation variants on one seeded CIFAR-10 split, track them in MLflow and report the comparison.",
     )
@@ -52,7 +58,7 @@ def _int(flag: str):
         try:
             return int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag}: {text!r} is not an integer") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
     return parse
 
@@ -81,8 +87,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.line(runner.summary(outcomes))
     from harness import report
 
-    path = report.build(prepared.uri, cfg.name, prepared.reports_dir)
-    console.line(f"report: {path}")
+    try:
+        path = report.build(prepared.uri, cfg.name, prepared.reports_dir)
+        console.line(f"report: {path}")
+    except OSError as e:  # the runs are safe in the store; `report` rebuilds it later
+        print(f"error: report: {e}; the runs are in the store, rebuild with `python -m harness report --experiment {cfg.name}`", file=sys.stderr)
+        return EXIT_FAILED_RUNS
     return EXIT_FAILED_RUNS if any(o.status != "FINISHED" for o in outcomes) else 0
 
 

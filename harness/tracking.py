@@ -118,9 +118,9 @@ class Tracker:
         _quiet_mlflow()
         self.uri = uri
         self.lock_dir = lock_dir
-        self.client = MlflowClient(tracking_uri=uri)
         with store_lock(lock_dir):
-            found = self.client.get_experiment_by_name(experiment)  # creates the database on first use
+            self.client = MlflowClient(tracking_uri=uri)  # creates and migrates the database on first use
+            found = self.client.get_experiment_by_name(experiment)
             _enable_wal(uri)
             if found is None:
                 self.experiment_id = self.client.create_experiment(experiment, artifact_location=_experiment_artifacts(uri, experiment))

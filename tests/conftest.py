@@ -1,8 +1,11 @@
 """Shared fixtures: small synthetic CIFAR-shaped data written the way users provide the real one."""
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -48,3 +51,20 @@ def harness(*args: str, cwd: Path, data: Path | None = None, timeout: float = 60
         full_env["HARNESS_DATA_DIR"] = str(data)
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+@functools.lru_cache(maxsize=1)
+def _store_template() -> Path:
+    """An empty MLflow SQLite store, made once: creating the tables costs seconds per process."""
+    from mlflow import MlflowClient
+
+    folder = Path(tempfile.mkdtemp(prefix="harness-store-"))
+    MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+    return folder / "mlflow.db"
+
+
+def fresh_store(work: Path) -> None:
+    """Give `work` an empty, already-initialised MLflow store (as a first run would leave it)."""
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "mlflow.db").exists():
+        shutil.copy(_store_template(), work / "mlflow.db")

@@ -1,0 +1,61 @@
+"""Claims with leases, on a real SQLite file, with the real renewal thread."""
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+
+from harness.claims import Claims
+
+
+def test_one_holder_at_a_time(tmp_path):
+    a, b = Claims(tmp_path / "c.sqlite"), Claims(tmp_path / "c.sqlite")
+    try:
+        assert a.acquire("k") and not b.acquire("k") and b.held_by_other("k")
+        assert a.acquire("k")  # re-entrant for its holder
+        a.release("k")
+        assert b.acquire("k") and not a.acquire("k")
+    finally:
+        a.close(), b.close()
+
+
+def test_a_live_holder_never_loses(tmp_path):
+    a, b = Claims(tmp_path / "c.sqlite", lease_s=0.6), Claims(tmp_path / "c.sqlite", lease_s=0.6)
+    try:
+        assert a.acquire("k")
+        deadline = time.time() + 3.0  # five leases long: only renewal keeps it
+        while time.time() < deadline:
+            assert not b.acquire("k")
+            assert a.holds("k")
+            time.sleep(0.1)
+    finally:
+        a.close(), b.close()
+
+
+def test_a_holder_on_another_machine_loses_when_its_lease_runs_out(tmp_path):
+    c = Claims(tmp_path / "c.sqlite")
+    try:
+        with sqlite3.connect(tmp_path / "c.sqlite") as db:
+            db.execute("insert into claims values ('k', 'elsewhere:123:abcd', ?)", (time.time() + 1.0,))
+        assert not c.acquire("k")
+        time.sleep(1.1)
+        assert c.acquire("k")
+    finally:
+        c.close()
+
+
+def test_a_dead_local_process_loses_at_once(tmp_path):
+    code = f"from harness.claims import Claims; import os; c = Claims(__import__('pathlib').Path({str(tmp_path / 'c.sqlite')!r})); c.acquire('k'); os._exit(0)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    c = Claims(tmp_path / "c.sqlite")
+    try:
+        assert c.acquire("k")
+    finally:
+        c.close()
+
+
+def test_default_lease_is_at_most_30_seconds():
+    from harness import claims
+
+    assert claims.LEASE_S <= 30

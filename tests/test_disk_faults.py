@@ -1,0 +1,56 @@
+"""A failed write (here: the file-size limit of a real process, which the OS enforces like a full
+disk) leaves the previous checkpoint or report intact and names the path."""
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import textwrap
+
+from tests.conftest import ROOT
+
+
+def _limited(code: str, limit_bytes: int) -> subprocess.CompletedProcess:
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, preexec_fn=limit,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path):
+    path = tmp_path / "run.pt"
+    proc = _limited(f"""
+        import torch
+        from pathlib import Path
+        from harness import checkpoint
+        path = Path({str(path)!r})
+        checkpoint.save(path, {{"epoch": 1, "w": torch.zeros(10)}})
+        try:
+            checkpoint.save(path, {{"epoch": 2, "w": torch.zeros(100_000)}})
+        except checkpoint.CheckpointError as e:
+            print("ERROR", e)
+    """, 64_000)
+    assert proc.returncode == 0, proc.stderr
+    assert "ERROR could not write" in proc.stdout and str(path) in proc.stdout
+    from harness import checkpoint
+
+    assert checkpoint.load(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temporary file left
+
+
+def test_failed_report_write_keeps_the_previous_one(tmp_path):
+    path = tmp_path / "report.md"
+    path.write_text("# the previous report\n")
+    proc = _limited(f"""
+        from pathlib import Path
+        from harness.report import _atomic_write
+        try:
+            _atomic_write(Path({str(path)!r}), "x" * 200_000)
+        except OSError as e:
+            print("ERROR", e)
+    """, 64_000)
+    assert proc.returncode == 0, proc.stderr
+    assert "ERROR could not write" in proc.stdout and str(path) in proc.stdout
+    assert path.read_text() == "# the previous report\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]

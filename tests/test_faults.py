@@ -1,0 +1,127 @@
+"""Nothing lost, nothing twice: real processes killed at chosen points (SIGKILL mid-epoch and
+mid-checkpoint, SIGTERM, SIGINT), restarted with the same command, and compared bit for bit with
+an uninterrupted run on a CPU with one thread."""
+from __future__ import annotations
+
+import pytest
+
+from tests import faultkit
+from tests.conftest import write_npz
+
+pytestmark = pytest.mark.slow
+
+VARIANTS = ["baseline", "dropout", "batchnorm"]  # the ones whose training draws on randomness
+# 400 training images, batch 32: 13 steps an epoch; `step` counts each training step plus the
+# end of each phase, 15 a epoch. Four epochs.
+FAULTS = [
+    ("step:5:KILL", -9),         # SIGKILL mid-epoch 1, before any checkpoint
+    ("step:40:KILL", -9),        # SIGKILL mid-epoch 3
+    ("checkpoint:1:KILL", -9),   # SIGKILL half-way through writing the first checkpoint
+    ("checkpoint:3:KILL", -9),   # ... the third
+    ("checkpointed:2:KILL", -9), # SIGKILL after checkpoint 2 is durable, before epoch 2 is logged
+    ("logged:4:KILL", -9),       # SIGKILL after the last epoch is logged, before the test set
+    ("step:25:TERM", 143),       # SIGTERM mid-epoch 2
+    ("step:33:INT", 130),        # SIGINT (Ctrl-C) mid-epoch 3
+]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_npz(tmp_path_factory.mktemp("data") / "d")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data):
+    """One uninterrupted run per variant."""
+    out = {}
+    for variant in VARIANTS:
+        work = tmp_path_factory.mktemp(f"ref-{variant}")
+        proc = faultkit.run(work, data, variant)
+        assert proc.returncode == 0, proc.stderr
+        out[variant] = faultkit.results(work)
+    return out
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("fault,code", FAULTS)
+def test_killed_and_restarted_equals_uninterrupted(tmp_path, data, reference, variant, fault, code):
+    killed = faultkit.run(tmp_path, data, variant, fault=fault)
+    assert killed.returncode == code, killed.stderr[-2000:]
+    runs = faultkit.seed_runs(tmp_path)
+    assert len(runs) == 1
+    expected_state = "RUNNING" if code == -9 else "KILLED"  # SIGKILL leaves it to the next start
+    assert runs[0].info.status == expected_state
+    if code != -9:
+        assert "Traceback" not in killed.stderr and "rerun the same command" in killed.stderr
+
+    again = faultkit.run(tmp_path, data, variant)
+    assert again.returncode == 0, again.stderr[-2000:]
+    if code == -9:
+        assert "its process had died" in again.stdout
+    assert "resume" in again.stdout
+    result = faultkit.results(tmp_path)
+    assert result["run_id"] == runs[0].info.run_id  # the same MLflow run continued
+    assert faultkit.same(result, reference[variant])
+    assert not list((tmp_path / "checkpoints" / "default").glob("*.pt"))  # removed once finished
+
+
+def test_killed_twice_then_finished(tmp_path, data, reference):
+    assert faultkit.run(tmp_path, data, "dropout", fault="step:18:KILL").returncode == -9
+    assert faultkit.run(tmp_path, data, "dropout", fault="checkpoint:2:KILL").returncode == -9
+    assert faultkit.run(tmp_path, data, "dropout").returncode == 0
+    assert faultkit.same(faultkit.results(tmp_path), reference["dropout"])
+
+
+def test_finished_runs_are_skipped_and_rerun_replaces_them(tmp_path, data, reference):
+    assert faultkit.run(tmp_path, data, "baseline").returncode == 0
+    first = faultkit.results(tmp_path)["run_id"]
+    again = faultkit.run(tmp_path, data, "baseline")
+    assert again.returncode == 0 and "skip baseline seed 11: already finished" in again.stdout
+    assert "TRAIN EPOCH" not in again.stdout
+    forced = faultkit.run(tmp_path, data, "baseline", "--rerun")
+    assert forced.returncode == 0 and "TRAIN EPOCH[004/004]" in forced.stdout
+    result = faultkit.results(tmp_path)  # exactly one finished, live run for the key
+    assert result["run_id"] != first and faultkit.same(result, reference["baseline"])
+
+
+def test_a_changed_setting_is_a_new_key(tmp_path, data):
+    assert faultkit.run(tmp_path, data, "baseline", epochs=2).returncode == 0
+    other = faultkit.run(tmp_path, data, "baseline", epochs=3)
+    assert "skip" not in other.stdout and "TRAIN EPOCH[003/003]" in other.stdout
+
+
+def _start(work, data):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(PYTHONPATH=str(ROOT), HARNESS_DATA_DIR=str(data))
+    args = ["run", "--variants", "baseline,dropout", "--seeds", "1,2", "--epochs", "1", "--set", "train.batch_size=64"]
+    return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=work, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("repeat", range(20))
+def test_two_runners_train_each_key_once(tmp_path, data, repeat):
+    """Two `run` commands on one experiment and store, started together (the first one of them
+    even creates the store): four keys, each trained by exactly one of them."""
+    if repeat % 2:
+        faultkit.fresh_store(tmp_path)
+    procs = [_start(tmp_path, data) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+        assert "4 of 4 runs finished" in out
+    trained = sum(out.count("TRAIN EPOCH[001/001]") for out, _ in outs)
+    skipped = sum(out.count("skip ") for out, _ in outs)
+    assert trained == 4 and skipped == 4, [o for o, _ in outs]
+    runs = faultkit.seed_runs(tmp_path)
+    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    assert len({r.data.tags["harness.run_key"] for r in runs}) == 4
+    c = faultkit.client(tmp_path)
+    exp = c.get_experiment_by_name("default")
+    parents = c.search_runs([exp.experiment_id], filter_string="tags.`harness.role` = 'variant'")
+    assert sorted(p.data.tags["harness.variant"] for p in parents) == ["baseline", "dropout"]

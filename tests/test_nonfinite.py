@@ -1,0 +1,46 @@
+"""Non-finite training: the run fails at once with variant, seed, epoch and step; nothing is
+checkpointed after it; the other runs go on; the report and exit code say so."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness import engine
+from tests.conftest import fresh_store, harness
+from tests.faultkit import seed_runs
+from tests.test_engine import Exploding, tensors  # noqa: F401 - fixture
+
+
+def test_cli_run_with_diverging_variants(tmp_path, data_dir):
+    fresh_store(tmp_path)
+    proc = harness("run", "--variants", "baseline,batchnorm,dropout", "--seeds", "11,12", "--epochs", "2",
+                   "--set", "train.batch_size=32", "--set", "params.batchnorm.lr=1e30", "--set", "params.dropout.lr=1e30",
+                   cwd=tmp_path, data=data_dir)
+    assert proc.returncode == 1, proc.stderr
+    assert "2 of 6 runs finished; 4 failed" in proc.stdout
+    for variant in ("batchnorm", "dropout"):
+        for seed in (11, 12):
+            assert f"FAILED {variant} seed {seed}: non-finite loss in {variant} seed {seed}: loss became" in proc.stdout
+    runs = seed_runs(tmp_path)
+    states = {(r.data.tags["harness.variant"], r.info.status) for r in runs}
+    assert states == {("baseline", "FINISHED"), ("batchnorm", "FAILED"), ("dropout", "FAILED")}
+    for r in runs:
+        if r.info.status == "FAILED":
+            assert "at epoch 1, step" in r.data.tags["harness.error"]
+            assert "val_acc" not in r.data.metrics  # nothing logged for the failed epoch
+    assert not list((tmp_path / "checkpoints" / "default").glob("*.pt"))
+    report = (tmp_path / "reports" / "default" / "report.md").read_text()
+    assert "| batchnorm | 0/2 | – |" in report and "| dropout | 0/2 | – |" in report
+    assert "| dropout | 11 | FAILED | non-finite loss in dropout seed 11" in report
+
+
+@pytest.mark.parametrize("explode_at,expected", [(1, (1, 1)), (3, (1, 3)), (4, (1, 4)), (6, (2, 2)), (12, (3, 4))])
+def test_engine_names_the_epoch_and_step(tensors, explode_at, expected):  # noqa: F811
+    cfg = engine.EngineConfig(epochs=3, batch_size=64)  # 4 steps an epoch
+    snapshots = []
+    with pytest.raises(engine.NonFiniteLoss) as e:
+        engine.train(lambda: Exploding(explode_at), tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val,
+                     cfg, 0, lambda p: snapshots.append(p.epoch) if p.phase == "epoch" else None)
+    assert (e.value.epoch, e.value.step) == expected
+    assert snapshots == list(range(1, expected[0]))  # no snapshot for the epoch that failed
+    assert not torch.isfinite(torch.tensor(e.value.value))
