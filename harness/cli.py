@@ -7,7 +7,9 @@ need them, so `list` and `--help` answer quickly.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from harness.errors import Terminated, UsageError
 
@@ -36,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     run.add_argument("--data-dir", help="directory holding cifar10.npz (default: $HARNESS_DATA_DIR, else ./data)")
     run.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    run.add_argument("--tuned", action="store_true", help="use the best parameters `tune` wrote for each variant (reports/EXPERIMENT/tuning/)")
+    run.add_argument("--params-from", action="append", default=[], metavar="FILE", help="a TOML file of [params.<variant>] tables (as `tune` writes)")
     run.add_argument("--rerun", action="store_true", help="train finished runs again (by default they are skipped and interrupted ones resumed)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting, e.g. train.lr=0.01 or params.dropout.p=0.3")
 
@@ -43,6 +47,23 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
     report.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     report.add_argument("--reports-dir", default="reports", help="where reports go (default: reports)")
+
+    tune = sub.add_parser("tune", help="search a variant's hyperparameters with Optuna (validation data only)")
+    tune.add_argument("--variant", required=True, help="the variant to tune")
+    tune.add_argument("--experiment", help="experiment whose [search.<variant>] space is used (default: experiments/default.toml)")
+    tune.add_argument("--trials", type=_int("--trials"), default=20, help="total trials of the study, counting earlier ones (default 20)")
+    tune.add_argument("--epochs", type=_int("--epochs"), help="epochs per trial")
+    tune.add_argument("--seeds", help="seeds each trial trains (a count or a list, as for run; default: the experiment's first seed)")
+    tune.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    tune.add_argument("--workers", type=_int("--workers"), default=1, help="trial processes on this machine (default 1)")
+    tune.add_argument("--study", help="study name (default: EXPERIMENT-VARIANT); the same name resumes")
+    tune.add_argument("--storage", help="Optuna storage: a journal file (default optuna/EXPERIMENT.journal) or a database URL shared by many machines")
+    tune.add_argument("--pruner", default="median", help="median (default), percentile, hyperband or none")
+    tune.add_argument("--data-dir", help="directory holding cifar10.npz")
+    tune.add_argument("--tracking-uri", help="MLflow store")
+    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting")
+    tune.add_argument("--worker-share", type=int, help=argparse.SUPPRESS)
+    tune.add_argument("--parent-run", help=argparse.SUPPRESS)
 
     sub.add_parser("list", help="list the registered variants")
 
@@ -75,11 +96,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         "data.dir": args.data_dir,
         "tracking_uri": args.tracking_uri,
     }
-    cfg = config.load(args.experiment, args.set, **flags)
+    params_files = list(args.params_from)
+    console = Console()
+    if args.tuned:
+        base = config.load(args.experiment, args.set, **flags)
+        found = [Path(base.reports_dir) / base.name / "tuning" / f"{v}.toml" for v in base.variants]
+        found = [p for p in found if p.is_file()]
+        if not found:
+            raise UsageError(f"--tuned: no tuned parameters in {str(Path(base.reports_dir) / base.name / 'tuning')!r}; run `python -m harness tune --variant NAME` first")
+        params_files += [str(p) for p in found]
+    cfg = config.load(args.experiment, args.set, params_files, **flags)
     from harness import runner
 
     prepared = runner.prepare(cfg, rerun=args.rerun)
-    console = Console()
+    for path in params_files:
+        console.line(f"parameters from {path}")
     console.line(f"experiment {cfg.name}: {len(cfg.variants)} variant(s) × {len(cfg.seeds)} seed(s), {cfg.train.epochs} epoch(s) on {prepared.device}; "
                  f"split {cfg.data.split} {prepared.split.fingerprint}; store {prepared.uri}")
     outcomes = runner.run_experiment(prepared, console)
@@ -94,6 +125,45 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: report: {e}; the runs are in the store, rebuild with `python -m harness report --experiment {cfg.name}`", file=sys.stderr)
         return EXIT_FAILED_RUNS
     return EXIT_FAILED_RUNS if any(o.status != "FINISHED" for o in outcomes) else 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from harness import config
+
+    flags = {"train.epochs": args.epochs, "data.dir": args.data_dir, "tracking_uri": args.tracking_uri}
+    cfg = config.load(args.experiment, args.set, **flags)
+    seeds = config.parse_seed_flag(args.seeds) if args.seeds else cfg.seeds[:1]
+    from harness import runner, tuning
+
+    req = tuning.TuneRequest(
+        variant=args.variant, trials=args.trials, seeds=seeds, timeout=args.timeout, workers=args.workers,
+        study=args.study or f"{cfg.name}-{args.variant}", storage=args.storage or str(Path("optuna") / f"{cfg.name}.journal"),
+        pruner=args.pruner,
+    )
+    tuning.check_request(cfg, req)
+    prepared = runner.prepare(cfg, with_test=False)  # tuning never loads the test set onto the device
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    if args.worker_share is not None:  # one of the processes of `--workers N`
+        from harness import tracking
+
+        tracker = tracking.Tracker(prepared.uri, cfg.name, prepared.checkpoint_dir)
+        tuning.optimize(prepared, req, tuning.load_study(req, worker=os.getpid()), args.worker_share, args.parent_run, tracker, say)
+        return 0
+    study = tuning.coordinate(prepared, req, args.argv, say)
+    params_path, _ = tuning.write_results(study, req, prepared.reports_dir / "tuning")
+    best = study.best_trial
+    say(f"best: trial {best.number}, validation accuracy {best.value:.2f}, {tuning._fmt(best.params)}")
+    say(f"parameters: {params_path}")
+    from harness import report
+
+    try:
+        say(f"report: {report.build(prepared.uri, cfg.name, prepared.reports_dir)}")
+    except UsageError:
+        pass  # no `run` in this experiment yet: the tuning section joins the report when there is one
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -130,7 +200,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return tracking.launch_ui(tracking.resolve_uri(args.tracking_uri or ""), args.host, args.port)
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "ui": cmd_ui}
+COMMANDS = {"run": cmd_run, "tune": cmd_tune, "report": cmd_report, "list": cmd_list, "ui": cmd_ui}
 
 
 def _raise_terminated(signum, frame):
@@ -141,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return COMMANDS[args.command](args)

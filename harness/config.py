@@ -19,6 +19,7 @@ from harness.errors import UsageError
 
 DEFAULT_BASE_SEED = 2021  # the tutorial's seed; `--seeds N` counts up from here
 MAX_SEED_COUNT = 32  # a lone `--seeds N` up to this is a count, above it a seed
+DEFAULT_EXPERIMENT = "default"  # experiments/default.toml, used when no --experiment is given
 
 
 def _setting(default: Any, allowed: str, check: Callable[[Any], bool] = lambda v: True) -> Any:
@@ -56,6 +57,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-variant overrides
+    search: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-variant Optuna search spaces
     tracking_uri: str = _setting("", "'' (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db), sqlite:///PATH, file:PATH, http(s)://HOST")
     reports_dir: str = _setting("reports", "a directory path")
     checkpoint_dir: str = _setting("checkpoints", "a directory path")  # per-epoch checkpoints and run claims
@@ -207,6 +209,21 @@ def read_experiment_file(path: Path) -> dict[str, Any]:
     return table
 
 
+def merge_params(table: dict[str, Any], path: Path) -> None:
+    """Merge the `[params.<variant>]` tables of a parameters file (as `tune` writes) into `table`."""
+    if not path.is_file():
+        raise UsageError(f"--params-from: file {str(path)!r} does not exist")
+    try:
+        extra = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"--params-from: {str(path)!r} is not valid TOML: {e}") from None
+    unknown = sorted(set(extra) - {"params", "tuning"})
+    if unknown or not isinstance(extra.get("params"), dict):
+        raise UsageError(f"--params-from: {str(path)!r} must hold [params.<variant>] tables (and optionally [tuning]), found {unknown or 'no params'}")
+    for variant, values in extra["params"].items():
+        table.setdefault("params", {}).setdefault(variant, {}).update(values)
+
+
 def apply_set(table: dict[str, Any], assignment: str) -> None:
     """Apply one `--set dotted.key=value` to a raw settings table; the value is read as TOML."""
     key, sep, raw = assignment.partition("=")
@@ -242,10 +259,88 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
         raise UsageError(f"variants: expected a list of variant names, got {variants!r}")
     seeds = parse_seeds(table.pop("seeds", list(ExperimentConfig.seeds)))
     params = table.pop("params", {})
+    search = table.pop("search", {})
     top = _build(ExperimentConfig, table, "")
-    cfg = dataclasses.replace(top, variants=tuple(variants), seeds=seeds, train=train, data=data, params=params)
+    cfg = dataclasses.replace(top, variants=tuple(variants), seeds=seeds, train=train, data=data, params=params, search=search)
     validate_variants(cfg)
+    validate_search(cfg)
     return cfg
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    """One dimension of a search space: a float or int range (optionally log-scaled) or choices."""
+
+    name: str
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    integer: bool = False
+    choices: tuple = ()
+
+
+SEARCH_KEYS = {"low", "high", "log", "int", "choices"}
+
+
+def search_space(cfg: ExperimentConfig, variant: str) -> list[SearchParam]:
+    """The variant's search space as declared in `[search.<variant>]` (already validated)."""
+    space = []
+    for name, spec in sorted(cfg.search.get(variant, {}).items()):
+        if "choices" in spec:
+            space.append(SearchParam(name, choices=tuple(spec["choices"])))
+        else:
+            integer = bool(spec.get("int", False))
+            low, high = (int(spec["low"]), int(spec["high"])) if integer else (float(spec["low"]), float(spec["high"]))
+            space.append(SearchParam(name, low, high, bool(spec.get("log", False)), integer))
+    return space
+
+
+def validate_search(cfg: ExperimentConfig) -> None:
+    """Type- and range-check every search space: each end of a range must be a valid setting."""
+    import variants as registry
+
+    if not isinstance(cfg.search, dict):
+        raise UsageError(f"search: expected a table of per-variant search spaces, got {cfg.search!r}")
+    for variant, table in cfg.search.items():
+        where = f"search.{variant}"
+        if variant not in registry.names():
+            raise UsageError(f"{where}: {registry.registry.unknown_message(variant)}")
+        if not isinstance(table, dict) or not table:
+            raise UsageError(f"{where}: expected a non-empty table of parameter ranges, e.g. lr = {{low = 1e-4, high = 1e-2, log = true}}")
+        for name, spec in table.items():
+            key = f"{where}.{name}"
+            if not isinstance(spec, dict):
+                raise UsageError(f"{key}: expected a table such as {{low = 0.0, high = 0.8}} or {{choices = [...]}}, got {spec!r}")
+            unknown = sorted(set(spec) - SEARCH_KEYS)
+            if unknown:
+                raise UsageError(f"{key}.{unknown[0]}: unknown key; allowed: {', '.join(sorted(SEARCH_KEYS))}")
+            if "choices" in spec:
+                if set(spec) != {"choices"} or not isinstance(spec["choices"], list) or not spec["choices"]:
+                    raise UsageError(f"{key}: choices must be a non-empty list and stand alone, got {spec!r}")
+                ends = spec["choices"]
+            else:
+                if "low" not in spec or "high" not in spec:
+                    raise UsageError(f"{key}: a range needs both low and high, got {spec!r}")
+                kind = int if spec.get("int") is True else float
+                low = _check_value(f"{key}.low", spec["low"], kind)
+                high = _check_value(f"{key}.high", spec["high"], kind)
+                for flag in ("log", "int"):
+                    if flag in spec:
+                        _check_value(f"{key}.{flag}", spec[flag], bool)
+                if not low < high:
+                    raise UsageError(f"{key}: low ({low}) must be below high ({high})")
+                if spec.get("log") and low <= 0:
+                    raise UsageError(f"{key}: a log-uniform range needs low > 0, got {low}")
+                ends = [low, high]
+            for value in ends:  # each end must itself be an allowed setting
+                probe = dataclasses.replace(cfg, params={**cfg.params, variant: {**cfg.params.get(variant, {}), name: value}}, search={})
+                try:
+                    spec_ = resolve(probe, variant, probe.seeds[0])
+                    registry.get(variant).build(**spec_.model_params)
+                except UsageError as e:
+                    raise UsageError(f"{key}: {value!r} is outside what the setting allows ({e})") from None
+                except (ValueError, TypeError) as e:
+                    raise UsageError(f"{key}: {value!r} is outside what the setting allows ({e})") from None
 
 
 def validate_variants(cfg: ExperimentConfig) -> None:
@@ -301,9 +396,12 @@ def resolve(cfg: ExperimentConfig, variant: str, seed: int) -> RunSpec:
     return RunSpec(cfg.name, variant, seed, train, model_params)
 
 
-def load(experiment: str | None, sets: list[str] = (), **flags: Any) -> ExperimentConfig:
-    """The experiment file (or the defaults), then the CLI flags, then `--set` overrides."""
-    table: dict[str, Any] = read_experiment_file(find_experiment(experiment)) if experiment else {}
+def load(experiment: str | None, sets: list[str] = (), params_files: list[str] = (), **flags: Any) -> ExperimentConfig:
+    """The experiment file (`experiments/default.toml` when none is named), then `[params.*]`
+    tables from `params_files` (tuned parameters), then the CLI flags, then `--set` overrides."""
+    table: dict[str, Any] = read_experiment_file(find_experiment(experiment or DEFAULT_EXPERIMENT))
+    for path in params_files:
+        merge_params(table, Path(path))
     for key, value in flags.items():
         if value is None:
             continue
@@ -323,6 +421,7 @@ def config_hash(cfg: ExperimentConfig) -> str:
     payload.pop("tracking_uri", None)
     payload.pop("reports_dir", None)
     payload.pop("checkpoint_dir", None)
+    payload.pop("search", None)
     payload["data"].pop("dir", None)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -345,4 +444,7 @@ def to_toml(cfg: ExperimentConfig) -> str:
         lines += ["", f"[{section}]"] + [f"{k} = {value(v)}" for k, v in d[section].items()]
     for variant, overrides in sorted(d["params"].items()):
         lines += ["", f"[params.{variant}]"] + [f"{k} = {value(v)}" for k, v in sorted(overrides.items())]
+    for variant, space in sorted(d["search"].items()):
+        lines += ["", f"[search.{variant}]"]
+        lines += [f"{k} = {{" + ", ".join(f"{kk} = {value(vv)}" for kk, vv in spec.items()) + "}" for k, spec in sorted(space.items())]
     return "\n".join(lines) + "\n"

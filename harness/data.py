@@ -163,8 +163,9 @@ def fingerprint(train: np.ndarray, val: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-def to_device(arrays: Arrays, split: Split, device: torch.device) -> DeviceData:
-    """Move the uint8 images (as NCHW) and int64 labels to `device`, once."""
+def to_device(arrays: Arrays, split: Split, device: torch.device, with_test: bool = True) -> DeviceData:
+    """Move the uint8 images (as NCHW) and int64 labels to `device`, once. Without `with_test`
+    (tuning) the test set stays behind: its tensors are empty."""
 
     def images(x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device)
@@ -175,7 +176,8 @@ def to_device(arrays: Arrays, split: Split, device: torch.device) -> DeviceData:
     return DeviceData(
         x_train=images(arrays.x_train[split.train]), y_train=labels(arrays.y_train[split.train]),
         x_val=images(arrays.x_train[split.val]), y_val=labels(arrays.y_train[split.val]),
-        x_test=images(arrays.x_test), y_test=labels(arrays.y_test),
+        x_test=images(arrays.x_test if with_test else arrays.x_test[:0]),
+        y_test=labels(arrays.y_test if with_test else arrays.y_test[:0]),
     )
 
 

@@ -58,7 +58,8 @@ def write(runs: list[SeedRun], experiment: str, folder: Path) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     if not runs:
-        return _atomic_write(folder / "report.md", f"# Ablation report: {experiment}\n\nNo runs in the store yet.\n")
+        text = "\n".join([f"# Ablation report: {experiment}", "", "No runs in the store yet.", ""] + _tuning(folder))
+        return _atomic_write(folder / "report.md", text.rstrip() + "\n")
     baseline = runs[-1].tags.get("harness.baseline", "baseline")
     order = _order(runs, baseline)
     done = [r for r in runs if r.status == "FINISHED"]
@@ -82,6 +83,7 @@ def write(runs: list[SeedRun], experiment: str, folder: Path) -> Path:
     lines += _plots(folder, order, runs, done, test, comparisons, baseline, plots)
     lines += _per_class(order, by_variant)
     lines += _failures(runs)
+    lines += _tuning(folder)
     lines += _provenance(runs)
     return _atomic_write(folder / "report.md", "\n".join(lines).rstrip() + "\n")
 
@@ -251,6 +253,18 @@ def _failures(runs: list[SeedRun]) -> list[str]:
         reason = r.tags.get("harness.error", "").replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {r.variant} | {r.seed} | {r.status} | {reason or '–'} |")
     return lines + [""]
+
+
+def _tuning(folder: Path) -> list[str]:
+    """The sections `tune` wrote into `tuning/`, one per tuned variant."""
+    sections = sorted((folder / "tuning").glob("*.md"))
+    if not sections:
+        return []
+    lines = ["## Tuning", "", "Each variant's search used validation accuracy only; "
+             "`python -m harness run --tuned` reruns the tuned variants over several seeds for the comparison above.", ""]
+    for path in sections:
+        lines += path.read_text(encoding="utf-8").rstrip().splitlines() + [""]
+    return lines
 
 
 def _provenance(runs: list[SeedRun]) -> list[str]:

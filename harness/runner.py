@@ -54,7 +54,7 @@ class Prepared:
     rerun: bool = False
 
 
-def prepare(cfg: ExperimentConfig, rerun: bool = False) -> Prepared:
+def prepare(cfg: ExperimentConfig, rerun: bool = False, with_test: bool = True) -> Prepared:
     """Check everything that can be wrong before any run or file is created, then load the data."""
     from harness import tracking
 
@@ -69,7 +69,7 @@ def prepare(cfg: ExperimentConfig, rerun: bool = False) -> Prepared:
     engine.set_determinism()  # before the first run records how deterministic it is
     arrays = data_mod.load(data_mod.data_dir(cfg.data.dir))
     split = data_mod.make_split(arrays.y_train, cfg.data.split, cfg.data.train_ratio, cfg.data.split_seed)
-    return Prepared(cfg, uri, device, split, data_mod.to_device(arrays, split, device), reports_dir, checkpoint_dir, rerun)
+    return Prepared(cfg, uri, device, split, data_mod.to_device(arrays, split, device, with_test), reports_dir, checkpoint_dir, rerun)
 
 
 def check_writable(folder: Path, field: str) -> None:
@@ -234,7 +234,14 @@ def run_one(p: Prepared, tracker, claims, spec: RunSpec, key: str, common_tags: 
 EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 
-def _epoch_metrics(s: engine.EpochStats) -> dict[str, float]:
+def engine_config(t: config_mod.TrainConfig, progress_every: int = 0) -> engine.EngineConfig:
+    return engine.EngineConfig(
+        epochs=t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, lr=t.lr,
+        weight_decay=t.weight_decay, shuffle=t.shuffle, select=t.select, progress_every=progress_every,
+    )
+
+
+def epoch_metrics(s: engine.EpochStats) -> dict[str, float]:
     return {"train_loss": s.train_loss, "train_acc": s.train_acc, "val_loss": s.val_loss, "val_acc": s.val_acc,
             "gap_acc": s.train_acc - s.val_acc, "epoch_seconds": s.seconds}
 
@@ -242,16 +249,12 @@ def _epoch_metrics(s: engine.EpochStats) -> dict[str, float]:
 def train_and_evaluate(p: Prepared, spec: RunSpec, tracker, claims, key: str, run_id: str, ckpt_path: Path,
                        snapshot: dict | None, console: Console) -> tuple[engine.Result, dict[str, float]]:
     t = spec.train
-    ecfg = engine.EngineConfig(
-        epochs=t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, lr=t.lr,
-        weight_decay=t.weight_decay, shuffle=t.shuffle, select=t.select,
-        progress_every=1 if faults.wants("step") else console.progress_every,
-    )
+    ecfg = engine_config(t, 1 if faults.wants("step") else console.progress_every)
     if snapshot is not None:  # epochs checkpointed but not yet logged when the last process died
         logged = tracker.logged_epochs(run_id)
         for h in snapshot["history"]:
             if h["epoch"] not in logged:
-                tracker.log_metrics(run_id, _epoch_metrics(engine.EpochStats(**h)), step=h["epoch"])
+                tracker.log_metrics(run_id, epoch_metrics(engine.EpochStats(**h)), step=h["epoch"])
 
     def on_progress(progress: engine.Progress) -> None:
         if progress.phase != "epoch":
@@ -264,7 +267,7 @@ def train_and_evaluate(p: Prepared, spec: RunSpec, tracker, claims, key: str, ru
             raise LostClaim(f"another runner took over {spec.variant} seed {spec.seed}; this one stops")
         checkpoint.save(ckpt_path, {**progress.snapshot, "run_id": run_id, "key": key})
         faults.point("checkpointed")
-        tracker.log_metrics(run_id, _epoch_metrics(progress.stats), step=progress.epoch)
+        tracker.log_metrics(run_id, epoch_metrics(progress.stats), step=progress.epoch)
         faults.point("logged")
 
     v = registry.get(spec.variant)

@@ -170,6 +170,31 @@ class Tracker:
     def logged_epochs(self, run_id: str) -> set[int]:
         return {m.step for m in self.client.get_metric_history(run_id, "val_acc")}
 
+    def study_parent(self, study: str, variant: str, tags: dict[str, str]) -> str:
+        """The parent run of an Optuna study (one per study name, reused when the study resumes)."""
+        with store_lock(self.lock_dir):
+            found = self._search(f"tags.`harness.role` = 'study' and tags.`harness.study` = '{study}'")
+            if found:
+                self.reopen(found[0].info.run_id)
+                return found[0].info.run_id
+            run = _retrying(self.client.create_run)(
+                self.experiment_id, run_name=f"tune-{study}",
+                tags={**tags, "harness.role": "study", "harness.study": study, "harness.variant": variant},
+            )
+        return run.info.run_id
+
+    def start_trial_run(self, parent_id: str, variant: str, number: int, params: dict[str, Any], searched: dict[str, Any]) -> str:
+        run = _retrying(self.client.create_run)(
+            self.experiment_id, run_name=f"{variant}-trial{number}",
+            tags={"mlflow.parentRunId": parent_id, "harness.role": "trial", "harness.variant": variant, "harness.trial": str(number)},
+        )
+        self._log_params(run.info.run_id, {**params, **{f"searched.{k}": v for k, v in searched.items()}})
+        return run.info.run_id
+
+    def finish_study(self, parent_id: str, numbers: dict[str, float]) -> None:
+        self.log_metrics(parent_id, numbers)
+        self.finish(parent_id, "FINISHED")
+
     def start_seed_run(self, parent_id: str, variant: str, seed: int, tags: dict[str, str], params: dict[str, Any]) -> str:
         run = _retrying(self.client.create_run)(
             self.experiment_id, run_name=f"{variant}-seed{seed}",

@@ -1,0 +1,271 @@
+"""Optuna tuning, fitted to the ablation: a per-variant search over the space the experiment file
+declares, pruning from per-epoch validation accuracy, resumable studies, several worker processes,
+one MLflow parent run per study with a child run per trial, and the best parameters written where
+`run --tuned` finds them. The objective reads validation data only: the test set is not loaded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+import variants as registry
+from harness import config as config_mod
+from harness import engine
+from harness.config import ExperimentConfig, SearchParam
+from harness.errors import UsageError
+
+PRUNERS = ("median", "percentile", "hyperband", "none")
+RDB_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+", "mysql://", "mysql+")
+MLFLOW_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+
+
+@dataclass(frozen=True)
+class TuneRequest:
+    variant: str
+    trials: int  # the study's total, counting trials from earlier invocations
+    seeds: tuple[int, ...]  # every trial trains each of these; the objective is their mean
+    timeout: float | None  # seconds, for this invocation
+    workers: int
+    study: str
+    storage: str
+    pruner: str
+
+
+def check_request(cfg: ExperimentConfig, req: TuneRequest) -> None:
+    if req.variant not in registry.names():
+        raise UsageError(f"--variant: {registry.registry.unknown_message(req.variant)}")
+    if not config_mod.search_space(cfg, req.variant):
+        raise UsageError(f"search.{req.variant}: experiment {cfg.name!r} declares no search space for {req.variant!r}; "
+                         f"add a [search.{req.variant}] table (see experiments/default.toml)")
+    if not 1 <= req.trials <= 100_000:
+        raise UsageError(f"--trials: {req.trials} is not allowed; expected an integer from 1 to 100000")
+    if not 1 <= req.workers <= 256:
+        raise UsageError(f"--workers: {req.workers} is not allowed; expected an integer from 1 to 256")
+    if req.timeout is not None and not (math.isfinite(req.timeout) and req.timeout > 0):
+        raise UsageError(f"--timeout: {req.timeout} is not allowed; expected seconds > 0")
+    if req.pruner not in PRUNERS:
+        raise UsageError(f"--pruner: {req.pruner!r} is not allowed; expected one of {', '.join(PRUNERS)}")
+
+
+def open_storage(url: str):
+    """A database URL gets Optuna's RDB storage with heartbeats (many machines); anything else is a
+    journal file, Optuna's storage for several processes on one machine: appends under a file lock,
+    no 'database is locked' as with SQLite under parallel writers."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line reports each trial
+    if url.startswith(RDB_SCHEMES):
+        return optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30)
+    from optuna.storages.journal import JournalFileBackend
+
+    Path(url).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(url))
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    return {
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+        "percentile": lambda: optuna.pruners.PercentilePruner(25.0, n_startup_trials=3, n_warmup_steps=1),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(),
+        "none": lambda: optuna.pruners.NopPruner(),
+    }[name]()
+
+
+def load_study(req: TuneRequest, worker: int = 0) -> optuna.Study:
+    storage = open_storage(req.storage)
+    seed = int(hashlib.sha256(f"{req.study}:{worker}:{time.time_ns()}".encode()).hexdigest()[:8], 16)
+    return optuna.create_study(study_name=req.study, storage=storage, direction="maximize", load_if_exists=True,
+                               pruner=make_pruner(req.pruner), sampler=optuna.samplers.TPESampler(seed=seed))
+
+
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def fail_stale_trials(study: optuna.Study) -> int:
+    """Trials left RUNNING by a dead process on this machine are marked FAIL, so they count once."""
+    from harness.claims import _alive
+
+    stale = 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        owner = t.user_attrs.get("harness.worker", "")
+        if owner and not _alive(owner + ":x"):
+            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            stale += 1
+    return stale
+
+
+def suggest(trial: optuna.Trial, space: list[SearchParam]) -> dict:
+    values = {}
+    for p in space:
+        if p.choices:
+            values[p.name] = trial.suggest_categorical(p.name, list(p.choices))
+        elif p.integer:
+            values[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)
+        else:
+            values[p.name] = trial.suggest_float(p.name, p.low, p.high, log=p.log)
+    return values
+
+
+def optimize(prepared, req: TuneRequest, study: optuna.Study, n_trials: int, parent_id: str, tracker, say) -> None:
+    """Run up to `n_trials` trials of the study in this process."""
+    from harness import runner
+
+    cfg: ExperimentConfig = prepared.cfg
+    space = config_mod.search_space(cfg, req.variant)
+    d = prepared.data
+    v = registry.get(req.variant)
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("harness.worker", OWNER)
+        values = suggest(trial, space)
+        tuned = dataclasses.replace(cfg, params={**cfg.params, req.variant: {**cfg.params.get(req.variant, {}), **values}})
+        specs = [config_mod.resolve(tuned, req.variant, seed) for seed in req.seeds]
+        epochs = specs[0].train.epochs
+        run_id = tracker.start_trial_run(parent_id, req.variant, trial.number, specs[0].flat(), values)
+        state, reason = "FAIL", ""
+        try:
+            scores = []
+            for i, spec in enumerate(specs):
+                def on_progress(p: engine.Progress, i: int = i) -> None:
+                    if p.phase != "epoch":
+                        return
+                    step = i * epochs + p.epoch  # epochs counted across the trial's seeds
+                    tracker.log_metrics(run_id, runner.epoch_metrics(p.stats), step=step)
+                    trial.report(p.stats.val_acc, step)
+                    if trial.should_prune():
+                        raise optuna.TrialPruned(f"validation accuracy {p.stats.val_acc:.2f} at epoch {p.epoch} of seed {spec.seed}")
+
+                _, result = engine.train(lambda spec=spec: v.build(**spec.model_params), d.x_train, d.y_train, d.x_val, d.y_val,
+                                         runner.engine_config(spec.train), spec.seed, on_progress)
+                scores.append(result.history[result.selected_epoch - 1].val_acc)
+            value = sum(scores) / len(scores)
+            tracker.log_metrics(run_id, {"objective": value, **{f"val_acc_selected_seed{s.seed}": x for s, x in zip(specs, scores)}})
+            state = "COMPLETE"
+            say(f"trial {trial.number}: COMPLETE, validation accuracy {value:.2f}, {_fmt(values)}")
+            return value
+        except optuna.TrialPruned as e:
+            state, reason = "PRUNED", str(e)
+            say(f"trial {trial.number}: PRUNED ({reason}), {_fmt(values)}")
+            raise
+        except engine.NonFiniteLoss as e:
+            reason = f"non-finite loss in {req.variant}: {e}"
+            trial.set_user_attr("fail_reason", reason)
+            say(f"trial {trial.number}: FAIL ({reason}), {_fmt(values)}")
+            raise
+        except BaseException as e:
+            reason = f"{type(e).__name__}: {e}"
+            trial.set_user_attr("fail_reason", reason)
+            raise
+        finally:
+            tracker.set_tags(run_id, {"harness.trial_state": state, **({"harness.error": reason} if reason else {})})
+            tracker.finish(run_id, MLFLOW_STATUS[state])
+
+    study.optimize(objective, n_trials=n_trials, timeout=req.timeout, catch=(engine.NonFiniteLoss,))
+
+
+def _fmt(values: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def counted(study: optuna.Study) -> int:
+    """Trials that count towards --trials: finished ones (any state) and live running ones."""
+    return len(study.get_trials(deepcopy=False))
+
+
+def coordinate(prepared, req: TuneRequest, argv: list[str], say) -> optuna.Study:
+    """Resume or create the study, bring it to `req.trials` trials with `req.workers` processes."""
+    from harness import tracking
+
+    study = load_study(req)
+    stale = fail_stale_trials(study)
+    if stale:
+        say(f"marked {stale} trial(s) FAIL: their process had died while they ran")
+    tracker = tracking.Tracker(prepared.uri, prepared.cfg.name, prepared.checkpoint_dir)
+    parent_id = tracker.study_parent(req.study, req.variant, {"harness.storage": req.storage, "harness.pruner": req.pruner})
+    remaining = max(0, req.trials - counted(study))
+    say(f"study {req.study}: {counted(study)} trial(s) so far, {remaining} to run with {req.workers} worker(s); storage {req.storage}")
+    if remaining and req.workers == 1:
+        optimize(prepared, req, study, remaining, parent_id, tracker, say)
+    elif remaining:
+        shares = [remaining // req.workers + (1 if i < remaining % req.workers else 0) for i in range(req.workers)]
+        procs = [subprocess.Popen([sys.executable, "-m", "harness", *argv, "--worker-share", str(n), "--parent-run", parent_id])
+                 for n in shares if n]
+        codes = [p.wait() for p in procs]
+        if any(codes):
+            raise RuntimeError(f"tuning worker(s) exited with {codes}")
+    study = load_study(req)
+    tracker.finish_study(parent_id, study_numbers(study))
+    return study
+
+
+def study_numbers(study: optuna.Study) -> dict[str, float]:
+    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    out = {f"trials_{s.lower()}": float(states.count(s)) for s in ("COMPLETE", "PRUNED", "FAIL")}
+    out["trials"] = float(len(states))
+    if out["trials_complete"]:
+        out["best_value"] = study.best_value
+        out["best_trial"] = float(study.best_trial.number)
+    return out
+
+
+def write_results(study: optuna.Study, req: TuneRequest, folder: Path) -> tuple[Path, Path]:
+    """The best parameters (`<variant>.toml`, for `run --tuned`) and the tuning section
+    (`<variant>.md` with Optuna's matplotlib plots) in `folder`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    from harness.report import _atomic_write
+
+    folder.mkdir(parents=True, exist_ok=True)
+    numbers = study_numbers(study)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise UsageError(f"tune: study {req.study!r} has no completed trial yet; nothing to write")
+    best = study.best_trial
+    toml = [f"# Best parameters of study {req.study!r}: trial {best.number}, mean validation accuracy {best.value:.4f}",
+            f"# over seeds {', '.join(map(str, req.seeds))}. Use with: python -m harness run --tuned (or --params-from this file).",
+            "[tuning]", f'study = "{req.study}"', f"trial = {best.number}", f"value = {best.value!r}", f"trials = {int(numbers['trials'])}",
+            "", f"[params.{req.variant}]"]
+    toml += [f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"' for k, v in sorted(best.params.items())]
+    params_path = _atomic_write(folder / f"{req.variant}.toml", "\n".join(toml) + "\n")
+
+    images = []
+    plots = [("history", ovm.plot_optimization_history, "Objective (mean validation accuracy at the selected epoch) of each trial, with the best so far."),
+             ("slice", ovm.plot_slice, "Objective against each searched parameter, one dot per completed trial.")]
+    if len(complete) >= 2 and len(best.params) >= 2:
+        plots.insert(1, ("importance", ovm.plot_param_importances, "How much of the objective's variation each parameter explains (fANOVA)."))
+    for name, fn, caption in plots:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna marks its matplotlib views experimental
+            try:
+                ax = fn(study)
+            except (ValueError, RuntimeError, ZeroDivisionError):
+                continue  # too few trials for this view
+            fig = ax.flat[0].figure if hasattr(ax, "flat") else ax.figure
+            fig.set_size_inches(max(8.0, 4.5 * len(best.params) + 1.5) if name == "slice" else 8.0, 3.6)
+            fig.tight_layout()
+        path = folder / f"{req.variant}_{name}.png"
+        fig.savefig(path, dpi=100, metadata={"Software": None})
+        plt.close(fig)
+        images.append((path.name, caption))
+    md = [f"### Tuning `{req.variant}` (study `{req.study}`)", "",
+          f"{int(numbers['trials'])} trials: {int(numbers['trials_complete'])} complete, {int(numbers['trials_pruned'])} pruned, "
+          f"{int(numbers['trials_fail'])} failed. Best: trial {best.number}, mean validation accuracy {best.value:.2f} "
+          f"over seed(s) {', '.join(map(str, req.seeds))}, with " + ", ".join(f"`{k} = {v:.4g}`" if isinstance(v, float) else f"`{k} = {v}`" for k, v in sorted(best.params.items())) +
+          f". Parameters file: `tuning/{params_path.name}`; the test set was not read.", ""]
+    for name, caption in images:
+        md += [f"![{name}](tuning/{name})", "", f"*{caption}*", ""]
+    md_path = _atomic_write(folder / f"{req.variant}.md", "\n".join(md))
+    return params_path, md_path

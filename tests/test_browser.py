@@ -1,0 +1,106 @@
+"""The MLflow UI in a real browser: `python -m harness ui` serves a store made by a small real run,
+headless Chromium renders the experiment and each variant's parent run, and the parent runs'
+across-seed aggregates are on the page with the store's values."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import ROOT, fresh_store, harness
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if not CHROMIUM and not os.environ.get("CI"):
+    pytest.skip("headless Chromium is not installed (apt-get install chromium); CI installs it", allow_module_level=True)
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--virtual-time-budget=20000"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def chromium(*args: str) -> str:
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=120)
+    return proc.stdout
+
+
+def page_text(url: str) -> list[str]:
+    """The rendered page's visible text, one item per element."""
+    dom = chromium("--dump-dom", url)
+    dom = re.sub(r"<script.*?</script>|<style.*?</style>", "", dom, flags=re.S)
+    return [t.strip() for t in re.split(r"<[^>]+>", dom) if t.strip()]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    from tests.conftest import write_npz
+
+    work = tmp_path_factory.mktemp("ui")
+    fresh_store(work)
+    proc = harness("run", "--variants", "baseline,dropout", "--seeds", "2", "--epochs", "1", "--set", "train.batch_size=64",
+                   cwd=work, data=write_npz(work / "data"))
+    assert proc.returncode == 0, proc.stderr
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    server = subprocess.Popen([sys.executable, "-m", "harness", "ui", "--port", str(port)], cwd=work, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if urllib.request.urlopen(f"{base}/health", timeout=2).read() == b"OK":
+                    break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise RuntimeError("the MLflow UI did not come up")
+                time.sleep(0.5)
+        yield work, base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_parent_runs_and_aggregates_are_visible(served):
+    work, base = served
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("default")
+    listing = page_text(f"{base}/#/experiments/{exp.experiment_id}/runs")
+    assert "baseline" in listing and "dropout" in listing
+    parents = client.search_runs([exp.experiment_id], filter_string="tags.`harness.role` = 'variant'")
+    assert len(parents) == 2
+    for parent in parents:
+        text = page_text(f"{base}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}")
+        assert parent.info.run_name in text
+        for key in ("n_seeds", "test_acc_mean", "test_acc_std", "test_acc_ci_low", "test_acc_ci_high", "best_val_acc_mean"):
+            assert key in text, f"{key} not on the page of {parent.info.run_name}"
+            shown = float(text[text.index(key) + 1])
+            assert shown == pytest.approx(parent.data.metrics[key], rel=1e-9)
+        for seed in (2021, 2022):
+            assert f"{parent.info.run_name}-seed{seed}" in text  # its child runs
+
+
+def test_screenshot(served, tmp_path):
+    work, base = served
+    exp = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}").get_experiment_by_name("default")
+    shot = tmp_path / "mlflow-ui.png"
+    chromium("--window-size=1400,800", f"--screenshot={shot}", f"{base}/#/experiments/{exp.experiment_id}/runs")
+    assert shot.exists() and shot.stat().st_size > 20_000
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    print(f"screenshot: {shot}")

@@ -1,0 +1,144 @@
+"""Optuna tuning on tiny synthetic data: search-space checks, pruning, a NaN trial, resume, two
+workers on one study, MLflow nesting, and the way back with `run --tuned`."""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from harness import config, runner, tuning
+from harness.errors import UsageError
+from tests.conftest import fresh_store, harness
+
+
+@pytest.mark.parametrize("space,fragment", [
+    ("p = {low = 0.5, high = 0.1}", "low (0.5) must be below high (0.1)"),
+    ("lr = {low = 0.0, high = 0.1, log = true}", "log-uniform range needs low > 0"),
+    ("p = {low = 0.0, high = 1.0}", "search.dropout.p: 1.0 is outside what the setting allows"),
+    ("lr = {low = -1.0, high = 0.1}", "search.dropout.lr: -1.0 is outside"),
+    ("q = {low = 0.0, high = 0.5}", "params.dropout.q: unknown setting"),
+    ("p = {low = 0.0}", "needs both low and high"),
+    ("p = {low = 0.0, high = 0.5, step = 2}", "search.dropout.p.step: unknown key"),
+    ("p = {low = 'a', high = 0.5}", "search.dropout.p.low: expected float"),
+    ("p = {choices = []}", "choices must be a non-empty list"),
+    ("p = 0.3", "expected a table such as"),
+])
+def test_search_space_checks(tmp_path, space, fragment):
+    path = tmp_path / "exp.toml"
+    path.write_text(f"[search.dropout]\n{space}\n")
+    with pytest.raises(UsageError) as e:
+        config.load(str(path))
+    assert fragment in str(e.value)
+
+
+def test_search_space_for_unknown_variant(tmp_path):
+    path = tmp_path / "exp.toml"
+    path.write_text("[search.dropuot]\np = {low = 0.0, high = 0.5}\n")
+    with pytest.raises(UsageError, match="did you mean 'dropout'"):
+        config.load(str(path))
+
+
+def test_default_experiment_declares_spaces():
+    cfg = config.load(None)
+    space = {p.name: p for p in config.search_space(cfg, "dropout")}
+    assert space["p"].low == 0.0 and space["p"].high == 0.8 and space["lr"].log
+
+
+def _prepared(tmp_path, data_dir, epochs=3):
+    cfg = config.load(None, [f"data.dir='{data_dir}'", f"tracking_uri='sqlite:///{tmp_path}/mlflow.db'",
+                             f"checkpoint_dir='{tmp_path}/ck'", f"reports_dir='{tmp_path}/reports'",
+                             f"train.epochs={epochs}", "train.batch_size=32", "train.threads=1"])
+    fresh_store(tmp_path)
+    return runner.prepare(cfg, with_test=False)
+
+
+def _request(tmp_path, trials, pruner="median"):
+    return tuning.TuneRequest("dropout", trials, (2021,), None, 1, "s", str(tmp_path / "optuna.journal"), pruner)
+
+
+def test_pruning_a_nan_trial_and_mlflow_nesting(tmp_path, data_dir):
+    from harness import tracking
+
+    p = _prepared(tmp_path, data_dir, epochs=4)
+    assert p.data.x_test.numel() == 0  # the test set is not on the device while tuning
+    req = _request(tmp_path, 6)
+    study = tuning.load_study(req)
+    for _ in range(3):
+        study.enqueue_trial({"p": 0.0, "lr": 5e-3})
+    study.enqueue_trial({"p": 0.7, "lr": 1.0001e-4})  # learns nothing in 4 epochs: must be pruned
+    study.enqueue_trial({"p": 0.0, "lr": 5e-3})
+    tracker = tracking.Tracker(p.uri, p.cfg.name, p.checkpoint_dir)
+    parent = tracker.study_parent(req.study, "dropout", {})
+    tuning.optimize(p, req, study, 5, parent, tracker, print)
+    # a diverging trial: a search space whose learning rates make the loss non-finite at once
+    nan_cfg = dataclasses.replace(p.cfg, search={"dropout": {"lr": {"low": 1e29, "high": 1e30, "log": True}}})
+    tuning.optimize(dataclasses.replace(p, cfg=nan_cfg), req, study, 1, parent, tracker, print)
+    states = [t.state for t in study.trials]
+    assert states[:3] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert states[3] == optuna.trial.TrialState.PRUNED
+    assert states[5] == optuna.trial.TrialState.FAIL
+    assert "non-finite loss in dropout" in study.trials[5].user_attrs["fail_reason"]
+
+    client = MlflowClient(tracking_uri=p.uri)
+    exp = client.get_experiment_by_name("default")
+    children = client.search_runs([exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert len(children) == 6
+    by_trial = {int(r.data.tags["harness.trial"]): r for r in children}
+    assert [by_trial[i].data.tags["harness.trial_state"] for i in range(6)] == ["COMPLETE"] * 3 + ["PRUNED", "COMPLETE", "FAIL"]
+    assert [by_trial[i].info.status for i in (0, 3, 5)] == ["FINISHED", "KILLED", "FAILED"]
+    assert by_trial[0].data.params["searched.p"] == "0.0"
+    assert [m.step for m in client.get_metric_history(by_trial[0].info.run_id, "val_acc")] == [1, 2, 3, 4]
+    assert len(client.get_metric_history(by_trial[3].info.run_id, "val_acc")) < 4
+    assert not any(k.startswith("test") for r in children for k in r.data.metrics)
+
+
+def test_cli_tune_resume_workers_and_tuned_run(tmp_path, data_dir):
+    fresh_store(tmp_path)
+    common = ["--variant", "dropout", "--epochs", "2", "--set", "train.batch_size=64"]
+    first = harness("tune", *common, "--trials", "3", cwd=tmp_path, data=data_dir)
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = harness("tune", *common, "--trials", "7", "--workers", "2", cwd=tmp_path, data=data_dir)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "3 trial(s) so far, 4 to run with 2 worker(s)" in second.stdout
+    study = optuna.load_study(study_name="default-dropout", storage=tuning.open_storage(str(tmp_path / "optuna" / "default.journal")))
+    assert sorted(t.number for t in study.trials) == list(range(7))  # none lost, none twice
+    assert all(t.state.is_finished() for t in study.trials)
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("default")
+    parents = client.search_runs([exp.experiment_id], filter_string="tags.`harness.role` = 'study'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED" and parents[0].data.metrics["trials"] == 7
+    kids = client.search_runs([exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
+    assert sorted(int(k.data.tags["harness.trial"]) for k in kids) == list(range(7))
+
+    best = tomllib.loads((tmp_path / "reports" / "default" / "tuning" / "dropout.toml").read_text())
+    assert best["tuning"]["trials"] == 7 and set(best["params"]["dropout"]) == {"p", "lr"}
+    section = (tmp_path / "reports" / "default" / "tuning" / "dropout.md").read_text()
+    assert "![dropout_history.png](tuning/dropout_history.png)" in section
+
+    back = harness("run", "--variants", "baseline,dropout", "--tuned", "--seeds", "2", "--epochs", "1",
+                   "--set", "train.batch_size=64", cwd=tmp_path, data=data_dir)
+    assert back.returncode == 0, back.stderr[-2000:]
+    assert "parameters from reports/default/tuning/dropout.toml" in back.stdout
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.`harness.role` = 'seed' and tags.`harness.variant` = 'dropout'")
+    assert len(runs) == 2
+    assert float(runs[0].data.params["model.p"]) == best["params"]["dropout"]["p"]
+    assert float(runs[0].data.params["train.lr"]) == best["params"]["dropout"]["lr"]
+    report = (tmp_path / "reports" / "default" / "report.md").read_text()
+    assert "## Tuning" in report and "### Tuning `dropout`" in report and "| dropout | 2 |" in report
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--variant", "dropuot"], "did you mean 'dropout'"),
+    (["--variant", "dropout", "--trials", "0"], "--trials: 0 is not allowed"),
+    (["--variant", "dropout", "--workers", "0"], "--workers: 0 is not allowed"),
+    (["--variant", "dropout", "--pruner", "asha"], "--pruner: 'asha' is not allowed"),
+    (["--variant", "dropout", "--timeout", "-5"], "--timeout"),
+])
+def test_bad_tune_requests(tmp_path, data_dir, args, fragment):
+    proc = harness("tune", *args, cwd=tmp_path, data=data_dir)
+    assert proc.returncode == 2 and fragment in proc.stderr and "Traceback" not in proc.stderr
+    assert {p.name for p in tmp_path.iterdir()} == {"data"}
