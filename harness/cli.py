@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     run.add_argument("--tuned", action="store_true", help="use the best parameters `tune` wrote for each variant (reports/EXPERIMENT/tuning/)")
     run.add_argument("--params-from", action="append", default=[], metavar="FILE", help="a TOML file of [params.<variant>] tables (as `tune` writes)")
+    run.add_argument("--jobs-per-device", type=_int("--jobs-per-device"), default=1, metavar="K",
+                     help="train K (variant, seed) runs at once per GPU, or K at once on the CPU, in separate processes (default 1)")
     run.add_argument("--rerun", action="store_true", help="train finished runs again (by default they are skipped and interrupted ones resumed)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting, e.g. train.lr=0.01 or params.dropout.p=0.3")
 
@@ -64,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting")
     tune.add_argument("--worker-share", type=int, help=argparse.SUPPRESS)
     tune.add_argument("--parent-run", help=argparse.SUPPRESS)
+
+    bench = sub.add_parser("bench", help="time one epoch: the tutorial's pipeline vs the harness engine vs the floor")
+    bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    bench.add_argument("--repeats", type=_int("--repeats"), default=3, help="repeats per way; medians are reported (default 3)")
+    bench.add_argument("--data-dir", help="directory holding cifar10.npz")
+    bench.add_argument("--out", default="reports/bench.json", help="where the JSON goes (default reports/bench.json)")
 
     sub.add_parser("list", help="list the registered variants")
 
@@ -96,6 +104,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         "data.dir": args.data_dir,
         "tracking_uri": args.tracking_uri,
     }
+    if not 1 <= args.jobs_per_device <= 64:
+        raise UsageError(f"--jobs-per-device: {args.jobs_per_device} is not allowed; expected an integer from 1 to 64")
+    if args.jobs_per_device > 1 and args.rerun:
+        raise UsageError("--rerun: not allowed with --jobs-per-device > 1 (each process would train the others' runs again); rerun with one process")
     params_files = list(args.params_from)
     console = Console()
     if args.tuned:
@@ -113,7 +125,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.line(f"parameters from {path}")
     console.line(f"experiment {cfg.name}: {len(cfg.variants)} variant(s) × {len(cfg.seeds)} seed(s), {cfg.train.epochs} epoch(s) on {prepared.device}; "
                  f"split {cfg.data.split} {prepared.split.fingerprint}; store {prepared.uri}")
-    outcomes = runner.run_experiment(prepared, console)
+    if args.jobs_per_device > 1:
+        outcomes = runner.run_in_processes(prepared, args.argv, args.jobs_per_device, console)
+    else:
+        outcomes = runner.run_experiment(prepared, console)
     console.line("")
     console.line(runner.summary(outcomes))
     from harness import report
@@ -166,6 +181,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from harness import bench, data, provenance
+
+    if args.repeats < 1:
+        raise UsageError(f"--repeats: {args.repeats} is not allowed; expected an integer >= 1")
+    device = provenance.resolve_device(args.device)
+    arrays = data.load(data.data_dir(args.data_dir or ""))
+    if len(arrays.y_train) < bench.TRAIN + bench.VAL:
+        raise UsageError(f"data: the benchmark needs {bench.TRAIN + bench.VAL} training images, the data has {len(arrays.y_train)}")
+    bench.run(arrays.x_train, arrays.y_train, device, args.repeats, Path(args.out))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -200,7 +228,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return tracking.launch_ui(tracking.resolve_uri(args.tracking_uri or ""), args.host, args.port)
 
 
-COMMANDS = {"run": cmd_run, "tune": cmd_tune, "report": cmd_report, "list": cmd_list, "ui": cmd_ui}
+COMMANDS = {"run": cmd_run, "tune": cmd_tune, "bench": cmd_bench, "report": cmd_report, "list": cmd_list, "ui": cmd_ui}
 
 
 def _raise_terminated(signum, frame):

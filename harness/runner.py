@@ -89,9 +89,12 @@ def _writable(path: Path) -> bool:
         return False
 
 
+EXECUTION_ONLY = ("seed", "train.threads", "train.device")  # how a run is executed, not what it trains
+
+
 def variant_key(spec: RunSpec, split_fingerprint: str) -> str:
-    """Identifies a variant's configuration: everything but the seed, plus the split."""
-    payload = {k: v for k, v in spec.flat().items() if k != "seed"}
+    """Identifies a variant's configuration: everything it trains with but the seed, plus the split."""
+    payload = {k: v for k, v in spec.flat().items() if k not in EXECUTION_ONLY}
     payload["split"] = split_fingerprint
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -149,6 +152,72 @@ def run_experiment(p: Prepared, console: Console) -> list[Outcome]:
         return [outcomes[pair] for pair in pairs]
     finally:
         claims.close()
+
+
+def run_in_processes(p: Prepared, argv: list[str], per_device: int, console: Console) -> list[Outcome]:
+    """Run the same command in several processes at once: `per_device` per GPU, each pinned to its
+    GPU, or `per_device` on the CPU, sharing its cores. The claims hand every key to exactly one
+    of them; the outcomes are then read from the store."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    if p.device.type == "cuda":
+        gpus = torch.cuda.device_count() if p.device.index is None else 1
+        first = p.device.index or 0
+        slots = [{"CUDA_VISIBLE_DEVICES": str(first + i % gpus)} for i in range(gpus * per_device)]
+        extra = ["--device", "cuda"]
+    else:
+        threads = max(1, (os.cpu_count() or 1) // per_device)
+        slots = [{} for _ in range(per_device)]
+        extra = ["--set", f"train.threads={threads}"]
+    console.line(f"{len(slots)} processes, {per_device} per device")
+    child_args = _without_flag(argv, "--jobs-per-device")
+    procs = [subprocess.Popen([sys.executable, "-m", "harness", *child_args, *extra], env={**os.environ, **slot}) for slot in slots]
+    try:
+        for proc in procs:
+            proc.wait()
+    except (KeyboardInterrupt, Terminated):
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait()
+        raise
+    return collect(p)
+
+
+def _without_flag(argv: list[str], flag: str) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = True
+        elif not a.startswith(flag + "="):
+            out.append(a)
+    return out
+
+
+def collect(p: Prepared) -> list[Outcome]:
+    """The outcome of every (variant, seed) pair as the store has it, without training anything."""
+    from harness import tracking
+
+    tracker = tracking.Tracker(p.uri, p.cfg.name, p.checkpoint_dir)
+    outcomes = []
+    for variant in p.cfg.variants:
+        for seed in p.cfg.seeds:
+            key = run_key(variant_key(config_mod.resolve(p.cfg, variant, seed), p.split.fingerprint), seed)
+            runs = tracker.runs_with_key(key)
+            done = [r for r in runs if r.status == "FINISHED"]
+            if done:
+                m = done[-1].metrics
+                outcomes.append(Outcome(variant, seed, "FINISHED", m.get("best_val_acc", math.nan), int(m.get("selected_epoch", 0)),
+                                        m.get("final_val_acc", math.nan), m.get("test_acc", math.nan), 0.0))
+            else:
+                status = runs[-1].status if runs else "FAILED"
+                outcomes.append(Outcome(variant, seed, status if status != "RUNNING" else "KILLED", error="see its run in the store" if runs else "never started"))
+    return outcomes
 
 
 def _sweep_dangling(tracker, claims, console: Console) -> None:

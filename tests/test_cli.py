@@ -106,3 +106,18 @@ def test_list_and_help_start_quickly(tmp_path):
         proc = harness(*args, cwd=tmp_path)
         assert proc.returncode == 0
         print(args, f"{time.perf_counter() - start:.2f}s")
+
+
+def test_jobs_per_device_trains_each_pair_once(tmp_path, data_dir):
+    from tests.conftest import fresh_store
+
+    fresh_store(tmp_path)
+    proc = harness("run", "--variants", "baseline,dropout", "--seeds", "2", "--epochs", "1", "--set", "train.batch_size=64",
+                   "--jobs-per-device", "2", cwd=tmp_path, data=data_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "2 processes, 2 per device" in proc.stdout and "4 of 4 runs finished" in proc.stdout
+    assert proc.stdout.count("TRAIN EPOCH[001/001]") == 4  # each pair trained by exactly one process
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("default")
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.`harness.role` = 'seed'")
+    assert len(runs) == 4 and {r.data.params["train.threads"] for r in runs} == {"1"}
