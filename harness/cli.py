@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--params-from", action="append", default=[], metavar="FILE", help="a TOML file of [params.<variant>] tables (as `tune` writes)")
     run.add_argument("--jobs-per-device", type=_int("--jobs-per-device"), default=1, metavar="K",
                      help="train K (variant, seed) runs at once per GPU, or K at once on the CPU, in separate processes (default 1)")
+    run.add_argument("--executor", default="local", help="local (default) or ray")
+    run.add_argument("--ray-address", help="the Ray cluster to run on (with --executor ray), e.g. 10.0.0.5:6379 or auto")
+    run.add_argument("--gpus-per-run", type=float, help="with --executor ray: GPU fraction each run asks for (default 0.25 on a cluster with GPUs, else 0)")
+    run.add_argument("--cpus-per-run", type=float, default=1.0, help="with --executor ray: CPUs each run asks for (default 1)")
     run.add_argument("--rerun", action="store_true", help="train finished runs again (by default they are skipped and interrupted ones resumed)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting, e.g. train.lr=0.01 or params.dropout.p=0.3")
 
@@ -106,6 +110,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     if not 1 <= args.jobs_per_device <= 64:
         raise UsageError(f"--jobs-per-device: {args.jobs_per_device} is not allowed; expected an integer from 1 to 64")
+    if args.executor not in ("local", "ray"):
+        raise UsageError(f"--executor: {args.executor!r} is not allowed; expected local or ray")
+    if args.executor == "ray" and not args.ray_address:
+        raise UsageError("--ray-address: required with --executor ray (the cluster's head, e.g. 10.0.0.5:6379, or auto)")
+    if args.gpus_per_run is not None and not 0 <= args.gpus_per_run <= 8:
+        raise UsageError(f"--gpus-per-run: {args.gpus_per_run} is not allowed; expected a number from 0 to 8")
+    if not 0 < args.cpus_per_run <= 256:
+        raise UsageError(f"--cpus-per-run: {args.cpus_per_run} is not allowed; expected a number above 0, at most 256")
     if args.jobs_per_device > 1 and args.rerun:
         raise UsageError("--rerun: not allowed with --jobs-per-device > 1 (each process would train the others' runs again); rerun with one process")
     params_files = list(args.params_from)
@@ -125,14 +137,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.line(f"parameters from {path}")
     console.line(f"experiment {cfg.name}: {len(cfg.variants)} variant(s) × {len(cfg.seeds)} seed(s), {cfg.train.epochs} epoch(s) on {prepared.device}; "
                  f"split {cfg.data.split} {prepared.split.fingerprint}; store {prepared.uri}")
-    if args.jobs_per_device > 1:
+    if args.executor == "ray":
+        from harness import ray_executor
+
+        outcomes = ray_executor.run_on_ray(prepared, args.ray_address, args.gpus_per_run, args.cpus_per_run, console)
+    elif args.jobs_per_device > 1:
         outcomes = runner.run_in_processes(prepared, args.argv, args.jobs_per_device, console)
     else:
         outcomes = runner.run_experiment(prepared, console)
     console.line("")
     console.line(runner.summary(outcomes))
-    from harness import report
+    from harness import report, tracking
 
+    tracking.set_report_parents(prepared.uri, cfg.name, [o.parent_id for o in outcomes if o.parent_id])
     try:
         path = report.build(prepared.uri, cfg.name, prepared.reports_dir)
         console.line(f"report: {path}")

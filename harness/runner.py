@@ -38,6 +38,7 @@ class Outcome:
     seconds: float = 0.0
     error: str = ""
     note: str = ""
+    parent_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,12 @@ class Prepared:
     reports_dir: Path
     checkpoint_dir: Path
     rerun: bool = False
+    arrays: data_mod.Arrays | None = None  # the dataset as loaded (numpy), for executors that ship it
 
 
-def prepare(cfg: ExperimentConfig, rerun: bool = False, with_test: bool = True) -> Prepared:
-    """Check everything that can be wrong before any run or file is created, then load the data."""
+def prepare(cfg: ExperimentConfig, rerun: bool = False, with_test: bool = True, arrays: data_mod.Arrays | None = None) -> Prepared:
+    """Check everything that can be wrong before any run or file is created, then load the data
+    (or take `arrays` already loaded, as a Ray worker does)."""
     from harness import tracking
 
     uri = tracking.resolve_uri(cfg.tracking_uri)
@@ -67,9 +70,10 @@ def prepare(cfg: ExperimentConfig, rerun: bool = False, with_test: bool = True) 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     engine.set_determinism()  # before the first run records how deterministic it is
-    arrays = data_mod.load(data_mod.data_dir(cfg.data.dir))
+    if arrays is None:
+        arrays = data_mod.load(data_mod.data_dir(cfg.data.dir))
     split = data_mod.make_split(arrays.y_train, cfg.data.split, cfg.data.train_ratio, cfg.data.split_seed)
-    return Prepared(cfg, uri, device, split, data_mod.to_device(arrays, split, device, with_test), reports_dir, checkpoint_dir, rerun)
+    return Prepared(cfg, uri, device, split, data_mod.to_device(arrays, split, device, with_test), reports_dir, checkpoint_dir, rerun, arrays)
 
 
 def check_writable(folder: Path, field: str) -> None:
@@ -118,15 +122,7 @@ def run_experiment(p: Prepared, console: Console) -> list[Outcome]:
     claims = Claims(p.checkpoint_dir / "claims.sqlite")
     try:
         _sweep_dangling(tracker, claims, console)
-        common_tags = {
-            "harness.experiment": p.cfg.name,
-            "harness.baseline": p.cfg.baseline,
-            "harness.config_hash": config_mod.config_hash(p.cfg),
-            "harness.split_fingerprint": p.split.fingerprint,
-            "harness.git_commit": provenance.git_commit(),
-            "harness.command": provenance.command_line(),
-            **{f"harness.version.{k}": v for k, v in provenance.versions().items()},
-        }
+        tags = common_tags(p)
         pairs = [(v, s) for v in p.cfg.variants for s in p.cfg.seeds]
         outcomes: dict[tuple[str, int], Outcome] = {}
         pending, waited = pairs, False
@@ -140,7 +136,7 @@ def run_experiment(p: Prepared, console: Console) -> list[Outcome]:
                     continue
                 try:
                     console.header(f"{variant} seed {seed} ({pairs.index((variant, seed)) + 1}/{len(pairs)})")
-                    outcomes[(variant, seed)] = run_one(p, tracker, claims, spec, key, common_tags, console)
+                    outcomes[(variant, seed)] = run_one(p, tracker, claims, spec, key, tags, console)
                 finally:
                     claims.release(key)
             if deferred and not waited:
@@ -152,6 +148,19 @@ def run_experiment(p: Prepared, console: Console) -> list[Outcome]:
         return [outcomes[pair] for pair in pairs]
     finally:
         claims.close()
+
+
+def common_tags(p: Prepared) -> dict[str, str]:
+    """The tags every run of this invocation carries."""
+    return {
+        "harness.experiment": p.cfg.name,
+        "harness.baseline": p.cfg.baseline,
+        "harness.config_hash": config_mod.config_hash(p.cfg),
+        "harness.split_fingerprint": p.split.fingerprint,
+        "harness.git_commit": provenance.git_commit(),
+        "harness.command": provenance.command_line(),
+        **{f"harness.version.{k}": v for k, v in provenance.versions().items()},
+    }
 
 
 def run_in_processes(p: Prepared, argv: list[str], per_device: int, console: Console) -> list[Outcome]:
@@ -213,10 +222,12 @@ def collect(p: Prepared) -> list[Outcome]:
             if done:
                 m = done[-1].metrics
                 outcomes.append(Outcome(variant, seed, "FINISHED", m.get("best_val_acc", math.nan), int(m.get("selected_epoch", 0)),
-                                        m.get("final_val_acc", math.nan), m.get("test_acc", math.nan), 0.0))
+                                        m.get("final_val_acc", math.nan), m.get("test_acc", math.nan), 0.0, parent_id=done[-1].parent_id))
             else:
                 status = runs[-1].status if runs else "FAILED"
-                outcomes.append(Outcome(variant, seed, status if status != "RUNNING" else "KILLED", error="see its run in the store" if runs else "never started"))
+                outcomes.append(Outcome(variant, seed, status if status != "RUNNING" else "KILLED",
+                                        error="see its run in the store" if runs else "never started",
+                                        parent_id=runs[-1].parent_id if runs else ""))
     return outcomes
 
 
@@ -233,6 +244,16 @@ def _sweep_dangling(tracker, claims, console: Console) -> None:
                 claims.release(key)
 
 
+def variant_parent(p: Prepared, tracker, spec: RunSpec, common_tags: dict[str, str]) -> tuple[str, dict, dict]:
+    """The variant's parent run (created on first use), and the tags and params its runs share."""
+    env = provenance.determinism(p.device)
+    tags = {**common_tags, **{f"harness.env.{k}": v for k, v in env.items()}, "harness.device": env["device"]}
+    shared_params = {k: v for k, v in spec.flat().items() if k != "seed"}
+    shared_params.update({"data.split": p.cfg.data.split, "data.train_ratio": p.cfg.data.train_ratio, "data.split_seed": p.cfg.data.split_seed})
+    parent_id = tracker.parent(spec.variant, variant_key(spec, p.split.fingerprint), tags, shared_params)
+    return parent_id, tags, shared_params
+
+
 def run_one(p: Prepared, tracker, claims, spec: RunSpec, key: str, common_tags: dict[str, str], console: Console) -> Outcome:
     """Skip a finished key, resume an interrupted one from its checkpoint, or start a new run."""
     variant, seed = spec.variant, spec.seed
@@ -245,14 +266,10 @@ def run_one(p: Prepared, tracker, claims, spec: RunSpec, key: str, common_tags: 
         console.line(f"skip {variant} seed {seed}: already finished (run {r.run_id}); --rerun trains it again")
         m = r.metrics
         return Outcome(variant, seed, "FINISHED", m.get("best_val_acc", math.nan), int(m.get("selected_epoch", 0)),
-                       m.get("final_val_acc", math.nan), m.get("test_acc", math.nan), 0.0, note="skipped: already finished")
+                       m.get("final_val_acc", math.nan), m.get("test_acc", math.nan), 0.0, note="skipped: already finished",
+                       parent_id=r.parent_id)
 
-    env = provenance.determinism(p.device)
-    tags = {**common_tags, **{f"harness.env.{k}": v for k, v in env.items()}, "harness.device": env["device"]}
-    shared_params = {k: v for k, v in spec.flat().items() if k != "seed"}
-    shared_params.update({"data.split": p.cfg.data.split, "data.train_ratio": p.cfg.data.train_ratio, "data.split_seed": p.cfg.data.split_seed})
-    vkey = key.rsplit("-", 1)[0]
-    parent_id = tracker.parent(variant, vkey, tags, shared_params)
+    parent_id, tags, shared_params = variant_parent(p, tracker, spec, common_tags)
 
     snapshot, run_id = None, None
     unfinished = [r for r in existing if r.status != "FINISHED"]
@@ -285,7 +302,7 @@ def run_one(p: Prepared, tracker, claims, spec: RunSpec, key: str, common_tags: 
                 tracker.delete(old.run_id)  # one finished run per key, the newest
         tracker.update_aggregates(parent_id)
         return Outcome(variant, seed, "FINISHED", metrics["best_val_acc"], result.selected_epoch,
-                       result.history[-1].val_acc, metrics["test_acc"], time.perf_counter() - start)
+                       result.history[-1].val_acc, metrics["test_acc"], time.perf_counter() - start, parent_id=parent_id)
     except (KeyboardInterrupt, Terminated) as e:
         tracker.set_tags(run_id, {"harness.error": f"interrupted ({type(e).__name__}); resumes from its last checkpoint"})
         tracker.finish(run_id, "KILLED")
@@ -297,7 +314,7 @@ def run_one(p: Prepared, tracker, claims, spec: RunSpec, key: str, common_tags: 
         console.line(f"FAILED {variant} seed {seed}: {reason}")
         tracker.set_tags(run_id, {"harness.error": reason[:5000]})
         tracker.finish(run_id, "FAILED")
-        return Outcome(variant, seed, "FAILED", seconds=time.perf_counter() - start, error=reason)
+        return Outcome(variant, seed, "FAILED", seconds=time.perf_counter() - start, error=reason, parent_id=parent_id)
 
 
 EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")

@@ -30,6 +30,7 @@ def _quiet_mlflow():
     import logging
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # the console is ours
     import mlflow
 
     for name in ("mlflow", "alembic"):
@@ -107,6 +108,7 @@ class KeyedRun:
     status: str
     start_time: int
     metrics: dict[str, float]
+    parent_id: str = ""
 
 
 class Tracker:
@@ -147,7 +149,8 @@ class Tracker:
     def runs_with_key(self, key: str) -> list[KeyedRun]:
         """The live (not deleted) seed runs of a run key, oldest first."""
         found = self._search(f"tags.`harness.role` = 'seed' and tags.`harness.run_key` = '{key}'")
-        return sorted((KeyedRun(r.info.run_id, r.info.status, r.info.start_time, dict(r.data.metrics)) for r in found), key=lambda r: r.start_time)
+        return sorted((KeyedRun(r.info.run_id, r.info.status, r.info.start_time, dict(r.data.metrics), r.data.tags.get("mlflow.parentRunId", ""))
+                       for r in found), key=lambda r: r.start_time)
 
     def running_seed_runs(self) -> list[tuple[str, str]]:
         """(run id, run key) of every seed run the store says is RUNNING."""
@@ -257,8 +260,21 @@ def _experiment_artifacts(uri: str, experiment: str) -> str | None:
     return f"{root}/{experiment}" if root else None
 
 
+REPORT_PARENTS_TAG = "harness.report_parents"
+
+
+def set_report_parents(uri: str, experiment: str, parent_ids: list[str]) -> None:
+    """Record on the MLflow experiment which parent runs its report covers (those of the last `run`)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    eid = client.get_experiment_by_name(experiment).experiment_id
+    _retrying(client.set_experiment_tag)(eid, REPORT_PARENTS_TAG, ",".join(dict.fromkeys(parent_ids)))
+
+
 def read_experiment(uri: str, experiment: str) -> list[SeedRun]:
-    """Every seed run of the experiment's latest parent run per variant, with metric histories."""
+    """Every seed run under the parent runs the report covers (those of the last `run`, recorded on
+    the experiment; else the newest parent per variant), with metric histories."""
     from mlflow import MlflowClient
 
     _quiet_mlflow()
@@ -267,10 +283,12 @@ def read_experiment(uri: str, experiment: str) -> list[SeedRun]:
     if found is None:
         raise UsageError(f"--experiment: no experiment named {experiment!r} in the store {uri}")
     eid = found.experiment_id
-    parents = client.search_runs([eid], filter_string="tags.`harness.role` = 'variant'", order_by=["attributes.start_time DESC"], max_results=10_000)
-    latest: dict[str, str] = {}
-    for p in parents:
-        latest.setdefault(p.data.tags["harness.variant"], p.info.run_id)
+    parents = client.search_runs([eid], filter_string="tags.`harness.role` = 'variant'", max_results=10_000)
+    chosen = found.tags.get(REPORT_PARENTS_TAG, "").split(",")
+    latest = {p.data.tags["harness.variant"]: p.info.run_id for p in parents if p.info.run_id in chosen}
+    if not latest:  # no `run` has said which parents its report covers: the newest per variant
+        for p in sorted(parents, key=lambda p: p.info.start_time, reverse=True):
+            latest.setdefault(p.data.tags["harness.variant"], p.info.run_id)
     runs = []
     for variant, parent_id in sorted(latest.items()):
         children = client.search_runs([eid], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=10_000)

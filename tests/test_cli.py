@@ -121,3 +121,18 @@ def test_jobs_per_device_trains_each_pair_once(tmp_path, data_dir):
     exp = client.get_experiment_by_name("default")
     runs = client.search_runs([exp.experiment_id], filter_string="tags.`harness.role` = 'seed'")
     assert len(runs) == 4 and {r.data.params["train.threads"] for r in runs} == {"1"}
+
+
+def test_report_covers_the_parents_of_the_last_run(tmp_path, data_dir):
+    from tests.conftest import fresh_store
+
+    fresh_store(tmp_path)
+    common = ["--seeds", "1,", "--set", "train.batch_size=64"]
+    assert harness("run", "--variants", "baseline,dropout", "--epochs", "1", *common, cwd=tmp_path, data=data_dir).returncode == 0
+    assert harness("run", "--variants", "baseline,batchnorm", "--epochs", "2", *common, cwd=tmp_path, data=data_dir).returncode == 0
+    report = tmp_path / "reports" / "default" / "report.md"
+    text = report.read_text()
+    assert "| batchnorm | 1/1 |" in text and "| dropout |" not in text and "epoch(s)" in text and "2 epoch(s)" in text
+    before = report.read_bytes()
+    assert harness("report", "--experiment", "default", cwd=tmp_path).returncode == 0
+    assert report.read_bytes() == before
