@@ -22,7 +22,7 @@ from torch import nn
 class EngineConfig:
     epochs: int = 100
     batch_size: int = 256
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0
     shuffle: bool = True

@@ -73,8 +73,8 @@ def open_storage(url: str):
 
 def make_pruner(name: str) -> optuna.pruners.BasePruner:
     return {
-        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-        "percentile": lambda: optuna.pruners.PercentilePruner(25.0, n_startup_trials=3, n_warmup_steps=1),
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
+        "percentile": lambda: optuna.pruners.PercentilePruner(25.0, n_startup_trials=3, n_warmup_steps=2),
         "hyperband": lambda: optuna.pruners.HyperbandPruner(),
         "none": lambda: optuna.pruners.NopPruner(),
     }[name]()
