@@ -5,7 +5,6 @@ run; after the runs the report is rebuilt from the store.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import harness, make_arrays, write_npz
+from tests.conftest import harness, make_arrays
 
 
 def _corrupt(kind: str, folder):
