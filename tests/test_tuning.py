@@ -142,3 +142,32 @@ def test_bad_tune_requests(tmp_path, data_dir, args, fragment):
     proc = harness("tune", *args, cwd=tmp_path, data=data_dir)
     assert proc.returncode == 2 and fragment in proc.stderr and "Traceback" not in proc.stderr
     assert {p.name for p in tmp_path.iterdir()} == {"data"}
+
+
+def test_trials_of_a_dead_process_are_failed_on_the_next_start(tmp_path):
+    import socket
+
+    req = _request(tmp_path, 5)
+    study = tuning.load_study(req)
+    live = study.ask()
+    live.set_user_attr("harness.worker", tuning.OWNER)
+    dead = study.ask()
+    dead.set_user_attr("harness.worker", f"{socket.gethostname()}:{2**22 + 12345}")  # no such process
+    assert tuning.fail_stale_trials(study) == 1
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[dead.number] == optuna.trial.TrialState.FAIL
+    assert states[live.number] == optuna.trial.TrialState.RUNNING
+
+
+def test_params_from_file(tmp_path):
+    path = tmp_path / "best.toml"
+    path.write_text("[tuning]\nstudy = 'x'\n\n[params.dropout]\np = 0.25\nlr = 0.002\n")
+    cfg = config.load(None, params_files=[str(path)], variants=("dropout",))
+    spec = config.resolve(cfg, "dropout", 1)
+    assert spec.model_params == {"p": 0.25} and spec.train.lr == 0.002
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[other]\nx = 1\n")
+    with pytest.raises(UsageError, match="must hold \\[params.<variant>\\] tables"):
+        config.load(None, params_files=[str(bad)])
+    with pytest.raises(UsageError, match="does not exist"):
+        config.load(None, params_files=[str(tmp_path / "missing.toml")])
