@@ -16,7 +16,7 @@ from harness import faults
 
 
 class CheckpointError(OSError):
-    pass
+    """A checkpoint (or any file written through `atomic_write_bytes`, such as a report) could not be written."""
 
 
 def save(path: Path, state: dict[str, Any]) -> None:

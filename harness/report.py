@@ -6,7 +6,6 @@ Building it twice from the same store gives the same files.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -286,15 +285,8 @@ def _provenance(runs: list[SeedRun]) -> list[str]:
 
 
 def _atomic_write(path: Path, text: str) -> Path:
-    """Write via a temporary file and a rename, so a failed write leaves the previous report intact."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise OSError(f"could not write {str(path)!r}: {e}") from e
+    """Write through the checkpoints' atomic writer, so a failed write leaves the previous file intact."""
+    from harness.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(path, text.encode("utf-8"))
     return path

@@ -219,15 +219,20 @@ def collect(p: Prepared) -> list[Outcome]:
             runs = tracker.runs_with_key(key)
             done = [r for r in runs if r.status == "FINISHED"]
             if done:
-                m = done[-1].metrics
-                outcomes.append(Outcome(variant, seed, "FINISHED", m.get("best_val_acc", math.nan), int(m.get("selected_epoch", 0)),
-                                        m.get("final_val_acc", math.nan), m.get("test_acc", math.nan), 0.0, parent_id=done[-1].parent_id))
+                outcomes.append(_finished_outcome(variant, seed, done[-1]))
             else:
                 status = runs[-1].status if runs else "FAILED"
                 outcomes.append(Outcome(variant, seed, status if status != "RUNNING" else "KILLED",
                                         error="see its run in the store" if runs else "never started",
                                         parent_id=runs[-1].parent_id if runs else ""))
     return outcomes
+
+
+def _finished_outcome(variant: str, seed: int, r, note: str = "") -> Outcome:
+    """The outcome of a finished run as the store holds it (a tracking.KeyedRun)."""
+    m = r.metrics
+    return Outcome(variant, seed, "FINISHED", m.get("best_val_acc", math.nan), int(m.get("selected_epoch", 0)),
+                   m.get("final_val_acc", math.nan), m.get("test_acc", math.nan), 0.0, note=note, parent_id=r.parent_id)
 
 
 def _sweep_dangling(tracker, claims, console: Console) -> None:
@@ -263,10 +268,7 @@ def run_one(p: Prepared, tracker, claims, spec: RunSpec, key: str, common_tags: 
         r = finished[-1]
         checkpoint.remove(ckpt_path)  # left behind if a process died right after finishing
         console.line(f"skip {variant} seed {seed}: already finished (run {r.run_id}); --rerun trains it again")
-        m = r.metrics
-        return Outcome(variant, seed, "FINISHED", m.get("best_val_acc", math.nan), int(m.get("selected_epoch", 0)),
-                       m.get("final_val_acc", math.nan), m.get("test_acc", math.nan), 0.0, note="skipped: already finished",
-                       parent_id=r.parent_id)
+        return _finished_outcome(variant, seed, r, note="skipped: already finished")
 
     parent_id, tags, shared_params = variant_parent(p, tracker, spec, common_tags)
 
