@@ -226,16 +226,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    import variants
-
+    from harness import listing
     from harness.console import table
 
-    rows = []
-    for v in variants.all_variants():
-        n = sum(p.numel() for p in v.build().parameters())
-        settings = ", ".join(f"{k}={val}" for k, val in {**v.params, **v.train}.items()) or "-"
-        rows.append([v.name, f"{n:,}", settings, v.hypothesis])
-    print(table(["variant", "parameters", "settings", "hypothesis"], rows))
+    rows, _ = listing.rows()
+    print(table(listing.HEADERS, rows))
     return 0
 
 

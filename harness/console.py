@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from harness.engine import Progress
+if TYPE_CHECKING:  # the console is imported by `list`, which must not import torch
+    from harness.engine import Progress
 
 
 class Console:

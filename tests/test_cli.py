@@ -1,12 +1,14 @@
 """The command line in real subprocesses, with a real SQLite MLflow store and real files."""
 from __future__ import annotations
 
+import os
+import shutil
 import time
 
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import harness
+from tests.conftest import ROOT, harness
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +78,33 @@ def test_report_has_a_row_per_variant_and_rebuilds_identically(finished):
 
 
 def test_list_prints_variants_with_parameter_counts(tmp_path):
-    proc = harness("list", cwd=tmp_path)
+    proc = harness("list", cwd=tmp_path, env={"HARNESS_CACHE_DIR": str(tmp_path / "cache")})
     assert proc.returncode == 0
     assert "baseline" in proc.stdout and "62,006" in proc.stdout and "p=0.5" in proc.stdout
+
+
+def _imports_torch(proc) -> bool:
+    """Whether a process run with PYTHONPROFILEIMPORTTIME=1 imported torch."""
+    return any(line.startswith("import time:") and line.split("|")[-1].strip() == "torch" for line in proc.stderr.splitlines())
+
+
+def test_list_reads_its_cache_without_importing_torch_until_a_variant_file_changes(tmp_path):
+    shutil.copytree(ROOT / "variants", tmp_path / "variants", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"HARNESS_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "PYTHONPROFILEIMPORTTIME": "1"}
+    first = harness("list", cwd=tmp_path, env=env)
+    second = harness("list", cwd=tmp_path, env=env)
+    assert first.returncode == second.returncode == 0
+    assert first.stdout == second.stdout and "62,006" in second.stdout
+    assert _imports_torch(first) and not _imports_torch(second)
+    (tmp_path / "variants" / "wide.py").write_text(
+        "from torch import nn\n"
+        "from variants.registry import register\n\n\n"
+        "@register('wide', hypothesis='A wider head.')\n"
+        "def wide():\n"
+        "    return nn.Linear(10, 10)\n")
+    third = harness("list", cwd=tmp_path, env=env)
+    assert third.returncode == 0 and _imports_torch(third)
+    assert "wide          110" in third.stdout and "A wider head." in third.stdout
 
 
 @pytest.mark.parametrize("args,fragment", [

@@ -1,0 +1,70 @@
+"""`python -m harness list`: the registered variants, their parameter counts, settings and hypotheses.
+
+Counting parameters means building each model, and importing torch alone takes 1.5-3 s on a small
+machine. So the listing is cached as JSON, keyed by a hash of every file in `variants/`: a second
+`list` reads the cache without importing torch or the variants, and editing or adding a variant
+file makes a new key. The cache lives in $HARNESS_CACHE_DIR, else $XDG_CACHE_HOME/harness, else
+~/.cache/harness; a cache that cannot be read or written is simply rebuilt.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+FORMAT = 1  # bump when the cached rows change shape
+HEADERS = ["variant", "parameters", "settings", "hypothesis"]
+
+
+def cache_dir() -> Path:
+    if os.environ.get("HARNESS_CACHE_DIR"):
+        return Path(os.environ["HARNESS_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "harness"
+
+
+def variants_key() -> str:
+    """A hash of the name and bytes of every Python file of the `variants` package (found without
+    importing it, so without importing torch)."""
+    spec = importlib.util.find_spec("variants")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the variants package is not importable; install the project with `pip install -e .`")
+    digest = hashlib.sha256(f"format {FORMAT}".encode())
+    for folder in spec.submodule_search_locations:
+        for path in sorted(Path(folder).glob("*.py")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:20]
+
+
+def build_rows() -> list[list[str]]:
+    """Import the registry (and torch), build each variant's model and describe it."""
+    import variants
+
+    rows = []
+    for v in variants.all_variants():
+        n = sum(p.numel() for p in v.build().parameters())
+        settings = ", ".join(f"{k}={val}" for k, val in {**v.params, **v.train}.items()) or "-"
+        rows.append([v.name, f"{n:,}", settings, v.hypothesis])
+    return rows
+
+
+def rows() -> tuple[list[list[str]], bool]:
+    """The listing's rows and whether they came from the cache."""
+    path = cache_dir() / f"variants-{variants_key()}.json"
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(cached, list) and all(isinstance(r, list) and len(r) == len(HEADERS) for r in cached):
+            return cached, True
+    except (OSError, ValueError):
+        pass
+    fresh = build_rows()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(fresh), encoding="utf-8")
+        os.replace(tmp, path)  # whole or absent, even with two `list`s at once
+    except OSError:
+        pass  # an unwritable cache costs only speed
+    return fresh, False
