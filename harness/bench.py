@@ -1,15 +1,21 @@
 """`python -m harness bench`: one epoch of the tutorial's LeNet (40,000 training and 10,000
-validation images) three ways, side by side on the same device and model:
+validation images) several ways, side by side on the same device and model:
 
   (a) tutorial: a torchvision-style dataset (PIL image -> ToTensor per sample) and DataLoader(256)
-  (b) harness:  the harness engine on uint8 tensors resident on the device
+  (b) harness:  the harness engine on uint8 tensors resident on the device (its default settings;
+                `--engine KEY=VALUE,...` adds a row per other setting, e.g. precision=bf16)
   (c) floor:    the same training steps on float batches already built in device memory
 
-It prints images per second (median over repeats), the ratios b/a and b/c, and writes JSON.
+Each way first runs one untimed epoch (lazy imports, kernel choice, compilation); then the ways
+take turns for `--repeats` epochs. It prints images per second (medians), the ratios b/a and b/c,
+and writes JSON. `--jobs 1,2,4,8` measures instead the aggregate throughput of K training
+processes sharing one device.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import platform
 import statistics
 import time
@@ -21,6 +27,7 @@ from torch import nn
 
 import variants as registry
 from harness import engine, provenance
+from harness.errors import UsageError
 
 TRAIN, VAL, BATCH = 40_000, 10_000, 256
 
@@ -70,8 +77,8 @@ def _fresh(device):
     return model, torch.optim.Adam(model.parameters()), nn.CrossEntropyLoss()
 
 
-def time_tutorial(x, y, device) -> float:
-    ds_train, ds_val = TutorialDataset(x[:TRAIN], y[:TRAIN]), TutorialDataset(x[TRAIN:], y[TRAIN:])
+def time_tutorial(x, y, device, n_train: int) -> float:
+    ds_train, ds_val = TutorialDataset(x[:n_train], y[:n_train]), TutorialDataset(x[n_train:], y[n_train:])
     train = torch.utils.data.DataLoader(ds_train, batch_size=BATCH, shuffle=False)
     val = torch.utils.data.DataLoader(ds_val, batch_size=BATCH, shuffle=False)
     model, opt, loss_fn = _fresh(device)
@@ -81,11 +88,11 @@ def time_tutorial(x, y, device) -> float:
     return time.perf_counter() - start
 
 
-def time_floor(x, y, device) -> float:
+def time_floor(x, y, device, n_train: int) -> float:
     xf = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(device).float().div_(255)
     yt = torch.from_numpy(y.astype(np.int64)).to(device)
-    train = [(xf[i : i + BATCH], yt[i : i + BATCH]) for i in range(0, TRAIN, BATCH)]
-    val = [(xf[i : i + BATCH], yt[i : i + BATCH]) for i in range(TRAIN, TRAIN + VAL, BATCH)]
+    train = [(xf[i : min(i + BATCH, n_train)], yt[i : min(i + BATCH, n_train)]) for i in range(0, n_train, BATCH)]
+    val = [(xf[i : i + BATCH], yt[i : i + BATCH]) for i in range(n_train, len(y), BATCH)]
     model, opt, loss_fn = _fresh(device)
     _sync(device)
     start = time.perf_counter()
@@ -94,38 +101,53 @@ def time_floor(x, y, device) -> float:
     return time.perf_counter() - start
 
 
-def time_engine(x, y, device, shuffle: bool) -> float:
-    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(device)
+def time_engine(x, y, device, n_train: int, ecfg: engine.EngineConfig) -> float:
+    xt = torch.from_numpy(x).permute(0, 3, 1, 2).to(device)  # the layout `data.to_device` gives the engine
     yt = torch.from_numpy(y.astype(np.int64)).to(device)
-    cfg = engine.EngineConfig(epochs=1, batch_size=BATCH, shuffle=shuffle)
     _sync(device)
     start = time.perf_counter()
-    engine.train(registry.get("baseline").build, xt[:TRAIN], yt[:TRAIN], xt[TRAIN:], yt[TRAIN:], cfg, 2021)
+    engine.train(registry.get("baseline").build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], ecfg, 2021)
     _sync(device)
     return time.perf_counter() - start
 
 
-def _warm_up(device: torch.device) -> None:
-    """Pay the one-off costs (torch's lazy imports on the first optimizer step, CUDA context and
-    kernel selection) before anything is timed."""
-    model, opt, loss_fn = _fresh(device)
-    xb = torch.rand(BATCH, 3, 32, 32, device=device)
-    yb = torch.zeros(BATCH, dtype=torch.long, device=device)
-    for _ in range(3):
-        _step_loop(model, opt, loss_fn, [(xb, yb)], [(xb, yb)], device)
-    _sync(device)
+def engine_ways(extra: list[str]) -> dict[str, engine.EngineConfig]:
+    """The engine as a user gets it (batches in the tutorial's fixed order, and shuffled), plus one
+    way per `--engine KEY=VALUE,...` (e.g. precision=bf16,compile=default)."""
+    base = engine.EngineConfig(epochs=1, batch_size=BATCH, shuffle=False)
+    ways = {"harness": base, "harness_shuffled": dataclasses.replace(base, shuffle=True)}
+    for text in extra:
+        ways[f"harness[{text}]"] = dataclasses.replace(base, **parse_engine_settings(text))
+    return ways
 
 
-def run(x: np.ndarray, y: np.ndarray, device: torch.device, repeats: int, out: Path, say=print) -> dict:
-    x, y = x[: TRAIN + VAL], y[: TRAIN + VAL]
-    images = TRAIN + VAL
-    ways = {
-        "tutorial": lambda: time_tutorial(x, y, device),
-        "harness": lambda: time_engine(x, y, device, shuffle=False),
-        "harness_shuffled": lambda: time_engine(x, y, device, shuffle=True),
-        "floor": lambda: time_floor(x, y, device),
-    }
-    _warm_up(device)
+ENGINE_SETTINGS = ("precision", "memory_format", "compile", "determinism", "eval_batch_size", "shuffle")
+
+
+def parse_engine_settings(text: str) -> dict:
+    """`precision=bf16,compile=default` -> checked settings (the same checks as the train.* settings)."""
+    from harness import config
+
+    table = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in ENGINE_SETTINGS:
+            raise UsageError(f"--engine: {part!r} is not allowed; expected KEY=VALUE with KEY one of {', '.join(ENGINE_SETTINGS)}")
+        config.apply_set(table, f"{key}={value.strip()}")
+    return {k: getattr(config.train_settings(table, "--engine"), k) for k in table}
+
+
+def run(x: np.ndarray, y: np.ndarray, device: torch.device, repeats: int, out: Path, extra: list[str] = (),
+        n_train: int = TRAIN, n_val: int = VAL, say=print) -> dict:
+    x, y = x[: n_train + n_val], y[: n_train + n_val]
+    images = n_train + n_val
+    ways = {"tutorial": lambda: time_tutorial(x, y, device, n_train)}
+    for name, ecfg in engine_ways(list(extra)).items():
+        ways[name] = lambda ecfg=ecfg: time_engine(x, y, device, n_train, ecfg)
+    ways["floor"] = lambda: time_floor(x, y, device, n_train)
+    for name, fn in ways.items():  # one untimed epoch each: lazy imports, kernel choice, compilation
+        fn()
     seconds: dict[str, list[float]] = {k: [] for k in ways}
     for r in range(repeats):  # interleaved, so drift in machine speed hits every way alike
         for name, fn in ways.items():
@@ -133,10 +155,7 @@ def run(x: np.ndarray, y: np.ndarray, device: torch.device, repeats: int, out: P
             say(f"repeat {r + 1}/{repeats} {name:17s} {seconds[name][-1]:.3f} s/epoch")
     med = {k: statistics.median(v) for k, v in seconds.items()}
     result = {
-        "device": provenance.determinism(device)["device"],
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
+        **_machine(device),
         "images_per_epoch": images,
         "repeats": repeats,
         "seconds_per_epoch": seconds,
@@ -144,13 +163,99 @@ def run(x: np.ndarray, y: np.ndarray, device: torch.device, repeats: int, out: P
         "images_per_second": {k: images / v for k, v in med.items()},
         "speedup_harness_vs_tutorial": med["tutorial"] / med["harness"],
         "harness_over_floor": med["harness"] / med["floor"],
+        "vs_tutorial": {k: med["tutorial"] / v for k, v in med.items()},
+        "over_floor": {k: v / med["floor"] for k, v in med.items()},
     }
     say("")
+    width = max(len(k) for k in ways)
     for name in ways:
-        say(f"{name:17s} {result['images_per_second'][name]:10.0f} images/s  ({med[name]:.3f} s/epoch, median of {repeats})")
+        say(f"{name:{width}s} {result['images_per_second'][name]:10.0f} images/s  ({med[name]:.3f} s/epoch, median of {repeats}; "
+            f"{result['vs_tutorial'][name]:.2f}x the tutorial's speed, {result['over_floor'][name]:.3f}x the floor's time)")
     say(f"b/a: harness is {result['speedup_harness_vs_tutorial']:.2f}x faster than the tutorial pipeline")
     say(f"b/c: harness takes {result['harness_over_floor']:.3f}x the floor's time")
+    _write(out, result, say)
+    return result
+
+
+def _machine(device: torch.device) -> dict:
+    return {"device": provenance.determinism(device)["device"], "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
+def _write(out: Path, result: dict, say) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     say(f"json: {out}")
+
+
+# ---------------------------------------------------------------- several runs per device
+
+
+def _scaling_worker(data_dir: str, device: str, ecfg: engine.EngineConfig, threads: int, n_train: int, n_val: int, barrier, queue) -> None:
+    """One of K processes: load the data onto the device, train one untimed epoch (warm-up), wait
+    for the others, then train `ecfg.epochs` epochs and report when it started and ended."""
+    from harness import data
+
+    torch.set_num_threads(threads)
+    arrays = data.load(Path(data_dir))
+    dev = torch.device(device)
+    xt = torch.from_numpy(arrays.x_train[: n_train + n_val]).permute(0, 3, 1, 2).to(dev)
+    yt = torch.from_numpy(arrays.y_train[: n_train + n_val].astype(np.int64)).to(dev)
+    build = registry.get("baseline").build
+    engine.train(build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], dataclasses.replace(ecfg, epochs=1), 0)
+    _sync(dev)
+    barrier.wait()
+    start = time.monotonic()
+    engine.train(build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], ecfg, 0)
+    _sync(dev)
+    queue.put((start, time.monotonic()))
+
+
+def _collect(procs, queue, k: int) -> list[tuple[float, float]]:
+    """Each process's (start, end); if one dies, the others (maybe waiting at the barrier) are stopped."""
+    import queue as queue_mod
+
+    spans = []
+    while len(spans) < k:
+        try:
+            spans.append(queue.get(timeout=1))
+        except queue_mod.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if dead:
+                for p in procs:
+                    p.kill()
+                raise RuntimeError(f"a benchmark process for K={k} exited with code {dead[0]}; rerun with --debug for its traceback above")
+    for p in procs:
+        p.join()
+    return spans
+
+
+def scaling(data_dir: Path, device: torch.device, ks: list[int], epochs: int, out: Path, extra: str = "",
+            n_train: int = TRAIN, n_val: int = VAL, say=print) -> dict:
+    """Aggregate throughput of K training processes at once on one device, for each K in `ks`:
+    K × epochs × 50,000 images over the wall time from the common start to the last finish. On the
+    CPU each process gets cores/K threads; on a GPU all K share it."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    ecfg = dataclasses.replace(engine.EngineConfig(epochs=epochs, batch_size=BATCH), **(parse_engine_settings(extra) if extra else {}))
+    cores = os.cpu_count() or 1
+    rows = {}
+    for k in ks:
+        threads = max(1, cores // k) if device.type == "cpu" else 1
+        barrier, queue = ctx.Barrier(k), ctx.Queue()
+        procs = [ctx.Process(target=_scaling_worker, args=(str(data_dir), str(device), ecfg, threads, n_train, n_val, barrier, queue)) for _ in range(k)]
+        for p in procs:
+            p.start()
+        spans = _collect(procs, queue, k)
+        wall = max(e for _, e in spans) - min(s for s, _ in spans)
+        rows[k] = {"threads_per_process": threads, "wall_seconds": wall,
+                   "images_per_second": k * epochs * (n_train + n_val) / wall}
+        say(f"K={k}: {rows[k]['images_per_second']:10.0f} images/s in all ({wall:.2f} s for {k} × {epochs} epoch(s), {threads} thread(s) each)")
+    one = rows[ks[0]]["images_per_second"] / ks[0]
+    for k in ks:
+        rows[k]["efficiency"] = rows[k]["images_per_second"] / (k * one)
+    say("efficiency (aggregate / (K × one process's)): " + ", ".join(f"K={k} {rows[k]['efficiency']:.2f}" for k in ks))
+    result = {**_machine(device), "images_per_epoch": n_train + n_val, "epochs": epochs, "engine": extra or "defaults", "scaling": {str(k): v for k, v in rows.items()}}
+    _write(out, result, say)
     return result

@@ -75,7 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     bench.add_argument("--repeats", type=_int("--repeats"), default=3, help="repeats per way; medians are reported (default 3)")
     bench.add_argument("--data-dir", help="directory holding cifar10.npz")
-    bench.add_argument("--out", default="reports/bench.json", help="where the JSON goes (default reports/bench.json)")
+    bench.add_argument("--engine", action="append", default=[], metavar="KEY=VALUE,...",
+                       help="also time the engine with these settings, e.g. precision=bf16,compile=default (repeatable)")
+    bench.add_argument("--jobs", metavar="K,K,...", help="instead, measure the aggregate throughput of K training processes at once per device, e.g. 1,2,4,8")
+    bench.add_argument("--epochs", type=_int("--epochs"), default=1, help="with --jobs: epochs each process trains (default 1)")
+    bench.add_argument("--train-images", type=_int("--train-images"), default=40_000, help="training images per epoch (default 40,000, the tutorial's)")
+    bench.add_argument("--val-images", type=_int("--val-images"), default=10_000, help="validation images per epoch (default 10,000)")
+    bench.add_argument("--out", help="where the JSON goes (default reports/bench.json, with --jobs reports/bench-scaling.json)")
 
     sub.add_parser("list", help="list the registered variants")
 
@@ -199,16 +205,40 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from harness import bench, data, provenance
+    from harness import bench, config, data, provenance, runner
 
     if args.repeats < 1:
         raise UsageError(f"--repeats: {args.repeats} is not allowed; expected an integer >= 1")
+    if not 1 <= args.epochs <= 1000:
+        raise UsageError(f"--epochs: {args.epochs} is not allowed; expected an integer from 1 to 1000")
+    jobs = _parse_jobs(args.jobs) if args.jobs is not None else None
+    if jobs and len(args.engine) > 1:
+        raise UsageError("--engine: give at most one with --jobs (every process trains with the same settings)")
     device = provenance.resolve_device(args.device)
-    arrays = data.load(data.data_dir(args.data_dir or ""))
-    if len(arrays.y_train) < bench.TRAIN + bench.VAL:
-        raise UsageError(f"data: the benchmark needs {bench.TRAIN + bench.VAL} training images, the data has {len(arrays.y_train)}")
-    bench.run(arrays.x_train, arrays.y_train, device, args.repeats, Path(args.out))
+    for text in args.engine:
+        settings = bench.parse_engine_settings(text)
+        runner.check_engine_settings(config.train_settings(settings, "--engine"), device)
+    folder = data.data_dir(args.data_dir or "")
+    arrays = data.load(folder)
+    sizes = (args.train_images, args.val_images)
+    if min(sizes) < 1 or sum(sizes) > len(arrays.y_train):
+        raise UsageError(f"--train-images/--val-images: {sizes[0]} + {sizes[1]} is not allowed; expected at least 1 each and "
+                         f"at most {len(arrays.y_train)} in all (the training images in {folder})")
+    if jobs:
+        bench.scaling(folder, device, jobs, args.epochs, Path(args.out or "reports/bench-scaling.json"), args.engine[0] if args.engine else "", *sizes)
+    else:
+        bench.run(arrays.x_train, arrays.y_train, device, args.repeats, Path(args.out or "reports/bench.json"), args.engine, *sizes)
     return 0
+
+
+def _parse_jobs(text: str) -> list[int]:
+    try:
+        ks = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        ks = []
+    if not ks or any(not 1 <= k <= 64 for k in ks) or len(set(ks)) != len(ks):
+        raise UsageError(f"--jobs: {text!r} is not allowed; expected distinct integers from 1 to 64, e.g. 1,2,4,8")
+    return ks
 
 
 def cmd_report(args: argparse.Namespace) -> int:

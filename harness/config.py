@@ -39,6 +39,15 @@ class TrainConfig:
     select: str = _setting("val_acc", "one of val_acc, val_loss, last", lambda v: v in ("val_acc", "val_loss", "last"))
     device: str = _setting("auto", "one of auto, cpu, cuda, cuda:N", lambda v: v in ("auto", "cpu", "cuda") or _is_cuda_index(v))
     threads: int = _setting(0, "an integer >= 0 (0: torch's default)", lambda v: v >= 0)  # CPU intra-op threads
+    # Speed settings (see README "Performance"). Precision changes the numbers, so it is part of a
+    # run's key; the other three change only speed and float rounding.
+    precision: str = _setting("fp32", "one of fp32 (the tutorial's), bf16 (autocast)", lambda v: v in ("fp32", "bf16"))
+    memory_format: str = _setting("auto", "one of auto (channels_last on a CPU, contiguous on CUDA), contiguous, channels_last",
+                                  lambda v: v in ("auto", "contiguous", "channels_last"))
+    compile: str = _setting("off", "one of off, default, reduce-overhead (CUDA graphs), max-autotune",
+                            lambda v: v in ("off", "default", "reduce-overhead", "max-autotune"))
+    determinism: str = _setting("cudnn", "one of cudnn (the tutorial's flags), strict (deterministic algorithms), fast (cuDNN autotuning)",
+                                lambda v: v in ("cudnn", "strict", "fast"))
 
 
 @dataclass(frozen=True)
@@ -133,6 +142,11 @@ def _build(cls: type, table: dict[str, Any], where: str) -> Any:
 
 def _type_of(f: dataclasses.Field) -> type:
     return {"int": int, "float": float, "bool": bool, "str": str}[str(f.type)]
+
+
+def train_settings(table: dict[str, Any], where: str = "train") -> TrainConfig:
+    """A TrainConfig from a table of train.* settings, checked like the experiment file's."""
+    return _build(TrainConfig, table, where)
 
 
 def parse_seeds(value: Any, where: str = "seeds") -> tuple[int, ...]:

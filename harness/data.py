@@ -164,11 +164,12 @@ def fingerprint(train: np.ndarray, val: np.ndarray) -> str:
 
 
 def to_device(arrays: Arrays, split: Split, device: torch.device, with_test: bool = True) -> DeviceData:
-    """Move the uint8 images (as NCHW) and int64 labels to `device`, once. Without `with_test`
-    (tuning) the test set stays behind: its tensors are empty."""
+    """Move the uint8 images and int64 labels to `device`, once. Images have NCHW shape and keep the
+    file's channels-last memory layout (no copy); the engine lays them out as its setting asks.
+    Without `with_test` (tuning) the test set stays behind: its tensors are empty."""
 
     def images(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device)
+        return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).to(device)
 
     def labels(y: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(y.astype(np.int64)).to(device)

@@ -60,6 +60,7 @@ def determinism(device: torch.device) -> dict[str, str]:
         "device": torch.cuda.get_device_name(device) if cuda else f"cpu ({platform.machine()})",
         "threads": str(torch.get_num_threads()),
         "cudnn_deterministic": str(torch.backends.cudnn.deterministic),
+        "cudnn_benchmark": str(torch.backends.cudnn.benchmark),
         "deterministic_algorithms": str(torch.are_deterministic_algorithms_enabled()),
     }
 

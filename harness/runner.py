@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -68,7 +70,8 @@ def prepare(cfg: ExperimentConfig, rerun: bool = False, with_test: bool = True, 
     check_writable(checkpoint_dir, "checkpoint_dir")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    engine.set_determinism()  # before the first run records how deterministic it is
+    check_engine_settings(cfg.train, device)
+    engine.set_determinism(cfg.train.determinism)  # before the first run records how deterministic it is
     if arrays is None:
         arrays = data_mod.load(data_mod.data_dir(cfg.data.dir))
     split = data_mod.make_split(arrays.y_train, cfg.data.split, cfg.data.train_ratio, cfg.data.split_seed)
@@ -92,7 +95,19 @@ def _writable(path: Path) -> bool:
         return False
 
 
-EXECUTION_ONLY = ("seed", "train.threads", "train.device")  # how a run is executed, not what it trains
+def check_engine_settings(t: config_mod.TrainConfig, device: torch.device) -> None:
+    """Settings that are valid values but not on this device or machine."""
+    if t.compile == "reduce-overhead" and device.type != "cuda":
+        raise UsageError(f"train.compile: 'reduce-overhead' captures CUDA graphs and needs a CUDA device, not {device}; use off or default")
+    if t.compile != "off" and device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")):
+        raise UsageError(f"train.compile: {t.compile!r} on the CPU needs a C++ compiler (g++ or $CXX) and none was found; use off")
+    if t.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UsageError(f"train.precision: bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp32")
+
+
+# How a run is executed, not what it trains: these change speed and float rounding only, so a run
+# may resume on another device or with other kernels under the same key.
+EXECUTION_ONLY = ("seed", "train.threads", "train.device", "train.memory_format", "train.compile", "train.determinism")
 
 
 def variant_key(spec: RunSpec, split_fingerprint: str) -> str:
@@ -325,6 +340,7 @@ def engine_config(t: config_mod.TrainConfig, progress_every: int = 0) -> engine.
     return engine.EngineConfig(
         epochs=t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, lr=t.lr,
         weight_decay=t.weight_decay, shuffle=t.shuffle, select=t.select, progress_every=progress_every,
+        precision=t.precision, memory_format=t.memory_format, compile=t.compile, determinism=t.determinism,
     )
 
 
@@ -364,8 +380,8 @@ def train_and_evaluate(p: Prepared, spec: RunSpec, tracker, claims, key: str, ru
 
     # The test set is read only now, once for the selected weights and once for the last.
     selected = engine.copy_weights(model, result.selected_state)
-    test_loss, test_acc, pred = engine.evaluate(selected, d.x_test, d.y_test, t.eval_batch_size)
-    last_loss, last_acc, _ = engine.evaluate(model, d.x_test, d.y_test, t.eval_batch_size)
+    test_loss, test_acc, pred = engine.evaluate(selected, d.x_test, d.y_test, ecfg)
+    last_loss, last_acc, _ = engine.evaluate(model, d.x_test, d.y_test, ecfg)
     cm = evaluation.confusion_matrix(d.y_test.cpu().numpy(), pred.cpu().numpy(), data_mod.NUM_CLASSES)
     scores = evaluation.per_class(cm)
     h = result.history

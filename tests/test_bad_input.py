@@ -52,6 +52,9 @@ CASES = {
     "unknown split": (["--set", "data.split=random"], "data.split: 'random' is not allowed"),
     "unsupported tracking URI": (["--tracking-uri", "ftp://host/store"], "tracking_uri: 'ftp://host/store' is not supported"),
     "CUDA where there is none": (["--device", "cuda"], "CUDA is not available"),
+    "unknown precision": (["--set", "train.precision=fp16"], "train.precision: 'fp16' is not allowed; expected one of fp32"),
+    "CUDA graphs on a CPU": (["--set", "train.compile=reduce-overhead"], "train.compile: 'reduce-overhead' captures CUDA graphs and needs a CUDA device"),
+    "unknown determinism": (["--set", "train.determinism=maybe"], "train.determinism: 'maybe' is not allowed"),
 }
 
 

@@ -123,3 +123,14 @@ def test_resolved_config_round_trips_through_toml(tmp_path):
     path = tmp_path / "again.toml"
     path.write_text(config.to_toml(cfg))
     assert config.load(str(path)) == cfg
+
+
+def test_precision_is_part_of_a_runs_key_but_layout_compile_and_determinism_are_not():
+    from harness import runner
+
+    base = config.resolve(config.load(None), "baseline", 2021)
+    key = runner.variant_key(base, "split")
+    for setting in ("train.memory_format='contiguous'", "train.compile='default'", "train.determinism='fast'", "train.device='cpu'"):
+        assert runner.variant_key(config.resolve(config.load(None, [setting]), "baseline", 2021), "split") == key, setting
+    assert runner.variant_key(config.resolve(config.load(None, ["train.precision='bf16'"]), "baseline", 2021), "split") != key
+    assert config.load("tutorial").train.memory_format == "contiguous"  # the tutorial's bits on a CPU too

@@ -58,7 +58,7 @@ def test_unshuffled_epoch_equals_the_tutorials_loop():
     a = data.check(arrays, "synthetic")
     split = data.make_split(a.y_train, "prefix", 0.8, 0)
     d = data.to_device(a, split, torch.device("cpu"))
-    cfg = engine.EngineConfig(epochs=1, batch_size=32, shuffle=False)
+    cfg = engine.EngineConfig(epochs=1, batch_size=32, shuffle=False, memory_format="contiguous")
     ours, _ = engine.train(variants.get("baseline").build, d.x_train, d.y_train, d.x_val, d.y_val, cfg, 2021)
 
     engine.seed_everything(2021)
@@ -91,7 +91,7 @@ def test_select_picks_the_epoch_by_validation(tensors):
 
 def test_losses_are_means_per_sample(tensors):
     model, r = _train(tensors, epochs=1)
-    loss, acc, pred = engine.evaluate(model, tensors.x_val, tensors.y_val, 7)
+    loss, acc, pred = engine.evaluate(model, tensors.x_val, tensors.y_val, engine.EngineConfig(eval_batch_size=7))
     full = nn.functional.cross_entropy(model.eval()(engine.to_float(tensors.x_val)), tensors.y_val).item()
     assert loss == pytest.approx(full, rel=1e-5)
     assert r.history[0].val_loss == pytest.approx(full, rel=1e-5)
@@ -128,3 +128,78 @@ def test_progress_callback_reports_each_phase(tensors):
     assert any(not p.done for p in seen)
     epochs = [p for p in seen if p.phase == "epoch"]
     assert [p.epoch for p in epochs] == [1, 2] and all(p.snapshot and p.stats for p in epochs)
+
+
+def _weights_close(m1, m2, atol, skip=()):
+    s1, s2 = m1.state_dict(), m2.state_dict()
+    return all(torch.allclose(s1[k].float(), s2[k].float(), atol=atol) for k in s1 if k not in skip)
+
+
+# Under BatchNorm a convolution's bias has no effect, so its gradient is pure rounding noise, which
+# Adam scales to steps of size lr: those biases (and the running means that follow them) differ by
+# ~lr between any two kernels. Everything that decides the model's outputs agrees.
+BN_NOISE = ("conv1.bias", "conv2.bias", "bn1.running_mean", "bn2.running_mean")
+
+
+@pytest.mark.parametrize("name", ["baseline", "batchnorm"])
+def test_memory_layout_changes_only_float_rounding(tensors, name):
+    torch.set_num_threads(1)
+    cfg = dict(epochs=1, batch_size=64, shuffle=False)
+    m1, r1 = _train(tensors, name, memory_format="contiguous", **cfg)
+    m2, r2 = _train(tensors, name, memory_format="channels_last", **cfg)
+    assert m2.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert _weights_close(m1, m2, 1e-4, skip=BN_NOISE)
+    assert r1.history[0].val_loss == pytest.approx(r2.history[0].val_loss, rel=1e-4)
+    # auto is channels-last on a CPU
+    m3, _ = _train(tensors, name, **cfg)
+    assert all(torch.equal(a, b) for a, b in zip(m2.state_dict().values(), m3.state_dict().values()))
+
+
+def test_bf16_autocast_trains_in_bf16_and_keeps_fp32_weights(tensors):
+    torch.set_num_threads(1)
+    seen = []
+
+    def spy(module, inputs, output):
+        seen.append(output.dtype)
+
+    def build():
+        model = variants.get("baseline").build()
+        model.fc3.register_forward_hook(spy)
+        return model
+
+    cfg = engine.EngineConfig(epochs=2, batch_size=64, precision="bf16")
+    model, r = engine.train(build, tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, cfg, 1)
+    assert set(seen) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(np.isfinite([s.train_loss, s.val_loss]).all() for s in r.history)
+    _, fp32 = _train(tensors, seed=1)
+    assert r.history[-1].val_loss != fp32.history[-1].val_loss
+    assert r.history[-1].val_loss == pytest.approx(fp32.history[-1].val_loss, rel=0.05)
+
+
+@pytest.mark.parametrize("mode,cudnn_det,bench,algos", [("cudnn", True, False, False), ("strict", True, False, True), ("fast", False, True, False)])
+def test_determinism_setting_sets_the_flags(tensors, mode, cudnn_det, bench, algos):
+    try:
+        _train(tensors, epochs=1, determinism=mode)
+        assert torch.backends.cudnn.deterministic is cudnn_det
+        assert torch.backends.cudnn.benchmark is bench
+        assert torch.are_deterministic_algorithms_enabled() is algos
+    finally:
+        engine.set_determinism("cudnn")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compiled_forward_matches_eager_and_checkpoints_plain_weights(tensors, mode):
+    """torch.compile (Inductor, a C++ compiler on the CPU; reduce-overhead's CUDA graphs only
+    apply on CUDA, the rest of its path runs here)."""
+    torch.set_num_threads(1)
+    seen = []
+    cfg = dict(epochs=2, batch_size=64, shuffle=False)
+    eager, r1 = _train(tensors, **cfg)
+    compiled, r2 = engine.train(variants.get("baseline").build, tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val,
+                                engine.EngineConfig(**cfg, compile=mode), 1, seen.append)
+    assert _weights_close(eager, compiled, 1e-3)
+    assert r1.history[-1].val_acc == pytest.approx(r2.history[-1].val_acc, abs=1.0)
+    snap = [p.snapshot for p in seen if p.phase == "epoch"][-1]
+    assert set(snap["model"]) == set(eager.state_dict()) and set(r2.selected_state) == set(eager.state_dict())

@@ -38,7 +38,7 @@ def tensors():
 CFG = engine.EngineConfig(epochs=3, batch_size=32, shuffle=True)
 
 
-def run(d, resume=None, keep_at=None):
+def run(d, resume=None, keep_at=None, cfg=CFG):
     torch.set_num_threads(1)
     kept = {}
 
@@ -48,7 +48,7 @@ def run(d, resume=None, keep_at=None):
             torch.save(p.snapshot, buf)  # what a checkpoint file holds
             kept["snap"] = torch.load(io.BytesIO(buf.getvalue()), weights_only=False)
 
-    model, result = engine.train(Noisy, d.x_train, d.y_train, d.x_val, d.y_val, CFG, 7, on_progress, resume=resume)
+    model, result = engine.train(Noisy, d.x_train, d.y_train, d.x_val, d.y_val, cfg, 7, on_progress, resume=resume)
     return model, result, kept.get("snap")
 
 
@@ -79,3 +79,12 @@ def test_dropping_any_piece_breaks_exactness(tensors, reference, piece):
         node = node[part]
     del node[piece[-1]]
     assert not same(run(tensors, resume=snap), reference), f"resume without {'.'.join(piece)} still matched"
+
+
+def test_resume_is_bit_identical_in_bf16_and_both_layouts(tensors):
+    for layout in ("channels_last", "contiguous"):
+        cfg = engine.EngineConfig(epochs=3, batch_size=32, precision="bf16", memory_format=layout)
+        whole = run(tensors, cfg=cfg)
+        _, _, snap = run(tensors, keep_at=2, cfg=cfg)
+        assert same(run(tensors, resume=snap, cfg=cfg), whole)
+        assert not same(whole, run(tensors))  # bf16 is not fp32 in disguise

@@ -1,0 +1,54 @@
+"""`python -m harness bench`, as a user runs it, on small synthetic data: the comparison of the
+tutorial's pipeline, the engine (with extra settings) and the floor, and the K-process scaling.
+Numbers are only printed and written, never asserted against a time."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import harness
+
+SMALL = ["--train-images", "400", "--val-images", "100"]
+
+
+def test_bench_compares_the_three_ways_and_extra_engine_settings(tmp_path, data_dir):
+    proc = harness("bench", *SMALL, "--repeats", "2", "--engine", "precision=bf16", "--engine", "memory_format=contiguous,eval_batch_size=64",
+                   cwd=tmp_path, data=data_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "reports" / "bench.json").read_text())
+    ways = ["tutorial", "harness", "harness_shuffled", "harness[precision=bf16]", "harness[memory_format=contiguous,eval_batch_size=64]", "floor"]
+    assert list(result["median_seconds"]) == ways
+    assert result["images_per_epoch"] == 500 and result["repeats"] == 2
+    assert all(len(result["seconds_per_epoch"][w]) == 2 and min(result["seconds_per_epoch"][w]) > 0 for w in ways)
+    med = result["median_seconds"]
+    assert result["speedup_harness_vs_tutorial"] == pytest.approx(med["tutorial"] / med["harness"])
+    assert result["harness_over_floor"] == pytest.approx(med["harness"] / med["floor"])
+    assert result["images_per_second"]["floor"] == pytest.approx(500 / med["floor"])
+    assert "b/a: harness is" in proc.stdout and "b/c: harness takes" in proc.stdout
+
+
+def test_bench_jobs_measures_aggregate_throughput_of_k_processes(tmp_path, data_dir):
+    proc = harness("bench", *SMALL, "--jobs", "1,2", "--epochs", "2", cwd=tmp_path, data=data_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "reports" / "bench-scaling.json").read_text())
+    rows = result["scaling"]
+    assert list(rows) == ["1", "2"] and result["epochs"] == 2 and result["images_per_epoch"] == 500
+    for k, row in rows.items():
+        assert row["images_per_second"] == pytest.approx(int(k) * 2 * 500 / row["wall_seconds"])
+    assert rows["1"]["efficiency"] == pytest.approx(1.0)
+    assert "K=2:" in proc.stdout and "efficiency" in proc.stdout
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--engine", "precision=fp16"], "--engine.precision: 'fp16' is not allowed"),
+    (["--engine", "lr=0.1"], "--engine: 'lr=0.1' is not allowed; expected KEY=VALUE with KEY one of precision"),
+    (["--engine", "compile=reduce-overhead"], "needs a CUDA device"),
+    (["--jobs", "0,2"], "--jobs: '0,2' is not allowed"),
+    (["--jobs", "2", "--engine", "precision=bf16", "--engine", "compile=default"], "at most one with --jobs"),
+    (["--train-images", "900"], "--train-images/--val-images: 900 + 10000 is not allowed"),
+])
+def test_bench_rejects_bad_requests_in_one_line(tmp_path, data_dir, args, fragment):
+    proc = harness("bench", *args, cwd=tmp_path, data=data_dir)
+    assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "reports").exists()
