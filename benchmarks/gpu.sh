@@ -20,7 +20,7 @@ $PY -m harness bench --device "$DEVICE" --repeats "${REPEATS:-5}" --out "$OUT/be
   --engine determinism=fast \
   --engine eval_batch_size=2048 \
   --engine compile=default \
-  --engine compile=reduce-overhead \
+  $([[ $DEVICE == cuda* ]] && echo --engine compile=reduce-overhead) \
   ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
 
 $PY -m harness bench --device "$DEVICE" --jobs "${JOBS:-1,2,4,8}" --epochs "${EPOCHS:-3}" --out "$OUT/scaling.json" \
