@@ -112,6 +112,13 @@ def forward_fn(model: nn.Module, cfg: EngineConfig) -> Callable[[torch.Tensor], 
     return torch.compile(model, mode=cfg.compile)
 
 
+def uses_cuda_graphs(cfg: EngineConfig) -> bool:
+    """torch.compile's reduce-overhead and max-autotune modes replay CUDA graphs (on CUDA; elsewhere
+    marking steps is harmless): each step must be marked so that a replay may reuse the previous
+    step's output memory, which the engine has read by then."""
+    return cfg.compile in ("reduce-overhead", "max-autotune")
+
+
 def autocast(device: torch.device, precision: str):
     """bf16 autocast for the forward pass and loss (the loss itself is computed in fp32 by autocast)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -191,7 +198,7 @@ def train(
     fmt = memory_format(cfg, device)
     model = build().to(device, memory_format=fmt)
     forward = forward_fn(model, cfg)
-    graphs = cfg.compile == "reduce-overhead"
+    graphs = uses_cuda_graphs(cfg)
     x_train, x_val = x_train.contiguous(memory_format=fmt), x_val.contiguous(memory_format=fmt)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
@@ -276,7 +283,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: EngineConf
     loss_sum = torch.zeros((), device=x.device)
     preds = []
     for lo in range(0, len(y), cfg.eval_batch_size):
-        if cfg.compile == "reduce-overhead":
+        if uses_cuda_graphs(cfg):
             torch.compiler.cudagraph_mark_step_begin()
         with autocast(x.device, cfg.precision):
             logits = forward(to_float(x[lo : lo + cfg.eval_batch_size]))
