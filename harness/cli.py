@@ -1,4 +1,4 @@
-"""The command line: `run`, `report`, `list` and `ui`.
+"""The command line: `run`, `tune`, `bench`, `report`, `list` and `ui`.
 
 Bad input ends with one line on stderr and exit code 2 before any work starts (a traceback only
 with --debug). Heavy libraries (MLflow, seaborn, Optuna) are imported only by the commands that

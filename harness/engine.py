@@ -112,6 +112,12 @@ def forward_fn(model: nn.Module, cfg: EngineConfig) -> Callable[[torch.Tensor], 
     return torch.compile(model, mode=cfg.compile)
 
 
+def checks_each_step(device: torch.device) -> bool:
+    """On a CPU reading a number costs nothing, so a non-finite loss stops the run at its step; on a
+    GPU the check stays on the device and is read once per epoch (no synchronisation per step)."""
+    return device.type != "cuda"
+
+
 def uses_cuda_graphs(cfg: EngineConfig) -> bool:
     """torch.compile's reduce-overhead and max-autotune modes replay CUDA graphs (on CUDA; elsewhere
     marking steps is harmless): each step must be marked so that a replay may reuse the previous
@@ -206,9 +212,7 @@ def train(
     order_rng = torch.Generator(device="cpu").manual_seed(seed)
     n = len(y_train)
     steps = (n + cfg.batch_size - 1) // cfg.batch_size
-    # On a CPU reading a number costs nothing, so a non-finite loss stops the run at its step; on a
-    # GPU the check stays on the device and is read once per epoch (no synchronisation per step).
-    check_each_step = device.type != "cuda"
+    check_each_step = checks_each_step(device)
     result, best = Result(), None
     first_epoch = 1
     if resume is not None:

@@ -119,6 +119,18 @@ def test_non_finite_loss_names_epoch_and_step(tensors):
     assert "epoch 2, step 2" in str(e.value)
 
 
+def test_gpu_style_check_finds_the_first_non_finite_step_at_the_end_of_the_epoch(tensors, monkeypatch):
+    """The GPU path (a flag kept on the device, read once per epoch), run here on the CPU: same
+    epoch and step as the per-step check, and the bad epoch never reaches a checkpoint."""
+    monkeypatch.setattr(engine, "checks_each_step", lambda device: False)
+    seen = []
+    cfg = engine.EngineConfig(epochs=3, batch_size=64)
+    with pytest.raises(engine.NonFiniteLoss) as e:
+        engine.train(lambda: Exploding(4 + 2), tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, cfg, 0, seen.append)
+    assert (e.value.epoch, e.value.step) == (2, 2)
+    assert [p.epoch for p in seen if p.phase == "epoch"] == [1]
+
+
 def test_progress_callback_reports_each_phase(tensors):
     seen = []
     cfg = engine.EngineConfig(epochs=2, batch_size=64, progress_every=2)
