@@ -87,8 +87,14 @@ def store_lock(folder: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+# Errors of a store call that lost a race with another runner and succeeds when tried again:
+# SQLite busy, and MLflow's read-then-insert of a tag or latest metric meeting the row another
+# runner inserted in between (the transaction is rolled back whole; the retry updates that row).
+_TRANSIENT = ("locked", "busy", "UNIQUE constraint failed")
+
+
 def _retrying(fn):
-    """Retry a store call that met a locked SQLite database (several runners writing at once)."""
+    """Retry a store call that lost a race with another runner writing to the same store."""
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
@@ -96,7 +102,7 @@ def _retrying(fn):
             try:
                 return fn(*args, **kwargs)
             except Exception as e:  # noqa: BLE001 - MLflow wraps the driver's error in its own types
-                if "locked" not in str(e) and "busy" not in str(e) or attempt == 29:
+                if not any(s in str(e) for s in _TRANSIENT) or attempt == 29:
                     raise
                 time.sleep(0.1 + 0.05 * attempt)
     return call
