@@ -5,6 +5,7 @@ run; after the runs the report is rebuilt from the store.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -337,11 +338,9 @@ EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 
 def engine_config(t: config_mod.TrainConfig, progress_every: int = 0) -> engine.EngineConfig:
-    return engine.EngineConfig(
-        epochs=t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, lr=t.lr,
-        weight_decay=t.weight_decay, shuffle=t.shuffle, select=t.select, progress_every=progress_every,
-        precision=t.precision, memory_format=t.memory_format, compile=t.compile, determinism=t.determinism,
-    )
+    """Every training setting the engine has a field for (device and threads are applied by `prepare`)."""
+    shared = {f.name for f in dataclasses.fields(engine.EngineConfig)} & {f.name for f in dataclasses.fields(t)}
+    return engine.EngineConfig(**{k: getattr(t, k) for k in shared}, progress_every=progress_every)
 
 
 def epoch_metrics(s: engine.EpochStats) -> dict[str, float]:

@@ -134,3 +134,18 @@ def test_precision_is_part_of_a_runs_key_but_layout_compile_and_determinism_are_
         assert runner.variant_key(config.resolve(config.load(None, [setting]), "baseline", 2021), "split") == key, setting
     assert runner.variant_key(config.resolve(config.load(None, ["train.precision='bf16'"]), "baseline", 2021), "split") != key
     assert config.load("tutorial").train.memory_format == "contiguous"  # the tutorial's bits on a CPU too
+
+
+def test_engine_config_carries_every_engine_setting_of_train():
+    import dataclasses
+
+    from harness import engine, runner
+
+    t = config.load(None, ["train.epochs=7", "train.batch_size=32", "train.eval_batch_size=64", "train.lr=0.01", "train.weight_decay=0.1",
+                           "train.shuffle=false", "train.select='last'", "train.precision='bf16'", "train.memory_format='contiguous'",
+                           "train.compile='default'", "train.determinism='fast'"]).train
+    e = runner.engine_config(t, progress_every=5)
+    assert e.progress_every == 5
+    for f in dataclasses.fields(e):
+        if f.name != "progress_every":
+            assert getattr(e, f.name) == getattr(t, f.name) != getattr(engine.EngineConfig(), f.name), f.name
