@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 import variants as registry
-from harness import engine, provenance
+from harness import data, engine, provenance
 from harness.errors import UsageError
 
 TRAIN, VAL, BATCH = 40_000, 10_000, 256
@@ -90,7 +90,7 @@ def time_tutorial(x, y, device, n_train: int) -> float:
 
 def time_floor(x, y, device, n_train: int) -> float:
     xf = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(device).float().div_(255)
-    yt = torch.from_numpy(y.astype(np.int64)).to(device)
+    yt = data.label_tensor(y, device)
     train = [(xf[i : min(i + BATCH, n_train)], yt[i : min(i + BATCH, n_train)]) for i in range(0, n_train, BATCH)]
     val = [(xf[i : i + BATCH], yt[i : i + BATCH]) for i in range(n_train, len(y), BATCH)]
     model, opt, loss_fn = _fresh(device)
@@ -102,8 +102,7 @@ def time_floor(x, y, device, n_train: int) -> float:
 
 
 def time_engine(x, y, device, n_train: int, ecfg: engine.EngineConfig) -> float:
-    xt = torch.from_numpy(x).permute(0, 3, 1, 2).to(device)  # the layout `data.to_device` gives the engine
-    yt = torch.from_numpy(y.astype(np.int64)).to(device)
+    xt, yt = data.image_tensor(x, device), data.label_tensor(y, device)  # as a run gives them to the engine
     _sync(device)
     start = time.perf_counter()
     engine.train(registry.get("baseline").build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], ecfg, 2021)
@@ -111,22 +110,22 @@ def time_engine(x, y, device, n_train: int, ecfg: engine.EngineConfig) -> float:
     return time.perf_counter() - start
 
 
-def engine_ways(extra: list[str]) -> dict[str, engine.EngineConfig]:
+def engine_ways(extra: dict[str, dict]) -> dict[str, engine.EngineConfig]:
     """The engine as a user gets it (batches in the tutorial's fixed order, and shuffled), plus one
-    way per `--engine KEY=VALUE,...` (e.g. precision=bf16,compile=default)."""
+    way per `--engine KEY=VALUE,...` (its text -> its parsed settings)."""
     base = engine.EngineConfig(epochs=1, batch_size=BATCH, shuffle=False)
     ways = {"harness": base, "harness_shuffled": dataclasses.replace(base, shuffle=True)}
-    for text in extra:
-        ways[f"harness[{text}]"] = dataclasses.replace(base, **parse_engine_settings(text))
+    for text, settings in extra.items():
+        ways[f"harness[{text}]"] = dataclasses.replace(base, **settings)
     return ways
 
 
 ENGINE_SETTINGS = ("precision", "memory_format", "compile", "determinism", "eval_batch_size", "shuffle")
 
 
-def parse_engine_settings(text: str) -> dict:
-    """`precision=bf16,compile=default` -> checked settings (the same checks as the train.* settings)."""
-    from harness import config
+def parse_engine_settings(text: str, device: torch.device) -> dict:
+    """`precision=bf16,compile=default` -> settings checked as the train.* settings are, for `device`."""
+    from harness import config, runner
 
     table = {}
     for part in text.split(","):
@@ -135,15 +134,17 @@ def parse_engine_settings(text: str) -> dict:
         if not sep or key not in ENGINE_SETTINGS:
             raise UsageError(f"--engine: {part!r} is not allowed; expected KEY=VALUE with KEY one of {', '.join(ENGINE_SETTINGS)}")
         config.apply_set(table, f"{key}={value.strip()}")
-    return {k: getattr(config.train_settings(table, "--engine"), k) for k in table}
+    checked = config.train_settings(table, "--engine")
+    runner.check_engine_settings(checked, device)
+    return {k: getattr(checked, k) for k in table}
 
 
-def run(x: np.ndarray, y: np.ndarray, device: torch.device, repeats: int, out: Path, extra: list[str] = (),
+def run(x: np.ndarray, y: np.ndarray, device: torch.device, repeats: int, out: Path, extra: dict[str, dict] | None = None,
         n_train: int = TRAIN, n_val: int = VAL, say=print) -> dict:
     x, y = x[: n_train + n_val], y[: n_train + n_val]
     images = n_train + n_val
     ways = {"tutorial": lambda: time_tutorial(x, y, device, n_train)}
-    for name, ecfg in engine_ways(list(extra)).items():
+    for name, ecfg in engine_ways(extra or {}).items():
         ways[name] = lambda ecfg=ecfg: time_engine(x, y, device, n_train, ecfg)
     ways["floor"] = lambda: time_floor(x, y, device, n_train)
     for name, fn in ways.items():  # one untimed epoch each: lazy imports, kernel choice, compilation
@@ -194,13 +195,10 @@ def _write(out: Path, result: dict, say) -> None:
 def _scaling_worker(data_dir: str, device: str, ecfg: engine.EngineConfig, threads: int, n_train: int, n_val: int, barrier, queue) -> None:
     """One of K processes: load the data onto the device, train one untimed epoch (warm-up), wait
     for the others, then train `ecfg.epochs` epochs and report when it started and ended."""
-    from harness import data
-
     torch.set_num_threads(threads)
     arrays = data.load(Path(data_dir))
     dev = torch.device(device)
-    xt = torch.from_numpy(arrays.x_train[: n_train + n_val]).permute(0, 3, 1, 2).to(dev)
-    yt = torch.from_numpy(arrays.y_train[: n_train + n_val].astype(np.int64)).to(dev)
+    xt, yt = data.image_tensor(arrays.x_train[: n_train + n_val], dev), data.label_tensor(arrays.y_train[: n_train + n_val], dev)
     build = registry.get("baseline").build
     engine.train(build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], dataclasses.replace(ecfg, epochs=1), 0)
     _sync(dev)
@@ -230,15 +228,17 @@ def _collect(procs, queue, k: int) -> list[tuple[float, float]]:
     return spans
 
 
-def scaling(data_dir: Path, device: torch.device, ks: list[int], epochs: int, out: Path, extra: str = "",
+def scaling(data_dir: Path, device: torch.device, ks: list[int], epochs: int, out: Path, extra: dict[str, dict] | None = None,
             n_train: int = TRAIN, n_val: int = VAL, say=print) -> dict:
     """Aggregate throughput of K training processes at once on one device, for each K in `ks`:
     K × epochs × 50,000 images over the wall time from the common start to the last finish. On the
-    CPU each process gets cores/K threads; on a GPU all K share it."""
+    CPU each process gets cores/K threads; on a GPU all K share it. `extra`: at most one `--engine`
+    (its text -> its parsed settings), used by every process."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
-    ecfg = dataclasses.replace(engine.EngineConfig(epochs=epochs, batch_size=BATCH), **(parse_engine_settings(extra) if extra else {}))
+    label, settings = next(iter(extra.items())) if extra else ("defaults", {})
+    ecfg = dataclasses.replace(engine.EngineConfig(epochs=epochs, batch_size=BATCH), **settings)
     cores = os.cpu_count() or 1
     rows = {}
     for k in ks:
@@ -256,6 +256,6 @@ def scaling(data_dir: Path, device: torch.device, ks: list[int], epochs: int, ou
     for k in ks:
         rows[k]["efficiency"] = rows[k]["images_per_second"] / (k * one)
     say("efficiency (aggregate / (K × one process's)): " + ", ".join(f"K={k} {rows[k]['efficiency']:.2f}" for k in ks))
-    result = {**_machine(device), "images_per_epoch": n_train + n_val, "epochs": epochs, "engine": extra or "defaults", "scaling": {str(k): v for k, v in rows.items()}}
+    result = {**_machine(device), "images_per_epoch": n_train + n_val, "epochs": epochs, "engine": label, "scaling": {str(k): v for k, v in rows.items()}}
     _write(out, result, say)
     return result

@@ -205,7 +205,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from harness import bench, config, data, provenance, runner
+    from harness import bench, data, provenance
 
     if args.repeats < 1:
         raise UsageError(f"--repeats: {args.repeats} is not allowed; expected an integer >= 1")
@@ -215,9 +215,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if jobs and len(args.engine) > 1:
         raise UsageError("--engine: give at most one with --jobs (every process trains with the same settings)")
     device = provenance.resolve_device(args.device)
-    for text in args.engine:
-        settings = bench.parse_engine_settings(text)
-        runner.check_engine_settings(config.train_settings(settings, "--engine"), device)
+    extra = {text: bench.parse_engine_settings(text, device) for text in args.engine}
     folder = data.data_dir(args.data_dir or "")
     arrays = data.load(folder)
     sizes = (args.train_images, args.val_images)
@@ -225,9 +223,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"--train-images/--val-images: {sizes[0]} + {sizes[1]} is not allowed; expected at least 1 each and "
                          f"at most {len(arrays.y_train)} in all (the training images in {folder})")
     if jobs:
-        bench.scaling(folder, device, jobs, args.epochs, Path(args.out or "reports/bench-scaling.json"), args.engine[0] if args.engine else "", *sizes)
+        bench.scaling(folder, device, jobs, args.epochs, Path(args.out or "reports/bench-scaling.json"), extra, *sizes)
     else:
-        bench.run(arrays.x_train, arrays.y_train, device, args.repeats, Path(args.out or "reports/bench.json"), args.engine, *sizes)
+        bench.run(arrays.x_train, arrays.y_train, device, args.repeats, Path(args.out or "reports/bench.json"), extra, *sizes)
     return 0
 
 
@@ -259,8 +257,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from harness import listing
     from harness.console import table
 
-    rows, _ = listing.rows()
-    print(table(listing.HEADERS, rows))
+    print(table(listing.HEADERS, listing.rows()))
     return 0
 
 

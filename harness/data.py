@@ -163,22 +163,25 @@ def fingerprint(train: np.ndarray, val: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
+def image_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 NHWC images as an NCHW tensor on `device` that keeps the file's channels-last memory
+    layout (no copy); the engine lays them out as its setting asks."""
+    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).to(device)
+
+
+def label_tensor(y: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(y.astype(np.int64)).to(device)
+
+
 def to_device(arrays: Arrays, split: Split, device: torch.device, with_test: bool = True) -> DeviceData:
-    """Move the uint8 images and int64 labels to `device`, once. Images have NCHW shape and keep the
-    file's channels-last memory layout (no copy); the engine lays them out as its setting asks.
-    Without `with_test` (tuning) the test set stays behind: its tensors are empty."""
+    """Move the uint8 images and int64 labels to `device`, once (see `image_tensor`). Without
+    `with_test` (tuning) the test set stays behind: its tensors are empty."""
 
-    def images(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).to(device)
-
-    def labels(y: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(y.astype(np.int64)).to(device)
-
+    test = slice(None) if with_test else slice(0)
     return DeviceData(
-        x_train=images(arrays.x_train[split.train]), y_train=labels(arrays.y_train[split.train]),
-        x_val=images(arrays.x_train[split.val]), y_val=labels(arrays.y_train[split.val]),
-        x_test=images(arrays.x_test if with_test else arrays.x_test[:0]),
-        y_test=labels(arrays.y_test if with_test else arrays.y_test[:0]),
+        x_train=image_tensor(arrays.x_train[split.train], device), y_train=label_tensor(arrays.y_train[split.train], device),
+        x_val=image_tensor(arrays.x_train[split.val], device), y_val=label_tensor(arrays.y_train[split.val], device),
+        x_test=image_tensor(arrays.x_test[test], device), y_test=label_tensor(arrays.y_test[test], device),
     )
 
 

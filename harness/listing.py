@@ -50,13 +50,13 @@ def build_rows() -> list[list[str]]:
     return rows
 
 
-def rows() -> tuple[list[list[str]], bool]:
-    """The listing's rows and whether they came from the cache."""
+def rows() -> list[list[str]]:
+    """The listing's rows, from the cache when it holds them for these variant files."""
     path = cache_dir() / f"variants-{variants_key()}.json"
     try:
         cached = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(cached, list) and all(isinstance(r, list) and len(r) == len(HEADERS) for r in cached):
-            return cached, True
+            return cached
     except (OSError, ValueError):
         pass
     fresh = build_rows()
@@ -67,4 +67,4 @@ def rows() -> tuple[list[list[str]], bool]:
         os.replace(tmp, path)  # whole or absent, even with two `list`s at once
     except OSError:
         pass  # an unwritable cache costs only speed
-    return fresh, False
+    return fresh
