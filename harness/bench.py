@@ -1,5 +1,5 @@
-"""`python -m harness bench`: one epoch of the tutorial's LeNet (40,000 training and 10,000
-validation images) several ways, side by side on the same device and model:
+"""`python -m harness bench`: one epoch of the tutorial's LeNet on CIFAR-10 (by default the first
+80% of the training set for training and the rest for validation: 40,000 and 10,000 images) several ways, side by side on the same device and model:
 
   (a) tutorial: a torchvision-style dataset (PIL image -> ToTensor per sample) and DataLoader(256)
   (b) harness:  the harness engine on uint8 tensors resident on the device (its default settings;
@@ -26,10 +26,11 @@ import torch
 from torch import nn
 
 import variants as registry
-from harness import data, engine, provenance
+from harness import data, datasets, engine, provenance
 from harness.errors import UsageError
+from harness.files import atomic_write
 
-TRAIN, VAL, BATCH = 40_000, 10_000, 256
+BATCH = 256
 
 
 class TutorialDataset(torch.utils.data.Dataset):
@@ -101,51 +102,58 @@ def time_floor(x, y, device, n_train: int) -> float:
     return time.perf_counter() - start
 
 
-def time_engine(x, y, device, n_train: int, ecfg: engine.EngineConfig) -> float:
+Way = tuple[engine.TrainSettings, engine.Runtime]
+
+
+def time_engine(x, y, device, n_train: int, way: Way) -> float:
     xt, yt = data.image_tensor(x, device), data.label_tensor(y, device)  # as a run gives them to the engine
     _sync(device)
     start = time.perf_counter()
-    engine.train(registry.get("baseline").build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], ecfg, 2021)
+    engine.train(registry.get("baseline").build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], way[0], 2021, runtime=way[1])
     _sync(device)
     return time.perf_counter() - start
 
 
-def engine_ways(extra: dict[str, dict]) -> dict[str, engine.EngineConfig]:
+def engine_ways(extra: dict[str, Way]) -> dict[str, Way]:
     """The engine as a user gets it (batches in the tutorial's fixed order, and shuffled), plus one
     way per `--engine KEY=VALUE,...` (its text -> its parsed settings)."""
-    base = engine.EngineConfig(epochs=1, batch_size=BATCH, shuffle=False)
-    ways = {"harness": base, "harness_shuffled": dataclasses.replace(base, shuffle=True)}
-    for text, settings in extra.items():
-        ways[f"harness[{text}]"] = dataclasses.replace(base, **settings)
+    base = engine.TrainSettings(epochs=1, batch_size=BATCH, shuffle=False)
+    ways = {"harness": (base, engine.Runtime()), "harness_shuffled": (dataclasses.replace(base, shuffle=True), engine.Runtime())}
+    for text, way in extra.items():
+        ways[f"harness[{text}]"] = way
     return ways
 
 
 ENGINE_SETTINGS = ("precision", "memory_format", "compile", "determinism", "eval_batch_size", "shuffle")
 
 
-def parse_engine_settings(text: str, device: torch.device) -> dict:
-    """`precision=bf16,compile=default` -> settings checked as the train.* settings are, for `device`."""
-    from harness import config, runner
+def parse_engine_settings(text: str, device: torch.device) -> Way:
+    """`precision=bf16,compile=default` -> the bench's settings with these values, checked as the
+    train.* settings are, for `device`."""
+    from harness import config
 
-    table = {}
+    table = {"epochs": 1, "batch_size": BATCH, "shuffle": False}
     for part in text.split(","):
         key, sep, value = part.partition("=")
         key = key.strip()
         if not sep or key not in ENGINE_SETTINGS:
             raise UsageError(f"--engine: {part!r} is not allowed; expected KEY=VALUE with KEY one of {', '.join(ENGINE_SETTINGS)}")
         config.apply_set(table, f"{key}={value.strip()}")
-    checked = config.train_settings(table, "--engine")
-    runner.check_engine_settings(checked, device)
-    return {k: getattr(checked, k) for k in table}
+    settings, runtime = config.train_settings(table, "--engine")
+    try:
+        engine.check_runtime(settings, runtime, device)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return settings, runtime
 
 
-def run(x: np.ndarray, y: np.ndarray, device: torch.device, repeats: int, out: Path, extra: dict[str, dict] | None = None,
-        n_train: int = TRAIN, n_val: int = VAL, say=print) -> dict:
+def run(x: np.ndarray, y: np.ndarray, device: torch.device, repeats: int, out: Path, n_train: int, n_val: int,
+        extra: dict[str, Way] | None = None, say=print) -> dict:
     x, y = x[: n_train + n_val], y[: n_train + n_val]
     images = n_train + n_val
     ways = {"tutorial": lambda: time_tutorial(x, y, device, n_train)}
-    for name, ecfg in engine_ways(extra or {}).items():
-        ways[name] = lambda ecfg=ecfg: time_engine(x, y, device, n_train, ecfg)
+    for name, way in engine_ways(extra or {}).items():
+        ways[name] = lambda way=way: time_engine(x, y, device, n_train, way)
     ways["floor"] = lambda: time_floor(x, y, device, n_train)
     for name, fn in ways.items():  # one untimed epoch each: lazy imports, kernel choice, compilation
         fn()
@@ -184,27 +192,27 @@ def _machine(device: torch.device) -> dict:
 
 
 def _write(out: Path, result: dict, say) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write(out, json.dumps(result, indent=2) + "\n")
     say(f"json: {out}")
 
 
 # ---------------------------------------------------------------- several runs per device
 
 
-def _scaling_worker(data_dir: str, device: str, ecfg: engine.EngineConfig, threads: int, n_train: int, n_val: int, barrier, queue) -> None:
+def _scaling_worker(data_dir: str, device: str, way: Way, threads: int, n_train: int, n_val: int, barrier, queue) -> None:
     """One of K processes: load the data onto the device, train one untimed epoch (warm-up), wait
-    for the others, then train `ecfg.epochs` epochs and report when it started and ended."""
+    for the others, then train the way's epochs and report when it started and ended."""
     torch.set_num_threads(threads)
-    arrays = data.load(Path(data_dir))
+    arrays = data.read_source(datasets.get("cifar10"), Path(data_dir)).arrays
     dev = torch.device(device)
     xt, yt = data.image_tensor(arrays.x_train[: n_train + n_val], dev), data.label_tensor(arrays.y_train[: n_train + n_val], dev)
     build = registry.get("baseline").build
-    engine.train(build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], dataclasses.replace(ecfg, epochs=1), 0)
+    settings, runtime = way
+    engine.train(build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], dataclasses.replace(settings, epochs=1), 0, runtime=runtime)
     _sync(dev)
     barrier.wait()
     start = time.monotonic()
-    engine.train(build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], ecfg, 0)
+    engine.train(build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], settings, 0, runtime=runtime)
     _sync(dev)
     queue.put((start, time.monotonic()))
 
@@ -228,8 +236,8 @@ def _collect(procs, queue, k: int) -> list[tuple[float, float]]:
     return spans
 
 
-def scaling(data_dir: Path, device: torch.device, ks: list[int], epochs: int, out: Path, extra: dict[str, dict] | None = None,
-            n_train: int = TRAIN, n_val: int = VAL, say=print) -> dict:
+def scaling(data_dir: Path, device: torch.device, ks: list[int], epochs: int, out: Path, n_train: int, n_val: int,
+            extra: dict[str, Way] | None = None, say=print) -> dict:
     """Aggregate throughput of K training processes at once on one device, for each K in `ks`:
     K × epochs × 50,000 images over the wall time from the common start to the last finish. On the
     CPU each process gets cores/K threads; on a GPU all K share it. `extra`: at most one `--engine`
@@ -237,14 +245,14 @@ def scaling(data_dir: Path, device: torch.device, ks: list[int], epochs: int, ou
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
-    label, settings = next(iter(extra.items())) if extra else ("defaults", {})
-    ecfg = dataclasses.replace(engine.EngineConfig(epochs=epochs, batch_size=BATCH), **settings)
+    label, (settings, runtime) = next(iter(extra.items())) if extra else ("defaults", (engine.TrainSettings(batch_size=BATCH), engine.Runtime()))
+    way = (dataclasses.replace(settings, epochs=epochs), runtime)
     cores = os.cpu_count() or 1
     rows = {}
     for k in ks:
         threads = max(1, cores // k) if device.type == "cpu" else 1
         barrier, queue = ctx.Barrier(k), ctx.Queue()
-        procs = [ctx.Process(target=_scaling_worker, args=(str(data_dir), str(device), ecfg, threads, n_train, n_val, barrier, queue)) for _ in range(k)]
+        procs = [ctx.Process(target=_scaling_worker, args=(str(data_dir), str(device), way, threads, n_train, n_val, barrier, queue)) for _ in range(k)]
         for p in procs:
             p.start()
         spans = _collect(procs, queue, k)

@@ -20,10 +20,9 @@ from pathlib import Path
 LEASE_S = 30.0
 
 
-def _alive(owner: str) -> bool:
-    """False when the holder is a process on this machine that no longer exists (it need not wait
-    for its lease to run out); True otherwise, including for holders on other machines."""
-    host, pid, _ = owner.split(":", 2)
+def process_alive(host: str, pid: str) -> bool:
+    """False when `pid` is a process on this machine that no longer exists (its claims need not
+    wait for their lease to run out); True otherwise, including for processes on other machines."""
     if host != socket.gethostname():
         return True
     try:
@@ -33,6 +32,12 @@ def _alive(owner: str) -> bool:
     except (PermissionError, ValueError):
         return True
     return True
+
+
+def _alive(owner: str) -> bool:
+    """Whether a claim's holder (`host:pid:token`) may still be running."""
+    host, pid, _ = owner.split(":", 2)
+    return process_alive(host, pid)
 
 
 class Claims:
@@ -78,12 +83,6 @@ class Claims:
         with self._connect() as db:
             row = db.execute("select owner, expires from claims where key = ?", (key,)).fetchone()
         return bool(row) and row[0] == self.owner
-
-    def held_by_other(self, key: str) -> bool:
-        """Another live runner holds `key` now."""
-        with self._connect() as db:
-            row = db.execute("select owner, expires from claims where key = ?", (key,)).fetchone()
-        return bool(row) and row[0] != self.owner and row[1] > time.time() and _alive(row[0])
 
     def release(self, key: str) -> None:
         with self._lock:

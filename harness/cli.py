@@ -25,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m harness",
-        description="Train CNN ablation variants on one seeded CIFAR-10 split, track them in MLflow and report the comparison.",
+        description="Train CNN ablation variants on one seeded split of CIFAR-10 (or another dataset), track them in MLflow and report the comparison.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", help="a count (e.g. 3: seeds 2021, 2022, 2023) or a list (2021,2022); one seed below 33: write it as '7,'")
     run.add_argument("--epochs", type=_int("--epochs"), help="epochs per run")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    run.add_argument("--data-dir", help="directory holding cifar10.npz (default: $HARNESS_DATA_DIR, else ./data)")
+    run.add_argument("--data-dir", help="directory holding the dataset's npz file, e.g. cifar10.npz (default: $HARNESS_DATA_DIR, else ./data)")
+    run.add_argument("--dataset", help="cifar10 (default), cifar100 or digits (data.dataset)")
     run.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     run.add_argument("--tuned", action="store_true", help="use the best parameters `tune` wrote for each variant (reports/EXPERIMENT/tuning/)")
     run.add_argument("--params-from", action="append", default=[], metavar="FILE", help="a TOML file of [params.<variant>] tables (as `tune` writes)")
@@ -65,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--study", help="study name (default: EXPERIMENT-VARIANT); the same name resumes")
     tune.add_argument("--storage", help="Optuna storage: a journal file (default optuna/EXPERIMENT.journal) or a database URL shared by many machines")
     tune.add_argument("--pruner", default="median", help="median (default), percentile, hyperband or none")
-    tune.add_argument("--data-dir", help="directory holding cifar10.npz")
+    tune.add_argument("--data-dir", help="directory holding the dataset's npz file")
     tune.add_argument("--tracking-uri", help="MLflow store")
     tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting")
     tune.add_argument("--worker-share", type=int, help=argparse.SUPPRESS)
@@ -74,13 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="time one epoch: the tutorial's pipeline vs the harness engine vs the floor")
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     bench.add_argument("--repeats", type=_int("--repeats"), default=3, help="repeats per way; medians are reported (default 3)")
-    bench.add_argument("--data-dir", help="directory holding cifar10.npz")
+    bench.add_argument("--data-dir", help="directory holding cifar10.npz (bench times CIFAR-10)")
     bench.add_argument("--engine", action="append", default=[], metavar="KEY=VALUE,...",
                        help="also time the engine with these settings, e.g. precision=bf16,compile=default (repeatable)")
     bench.add_argument("--jobs", metavar="K,K,...", help="instead, measure the aggregate throughput of K training processes at once per device, e.g. 1,2,4,8")
     bench.add_argument("--epochs", type=_int("--epochs"), default=1, help="with --jobs: epochs each process trains (default 1)")
-    bench.add_argument("--train-images", type=_int("--train-images"), default=40_000, help="training images per epoch (default 40,000, the tutorial's)")
-    bench.add_argument("--val-images", type=_int("--val-images"), default=10_000, help="validation images per epoch (default 10,000)")
+    bench.add_argument("--train-images", type=_int("--train-images"), help="training images per epoch (default: the first 80%% of the training set, 40,000 of CIFAR-10)")
+    bench.add_argument("--val-images", type=_int("--val-images"), help="validation images per epoch (default: the other 20%%, 10,000 of CIFAR-10)")
     bench.add_argument("--out", help="where the JSON goes (default reports/bench.json, with --jobs reports/bench-scaling.json)")
 
     sub.add_parser("list", help="list the registered variants")
@@ -112,6 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "train.epochs": args.epochs,
         "train.device": args.device,
         "data.dir": args.data_dir,
+        "data.dataset": args.dataset,
         "tracking_uri": args.tracking_uri,
     }
     if not 1 <= args.jobs_per_device <= 64:
@@ -129,49 +131,61 @@ def cmd_run(args: argparse.Namespace) -> int:
     params_files = list(args.params_from)
     console = Console()
     if args.tuned:
-        base = config.load(args.experiment, args.set, **flags)
-        found = [Path(base.reports_dir) / base.name / "tuning" / f"{v}.toml" for v in base.variants]
-        found = [p for p in found if p.is_file()]
+        base = config.load_experiment(args.experiment, args.set, **flags)
+        folder = base.reports_folder / "tuning"
+        found = [str(p) for p in (folder / f"{v}.toml" for v in base.variants) if p.is_file()]
         if not found:
-            raise UsageError(f"--tuned: no tuned parameters in {str(Path(base.reports_dir) / base.name / 'tuning')!r}; run `python -m harness tune --variant NAME` first")
-        params_files += [str(p) for p in found]
-    cfg = config.load(args.experiment, args.set, params_files, **flags)
-    from harness import runner
+            raise UsageError(f"--tuned: no tuned parameters in {str(folder)!r}; run `python -m harness tune --variant NAME` first")
+        params_files += found
+    cfg = config.load_experiment(args.experiment, args.set, params_files, **flags)
+    from harness import outcomes, preflight, report, runner, tracking
 
-    prepared = runner.prepare(cfg, rerun=args.rerun)
+    uri, device, loaded = _prepare(cfg)
     for path in params_files:
         console.line(f"parameters from {path}")
-    console.line(f"experiment {cfg.name}: {len(cfg.variants)} variant(s) × {len(cfg.seeds)} seed(s), {cfg.train.epochs} epoch(s) on {prepared.device}; "
-                 f"split {cfg.data.split} {prepared.split.fingerprint}; store {prepared.uri}")
+    console.line(f"experiment {cfg.name}: {len(cfg.variants)} variant(s) × {len(cfg.seeds)} seed(s), {cfg.train.epochs} epoch(s) on {device}; "
+                 f"data {loaded.source.identity}, split {cfg.data.split} {loaded.split.fingerprint}; store {uri}")
+    run = runner.Runner(cfg, loaded, uri, device, console, rerun=args.rerun)
     if args.executor == "ray":
         from harness import ray_executor
 
-        outcomes = ray_executor.run_on_ray(prepared, args.ray_address, args.gpus_per_run, args.cpus_per_run, console)
+        ray_executor.run_on_ray(run, args.ray_address, args.gpus_per_run, args.cpus_per_run)
+        results = outcomes.collect(cfg, run.tracker, loaded.source.identity, loaded.split.fingerprint)
     elif args.jobs_per_device > 1:
-        outcomes = runner.run_in_processes(prepared, args.argv, args.jobs_per_device, console)
-    else:
-        outcomes = runner.run_experiment(prepared, console)
-    console.line("")
-    console.line(runner.summary(outcomes))
-    from harness import report, tracking
+        from harness import processes
 
-    tracking.set_report_parents(prepared.uri, cfg.name, [o.parent_id for o in outcomes if o.parent_id])
+        processes.run_in_processes(device, args.argv, args.jobs_per_device, console)
+        results = outcomes.collect(cfg, run.tracker, loaded.source.identity, loaded.split.fingerprint)
+    else:
+        results = run.run_all()
+    console.line("")
+    console.line(outcomes.summary(results))
+    tracking.set_report_parents(uri, cfg.name, [o.parent_id for o in results if o.parent_id])
     try:
-        path = report.build(prepared.uri, cfg.name, prepared.reports_dir)
+        path = report.build(uri, cfg.name, cfg.reports_folder)
         console.line(f"report: {path}")
     except OSError as e:  # the runs are safe in the store; `report` rebuilds it later
         print(f"error: report: {e}; the runs are in the store, rebuild with `python -m harness report --experiment {cfg.name}`", file=sys.stderr)
         return EXIT_FAILED_RUNS
-    return EXIT_FAILED_RUNS if any(o.status != "FINISHED" for o in outcomes) else 0
+    return EXIT_FAILED_RUNS if any(o.status != "FINISHED" for o in results) else 0
+
+
+def _prepare(cfg, with_test: bool = True):
+    """Every check before any work, then the experiment's data on the device: (uri, device, data)."""
+    from harness import data, datasets, preflight
+
+    uri, device = preflight.check(cfg)
+    source = data.read_source(datasets.get(cfg.data.dataset), data.data_dir(cfg.paths.data_dir))
+    return uri, device, data.load_split(source, cfg.data.split, cfg.data.train_ratio, cfg.data.split_seed, device, with_test)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from harness import config
 
     flags = {"train.epochs": args.epochs, "data.dir": args.data_dir, "tracking_uri": args.tracking_uri}
-    cfg = config.load(args.experiment, args.set, **flags)
+    cfg = config.load_experiment(args.experiment, args.set, **flags)
     seeds = config.parse_seed_flag(args.seeds) if args.seeds else cfg.seeds[:1]
-    from harness import runner, tuning
+    from harness import tuning
 
     req = tuning.TuneRequest(
         variant=args.variant, trials=args.trials, seeds=seeds, timeout=args.timeout, workers=args.workers,
@@ -179,7 +193,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         pruner=args.pruner,
     )
     tuning.check_request(cfg, req)
-    prepared = runner.prepare(cfg, with_test=False)  # tuning never loads the test set onto the device
+    uri, _, loaded = _prepare(cfg, with_test=False)  # tuning never loads the test set onto the device
 
     def say(text: str) -> None:
         print(text, flush=True)
@@ -187,25 +201,25 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.worker_share is not None:  # one of the processes of `--workers N`
         from harness import tracking
 
-        tracker = tracking.Tracker(prepared.uri, cfg.name, prepared.checkpoint_dir)
-        tuning.optimize(prepared, req, tuning.load_study(req, worker=os.getpid()), args.worker_share, args.parent_run, tracker, say)
+        tracker = tracking.Tracker(uri, cfg.name, cfg.checkpoint_folder)
+        tuning.optimize(cfg, loaded, req, tuning.load_study(req, worker=os.getpid()), args.worker_share, args.parent_run, tracker, say)
         return 0
-    study = tuning.coordinate(prepared, req, args.argv, say)
-    params_path, _ = tuning.write_results(study, req, prepared.reports_dir / "tuning")
+    study = tuning.coordinate(cfg, loaded, uri, req, args.argv, say)
+    params_path, _ = tuning.write_results(study, req, cfg.reports_folder / "tuning")
     best = study.best_trial
-    say(f"best: trial {best.number}, validation accuracy {best.value:.2f}, {tuning._fmt(best.params)}")
+    say(f"best: trial {best.number}, validation accuracy {best.value:.2f}, {tuning.format_params(best.params)}")
     say(f"parameters: {params_path}")
     from harness import report
 
     try:
-        say(f"report: {report.build(prepared.uri, cfg.name, prepared.reports_dir)}")
+        say(f"report: {report.build(uri, cfg.name, cfg.reports_folder)}")
     except UsageError:
         pass  # no `run` in this experiment yet: the tuning section joins the report when there is one
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from harness import bench, data, provenance
+    from harness import bench, data, datasets, provenance
 
     if args.repeats < 1:
         raise UsageError(f"--repeats: {args.repeats} is not allowed; expected an integer >= 1")
@@ -217,15 +231,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     device = provenance.resolve_device(args.device)
     extra = {text: bench.parse_engine_settings(text, device) for text in args.engine}
     folder = data.data_dir(args.data_dir or "")
-    arrays = data.load(folder)
-    sizes = (args.train_images, args.val_images)
-    if min(sizes) < 1 or sum(sizes) > len(arrays.y_train):
+    arrays = data.read_source(datasets.get("cifar10"), folder).arrays
+    total = len(arrays.y_train)
+    default_train = int(total * 0.8)  # the tutorial's 80/20 hold-out: 40,000 and 10,000 of CIFAR-10's 50,000
+    sizes = (args.train_images or default_train, args.val_images or total - default_train)
+    if min(sizes) < 1 or sum(sizes) > total:
         raise UsageError(f"--train-images/--val-images: {sizes[0]} + {sizes[1]} is not allowed; expected at least 1 each and "
-                         f"at most {len(arrays.y_train)} in all (the training images in {folder})")
+                         f"at most {total} in all (the training images in {folder})")
     if jobs:
-        bench.scaling(folder, device, jobs, args.epochs, Path(args.out or "reports/bench-scaling.json"), extra, *sizes)
+        bench.scaling(folder, device, jobs, args.epochs, Path(args.out or "reports/bench-scaling.json"), *sizes, extra)
     else:
-        bench.run(arrays.x_train, arrays.y_train, device, args.repeats, Path(args.out or "reports/bench.json"), extra, *sizes)
+        bench.run(arrays.x_train, arrays.y_train, device, args.repeats, Path(args.out or "reports/bench.json"), *sizes, extra)
     return 0
 
 
@@ -240,13 +256,11 @@ def _parse_jobs(text: str) -> list[int]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from harness import config, report, tracking
 
     name = args.experiment
     if name.endswith(".toml") or "/" in name:
-        name = config.load(name).name
+        name = config.load_experiment(name).name
     uri = tracking.resolve_uri(args.tracking_uri or "")
     path = report.build(uri, name, Path(args.reports_dir) / name)
     print(f"report: {path}")
@@ -262,9 +276,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from harness import tracking
+    from harness import tracking, ui
 
-    return tracking.launch_ui(tracking.resolve_uri(args.tracking_uri or ""), args.host, args.port)
+    return ui.launch_ui(tracking.resolve_uri(args.tracking_uri or ""), args.host, args.port)
 
 
 COMMANDS = {"run": cmd_run, "tune": cmd_tune, "bench": cmd_bench, "report": cmd_report, "list": cmd_list, "ui": cmd_ui}

@@ -1,8 +1,11 @@
-"""Configuration: typed dataclasses with their defaults (the one place for them), loading from TOML
-experiment files, `--set key=value` overrides, validation, and resolution into per-run settings.
+"""Configuration: the experiment file and `--set` overrides, checked value by value, resolved into
+one `RunSpec` per (variant, seed).
 
-Every setting is checked for type and range here, so a bad value fails with one line naming the
-field, the bad value and what is allowed, before any run or file is created.
+What a run trains with is `engine.TrainSettings` (the engine's own type); how it executes is
+`engine.Runtime`; where things go is `Paths`. An experiment file keeps its familiar layout: the
+`[train]` table holds both training and runtime settings, and `[data] dir` is a path. Every value
+is checked against the table `CHECKS` below, so a bad value fails with one line naming the field,
+the value and what is allowed, before any run or file is created.
 """
 from __future__ import annotations
 
@@ -11,84 +14,20 @@ import hashlib
 import json
 import math
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import tomli_w
+
+from harness import datasets
+from harness.engine import Runtime, TrainSettings
 from harness.errors import UsageError
 
 DEFAULT_BASE_SEED = 2021  # the tutorial's seed; `--seeds N` counts up from here
 MAX_SEED_COUNT = 32  # a lone `--seeds N` up to this is a count, above it a seed
 DEFAULT_EXPERIMENT = "default"  # experiments/default.toml, used when no --experiment is given
-
-
-def _setting(default: Any, allowed: str, check: Callable[[Any], bool] = lambda v: True) -> Any:
-    return field(default=default, metadata={"allowed": allowed, "check": check})
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = _setting(100, "an integer from 1 to 100000", lambda v: 1 <= v <= 100_000)
-    batch_size: int = _setting(256, "an integer from 1 to 65536", lambda v: 1 <= v <= 65_536)
-    # Evaluation batch size: the tutorial's 256. On these 2-core CPUs 1024 is no faster with the
-    # channels-last layout (twice as slow with the contiguous one); on a GPU a larger one can pay
-    # (the numbers differ only by float rounding).
-    eval_batch_size: int = _setting(256, "an integer from 1 to 65536", lambda v: 1 <= v <= 65_536)
-    lr: float = _setting(1e-3, "a finite number > 0", lambda v: v > 0)  # Adam learning rate
-    weight_decay: float = _setting(0.0, "a finite number >= 0", lambda v: v >= 0)  # Adam L2 coefficient
-    shuffle: bool = _setting(True, "true (seeded reshuffle each epoch) or false (the tutorial's fixed order)")
-    select: str = _setting("val_acc", "one of val_acc, val_loss, last", lambda v: v in ("val_acc", "val_loss", "last"))
-    device: str = _setting("auto", "one of auto, cpu, cuda, cuda:N", lambda v: v in ("auto", "cpu", "cuda") or _is_cuda_index(v))
-    threads: int = _setting(0, "an integer >= 0 (0: torch's default)", lambda v: v >= 0)  # CPU intra-op threads
-    # Speed settings (see README "Performance"). Precision changes the numbers, so it is part of a
-    # run's key; the other three change only speed and float rounding.
-    precision: str = _setting("fp32", "one of fp32 (the tutorial's), bf16 (autocast)", lambda v: v in ("fp32", "bf16"))
-    memory_format: str = _setting("auto", "one of auto (channels_last on a CPU, contiguous on CUDA), contiguous, channels_last",
-                                  lambda v: v in ("auto", "contiguous", "channels_last"))
-    compile: str = _setting("off", "one of off, default, reduce-overhead (CUDA graphs), max-autotune",
-                            lambda v: v in ("off", "default", "reduce-overhead", "max-autotune"))
-    determinism: str = _setting("cudnn", "one of cudnn (the tutorial's flags), strict (deterministic algorithms), fast (cuDNN autotuning)",
-                                lambda v: v in ("cudnn", "strict", "fast"))
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    dir: str = _setting("", "a directory path ('' means $HARNESS_DATA_DIR, else ./data)")
-    split: str = _setting("stratified", "one of prefix, stratified", lambda v: v in ("prefix", "stratified"))
-    train_ratio: float = _setting(0.8, "a number strictly between 0 and 1", lambda v: 0 < v < 1)
-    split_seed: int = _setting(0, "an integer >= 0", lambda v: v >= 0)  # seeds the split only, never training
-
-
-@dataclass(frozen=True)
-class ExperimentConfig:
-    name: str = _setting("default", "a non-empty name of letters, digits, '-', '_' or '.'", lambda v: _is_name(v))
-    variants: tuple[str, ...] = ("baseline",)
-    baseline: str = _setting("baseline", "the name of a registered variant", lambda v: bool(v))  # the reference of every comparison
-    seeds: tuple[int, ...] = (DEFAULT_BASE_SEED,)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-variant overrides
-    search: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-variant Optuna search spaces
-    tracking_uri: str = _setting("", "'' (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db), sqlite:///PATH, file:PATH, http(s)://HOST")
-    reports_dir: str = _setting("reports", "a directory path")
-    checkpoint_dir: str = _setting("checkpoints", "a directory path")  # per-epoch checkpoints and run claims
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything one (variant, seed) run needs, fully resolved."""
-
-    experiment: str
-    variant: str
-    seed: int
-    train: TrainConfig
-    model_params: dict[str, Any]
-
-    def flat(self) -> dict[str, Any]:
-        out = {"experiment": self.experiment, "variant": self.variant, "seed": self.seed}
-        out.update({f"train.{k}": v for k, v in dataclasses.asdict(self.train).items()})
-        out.update({f"model.{k}": v for k, v in sorted(self.model_params.items())})
-        return out
 
 
 def _is_cuda_index(v: str) -> bool:
@@ -99,11 +38,122 @@ def _is_name(v: str) -> bool:
     return bool(v) and all(c.isalnum() or c in "-_." for c in v)
 
 
+# Every setting a user can write: what is allowed (said in errors) and the check of its value.
+CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "name": ("a non-empty name of letters, digits, '-', '_' or '.'", _is_name),
+    "baseline": ("the name of a registered variant", bool),
+    "train.epochs": ("an integer from 1 to 100000", lambda v: 1 <= v <= 100_000),
+    "train.batch_size": ("an integer from 1 to 65536", lambda v: 1 <= v <= 65_536),
+    "train.eval_batch_size": ("an integer from 1 to 65536", lambda v: 1 <= v <= 65_536),
+    "train.lr": ("a finite number > 0", lambda v: v > 0),
+    "train.weight_decay": ("a finite number >= 0", lambda v: v >= 0),
+    "train.shuffle": ("true (seeded reshuffle each epoch) or false (the tutorial's fixed order)", lambda v: True),
+    "train.select": ("one of val_acc, val_loss, last", lambda v: v in ("val_acc", "val_loss", "last")),
+    "train.precision": ("one of fp32 (the tutorial's), bf16 (autocast)", lambda v: v in ("fp32", "bf16")),
+    "train.device": ("one of auto, cpu, cuda, cuda:N", lambda v: v in ("auto", "cpu", "cuda") or _is_cuda_index(v)),
+    "train.threads": ("an integer >= 0 (0: torch's default)", lambda v: v >= 0),
+    "train.memory_format": ("one of auto (channels_last on a CPU, contiguous on CUDA), contiguous, channels_last",
+                            lambda v: v in ("auto", "contiguous", "channels_last")),
+    "train.compile": ("one of off, default, reduce-overhead (CUDA graphs), max-autotune",
+                      lambda v: v in ("off", "default", "reduce-overhead", "max-autotune")),
+    "train.determinism": ("one of cudnn (the tutorial's flags), strict (deterministic algorithms), fast (cuDNN autotuning)",
+                          lambda v: v in ("cudnn", "strict", "fast")),
+    "data.dataset": (f"one of {', '.join(datasets.names())}", lambda v: v in datasets.names()),
+    "data.split": ("one of prefix, stratified", lambda v: v in ("prefix", "stratified")),
+    "data.train_ratio": ("a number strictly between 0 and 1", lambda v: 0 < v < 1),
+    "data.split_seed": ("an integer >= 0", lambda v: v >= 0),
+    "data.dir": ("a directory path ('' means $HARNESS_DATA_DIR, else ./data)", lambda v: True),
+    "tracking_uri": ("'' (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db), sqlite:///PATH, http(s)://HOST", lambda v: True),
+    "reports_dir": ("a directory path", bool),
+    "checkpoint_dir": ("a directory path", bool),
+}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "cifar10"  # a name in harness/datasets.py
+    split: str = "stratified"  # prefix (the tutorial's) | stratified
+    train_ratio: float = 0.8  # of the training set; the rest is validation
+    split_seed: int = 0  # seeds the split only, never training
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where things are read from and written to: never part of what a run trains."""
+
+    tracking_uri: str = ""
+    reports_dir: str = "reports"
+    checkpoint_dir: str = "checkpoints"  # per-epoch checkpoints and run claims
+    data_dir: str = ""  # written `[data] dir` in a file
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "default"
+    variants: tuple[str, ...] = ("baseline",)
+    baseline: str = "baseline"  # the reference of every comparison
+    seeds: tuple[int, ...] = (DEFAULT_BASE_SEED,)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    data: DataConfig = field(default_factory=DataConfig)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-variant overrides
+    runtime: Runtime = field(default_factory=Runtime)
+    paths: Paths = field(default_factory=Paths)
+    search: dict[str, dict[str, Any]] = field(default_factory=dict)  # `[search.*]` as written; harness/search.py reads it
+
+    @property
+    def reports_folder(self) -> Path:
+        return Path(self.paths.reports_dir) / self.name
+
+    @property
+    def checkpoint_folder(self) -> Path:
+        return Path(self.paths.checkpoint_dir) / self.name
+
+    def trained(self) -> dict[str, Any]:
+        """What decides the numbers (not how they are computed, nor where they go)."""
+        return {"name": self.name, "variants": list(self.variants), "baseline": self.baseline, "seeds": list(self.seeds),
+                "train": dataclasses.asdict(self.train), "data": dataclasses.asdict(self.data), "params": self.params}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one (variant, seed) run trains with, fully resolved."""
+
+    experiment: str
+    variant: str
+    seed: int
+    train: TrainSettings
+    model_params: dict[str, Any]
+
+    def flat(self) -> dict[str, Any]:
+        out = {"experiment": self.experiment, "variant": self.variant, "seed": self.seed}
+        out.update({f"train.{k}": v for k, v in dataclasses.asdict(self.train).items()})
+        out.update({f"model.{k}": v for k, v in sorted(self.model_params.items())})
+        return out
+
+    def variant_key(self, dataset: str, split: str) -> str:
+        """The one place that says what identifies a variant's configuration: the experiment, the
+        variant, every training setting (a setting added later is left out at its neutral value,
+        so the keys of runs made before it existed stay valid), the model parameters, the dataset
+        (`name:content hash`) and the split's fingerprint. Not the seed, and nothing of `Runtime`."""
+        payload = {"experiment": self.experiment, "variant": self.variant}
+        for f in dataclasses.fields(self.train):
+            value = getattr(self.train, f.name)
+            if not (f.metadata.get("neutral") and value == f.default):
+                payload[f"train.{f.name}"] = value
+        payload.update({f"model.{k}": v for k, v in self.model_params.items()})
+        payload.update({"data": dataset, "split": split})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def key(self, dataset: str, split: str) -> str:
+        """Identifies one run: its variant's key and the seed."""
+        return f"{self.variant_key(dataset, split)}-{self.seed}"
+
+
 # ---------------------------------------------------------------- checking values
 
 
-def _check_value(where: str, value: Any, kind: type) -> Any:
-    """Type-check one value against the field's declared type; returns it converted (int -> float)."""
+def check_value(where: str, value: Any, kind: type) -> Any:
+    """Type-check one value; returns it converted (int -> float where a float is expected)."""
     if kind is bool:
         ok = isinstance(value, bool)
     elif kind is int:
@@ -116,38 +166,56 @@ def _check_value(where: str, value: Any, kind: type) -> Any:
                 raise UsageError(f"{where}: {value!r} is not finite; expected a finite number")
     elif kind is str:
         ok = isinstance(value, str)
-    else:  # pragma: no cover - every field type is listed above
+    else:  # pragma: no cover - every setting's type is listed above
         raise TypeError(kind)
     if not ok:
         raise UsageError(f"{where}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
     return value
 
 
-def _build(cls: type, table: dict[str, Any], where: str) -> Any:
-    if not isinstance(table, dict):
-        raise UsageError(f"{where}: expected a table, got {type(table).__name__} {table!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.metadata}
-    unknown = sorted(set(table) - set(fields))
-    if unknown:
-        raise UsageError(f"{where}.{unknown[0]}: unknown setting; allowed: {', '.join(sorted(fields))}")
+def _checked(section: str, name: str, value: Any, kind: type, where: str = "") -> Any:
+    key = f"{section}.{name}" if section else name
+    shown = where or key
+    value = check_value(shown, value, kind)
+    allowed, ok = CHECKS[key]
+    if not ok(value):
+        raise UsageError(f"{shown}: {value!r} is not allowed; expected {allowed}")
+    return value
+
+
+def _build(cls: type, table: dict[str, Any], section: str, where: str = "") -> Any:
+    """A `cls` (TrainSettings, Runtime, DataConfig, Paths) from a table, every value checked."""
+    kinds = typing.get_type_hints(cls)
     values = {}
     for name, value in table.items():
-        f = fields[name]
-        key = f"{where}.{name}" if where else name
-        value = _check_value(key, value, _type_of(f))
-        if not f.metadata["check"](value):
-            raise UsageError(f"{key}: {value!r} is not allowed; expected {f.metadata['allowed']}")
-        values[name] = value
+        shown = f"{where}.{name}" if where else ""
+        values[name] = _checked(section, name, value, kinds[name], shown)
     return cls(**values)
 
 
-def _type_of(f: dataclasses.Field) -> type:
-    return {"int": int, "float": float, "bool": bool, "str": str}[str(f.type)]
+RUNTIME_FIELDS = tuple(f.name for f in dataclasses.fields(Runtime) if f.name != "progress_every")
+TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainSettings))
 
 
-def train_settings(table: dict[str, Any], where: str = "train") -> TrainConfig:
-    """A TrainConfig from a table of train.* settings, checked like the experiment file's."""
-    return _build(TrainConfig, table, where)
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: expected a table, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _split_train(table: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`[train]` holds training and runtime settings: separate them, refusing unknown ones."""
+    table = _table(table, "train")
+    unknown = sorted(set(table) - set(TRAIN_FIELDS) - set(RUNTIME_FIELDS))
+    if unknown:
+        raise UsageError(f"train.{unknown[0]}: unknown setting; allowed: {', '.join(sorted(TRAIN_FIELDS + RUNTIME_FIELDS))}")
+    return ({k: v for k, v in table.items() if k in TRAIN_FIELDS}, {k: v for k, v in table.items() if k in RUNTIME_FIELDS})
+
+
+def train_settings(table: dict[str, Any], where: str = "train") -> tuple[TrainSettings, Runtime]:
+    """Training and runtime settings from a table of train.* values, checked like the experiment file's."""
+    train, runtime = _split_train(table)
+    return _build(TrainSettings, train, "train", where), _build(Runtime, runtime, "train", where)
 
 
 def parse_seeds(value: Any, where: str = "seeds") -> tuple[int, ...]:
@@ -188,7 +256,7 @@ def parse_variant_list(text: str, where: str = "--variants") -> tuple[str, ...]:
     return tuple(names)
 
 
-# ---------------------------------------------------------------- loading and overriding
+# ---------------------------------------------------------------- reading and overriding
 
 
 def experiments_dir() -> Path:
@@ -210,29 +278,24 @@ def find_experiment(name_or_path: str) -> Path:
     raise UsageError(f"--experiment: no experiment named {name_or_path!r}; known: {', '.join(known) or 'none'} (or give a .toml path)")
 
 
-def read_experiment_file(path: Path) -> dict[str, Any]:
+def read_toml(path: Path, flag: str) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"--experiment: cannot read {str(path)!r}: {e}") from None
+        raise UsageError(f"{flag}: cannot read {str(path)!r}: {e}") from None
     if not text.strip():
-        raise UsageError(f"--experiment: {str(path)!r} is empty; expected TOML settings")
+        raise UsageError(f"{flag}: {str(path)!r} is empty; expected TOML settings")
     try:
-        table = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"--experiment: {str(path)!r} is not valid TOML: {e}") from None
-    table.setdefault("name", path.stem)
-    return table
+        raise UsageError(f"{flag}: {str(path)!r} is not valid TOML: {e}") from None
 
 
 def merge_params(table: dict[str, Any], path: Path) -> None:
     """Merge the `[params.<variant>]` tables of a parameters file (as `tune` writes) into `table`."""
     if not path.is_file():
         raise UsageError(f"--params-from: file {str(path)!r} does not exist")
-    try:
-        extra = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"--params-from: {str(path)!r} is not valid TOML: {e}") from None
+    extra = read_toml(path, "--params-from")
     unknown = sorted(set(extra) - {"params", "tuning"})
     if unknown or not isinstance(extra.get("params"), dict):
         raise UsageError(f"--params-from: {str(path)!r} must hold [params.<variant>] tables (and optionally [tuning]), found {unknown or 'no params'}")
@@ -259,15 +322,25 @@ def apply_set(table: dict[str, Any], assignment: str) -> None:
     node[last] = value
 
 
+TOP_LEVEL = ("name", "variants", "baseline", "seeds", "train", "data", "params", "search", "tracking_uri", "reports_dir", "checkpoint_dir")
+
+
 def from_table(table: dict[str, Any]) -> ExperimentConfig:
-    """Validate a raw settings table (from TOML plus overrides) into an ExperimentConfig."""
+    """Check a raw settings table (from TOML plus overrides) and make an ExperimentConfig of it."""
     table = dict(table)
-    known = {f.name for f in dataclasses.fields(ExperimentConfig)}
-    unknown = sorted(set(table) - known)
+    unknown = sorted(set(table) - set(TOP_LEVEL))
     if unknown:
-        raise UsageError(f"{unknown[0]}: unknown setting; allowed: {', '.join(sorted(known))}")
-    train = _build(TrainConfig, table.pop("train", {}), "train")
-    data = _build(DataConfig, table.pop("data", {}), "data")
+        raise UsageError(f"{unknown[0]}: unknown setting; allowed: {', '.join(sorted(TOP_LEVEL))}")
+    train, runtime = train_settings(table.pop("train", {}))
+    data_table = dict(_table(table.pop("data", {}), "data"))
+    data_dir = data_table.pop("dir", "")
+    unknown = sorted(set(data_table) - {f.name for f in dataclasses.fields(DataConfig)})
+    if unknown:
+        raise UsageError(f"data.{unknown[0]}: unknown setting; allowed: dir, {', '.join(f.name for f in dataclasses.fields(DataConfig))}")
+    data = _build(DataConfig, data_table, "data")
+    paths = {"tracking_uri": table.pop("tracking_uri", ""), "reports_dir": table.pop("reports_dir", "reports"),
+             "checkpoint_dir": table.pop("checkpoint_dir", "checkpoints")}
+    paths = Paths(**{k: _checked("", k, v, str) for k, v in paths.items()}, data_dir=_checked("data", "dir", data_dir, str))
     variants = table.pop("variants", list(ExperimentConfig.variants))
     if isinstance(variants, str):
         variants = list(parse_variant_list(variants, "variants"))
@@ -276,87 +349,13 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
     seeds = parse_seeds(table.pop("seeds", list(ExperimentConfig.seeds)))
     params = table.pop("params", {})
     search = table.pop("search", {})
-    top = _build(ExperimentConfig, table, "")
-    cfg = dataclasses.replace(top, variants=tuple(variants), seeds=seeds, train=train, data=data, params=params, search=search)
+    if not isinstance(search, dict):
+        raise UsageError(f"search: expected a table of per-variant search spaces, got {search!r}")
+    top = {k: _checked("", k, v, str) for k, v in table.items()}
+    cfg = ExperimentConfig(**top, variants=tuple(variants), seeds=seeds, train=train, data=data, params=params,
+                           runtime=runtime, paths=paths, search=search)
     validate_variants(cfg)
-    validate_search(cfg)
     return cfg
-
-
-@dataclass(frozen=True)
-class SearchParam:
-    """One dimension of a search space: a float or int range (optionally log-scaled) or choices."""
-
-    name: str
-    low: float = 0.0
-    high: float = 0.0
-    log: bool = False
-    integer: bool = False
-    choices: tuple = ()
-
-
-SEARCH_KEYS = {"low", "high", "log", "int", "choices"}
-
-
-def search_space(cfg: ExperimentConfig, variant: str) -> list[SearchParam]:
-    """The variant's search space as declared in `[search.<variant>]` (already validated)."""
-    space = []
-    for name, spec in sorted(cfg.search.get(variant, {}).items()):
-        if "choices" in spec:
-            space.append(SearchParam(name, choices=tuple(spec["choices"])))
-        else:
-            integer = bool(spec.get("int", False))
-            low, high = (int(spec["low"]), int(spec["high"])) if integer else (float(spec["low"]), float(spec["high"]))
-            space.append(SearchParam(name, low, high, bool(spec.get("log", False)), integer))
-    return space
-
-
-def validate_search(cfg: ExperimentConfig) -> None:
-    """Type- and range-check every search space: each end of a range must be a valid setting."""
-    import variants as registry
-
-    if not isinstance(cfg.search, dict):
-        raise UsageError(f"search: expected a table of per-variant search spaces, got {cfg.search!r}")
-    for variant, table in cfg.search.items():
-        where = f"search.{variant}"
-        if variant not in registry.names():
-            raise UsageError(f"{where}: {registry.registry.unknown_message(variant)}")
-        if not isinstance(table, dict) or not table:
-            raise UsageError(f"{where}: expected a non-empty table of parameter ranges, e.g. lr = {{low = 1e-4, high = 1e-2, log = true}}")
-        for name, spec in table.items():
-            key = f"{where}.{name}"
-            if not isinstance(spec, dict):
-                raise UsageError(f"{key}: expected a table such as {{low = 0.0, high = 0.8}} or {{choices = [...]}}, got {spec!r}")
-            unknown = sorted(set(spec) - SEARCH_KEYS)
-            if unknown:
-                raise UsageError(f"{key}.{unknown[0]}: unknown key; allowed: {', '.join(sorted(SEARCH_KEYS))}")
-            if "choices" in spec:
-                if set(spec) != {"choices"} or not isinstance(spec["choices"], list) or not spec["choices"]:
-                    raise UsageError(f"{key}: choices must be a non-empty list and stand alone, got {spec!r}")
-                ends = spec["choices"]
-            else:
-                if "low" not in spec or "high" not in spec:
-                    raise UsageError(f"{key}: a range needs both low and high, got {spec!r}")
-                kind = int if spec.get("int") is True else float
-                low = _check_value(f"{key}.low", spec["low"], kind)
-                high = _check_value(f"{key}.high", spec["high"], kind)
-                for flag in ("log", "int"):
-                    if flag in spec:
-                        _check_value(f"{key}.{flag}", spec[flag], bool)
-                if not low < high:
-                    raise UsageError(f"{key}: low ({low}) must be below high ({high})")
-                if spec.get("log") and low <= 0:
-                    raise UsageError(f"{key}: a log-uniform range needs low > 0, got {low}")
-                ends = [low, high]
-            for value in ends:  # each end must itself be an allowed setting
-                probe = dataclasses.replace(cfg, params={**cfg.params, variant: {**cfg.params.get(variant, {}), name: value}}, search={})
-                try:
-                    spec_ = resolve(probe, variant, probe.seeds[0])
-                    registry.get(variant).build(**spec_.model_params)
-                except UsageError as e:
-                    raise UsageError(f"{key}: {value!r} is outside what the setting allows ({e})") from None
-                except (ValueError, TypeError) as e:
-                    raise UsageError(f"{key}: {value!r} is outside what the setting allows ({e})") from None
 
 
 def validate_variants(cfg: ExperimentConfig) -> None:
@@ -366,24 +365,31 @@ def validate_variants(cfg: ExperimentConfig) -> None:
         raise UsageError("variants: the variant list is empty; name at least one variant")
     for name in cfg.variants:
         if name not in registry.names():
-            raise UsageError(f"variants: {registry.registry.unknown_message(name)}")
+            raise UsageError(f"variants: {registry.unknown_message(name)}")
         if cfg.variants.count(name) > 1:
             raise UsageError(f"variants: {name!r} is listed twice; each variant runs once per seed")
     if cfg.baseline not in registry.names():
-        raise UsageError(f"baseline: {registry.registry.unknown_message(cfg.baseline)}")
+        raise UsageError(f"baseline: {registry.unknown_message(cfg.baseline)}")
     if not isinstance(cfg.params, dict):
         raise UsageError(f"params: expected a table of per-variant settings, got {cfg.params!r}")
     for name, overrides in cfg.params.items():
         if name not in registry.names():
-            raise UsageError(f"params.{name}: {registry.registry.unknown_message(name)}")
+            raise UsageError(f"params.{name}: {registry.unknown_message(name)}")
         if not isinstance(overrides, dict):
             raise UsageError(f"params.{name}: expected a table of settings, got {overrides!r}")
     for name in cfg.variants:
-        spec = resolve(cfg, name, cfg.seeds[0])
-        try:
-            registry.get(name).build(**spec.model_params)
-        except (ValueError, TypeError) as e:
-            raise UsageError(f"params.{name}: {e}") from None
+        check_builds(cfg, resolve(cfg, name, cfg.seeds[0]), f"params.{name}")
+
+
+def check_builds(cfg: ExperimentConfig, spec: RunSpec, where: str) -> None:
+    """The variant's builder accepts its parameters for the experiment's dataset."""
+    import variants as registry
+
+    try:
+        dataset = datasets.get(cfg.data.dataset)
+        registry.get(spec.variant).build(dataset.image_shape, dataset.num_classes, **spec.model_params)
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"{where}: {e}") from None
 
 
 def resolve(cfg: ExperimentConfig, variant: str, seed: int) -> RunSpec:
@@ -392,32 +398,30 @@ def resolve(cfg: ExperimentConfig, variant: str, seed: int) -> RunSpec:
     import variants as registry
 
     v = registry.get(variant)
-    overrides = dict(cfg.params.get(variant, {}))
     model_params = dict(v.params)
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     train_over = dict(v.train)
-    for key, value in overrides.items():
+    for key, value in cfg.params.get(variant, {}).items():
         where = f"params.{variant}.{key}"
         if key in model_params:
-            default = model_params[key]
-            model_params[key] = _check_value(where, value, type(default))
-        elif key in train_fields:
+            model_params[key] = check_value(where, value, type(model_params[key]))
+        elif key in TRAIN_FIELDS:
             train_over[key] = value
         else:
-            allowed = sorted(model_params) + sorted(train_fields)
+            allowed = sorted(model_params) + sorted(TRAIN_FIELDS)
             raise UsageError(f"{where}: unknown setting for variant {variant!r}; allowed: {', '.join(allowed)}")
-    merged = {k: v for k, v in dataclasses.asdict(cfg.train).items()}
-    merged.update(train_over)
-    train = _build(TrainConfig, merged, f"params.{variant}" if train_over else "train")
+    train = dataclasses.replace(cfg.train, **{k: _checked("train", k, value, type(getattr(cfg.train, k)), f"params.{variant}.{k}")
+                                              for k, value in train_over.items()})
     return RunSpec(cfg.name, variant, seed, train, model_params)
 
 
-def load(experiment: str | None, sets: list[str] = (), params_files: list[str] = (), **flags: Any) -> ExperimentConfig:
+def load_experiment(experiment: str | None, sets: list[str] = (), params_files: list[str] = (), **flags: Any) -> ExperimentConfig:
     """The experiment file (`experiments/default.toml` when none is named), then `[params.*]`
     tables from `params_files` (tuned parameters), then the CLI flags, then `--set` overrides."""
-    table: dict[str, Any] = read_experiment_file(find_experiment(experiment or DEFAULT_EXPERIMENT))
-    for path in params_files:
-        merge_params(table, Path(path))
+    path = find_experiment(experiment or DEFAULT_EXPERIMENT)
+    table = read_toml(path, "--experiment")
+    table.setdefault("name", path.stem)
+    for file in params_files:
+        merge_params(table, Path(file))
     for key, value in flags.items():
         if value is None:
             continue
@@ -432,35 +436,16 @@ def load(experiment: str | None, sets: list[str] = (), params_files: list[str] =
 
 
 def config_hash(cfg: ExperimentConfig) -> str:
-    """A short stable hash of the resolved configuration (what decides the numbers, not where they go)."""
-    payload = dataclasses.asdict(cfg)
-    payload.pop("tracking_uri", None)
-    payload.pop("reports_dir", None)
-    payload.pop("checkpoint_dir", None)
-    payload.pop("search", None)
-    payload["data"].pop("dir", None)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    """A short stable hash of what decides the numbers (not how they are computed, nor where they go)."""
+    return hashlib.sha256(json.dumps(cfg.trained(), sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def to_toml(cfg: ExperimentConfig) -> str:
-    """The resolved configuration as TOML (logged with every run)."""
-
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, str):
-            return json.dumps(v)
-        return repr(v)
-
-    d = dataclasses.asdict(cfg)
-    lines = [f"{k} = {value(d[k])}" for k in ("name", "variants", "baseline", "seeds", "tracking_uri", "reports_dir", "checkpoint_dir")]
-    for section in ("train", "data"):
-        lines += ["", f"[{section}]"] + [f"{k} = {value(v)}" for k, v in d[section].items()]
-    for variant, overrides in sorted(d["params"].items()):
-        lines += ["", f"[params.{variant}]"] + [f"{k} = {value(v)}" for k, v in sorted(overrides.items())]
-    for variant, space in sorted(d["search"].items()):
-        lines += ["", f"[search.{variant}]"]
-        lines += [f"{k} = {{" + ", ".join(f"{kk} = {value(vv)}" for kk, vv in spec.items()) + "}" for k, spec in sorted(space.items())]
-    return "\n".join(lines) + "\n"
+def to_toml(cfg: ExperimentConfig, extra: dict[str, Any] | None = None) -> str:
+    """The resolved configuration as an experiment file (logged with every run); `extra` tables
+    are added at the end."""
+    train = {**dataclasses.asdict(cfg.train), **{k: getattr(cfg.runtime, k) for k in RUNTIME_FIELDS}}
+    table = {"name": cfg.name, "variants": list(cfg.variants), "baseline": cfg.baseline, "seeds": list(cfg.seeds),
+             "tracking_uri": cfg.paths.tracking_uri, "reports_dir": cfg.paths.reports_dir, "checkpoint_dir": cfg.paths.checkpoint_dir,
+             "train": train, "data": {"dir": cfg.paths.data_dir, **dataclasses.asdict(cfg.data)},
+             "params": cfg.params, "search": cfg.search, **(extra or {})}
+    return tomli_w.dumps(table)

@@ -1,5 +1,6 @@
-"""CIFAR-10 in memory: finding or fetching `cifar10.npz`, checking it, the hold-out split and its
-fingerprint, and moving the uint8 tensors to the training device once.
+"""A dataset in memory: finding or making its npz file, checking it against the dataset's record,
+its content hash, the hold-out split and its fingerprint, and moving the uint8 tensors to the
+training device once.
 
 Batches are index slices of those tensors, converted to float in [0, 1] on the device by the engine:
 exactly the values torchvision's `ToTensor()` gives, without a per-sample PIL decode or DataLoader workers.
@@ -7,6 +8,8 @@ exactly the values torchvision's `ToTensor()` gives, without a per-sample PIL de
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import shutil
 import zipfile
@@ -16,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness import datasets
+from harness.datasets import Dataset
 from harness.errors import UsageError
+from harness.files import atomic_write, cache_dir
 
-FILENAME = "cifar10.npz"
-NUM_CLASSES = 10
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-SHAPES = {"x_train": (None, 32, 32, 3), "y_train": (None,), "x_test": (None, 32, 32, 3), "y_test": (None,)}
+DIGEST_SUFFIX = ".sha256.json"  # the content hash's cache, beside the file (or in the user cache)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,20 @@ class Arrays:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+
+
+@dataclass(frozen=True)
+class Source:
+    """A dataset as read from its file: its record, its content hash and its arrays."""
+
+    dataset: Dataset
+    digest: str  # sha256 of the npz file, first 16 hex digits
+    arrays: Arrays
+
+    @property
+    def identity(self) -> str:
+        """What a run key says of the data: the dataset's name and the file's content hash."""
+        return f"{self.dataset.name}:{self.digest}"
 
 
 @dataclass(frozen=True)
@@ -53,81 +70,124 @@ class DeviceData:
     y_test: torch.Tensor
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """An experiment's data, ready to train on: the source, the split, the tensors on the device."""
+
+    source: Source
+    split: Split
+    tensors: DeviceData
+
+
 def data_dir(setting: str = "") -> Path:
     """The data directory: the setting, else $HARNESS_DATA_DIR, else ./data."""
     return Path(setting or os.environ.get("HARNESS_DATA_DIR") or "data")
 
 
-def load(directory: Path, download: bool = True) -> Arrays:
-    """Load `directory/cifar10.npz`; if it is missing, download CIFAR-10 with torchvision into
-    `directory` and write the cache once. Fails with a UsageError that says how to fix it."""
-    path = directory / FILENAME
-    if not path.exists() and download:
-        _download_to_cache(directory)
+def read_source(dataset: Dataset, directory: Path, make: bool = True) -> Source:
+    """Read `directory/<dataset file>`; when it is missing, make it once (torchvision downloads
+    CIFAR, scikit-learn's digits are built from the package). Fails with a UsageError that says
+    how to fix it."""
+    path = directory / dataset.filename
+    if not path.exists() and make:
+        _make_cache(dataset, directory)
     if not path.exists():
-        raise UsageError(f"data: {str(path)!r} does not exist; put cifar10.npz there or pass --data-dir / HARNESS_DATA_DIR")
-    return check(read_npz(path), str(path))
+        raise UsageError(f"data: {str(path)!r} does not exist; put {dataset.filename} there or pass --data-dir / HARNESS_DATA_DIR")
+    if not path.is_file():
+        raise UsageError(f"data: {str(path)!r} is not a regular file; expected the npz file of {dataset.name}")
+    arrays = check(read_npz(path), str(path), dataset)
+    return Source(dataset, content_digest(path), arrays)
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in SHAPES if k not in f.files]
+            missing = [k for k in KEYS if k not in f.files]
             if missing:
-                raise UsageError(f"data: {str(path)!r} lacks key {missing[0]!r}; expected keys {', '.join(SHAPES)}")
-            return {k: f[k] for k in SHAPES}
+                raise UsageError(f"data: {str(path)!r} lacks key {missing[0]!r}; expected keys {', '.join(KEYS)}")
+            return {k: f[k] for k in KEYS}
     except UsageError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise UsageError(f"data: {str(path)!r} is not a readable .npz file ({type(e).__name__}: {e}); re-create or re-download it") from None
 
 
-def check(arrays: dict[str, np.ndarray], where: str) -> Arrays:
-    """Check shapes, dtypes, label range and class count; return the arrays."""
-    for key, shape in SHAPES.items():
+KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def check(arrays: dict[str, np.ndarray], where: str, dataset: Dataset = datasets.get("cifar10")) -> Arrays:
+    """Check dtypes, shapes (the dataset's image shape), label range and class count; return the arrays."""
+    c, h, w = dataset.image_shape
+    for key in KEYS:
         a = arrays[key]
         if a.dtype != np.uint8:
             raise UsageError(f"data: {where}: {key} has dtype {a.dtype}; expected uint8")
-        if a.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, a.shape)):
-            want = "(N, 32, 32, 3)" if len(shape) == 4 else "(N,)"
-            raise UsageError(f"data: {where}: {key} has shape {a.shape}; expected {want}")
+        want = (h, w, c) if key.startswith("x") else ()
+        if a.ndim != 1 + len(want) or a.shape[1:] != want:
+            shown = f"(N, {h}, {w}, {c})" if want else "(N,)"
+            raise UsageError(f"data: {where}: {key} has shape {a.shape}; expected {shown} for {dataset.name}")
+    n = dataset.num_classes
     for part in ("train", "test"):
         x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
         if len(x) != len(y):
             raise UsageError(f"data: {where}: x_{part} has {len(x)} images but y_{part} has {len(y)} labels")
         if len(y) == 0:
             raise UsageError(f"data: {where}: the {part} set is empty")
-        if int(y.max()) >= NUM_CLASSES:
-            raise UsageError(f"data: {where}: y_{part} holds label {int(y.max())}; expected labels 0..{NUM_CLASSES - 1}")
+        if int(y.max()) >= n:
+            raise UsageError(f"data: {where}: y_{part} holds label {int(y.max())}; expected labels 0..{n - 1}")
     present = np.unique(arrays["y_train"]).size
-    if present != NUM_CLASSES:
-        raise UsageError(f"data: {where}: y_train holds {present} classes; expected all {NUM_CLASSES}")
-    return Arrays(**{k: arrays[k] for k in SHAPES})
+    if present != n:
+        raise UsageError(f"data: {where}: y_train holds {present} classes; expected all {n} of {dataset.name}")
+    return Arrays(**{k: arrays[k] for k in KEYS})
 
 
-def _download_to_cache(directory: Path) -> None:
-    """torchvision's CIFAR10(download=True) into `directory`, converted once into cifar10.npz."""
+def _make_cache(dataset: Dataset, directory: Path) -> None:
+    """Make the dataset's arrays (download or build) and write its npz cache once, atomically."""
     created = not directory.exists()
     try:
-        import torchvision
-
         directory.mkdir(parents=True, exist_ok=True)
-        train = torchvision.datasets.CIFAR10(str(directory), train=True, download=True)
-        test = torchvision.datasets.CIFAR10(str(directory), train=False, download=True)
+        arrays = dataset.make(directory)
+    except UsageError:
+        raise
     except Exception as e:  # noqa: BLE001 - any failure here means "could not download"
         if created:
             shutil.rmtree(directory, ignore_errors=True)  # leave no trace of a failed attempt
         raise UsageError(
-            f"data: no {FILENAME} in {str(directory)!r} and downloading CIFAR-10 there failed ({type(e).__name__}: {e}); "
-            f"copy cifar10.npz into that directory, or point --data-dir / HARNESS_DATA_DIR at a directory holding it"
+            f"data: no {dataset.filename} in {str(directory)!r} and making it ({dataset.source}) failed ({type(e).__name__}: {e}); "
+            f"copy {dataset.filename} into that directory, or point --data-dir / HARNESS_DATA_DIR at a directory holding it"
         ) from None
-    tmp = directory / (FILENAME + ".tmp.npz")
-    np.savez_compressed(
-        tmp,
-        x_train=train.data, y_train=np.asarray(train.targets, dtype=np.uint8),
-        x_test=test.data, y_test=np.asarray(test.targets, dtype=np.uint8),
-    )
-    os.replace(tmp, directory / FILENAME)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{k: arrays[k] for k in KEYS})
+    atomic_write(directory / dataset.filename, buffer.getvalue())
+
+
+def content_digest(path: Path) -> str:
+    """sha256 of the file, first 16 hex digits. Hashing a large file takes a while, so the digest
+    is cached beside it (or in the user cache when its folder is read-only), keyed by the file's
+    size and modification time: a changed file is hashed again."""
+    st = path.stat()
+    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    places = [path.with_name(path.name + DIGEST_SUFFIX),
+              cache_dir() / f"digest-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}.json"]
+    for place in places:
+        try:
+            cached = json.loads(place.read_text(encoding="utf-8"))
+            if cached.get("size") == stamp["size"] and cached.get("mtime_ns") == stamp["mtime_ns"]:
+                return str(cached["sha256"])
+        except (OSError, ValueError, KeyError, AttributeError):
+            continue
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()[:16]
+    for place in places:
+        try:
+            atomic_write(place, json.dumps({**stamp, "sha256": digest}))
+            break
+        except OSError:
+            continue  # a read-only folder: try the user cache; if neither, hash again next time
+    return digest
 
 
 def make_split(labels: np.ndarray, kind: str, ratio: float, split_seed: int) -> Split:
@@ -140,7 +200,7 @@ def make_split(labels: np.ndarray, kind: str, ratio: float, split_seed: int) -> 
     elif kind == "stratified":
         rng = np.random.default_rng(split_seed)
         train_parts, val_parts = [], []
-        for c in range(NUM_CLASSES):
+        for c in np.unique(labels):
             idx = np.flatnonzero(labels == c)
             idx = idx[rng.permutation(len(idx))]
             cut = int(round(len(idx) * ratio))
@@ -185,3 +245,7 @@ def to_device(arrays: Arrays, split: Split, device: torch.device, with_test: boo
     )
 
 
+def load_split(source: Source, kind: str, ratio: float, split_seed: int, device: torch.device, with_test: bool = True) -> Loaded:
+    """The experiment's split of `source`, its tensors on `device` (without `with_test`, no test set)."""
+    split = make_split(source.arrays.y_train, kind, ratio, split_seed)
+    return Loaded(source, split, to_device(source.arrays, split, device, with_test))

@@ -9,6 +9,7 @@ import copy
 import dataclasses
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -19,19 +20,42 @@ from torch import nn
 
 
 @dataclass(frozen=True)
-class EngineConfig:
+class TrainSettings:
+    """What a run trains with: these decide its numbers. The defaults are the tutorial's; the
+    checks on each value (and the `[train]` table they are read from) are in harness/config.py."""
+
     epochs: int = 100
-    batch_size: int = 256
-    eval_batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    shuffle: bool = True
+    batch_size: int = 256  # images per optimizer step
+    eval_batch_size: int = 256  # images per forward pass when evaluating (changes float rounding only)
+    lr: float = 1e-3  # Adam's learning rate
+    weight_decay: float = 0.0  # Adam's L2 coefficient
+    shuffle: bool = True  # reshuffle the batches each epoch (seeded by the run's seed); False: the tutorial's fixed order
     select: str = "val_acc"  # which epoch's weights are "the model": val_acc | val_loss | last
-    progress_every: int = 0  # report mid-phase progress every N steps (0: only at phase end)
     precision: str = "fp32"  # fp32 (the tutorial's) | bf16 (autocast; weights and optimizer stay fp32)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How a run executes, not what it trains: speed and float rounding only, so a run may resume
+    under other values. `device` and `threads` are applied before training (the engine trains
+    where its tensors live)."""
+
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # CPU intra-op threads; 0: torch's default
     memory_format: str = "auto"  # auto (channels_last on a CPU, contiguous on CUDA) | contiguous | channels_last
     compile: str = "off"  # off | default | reduce-overhead (CUDA graphs) | max-autotune: torch.compile's modes
     determinism: str = "cudnn"  # cudnn (the tutorial's flags) | strict (deterministic algorithms) | fast (cuDNN autotuning)
+    progress_every: int = 0  # report mid-phase progress every N steps (0: only at phase end)
+
+
+def check_runtime(settings: TrainSettings, runtime: Runtime, device: torch.device) -> None:
+    """Values that are valid in themselves but not on this device or machine (ValueError)."""
+    if runtime.compile == "reduce-overhead" and device.type != "cuda":
+        raise ValueError(f"train.compile: 'reduce-overhead' captures CUDA graphs and needs a CUDA device, not {device}; use off or default")
+    if runtime.compile != "off" and device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")):
+        raise ValueError(f"train.compile: {runtime.compile!r} on the CPU needs a C++ compiler (g++ or $CXX) and none was found; use off")
+    if settings.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"train.precision: bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp32")
 
 
 @dataclass(frozen=True)
@@ -96,20 +120,20 @@ def set_determinism(mode: str = "cudnn") -> None:
     torch.use_deterministic_algorithms(mode == "strict")
 
 
-def memory_format(cfg: EngineConfig, device: torch.device) -> torch.memory_format:
+def memory_format(runtime: Runtime, device: torch.device) -> torch.memory_format:
     """Channels-last is 25% faster for LeNet on a CPU (measured); on CUDA `auto` keeps the tutorial's layout."""
-    name = cfg.memory_format
+    name = runtime.memory_format
     if name == "auto":
         name = "contiguous" if device.type == "cuda" else "channels_last"
     return {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}[name]
 
 
-def forward_fn(model: nn.Module, cfg: EngineConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+def forward_fn(model: nn.Module, runtime: Runtime) -> Callable[[torch.Tensor], torch.Tensor]:
     """The model's forward pass as the settings ask: eager, or compiled with torch.compile's mode.
     Weights stay in `model` (the compiled module shares them), so checkpoints never see the wrapper."""
-    if cfg.compile == "off":
+    if runtime.compile == "off":
         return model
-    return torch.compile(model, mode=cfg.compile)
+    return torch.compile(model, mode=runtime.compile)
 
 
 def checks_each_step(device: torch.device) -> bool:
@@ -118,11 +142,11 @@ def checks_each_step(device: torch.device) -> bool:
     return device.type != "cuda"
 
 
-def uses_cuda_graphs(cfg: EngineConfig) -> bool:
+def uses_cuda_graphs(runtime: Runtime) -> bool:
     """torch.compile's reduce-overhead and max-autotune modes replay CUDA graphs (on CUDA; elsewhere
     marking steps is harmless): each step must be marked so that a replay may reuse the previous
     step's output memory, which the engine has read by then."""
-    return cfg.compile in ("reduce-overhead", "max-autotune")
+    return runtime.compile in ("reduce-overhead", "max-autotune")
 
 
 def autocast(device: torch.device, precision: str):
@@ -189,29 +213,30 @@ def _restore(snapshot: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
 def train(
     build: Callable[[], nn.Module],
     x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
-    cfg: EngineConfig, seed: int,
+    settings: TrainSettings, seed: int,
     on_progress: Callable[[Progress], None] = lambda p: None,
     resume: Optional[dict] = None,
+    runtime: Runtime = Runtime(),
 ) -> tuple[nn.Module, Result]:
-    """Seed, build the model on the data's device, train for `cfg.epochs`, validating after each.
+    """Seed, build the model on the data's device, train for `settings.epochs`, validating after each.
     With `resume` (a snapshot from an "epoch" progress event) it continues after that epoch and
     ends with the same bits as a run that was never interrupted.
 
     Returns the model with its last epoch's weights and the result (history and selected weights).
     """
-    seed_everything(seed, cfg.determinism)
+    seed_everything(seed, runtime.determinism)
     device = x_train.device
-    fmt = memory_format(cfg, device)
+    fmt = memory_format(runtime, device)
     model = build().to(device, memory_format=fmt)
-    forward = forward_fn(model, cfg)
-    graphs = uses_cuda_graphs(cfg)
+    forward = forward_fn(model, runtime)
+    graphs = uses_cuda_graphs(runtime)
     x_train, x_val = x_train.contiguous(memory_format=fmt), x_val.contiguous(memory_format=fmt)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     # Batch order has its own generator, so shuffling never shifts the stream that dropout draws from.
     order_rng = torch.Generator(device="cpu").manual_seed(seed)
     n = len(y_train)
-    steps = (n + cfg.batch_size - 1) // cfg.batch_size
+    steps = (n + settings.batch_size - 1) // settings.batch_size
     check_each_step = checks_each_step(device)
     result, best = Result(), None
     first_epoch = 1
@@ -219,16 +244,16 @@ def train(
         result, best = _restore(resume, model, optimizer, order_rng)
         first_epoch = resume["epoch"] + 1
 
-    for epoch in range(first_epoch, cfg.epochs + 1):
+    for epoch in range(first_epoch, settings.epochs + 1):
         start = time.perf_counter()
         model.train()
-        order = torch.randperm(n, generator=order_rng).to(device) if cfg.shuffle else None
+        order = torch.randperm(n, generator=order_rng).to(device) if settings.shuffle else None
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         first_bad = torch.full((), -1, device=device, dtype=torch.long)
         seen = 0
         for step in range(steps):
-            lo, hi = step * cfg.batch_size, min(n, (step + 1) * cfg.batch_size)
+            lo, hi = step * settings.batch_size, min(n, (step + 1) * settings.batch_size)
             if order is None:
                 xb, yb = x_train[lo:hi], y_train[lo:hi]
             else:
@@ -236,7 +261,7 @@ def train(
                 xb, yb = x_train[idx], y_train[idx]
             if graphs:  # a new training step: outputs of the previous graph replay may be overwritten
                 torch.compiler.cudagraph_mark_step_begin()
-            with autocast(device, cfg.precision):
+            with autocast(device, settings.precision):
                 logits = forward(to_float(xb))
                 loss = loss_fn(logits, yb)
             optimizer.zero_grad(set_to_none=True)
@@ -251,47 +276,47 @@ def train(
             if check_each_step and not torch.isfinite(detached):
                 raise NonFiniteLoss(epoch, step + 1, float(detached))
             seen = hi
-            if cfg.progress_every and (step + 1) % cfg.progress_every == 0 and step + 1 < steps:
-                on_progress(Progress("train", epoch, cfg.epochs, step + 1, steps, loss_sum.item() / seen, 100.0 * correct.item() / seen, False))
+            if runtime.progress_every and (step + 1) % runtime.progress_every == 0 and step + 1 < steps:
+                on_progress(Progress("train", epoch, settings.epochs, step + 1, steps, loss_sum.item() / seen, 100.0 * correct.item() / seen, False))
         bad = int(first_bad.item())
         if bad >= 0:
             raise NonFiniteLoss(epoch, bad, float("nan"))
         train_loss, train_acc = loss_sum.item() / n, 100.0 * correct.item() / n
-        on_progress(Progress("train", epoch, cfg.epochs, steps, steps, train_loss, train_acc, True))
+        on_progress(Progress("train", epoch, settings.epochs, steps, steps, train_loss, train_acc, True))
 
-        val_loss, val_acc, _ = evaluate(model, x_val, y_val, cfg, forward)
-        val_steps = (len(y_val) + cfg.eval_batch_size - 1) // cfg.eval_batch_size
-        on_progress(Progress("val", epoch, cfg.epochs, val_steps, val_steps, val_loss, val_acc, True))
+        val_loss, val_acc, _ = evaluate(model, x_val, y_val, settings, runtime, forward)
+        val_steps = (len(y_val) + settings.eval_batch_size - 1) // settings.eval_batch_size
+        on_progress(Progress("val", epoch, settings.epochs, val_steps, val_steps, val_loss, val_acc, True))
 
         stats = EpochStats(epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - start)
         result.history.append(stats)
-        if _is_better(cfg.select, stats, best):
+        if _is_better(settings.select, stats, best):
             best = stats
             result.selected_epoch = epoch
             result.selected_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         snapshot = _snapshot(epoch, model, optimizer, result, best, order_rng)
-        on_progress(Progress("epoch", epoch, cfg.epochs, steps, steps, val_loss, val_acc, True, stats, snapshot))
+        on_progress(Progress("epoch", epoch, settings.epochs, steps, steps, val_loss, val_acc, True, stats, snapshot))
     return model, result
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: EngineConfig,
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings, runtime: Runtime = Runtime(),
              forward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> tuple[float, float, torch.Tensor]:
     """Mean loss per sample, accuracy in percent, and the predicted class of every sample, in
-    batches of `cfg.eval_batch_size` with the run's precision and memory layout. `forward` is the
+    batches of `settings.eval_batch_size` with the run's precision and memory layout. `forward` is the
     model's (compiled) forward pass; by default the model itself."""
     forward = model if forward is None else forward
     was_training = model.training
     model.eval()
-    x = x.contiguous(memory_format=memory_format(cfg, x.device))
+    x = x.contiguous(memory_format=memory_format(runtime, x.device))
     loss_sum = torch.zeros((), device=x.device)
     preds = []
-    for lo in range(0, len(y), cfg.eval_batch_size):
-        if uses_cuda_graphs(cfg):
+    for lo in range(0, len(y), settings.eval_batch_size):
+        if uses_cuda_graphs(runtime):
             torch.compiler.cudagraph_mark_step_begin()
-        with autocast(x.device, cfg.precision):
-            logits = forward(to_float(x[lo : lo + cfg.eval_batch_size]))
-        loss_sum += nn.functional.cross_entropy(logits.float(), y[lo : lo + cfg.eval_batch_size], reduction="sum")
+        with autocast(x.device, settings.precision):
+            logits = forward(to_float(x[lo : lo + settings.eval_batch_size]))
+        loss_sum += nn.functional.cross_entropy(logits.float(), y[lo : lo + settings.eval_batch_size], reduction="sum")
         preds.append(logits.argmax(1))
     model.train(was_training)
     pred = torch.cat(preds)

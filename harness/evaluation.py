@@ -1,5 +1,5 @@
 """Test-set evaluation of one run (tutorial part 2): confusion matrix and per-class precision,
-recall and F1, as numpy arrays and CSV files."""
+recall and F1, as numpy arrays and CSV files (which carry the class names)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,9 +31,11 @@ def write_confusion_csv(cm: np.ndarray, classes: tuple[str, ...], path: Path) ->
     path.write_text("\n".join(lines) + "\n")
 
 
-def read_confusion_csv(path: Path) -> np.ndarray:
-    rows = path.read_text().strip().splitlines()[1:]
-    return np.array([[int(v) for v in row.split(",")[1:]] for row in rows], dtype=np.int64)
+def read_confusion_csv(path: Path) -> tuple[tuple[str, ...], np.ndarray]:
+    """The class names (from the header) and the matrix, as `write_confusion_csv` wrote them."""
+    header, *rows = path.read_text().strip().splitlines()
+    classes = tuple(header.split(",")[1:])
+    return classes, np.array([[int(v) for v in row.split(",")[1:]] for row in rows], dtype=np.int64)
 
 
 def write_per_class_csv(scores: dict[str, np.ndarray], classes: tuple[str, ...], path: Path) -> None:

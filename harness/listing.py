@@ -4,25 +4,19 @@ Counting parameters means building each model, and importing torch alone takes 1
 machine. So the listing is cached as JSON, keyed by a hash of every file in `variants/`: a second
 `list` reads the cache without importing torch or the variants, and editing or adding a variant
 file makes a new key. The cache lives in $HARNESS_CACHE_DIR, else $XDG_CACHE_HOME/harness, else
-~/.cache/harness; a cache that cannot be read or written is simply rebuilt.
+~/.cache/harness (harness/files.py); a cache that cannot be read or written is simply rebuilt.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 import json
-import os
 from pathlib import Path
+
+from harness.files import atomic_write, cache_dir
 
 FORMAT = 1  # bump when the cached rows change shape
 HEADERS = ["variant", "parameters", "settings", "hypothesis"]
-
-
-def cache_dir() -> Path:
-    if os.environ.get("HARNESS_CACHE_DIR"):
-        return Path(os.environ["HARNESS_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "harness"
 
 
 def variants_key() -> str:
@@ -45,7 +39,7 @@ def build_rows() -> list[list[str]]:
     rows = []
     for v in variants.all_variants():
         n = sum(p.numel() for p in v.build().parameters())
-        settings = ", ".join(f"{k}={val}" for k, val in {**v.params, **v.train}.items()) or "-"
+        settings = ", ".join(f"{k}={val}" for k, val in {**v.params, **v.train}.items()) or "-"  # parameters counted for CIFAR-10
         rows.append([v.name, f"{n:,}", settings, v.hypothesis])
     return rows
 
@@ -61,10 +55,7 @@ def rows() -> list[list[str]]:
         pass
     fresh = build_rows()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(fresh), encoding="utf-8")
-        os.replace(tmp, path)  # whole or absent, even with two `list`s at once
+        atomic_write(path, json.dumps(fresh))  # whole or absent, even with two `list`s at once
     except OSError:
         pass  # an unwritable cache costs only speed
     return fresh

@@ -4,6 +4,7 @@ Figures are deterministic: the same data gives the same file, so a rebuilt repor
 """
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -17,9 +18,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from harness import stats  # noqa: E402
-
-_PNG = {"dpi": 110, "metadata": {"Software": None}}
-
+from harness.files import atomic_write  # noqa: E402
 
 def _t_band(values: pd.Series) -> tuple[float, float]:
     s = stats.summarize(list(values))
@@ -28,11 +27,12 @@ def _t_band(values: pd.Series) -> tuple[float, float]:
     return s.ci_low, s.ci_high
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, **_PNG)
+def save_figure(fig: plt.Figure, path: Path, dpi: int = 110) -> Path:
+    """Render to memory, then write through the atomic writer: a killed report never leaves an empty PNG."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
     plt.close(fig)
-    return path
+    return atomic_write(path, buffer.getvalue())
 
 
 def run_curves(history: dict[str, list[float]], title: str, path: Path) -> Path:
@@ -49,7 +49,7 @@ def run_curves(history: dict[str, list[float]], title: str, path: Path) -> Path:
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def learning_curves(curves: pd.DataFrame, path: Path) -> Path:
@@ -69,7 +69,7 @@ def learning_curves(curves: pd.DataFrame, path: Path) -> Path:
     axes[0].get_legend().remove()
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def test_accuracy(points: pd.DataFrame, path: Path) -> Path:
@@ -82,7 +82,7 @@ def test_accuracy(points: pd.DataFrame, path: Path) -> Path:
     ax.set_ylabel("test accuracy (%)")
     ax.set_xlabel("")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def baseline_difference(rows: pd.DataFrame, path: Path) -> Path:
@@ -100,7 +100,7 @@ def baseline_difference(rows: pd.DataFrame, path: Path) -> Path:
     ax.invert_yaxis()
     ax.set_xlabel("test accuracy minus baseline (points, paired by seed)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_matrices(matrices: dict[str, np.ndarray], classes: tuple[str, ...], path: Path) -> Path:
@@ -112,8 +112,10 @@ def confusion_matrices(matrices: dict[str, np.ndarray], classes: tuple[str, ...]
     fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 5.4 * rows), squeeze=False)
     for ax, (variant, cm) in zip(axes.flat, matrices.items()):
         pct = 100.0 * cm / np.maximum(cm.sum(1, keepdims=True), 1)
-        sns.heatmap(pct, annot=True, fmt=".0f", cmap="Blues", vmin=0, vmax=100, cbar=False, square=True,
-                    xticklabels=classes, yticklabels=classes, annot_kws={"size": 7}, ax=ax)
+        few = len(classes) <= 20  # beyond that, cell numbers and class names would not be legible
+        sns.heatmap(pct, annot=few, fmt=".0f", cmap="Blues", vmin=0, vmax=100, cbar=not few, square=True,
+                    xticklabels=list(classes) if few else False, yticklabels=list(classes) if few else False,
+                    annot_kws={"size": 7}, ax=ax)
         ax.set_title(f"{variant} (n={int(cm.sum())} predictions)")
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
@@ -121,4 +123,4 @@ def confusion_matrices(matrices: dict[str, np.ndarray], classes: tuple[str, ...]
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from pathlib import Path
 
 from harness.errors import UsageError
 
@@ -23,35 +22,38 @@ def _import_ray():
     return ray
 
 
-def run_pair(cfg, variant: str, seed: int, arrays, rerun: bool):
+def run_pair(cfg, variant: str, seed: int, source, rerun: bool):
     """One Ray task: train one (variant, seed) pair on this node, tracked in the shared store."""
-    from harness import runner, tracking
+    from harness import config, data, preflight, provenance
     from harness.claims import Claims
     from harness.console import Console
+    from harness.runner import Runner
 
     # Checkpoints and claims stay on the node; the store is shared, and keys are unique per task.
-    local = Path(tempfile.gettempdir()) / "harness-ray"
-    cfg = dataclasses.replace(cfg, checkpoint_dir=str(local / "checkpoints"), reports_dir=str(local / "reports"))
-    p = runner.prepare(cfg, rerun=rerun, arrays=arrays)
+    local = f"{tempfile.gettempdir()}/harness-ray"
+    cfg = dataclasses.replace(cfg, paths=dataclasses.replace(cfg.paths, checkpoint_dir=f"{local}/checkpoints", reports_dir=f"{local}/reports"))
+    uri, device = preflight.check(cfg)
+    loaded = data.load_split(source, cfg.data.split, cfg.data.train_ratio, cfg.data.split_seed, device)
     console = Console()
-    tracker = tracking.Tracker(p.uri, cfg.name, p.checkpoint_dir)
-    claims = Claims(p.checkpoint_dir / "claims.sqlite")
+    runner = Runner(cfg, loaded, uri, device, console, rerun)
+    claims = Claims(cfg.checkpoint_folder / "claims.sqlite")
     try:
-        spec = runner.config_mod.resolve(cfg, variant, seed)
-        key = runner.run_key(runner.variant_key(spec, p.split.fingerprint), seed)
-        claims.acquire(key)
-        console.header(f"{variant} seed {seed} on {runner.provenance.determinism(p.device)['device']}")
-        return runner.run_one(p, tracker, claims, spec, key, runner.common_tags(p), console)
+        spec = config.resolve(cfg, variant, seed)
+        claims.acquire(runner.key(spec))
+        console.header(f"{variant} seed {seed} on {provenance.determinism(device)['device']}")
+        return runner.run_one(spec, claims)
     finally:
         claims.close()
 
 
-def run_on_ray(p, address: str, gpus_per_run: float | None, cpus_per_run: float, console) -> list:
-    """Submit the unfinished pairs to the cluster at `address` and wait for them."""
-    from harness import runner, tracking
+def run_on_ray(runner, address: str, gpus_per_run: float | None, cpus_per_run: float) -> None:
+    """Submit the pairs of `runner` (a runner.Runner, which made the parents) to the cluster at
+    `address` and wait for them; the caller reads the outcomes from the store."""
+    from harness import config
 
     ray = _import_ray()
-    if p.uri.startswith("sqlite:///"):
+    cfg, console = runner.cfg, runner.console
+    if runner.tracker.uri.startswith("sqlite:///"):
         console.line("note: a SQLite store is reachable only by nodes that share this file system; "
                      "give a real cluster an MLflow tracking server (--tracking-uri http://HOST:PORT)")
     try:
@@ -67,14 +69,11 @@ def run_on_ray(p, address: str, gpus_per_run: float | None, cpus_per_run: float,
         console.line(f"ray cluster {address}: {ray.cluster_resources().get('CPU', 0):g} CPU, {cluster_gpus:g} GPU; "
                      f"each run asks for {cpus_per_run:g} CPU and {gpus_per_run:g} GPU")
         # Parents are made here, once, so tasks on different nodes never race to create one.
-        tracker = tracking.Tracker(p.uri, p.cfg.name, p.checkpoint_dir)
-        for v in p.cfg.variants:
-            runner.variant_parent(p, tracker, runner.config_mod.resolve(p.cfg, v, p.cfg.seeds[0]), runner.common_tags(p))
-        arrays = ray.put(p.arrays)
+        for v in cfg.variants:
+            runner.parent(config.resolve(cfg, v, cfg.seeds[0]))
+        source = ray.put(runner.data.source)
         task = ray.remote(run_pair).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=2)
-        cfg = p.cfg if gpus_per_run else dataclasses.replace(p.cfg, train=dataclasses.replace(p.cfg.train, device="cpu"))
-        futures = [task.remote(cfg, v, s, arrays, p.rerun) for v in p.cfg.variants for s in p.cfg.seeds]
-        ray.get(futures)
+        sent = cfg if gpus_per_run else dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, device="cpu"))
+        ray.get([task.remote(sent, v, s, source, runner.rerun) for v in cfg.variants for s in cfg.seeds])
     finally:
         ray.shutdown()
-    return runner.collect(p)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from harness import stats
-from harness.data import CLASSES
+from harness.files import atomic_write
 from harness.tracking import SeedRun
 
 ENV_KEYS = ("torch", "cuda", "cudnn", "device", "threads", "cudnn_deterministic", "deterministic_algorithms")
@@ -22,7 +22,7 @@ def build(uri: str, experiment: str, reports_dir: Path) -> Path:
     """Read the experiment from the store and write `reports_dir/report.md` with its plots."""
     from harness import tracking
 
-    runs = tracking.read_experiment(uri, experiment)
+    runs = tracking.read_runs(uri, experiment)
     return write(runs, experiment, reports_dir)
 
 
@@ -58,7 +58,7 @@ def write(runs: list[SeedRun], experiment: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     if not runs:
         text = "\n".join([f"# Ablation report: {experiment}", "", "No runs in the store yet.", ""] + _tuning(folder))
-        return _atomic_write(folder / "report.md", text.rstrip() + "\n")
+        return atomic_write(folder / "report.md", text.rstrip() + "\n")
     baseline = runs[-1].tags.get("harness.baseline", "baseline")
     order = _order(runs, baseline)
     done = [r for r in runs if r.status == "FINISHED"]
@@ -79,12 +79,13 @@ def write(runs: list[SeedRun], experiment: str, folder: Path) -> Path:
     lines += _warnings(runs)
     lines += _comparison_table(order, runs, by_variant, test, baseline)
     lines += _statistics(order, by_variant, comparisons, baseline, has_baseline)
-    lines += _plots(folder, order, runs, done, test, comparisons, baseline, plots)
-    lines += _per_class(order, by_variant)
+    classes = next((r.classes for r in done if r.classes), ())  # as the runs stored them with their confusion matrices
+    lines += _plots(folder, order, runs, done, test, comparisons, baseline, plots, classes)
+    lines += _per_class(order, by_variant, classes)
     lines += _failures(runs)
     lines += _tuning(folder)
     lines += _provenance(runs)
-    return _atomic_write(folder / "report.md", "\n".join(lines).rstrip() + "\n")
+    return atomic_write(folder / "report.md", "\n".join(lines).rstrip() + "\n")
 
 
 def _warnings(runs: list[SeedRun]) -> list[str]:
@@ -98,6 +99,9 @@ def _warnings(runs: list[SeedRun]) -> list[str]:
         values = sorted({r.params.get(key, "?") for r in runs})
         if len(values) > 1:
             out.append(f"> **Warning:** the variants were trained with different {key} ({', '.join(values)}).")
+    data = sorted({r.tags.get("harness.dataset", "?") for r in runs})
+    if len(data) > 1:
+        out.append(f"> **Warning:** the runs compared here trained on different data ({', '.join(data)}).")
     fps = sorted({r.tags.get("harness.split_fingerprint", "?") for r in runs})
     if len(fps) > 1:
         out.append(f"> **Warning:** the runs used different data splits ({', '.join(fps)}).")
@@ -183,7 +187,7 @@ def _signed(x: float) -> str:
     return f"{x:+.2f}" if math.isfinite(x) else "–"
 
 
-def _plots(folder, order, runs, done, test, comparisons, baseline, plots) -> list[str]:
+def _plots(folder, order, runs, done, test, comparisons, baseline, plots, classes) -> list[str]:
     lines = ["## Plots", ""]
     rows = []
     for r in done:
@@ -214,10 +218,10 @@ def _plots(folder, order, runs, done, test, comparisons, baseline, plots) -> lis
         lines += ["![difference from the baseline](baseline_difference.png)", "",
                   f"*Paired difference in test accuracy from `{baseline}` (points, same seeds) with its 95% confidence interval: "
                   "an interval that crosses zero is no evidence of a difference.*", ""]
-    matrices = {v: sum(r.confusion for r in done if r.variant == v and r.confusion is not None) for v in order}
+    matrices = {v: sum(r.confusion for r in done if r.variant == v and r.classes == classes) for v in order}
     matrices = {v: m for v, m in matrices.items() if isinstance(m, np.ndarray)}
     if matrices:
-        plots.confusion_matrices(matrices, CLASSES, folder / "confusion_matrices.png")
+        plots.confusion_matrices(matrices, classes, folder / "confusion_matrices.png")
         lines += ["![confusion matrices](confusion_matrices.png)", "",
                   "*Test-set confusion matrix of each variant, summed over its seeds; each row is a true class and shows "
                   "the percentage of its images predicted as each class.*", ""]
@@ -227,17 +231,17 @@ def _plots(folder, order, runs, done, test, comparisons, baseline, plots) -> lis
     return lines
 
 
-def _per_class(order, by_variant) -> list[str]:
+def _per_class(order, by_variant, classes) -> list[str]:
     from harness.evaluation import per_class
 
     lines = ["## Per-class results (test set)", "",
              "Precision / recall / F1 (%) per class, from each variant's confusion matrix summed over its seeds.", ""]
-    variants = [v for v in order if any(r.confusion is not None for r in by_variant[v])]
+    variants = [v for v in order if any(r.classes == classes and classes for r in by_variant[v])]
     if not variants:
         return lines + ["No finished run has a confusion matrix.", ""]
     lines += ["| class | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
-    scores = {v: per_class(sum(r.confusion for r in by_variant[v] if r.confusion is not None)) for v in variants}
-    for i, name in enumerate(CLASSES):
+    scores = {v: per_class(sum(r.confusion for r in by_variant[v] if r.classes == classes)) for v in variants}
+    for i, name in enumerate(classes):
         cells = [f"{100 * s['precision'][i]:.1f} / {100 * s['recall'][i]:.1f} / {100 * s['f1'][i]:.1f}" for s in scores.values()]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines + [""]
@@ -274,6 +278,7 @@ def _provenance(runs: list[SeedRun]) -> list[str]:
     lines += ["Command(s):", ""] + [f"    {c}" for c in commands] + [""]
     commits = sorted({r.tags.get("harness.git_commit", "") or "not in git" for r in runs})
     lines.append(f"- git commit: {', '.join(commits)}")
+    lines.append(f"- data (dataset:content hash): {', '.join(sorted({r.tags.get('harness.dataset', '?') for r in runs}))}")
     lines.append(f"- split fingerprint: {', '.join(sorted({r.tags.get('harness.split_fingerprint', '?') for r in runs}))}")
     lines.append(f"- device: {', '.join(sorted({r.tags.get('harness.device', '?') for r in runs}))}")
     env = ", ".join(f"{k} {', '.join(sorted({r.tags.get(f'harness.env.{k}', '?') for r in runs}))}" for k in ENV_KEYS if k != "device")
@@ -282,11 +287,3 @@ def _provenance(runs: list[SeedRun]) -> list[str]:
     lines.append("- packages: " + ", ".join(f"{k.split('.')[-1]} {t[k]}" for k in versions))
     lines.append(f"- rebuild: `python -m harness report --experiment {t.get('harness.experiment', '?')}` (reads the MLflow store only)")
     return lines
-
-
-def _atomic_write(path: Path, text: str) -> Path:
-    """Write through the checkpoints' atomic writer, so a failed write leaves the previous file intact."""
-    from harness.checkpoint import atomic_write_bytes
-
-    atomic_write_bytes(path, text.encode("utf-8"))
-    return path

@@ -22,7 +22,14 @@ from harness.errors import UsageError
 DEFAULT_URI = "sqlite:///mlflow.db"
 SCHEMES = ("sqlite:///", "file:", "http://", "https://", "postgresql://", "mysql://")
 FINAL_AGGREGATES = ("best_val_acc", "final_val_acc", "final_val_loss", "test_acc", "test_loss", "test_acc_last", "epoch_seconds_mean")
-EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_acc", "epoch_seconds")
+EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_acc", "epoch_seconds")  # logged per epoch (step = epoch)
+
+
+def epoch_metrics(s) -> dict[str, float]:
+    """The per-epoch metrics of an engine.EpochStats, named as EPOCH_METRICS."""
+    values = {"train_loss": s.train_loss, "train_acc": s.train_acc, "val_loss": s.val_loss, "val_acc": s.val_acc,
+              "gap_acc": s.train_acc - s.val_acc, "epoch_seconds": s.seconds}
+    return {k: values[k] for k in EPOCH_METRICS}
 
 
 def _quiet_mlflow():
@@ -72,6 +79,7 @@ class SeedRun:
     metrics: dict[str, float]  # final values
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # key -> [(epoch, value)]
     confusion: Any = None  # the test-set confusion matrix (numpy), for finished runs
+    classes: tuple[str, ...] = ()  # the class names of the confusion matrix's rows, as the run stored them
 
 
 @contextlib.contextmanager
@@ -278,7 +286,7 @@ def set_report_parents(uri: str, experiment: str, parent_ids: list[str]) -> None
     _retrying(client.set_experiment_tag)(eid, REPORT_PARENTS_TAG, ",".join(dict.fromkeys(parent_ids)))
 
 
-def read_experiment(uri: str, experiment: str) -> list[SeedRun]:
+def read_runs(uri: str, experiment: str) -> list[SeedRun]:
     """Every seed run under the parent runs the report covers (those of the last `run`, recorded on
     the experiment; else the newest parent per variant), with metric histories."""
     from mlflow import MlflowClient
@@ -309,15 +317,16 @@ def read_experiment(uri: str, experiment: str) -> list[SeedRun]:
                 key: sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id, key))
                 for key in EPOCH_METRICS
             }
+            classes, confusion = _confusion(client, r.info.run_id) if r.info.status == "FINISHED" else ((), None)
             runs.append(SeedRun(
                 r.info.run_id, parent_id, variant, seed, r.info.status, r.info.start_time,
-                dict(r.data.params), dict(r.data.tags), dict(r.data.metrics), history,
-                _confusion(client, r.info.run_id) if r.info.status == "FINISHED" else None,
+                dict(r.data.params), dict(r.data.tags), dict(r.data.metrics), history, confusion, classes,
             ))
     return runs
 
 
-def _confusion(client, run_id: str):
+def _confusion(client, run_id: str) -> tuple[tuple[str, ...], Any]:
+    """The run's class names and test-set confusion matrix, from its artifact; ((), None) without one."""
     import tempfile
 
     from harness.evaluation import read_confusion_csv
@@ -326,21 +335,5 @@ def _confusion(client, run_id: str):
         try:
             path = client.download_artifacts(run_id, "confusion_matrix.csv", tmp)
         except Exception:  # noqa: BLE001 - a run without the artifact simply has no matrix
-            return None
+            return (), None
         return read_confusion_csv(Path(path))
-
-
-def launch_ui(uri: str, host: str, port: int) -> int:
-    """Run the MLflow UI on the store until interrupted; returns its exit code."""
-    import subprocess
-    import sys
-
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
-    root = artifact_root(uri)
-    if root:
-        cmd += ["--default-artifact-root", root]
-    print(f"MLflow UI for {uri} at http://{host}:{port}  (Ctrl-C to stop)", flush=True)
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 130

@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import tomli_w
 
 import variants as registry
-from harness import config as config_mod
-from harness import engine
-from harness.config import ExperimentConfig, SearchParam
+from harness import config, engine, search, tracking
+from harness.config import ExperimentConfig
+from harness.data import Loaded
 from harness.errors import UsageError
+from harness.files import atomic_write
+from harness.search import SearchParam
 
 PRUNERS = ("median", "percentile", "hyperband", "none")
 RDB_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+", "mysql://", "mysql+")
@@ -44,8 +47,9 @@ class TuneRequest:
 
 def check_request(cfg: ExperimentConfig, req: TuneRequest) -> None:
     if req.variant not in registry.names():
-        raise UsageError(f"--variant: {registry.registry.unknown_message(req.variant)}")
-    if not config_mod.search_space(cfg, req.variant):
+        raise UsageError(f"--variant: {registry.unknown_message(req.variant)}")
+    search.check(cfg)
+    if not search.space(cfg, req.variant):
         raise UsageError(f"search.{req.variant}: experiment {cfg.name!r} declares no search space for {req.variant!r}; "
                          f"add a [search.{req.variant}] table (see experiments/default.toml)")
     if not 1 <= req.trials <= 100_000:
@@ -92,13 +96,13 @@ OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
 def fail_stale_trials(study: optuna.Study) -> int:
     """Trials left RUNNING by a dead process on this machine are marked FAIL, so they count once."""
-    from harness.claims import _alive
+    from harness.claims import process_alive
 
     stale = 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         owner = t.user_attrs.get("harness.worker", "")
-        if owner and not _alive(owner + ":x"):
-            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        if owner and not process_alive(*owner.split(":", 1)):
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
             stale += 1
     return stale
 
@@ -115,20 +119,17 @@ def suggest(trial: optuna.Trial, space: list[SearchParam]) -> dict:
     return values
 
 
-def optimize(prepared, req: TuneRequest, study: optuna.Study, n_trials: int, parent_id: str, tracker, say) -> None:
-    """Run up to `n_trials` trials of the study in this process."""
-    from harness import runner
-
-    cfg: ExperimentConfig = prepared.cfg
-    space = config_mod.search_space(cfg, req.variant)
-    d = prepared.data
+def optimize(cfg: ExperimentConfig, data: Loaded, req: TuneRequest, study: optuna.Study, n_trials: int, parent_id: str, tracker, say) -> None:
+    """Run up to `n_trials` trials of the study in this process, on the experiment's data (no test set)."""
+    space = search.space(cfg, req.variant)
+    d, dataset = data.tensors, data.source.dataset
     v = registry.get(req.variant)
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("harness.worker", OWNER)
         values = suggest(trial, space)
         tuned = dataclasses.replace(cfg, params={**cfg.params, req.variant: {**cfg.params.get(req.variant, {}), **values}})
-        specs = [config_mod.resolve(tuned, req.variant, seed) for seed in req.seeds]
+        specs = [config.resolve(tuned, req.variant, seed) for seed in req.seeds]
         epochs = specs[0].train.epochs
         run_id = tracker.start_trial_run(parent_id, req.variant, trial.number, specs[0].flat(), values)
         state, reason = "FAIL", ""
@@ -139,27 +140,27 @@ def optimize(prepared, req: TuneRequest, study: optuna.Study, n_trials: int, par
                     if p.phase != "epoch":
                         return
                     step = i * epochs + p.epoch  # epochs counted across the trial's seeds
-                    tracker.log_metrics(run_id, runner.epoch_metrics(p.stats), step=step)
+                    tracker.log_metrics(run_id, tracking.epoch_metrics(p.stats), step=step)
                     trial.report(p.stats.val_acc, step)
                     if trial.should_prune():
                         raise optuna.TrialPruned(f"validation accuracy {p.stats.val_acc:.2f} at epoch {p.epoch} of seed {spec.seed}")
 
-                _, result = engine.train(lambda spec=spec: v.build(**spec.model_params), d.x_train, d.y_train, d.x_val, d.y_val,
-                                         runner.engine_config(spec.train), spec.seed, on_progress)
+                _, result = engine.train(lambda spec=spec: v.build(dataset.image_shape, dataset.num_classes, **spec.model_params),
+                                         d.x_train, d.y_train, d.x_val, d.y_val, spec.train, spec.seed, on_progress, runtime=cfg.runtime)
                 scores.append(result.history[result.selected_epoch - 1].val_acc)
             value = sum(scores) / len(scores)
             tracker.log_metrics(run_id, {"objective": value, **{f"val_acc_selected_seed{s.seed}": x for s, x in zip(specs, scores)}})
             state = "COMPLETE"
-            say(f"trial {trial.number}: COMPLETE, validation accuracy {value:.2f}, {_fmt(values)}")
+            say(f"trial {trial.number}: COMPLETE, validation accuracy {value:.2f}, {format_params(values)}")
             return value
         except optuna.TrialPruned as e:
             state, reason = "PRUNED", str(e)
-            say(f"trial {trial.number}: PRUNED ({reason}), {_fmt(values)}")
+            say(f"trial {trial.number}: PRUNED ({reason}), {format_params(values)}")
             raise
         except engine.NonFiniteLoss as e:
             reason = f"non-finite loss in {req.variant}: {e}"
             trial.set_user_attr("fail_reason", reason)
-            say(f"trial {trial.number}: FAIL ({reason}), {_fmt(values)}")
+            say(f"trial {trial.number}: FAIL ({reason}), {format_params(values)}")
             raise
         except BaseException as e:
             reason = f"{type(e).__name__}: {e}"
@@ -172,7 +173,7 @@ def optimize(prepared, req: TuneRequest, study: optuna.Study, n_trials: int, par
     study.optimize(objective, n_trials=n_trials, timeout=req.timeout, catch=(engine.NonFiniteLoss,))
 
 
-def _fmt(values: dict) -> str:
+def format_params(values: dict) -> str:
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 
@@ -181,20 +182,18 @@ def counted(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False))
 
 
-def coordinate(prepared, req: TuneRequest, argv: list[str], say) -> optuna.Study:
+def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, argv: list[str], say) -> optuna.Study:
     """Resume or create the study, bring it to `req.trials` trials with `req.workers` processes."""
-    from harness import tracking
-
     study = load_study(req)
     stale = fail_stale_trials(study)
     if stale:
         say(f"marked {stale} trial(s) FAIL: their process had died while they ran")
-    tracker = tracking.Tracker(prepared.uri, prepared.cfg.name, prepared.checkpoint_dir)
+    tracker = tracking.Tracker(uri, cfg.name, cfg.checkpoint_folder)
     parent_id = tracker.study_parent(req.study, req.variant, {"harness.storage": req.storage, "harness.pruner": req.pruner})
     remaining = max(0, req.trials - counted(study))
     say(f"study {req.study}: {counted(study)} trial(s) so far, {remaining} to run with {req.workers} worker(s); storage {req.storage}")
     if remaining and req.workers == 1:
-        optimize(prepared, req, study, remaining, parent_id, tracker, say)
+        optimize(cfg, data, req, study, remaining, parent_id, tracker, say)
     elif remaining:
         shares = [remaining // req.workers + (1 if i < remaining % req.workers else 0) for i in range(req.workers)]
         procs = [subprocess.Popen([sys.executable, "-m", "harness", *argv, "--worker-share", str(n), "--parent-run", parent_id])
@@ -220,13 +219,9 @@ def study_numbers(study: optuna.Study) -> dict[str, float]:
 def write_results(study: optuna.Study, req: TuneRequest, folder: Path) -> tuple[Path, Path]:
     """The best parameters (`<variant>.toml`, for `run --tuned`) and the tuning section
     (`<variant>.md` with Optuna's matplotlib plots) in `folder`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
 
-    from harness.report import _atomic_write
+    from harness.plots import save_figure  # sets matplotlib's Agg backend
 
     folder.mkdir(parents=True, exist_ok=True)
     numbers = study_numbers(study)
@@ -234,12 +229,11 @@ def write_results(study: optuna.Study, req: TuneRequest, folder: Path) -> tuple[
     if not complete:
         raise UsageError(f"tune: study {req.study!r} has no completed trial yet; nothing to write")
     best = study.best_trial
-    toml = [f"# Best parameters of study {req.study!r}: trial {best.number}, mean validation accuracy {best.value:.4f}",
-            f"# over seeds {', '.join(map(str, req.seeds))}. Use with: python -m harness run --tuned (or --params-from this file).",
-            "[tuning]", f'study = "{req.study}"', f"trial = {best.number}", f"value = {best.value!r}", f"trials = {int(numbers['trials'])}",
-            "", f"[params.{req.variant}]"]
-    toml += [f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"' for k, v in sorted(best.params.items())]
-    params_path = _atomic_write(folder / f"{req.variant}.toml", "\n".join(toml) + "\n")
+    header = (f"# Best parameters of study {req.study!r}: trial {best.number}, mean validation accuracy {best.value:.4f}\n"
+              f"# over seeds {', '.join(map(str, req.seeds))}. Use with: python -m harness run --tuned (or --params-from this file).\n")
+    table = {"tuning": {"study": req.study, "trial": best.number, "value": best.value, "trials": int(numbers["trials"])},
+             "params": {req.variant: dict(sorted(best.params.items()))}}
+    params_path = atomic_write(folder / f"{req.variant}.toml", header + tomli_w.dumps(table))
 
     images = []
     plots = [("history", ovm.plot_optimization_history, "Objective (mean validation accuracy at the selected epoch) of each trial, with the best so far."),
@@ -257,8 +251,7 @@ def write_results(study: optuna.Study, req: TuneRequest, folder: Path) -> tuple[
             fig.set_size_inches(max(8.0, 4.5 * len(best.params) + 1.5) if name == "slice" else 8.0, 3.6)
             fig.tight_layout()
         path = folder / f"{req.variant}_{name}.png"
-        fig.savefig(path, dpi=100, metadata={"Software": None})
-        plt.close(fig)
+        save_figure(fig, path, dpi=100)
         images.append((path.name, caption))
     md = [f"### Tuning `{req.variant}` (study `{req.study}`)", "",
           f"{int(numbers['trials'])} trials: {int(numbers['trials_complete'])} complete, {int(numbers['trials_pruned'])} pruned, "
@@ -267,5 +260,5 @@ def write_results(study: optuna.Study, req: TuneRequest, folder: Path) -> tuple[
           f". Parameters file: `tuning/{params_path.name}`; the test set was not read.", ""]
     for name, caption in images:
         md += [f"![{name}](tuning/{name})", "", f"*{caption}*", ""]
-    md_path = _atomic_write(folder / f"{req.variant}.md", "\n".join(md))
+    md_path = atomic_write(folder / f"{req.variant}.md", "\n".join(md))
     return params_path, md_path

@@ -31,6 +31,17 @@ def make_arrays(n_train: int = 500, n_test: int = 200, seed: int = 0) -> dict[st
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
+def split_settings(**values):
+    """engine.TrainSettings and engine.Runtime from one set of keyword values."""
+    import dataclasses
+
+    from harness import engine
+
+    runtime = {f.name for f in dataclasses.fields(engine.Runtime)}
+    return (engine.TrainSettings(**{k: v for k, v in values.items() if k not in runtime}),
+            engine.Runtime(**{k: v for k, v in values.items() if k in runtime}))
+
+
 def write_npz(folder: Path, **overrides: np.ndarray) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     arrays = {**make_arrays(), **overrides}

@@ -46,7 +46,7 @@ def test_bench_jobs_measures_aggregate_throughput_of_k_processes(tmp_path, data_
     (["--engine", "compile=reduce-overhead"], "needs a CUDA device"),
     (["--jobs", "0,2"], "--jobs: '0,2' is not allowed"),
     (["--jobs", "2", "--engine", "precision=bf16", "--engine", "compile=default"], "at most one with --jobs"),
-    (["--train-images", "900"], "--train-images/--val-images: 900 + 10000 is not allowed"),
+    (["--train-images", "900"], "--train-images/--val-images: 900 + 100 is not allowed"),
 ])
 def test_bench_rejects_bad_requests_in_one_line(tmp_path, data_dir, args, fragment):
     proc = harness("bench", *args, cwd=tmp_path, data=data_dir)

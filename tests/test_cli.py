@@ -100,8 +100,10 @@ def test_list_reads_its_cache_without_importing_torch_until_a_variant_file_chang
         "from torch import nn\n"
         "from variants.registry import register\n\n\n"
         "@register('wide', hypothesis='A wider head.')\n"
-        "def wide():\n"
+        "def wide(image_shape, num_classes):\n"
         "    return nn.Linear(10, 10)\n")
+    init = tmp_path / "variants" / "__init__.py"
+    init.write_text(init.read_text() + "from variants import wide  # noqa: E402,F401\n")
     third = harness("list", cwd=tmp_path, env=env)
     assert third.returncode == 0 and _imports_torch(third)
     assert "wide          110" in third.stdout and "A wider head." in third.stdout

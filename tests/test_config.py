@@ -8,28 +8,28 @@ from harness.errors import UsageError
 
 
 def test_defaults_and_tutorial_file():
-    cfg = config.load(None)
+    cfg = config.load_experiment(None)
     assert cfg.train.epochs == 100 and cfg.train.batch_size == 256 and cfg.train.lr == 1e-3
     assert cfg.seeds == (2021,) and cfg.data.train_ratio == 0.8
-    t = config.load("tutorial")
+    t = config.load_experiment("tutorial")
     assert t.name == "tutorial" and t.variants == ("baseline", "dropout", "batchnorm", "weight_decay")
     assert t.data.split == "prefix" and t.train.shuffle is False and t.train.epochs == 100
-    q = config.load("quick")
+    q = config.load_experiment("quick")
     assert q.seeds == (2021, 2022, 2023) and q.train.epochs == 3
 
 
 def test_flags_then_set_override_the_file():
-    cfg = config.load("tutorial", ["train.lr=0.01", "params.dropout.p=0.3"], variants=("dropout",), **{"train.epochs": 2})
+    cfg = config.load_experiment("tutorial", ["train.lr=0.01", "params.dropout.p=0.3"], variants=("dropout",), **{"train.epochs": 2})
     assert cfg.variants == ("dropout",) and cfg.train.epochs == 2 and cfg.train.lr == 0.01
     spec = config.resolve(cfg, "dropout", 2021)
     assert spec.model_params == {"p": 0.3}
 
 
 def test_variant_training_overrides_and_params_table():
-    cfg = config.load(None, variants=("baseline", "weight_decay"))
+    cfg = config.load_experiment(None, variants=("baseline", "weight_decay"))
     assert config.resolve(cfg, "weight_decay", 1).train.weight_decay == 5e-4
     assert config.resolve(cfg, "baseline", 1).train.weight_decay == 0.0
-    cfg = config.load(None, ["params.weight_decay.weight_decay=1e-3"], variants=("weight_decay",))
+    cfg = config.load_experiment(None, ["params.weight_decay.weight_decay=1e-3"], variants=("weight_decay",))
     assert config.resolve(cfg, "weight_decay", 1).train.weight_decay == 1e-3
 
 
@@ -76,7 +76,7 @@ def test_seed_flag(text, expected):
 ])
 def test_bad_settings_are_rejected_with_the_field(sets, flags, fragment):
     with pytest.raises(UsageError) as e:
-        config.load(None, sets, **flags)
+        config.load_experiment(None, sets, **flags)
     assert fragment in str(e.value)
     assert "\n" not in str(e.value)
 
@@ -94,58 +94,92 @@ def test_empty_variant_flag():
 
 def test_experiment_file_errors(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
-        config.load(str(tmp_path / "missing.toml"))
+        config.load_experiment(str(tmp_path / "missing.toml"))
     empty = tmp_path / "empty.toml"
     empty.write_text("  \n")
     with pytest.raises(UsageError, match="is empty"):
-        config.load(str(empty))
+        config.load_experiment(str(empty))
     bad = tmp_path / "bad.toml"
     bad.write_text("name = \n[train\n")
     with pytest.raises(UsageError, match="not valid TOML"):
-        config.load(str(bad))
+        config.load_experiment(str(bad))
     wrong = tmp_path / "wrong.toml"
     wrong.write_text("[train]\nepochs = 'ten'\n")
     with pytest.raises(UsageError, match="train.epochs: expected int, got str 'ten'"):
-        config.load(str(wrong))
+        config.load_experiment(str(wrong))
     with pytest.raises(UsageError, match="no experiment named 'nope'"):
-        config.load("nope")
+        config.load_experiment("nope")
 
 
 def test_config_hash_ignores_where_results_go():
-    a = config.load(None)
-    b = config.load(None, ["tracking_uri='sqlite:///other.db'", "reports_dir='elsewhere'"])
-    c = config.load(None, ["train.lr=0.002"])
+    a = config.load_experiment(None)
+    b = config.load_experiment(None, ["tracking_uri='sqlite:///other.db'", "reports_dir='elsewhere'"])
+    c = config.load_experiment(None, ["train.lr=0.002"])
     assert config.config_hash(a) == config.config_hash(b) != config.config_hash(c)
 
 
 def test_resolved_config_round_trips_through_toml(tmp_path):
-    cfg = config.load("tutorial", ["params.dropout.p=0.25"])
+    cfg = config.load_experiment("tutorial", ["params.dropout.p=0.25"])
     path = tmp_path / "again.toml"
     path.write_text(config.to_toml(cfg))
-    assert config.load(str(path)) == cfg
+    assert config.load_experiment(str(path)) == cfg
 
 
 def test_precision_is_part_of_a_runs_key_but_layout_compile_and_determinism_are_not():
-    from harness import runner
-
-    base = config.resolve(config.load(None), "baseline", 2021)
-    key = runner.variant_key(base, "split")
+    base = config.resolve(config.load_experiment(None), "baseline", 2021)
+    key = base.variant_key("cifar10:abc", "split")
     for setting in ("train.memory_format='contiguous'", "train.compile='default'", "train.determinism='fast'", "train.device='cpu'"):
-        assert runner.variant_key(config.resolve(config.load(None, [setting]), "baseline", 2021), "split") == key, setting
-    assert runner.variant_key(config.resolve(config.load(None, ["train.precision='bf16'"]), "baseline", 2021), "split") != key
-    assert config.load("tutorial").train.memory_format == "contiguous"  # the tutorial's bits on a CPU too
+        assert config.resolve(config.load_experiment(None, [setting]), "baseline", 2021).variant_key("cifar10:abc", "split") == key, setting
+    assert config.resolve(config.load_experiment(None, ["train.precision='bf16'"]), "baseline", 2021).variant_key("cifar10:abc", "split") != key
+    assert config.load_experiment("tutorial").runtime.memory_format == "contiguous"  # the tutorial's bits on a CPU too
 
 
-def test_engine_config_carries_every_engine_setting_of_train():
+def test_a_key_names_the_dataset_and_its_content():
+    spec = config.resolve(config.load_experiment(None), "baseline", 2021)
+    assert len({spec.key("cifar10:aaaa", "split"), spec.key("cifar10:bbbb", "split"), spec.key("cifar100:aaaa", "split")}) == 3
+
+
+def test_every_train_setting_reaches_the_engine_by_its_name():
+    """`[train]` values land in engine.TrainSettings (what is trained) or engine.Runtime (how), the
+    types the engine reads; nothing copies them from one type into another."""
     import dataclasses
 
-    from harness import engine, runner
+    from harness import engine
 
-    t = config.load(None, ["train.epochs=7", "train.batch_size=32", "train.eval_batch_size=64", "train.lr=0.01", "train.weight_decay=0.1",
-                           "train.shuffle=false", "train.select='last'", "train.precision='bf16'", "train.memory_format='contiguous'",
-                           "train.compile='default'", "train.determinism='fast'"]).train
-    e = runner.engine_config(t, progress_every=5)
-    assert e.progress_every == 5
-    for f in dataclasses.fields(e):
-        if f.name != "progress_every":
-            assert getattr(e, f.name) == getattr(t, f.name) != getattr(engine.EngineConfig(), f.name), f.name
+    cfg = config.load_experiment(None, ["train.epochs=7", "train.batch_size=32", "train.eval_batch_size=64", "train.lr=0.01",
+                                        "train.weight_decay=0.1", "train.shuffle=false", "train.select='last'", "train.precision='bf16'",
+                                        "train.memory_format='contiguous'", "train.compile='default'", "train.determinism='fast'",
+                                        "train.threads=1", "train.device='cpu'"])
+    assert type(cfg.train) is engine.TrainSettings and type(cfg.runtime) is engine.Runtime
+    for part, default in ((cfg.train, engine.TrainSettings()), (cfg.runtime, engine.Runtime())):
+        for f in dataclasses.fields(part):
+            if f.name != "progress_every":
+                assert getattr(part, f.name) != getattr(default, f.name), f.name
+    assert config.resolve(cfg, "baseline", 1).train.lr == 0.01
+
+
+def test_every_setting_has_a_check():
+    import dataclasses
+
+    from harness import engine
+
+    for section, cls in (("train", engine.TrainSettings), ("train", engine.Runtime), ("data", config.DataConfig)):
+        for f in dataclasses.fields(cls):
+            if f.name != "progress_every":
+                assert f"{section}.{f.name}" in config.CHECKS, f.name
+
+
+def test_a_setting_added_at_its_neutral_value_keeps_the_keys_of_older_runs(monkeypatch):
+    """A training setting added later (declared with metadata neutral=True: its default is how the
+    harness trained before it existed) leaves every older key as it was; any other value changes it."""
+    import dataclasses
+
+    from harness import engine
+
+    spec = config.resolve(config.load_experiment(None, variants=("baseline", "dropout")), "dropout", 2021)
+    Extended = dataclasses.make_dataclass(
+        "Extended", [("label_smoothing", float, dataclasses.field(default=0.0, metadata={"neutral": True}))],
+        bases=(engine.TrainSettings,), frozen=True)
+    same = dataclasses.replace(spec, train=Extended(**dataclasses.asdict(spec.train)))
+    other = dataclasses.replace(spec, train=Extended(**dataclasses.asdict(spec.train), label_smoothing=0.1))
+    assert same.key("d", "s") == spec.key("d", "s") != other.key("d", "s")

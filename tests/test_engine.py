@@ -8,7 +8,7 @@ from torch import nn
 
 import variants
 from harness import data, engine
-from tests.conftest import make_arrays
+from tests.conftest import make_arrays, split_settings
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +19,8 @@ def tensors():
 
 
 def _train(d, name="baseline", seed=1, **kw):
-    cfg = engine.EngineConfig(**{"epochs": 2, "batch_size": 64, **kw})
-    return engine.train(variants.get(name).build, d.x_train, d.y_train, d.x_val, d.y_val, cfg, seed)
+    settings, runtime = split_settings(**{"epochs": 2, "batch_size": 64, **kw})
+    return engine.train(variants.get(name).build, d.x_train, d.y_train, d.x_val, d.y_val, settings, seed, runtime=runtime)
 
 
 @pytest.mark.parametrize("name", ["baseline", "dropout", "batchnorm"])
@@ -58,8 +58,9 @@ def test_unshuffled_epoch_equals_the_tutorials_loop():
     a = data.check(arrays, "synthetic")
     split = data.make_split(a.y_train, "prefix", 0.8, 0)
     d = data.to_device(a, split, torch.device("cpu"))
-    cfg = engine.EngineConfig(epochs=1, batch_size=32, shuffle=False, memory_format="contiguous")
-    ours, _ = engine.train(variants.get("baseline").build, d.x_train, d.y_train, d.x_val, d.y_val, cfg, 2021)
+    settings = engine.TrainSettings(epochs=1, batch_size=32, shuffle=False)
+    ours, _ = engine.train(variants.get("baseline").build, d.x_train, d.y_train, d.x_val, d.y_val, settings, 2021,
+                           runtime=engine.Runtime(memory_format="contiguous"))
 
     engine.seed_everything(2021)
     to_tensor = transforms.ToTensor()
@@ -91,7 +92,7 @@ def test_select_picks_the_epoch_by_validation(tensors):
 
 def test_losses_are_means_per_sample(tensors):
     model, r = _train(tensors, epochs=1)
-    loss, acc, pred = engine.evaluate(model, tensors.x_val, tensors.y_val, engine.EngineConfig(eval_batch_size=7))
+    loss, acc, pred = engine.evaluate(model, tensors.x_val, tensors.y_val, engine.TrainSettings(eval_batch_size=7))
     full = nn.functional.cross_entropy(model.eval()(engine.to_float(tensors.x_val)), tensors.y_val).item()
     assert loss == pytest.approx(full, rel=1e-5)
     assert r.history[0].val_loss == pytest.approx(full, rel=1e-5)
@@ -111,7 +112,7 @@ class Exploding(nn.Module):
 
 
 def test_non_finite_loss_names_epoch_and_step(tensors):
-    cfg = engine.EngineConfig(epochs=3, batch_size=64)
+    cfg = engine.TrainSettings(epochs=3, batch_size=64)
     steps = 4  # 240 training images / 64
     with pytest.raises(engine.NonFiniteLoss) as e:
         engine.train(lambda: Exploding(steps + 2), tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, cfg, 0)
@@ -124,7 +125,7 @@ def test_gpu_style_check_finds_the_first_non_finite_step_at_the_end_of_the_epoch
     epoch and step as the per-step check, and the bad epoch never reaches a checkpoint."""
     monkeypatch.setattr(engine, "checks_each_step", lambda device: False)
     seen = []
-    cfg = engine.EngineConfig(epochs=3, batch_size=64)
+    cfg = engine.TrainSettings(epochs=3, batch_size=64)
     with pytest.raises(engine.NonFiniteLoss) as e:
         engine.train(lambda: Exploding(4 + 2), tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, cfg, 0, seen.append)
     assert (e.value.epoch, e.value.step) == (2, 2)
@@ -133,8 +134,9 @@ def test_gpu_style_check_finds_the_first_non_finite_step_at_the_end_of_the_epoch
 
 def test_progress_callback_reports_each_phase(tensors):
     seen = []
-    cfg = engine.EngineConfig(epochs=2, batch_size=64, progress_every=2)
-    engine.train(variants.get("baseline").build, tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, cfg, 0, seen.append)
+    cfg = engine.TrainSettings(epochs=2, batch_size=64)
+    engine.train(variants.get("baseline").build, tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, cfg, 0, seen.append,
+                 runtime=engine.Runtime(progress_every=2))
     done = [(p.phase, p.epoch) for p in seen if p.done and p.phase != "epoch"]
     assert done == [("train", 1), ("val", 1), ("train", 2), ("val", 2)]
     assert any(not p.done for p in seen)
@@ -179,7 +181,7 @@ def test_bf16_autocast_trains_in_bf16_and_keeps_fp32_weights(tensors):
         model.fc3.register_forward_hook(spy)
         return model
 
-    cfg = engine.EngineConfig(epochs=2, batch_size=64, precision="bf16")
+    cfg = engine.TrainSettings(epochs=2, batch_size=64, precision="bf16")
     model, r = engine.train(build, tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, cfg, 1)
     assert set(seen) == {torch.bfloat16}
     assert all(p.dtype == torch.float32 for p in model.parameters())
@@ -210,7 +212,7 @@ def test_compiled_forward_matches_eager_and_checkpoints_plain_weights(tensors, m
     cfg = dict(epochs=2, batch_size=64, shuffle=False)
     eager, r1 = _train(tensors, **cfg)
     compiled, r2 = engine.train(variants.get("baseline").build, tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val,
-                                engine.EngineConfig(**cfg, compile=mode), 1, seen.append)
+                                engine.TrainSettings(**cfg), 1, seen.append, runtime=engine.Runtime(compile=mode))
     assert _weights_close(eager, compiled, 1e-3)
     assert r1.history[-1].val_acc == pytest.approx(r2.history[-1].val_acc, abs=1.0)
     snap = [p.snapshot for p in seen if p.phase == "epoch"][-1]

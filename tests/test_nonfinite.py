@@ -36,7 +36,7 @@ def test_cli_run_with_diverging_variants(tmp_path, data_dir):
 
 @pytest.mark.parametrize("explode_at,expected", [(1, (1, 1)), (3, (1, 3)), (4, (1, 4)), (6, (2, 2)), (12, (3, 4))])
 def test_engine_names_the_epoch_and_step(tensors, explode_at, expected):  # noqa: F811
-    cfg = engine.EngineConfig(epochs=3, batch_size=64)  # 4 steps an epoch
+    cfg = engine.TrainSettings(epochs=3, batch_size=64)  # 4 steps an epoch
     snapshots = []
     with pytest.raises(engine.NonFiniteLoss) as e:
         engine.train(lambda: Exploding(explode_at), tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val,

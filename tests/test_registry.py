@@ -1,7 +1,7 @@
 """The variant registry; the smoke tests are generated from it, so a new variant is tested without editing a test."""
 from __future__ import annotations
 
-import importlib
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,11 +37,30 @@ def test_built_in_variants():
     assert variants.get("baseline").params == {} and variants.get("baseline").train == {}
 
 
-def test_every_variant_file_registers_a_variant():
+def test_every_variant_file_is_imported_by_the_package_and_registers_a_variant():
+    import sys
+
     registered_modules = {v.module for v in variants.all_variants()}
-    for name in variants.variant_modules():
-        module = importlib.import_module(f"variants.{name}")
-        assert module.__name__ in registered_modules, f"variants/{name}.py exists but registers no variant"
+    folder = Path(variants.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        if path.stem in ("__init__", "registry", "lenet"):
+            continue
+        name = f"variants.{path.stem}"
+        assert name in sys.modules, f"variants/{path.name} is not imported by variants/__init__.py, so it never registers"
+        assert name in registered_modules, f"variants/{path.name} exists but registers no variant"
+
+
+def test_a_builder_must_take_the_data_shape_first():
+    with pytest.raises(ValueError, match="must take image_shape, num_classes first"):
+        variants.register("broken", hypothesis="x")(lambda p=0.5: None)
+
+
+@pytest.mark.parametrize("name", variants.names())
+@pytest.mark.parametrize("shape,classes", [((3, 32, 32), 100), ((1, 32, 32), 10), ((3, 28, 28), 10)])
+def test_variant_builds_for_other_datasets(name, shape, classes):
+    model = variants.get(name).build(shape, classes)
+    out = model(torch.rand(2, *shape))
+    assert out.shape == (2, classes)
 
 
 @pytest.mark.parametrize("name", variants.names())

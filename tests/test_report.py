@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from harness import report, stats
+from harness.datasets import CIFAR10_CLASSES
 from harness.tracking import SeedRun
 
 TEST_ACC = {"baseline": [60.0, 61.0, 59.5], "batchnorm": [64.0, 65.5, 63.0]}
@@ -29,7 +30,7 @@ def fake_runs(device: str = "cpu (x86_64)") -> list[SeedRun]:
                 {"test_acc": acc, "best_val_acc": 50.0 + i, "final_val_acc": 50.0 + i, "final_val_loss": 1.65,
                  "min_val_loss": 1.65, "min_val_loss_epoch": 3.0, "final_gap_acc": 5.0, "n_params": 62006.0,
                  "epoch_seconds_mean": 4.0},
-                history, cm,
+                history, cm, CIFAR10_CLASSES,
             ))
     runs.append(SeedRun("bad", "p-batchnorm", "batchnorm", 2024, "FAILED", 2000, {"train.epochs": "3"},
                         {"harness.error": "non-finite loss in batchnorm seed 2024: loss became nan at epoch 2, step 5",

@@ -35,7 +35,7 @@ def tensors():
     return data.to_device(a, split, torch.device("cpu"))
 
 
-CFG = engine.EngineConfig(epochs=3, batch_size=32, shuffle=True)
+CFG = (engine.TrainSettings(epochs=3, batch_size=32, shuffle=True), engine.Runtime())
 
 
 def run(d, resume=None, keep_at=None, cfg=CFG):
@@ -48,7 +48,7 @@ def run(d, resume=None, keep_at=None, cfg=CFG):
             torch.save(p.snapshot, buf)  # what a checkpoint file holds
             kept["snap"] = torch.load(io.BytesIO(buf.getvalue()), weights_only=False)
 
-    model, result = engine.train(Noisy, d.x_train, d.y_train, d.x_val, d.y_val, cfg, 7, on_progress, resume=resume)
+    model, result = engine.train(Noisy, d.x_train, d.y_train, d.x_val, d.y_val, cfg[0], 7, on_progress, resume=resume, runtime=cfg[1])
     return model, result, kept.get("snap")
 
 
@@ -83,7 +83,7 @@ def test_dropping_any_piece_breaks_exactness(tensors, reference, piece):
 
 def test_resume_is_bit_identical_in_bf16_and_both_layouts(tensors):
     for layout in ("channels_last", "contiguous"):
-        cfg = engine.EngineConfig(epochs=3, batch_size=32, precision="bf16", memory_format=layout)
+        cfg = (engine.TrainSettings(epochs=3, batch_size=32, precision="bf16"), engine.Runtime(memory_format=layout))
         whole = run(tensors, cfg=cfg)
         _, _, snap = run(tensors, keep_at=2, cfg=cfg)
         assert same(run(tensors, resume=snap, cfg=cfg), whole)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import typing
 
 import optuna
 import pytest
 from mlflow import MlflowClient
 
-from harness import config, runner, tuning
+from harness import config, data, datasets, preflight, search, tuning
 from harness.errors import UsageError
 from tests.conftest import fresh_store, harness
 
@@ -30,7 +31,7 @@ def test_search_space_checks(tmp_path, space, fragment):
     path = tmp_path / "exp.toml"
     path.write_text(f"[search.dropout]\n{space}\n")
     with pytest.raises(UsageError) as e:
-        config.load(str(path))
+        search.check(config.load_experiment(str(path)))
     assert fragment in str(e.value)
 
 
@@ -38,21 +39,30 @@ def test_search_space_for_unknown_variant(tmp_path):
     path = tmp_path / "exp.toml"
     path.write_text("[search.dropuot]\np = {low = 0.0, high = 0.5}\n")
     with pytest.raises(UsageError, match="did you mean 'dropout'"):
-        config.load(str(path))
+        search.check(config.load_experiment(str(path)))
 
 
 def test_default_experiment_declares_spaces():
-    cfg = config.load(None)
-    space = {p.name: p for p in config.search_space(cfg, "dropout")}
+    cfg = config.load_experiment(None)
+    search.check(cfg)
+    space = {p.name: p for p in search.space(cfg, "dropout")}
     assert space["p"].low == 0.0 and space["p"].high == 0.8 and space["lr"].log
 
 
 def _prepared(tmp_path, data_dir, epochs=3):
-    cfg = config.load(None, [f"data.dir='{data_dir}'", f"tracking_uri='sqlite:///{tmp_path}/mlflow.db'",
+    cfg = config.load_experiment(None, [f"data.dir='{data_dir}'", f"tracking_uri='sqlite:///{tmp_path}/mlflow.db'",
                              f"checkpoint_dir='{tmp_path}/ck'", f"reports_dir='{tmp_path}/reports'",
                              f"train.epochs={epochs}", "train.batch_size=32", "train.threads=1"])
     fresh_store(tmp_path)
-    return runner.prepare(cfg, with_test=False)
+    uri, device = preflight.check(cfg)
+    source = data.read_source(datasets.get("cifar10"), data_dir)
+    return Prepared(cfg, uri, data.load_split(source, cfg.data.split, cfg.data.train_ratio, cfg.data.split_seed, device, with_test=False))
+
+
+class Prepared(typing.NamedTuple):
+    cfg: config.ExperimentConfig
+    uri: str
+    data: data.Loaded
 
 
 def _request(tmp_path, trials, pruner="median"):
@@ -63,19 +73,19 @@ def test_pruning_a_nan_trial_and_mlflow_nesting(tmp_path, data_dir):
     from harness import tracking
 
     p = _prepared(tmp_path, data_dir, epochs=4)
-    assert p.data.x_test.numel() == 0  # the test set is not on the device while tuning
+    assert p.data.tensors.x_test.numel() == 0  # the test set is not on the device while tuning
     req = _request(tmp_path, 6)
     study = tuning.load_study(req)
     for _ in range(3):
         study.enqueue_trial({"p": 0.0, "lr": 5e-3})
     study.enqueue_trial({"p": 0.7, "lr": 1.0001e-4})  # learns nothing in 4 epochs: must be pruned
     study.enqueue_trial({"p": 0.0, "lr": 5e-3})
-    tracker = tracking.Tracker(p.uri, p.cfg.name, p.checkpoint_dir)
+    tracker = tracking.Tracker(p.uri, p.cfg.name, p.cfg.checkpoint_folder)
     parent = tracker.study_parent(req.study, "dropout", {})
-    tuning.optimize(p, req, study, 5, parent, tracker, print)
+    tuning.optimize(p.cfg, p.data, req, study, 5, parent, tracker, print)
     # a diverging trial: a search space whose learning rates make the loss non-finite at once
     nan_cfg = dataclasses.replace(p.cfg, search={"dropout": {"lr": {"low": 1e29, "high": 1e30, "log": True}}})
-    tuning.optimize(dataclasses.replace(p, cfg=nan_cfg), req, study, 1, parent, tracker, print)
+    tuning.optimize(nan_cfg, p.data, req, study, 1, parent, tracker, print)
     states = [t.state for t in study.trials]
     assert states[:3] == [optuna.trial.TrialState.COMPLETE] * 3
     assert states[3] == optuna.trial.TrialState.PRUNED
@@ -162,12 +172,12 @@ def test_trials_of_a_dead_process_are_failed_on_the_next_start(tmp_path):
 def test_params_from_file(tmp_path):
     path = tmp_path / "best.toml"
     path.write_text("[tuning]\nstudy = 'x'\n\n[params.dropout]\np = 0.25\nlr = 0.002\n")
-    cfg = config.load(None, params_files=[str(path)], variants=("dropout",))
+    cfg = config.load_experiment(None, params_files=[str(path)], variants=("dropout",))
     spec = config.resolve(cfg, "dropout", 1)
     assert spec.model_params == {"p": 0.25} and spec.train.lr == 0.002
     bad = tmp_path / "bad.toml"
     bad.write_text("[other]\nx = 1\n")
     with pytest.raises(UsageError, match="must hold \\[params.<variant>\\] tables"):
-        config.load(None, params_files=[str(bad)])
+        config.load_experiment(None, params_files=[str(bad)])
     with pytest.raises(UsageError, match="does not exist"):
-        config.load(None, params_files=[str(tmp_path / "missing.toml")])
+        config.load_experiment(None, params_files=[str(tmp_path / "missing.toml")])

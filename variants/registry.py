@@ -1,7 +1,8 @@
 """The variant registry: a plain dict of names to `Variant` records and the decorator that fills it.
 
-A variant is fully described by how it builds its model (a builder whose keyword arguments are the
-variant's parameters) and which training settings it overrides. Nothing outside `variants/` looks
+A variant is fully described by how it builds its model and which training settings it overrides.
+A builder takes the data's `image_shape` (channels, height, width) and `num_classes` first, then
+keyword arguments with defaults: the variant's parameters. Nothing outside `variants/` looks
 at a variant's name to decide anything.
 """
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any, Callable
 from torch import nn
 
 Builder = Callable[..., nn.Module]
+DATA_ARGS = ("image_shape", "num_classes")  # what every builder receives from the dataset
+CIFAR10 = {"image_shape": (3, 32, 32), "num_classes": 10}  # the shape a bare `build()` assumes
 
 
 @dataclass(frozen=True)
@@ -28,10 +31,11 @@ class Variant:
     def params(self) -> dict[str, Any]:
         """The builder's keyword arguments with their defaults: the variant's model parameters."""
         sig = inspect.signature(self.builder)
-        return {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+        return {k: p.default for k, p in sig.parameters.items() if k not in DATA_ARGS and p.default is not inspect.Parameter.empty}
 
-    def build(self, **params: Any) -> nn.Module:
-        return self.builder(**params)
+    def build(self, image_shape: tuple[int, int, int] = CIFAR10["image_shape"], num_classes: int = CIFAR10["num_classes"],
+              **params: Any) -> nn.Module:
+        return self.builder(image_shape, num_classes, **params)
 
 
 _REGISTRY: dict[str, Variant] = {}
@@ -43,6 +47,9 @@ def register(name: str, hypothesis: str, train: dict[str, Any] | None = None) ->
     def decorate(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"variant {name!r} is already registered (by {_REGISTRY[name].module})")
+        first = tuple(inspect.signature(builder).parameters)[:2]
+        if first != DATA_ARGS:
+            raise ValueError(f"variant {name!r}: its builder must take {', '.join(DATA_ARGS)} first, got {', '.join(first) or 'nothing'}")
         if not hypothesis or "\n" in hypothesis:
             raise ValueError(f"variant {name!r} needs a one-line hypothesis")
         _REGISTRY[name] = Variant(name, hypothesis, builder, dict(train or {}), builder.__module__)

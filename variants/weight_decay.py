@@ -8,5 +8,5 @@ from variants.registry import register
     hypothesis="An L2 penalty (Adam weight decay) shrinks weights and narrows the train-validation gap.",
     train={"weight_decay": 5e-4},
 )
-def weight_decay():
-    return LeNet()
+def weight_decay(image_shape, num_classes):
+    return LeNet(image_shape, num_classes)

@@ -1,0 +1,48 @@
+"""Everything checked before any run or file is created: the store's address, the device, the
+folders a run writes, and settings that are valid values but not on this machine."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+from harness import engine, provenance
+from harness.config import ExperimentConfig
+from harness.errors import UsageError
+
+
+def check(cfg: ExperimentConfig) -> tuple[str, torch.device]:
+    """The tracking URI and the device, after every check; applies the thread count and the
+    determinism flags (before the first run records how deterministic it is)."""
+    from harness import tracking
+
+    uri = tracking.resolve_uri(cfg.paths.tracking_uri)
+    device = provenance.resolve_device(cfg.runtime.device)
+    check_writable(cfg.reports_folder, "reports_dir")
+    check_writable(cfg.checkpoint_folder, "checkpoint_dir")
+    if cfg.runtime.threads:
+        torch.set_num_threads(cfg.runtime.threads)
+    try:
+        engine.check_runtime(cfg.train, cfg.runtime, device)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    engine.set_determinism(cfg.runtime.determinism)
+    return uri, device
+
+
+def check_writable(folder: Path, field: str) -> None:
+    """The nearest existing ancestor of `folder` must be a writable directory."""
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not _writable(probe):
+        raise UsageError(f"{field}: cannot create or write {str(folder)!r} ({str(probe)!r} is not a writable directory)")
+
+
+def _writable(path: Path) -> bool:
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            return True
+    except OSError:
+        return False
