@@ -130,7 +130,7 @@ ENGINE_SETTINGS = ("precision", "memory_format", "compile", "determinism", "eval
 def parse_engine_settings(text: str, device: torch.device) -> Way:
     """`precision=bf16,compile=default` -> the bench's settings with these values, checked as the
     train.* settings are, for `device`."""
-    from harness import config
+    from harness import config, experiment_file
 
     table = {"epochs": 1, "batch_size": BATCH, "shuffle": False}
     for part in text.split(","):
@@ -138,7 +138,7 @@ def parse_engine_settings(text: str, device: torch.device) -> Way:
         key = key.strip()
         if not sep or key not in ENGINE_SETTINGS:
             raise UsageError(f"--engine: {part!r} is not allowed; expected KEY=VALUE with KEY one of {', '.join(ENGINE_SETTINGS)}")
-        config.apply_set(table, f"{key}={value.strip()}")
+        experiment_file.apply_set(table, f"{key}={value.strip()}")
     settings, runtime = config.train_settings(table, "--engine")
     try:
         engine.check_runtime(settings, runtime, device)

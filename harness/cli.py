@@ -104,12 +104,12 @@ def _int(flag: str):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness import config
+    from harness import config, experiment_file
     from harness.console import Console
 
     flags = {
         "variants": config.parse_variant_list(args.variants) if args.variants is not None else None,
-        "seeds": config.parse_seed_flag(args.seeds) if args.seeds is not None else None,
+        "seeds": experiment_file.parse_seed_flag(args.seeds) if args.seeds is not None else None,
         "train.epochs": args.epochs,
         "train.device": args.device,
         "data.dir": args.data_dir,
@@ -131,14 +131,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     params_files = list(args.params_from)
     console = Console()
     if args.tuned:
-        base = config.load_experiment(args.experiment, args.set, **flags)
+        base = experiment_file.load_experiment(args.experiment, args.set, **flags)
         folder = base.reports_folder / "tuning"
         found = [str(p) for p in (folder / f"{v}.toml" for v in base.variants) if p.is_file()]
         if not found:
             raise UsageError(f"--tuned: no tuned parameters in {str(folder)!r}; run `python -m harness tune --variant NAME` first")
         params_files += found
-    cfg = config.load_experiment(args.experiment, args.set, params_files, **flags)
-    from harness import outcomes, preflight, report, runner, tracking
+    cfg = experiment_file.load_experiment(args.experiment, args.set, params_files, **flags)
+    from harness import outcomes, report, runner, tracking
 
     uri, device, loaded = _prepare(cfg)
     for path in params_files:
@@ -180,11 +180,11 @@ def _prepare(cfg, with_test: bool = True):
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from harness import config
+    from harness import experiment_file
 
     flags = {"train.epochs": args.epochs, "data.dir": args.data_dir, "tracking_uri": args.tracking_uri}
-    cfg = config.load_experiment(args.experiment, args.set, **flags)
-    seeds = config.parse_seed_flag(args.seeds) if args.seeds else cfg.seeds[:1]
+    cfg = experiment_file.load_experiment(args.experiment, args.set, **flags)
+    seeds = experiment_file.parse_seed_flag(args.seeds) if args.seeds else cfg.seeds[:1]
     from harness import tuning
 
     req = tuning.TuneRequest(
@@ -256,11 +256,11 @@ def _parse_jobs(text: str) -> list[int]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness import config, report, tracking
+    from harness import experiment_file, report, tracking
 
     name = args.experiment
     if name.endswith(".toml") or "/" in name:
-        name = config.load_experiment(name).name
+        name = experiment_file.load_experiment(name).name
     uri = tracking.resolve_uri(args.tracking_uri or "")
     path = report.build(uri, name, Path(args.reports_dir) / name)
     print(f"report: {path}")

@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,91 +234,11 @@ def parse_seeds(value: Any, where: str = "seeds") -> tuple[int, ...]:
     return tuple(value)
 
 
-def parse_seed_flag(text: str) -> tuple[int, ...]:
-    """`--seeds 3` (a count), `--seeds 2021,2022` (a list), `--seeds 7,` (one seed)."""
-    parts = [p.strip() for p in text.split(",")]
-    lone = len(parts) == 1
-    parts = [p for p in parts if p]
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise UsageError(f"--seeds: {text!r} is not allowed; expected a count (e.g. 3) or a comma-separated list of integers") from None
-    if lone and len(values) == 1 and 1 <= values[0] <= MAX_SEED_COUNT:
-        return parse_seeds(values[0], "--seeds")
-    return parse_seeds(values, "--seeds")
-
-
 def parse_variant_list(text: str, where: str = "--variants") -> tuple[str, ...]:
     names = [p.strip() for p in text.split(",")]
     if not any(names):
         raise UsageError(f"{where}: the variant list is empty; name at least one variant")
     return tuple(names)
-
-
-# ---------------------------------------------------------------- reading and overriding
-
-
-def experiments_dir() -> Path:
-    """The project's `experiments/` folder (beside the package in a checkout or editable install)."""
-    return Path(__file__).resolve().parent.parent / "experiments"
-
-
-def find_experiment(name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if path.suffix == ".toml" or "/" in name_or_path:
-        if not path.is_file():
-            raise UsageError(f"--experiment: file {str(path)!r} does not exist")
-        return path
-    for folder in (Path("experiments"), experiments_dir()):
-        candidate = folder / f"{name_or_path}.toml"
-        if candidate.is_file():
-            return candidate
-    known = sorted({p.stem for folder in (Path("experiments"), experiments_dir()) if folder.is_dir() for p in folder.glob("*.toml")})
-    raise UsageError(f"--experiment: no experiment named {name_or_path!r}; known: {', '.join(known) or 'none'} (or give a .toml path)")
-
-
-def read_toml(path: Path, flag: str) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"{flag}: cannot read {str(path)!r}: {e}") from None
-    if not text.strip():
-        raise UsageError(f"{flag}: {str(path)!r} is empty; expected TOML settings")
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"{flag}: {str(path)!r} is not valid TOML: {e}") from None
-
-
-def merge_params(table: dict[str, Any], path: Path) -> None:
-    """Merge the `[params.<variant>]` tables of a parameters file (as `tune` writes) into `table`."""
-    if not path.is_file():
-        raise UsageError(f"--params-from: file {str(path)!r} does not exist")
-    extra = read_toml(path, "--params-from")
-    unknown = sorted(set(extra) - {"params", "tuning"})
-    if unknown or not isinstance(extra.get("params"), dict):
-        raise UsageError(f"--params-from: {str(path)!r} must hold [params.<variant>] tables (and optionally [tuning]), found {unknown or 'no params'}")
-    for variant, values in extra["params"].items():
-        table.setdefault("params", {}).setdefault(variant, {}).update(values)
-
-
-def apply_set(table: dict[str, Any], assignment: str) -> None:
-    """Apply one `--set dotted.key=value` to a raw settings table; the value is read as TOML."""
-    key, sep, raw = assignment.partition("=")
-    key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise UsageError(f"--set: {assignment!r} is not allowed; expected key=value, e.g. train.lr=0.01")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()  # a bare word is a string: --set train.device=cpu
-    *parents, last = key.split(".")
-    node = table
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise UsageError(f"--set: {key!r} goes through a setting that is not a table")
-    node[last] = value
 
 
 TOP_LEVEL = ("name", "variants", "baseline", "seeds", "train", "data", "params", "search", "tracking_uri", "reports_dir", "checkpoint_dir")
@@ -412,27 +331,6 @@ def resolve(cfg: ExperimentConfig, variant: str, seed: int) -> RunSpec:
     train = dataclasses.replace(cfg.train, **{k: _checked("train", k, value, type(getattr(cfg.train, k)), f"params.{variant}.{k}")
                                               for k, value in train_over.items()})
     return RunSpec(cfg.name, variant, seed, train, model_params)
-
-
-def load_experiment(experiment: str | None, sets: list[str] = (), params_files: list[str] = (), **flags: Any) -> ExperimentConfig:
-    """The experiment file (`experiments/default.toml` when none is named), then `[params.*]`
-    tables from `params_files` (tuned parameters), then the CLI flags, then `--set` overrides."""
-    path = find_experiment(experiment or DEFAULT_EXPERIMENT)
-    table = read_toml(path, "--experiment")
-    table.setdefault("name", path.stem)
-    for file in params_files:
-        merge_params(table, Path(file))
-    for key, value in flags.items():
-        if value is None:
-            continue
-        *parents, last = key.split(".")
-        node = table
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = list(value) if isinstance(value, tuple) else value
-    for assignment in sets:
-        apply_set(table, assignment)
-    return from_table(table)
 
 
 def config_hash(cfg: ExperimentConfig) -> str:

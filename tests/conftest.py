@@ -15,15 +15,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_arrays(n_train: int = 500, n_test: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
-    """Images whose mean colour depends on the class, so a few epochs learn something."""
+def make_arrays(n_train: int = 500, n_test: int = 200, seed: int = 0, classes: int = 10, shape: tuple = (32, 32, 3)) -> dict[str, np.ndarray]:
+    """Images (N×H×W×C, CIFAR-10's shape by default) whose mean colour depends on the class, so a
+    few epochs learn something."""
     rng = np.random.default_rng(seed)
 
     def part(n: int) -> tuple[np.ndarray, np.ndarray]:
-        y = np.arange(n) % 10
+        y = np.arange(n) % classes
         rng.shuffle(y)
-        base = (y[:, None, None, None] * 23 + np.array([0, 60, 120])) % 256
-        x = np.clip(base + rng.normal(0, 40, size=(n, 32, 32, 3)), 0, 255).astype(np.uint8)
+        base = (y[:, None, None, None] * 23 + np.array([0, 60, 120][: shape[2]])) % 256
+        x = np.clip(base + rng.normal(0, 40, size=(n, *shape)), 0, 255).astype(np.uint8)
         return x, y.astype(np.uint8)
 
     x_train, y_train = part(n_train)
@@ -42,10 +43,10 @@ def split_settings(**values):
             engine.Runtime(**{k: v for k, v in values.items() if k in runtime}))
 
 
-def write_npz(folder: Path, **overrides: np.ndarray) -> Path:
+def write_npz(folder: Path, filename: str = "cifar10.npz", **overrides: np.ndarray) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     arrays = {**make_arrays(), **overrides}
-    np.savez(folder / "cifar10.npz", **arrays)
+    np.savez(folder / filename, **arrays)
     return folder
 
 

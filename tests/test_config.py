@@ -3,33 +3,33 @@ from __future__ import annotations
 
 import pytest
 
-from harness import config
+from harness import config, experiment_file
 from harness.errors import UsageError
 
 
 def test_defaults_and_tutorial_file():
-    cfg = config.load_experiment(None)
+    cfg = experiment_file.load_experiment(None)
     assert cfg.train.epochs == 100 and cfg.train.batch_size == 256 and cfg.train.lr == 1e-3
     assert cfg.seeds == (2021,) and cfg.data.train_ratio == 0.8
-    t = config.load_experiment("tutorial")
+    t = experiment_file.load_experiment("tutorial")
     assert t.name == "tutorial" and t.variants == ("baseline", "dropout", "batchnorm", "weight_decay")
     assert t.data.split == "prefix" and t.train.shuffle is False and t.train.epochs == 100
-    q = config.load_experiment("quick")
+    q = experiment_file.load_experiment("quick")
     assert q.seeds == (2021, 2022, 2023) and q.train.epochs == 3
 
 
 def test_flags_then_set_override_the_file():
-    cfg = config.load_experiment("tutorial", ["train.lr=0.01", "params.dropout.p=0.3"], variants=("dropout",), **{"train.epochs": 2})
+    cfg = experiment_file.load_experiment("tutorial", ["train.lr=0.01", "params.dropout.p=0.3"], variants=("dropout",), **{"train.epochs": 2})
     assert cfg.variants == ("dropout",) and cfg.train.epochs == 2 and cfg.train.lr == 0.01
     spec = config.resolve(cfg, "dropout", 2021)
     assert spec.model_params == {"p": 0.3}
 
 
 def test_variant_training_overrides_and_params_table():
-    cfg = config.load_experiment(None, variants=("baseline", "weight_decay"))
+    cfg = experiment_file.load_experiment(None, variants=("baseline", "weight_decay"))
     assert config.resolve(cfg, "weight_decay", 1).train.weight_decay == 5e-4
     assert config.resolve(cfg, "baseline", 1).train.weight_decay == 0.0
-    cfg = config.load_experiment(None, ["params.weight_decay.weight_decay=1e-3"], variants=("weight_decay",))
+    cfg = experiment_file.load_experiment(None, ["params.weight_decay.weight_decay=1e-3"], variants=("weight_decay",))
     assert config.resolve(cfg, "weight_decay", 1).train.weight_decay == 1e-3
 
 
@@ -41,7 +41,7 @@ def test_variant_training_overrides_and_params_table():
     ("0,1,2", (0, 1, 2)),
 ])
 def test_seed_flag(text, expected):
-    assert config.parse_seed_flag(text) == expected
+    assert experiment_file.parse_seed_flag(text) == expected
 
 
 @pytest.mark.parametrize("sets,flags,fragment", [
@@ -76,7 +76,7 @@ def test_seed_flag(text, expected):
 ])
 def test_bad_settings_are_rejected_with_the_field(sets, flags, fragment):
     with pytest.raises(UsageError) as e:
-        config.load_experiment(None, sets, **flags)
+        experiment_file.load_experiment(None, sets, **flags)
     assert fragment in str(e.value)
     assert "\n" not in str(e.value)
 
@@ -84,7 +84,7 @@ def test_bad_settings_are_rejected_with_the_field(sets, flags, fragment):
 @pytest.mark.parametrize("text", ["", "3,x", "-1,", "2021,-5", "1,1", "2.5"])
 def test_bad_seed_flags(text):
     with pytest.raises(UsageError, match="--seeds"):
-        config.parse_seed_flag(text) if text else config.parse_seeds([], "--seeds")
+        experiment_file.parse_seed_flag(text) if text else config.parse_seeds([], "--seeds")
 
 
 def test_empty_variant_flag():
@@ -94,48 +94,48 @@ def test_empty_variant_flag():
 
 def test_experiment_file_errors(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
-        config.load_experiment(str(tmp_path / "missing.toml"))
+        experiment_file.load_experiment(str(tmp_path / "missing.toml"))
     empty = tmp_path / "empty.toml"
     empty.write_text("  \n")
     with pytest.raises(UsageError, match="is empty"):
-        config.load_experiment(str(empty))
+        experiment_file.load_experiment(str(empty))
     bad = tmp_path / "bad.toml"
     bad.write_text("name = \n[train\n")
     with pytest.raises(UsageError, match="not valid TOML"):
-        config.load_experiment(str(bad))
+        experiment_file.load_experiment(str(bad))
     wrong = tmp_path / "wrong.toml"
     wrong.write_text("[train]\nepochs = 'ten'\n")
     with pytest.raises(UsageError, match="train.epochs: expected int, got str 'ten'"):
-        config.load_experiment(str(wrong))
+        experiment_file.load_experiment(str(wrong))
     with pytest.raises(UsageError, match="no experiment named 'nope'"):
-        config.load_experiment("nope")
+        experiment_file.load_experiment("nope")
 
 
 def test_config_hash_ignores_where_results_go():
-    a = config.load_experiment(None)
-    b = config.load_experiment(None, ["tracking_uri='sqlite:///other.db'", "reports_dir='elsewhere'"])
-    c = config.load_experiment(None, ["train.lr=0.002"])
+    a = experiment_file.load_experiment(None)
+    b = experiment_file.load_experiment(None, ["tracking_uri='sqlite:///other.db'", "reports_dir='elsewhere'"])
+    c = experiment_file.load_experiment(None, ["train.lr=0.002"])
     assert config.config_hash(a) == config.config_hash(b) != config.config_hash(c)
 
 
 def test_resolved_config_round_trips_through_toml(tmp_path):
-    cfg = config.load_experiment("tutorial", ["params.dropout.p=0.25"])
+    cfg = experiment_file.load_experiment("tutorial", ["params.dropout.p=0.25"])
     path = tmp_path / "again.toml"
     path.write_text(config.to_toml(cfg))
-    assert config.load_experiment(str(path)) == cfg
+    assert experiment_file.load_experiment(str(path)) == cfg
 
 
 def test_precision_is_part_of_a_runs_key_but_layout_compile_and_determinism_are_not():
-    base = config.resolve(config.load_experiment(None), "baseline", 2021)
+    base = config.resolve(experiment_file.load_experiment(None), "baseline", 2021)
     key = base.variant_key("cifar10:abc", "split")
     for setting in ("train.memory_format='contiguous'", "train.compile='default'", "train.determinism='fast'", "train.device='cpu'"):
-        assert config.resolve(config.load_experiment(None, [setting]), "baseline", 2021).variant_key("cifar10:abc", "split") == key, setting
-    assert config.resolve(config.load_experiment(None, ["train.precision='bf16'"]), "baseline", 2021).variant_key("cifar10:abc", "split") != key
-    assert config.load_experiment("tutorial").runtime.memory_format == "contiguous"  # the tutorial's bits on a CPU too
+        assert config.resolve(experiment_file.load_experiment(None, [setting]), "baseline", 2021).variant_key("cifar10:abc", "split") == key, setting
+    assert config.resolve(experiment_file.load_experiment(None, ["train.precision='bf16'"]), "baseline", 2021).variant_key("cifar10:abc", "split") != key
+    assert experiment_file.load_experiment("tutorial").runtime.memory_format == "contiguous"  # the tutorial's bits on a CPU too
 
 
 def test_a_key_names_the_dataset_and_its_content():
-    spec = config.resolve(config.load_experiment(None), "baseline", 2021)
+    spec = config.resolve(experiment_file.load_experiment(None), "baseline", 2021)
     assert len({spec.key("cifar10:aaaa", "split"), spec.key("cifar10:bbbb", "split"), spec.key("cifar100:aaaa", "split")}) == 3
 
 
@@ -146,7 +146,7 @@ def test_every_train_setting_reaches_the_engine_by_its_name():
 
     from harness import engine
 
-    cfg = config.load_experiment(None, ["train.epochs=7", "train.batch_size=32", "train.eval_batch_size=64", "train.lr=0.01",
+    cfg = experiment_file.load_experiment(None, ["train.epochs=7", "train.batch_size=32", "train.eval_batch_size=64", "train.lr=0.01",
                                         "train.weight_decay=0.1", "train.shuffle=false", "train.select='last'", "train.precision='bf16'",
                                         "train.memory_format='contiguous'", "train.compile='default'", "train.determinism='fast'",
                                         "train.threads=1", "train.device='cpu'"])
@@ -176,7 +176,7 @@ def test_a_setting_added_at_its_neutral_value_keeps_the_keys_of_older_runs(monke
 
     from harness import engine
 
-    spec = config.resolve(config.load_experiment(None, variants=("baseline", "dropout")), "dropout", 2021)
+    spec = config.resolve(experiment_file.load_experiment(None, variants=("baseline", "dropout")), "dropout", 2021)
     Extended = dataclasses.make_dataclass(
         "Extended", [("label_smoothing", float, dataclasses.field(default=0.0, metadata={"neutral": True}))],
         bases=(engine.TrainSettings,), frozen=True)

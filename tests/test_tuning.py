@@ -10,7 +10,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from harness import config, data, datasets, preflight, search, tuning
+from harness import config, data, datasets, experiment_file, preflight, search, tuning
 from harness.errors import UsageError
 from tests.conftest import fresh_store, harness
 
@@ -31,7 +31,7 @@ def test_search_space_checks(tmp_path, space, fragment):
     path = tmp_path / "exp.toml"
     path.write_text(f"[search.dropout]\n{space}\n")
     with pytest.raises(UsageError) as e:
-        search.check(config.load_experiment(str(path)))
+        search.check(experiment_file.load_experiment(str(path)))
     assert fragment in str(e.value)
 
 
@@ -39,18 +39,18 @@ def test_search_space_for_unknown_variant(tmp_path):
     path = tmp_path / "exp.toml"
     path.write_text("[search.dropuot]\np = {low = 0.0, high = 0.5}\n")
     with pytest.raises(UsageError, match="did you mean 'dropout'"):
-        search.check(config.load_experiment(str(path)))
+        search.check(experiment_file.load_experiment(str(path)))
 
 
 def test_default_experiment_declares_spaces():
-    cfg = config.load_experiment(None)
+    cfg = experiment_file.load_experiment(None)
     search.check(cfg)
     space = {p.name: p for p in search.space(cfg, "dropout")}
     assert space["p"].low == 0.0 and space["p"].high == 0.8 and space["lr"].log
 
 
 def _prepared(tmp_path, data_dir, epochs=3):
-    cfg = config.load_experiment(None, [f"data.dir='{data_dir}'", f"tracking_uri='sqlite:///{tmp_path}/mlflow.db'",
+    cfg = experiment_file.load_experiment(None, [f"data.dir='{data_dir}'", f"tracking_uri='sqlite:///{tmp_path}/mlflow.db'",
                              f"checkpoint_dir='{tmp_path}/ck'", f"reports_dir='{tmp_path}/reports'",
                              f"train.epochs={epochs}", "train.batch_size=32", "train.threads=1"])
     fresh_store(tmp_path)
@@ -172,12 +172,12 @@ def test_trials_of_a_dead_process_are_failed_on_the_next_start(tmp_path):
 def test_params_from_file(tmp_path):
     path = tmp_path / "best.toml"
     path.write_text("[tuning]\nstudy = 'x'\n\n[params.dropout]\np = 0.25\nlr = 0.002\n")
-    cfg = config.load_experiment(None, params_files=[str(path)], variants=("dropout",))
+    cfg = experiment_file.load_experiment(None, params_files=[str(path)], variants=("dropout",))
     spec = config.resolve(cfg, "dropout", 1)
     assert spec.model_params == {"p": 0.25} and spec.train.lr == 0.002
     bad = tmp_path / "bad.toml"
     bad.write_text("[other]\nx = 1\n")
     with pytest.raises(UsageError, match="must hold \\[params.<variant>\\] tables"):
-        config.load_experiment(None, params_files=[str(bad)])
+        experiment_file.load_experiment(None, params_files=[str(bad)])
     with pytest.raises(UsageError, match="does not exist"):
-        config.load_experiment(None, params_files=[str(tmp_path / "missing.toml")])
+        experiment_file.load_experiment(None, params_files=[str(tmp_path / "missing.toml")])
