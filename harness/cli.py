@@ -7,6 +7,7 @@ need them, so `list` and `--help` answer quickly.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -33,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train variants × seeds and write the report")
     run.add_argument("--experiment", help="experiment name in experiments/ (e.g. tutorial, quick) or a .toml path")
     run.add_argument("--variants", help="comma-separated variant names (see `list`)")
+    run.add_argument("--design", help="list (default: the --variants), factorial (every subset of --factors) or leave-one-out "
+                                      "(the full model of --factors, it without each one, and the baseline)")
+    run.add_argument("--factors", help="with --design: comma-separated components, e.g. dropout,batchnorm,augment")
+    run.add_argument("--yes", action="store_true", help="allow a factorial design of more than 6 factors (64+ cells)")
     run.add_argument("--seeds", help="a count (e.g. 3: seeds 2021, 2022, 2023) or a list (2021,2022); one seed below 33: write it as '7,'")
     run.add_argument("--epochs", type=_int("--epochs"), help="epochs per run")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N")
@@ -115,6 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "data.dir": args.data_dir,
         "data.dataset": args.dataset,
         "tracking_uri": args.tracking_uri,
+        **design_flags(args),
     }
     if not 1 <= args.jobs_per_device <= 64:
         raise UsageError(f"--jobs-per-device: {args.jobs_per_device} is not allowed; expected an integer from 1 to 64")
@@ -138,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"--tuned: no tuned parameters in {str(folder)!r}; run `python -m harness tune --variant NAME` first")
         params_files += found
     cfg = experiment_file.load_experiment(args.experiment, args.set, params_files, **flags)
-    from harness import outcomes, report, runner, tracking
+    from harness import outcomes, report, report_effects, runner, tracking
 
     uri, device, loaded = _prepare(cfg)
     for path in params_files:
@@ -160,14 +166,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         results = run.run_all()
     console.line("")
     console.line(outcomes.summary(results))
-    tracking.set_report_parents(uri, cfg.name, [o.parent_id for o in results if o.parent_id])
+    design = json.dumps({"kind": cfg.design.kind, "factors": list(cfg.design.factors)})
+    tracking.set_experiment_tags(uri, cfg.name, {tracking.REPORT_PARENTS_TAG: ",".join(dict.fromkeys(o.parent_id for o in results if o.parent_id)),
+                                                 tracking.DESIGN_TAG: design})
+    runs = tracking.read_runs(uri, cfg.name)
+    if cfg.design.kind != "list":
+        run.tracker.log_analysis(report_effects.metrics(cfg.design, report.test_accuracy(runs)))
     try:
-        path = report.build(uri, cfg.name, cfg.reports_folder)
+        path = report.write(runs, cfg.name, cfg.reports_folder, cfg.design)
         console.line(f"report: {path}")
     except OSError as e:  # the runs are safe in the store; `report` rebuilds it later
         print(f"error: report: {e}; the runs are in the store, rebuild with `python -m harness report --experiment {cfg.name}`", file=sys.stderr)
         return EXIT_FAILED_RUNS
     return EXIT_FAILED_RUNS if any(o.status != "FINISHED" for o in results) else 0
+
+
+def design_flags(args: argparse.Namespace) -> dict:
+    """`--design KIND --factors a,b` as [design] settings (`factors`, or `full` for leave-one-out)."""
+    if args.design is None:
+        if args.factors is not None:
+            raise UsageError("--factors: give it with --design factorial or --design leave-one-out")
+        return {"design.allow_large": True} if args.yes else {}
+    if args.design != "list" and args.factors is None:
+        raise UsageError(f"--factors: required with --design {args.design}, e.g. --factors dropout,batchnorm")
+    key = "design.full" if args.design == "leave-one-out" else "design.factors"
+    return {"design.kind": args.design, **({key: args.factors.split(",")} if args.factors is not None else {}),
+            **({"design.allow_large": True} if args.yes else {})}
 
 
 def _prepare(cfg, with_test: bool = True):

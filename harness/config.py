@@ -4,7 +4,7 @@ one `RunSpec` per (variant, seed).
 What a run trains with is `engine.TrainSettings` (the engine's own type); how it executes is
 `engine.Runtime`; where things go is `Paths`. An experiment file keeps its familiar layout: the
 `[train]` table holds both training and runtime settings, and `[data] dir` is a path. Every value
-is checked against the table `CHECKS` below, so a bad value fails with one line naming the field,
+is checked against the table `checks.CHECKS`, so a bad value fails with one line naming the field,
 the value and what is allowed, before any run or file is created.
 """
 from __future__ import annotations
@@ -12,60 +12,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import tomli_w
 
-from harness import datasets
+from harness import checks, datasets, designs
+from harness.designs import Design
 from harness.engine import Runtime, TrainSettings
 from harness.errors import UsageError
 
 DEFAULT_BASE_SEED = 2021  # the tutorial's seed; `--seeds N` counts up from here
 MAX_SEED_COUNT = 32  # a lone `--seeds N` up to this is a count, above it a seed
 DEFAULT_EXPERIMENT = "default"  # experiments/default.toml, used when no --experiment is given
-
-
-def _is_cuda_index(v: str) -> bool:
-    return v.startswith("cuda:") and v[5:].isdigit()
-
-
-def _is_name(v: str) -> bool:
-    return bool(v) and all(c.isalnum() or c in "-_." for c in v)
-
-
-# Every setting a user can write: what is allowed (said in errors) and the check of its value.
-CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "name": ("a non-empty name of letters, digits, '-', '_' or '.'", _is_name),
-    "baseline": ("the name of a registered variant", bool),
-    "train.epochs": ("an integer from 1 to 100000", lambda v: 1 <= v <= 100_000),
-    "train.batch_size": ("an integer from 1 to 65536", lambda v: 1 <= v <= 65_536),
-    "train.eval_batch_size": ("an integer from 1 to 65536", lambda v: 1 <= v <= 65_536),
-    "train.lr": ("a finite number > 0", lambda v: v > 0),
-    "train.weight_decay": ("a finite number >= 0", lambda v: v >= 0),
-    "train.shuffle": ("true (seeded reshuffle each epoch) or false (the tutorial's fixed order)", lambda v: True),
-    "train.select": ("one of val_acc, val_loss, last", lambda v: v in ("val_acc", "val_loss", "last")),
-    "train.precision": ("one of fp32 (the tutorial's), bf16 (autocast)", lambda v: v in ("fp32", "bf16")),
-    "train.device": ("one of auto, cpu, cuda, cuda:N", lambda v: v in ("auto", "cpu", "cuda") or _is_cuda_index(v)),
-    "train.threads": ("an integer >= 0 (0: torch's default)", lambda v: v >= 0),
-    "train.memory_format": ("one of auto (channels_last on a CPU, contiguous on CUDA), contiguous, channels_last",
-                            lambda v: v in ("auto", "contiguous", "channels_last")),
-    "train.compile": ("one of off, default, reduce-overhead (CUDA graphs), max-autotune",
-                      lambda v: v in ("off", "default", "reduce-overhead", "max-autotune")),
-    "train.determinism": ("one of cudnn (the tutorial's flags), strict (deterministic algorithms), fast (cuDNN autotuning)",
-                          lambda v: v in ("cudnn", "strict", "fast")),
-    "data.dataset": (f"one of {', '.join(datasets.names())}", lambda v: v in datasets.names()),
-    "data.split": ("one of prefix, stratified", lambda v: v in ("prefix", "stratified")),
-    "data.train_ratio": ("a number strictly between 0 and 1", lambda v: 0 < v < 1),
-    "data.split_seed": ("an integer >= 0", lambda v: v >= 0),
-    "data.dir": ("a directory path ('' means $HARNESS_DATA_DIR, else ./data)", lambda v: True),
-    "tracking_uri": ("'' (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db), sqlite:///PATH, http(s)://HOST", lambda v: True),
-    "reports_dir": ("a directory path", bool),
-    "checkpoint_dir": ("a directory path", bool),
-}
 
 
 @dataclass(frozen=True)
@@ -98,6 +58,7 @@ class ExperimentConfig:
     runtime: Runtime = field(default_factory=Runtime)
     paths: Paths = field(default_factory=Paths)
     search: dict[str, dict[str, Any]] = field(default_factory=dict)  # `[search.*]` as written; harness/search.py reads it
+    design: Design = field(default_factory=Design)  # how `variants` was made (harness/designs.py)
 
     @property
     def reports_folder(self) -> Path:
@@ -110,7 +71,8 @@ class ExperimentConfig:
     def trained(self) -> dict[str, Any]:
         """What decides the numbers (not how they are computed, nor where they go)."""
         return {"name": self.name, "variants": list(self.variants), "baseline": self.baseline, "seeds": list(self.seeds),
-                "train": dataclasses.asdict(self.train), "data": dataclasses.asdict(self.data), "params": self.params}
+                "train": dataclasses.asdict(self.train), "data": dataclasses.asdict(self.data), "params": self.params,
+                "design": {"kind": self.design.kind, "factors": list(self.design.factors)}}
 
 
 @dataclass(frozen=True)
@@ -148,75 +110,6 @@ class RunSpec:
         return f"{self.variant_key(dataset, split)}-{self.seed}"
 
 
-# ---------------------------------------------------------------- checking values
-
-
-def check_value(where: str, value: Any, kind: type) -> Any:
-    """Type-check one value; returns it converted (int -> float where a float is expected)."""
-    if kind is bool:
-        ok = isinstance(value, bool)
-    elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if ok:
-            value = float(value)
-            if not math.isfinite(value):
-                raise UsageError(f"{where}: {value!r} is not finite; expected a finite number")
-    elif kind is str:
-        ok = isinstance(value, str)
-    else:  # pragma: no cover - every setting's type is listed above
-        raise TypeError(kind)
-    if not ok:
-        raise UsageError(f"{where}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _checked(section: str, name: str, value: Any, kind: type, where: str = "") -> Any:
-    key = f"{section}.{name}" if section else name
-    shown = where or key
-    value = check_value(shown, value, kind)
-    allowed, ok = CHECKS[key]
-    if not ok(value):
-        raise UsageError(f"{shown}: {value!r} is not allowed; expected {allowed}")
-    return value
-
-
-def _build(cls: type, table: dict[str, Any], section: str, where: str = "") -> Any:
-    """A `cls` (TrainSettings, Runtime, DataConfig, Paths) from a table, every value checked."""
-    kinds = typing.get_type_hints(cls)
-    values = {}
-    for name, value in table.items():
-        shown = f"{where}.{name}" if where else ""
-        values[name] = _checked(section, name, value, kinds[name], shown)
-    return cls(**values)
-
-
-RUNTIME_FIELDS = tuple(f.name for f in dataclasses.fields(Runtime) if f.name != "progress_every")
-TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainSettings))
-
-
-def _table(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise UsageError(f"{where}: expected a table, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _split_train(table: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """`[train]` holds training and runtime settings: separate them, refusing unknown ones."""
-    table = _table(table, "train")
-    unknown = sorted(set(table) - set(TRAIN_FIELDS) - set(RUNTIME_FIELDS))
-    if unknown:
-        raise UsageError(f"train.{unknown[0]}: unknown setting; allowed: {', '.join(sorted(TRAIN_FIELDS + RUNTIME_FIELDS))}")
-    return ({k: v for k, v in table.items() if k in TRAIN_FIELDS}, {k: v for k, v in table.items() if k in RUNTIME_FIELDS})
-
-
-def train_settings(table: dict[str, Any], where: str = "train") -> tuple[TrainSettings, Runtime]:
-    """Training and runtime settings from a table of train.* values, checked like the experiment file's."""
-    train, runtime = _split_train(table)
-    return _build(TrainSettings, train, "train", where), _build(Runtime, runtime, "train", where)
-
-
 def parse_seeds(value: Any, where: str = "seeds") -> tuple[int, ...]:
     """A list of distinct seeds, or a count N meaning N seeds counting up from 2021."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -241,7 +134,8 @@ def parse_variant_list(text: str, where: str = "--variants") -> tuple[str, ...]:
     return tuple(names)
 
 
-TOP_LEVEL = ("name", "variants", "baseline", "seeds", "train", "data", "params", "search", "tracking_uri", "reports_dir", "checkpoint_dir")
+TOP_LEVEL = ("name", "variants", "baseline", "seeds", "train", "data", "params", "search", "design", "tracking_uri", "reports_dir",
+             "checkpoint_dir")
 
 
 def from_table(table: dict[str, Any]) -> ExperimentConfig:
@@ -250,17 +144,20 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
     unknown = sorted(set(table) - set(TOP_LEVEL))
     if unknown:
         raise UsageError(f"{unknown[0]}: unknown setting; allowed: {', '.join(sorted(TOP_LEVEL))}")
-    train, runtime = train_settings(table.pop("train", {}))
-    data_table = dict(_table(table.pop("data", {}), "data"))
+    train, runtime = checks.train_settings(table.pop("train", {}))
+    data_table = dict(checks.as_table(table.pop("data", {}), "data"))
     data_dir = data_table.pop("dir", "")
     unknown = sorted(set(data_table) - {f.name for f in dataclasses.fields(DataConfig)})
     if unknown:
         raise UsageError(f"data.{unknown[0]}: unknown setting; allowed: dir, {', '.join(f.name for f in dataclasses.fields(DataConfig))}")
-    data = _build(DataConfig, data_table, "data")
+    data = checks.build(DataConfig, data_table, "data")
     paths = {"tracking_uri": table.pop("tracking_uri", ""), "reports_dir": table.pop("reports_dir", "reports"),
              "checkpoint_dir": table.pop("checkpoint_dir", "checkpoints")}
-    paths = Paths(**{k: _checked("", k, v, str) for k, v in paths.items()}, data_dir=_checked("data", "dir", data_dir, str))
-    variants = table.pop("variants", list(ExperimentConfig.variants))
+    paths = Paths(**{k: checks.checked("", k, v, str) for k, v in paths.items()}, data_dir=checks.checked("data", "dir", data_dir, str))
+    design = designs.from_table(table.pop("design", {}))
+    if design.kind != "list" and "variants" in table:
+        raise UsageError(f"variants: not with a {design.kind} design, which names the variants itself; remove one of them")
+    variants = list(designs.expand(design)) if design.kind != "list" else table.pop("variants", list(ExperimentConfig.variants))
     if isinstance(variants, str):
         variants = list(parse_variant_list(variants, "variants"))
     if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
@@ -270,67 +167,77 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
     search = table.pop("search", {})
     if not isinstance(search, dict):
         raise UsageError(f"search: expected a table of per-variant search spaces, got {search!r}")
-    top = {k: _checked("", k, v, str) for k, v in table.items()}
+    top = {k: checks.checked("", k, v, str) for k, v in table.items()}
     cfg = ExperimentConfig(**top, variants=tuple(variants), seeds=seeds, train=train, data=data, params=params,
-                           runtime=runtime, paths=paths, search=search)
+                           runtime=runtime, paths=paths, search=search, design=design)
     validate_variants(cfg)
     return cfg
 
 
 def validate_variants(cfg: ExperimentConfig) -> None:
+    """Every variant names registered components that compose, builds for the dataset, and is listed once."""
     import variants as registry
 
     if not cfg.variants:
         raise UsageError("variants: the variant list is empty; name at least one variant")
-    for name in cfg.variants:
-        if name not in registry.names():
-            raise UsageError(f"variants: {registry.unknown_message(name)}")
-        if cfg.variants.count(name) > 1:
-            raise UsageError(f"variants: {name!r} is listed twice; each variant runs once per seed")
-    if cfg.baseline not in registry.names():
-        raise UsageError(f"baseline: {registry.unknown_message(cfg.baseline)}")
     if not isinstance(cfg.params, dict):
-        raise UsageError(f"params: expected a table of per-variant settings, got {cfg.params!r}")
+        raise UsageError(f"params: expected a table of per-component settings, got {cfg.params!r}")
     for name, overrides in cfg.params.items():
         if name not in registry.names():
             raise UsageError(f"params.{name}: {registry.unknown_message(name)}")
         if not isinstance(overrides, dict):
             raise UsageError(f"params.{name}: expected a table of settings, got {overrides!r}")
-    for name in cfg.variants:
-        check_builds(cfg, resolve(cfg, name, cfg.seeds[0]), f"params.{name}")
+    for i, name in enumerate((*cfg.variants, cfg.baseline)):
+        where = "variants" if i < len(cfg.variants) else "baseline"
+        try:
+            canonical = registry.canonical(name)
+        except registry.UnknownVariant as e:
+            raise UsageError(f"{where}: {e}") from None
+        if canonical != name:
+            raise UsageError(f"{where}: write {name!r} as {canonical!r} (components sorted by name, without 'baseline'), so each variant has one name")
+        if where == "variants" and name in cfg.variants[:i]:
+            raise UsageError(f"variants: {name!r} is listed twice; each variant runs once per seed")
+        check_builds(cfg, resolve(cfg, name, cfg.seeds[0]), f"{where}: {name}")
 
 
 def check_builds(cfg: ExperimentConfig, spec: RunSpec, where: str) -> None:
-    """The variant's builder accepts its parameters for the experiment's dataset."""
+    """The variant's components compose, accept their parameters and build for the experiment's dataset."""
     import variants as registry
 
+    dataset = datasets.get(cfg.data.dataset)
     try:
-        dataset = datasets.get(cfg.data.dataset)
-        registry.get(spec.variant).build(dataset.image_shape, dataset.num_classes, **spec.model_params)
+        registry.get(spec.variant).build(dataset.image_shape, dataset.num_classes, spec.model_params)
     except (ValueError, TypeError) as e:
         raise UsageError(f"{where}: {e}") from None
 
 
 def resolve(cfg: ExperimentConfig, variant: str, seed: int) -> RunSpec:
-    """Merge, in order: the experiment's training settings, the variant's own overrides, and the
-    experiment's `[params.<variant>]` table (model parameters and training settings)."""
+    """Merge, in order: the experiment's training settings, each component's own overrides and its
+    `[params.<component>]` table (its parameters and training settings). Two components that set
+    one training setting to different values are refused, naming both."""
     import variants as registry
 
     v = registry.get(variant)
     model_params = dict(v.params)
-    train_over = dict(v.train)
-    for key, value in cfg.params.get(variant, {}).items():
-        where = f"params.{variant}.{key}"
-        if key in model_params:
-            model_params[key] = check_value(where, value, type(model_params[key]))
-        elif key in TRAIN_FIELDS:
-            train_over[key] = value
-        else:
-            allowed = sorted(model_params) + sorted(TRAIN_FIELDS)
-            raise UsageError(f"{where}: unknown setting for variant {variant!r}; allowed: {', '.join(allowed)}")
-    train = dataclasses.replace(cfg.train, **{k: _checked("train", k, value, type(getattr(cfg.train, k)), f"params.{variant}.{k}")
-                                              for k, value in train_over.items()})
-    return RunSpec(cfg.name, variant, seed, train, model_params)
+    train_over: dict[str, tuple[str, Any]] = {}
+    for c in v.components:
+        overrides = dict(c.train)
+        for key, value in cfg.params.get(c.name, {}).items():
+            where = f"params.{c.name}.{key}"
+            if key in c.params:
+                model_params[f"{c.name}.{key}"] = checks.check_value(where, value, type(c.params[key]))
+            elif key in checks.TRAIN_FIELDS:
+                overrides[key] = value
+            else:
+                allowed = sorted(c.params) + sorted(checks.TRAIN_FIELDS)
+                raise UsageError(f"{where}: unknown setting for component {c.name!r}; allowed: {', '.join(allowed)}")
+        for key, value in overrides.items():
+            if key in train_over and train_over[key][1] != value:
+                raise UsageError(f"variants: {variant}: components {train_over[key][0]!r} and {c.name!r} both set train.{key}, "
+                                 f"to {train_over[key][1]!r} and {value!r}; compose components that change different things")
+            train_over[key] = (c.name, checks.checked("train", key, value, type(getattr(cfg.train, key)), f"params.{c.name}.{key}"))
+    train = dataclasses.replace(cfg.train, **{k: v for k, (_, v) in train_over.items()})
+    return RunSpec(cfg.name, v.name, seed, train, model_params)
 
 
 def config_hash(cfg: ExperimentConfig) -> str:
@@ -341,9 +248,13 @@ def config_hash(cfg: ExperimentConfig) -> str:
 def to_toml(cfg: ExperimentConfig, extra: dict[str, Any] | None = None) -> str:
     """The resolved configuration as an experiment file (logged with every run); `extra` tables
     are added at the end."""
-    train = {**dataclasses.asdict(cfg.train), **{k: getattr(cfg.runtime, k) for k in RUNTIME_FIELDS}}
+    train = {**dataclasses.asdict(cfg.train), **{k: getattr(cfg.runtime, k) for k in checks.RUNTIME_FIELDS}}
     table = {"name": cfg.name, "variants": list(cfg.variants), "baseline": cfg.baseline, "seeds": list(cfg.seeds),
              "tracking_uri": cfg.paths.tracking_uri, "reports_dir": cfg.paths.reports_dir, "checkpoint_dir": cfg.paths.checkpoint_dir,
              "train": train, "data": {"dir": cfg.paths.data_dir, **dataclasses.asdict(cfg.data)},
              "params": cfg.params, "search": cfg.search, **(extra or {})}
+    if cfg.design.kind != "list":
+        key = "factors" if cfg.design.kind == "factorial" else "full"
+        table["design"] = {"kind": cfg.design.kind, key: list(cfg.design.factors), "allow_large": cfg.design.allow_large}
+        del table["variants"]
     return tomli_w.dumps(table)

@@ -48,6 +48,23 @@ class Runtime:
     progress_every: int = 0  # report mid-phase progress every N steps (0: only at phase end)
 
 
+def adam(parameters, settings: TrainSettings) -> torch.optim.Optimizer:
+    """The tutorial's optimizer: Adam at the run's learning rate and weight decay."""
+    return torch.optim.Adam(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """The generic parts of training, each defaulting to the tutorial's: the optimizer, the loss,
+    an optional learning-rate schedule (stepped once after each epoch) and an optional transform
+    of each training batch (drawn from the run's own generator; evaluation never transforms)."""
+
+    optimizer: Callable[..., torch.optim.Optimizer] = adam  # (parameters, settings) -> optimizer
+    loss: Callable[[], nn.Module] = nn.CrossEntropyLoss
+    schedule: Optional[Callable] = None  # (optimizer, settings) -> torch.optim.lr_scheduler.LRScheduler
+    transform: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None  # (batch, generator) -> batch
+
+
 def check_runtime(settings: TrainSettings, runtime: Runtime, device: torch.device) -> None:
     """Values that are valid in themselves but not on this device or machine (ValueError)."""
     if runtime.compile == "reduce-overhead" and device.type != "cuda":
@@ -168,12 +185,13 @@ def _is_better(select: str, stats: EpochStats, best: Optional[EpochStats]) -> bo
 
 
 def _snapshot(epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, result: Result,
-              best: Optional[EpochStats], order_rng: torch.Generator) -> dict:
+              best: Optional[EpochStats], order_rng: torch.Generator, data_rng: torch.Generator, schedule) -> dict:
     """The resumable state after `epoch`: weights, optimizer, history, best-so-far and every RNG."""
     return {
         "epoch": epoch,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict() if schedule is not None else None,
         "history": [dataclasses.asdict(s) for s in result.history],
         "selected_epoch": result.selected_epoch,
         "selected_state": result.selected_state,
@@ -184,16 +202,20 @@ def _snapshot(epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, re
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
             "order": order_rng.get_state(),
+            "data": data_rng.get_state(),
         },
     }
 
 
-def _restore(snapshot: dict, model: nn.Module, optimizer: torch.optim.Optimizer, order_rng: torch.Generator) -> tuple[Result, Optional[EpochStats]]:
+def _restore(snapshot: dict, model: nn.Module, optimizer: torch.optim.Optimizer, order_rng: torch.Generator,
+             data_rng: torch.Generator, schedule) -> tuple[Result, Optional[EpochStats]]:
     """Put the state of `snapshot` back. A piece that is missing is left as seeding made it."""
     if "model" in snapshot:
         model.load_state_dict(snapshot["model"])
     if "optimizer" in snapshot:
         optimizer.load_state_dict(snapshot["optimizer"])
+    if schedule is not None and snapshot.get("schedule") is not None:
+        schedule.load_state_dict(snapshot["schedule"])
     rng = snapshot.get("rng", {})
     if "python" in rng:
         random.setstate(rng["python"])
@@ -205,6 +227,8 @@ def _restore(snapshot: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
         torch.cuda.set_rng_state_all(rng["cuda"])
     if "order" in rng:
         order_rng.set_state(rng["order"])
+    if "data" in rng:
+        data_rng.set_state(rng["data"])
     result = Result([EpochStats(**h) for h in snapshot["history"]], snapshot["selected_epoch"], snapshot["selected_state"])
     best = EpochStats(**snapshot["best"]) if snapshot.get("best") else None
     return result, best
@@ -217,6 +241,7 @@ def train(
     on_progress: Callable[[Progress], None] = lambda p: None,
     resume: Optional[dict] = None,
     runtime: Runtime = Runtime(),
+    pieces: Pieces = Pieces(),
 ) -> tuple[nn.Module, Result]:
     """Seed, build the model on the data's device, train for `settings.epochs`, validating after each.
     With `resume` (a snapshot from an "epoch" progress event) it continues after that epoch and
@@ -231,17 +256,20 @@ def train(
     forward = forward_fn(model, runtime)
     graphs = uses_cuda_graphs(runtime)
     x_train, x_val = x_train.contiguous(memory_format=fmt), x_val.contiguous(memory_format=fmt)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
-    # Batch order has its own generator, so shuffling never shifts the stream that dropout draws from.
+    optimizer = pieces.optimizer(model.parameters(), settings)
+    schedule = pieces.schedule(optimizer, settings) if pieces.schedule else None
+    loss_fn = pieces.loss()
+    # Batch order and batch transforms have their own generators, so neither shifts the stream that
+    # dropout draws from, and a run without a transform draws exactly what the tutorial draws.
     order_rng = torch.Generator(device="cpu").manual_seed(seed)
+    data_rng = torch.Generator(device="cpu").manual_seed(seed + 1)
     n = len(y_train)
     steps = (n + settings.batch_size - 1) // settings.batch_size
     check_each_step = checks_each_step(device)
     result, best = Result(), None
     first_epoch = 1
     if resume is not None:
-        result, best = _restore(resume, model, optimizer, order_rng)
+        result, best = _restore(resume, model, optimizer, order_rng, data_rng, schedule)
         first_epoch = resume["epoch"] + 1
 
     for epoch in range(first_epoch, settings.epochs + 1):
@@ -259,6 +287,8 @@ def train(
             else:
                 idx = order[lo:hi]
                 xb, yb = x_train[idx], y_train[idx]
+            if pieces.transform is not None:
+                xb = pieces.transform(xb, data_rng)
             if graphs:  # a new training step: outputs of the previous graph replay may be overwritten
                 torch.compiler.cudagraph_mark_step_begin()
             with autocast(device, settings.precision):
@@ -294,7 +324,9 @@ def train(
             best = stats
             result.selected_epoch = epoch
             result.selected_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        snapshot = _snapshot(epoch, model, optimizer, result, best, order_rng)
+        if schedule is not None:
+            schedule.step()
+        snapshot = _snapshot(epoch, model, optimizer, result, best, order_rng, data_rng, schedule)
         on_progress(Progress("epoch", epoch, settings.epochs, steps, steps, val_loss, val_acc, True, stats, snapshot))
     return model, result
 

@@ -1,4 +1,5 @@
-"""`python -m harness list`: the registered variants, their parameter counts, settings and hypotheses.
+"""`python -m harness list`: the registered components, what each changes, the weights of the
+baseline with it (on CIFAR-10), its parameters and its hypothesis.
 
 Counting parameters means building each model, and importing torch alone takes 1.5-3 s on a small
 machine. So the listing is cached as JSON, keyed by a hash of every file in `variants/`: a second
@@ -15,8 +16,8 @@ from pathlib import Path
 
 from harness.files import atomic_write, cache_dir
 
-FORMAT = 1  # bump when the cached rows change shape
-HEADERS = ["variant", "parameters", "settings", "hypothesis"]
+FORMAT = 2  # bump when the cached rows change shape
+HEADERS = ["component", "weights", "changes", "parameters", "hypothesis"]
 
 
 def variants_key() -> str:
@@ -33,14 +34,19 @@ def variants_key() -> str:
 
 
 def build_rows() -> list[list[str]]:
-    """Import the registry (and torch), build each variant's model and describe it."""
+    """Import the registry (and torch), build each component's variant and describe what it changes."""
     import variants
 
     rows = []
-    for v in variants.all_variants():
+    for c in variants.all_components():
+        v = variants.get(c.name)
+        change = v.change()
         n = sum(p.numel() for p in v.build().parameters())
-        settings = ", ".join(f"{k}={val}" for k, val in {**v.params, **v.train}.items()) or "-"  # parameters counted for CIFAR-10
-        rows.append([v.name, f"{n:,}", settings, v.hypothesis])
+        changes = [f"model {k}={val}" for k, val in change.model.items()]
+        changes += [f"train.{k}={val}" for k, val in c.train.items()]
+        changes += [f"{piece} {getattr(change, piece).__name__}" for piece in variants.registry.PIECES if getattr(change, piece) is not None]
+        params = ", ".join(f"{k}={val}" for k, val in c.params.items())
+        rows.append([c.name, f"{n:,}", "; ".join(changes) or "nothing (the tutorial)", params or "-", c.hypothesis])
     return rows
 
 

@@ -87,6 +87,11 @@ def test_accuracy(points: pd.DataFrame, path: Path) -> Path:
 
 def baseline_difference(rows: pd.DataFrame, path: Path) -> Path:
     """Paired difference from the baseline per variant with its 95% CI. Columns: variant, diff, ci_low, ci_high."""
+    return forest(rows.rename(columns={"variant": "label"}), "test accuracy minus baseline (points, paired by seed)", path)
+
+
+def forest(rows: pd.DataFrame, xlabel: str, path: Path) -> Path:
+    """A forest plot: one estimate per row with its 95% CI, against zero. Columns: label, diff, ci_low, ci_high."""
     sns.set_theme(style="whitegrid")
     fig, ax = plt.subplots(figsize=(6.5, 0.9 + 0.6 * len(rows)))
     y = np.arange(len(rows))
@@ -96,9 +101,23 @@ def baseline_difference(rows: pd.DataFrame, path: Path) -> Path:
     ax.errorbar(rows["diff"], y, xerr=[low, high], fmt="none", ecolor="0.3", capsize=4)
     ax.scatter(rows["diff"], y, c=colors, s=50, zorder=3)
     ax.axvline(0, color="0.2", lw=1)
-    ax.set_yticks(y, rows["variant"])
+    ax.set_yticks(y, rows["label"])
     ax.invert_yaxis()
-    ax.set_xlabel("test accuracy minus baseline (points, paired by seed)")
+    ax.set_xlabel(xlabel)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def interaction(means: dict[tuple[bool, bool], float], a: str, b: str, path: Path) -> Path:
+    """Mean test accuracy without and with `a` (x axis), one line without and one with `b`:
+    parallel lines mean no interaction."""
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for has_b, style in ((False, "o--"), (True, "s-")):
+        ax.plot([0, 1], [means[(False, has_b)], means[(True, has_b)]], style, label=f"with {b}" if has_b else f"without {b}")
+    ax.set_xticks([0, 1], [f"without {a}", f"with {a}"])
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend()
     fig.tight_layout()
     return save_figure(fig, path)
 

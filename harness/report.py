@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import stats
+from harness import designs, report_effects, stats
+from harness.designs import Design
 from harness.files import atomic_write
 from harness.tracking import SeedRun
 
@@ -19,11 +20,30 @@ ENV_KEYS = ("torch", "cuda", "cudnn", "device", "threads", "cudnn_deterministic"
 
 
 def build(uri: str, experiment: str, reports_dir: Path) -> Path:
-    """Read the experiment from the store and write `reports_dir/report.md` with its plots."""
+    """Read the experiment (its runs and its design) from the store and write `reports_dir/report.md` with its plots."""
     from harness import tracking
 
     runs = tracking.read_runs(uri, experiment)
-    return write(runs, experiment, reports_dir)
+    return write(runs, experiment, reports_dir, design_of(tracking.experiment_tags(uri, experiment)))
+
+
+def design_of(tags: dict[str, str]) -> Design:
+    """The design the last `run` recorded on the experiment (a list design when none)."""
+    import json
+
+    from harness.tracking import DESIGN_TAG
+
+    recorded = json.loads(tags.get(DESIGN_TAG) or "{}")
+    return Design(recorded.get("kind", "list"), tuple(recorded.get("factors", ())))
+
+
+def test_accuracy(runs: list[SeedRun]) -> dict[str, dict[int, float]]:
+    """Each variant's test accuracy by seed, from its finished runs."""
+    out: dict[str, dict[int, float]] = {}
+    for r in runs:
+        if r.status == "FINISHED" and "test_acc" in r.metrics:
+            out.setdefault(r.variant, {})[r.seed] = r.metrics["test_acc"]
+    return out
 
 
 def _fmt(x: float, digits: int = 2) -> str:
@@ -46,12 +66,14 @@ def _ci(low: float, high: float) -> str:
     return f"[{_fmt(low)}, {_fmt(high)}]" if math.isfinite(low) else "–"
 
 
-def _order(runs: list[SeedRun], baseline: str) -> list[str]:
-    names = sorted({r.variant for r in runs})
-    return ([baseline] if baseline in names else []) + [n for n in names if n != baseline]
+def _order(runs: list[SeedRun], baseline: str, design: Design) -> list[str]:
+    present = {r.variant for r in runs}
+    names = [v for v in (designs.expand(design) if design.kind != "list" else ()) if v in present] + sorted(present)
+    names = list(dict.fromkeys(names))
+    return ([baseline] if baseline in present else []) + [n for n in names if n != baseline]
 
 
-def write(runs: list[SeedRun], experiment: str, folder: Path) -> Path:
+def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = Design()) -> Path:
     """Write the report for these runs (as read from the store) into `folder`."""
     from harness import plots
 
@@ -60,7 +82,7 @@ def write(runs: list[SeedRun], experiment: str, folder: Path) -> Path:
         text = "\n".join([f"# Ablation report: {experiment}", "", "No runs in the store yet.", ""] + _tuning(folder))
         return atomic_write(folder / "report.md", text.rstrip() + "\n")
     baseline = runs[-1].tags.get("harness.baseline", "baseline")
-    order = _order(runs, baseline)
+    order = _order(runs, baseline, design)
     done = [r for r in runs if r.status == "FINISHED"]
     by_variant = {v: [r for r in done if r.variant == v] for v in order}
     test = {v: {r.seed: r.metrics["test_acc"] for r in rs if "test_acc" in r.metrics} for v, rs in by_variant.items()}
@@ -81,6 +103,10 @@ def write(runs: list[SeedRun], experiment: str, folder: Path) -> Path:
     lines += _statistics(order, by_variant, comparisons, baseline, has_baseline)
     classes = next((r.classes for r in done if r.classes), ())  # as the runs stored them with their confusion matrices
     lines += _plots(folder, order, runs, done, test, comparisons, baseline, plots, classes)
+    lines += report_effects.section(design, test, folder, _fmt, _p)
+    for stale in report_effects.FIGURES:
+        if f"({stale})" not in "\n".join(lines) and (folder / stale).exists():
+            (folder / stale).unlink()
     lines += _per_class(order, by_variant, classes)
     lines += _failures(runs)
     lines += _tuning(folder)

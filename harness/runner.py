@@ -11,8 +11,8 @@ import time
 
 import torch
 
-import variants as registry
-from harness import checkpoint, config, engine, faults, provenance, results, tracking
+from harness import checkpoint, checks, config, engine, faults, provenance, results, tracking
+from harness.assembly import assemble
 from harness.claims import Claims
 from harness.config import ExperimentConfig, RunSpec
 from harness.console import Console
@@ -99,7 +99,7 @@ class Runner:
     def parent(self, spec: RunSpec) -> tuple[str, dict]:
         """The variant's parent run (created on first use) and the params its runs share."""
         shared = {k: v for k, v in spec.flat().items() if k != "seed"}
-        shared.update({f"train.{k}": getattr(self.cfg.runtime, k) for k in config.RUNTIME_FIELDS})  # how it ran, as written in [train]
+        shared.update({f"train.{k}": getattr(self.cfg.runtime, k) for k in checks.RUNTIME_FIELDS})  # how it ran, as written in [train]
         shared.update({"data.dataset": self.cfg.data.dataset, "data.split": self.cfg.data.split,
                        "data.train_ratio": self.cfg.data.train_ratio, "data.split_seed": self.cfg.data.split_seed})
         parent_id = self.tracker.parent(spec.variant, spec.variant_key(self.data.source.identity, self.data.split.fingerprint), self.tags, shared)
@@ -191,7 +191,7 @@ class Runner:
             self.tracker.log_metrics(run_id, tracking.epoch_metrics(progress.stats), step=progress.epoch)
             faults.point("logged")
 
-        variant, dataset, t = registry.get(spec.variant), self.data.source.dataset, self.data.tensors
+        build, pieces = assemble(spec, self.data.source.dataset)
         runtime = dataclasses.replace(self.cfg.runtime, progress_every=1 if faults.wants("step") else self.console.progress_every)
-        return engine.train(lambda: variant.build(dataset.image_shape, dataset.num_classes, **spec.model_params),
-                            t.x_train, t.y_train, t.x_val, t.y_val, spec.train, spec.seed, on_progress, snapshot, runtime)
+        t = self.data.tensors
+        return engine.train(build, t.x_train, t.y_train, t.x_val, t.y_val, spec.train, spec.seed, on_progress, snapshot, runtime, pieces)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from harness import config, datasets
+from harness import checks, config, datasets
 from harness.config import ExperimentConfig
 from harness.errors import UsageError
 
@@ -66,11 +66,11 @@ def _ends(key: str, spec) -> list:
     if "low" not in spec or "high" not in spec:
         raise UsageError(f"{key}: a range needs both low and high, got {spec!r}")
     kind = int if spec.get("int") is True else float
-    low = config.check_value(f"{key}.low", spec["low"], kind)
-    high = config.check_value(f"{key}.high", spec["high"], kind)
+    low = checks.check_value(f"{key}.low", spec["low"], kind)
+    high = checks.check_value(f"{key}.high", spec["high"], kind)
     for flag in ("log", "int"):
         if flag in spec:
-            config.check_value(f"{key}.{flag}", spec[flag], bool)
+            checks.check_value(f"{key}.{flag}", spec[flag], bool)
     if not low < high:
         raise UsageError(f"{key}: low ({low}) must be below high ({high})")
     if spec.get("log") and low <= 0:
@@ -85,6 +85,6 @@ def _check_end(cfg: ExperimentConfig, variant: str, name: str, value, key: str) 
     dataset = datasets.get(cfg.data.dataset)
     try:
         spec = config.resolve(probe, variant, probe.seeds[0])
-        registry.get(variant).build(dataset.image_shape, dataset.num_classes, **spec.model_params)
+        registry.get(variant).build(dataset.image_shape, dataset.num_classes, spec.model_params)
     except (UsageError, ValueError, TypeError) as e:
         raise UsageError(f"{key}: {value!r} is outside what the setting allows ({e})") from None

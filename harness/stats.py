@@ -62,7 +62,13 @@ def _t_interval(mean: float, std: float, n: int, confidence: float) -> tuple[flo
 def paired(baseline: dict[int, float], variant: dict[int, float], alpha: float = ALPHA) -> Paired:
     """Compare a variant with the baseline on the seeds both have (same seed = same split and order)."""
     seeds = sorted(set(baseline) & set(variant))
-    d = np.array([variant[s] - baseline[s] for s in seeds], dtype=float)
+    return differences({s: variant[s] - baseline[s] for s in seeds}, alpha)
+
+
+def differences(d_by_seed: dict[int, float], alpha: float = ALPHA) -> Paired:
+    """Test per-seed differences (or any per-seed contrast) against zero: mean, t interval, t-test,
+    Wilcoxon signed-rank, d_z and the detectable difference."""
+    d = np.array([d_by_seed[s] for s in sorted(d_by_seed)], dtype=float)
     n = len(d)
     if n < 2:
         mean = float(d.mean()) if n else math.nan
@@ -73,7 +79,7 @@ def paired(baseline: dict[int, float], variant: dict[int, float], alpha: float =
         t_p = 1.0 if mean == 0 else math.nan
         effect = 0.0 if mean == 0 else math.copysign(math.inf, mean)
     else:
-        t_p = float(stats.ttest_rel([variant[s] for s in seeds], [baseline[s] for s in seeds]).pvalue)
+        t_p = float(stats.ttest_1samp(d, 0.0).pvalue)
         effect = mean / sd
     w_p = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) else 1.0
     return Paired(n, mean, low, high, t_p, w_p, effect, detectable_difference(sd, n, alpha))
@@ -123,7 +129,11 @@ def verdict(result: Paired, alpha: float = ALPHA) -> str:
 
 def compare_all(baseline: dict[int, float], variants: dict[str, dict[int, float]], alpha: float = ALPHA) -> dict[str, Paired]:
     """Paired comparisons of each variant with the baseline, Holm-corrected together, with verdicts."""
-    raw = {name: paired(baseline, values, alpha) for name, values in variants.items()}
+    return family({name: paired(baseline, values, alpha) for name, values in variants.items()}, alpha)
+
+
+def family(raw: dict[str, Paired], alpha: float = ALPHA) -> dict[str, Paired]:
+    """Holm-correct a family of tests together and give each its verdict."""
     adjusted = holm([r.t_p for r in raw.values()])
     out = {}
     for (name, r), p in zip(raw.items(), adjusted):

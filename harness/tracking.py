@@ -143,18 +143,35 @@ class Tracker:
             else:
                 self.experiment_id = found.experiment_id
 
+    def named_run(self, role: str, name: str, match: dict[str, str], tags: dict[str, str], params: dict[str, Any] | None = None) -> tuple[str, bool]:
+        """The run of `role` whose tags include `match`, created on first use (named `name`, with
+        `tags` and `params`); returns its id and whether it was created now."""
+        where = " and ".join([f"tags.`harness.role` = '{role}'", *(f"tags.`{k}` = '{v}'" for k, v in match.items())])
+        with store_lock(self.lock_dir):
+            found = self._search(where)
+            if found:
+                return found[0].info.run_id, False
+            run_id = _retrying(self.client.create_run)(self.experiment_id, run_name=name, tags={**tags, **match, "harness.role": role}).info.run_id
+        self._log_params(run_id, params or {})
+        return run_id, True
+
     def parent(self, variant: str, key: str, tags: dict[str, str], params: dict[str, Any]) -> str:
         """The variant's parent run for this configuration, created on first use."""
-        with store_lock(self.lock_dir):
-            found = self._search(f"tags.`harness.role` = 'variant' and tags.`harness.variant_key` = '{key}'")
-            if found:
-                return found[0].info.run_id
-            run = _retrying(self.client.create_run)(
-                self.experiment_id, run_name=variant,
-                tags={**tags, "harness.role": "variant", "harness.variant_key": key, "harness.variant": variant},
-            )
+        return self.named_run("variant", variant, {"harness.variant_key": key}, {**tags, "harness.variant": variant}, params)[0]
+
+    def child_run(self, parent_id: str, role: str, name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
+        """A new run under `parent_id` (a seed run under its variant, a trial under its study)."""
+        run = _retrying(self.client.create_run)(self.experiment_id, run_name=name, tags={**tags, "mlflow.parentRunId": parent_id, "harness.role": role})
         self._log_params(run.info.run_id, params)
         return run.info.run_id
+
+    def log_analysis(self, metrics: dict[str, float]) -> str:
+        """The experiment's analysis run (one, named "effects"): the design's effects as metrics,
+        so the MLflow UI shows them beside the variants."""
+        run_id, _ = self.named_run("analysis", "effects", {}, {})
+        self.log_metrics(run_id, metrics)
+        self.finish(run_id, "FINISHED")
+        return run_id
 
     @_retrying
     def _search(self, filter_string: str) -> list:
@@ -187,38 +204,8 @@ class Tracker:
     def logged_epochs(self, run_id: str) -> set[int]:
         return {m.step for m in self.client.get_metric_history(run_id, "val_acc")}
 
-    def study_parent(self, study: str, variant: str, tags: dict[str, str]) -> str:
-        """The parent run of an Optuna study (one per study name, reused when the study resumes)."""
-        with store_lock(self.lock_dir):
-            found = self._search(f"tags.`harness.role` = 'study' and tags.`harness.study` = '{study}'")
-            if found:
-                self.reopen(found[0].info.run_id)
-                return found[0].info.run_id
-            run = _retrying(self.client.create_run)(
-                self.experiment_id, run_name=f"tune-{study}",
-                tags={**tags, "harness.role": "study", "harness.study": study, "harness.variant": variant},
-            )
-        return run.info.run_id
-
-    def start_trial_run(self, parent_id: str, variant: str, number: int, params: dict[str, Any], searched: dict[str, Any]) -> str:
-        run = _retrying(self.client.create_run)(
-            self.experiment_id, run_name=f"{variant}-trial{number}",
-            tags={"mlflow.parentRunId": parent_id, "harness.role": "trial", "harness.variant": variant, "harness.trial": str(number)},
-        )
-        self._log_params(run.info.run_id, {**params, **{f"searched.{k}": v for k, v in searched.items()}})
-        return run.info.run_id
-
-    def finish_study(self, parent_id: str, numbers: dict[str, float]) -> None:
-        self.log_metrics(parent_id, numbers)
-        self.finish(parent_id, "FINISHED")
-
     def start_seed_run(self, parent_id: str, variant: str, seed: int, tags: dict[str, str], params: dict[str, Any]) -> str:
-        run = _retrying(self.client.create_run)(
-            self.experiment_id, run_name=f"{variant}-seed{seed}",
-            tags={**tags, "mlflow.parentRunId": parent_id, "harness.role": "seed", "harness.variant": variant, "harness.seed": str(seed)},
-        )
-        self._log_params(run.info.run_id, params)
-        return run.info.run_id
+        return self.child_run(parent_id, "seed", f"{variant}-seed{seed}", {**tags, "harness.variant": variant, "harness.seed": str(seed)}, params)
 
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -274,16 +261,25 @@ def _experiment_artifacts(uri: str, experiment: str) -> str | None:
     return f"{root}/{experiment}" if root else None
 
 
-REPORT_PARENTS_TAG = "harness.report_parents"
+REPORT_PARENTS_TAG = "harness.report_parents"  # which parent runs the report covers (those of the last `run`)
+DESIGN_TAG = "harness.design"  # the last `run`'s design, as JSON: {"kind": ..., "factors": [...]}
 
 
-def set_report_parents(uri: str, experiment: str, parent_ids: list[str]) -> None:
-    """Record on the MLflow experiment which parent runs its report covers (those of the last `run`)."""
+def set_experiment_tags(uri: str, experiment: str, tags: dict[str, str]) -> None:
+    """Record facts about the whole experiment (the report's parents, the design) on the MLflow experiment."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
     eid = client.get_experiment_by_name(experiment).experiment_id
-    _retrying(client.set_experiment_tag)(eid, REPORT_PARENTS_TAG, ",".join(dict.fromkeys(parent_ids)))
+    for key, value in tags.items():
+        _retrying(client.set_experiment_tag)(eid, key, value)
+
+
+def experiment_tags(uri: str, experiment: str) -> dict[str, str]:
+    from mlflow import MlflowClient
+
+    found = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+    return dict(found.tags) if found else {}
 
 
 def read_runs(uri: str, experiment: str) -> list[SeedRun]:

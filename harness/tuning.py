@@ -22,6 +22,7 @@ import tomli_w
 
 import variants as registry
 from harness import config, engine, search, tracking
+from harness.assembly import assemble
 from harness.config import ExperimentConfig
 from harness.data import Loaded
 from harness.errors import UsageError
@@ -123,7 +124,6 @@ def optimize(cfg: ExperimentConfig, data: Loaded, req: TuneRequest, study: optun
     """Run up to `n_trials` trials of the study in this process, on the experiment's data (no test set)."""
     space = search.space(cfg, req.variant)
     d, dataset = data.tensors, data.source.dataset
-    v = registry.get(req.variant)
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("harness.worker", OWNER)
@@ -131,7 +131,9 @@ def optimize(cfg: ExperimentConfig, data: Loaded, req: TuneRequest, study: optun
         tuned = dataclasses.replace(cfg, params={**cfg.params, req.variant: {**cfg.params.get(req.variant, {}), **values}})
         specs = [config.resolve(tuned, req.variant, seed) for seed in req.seeds]
         epochs = specs[0].train.epochs
-        run_id = tracker.start_trial_run(parent_id, req.variant, trial.number, specs[0].flat(), values)
+        run_id = tracker.child_run(parent_id, "trial", f"{req.variant}-trial{trial.number}",
+                                   {"harness.variant": req.variant, "harness.trial": str(trial.number)},
+                                   {**specs[0].flat(), **{f"searched.{k}": v for k, v in values.items()}})
         state, reason = "FAIL", ""
         try:
             scores = []
@@ -145,8 +147,9 @@ def optimize(cfg: ExperimentConfig, data: Loaded, req: TuneRequest, study: optun
                     if trial.should_prune():
                         raise optuna.TrialPruned(f"validation accuracy {p.stats.val_acc:.2f} at epoch {p.epoch} of seed {spec.seed}")
 
-                _, result = engine.train(lambda spec=spec: v.build(dataset.image_shape, dataset.num_classes, **spec.model_params),
-                                         d.x_train, d.y_train, d.x_val, d.y_val, spec.train, spec.seed, on_progress, runtime=cfg.runtime)
+                build, pieces = assemble(spec, dataset)
+                _, result = engine.train(build, d.x_train, d.y_train, d.x_val, d.y_val, spec.train, spec.seed, on_progress,
+                                         runtime=cfg.runtime, pieces=pieces)
                 scores.append(result.history[result.selected_epoch - 1].val_acc)
             value = sum(scores) / len(scores)
             tracker.log_metrics(run_id, {"objective": value, **{f"val_acc_selected_seed{s.seed}": x for s, x in zip(specs, scores)}})
@@ -189,7 +192,7 @@ def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, 
     if stale:
         say(f"marked {stale} trial(s) FAIL: their process had died while they ran")
     tracker = tracking.Tracker(uri, cfg.name, cfg.checkpoint_folder)
-    parent_id = tracker.study_parent(req.study, req.variant, {"harness.storage": req.storage, "harness.pruner": req.pruner})
+    parent_id = study_parent(tracker, req)
     remaining = max(0, req.trials - counted(study))
     say(f"study {req.study}: {counted(study)} trial(s) so far, {remaining} to run with {req.workers} worker(s); storage {req.storage}")
     if remaining and req.workers == 1:
@@ -202,8 +205,18 @@ def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, 
         if any(codes):
             raise RuntimeError(f"tuning worker(s) exited with {codes}")
     study = load_study(req)
-    tracker.finish_study(parent_id, study_numbers(study))
+    tracker.log_metrics(parent_id, study_numbers(study))
+    tracker.finish(parent_id, "FINISHED")
     return study
+
+
+def study_parent(tracker, req: TuneRequest) -> str:
+    """The study's MLflow parent run (one per study name, reopened when the study resumes)."""
+    run_id, created = tracker.named_run("study", f"tune-{req.study}", {"harness.study": req.study},
+                                        {"harness.variant": req.variant, "harness.storage": req.storage, "harness.pruner": req.pruner})
+    if not created:
+        tracker.reopen(run_id)
+    return run_id
 
 
 def study_numbers(study: optuna.Study) -> dict[str, float]:

@@ -18,7 +18,7 @@ def _write(uri: str, experiments: list[str], value: str, barrier) -> None:
     for name in experiments:
         barrier.wait(timeout=120)  # all writers at once, for each experiment
         try:
-            tracking.set_report_parents(uri, name, [value])
+            tracking.set_experiment_tags(uri, name, {tracking.REPORT_PARENTS_TAG: value})
         except Exception:
             barrier.abort()  # the others stop waiting for this writer
             raise

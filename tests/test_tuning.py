@@ -81,7 +81,7 @@ def test_pruning_a_nan_trial_and_mlflow_nesting(tmp_path, data_dir):
     study.enqueue_trial({"p": 0.7, "lr": 1.0001e-4})  # learns nothing in 4 epochs: must be pruned
     study.enqueue_trial({"p": 0.0, "lr": 5e-3})
     tracker = tracking.Tracker(p.uri, p.cfg.name, p.cfg.checkpoint_folder)
-    parent = tracker.study_parent(req.study, "dropout", {})
+    parent = tuning.study_parent(tracker, req)
     tuning.optimize(p.cfg, p.data, req, study, 5, parent, tracker, print)
     # a diverging trial: a search space whose learning rates make the loss non-finite at once
     nan_cfg = dataclasses.replace(p.cfg, search={"dropout": {"lr": {"low": 1e29, "high": 1e30, "log": True}}})

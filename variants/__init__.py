@@ -1,11 +1,14 @@
-"""Variants of the tutorial's network, one small file each; importing this package registers them all.
+"""Components that change the tutorial's training, one small file each, and their compositions;
+importing this package registers them all.
 
-To add one, drop a file beside these that decorates a builder with `@register(...)` and import it
-below (a test fails when a file in this folder is not imported here).
+To add one, drop a file beside these that decorates a function returning a `Change` with
+`@register(...)` and import it below (a test fails when a file here is not imported).
 """
 from __future__ import annotations
 
-from variants import baseline, batchnorm, dropout, weight_decay  # noqa: F401 - importing registers them
-from variants.registry import CIFAR10, UnknownVariant, Variant, all_variants, get, names, register, unknown_message
+from variants import augment, baseline, batchnorm, cosine, dropout, label_smoothing, sgd, weight_decay  # noqa: F401 - registers them
+from variants.registry import (BASELINE, Change, Component, Conflict, UnknownVariant, Variant, all_components, canonical, component,
+                               get, names, register, unknown_message)
 
-__all__ = ["CIFAR10", "UnknownVariant", "Variant", "all_variants", "get", "names", "register", "unknown_message"]
+__all__ = ["BASELINE", "Change", "Component", "Conflict", "UnknownVariant", "Variant", "all_components", "canonical", "component",
+           "get", "names", "register", "unknown_message"]

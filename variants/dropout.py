@@ -1,7 +1,8 @@
-from variants.lenet import LeNet
-from variants.registry import register
+from variants.registry import Change, register
 
 
 @register("dropout", hypothesis="Dropout after the hidden linear layers reduces overfitting and raises held-out accuracy.")
-def dropout(image_shape, num_classes, p: float = 0.5):
-    return LeNet(image_shape, num_classes, dropout=p)
+def dropout(p: float = 0.5):
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {p}")
+    return Change(model={"dropout": p})

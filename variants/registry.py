@@ -1,9 +1,12 @@
-"""The variant registry: a plain dict of names to `Variant` records and the decorator that fills it.
+"""The component registry: named changes to the tutorial's training, and their compositions.
 
-A variant is fully described by how it builds its model and which training settings it overrides.
-A builder takes the data's `image_shape` (channels, height, width) and `num_classes` first, then
-keyword arguments with defaults: the variant's parameters. Nothing outside `variants/` looks
-at a variant's name to decide anything.
+A component is a function of its parameters (keyword arguments with defaults) that returns a
+`Change`: keyword arguments for the network's builder, and optionally a batch transform, a loss,
+an optimizer or a learning-rate schedule; `register(train={...})` adds training settings it
+overrides. A variant is a set of components, written `a+b+c` in any order and named canonically
+(sorted); the empty set is `baseline`, the tutorial as published. Two components that set the
+same thing to different values cannot be composed. Nothing outside `variants/` looks at a
+component's name to decide anything.
 """
 from __future__ import annotations
 
@@ -14,46 +17,106 @@ from typing import Any, Callable
 
 from torch import nn
 
-Builder = Callable[..., nn.Module]
-DATA_ARGS = ("image_shape", "num_classes")  # what every builder receives from the dataset
-CIFAR10 = {"image_shape": (3, 32, 32), "num_classes": 10}  # the shape a bare `build()` assumes
+from variants.lenet import LeNet
+
+CIFAR10_SHAPE, CIFAR10_CLASSES = (3, 32, 32), 10  # what a bare `build()` assumes
+BASELINE = "baseline"
+PIECES = ("architecture", "transform", "loss", "optimizer", "schedule")
 
 
 @dataclass(frozen=True)
-class Variant:
+class Change:
+    """What a component changes. Every field's default changes nothing: the tutorial's training."""
+
+    model: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the architecture
+    architecture: Callable[..., nn.Module] | None = None  # (image_shape, num_classes, **model) -> network; default LeNet
+    transform: Callable | None = None  # (training batch, torch.Generator) -> batch; never applied when evaluating
+    loss: Callable[[], nn.Module] | None = None  # the training loss; default cross-entropy
+    optimizer: Callable | None = None  # (parameters, settings with .lr and .weight_decay) -> optimizer; default Adam
+    schedule: Callable | None = None  # (optimizer, settings with .epochs) -> LR scheduler stepped once per epoch
+
+
+class Conflict(ValueError):
+    """Two components of one variant set the same thing to different values."""
+
+
+@dataclass(frozen=True)
+class Component:
     name: str
-    hypothesis: str  # one line: what this variant tests against the baseline
-    builder: Builder
+    hypothesis: str  # one line: what adding this component to the baseline does
+    make: Callable[..., Change]
     train: dict[str, Any] = field(default_factory=dict)  # training settings it overrides
     module: str = ""  # the module that registered it
 
     @property
     def params(self) -> dict[str, Any]:
-        """The builder's keyword arguments with their defaults: the variant's model parameters."""
-        sig = inspect.signature(self.builder)
-        return {k: p.default for k, p in sig.parameters.items() if k not in DATA_ARGS and p.default is not inspect.Parameter.empty}
-
-    def build(self, image_shape: tuple[int, int, int] = CIFAR10["image_shape"], num_classes: int = CIFAR10["num_classes"],
-              **params: Any) -> nn.Module:
-        return self.builder(image_shape, num_classes, **params)
+        """The function's keyword arguments with their defaults: the component's parameters."""
+        return {k: p.default for k, p in inspect.signature(self.make).parameters.items() if p.default is not inspect.Parameter.empty}
 
 
-_REGISTRY: dict[str, Variant] = {}
+@dataclass(frozen=True)
+class Variant:
+    components: tuple[Component, ...]  # sorted by name; () is the baseline
+
+    @property
+    def name(self) -> str:
+        return "+".join(c.name for c in self.components) or BASELINE
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Every component's parameters with their defaults, as `component.parameter`."""
+        return {f"{c.name}.{k}": v for c in self.components for k, v in c.params.items()}
+
+    def change(self, params: dict[str, Any] | None = None) -> Change:
+        """The components' changes merged (`params` as `component.parameter`); raises Conflict."""
+        params = {**self.params, **(params or {})}
+        model: dict[str, tuple[str, Any]] = {}
+        pieces: dict[str, tuple[str, Any]] = {}
+        for c in self.components:
+            ch = c.make(**{k: params[f"{c.name}.{k}"] for k in c.params})
+            for key, value in ch.model.items():
+                _merge(model, f"model.{key}", key, c.name, value)
+            for piece in PIECES:
+                if getattr(ch, piece) is not None:
+                    _merge(pieces, piece, piece, c.name, getattr(ch, piece))
+        return Change({k: v for k, (_, v) in model.items()}, **{k: v for k, (_, v) in pieces.items()})
+
+    def build(self, image_shape: tuple[int, int, int] = CIFAR10_SHAPE, num_classes: int = CIFAR10_CLASSES,
+              params: dict[str, Any] | None = None) -> nn.Module:
+        ch = self.change(params)
+        return (ch.architecture or LeNet)(image_shape, num_classes, **ch.model)
 
 
-def register(name: str, hypothesis: str, train: dict[str, Any] | None = None) -> Callable[[Builder], Builder]:
-    """Register `builder` under `name`. Registering a name twice raises ValueError."""
+def _merge(seen: dict, label: str, key: str, component: str, value: Any) -> None:
+    if key in seen and seen[key][1] is not value and seen[key][1] != value:
+        first, before = seen[key]
+        raise Conflict(f"components {first!r} and {component!r} both set {label}, to {_shown(before)} and {_shown(value)}; "
+                       "compose components that change different things")
+    seen[key] = (component, value)
 
-    def decorate(builder: Builder) -> Builder:
+
+def _shown(value: Any) -> str:
+    return getattr(value, "__qualname__", None) or repr(value)
+
+
+_REGISTRY: dict[str, Component] = {}
+
+
+def register(name: str, hypothesis: str, train: dict[str, Any] | None = None) -> Callable[[Callable[..., Change]], Callable[..., Change]]:
+    """Register a component under `name`. Registering a name twice raises ValueError."""
+
+    def decorate(make: Callable[..., Change]) -> Callable[..., Change]:
         if name in _REGISTRY:
-            raise ValueError(f"variant {name!r} is already registered (by {_REGISTRY[name].module})")
-        first = tuple(inspect.signature(builder).parameters)[:2]
-        if first != DATA_ARGS:
-            raise ValueError(f"variant {name!r}: its builder must take {', '.join(DATA_ARGS)} first, got {', '.join(first) or 'nothing'}")
+            raise ValueError(f"component {name!r} is already registered (by {_REGISTRY[name].module})")
+        if not name or not all(ch.isalnum() or ch == "_" for ch in name):
+            raise ValueError(f"component name {name!r}: use letters, digits and '_' ('+' joins components)")
         if not hypothesis or "\n" in hypothesis:
-            raise ValueError(f"variant {name!r} needs a one-line hypothesis")
-        _REGISTRY[name] = Variant(name, hypothesis, builder, dict(train or {}), builder.__module__)
-        return builder
+            raise ValueError(f"component {name!r} needs a one-line hypothesis")
+        missing = [k for k, p in inspect.signature(make).parameters.items() if p.default is inspect.Parameter.empty]
+        if missing:
+            raise ValueError(f"component {name!r}: every parameter needs a default, {', '.join(missing)} has none")
+        _REGISTRY[name] = Component(name, hypothesis, make, dict(train or {}), make.__module__)
+        return make
 
     return decorate
 
@@ -67,19 +130,36 @@ def unknown_message(name: str) -> str:
     valid = sorted(_REGISTRY)
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown variant {name!r}{hint}; valid variants: {', '.join(valid)}"
+    return f"unknown component {name!r}{hint}; components: {', '.join(valid)} (join them with '+', e.g. dropout+batchnorm)"
 
 
-def get(name: str) -> Variant:
+def component(name: str) -> Component:
     try:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownVariant(unknown_message(name)) from None
 
 
+def get(name: str) -> Variant:
+    """The variant `a+b+...` (any order; `baseline` alone or in a composition adds nothing)."""
+    parts = [p.strip() for p in name.split("+")]
+    if not all(parts):
+        raise UnknownVariant(f"variant {name!r} has an empty component; write components joined by '+', e.g. dropout+batchnorm")
+    named = [p for p in parts if p != BASELINE]
+    found = {p: component(p) for p in named}
+    if len(found) != len(named):
+        raise UnknownVariant(f"variant {name!r} names a component twice")
+    return Variant(tuple(found[k] for k in sorted(found)))
+
+
+def canonical(name: str) -> str:
+    return get(name).name
+
+
 def names() -> list[str]:
+    """The registered components (each is also a variant on its own)."""
     return sorted(_REGISTRY)
 
 
-def all_variants() -> list[Variant]:
+def all_components() -> list[Component]:
     return [_REGISTRY[n] for n in names()]

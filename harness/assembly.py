@@ -1,0 +1,25 @@
+"""From a resolved run to what the engine trains: the network's builder and the generic pieces
+(optimizer, loss, schedule, batch transform) that the variant's components chose."""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+import variants as registry
+from harness import engine
+from harness.config import RunSpec
+from harness.datasets import Dataset
+
+
+def assemble(spec: RunSpec, dataset: Dataset) -> tuple[Callable[[], nn.Module], engine.Pieces]:
+    """The builder of the run's network for `dataset` and its engine pieces (tutorial's by default).
+    Raises variants.Conflict when two components set the same piece."""
+    variant = registry.get(spec.variant)
+    change = variant.change(spec.model_params)
+    chosen = {k: getattr(change, k) for k in ("optimizer", "loss", "schedule", "transform") if getattr(change, k) is not None}
+
+    def build() -> nn.Module:
+        return variant.build(dataset.image_shape, dataset.num_classes, spec.model_params)
+
+    return build, engine.Pieces(**chosen)
