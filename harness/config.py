@@ -168,7 +168,9 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
     if not isinstance(search, dict):
         raise UsageError(f"search: expected a table of per-variant search spaces, got {search!r}")
     top = {k: checks.checked("", k, v, str) for k, v in table.items()}
-    cfg = ExperimentConfig(**top, variants=tuple(variants), seeds=seeds, train=train, data=data, params=params,
+    if "baseline" in top:
+        top["baseline"] = canonical_names([top["baseline"]], "baseline")[0]
+    cfg = ExperimentConfig(**top, variants=tuple(canonical_names(variants, "variants")), seeds=seeds, train=train, data=data, params=params,
                            runtime=runtime, paths=paths, search=search, design=design)
     validate_variants(cfg)
     return cfg
@@ -189,15 +191,22 @@ def validate_variants(cfg: ExperimentConfig) -> None:
             raise UsageError(f"params.{name}: expected a table of settings, got {overrides!r}")
     for i, name in enumerate((*cfg.variants, cfg.baseline)):
         where = "variants" if i < len(cfg.variants) else "baseline"
+        if where == "variants" and name in cfg.variants[:i]:
+            raise UsageError(f"variants: {name!r} is listed twice (components in any order name one variant); each variant runs once per seed")
+        check_builds(cfg, resolve(cfg, name, cfg.seeds[0]), f"{where}: {name}")
+
+
+def canonical_names(names: list[str], where: str) -> list[str]:
+    """Each variant's canonical name: its components sorted and joined by '+', or 'baseline'."""
+    import variants as registry
+
+    out = []
+    for name in names:
         try:
-            canonical = registry.canonical(name)
+            out.append(registry.canonical(name))
         except registry.UnknownVariant as e:
             raise UsageError(f"{where}: {e}") from None
-        if canonical != name:
-            raise UsageError(f"{where}: write {name!r} as {canonical!r} (components sorted by name, without 'baseline'), so each variant has one name")
-        if where == "variants" and name in cfg.variants[:i]:
-            raise UsageError(f"variants: {name!r} is listed twice; each variant runs once per seed")
-        check_builds(cfg, resolve(cfg, name, cfg.seeds[0]), f"{where}: {name}")
+    return out
 
 
 def check_builds(cfg: ExperimentConfig, spec: RunSpec, where: str) -> None:

@@ -1,4 +1,4 @@
-"""The variant registry; the smoke tests are generated from it, so a new variant is tested without editing a test."""
+"""The component registry; the smoke tests are generated from it, so a new component is tested without editing a test."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +13,7 @@ from variants import registry
 
 def test_duplicate_name_raises():
     with pytest.raises(ValueError, match="already registered"):
-        registry.register("baseline", hypothesis="again")(lambda: nn.Linear(1, 1))
+        registry.register("baseline", hypothesis="again")(lambda: registry.Change())
 
 
 def test_unknown_name_lists_valid_names_and_close_match():
@@ -30,17 +30,17 @@ def test_unknown_name_without_close_match_still_lists_names():
     assert "did you mean" not in msg and "baseline" in msg
 
 
-def test_built_in_variants():
-    assert {"baseline", "dropout", "batchnorm", "weight_decay"} <= set(variants.names())
-    assert variants.get("dropout").params == {"p": 0.5}
-    assert variants.get("weight_decay").train == {"weight_decay": 5e-4}
-    assert variants.get("baseline").params == {} and variants.get("baseline").train == {}
+def test_built_in_components():
+    assert {"baseline", "dropout", "batchnorm", "weight_decay", "augment", "cosine", "label_smoothing", "sgd"} <= set(variants.names())
+    assert variants.component("dropout").params == {"p": 0.5} and variants.get("dropout").params == {"dropout.p": 0.5}
+    assert variants.component("weight_decay").train == {"weight_decay": 5e-4}
+    assert variants.get("baseline").components == () and variants.component("baseline").train == {}
 
 
 def test_every_variant_file_is_imported_by_the_package_and_registers_a_variant():
     import sys
 
-    registered_modules = {v.module for v in variants.all_variants()}
+    registered_modules = {c.module for c in variants.all_components()}
     folder = Path(variants.__file__).parent
     for path in sorted(folder.glob("*.py")):
         if path.stem in ("__init__", "registry", "lenet"):
@@ -50,9 +50,12 @@ def test_every_variant_file_is_imported_by_the_package_and_registers_a_variant()
         assert name in registered_modules, f"variants/{path.name} exists but registers no variant"
 
 
-def test_a_builder_must_take_the_data_shape_first():
-    with pytest.raises(ValueError, match="must take image_shape, num_classes first"):
-        variants.register("broken", hypothesis="x")(lambda p=0.5: None)
+def test_a_component_parameter_needs_a_default_and_a_name_no_plus():
+    with pytest.raises(ValueError, match="every parameter needs a default, p has none"):
+        variants.register("broken", hypothesis="x")(lambda p: None)
+    with pytest.raises(ValueError, match="use letters, digits and '_'"):
+        variants.register("a+b", hypothesis="x")(lambda: None)
+    assert "broken" not in variants.names()
 
 
 @pytest.mark.parametrize("name", variants.names())
@@ -66,7 +69,7 @@ def test_variant_builds_for_other_datasets(name, shape, classes):
 @pytest.mark.parametrize("name", variants.names())
 def test_variant_forward_backward(name):
     v = variants.get(name)
-    assert v.hypothesis and "\n" not in v.hypothesis
+    assert variants.component(name).hypothesis and "\n" not in variants.component(name).hypothesis
     torch.manual_seed(0)
     model = v.build()
     x = torch.rand(4, 3, 32, 32)
@@ -114,7 +117,7 @@ def test_baseline_has_the_tutorials_initial_weights_and_outputs():
 def test_dropout_rejects_p_outside_unit_interval():
     for p in (-0.1, 1.0, 1.5):
         with pytest.raises(ValueError, match=r"\[0, 1\)"):
-            variants.get("dropout").build(p=p)
+            variants.get("dropout").build(params={"dropout.p": p})
 
 
 def test_batchnorm_sits_between_convolution_and_relu():
