@@ -34,12 +34,15 @@ BATCH = 256
 
 
 class TutorialDataset(torch.utils.data.Dataset):
-    """What the tutorial gets from torchvision's CIFAR10: a PIL image per sample, then ToTensor()."""
+    """What the tutorial gets from torchvision's CIFAR10: a PIL image per sample, then ToTensor();
+    with `augment`, the usual torchvision augmentation first (RandomCrop(32, padding=4) and
+    RandomHorizontalFlip, on the PIL image)."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+    def __init__(self, x: np.ndarray, y: np.ndarray, augment: bool = False) -> None:
         from torchvision import transforms
 
-        self.x, self.y, self.to_tensor = x, y, transforms.ToTensor()
+        steps = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if augment else []
+        self.x, self.y, self.transform = x, y, transforms.Compose([*steps, transforms.ToTensor()])
 
     def __len__(self) -> int:
         return len(self.y)
@@ -47,7 +50,7 @@ class TutorialDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         from PIL import Image
 
-        return self.to_tensor(Image.fromarray(self.x[i])), int(self.y[i])
+        return self.transform(Image.fromarray(self.x[i])), int(self.y[i])
 
 
 def _sync(device: torch.device) -> None:
@@ -78,8 +81,8 @@ def _fresh(device):
     return model, torch.optim.Adam(model.parameters()), nn.CrossEntropyLoss()
 
 
-def time_tutorial(x, y, device, n_train: int) -> float:
-    ds_train, ds_val = TutorialDataset(x[:n_train], y[:n_train]), TutorialDataset(x[n_train:], y[n_train:])
+def time_tutorial(x, y, device, n_train: int, augment: bool = False) -> float:
+    ds_train, ds_val = TutorialDataset(x[:n_train], y[:n_train], augment), TutorialDataset(x[n_train:], y[n_train:])
     train = torch.utils.data.DataLoader(ds_train, batch_size=BATCH, shuffle=False)
     val = torch.utils.data.DataLoader(ds_val, batch_size=BATCH, shuffle=False)
     model, opt, loss_fn = _fresh(device)
@@ -102,14 +105,15 @@ def time_floor(x, y, device, n_train: int) -> float:
     return time.perf_counter() - start
 
 
-Way = tuple[engine.TrainSettings, engine.Runtime]
+Way = tuple[engine.TrainSettings, engine.Runtime, engine.Pieces]
 
 
 def time_engine(x, y, device, n_train: int, way: Way) -> float:
     xt, yt = data.image_tensor(x, device), data.label_tensor(y, device)  # as a run gives them to the engine
     _sync(device)
     start = time.perf_counter()
-    engine.train(registry.get("baseline").build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], way[0], 2021, runtime=way[1])
+    engine.train(registry.get("baseline").build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], way[0], 2021,
+                 runtime=way[1], pieces=way[2])
     _sync(device)
     return time.perf_counter() - start
 
@@ -117,8 +121,12 @@ def time_engine(x, y, device, n_train: int, way: Way) -> float:
 def engine_ways(extra: dict[str, Way]) -> dict[str, Way]:
     """The engine as a user gets it (batches in the tutorial's fixed order, and shuffled), plus one
     way per `--engine KEY=VALUE,...` (its text -> its parsed settings)."""
+    from variants.augment import crop_and_flip
+
     base = engine.TrainSettings(epochs=1, batch_size=BATCH, shuffle=False)
-    ways = {"harness": (base, engine.Runtime()), "harness_shuffled": (dataclasses.replace(base, shuffle=True), engine.Runtime())}
+    ways = {"harness": (base, engine.Runtime(), engine.Pieces()),
+            "harness_shuffled": (dataclasses.replace(base, shuffle=True), engine.Runtime(), engine.Pieces()),
+            "harness_augment": (base, engine.Runtime(), engine.Pieces(transform=crop_and_flip))}
     for text, way in extra.items():
         ways[f"harness[{text}]"] = way
     return ways
@@ -144,14 +152,14 @@ def parse_engine_settings(text: str, device: torch.device) -> Way:
         engine.check_runtime(settings, runtime, device)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    return settings, runtime
+    return settings, runtime, engine.Pieces()
 
 
 def run(x: np.ndarray, y: np.ndarray, device: torch.device, repeats: int, out: Path, n_train: int, n_val: int,
         extra: dict[str, Way] | None = None, say=print) -> dict:
     x, y = x[: n_train + n_val], y[: n_train + n_val]
     images = n_train + n_val
-    ways = {"tutorial": lambda: time_tutorial(x, y, device, n_train)}
+    ways = {"tutorial": lambda: time_tutorial(x, y, device, n_train), "tutorial_augment": lambda: time_tutorial(x, y, device, n_train, True)}
     for name, way in engine_ways(extra or {}).items():
         ways[name] = lambda way=way: time_engine(x, y, device, n_train, way)
     ways["floor"] = lambda: time_floor(x, y, device, n_train)
@@ -172,6 +180,8 @@ def run(x: np.ndarray, y: np.ndarray, device: torch.device, repeats: int, out: P
         "images_per_second": {k: images / v for k, v in med.items()},
         "speedup_harness_vs_tutorial": med["tutorial"] / med["harness"],
         "harness_over_floor": med["harness"] / med["floor"],
+        "augment_speedup_vs_tutorial": med["tutorial_augment"] / med["harness_augment"],
+        "augment_cost_over_harness": med["harness_augment"] / med["harness"],
         "vs_tutorial": {k: med["tutorial"] / v for k, v in med.items()},
         "over_floor": {k: v / med["floor"] for k, v in med.items()},
     }
@@ -182,6 +192,8 @@ def run(x: np.ndarray, y: np.ndarray, device: torch.device, repeats: int, out: P
             f"{result['vs_tutorial'][name]:.2f}x the tutorial's speed, {result['over_floor'][name]:.3f}x the floor's time)")
     say(f"b/a: harness is {result['speedup_harness_vs_tutorial']:.2f}x faster than the tutorial pipeline")
     say(f"b/c: harness takes {result['harness_over_floor']:.3f}x the floor's time")
+    say(f"augment: harness is {result['augment_speedup_vs_tutorial']:.2f}x faster than the tutorial's torchvision augmentation, "
+        f"and augmenting costs {100 * (result['augment_cost_over_harness'] - 1):+.1f}% over the harness without it")
     _write(out, result, say)
     return result
 
@@ -207,12 +219,12 @@ def _scaling_worker(data_dir: str, device: str, way: Way, threads: int, n_train:
     dev = torch.device(device)
     xt, yt = data.image_tensor(arrays.x_train[: n_train + n_val], dev), data.label_tensor(arrays.y_train[: n_train + n_val], dev)
     build = registry.get("baseline").build
-    settings, runtime = way
-    engine.train(build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], dataclasses.replace(settings, epochs=1), 0, runtime=runtime)
+    settings, runtime, pieces = way
+    engine.train(build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], dataclasses.replace(settings, epochs=1), 0, runtime=runtime, pieces=pieces)
     _sync(dev)
     barrier.wait()
     start = time.monotonic()
-    engine.train(build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], settings, 0, runtime=runtime)
+    engine.train(build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], settings, 0, runtime=runtime, pieces=pieces)
     _sync(dev)
     queue.put((start, time.monotonic()))
 
@@ -245,8 +257,8 @@ def scaling(data_dir: Path, device: torch.device, ks: list[int], epochs: int, ou
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
-    label, (settings, runtime) = next(iter(extra.items())) if extra else ("defaults", (engine.TrainSettings(batch_size=BATCH), engine.Runtime()))
-    way = (dataclasses.replace(settings, epochs=epochs), runtime)
+    label, (settings, runtime, pieces) = next(iter(extra.items())) if extra else ("defaults", (engine.TrainSettings(batch_size=BATCH), engine.Runtime(), engine.Pieces()))
+    way = (dataclasses.replace(settings, epochs=epochs), runtime, pieces)
     cores = os.cpu_count() or 1
     rows = {}
     for k in ks:

@@ -17,15 +17,18 @@ def test_bench_compares_the_three_ways_and_extra_engine_settings(tmp_path, data_
                    cwd=tmp_path, data=data_dir)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "reports" / "bench.json").read_text())
-    ways = ["tutorial", "harness", "harness_shuffled", "harness[precision=bf16]", "harness[memory_format=contiguous,eval_batch_size=64]", "floor"]
+    ways = ["tutorial", "tutorial_augment", "harness", "harness_shuffled", "harness_augment", "harness[precision=bf16]",
+            "harness[memory_format=contiguous,eval_batch_size=64]", "floor"]
     assert list(result["median_seconds"]) == ways
     assert result["images_per_epoch"] == 500 and result["repeats"] == 2
     assert all(len(result["seconds_per_epoch"][w]) == 2 and min(result["seconds_per_epoch"][w]) > 0 for w in ways)
     med = result["median_seconds"]
     assert result["speedup_harness_vs_tutorial"] == pytest.approx(med["tutorial"] / med["harness"])
     assert result["harness_over_floor"] == pytest.approx(med["harness"] / med["floor"])
+    assert result["augment_speedup_vs_tutorial"] == pytest.approx(med["tutorial_augment"] / med["harness_augment"])
+    assert result["augment_cost_over_harness"] == pytest.approx(med["harness_augment"] / med["harness"])
     assert result["images_per_second"]["floor"] == pytest.approx(500 / med["floor"])
-    assert "b/a: harness is" in proc.stdout and "b/c: harness takes" in proc.stdout
+    assert "b/a: harness is" in proc.stdout and "b/c: harness takes" in proc.stdout and "augment: harness is" in proc.stdout
 
 
 def test_bench_jobs_measures_aggregate_throughput_of_k_processes(tmp_path, data_dir):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 
@@ -98,15 +99,17 @@ def test_list_reads_its_cache_without_importing_torch_until_a_variant_file_chang
     assert _imports_torch(first) and not _imports_torch(second)
     (tmp_path / "variants" / "wide.py").write_text(
         "from torch import nn\n"
-        "from variants.registry import register\n\n\n"
+        "from variants.registry import Change, register\n\n\n"
+        "def tiny(image_shape, num_classes):\n"
+        "    return nn.Linear(10, 10)\n\n\n"
         "@register('wide', hypothesis='A wider head.')\n"
-        "def wide(image_shape, num_classes):\n"
-        "    return nn.Linear(10, 10)\n")
+        "def wide():\n"
+        "    return Change(architecture=tiny)\n")
     init = tmp_path / "variants" / "__init__.py"
     init.write_text(init.read_text() + "from variants import wide  # noqa: E402,F401\n")
     third = harness("list", cwd=tmp_path, env=env)
     assert third.returncode == 0 and _imports_torch(third)
-    assert "wide          110" in third.stdout and "A wider head." in third.stdout
+    assert re.search(r"\nwide +110 +architecture tiny ", third.stdout) and "A wider head." in third.stdout
 
 
 @pytest.mark.parametrize("args,fragment", [

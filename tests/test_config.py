@@ -22,7 +22,7 @@ def test_flags_then_set_override_the_file():
     cfg = experiment_file.load_experiment("tutorial", ["train.lr=0.01", "params.dropout.p=0.3"], variants=("dropout",), **{"train.epochs": 2})
     assert cfg.variants == ("dropout",) and cfg.train.epochs == 2 and cfg.train.lr == 0.01
     spec = config.resolve(cfg, "dropout", 2021)
-    assert spec.model_params == {"p": 0.3}
+    assert spec.model_params == {"dropout.p": 0.3}
 
 
 def test_variant_training_overrides_and_params_table():
@@ -61,8 +61,8 @@ def test_seed_flag(text, expected):
     (["data.train_ratio=1.0"], {}, "data.train_ratio"),
     (["train.nonsense=1"], {}, "train.nonsense: unknown setting"),
     (["nonsense=1"], {}, "nonsense: unknown setting"),
-    (["params.dropout.p=1.0"], {"variants": ("dropout",)}, "params.dropout: dropout must be in [0, 1)"),
-    (["params.dropout.p=-0.2"], {"variants": ("dropout",)}, "params.dropout"),
+    (["params.dropout.p=1.0"], {"variants": ("dropout",)}, "variants: dropout: dropout must be in [0, 1), got 1.0"),
+    (["params.dropout.p=-0.2"], {"variants": ("dropout",)}, "dropout must be in [0, 1), got -0.2"),
     (["params.dropout.q=0.2"], {"variants": ("dropout",)}, "params.dropout.q: unknown setting"),
     (["params.dropout.p='x'"], {"variants": ("dropout",)}, "params.dropout.p: expected float"),
     (["params.nonet.p=0.1"], {}, "params.nonet: unknown component"),
@@ -163,10 +163,12 @@ def test_every_setting_has_a_check():
 
     from harness import engine
 
+    from harness import checks
+
     for section, cls in (("train", engine.TrainSettings), ("train", engine.Runtime), ("data", config.DataConfig)):
         for f in dataclasses.fields(cls):
             if f.name != "progress_every":
-                assert f"{section}.{f.name}" in config.CHECKS, f.name
+                assert f"{section}.{f.name}" in checks.CHECKS, f.name
 
 
 def test_a_setting_added_at_its_neutral_value_keeps_the_keys_of_older_runs(monkeypatch):

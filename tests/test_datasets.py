@@ -132,7 +132,7 @@ def _refuse_beside(folder):
 def test_a_setting_added_later_leaves_a_stores_finished_runs_finished(tmp_path, monkeypatch, data_dir):
     """Run once; then 'add' a training setting at its neutral value (as a later version of the
     harness would) and run again on the same store: the finished run is skipped, not retrained."""
-    from harness import config, engine, experiment_file, preflight
+    from harness import checks, engine, experiment_file, preflight
     from harness.console import Console
     from harness.runner import Runner
 
@@ -152,9 +152,9 @@ def test_a_setting_added_later_leaves_a_stores_finished_runs_finished(tmp_path, 
     Extended = dataclasses.make_dataclass(
         "TrainSettings", [("label_smoothing", float, dataclasses.field(default=0.0, metadata={"neutral": True}))],
         bases=(engine.TrainSettings,), frozen=True)
-    monkeypatch.setattr(config, "TrainSettings", Extended)
-    monkeypatch.setattr(config, "TRAIN_FIELDS", config.TRAIN_FIELDS + ("label_smoothing",))
-    monkeypatch.setitem(config.CHECKS, "train.label_smoothing", ("a number from 0 to 1", lambda v: 0 <= v <= 1))
+    monkeypatch.setattr(checks, "TrainSettings", Extended)
+    monkeypatch.setattr(checks, "TRAIN_FIELDS", checks.TRAIN_FIELDS + ("label_smoothing",))
+    monkeypatch.setitem(checks.CHECKS, "train.label_smoothing", ("a number from 0 to 1", lambda v: 0 <= v <= 1))
     (second,) = run_once()
     assert second.status == "FINISHED" and second.note == "skipped: already finished"
     sets.append("train.label_smoothing=0.1")

@@ -135,7 +135,7 @@ def test_cli_tune_resume_workers_and_tuned_run(tmp_path, data_dir):
     assert "parameters from reports/default/tuning/dropout.toml" in back.stdout
     runs = client.search_runs([exp.experiment_id], filter_string="tags.`harness.role` = 'seed' and tags.`harness.variant` = 'dropout'")
     assert len(runs) == 2
-    assert float(runs[0].data.params["model.p"]) == best["params"]["dropout"]["p"]
+    assert float(runs[0].data.params["model.dropout.p"]) == best["params"]["dropout"]["p"]
     assert float(runs[0].data.params["train.lr"]) == best["params"]["dropout"]["lr"]
     report = (tmp_path / "reports" / "default" / "report.md").read_text()
     assert "## Tuning" in report and "### Tuning `dropout`" in report and "| dropout | 2 |" in report
@@ -174,7 +174,7 @@ def test_params_from_file(tmp_path):
     path.write_text("[tuning]\nstudy = 'x'\n\n[params.dropout]\np = 0.25\nlr = 0.002\n")
     cfg = experiment_file.load_experiment(None, params_files=[str(path)], variants=("dropout",))
     spec = config.resolve(cfg, "dropout", 1)
-    assert spec.model_params == {"p": 0.25} and spec.train.lr == 0.002
+    assert spec.model_params == {"dropout.p": 0.25} and spec.train.lr == 0.002
     bad = tmp_path / "bad.toml"
     bad.write_text("[other]\nx = 1\n")
     with pytest.raises(UsageError, match="must hold \\[params.<variant>\\] tables"):

@@ -11,18 +11,21 @@ PAD = 4  # zero padding on every side, as torchvision's RandomCrop(32, padding=4
 def crop_and_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Each image of the N×C×H×W batch `x`: padded with PAD zero pixels on every side, cut back to
     H×W at a random offset, and mirrored left-right with probability 0.5. The draws come from
-    `generator` (on the CPU), so the same generator state gives the same batch on any device."""
+    `generator` (on the CPU), so the same generator state gives the same batch on any device.
+
+    One gather does it: the pixels of the padded images (in channels-last order, the layout the
+    harness keeps images in) are picked by a per-image index of source positions."""
     n, c, h, w = x.shape
     dy = torch.randint(0, 2 * PAD + 1, (n,), generator=generator)
     dx = torch.randint(0, 2 * PAD + 1, (n,), generator=generator)
     flip = torch.rand(n, generator=generator) < 0.5
-    rows = (dy[:, None] + torch.arange(h)).to(x.device)  # n×h rows of the padded image
+    width = w + 2 * PAD
+    rows = dy[:, None] + torch.arange(h)  # n×h rows of the padded image
     cols = dx[:, None] + torch.arange(w)
-    cols = torch.where(flip[:, None], cols.flip(1), cols).to(x.device)  # n×w, reversed where flipped
-    padded = F.pad(x, (PAD, PAD, PAD, PAD))
-    index = torch.arange(n, device=x.device)[:, None, None, None]
-    channel = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[index, channel, rows[:, None, :, None], cols[:, None, None, :]]
+    cols = torch.where(flip[:, None], cols.flip(1), cols)  # n×w, reversed where flipped
+    index = (rows[:, :, None] * width + cols[:, None, :]).reshape(n, h * w, 1).to(x.device)
+    padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, PAD, PAD, PAD, PAD)).reshape(n, (h + 2 * PAD) * width, c)
+    return padded.gather(1, index.expand(n, h * w, c)).reshape(n, h, w, c).permute(0, 3, 1, 2)
 
 
 @register("augment", hypothesis="Random crops (4-pixel zero padding) and horizontal flips of training images reduce overfitting.")
