@@ -138,7 +138,7 @@ ENGINE_SETTINGS = ("precision", "memory_format", "compile", "determinism", "eval
 def parse_engine_settings(text: str, device: torch.device) -> Way:
     """`precision=bf16,compile=default` -> the bench's settings with these values, checked as the
     train.* settings are, for `device`."""
-    from harness import checks, experiment_file
+    from harness import checks, experiment_file, preflight
 
     table = {"epochs": 1, "batch_size": BATCH, "shuffle": False}
     for part in text.split(","):
@@ -148,10 +148,7 @@ def parse_engine_settings(text: str, device: torch.device) -> Way:
             raise UsageError(f"--engine: {part!r} is not allowed; expected KEY=VALUE with KEY one of {', '.join(ENGINE_SETTINGS)}")
         experiment_file.apply_set(table, f"{key}={value.strip()}")
     settings, runtime = checks.train_settings(table, "--engine")
-    try:
-        engine.check_runtime(settings, runtime, device)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    preflight.check_runtime(settings, runtime, device)
     return settings, runtime, engine.Pieces()
 
 

@@ -9,7 +9,6 @@ import copy
 import dataclasses
 import os
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -21,14 +20,13 @@ from torch import nn
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """What a run trains with: these decide its numbers. The defaults are the tutorial's; the
-    checks on each value (and the `[train]` table they are read from) are in harness/config.py."""
+    """What a run trains with: these decide its numbers. Defaults: the tutorial's (checks: harness/checks.py)."""
 
     epochs: int = 100
     batch_size: int = 256  # images per optimizer step
     eval_batch_size: int = 256  # images per forward pass when evaluating (changes float rounding only)
-    lr: float = 1e-3  # Adam's learning rate
-    weight_decay: float = 0.0  # Adam's L2 coefficient
+    lr: float = 1e-3  # the optimizer's learning rate (Adam's unless a component chooses another)
+    weight_decay: float = 0.0  # the optimizer's L2 coefficient
     shuffle: bool = True  # reshuffle the batches each epoch (seeded by the run's seed); False: the tutorial's fixed order
     select: str = "val_acc"  # which epoch's weights are "the model": val_acc | val_loss | last
     precision: str = "fp32"  # fp32 (the tutorial's) | bf16 (autocast; weights and optimizer stay fp32)
@@ -37,8 +35,7 @@ class TrainSettings:
 @dataclass(frozen=True)
 class Runtime:
     """How a run executes, not what it trains: speed and float rounding only, so a run may resume
-    under other values. `device` and `threads` are applied before training (the engine trains
-    where its tensors live)."""
+    under other values. The engine trains where its tensors live (`device`, `threads`: preflight)."""
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # CPU intra-op threads; 0: torch's default
@@ -63,16 +60,6 @@ class Pieces:
     loss: Callable[[], nn.Module] = nn.CrossEntropyLoss
     schedule: Optional[Callable] = None  # (optimizer, settings) -> torch.optim.lr_scheduler.LRScheduler
     transform: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None  # (batch, generator) -> batch
-
-
-def check_runtime(settings: TrainSettings, runtime: Runtime, device: torch.device) -> None:
-    """Values that are valid in themselves but not on this device or machine (ValueError)."""
-    if runtime.compile == "reduce-overhead" and device.type != "cuda":
-        raise ValueError(f"train.compile: 'reduce-overhead' captures CUDA graphs and needs a CUDA device, not {device}; use off or default")
-    if runtime.compile != "off" and device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")):
-        raise ValueError(f"train.compile: {runtime.compile!r} on the CPU needs a C++ compiler (g++ or $CXX) and none was found; use off")
-    if settings.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError(f"train.precision: bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp32")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 folders a run writes, and settings that are valid values but not on this machine."""
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -23,10 +25,7 @@ def check(cfg: ExperimentConfig) -> tuple[str, torch.device]:
     check_writable(cfg.checkpoint_folder, "checkpoint_dir")
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
-    try:
-        engine.check_runtime(cfg.train, cfg.runtime, device)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    check_runtime(cfg.train, cfg.runtime, device)
     engine.set_determinism(cfg.runtime.determinism)
     return uri, device
 
@@ -46,3 +45,13 @@ def _writable(path: Path) -> bool:
             return True
     except OSError:
         return False
+
+
+def check_runtime(settings: engine.TrainSettings, runtime: engine.Runtime, device: torch.device) -> None:
+    """Values that are valid in themselves but not on this device or machine."""
+    if runtime.compile == "reduce-overhead" and device.type != "cuda":
+        raise UsageError(f"train.compile: 'reduce-overhead' captures CUDA graphs and needs a CUDA device, not {device}; use off or default")
+    if runtime.compile != "off" and device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")):
+        raise UsageError(f"train.compile: {runtime.compile!r} on the CPU needs a C++ compiler (g++ or $CXX) and none was found; use off")
+    if settings.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UsageError(f"train.precision: bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp32")

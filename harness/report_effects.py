@@ -10,7 +10,6 @@ import pandas as pd
 
 from harness import effects, plots
 from harness.designs import Design
-from harness.effects import Effect
 
 FIGURES = ("effects_forest.png", "effects_interaction.png")
 VERDICT = {"better": "raises accuracy", "worse": "lowers accuracy"}

@@ -10,7 +10,9 @@ from tests.conftest import write_npz
 
 pytestmark = pytest.mark.slow
 
-VARIANTS = ["baseline", "dropout", "batchnorm"]  # the ones whose training draws on randomness
+# The ones whose training draws on randomness, and one whose checkpoint also holds a transform's
+# generator, a schedule and SGD's momentum.
+VARIANTS = ["baseline", "dropout", "batchnorm", "augment+cosine+sgd"]
 # 400 training images, batch 32: 13 steps an epoch; `step` counts each training step plus the
 # end of each phase, 15 a epoch. Four epochs.
 FAULTS = [

@@ -1,6 +1,8 @@
 """The component registry; the smoke tests are generated from it, so a new component is tested without editing a test."""
 from __future__ import annotations
 
+import itertools
+import math
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,29 @@ def test_batchnorm_sits_between_convolution_and_relu():
     model = variants.get("batchnorm").build()
     assert isinstance(model.bn1, nn.BatchNorm2d) and model.bn1.num_features == 6
     assert isinstance(model.bn2, nn.BatchNorm2d) and model.bn2.num_features == 16
+
+
+@pytest.mark.parametrize("name", variants.names())
+def test_component_trains_with_its_pieces(name):
+    """Each component, its pieces (transform, loss, optimizer, schedule) included, trains two epochs
+    of tiny data to finite losses."""
+    from harness import config, data, engine, experiment_file
+    from harness.assembly import assemble
+    from harness.datasets import get as dataset
+    from tests.conftest import make_arrays
+
+    torch.set_num_threads(1)
+    a = data.check(make_arrays(128, 20), "synthetic")
+    d = data.to_device(a, data.make_split(a.y_train, "stratified", 0.75, 0), torch.device("cpu"))
+    cfg = experiment_file.load_experiment(None, ["train.epochs=2", "train.batch_size=32"], variants=(name,))
+    spec = config.resolve(cfg, cfg.variants[0], 1)
+    build, pieces = assemble(spec, dataset("cifar10"))
+    _, result = engine.train(build, d.x_train, d.y_train, d.x_val, d.y_val, spec.train, 1, pieces=pieces)
+    assert all(math.isfinite(s.train_loss) and math.isfinite(s.val_loss) for s in result.history)
+
+
+def test_every_pair_of_components_composes():
+    for a, b in itertools.combinations(variants.names(), 2):
+        v = variants.get(f"{a}+{b}")
+        v.change()
+        v.build()
