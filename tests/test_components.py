@@ -249,6 +249,9 @@ def test_a_2x2_factorial_reports_effects_equal_to_a_hand_computation(tmp_path, d
     assert m["effect.dropout.seeds"] == 2 and "effect.dropout.p_holm" in m
     assert (tmp_path / "reports" / "default" / "effects_forest.png").stat().st_size > 0
     assert (tmp_path / "reports" / "default" / "effects_interaction.png").stat().st_size > 0
+    before = (tmp_path / "reports" / "default" / "report.md").read_bytes()
+    rebuilt = harness("report", "--experiment", "default", cwd=tmp_path)  # the design is read back from the store
+    assert rebuilt.returncode == 0 and (tmp_path / "reports" / "default" / "report.md").read_bytes() == before
 
 
 def test_leave_one_out_reports_each_components_contribution(tmp_path, data_dir):
