@@ -15,8 +15,9 @@ def crop_and_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
     One gather does it: the pixels of the padded images, in channels-last order (the layout the
     harness keeps images in), are picked by a per-image index of source positions. A uint8 image
-    of up to 4 channels is gathered one 32-bit word per pixel (measured: +2% on an epoch against
-    +9% gathering each channel)."""
+    of up to 4 channels is gathered one 32-bit word per pixel, and the batch comes back dense in
+    channels-last order, as the model's CPU layout wants it (`python -m harness bench` measures
+    what augmenting costs)."""
     n, c, h, w = x.shape
     dy = torch.randint(0, 2 * PAD + 1, (n,), generator=generator)
     dx = torch.randint(0, 2 * PAD + 1, (n,), generator=generator)
@@ -29,7 +30,7 @@ def crop_and_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     nhwc = x.permute(0, 2, 3, 1)
     if x.dtype == torch.uint8 and c <= 4:  # one word per pixel: pad the channels to 4 bytes
         words = F.pad(nhwc, (0, 4 - c, PAD, PAD, PAD, PAD)).contiguous().view(torch.int32).reshape(n, -1)
-        out = words.gather(1, index).view(torch.uint8).reshape(n, h, w, 4)[..., :c]
+        out = words.gather(1, index).view(torch.uint8).reshape(n, h, w, 4)[..., :c].contiguous()  # dense channels-last
     else:
         padded = F.pad(nhwc, (0, 0, PAD, PAD, PAD, PAD)).reshape(n, -1, c)
         out = padded.gather(1, index[:, :, None].expand(n, h * w, c)).reshape(n, h, w, c)
