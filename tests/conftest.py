@@ -62,7 +62,16 @@ def harness(*args: str, cwd: Path, data: Path | None = None, timeout: float = 60
     if data is not None:
         full_env["HARNESS_DATA_DIR"] = str(data)
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    """A runner started in the background (`nohup ... &`) ignores SIGINT, and its children inherit
+    that, so Ctrl-C would never reach the harness under test: give the child the default."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @functools.lru_cache(maxsize=1)
