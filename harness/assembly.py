@@ -2,6 +2,7 @@
 (optimizer, loss, schedule, batch transform) that the variant's components chose."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 from torch import nn
@@ -15,11 +16,10 @@ from harness.datasets import Dataset
 def assemble(spec: RunSpec, dataset: Dataset) -> tuple[Callable[[], nn.Module], engine.Pieces]:
     """The builder of the run's network for `dataset` and its engine pieces (tutorial's by default).
     Raises variants.Conflict when two components set the same piece."""
-    variant = registry.get(spec.variant)
-    change = variant.change(spec.model_params)
-    chosen = {k: getattr(change, k) for k in ("optimizer", "loss", "schedule", "transform") if getattr(change, k) is not None}
+    change = registry.get(spec.variant).change(spec.model_params)
+    chosen = {f.name: getattr(change, f.name) for f in dataclasses.fields(engine.Pieces) if getattr(change, f.name) is not None}
 
     def build() -> nn.Module:
-        return variant.build(dataset.image_shape, dataset.num_classes, spec.model_params)
+        return change.build(dataset.image_shape, dataset.num_classes)
 
     return build, engine.Pieces(**chosen)

@@ -31,6 +31,7 @@ from harness.errors import UsageError
 from harness.files import atomic_write
 
 BATCH = 256
+BASE = {"epochs": 1, "batch_size": BATCH, "shuffle": False}  # one epoch in the tutorial's order: every engine way starts here
 
 
 class TutorialDataset(torch.utils.data.Dataset):
@@ -123,7 +124,7 @@ def engine_ways(extra: dict[str, Way]) -> dict[str, Way]:
     way per `--engine KEY=VALUE,...` (its text -> its parsed settings)."""
     from variants.augment import crop_and_flip
 
-    base = engine.TrainSettings(epochs=1, batch_size=BATCH, shuffle=False)
+    base = engine.TrainSettings(**BASE)
     ways = {"harness": (base, engine.Runtime(), engine.Pieces()),
             "harness_shuffled": (dataclasses.replace(base, shuffle=True), engine.Runtime(), engine.Pieces()),
             "harness_augment": (base, engine.Runtime(), engine.Pieces(transform=crop_and_flip))}
@@ -140,7 +141,7 @@ def parse_engine_settings(text: str, device: torch.device) -> Way:
     train.* settings are, for `device`."""
     from harness import checks, experiment_file, preflight
 
-    table = {"epochs": 1, "batch_size": BATCH, "shuffle": False}
+    table = dict(BASE)
     for part in text.split(","):
         key, sep, value = part.partition("=")
         key = key.strip()

@@ -7,7 +7,6 @@ need them, so `list` and `--help` answer quickly.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -144,7 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"--tuned: no tuned parameters in {str(folder)!r}; run `python -m harness tune --variant NAME` first")
         params_files += found
     cfg = experiment_file.load_experiment(args.experiment, args.set, params_files, **flags)
-    from harness import outcomes, report, report_effects, runner, tracking
+    from harness import designs, outcomes, report, report_effects, runner, tracking
 
     uri, device, loaded = _prepare(cfg)
     for path in params_files:
@@ -156,19 +155,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         from harness import ray_executor
 
         ray_executor.run_on_ray(run, args.ray_address, args.gpus_per_run, args.cpus_per_run)
-        results = outcomes.collect(cfg, run.tracker, loaded.source.identity, loaded.split.fingerprint)
+        results = run.collect()
     elif args.jobs_per_device > 1:
         from harness import processes
 
         processes.run_in_processes(device, args.argv, args.jobs_per_device, console)
-        results = outcomes.collect(cfg, run.tracker, loaded.source.identity, loaded.split.fingerprint)
+        results = run.collect()
     else:
         results = run.run_all()
     console.line("")
     console.line(outcomes.summary(results))
-    design = json.dumps({"kind": cfg.design.kind, "factors": list(cfg.design.factors)})
     tracking.set_experiment_tags(uri, cfg.name, {tracking.REPORT_PARENTS_TAG: ",".join(dict.fromkeys(o.parent_id for o in results if o.parent_id)),
-                                                 tracking.DESIGN_TAG: design})
+                                                 tracking.DESIGN_TAG: designs.to_tag(cfg.design)})
     runs = tracking.read_runs(uri, cfg.name)
     if cfg.design.kind != "list":
         run.tracker.log_analysis(report_effects.metrics(cfg.design, report.test_accuracy(runs)))

@@ -189,7 +189,8 @@ def validate_variants(cfg: ExperimentConfig) -> None:
             raise UsageError(f"params.{name}: {registry.unknown_message(name)}")
         if not isinstance(overrides, dict):
             raise UsageError(f"params.{name}: expected a table of settings, got {overrides!r}")
-    for i, name in enumerate((*cfg.variants, cfg.baseline)):
+    extra = () if cfg.baseline in cfg.variants else (cfg.baseline,)  # checked once
+    for i, name in enumerate((*cfg.variants, *extra)):
         where = "variants" if i < len(cfg.variants) else "baseline"
         if where == "variants" and name in cfg.variants[:i]:
             raise UsageError(f"variants: {name!r} is listed twice (components in any order name one variant); each variant runs once per seed")

@@ -24,6 +24,7 @@ from harness.datasets import Dataset
 from harness.errors import UsageError
 from harness.files import atomic_write, cache_dir
 
+KEYS = ("x_train", "y_train", "x_test", "y_test")  # the arrays of a dataset's npz file
 DIGEST_SUFFIX = ".sha256.json"  # the content hash's cache, beside the file (or in the user cache)
 
 
@@ -110,9 +111,6 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise UsageError(f"data: {str(path)!r} is not a readable .npz file ({type(e).__name__}: {e}); re-create or re-download it") from None
-
-
-KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 def check(arrays: dict[str, np.ndarray], where: str, dataset: Dataset = datasets.get("cifar10")) -> Arrays:

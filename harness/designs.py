@@ -4,6 +4,7 @@ the full model without each of its components, and the baseline."""
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 
 from harness.errors import UsageError
@@ -17,6 +18,17 @@ class Design:
     kind: str = "list"
     factors: tuple[str, ...] = ()  # factorial: its factors; leave-one-out: the full model's components
     allow_large: bool = False  # more than MAX_FACTORS factors
+
+
+def to_tag(design: Design) -> str:
+    """The design as recorded on the MLflow experiment (JSON), so `report` rebuilds from the store alone."""
+    return json.dumps({"kind": design.kind, "factors": list(design.factors)})
+
+
+def from_tag(text: str) -> Design:
+    """The design `to_tag` wrote; a list design when nothing was recorded."""
+    recorded = json.loads(text or "{}")
+    return Design(recorded.get("kind", "list"), tuple(recorded.get("factors", ())))
 
 
 def cell(components) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 from harness import config as config_mod
-from harness.config import ExperimentConfig
+from harness.config import ExperimentConfig, RunSpec
 from harness.console import table
 
 
@@ -32,12 +33,12 @@ def finished(variant: str, seed: int, run, note: str = "") -> Outcome:
                    m.get("final_val_acc", math.nan), m.get("test_acc", math.nan), 0.0, note=note, parent_id=run.parent_id)
 
 
-def collect(cfg: ExperimentConfig, tracker, dataset: str, split: str) -> list[Outcome]:
-    """The outcome of every (variant, seed) pair as the store has it, without training anything."""
+def collect(cfg: ExperimentConfig, tracker, key: Callable[[RunSpec], str]) -> list[Outcome]:
+    """The outcome of every (variant, seed) pair as the store has it (runs found by `key`), without training anything."""
     outcomes = []
     for variant in cfg.variants:
         for seed in cfg.seeds:
-            runs = tracker.runs_with_key(config_mod.resolve(cfg, variant, seed).key(dataset, split))
+            runs = tracker.runs_with_key(key(config_mod.resolve(cfg, variant, seed)))
             done = [r for r in runs if r.status == "FINISHED"]
             if done:
                 outcomes.append(finished(variant, seed, done[-1]))

@@ -29,12 +29,9 @@ def build(uri: str, experiment: str, reports_dir: Path) -> Path:
 
 def design_of(tags: dict[str, str]) -> Design:
     """The design the last `run` recorded on the experiment (a list design when none)."""
-    import json
-
     from harness.tracking import DESIGN_TAG
 
-    recorded = json.loads(tags.get(DESIGN_TAG) or "{}")
-    return Design(recorded.get("kind", "list"), tuple(recorded.get("factors", ())))
+    return designs.from_tag(tags.get(DESIGN_TAG, ""))
 
 
 def test_accuracy(runs: list[SeedRun]) -> dict[str, dict[int, float]]:
@@ -85,7 +82,8 @@ def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = D
     order = _order(runs, baseline, design)
     done = [r for r in runs if r.status == "FINISHED"]
     by_variant = {v: [r for r in done if r.variant == v] for v in order}
-    test = {v: {r.seed: r.metrics["test_acc"] for r in rs if "test_acc" in r.metrics} for v, rs in by_variant.items()}
+    accuracy = test_accuracy(runs)
+    test = {v: accuracy.get(v, {}) for v in order}
     has_baseline = bool(test.get(baseline))
     comparisons = stats.compare_all(test[baseline], {v: test[v] for v in order if v != baseline}) if has_baseline else {}
 
@@ -104,9 +102,7 @@ def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = D
     classes = next((r.classes for r in done if r.classes), ())  # as the runs stored them with their confusion matrices
     lines += _plots(folder, order, runs, done, test, comparisons, baseline, plots, classes)
     lines += report_effects.section(design, test, folder, _fmt, _p)
-    for stale in report_effects.FIGURES:
-        if f"({stale})" not in "\n".join(lines) and (folder / stale).exists():
-            (folder / stale).unlink()
+    _remove_unlinked(folder, "\n".join(lines), PLOT_FIGURES + report_effects.FIGURES)
     lines += _per_class(order, by_variant, classes)
     lines += _failures(runs)
     lines += _tuning(folder)
@@ -251,10 +247,17 @@ def _plots(folder, order, runs, done, test, comparisons, baseline, plots, classe
         lines += ["![confusion matrices](confusion_matrices.png)", "",
                   "*Test-set confusion matrix of each variant, summed over its seeds; each row is a true class and shows "
                   "the percentage of its images predicted as each class.*", ""]
-    for stale in ("learning_curves.png", "test_accuracy.png", "baseline_difference.png", "confusion_matrices.png"):
-        if f"({stale})" not in "\n".join(lines) and (folder / stale).exists():
-            (folder / stale).unlink()
     return lines
+
+
+PLOT_FIGURES = ("learning_curves.png", "test_accuracy.png", "baseline_difference.png", "confusion_matrices.png")
+
+
+def _remove_unlinked(folder: Path, text: str, figures: tuple[str, ...]) -> None:
+    """Delete figures an earlier report wrote that this one no longer links."""
+    for stale in figures:
+        if f"({stale})" not in text and (folder / stale).exists():
+            (folder / stale).unlink()
 
 
 def _per_class(order, by_variant, classes) -> list[str]:

@@ -18,6 +18,7 @@ from harness.config import ExperimentConfig, RunSpec
 from harness.console import Console
 from harness.data import Loaded
 from harness.errors import Terminated
+from harness import outcomes
 from harness.outcomes import Outcome, finished
 
 
@@ -53,6 +54,10 @@ class Runner:
     def key(self, spec: RunSpec) -> str:
         return spec.key(self.data.source.identity, self.data.split.fingerprint)
 
+    def collect(self) -> list[Outcome]:
+        """The outcome of every pair as the store has it (after other processes trained them)."""
+        return outcomes.collect(self.cfg, self.tracker, self.key)
+
     def run_all(self) -> list[Outcome]:
         """Run every (variant, seed) pair once. Pairs another live runner holds are waited for;
         pairs whose holder died are taken over when its lease runs out."""
@@ -60,7 +65,7 @@ class Runner:
         try:
             self.sweep_dangling(claims)
             pairs = [(v, s) for v in self.cfg.variants for s in self.cfg.seeds]
-            outcomes: dict[tuple[str, int], Outcome] = {}
+            by_pair: dict[tuple[str, int], Outcome] = {}
             pending, waited = pairs, False
             while pending:
                 deferred = []
@@ -71,7 +76,7 @@ class Runner:
                         continue
                     try:
                         self.console.header(f"{variant} seed {seed} ({pairs.index((variant, seed)) + 1}/{len(pairs)})")
-                        outcomes[(variant, seed)] = self.run_one(spec, claims)
+                        by_pair[(variant, seed)] = self.run_one(spec, claims)
                     finally:
                         claims.release(self.key(spec))
                 if deferred and not waited:
@@ -80,7 +85,7 @@ class Runner:
                 if deferred:
                     time.sleep(1.0)
                 pending = deferred
-            return [outcomes[pair] for pair in pairs]
+            return [by_pair[pair] for pair in pairs]
         finally:
             claims.close()
 

@@ -43,6 +43,24 @@ def split_settings(**values):
             engine.Runtime(**{k: v for k, v in values.items() if k in runtime}))
 
 
+def snapshot_keeper(epoch: int | None):
+    """An engine progress callback that keeps the snapshot after `epoch` as a checkpoint file holds
+    it (saved and loaded again), and the dict it keeps it in (key "snap")."""
+    import io
+
+    import torch
+
+    kept: dict = {}
+
+    def on_progress(p) -> None:
+        if p.phase == "epoch" and p.epoch == epoch:
+            buf = io.BytesIO()
+            torch.save(p.snapshot, buf)
+            kept["snap"] = torch.load(io.BytesIO(buf.getvalue()), weights_only=False)
+
+    return on_progress, kept
+
+
 def write_npz(folder: Path, filename: str = "cifar10.npz", **overrides: np.ndarray) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     arrays = {**make_arrays(), **overrides}

@@ -2,7 +2,6 @@
 with their effects, on tiny synthetic data."""
 from __future__ import annotations
 
-import io
 import math
 import re
 
@@ -16,7 +15,7 @@ from harness import config, data, engine, experiment_file
 from harness.assembly import assemble
 from harness.datasets import get as dataset
 from harness.errors import UsageError
-from tests.conftest import fresh_store, harness, make_arrays
+from tests.conftest import fresh_store, harness, make_arrays, snapshot_keeper
 from variants import registry
 from variants.augment import PAD, crop_and_flip
 
@@ -36,14 +35,7 @@ def _spec(name, sets=()):
 def _train(d, spec, resume=None, keep_at=None):
     torch.set_num_threads(1)
     build, pieces = assemble(spec, dataset("cifar10"))
-    kept = {}
-
-    def on_progress(p):
-        if p.phase == "epoch" and p.epoch == keep_at:
-            buf = io.BytesIO()
-            torch.save(p.snapshot, buf)  # what a checkpoint file holds
-            kept["snap"] = torch.load(io.BytesIO(buf.getvalue()), weights_only=False)
-
+    on_progress, kept = snapshot_keeper(keep_at)
     model, result = engine.train(build, d.x_train, d.y_train, d.x_val, d.y_val, spec.train, spec.seed, on_progress, resume, pieces=pieces)
     return model, result, kept.get("snap")
 

@@ -2,7 +2,6 @@
 piece of it (each RNG, the optimizer, the weights) breaks that."""
 from __future__ import annotations
 
-import io
 import random
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 from torch import nn
 
 from harness import data, engine
-from tests.conftest import make_arrays
+from tests.conftest import make_arrays, snapshot_keeper
 from variants.lenet import LeNet
 
 
@@ -40,14 +39,7 @@ CFG = (engine.TrainSettings(epochs=3, batch_size=32, shuffle=True), engine.Runti
 
 def run(d, resume=None, keep_at=None, cfg=CFG):
     torch.set_num_threads(1)
-    kept = {}
-
-    def on_progress(p):
-        if p.phase == "epoch" and p.epoch == keep_at:
-            buf = io.BytesIO()
-            torch.save(p.snapshot, buf)  # what a checkpoint file holds
-            kept["snap"] = torch.load(io.BytesIO(buf.getvalue()), weights_only=False)
-
+    on_progress, kept = snapshot_keeper(keep_at)
     model, result = engine.train(Noisy, d.x_train, d.y_train, d.x_val, d.y_val, cfg[0], 7, on_progress, resume=resume, runtime=cfg[1])
     return model, result, kept.get("snap")
 

@@ -35,6 +35,10 @@ class Change:
     optimizer: Callable | None = None  # (parameters, settings with .lr and .weight_decay) -> optimizer; default Adam
     schedule: Callable | None = None  # (optimizer, settings with .epochs) -> LR scheduler stepped once per epoch
 
+    def build(self, image_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+        """The network this change describes, for the data's shape."""
+        return (self.architecture or LeNet)(image_shape, num_classes, **self.model)
+
 
 class Conflict(ValueError):
     """Two components of one variant set the same thing to different values."""
@@ -83,8 +87,7 @@ class Variant:
 
     def build(self, image_shape: tuple[int, int, int] = CIFAR10_SHAPE, num_classes: int = CIFAR10_CLASSES,
               params: dict[str, Any] | None = None) -> nn.Module:
-        ch = self.change(params)
-        return (ch.architecture or LeNet)(image_shape, num_classes, **ch.model)
+        return self.change(params).build(image_shape, num_classes)
 
 
 def _merge(seen: dict, label: str, key: str, component: str, value: Any) -> None:
