@@ -44,6 +44,9 @@ CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "data.split": ("one of prefix, stratified", lambda v: v in ("prefix", "stratified")),
     "data.train_ratio": ("a number strictly between 0 and 1", lambda v: 0 < v < 1),
     "data.split_seed": ("an integer >= 0", lambda v: v >= 0),
+    "analysis.margin": ("a number of points > 0 and < 100 (differences within ±margin count as equivalent)", lambda v: 0 < v < 100),
+    "analysis.test": ("one of t (paired t-test), permutation (exact sign-flip test)", lambda v: v in ("t", "permutation")),
+    "analysis.alpha": ("a number > 0 and < 0.5", lambda v: 0 < v < 0.5),
     "data.dir": ("a directory path ('' means $HARNESS_DATA_DIR, else ./data)", lambda v: True),
     "tracking_uri": ("'' (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db), sqlite:///PATH, http(s)://HOST", lambda v: True),
     "reports_dir": ("a directory path", bool),
@@ -83,7 +86,7 @@ def checked(section: str, name: str, value: Any, kind: type, where: str = "") ->
 
 
 def build(cls: type, table: dict[str, Any], section: str, where: str = "") -> Any:
-    """A `cls` (TrainSettings, Runtime, DataConfig, Paths) from a table, every value checked."""
+    """A `cls` (TrainSettings, Runtime, DataConfig, Paths, stats.Analysis) from a table, every value checked."""
     kinds = typing.get_type_hints(cls)
     values = {}
     for name, value in table.items():

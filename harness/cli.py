@@ -1,4 +1,4 @@
-"""The command line: `run`, `tune`, `bench`, `report`, `list` and `ui`.
+"""The command line: what `run`, `tune`, `bench`, `report`, `plan`, `list` and `ui` do (their flags: harness/arguments.py).
 
 Bad input ends with one line on stderr and exit code 2 before any work starts (a traceback only
 with --debug). Heavy libraries (MLflow, seaborn, Optuna) are imported only by the commands that
@@ -11,100 +11,10 @@ import os
 import sys
 from pathlib import Path
 
+from harness.arguments import EXIT_USAGE, parser
 from harness.errors import Terminated, UsageError
 
-EXIT_USAGE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        """One line, like every other bad input (argparse prints its usage block otherwise)."""
-        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="python -m harness",
-        description="Train CNN ablation variants on one seeded split of CIFAR-10 (or another dataset), track them in MLflow and report the comparison.",
-    )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = sub.add_parser("run", help="train variants × seeds and write the report")
-    run.add_argument("--experiment", help="experiment name in experiments/ (e.g. tutorial, quick) or a .toml path")
-    run.add_argument("--variants", help="comma-separated variant names (see `list`)")
-    run.add_argument("--design", help="list (default: the --variants), factorial (every subset of --factors) or leave-one-out "
-                                      "(the full model of --factors, it without each one, and the baseline)")
-    run.add_argument("--factors", help="with --design: comma-separated components, e.g. dropout,batchnorm,augment")
-    run.add_argument("--yes", action="store_true", help="allow a factorial design of more than 6 factors (64+ cells)")
-    run.add_argument("--seeds", help="a count (e.g. 3: seeds 2021, 2022, 2023) or a list (2021,2022); one seed below 33: write it as '7,'")
-    run.add_argument("--epochs", type=_int("--epochs"), help="epochs per run")
-    run.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    run.add_argument("--data-dir", help="directory holding the dataset's npz file, e.g. cifar10.npz (default: $HARNESS_DATA_DIR, else ./data)")
-    run.add_argument("--dataset", help="cifar10 (default), cifar100 or digits (data.dataset)")
-    run.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
-    run.add_argument("--tuned", action="store_true", help="use the best parameters `tune` wrote for each variant (reports/EXPERIMENT/tuning/)")
-    run.add_argument("--params-from", action="append", default=[], metavar="FILE", help="a TOML file of [params.<variant>] tables (as `tune` writes)")
-    run.add_argument("--jobs-per-device", type=_int("--jobs-per-device"), default=1, metavar="K",
-                     help="train K (variant, seed) runs at once per GPU, or K at once on the CPU, in separate processes (default 1)")
-    run.add_argument("--executor", default="local", help="local (default) or ray")
-    run.add_argument("--ray-address", help="the Ray cluster to run on (with --executor ray), e.g. 10.0.0.5:6379 or auto")
-    run.add_argument("--gpus-per-run", type=float, help="with --executor ray: GPU fraction each run asks for (default 0.25 on a cluster with GPUs, else 0)")
-    run.add_argument("--cpus-per-run", type=float, default=1.0, help="with --executor ray: CPUs each run asks for (default 1)")
-    run.add_argument("--rerun", action="store_true", help="train finished runs again (by default they are skipped and interrupted ones resumed)")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting, e.g. train.lr=0.01, params.dropout.p=0.3 or train.precision=bf16")
-
-    report = sub.add_parser("report", help="rebuild an experiment's report from the MLflow store")
-    report.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
-    report.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
-    report.add_argument("--reports-dir", default="reports", help="where reports go (default: reports)")
-
-    tune = sub.add_parser("tune", help="search a variant's hyperparameters with Optuna (validation data only)")
-    tune.add_argument("--variant", required=True, help="the variant to tune")
-    tune.add_argument("--experiment", help="experiment whose [search.<variant>] space is used (default: experiments/default.toml)")
-    tune.add_argument("--trials", type=_int("--trials"), default=20, help="total trials of the study, counting earlier ones (default 20)")
-    tune.add_argument("--epochs", type=_int("--epochs"), help="epochs per trial")
-    tune.add_argument("--seeds", help="seeds each trial trains (a count or a list, as for run; default: the experiment's first seed)")
-    tune.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    tune.add_argument("--workers", type=_int("--workers"), default=1, help="trial processes on this machine (default 1)")
-    tune.add_argument("--study", help="study name (default: EXPERIMENT-VARIANT); the same name resumes")
-    tune.add_argument("--storage", help="Optuna storage: a journal file (default optuna/EXPERIMENT.journal) or a database URL shared by many machines")
-    tune.add_argument("--pruner", default="median", help="median (default), percentile, hyperband or none")
-    tune.add_argument("--data-dir", help="directory holding the dataset's npz file")
-    tune.add_argument("--tracking-uri", help="MLflow store")
-    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting")
-    tune.add_argument("--worker-share", type=int, help=argparse.SUPPRESS)
-    tune.add_argument("--parent-run", help=argparse.SUPPRESS)
-
-    bench = sub.add_parser("bench", help="time one epoch: the tutorial's pipeline vs the harness engine vs the floor")
-    bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    bench.add_argument("--repeats", type=_int("--repeats"), default=3, help="repeats per way; medians are reported (default 3)")
-    bench.add_argument("--data-dir", help="directory holding cifar10.npz (bench times CIFAR-10)")
-    bench.add_argument("--engine", action="append", default=[], metavar="KEY=VALUE,...",
-                       help="also time the engine with these settings, e.g. precision=bf16,compile=default (repeatable)")
-    bench.add_argument("--jobs", metavar="K,K,...", help="instead, measure the aggregate throughput of K training processes at once per device, e.g. 1,2,4,8")
-    bench.add_argument("--epochs", type=_int("--epochs"), default=1, help="with --jobs: epochs each process trains (default 1)")
-    bench.add_argument("--train-images", type=_int("--train-images"), help="training images per epoch (default: the first 80%% of the training set, 40,000 of CIFAR-10)")
-    bench.add_argument("--val-images", type=_int("--val-images"), help="validation images per epoch (default: the other 20%%, 10,000 of CIFAR-10)")
-    bench.add_argument("--out", help="where the JSON goes (default reports/bench.json, with --jobs reports/bench-scaling.json)")
-
-    sub.add_parser("list", help="list the registered variants")
-
-    ui = sub.add_parser("ui", help="start the MLflow UI on the store")
-    ui.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
-    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
-    ui.add_argument("--port", type=_int("--port"), default=5000)
-    return parser
-
-
-def _int(flag: str):
-    def parse(text: str) -> int:
-        try:
-            return int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-
-    return parse
+EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -143,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"--tuned: no tuned parameters in {str(folder)!r}; run `python -m harness tune --variant NAME` first")
         params_files += found
     cfg = experiment_file.load_experiment(args.experiment, args.set, params_files, **flags)
-    from harness import designs, outcomes, report, report_effects, runner, tracking
+    from harness import comparisons, designs, outcomes, readback, report, report_effects, runner, tracking
 
     uri, device, loaded = _prepare(cfg)
     for path in params_files:
@@ -166,12 +76,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.line("")
     console.line(outcomes.summary(results))
     tracking.set_experiment_tags(uri, cfg.name, {tracking.REPORT_PARENTS_TAG: ",".join(dict.fromkeys(o.parent_id for o in results if o.parent_id)),
-                                                 tracking.DESIGN_TAG: designs.to_tag(cfg.design)})
-    runs = tracking.read_runs(uri, cfg.name)
+                                                 tracking.DESIGN_TAG: designs.to_tag(cfg.design),
+                                                 tracking.ANALYSIS_TAG: report.analysis_tag(cfg.analysis)})
+    runs = readback.read_runs(uri, cfg.name)
+    _, _, compared = report.analyse(runs, cfg.design, cfg.analysis)
+    parents = {v: r.parent_id for r in runs for v in [r.variant]}
+    tracking.log_comparisons(uri, {parents[v]: (comparisons.parent_metrics(c), c.verdict) for v, c in compared.items()})
     if cfg.design.kind != "list":
-        run.tracker.log_analysis(report_effects.metrics(cfg.design, report.test_accuracy(runs)))
+        run.tracker.log_analysis(report_effects.metrics(cfg.design, comparisons.counts(runs), cfg.analysis))
     try:
-        path = report.write(runs, cfg.name, cfg.reports_folder, cfg.design)
+        path = report.write(runs, cfg.name, cfg.reports_folder, cfg.design, cfg.analysis)
         console.line(f"report: {path}")
     except OSError as e:  # the runs are safe in the store; `report` rebuilds it later
         print(f"error: report: {e}; the runs are in the store, rebuild with `python -m harness report --experiment {cfg.name}`", file=sys.stderr)
@@ -277,15 +191,48 @@ def _parse_jobs(text: str) -> list[int]:
     return ks
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from harness import experiment_file, report, tracking
+def _named(text: str):
+    """(name, its ExperimentConfig or None) of --experiment: a .toml path is read for its name."""
+    from harness import experiment_file
 
-    name = args.experiment
-    if name.endswith(".toml") or "/" in name:
-        name = experiment_file.load_experiment(name).name
+    if text.endswith(".toml") or "/" in text:
+        cfg = experiment_file.load_experiment(text)
+        return cfg.name, cfg
+    return text, None
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness import readback, report, tracking
+
+    name, _ = _named(args.experiment)
     uri = tracking.resolve_uri(args.tracking_uri or "")
+    readback.require_store(uri)
     path = report.build(uri, name, Path(args.reports_dir) / name)
     print(f"report: {path}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from harness import planning, readback, report, stats, tracking
+
+    req = planning.Request(args.effect, args.sd, args.comparisons, args.power)
+    planning.check(req)
+    name, cfg = _named(args.experiment)
+    uri = tracking.resolve_uri(args.tracking_uri or "")
+    analysis, baseline, tested = cfg.analysis if cfg else stats.Analysis(), cfg.baseline if cfg else "baseline", {}
+    try:
+        readback.require_store(uri)
+        runs = readback.read_runs(uri, name)
+    except UsageError:
+        if req.sd is None:
+            raise
+    else:
+        tags = readback.experiment_tags(uri, name)
+        analysis = report.analysis_of(tags)
+        baseline, _, compared = report.analyse(runs, report.design_of(tags), analysis)
+        tested = {v: c.test for v, c in compared.items() if c.test is not None}
+    print(f"plan for experiment {name}:")
+    print("\n".join(planning.lines(req, analysis, baseline, tested)))
     return 0
 
 
@@ -303,7 +250,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return ui.launch_ui(tracking.resolve_uri(args.tracking_uri or ""), args.host, args.port)
 
 
-COMMANDS = {"run": cmd_run, "tune": cmd_tune, "bench": cmd_bench, "report": cmd_report, "list": cmd_list, "ui": cmd_ui}
+COMMANDS = {"run": cmd_run, "tune": cmd_tune, "bench": cmd_bench, "report": cmd_report, "plan": cmd_plan, "list": cmd_list, "ui": cmd_ui}
 
 
 def _raise_terminated(signum, frame):
@@ -313,7 +260,7 @@ def _raise_terminated(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     import signal
 
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:

@@ -18,7 +18,7 @@ from typing import Any
 
 import tomli_w
 
-from harness import checks, datasets, designs
+from harness import checks, datasets, designs, stats
 from harness.designs import Design
 from harness.engine import Runtime, TrainSettings
 from harness.errors import UsageError
@@ -59,6 +59,7 @@ class ExperimentConfig:
     paths: Paths = field(default_factory=Paths)
     search: dict[str, dict[str, Any]] = field(default_factory=dict)  # `[search.*]` as written; harness/search.py reads it
     design: Design = field(default_factory=Design)  # how `variants` was made (harness/designs.py)
+    analysis: stats.Analysis = field(default_factory=stats.Analysis)  # how the report decides its verdicts
 
     @property
     def reports_folder(self) -> Path:
@@ -134,8 +135,8 @@ def parse_variant_list(text: str, where: str = "--variants") -> tuple[str, ...]:
     return tuple(names)
 
 
-TOP_LEVEL = ("name", "variants", "baseline", "seeds", "train", "data", "params", "search", "design", "tracking_uri", "reports_dir",
-             "checkpoint_dir")
+TOP_LEVEL = ("name", "variants", "baseline", "seeds", "train", "data", "params", "search", "design", "analysis", "tracking_uri",
+             "reports_dir", "checkpoint_dir")
 
 
 def from_table(table: dict[str, Any]) -> ExperimentConfig:
@@ -155,6 +156,11 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
              "checkpoint_dir": table.pop("checkpoint_dir", "checkpoints")}
     paths = Paths(**{k: checks.checked("", k, v, str) for k, v in paths.items()}, data_dir=checks.checked("data", "dir", data_dir, str))
     design = designs.from_table(table.pop("design", {}))
+    analysis_table = dict(checks.as_table(table.pop("analysis", {}), "analysis"))
+    unknown = sorted(set(analysis_table) - {f.name for f in dataclasses.fields(stats.Analysis)})
+    if unknown:
+        raise UsageError(f"analysis.{unknown[0]}: unknown setting; allowed: {', '.join(f.name for f in dataclasses.fields(stats.Analysis))}")
+    analysis = checks.build(stats.Analysis, analysis_table, "analysis")
     if design.kind != "list" and "variants" in table:
         raise UsageError(f"variants: not with a {design.kind} design, which names the variants itself; remove one of them")
     variants = list(designs.expand(design)) if design.kind != "list" else table.pop("variants", list(ExperimentConfig.variants))
@@ -171,7 +177,7 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
     if "baseline" in top:
         top["baseline"] = canonical_names([top["baseline"]], "baseline")[0]
     cfg = ExperimentConfig(**top, variants=tuple(canonical_names(variants, "variants")), seeds=seeds, train=train, data=data, params=params,
-                           runtime=runtime, paths=paths, search=search, design=design)
+                           runtime=runtime, paths=paths, search=search, design=design, analysis=analysis)
     validate_variants(cfg)
     return cfg
 
@@ -262,7 +268,7 @@ def to_toml(cfg: ExperimentConfig, extra: dict[str, Any] | None = None) -> str:
     table = {"name": cfg.name, "variants": list(cfg.variants), "baseline": cfg.baseline, "seeds": list(cfg.seeds),
              "tracking_uri": cfg.paths.tracking_uri, "reports_dir": cfg.paths.reports_dir, "checkpoint_dir": cfg.paths.checkpoint_dir,
              "train": train, "data": {"dir": cfg.paths.data_dir, **dataclasses.asdict(cfg.data)},
-             "params": cfg.params, "search": cfg.search, **(extra or {})}
+             "params": cfg.params, "search": cfg.search, "analysis": dataclasses.asdict(cfg.analysis), **(extra or {})}
     if cfg.design.kind != "list":
         key = "factors" if cfg.design.kind == "factorial" else "full"
         table["design"] = {"kind": cfg.design.kind, key: list(cfg.design.factors), "allow_large": cfg.design.allow_large}

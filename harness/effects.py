@@ -27,8 +27,9 @@ class Effect:
     test: stats.Paired  # with Holm p and verdict, corrected across the design's effects
 
 
-def contrasts(design: Design, test_acc: dict[str, dict[int, float]]) -> dict[str, tuple[str, dict[int, float]]]:
-    """Effect name -> (kind, per-seed contrast), from each variant's test accuracy by seed."""
+def contrasts(design: Design, test_acc: dict[str, dict[int, float]], scale: float = 1.0) -> dict[str, tuple[str, dict[int, float]]]:
+    """Effect name -> (kind, per-seed contrast), from each variant's test accuracy by seed (or its
+    count of correct images: the contrast is then an exact integer sum, times `scale`)."""
     factors = sorted(design.factors)
     if design.kind == "factorial":
         cells = [frozenset(c) for r in range(len(factors) + 1) for c in itertools.combinations(factors, r)]
@@ -36,7 +37,7 @@ def contrasts(design: Design, test_acc: dict[str, dict[int, float]]) -> dict[str
         out = {}
         for order in (1, 2):
             for term in itertools.combinations(factors, order):
-                per_seed = {s: sum(_sign(c, term) * test_acc[cell(c)][s] for c in cells) / 2 ** (len(factors) - 1) for s in seeds}
+                per_seed = {s: scale * sum(_sign(c, term) * test_acc[cell(c)][s] for c in cells) / 2 ** (len(factors) - 1) for s in seeds}
                 out[" × ".join(term)] = ("main" if order == 1 else "interaction", per_seed)
         return out
     if design.kind == "leave-one-out":
@@ -45,18 +46,28 @@ def contrasts(design: Design, test_acc: dict[str, dict[int, float]]) -> dict[str
         for x in factors:
             without = cell(set(factors) - {x})
             seeds = _common(test_acc, [full, without])
-            out[x] = ("contribution", {s: test_acc[full][s] - test_acc[without][s] for s in seeds})
+            out[x] = ("contribution", {s: scale * (test_acc[full][s] - test_acc[without][s]) for s in seeds})
         seeds = _common(test_acc, [full, "baseline"])
-        out["full − baseline"] = ("total", {s: test_acc[full][s] - test_acc["baseline"][s] for s in seeds})
+        out["full − baseline"] = ("total", {s: scale * (test_acc[full][s] - test_acc["baseline"][s]) for s in seeds})
         return out
     return {}
 
 
-def analyse(design: Design, test_acc: dict[str, dict[int, float]]) -> list[Effect]:
-    """Every effect of the design with its test, Holm-corrected across them all."""
-    raw = contrasts(design, test_acc)
-    tested = stats.family({name: stats.differences(d) for name, (_, d) in raw.items()})
+def analyse(design: Design, counts: dict[str, dict[int, tuple[int, int]]], analysis: stats.Analysis = stats.Analysis()) -> list[Effect]:
+    """Every effect of the design with its tests and verdict, Holm-corrected across them all, from
+    each cell's (correct, images) counts by seed."""
+    raw = contrasts(design, *exact(counts))
+    tested = stats.family({name: stats.differences(d, analysis) for name, (_, d) in raw.items()}, analysis) if raw else {}
     return [Effect(name, kind, d, tested[name]) for name, (kind, d) in raw.items()]
+
+
+def exact(counts: dict[str, dict[int, tuple[int, int]]]) -> tuple[dict[str, dict[int, float]], float]:
+    """(values, scale) for `contrasts`: the integer counts and 100 / images when every run used the
+    same test set, else accuracies in points and 1."""
+    sizes = {n for seeds in counts.values() for _, n in seeds.values()}
+    if len(sizes) == 1:
+        return {v: {s: k for s, (k, _) in seeds.items()} for v, seeds in counts.items()}, 100.0 / sizes.pop()
+    return {v: {s: 100.0 * k / n for s, (k, n) in seeds.items()} for v, seeds in counts.items()}, 1.0
 
 
 def interaction_means(design: Design, test_acc: dict[str, dict[int, float]], a: str, b: str) -> dict[tuple[bool, bool], float]:

@@ -5,26 +5,30 @@ Building it twice from the same store gives the same files.
 """
 from __future__ import annotations
 
-import math
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from harness import designs, report_effects, stats
+from harness import comparisons as comparisons_mod
+from harness import designs, report_effects, report_stats, stats
+from harness.comparisons import Comparison
 from harness.designs import Design
 from harness.files import atomic_write
-from harness.tracking import SeedRun
+from harness.readback import SeedRun
 
 ENV_KEYS = ("torch", "cuda", "cudnn", "device", "threads", "cudnn_deterministic", "deterministic_algorithms")
 
 
 def build(uri: str, experiment: str, reports_dir: Path) -> Path:
-    """Read the experiment (its runs and its design) from the store and write `reports_dir/report.md` with its plots."""
-    from harness import tracking
+    """Read the experiment (its runs, design and analysis settings) from the store and write
+    `reports_dir/report.md` with its plots."""
+    from harness import readback
 
-    runs = tracking.read_runs(uri, experiment)
-    return write(runs, experiment, reports_dir, design_of(tracking.experiment_tags(uri, experiment)))
+    runs = readback.read_runs(uri, experiment)
+    tags = readback.experiment_tags(uri, experiment)
+    return write(runs, experiment, reports_dir, design_of(tags), analysis_of(tags))
 
 
 def design_of(tags: dict[str, str]) -> Design:
@@ -34,33 +38,24 @@ def design_of(tags: dict[str, str]) -> Design:
     return designs.from_tag(tags.get(DESIGN_TAG, ""))
 
 
+def analysis_tag(analysis: stats.Analysis) -> str:
+    """The [analysis] settings as recorded on the MLflow experiment (JSON)."""
+    return json.dumps({"margin": analysis.margin, "test": analysis.test, "alpha": analysis.alpha})
+
+
+def analysis_of(tags: dict[str, str]) -> stats.Analysis:
+    """The [analysis] settings the last `run` recorded (the defaults when none)."""
+    from harness.tracking import ANALYSIS_TAG
+
+    return stats.Analysis(**json.loads(tags.get(ANALYSIS_TAG, "") or "{}"))
+
+
 def test_accuracy(runs: list[SeedRun]) -> dict[str, dict[int, float]]:
-    """Each variant's test accuracy by seed, from its finished runs."""
-    out: dict[str, dict[int, float]] = {}
-    for r in runs:
-        if r.status == "FINISHED" and "test_acc" in r.metrics:
-            out.setdefault(r.variant, {})[r.seed] = r.metrics["test_acc"]
-    return out
+    """Each variant's test accuracy by seed (points), from its finished runs' counts of correct images."""
+    return comparisons_mod.accuracy(comparisons_mod.counts(runs))
 
 
-def _fmt(x: float, digits: int = 2) -> str:
-    return f"{x:.{digits}f}" if isinstance(x, (int, float)) and math.isfinite(x) else "–"
-
-
-def _p(x: float) -> str:
-    if not math.isfinite(x):
-        return "–"
-    return "<0.001" if x < 0.001 else f"{x:.3f}"
-
-
-def _pm(s: stats.Summary, digits: int = 2) -> str:
-    if s.n == 0:
-        return "–"
-    return _fmt(s.mean, digits) if s.n < 2 else f"{_fmt(s.mean, digits)} ± {_fmt(s.std, digits)}"
-
-
-def _ci(low: float, high: float) -> str:
-    return f"[{_fmt(low)}, {_fmt(high)}]" if math.isfinite(low) else "–"
+_fmt, _p, _pm, _ci = report_stats.fmt, report_stats.p, report_stats.pm, report_stats.ci
 
 
 def _order(runs: list[SeedRun], baseline: str, design: Design) -> list[str]:
@@ -70,7 +65,16 @@ def _order(runs: list[SeedRun], baseline: str, design: Design) -> list[str]:
     return ([baseline] if baseline in present else []) + [n for n in names if n != baseline]
 
 
-def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = Design()) -> Path:
+def analyse(runs: list[SeedRun], design: Design = Design(), analysis: stats.Analysis = stats.Analysis()) -> tuple[str, list[str], dict[str, Comparison]]:
+    """(baseline, variant order, each variant's comparison with the baseline) of these runs."""
+    baseline = runs[-1].tags.get("harness.baseline", "baseline") if runs else "baseline"
+    order = _order(runs, baseline, design)
+    if not any(r.variant == baseline and r.status == "FINISHED" for r in runs):
+        return baseline, order, {}
+    return baseline, order, comparisons_mod.compare(runs, baseline, order, analysis)
+
+
+def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = Design(), analysis: stats.Analysis = stats.Analysis()) -> Path:
     """Write the report for these runs (as read from the store) into `folder`."""
     from harness import plots
 
@@ -78,14 +82,12 @@ def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = D
     if not runs:
         text = "\n".join([f"# Ablation report: {experiment}", "", "No runs in the store yet.", ""] + _tuning(folder))
         return atomic_write(folder / "report.md", text.rstrip() + "\n")
-    baseline = runs[-1].tags.get("harness.baseline", "baseline")
-    order = _order(runs, baseline, design)
+    baseline, order, comparisons = analyse(runs, design, analysis)
     done = [r for r in runs if r.status == "FINISHED"]
     by_variant = {v: [r for r in done if r.variant == v] for v in order}
     accuracy = test_accuracy(runs)
     test = {v: accuracy.get(v, {}) for v in order}
     has_baseline = bool(test.get(baseline))
-    comparisons = stats.compare_all(test[baseline], {v: test[v] for v in order if v != baseline}) if has_baseline else {}
 
     lines = [f"# Ablation report: {experiment}", ""]
     epochs = sorted({r.params.get("train.epochs", "?") for r in runs})
@@ -93,21 +95,31 @@ def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = D
     lines += [
         f"{len(order)} variant(s) × {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), {', '.join(epochs)} epoch(s); "
         f"{len(done)} of {len(runs)} runs finished. Baseline: `{baseline}`. Test accuracy is measured once per run, "
-        f"on the weights of the epoch selected on validation (`train.select` = {runs[0].params.get('train.select', 'val_acc')}).",
+        f"on the weights of the epoch chosen by {_selection(runs, order)}.",
         "",
     ]
     lines += _warnings(runs)
-    lines += _comparison_table(order, runs, by_variant, test, baseline)
-    lines += _statistics(order, by_variant, comparisons, baseline, has_baseline)
+    lines += _comparison_table(order, runs, by_variant, comparisons, baseline)
+    lines += report_stats.per_variant(order, by_variant)
+    lines += report_stats.against_baseline(comparisons, baseline, has_baseline, analysis, comparisons_mod.sources_of_variation(done))
     classes = next((r.classes for r in done if r.classes), ())  # as the runs stored them with their confusion matrices
     lines += _plots(folder, order, runs, done, test, comparisons, baseline, plots, classes)
-    lines += report_effects.section(design, test, folder, _fmt, _p)
+    lines += report_effects.section(design, comparisons_mod.counts(done), folder, analysis)
     _remove_unlinked(folder, "\n".join(lines), PLOT_FIGURES + report_effects.FIGURES)
     lines += _per_class(order, by_variant, classes)
     lines += _failures(runs)
     lines += _tuning(folder)
     lines += _provenance(runs)
     return atomic_write(folder / "report.md", "\n".join(lines).rstrip() + "\n")
+
+
+def _selection(runs: list[SeedRun], order: list[str]) -> str:
+    """The selection rule (`train.select`), per variant where they differ."""
+    rules = {v: comparisons_mod.setting([r for r in runs if r.variant == v], "train.select") for v in order}
+    rules = {v: rule for v, rule in rules.items() if rule}
+    if len(set(rules.values())) <= 1:
+        return f"`train.select` = {next(iter(rules.values()), 'val_acc')}"
+    return "`train.select`, which differs between variants: " + ", ".join(f"`{v}` {rule}" for v, rule in rules.items())
 
 
 def _warnings(runs: list[SeedRun]) -> list[str]:
@@ -130,17 +142,17 @@ def _warnings(runs: list[SeedRun]) -> list[str]:
     return out + ([""] if out else [])
 
 
-def _comparison_table(order, runs, by_variant, test, baseline) -> list[str]:
+def _comparison_table(order, runs, by_variant, comparisons: dict[str, Comparison], baseline) -> list[str]:
     lines = [
         "## Comparison",
         "",
         "Mean ± std over seeds. Gap: train minus validation accuracy at the last epoch. "
-        "Δ test: difference of mean test accuracy from the baseline, in points.",
+        "Δ test: the mean of the paired differences in test accuracy from the baseline (same seeds), in points, with the "
+        "number of pairs; the statistics below test it.",
         "",
-        "| variant | seeds | test acc (%) | best val acc (%) | final val acc (%) | final val loss | min val loss @ epoch | train–val gap | parameters | s / epoch | Δ test vs baseline |",
+        "| variant | seeds | test acc (%) | best val acc (%) | final val acc (%) | final val loss | min val loss @ epoch | train–val gap | parameters | s / epoch | Δ test vs baseline (pairs) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    base_mean = stats.summarize(list(test.get(baseline, {}).values())).mean
     for v in order:
         rs = by_variant[v]
         total = sum(1 for r in runs if r.variant == v)
@@ -148,65 +160,18 @@ def _comparison_table(order, runs, by_variant, test, baseline) -> list[str]:
         def col(key: str) -> stats.Summary:
             return stats.summarize([r.metrics[key] for r in rs if key in r.metrics])
 
-        t = col("test_acc")
-        delta = "(reference)" if v == baseline else (f"{t.mean - base_mean:+.2f}" if t.n and math.isfinite(base_mean) else "–")
+        c = comparisons.get(v)
+        delta = ("(reference)" if v == baseline else "not comparable" if c is not None and c.test is None
+                 else f"{report_stats.signed(c.test.diff_mean)} ({c.test.n})" if c is not None and c.test.n else "–")
         params = int(rs[0].metrics["n_params"]) if rs and "n_params" in rs[0].metrics else None
         min_loss_epoch = col("min_val_loss_epoch")
         lines.append(
-            f"| {v} | {len(rs)}/{total} | {_pm(t)} | {_pm(col('best_val_acc'))} | {_pm(col('final_val_acc'))} | "
+            f"| {v} | {len(rs)}/{total} | {_pm(col('test_acc'))} | {_pm(col('best_val_acc'))} | {_pm(col('final_val_acc'))} | "
             f"{_pm(col('final_val_loss'), 4)} | "
             f"{_fmt(col('min_val_loss').mean, 4)} @ {_fmt(min_loss_epoch.median, 0)} | {_pm(col('final_gap_acc'))} | "
             f"{f'{params:,}' if params else '–'} | {_fmt(col('epoch_seconds_mean').mean)} | {delta} |"
         )
     return lines + [""]
-
-
-def _statistics(order, by_variant, comparisons, baseline, has_baseline) -> list[str]:
-    lines = [
-        "## Statistics",
-        "",
-        "### Per variant",
-        "",
-        "n seeds; mean ± sample std; 95% confidence interval of the mean (t distribution); median; range.",
-        "",
-        "| variant | metric | n | mean ± std | 95% CI | median | range |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for v in order:
-        for key, label in (("test_acc", "test acc (selected epoch)"), ("best_val_acc", "best val acc")):
-            s = stats.summarize([r.metrics[key] for r in by_variant[v] if key in r.metrics])
-            rng = f"{_fmt(s.min)} – {_fmt(s.max)}" if s.n else "–"
-            lines.append(f"| {v} | {label} | {s.n} | {_pm(s)} | {_ci(s.ci_low, s.ci_high)} | {_fmt(s.median)} | {rng} |")
-    lines += ["", f"### Against the baseline (`{baseline}`), paired by seed", ""]
-    if not has_baseline:
-        return lines + [f"No finished run of the baseline `{baseline}`: no comparison is possible.", ""]
-    if not comparisons:
-        return lines + ["Only the baseline was run: there is nothing to compare.", ""]
-    lines += [
-        "Difference = variant minus baseline test accuracy on the same seed (same split, same batch order), in points. "
-        "p-values: paired t-test and Wilcoxon signed-rank test, two-sided; Holm: the t-test's p corrected for "
-        f"{len(comparisons)} comparison(s). Effect size: Cohen's d_z (mean difference / std of differences). "
-        f"Detectable: the smallest true difference a paired t-test at α = {stats.ALPHA} would find with {int(stats.POWER * 100)}% power "
-        "given the observed spread and number of seeds; a \"no detectable difference\" next to a large detectable value means too few seeds, not no effect.",
-        "",
-        "| variant | n pairs | difference | 95% CI | t-test p | Wilcoxon p | Holm p | effect size d_z | detectable | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for v, c in comparisons.items():
-        if c.n < 2:
-            lines.append(f"| {v} | {c.n} | {_signed(c.diff_mean)} | – | – | – | – | – | – | {c.verdict} |")
-            continue
-        lines.append(
-            f"| {v} | {c.n} | {_signed(c.diff_mean)} | {_ci(c.ci_low, c.ci_high)} | {_p(c.t_p)} | {_p(c.wilcoxon_p)} | "
-            f"{_p(c.p_holm)} | {_fmt(c.effect_size)} | ±{_fmt(c.detectable)} | **{c.verdict}** |"
-        )
-    if any(2 <= c.n < 6 for c in comparisons.values()):
-        lines += ["", "With fewer than 6 pairs the two-sided Wilcoxon test cannot reach p < 0.05 whatever the data; the t-test decides the verdict."]
-    return lines + [""]
-
-
-def _signed(x: float) -> str:
-    return f"{x:+.2f}" if math.isfinite(x) else "–"
 
 
 def _plots(folder, order, runs, done, test, comparisons, baseline, plots, classes) -> list[str]:
@@ -233,13 +198,15 @@ def _plots(folder, order, runs, done, test, comparisons, baseline, plots, classe
         lines += ["![test accuracy per variant](test_accuracy.png)", "",
                   "*Test accuracy of each variant at its selected epoch: every dot is one seed, the box spans the middle half of the seeds.*", ""]
     diffs = pd.DataFrame([
-        {"variant": v, "diff": c.diff_mean, "ci_low": c.ci_low, "ci_high": c.ci_high} for v, c in comparisons.items() if c.n >= 1
+        {"variant": v, "diff": c.test.diff_mean, "ci_low": c.test.ci_low, "ci_high": c.test.ci_high}
+        for v, c in comparisons.items() if c.test is not None and c.test.n >= 1
     ])
     if len(diffs):
         plots.baseline_difference(diffs, folder / "baseline_difference.png")
         lines += ["![difference from the baseline](baseline_difference.png)", "",
-                  f"*Paired difference in test accuracy from `{baseline}` (points, same seeds) with its 95% confidence interval: "
-                  "an interval that crosses zero is no evidence of a difference.*", ""]
+                  f"*Paired difference in test accuracy from `{baseline}` (points, same seeds) with its unadjusted 95% confidence "
+                  "interval. An interval that crosses zero is inconclusive, not evidence that there is no difference; only the "
+                  "TOST in the statistics can show that a difference lies within the margin.*", ""]
     matrices = {v: sum(r.confusion for r in done if r.variant == v and r.classes == classes) for v in order}
     matrices = {v: m for v, m in matrices.items() if isinstance(m, np.ndarray)}
     if matrices:

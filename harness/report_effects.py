@@ -8,18 +8,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import effects, plots
+from harness import effects, plots, stats
 from harness.designs import Design
+from harness.report_stats import fmt, p as p_fmt, signed
 
 FIGURES = ("effects_forest.png", "effects_interaction.png")
-VERDICT = {"better": "raises accuracy", "worse": "lowers accuracy"}
+VERDICT = {"better": "raises accuracy", "worse": "lowers accuracy", "equivalent": "no effect beyond the margin"}
 
 
-def section(design: Design, test_acc: dict[str, dict[int, float]], folder: Path, fmt, p_fmt) -> list[str]:
+def section(design: Design, counts: dict[str, dict[int, tuple[int, int]]], folder: Path, analysis: stats.Analysis = stats.Analysis()) -> list[str]:
     """Markdown lines of the section (none for a list design); writes its figures into `folder`."""
     if design.kind == "list":
         return []
-    found = effects.analyse(design, test_acc)
+    found = effects.analyse(design, counts, analysis)
+    test_acc = {v: {s: 100.0 * k / n for s, (k, n) in seeds.items()} for v, seeds in counts.items()}
     lines = ["## Effects", ""]
     if design.kind == "factorial":
         lines.append(f"A 2^{len(design.factors)} factorial design over {', '.join(f'`{x}`' for x in design.factors)}. "
@@ -31,21 +33,25 @@ def section(design: Design, test_acc: dict[str, dict[int, float]], folder: Path,
         lines.append(f"A leave-one-out design around the full model `{'+'.join(sorted(design.factors))}`. Contribution of a "
                      "component: the full model's test accuracy minus that of the full model without it, per seed; "
                      "\"full − baseline\" is the whole model's gain.")
-    lines += ["", "Mean over seeds in points, 95% t interval, two-sided t-test of the per-seed contrasts, Holm-corrected across "
-              f"the {len(found)} effects below.", "",
-              "| effect | kind | seeds | mean (points) | 95% CI | t-test p | Holm p | verdict |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "Mean over seeds in points (from counts of correct test images), 95% t interval, two-sided t-test and "
+              "sign-flip permutation test of the per-seed contrasts, Holm-corrected across the "
+              f"{len(found)} effects below; TOST against ±{fmt(analysis.margin)} points for \"no effect beyond the margin\". "
+              f"The `{analysis.test}` test decides (`[analysis] test`); \"inconclusive\" means these seeds cannot tell.", "",
+              "| effect | kind | seeds | mean (points) | 95% CI | t-test p | permutation p | Holm p | TOST Holm p | verdict |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for e in found:
         t = e.test
         ci = f"[{fmt(t.ci_low)}, {fmt(t.ci_high)}]" if math.isfinite(t.ci_low) else "–"
-        verdict = VERDICT.get(t.verdict, "no detectable effect" if t.verdict == "no detectable difference" else t.verdict)
-        lines.append(f"| {e.name} | {e.kind} | {t.n} | {signed(t.diff_mean)} | {ci} | {p_fmt(t.t_p)} | {p_fmt(t.p_holm)} | {verdict} |")
+        lines.append(f"| {e.name} | {e.kind} | {t.n} | {signed(t.diff_mean)} | {ci} | {p_fmt(t.t_p)} | {p_fmt(t.perm_p)} | "
+                     f"{p_fmt(t.p_holm)} | {p_fmt(t.tost_holm)} | {VERDICT.get(t.verdict, t.verdict)} |")
     lines.append("")
     rows = pd.DataFrame([{"label": e.name, "diff": e.test.diff_mean, "ci_low": e.test.ci_low, "ci_high": e.test.ci_high}
                          for e in found if e.test.n >= 1])
     if len(rows):
         plots.forest(rows, "effect on test accuracy (points, 95% CI, paired by seed)", folder / FIGURES[0])
         lines += [f"![effects]({FIGURES[0]})", "", "*Each effect with its 95% confidence interval: an interval that excludes "
-                  "zero is an effect the seeds resolve (before correction; the Holm p in the table decides).*", ""]
+                  "zero is an effect the seeds resolve before correction (the Holm p in the table decides); one that crosses zero "
+                  "is inconclusive, not evidence of no effect.*", ""]
     pairs = [e for e in found if e.kind == "interaction" and math.isfinite(e.test.diff_mean)]
     if pairs:
         top = max(pairs, key=lambda e: abs(e.test.diff_mean))
@@ -57,16 +63,13 @@ def section(design: Design, test_acc: dict[str, dict[int, float]], folder: Path,
     return lines
 
 
-def metrics(design: Design, test_acc: dict[str, dict[int, float]]) -> dict[str, float]:
+def metrics(design: Design, counts: dict[str, dict[int, tuple[int, int]]], analysis: stats.Analysis = stats.Analysis()) -> dict[str, float]:
     """The effects as MLflow metrics: effect.NAME (mean), .ci_low, .ci_high, .p_holm, .seeds."""
     out = {}
-    for e in effects.analyse(design, test_acc):
+    for e in effects.analyse(design, counts, analysis):
         key = "effect." + e.name.replace(" × ", "_x_").replace(" − ", "_minus_")
         t = e.test
         out.update({key: t.diff_mean, f"{key}.ci_low": t.ci_low, f"{key}.ci_high": t.ci_high, f"{key}.p_holm": t.p_holm,
                     f"{key}.seeds": float(t.n)})
     return out
 
-
-def signed(x: float) -> str:
-    return f"{x:+.2f}" if math.isfinite(x) else "–"

@@ -1,6 +1,6 @@
 """What a finished run produces: the test set read once (for the selected weights and the last
 epoch's), the final metrics, and the artifacts (configuration, confusion matrix, per-class
-scores, weights, plots)."""
+scores, per-image test predictions, weights, plots)."""
 from __future__ import annotations
 
 import tempfile
@@ -42,13 +42,23 @@ def final_metrics(result: engine.Result, test: tuple[float, float], last: tuple[
     }
 
 
+PREDICTIONS = "predictions.npz"  # per test image: the label, the selected weights' and the last epoch's prediction
+
+
+def write_predictions(path: Path, labels: torch.Tensor, selected: torch.Tensor, last: torch.Tensor) -> None:
+    """The per-image test predictions (int16), for the report's bootstrap over test images."""
+    np.savez_compressed(path, **{k: v.cpu().numpy().astype(np.int16) for k, v in
+                                 (("labels", labels), ("selected", selected), ("last", last))})
+
+
 def record(tracker, run_id: str, cfg: ExperimentConfig, spec: RunSpec, data: Loaded, model: nn.Module,
            result: engine.Result) -> dict[str, float]:
     """Evaluate on the test set, log the final metrics (once, also after a restart) and the artifacts."""
     t, classes = data.tensors, data.source.dataset.classes
     selected = engine.copy_weights(model, result.selected_state)
     test_loss, test_acc, pred = engine.evaluate(selected, t.x_test, t.y_test, spec.train, cfg.runtime)
-    last = engine.evaluate(model, t.x_test, t.y_test, spec.train, cfg.runtime)[:2]
+    last_loss, last_acc, last_pred = engine.evaluate(model, t.x_test, t.y_test, spec.train, cfg.runtime)
+    last = (last_loss, last_acc)
     cm = evaluation.confusion_matrix(t.y_test.cpu().numpy(), pred.cpu().numpy(), len(classes))
     scores = evaluation.per_class(cm)
     metrics = final_metrics(result, (test_loss, test_acc), last, sum(p.numel() for p in model.parameters()), scores["f1"], classes)
@@ -59,6 +69,7 @@ def record(tracker, run_id: str, cfg: ExperimentConfig, spec: RunSpec, data: Loa
         (folder / "config.toml").write_text(config_mod.to_toml(cfg, {"run": spec.flat()}))
         evaluation.write_confusion_csv(cm, classes, folder / "confusion_matrix.csv")
         evaluation.write_per_class_csv(scores, classes, folder / "per_class.csv")
+        write_predictions(folder / PREDICTIONS, t.y_test, pred, last_pred)
         torch.save({"last": model.state_dict(), "selected": result.selected_state, "selected_epoch": result.selected_epoch}, folder / "model.pt")
         from harness import plots
 

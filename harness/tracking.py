@@ -1,8 +1,8 @@
-"""Everything MLflow: the store's address, one parent run per variant with one child run per seed,
-per-epoch metrics, final metrics and artifacts, across-seed aggregates on the parent, and reading
-an experiment back as plain records (the report is built from the store alone).
+"""Writing to MLflow: the store's address, one parent run per variant with one child run per seed,
+per-epoch metrics, final metrics and artifacts, across-seed aggregates and the paired comparison
+on the parent. Reading an experiment back is harness/readback.py.
 
-The rest of the harness never imports mlflow; it calls these functions.
+The rest of the harness never imports mlflow; it calls these modules.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import math
 import os
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ def epoch_metrics(s) -> dict[str, float]:
     return {k: values[k] for k in EPOCH_METRICS}
 
 
-def _quiet_mlflow():
+def quiet_mlflow():
     """Import mlflow without its progress bars and start-up chatter on our console."""
     import logging
 
@@ -62,24 +62,6 @@ def artifact_root(uri: str) -> str | None:
     if uri.startswith("sqlite:///"):
         return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
     return None
-
-
-@dataclass
-class SeedRun:
-    """One finished or failed (variant, seed) run as read back from the store."""
-
-    run_id: str
-    parent_id: str
-    variant: str
-    seed: int
-    status: str
-    start_time: int
-    params: dict[str, str]
-    tags: dict[str, str]
-    metrics: dict[str, float]  # final values
-    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # key -> [(epoch, value)]
-    confusion: Any = None  # the test-set confusion matrix (numpy), for finished runs
-    classes: tuple[str, ...] = ()  # the class names of the confusion matrix's rows, as the run stored them
 
 
 @contextlib.contextmanager
@@ -131,7 +113,7 @@ class Tracker:
     def __init__(self, uri: str, experiment: str, lock_dir: Path) -> None:
         from mlflow import MlflowClient
 
-        _quiet_mlflow()
+        quiet_mlflow()
         self.uri = uri
         self.lock_dir = lock_dir
         with store_lock(lock_dir):
@@ -261,8 +243,10 @@ def _experiment_artifacts(uri: str, experiment: str) -> str | None:
     return f"{root}/{experiment}" if root else None
 
 
-REPORT_PARENTS_TAG = "harness.report_parents"  # which parent runs the report covers (those of the last `run`)
+REPORT_PARENTS_TAG = "harness.report_parents"  # the parents of the last `run`: preferred when a variant has several
 DESIGN_TAG = "harness.design"  # the last `run`'s design, as JSON: {"kind": ..., "factors": [...]}
+ANALYSIS_TAG = "harness.analysis"  # the last `run`'s [analysis] settings, as JSON: {"margin": ..., "test": ...}
+VERDICT_TAG = "harness.verdict"  # on a parent: its verdict against the baseline in the last report
 
 
 def set_experiment_tags(uri: str, experiment: str, tags: dict[str, str]) -> None:
@@ -275,61 +259,14 @@ def set_experiment_tags(uri: str, experiment: str, tags: dict[str, str]) -> None
         _retrying(client.set_experiment_tag)(eid, key, value)
 
 
-def experiment_tags(uri: str, experiment: str) -> dict[str, str]:
+def log_comparisons(uri: str, by_parent: dict[str, tuple[dict[str, float], str]]) -> None:
+    """Put each compared variant's paired difference against the baseline (metrics) and its verdict
+    (tag VERDICT_TAG) on its parent run, so MLflow's compare view shows the report's numbers."""
     from mlflow import MlflowClient
+    from mlflow.entities import Metric, RunTag
 
-    found = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
-    return dict(found.tags) if found else {}
-
-
-def read_runs(uri: str, experiment: str) -> list[SeedRun]:
-    """Every seed run under the parent runs the report covers (those of the last `run`, recorded on
-    the experiment; else the newest parent per variant), with metric histories."""
-    from mlflow import MlflowClient
-
-    _quiet_mlflow()
     client = MlflowClient(tracking_uri=uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        raise UsageError(f"--experiment: no experiment named {experiment!r} in the store {uri}")
-    eid = found.experiment_id
-    parents = client.search_runs([eid], filter_string="tags.`harness.role` = 'variant'", max_results=10_000)
-    chosen = found.tags.get(REPORT_PARENTS_TAG, "").split(",")
-    latest = {p.data.tags["harness.variant"]: p.info.run_id for p in parents if p.info.run_id in chosen}
-    if not latest:  # no `run` has said which parents its report covers: the newest per variant
-        for p in sorted(parents, key=lambda p: p.info.start_time, reverse=True):
-            latest.setdefault(p.data.tags["harness.variant"], p.info.run_id)
-    runs = []
-    for variant, parent_id in sorted(latest.items()):
-        children = client.search_runs([eid], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=10_000)
-        best_by_seed: dict[int, Any] = {}
-        for r in sorted(children, key=lambda r: r.info.start_time):
-            seed = int(r.data.tags["harness.seed"])
-            prev = best_by_seed.get(seed)
-            if prev is None or prev.info.status != "FINISHED":  # a finished run wins over a failed one
-                best_by_seed[seed] = r
-        for seed, r in sorted(best_by_seed.items()):
-            history = {
-                key: sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id, key))
-                for key in EPOCH_METRICS
-            }
-            classes, confusion = _confusion(client, r.info.run_id) if r.info.status == "FINISHED" else ((), None)
-            runs.append(SeedRun(
-                r.info.run_id, parent_id, variant, seed, r.info.status, r.info.start_time,
-                dict(r.data.params), dict(r.data.tags), dict(r.data.metrics), history, confusion, classes,
-            ))
-    return runs
-
-
-def _confusion(client, run_id: str) -> tuple[tuple[str, ...], Any]:
-    """The run's class names and test-set confusion matrix, from its artifact; ((), None) without one."""
-    import tempfile
-
-    from harness.evaluation import read_confusion_csv
-
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(run_id, "confusion_matrix.csv", tmp)
-        except Exception:  # noqa: BLE001 - a run without the artifact simply has no matrix
-            return (), None
-        return read_confusion_csv(Path(path))
+    now = int(time.time() * 1000)
+    for parent_id, (metrics, verdict) in by_parent.items():
+        values = [Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)]
+        _retrying(client.log_batch)(parent_id, metrics=values, tags=[RunTag(VERDICT_TAG, verdict)])

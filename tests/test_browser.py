@@ -95,6 +95,21 @@ def test_parent_runs_and_aggregates_are_visible(served):
             assert f"{parent.info.run_name}-seed{seed}" in text  # its child runs
 
 
+def test_a_parents_paired_difference_and_verdict_match_the_report(served):
+    work, base = served
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("default")
+    (parent,) = client.search_runs([exp.experiment_id], filter_string="tags.`harness.variant` = 'dropout' and tags.`harness.role` = 'variant'")
+    report = (work / "reports" / "default" / "report.md").read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| dropout | 2 | "))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    text = page_text(f"{base}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}")
+    shown = {key: float(text[text.index(key) + 1]) for key in ("paired_delta_test_acc", "paired_delta_ci_low", "paired_delta_ci_high", "paired_n")}
+    assert f"{shown['paired_delta_test_acc']:+.2f}" == cells[2] and shown["paired_n"] == 2
+    assert f"[{shown['paired_delta_ci_low']:.2f}, {shown['paired_delta_ci_high']:.2f}]" == cells[3]
+    assert text[text.index("harness.verdict") + 1] == f": {cells[-1].strip('*')}"  # the tag, as the page lists it
+
+
 def test_screenshot(served, tmp_path):
     work, base = served
     exp = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}").get_experiment_by_name("default")

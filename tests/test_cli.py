@@ -154,16 +154,56 @@ def test_jobs_per_device_trains_each_pair_once(tmp_path, data_dir):
     assert len(runs) == 4 and {r.data.params["train.threads"] for r in runs} == {"1"}
 
 
-def test_report_covers_the_parents_of_the_last_run(tmp_path, data_dir):
+def test_report_covers_every_invocation_and_parents_carry_the_comparison(tmp_path, data_dir):
+    """Issue 12, defect 8: variants run by separate invocations are one Holm family; a variant
+    trained under other shared settings is listed as not comparable, not dropped."""
+    import re
+
+    from mlflow import MlflowClient
+
     from tests.conftest import fresh_store
 
     fresh_store(tmp_path)
-    common = ["--seeds", "1,", "--set", "train.batch_size=64"]
+    common = ["--seeds", "1,2", "--set", "train.batch_size=64"]
     assert harness("run", "--variants", "baseline,dropout", "--epochs", "1", *common, cwd=tmp_path, data=data_dir).returncode == 0
-    assert harness("run", "--variants", "baseline,batchnorm", "--epochs", "2", *common, cwd=tmp_path, data=data_dir).returncode == 0
+    assert harness("run", "--variants", "batchnorm", "--epochs", "1", *common, cwd=tmp_path, data=data_dir).returncode == 0
     report = tmp_path / "reports" / "default" / "report.md"
     text = report.read_text()
-    assert "| batchnorm | 1/1 |" in text and "| dropout |" not in text and "epoch(s)" in text and "2 epoch(s)" in text
+    assert "The family is the 2 comparable variant(s)" in text
+    rows = {m.group(1): m for m in re.finditer(r"^\| (\w+) \| (\d) \| ([+-][\d.]+) \| (\[[^]]+\]) \| (\[[^]]+\]|–) \|.*\*\*(\w+)\*\* \|$", text, re.M)}
+    assert set(rows) == {"dropout", "batchnorm"}
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("default")
+    for parent in client.search_runs([exp.experiment_id], filter_string="tags.`harness.role` = 'variant'"):
+        variant = parent.data.tags["harness.variant"]
+        if variant == "baseline":
+            assert "paired_delta_test_acc" not in parent.data.metrics
+            continue
+        m = parent.data.metrics
+        assert f"{m['paired_delta_test_acc']:+.2f}" == rows[variant].group(3) and m["paired_n"] == 2
+        assert f"[{m['paired_delta_ci_low']:.2f}, {m['paired_delta_ci_high']:.2f}]" == rows[variant].group(4)
+        assert parent.data.tags["harness.verdict"] == rows[variant].group(6)
     before = report.read_bytes()
     assert harness("report", "--experiment", "default", cwd=tmp_path).returncode == 0
     assert report.read_bytes() == before
+    plan = harness("plan", "--experiment", "default", "--effect", "1.0", cwd=tmp_path)
+    assert plan.returncode == 0 and "2 comparison(s) with `baseline`; Holm's strictest level α/m = 0.05/2 = 0.025" in plan.stdout
+    for variant in ("dropout", "batchnorm"):
+        cells = [c.strip() for c in next(x for x in plan.stdout.splitlines() if x.startswith(f"| {variant} |")).strip("|").split("|")]
+        assert cells[1] == "2" and int(cells[3]) >= 2  # the count itself is checked against the power function in test_stats
+    assert "| pooled (2 degrees of freedom) |" in plan.stdout
+    # the baseline again with 2 epochs: the 1-epoch variants are not comparable with it
+    assert harness("run", "--variants", "baseline", "--epochs", "2", *common, cwd=tmp_path, data=data_dir).returncode == 0
+    text = report.read_text()
+    assert "2 epoch(s)" in text and "| dropout | 2/2 |" in text
+    assert "- `dropout`: **not comparable**: train.epochs is 1 here but 2 for the baseline." in text
+    assert "Only the baseline" not in text and "| batchnorm | – | – |" in text
+
+
+def test_plan_and_report_create_no_store(tmp_path):
+    plan = harness("plan", "--experiment", "default", "--sd", "0.6", "--effect", "1", "--comparisons", "3", cwd=tmp_path)
+    assert plan.returncode == 0 and "| given --sd | – | 0.600 | 7 |" in plan.stdout  # 80% power at 0.05/3 for d = 1 / 0.6
+    for args in (("plan", "--experiment", "default"), ("report", "--experiment", "default")):
+        proc = harness(*args, cwd=tmp_path)
+        assert proc.returncode == 2 and proc.stderr == "error: tracking_uri: no MLflow store at 'mlflow.db'; run `python -m harness run` first or pass --tracking-uri\n"
+    assert list(tmp_path.iterdir()) == []

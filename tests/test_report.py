@@ -6,9 +6,18 @@ import pytest
 
 from harness import report, stats
 from harness.datasets import CIFAR10_CLASSES
-from harness.tracking import SeedRun
+from harness.readback import SeedRun
 
-TEST_ACC = {"baseline": [60.0, 61.0, 59.5], "batchnorm": [64.0, 65.5, 63.0]}
+TEST_ACC = {"baseline": [60.0, 61.0, 59.5], "batchnorm": [64.0, 65.5, 63.0]}  # of 1,000 test images, 100 per class
+
+
+def confusion(correct: int, per_class: int = 100) -> np.ndarray:
+    """A 10-class confusion matrix with `correct` on its diagonal; each class's misses go to the next class."""
+    right = [correct // 10 + (1 if c < correct % 10 else 0) for c in range(10)]
+    cm = np.zeros((10, 10), dtype=np.int64)
+    for c in range(10):
+        cm[c, c], cm[c, (c + 1) % 10] = right[c], per_class - right[c]
+    return cm
 
 
 def fake_runs(device: str = "cpu (x86_64)") -> list[SeedRun]:
@@ -21,7 +30,7 @@ def fake_runs(device: str = "cpu (x86_64)") -> list[SeedRun]:
                 "train_loss": [(e, 2.0 - 0.2 * e) for e in (1, 2, 3)],
                 "val_loss": [(e, 2.1 - 0.15 * e) for e in (1, 2, 3)],
             }
-            cm = np.eye(10, dtype=np.int64) * 8 + 1
+            cm = confusion(round(acc * 10))
             runs.append(SeedRun(
                 f"{variant}{seed}", f"p-{variant}", variant, seed, "FINISHED", 1000 + len(runs),
                 {"train.epochs": "3", "train.select": "val_acc"},
@@ -49,8 +58,9 @@ def test_statistics_agree_with_the_runs(text):
     assert f"| batchnorm | test acc (selected epoch) | 3 | {s.mean:.2f} ± {s.std:.2f} | [{s.ci_low:.2f}, {s.ci_high:.2f}] |" in md
     c = stats.compare_all(dict(zip((2021, 2022, 2023), TEST_ACC["baseline"])), {"batchnorm": dict(zip((2021, 2022, 2023), TEST_ACC["batchnorm"]))})["batchnorm"]
     row = next(line for line in md.splitlines() if line.startswith("| batchnorm | 3 |"))
-    assert f"{c.diff_mean:+.2f}" in row and f"[{c.ci_low:.2f}, {c.ci_high:.2f}]" in row
-    assert f"{c.t_p:.3f}" in row and f"±{c.detectable:.2f}" in row and c.verdict in row
+    assert f"{c.diff_mean:+.2f}" in row and f"[{c.ci_low:.2f}, {c.ci_high:.2f}]" in row and f"[{c.sim_low:.2f}, {c.sim_high:.2f}]" in row
+    assert f"{c.t_holm:.3f} ({c.t_p:.3f})" in row and f"{c.perm_holm:.3f} ({c.perm_p:.3f}) [{c.perm_min_p:.3f}]" in row
+    assert f"**{c.verdict}**" in row and f"| {c.tost_holm:.3f} |" in row
     assert "| baseline | 3/3 |" in md and "| batchnorm | 3/4 |" in md
 
 
@@ -71,14 +81,15 @@ def test_failed_run_shown_without_a_number(text):
 
 def test_per_class_table(text):
     md, _ = text
-    # 9 right of 18 predictions per class -> precision = recall = 50%
-    assert "| airplane | 50.0 / 50.0 / 50.0 | 50.0 / 50.0 / 50.0 |" in md
+    # airplane, baseline: 60 + 61 + 60 of 300 right; truck's 40 + 39 + 41 misses land in the airplane column
+    precision, recall = 100 * 181 / (181 + 120), 100 * 181 / 300
+    assert f"| airplane | {precision:.1f} / {recall:.1f} / {2 * precision * recall / (precision + recall):.1f} |" in md
 
 
 def test_single_seed_says_no_test_is_possible(tmp_path):
     runs = [r for r in fake_runs() if r.seed == 2021]
     md = report.write(runs, "fake", tmp_path).read_text()
-    assert "no test possible (fewer than 2 paired seeds)" in md
+    assert "**inconclusive**, decided by the sign-flip permutation test (t-test undefined: fewer than 2 pairs)" in md
 
 
 def test_mixed_devices_are_warned_about(tmp_path):
@@ -93,3 +104,73 @@ def test_report_is_deterministic(tmp_path):
     b = report.write(fake_runs(), "fake", tmp_path / "b")
     for name in ("report.md", "learning_curves.png", "confusion_matrices.png"):
         assert (a.parent / name).read_bytes() == (b.parent / name).read_bytes()
+
+
+def runs_from(correct: dict[str, dict[int, int]], images: int = 10_000, params: dict[str, dict[str, str]] | None = None) -> list[SeedRun]:
+    """Finished runs with these counts of correct test images (of `images`, a tenth per class)."""
+    runs = []
+    for variant, by_seed in correct.items():
+        for seed, k in by_seed.items():
+            acc = 100.0 * k / images
+            runs.append(SeedRun(f"{variant}{seed}", f"p-{variant}", variant, seed, "FINISHED", 1000 + len(runs),
+                                {"train.epochs": "3", "train.select": "val_acc", **(params or {}).get(variant, {})},
+                                {"harness.baseline": "baseline", "harness.split_fingerprint": "f1", "harness.dataset": "cifar10:abc"},
+                                {"test_acc": acc}, {}, confusion(k, images // 10), CIFAR10_CLASSES))
+    return runs
+
+
+def _row(md: str, table_start: str, variant: str) -> list[str]:
+    part = md[md.index(table_start):]
+    line = next(line for line in part.splitlines() if line.startswith(f"| {variant} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_defect1_the_headline_delta_is_paired_with_its_pair_count(tmp_path):
+    base = {1: 6000, 2: 6100, 3: 6600, 4: 6050, 5: 6150}
+    variant = {1: 6080, 2: 6170, 4: 6120, 5: 6230}  # seed 3 failed
+    md = report.write(runs_from({"baseline": base, "v": variant}), "fake", tmp_path).read_text()
+    assert _row(md, "## Comparison", "v")[-1] == "+0.75 (4)"  # not -0.30, the difference of means over other seed sets
+    stats_row = _row(md, "### Against the baseline", "v")
+    assert stats_row[1:4] == ["4", "+0.75", "[0.66, 0.84]"] and stats_row[-1] == "**better**"
+
+
+def test_defect2_mixed_selection_rules_are_not_compared(tmp_path):
+    counts = {"baseline": {s: 6000 + s for s in range(4)}, "batchnorm": {s: 6300 + s for s in range(4)},
+              "dropout": {s: 6100 + 3 * s for s in range(4)}}
+    md = report.write(runs_from(counts, params={"batchnorm": {"train.select": "last"}}), "fake", tmp_path).read_text()
+    assert "- `batchnorm`: **not comparable**: train.select is last here but val_acc for the baseline." in md
+    assert _row(md, "## Comparison", "batchnorm")[-1] == "not comparable"
+    assert "`train.select`, which differs between variants: `baseline` val_acc, `batchnorm` last, `dropout` val_acc" in md
+    assert "The family is the 1 comparable variant(s)" in md
+
+
+def test_defect4_equal_counts_are_decided_by_the_exact_test(tmp_path):
+    base = dict(enumerate((5000, 5002, 5000, 5002, 6398, 6404)))
+    md = report.write(runs_from({"baseline": base, "v": {s: k + 3 for s, k in base.items()}}), "fake", tmp_path).read_text()
+    row = _row(md, "### Against the baseline", "v")
+    assert row[1:3] == ["6", "+0.03"] and row[5] == "– (–)" and row[6] == "0.031 (0.031) [0.031]" and row[10] == "–"
+    assert "**better**, decided by the sign-flip permutation test (t-test undefined: no spread between seeds)" in md
+
+
+def test_defect5_the_captions_do_not_read_inconclusive_as_no_effect(tmp_path):
+    same = {s: 6000 + 10 * s for s in range(4)}
+    md = report.write(runs_from({"baseline": same, "v": dict(same)}), "fake", tmp_path).read_text()
+    assert "**inconclusive**" in md and "no detectable difference" not in md and "detectable ±" not in md
+    assert "An interval that crosses zero is inconclusive, not evidence that there is no difference" in md
+    assert "crosses zero is no evidence of a difference" not in md
+
+
+def test_the_bootstrap_and_probability_of_improvement_come_from_per_image_predictions(tmp_path):
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 10, 1000)
+    runs = runs_from({"baseline": {s: 600 for s in range(3)}, "v": {s: 610 + s for s in range(3)}}, images=1000)
+    for r in runs:
+        k = int(np.trace(r.confusion))
+        selected = np.where(np.arange(1000) < k, labels, (labels + 1) % 10)
+        r.predictions = {"labels": labels, "selected": selected, "last": selected}
+    md = report.write(runs, "fake", tmp_path).read_text()
+    row = _row(md, "### Against the baseline", "v")
+    from harness import resampling
+
+    b = resampling.two_level([(10 + s, 0, 1000) for s in range(3)])
+    assert row[8] == f"[{b.low:.2f}, {b.high:.2f}]" and row[9] == f"1.00 [{b.p_improve_low:.2f}, {b.p_improve_high:.2f}]"

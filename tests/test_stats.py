@@ -1,13 +1,15 @@
-"""The statistics against hand-worked values and scipy."""
+"""The statistics against hand-worked values, scipy and brute force; one test per defect of issue 12
+(built from the issue's inputs)."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness import stats
+from harness import resampling, stats
 
 
 def test_summary_hand_worked():
@@ -28,48 +30,163 @@ def test_paired_hand_worked_and_against_scipy():
     base = {1: 70.0, 2: 71.0, 3: 72.0}
     var = {1: 71.0, 2: 73.0, 3: 72.5, 9: 99.0}  # seed 9 has no pair and is ignored
     r = stats.paired(base, var)
-    d = np.array([1.0, 2.0, 0.5])
-    assert r.n == 3 and r.diff_mean == pytest.approx(d.mean())
     sd = math.sqrt(((1 - 7 / 6) ** 2 + (2 - 7 / 6) ** 2 + (0.5 - 7 / 6) ** 2) / 2)
-    t = (7 / 6) / (sd / math.sqrt(3))
-    assert t == pytest.approx(2.6457513, rel=1e-6)
-    assert r.t_p == pytest.approx(2 * sps.t.sf(t, 2))
+    assert r.n == 3 and r.diff_mean == pytest.approx(7 / 6) and r.sd == pytest.approx(sd)
     assert r.t_p == pytest.approx(sps.ttest_rel([71, 73, 72.5], [70, 71, 72]).pvalue)
-    assert r.wilcoxon_p == pytest.approx(0.25)  # exact: all 3 differences positive -> 2 / 2**3
-    assert r.effect_size == pytest.approx((7 / 6) / sd)
+    assert r.perm_p == pytest.approx(0.25) and r.perm_min_p == pytest.approx(0.25)  # all 3 positive: 2 of 8 patterns
     half = sps.t.ppf(0.975, 2) * sd / math.sqrt(3)
     assert (r.ci_low, r.ci_high) == (pytest.approx(7 / 6 - half), pytest.approx(7 / 6 + half))
+    # TOST at ±0.5: max of the two one-sided t-tests
+    se = sd / math.sqrt(3)
+    assert r.tost_t_p == pytest.approx(max(sps.t.sf((7 / 6 + 0.5) / se, 2), sps.t.cdf((7 / 6 - 0.5) / se, 2)))
 
 
-def test_holm_hand_worked():
+def test_signflip_is_the_brute_force_enumeration():
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 5, 8):
+        d = np.round(rng.normal(0.3, 1.0, n), 2)
+        patterns = [np.array(s) * d for s in itertools.product((1, -1), repeat=n)]
+        brute = np.mean([abs(x.sum()) >= abs(d.sum()) - 1e-9 for x in patterns])
+        assert stats.signflip_p(d) == pytest.approx(brute)
+        greater = np.mean([x.sum() >= d.sum() - 1e-9 for x in patterns])
+        assert stats.signflip_p(d, "greater") == pytest.approx(greater)
+
+
+def test_signflip_monte_carlo_beyond_twenty_is_seeded_and_close():
+    d = np.linspace(-0.5, 1.5, 24)
+    p = stats.signflip_p(d)
+    assert p == stats.signflip_p(d)  # reproducible
+    assert 0 < p < 0.01  # a clear positive shift
+
+
+def test_holm_hand_worked_and_nan_counts_as_one():
     assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert stats.holm([0.5]) == [0.5]
-    adjusted = stats.holm([0.2, math.nan, 0.01])
-    assert adjusted[0] == pytest.approx(0.2) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.02)
+    assert stats.holm([0.2, math.nan, 0.01]) == pytest.approx([0.4, 1.0, 0.03])
 
 
-def test_detectable_difference_has_the_stated_power():
-    for n in (2, 3, 5, 10, 30):
-        mdd = stats.detectable_difference(1.5, n)
-        df, crit = n - 1, sps.t.ppf(0.975, n - 1)
-        power = sps.nct.sf(crit, df, mdd / 1.5 * math.sqrt(n))
-        assert power == pytest.approx(0.8, abs=1e-6)
-    # large n approaches the normal approximation (z_0.975 + z_0.8) * sd / sqrt(n)
-    assert stats.detectable_difference(1.0, 400) == pytest.approx((1.959964 + 0.841621) / 20, rel=0.01)
-    assert stats.detectable_difference(1.0, 3) > stats.detectable_difference(1.0, 10)
-    assert math.isnan(stats.detectable_difference(1.0, 1))
+def test_hedges_correction_hand_worked():
+    # J(df) = Γ(df/2) / (√(df/2) Γ((df-1)/2)); df = 4: Γ(2) / (√2 Γ(1.5)) = 1 / (√2 · √π / 2)
+    assert stats.hedges_g(1.0, 5) == pytest.approx(2 / (math.sqrt(2) * math.sqrt(math.pi)))
+    assert stats.hedges_g(1.0, 200) == pytest.approx(1 - 3 / (4 * 199 - 1), rel=1e-4)  # the usual approximation
+    assert math.isnan(stats.hedges_g(1.0, 2))
 
 
-def test_verdicts():
-    base = {s: 70.0 + 0.1 * s for s in range(8)}
-    better = {s: v + 2.0 + 0.05 * (s % 3) for s, v in base.items()}
-    same = {s: v + (0.3 if s % 2 else -0.3) for s, v in base.items()}
-    worse = {s: v - 1.0 - 0.1 * (s % 2) for s, v in base.items()}
-    out = stats.compare_all(base, {"better": better, "same": same, "worse": worse})
-    assert out["better"].verdict == "better"
-    assert out["worse"].verdict == "worse"
-    assert out["same"].verdict == "no detectable difference"
-    raw = [stats.paired(base, v).t_p for v in (better, same, worse)]
-    assert [out[k].p_holm for k in ("better", "same", "worse")] == pytest.approx(stats.holm(raw))
-    one = stats.compare_all({1: 70.0}, {"x": {1: 75.0}})
-    assert one["x"].verdict.startswith("no test possible") and math.isnan(one["x"].t_p)
+def test_seeds_needed_has_the_stated_power():
+    for sd, effect, alpha in ((1.0, 1.0, 0.05), (0.6, 0.5, 0.05 / 4), (2.0, 0.5, 0.01)):
+        n = stats.seeds_needed(sd, effect, alpha)
+        assert stats.power(effect, sd, n, alpha) >= 0.8 > stats.power(effect, sd, n - 1, alpha)
+    assert stats.seeds_needed(1.0, 1.0, 0.05) == 10  # textbook: 10 pairs for d = 1 at α = 0.05, 80% power
+    assert stats.seeds_needed(0.0, 1.0, 0.05 / 3) == 7  # no spread: what the sign-flip test needs, 2 / 2^7 < 0.0167
+    assert stats.seeds_needed(0.2, 1.0, 0.05) == 3 and stats.seeds_needed(0.2, 1.0, 0.05, exact=True) == 6  # 2 / 2^6 < 0.05
+    assert stats.pooled_sd([(3, 1.0), (5, 2.0), (1, 9.0)]) == pytest.approx(math.sqrt((2 * 1 + 4 * 4) / 6))
+
+
+# --- issue 12's defects, from its inputs ---------------------------------------------------------
+
+
+def test_defect1_headline_delta_is_the_mean_of_paired_differences():
+    base = {1: 60.0, 2: 61.0, 3: 66.0, 4: 60.5, 5: 61.5}
+    variant = {1: 60.8, 2: 61.7, 4: 61.2, 5: 62.3}  # seed 3 failed
+    r = stats.compare_all(base, {"v": variant})["v"]
+    assert r.n == 4 and r.diff_mean == pytest.approx(0.75)  # not -0.30, the difference of the means
+    assert (r.ci_low, r.ci_high) == (pytest.approx(0.658, abs=1e-3), pytest.approx(0.842, abs=1e-3))
+    assert r.verdict == "better"
+
+
+def test_defect3_an_untestable_variant_stays_in_the_holm_family():
+    base = {s: 60.0 + s for s in range(6)}
+    b = {s: base[s] + x for s, x in enumerate([0.9, 0.3, 0.6, 0.1, 0.8, 0.3])}
+    c = {s: base[s] + x for s, x in enumerate([0.7, 0.2, 0.9, 0.05, 0.5, 0.2])}
+    out = stats.compare_all(base, {"A": {0: 61.0}, "B": b, "C": c})  # A has only seed 0
+    assert out["C"].t_holm == pytest.approx(2 * out["C"].t_p)  # second of m = 3 (the old code: m = 2, 0.0256)
+    assert out["C"].t_holm == pytest.approx(0.0512, abs=1e-4)
+    assert out["C"].verdict == "inconclusive" and out["A"].verdict == "inconclusive"
+    assert out["A"].t_holm == 1.0
+
+
+def test_defect4_equal_counts_give_equal_differences_and_an_exact_test():
+    images = 10_000
+    base = {s: (k, images) for s, k in enumerate((5000, 5002, 5000, 5002, 6398, 6404))}
+    variant = {s: (k + 3, n) for s, (k, n) in base.items()}  # +3 correct images on every seed
+    d = stats.count_differences(base, variant)
+    assert set(d.values()) == {0.03}  # one value, not 0.02999999999999403 and 0.030000000000001137
+    # what the old code did: subtract float accuracies
+    floats = {100.0 * (k + 3) / images - 100.0 * k / images for k, _ in base.values()}
+    assert floats == {0.030000000000001137, 0.02999999999999403, 0.030000000000008242, 0.029999999999986926}
+    r = stats.family({"v": stats.differences(d)})["v"]
+    assert r.sd == 0 and math.isnan(r.t_p) and math.isnan(r.hedges_g)  # no d_z = 7e12
+    assert r.perm_p == pytest.approx(2 / 64) and r.decided_by.startswith("sign-flip permutation test (t-test undefined")
+    assert r.verdict == "better"
+    same = stats.family({"v": stats.differences(stats.count_differences(base, base))})["v"]
+    assert same.perm_p == 1.0 and same.verdict == "equivalent"  # 0 on all 6 seeds: TOST p = 1/64 at ±0.5
+
+
+def test_defect5_identical_seeds_are_inconclusive_not_proof():
+    base = {s: 60.0 for s in range(4)}
+    r = stats.compare_all(base, {"v": dict(base)})["v"]
+    assert r.verdict == "inconclusive"  # 4 seeds: the exact TOST cannot go below 1/16
+    assert r.tost_perm_p == pytest.approx(1 / 16)
+
+
+def test_defect6_seeds_needed_is_at_the_holm_level():
+    sd = 0.8
+    at_05, at_holm = stats.seeds_needed(sd, 1.0, 0.05), stats.seeds_needed(sd, 1.0, 0.05 / 12)
+    assert at_holm > at_05
+    assert stats.power(1.0, sd, at_05, 0.05 / 12) < 0.8 <= stats.power(1.0, sd, at_holm, 0.05 / 12)
+
+
+def test_defect7_the_exact_test_does_not_depend_on_scipy():
+    d = np.array([0, 1, 2, 2, -1, 3], dtype=float)
+    # 64 sign patterns of the five non-zero values (the zero doubles each): |sum| >= 7 for 12 of them
+    assert stats.signflip_p(d) == pytest.approx(12 / 64)
+    assert not hasattr(stats.Paired, "wilcoxon_p")
+
+
+def test_equivalence_is_claimed_within_the_margin():
+    base = {s: 60.0 + s for s in range(8)}
+    tiny = {s: v + (0.05 if s % 2 else -0.04) for s, v in base.items()}
+    r = stats.compare_all(base, {"v": tiny}, stats.Analysis(margin=0.5))["v"]
+    assert r.verdict == "equivalent" and r.tost_holm < 0.05
+    wide = stats.compare_all(base, {"v": tiny}, stats.Analysis(margin=0.01))["v"]
+    assert wide.verdict == "inconclusive"
+
+
+def test_the_permutation_test_can_decide_and_disagreement_is_said():
+    base = {s: 60.0 for s in range(4)}
+    variant = {s: 61.0 + 0.1 * s for s in range(4)}
+    t = stats.compare_all(base, {"v": variant}, stats.Analysis(test="t"))["v"]
+    perm = stats.compare_all(base, {"v": variant}, stats.Analysis(test="permutation"))["v"]
+    assert t.verdict == "better" and perm.verdict == "inconclusive"  # 4 pairs: the exact test cannot reach 0.05
+    assert "disagree" in t.disagreement and perm.decided_by == "sign-flip permutation test"
+
+
+def test_simultaneous_intervals_are_bonferroni_and_contain_the_unadjusted():
+    base = {s: 60.0 + s for s in range(6)}
+    vs = {name: {s: base[s] + shift + 0.3 * ((s * k) % 3) for s in base} for k, (name, shift) in enumerate((("a", 1.0), ("b", 0.2), ("c", -0.5)))}
+    out = stats.compare_all(base, vs)
+    for r in out.values():
+        half = sps.t.ppf(1 - 0.05 / 6, 5) * r.sd / math.sqrt(6)
+        assert (r.sim_low, r.sim_high) == (pytest.approx(r.diff_mean - half), pytest.approx(r.diff_mean + half))
+        assert r.sim_low <= r.ci_low and r.sim_high >= r.ci_high
+
+
+def test_two_level_bootstrap_and_probability_of_improvement():
+    rng = np.random.default_rng(0)
+    pairs = []
+    for _ in range(6):
+        base = rng.random(2000) < 0.6
+        variant = base.copy()
+        flip = rng.random(2000) < 0.05
+        variant[flip] = rng.random(flip.sum()) < 0.75  # a little better where they disagree
+        pairs.append(resampling.disagreements(base, variant))
+    b = resampling.two_level(pairs)
+    observed = [100 * (p - m) / n for p, m, n in pairs]
+    assert b.low < np.mean(observed) < b.high
+    seeds_only = stats.differences(dict(enumerate(observed)))
+    assert b.high - b.low > 0.5 * (seeds_only.ci_high - seeds_only.ci_low)  # not degenerate
+    assert b.p_improve == pytest.approx(np.mean([o > 0 for o in observed]))
+    assert 0 <= b.p_improve_low <= b.p_improve <= b.p_improve_high <= 1
+    assert resampling.two_level(pairs) == b  # seeded: the report is rebuilt byte for byte
+    with pytest.raises(ValueError, match="differ in length"):
+        resampling.disagreements(np.ones(3, bool), np.ones(4, bool))

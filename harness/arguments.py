@@ -1,0 +1,105 @@
+"""The command line's flags: one sub-command parser each, and bad flags as one line (exit 2)."""
+from __future__ import annotations
+
+import argparse
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line, like every other bad input (argparse prints its usage block otherwise)."""
+        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = _Parser(
+        prog="python -m harness",
+        description="Train CNN ablation variants on one seeded split of CIFAR-10 (or another dataset), track them in MLflow and report the comparison.",
+    )
+    top.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train variants × seeds and write the report")
+    run.add_argument("--experiment", help="experiment name in experiments/ (e.g. tutorial, quick) or a .toml path")
+    run.add_argument("--variants", help="comma-separated variant names (see `list`)")
+    run.add_argument("--design", help="list (default: the --variants), factorial (every subset of --factors) or leave-one-out "
+                                      "(the full model of --factors, it without each one, and the baseline)")
+    run.add_argument("--factors", help="with --design: comma-separated components, e.g. dropout,batchnorm,augment")
+    run.add_argument("--yes", action="store_true", help="allow a factorial design of more than 6 factors (64+ cells)")
+    run.add_argument("--seeds", help="a count (e.g. 3: seeds 2021, 2022, 2023) or a list (2021,2022); one seed below 33: write it as '7,'")
+    run.add_argument("--epochs", type=_int("--epochs"), help="epochs per run")
+    run.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    run.add_argument("--data-dir", help="directory holding the dataset's npz file, e.g. cifar10.npz (default: $HARNESS_DATA_DIR, else ./data)")
+    run.add_argument("--dataset", help="cifar10 (default), cifar100 or digits (data.dataset)")
+    run.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    run.add_argument("--tuned", action="store_true", help="use the best parameters `tune` wrote for each variant (reports/EXPERIMENT/tuning/)")
+    run.add_argument("--params-from", action="append", default=[], metavar="FILE", help="a TOML file of [params.<variant>] tables (as `tune` writes)")
+    run.add_argument("--jobs-per-device", type=_int("--jobs-per-device"), default=1, metavar="K",
+                     help="train K (variant, seed) runs at once per GPU, or K at once on the CPU, in separate processes (default 1)")
+    run.add_argument("--executor", default="local", help="local (default) or ray")
+    run.add_argument("--ray-address", help="the Ray cluster to run on (with --executor ray), e.g. 10.0.0.5:6379 or auto")
+    run.add_argument("--gpus-per-run", type=float, help="with --executor ray: GPU fraction each run asks for (default 0.25 on a cluster with GPUs, else 0)")
+    run.add_argument("--cpus-per-run", type=float, default=1.0, help="with --executor ray: CPUs each run asks for (default 1)")
+    run.add_argument("--rerun", action="store_true", help="train finished runs again (by default they are skipped and interrupted ones resumed)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting, e.g. train.lr=0.01, params.dropout.p=0.3 or train.precision=bf16")
+
+    report = sub.add_parser("report", help="rebuild an experiment's report from the MLflow store")
+    report.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
+    report.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    report.add_argument("--reports-dir", default="reports", help="where reports go (default: reports)")
+
+    tune = sub.add_parser("tune", help="search a variant's hyperparameters with Optuna (validation data only)")
+    tune.add_argument("--variant", required=True, help="the variant to tune")
+    tune.add_argument("--experiment", help="experiment whose [search.<variant>] space is used (default: experiments/default.toml)")
+    tune.add_argument("--trials", type=_int("--trials"), default=20, help="total trials of the study, counting earlier ones (default 20)")
+    tune.add_argument("--epochs", type=_int("--epochs"), help="epochs per trial")
+    tune.add_argument("--seeds", help="seeds each trial trains (a count or a list, as for run; default: the experiment's first seed)")
+    tune.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    tune.add_argument("--workers", type=_int("--workers"), default=1, help="trial processes on this machine (default 1)")
+    tune.add_argument("--study", help="study name (default: EXPERIMENT-VARIANT); the same name resumes")
+    tune.add_argument("--storage", help="Optuna storage: a journal file (default optuna/EXPERIMENT.journal) or a database URL shared by many machines")
+    tune.add_argument("--pruner", default="median", help="median (default), percentile, hyperband or none")
+    tune.add_argument("--data-dir", help="directory holding the dataset's npz file")
+    tune.add_argument("--tracking-uri", help="MLflow store")
+    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting")
+    tune.add_argument("--worker-share", type=int, help=argparse.SUPPRESS)
+    tune.add_argument("--parent-run", help=argparse.SUPPRESS)
+
+    bench = sub.add_parser("bench", help="time one epoch: the tutorial's pipeline vs the harness engine vs the floor")
+    bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    bench.add_argument("--repeats", type=_int("--repeats"), default=3, help="repeats per way; medians are reported (default 3)")
+    bench.add_argument("--data-dir", help="directory holding cifar10.npz (bench times CIFAR-10)")
+    bench.add_argument("--engine", action="append", default=[], metavar="KEY=VALUE,...",
+                       help="also time the engine with these settings, e.g. precision=bf16,compile=default (repeatable)")
+    bench.add_argument("--jobs", metavar="K,K,...", help="instead, measure the aggregate throughput of K training processes at once per device, e.g. 1,2,4,8")
+    bench.add_argument("--epochs", type=_int("--epochs"), default=1, help="with --jobs: epochs each process trains (default 1)")
+    bench.add_argument("--train-images", type=_int("--train-images"), help="training images per epoch (default: the first 80%% of the training set, 40,000 of CIFAR-10)")
+    bench.add_argument("--val-images", type=_int("--val-images"), help="validation images per epoch (default: the other 20%%, 10,000 of CIFAR-10)")
+    bench.add_argument("--out", help="where the JSON goes (default reports/bench.json, with --jobs reports/bench-scaling.json)")
+
+    sub.add_parser("list", help="list the registered variants")
+
+    plan = sub.add_parser("plan", help="how many seeds each comparison needs, from the spread of paired differences in the store")
+    plan.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
+    plan.add_argument("--effect", type=float, help="the true difference to find, in points (default: the experiment's [analysis] margin)")
+    plan.add_argument("--sd", type=float, help="the standard deviation of paired differences, in points (default: pooled from the store)")
+    plan.add_argument("--comparisons", type=_int("--comparisons"), help="variants compared with the baseline (default: as in the store)")
+    plan.add_argument("--power", type=float, default=0.8, help="the chance of finding the effect (default 0.8)")
+    plan.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+
+    ui = sub.add_parser("ui", help="start the MLflow UI on the store")
+    ui.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
+    ui.add_argument("--port", type=_int("--port"), default=5000)
+    return top
+
+
+def _int(flag: str):
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+    return parse
