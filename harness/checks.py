@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 import typing
 from typing import Any, Callable
 
@@ -43,7 +44,8 @@ CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "data.dataset": (f"one of {', '.join(datasets.names())}", lambda v: v in datasets.names()),
     "data.split": ("one of prefix, stratified", lambda v: v in ("prefix", "stratified")),
     "data.train_ratio": ("a number strictly between 0 and 1", lambda v: 0 < v < 1),
-    "data.split_seed": ("an integer >= 0", lambda v: v >= 0),
+    "data.split_seed": ("an integer >= 0, or \"per_seed\" (each seed draws its own stratified split)",
+                        lambda v: v == "per_seed" if isinstance(v, str) else v >= 0),
     "analysis.margin": ("a number of points > 0 and < 100 (differences within ±margin count as equivalent)", lambda v: 0 < v < 100),
     "analysis.test": ("one of t (paired t-test), permutation (exact sign-flip test)", lambda v: v in ("t", "permutation")),
     "analysis.alpha": ("a number > 0 and < 0.5", lambda v: 0 < v < 0.5),
@@ -54,8 +56,16 @@ CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 
 
-def check_value(where: str, value: Any, kind: type) -> Any:
+def check_value(where: str, value: Any, kind: Any) -> Any:
     """Type-check one value; returns it converted (int -> float where a float is expected)."""
+    if isinstance(kind, types.UnionType):  # e.g. int | str: the first member that fits
+        members = typing.get_args(kind)
+        for member in members:
+            try:
+                return check_value(where, value, member)
+            except UsageError:
+                continue
+        raise UsageError(f"{where}: expected {' or '.join(m.__name__ for m in members)}, got {type(value).__name__} {value!r}")
     if kind is bool:
         ok = isinstance(value, bool)
     elif kind is int:

@@ -59,7 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for path in params_files:
         console.line(f"parameters from {path}")
     console.line(f"experiment {cfg.name}: {len(cfg.variants)} variant(s) × {len(cfg.seeds)} seed(s), {cfg.train.epochs} epoch(s) on {device}; "
-                 f"data {loaded.source.identity}, split {cfg.data.split} {loaded.split.fingerprint}; store {uri}")
+                 f"data {loaded.source.identity}, split {cfg.data.split} "
+                 f"{'drawn per seed' if cfg.data.split_seed == 'per_seed' else loaded.split.fingerprint}; store {uri}")
     run = runner.Runner(cfg, loaded, uri, device, console, rerun=args.rerun)
     if args.executor == "ray":
         from harness import ray_executor
@@ -112,7 +113,8 @@ def _prepare(cfg, with_test: bool = True):
 
     uri, device = preflight.check(cfg)
     source = data.read_source(datasets.get(cfg.data.dataset), data.data_dir(cfg.paths.data_dir))
-    return uri, device, data.load_split(source, cfg.data.split, cfg.data.train_ratio, cfg.data.split_seed, device, with_test)
+    split_seed = data.split_seed_of(cfg.data.split_seed, cfg.seeds[0])  # per_seed: the first seed's split (the runner draws the others)
+    return uri, device, data.load_split(source, cfg.data.split, cfg.data.train_ratio, split_seed, device, with_test)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ class DataConfig:
     dataset: str = "cifar10"  # a name in harness/datasets.py
     split: str = "stratified"  # prefix (the tutorial's) | stratified
     train_ratio: float = 0.8  # of the training set; the rest is validation
-    split_seed: int = 0  # seeds the split only, never training
+    split_seed: int | str = 0  # seeds the split only, never training; "per_seed": each training seed its own split
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,8 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
     if unknown:
         raise UsageError(f"data.{unknown[0]}: unknown setting; allowed: dir, {', '.join(f.name for f in dataclasses.fields(DataConfig))}")
     data = checks.build(DataConfig, data_table, "data")
+    if data.split_seed == "per_seed" and data.split != "stratified":
+        raise UsageError(f"data.split_seed: \"per_seed\" needs data.split = \"stratified\" (the {data.split} split does not use a seed)")
     paths = {"tracking_uri": table.pop("tracking_uri", ""), "reports_dir": table.pop("reports_dir", "reports"),
              "checkpoint_dir": table.pop("checkpoint_dir", "checkpoints")}
     paths = Paths(**{k: checks.checked("", k, v, str) for k, v in paths.items()}, data_dir=checks.checked("data", "dir", data_dir, str))

@@ -188,6 +188,15 @@ def content_digest(path: Path) -> str:
     return digest
 
 
+PER_SEED = "per_seed"  # `data.split_seed = "per_seed"`: each training seed draws its own split
+
+
+def split_seed_of(split_seed: int | str, seed: int) -> int:
+    """The seed of the split a run with training seed `seed` uses: the experiment's `split_seed`,
+    or with "per_seed" the run's own seed (the same for every variant of that seed, so pairs hold)."""
+    return seed if split_seed == PER_SEED else int(split_seed)
+
+
 def make_split(labels: np.ndarray, kind: str, ratio: float, split_seed: int) -> Split:
     """`prefix`: the first `ratio` of the official order is train, the rest validation (the tutorial).
     `stratified`: per class, a `split_seed`-seeded shuffle keeps `ratio` of each class for train."""

@@ -33,7 +33,7 @@ def run_pair(cfg, variant: str, seed: int, source, rerun: bool):
     local = f"{tempfile.gettempdir()}/harness-ray"
     cfg = dataclasses.replace(cfg, paths=dataclasses.replace(cfg.paths, checkpoint_dir=f"{local}/checkpoints", reports_dir=f"{local}/reports"))
     uri, device = preflight.check(cfg)
-    loaded = data.load_split(source, cfg.data.split, cfg.data.train_ratio, cfg.data.split_seed, device)
+    loaded = data.load_split(source, cfg.data.split, cfg.data.train_ratio, data.split_seed_of(cfg.data.split_seed, seed), device)
     console = Console()
     runner = Runner(cfg, loaded, uri, device, console, rerun)
     claims = Claims(cfg.checkpoint_folder / "claims.sqlite")

@@ -136,9 +136,12 @@ def _warnings(runs: list[SeedRun]) -> list[str]:
     data = sorted({r.tags.get("harness.dataset", "?") for r in runs})
     if len(data) > 1:
         out.append(f"> **Warning:** the runs compared here trained on different data ({', '.join(data)}).")
-    fps = sorted({r.tags.get("harness.split_fingerprint", "?") for r in runs})
-    if len(fps) > 1:
-        out.append(f"> **Warning:** the runs used different data splits ({', '.join(fps)}).")
+    per_seed = {s: sorted({r.tags.get("harness.split_fingerprint", "?") for r in runs if r.seed == s}) for s in {r.seed for r in runs}}
+    if any(r.params.get("data.split_seed") != "per_seed" for r in runs):
+        per_seed = {"all": sorted({fp for fps in per_seed.values() for fp in fps})}  # one split for every seed
+    for seed, fps in sorted(per_seed.items(), key=lambda kv: str(kv[0])):
+        if len(fps) > 1:
+            out.append(f"> **Warning:** the runs of {'seed ' + str(seed) if seed != 'all' else 'this report'} used different data splits ({', '.join(fps)}).")
     return out + ([""] if out else [])
 
 
@@ -275,7 +278,9 @@ def _provenance(runs: list[SeedRun]) -> list[str]:
     commits = sorted({r.tags.get("harness.git_commit", "") or "not in git" for r in runs})
     lines.append(f"- git commit: {', '.join(commits)}")
     lines.append(f"- data (dataset:content hash): {', '.join(sorted({r.tags.get('harness.dataset', '?') for r in runs}))}")
-    lines.append(f"- split fingerprint: {', '.join(sorted({r.tags.get('harness.split_fingerprint', '?') for r in runs}))}")
+    fingerprints = sorted({r.tags.get('harness.split_fingerprint', '?') for r in runs})
+    per_seed = any(r.params.get("data.split_seed") == "per_seed" for r in runs)
+    lines.append(f"- split fingerprint: {', '.join(fingerprints)}" + (" (a split per seed, the same for every variant of a seed)" if per_seed else ""))
     lines.append(f"- device: {', '.join(sorted({r.tags.get('harness.device', '?') for r in runs}))}")
     env = ", ".join(f"{k} {', '.join(sorted({r.tags.get(f'harness.env.{k}', '?') for r in runs}))}" for k in ENV_KEYS if k != "device")
     lines.append(f"- determinism: {env}")

@@ -12,11 +12,12 @@ import time
 import torch
 
 from harness import checkpoint, checks, config, engine, faults, provenance, results, tracking
+from harness import data as data_mod
 from harness.assembly import assemble
 from harness.claims import Claims
 from harness.config import ExperimentConfig, RunSpec
 from harness.console import Console
-from harness.data import Loaded
+from harness.data import PER_SEED, Loaded
 from harness.errors import Terminated
 from harness import outcomes
 from harness.outcomes import Outcome, finished
@@ -27,13 +28,14 @@ class LostClaim(RuntimeError):
 
 
 def common_tags(cfg: ExperimentConfig, data: Loaded) -> dict[str, str]:
-    """The tags every run of this command carries."""
+    """The tags every run of this command carries (a seed run's split fingerprint is its own seed's
+    split's; on a parent of a per-seed experiment it reads "per_seed")."""
     return {
         "harness.experiment": cfg.name,
         "harness.baseline": cfg.baseline,
         "harness.config_hash": config.config_hash(cfg),
         "harness.dataset": data.source.identity,
-        "harness.split_fingerprint": data.split.fingerprint,
+        "harness.split_fingerprint": PER_SEED if cfg.data.split_seed == PER_SEED else data.split.fingerprint,
         "harness.git_commit": provenance.git_commit(),
         "harness.command": provenance.command_line(),
         **{f"harness.version.{k}": v for k, v in provenance.versions().items()},
@@ -45,6 +47,7 @@ class Runner:
 
     def __init__(self, cfg: ExperimentConfig, data: Loaded, uri: str, device: torch.device, console: Console, rerun: bool = False) -> None:
         self.cfg, self.data, self.device, self.console, self.rerun = cfg, data, device, console, rerun
+        self.fingerprints: dict[int, str] = {}  # split seed -> fingerprint
         self.tracker = tracking.Tracker(uri, cfg.name, cfg.checkpoint_folder)
         self.tags = common_tags(cfg, data)
         env = provenance.determinism(device)
@@ -52,7 +55,23 @@ class Runner:
         self.tags["harness.device"] = env["device"]
 
     def key(self, spec: RunSpec) -> str:
-        return spec.key(self.data.source.identity, self.data.split.fingerprint)
+        return spec.key(self.data.source.identity, self.split_fingerprint(spec.seed))
+
+    def split_fingerprint(self, seed: int) -> str:
+        """The fingerprint of the split the runs of `seed` use (computed on the labels only)."""
+        d = self.cfg.data
+        split_seed = data_mod.split_seed_of(d.split_seed, seed)
+        if split_seed not in self.fingerprints:
+            self.fingerprints[split_seed] = data_mod.make_split(self.data.source.arrays.y_train, d.split, d.train_ratio, split_seed).fingerprint
+        return self.fingerprints[split_seed]
+
+    def data_for(self, seed: int) -> Loaded:
+        """The data the runs of `seed` train on: the experiment's split, or (per_seed) that seed's,
+        moved to the device when the seed changes."""
+        if self.data.split.fingerprint != self.split_fingerprint(seed):
+            d = self.cfg.data
+            self.data = data_mod.load_split(self.data.source, d.split, d.train_ratio, data_mod.split_seed_of(d.split_seed, seed), self.device)
+        return self.data
 
     def collect(self) -> list[Outcome]:
         """The outcome of every pair as the store has it (after other processes trained them)."""
@@ -107,7 +126,7 @@ class Runner:
         shared.update({f"train.{k}": getattr(self.cfg.runtime, k) for k in checks.RUNTIME_FIELDS})  # how it ran, as written in [train]
         shared.update({"data.dataset": self.cfg.data.dataset, "data.split": self.cfg.data.split,
                        "data.train_ratio": self.cfg.data.train_ratio, "data.split_seed": self.cfg.data.split_seed})
-        parent_id = self.tracker.parent(spec.variant, spec.variant_key(self.data.source.identity, self.data.split.fingerprint), self.tags, shared)
+        parent_id = self.tracker.parent(spec.variant, spec.variant_key(self.data.source.identity, self.tags["harness.split_fingerprint"]), self.tags, shared)
         return parent_id, shared
 
     def run_one(self, spec: RunSpec, claims: Claims) -> Outcome:
@@ -126,7 +145,8 @@ class Runner:
         run_id, snapshot = self.resume_point([r for r in existing if r.status != "FINISHED"], ckpt)
         if run_id is None:
             checkpoint.remove(ckpt)
-            run_id = self.tracker.start_seed_run(parent_id, spec.variant, spec.seed, {**self.tags, "harness.run_key": key}, {**shared, "seed": spec.seed})
+            tags = {**self.tags, "harness.run_key": key, "harness.split_fingerprint": self.split_fingerprint(spec.seed)}
+            run_id = self.tracker.start_seed_run(parent_id, spec.variant, spec.seed, tags, {**shared, "seed": spec.seed})
         else:
             self.tracker.reopen(run_id)
             self.tracker.set_tags(run_id, {"harness.error": ""})
@@ -136,7 +156,7 @@ class Runner:
         start = time.perf_counter()
         try:
             model, result = self.train(spec, claims, key, run_id, ckpt, snapshot)
-            metrics = results.record(self.tracker, run_id, self.cfg, spec, self.data, model, result)
+            metrics = results.record(self.tracker, run_id, self.cfg, spec, self.data_for(spec.seed), model, result)
             self.tracker.finish(run_id, "FINISHED")
             checkpoint.remove(ckpt)
             if self.rerun:
@@ -196,7 +216,8 @@ class Runner:
             self.tracker.log_metrics(run_id, tracking.epoch_metrics(progress.stats), step=progress.epoch)
             faults.point("logged")
 
-        build, pieces = assemble(spec, self.data.source.dataset)
+        data = self.data_for(spec.seed)
+        build, pieces = assemble(spec, data.source.dataset)
         runtime = dataclasses.replace(self.cfg.runtime, progress_every=1 if faults.wants("step") else self.console.progress_every)
-        t = self.data.tensors
+        t = data.tensors
         return engine.train(build, t.x_train, t.y_train, t.x_val, t.y_val, spec.train, spec.seed, on_progress, snapshot, runtime, pieces)
