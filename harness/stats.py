@@ -202,6 +202,9 @@ def family(raw: dict[str, Paired], analysis: Analysis = Analysis()) -> dict[str,
         verdict = ("better" if r.diff_mean > 0 else "worse") if p < analysis.alpha else "equivalent" if tost_holm[i] < analysis.alpha else "inconclusive"
         both = math.isfinite(r.t_p) and (t_holm[i] < analysis.alpha) != (perm_holm[i] < analysis.alpha)
         disagree = (f"t-test Holm p {_p3(t_holm[i])} and permutation Holm p {_p3(perm_holm[i])} disagree at α = {analysis.alpha}") if both else ""
+        if verdict in ("better", "worse") and test == "t" and low <= 0 <= high:  # Holm's later steps test at more than α/m
+            disagree = "; ".join(filter(None, [disagree, "simultaneous interval still touches zero: Holm rejects at its step-down level, "
+                                                          "which is above the interval's α/m"]))
         out[name] = replace(r, verdict=verdict, disagreement=disagree)
     return out
 

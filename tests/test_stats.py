@@ -190,3 +190,12 @@ def test_two_level_bootstrap_and_probability_of_improvement():
     assert resampling.two_level(pairs) == b  # seeded: the report is rebuilt byte for byte
     with pytest.raises(ValueError, match="differ in length"):
         resampling.disagreements(np.ones(3, bool), np.ones(4, bool))
+
+
+def test_a_holm_rejection_whose_simultaneous_interval_touches_zero_is_said():
+    base = {s: 60.0 for s in range(6)}
+    a = {s: 60 + x for s, x in enumerate([2.0, 2.1, 1.9, 2.05, 1.95, 2.0])}  # first in Holm's order
+    c = {s: 60.3 + x for s, x in enumerate([0.5, 0.1, 0.9, -0.6, 0.6, 0.4])}  # raw p 0.033: rejected at Holm's second step (0.05)
+    out = stats.compare_all(base, {"A": a, "C": c})["C"]
+    assert out.verdict == "better" and out.sim_low < 0 < out.sim_high
+    assert "simultaneous interval still touches zero" in out.disagreement
