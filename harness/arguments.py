@@ -27,7 +27,7 @@ def parser() -> argparse.ArgumentParser:
                                       "(the full model of --factors, it without each one, and the baseline)")
     run.add_argument("--factors", help="with --design: comma-separated components, e.g. dropout,batchnorm,augment")
     run.add_argument("--yes", action="store_true", help="allow a factorial design of more than 6 factors (64+ cells)")
-    run.add_argument("--seeds", help="a count (e.g. 3: seeds 2021, 2022, 2023) or a list (2021,2022); one seed below 33: write it as '7,'")
+    run.add_argument("--seeds", help="a count (e.g. 3: seeds 2021, 2022, 2023) or a list (2021,2022); a lone number is always a count; name one seed as '7,'")
     run.add_argument("--epochs", type=_int("--epochs"), help="epochs per run")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     run.add_argument("--data-dir", help="directory holding the dataset's npz file, e.g. cifar10.npz (default: $HARNESS_DATA_DIR, else ./data)")
@@ -47,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild an experiment's report from the MLflow store")
     report.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
     report.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
-    report.add_argument("--reports-dir", default="reports", help="where reports go (default: reports)")
+    report.add_argument("--reports-dir", help="where reports go (default: the experiment file's reports_dir, else reports)")
 
     tune = sub.add_parser("tune", help="search a variant's hyperparameters with Optuna (validation data only)")
     tune.add_argument("--variant", required=True, help="the variant to tune")

@@ -17,13 +17,16 @@ def _is_cuda_index(v: str) -> bool:
     return v.startswith("cuda:") and v[5:].isdigit()
 
 
+NAME_RULE = "1 to 100 letters, digits, '-', '_' or '.', not only dots (it names folders and files)"
+
+
 def _is_name(v: str) -> bool:
-    return bool(v) and all(c.isalnum() or c in "-_." for c in v)
+    return 0 < len(v) <= 100 and v.strip(".") != "" and all((c.isascii() and c.isalnum()) or c in "-_." for c in v)
 
 
 # Every setting a user can write: what is allowed (said in errors) and the check of its value.
 CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "name": ("a non-empty name of letters, digits, '-', '_' or '.'", _is_name),
+    "name": (NAME_RULE, _is_name),
     "baseline": ("the name of a registered variant", bool),
     "train.epochs": ("an integer from 1 to 100000", lambda v: 1 <= v <= 100_000),
     "train.batch_size": ("an integer from 1 to 65536", lambda v: 1 <= v <= 65_536),

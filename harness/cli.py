@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from harness import faults
 from harness.arguments import EXIT_USAGE, parser
 from harness.errors import Terminated, UsageError
 
@@ -157,7 +158,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from harness import bench, data, datasets, provenance
+    from harness import bench, data, datasets, preflight, provenance
 
     if args.repeats < 1:
         raise UsageError(f"--repeats: {args.repeats} is not allowed; expected an integer >= 1")
@@ -176,10 +177,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if min(sizes) < 1 or sum(sizes) > total:
         raise UsageError(f"--train-images/--val-images: {sizes[0]} + {sizes[1]} is not allowed; expected at least 1 each and "
                          f"at most {total} in all (the training images in {folder})")
+    out = Path(args.out or ("reports/bench-scaling.json" if jobs else "reports/bench.json"))
+    if out.is_dir():
+        raise UsageError(f"--out: {str(out)!r} is a directory; expected the path of the JSON file to write")
+    preflight.check_writable(out.parent, "--out")  # before minutes of measuring
     if jobs:
-        bench.scaling(folder, device, jobs, args.epochs, Path(args.out or "reports/bench-scaling.json"), *sizes, extra)
+        bench.scaling(folder, device, jobs, args.epochs, out, *sizes, extra)
     else:
-        bench.run(arrays.x_train, arrays.y_train, device, args.repeats, Path(args.out or "reports/bench.json"), *sizes, extra)
+        bench.run(arrays.x_train, arrays.y_train, device, args.repeats, out, *sizes, extra)
     return 0
 
 
@@ -204,12 +209,14 @@ def _named(text: str):
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness import readback, report, tracking
+    from harness import preflight, readback, report, tracking
 
-    name, _ = _named(args.experiment)
-    uri = tracking.resolve_uri(args.tracking_uri or "")
+    name, cfg = _named(args.experiment)  # an experiment file's store and reports folder, unless the flags say otherwise
+    uri = tracking.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
+    folder = Path(args.reports_dir or (cfg.paths.reports_dir if cfg else "reports")) / name
+    preflight.check_writable(folder, "--reports-dir")
     readback.require_store(uri)
-    path = report.build(uri, name, Path(args.reports_dir) / name)
+    path = report.build(uri, name, folder)
     print(f"report: {path}")
     return 0
 
@@ -220,7 +227,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     req = planning.Request(args.effect, args.sd, args.comparisons, args.power)
     planning.check(req)
     name, cfg = _named(args.experiment)
-    uri = tracking.resolve_uri(args.tracking_uri or "")
+    uri = tracking.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
     analysis, baseline, tested = cfg.analysis if cfg else stats.Analysis(), cfg.baseline if cfg else "baseline", {}
     try:
         readback.require_store(uri)
@@ -266,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
+        faults.check()
         return COMMANDS[args.command](args)
     except UsageError as e:
         if args.debug:

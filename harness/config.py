@@ -24,7 +24,7 @@ from harness.engine import Runtime, TrainSettings
 from harness.errors import UsageError
 
 DEFAULT_BASE_SEED = 2021  # the tutorial's seed; `--seeds N` counts up from here
-MAX_SEED_COUNT = 32  # a lone `--seeds N` up to this is a count, above it a seed
+MAX_SEED_COUNT = 1000  # `seeds = N` / `--seeds N` is always a count of seeds; a list names them
 DEFAULT_EXPERIMENT = "default"  # experiments/default.toml, used when no --experiment is given
 
 
@@ -112,10 +112,11 @@ class RunSpec:
 
 
 def parse_seeds(value: Any, where: str = "seeds") -> tuple[int, ...]:
-    """A list of distinct seeds, or a count N meaning N seeds counting up from 2021."""
+    """One rule for the file, `--set seeds=` and `--seeds`: an integer N is a count (N seeds counting
+    up from 2021), a list names distinct seeds."""
     if isinstance(value, int) and not isinstance(value, bool):
         if not 1 <= value <= MAX_SEED_COUNT:
-            raise UsageError(f"{where}: a seed count must be from 1 to {MAX_SEED_COUNT}, got {value}")
+            raise UsageError(f"{where}: a seed count must be from 1 to {MAX_SEED_COUNT}, got {value}; name seeds as a list, e.g. [{value}] (--seeds {value},)")
         return tuple(range(DEFAULT_BASE_SEED, DEFAULT_BASE_SEED + value))
     if not isinstance(value, list) or not value:
         raise UsageError(f"{where}: expected a non-empty list of seeds or a count, got {value!r}")

@@ -7,22 +7,24 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from harness.config import DEFAULT_EXPERIMENT, MAX_SEED_COUNT, ExperimentConfig, from_table, parse_seeds
+from harness.config import DEFAULT_EXPERIMENT, ExperimentConfig, from_table, parse_seeds
 from harness.errors import UsageError
 
 
 def parse_seed_flag(text: str) -> tuple[int, ...]:
-    """`--seeds 3` (a count), `--seeds 2021,2022` (a list), `--seeds 7,` (one seed)."""
+    """`--seeds 3` is always a count (seeds 2021, 2022, 2023); with a comma it is a list of seeds:
+    `--seeds 2021,2022`, or one seed as `--seeds 7,`. Empty items are refused."""
     parts = [p.strip() for p in text.split(",")]
     lone = len(parts) == 1
-    parts = [p for p in parts if p]
+    if not lone and parts[-1] == "":
+        parts = parts[:-1]  # the trailing comma that makes `7,` a list
+    if any(p == "" for p in parts):
+        raise UsageError(f"--seeds: {text!r} has an empty item; expected a count (e.g. 3) or a comma-separated list of integers")
     try:
         values = [int(p) for p in parts]
     except ValueError:
         raise UsageError(f"--seeds: {text!r} is not allowed; expected a count (e.g. 3) or a comma-separated list of integers") from None
-    if lone and len(values) == 1 and 1 <= values[0] <= MAX_SEED_COUNT:
-        return parse_seeds(values[0], "--seeds")
-    return parse_seeds(values, "--seeds")
+    return parse_seeds(values[0] if lone else values, "--seeds")
 
 
 def experiments_dir() -> Path:
@@ -57,8 +59,9 @@ def read_toml(path: Path, flag: str) -> dict[str, Any]:
         raise UsageError(f"{flag}: {str(path)!r} is not valid TOML: {e}") from None
 
 
-def merge_params(table: dict[str, Any], path: Path) -> None:
-    """Merge the `[params.<variant>]` tables of a parameters file (as `tune` writes) into `table`."""
+def merge_params(table: dict[str, Any], path: Path) -> set[str]:
+    """Merge the `[params.<variant>]` tables of a parameters file (as `tune` writes) into `table`;
+    returns the names it sets parameters for."""
     if not path.is_file():
         raise UsageError(f"--params-from: file {str(path)!r} does not exist")
     extra = read_toml(path, "--params-from")
@@ -66,7 +69,10 @@ def merge_params(table: dict[str, Any], path: Path) -> None:
     if unknown or not isinstance(extra.get("params"), dict):
         raise UsageError(f"--params-from: {str(path)!r} must hold [params.<variant>] tables (and optionally [tuning]), found {unknown or 'no params'}")
     for variant, values in extra["params"].items():
+        if not isinstance(values, dict):
+            raise UsageError(f"--params-from: {str(path)!r}: params.{variant} must be a table of parameters, got {type(values).__name__} {values!r}")
         table.setdefault("params", {}).setdefault(variant, {}).update(values)
+    return set(extra["params"])
 
 
 def apply_set(table: dict[str, Any], assignment: str) -> None:
@@ -94,8 +100,7 @@ def load_experiment(experiment: str | None, sets: list[str] = (), params_files: 
     path = find_experiment(experiment or DEFAULT_EXPERIMENT)
     table = read_toml(path, "--experiment")
     table.setdefault("name", path.stem)
-    for file in params_files:
-        merge_params(table, Path(file))
+    named = {file: merge_params(table, Path(file)) for file in params_files}
     for key, value in flags.items():
         if value is None:
             continue
@@ -106,4 +111,10 @@ def load_experiment(experiment: str | None, sets: list[str] = (), params_files: 
         node[last] = list(value) if isinstance(value, tuple) else value
     for assignment in sets:
         apply_set(table, assignment)
-    return from_table(table)
+    cfg = from_table(table)
+    used = set(cfg.variants) | {c for v in cfg.variants for c in v.split("+")}
+    for file, names in named.items():
+        if not names & used:
+            raise UsageError(f"--params-from: {file!r} sets parameters for {', '.join(sorted(names)) or 'nothing'}, "
+                             f"which none of the variants run ({', '.join(cfg.variants)}) uses")
+    return cfg

@@ -11,9 +11,24 @@ from __future__ import annotations
 import os
 import signal
 
+POINTS = ("step", "checkpoint", "checkpointed", "logged")
+SIGNALS = ("KILL", "TERM", "INT")
 _SPEC = os.environ.get("HARNESS_FAULT", "")
 _POINT, _AT, _SIGNAL = (_SPEC.split(":") + ["", "", ""])[:3] if _SPEC else ("", "0", "KILL")
 _COUNT = {"n": 0}
+
+
+def check() -> None:
+    """A malformed HARNESS_FAULT is one line naming the variable, before any work."""
+    from harness.errors import UsageError
+
+    parts = _SPEC.split(":")
+    if not _SPEC:
+        return
+    ok = 2 <= len(parts) <= 3 and parts[0] in POINTS and parts[1].isdigit() and int(parts[1]) >= 1 and (len(parts) == 2 or parts[2] in SIGNALS)
+    if not ok:
+        raise UsageError(f"HARNESS_FAULT: {_SPEC!r} is not allowed; expected POINT:N[:SIGNAL] with POINT one of {', '.join(POINTS)}, "
+                         f"N >= 1 and SIGNAL one of {', '.join(SIGNALS)} (or unset it)")
 
 
 def wants(point: str) -> bool:

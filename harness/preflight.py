@@ -23,6 +23,10 @@ def check(cfg: ExperimentConfig) -> tuple[str, torch.device]:
     device = provenance.resolve_device(cfg.runtime.device)
     check_writable(cfg.reports_folder, "reports_dir")
     check_writable(cfg.checkpoint_folder, "checkpoint_dir")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cfg.runtime.threads > cores:
+        raise UsageError(f"train.threads: {cfg.runtime.threads} is more than the {cores} core(s) this process may use; "
+                         f"use at most {cores} (0: torch's default)")
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     check_runtime(cfg.train, cfg.runtime, device)

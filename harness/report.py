@@ -240,6 +240,11 @@ def _per_class(order, by_variant, classes) -> list[str]:
         return lines + ["No finished run has a confusion matrix.", ""]
     lines += ["| class | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
     scores = {v: per_class(sum(r.confusion for r in by_variant[v] if r.classes == classes)) for v in variants}
+    summed = {v: sum(1 for r in by_variant[v] if r.classes == classes) for v in variants}
+    short = [f"`{v}` from {summed[v]} of its {len(by_variant[v])} finished seeds" for v in variants if summed[v] < len(by_variant[v])]
+    if short:
+        lines[-1:-1] = [f"> **Note:** confusion matrices are missing from the store for some runs, so these are summed over fewer seeds: "
+                        f"{'; '.join(short)}.", ""]
     for i, name in enumerate(classes):
         cells = [f"{100 * s['precision'][i]:.1f} / {100 * s['recall'][i]:.1f} / {100 * s['f1'][i]:.1f}" for s in scores.values()]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")

@@ -17,10 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UsageError
 
-DEFAULT_URI = "sqlite:///mlflow.db"
-SCHEMES = ("sqlite:///", "file:", "http://", "https://", "postgresql://", "mysql://")
 FINAL_AGGREGATES = ("best_val_acc", "final_val_acc", "final_val_loss", "test_acc", "test_loss", "test_acc_last", "epoch_seconds_mean")
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_acc", "epoch_seconds")  # logged per epoch (step = epoch)
 
@@ -45,16 +42,11 @@ def quiet_mlflow():
     return mlflow
 
 
-def resolve_uri(setting: str = "") -> str:
-    """The setting, else $MLFLOW_TRACKING_URI, else a SQLite file in the working directory."""
-    uri = setting or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
-    if not uri.startswith(SCHEMES):
-        raise UsageError(f"tracking_uri: {uri!r} is not supported; expected one of {', '.join(s + '...' for s in SCHEMES)}")
-    if uri.startswith("sqlite:///"):
-        folder = Path(uri[len("sqlite:///"):]).resolve().parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise UsageError(f"tracking_uri: cannot write the SQLite store in {str(folder)!r}; choose a writable directory")
-    return uri
+def resolve_uri(setting: str = "", reach: bool = True) -> str:
+    """The store's address, checked (harness/stores.py)."""
+    from harness import stores
+
+    return stores.resolve(setting, reach)
 
 
 def artifact_root(uri: str) -> str | None:

@@ -21,7 +21,7 @@ import optuna
 import tomli_w
 
 import variants as registry
-from harness import config, engine, search, tracking
+from harness import checks, config, engine, search, tracking
 from harness.assembly import assemble
 from harness.config import ExperimentConfig
 from harness.data import Loaded
@@ -59,6 +59,8 @@ def check_request(cfg: ExperimentConfig, req: TuneRequest) -> None:
         raise UsageError(f"--workers: {req.workers} is not allowed; expected an integer from 1 to 256")
     if req.timeout is not None and not (math.isfinite(req.timeout) and req.timeout > 0):
         raise UsageError(f"--timeout: {req.timeout} is not allowed; expected seconds > 0")
+    if not checks.CHECKS["name"][1](req.study):
+        raise UsageError(f"--study: {req.study!r} is not allowed; expected {checks.NAME_RULE}")
     if req.pruner not in PRUNERS:
         raise UsageError(f"--pruner: {req.pruner!r} is not allowed; expected one of {', '.join(PRUNERS)}")
 

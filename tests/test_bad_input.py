@@ -55,6 +55,27 @@ CASES = {
     "unknown precision": (["--set", "train.precision=fp16"], "train.precision: 'fp16' is not allowed; expected one of fp32"),
     "CUDA graphs on a CPU": (["--set", "train.compile=reduce-overhead"], "train.compile: 'reduce-overhead' captures CUDA graphs and needs a CUDA device"),
     "unknown determinism": (["--set", "train.determinism=maybe"], "train.determinism: 'maybe' is not allowed"),
+    # issue 14
+    "in-memory store": (["--tracking-uri", "sqlite:///:memory:"], "tracking_uri: 'sqlite:///:memory:' is an in-memory store, lost when the command ends"),
+    "store without a path": (["--tracking-uri", "sqlite:///"], "tracking_uri: 'sqlite:///' is an in-memory store"),
+    "file: store": (["--tracking-uri", "file:./mlruns"], "tracking_uri: 'file:./mlruns' is not supported"),
+    "postgresql without its driver": (["--tracking-uri", "postgresql://u:p@localhost/db"],
+                                      "tracking_uri: 'localhost/db' needs the psycopg2 driver; install it with `pip install psycopg2-binary`"),
+    "mysql without its driver": (["--tracking-uri", "mysql://u:p@localhost/db"], "needs the pymysql driver"),
+    "unreachable tracking server": (["--tracking-uri", "http://127.0.0.1:9"], "tracking_uri: cannot reach the MLflow server at 'http://127.0.0.1:9'"),
+    "name of dots": (["--set", "name=.."], "name: '..' is not allowed; expected 1 to 100 letters, digits, '-', '_' or '.', not only dots"),
+    "name with a separator": (["--set", "name='a/b'"], "name: 'a/b' is not allowed"),
+    "name too long": (["--set", f"name={'x' * 300}"], "is not allowed; expected 1 to 100 letters"),
+    "seed count of zero": (["--seeds", "0"], "--seeds: a seed count must be from 1 to 1000, got 0"),
+    "seed count too large": (["--seeds", "100000"], "--seeds: a seed count must be from 1 to 1000, got 100000; name seeds as a list"),
+    "empty seed item": (["--seeds", "1,,2"], "--seeds: '1,,2' has an empty item"),
+    "more threads than cores": (["--set", "train.threads=4096"], "train.threads: 4096 is more than the"),
+    "unknown deciding test": (["--set", "analysis.test=wilcoxon"], "analysis.test: 'wilcoxon' is not allowed"),
+    "zero margin": (["--set", "analysis.margin=0"], "analysis.margin: 0.0 is not allowed"),
+    "unknown analysis setting": (["--set", "analysis.power=0.9"], "analysis.power: unknown setting; allowed: margin, test, alpha"),
+    "per-seed split of a prefix split": (["--set", "data.split_seed=per_seed", "--set", "data.split=prefix"],
+                                         'data.split_seed: "per_seed" needs data.split = "stratified"'),
+    "unknown split seed word": (["--set", "data.split_seed=each"], "data.split_seed: 'each' is not allowed"),
 }
 
 
@@ -66,6 +87,8 @@ def test_rejected_before_any_work(tmp_path, data_dir, case):
 
 FILE_CASES = {
     "empty experiment file": ("   \n", "is empty"),
+    "experiment named by dots": ('name = ".."\n', "name: '..' is not allowed"),
+    "bad analysis table": ("analysis = 3\n", "analysis: expected a table, got int 3"),
     "malformed experiment file": ("[train\nepochs = ", "is not valid TOML"),
     "unknown key in experiment file": ("colour = 'red'\n", "colour: unknown setting"),
     "wrong type in experiment file": ("[train]\nepochs = 'ten'\n", "train.epochs: expected int, got str 'ten'"),
@@ -90,6 +113,91 @@ def test_bad_experiment_files(tmp_path, data_dir, case):
 def test_corrupt_dataset(tmp_path, kind, fragment):
     data = _corrupt(kind, tmp_path / "data")
     _check(tmp_path, harness("run", cwd=tmp_path, data=data), fragment, {"data"})
+
+
+def _store(kind: str, path):
+    import sqlite3
+
+    from tests.conftest import fresh_store
+
+    if kind == "truncated":
+        fresh_store(path.parent)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+    elif kind == "random bytes":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
+    elif kind == "foreign database":
+        with sqlite3.connect(path) as db:
+            db.execute("create table invoices (id integer primary key, total real)")
+    elif kind == "directory":
+        path.mkdir()
+
+
+@pytest.mark.parametrize("kind,fragment", [
+    ("truncated", "tracking_uri: 'mlflow.db' is not a readable SQLite database"),
+    ("random bytes", "tracking_uri: 'mlflow.db' is not a readable SQLite database"),
+    ("foreign database", "tracking_uri: 'mlflow.db' is an SQLite database without MLflow's tables (it holds invoices...)"),
+    ("directory", "tracking_uri: 'mlflow.db' is not a file"),
+])
+def test_a_store_that_is_not_an_mlflow_store_is_named(tmp_path, data_dir, kind, fragment):
+    _store(kind, tmp_path / "mlflow.db")
+    before = (tmp_path / "mlflow.db").read_bytes() if (tmp_path / "mlflow.db").is_file() else None
+    _check(tmp_path, harness("run", cwd=tmp_path, data=data_dir), fragment, {"data", "mlflow.db"})
+    if before is not None:
+        assert (tmp_path / "mlflow.db").read_bytes() == before  # not converted, not touched
+
+
+@pytest.mark.parametrize("args,fragment,made", [
+    (["report", "--experiment", "default", "--reports-dir", "a-file"], "--reports-dir: cannot create or write", {"a-file"}),
+    (["bench", "--out", "a-folder"], "--out: 'a-folder' is a directory", {"a-folder"}),
+    (["plan", "--experiment", "default", "--effect", "-1"], "--effect: -1.0 is not allowed", set()),
+    (["plan", "--experiment", "default", "--sd", "1", "--power", "1.5"], "--power: 1.5 is not allowed", set()),
+    (["tune", "--variant", "dropout", "--study", "a'b"], "--study: \"a'b\" is not allowed", set()),
+    (["run", "--params-from", "params.toml"], "--params-from: 'params.toml': params.dropout must be a table of parameters, got int 5", {"params.toml"}),
+    (["run", "--params-from", "sgd.toml"], "--params-from: 'sgd.toml' sets parameters for sgd, which none of the variants run (baseline) uses", {"sgd.toml"}),
+    (["run", "--experiment", "....toml"], "name: '...' is not allowed", {"....toml"}),
+])
+def test_more_commands_refuse_bad_input_first(tmp_path, data_dir, args, fragment, made):
+    (tmp_path / "a-file").write_text("not a folder") if "a-file" in made else None
+    (tmp_path / "a-folder").mkdir() if "a-folder" in made else None
+    (tmp_path / "params.toml").write_text("[params]\ndropout = 5\n") if "params.toml" in made else None
+    (tmp_path / "sgd.toml").write_text("[params.sgd]\nlr = 0.1\n") if "sgd.toml" in made else None
+    (tmp_path / "....toml").write_text("[train]\nepochs = 1\n") if "....toml" in made else None
+    _check(tmp_path, harness(*args, cwd=tmp_path, data=data_dir), fragment, {"data"} | made)
+
+
+def test_a_malformed_fault_variable_is_named(tmp_path, data_dir):
+    proc = harness("run", cwd=tmp_path, data=data_dir, env={"HARNESS_FAULT": "step"})
+    _check(tmp_path, proc, "HARNESS_FAULT: 'step' is not allowed; expected POINT:N[:SIGNAL]", {"data"})
+
+
+def test_ui_on_a_port_in_use_fails_naming_it(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = harness("ui", "--port", str(port), cwd=tmp_path)
+    _check(tmp_path, proc, f"--port: cannot listen on 127.0.0.1:{port} (Address already in use)", set())
+
+
+def test_ui_on_a_public_address_warns(tmp_path):
+    import contextlib
+    import io
+    import socket
+
+    from harness import ui
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        ui.check_address("0.0.0.0", port)
+        ui.check_address("127.0.0.1", port)
+    assert err.getvalue().count("warning: --host 0.0.0.0: the MLflow UI has no authentication") == 1
+    assert err.getvalue().count("\n") == 1
 
 
 def test_unwritable_output_and_checkpoint_dirs(tmp_path, data_dir):

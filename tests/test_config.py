@@ -35,7 +35,8 @@ def test_variant_training_overrides_and_params_table():
 
 @pytest.mark.parametrize("text,expected", [
     ("3", (2021, 2022, 2023)),
-    ("2021", (2021,)),
+    ("40", tuple(range(2021, 2061))),  # a lone number is always a count (issue 14: one rule)
+    ("2021,", (2021,)),
     ("2021,2022", (2021, 2022)),
     ("7,", (7,)),
     ("0,1,2", (0, 1, 2)),
@@ -68,6 +69,16 @@ def test_seed_flag(text, expected):
     (["params.nonet.p=0.1"], {}, "params.nonet: unknown component"),
     (["baseline=nope"], {}, "baseline: unknown component"),
     (["name=has space"], {}, "name"),
+    (["name=.."], {}, "name: '..' is not allowed; expected 1 to 100 letters, digits, '-', '_' or '.', not only dots"),
+    (["name=a/b"], {}, "name: 'a/b' is not allowed"),
+    ([f"name={'x' * 101}"], {}, "is not allowed; expected 1 to 100 letters"),
+    (["seeds=0"], {}, "seeds: a seed count must be from 1 to 1000, got 0"),
+    (["seeds=[1, 1]"], {}, "seeds: seed 1 is listed twice"),
+    (["analysis.test=wilcoxon"], {}, "analysis.test: 'wilcoxon' is not allowed; expected one of t (paired t-test), permutation"),
+    (["analysis.margin=0"], {}, "analysis.margin: 0.0 is not allowed"),
+    (["analysis.alpha=0.7"], {}, "analysis.alpha: 0.7 is not allowed"),
+    (["analysis.margins=1"], {}, "analysis.margins: unknown setting; allowed: margin, test, alpha"),
+    (["analysis=3"], {}, "analysis: expected a table"),
     (["noequals"], {}, "expected key=value"),
     ([], {"variants": ("dropuot",)}, "did you mean 'dropout'"),
     ([], {"variants": ("baseline", "baseline")}, "listed twice"),
@@ -81,7 +92,7 @@ def test_bad_settings_are_rejected_with_the_field(sets, flags, fragment):
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("text", ["", "3,x", "-1,", "2021,-5", "1,1", "2.5"])
+@pytest.mark.parametrize("text", ["", "3,x", "-1,", "2021,-5", "1,1", "2.5", "0", "100000", "1,,2", ",", ",5"])
 def test_bad_seed_flags(text):
     with pytest.raises(UsageError, match="--seeds"):
         experiment_file.parse_seed_flag(text) if text else config.parse_seeds([], "--seeds")

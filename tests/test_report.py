@@ -174,3 +174,11 @@ def test_the_bootstrap_and_probability_of_improvement_come_from_per_image_predic
 
     b = resampling.two_level([(10 + s, 0, 1000) for s in range(3)])
     assert row[8] == f"[{b.low:.2f}, {b.high:.2f}]" and row[9] == f"1.00 [{b.p_improve_low:.2f}, {b.p_improve_high:.2f}]"
+
+
+def test_per_class_results_say_when_they_sum_fewer_seeds(tmp_path):
+    runs = fake_runs()
+    runs[1].confusion, runs[1].classes = None, ()  # baseline seed 2022: its artifact is gone
+    md = report.write(runs, "fake", tmp_path).read_text()
+    assert "summed over fewer seeds: `baseline` from 2 of its 3 finished seeds." in md
+    assert "summed over fewer seeds" not in report.write(fake_runs(), "fake", tmp_path / "all").read_text()

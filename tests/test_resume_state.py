@@ -80,3 +80,35 @@ def test_resume_is_bit_identical_in_bf16_and_both_layouts(tensors):
         _, _, snap = run(tensors, keep_at=2, cfg=cfg)
         assert same(run(tensors, resume=snap, cfg=cfg), whole)
         assert not same(whole, run(tensors))  # bf16 is not fp32 in disguise
+
+
+def test_a_checkpoint_file_resumes_bit_identically_and_loads_weights_only(tensors, reference, tmp_path):
+    """Through the file: every piece survives `torch.load(weights_only=True)` (issue 14, item 15)."""
+    from harness import checkpoint
+
+    _, _, snap = run(tensors, keep_at=1)
+    checkpoint.save(tmp_path / "run.pt", snap)
+    back = checkpoint.load_snapshot(tmp_path / "run.pt")
+    assert isinstance(back["rng"]["numpy"], tuple) and back["rng"]["numpy"][1].dtype == np.uint32
+    assert same(run(tensors, resume=back), reference)
+
+
+class _Payload:
+    """A pickle that runs code when loaded without weights_only."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_checkpoint_carrying_code_is_refused(tmp_path):
+    from harness import checkpoint
+
+    marker = tmp_path / "code-ran"
+    torch.save({"epoch": 1, "payload": _Payload(marker)}, tmp_path / "evil.pt")
+    assert checkpoint.load_snapshot(tmp_path / "evil.pt") is None  # treated as unreadable: the run starts over
+    assert not marker.exists()
+    torch.load(tmp_path / "evil.pt", weights_only=False)  # what the old loader did: the code runs
+    assert marker.exists()
