@@ -40,6 +40,25 @@ def _alive(owner: str) -> bool:
     return process_alive(host, pid)
 
 
+FILENAME = "claims.sqlite"  # in the experiment's checkpoint folder
+
+
+def check_file(path: Path) -> None:
+    """An existing claims file must be a readable SQLite database; else one line naming it."""
+    from harness.errors import UsageError
+
+    if not path.exists():
+        return
+    hint = "delete it when no other runner of this experiment is running (it holds only leases)"
+    if not path.is_file():
+        raise UsageError(f"checkpoint_dir: {str(path)!r} is not a file; {hint}")
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=30)) as db:
+            db.execute("select name from sqlite_master").fetchall()
+    except sqlite3.DatabaseError as e:
+        raise UsageError(f"checkpoint_dir: {str(path)!r} is not a readable claims database ({e}); {hint}") from None
+
+
 class Claims:
     def __init__(self, path: Path, lease_s: float = LEASE_S) -> None:
         self.path = path

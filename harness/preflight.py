@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from harness import engine, provenance
+from harness import claims, engine, provenance
 from harness.config import ExperimentConfig
 from harness.errors import UsageError
 
@@ -23,6 +23,7 @@ def check(cfg: ExperimentConfig) -> tuple[str, torch.device]:
     device = provenance.resolve_device(cfg.runtime.device)
     check_writable(cfg.reports_folder, "reports_dir")
     check_writable(cfg.checkpoint_folder, "checkpoint_dir")
+    claims.check_file(cfg.checkpoint_folder / claims.FILENAME)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cfg.runtime.threads > cores:
         raise UsageError(f"train.threads: {cfg.runtime.threads} is more than the {cores} core(s) this process may use; "

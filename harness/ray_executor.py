@@ -25,6 +25,7 @@ def _import_ray():
 def run_pair(cfg, variant: str, seed: int, source, rerun: bool):
     """One Ray task: train one (variant, seed) pair on this node, tracked in the shared store."""
     from harness import config, data, preflight, provenance
+    from harness import claims as claims_mod
     from harness.claims import Claims
     from harness.console import Console
     from harness.runner import Runner
@@ -36,7 +37,7 @@ def run_pair(cfg, variant: str, seed: int, source, rerun: bool):
     loaded = data.load_split(source, cfg.data.split, cfg.data.train_ratio, data.split_seed_of(cfg.data.split_seed, seed), device)
     console = Console()
     runner = Runner(cfg, loaded, uri, device, console, rerun)
-    claims = Claims(cfg.checkpoint_folder / "claims.sqlite")
+    claims = Claims(cfg.checkpoint_folder / claims_mod.FILENAME)
     try:
         spec = config.resolve(cfg, variant, seed)
         claims.acquire(runner.key(spec))

@@ -14,6 +14,7 @@ import torch
 from harness import checkpoint, checks, config, engine, faults, provenance, results, tracking
 from harness import data as data_mod
 from harness.assembly import assemble
+from harness import claims as claims_mod
 from harness.claims import Claims
 from harness.config import ExperimentConfig, RunSpec
 from harness.console import Console
@@ -80,7 +81,7 @@ class Runner:
     def run_all(self) -> list[Outcome]:
         """Run every (variant, seed) pair once. Pairs another live runner holds are waited for;
         pairs whose holder died are taken over when its lease runs out."""
-        claims = Claims(self.cfg.checkpoint_folder / "claims.sqlite")
+        claims = Claims(self.cfg.checkpoint_folder / claims_mod.FILENAME)
         try:
             self.sweep_dangling(claims)
             pairs = [(v, s) for v in self.cfg.variants for s in self.cfg.seeds]
@@ -142,7 +143,10 @@ class Runner:
             return finished(spec.variant, spec.seed, done[-1], note="skipped: already finished")
 
         parent_id, shared = self.parent(spec)
-        run_id, snapshot = self.resume_point([r for r in existing if r.status != "FINISHED"], ckpt)
+        # With --rerun, only a replacement started after the newest finished run is resumed (an
+        # interrupted --rerun continues itself); without, any interrupted run of the key.
+        since = done[-1].start_time if done else -1
+        run_id, snapshot = self.resume_point([r for r in existing if r.status != "FINISHED" and r.start_time > since], ckpt)
         if run_id is None:
             checkpoint.remove(ckpt)
             tags = {**self.tags, "harness.run_key": key, "harness.split_fingerprint": self.split_fingerprint(spec.seed)}
@@ -180,7 +184,7 @@ class Runner:
 
     def resume_point(self, unfinished: list, ckpt) -> tuple[str | None, dict | None]:
         """The interrupted run to continue (and its checkpoint), or (None, None) to start anew."""
-        if not unfinished or self.rerun:
+        if not unfinished:
             return None, None
         run_id, snapshot = None, None
         candidate = unfinished[-1]

@@ -151,6 +151,9 @@ class Tracker:
     def _search(self, filter_string: str) -> list:
         return list(self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=10_000))
 
+    def run_ids(self, filter_string: str) -> list[str]:
+        return [r.info.run_id for r in self._search(filter_string)]
+
     def runs_with_key(self, key: str) -> list[KeyedRun]:
         """The live (not deleted) seed runs of a run key, oldest first."""
         found = self._search(f"tags.`harness.role` = 'seed' and tags.`harness.run_key` = '{key}'")

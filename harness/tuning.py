@@ -5,10 +5,13 @@ one MLflow parent run per study with a child run per trial, and the best paramet
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +28,7 @@ from harness import checks, config, engine, search, tracking
 from harness.assembly import assemble
 from harness.config import ExperimentConfig
 from harness.data import Loaded
-from harness.errors import UsageError
+from harness.errors import Terminated, UsageError
 from harness.files import atomic_write
 from harness.search import SearchParam
 
@@ -97,17 +100,27 @@ def load_study(req: TuneRequest, worker: int = 0) -> optuna.Study:
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
 
-def fail_stale_trials(study: optuna.Study) -> int:
-    """Trials left RUNNING by a dead process on this machine are marked FAIL, so they count once."""
+def fail_stale_trials(study: optuna.Study) -> list[int]:
+    """Trials left RUNNING by a dead process on this machine are marked FAIL, so they count once;
+    returns their numbers."""
     from harness.claims import process_alive
 
-    stale = 0
+    stale = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         owner = t.user_attrs.get("harness.worker", "")
         if owner and not process_alive(*owner.split(":", 1)):
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-            stale += 1
+            stale.append(t.number)
     return stale
+
+
+def fail_stale_trial_runs(tracker, parent_id: str, numbers: list[int]) -> None:
+    """The MLflow runs of trials found dead follow their trials' final state: FAILED, with why."""
+    for number in numbers:
+        for run_id in tracker.run_ids(f"tags.`harness.role` = 'trial' and tags.`mlflow.parentRunId` = '{parent_id}' "
+                                      f"and tags.`harness.trial` = '{number}' and attributes.status = 'RUNNING'"):
+            tracker.set_tags(run_id, {"harness.trial_state": "FAIL", "harness.error": "its process died while the trial ran"})
+            tracker.finish(run_id, "FAILED")
 
 
 def suggest(trial: optuna.Trial, space: list[SearchParam]) -> dict:
@@ -175,7 +188,43 @@ def optimize(cfg: ExperimentConfig, data: Loaded, req: TuneRequest, study: optun
             tracker.set_tags(run_id, {"harness.trial_state": state, **({"harness.error": reason} if reason else {})})
             tracker.finish(run_id, MLFLOW_STATUS[state])
 
-    study.optimize(objective, n_trials=n_trials, timeout=req.timeout, catch=(engine.NonFiniteLoss,))
+    start = time.monotonic()
+    for _ in range(n_trials):
+        if req.timeout is not None and time.monotonic() - start > req.timeout:
+            break
+        with _slot_lock(req):  # count and ask under one lock: --trials is the study's total under concurrency too
+            if counted(study) >= req.trials:
+                break
+            trial = study.ask()
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            continue
+        except engine.NonFiniteLoss:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        except BaseException:  # Ctrl-C, SIGTERM, a crash: the trial fails and the process stops
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        study.tell(trial, value)
+
+
+@contextlib.contextmanager
+def _slot_lock(req: TuneRequest):
+    """An exclusive lock beside a journal storage, shared by every process of the study on this
+    machine; a database storage (many machines) has none, and its total is kept on a best-effort basis."""
+    if req.storage.startswith(RDB_SCHEMES):
+        yield
+        return
+    path = Path(req.storage + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def format_params(values: dict) -> str:
@@ -192,9 +241,10 @@ def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, 
     study = load_study(req)
     stale = fail_stale_trials(study)
     if stale:
-        say(f"marked {stale} trial(s) FAIL: their process had died while they ran")
+        say(f"marked {len(stale)} trial(s) FAIL: their process had died while they ran")
     tracker = tracking.Tracker(uri, cfg.name, cfg.checkpoint_folder)
     parent_id = study_parent(tracker, req)
+    fail_stale_trial_runs(tracker, parent_id, stale)
     remaining = max(0, req.trials - counted(study))
     say(f"study {req.study}: {counted(study)} trial(s) so far, {remaining} to run with {req.workers} worker(s); storage {req.storage}")
     if remaining and req.workers == 1:
@@ -203,7 +253,16 @@ def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, 
         shares = [remaining // req.workers + (1 if i < remaining % req.workers else 0) for i in range(req.workers)]
         procs = [subprocess.Popen([sys.executable, "-m", "harness", *argv, "--worker-share", str(n), "--parent-run", parent_id])
                  for n in shares if n]
-        codes = [p.wait() for p in procs]
+        try:
+            codes = [p.wait() for p in procs]
+        except (KeyboardInterrupt, Terminated):  # the workers stop too: each marks its trial and run, then exits
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+            for p in procs:
+                p.wait()
+            tracker.finish(parent_id, "KILLED")
+            raise
         if any(codes):
             raise RuntimeError(f"tuning worker(s) exited with {codes}")
     study = load_study(req)

@@ -166,6 +166,17 @@ def test_more_commands_refuse_bad_input_first(tmp_path, data_dir, args, fragment
     _check(tmp_path, harness(*args, cwd=tmp_path, data=data_dir), fragment, {"data"} | made)
 
 
+@pytest.mark.parametrize("kind,fragment", [
+    ("random bytes", "is not a readable claims database (file is not a database)"),
+    ("directory", "checkpoints/default/claims.sqlite' is not a file"),
+])
+def test_a_broken_claims_file_is_named(tmp_path, data_dir, kind, fragment):
+    path = tmp_path / "checkpoints" / "default" / "claims.sqlite"
+    path.parent.mkdir(parents=True)
+    path.mkdir() if kind == "directory" else path.write_bytes(b"\x13" * 5000)
+    _check(tmp_path, harness("run", cwd=tmp_path, data=data_dir), fragment, {"data", "checkpoints"})
+
+
 def test_a_malformed_fault_variable_is_named(tmp_path, data_dir):
     proc = harness("run", cwd=tmp_path, data=data_dir, env={"HARNESS_FAULT": "step"})
     _check(tmp_path, proc, "HARNESS_FAULT: 'step' is not allowed; expected POINT:N[:SIGNAL]", {"data"})

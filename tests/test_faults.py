@@ -127,3 +127,17 @@ def test_two_runners_train_each_key_once(tmp_path, data, repeat):
     exp = c.get_experiment_by_name("default")
     parents = c.search_runs([exp.experiment_id], filter_string="tags.`harness.role` = 'variant'")
     assert sorted(p.data.tags["harness.variant"] for p in parents) == ["baseline", "dropout"]
+
+
+def test_an_interrupted_rerun_continues_itself(tmp_path, data, reference):
+    """Issue 14, item 5: the same --rerun resumes its own killed replacement and leaves no orphan."""
+    assert faultkit.run(tmp_path, data, "dropout").returncode == 0
+    first = faultkit.results(tmp_path)["run_id"]
+    assert faultkit.run(tmp_path, data, "dropout", "--rerun", fault="logged:2:KILL").returncode == -9
+    again = faultkit.run(tmp_path, data, "dropout", "--rerun")
+    assert again.returncode == 0 and "resume dropout seed 11 after epoch 2" in again.stdout, again.stdout[-2000:]
+    assert "TRAIN EPOCH[001/004]" not in again.stdout
+    runs = faultkit.seed_runs(tmp_path)
+    assert [r.info.status for r in runs if r.info.lifecycle_stage == "active"] == ["FINISHED"]
+    result = faultkit.results(tmp_path)
+    assert result["run_id"] != first and faultkit.same(result, reference["dropout"])

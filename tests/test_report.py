@@ -182,3 +182,20 @@ def test_per_class_results_say_when_they_sum_fewer_seeds(tmp_path):
     md = report.write(runs, "fake", tmp_path).read_text()
     assert "summed over fewer seeds: `baseline` from 2 of its 3 finished seeds." in md
     assert "summed over fewer seeds" not in report.write(fake_runs(), "fake", tmp_path / "all").read_text()
+
+
+def test_every_file_the_report_writes_goes_through_the_atomic_writer(tmp_path, monkeypatch):
+    """Issue 14, item 3: a kill mid-report leaves the previous file or the new one, never a 0-byte figure."""
+    from harness import files, plots
+
+    written = []
+    real = files.atomic_write
+
+    def recording(path, payload, fault_point=""):
+        written.append(path.name)
+        return real(path, payload, fault_point)
+
+    monkeypatch.setattr(plots, "atomic_write", recording)
+    monkeypatch.setattr(report, "atomic_write", recording)
+    report.write(fake_runs(), "fake", tmp_path)
+    assert sorted(written) == sorted(p.name for p in tmp_path.iterdir())

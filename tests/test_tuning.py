@@ -163,10 +163,21 @@ def test_trials_of_a_dead_process_are_failed_on_the_next_start(tmp_path):
     live.set_user_attr("harness.worker", tuning.OWNER)
     dead = study.ask()
     dead.set_user_attr("harness.worker", f"{socket.gethostname()}:{2**22 + 12345}")  # no such process
-    assert tuning.fail_stale_trials(study) == 1
+    from harness import tracking
+
+    fresh_store(tmp_path)
+    tracker = tracking.Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "default", tmp_path / "checkpoints")
+    parent = tuning.study_parent(tracker, req)
+    runs = {t.number: tracker.child_run(parent, "trial", f"dropout-trial{t.number}", {"harness.trial": str(t.number)}, {}) for t in (live, dead)}
+    assert tuning.fail_stale_trials(study) == [dead.number]
+    tuning.fail_stale_trial_runs(tracker, parent, [dead.number])
     states = {t.number: t.state for t in study.get_trials()}
     assert states[dead.number] == optuna.trial.TrialState.FAIL
     assert states[live.number] == optuna.trial.TrialState.RUNNING
+    client = MlflowClient(tracking_uri=tracker.uri)  # the MLflow runs follow (issue 14, item 8)
+    assert client.get_run(runs[dead.number]).info.status == "FAILED"
+    assert client.get_run(runs[dead.number]).data.tags["harness.error"] == "its process died while the trial ran"
+    assert client.get_run(runs[live.number]).info.status == "RUNNING"
 
 
 def test_params_from_file(tmp_path):
@@ -181,3 +192,62 @@ def test_params_from_file(tmp_path):
         experiment_file.load_experiment(None, params_files=[str(bad)])
     with pytest.raises(UsageError, match="does not exist"):
         experiment_file.load_experiment(None, params_files=[str(tmp_path / "missing.toml")])
+
+
+@pytest.mark.slow
+def test_sigterm_to_tune_stops_its_workers_and_marks_their_trials(tmp_path, data_dir):
+    """Issue 14, item 6: SIGTERM to `tune --workers 2` reaches the workers; everything is marked, exit 143."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    fresh_store(tmp_path)
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(ROOT), "HARNESS_DATA_DIR": str(data_dir)}
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "tune", "--variant", "dropout", "--trials", "6", "--workers", "2",
+                             "--epochs", "200", "--pruner", "none", "--set", "train.batch_size=64", "--set", "train.threads=1"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    deadline = time.time() + 180
+    while time.time() < deadline:  # both workers are in a trial
+        exp = client.get_experiment_by_name("default")
+        running = client.search_runs([exp.experiment_id], "tags.`harness.role` = 'trial' and attributes.status = 'RUNNING'") if exp else []
+        if len(running) >= 2:
+            break
+        time.sleep(0.5)
+    assert len(running) >= 2, "the workers never started their trials"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    exp = client.get_experiment_by_name("default")
+    trials = client.search_runs([exp.experiment_id], "tags.`harness.role` = 'trial'")
+    assert trials and all(r.info.status != "RUNNING" for r in trials)
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`harness.role` = 'study'")
+    assert parent.info.status == "KILLED"
+    study = optuna.load_study(study_name="default-dropout", storage=tuning.open_storage(str(tmp_path / "optuna" / "default.journal")))
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
+    workers = subprocess.run(["pgrep", "-f", f"parent-run {parent.info.run_id}"], capture_output=True, text=True)
+    assert workers.stdout.strip() == ""  # no worker outlives the command
+
+
+@pytest.mark.slow
+def test_two_concurrent_tunes_of_one_study_stop_at_its_total(tmp_path, data_dir):
+    """Issue 14, item 7: --trials is the study's total, also when two commands tune it at once."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    fresh_store(tmp_path)
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(ROOT), "HARNESS_DATA_DIR": str(data_dir)}
+    cmd = [sys.executable, "-m", "harness", "tune", "--variant", "dropout", "--trials", "4", "--epochs", "2", "--pruner", "none",
+           "--set", "train.batch_size=64", "--set", "train.threads=1"]
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
+    study = optuna.load_study(study_name="default-dropout", storage=tuning.open_storage(str(tmp_path / "optuna" / "default.journal")))
+    assert len(study.trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
