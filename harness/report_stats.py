@@ -91,8 +91,8 @@ def against_baseline(comparisons: dict[str, Comparison], baseline: str, has_base
             f"{p(t.t_holm) if math.isfinite(t.t_p) else '–'} ({p(t.t_p)}) | {p(t.perm_holm)} ({p(t.perm_p)}) [{p(t.perm_min_p)}] | "
             f"{p(t.tost_holm)} | {ci(b.low, b.high)} | {improve} | {fmt(t.hedges_g)} | {c.seeds_needed or '–'} | **{t.verdict}** |")
         notes.append(f"- `{v}`: **{t.verdict}**, decided by the {t.decided_by}: {_reason(t, a)}."
-                     + (f" Note: the {t.disagreement}" + (f" (with {t.n} pairs the permutation test cannot go below {p(t.perm_min_p)})"
-                        if t.perm_min_p >= a else "") + "." if t.disagreement else ""))
+                     + (f" Note: the {t.disagreement}" + (f" (with {t.n} pairs the permutation test cannot go below {p(t.perm_min_p)} "
+                        "before correction, and its p is there)" if t.perm_p <= t.perm_min_p * (1 + 1e-9) else "") + "." if t.disagreement else ""))
     return lines + ["", *notes, ""]
 
 
