@@ -66,7 +66,6 @@ class Claims:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._held: set[str] = set()
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("create table if not exists claims (key text primary key, owner text not null, expires real not null)")
         self._stop = threading.Event()
@@ -75,10 +74,18 @@ class Claims:
 
     @contextlib.contextmanager
     def _connect(self):
+        fresh = not self.path.exists()  # first use, or the folder was deleted from under a running experiment
+        if fresh:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             db.execute("pragma journal_mode=wal")
             db.execute("pragma busy_timeout=30000")
+            if fresh:  # recreate it with the claims this runner holds, so it keeps them
+                db.execute("create table if not exists claims (key text primary key, owner text not null, expires real not null)")
+                with self._lock:
+                    held = list(self._held)
+                db.executemany("insert or ignore into claims values (?, ?, ?)", [(k, self.owner, time.time() + self.lease_s) for k in held])
             yield db
         finally:
             db.close()

@@ -71,7 +71,10 @@ def read_runs(uri: str, experiment: str) -> list[SeedRun]:
     """Every seed run under the parent run that stands for each variant, with histories and artifacts."""
     from mlflow import MlflowClient
 
+    from harness import stores
+
     quiet_mlflow()
+    stores.relocate_artifacts(uri, experiment)
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:

@@ -75,3 +75,24 @@ def check_server(uri: str) -> None:
     except (OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
         raise UsageError(f"tracking_uri: cannot reach the MLflow server at {uri!r} ({reason}); start it or check the address") from None
+
+
+def relocate_artifacts(uri: str, experiment: str) -> bool:
+    """Artifact locations follow a SQLite store: MLflow records absolute paths when an experiment is
+    created, so after the project folder moves (store and `mlartifacts/` together) those paths point
+    at the old place. When the recorded folder no longer exists, point the experiment and its runs at
+    `mlartifacts/` beside the database again. Returns whether anything was rewritten."""
+    from urllib.parse import unquote, urlparse
+
+    if not uri.startswith("sqlite:///") or not sqlite_path(uri).is_file():
+        return False
+    new = (sqlite_path(uri).resolve().parent / "mlartifacts" / experiment).as_uri()
+    with contextlib.closing(sqlite3.connect(sqlite_path(uri), timeout=30)) as db, db:
+        row = db.execute("select experiment_id, artifact_location from experiments where name = ?", (experiment,)).fetchone()
+        if row is None or row[1] == new or not str(row[1]).startswith("file://") or Path(unquote(urlparse(row[1]).path)).exists():
+            return False
+        eid, old = row
+        db.execute("update experiments set artifact_location = ? where experiment_id = ?", (new, eid))
+        db.execute("update runs set artifact_uri = ? || substr(artifact_uri, ?) where experiment_id = ? and substr(artifact_uri, 1, ?) = ?",
+                   (new, len(old) + 1, eid, len(old), old))
+    return True

@@ -116,6 +116,9 @@ class Tracker:
                 self.experiment_id = self.client.create_experiment(experiment, artifact_location=_experiment_artifacts(uri, experiment))
             else:
                 self.experiment_id = found.experiment_id
+                from harness import stores
+
+                stores.relocate_artifacts(uri, experiment)  # the project folder moved: artifacts follow the store
 
     def named_run(self, role: str, name: str, match: dict[str, str], tags: dict[str, str], params: dict[str, Any] | None = None) -> tuple[str, bool]:
         """The run of `role` whose tags include `match`, created on first use (named `name`, with

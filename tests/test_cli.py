@@ -207,3 +207,22 @@ def test_plan_and_report_create_no_store(tmp_path):
         proc = harness(*args, cwd=tmp_path)
         assert proc.returncode == 2 and proc.stderr == "error: tracking_uri: no MLflow store at 'mlflow.db'; run `python -m harness run` first or pass --tracking-uri\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_artifacts_follow_a_moved_project_folder(tmp_path, data_dir):
+    """Issue 14, item 4: after the folder moves, old artifacts are found and new ones go beside the store."""
+    import shutil
+
+    from tests.conftest import fresh_store
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    fresh_store(old)
+    common = ["--seeds", "1,2", "--epochs", "1", "--set", "train.batch_size=64"]
+    assert harness("run", "--variants", "baseline", *common, cwd=old, data=data_dir).returncode == 0
+    shutil.move(old, new)
+    assert harness("report", "--experiment", "default", cwd=new).returncode == 0
+    text = (new / "reports" / "default" / "report.md").read_text()
+    assert "| airplane |" in text and "summed over fewer seeds" not in text
+    assert harness("run", "--variants", "baseline,dropout", *common, cwd=new, data=data_dir).returncode == 0
+    assert not old.exists()  # nothing recreated at the old place
+    assert len(list((new / "mlartifacts" / "default").glob("*/artifacts/predictions.npz"))) == 4

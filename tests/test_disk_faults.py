@@ -54,3 +54,29 @@ def test_failed_report_write_keeps_the_previous_one(tmp_path):
     assert "ERROR could not write" in proc.stdout and str(path) in proc.stdout
     assert path.read_text() == "# the previous report\n"
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+def test_the_checkpoint_folder_deleted_mid_run_is_recreated(tmp_path):
+    """Issue 14, item 13: deleting `checkpoints/` (checkpoints and claims) while a run trains does
+    not stop it: the next checkpoint and the claims database are recreated and the run finishes."""
+    import os
+    import shutil
+    import time
+
+    from tests.conftest import fresh_store, write_npz
+
+    fresh_store(tmp_path)
+    data = write_npz(tmp_path / "data")
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(ROOT), "HARNESS_DATA_DIR": str(data)}
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--variants", "baseline", "--seeds", "3,", "--epochs", "40",
+                             "--set", "train.batch_size=16", "--set", "train.threads=1"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    folder = tmp_path / "checkpoints" / "default"
+    deadline = time.time() + 120
+    while not list(folder.glob("*.pt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert list(folder.glob("*.pt")), "no checkpoint appeared"
+    shutil.rmtree(tmp_path / "checkpoints")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert "1 of 1 runs finished" in out and "another runner took over" not in out + err

@@ -17,7 +17,12 @@ from typing import Any, Callable
 
 from torch import nn
 
+from harness.errors import UsageError
 from variants.lenet import LeNet
+
+
+class RegistryError(UsageError, ValueError):
+    """A component file registers something invalid: the command stops with one line naming it."""
 
 CIFAR10_SHAPE, CIFAR10_CLASSES = (3, 32, 32), 10  # what a bare `build()` assumes
 BASELINE = "baseline"
@@ -110,14 +115,14 @@ def register(name: str, hypothesis: str, train: dict[str, Any] | None = None) ->
 
     def decorate(make: Callable[..., Change]) -> Callable[..., Change]:
         if name in _REGISTRY:
-            raise ValueError(f"component {name!r} is already registered (by {_REGISTRY[name].module})")
+            raise RegistryError(f"variants: component {name!r} is already registered (by {_REGISTRY[name].module})")
         if not name or not all(ch.isalnum() or ch == "_" for ch in name):
-            raise ValueError(f"component name {name!r}: use letters, digits and '_' ('+' joins components)")
+            raise RegistryError(f"variants: component name {name!r}: use letters, digits and '_' ('+' joins components)")
         if not hypothesis or "\n" in hypothesis:
-            raise ValueError(f"component {name!r} needs a one-line hypothesis")
+            raise RegistryError(f"variants: component {name!r} ({make.__module__}) needs a one-line hypothesis")
         missing = [k for k, p in inspect.signature(make).parameters.items() if p.default is inspect.Parameter.empty]
         if missing:
-            raise ValueError(f"component {name!r}: every parameter needs a default, {', '.join(missing)} has none")
+            raise RegistryError(f"variants: component {name!r} ({make.__module__}): every parameter needs a default, {', '.join(missing)} has none")
         _REGISTRY[name] = Component(name, hypothesis, make, dict(train or {}), make.__module__)
         return make
 
