@@ -77,20 +77,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         results = run.run_all()
     console.line("")
     console.line(outcomes.summary(results))
-    tracking.set_experiment_tags(uri, cfg.name, {tracking.REPORT_PARENTS_TAG: ",".join(dict.fromkeys(o.parent_id for o in results if o.parent_id)),
-                                                 tracking.DESIGN_TAG: designs.to_tag(cfg.design),
-                                                 tracking.ANALYSIS_TAG: report.analysis_tag(cfg.analysis)})
+    store_error = run.store_error
+    try:  # what the report and the MLflow UI say about the experiment; a store that takes no writes skips it
+        tracking.set_experiment_tags(uri, cfg.name, {tracking.REPORT_PARENTS_TAG: ",".join(dict.fromkeys(o.parent_id for o in results if o.parent_id)),
+                                                     tracking.DESIGN_TAG: designs.to_tag(cfg.design),
+                                                     tracking.ANALYSIS_TAG: report.analysis_tag(cfg.analysis)})
+    except tracking.StoreError as e:
+        store_error = store_error or str(e)
     runs = readback.read_runs(uri, cfg.name)
     _, _, compared = report.analyse(runs, cfg.design, cfg.analysis)
     parents = {v: r.parent_id for r in runs for v in [r.variant]}
-    tracking.log_comparisons(uri, {parents[v]: (comparisons.parent_metrics(c), c.verdict) for v, c in compared.items()})
-    if cfg.design.kind != "list":
-        run.tracker.log_analysis(report_effects.metrics(cfg.design, comparisons.counts(runs), cfg.analysis))
+    try:
+        tracking.log_comparisons(uri, {parents[v]: (comparisons.parent_metrics(c), c.verdict) for v, c in compared.items()})
+        if cfg.design.kind != "list":
+            run.tracker.log_analysis(report_effects.metrics(cfg.design, comparisons.counts(runs), cfg.analysis))
+    except tracking.StoreError as e:
+        store_error = store_error or str(e)
     try:
         path = report.write(runs, cfg.name, cfg.reports_folder, cfg.design, cfg.analysis)
         console.line(f"report: {path}")
     except OSError as e:  # the runs are safe in the store; `report` rebuilds it later
         print(f"error: report: {e}; the runs are in the store, rebuild with `python -m harness report --experiment {cfg.name}`", file=sys.stderr)
+        return EXIT_FAILED_RUNS
+    if store_error:
+        done = sum(1 for r in runs if r.status == "FINISHED")
+        print(f"error: tracking_uri: {uri}: {store_error}; the {done} finished run(s) are in the store and in the report; "
+              "make room and rerun the same command to train the rest", file=sys.stderr)
         return EXIT_FAILED_RUNS
     return EXIT_FAILED_RUNS if any(o.status != "FINISHED" for o in results) else 0
 

@@ -49,6 +49,7 @@ class Runner:
     def __init__(self, cfg: ExperimentConfig, data: Loaded, uri: str, device: torch.device, console: Console, rerun: bool = False) -> None:
         self.cfg, self.data, self.device, self.console, self.rerun = cfg, data, device, console, rerun
         self.fingerprints: dict[int, str] = {}  # split seed -> fingerprint
+        self.store_error = ""  # set when the store stopped taking writes
         self.tracker = tracking.Tracker(uri, cfg.name, cfg.checkpoint_folder)
         self.tags = common_tags(cfg, data)
         env = provenance.determinism(device)
@@ -97,8 +98,12 @@ class Runner:
                     try:
                         self.console.header(f"{variant} seed {seed} ({pairs.index((variant, seed)) + 1}/{len(pairs)})")
                         by_pair[(variant, seed)] = self.run_one(spec, claims)
+                    except tracking.StoreError as e:  # stop here: what finished is in the store, the rest is not run
+                        self.store_error = str(e)
                     finally:
                         claims.release(self.key(spec))
+                    if self.store_error:
+                        return [by_pair.get(p) or Outcome(*p, "FAILED", error=f"not run: {self.store_error}") for p in pairs]
                 if deferred and not waited:
                     self.console.line(f"waiting for {len(deferred)} run(s) that another runner is training")
                     waited = True
@@ -166,13 +171,18 @@ class Runner:
             if self.rerun:
                 for old in done:
                     self.tracker.delete(old.run_id)  # one finished run per key, the newest
-            self.tracker.update_aggregates(parent_id)
+            try:
+                self.tracker.update_aggregates(parent_id)
+            except tracking.StoreError as e:  # the run itself is recorded FINISHED; the experiment stops after it
+                self.store_error = str(e)
             return Outcome(spec.variant, spec.seed, "FINISHED", metrics["best_val_acc"], result.selected_epoch,
                            result.history[-1].val_acc, metrics["test_acc"], time.perf_counter() - start, parent_id=parent_id)
         except (KeyboardInterrupt, Terminated) as e:
             self.tracker.set_tags(run_id, {"harness.error": f"interrupted ({type(e).__name__}); resumes from its last checkpoint"})
             self.tracker.finish(run_id, "KILLED")
             raise
+        except tracking.StoreError:
+            raise  # nothing more can be written: the experiment stops (run_all)
         except Exception as e:  # noqa: BLE001 - one failing run must not stop the others
             reason = f"{type(e).__name__}: {e}"
             if isinstance(e, engine.NonFiniteLoss):

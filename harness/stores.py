@@ -51,18 +51,35 @@ def check_sqlite(uri: str) -> None:
         return
     if not path.is_file():
         raise UsageError(f"tracking_uri: {raw!r} is not a file; expected an MLflow SQLite store")
-    if not os.access(path, os.W_OK):
+    if not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222:  # root may write anything: the mode says what was meant
         raise UsageError(f"tracking_uri: {raw!r} is read-only; the harness writes to its store (make it writable or choose another)")
     if path.stat().st_size == 0:
         return
     try:
         with contextlib.closing(sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=30)) as db:
             tables = {row[0] for row in db.execute("select name from sqlite_master where type = 'table'")}
+            versions = {row[0] for row in db.execute("select version_num from alembic_version")} if "alembic_version" in tables else set()
     except sqlite3.DatabaseError as e:
         raise UsageError(f"tracking_uri: {raw!r} is not a readable SQLite database ({e}); move it away or choose another file") from None
     if tables and not MLFLOW_TABLES <= tables:
         raise UsageError(f"tracking_uri: {raw!r} is an SQLite database without MLflow's tables (it holds {', '.join(sorted(tables)[:3])}...); "
                          "the harness will not convert it: choose another file")
+    known = known_schema_versions()
+    unknown = versions - known if known else set()
+    if unknown:
+        import mlflow
+
+        raise UsageError(f"tracking_uri: {raw!r} has database schema {', '.join(sorted(unknown))}, which this MLflow ({mlflow.__version__}) "
+                         "does not know: it was written by a newer MLflow; upgrade mlflow (pip install -U mlflow) to use it")
+
+
+def known_schema_versions() -> set[str]:
+    """The database schema revisions the installed MLflow can read (its migration files)."""
+    spec = importlib.util.find_spec("mlflow")
+    if spec is None or not spec.submodule_search_locations:
+        return set()
+    folder = Path(next(iter(spec.submodule_search_locations))) / "store" / "db_migrations" / "versions"
+    return {p.name.split("_", 1)[0] for p in folder.glob("*.py") if "_" in p.name}
 
 
 def check_server(uri: str) -> None:

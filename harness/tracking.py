@@ -39,6 +39,9 @@ def quiet_mlflow():
 
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # It logs a traceback for every database error it then raises; the harness retries a busy store
+    # and names an unwritable one in one line itself.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     return mlflow
 
 
@@ -73,6 +76,12 @@ def store_lock(folder: Path):
 # SQLite busy, and MLflow's read-then-insert of a tag or latest metric meeting the row another
 # runner inserted in between (the transaction is rolled back whole; the retry updates that row).
 _TRANSIENT = ("locked", "busy", "UNIQUE constraint failed")
+# Errors that mean the store cannot take writes at all (its disk is full or failing, it became read-only).
+_UNWRITABLE = ("disk I/O error", "database or disk is full", "readonly database", "unable to open database file", "No space left")
+
+
+class StoreError(RuntimeError):
+    """The store stopped taking writes; the runs it already holds are safe."""
 
 
 def _retrying(fn):
@@ -84,6 +93,9 @@ def _retrying(fn):
             try:
                 return fn(*args, **kwargs)
             except Exception as e:  # noqa: BLE001 - MLflow wraps the driver's error in its own types
+                if any(s in str(e) for s in _UNWRITABLE):
+                    reason = next(s for s in _UNWRITABLE if s in str(e))
+                    raise StoreError(f"the MLflow store cannot be written ({reason})") from e
                 if not any(s in str(e) for s in _TRANSIENT) or attempt == 29:
                     raise
                 time.sleep(0.1 + 0.05 * attempt)

@@ -131,6 +131,13 @@ def _store(kind: str, path):
             db.execute("create table invoices (id integer primary key, total real)")
     elif kind == "directory":
         path.mkdir()
+    elif kind == "read-only":
+        fresh_store(path.parent)
+        path.chmod(0o444)
+    elif kind == "newer schema":
+        fresh_store(path.parent)
+        with sqlite3.connect(path) as db:
+            db.execute("update alembic_version set version_num = 'ffff00000001'")
 
 
 @pytest.mark.parametrize("kind,fragment", [
@@ -138,6 +145,8 @@ def _store(kind: str, path):
     ("random bytes", "tracking_uri: 'mlflow.db' is not a readable SQLite database"),
     ("foreign database", "tracking_uri: 'mlflow.db' is an SQLite database without MLflow's tables (it holds invoices...)"),
     ("directory", "tracking_uri: 'mlflow.db' is not a file"),
+    ("read-only", "tracking_uri: 'mlflow.db' is read-only; the harness writes to its store"),
+    ("newer schema", "tracking_uri: 'mlflow.db' has database schema ffff00000001, which this MLflow"),
 ])
 def test_a_store_that_is_not_an_mlflow_store_is_named(tmp_path, data_dir, kind, fragment):
     _store(kind, tmp_path / "mlflow.db")

@@ -80,3 +80,34 @@ def test_the_checkpoint_folder_deleted_mid_run_is_recreated(tmp_path):
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
     assert "1 of 1 runs finished" in out and "another runner took over" not in out + err
+
+
+def test_a_store_that_fills_up_stops_the_experiment_with_the_summary_and_report(tmp_path):
+    """Issue 14, item 13: the store's disk fills mid-experiment (here: a file-size limit on the
+    process): what finished is kept, summarised and reported; one line names the store; exit 1."""
+    import os
+
+    from tests.conftest import fresh_store, write_npz
+
+    fresh_store(tmp_path)
+    data = write_npz(tmp_path / "data")
+    limit_bytes = (tmp_path / "mlflow.db").stat().st_size + 200_000
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(ROOT), "HARNESS_DATA_DIR": str(data)}
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--variants", "baseline,dropout,batchnorm", "--seeds", "2",
+                           "--epochs", "2", "--set", "train.batch_size=64", "--set", "train.threads=1"],
+                          cwd=tmp_path, env=env, preexec_fn=limit, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: tracking_uri: sqlite:///mlflow.db: the MLflow store cannot be written (")
+    assert "not run: the MLflow store cannot be written" in proc.stdout and "report: reports/default/report.md" in proc.stdout
+    import re
+
+    finished = int(re.search(r"^(\d) of 6 runs finished", proc.stdout, re.M).group(1))
+    assert finished >= 1 and f"the {finished} finished run(s) are in the store and in the report" in errors[0]
+    report = (tmp_path / "reports" / "default" / "report.md").read_text()
+    assert f"{finished} of" in report.splitlines()[2]
