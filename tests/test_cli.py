@@ -226,3 +226,16 @@ def test_artifacts_follow_a_moved_project_folder(tmp_path, data_dir):
     assert harness("run", "--variants", "baseline,dropout", *common, cwd=new, data=data_dir).returncode == 0
     assert not old.exists()  # nothing recreated at the old place
     assert len(list((new / "mlartifacts" / "default").glob("*/artifacts/predictions.npz"))) == 4
+
+
+def test_report_reads_the_store_and_folder_an_experiment_file_names(tmp_path, data_dir):
+    """Issue 14, item 14: `report --experiment alt.toml` uses the file's tracking_uri and reports_dir."""
+    (tmp_path / "alt.toml").write_text('name = "alt"\ntracking_uri = "sqlite:///alt.db"\nreports_dir = "out"\nvariants = ["baseline"]\n'
+                                       "seeds = [1]\n[train]\nepochs = 1\nbatch_size = 64\n")
+    assert harness("run", "--experiment", "alt.toml", cwd=tmp_path, data=data_dir).returncode == 0
+    before = (tmp_path / "out" / "alt" / "report.md").read_bytes()
+    (tmp_path / "out" / "alt" / "report.md").unlink()
+    proc = harness("report", "--experiment", "alt.toml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "alt" / "report.md").read_bytes() == before
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "reports").exists()
