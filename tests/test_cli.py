@@ -209,6 +209,7 @@ def test_plan_and_report_create_no_store(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_artifacts_follow_a_moved_project_folder(tmp_path, data_dir):
     """Issue 14, item 4: after the folder moves, old artifacts are found and new ones go beside the store."""
     import shutil

@@ -2,6 +2,8 @@
 disk) leaves the previous checkpoint or report intact and names the path."""
 from __future__ import annotations
 
+import pytest
+
 import resource
 import subprocess
 import sys
@@ -56,6 +58,7 @@ def test_failed_report_write_keeps_the_previous_one(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
 
 
+@pytest.mark.slow
 def test_the_checkpoint_folder_deleted_mid_run_is_recreated(tmp_path):
     """Issue 14, item 13: deleting `checkpoints/` (checkpoints and claims) while a run trains does
     not stop it: the next checkpoint and the claims database are recreated and the run finishes."""
@@ -82,6 +85,7 @@ def test_the_checkpoint_folder_deleted_mid_run_is_recreated(tmp_path):
     assert "1 of 1 runs finished" in out and "another runner took over" not in out + err
 
 
+@pytest.mark.slow
 def test_a_store_that_fills_up_stops_the_experiment_with_the_summary_and_report(tmp_path):
     """Issue 14, item 13: the store's disk fills mid-experiment (here: a file-size limit on the
     process): what finished is kept, summarised and reported; one line names the store; exit 1."""

@@ -39,6 +39,7 @@ def test_each_seed_has_its_own_split_shared_by_the_variants(tmp_path, data_dir):
     assert again.returncode == 0 and again.stdout.count("skip ") == 4
 
 
+@pytest.mark.slow
 def test_a_fixed_split_says_what_the_intervals_leave_out(tmp_path, data_dir):
     fresh_store(tmp_path)
     proc = harness(*RUN[:-2], cwd=tmp_path, data=data_dir)
