@@ -217,7 +217,7 @@ def _slot_lock(req: TuneRequest):
     if req.storage.startswith(RDB_SCHEMES):
         yield
         return
-    path = Path(req.storage + ".lock")
+    path = Path(req.storage + ".trials-lock")  # not Optuna's own "<journal>.lock", which it takes while writing
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
