@@ -154,6 +154,7 @@ def test_jobs_per_device_trains_each_pair_once(tmp_path, data_dir):
     assert len(runs) == 4 and {r.data.params["train.threads"] for r in runs} == {"1"}
 
 
+@pytest.mark.slow
 def test_report_covers_every_invocation_and_parents_carry_the_comparison(tmp_path, data_dir):
     """Issue 12, defect 8: variants run by separate invocations are one Holm family; a variant
     trained under other shared settings is listed as not comparable, not dropped."""
@@ -229,6 +230,7 @@ def test_artifacts_follow_a_moved_project_folder(tmp_path, data_dir):
     assert len(list((new / "mlartifacts" / "default").glob("*/artifacts/predictions.npz"))) == 4
 
 
+@pytest.mark.slow
 def test_report_reads_the_store_and_folder_an_experiment_file_names(tmp_path, data_dir):
     """Issue 14, item 14: `report --experiment alt.toml` uses the file's tracking_uri and reports_dir."""
     (tmp_path / "alt.toml").write_text('name = "alt"\ntracking_uri = "sqlite:///alt.db"\nreports_dir = "out"\nvariants = ["baseline"]\n'

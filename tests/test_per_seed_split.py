@@ -14,6 +14,7 @@ RUN = ("run", "--variants", "baseline,dropout", "--seeds", "2", "--epochs", "1",
        "--set", "data.split_seed=per_seed")
 
 
+@pytest.mark.slow
 def test_each_seed_has_its_own_split_shared_by_the_variants(tmp_path, data_dir):
     fresh_store(tmp_path)
     proc = harness(*RUN, cwd=tmp_path, data=data_dir)
