@@ -3,7 +3,7 @@ final metrics, epoch histories, confusion matrices and per-image test prediction
 built from these alone.
 
 Which parent run stands for a variant: the one the last `run` used; else the newest whose shared
-settings (harness/comparisons.py SHARED) match the baseline's; else the newest. So every variant
+settings (SHARED below) match the baseline's; else the newest. So every variant
 the experiment ever trained is in the report, and one trained under other settings is shown as
 not comparable rather than dropped.
 """
@@ -41,8 +41,10 @@ class SeedRun:
 
 def require_store(uri: str) -> None:
     """Reading must not create a store: a SQLite store that does not exist is an error naming it."""
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
-        raise UsageError(f"tracking_uri: no MLflow store at {uri[len('sqlite:///'):]!r}; run `python -m harness run` first or pass --tracking-uri")
+    from harness.stores import sqlite_path
+
+    if uri.startswith("sqlite:///") and not sqlite_path(uri).is_file():
+        raise UsageError(f"tracking_uri: no MLflow store at {str(sqlite_path(uri))!r}; run `python -m harness run` first or pass --tracking-uri")
 
 
 def experiment_tags(uri: str, experiment: str) -> dict[str, str]:
