@@ -27,7 +27,10 @@ def parser() -> argparse.ArgumentParser:
                                       "(the full model of --factors, it without each one, and the baseline)")
     run.add_argument("--factors", help="with --design: comma-separated components, e.g. dropout,batchnorm,augment")
     run.add_argument("--yes", action="store_true", help="allow a factorial design of more than 6 factors (64+ cells)")
-    run.add_argument("--seeds", help="a count (e.g. 3: seeds 2021, 2022, 2023) or a list (2021,2022); a lone number is always a count; name one seed as '7,'")
+    run.add_argument("--seeds", help="a count (e.g. 3: seeds 2021, 2022, 2023) or a list (2021,2022); a lone number is always a count; name one seed as '7,'; "
+                                     "auto: add paired seeds in rounds until every comparison with the baseline is decided")
+    run.add_argument("--max-seeds", type=_int("--max-seeds"), help="with --seeds auto: the most seeds any variant gets (default 20)")
+    run.add_argument("--margin", type=float, help="points: differences within ±margin count as equivalent (analysis.margin, default 0.5)")
     run.add_argument("--epochs", type=_int("--epochs"), help="epochs per run")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     run.add_argument("--data-dir", help="directory holding the dataset's npz file, e.g. cifar10.npz (default: $HARNESS_DATA_DIR, else ./data)")

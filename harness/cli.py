@@ -24,7 +24,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     flags = {
         "variants": config.parse_variant_list(args.variants) if args.variants is not None else None,
-        "seeds": experiment_file.parse_seed_flag(args.seeds) if args.seeds is not None else None,
+        "seeds": experiment_file.parse_seed_flag(args.seeds, auto=True) if args.seeds is not None else None,
+        "max_seeds": args.max_seeds,
+        "analysis.margin": args.margin,
         "train.epochs": args.epochs,
         "train.device": args.device,
         "data.dir": args.data_dir,
@@ -44,6 +46,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--cpus-per-run: {args.cpus_per_run} is not allowed; expected a number above 0, at most 256")
     if args.jobs_per_device > 1 and args.rerun:
         raise UsageError("--rerun: not allowed with --jobs-per-device > 1 (each process would train the others' runs again); rerun with one process")
+    if args.max_seeds is not None and args.seeds is not None and flags["seeds"] != "auto":
+        raise UsageError(f"--max-seeds: only with --seeds auto (seeds on demand), not with --seeds {args.seeds}")
     params_files = list(args.params_from)
     console = Console()
     if args.tuned:
@@ -54,12 +58,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"--tuned: no tuned parameters in {str(folder)!r}; run `python -m harness tune --variant NAME` first")
         params_files += found
     cfg = experiment_file.load_experiment(args.experiment, args.set, params_files, **flags)
-    from harness import comparisons, designs, outcomes, readback, report, report_effects, runner, tracking
+    if cfg.sequential and (args.executor != "local" or args.jobs_per_device > 1):
+        raise UsageError("--seeds auto: its rounds run in one process; not with --executor ray or --jobs-per-device > 1")
+    from harness import comparisons, designs, outcomes, readback, report, report_effects, report_sequential, runner, tracking
 
     uri, device, loaded = _prepare(cfg)
     for path in params_files:
         console.line(f"parameters from {path}")
-    console.line(f"experiment {cfg.name}: {len(cfg.variants)} variant(s) × {len(cfg.seeds)} seed(s), {cfg.train.epochs} epoch(s) on {device}; "
+    seeds = (f"seeds on demand ({cfg.sequential.min_seeds} to {cfg.sequential.max_seeds}, group-sequential)" if cfg.sequential
+             else f"{len(cfg.seeds)} seed(s)")
+    console.line(f"experiment {cfg.name}: {len(cfg.variants)} variant(s) × {seeds}, {cfg.train.epochs} epoch(s) on {device}; "
                  f"data {loaded.source.identity}, split {cfg.data.split} "
                  f"{'drawn per seed' if cfg.data.split_seed == 'per_seed' else loaded.split.fingerprint}; store {uri}")
     run = runner.Runner(cfg, loaded, uri, device, console, rerun=args.rerun)
@@ -78,14 +86,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.line("")
     console.line(outcomes.summary(results))
     store_error = run.store_error
+    tags = {tracking.REPORT_PARENTS_TAG: ",".join(dict.fromkeys(o.parent_id for o in results if o.parent_id)),
+            tracking.DESIGN_TAG: designs.to_tag(cfg.design), tracking.ANALYSIS_TAG: report.analysis_tag(cfg.analysis),
+            tracking.SEQUENTIAL_TAG: report_sequential.tag(cfg)}
     try:  # what the report and the MLflow UI say about the experiment; a store that takes no writes skips it
-        tracking.set_experiment_tags(uri, cfg.name, {tracking.REPORT_PARENTS_TAG: ",".join(dict.fromkeys(o.parent_id for o in results if o.parent_id)),
-                                                     tracking.DESIGN_TAG: designs.to_tag(cfg.design),
-                                                     tracking.ANALYSIS_TAG: report.analysis_tag(cfg.analysis)})
+        tracking.set_experiment_tags(uri, cfg.name, tags)
     except tracking.StoreError as e:
         store_error = store_error or str(e)
     runs = readback.read_runs(uri, cfg.name)
-    _, _, compared = report.analyse(runs, cfg.design, cfg.analysis)
+    _, _, compared = report.analyse(runs, cfg.design, cfg.analysis, tags)
     parents = {v: r.parent_id for r in runs for v in [r.variant]}
     try:
         tracking.log_comparisons(uri, {parents[v]: (comparisons.parent_metrics(c), c.verdict) for v, c in compared.items()})
@@ -94,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except tracking.StoreError as e:
         store_error = store_error or str(e)
     try:
-        path = report.write(runs, cfg.name, cfg.reports_folder, cfg.design, cfg.analysis)
+        path = report.write(runs, cfg.name, cfg.reports_folder, cfg.design, cfg.analysis, tags)
         console.line(f"report: {path}")
     except OSError as e:  # the runs are safe in the store; `report` rebuilds it later
         print(f"error: report: {e}; the runs are in the store, rebuild with `python -m harness report --experiment {cfg.name}`", file=sys.stderr)
@@ -250,7 +259,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         tags = readback.experiment_tags(uri, name)
         analysis = report.analysis_of(tags)
-        baseline, _, compared = report.analyse(runs, report.design_of(tags), analysis)
+        baseline, _, compared = report.analyse(runs, report.design_of(tags), analysis, tags)
         tested = {v: c.test for v, c in compared.items() if c.test is not None}
     print(f"plan for experiment {name}:")
     print("\n".join(planning.lines(req, analysis, baseline, tested)))

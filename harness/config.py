@@ -19,6 +19,7 @@ from typing import Any
 import tomli_w
 
 from harness import checks, datasets, designs, stats
+from harness.sequential import Sequential
 from harness.designs import Design
 from harness.engine import Runtime, TrainSettings
 from harness.errors import UsageError
@@ -60,6 +61,7 @@ class ExperimentConfig:
     search: dict[str, dict[str, Any]] = field(default_factory=dict)  # `[search.*]` as written; harness/search.py reads it
     design: Design = field(default_factory=Design)  # how `variants` was made (harness/designs.py)
     analysis: stats.Analysis = field(default_factory=stats.Analysis)  # how the report decides its verdicts
+    sequential: Sequential | None = None  # seeds = "auto": seeds on demand (harness/sequential.py); `seeds` are its candidates
 
     @property
     def reports_folder(self) -> Path:
@@ -71,9 +73,10 @@ class ExperimentConfig:
 
     def trained(self) -> dict[str, Any]:
         """What decides the numbers (not how they are computed, nor where they go)."""
-        return {"name": self.name, "variants": list(self.variants), "baseline": self.baseline, "seeds": list(self.seeds),
-                "train": dataclasses.asdict(self.train), "data": dataclasses.asdict(self.data), "params": self.params,
-                "design": {"kind": self.design.kind, "factors": list(self.design.factors)}}
+        out = {"name": self.name, "variants": list(self.variants), "baseline": self.baseline, "seeds": list(self.seeds),
+               "train": dataclasses.asdict(self.train), "data": dataclasses.asdict(self.data), "params": self.params,
+               "design": {"kind": self.design.kind, "factors": list(self.design.factors)}}
+        return out | ({"sequential": dataclasses.asdict(self.sequential)} if self.sequential else {})
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,25 @@ def parse_seeds(value: Any, where: str = "seeds") -> tuple[int, ...]:
     return tuple(value)
 
 
+def seed_plan(value: Any, min_seeds: Any, max_seeds: Any) -> tuple[tuple[int, ...], Sequential | None]:
+    """`seeds` with `min_seeds`/`max_seeds`: fixed seeds (a count or a list), or "auto" for seeds on
+    demand, whose candidates are max_seeds seeds counting up from 2021."""
+    if value != "auto":
+        given = next((k for k, v in (("min_seeds", min_seeds), ("max_seeds", max_seeds)) if v is not None), None)
+        if given:
+            raise UsageError(f"{given}: only with seeds = \"auto\" (--seeds auto); remove it or use seeds on demand")
+        if isinstance(value, list) and "auto" in value:
+            raise UsageError("seeds: \"auto\" stands alone (seeds = \"auto\", --seeds auto); it cannot be part of a list of seeds")
+        return parse_seeds(value), None
+    low = Sequential.min_seeds if min_seeds is None else checks.check_value("min_seeds", min_seeds, int)
+    high = Sequential.max_seeds if max_seeds is None else checks.check_value("max_seeds", max_seeds, int)
+    if not 2 <= low <= MAX_SEED_COUNT:
+        raise UsageError(f"min_seeds: {low} is not allowed; expected an integer from 2 to {MAX_SEED_COUNT} (the seeds of the first round)")
+    if not low <= high <= MAX_SEED_COUNT:
+        raise UsageError(f"max_seeds: {high} is not allowed; expected an integer from min_seeds ({low}) to {MAX_SEED_COUNT}")
+    return tuple(range(DEFAULT_BASE_SEED, DEFAULT_BASE_SEED + high)), Sequential(low, high)
+
+
 def parse_variant_list(text: str, where: str = "--variants") -> tuple[str, ...]:
     names = [p.strip() for p in text.split(",")]
     if not any(names):
@@ -136,7 +158,7 @@ def parse_variant_list(text: str, where: str = "--variants") -> tuple[str, ...]:
     return tuple(names)
 
 
-TOP_LEVEL = ("name", "variants", "baseline", "seeds", "train", "data", "params", "search", "design", "analysis", "tracking_uri",
+TOP_LEVEL = ("name", "variants", "baseline", "seeds", "min_seeds", "max_seeds", "train", "data", "params", "search", "design", "analysis", "tracking_uri",
              "reports_dir", "checkpoint_dir")
 
 
@@ -171,7 +193,10 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
         variants = list(parse_variant_list(variants, "variants"))
     if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
         raise UsageError(f"variants: expected a list of variant names, got {variants!r}")
-    seeds = parse_seeds(table.pop("seeds", list(ExperimentConfig.seeds)))
+    seeds, sequential = seed_plan(table.pop("seeds", list(ExperimentConfig.seeds)), table.pop("min_seeds", None), table.pop("max_seeds", None))
+    if sequential and design.kind != "list":
+        raise UsageError(f"seeds: \"auto\" works with a list of variants, not a {design.kind} design (its effects need every cell on the same seeds); "
+                         "give a number of seeds")
     params = table.pop("params", {})
     search = table.pop("search", {})
     if not isinstance(search, dict):
@@ -180,8 +205,11 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
     if "baseline" in top:
         top["baseline"] = canonical_names([top["baseline"]], "baseline")[0]
     cfg = ExperimentConfig(**top, variants=tuple(canonical_names(variants, "variants")), seeds=seeds, train=train, data=data, params=params,
-                           runtime=runtime, paths=paths, search=search, design=design, analysis=analysis)
+                           runtime=runtime, paths=paths, search=search, design=design, analysis=analysis, sequential=sequential)
     validate_variants(cfg)
+    if sequential and (cfg.baseline not in cfg.variants or len(cfg.variants) < 2):
+        raise UsageError(f"seeds: \"auto\" adds seeds until each variant is decided against the baseline, so the variants must include "
+                         f"the baseline {cfg.baseline!r} and at least one other, got {', '.join(cfg.variants)}")
     return cfg
 
 
@@ -268,7 +296,8 @@ def to_toml(cfg: ExperimentConfig, extra: dict[str, Any] | None = None) -> str:
     """The resolved configuration as an experiment file (logged with every run); `extra` tables
     are added at the end."""
     train = {**dataclasses.asdict(cfg.train), **{k: getattr(cfg.runtime, k) for k in checks.RUNTIME_FIELDS}}
-    table = {"name": cfg.name, "variants": list(cfg.variants), "baseline": cfg.baseline, "seeds": list(cfg.seeds),
+    seeds = {"seeds": "auto", **dataclasses.asdict(cfg.sequential)} if cfg.sequential else {"seeds": list(cfg.seeds)}
+    table = {"name": cfg.name, "variants": list(cfg.variants), "baseline": cfg.baseline, **seeds,
              "tracking_uri": cfg.paths.tracking_uri, "reports_dir": cfg.paths.reports_dir, "checkpoint_dir": cfg.paths.checkpoint_dir,
              "train": train, "data": {"dir": cfg.paths.data_dir, **dataclasses.asdict(cfg.data)},
              "params": cfg.params, "search": cfg.search, "analysis": dataclasses.asdict(cfg.analysis), **(extra or {})}

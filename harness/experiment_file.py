@@ -11,9 +11,15 @@ from harness.config import DEFAULT_EXPERIMENT, ExperimentConfig, from_table, par
 from harness.errors import UsageError
 
 
-def parse_seed_flag(text: str) -> tuple[int, ...]:
+def parse_seed_flag(text: str, auto: bool = False) -> tuple[int, ...] | str:
     """`--seeds 3` is always a count (seeds 2021, 2022, 2023); with a comma it is a list of seeds:
-    `--seeds 2021,2022`, or one seed as `--seeds 7,`. Empty items are refused."""
+    `--seeds 2021,2022`, or one seed as `--seeds 7,`; with `auto` (run only), "auto": seeds on
+    demand. Empty items are refused."""
+    if auto and text.strip() == "auto":
+        return "auto"
+    if "auto" in text:
+        raise UsageError(f"--seeds: {text!r} is not allowed; " + ("auto stands alone (--seeds auto), never in a list" if auto else
+                         "seeds on demand (auto) are for `run`; give a count or a list"))
     parts = [p.strip() for p in text.split(",")]
     lone = len(parts) == 1
     if not lone and parts[-1] == "":
@@ -101,6 +107,8 @@ def load_experiment(experiment: str | None, sets: list[str] = (), params_files: 
     table = read_toml(path, "--experiment")
     table.setdefault("name", path.stem)
     named = {file: merge_params(table, Path(file)) for file in params_files}
+    if isinstance(flags.get("seeds"), tuple):  # seeds named on the command line replace the file's seeds on demand
+        table.pop("min_seeds", None), table.pop("max_seeds", None)
     for key, value in flags.items():
         if value is None:
             continue

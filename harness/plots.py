@@ -108,6 +108,34 @@ def forest(rows: pd.DataFrame, xlabel: str, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def sequential_intervals(rows: list[dict], margin: float, path: Path) -> Path:
+    """Seeds on demand: each variant's paired difference after each round with its repeated
+    confidence interval. Rows: variant, seeds (pairs), diff, low, high (inf where no error is spent yet)."""
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    names = list(dict.fromkeys(r["variant"] for r in rows))
+    colors = dict(zip(names, sns.color_palette(n_colors=len(names) + 1)[1:]))
+    means = [r["diff"] for r in rows]
+    for i, name in enumerate(names):
+        mine = [r for r in rows if r["variant"] == name]
+        x = np.array([r["seeds"] for r in mine], dtype=float) + 0.12 * (i - (len(names) - 1) / 2)
+        y = np.array([r["diff"] for r in mine])
+        finite = np.array([math.isfinite(r["low"]) and math.isfinite(r["high"]) for r in mine])
+        low = np.where(finite, y - np.array([r["low"] for r in mine]), 0.0)
+        high = np.where(finite, np.array([r["high"] for r in mine]) - y, 0.0)
+        ax.errorbar(x, y, yerr=[low, high], fmt="o-", color=colors[name], capsize=3, label=name)
+    for level, style in ((0.0, "-"), (margin, "--"), (-margin, "--")):
+        ax.axhline(level, color="0.3", lw=1, ls=style)
+    span = max(max(means) - min(means), 2 * margin, 1.0)
+    ax.set_ylim(min(min(means), -margin) - span, max(max(means), margin) + span)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("pairs of seeds so far")
+    ax.set_ylabel("Δ test accuracy (points)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def interaction(means: dict[tuple[bool, bool], float], a: str, b: str, path: Path) -> Path:
     """Mean test accuracy without and with `a` (x axis), one line without and one with `b`:
     parallel lines mean no interaction."""

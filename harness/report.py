@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from harness import comparisons as comparisons_mod
-from harness import designs, report_effects, report_stats, stats
+from harness import designs, report_effects, report_sequential, report_stats, stats
 from harness.comparisons import Comparison
 from harness.designs import Design
 from harness.files import atomic_write
@@ -28,7 +28,7 @@ def build(uri: str, experiment: str, reports_dir: Path) -> Path:
 
     runs = readback.read_runs(uri, experiment)
     tags = readback.experiment_tags(uri, experiment)
-    return write(runs, experiment, reports_dir, design_of(tags), analysis_of(tags))
+    return write(runs, experiment, reports_dir, design_of(tags), analysis_of(tags), tags)
 
 
 def design_of(tags: dict[str, str]) -> Design:
@@ -65,24 +65,29 @@ def _order(runs: list[SeedRun], baseline: str, design: Design) -> list[str]:
     return ([baseline] if baseline in present else []) + [n for n in names if n != baseline]
 
 
-def analyse(runs: list[SeedRun], design: Design = Design(), analysis: stats.Analysis = stats.Analysis()) -> tuple[str, list[str], dict[str, Comparison]]:
-    """(baseline, variant order, each variant's comparison with the baseline) of these runs."""
+def analyse(runs: list[SeedRun], design: Design = Design(), analysis: stats.Analysis = stats.Analysis(),
+            tags: dict[str, str] | None = None) -> tuple[str, list[str], dict[str, Comparison]]:
+    """(baseline, variant order, each variant's comparison with the baseline) of these runs; with
+    seeds on demand recorded in the experiment's `tags`, its variants carry the sequential verdicts."""
     baseline = runs[-1].tags.get("harness.baseline", "baseline") if runs else "baseline"
     order = _order(runs, baseline, design)
     if not any(r.variant == baseline and r.status == "FINISHED" for r in runs):
         return baseline, order, {}
-    return baseline, order, comparisons_mod.compare(runs, baseline, order, analysis)
+    compared = comparisons_mod.compare(runs, baseline, order, analysis)
+    replayed = report_sequential.replay(tags or {}, comparisons_mod.counts(runs), runs, analysis)
+    return baseline, order, report_sequential.verdicts(compared, replayed[1]) if replayed else compared
 
 
-def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = Design(), analysis: stats.Analysis = stats.Analysis()) -> Path:
-    """Write the report for these runs (as read from the store) into `folder`."""
+def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = Design(), analysis: stats.Analysis = stats.Analysis(),
+          tags: dict[str, str] | None = None) -> Path:
+    """Write the report for these runs (as read from the store, with the experiment's `tags`) into `folder`."""
     from harness import plots
 
     folder.mkdir(parents=True, exist_ok=True)
     if not runs:
         text = "\n".join([f"# Ablation report: {experiment}", "", "No runs in the store yet.", ""] + _tuning(folder))
         return atomic_write(folder / "report.md", text.rstrip() + "\n")
-    baseline, order, comparisons = analyse(runs, design, analysis)
+    baseline, order, comparisons = analyse(runs, design, analysis, tags)
     done = [r for r in runs if r.status == "FINISHED"]
     by_variant = {v: [r for r in done if r.variant == v] for v in order}
     accuracy = test_accuracy(runs)
@@ -102,10 +107,11 @@ def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = D
     lines += _comparison_table(order, runs, by_variant, comparisons, baseline)
     lines += report_stats.per_variant(order, by_variant)
     lines += report_stats.against_baseline(comparisons, baseline, has_baseline, analysis, comparisons_mod.sources_of_variation(done))
+    lines += report_sequential.section(report_sequential.replay(tags or {}, comparisons_mod.counts(runs), runs, analysis), folder, analysis)
     classes = next((r.classes for r in done if r.classes), ())  # as the runs stored them with their confusion matrices
     lines += _plots(folder, order, runs, done, test, comparisons, baseline, plots, classes)
     lines += report_effects.section(design, comparisons_mod.counts(done), folder, analysis)
-    _remove_unlinked(folder, "\n".join(lines), PLOT_FIGURES + report_effects.FIGURES)
+    _remove_unlinked(folder, "\n".join(lines), PLOT_FIGURES + report_effects.FIGURES + (report_sequential.FIGURE,))
     lines += _per_class(order, by_variant, classes)
     lines += _failures(runs)
     lines += _tuning(folder)

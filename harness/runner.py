@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from harness import checkpoint, checks, config, engine, faults, provenance, results, tracking
+from harness import checkpoint, checks, config, engine, faults, provenance, results, sequential, stats, tracking
 from harness import data as data_mod
 from harness.assembly import assemble
 from harness import claims as claims_mod
@@ -80,12 +80,38 @@ class Runner:
         return outcomes.collect(self.cfg, self.tracker, self.key)
 
     def run_all(self) -> list[Outcome]:
-        """Run every (variant, seed) pair once. Pairs another live runner holds are waited for;
+        """Run every (variant, seed) pair once, or with seeds on demand the rounds the design asks for."""
+        if self.cfg.sequential:
+            return self.run_rounds()
+        return self.run_pairs([(v, s) for v in self.cfg.variants for s in self.cfg.seeds])
+
+    def run_rounds(self) -> list[Outcome]:
+        """Seeds on demand: train the pairs of the next round, decide, and go on until every
+        comparison is decided or the budget is spent. The rounds are replayed from the outcomes
+        (a finished pair is skipped at once), so a killed run resumes in the round it was in."""
+        cfg, done = self.cfg, {}
+        baseline, others = cfg.baseline, [v for v in cfg.variants if v != cfg.baseline]
+        images = len(self.data.tensors.y_test)
+        shown = 0
+        while True:
+            correct = {(o.variant, o.seed): (round(o.test_acc * images / 100), images) for o in done.values() if o.status == "FINISHED"}
+            by_variant = {v: {s: c for (u, s), c in correct.items() if u == v} for v in cfg.variants}
+            diffs = {v: stats.count_differences(by_variant[baseline], by_variant[v]) for v in others}
+            walk = sequential.walk(diffs, set(done), baseline, others, cfg.seeds, cfg.sequential, cfg.analysis)
+            for r in walk.rounds[shown:]:
+                self.console.line(sequential.describe(r, walk.tracks))
+            shown = len(walk.rounds)
+            if not walk.next or self.store_error:
+                return list(done.values())
+            faults.point("round")
+            done.update(zip(walk.next, self.run_pairs(walk.next)))
+
+    def run_pairs(self, pairs: list[tuple[str, int]]) -> list[Outcome]:
+        """Run these (variant, seed) pairs once. Pairs another live runner holds are waited for;
         pairs whose holder died are taken over when its lease runs out."""
         claims = Claims(self.cfg.checkpoint_folder / claims_mod.FILENAME)
         try:
             self.sweep_dangling(claims)
-            pairs = [(v, s) for v in self.cfg.variants for s in self.cfg.seeds]
             by_pair: dict[tuple[str, int], Outcome] = {}
             pending, waited = pairs, False
             while pending:

@@ -256,6 +256,7 @@ def _experiment_artifacts(uri: str, experiment: str) -> str | None:
 REPORT_PARENTS_TAG = "harness.report_parents"  # the parents of the last `run`: preferred when a variant has several
 DESIGN_TAG = "harness.design"  # the last `run`'s design, as JSON: {"kind": ..., "factors": [...]}
 ANALYSIS_TAG = "harness.analysis"  # the last `run`'s [analysis] settings, as JSON: {"margin": ..., "test": ...}
+SEQUENTIAL_TAG = "harness.sequential"  # the last `run`'s seeds on demand, as JSON ('' for fixed seeds)
 VERDICT_TAG = "harness.verdict"  # on a parent: its verdict against the baseline in the last report
 
 

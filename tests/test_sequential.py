@@ -1,0 +1,139 @@
+"""Seeds on demand (harness/sequential.py): the error rates of the stopping rule by simulation,
+the rounds it asks for, and how decided, failed and budget-limited variants come out."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from harness import sequential as sq
+from harness import stats
+from harness.sequential import Sequential
+
+ALPHA = 0.05
+
+
+def simulate(rng, studies: int, variants: int, effect: float, plan: Sequential, margin: float = 0.5) -> list[sq.Walk]:
+    """Studies of paired differences drawn N(effect, 1), every pair tried: what the rule decides."""
+    seeds = tuple(range(plan.max_seeds))
+    out = []
+    for _ in range(studies):
+        diffs = {f"v{i}": dict(zip(seeds, map(float, rng.standard_normal(plan.max_seeds) + effect))) for i in range(variants)}
+        tried = {(v, s) for v in ["b", *diffs] for s in seeds}
+        out.append(sq.walk(diffs, tried, "b", list(diffs), seeds, plan, stats.Analysis(margin=margin, alpha=ALPHA)))
+    return out
+
+
+@pytest.mark.parametrize("variants,studies", [(1, 4000), (3, 2000)])
+def test_no_true_effect_gives_false_verdicts_at_most_alpha(variants, studies):
+    walks = simulate(np.random.default_rng(1), studies, variants, 0.0, Sequential(3, 12))
+    false = sum(any(t.verdict in ("better", "worse") for t in w.tracks.values()) for w in walks) / studies
+    error = math.sqrt(ALPHA * (1 - ALPHA) / studies)
+    print(f"\n{variants} variant(s), {studies} studies with no effect: false better/worse in {false:.4f} (α = {ALPHA}, "
+          f"simulation error ±{error:.4f})")
+    assert false <= ALPHA + 2 * error
+
+
+def test_a_true_effect_of_one_sd_needs_fewer_seeds_than_a_fixed_design_of_the_same_power():
+    plan = Sequential(3, 20)
+    walks = simulate(np.random.default_rng(2), 2000, 1, 1.0, plan)
+    tracks = [w.tracks["v0"] for w in walks]
+    power = sum(t.verdict == "better" for t in tracks) / len(tracks)
+    average = float(np.mean([t.looks[-1].n for t in tracks]))
+    fixed = stats.seeds_needed(1.0, 1.0, ALPHA, power)
+    print(f"\ntrue effect 1 sd: the sequential rule finds it in {power:.3f} of 2000 studies with {average:.2f} seeds on average; "
+          f"a fixed design needs {fixed} seeds for the same power")
+    assert power > 0.9 and average < fixed - 2
+
+
+def test_the_boundaries_spend_alpha_on_an_independent_simulation_of_t_paths():
+    """The t boundaries at looks 3..8 of 8 pairs, checked on fresh null paths (not the ones they came from)."""
+    ns = tuple(range(3, 9))
+    fractions = tuple(n / 8 for n in ns)
+    both, upper = sq.boundaries(ns, fractions, ALPHA, True), sq.boundaries(ns, fractions, ALPHA, False)
+    x = np.random.default_rng(99).standard_normal((100_000, 8))
+    crossed_two, crossed_one = np.zeros(len(x), bool), np.zeros(len(x), bool)
+    for n, c2, c1 in zip(ns, both, upper):
+        d = x[:, :n]
+        t = d.mean(1) / (d.std(1, ddof=1) / math.sqrt(n))
+        crossed_two |= np.abs(t) >= c2
+        crossed_one |= t >= c1
+    assert abs(crossed_two.mean() - ALPHA) < 0.003 and abs(crossed_one.mean() - ALPHA) < 0.003
+    assert list(both) == sorted(both, reverse=True)  # O'Brien–Fleming: strict early, close to the fixed test at the end
+    assert both[-1] > scipy_stats.t.ppf(0.975, 7)  # some error was spent before the last look
+
+
+def walk(diffs, tried, variants=None, plan=Sequential(3, 6), margin=0.5):
+    variants = variants or list(diffs)
+    return sq.walk(diffs, tried, "baseline", variants, tuple(range(100, 100 + plan.max_seeds)), plan, stats.Analysis(margin=margin))
+
+
+def all_tried(names, seeds):
+    return {(v, s) for v in ["baseline", *names] for s in seeds}
+
+
+def test_round_one_asks_for_min_seeds_of_every_variant_then_one_seed_of_the_open_ones():
+    w = walk({"a": {}, "b": {}}, set())
+    assert w.rounds == [] and sorted(w.next) == sorted((v, s) for v in ("baseline", "a", "b") for s in (100, 101, 102))
+    clear = {100: 10.0, 101: 11.0, 102: 10.5, 103: 10.2}  # a large steady gain: decided at round 1
+    unclear = {100: 1.0, 101: -2.0, 102: 0.5, 103: 1.5}
+    w = walk({"a": clear, "b": unclear}, all_tried(["a", "b"], (100, 101, 102)))
+    assert w.tracks["a"].verdict == "better" and w.tracks["a"].decided_in == 1
+    assert w.tracks["b"].verdict == sq.OPEN
+    assert w.next == [("baseline", 103), ("b", 103)]  # the decided variant gets no more seeds
+    assert w.rounds[0].still_open == ("b",) and w.rounds[0].decided == {"a": "better"}
+    line = sq.describe(w.rounds[0], w.tracks)
+    assert line.startswith("round 1 (seeds 100–102): a better (t-test p") and "stops; b open (Δ " in line
+
+
+def test_the_budget_ends_the_design_with_the_open_ones_inconclusive():
+    unclear = {100: 1.0, 101: -2.0, 102: 0.5, 103: 1.5, 104: -1.0, 105: 0.7}
+    w = walk({"b": unclear}, all_tried(["b"], range(100, 106)))
+    assert w.next == [] and len(w.rounds) == 4 and w.rounds[-1].seeds == tuple(range(100, 106))
+    t = w.tracks["b"]
+    assert t.verdict == sq.INCONCLUSIVE and t.decided_in == 4 and t.by == "budget of 6 seeds spent"
+    assert [lk.n for lk in t.looks] == [3, 4, 5, 6] and t.looks[-1].fraction == 1.0
+    assert [lk.fraction for lk in t.looks[:-1]] == [3 / 6, 4 / 6, 5 / 6]
+    widths = [lk.high - lk.low for lk in t.looks]
+    assert all(math.isfinite(x) for x in widths[1:])
+    assert sq.runs_used(w.rounds) == 12  # the baseline and b, 6 seeds each: nothing saved when nothing is decided
+
+
+def test_a_failed_pair_is_tried_but_adds_no_look():
+    """b's run of seed 101 failed: its look at round 1 has 2 pairs, and round 2 goes on without retrying it."""
+    d = {100: 1.0, 102: -0.5, 103: 0.2}
+    w = walk({"b": d}, all_tried(["b"], (100, 101, 102, 103)))
+    assert [lk.n for lk in w.tracks["b"].looks] == [2, 3]
+    assert w.next == [("baseline", 104), ("b", 104)]
+    d = {100: 1.0, 101: 0.3, 102: -0.5}  # the baseline's seed 103 failed: no pair at round 2, so no look
+    tried = all_tried(["b"], (100, 101, 102)) | {("baseline", 103), ("b", 103)}
+    w = walk({"b": d}, tried)
+    assert [lk.round for lk in w.tracks["b"].looks] == [1] and len(w.rounds) == 2
+
+
+def test_equal_seeds_are_equivalent_at_once_and_a_steady_shift_beyond_the_margin_is_not():
+    w = walk({"same": {100: 0.0, 101: 0.0, 102: 0.0}, "shift": {100: 2.0, 101: 2.0, 102: 2.0}}, all_tried(["same", "shift"], (100, 101, 102)))
+    assert w.tracks["same"].verdict == "equivalent" and w.tracks["same"].by.startswith("TOST p < 0.0001 at round 1")
+    assert w.tracks["shift"].verdict == "better"
+
+
+def test_a_decided_variant_passes_its_level_on_holm():
+    """c alone, at α/2, is not decided at the last round; after a is decided it is tested at α."""
+    a = {s: 10.0 + 0.1 * (s % 3) for s in range(100, 106)}
+    c = {100: 1.2, 101: 2.1, 102: 0.0, 103: 1.9, 104: 0.4, 105: 1.4}  # t 3.46 at 6 pairs: boundary 3.56 at α/2, 2.97 at α
+    plan = Sequential(3, 6)
+    alone = sq.walk({"c": c, "z": {}}, all_tried(["c", "z"], range(100, 106)), "baseline", ["c", "z"], tuple(range(100, 106)), plan)
+    helped = sq.walk({"a": a, "c": c}, all_tried(["a", "c"], range(100, 106)), "baseline", ["a", "c"], tuple(range(100, 106)), plan)
+    assert alone.tracks["c"].verdict == sq.INCONCLUSIVE
+    assert helped.tracks["a"].decided_in == 1 and helped.tracks["c"].verdict == "better"
+
+
+def test_the_walk_is_a_pure_function_of_what_was_tried():
+    rng = np.random.default_rng(3)
+    diffs = {v: {s: float(x) for s, x in zip(range(100, 106), rng.normal(0.5, 1, 6))} for v in ("a", "b")}
+    tried = all_tried(["a", "b"], range(100, 106))
+    first, second = walk(diffs, tried), walk(diffs, tried)
+    assert [(t.verdict, t.decided_in, t.looks) for t in first.tracks.values()] == [(t.verdict, t.decided_in, t.looks) for t in second.tracks.values()]
+    assert sq.boundaries((3, 4), (0.5, 1.0), 0.05, True) == sq.boundaries.__wrapped__((3, 4), (0.5, 1.0), 0.05, True)
