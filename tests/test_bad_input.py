@@ -76,6 +76,17 @@ CASES = {
     "per-seed split of a prefix split": (["--set", "data.split_seed=per_seed", "--set", "data.split=prefix"],
                                          'data.split_seed: "per_seed" needs data.split = "stratified"'),
     "unknown split seed word": (["--set", "data.split_seed=each"], "data.split_seed: 'each' is not allowed"),
+    # issue 13: seeds on demand
+    "a budget of one seed": (["--variants", "baseline,dropout", "--seeds", "auto", "--max-seeds", "1"],
+                             "max_seeds: 1 is not allowed; expected an integer from min_seeds (3) to 1000"),
+    "negative margin": (["--variants", "baseline,dropout", "--seeds", "auto", "--margin", "-1"], "analysis.margin: -1.0 is not allowed"),
+    "auto in a list of seeds": (["--seeds", "auto,2021"], "--seeds: 'auto,2021' is not allowed; auto stands alone"),
+    "a budget for fixed seeds": (["--seeds", "2021,2022", "--max-seeds", "5"], "--max-seeds: only with --seeds auto"),
+    "auto without the baseline": (["--variants", "dropout,batchnorm", "--seeds", "auto"], "the variants must include the baseline 'baseline'"),
+    "auto with a factorial design": (["--design", "factorial", "--factors", "dropout,batchnorm", "--seeds", "auto"],
+                                     'seeds: "auto" works with a list of variants, not a factorial design'),
+    "auto in several processes": (["--variants", "baseline,dropout", "--seeds", "auto", "--jobs-per-device", "2"],
+                                  "--seeds auto: its rounds run in one process"),
 }
 
 
@@ -92,6 +103,11 @@ FILE_CASES = {
     "malformed experiment file": ("[train\nepochs = ", "is not valid TOML"),
     "unknown key in experiment file": ("colour = 'red'\n", "colour: unknown setting"),
     "wrong type in experiment file": ("[train]\nepochs = 'ten'\n", "train.epochs: expected int, got str 'ten'"),
+    "a budget below the first round": ('seeds = "auto"\nmin_seeds = 5\nmax_seeds = 4\nvariants = ["baseline", "dropout"]\n',
+                                       "max_seeds: 4 is not allowed; expected an integer from min_seeds (5) to 1000"),
+    "a first round of one seed": ('seeds = "auto"\nmin_seeds = 1\nvariants = ["baseline", "dropout"]\n', "min_seeds: 1 is not allowed"),
+    "a budget without auto": ("seeds = 3\nmax_seeds = 10\n", 'max_seeds: only with seeds = "auto"'),
+    "auto inside a list": ('seeds = ["auto", 2021]\n', 'seeds: "auto" stands alone'),
 }
 
 

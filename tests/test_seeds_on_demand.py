@@ -1,0 +1,128 @@
+"""Seeds on demand through the real CLI and store: the rounds, the report, a rerun that trains
+nothing, resuming after a kill inside a round and between rounds, and a variant whose run fails
+on one seed."""
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+
+from harness import runner as runner_mod
+from tests import faultkit
+from tests.conftest import fresh_store, harness, write_npz
+
+# dropout at p = 0 trains exactly like the baseline (equivalent at once); weight decay 0.3 leaves
+# the network at chance (worse, once enough seeds show it); batchnorm stays unclear for 6 seeds.
+ARGS = ["run", "--variants", "baseline,dropout,batchnorm,weight_decay", "--seeds", "auto", "--max-seeds", "6", "--epochs", "3",
+        "--set", "params.dropout.p=0", "--set", "params.weight_decay.weight_decay=0.3", "--set", "train.threads=1"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_npz(tmp_path_factory.mktemp("data") / "d")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data):
+    work = tmp_path_factory.mktemp("reference")
+    fresh_store(work)
+    proc = harness(*ARGS, cwd=work, data=data)
+    assert proc.returncode == 0, proc.stderr
+    return work, proc
+
+
+def finished(work) -> dict[tuple[str, int], float]:
+    return {(r.data.tags["harness.variant"], int(r.data.tags["harness.seed"])): r.data.metrics["test_acc"]
+            for r in faultkit.seed_runs(work) if r.info.status == "FINISHED"}
+
+
+def decisions(work) -> str:
+    """The report's table of seeds and verdicts."""
+    text = (work / "reports" / "default" / "report.md").read_text()
+    return text[text.index("## Seeds on demand"):text.index("Rounds:")]
+
+
+@pytest.mark.slow
+def test_clear_comparisons_stop_and_unclear_ones_go_on_to_the_budget(reference):
+    work, proc = reference
+    rounds = [line for line in proc.stdout.splitlines() if line.startswith("round ")]
+    assert rounds[0].startswith("round 1 (seeds 2021–2023): dropout equivalent (TOST p < 0.0001 at round 1"), rounds
+    assert "dropout" not in "".join(rounds[1:])  # decided variants get no more seeds
+    assert rounds[-1].startswith("round 4 (seeds 2021–2026): ") and "batchnorm inconclusive (budget of 6 seeds spent)" in rounds[-1]
+    assert "weight_decay worse" in "".join(rounds)
+    runs = finished(work)
+    seeds = {v: sorted(s for (u, s) in runs if u == v) for v in ("baseline", "dropout", "batchnorm", "weight_decay")}
+    assert seeds["dropout"] == [2021, 2022, 2023] and seeds["baseline"] == seeds["batchnorm"] == list(range(2021, 2027))
+    table = decisions(work)
+    assert "| dropout | 3 | 1 | **equivalent** | +0.00 (3) | [0.00, 0.00] |" in table
+    assert "| batchnorm | 6 | 4 | **inconclusive** |" in table
+    used = len(runs)
+    assert f"{used} runs trained (the baseline included) where a fixed 6 seeds would train 24" in table
+    report = (work / "reports" / "default" / "report.md").read_text()
+    assert "![interval narrowing](sequential_intervals.png)" in report and (work / "reports" / "default" / "sequential_intervals.png").stat().st_size
+    assert "Maurer, W. & Bretz, F. (2013)" in report
+    assert re.search(r"\| dropout \|[^\n]*\*\*equivalent\*\* \|", report.split("## Seeds on demand")[0])  # the statistics table carries the rule's verdict
+
+
+@pytest.mark.slow
+def test_rerunning_a_finished_design_trains_nothing_and_rebuilds_the_same_report(reference, data):
+    work, _ = reference
+    before = (work / "reports" / "default" / "report.md").read_text()
+    proc = harness(*ARGS, cwd=work, data=data)
+    assert proc.returncode == 0, proc.stderr
+    assert "TRAIN EPOCH" not in proc.stdout and proc.stdout.count("skip ") == len(finished(work))
+    assert (work / "reports" / "default" / "report.md").read_text() == before
+    rebuilt = harness("report", "--experiment", "default", cwd=work)
+    assert rebuilt.returncode == 0 and (work / "reports" / "default" / "report.md").read_text() == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault,code", [("step:150:KILL", -9), ("round:2:KILL", -9), ("round:3:TERM", 143)])
+def test_a_killed_design_resumes_where_it_was(tmp_path, data, reference, fault, code):
+    """Killed inside round 1, after round 1 (before round 2 trains) or after round 2: the same command finishes it as if never stopped."""
+    fresh_store(tmp_path)
+    proc = harness(*ARGS, cwd=tmp_path, data=data, env={"HARNESS_FAULT": fault})
+    assert proc.returncode == code, proc.stderr
+    if fault.startswith("round:2"):
+        assert len(finished(tmp_path)) == 12 and "round 1 (seeds 2021–2023)" in proc.stdout  # round 1 complete, nothing of round 2
+    proc = harness(*ARGS, cwd=tmp_path, data=data)
+    assert proc.returncode == 0, proc.stderr
+    assert finished(tmp_path) == finished(reference[0])
+    assert decisions(tmp_path) == decisions(reference[0])
+
+
+def test_a_variant_failing_on_one_seed_goes_on_with_the_pairs_it_has(tmp_path, monkeypatch):
+    """batchnorm's run of seed 2022 raises: it is recorded FAILED, its look at round 1 has 2 pairs, and the rounds go on."""
+    from harness import data as data_mod
+    from harness import datasets, experiment_file, preflight, readback, report
+    from harness.console import Console
+
+    folder = write_npz(tmp_path / "data", **{})
+    fresh_store(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    cfg = experiment_file.load_experiment(None, [f"data.dir='{folder}'", "train.epochs=1", "train.threads=1", "seeds='auto'", "max_seeds=4",
+                                                 "variants=['baseline', 'batchnorm']"])
+    uri, device = preflight.check(cfg)
+    loaded = data_mod.load_split(data_mod.read_source(datasets.get("cifar10"), folder), cfg.data.split, cfg.data.train_ratio, 0, device)
+    train = runner_mod.Runner.train
+
+    def failing(self, spec, *args):
+        if (spec.variant, spec.seed) == ("batchnorm", 2022):
+            raise RuntimeError("out of memory (injected)")
+        return train(self, spec, *args)
+
+    monkeypatch.setattr(runner_mod.Runner, "train", failing)
+    out = io.StringIO()
+    outcomes = runner_mod.Runner(cfg, loaded, uri, device, Console(out)).run_all()
+    states = {(o.variant, o.seed): o.status for o in outcomes}
+    assert states[("batchnorm", 2022)] == "FAILED" and sum(s == "FINISHED" for s in states.values()) == len(states) - 1
+    assert "FAILED batchnorm seed 2022: RuntimeError: out of memory (injected)" in out.getvalue()
+    rounds = [line for line in out.getvalue().splitlines() if line.startswith("round ")]
+    assert rounds and rounds[0].startswith("round 1 (seeds 2021–2023): ")
+    assert len(rounds) == 2 or "batchnorm better" in rounds[0] or "batchnorm worse" in rounds[0] or "equivalent" in rounds[0]
+    tags = {"harness.sequential": report.report_sequential.tag(cfg)}
+    replayed = report.report_sequential.replay(tags, report.comparisons_mod.counts(readback.read_runs(uri, cfg.name)),
+                                               readback.read_runs(uri, cfg.name), cfg.analysis)
+    looks = replayed[1].tracks["batchnorm"].looks
+    assert looks[0].n == 2 and replayed[1].next == []
