@@ -82,7 +82,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         processes.run_in_processes(device, args.argv, args.jobs_per_device, console)
         results = run.collect()
     else:
-        results = run.run_all()
+        try:
+            results = run.run_all()
+        finally:
+            console.close()
     console.line("")
     console.line(outcomes.summary(results))
     store_error = run.store_error

@@ -17,7 +17,7 @@ from harness.assembly import assemble
 from harness import claims as claims_mod
 from harness.claims import Claims
 from harness.config import ExperimentConfig, RunSpec
-from harness.console import Console
+from harness.console import Console, duration
 from harness.data import PER_SEED, Loaded
 from harness.errors import Terminated
 from harness import outcomes
@@ -110,6 +110,7 @@ class Runner:
         """Run these (variant, seed) pairs once. Pairs another live runner holds are waited for;
         pairs whose holder died are taken over when its lease runs out."""
         claims = Claims(self.cfg.checkpoint_folder / claims_mod.FILENAME)
+        self.console.plan_runs(len(pairs), self.cfg.train.epochs)
         try:
             self.sweep_dangling(claims)
             by_pair: dict[tuple[str, int], Outcome] = {}
@@ -170,7 +171,7 @@ class Runner:
         done = [r for r in existing if r.status == "FINISHED"]
         if done and not self.rerun:
             checkpoint.remove(ckpt)  # left behind if a process died right after finishing
-            self.console.line(f"skip {spec.variant} seed {spec.seed}: already finished (run {done[-1].run_id}); --rerun trains it again")
+            self.console.run_done(f"skip {spec.variant} seed {spec.seed}: already finished (run {done[-1].run_id}); --rerun trains it again", skipped=True)
             return finished(spec.variant, spec.seed, done[-1], note="skipped: already finished")
 
         parent_id, shared = self.parent(spec)
@@ -188,6 +189,8 @@ class Runner:
             where = f"after epoch {snapshot['epoch']}" if snapshot else "from the start"
             self.console.line(f"resume {spec.variant} seed {spec.seed} {where} in run {run_id}")
 
+        t = self.data_for(spec.seed).tensors
+        self.console.start_run(f"{spec.variant} seed {spec.seed}", len(t.y_train) + len(t.y_val), snapshot["epoch"] if snapshot else 0)
         start = time.perf_counter()
         try:
             model, result = self.train(spec, claims, key, run_id, ckpt, snapshot)
@@ -201,8 +204,10 @@ class Runner:
                 self.tracker.update_aggregates(parent_id)
             except tracking.StoreError as e:  # the run itself is recorded FINISHED; the experiment stops after it
                 self.store_error = str(e)
+            seconds = time.perf_counter() - start
+            self.console.run_done(f"finished {spec.variant} seed {spec.seed} in {duration(seconds)}: test accuracy {metrics['test_acc']:.2f}")
             return Outcome(spec.variant, spec.seed, "FINISHED", metrics["best_val_acc"], result.selected_epoch,
-                           result.history[-1].val_acc, metrics["test_acc"], time.perf_counter() - start, parent_id=parent_id)
+                           result.history[-1].val_acc, metrics["test_acc"], seconds, parent_id=parent_id)
         except (KeyboardInterrupt, Terminated) as e:
             self.tracker.set_tags(run_id, {"harness.error": f"interrupted ({type(e).__name__}); resumes from its last checkpoint"})
             self.tracker.finish(run_id, "KILLED")
@@ -213,7 +218,7 @@ class Runner:
             reason = f"{type(e).__name__}: {e}"
             if isinstance(e, engine.NonFiniteLoss):
                 reason = f"non-finite loss in {spec.variant} seed {spec.seed}: {e}"
-            self.console.line(f"FAILED {spec.variant} seed {spec.seed}: {reason}")
+            self.console.run_done(f"FAILED {spec.variant} seed {spec.seed}: {reason}")
             self.tracker.set_tags(run_id, {"harness.error": reason[:5000]})
             self.tracker.finish(run_id, "FAILED")
             return Outcome(spec.variant, spec.seed, "FAILED", seconds=time.perf_counter() - start, error=reason, parent_id=parent_id)
@@ -251,6 +256,7 @@ class Runner:
             # checkpoint is durable, so a restart never logs an epoch twice.
             if not claims.holds(key):
                 raise LostClaim(f"another runner took over {spec.variant} seed {spec.seed}; this one stops")
+            self.console.epoch_done(progress.epoch, progress.epochs, progress.stats.seconds)
             checkpoint.save(ckpt, {**progress.snapshot, "run_id": run_id, "key": key})
             faults.point("checkpointed")
             self.tracker.log_metrics(run_id, tracking.epoch_metrics(progress.stats), step=progress.epoch)

@@ -34,6 +34,15 @@ def test_run_prints_the_tutorials_lines_and_a_summary(finished):
     assert "best val acc" in out and "epoch of best" in out
 
 
+def test_piped_output_is_plain_lines_with_the_eta_at_the_end_of_each_run(finished):
+    out = finished[2].stdout
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", out), "control characters in piped output"  # no \r, no escape codes
+    runs = [line for line in out.splitlines() if line.startswith("finished ")]
+    assert len(runs) == 4 and all(re.fullmatch(r"finished \w+ seed \d+ in \d+s: test accuracy [\d.]+ \[\d/4 runs; ETA \w+\]", r) for r in runs), runs
+    assert runs[-1].endswith("[4/4 runs; ETA 0s]")
+    assert sum(line.startswith(("TRAIN EPOCH", "VAL   EPOCH")) for line in out.splitlines()) == 4 * 2 * 2  # one line per phase and epoch
+
+
 def test_store_holds_parents_children_tags_and_epoch_metrics(finished):
     work, _, _ = finished
     client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
