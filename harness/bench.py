@@ -4,11 +4,13 @@
   (a) tutorial: a torchvision-style dataset (PIL image -> ToTensor per sample) and DataLoader(256)
   (b) harness:  the harness engine on uint8 tensors resident on the device (its default settings;
                 `--engine KEY=VALUE,...` adds a row per other setting, e.g. precision=bf16)
-  (c) floor:    the same training steps on float batches already built in device memory
+  (c) floor:    the same training steps, in the same memory format and precision with the same
+                model, on float batches already built in device memory: one floor per layout and
+                precision the engine rows use, and each row is compared with its own
 
 Each way first runs one untimed epoch (lazy imports, kernel choice, compilation); then the ways
-take turns for `--repeats` epochs. It prints images per second (medians), the ratios b/a and b/c,
-and writes JSON. `--jobs 1,2,4,8` measures instead the aggregate throughput of K training
+take turns for `--repeats` epochs. It prints images per second (medians) and the ratios the README
+quotes (b/a, b/c, shuffled/unshuffled, tutorial/shuffled), and writes them to JSON. `--jobs 1,2,4,8` measures instead the aggregate throughput of K training
 processes sharing one device.
 """
 from __future__ import annotations
@@ -93,17 +95,57 @@ def time_tutorial(x, y, device, n_train: int, augment: bool = False) -> float:
     return time.perf_counter() - start
 
 
-def time_floor(x, y, device, n_train: int) -> float:
-    xf = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(device).float().div_(255)
+def time_floor(x, y, device, n_train: int, fmt: torch.memory_format = torch.channels_last, precision: str = "fp32") -> float:
+    """The engine's training and validation steps (forward, loss, backward, Adam, the loss and
+    accuracy sums and the non-finite check kept on the device) on float batches built beforehand
+    in the memory format `fmt`, with the model in that format and `precision`'s autocast: what the
+    engine would cost if its batches were free."""
+    xf = engine.to_float(data.image_tensor(x, device).contiguous(memory_format=fmt))
     yt = data.label_tensor(y, device)
     train = [(xf[i : min(i + BATCH, n_train)], yt[i : min(i + BATCH, n_train)]) for i in range(0, n_train, BATCH)]
     val = [(xf[i : i + BATCH], yt[i : i + BATCH]) for i in range(n_train, len(y), BATCH)]
-    model, opt, loss_fn = _fresh(device)
+    engine.seed_everything(2021)
+    model = registry.get("baseline").build().to(device, memory_format=fmt)
+    optimizer, loss_fn = torch.optim.Adam(model.parameters()), nn.CrossEntropyLoss()
     _sync(device)
     start = time.perf_counter()
-    _step_loop(model, opt, loss_fn, train, val, device)
+    model.train()
+    loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long)
+    first_bad = torch.full((), -1, device=device, dtype=torch.long)
+    for step, (xb, yb) in enumerate(train):
+        with engine.autocast(device, precision):
+            logits = model(xb)
+            loss = loss_fn(logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            detached = loss.detach()
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(detached), step + 1, first_bad)
+            loss_sum += detached * len(yb)
+            correct += (logits.argmax(1) == yb).sum()
+    float(loss_sum), int(correct), int(first_bad)  # the engine reads its sums once an epoch
+    model.eval()
+    val_sum, preds = torch.zeros((), device=device), []
+    with torch.inference_mode():
+        for xb, yb in val:
+            with engine.autocast(device, precision):
+                logits = model(xb)
+            val_sum += nn.functional.cross_entropy(logits.float(), yb, reduction="sum")
+            preds.append(logits.argmax(1))
+        float(val_sum), int((torch.cat(preds) == yt[n_train:]).sum())
     _sync(device)
     return time.perf_counter() - start
+
+
+def floor_name(way: "Way", device: torch.device) -> str:
+    """The floor an engine row is compared with: `floor` for the default layout and precision
+    (channels-last float32 on a CPU), else `floor[LAYOUT,PRECISION]`."""
+    fmt = engine.memory_format(way[1], device)
+    default = engine.memory_format(engine.Runtime(), device)
+    if fmt == default and way[0].precision == "fp32":
+        return "floor"
+    return f"floor[{'channels_last' if fmt == torch.channels_last else 'contiguous'},{way[0].precision}]"
 
 
 Way = tuple[engine.TrainSettings, engine.Runtime, engine.Pieces]
@@ -158,9 +200,13 @@ def run(x: np.ndarray, y: np.ndarray, device: torch.device, repeats: int, out: P
     x, y = x[: n_train + n_val], y[: n_train + n_val]
     images = n_train + n_val
     ways = {"tutorial": lambda: time_tutorial(x, y, device, n_train), "tutorial_augment": lambda: time_tutorial(x, y, device, n_train, True)}
-    for name, way in engine_ways(extra or {}).items():
+    engine_rows = engine_ways(extra or {})
+    floor_of = {name: floor_name(way, device) for name, way in engine_rows.items()}
+    for name, way in engine_rows.items():
         ways[name] = lambda way=way: time_engine(x, y, device, n_train, way)
-    ways["floor"] = lambda: time_floor(x, y, device, n_train)
+    for name, way in engine_rows.items():
+        if floor_of[name] not in ways:
+            ways[floor_of[name]] = lambda way=way: time_floor(x, y, device, n_train, engine.memory_format(way[1], device), way[0].precision)
     for name, fn in ways.items():  # one untimed epoch each: lazy imports, kernel choice, compilation
         fn()
     seconds: dict[str, list[float]] = {k: [] for k in ways}
@@ -180,16 +226,25 @@ def run(x: np.ndarray, y: np.ndarray, device: torch.device, repeats: int, out: P
         "harness_over_floor": med["harness"] / med["floor"],
         "augment_speedup_vs_tutorial": med["tutorial_augment"] / med["harness_augment"],
         "augment_cost_over_harness": med["harness_augment"] / med["harness"],
+        "shuffled_over_unshuffled": med["harness_shuffled"] / med["harness"],
+        "tutorial_over_shuffled": med["tutorial"] / med["harness_shuffled"],
+        "floor_of": floor_of,
         "vs_tutorial": {k: med["tutorial"] / v for k, v in med.items()},
-        "over_floor": {k: v / med["floor"] for k, v in med.items()},
+        "over_floor": {k: v / med[floor_of.get(k, "floor")] for k, v in med.items()},
     }
     say("")
     width = max(len(k) for k in ways)
     for name in ways:
         say(f"{name:{width}s} {result['images_per_second'][name]:10.0f} images/s  ({med[name]:.3f} s/epoch, median of {repeats}; "
-            f"{result['vs_tutorial'][name]:.2f}x the tutorial's speed, {result['over_floor'][name]:.3f}x the floor's time)")
+            f"{result['vs_tutorial'][name]:.2f}x the tutorial's speed, {result['over_floor'][name]:.3f}x the time of {floor_of.get(name, 'floor')})")
     say(f"b/a: harness is {result['speedup_harness_vs_tutorial']:.2f}x faster than the tutorial pipeline")
-    say(f"b/c: harness takes {result['harness_over_floor']:.3f}x the floor's time")
+    say(f"b/c: harness takes {result['harness_over_floor']:.3f}x the time of its floor (same layout, precision and model, batches prebuilt)")
+    say(f"shuffled/unshuffled: {result['shuffled_over_unshuffled']:.3f}; tutorial/shuffled: {result['tutorial_over_shuffled']:.2f}")
+    say("")
+    say("README rows (| way | s / epoch | images / s | vs tutorial | vs its floor |):")
+    for name in ways:
+        say(f"| {name} | {med[name]:.2f} | {result['images_per_second'][name]:,.0f} | {result['vs_tutorial'][name]:.2f}× | "
+            f"{result['over_floor'][name]:.2f}× ({floor_of.get(name, 'floor')}) |")
     say(f"augment: harness is {result['augment_speedup_vs_tutorial']:.2f}x faster than the tutorial's torchvision augmentation, "
         f"and augmenting costs {100 * (result['augment_cost_over_harness'] - 1):+.1f}% over the harness without it")
     _write(out, result, say)

@@ -18,8 +18,11 @@ def test_bench_compares_the_three_ways_and_extra_engine_settings(tmp_path, data_
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "reports" / "bench.json").read_text())
     ways = ["tutorial", "tutorial_augment", "harness", "harness_shuffled", "harness_augment", "harness[precision=bf16]",
-            "harness[memory_format=contiguous,eval_batch_size=64]", "floor"]
+            "harness[memory_format=contiguous,eval_batch_size=64]", "floor", "floor[channels_last,bf16]", "floor[contiguous,fp32]"]
     assert list(result["median_seconds"]) == ways
+    assert result["floor_of"] == {"harness": "floor", "harness_shuffled": "floor", "harness_augment": "floor",
+                                  "harness[precision=bf16]": "floor[channels_last,bf16]",
+                                  "harness[memory_format=contiguous,eval_batch_size=64]": "floor[contiguous,fp32]"}
     assert result["images_per_epoch"] == 500 and result["repeats"] == 2
     assert all(len(result["seconds_per_epoch"][w]) == 2 and min(result["seconds_per_epoch"][w]) > 0 for w in ways)
     med = result["median_seconds"]
@@ -28,6 +31,10 @@ def test_bench_compares_the_three_ways_and_extra_engine_settings(tmp_path, data_
     assert result["augment_speedup_vs_tutorial"] == pytest.approx(med["tutorial_augment"] / med["harness_augment"])
     assert result["augment_cost_over_harness"] == pytest.approx(med["harness_augment"] / med["harness"])
     assert result["images_per_second"]["floor"] == pytest.approx(500 / med["floor"])
+    assert result["shuffled_over_unshuffled"] == pytest.approx(med["harness_shuffled"] / med["harness"])
+    assert result["tutorial_over_shuffled"] == pytest.approx(med["tutorial"] / med["harness_shuffled"])
+    assert result["over_floor"]["harness[precision=bf16]"] == pytest.approx(med["harness[precision=bf16]"] / med["floor[channels_last,bf16]"])
+    assert "| harness_shuffled | " in proc.stdout and "shuffled/unshuffled: " in proc.stdout
     assert "b/a: harness is" in proc.stdout and "b/c: harness takes" in proc.stdout and "augment: harness is" in proc.stdout
 
 
