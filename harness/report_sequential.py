@@ -57,6 +57,11 @@ def seeds_of(walk: Walk, variant: str) -> int:
     return max((len(r.seeds) for r in walk.rounds if variant in r.trained), default=0)
 
 
+def _cell(text: str) -> str:
+    """Text for a markdown table cell (|t| would end the cell)."""
+    return text.replace("|", "\\|")
+
+
 def section(replayed: tuple[dict, Walk] | None, folder: Path, analysis: stats.Analysis) -> list[str]:
     if replayed is None:
         return []
@@ -79,7 +84,7 @@ def section(replayed: tuple[dict, Walk] | None, folder: Path, analysis: stats.An
         lk = t.looks[-1] if t.looks else None
         delta = f"{report_stats.signed(lk.mean)} ({lk.n})" if lk else "–"
         interval = report_stats.ci(lk.low, lk.high) if lk and math.isfinite(lk.low) else "–"
-        lines.append(f"| {v} | {seeds_of(walk, v)} | {t.decided_in or '–'} | **{t.verdict}** | {delta} | {interval} | {t.by or '–'} |")
+        lines.append(f"| {v} | {seeds_of(walk, v)} | {t.decided_in or '–'} | **{t.verdict}** | {delta} | {interval} | {_cell(t.by or '–')} |")
     saved = 100 * (1 - used / fixed) if fixed else 0.0
     lines += ["", f"{used} runs trained (the baseline included) where a fixed {plan.max_seeds} seeds would train {fixed}: "
                   f"{saved:.0f}% of the compute saved.", "", "Rounds:", ""]

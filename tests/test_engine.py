@@ -217,3 +217,30 @@ def test_compiled_forward_matches_eager_and_checkpoints_plain_weights(tensors, m
     assert r1.history[-1].val_acc == pytest.approx(r2.history[-1].val_acc, abs=1.0)
     snap = [p.snapshot for p in seen if p.phase == "epoch"][-1]
     assert set(snap["model"]) == set(eager.state_dict()) and set(r2.selected_state) == set(eager.state_dict())
+
+
+class Recording(nn.Module):
+    """A linear model that keeps every training batch it is given (as the engine hands it over)."""
+
+    def __init__(self, batches: list):
+        super().__init__()
+        self.lin = nn.Linear(3 * 32 * 32, 10)
+        self.batches = batches
+
+    def forward(self, x):
+        if self.training:
+            self.batches.append(x.detach().clone(memory_format=torch.preserve_format))
+        return self.lin(x.reshape(len(x), -1))
+
+
+def test_shuffled_batches_are_the_seeds_permutation_and_keep_the_channels_last_layout(tensors):
+    """The shuffled path gathers the seed's permutation from the uint8 images; the gathered batch
+    stays channels-last on a CPU (no layout copy after the gather) and holds exactly the images of
+    indexing the training set with that permutation."""
+    batches: list = []
+    settings = engine.TrainSettings(epochs=1, batch_size=64, shuffle=True)
+    engine.train(lambda: Recording(batches), tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, settings, 7)
+    order = torch.randperm(len(tensors.y_train), generator=torch.Generator().manual_seed(7))
+    assert len(batches) == 4 and all(b.is_contiguous(memory_format=torch.channels_last) for b in batches)
+    expected = engine.to_float(tensors.x_train[order])
+    assert torch.equal(torch.cat(batches), expected)
