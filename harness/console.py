@@ -38,6 +38,7 @@ class Plan:
     runs: int = 0  # planned (grows with each round of seeds on demand)
     runs_done: int = 0
     epochs_per_run: int = 0
+    running: bool = False  # a run is in progress (training, or testing and recording after its last epoch)
     epochs_left_in_run: int = 0  # of the run in progress
     seconds: float = 0.0  # measured: total wall time of the epochs trained so far
     epochs_measured: int = 0
@@ -46,7 +47,7 @@ class Plan:
     def eta(self) -> float | None:
         if not self.epochs_measured:
             return None
-        waiting = max(0, self.runs - self.runs_done - (1 if self.epochs_left_in_run else 0))
+        waiting = max(0, self.runs - self.runs_done - (1 if self.running else 0))
         return (self.epochs_left_in_run + waiting * self.epochs_per_run) * self.seconds / self.epochs_measured
 
     def eta_text(self) -> str:
@@ -94,7 +95,7 @@ class Console:
 
     def start_run(self, name: str, images: int, epochs_done: int = 0) -> None:
         """A run starts (or resumes after `epochs_done` epochs); an epoch reads `images` images."""
-        self.current, self.plan.images = name, images
+        self.current, self.plan.images, self.plan.running = name, images, True
         self.plan.epochs_left_in_run = self.plan.epochs_per_run - epochs_done
         self._draw()
 
@@ -116,7 +117,7 @@ class Console:
     def run_done(self, text: str, skipped: bool = False) -> None:
         """A run ended (trained, failed or skipped as finished): its line, ending with the ETA."""
         self.plan.runs_done += 1
-        self.plan.epochs_left_in_run = 0
+        self.plan.epochs_left_in_run, self.plan.running = 0, False
         self._write(f"{text} [{self.plan.runs_done}/{self.plan.runs} runs; {self.plan.eta_text()}]\n" if not skipped else f"{text}\n")
         self._draw()
 
@@ -141,7 +142,7 @@ class Console:
                              bar_format="{n_fmt}/{total_fmt} runs |{bar:16}| {desc}")
         self._bar.total = self.plan.runs
         self._bar.n = self.plan.runs_done
-        parts = [self.current if self.plan.epochs_left_in_run else "", where, self.rate, self.plan.eta_text()]
+        parts = [self.current if self.plan.running else "", where, self.rate, self.plan.eta_text()]
         self._bar.set_description_str(" | ".join(p for p in parts if p), refresh=False)
         self._bar.refresh()
 

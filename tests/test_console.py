@@ -23,8 +23,12 @@ def test_the_eta_counts_measured_epochs_left_and_skipped_runs_as_done():
     console.epoch_done(1, 10, 2.0)
     console.epoch_done(2, 10, 4.0)  # 3 s an epoch so far; 8 epochs of this run and 2 runs of 10 left
     assert console.plan.eta() == (8 + 20) * 3.0 and console.rate == "250 img/s"
+    for epoch in range(3, 11):
+        console.epoch_done(epoch, 10, 3.0)
+    assert console.plan.eta() == 20 * 3.0  # testing and recording after the last epoch: the run is not counted again
+    console.run_done("finished baseline seed 2")
     console.start_run("baseline seed 3", 1000, epochs_done=6)  # resumed after 6 epochs
-    assert console.plan.epochs_left_in_run == 4
+    assert console.plan.epochs_left_in_run == 4 and console.plan.eta() == (4 + 10) * 3.0
     assert [duration(s) for s in (4, 185, 7440)] == ["4s", "3m05s", "2h04m"]
 
 
