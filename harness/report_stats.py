@@ -97,6 +97,9 @@ def against_baseline(comparisons: dict[str, Comparison], baseline: str, has_base
 
 
 def _reason(t: stats.Paired, alpha: float) -> str:
+    if t.decided_by.startswith("seeds-on-demand"):  # a sequential verdict: the fixed-seed p is context, not the reason
+        return (f"Δ {signed(t.diff_mean)} over {t.n} pair(s), see *Seeds on demand*; the fixed-seed tests, which ignore the "
+                f"looks after each round, would give Holm p {p(t.p_holm)} (difference) and {p(t.tost_holm)} (equivalence)")
     if t.verdict in ("better", "worse"):
         return f"Holm p {p(t.p_holm)} < {alpha}, Δ {signed(t.diff_mean)} over {t.n} pair(s)"
     if t.verdict == "equivalent":

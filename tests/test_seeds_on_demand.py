@@ -62,6 +62,7 @@ def test_clear_comparisons_stop_and_unclear_ones_go_on_to_the_budget(reference):
     report = (work / "reports" / "default" / "report.md").read_text()
     assert "![interval narrowing](sequential_intervals.png)" in report and (work / "reports" / "default" / "sequential_intervals.png").stat().st_size
     assert "Maurer, W. & Bretz, F. (2013)" in report
+    assert "- `dropout`: **equivalent**, decided by the seeds-on-demand rule (TOST p < 0.0001 at round 1" in report
     assert re.search(r"\| dropout \|[^\n]*\*\*equivalent\*\* \|", report.split("## Seeds on demand")[0])  # the statistics table carries the rule's verdict
 
 
