@@ -91,6 +91,12 @@ def parser() -> argparse.ArgumentParser:
     plan.add_argument("--power", type=float, default=0.8, help="the chance of finding the effect (default 0.8)")
     plan.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
 
+    promote = sub.add_parser("promote", help="register a variant's best seed run (by validation) in the MLflow Model Registry")
+    promote.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
+    promote.add_argument("--variant", required=True, help="the variant whose best seed run's model is registered")
+    promote.add_argument("--name", required=True, help="the registered model's name (1 to 100 letters, digits, '-', '_' or '.')")
+    promote.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+
     ui = sub.add_parser("ui", help="start the MLflow UI on the store")
     ui.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")

@@ -1,4 +1,4 @@
-"""The command line: what `run`, `tune`, `bench`, `report`, `plan`, `list` and `ui` do (their flags: harness/arguments.py).
+"""The command line: what `run`, `tune`, `bench`, `report`, `plan`, `promote`, `list` and `ui` do (their flags: harness/arguments.py).
 
 Bad input ends with one line on stderr and exit code 2 before any work starts (a traceback only
 with --debug). Heavy libraries (MLflow, seaborn, Optuna) are imported only by the commands that
@@ -269,6 +269,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_promote(args: argparse.Namespace) -> int:
+    from harness import checks, config, models, readback, tracking
+
+    checks.checked("", "name", args.name, str, "--name")
+    variant = config.canonical_names([args.variant], "--variant")[0]
+    name, cfg = _named(args.experiment)
+    uri = tracking.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
+    readback.require_store(uri)
+    version, run, tags = models.promote(uri, name, variant, args.name)
+    print(f"registered {args.name} version {version.version}: run {run.run_id} ({variant} seed {run.seed}, validation accuracy "
+          f"{run.metrics.get('selected_val_acc', float('nan')):.2f} at its selected epoch), verdict {tags['harness.verdict']}; "
+          f"load it with mlflow.pytorch.load_model('models:/{args.name}/{version.version}')")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from harness import listing
     from harness.console import table
@@ -283,7 +298,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return ui.launch_ui(tracking.resolve_uri(args.tracking_uri or ""), args.host, args.port)
 
 
-COMMANDS = {"run": cmd_run, "tune": cmd_tune, "bench": cmd_bench, "report": cmd_report, "plan": cmd_plan, "list": cmd_list, "ui": cmd_ui}
+COMMANDS = {"run": cmd_run, "tune": cmd_tune, "bench": cmd_bench, "report": cmd_report, "plan": cmd_plan, "promote": cmd_promote,
+            "list": cmd_list, "ui": cmd_ui}
 
 
 def _raise_terminated(signum, frame):

@@ -78,4 +78,7 @@ def record(tracker, run_id: str, cfg: ExperimentConfig, spec: RunSpec, data: Loa
         plots.run_curves(curves, f"{spec.variant}, seed {spec.seed}", folder / "learning_curves.png")
         plots.confusion_matrices({f"{spec.variant} seed {spec.seed}": cm}, classes, folder / "confusion_matrix.png")
         tracker.log_artifacts(run_id, folder)
+    from harness import models
+
+    models.log_model(tracker.client, run_id, selected, engine.to_float(t.x_test[:2]))
     return metrics

@@ -50,6 +50,7 @@ class Runner:
         self.cfg, self.data, self.device, self.console, self.rerun = cfg, data, device, console, rerun
         self.fingerprints: dict[int, str] = {}  # split seed -> fingerprint
         self.store_error = ""  # set when the store stopped taking writes
+        self.test_digest = ""  # the test set's hash, computed when a run first records its inputs
         self.tracker = tracking.Tracker(uri, cfg.name, cfg.checkpoint_folder)
         self.tags = common_tags(cfg, data)
         env = provenance.determinism(device)
@@ -66,6 +67,18 @@ class Runner:
         if split_seed not in self.fingerprints:
             self.fingerprints[split_seed] = data_mod.make_split(self.data.source.arrays.y_train, d.split, d.train_ratio, split_seed).fingerprint
         return self.fingerprints[split_seed]
+
+    def inputs(self, split: str) -> list:
+        """The training, validation and test data as MLflow dataset inputs: digests `split` (the
+        split's fingerprint, or "per_seed" on a parent) and the test set's own hash."""
+        from harness import models
+
+        if not self.test_digest:
+            a = self.data.source.arrays
+            self.test_digest = models.digest_of_test_set(a.x_test, a.y_test)
+        t = self.data.tensors
+        return models.dataset_inputs(self.cfg.data.dataset, self.data.source.identity, split, self.test_digest,
+                                     {"train": len(t.y_train), "val": len(t.y_val), "test": len(t.y_test)})
 
     def data_for(self, seed: int) -> Loaded:
         """The data the runs of `seed` train on: the experiment's split, or (per_seed) that seed's,
@@ -159,7 +172,8 @@ class Runner:
         shared.update({f"train.{k}": getattr(self.cfg.runtime, k) for k in checks.RUNTIME_FIELDS})  # how it ran, as written in [train]
         shared.update({"data.dataset": self.cfg.data.dataset, "data.split": self.cfg.data.split,
                        "data.train_ratio": self.cfg.data.train_ratio, "data.split_seed": self.cfg.data.split_seed})
-        parent_id = self.tracker.parent(spec.variant, spec.variant_key(self.data.source.identity, self.tags["harness.split_fingerprint"]), self.tags, shared)
+        split = self.tags["harness.split_fingerprint"]
+        parent_id = self.tracker.parent(spec.variant, spec.variant_key(self.data.source.identity, split), self.tags, shared, self.inputs(split))
         return parent_id, shared
 
     def run_one(self, spec: RunSpec, claims: Claims) -> Outcome:
@@ -183,6 +197,8 @@ class Runner:
             checkpoint.remove(ckpt)
             tags = {**self.tags, "harness.run_key": key, "harness.split_fingerprint": self.split_fingerprint(spec.seed)}
             run_id = self.tracker.start_seed_run(parent_id, spec.variant, spec.seed, tags, {**shared, "seed": spec.seed})
+            self.data_for(spec.seed)
+            self.tracker.log_inputs(run_id, self.inputs(self.split_fingerprint(spec.seed)))
         else:
             self.tracker.reopen(run_id)
             self.tracker.set_tags(run_id, {"harness.error": ""})

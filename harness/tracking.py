@@ -144,9 +144,12 @@ class Tracker:
         self._log_params(run_id, params or {})
         return run_id, True
 
-    def parent(self, variant: str, key: str, tags: dict[str, str], params: dict[str, Any]) -> str:
-        """The variant's parent run for this configuration, created on first use."""
-        return self.named_run("variant", variant, {"harness.variant_key": key}, {**tags, "harness.variant": variant}, params)[0]
+    def parent(self, variant: str, key: str, tags: dict[str, str], params: dict[str, Any], inputs: list = ()) -> str:
+        """The variant's parent run for this configuration, created on first use (with the dataset `inputs`)."""
+        run_id, created = self.named_run("variant", variant, {"harness.variant_key": key}, {**tags, "harness.variant": variant}, params)
+        if created and inputs:
+            self.log_inputs(run_id, list(inputs))
+        return run_id
 
     def child_run(self, parent_id: str, role: str, name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
         """A new run under `parent_id` (a seed run under its variant, a trial under its study)."""
@@ -216,6 +219,10 @@ class Tracker:
 
     def log_artifacts(self, run_id: str, folder: Path) -> None:
         self.client.log_artifacts(run_id, str(folder))
+
+    def log_inputs(self, run_id: str, inputs: list) -> None:
+        """MLflow dataset inputs (harness/models.py) on a run."""
+        _retrying(self.client.log_inputs)(run_id, datasets=inputs)
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag

@@ -118,3 +118,20 @@ def test_screenshot(served, tmp_path):
     assert shot.exists() and shot.stat().st_size > 20_000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     print(f"screenshot: {shot}")
+
+
+def test_the_datasets_column_shows_every_variant_on_the_same_split(served):
+    """Each parent run lists the training, validation and test data it used; the digests are the
+    split's fingerprint and the test set's hash, the same for both variants."""
+    work, base = served
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("default")
+    parents = client.search_runs([exp.experiment_id], filter_string="tags.`harness.role` = 'variant'")
+    split = {p.data.tags["harness.split_fingerprint"] for p in parents}
+    assert len(parents) == 2 and len(split) == 1
+    (test,) = {d.dataset.digest for p in parents for d in p.inputs.dataset_inputs if d.dataset.name == "cifar10-test"}
+    listing = page_text(f"{base}/#/experiments/{exp.experiment_id}/runs")
+    assert "Dataset" in listing
+    for name, digest, context in (("cifar10-train", *split, "training"), ("cifar10-val", *split, "validation"), ("cifar10-test", test, "test")):
+        shown = [i for i, t in enumerate(listing) if t == f"{name} ({digest})"]
+        assert len(shown) == 2 and all(listing[i + 1] == context for i in shown), (name, listing)
