@@ -25,6 +25,19 @@ MODEL = "model"  # the run artifact folder of the model
 CONTEXTS = (("train", "training"), ("val", "validation"), ("test", "test"))
 
 
+def warm_up() -> None:
+    """Start, in a background thread, the one slow part of a process's first model save: MLflow's
+    map of installed packages (it checks the model's pip requirements against it), ~0.5 s here,
+    which then overlaps the first run's training instead of adding to it."""
+    import threading
+
+    from mlflow.utils import requirements_utils
+
+    init = getattr(requirements_utils, "_init_packages_to_modules_map", None)  # private to MLflow: skipped if it moves
+    if init is not None:
+        threading.Thread(target=init, name="mlflow-packages-map", daemon=True).start()
+
+
 def log_model(client, run_id: str, model: nn.Module, example: torch.Tensor) -> None:
     """Save `model` (the selected weights) with a signature and a small input example as the run's `model` artifact."""
     import mlflow.pytorch

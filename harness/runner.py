@@ -51,6 +51,9 @@ class Runner:
         self.fingerprints: dict[int, str] = {}  # split seed -> fingerprint
         self.store_error = ""  # set when the store stopped taking writes
         self.test_digest = ""  # the test set's hash, computed when a run first records its inputs
+        from harness import models
+
+        models.warm_up()
         self.tracker = tracking.Tracker(uri, cfg.name, cfg.checkpoint_folder)
         self.tags = common_tags(cfg, data)
         env = provenance.determinism(device)
