@@ -96,7 +96,8 @@ def promote(uri: str, experiment: str, variant: str, name: str) -> tuple:
         known = sorted({r.variant for r in runs if r.status == "FINISHED"})
         raise UsageError(f"--variant: {variant!r} has no finished run in experiment {experiment!r}; its variants: {', '.join(known) or 'none'}")
     best = max(mine, key=lambda r: (r.metrics.get("selected_val_acc", float("-inf")), -r.seed))
-    if not MlflowClient(tracking_uri=uri).list_artifacts(best.run_id, MODEL):
+    client = MlflowClient(tracking_uri=uri)  # no global tracking URI: a library call must not redirect the caller's MLflow
+    if not client.list_artifacts(best.run_id, MODEL):
         raise UsageError(f"--variant: run {best.run_id} ({variant} seed {best.seed}) has no logged model (it was trained before runs "
                          f"logged their models); train it again with `python -m harness run --rerun`")
     tags = readback.experiment_tags(uri, experiment)
@@ -108,7 +109,6 @@ def promote(uri: str, experiment: str, variant: str, name: str) -> tuple:
                     "harness.baseline": baseline}
     if c is not None and c.test is not None:
         version_tags["harness.paired_delta_test_acc"] = f"{c.test.diff_mean:+.2f} ({c.test.n} pairs)"
-    client = MlflowClient(tracking_uri=uri)  # no global tracking URI: a library call must not redirect the caller's MLflow
     try:
         client.create_registered_model(name)
     except MlflowException as e:

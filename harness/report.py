@@ -69,12 +69,16 @@ def analyse(runs: list[SeedRun], design: Design = Design(), analysis: stats.Anal
             tags: dict[str, str] | None = None) -> tuple[str, list[str], dict[str, Comparison]]:
     """(baseline, variant order, each variant's comparison with the baseline) of these runs; with
     seeds on demand recorded in the experiment's `tags`, its variants carry the sequential verdicts."""
+    return _analyse(runs, design, analysis, report_sequential.replay(tags or {}, runs, analysis))
+
+
+def _analyse(runs: list[SeedRun], design: Design, analysis: stats.Analysis, replayed) -> tuple[str, list[str], dict[str, Comparison]]:
+    """`analyse` with the seeds-on-demand design already replayed (None for fixed seeds)."""
     baseline = runs[-1].tags.get("harness.baseline", "baseline") if runs else "baseline"
     order = _order(runs, baseline, design)
     if not any(r.variant == baseline and r.status == "FINISHED" for r in runs):
         return baseline, order, {}
     compared = comparisons_mod.compare(runs, baseline, order, analysis)
-    replayed = report_sequential.replay(tags or {}, comparisons_mod.counts(runs), runs, analysis)
     return baseline, order, report_sequential.verdicts(compared, replayed[1]) if replayed else compared
 
 
@@ -87,7 +91,8 @@ def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = D
     if not runs:
         text = "\n".join([f"# Ablation report: {experiment}", "", "No runs in the store yet.", ""] + _tuning(folder))
         return atomic_write(folder / "report.md", text.rstrip() + "\n")
-    baseline, order, comparisons = analyse(runs, design, analysis, tags)
+    replayed = report_sequential.replay(tags or {}, runs, analysis)  # once: the verdicts and the section both use it
+    baseline, order, comparisons = _analyse(runs, design, analysis, replayed)
     done = [r for r in runs if r.status == "FINISHED"]
     by_variant = {v: [r for r in done if r.variant == v] for v in order}
     accuracy = test_accuracy(runs)
@@ -107,7 +112,7 @@ def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = D
     lines += _comparison_table(order, runs, by_variant, comparisons, baseline)
     lines += report_stats.per_variant(order, by_variant)
     lines += report_stats.against_baseline(comparisons, baseline, has_baseline, analysis, comparisons_mod.sources_of_variation(done))
-    lines += report_sequential.section(report_sequential.replay(tags or {}, comparisons_mod.counts(runs), runs, analysis), folder, analysis)
+    lines += report_sequential.section(replayed, folder, analysis)
     classes = next((r.classes for r in done if r.classes), ())  # as the runs stored them with their confusion matrices
     lines += _plots(folder, order, runs, done, test, comparisons, baseline, plots, classes)
     lines += report_effects.section(design, comparisons_mod.counts(done), folder, analysis)

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness import report_stats, sequential, stats
-from harness.comparisons import Comparison
+from harness.comparisons import Comparison, counts
 from harness.readback import SeedRun
 from harness.sequential import Sequential, Walk
 
@@ -24,8 +24,7 @@ def tag(cfg) -> str:
                        "baseline": cfg.baseline, "variants": [v for v in cfg.variants if v != cfg.baseline]})
 
 
-def replay(tags: dict[str, str], by_count: dict[str, dict[int, tuple[int, int]]], runs: list[SeedRun],
-           analysis: stats.Analysis) -> tuple[dict, Walk] | None:
+def replay(tags: dict[str, str], runs: list[SeedRun], analysis: stats.Analysis) -> tuple[dict, Walk] | None:
     """The design the last `run` recorded, replayed on the store's runs: (its settings, the walk); None for fixed seeds."""
     from harness.tracking import SEQUENTIAL_TAG
 
@@ -35,6 +34,7 @@ def replay(tags: dict[str, str], by_count: dict[str, dict[int, tuple[int, int]]]
     s = json.loads(text)
     plan = Sequential(s["min_seeds"], s["max_seeds"])
     seeds = tuple(range(s["first_seed"], s["first_seed"] + plan.max_seeds))
+    by_count = counts(runs)
     base = by_count.get(s["baseline"], {})
     diffs = {v: stats.count_differences(base, by_count.get(v, {})) for v in s["variants"]}
     tried = {(r.variant, r.seed) for r in runs if r.status in ("FINISHED", "FAILED")}

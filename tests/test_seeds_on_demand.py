@@ -123,7 +123,6 @@ def test_a_variant_failing_on_one_seed_goes_on_with_the_pairs_it_has(tmp_path, m
     assert rounds and rounds[0].startswith("round 1 (seeds 2021–2023): ")
     assert len(rounds) == 2 or "batchnorm better" in rounds[0] or "batchnorm worse" in rounds[0] or "equivalent" in rounds[0]
     tags = {"harness.sequential": report.report_sequential.tag(cfg)}
-    replayed = report.report_sequential.replay(tags, report.comparisons_mod.counts(readback.read_runs(uri, cfg.name)),
-                                               readback.read_runs(uri, cfg.name), cfg.analysis)
+    replayed = report.report_sequential.replay(tags, readback.read_runs(uri, cfg.name), cfg.analysis)
     looks = replayed[1].tracks["batchnorm"].looks
     assert looks[0].n == 2 and replayed[1].next == []
