@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurements of the README's "Performance" section, in one go (about 10 minutes on an
+# The GPU measurements of docs/performance.md (linked from the README), in one go (about 10 minutes on an
 # H100; needs torch and the data, not MLflow unless RUN_ABLATION=1):
 #   HARNESS_DATA_DIR=/path/to/cifar10 bash benchmarks/gpu.sh [OUT_DIR]
 # 1. the tutorial pipeline vs the engine (default settings and each speed setting) vs the floor;

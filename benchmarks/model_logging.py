@@ -27,7 +27,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-model", action="store_true", help="the same runs without logging models (the reference)")
     args = parser.parse_args()
-    from harness import cli, models
+    from harness.cli import commands
+    from harness.tracking import models
 
     spent: list[float] = []
     log_model = models.log_model
@@ -44,7 +45,7 @@ def main() -> None:
     data = os.environ.get("HARNESS_DATA_DIR", "")
     with tempfile.TemporaryDirectory() as work:
         os.chdir(work)
-        from harness import runner as runner_mod
+        from harness.running import runner as runner_mod
 
         seconds: list[float] = []
         run_one = runner_mod.Runner.run_one
@@ -56,7 +57,7 @@ def main() -> None:
             return out
 
         runner_mod.Runner.run_one = timed_run
-        code = cli.main(["run", "--variants", "baseline", "--seeds", str(args.seeds), "--epochs", "1", "--device", args.device,
+        code = commands.main(["run", "--variants", "baseline", "--seeds", str(args.seeds), "--epochs", "1", "--device", args.device,
                          *(["--data-dir", data] if data else [])])
         assert code == 0, code
     print()

@@ -5,8 +5,8 @@ import functools
 import os
 import shutil
 import subprocess
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ def split_settings(**values):
     """engine.TrainSettings and engine.Runtime from one set of keyword values."""
     import dataclasses
 
-    from harness import engine
+    from harness.training import engine
 
     runtime = {f.name for f in dataclasses.fields(engine.Runtime)}
     return (engine.TrainSettings(**{k: v for k, v in values.items() if k not in runtime}),

@@ -223,7 +223,7 @@ def test_ui_on_a_public_address_warns(tmp_path):
     import io
     import socket
 
-    from harness import ui
+    from harness.cli import ui
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from harness.claims import Claims
+from harness.running.claims import Claims
 
 
 def test_one_holder_at_a_time(tmp_path):
@@ -46,7 +46,7 @@ def test_a_holder_on_another_machine_loses_when_its_lease_runs_out(tmp_path):
 
 
 def test_a_dead_local_process_loses_at_once(tmp_path):
-    code = f"from harness.claims import Claims; import os; c = Claims(__import__('pathlib').Path({str(tmp_path / 'c.sqlite')!r})); c.acquire('k'); os._exit(0)"
+    code = f"from harness.running.claims import Claims; import os; c = Claims(__import__('pathlib').Path({str(tmp_path / 'c.sqlite')!r})); c.acquire('k'); os._exit(0)"
     subprocess.run([sys.executable, "-c", code], check=True)
     c = Claims(tmp_path / "c.sqlite")
     try:
@@ -56,6 +56,6 @@ def test_a_dead_local_process_loses_at_once(tmp_path):
 
 
 def test_default_lease_is_at_most_30_seconds():
-    from harness import claims
+    from harness.running import claims
 
     assert claims.LEASE_S <= 30

@@ -11,10 +11,12 @@ import torch
 from mlflow import MlflowClient
 
 import variants
-from harness import config, data, engine, experiment_file
-from harness.assembly import assemble
-from harness.datasets import get as dataset
-from harness.errors import UsageError
+from harness.base.errors import UsageError
+from harness.data import loading
+from harness.data.datasets import get as dataset
+from harness.running.assembly import assemble
+from harness.settings import config, experiment_file
+from harness.training import engine
 from tests.conftest import fresh_store, harness, make_arrays, snapshot_keeper
 from variants import registry
 from variants.augment import PAD, crop_and_flip
@@ -22,9 +24,9 @@ from variants.augment import PAD, crop_and_flip
 
 @pytest.fixture(scope="module")
 def tensors():
-    a = data.check(make_arrays(256, 40), "synthetic")
-    split = data.make_split(a.y_train, "stratified", 0.75, 0)
-    return data.to_device(a, split, torch.device("cpu"))
+    a = loading.check(make_arrays(256, 40), "synthetic")
+    split = loading.make_split(a.y_train, "stratified", 0.75, 0)
+    return loading.to_device(a, split, torch.device("cpu"))
 
 
 def _spec(name, sets=()):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness import config, experiment_file
-from harness.errors import UsageError
+from harness.base.errors import UsageError
+from harness.settings import config, experiment_file
 
 
 def test_defaults_and_tutorial_file():
@@ -155,7 +155,7 @@ def test_every_train_setting_reaches_the_engine_by_its_name():
     types the engine reads; nothing copies them from one type into another."""
     import dataclasses
 
-    from harness import engine
+    from harness.training import engine
 
     cfg = experiment_file.load_experiment(None, ["train.epochs=7", "train.batch_size=32", "train.eval_batch_size=64", "train.lr=0.01",
                                         "train.weight_decay=0.1", "train.shuffle=false", "train.select='last'", "train.precision='bf16'",
@@ -172,9 +172,8 @@ def test_every_train_setting_reaches_the_engine_by_its_name():
 def test_every_setting_has_a_check():
     import dataclasses
 
-    from harness import engine
-
-    from harness import checks
+    from harness.settings import checks
+    from harness.training import engine
 
     for section, cls in (("train", engine.TrainSettings), ("train", engine.Runtime), ("data", config.DataConfig)):
         for f in dataclasses.fields(cls):
@@ -187,7 +186,7 @@ def test_a_setting_added_at_its_neutral_value_keeps_the_keys_of_older_runs(monke
     harness trained before it existed) leaves every older key as it was; any other value changes it."""
     import dataclasses
 
-    from harness import engine
+    from harness.training import engine
 
     spec = config.resolve(experiment_file.load_experiment(None, variants=("baseline", "dropout")), "dropout", 2021)
     Extended = dataclasses.make_dataclass(

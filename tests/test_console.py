@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 
-from harness.console import Console, Plan, duration
+from harness.running.console import Console, Plan, duration
 from tests.conftest import ROOT, fresh_store
 
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from harness import data, datasets
-from harness.errors import UsageError
+from harness.base.errors import UsageError
+from harness.data import datasets, loading
 from tests.conftest import fresh_store, harness, make_arrays, write_npz
 
 RUN = ("run", "--variants", "baseline", "--seeds", "2021,", "--epochs", "1", "--device", "cpu", "--set", "train.batch_size=64",
@@ -77,14 +77,14 @@ def test_cifar100_shaped_data_runs_and_reports_its_class_names(tmp_path):
 def test_a_file_of_the_wrong_shape_for_its_dataset_is_refused(tmp_path):
     folder = write_npz(tmp_path / "data", "digits.npz")  # CIFAR-shaped images under the digits name
     with pytest.raises(UsageError, match=r"x_train has shape \(500, 32, 32, 3\); expected \(N, 32, 32, 1\) for digits"):
-        data.read_source(datasets.get("digits"), folder)
+        loading.read_source(datasets.get("digits"), folder)
 
 
 def test_a_fifo_in_place_of_the_data_file_is_refused(tmp_path):
     (tmp_path / "cifar10.npz").parent.mkdir(exist_ok=True)
     os.mkfifo(tmp_path / "cifar10.npz")
     with pytest.raises(UsageError, match="is not a regular file"):
-        data.read_source(datasets.get("cifar10"), tmp_path)
+        loading.read_source(datasets.get("cifar10"), tmp_path)
 
 
 def test_the_content_hash_is_cached_beside_the_file_and_follows_changes(tmp_path):
@@ -93,24 +93,24 @@ def test_the_content_hash_is_cached_beside_the_file_and_follows_changes(tmp_path
 
     folder = write_npz(tmp_path / "data")
     path = folder / "cifar10.npz"
-    first = data.content_digest(path)
+    first = loading.content_digest(path)
     assert first == hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     cache = folder / "cifar10.npz.sha256.json"
     planted = {**json.loads(cache.read_text()), "sha256": "feedfacefeedface"}
     cache.write_text(json.dumps(planted))
-    assert data.content_digest(path) == "feedfacefeedface"  # read from the cache, not hashed again
+    assert loading.content_digest(path) == "feedfacefeedface"  # read from the cache, not hashed again
     write_npz(folder, **make_arrays(seed=3))  # a changed file (size or time) is hashed again
-    assert data.content_digest(path) == hashlib.sha256(path.read_bytes()).hexdigest()[:16] != first
+    assert loading.content_digest(path) == hashlib.sha256(path.read_bytes()).hexdigest()[:16] != first
 
 
 def test_a_read_only_data_folder_keeps_its_hash_in_the_user_cache(tmp_path, monkeypatch):
     if os.geteuid() == 0:
-        monkeypatch.setattr(data, "atomic_write", _refuse_beside(tmp_path / "data"))
+        monkeypatch.setattr(loading, "atomic_write", _refuse_beside(tmp_path / "data"))
     folder = write_npz(tmp_path / "data")
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
     os.chmod(folder, 0o555)
     try:
-        digest = data.content_digest(folder / "cifar10.npz")
+        digest = loading.content_digest(folder / "cifar10.npz")
     finally:
         os.chmod(folder, 0o755)
     assert not (folder / "cifar10.npz.sha256.json").exists()
@@ -119,7 +119,7 @@ def test_a_read_only_data_folder_keeps_its_hash_in_the_user_cache(tmp_path, monk
 
 def _refuse_beside(folder):
     """As root, chmod does not stop writes: refuse writes into `folder` as a read-only one would."""
-    from harness.files import atomic_write
+    from harness.base.files import atomic_write
 
     def write(path, payload, fault_point=""):
         if path.parent == folder:
@@ -132,9 +132,11 @@ def _refuse_beside(folder):
 def test_a_setting_added_later_leaves_a_stores_finished_runs_finished(tmp_path, monkeypatch, data_dir):
     """Run once; then 'add' a training setting at its neutral value (as a later version of the
     harness would) and run again on the same store: the finished run is skipped, not retrained."""
-    from harness import checks, engine, experiment_file, preflight
-    from harness.console import Console
-    from harness.runner import Runner
+    from harness.running import preflight
+    from harness.running.console import Console
+    from harness.running.runner import Runner
+    from harness.settings import checks, experiment_file
+    from harness.training import engine
 
     fresh_store(tmp_path)
     monkeypatch.chdir(tmp_path)
@@ -143,8 +145,8 @@ def test_a_setting_added_later_leaves_a_stores_finished_runs_finished(tmp_path, 
     def run_once():
         cfg = experiment_file.load_experiment(None, sets)
         uri, device = preflight.check(cfg)
-        source = data.read_source(datasets.get("cifar10"), data_dir)
-        loaded = data.load_split(source, cfg.data.split, cfg.data.train_ratio, cfg.data.split_seed, device)
+        source = loading.read_source(datasets.get("cifar10"), data_dir)
+        loaded = loading.load_split(source, cfg.data.split, cfg.data.train_ratio, cfg.data.split_seed, device)
         return Runner(cfg, loaded, uri, device, Console(open(os.devnull, "w"))).run_all()
 
     (first,) = run_once()

@@ -2,12 +2,12 @@
 disk) leaves the previous checkpoint or report intact and names the path."""
 from __future__ import annotations
 
-import pytest
-
 import resource
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -25,7 +25,7 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path):
     proc = _limited(f"""
         import torch
         from pathlib import Path
-        from harness import checkpoint
+        from harness.training import checkpoint
         path = Path({str(path)!r})
         checkpoint.save(path, {{"epoch": 1, "w": torch.zeros(10)}})
         try:
@@ -35,7 +35,7 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path):
     """, 64_000)
     assert proc.returncode == 0, proc.stderr
     assert "ERROR could not write" in proc.stdout and str(path) in proc.stdout
-    from harness import checkpoint
+    from harness.training import checkpoint
 
     assert checkpoint.load_snapshot(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temporary file left
@@ -46,7 +46,7 @@ def test_failed_report_write_keeps_the_previous_one(tmp_path):
     path.write_text("# the previous report\n")
     proc = _limited(f"""
         from pathlib import Path
-        from harness.files import atomic_write
+        from harness.base.files import atomic_write
         try:
             atomic_write(Path({str(path)!r}), "x" * 200_000)
         except OSError as e:

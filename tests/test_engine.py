@@ -7,15 +7,16 @@ import torch
 from torch import nn
 
 import variants
-from harness import data, engine
+from harness.data import loading
+from harness.training import engine
 from tests.conftest import make_arrays, split_settings
 
 
 @pytest.fixture(scope="module")
 def tensors():
-    a = data.check(make_arrays(300, 100), "synthetic")
-    split = data.make_split(a.y_train, "prefix", 0.8, 0)
-    return data.to_device(a, split, torch.device("cpu"))
+    a = loading.check(make_arrays(300, 100), "synthetic")
+    split = loading.make_split(a.y_train, "prefix", 0.8, 0)
+    return loading.to_device(a, split, torch.device("cpu"))
 
 
 def _train(d, name="baseline", seed=1, **kw):
@@ -55,9 +56,9 @@ def test_unshuffled_epoch_equals_the_tutorials_loop():
     from torchvision import transforms
 
     arrays = make_arrays(160, 20)
-    a = data.check(arrays, "synthetic")
-    split = data.make_split(a.y_train, "prefix", 0.8, 0)
-    d = data.to_device(a, split, torch.device("cpu"))
+    a = loading.check(arrays, "synthetic")
+    split = loading.make_split(a.y_train, "prefix", 0.8, 0)
+    d = loading.to_device(a, split, torch.device("cpu"))
     settings = engine.TrainSettings(epochs=1, batch_size=32, shuffle=False)
     ours, _ = engine.train(variants.get("baseline").build, d.x_train, d.y_train, d.x_val, d.y_val, settings, 2021,
                            runtime=engine.Runtime(memory_format="contiguous"))

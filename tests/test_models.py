@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from harness import models
+from harness.tracking import models
 from tests.conftest import fresh_store, harness, write_npz
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness import engine
+from harness.training import engine
 from tests.conftest import fresh_store, harness
 from tests.faultkit import seed_runs
 from tests.test_engine import Exploding, tensors  # noqa: F401 - fixture

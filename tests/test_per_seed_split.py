@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from harness import data, experiment_file
-from harness.errors import UsageError
+from harness.base.errors import UsageError
+from harness.data import loading
+from harness.settings import experiment_file
 from tests.conftest import fresh_store, harness, make_arrays
 
 RUN = ("run", "--variants", "baseline,dropout", "--seeds", "2", "--epochs", "1", "--set", "train.batch_size=64",
@@ -31,7 +32,7 @@ def test_each_seed_has_its_own_split_shared_by_the_variants(tmp_path, data_dir):
         assert r.data.params["data.split_seed"] == "per_seed"
     assert set(by_seed) == {2021, 2022}
     for seed, fps in by_seed.items():
-        assert fps == {data.make_split(labels, "stratified", 0.8, seed).fingerprint}  # one per seed, the variants share it
+        assert fps == {loading.make_split(labels, "stratified", 0.8, seed).fingerprint}  # one per seed, the variants share it
     assert by_seed[2021] != by_seed[2022]
     report = (tmp_path / "reports" / "default" / "report.md").read_text()
     assert "The seeds vary the initial weights, the batch order and the train/validation split (a new split per seed)" in report
@@ -61,6 +62,6 @@ def test_bad_split_seeds_are_refused(sets, fragment):
 
 
 def test_split_seed_of():
-    assert data.split_seed_of("per_seed", 2023) == 2023 and data.split_seed_of(7, 2023) == 7
+    assert loading.split_seed_of("per_seed", 2023) == 2023 and loading.split_seed_of(7, 2023) == 7
     labels = np.repeat(np.arange(10), 20)
-    assert data.make_split(labels, "stratified", 0.8, 1).fingerprint != data.make_split(labels, "stratified", 0.8, 2).fingerprint
+    assert loading.make_split(labels, "stratified", 0.8, 1).fingerprint != loading.make_split(labels, "stratified", 0.8, 2).fingerprint

@@ -132,14 +132,16 @@ def test_batchnorm_sits_between_convolution_and_relu():
 def test_component_trains_with_its_pieces(name):
     """Each component, its pieces (transform, loss, optimizer, schedule) included, trains two epochs
     of tiny data to finite losses."""
-    from harness import config, data, engine, experiment_file
-    from harness.assembly import assemble
-    from harness.datasets import get as dataset
+    from harness.data import loading
+    from harness.data.datasets import get as dataset
+    from harness.running.assembly import assemble
+    from harness.settings import config, experiment_file
+    from harness.training import engine
     from tests.conftest import make_arrays
 
     torch.set_num_threads(1)
-    a = data.check(make_arrays(128, 20), "synthetic")
-    d = data.to_device(a, data.make_split(a.y_train, "stratified", 0.75, 0), torch.device("cpu"))
+    a = loading.check(make_arrays(128, 20), "synthetic")
+    d = loading.to_device(a, loading.make_split(a.y_train, "stratified", 0.75, 0), torch.device("cpu"))
     cfg = experiment_file.load_experiment(None, ["train.epochs=2", "train.batch_size=32"], variants=(name,))
     spec = config.resolve(cfg, cfg.variants[0], 1)
     build, pieces = assemble(spec, dataset("cifar10"))

@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import report, stats
-from harness.datasets import CIFAR10_CLASSES
-from harness.readback import SeedRun
+from harness.analysis import stats
+from harness.data.datasets import CIFAR10_CLASSES
+from harness.report import markdown
+from harness.tracking.readback import SeedRun
 
 TEST_ACC = {"baseline": [60.0, 61.0, 59.5], "batchnorm": [64.0, 65.5, 63.0]}  # of 1,000 test images, 100 per class
 
@@ -49,7 +50,7 @@ def fake_runs(device: str = "cpu (x86_64)") -> list[SeedRun]:
 
 @pytest.fixture
 def text(tmp_path):
-    return report.write(fake_runs(), "fake", tmp_path).read_text(), tmp_path
+    return markdown.write(fake_runs(), "fake", tmp_path).read_text(), tmp_path
 
 
 def test_statistics_agree_with_the_runs(text):
@@ -88,20 +89,20 @@ def test_per_class_table(text):
 
 def test_single_seed_says_no_test_is_possible(tmp_path):
     runs = [r for r in fake_runs() if r.seed == 2021]
-    md = report.write(runs, "fake", tmp_path).read_text()
+    md = markdown.write(runs, "fake", tmp_path).read_text()
     assert "**inconclusive**, decided by the sign-flip permutation test (t-test undefined: fewer than 2 pairs)" in md
 
 
 def test_mixed_devices_are_warned_about(tmp_path):
     runs = fake_runs()
     runs[0].tags["harness.env.device"] = "NVIDIA H100"
-    md = report.write(runs, "fake", tmp_path).read_text()
+    md = markdown.write(runs, "fake", tmp_path).read_text()
     assert "**Warning:** the runs compared here differ in device" in md
 
 
 def test_report_is_deterministic(tmp_path):
-    a = report.write(fake_runs(), "fake", tmp_path / "a")
-    b = report.write(fake_runs(), "fake", tmp_path / "b")
+    a = markdown.write(fake_runs(), "fake", tmp_path / "a")
+    b = markdown.write(fake_runs(), "fake", tmp_path / "b")
     for name in ("report.md", "learning_curves.png", "confusion_matrices.png"):
         assert (a.parent / name).read_bytes() == (b.parent / name).read_bytes()
 
@@ -128,7 +129,7 @@ def _row(md: str, table_start: str, variant: str) -> list[str]:
 def test_defect1_the_headline_delta_is_paired_with_its_pair_count(tmp_path):
     base = {1: 6000, 2: 6100, 3: 6600, 4: 6050, 5: 6150}
     variant = {1: 6080, 2: 6170, 4: 6120, 5: 6230}  # seed 3 failed
-    md = report.write(runs_from({"baseline": base, "v": variant}), "fake", tmp_path).read_text()
+    md = markdown.write(runs_from({"baseline": base, "v": variant}), "fake", tmp_path).read_text()
     assert _row(md, "## Comparison", "v")[-1] == "+0.75 (4)"  # not -0.30, the difference of means over other seed sets
     stats_row = _row(md, "### Against the baseline", "v")
     assert stats_row[1:4] == ["4", "+0.75", "[0.66, 0.84]"] and stats_row[-1] == "**better**"
@@ -137,7 +138,7 @@ def test_defect1_the_headline_delta_is_paired_with_its_pair_count(tmp_path):
 def test_defect2_mixed_selection_rules_are_not_compared(tmp_path):
     counts = {"baseline": {s: 6000 + s for s in range(4)}, "batchnorm": {s: 6300 + s for s in range(4)},
               "dropout": {s: 6100 + 3 * s for s in range(4)}}
-    md = report.write(runs_from(counts, params={"batchnorm": {"train.select": "last"}}), "fake", tmp_path).read_text()
+    md = markdown.write(runs_from(counts, params={"batchnorm": {"train.select": "last"}}), "fake", tmp_path).read_text()
     assert "- `batchnorm`: **not comparable**: train.select is last here but val_acc for the baseline." in md
     assert _row(md, "## Comparison", "batchnorm")[-1] == "not comparable"
     assert "`train.select`, which differs between variants: `baseline` val_acc, `batchnorm` last, `dropout` val_acc" in md
@@ -146,7 +147,7 @@ def test_defect2_mixed_selection_rules_are_not_compared(tmp_path):
 
 def test_defect4_equal_counts_are_decided_by_the_exact_test(tmp_path):
     base = dict(enumerate((5000, 5002, 5000, 5002, 6398, 6404)))
-    md = report.write(runs_from({"baseline": base, "v": {s: k + 3 for s, k in base.items()}}), "fake", tmp_path).read_text()
+    md = markdown.write(runs_from({"baseline": base, "v": {s: k + 3 for s, k in base.items()}}), "fake", tmp_path).read_text()
     row = _row(md, "### Against the baseline", "v")
     assert row[1:3] == ["6", "+0.03"] and row[5] == "– (–)" and row[6] == "0.031 (0.031) [0.031]" and row[10] == "–"
     assert "**better**, decided by the sign-flip permutation test (t-test undefined: no spread between seeds)" in md
@@ -154,7 +155,7 @@ def test_defect4_equal_counts_are_decided_by_the_exact_test(tmp_path):
 
 def test_defect5_the_captions_do_not_read_inconclusive_as_no_effect(tmp_path):
     same = {s: 6000 + 10 * s for s in range(4)}
-    md = report.write(runs_from({"baseline": same, "v": dict(same)}), "fake", tmp_path).read_text()
+    md = markdown.write(runs_from({"baseline": same, "v": dict(same)}), "fake", tmp_path).read_text()
     assert "**inconclusive**" in md and "no detectable difference" not in md and "detectable ±" not in md
     assert "An interval that crosses zero is inconclusive, not evidence that there is no difference" in md
     assert "crosses zero is no evidence of a difference" not in md
@@ -168,9 +169,9 @@ def test_the_bootstrap_and_probability_of_improvement_come_from_per_image_predic
         k = int(np.trace(r.confusion))
         selected = np.where(np.arange(1000) < k, labels, (labels + 1) % 10)
         r.predictions = {"labels": labels, "selected": selected, "last": selected}
-    md = report.write(runs, "fake", tmp_path).read_text()
+    md = markdown.write(runs, "fake", tmp_path).read_text()
     row = _row(md, "### Against the baseline", "v")
-    from harness import resampling
+    from harness.analysis import resampling
 
     b = resampling.two_level([(10 + s, 0, 1000) for s in range(3)])
     assert row[8] == f"[{b.low:.2f}, {b.high:.2f}]" and row[9] == f"1.00 [{b.p_improve_low:.2f}, {b.p_improve_high:.2f}]"
@@ -179,14 +180,15 @@ def test_the_bootstrap_and_probability_of_improvement_come_from_per_image_predic
 def test_per_class_results_say_when_they_sum_fewer_seeds(tmp_path):
     runs = fake_runs()
     runs[1].confusion, runs[1].classes = None, ()  # baseline seed 2022: its artifact is gone
-    md = report.write(runs, "fake", tmp_path).read_text()
+    md = markdown.write(runs, "fake", tmp_path).read_text()
     assert "summed over fewer seeds: `baseline` from 2 of its 3 finished seeds." in md
-    assert "summed over fewer seeds" not in report.write(fake_runs(), "fake", tmp_path / "all").read_text()
+    assert "summed over fewer seeds" not in markdown.write(fake_runs(), "fake", tmp_path / "all").read_text()
 
 
 def test_every_file_the_report_writes_goes_through_the_atomic_writer(tmp_path, monkeypatch):
     """Issue 14, item 3: a kill mid-report leaves the previous file or the new one, never a 0-byte figure."""
-    from harness import files, plots
+    from harness.base import files
+    from harness.report import plots
 
     written = []
     real = files.atomic_write
@@ -196,6 +198,6 @@ def test_every_file_the_report_writes_goes_through_the_atomic_writer(tmp_path, m
         return real(path, payload, fault_point)
 
     monkeypatch.setattr(plots, "atomic_write", recording)
-    monkeypatch.setattr(report, "atomic_write", recording)
-    report.write(fake_runs(), "fake", tmp_path)
+    monkeypatch.setattr(markdown, "atomic_write", recording)
+    markdown.write(fake_runs(), "fake", tmp_path)
     assert sorted(written) == sorted(p.name for p in tmp_path.iterdir())

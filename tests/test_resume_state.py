@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness import data, engine
+from harness.data import loading
+from harness.training import engine
 from tests.conftest import make_arrays, snapshot_keeper
 from variants.lenet import LeNet
 
@@ -29,9 +30,9 @@ class Noisy(nn.Module):
 
 @pytest.fixture(scope="module")
 def tensors():
-    a = data.check(make_arrays(256, 40), "synthetic")
-    split = data.make_split(a.y_train, "stratified", 0.75, 0)
-    return data.to_device(a, split, torch.device("cpu"))
+    a = loading.check(make_arrays(256, 40), "synthetic")
+    split = loading.make_split(a.y_train, "stratified", 0.75, 0)
+    return loading.to_device(a, split, torch.device("cpu"))
 
 
 CFG = (engine.TrainSettings(epochs=3, batch_size=32, shuffle=True), engine.Runtime())
@@ -84,7 +85,7 @@ def test_resume_is_bit_identical_in_bf16_and_both_layouts(tensors):
 
 def test_a_checkpoint_file_resumes_bit_identically_and_loads_weights_only(tensors, reference, tmp_path):
     """Through the file: every piece survives `torch.load(weights_only=True)` (issue 14, item 15)."""
-    from harness import checkpoint
+    from harness.training import checkpoint
 
     _, _, snap = run(tensors, keep_at=1)
     checkpoint.save(tmp_path / "run.pt", snap)
@@ -104,7 +105,7 @@ class _Payload:
 
 
 def test_a_checkpoint_carrying_code_is_refused(tmp_path):
-    from harness import checkpoint
+    from harness.training import checkpoint
 
     marker = tmp_path / "code-ran"
     torch.save({"epoch": 1, "payload": _Payload(marker)}, tmp_path / "evil.pt")

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from harness import runner as runner_mod
+from harness.running import runner as runner_mod
 from tests import faultkit
 from tests.conftest import fresh_store, harness, write_npz
 
@@ -95,9 +95,13 @@ def test_a_killed_design_resumes_where_it_was(tmp_path, data, reference, fault, 
 
 def test_a_variant_failing_on_one_seed_goes_on_with_the_pairs_it_has(tmp_path, monkeypatch):
     """batchnorm's run of seed 2022 raises: it is recorded FAILED, its look at round 1 has 2 pairs, and the rounds go on."""
-    from harness import data as data_mod
-    from harness import datasets, experiment_file, preflight, readback, report
-    from harness.console import Console
+    from harness.data import datasets
+    from harness.data import loading as data_mod
+    from harness.report import sequential_section
+    from harness.running import preflight
+    from harness.running.console import Console
+    from harness.settings import experiment_file
+    from harness.tracking import experiment_tags, readback
 
     folder = write_npz(tmp_path / "data", **{})
     fresh_store(tmp_path)
@@ -122,7 +126,7 @@ def test_a_variant_failing_on_one_seed_goes_on_with_the_pairs_it_has(tmp_path, m
     rounds = [line for line in out.getvalue().splitlines() if line.startswith("round ")]
     assert rounds and rounds[0].startswith("round 1 (seeds 2021–2023): ")
     assert len(rounds) == 2 or "batchnorm better" in rounds[0] or "batchnorm worse" in rounds[0] or "equivalent" in rounds[0]
-    tags = {"harness.sequential": report.report_sequential.tag(cfg)}
-    replayed = report.report_sequential.replay(tags, readback.read_runs(uri, cfg.name), cfg.analysis)
+    tags = {"harness.sequential": experiment_tags.sequential_tag(cfg)}
+    replayed = sequential_section.replay(tags, readback.read_runs(uri, cfg.name), cfg.analysis)
     looks = replayed[1].tracks["batchnorm"].looks
     assert looks[0].n == 2 and replayed[1].next == []

@@ -1,4 +1,4 @@
-"""Seeds on demand (harness/sequential.py): the error rates of the stopping rule by simulation,
+"""Seeds on demand (harness/analysis/sequential.py): the error rates of the stopping rule by simulation,
 the rounds it asks for, and how decided, failed and budget-limited variants come out."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from harness import sequential as sq
-from harness import stats
-from harness.sequential import Sequential
+from harness.analysis import sequential as sq
+from harness.analysis import stats
+from harness.analysis.sequential import Sequential
 
 ALPHA = 0.05
 

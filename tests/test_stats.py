@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness import resampling, stats
+from harness.analysis import resampling, stats
 
 
 def test_summary_hand_worked():

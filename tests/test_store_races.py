@@ -13,12 +13,13 @@ WRITERS, ROUNDS = 6, 8
 
 
 def _write(uri: str, experiments: list[str], value: str, barrier) -> None:
-    from harness import tracking
+    from harness.tracking import store
+    from harness.tracking.names import REPORT_PARENTS_TAG
 
     for name in experiments:
         barrier.wait(timeout=120)  # all writers at once, for each experiment
         try:
-            tracking.set_experiment_tags(uri, name, {tracking.REPORT_PARENTS_TAG: value})
+            store.set_experiment_tags(uri, name, {REPORT_PARENTS_TAG: value})
         except Exception:
             barrier.abort()  # the others stop waiting for this writer
             raise

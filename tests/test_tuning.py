@@ -3,15 +3,18 @@ workers on one study, MLflow nesting, and the way back with `run --tuned`."""
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import typing
 
 import optuna
 import pytest
+import tomllib
 from mlflow import MlflowClient
 
-from harness import config, data, datasets, experiment_file, preflight, search, tuning
-from harness.errors import UsageError
+from harness.base.errors import UsageError
+from harness.data import datasets, loading
+from harness.running import preflight
+from harness.settings import config, experiment_file, search
+from harness.tuning import tuner
 from tests.conftest import fresh_store, harness
 
 
@@ -55,37 +58,37 @@ def _prepared(tmp_path, data_dir, epochs=3):
                              f"train.epochs={epochs}", "train.batch_size=32", "train.threads=1"])
     fresh_store(tmp_path)
     uri, device = preflight.check(cfg)
-    source = data.read_source(datasets.get("cifar10"), data_dir)
-    return Prepared(cfg, uri, data.load_split(source, cfg.data.split, cfg.data.train_ratio, cfg.data.split_seed, device, with_test=False))
+    source = loading.read_source(datasets.get("cifar10"), data_dir)
+    return Prepared(cfg, uri, loading.load_split(source, cfg.data.split, cfg.data.train_ratio, cfg.data.split_seed, device, with_test=False))
 
 
 class Prepared(typing.NamedTuple):
     cfg: config.ExperimentConfig
     uri: str
-    data: data.Loaded
+    data: loading.Loaded
 
 
 def _request(tmp_path, trials, pruner="median"):
-    return tuning.TuneRequest("dropout", trials, (2021,), None, 1, "s", str(tmp_path / "optuna.journal"), pruner)
+    return tuner.TuneRequest("dropout", trials, (2021,), None, 1, "s", str(tmp_path / "optuna.journal"), pruner)
 
 
 def test_pruning_a_nan_trial_and_mlflow_nesting(tmp_path, data_dir):
-    from harness import tracking
+    from harness.tracking import store
 
     p = _prepared(tmp_path, data_dir, epochs=4)
     assert p.data.tensors.x_test.numel() == 0  # the test set is not on the device while tuning
     req = _request(tmp_path, 6)
-    study = tuning.load_study(req)
+    study = tuner.load_study(req)
     for _ in range(3):
         study.enqueue_trial({"p": 0.0, "lr": 5e-3})
     study.enqueue_trial({"p": 0.7, "lr": 1.0001e-4})  # learns nothing in 4 epochs: must be pruned
     study.enqueue_trial({"p": 0.0, "lr": 5e-3})
-    tracker = tracking.Tracker(p.uri, p.cfg.name, p.cfg.checkpoint_folder)
-    parent = tuning.study_parent(tracker, req)
-    tuning.optimize(p.cfg, p.data, req, study, 5, parent, tracker, print)
+    tracker = store.Tracker(p.uri, p.cfg.name, p.cfg.checkpoint_folder)
+    parent = tuner.study_parent(tracker, req)
+    tuner.optimize(p.cfg, p.data, req, study, 5, parent, tracker, print)
     # a diverging trial: a search space whose learning rates make the loss non-finite at once
     nan_cfg = dataclasses.replace(p.cfg, search={"dropout": {"lr": {"low": 1e29, "high": 1e30, "log": True}}})
-    tuning.optimize(nan_cfg, p.data, req, study, 1, parent, tracker, print)
+    tuner.optimize(nan_cfg, p.data, req, study, 1, parent, tracker, print)
     states = [t.state for t in study.trials]
     assert states[:3] == [optuna.trial.TrialState.COMPLETE] * 3
     assert states[3] == optuna.trial.TrialState.PRUNED
@@ -113,7 +116,7 @@ def test_cli_tune_resume_workers_and_tuned_run(tmp_path, data_dir):
     second = harness("tune", *common, "--trials", "7", "--workers", "2", cwd=tmp_path, data=data_dir)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "3 trial(s) so far, 4 to run with 2 worker(s)" in second.stdout
-    study = optuna.load_study(study_name="default-dropout", storage=tuning.open_storage(str(tmp_path / "optuna" / "default.journal")))
+    study = optuna.load_study(study_name="default-dropout", storage=tuner.open_storage(str(tmp_path / "optuna" / "default.journal")))
     assert sorted(t.number for t in study.trials) == list(range(7))  # none lost, none twice
     assert all(t.state.is_finished() for t in study.trials)
 
@@ -158,19 +161,19 @@ def test_trials_of_a_dead_process_are_failed_on_the_next_start(tmp_path):
     import socket
 
     req = _request(tmp_path, 5)
-    study = tuning.load_study(req)
+    study = tuner.load_study(req)
     live = study.ask()
-    live.set_user_attr("harness.worker", tuning.OWNER)
+    live.set_user_attr("harness.worker", tuner.OWNER)
     dead = study.ask()
     dead.set_user_attr("harness.worker", f"{socket.gethostname()}:{2**22 + 12345}")  # no such process
-    from harness import tracking
+    from harness.tracking import store
 
     fresh_store(tmp_path)
-    tracker = tracking.Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "default", tmp_path / "checkpoints")
-    parent = tuning.study_parent(tracker, req)
+    tracker = store.Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "default", tmp_path / "checkpoints")
+    parent = tuner.study_parent(tracker, req)
     runs = {t.number: tracker.child_run(parent, "trial", f"dropout-trial{t.number}", {"harness.trial": str(t.number)}, {}) for t in (live, dead)}
-    assert tuning.fail_stale_trials(study) == [dead.number]
-    tuning.fail_stale_trial_runs(tracker, parent, [dead.number])
+    assert tuner.fail_stale_trials(study) == [dead.number]
+    tuner.fail_stale_trial_runs(tracker, parent, [dead.number])
     states = {t.number: t.state for t in study.get_trials()}
     assert states[dead.number] == optuna.trial.TrialState.FAIL
     assert states[live.number] == optuna.trial.TrialState.RUNNING
@@ -227,7 +230,7 @@ def test_sigterm_to_tune_stops_its_workers_and_marks_their_trials(tmp_path, data
     assert trials and all(r.info.status != "RUNNING" for r in trials)
     (parent,) = client.search_runs([exp.experiment_id], "tags.`harness.role` = 'study'")
     assert parent.info.status == "KILLED"
-    study = optuna.load_study(study_name="default-dropout", storage=tuning.open_storage(str(tmp_path / "optuna" / "default.journal")))
+    study = optuna.load_study(study_name="default-dropout", storage=tuner.open_storage(str(tmp_path / "optuna" / "default.journal")))
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
     workers = subprocess.run(["pgrep", "-f", f"parent-run {parent.info.run_id}"], capture_output=True, text=True)
     assert workers.stdout.strip() == ""  # no worker outlives the command
@@ -249,5 +252,5 @@ def test_two_concurrent_tunes_of_one_study_stop_at_its_total(tmp_path, data_dir)
     procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
-    study = optuna.load_study(study_name="default-dropout", storage=tuning.open_storage(str(tmp_path / "optuna" / "default.journal")))
+    study = optuna.load_study(study_name="default-dropout", storage=tuner.open_storage(str(tmp_path / "optuna" / "default.journal")))
     assert len(study.trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from harness.errors import UsageError
+from harness.base.errors import UsageError
 from variants.lenet import LeNet
 
 

@@ -1,0 +1,116 @@
+"""Each variant against the baseline, as the report and the MLflow parents state it.
+
+Test accuracy is taken as counts of correctly classified test images (the trace of the run's
+confusion matrix over its sum), so a paired difference is an integer difference scaled once, and
+equal counts give equal differences. A variant is compared only when it shares the baseline's
+settings that decide what `test_acc` means (SHARED: epochs, the selection rule, the data and the
+split) and, seed by seed, the same split; otherwise it is "not comparable", with the reason, and
+stays out of the Holm family. Every comparable variant is in the family, testable or not.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.analysis import resampling, stats
+from harness.tracking.readback import SHARED, SeedRun
+
+NOT_COMPARABLE = "not comparable"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    variant: str
+    test: stats.Paired | None  # None when not comparable
+    boot: resampling.Bootstrap = resampling.NONE
+    seeds_needed: int = 0  # for 80% power against ±margin at Holm's first level (α/m); 0 when unknown
+    reason: str = ""  # why it is not comparable
+
+    @property
+    def verdict(self) -> str:
+        return NOT_COMPARABLE if self.test is None else self.test.verdict
+
+
+def counts(runs: list[SeedRun]) -> dict[str, dict[int, tuple[int, int]]]:
+    """(correct, images) on the test set by variant and seed, from each finished run's confusion matrix."""
+    out: dict[str, dict[int, tuple[int, int]]] = {}
+    for r in runs:
+        if r.status == "FINISHED" and isinstance(r.confusion, np.ndarray):
+            out.setdefault(r.variant, {})[r.seed] = (int(np.trace(r.confusion)), int(r.confusion.sum()))
+    return out
+
+
+def accuracy(by_count: dict[str, dict[int, tuple[int, int]]]) -> dict[str, dict[int, float]]:
+    return {v: {s: 100.0 * k / n for s, (k, n) in seeds.items()} for v, seeds in by_count.items()}
+
+
+def setting(runs: list[SeedRun], key: str) -> str:
+    """One shared setting of a variant's finished runs ('a, b' when they differ)."""
+    return ", ".join(sorted({r.params.get(key, "?") for r in runs if r.status == "FINISHED"}))
+
+
+def why_not_comparable(base: list[SeedRun], other: list[SeedRun]) -> str:
+    """Empty when `other` shares the baseline's settings and splits; else the reason."""
+    for key in SHARED:
+        a, b = setting(base, key), setting(other, key)
+        if a != b:
+            return f"{key} is {b} here but {a} for the baseline"
+    splits = {r.seed: r.tags.get("harness.split_fingerprint") for r in base if r.status == "FINISHED"}
+    data = {r.tags.get("harness.dataset") for r in base + other if r.status == "FINISHED"}
+    if len(data) > 1:
+        return f"trained on different data ({', '.join(sorted(map(str, data)))})"
+    for r in other:
+        if r.status == "FINISHED" and r.seed in splits and r.tags.get("harness.split_fingerprint") != splits[r.seed]:
+            return f"seed {r.seed} used another split than the baseline's seed {r.seed}"
+    return ""
+
+
+def compare(runs: list[SeedRun], baseline: str, order: list[str], analysis: stats.Analysis) -> dict[str, Comparison]:
+    """Every variant but the baseline, in `order`: its paired test, bootstrap and verdict."""
+    done = [r for r in runs if r.status == "FINISHED"]
+    by_variant = {v: [r for r in done if r.variant == v] for v in order}
+    by_count = counts(done)
+    base_counts = by_count.get(baseline, {})
+    reasons = {v: why_not_comparable(by_variant[baseline], by_variant[v]) for v in order if v != baseline}
+    raw = {v: stats.differences(stats.count_differences(base_counts, by_count.get(v, {})), analysis) for v, why in reasons.items() if not why}
+    tested = stats.family(raw, analysis) if raw else {}
+    level = analysis.alpha / max(1, len(tested))
+    out = {}
+    for v, why in reasons.items():
+        if why:
+            out[v] = Comparison(v, None, reason=why)
+            continue
+        t = tested[v]
+        needed = stats.seeds_needed(t.sd, analysis.margin, level, exact=analysis.test == "permutation") if t.n >= 2 else 0
+        out[v] = Comparison(v, t, bootstrap(by_variant[baseline], by_variant[v], analysis.alpha), needed)
+    return out
+
+
+def bootstrap(base: list[SeedRun], other: list[SeedRun], alpha: float) -> resampling.Bootstrap:
+    """The two-level bootstrap over the seeds where both runs stored per-image predictions."""
+    right = {r.seed: r.predictions["selected"] == r.predictions["labels"] for r in base if r.predictions is not None}
+    pairs = [resampling.disagreements(right[r.seed], r.predictions["selected"] == r.predictions["labels"])
+             for r in sorted(other, key=lambda r: r.seed) if r.predictions is not None and r.seed in right]
+    return resampling.two_level(pairs, alpha)
+
+
+def parent_metrics(c: Comparison) -> dict[str, float]:
+    """What a variant's parent run carries of its comparison (MLflow metrics, points)."""
+    if c.test is None:
+        return {}
+    t = c.test
+    return {"paired_delta_test_acc": t.diff_mean, "paired_delta_ci_low": t.ci_low, "paired_delta_ci_high": t.ci_high,
+            "paired_delta_sim_low": t.sim_low, "paired_delta_sim_high": t.sim_high, "paired_n": float(t.n),
+            "paired_p_holm": t.p_holm, "paired_tost_p_holm": t.tost_holm,
+            "bootstrap_ci_low": c.boot.low, "bootstrap_ci_high": c.boot.high, "p_improvement": c.boot.p_improve}
+
+
+def sources_of_variation(runs: list[SeedRun]) -> str:
+    """Which sources of randomness the seeds vary, hence what the intervals cover."""
+    per_seed = any(r.params.get("data.split_seed") == "per_seed" for r in runs)
+    varied = "initial weights, the batch order and the train/validation split (a new split per seed)" if per_seed else "initial weights and the batch order"
+    fixed = "the test set" if per_seed else "the train/validation split (`data.split_seed`) and the test set"
+    return (f"The seeds vary the {varied}; {fixed} stay fixed, so the seed-level intervals cover only that variation. "
+            "The bootstrap over seeds × test images also counts the noise of a finite test set.")
+

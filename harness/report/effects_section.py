@@ -1,0 +1,77 @@
+"""The report's "Effects" section for a factorial or leave-one-out design: the effects table, a
+forest plot of the effects with their intervals and, for a factorial design, an interaction plot
+of the largest interaction. The numbers are harness/analysis/effects.py's."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from harness.analysis import effects, stats
+from harness.report import plots
+from harness.report.stats_section import fmt, signed
+from harness.report.stats_section import p as p_fmt
+from harness.settings.designs import Design
+
+FIGURES = ("effects_forest.png", "effects_interaction.png")
+VERDICT = {"better": "raises accuracy", "worse": "lowers accuracy", "equivalent": "no effect beyond the margin"}
+
+
+def section(design: Design, counts: dict[str, dict[int, tuple[int, int]]], folder: Path, analysis: stats.Analysis = stats.Analysis()) -> list[str]:
+    """Markdown lines of the section (none for a list design); writes its figures into `folder`."""
+    if design.kind == "list":
+        return []
+    found = effects.analyse(design, counts, analysis)
+    test_acc = {v: {s: 100.0 * k / n for s, (k, n) in seeds.items()} for v, seeds in counts.items()}
+    lines = ["## Effects", ""]
+    if design.kind == "factorial":
+        lines.append(f"A 2^{len(design.factors)} factorial design over {', '.join(f'`{x}`' for x in design.factors)}. "
+                     "Main effect of a factor: mean test accuracy of the cells with it minus the cells without it; interaction A × B: "
+                     "half the difference between A's effect with B and A's effect without B. Each is a contrast of the cells' "
+                     "test accuracies computed per seed (a seed gives every cell the same split, initial weights and batch order) over "
+                     "the seeds on which every cell finished.")
+    else:
+        lines.append(f"A leave-one-out design around the full model `{'+'.join(sorted(design.factors))}`. Contribution of a "
+                     "component: the full model's test accuracy minus that of the full model without it, per seed; "
+                     "\"full − baseline\" is the whole model's gain.")
+    lines += ["", "Mean over seeds in points (from counts of correct test images), 95% t interval, two-sided t-test and "
+              "sign-flip permutation test of the per-seed contrasts, Holm-corrected across the "
+              f"{len(found)} effects below; TOST against ±{fmt(analysis.margin)} points for \"no effect beyond the margin\". "
+              f"The `{analysis.test}` test decides (`[analysis] test`); \"inconclusive\" means these seeds cannot tell.", "",
+              "| effect | kind | seeds | mean (points) | 95% CI | t-test p | permutation p | Holm p | TOST Holm p | verdict |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for e in found:
+        t = e.test
+        ci = f"[{fmt(t.ci_low)}, {fmt(t.ci_high)}]" if math.isfinite(t.ci_low) else "–"
+        lines.append(f"| {e.name} | {e.kind} | {t.n} | {signed(t.diff_mean)} | {ci} | {p_fmt(t.t_p)} | {p_fmt(t.perm_p)} | "
+                     f"{p_fmt(t.p_holm)} | {p_fmt(t.tost_holm)} | {VERDICT.get(t.verdict, t.verdict)} |")
+    lines.append("")
+    rows = pd.DataFrame([{"label": e.name, "diff": e.test.diff_mean, "ci_low": e.test.ci_low, "ci_high": e.test.ci_high}
+                         for e in found if e.test.n >= 1])
+    if len(rows):
+        plots.forest(rows, "effect on test accuracy (points, 95% CI, paired by seed)", folder / FIGURES[0])
+        lines += [f"![effects]({FIGURES[0]})", "", "*Each effect with its 95% confidence interval: an interval that excludes "
+                  "zero is an effect the seeds resolve before correction (the Holm p in the table decides); one that crosses zero "
+                  "is inconclusive, not evidence of no effect.*", ""]
+    pairs = [e for e in found if e.kind == "interaction" and math.isfinite(e.test.diff_mean)]
+    if pairs:
+        top = max(pairs, key=lambda e: abs(e.test.diff_mean))
+        a, b = top.name.split(" × ")
+        plots.interaction(effects.interaction_means(design, test_acc, a, b), a, b, folder / FIGURES[1])
+        lines += [f"![interaction]({FIGURES[1]})", "", f"*The largest interaction, {top.name}: mean test accuracy without and "
+                  f"with `{a}`, for the cells without and with `{b}` (averaged over the other factors and the seeds). Parallel lines "
+                  "would mean no interaction.*", ""]
+    return lines
+
+
+def metrics(design: Design, counts: dict[str, dict[int, tuple[int, int]]], analysis: stats.Analysis = stats.Analysis()) -> dict[str, float]:
+    """The effects as MLflow metrics: effect.NAME (mean), .ci_low, .ci_high, .p_holm, .seeds."""
+    out = {}
+    for e in effects.analyse(design, counts, analysis):
+        key = "effect." + e.name.replace(" × ", "_x_").replace(" − ", "_minus_")
+        t = e.test
+        out.update({key: t.diff_mean, f"{key}.ci_low": t.ci_low, f"{key}.ci_high": t.ci_high, f"{key}.p_holm": t.p_holm,
+                    f"{key}.seeds": float(t.n)})
+    return out
+

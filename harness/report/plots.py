@@ -1,0 +1,174 @@
+"""Every figure the harness draws (seaborn on matplotlib's Agg backend), each written to a PNG.
+
+Figures are deterministic: the same data gives the same file, so a rebuilt report is identical.
+"""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from harness.analysis import stats  # noqa: E402
+from harness.base.files import atomic_write  # noqa: E402
+
+
+def _t_band(values: pd.Series) -> tuple[float, float]:
+    s = stats.summarize(list(values))
+    if s.n < 2:
+        return s.mean, s.mean
+    return s.ci_low, s.ci_high
+
+
+def save_figure(fig: plt.Figure, path: Path, dpi: int = 110) -> Path:
+    """Render to memory, then write through the atomic writer: a killed report never leaves an empty PNG."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
+    return atomic_write(path, buffer.getvalue())
+
+
+def run_curves(history: dict[str, list[float]], title: str, path: Path) -> Path:
+    """One run's loss and accuracy per epoch, train dashed and validation solid."""
+    sns.set_theme(style="whitegrid")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    epochs = np.arange(1, len(history["val_acc"]) + 1)
+    for ax, metric, label in ((axes[0], "acc", "accuracy (%)"), (axes[1], "loss", "loss")):
+        ax.plot(epochs, history[f"train_{metric}"], "--", label="train")
+        ax.plot(epochs, history[f"val_{metric}"], "-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def learning_curves(curves: pd.DataFrame, path: Path) -> Path:
+    """Validation accuracy and loss per epoch per variant, mean over seeds with a 95% t band;
+    train curves dashed. `curves` columns: variant, seed, epoch, split, acc, loss."""
+    sns.set_theme(style="whitegrid")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    order = list(dict.fromkeys(curves["variant"]))
+    palette = dict(zip(order, sns.color_palette(n_colors=len(order))))
+    for ax, metric, label in ((axes[0], "acc", "accuracy (%)"), (axes[1], "loss", "loss")):
+        sns.lineplot(
+            data=curves, x="epoch", y=metric, hue="variant", style="split", hue_order=order, palette=palette,
+            style_order=["val", "train"], errorbar=_t_band, ax=ax,
+        )
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].get_legend().remove()
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def test_accuracy(points: pd.DataFrame, path: Path) -> Path:
+    """Test accuracy per variant: a box over seeds with every seed as a dot. Columns: variant, seed, test_acc."""
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * points["variant"].nunique(), 3.8))
+    order = list(dict.fromkeys(points["variant"]))
+    sns.boxplot(data=points, x="variant", y="test_acc", order=order, color="0.9", showfliers=False, ax=ax)
+    sns.stripplot(data=points, x="variant", y="test_acc", order=order, hue="variant", hue_order=order, size=7, jitter=False, legend=False, ax=ax)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_xlabel("")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def baseline_difference(rows: pd.DataFrame, path: Path) -> Path:
+    """Paired difference from the baseline per variant with its 95% CI. Columns: variant, diff, ci_low, ci_high."""
+    return forest(rows.rename(columns={"variant": "label"}), "test accuracy minus baseline (points, paired by seed)", path)
+
+
+def forest(rows: pd.DataFrame, xlabel: str, path: Path) -> Path:
+    """A forest plot: one estimate per row with its 95% CI, against zero. Columns: label, diff, ci_low, ci_high."""
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(6.5, 0.9 + 0.6 * len(rows)))
+    y = np.arange(len(rows))
+    low = rows["diff"] - rows["ci_low"].fillna(rows["diff"])
+    high = rows["ci_high"].fillna(rows["diff"]) - rows["diff"]
+    colors = sns.color_palette(n_colors=len(rows) + 1)[1:]
+    ax.errorbar(rows["diff"], y, xerr=[low, high], fmt="none", ecolor="0.3", capsize=4)
+    ax.scatter(rows["diff"], y, c=colors, s=50, zorder=3)
+    ax.axvline(0, color="0.2", lw=1)
+    ax.set_yticks(y, rows["label"])
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def sequential_intervals(rows: list[dict], margin: float, path: Path) -> Path:
+    """Seeds on demand: each variant's paired difference after each round with its repeated
+    confidence interval. Rows: variant, seeds (pairs), diff, low, high (inf where no error is spent yet)."""
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    names = list(dict.fromkeys(r["variant"] for r in rows))
+    colors = dict(zip(names, sns.color_palette(n_colors=len(names) + 1)[1:]))
+    means = [r["diff"] for r in rows]
+    for i, name in enumerate(names):
+        mine = [r for r in rows if r["variant"] == name]
+        x = np.array([r["seeds"] for r in mine], dtype=float) + 0.12 * (i - (len(names) - 1) / 2)
+        y = np.array([r["diff"] for r in mine])
+        finite = np.array([math.isfinite(r["low"]) and math.isfinite(r["high"]) for r in mine])
+        low = np.where(finite, y - np.array([r["low"] for r in mine]), 0.0)
+        high = np.where(finite, np.array([r["high"] for r in mine]) - y, 0.0)
+        ax.errorbar(x, y, yerr=[low, high], fmt="o-", color=colors[name], capsize=3, label=name)
+    for level, style in ((0.0, "-"), (margin, "--"), (-margin, "--")):
+        ax.axhline(level, color="0.3", lw=1, ls=style)
+    span = max(max(means) - min(means), 2 * margin, 1.0)
+    ax.set_ylim(min(min(means), -margin) - span, max(max(means), margin) + span)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("pairs of seeds so far")
+    ax.set_ylabel("Δ test accuracy (points)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def interaction(means: dict[tuple[bool, bool], float], a: str, b: str, path: Path) -> Path:
+    """Mean test accuracy without and with `a` (x axis), one line without and one with `b`:
+    parallel lines mean no interaction."""
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for has_b, style in ((False, "o--"), (True, "s-")):
+        ax.plot([0, 1], [means[(False, has_b)], means[(True, has_b)]], style, label=f"with {b}" if has_b else f"without {b}")
+    ax.set_xticks([0, 1], [f"without {a}", f"with {a}"])
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend()
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def confusion_matrices(matrices: dict[str, np.ndarray], classes: tuple[str, ...], path: Path) -> Path:
+    """One heatmap per variant: test-set confusion matrix summed over seeds, rows normalised to %."""
+    sns.set_theme(style="white")
+    n = len(matrices)
+    cols = min(n, 2)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 5.4 * rows), squeeze=False)
+    for ax, (variant, cm) in zip(axes.flat, matrices.items()):
+        pct = 100.0 * cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        few = len(classes) <= 20  # beyond that, cell numbers and class names would not be legible
+        sns.heatmap(pct, annot=few, fmt=".0f", cmap="Blues", vmin=0, vmax=100, cbar=not few, square=True,
+                    xticklabels=list(classes) if few else False, yticklabels=list(classes) if few else False,
+                    annot_kws={"size": 7}, ax=ax)
+        ax.set_title(f"{variant} (n={int(cm.sum())} predictions)")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -1,0 +1,91 @@
+"""The report's account of seeds on demand: the rounds as replayed from the store, each variant's
+seeds and the round it was decided in, the interval narrowing round by round, and the verdicts
+the sequential rule gives (they replace the fixed-seed verdicts of the variants it decided)."""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+from harness.analysis import sequential, stats
+from harness.analysis.sequential import Walk
+from harness.report import stats_section
+from harness.report.comparisons import Comparison, counts
+from harness.tracking import experiment_tags
+from harness.tracking.experiment_tags import SeedsOnDemand
+from harness.tracking.readback import SeedRun
+
+FIGURE = "sequential_intervals.png"
+
+
+def replay(tags: dict[str, str], runs: list[SeedRun], analysis: stats.Analysis) -> tuple[SeedsOnDemand, Walk] | None:
+    """The design the last `run` recorded, replayed on the store's runs: (the design, the walk); None for fixed seeds."""
+    s = experiment_tags.sequential_of(tags)
+    if s is None:
+        return None
+    tried = {(r.variant, r.seed) for r in runs if r.status in ("FINISHED", "FAILED")}
+    return s, sequential.decide(counts(runs), tried, s.baseline, list(s.variants), s.seeds, s.plan, analysis)
+
+
+def verdicts(comparisons: dict[str, Comparison], walk: Walk) -> dict[str, Comparison]:
+    """The comparisons with the sequential rule's verdicts for the variants it covers."""
+    out = dict(comparisons)
+    for v, track in walk.tracks.items():
+        c = out.get(v)
+        if c is not None and c.test is not None:
+            verdict = track.verdict if track.verdict in stats.VERDICTS else "inconclusive"
+            why = track.by or f"still open after round {len(walk.rounds)}"
+            out[v] = replace(c, test=replace(c.test, verdict=verdict, decided_by=f"seeds-on-demand rule ({why})"))
+    return out
+
+
+def seeds_of(walk: Walk, variant: str) -> int:
+    return max((len(r.seeds) for r in walk.rounds if variant in r.trained), default=0)
+
+
+def _cell(text: str) -> str:
+    """Text for a markdown table cell (|t| would end the cell)."""
+    return text.replace("|", "\\|")
+
+
+def section(replayed: tuple[SeedsOnDemand, Walk] | None, folder: Path, analysis: stats.Analysis) -> list[str]:
+    if replayed is None:
+        return []
+    from harness.report import plots
+
+    s, walk = replayed
+    plan, baseline = s.plan, s.baseline
+    fixed = (len(s.variants) + 1) * plan.max_seeds
+    used = sequential.runs_used(walk.rounds)
+    state = ("finished" if not walk.next else
+             f"not finished: round {len(walk.rounds) + 1} still needs {', '.join(f'{v} seed {x}' for v, x in walk.next)}")
+    lines = ["## Seeds on demand", "",
+             f"Seeds were added in rounds until each comparison with `{baseline}` was decided: round 1 trained {plan.min_seeds} seeds "
+             f"of every variant, each later round one more seed of the baseline and of every variant still open, up to "
+             f"{plan.max_seeds} seeds. A decided variant stops; one still open after the last round is inconclusive. The design is {state}.", "",
+             f"Rule: {sequential.METHOD}; α = {analysis.alpha} per family, equivalence margin ±{stats_section.fmt(analysis.margin)} points.", "",
+             "| variant | seeds | decided in round | verdict | Δ at the last look (pairs) | repeated 95% CI | decided by |",
+             "|---|---|---|---|---|---|---|"]
+    for v, t in walk.tracks.items():
+        lk = t.looks[-1] if t.looks else None
+        delta = f"{stats_section.signed(lk.mean)} ({lk.n})" if lk else "–"
+        interval = stats_section.ci(lk.low, lk.high) if lk and math.isfinite(lk.low) else "–"
+        lines.append(f"| {v} | {seeds_of(walk, v)} | {t.decided_in or '–'} | **{t.verdict}** | {delta} | {interval} | {_cell(t.by or '–')} |")
+    saved = 100 * (1 - used / fixed) if fixed else 0.0
+    lines += ["", f"{used} runs trained (the baseline included) where a fixed {plan.max_seeds} seeds would train {fixed}: "
+                  f"{saved:.0f}% of the compute saved.", "", "Rounds:", ""]
+    lines += [f"- {sequential.describe(r, walk.tracks)}" for r in walk.rounds] + [""]
+    lines += ["The statistics above treat each variant's seeds as if fixed in advance; after stopping early their p-values and "
+              "intervals are optimistic. The verdicts of the variants listed here come from the sequential rule, whose repeated "
+              "confidence intervals hold at every round at once.", ""]
+    rows = [{"variant": v, "seeds": lk.n, "diff": lk.mean, "low": lk.low, "high": lk.high}
+            for v, t in walk.tracks.items() for lk in t.looks if math.isfinite(lk.mean)]
+    if rows:
+        plots.sequential_intervals(rows, analysis.margin, folder / FIGURE)
+        lines += [f"![interval narrowing]({FIGURE})", "",
+                  f"*Each variant's paired difference from `{baseline}` after each round (points, x: pairs so far) with its repeated "
+                  f"95% confidence interval; the dashed lines are ±{stats_section.fmt(analysis.margin)} (equivalence) and the solid one "
+                  "zero. A variant is decided when its boundary is crossed; early rounds' intervals are wide because little error is "
+                  "spent there.*", ""]
+    lines += ["References:", ""] + [f"- {ref}" for ref in sequential.REFERENCES] + [""]
+    return lines

@@ -1,0 +1,64 @@
+"""Everything checked before any run or file is created: the store's address, the device, the
+folders a run writes, and settings that are valid values but not on this machine."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from harness.base.errors import UsageError
+from harness.running import claims
+from harness.settings.config import ExperimentConfig
+from harness.tracking import provenance
+from harness.training import engine
+
+
+def check(cfg: ExperimentConfig) -> tuple[str, torch.device]:
+    """The tracking URI and the device, after every check; applies the thread count and the
+    determinism flags (before the first run records how deterministic it is)."""
+    from harness.tracking import store
+
+    uri = store.resolve_uri(cfg.paths.tracking_uri)
+    device = provenance.resolve_device(cfg.runtime.device)
+    check_writable(cfg.reports_folder, "reports_dir")
+    check_writable(cfg.checkpoint_folder, "checkpoint_dir")
+    claims.check_file(cfg.checkpoint_folder / claims.FILENAME)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cfg.runtime.threads > cores:
+        raise UsageError(f"train.threads: {cfg.runtime.threads} is more than the {cores} core(s) this process may use; "
+                         f"use at most {cores} (0: torch's default)")
+    if cfg.runtime.threads:
+        torch.set_num_threads(cfg.runtime.threads)
+    check_runtime(cfg.train, cfg.runtime, device)
+    engine.set_determinism(cfg.runtime.determinism)
+    return uri, device
+
+
+def check_writable(folder: Path, field: str) -> None:
+    """The nearest existing ancestor of `folder` must be a writable directory."""
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not _writable(probe):
+        raise UsageError(f"{field}: cannot create or write {str(folder)!r} ({str(probe)!r} is not a writable directory)")
+
+
+def _writable(path: Path) -> bool:
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            return True
+    except OSError:
+        return False
+
+
+def check_runtime(settings: engine.TrainSettings, runtime: engine.Runtime, device: torch.device) -> None:
+    """Values that are valid in themselves but not on this device or machine."""
+    if runtime.compile == "reduce-overhead" and device.type != "cuda":
+        raise UsageError(f"train.compile: 'reduce-overhead' captures CUDA graphs and needs a CUDA device, not {device}; use off or default")
+    if runtime.compile != "off" and device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")):
+        raise UsageError(f"train.compile: {runtime.compile!r} on the CPU needs a C++ compiler (g++ or $CXX) and none was found; use off")
+    if settings.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UsageError(f"train.precision: bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp32")

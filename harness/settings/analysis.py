@@ -1,0 +1,29 @@
+"""How verdicts are decided, as an experiment states it: `[analysis]` (margin, deciding test, α)
+and seeds on demand (`seeds = "auto"` with `min_seeds`, `max_seeds`). harness/analysis computes
+with these; they live here so the configuration can hold them without importing the statistics."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ALPHA = 0.05
+TESTS = ("t", "permutation")
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """`[analysis]` in an experiment file: how comparisons are decided."""
+
+    margin: float = 0.5  # points: differences within ±margin count as equivalent (TOST)
+    test: str = "t"  # which test decides the verdicts: t | permutation
+    alpha: float = ALPHA
+
+
+@dataclass(frozen=True)
+class Sequential:
+    """`seeds = "auto"` with `min_seeds` and `max_seeds` in an experiment file (`--seeds auto --max-seeds N`)."""
+
+    min_seeds: int = 3
+    max_seeds: int = 20
+
+    def rounds(self) -> int:
+        return self.max_seeds - self.min_seeds + 1

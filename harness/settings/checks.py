@@ -1,0 +1,133 @@
+"""The check of every setting a user can write (`CHECKS`: what is allowed, said in errors, and the
+test of a value), and typed settings built from tables of checked values."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from typing import Any, Callable
+
+from harness.base.errors import UsageError
+from harness.data import datasets
+from harness.training.engine import Runtime, TrainSettings
+
+
+def _is_cuda_index(v: str) -> bool:
+    return v.startswith("cuda:") and v[5:].isdigit()
+
+
+NAME_RULE = "1 to 100 letters, digits, '-', '_' or '.', not only dots (it names folders and files)"
+
+
+def _is_name(v: str) -> bool:
+    return 0 < len(v) <= 100 and v.strip(".") != "" and all((c.isascii() and c.isalnum()) or c in "-_." for c in v)
+
+
+# Every setting a user can write: what is allowed (said in errors) and the check of its value.
+CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "name": (NAME_RULE, _is_name),
+    "baseline": ("the name of a registered variant", bool),
+    "train.epochs": ("an integer from 1 to 100000", lambda v: 1 <= v <= 100_000),
+    "train.batch_size": ("an integer from 1 to 65536", lambda v: 1 <= v <= 65_536),
+    "train.eval_batch_size": ("an integer from 1 to 65536", lambda v: 1 <= v <= 65_536),
+    "train.lr": ("a finite number > 0", lambda v: v > 0),
+    "train.weight_decay": ("a finite number >= 0", lambda v: v >= 0),
+    "train.shuffle": ("true (seeded reshuffle each epoch) or false (the tutorial's fixed order)", lambda v: True),
+    "train.select": ("one of val_acc, val_loss, last", lambda v: v in ("val_acc", "val_loss", "last")),
+    "train.precision": ("one of fp32 (the tutorial's), bf16 (autocast)", lambda v: v in ("fp32", "bf16")),
+    "train.device": ("one of auto, cpu, cuda, cuda:N", lambda v: v in ("auto", "cpu", "cuda") or _is_cuda_index(v)),
+    "train.threads": ("an integer >= 0 (0: torch's default)", lambda v: v >= 0),
+    "train.memory_format": ("one of auto (channels_last on a CPU, contiguous on CUDA), contiguous, channels_last",
+                            lambda v: v in ("auto", "contiguous", "channels_last")),
+    "train.compile": ("one of off, default, reduce-overhead (CUDA graphs), max-autotune",
+                      lambda v: v in ("off", "default", "reduce-overhead", "max-autotune")),
+    "train.determinism": ("one of cudnn (the tutorial's flags), strict (deterministic algorithms), fast (cuDNN autotuning)",
+                          lambda v: v in ("cudnn", "strict", "fast")),
+    "data.dataset": (f"one of {', '.join(datasets.names())}", lambda v: v in datasets.names()),
+    "data.split": ("one of prefix, stratified", lambda v: v in ("prefix", "stratified")),
+    "data.train_ratio": ("a number strictly between 0 and 1", lambda v: 0 < v < 1),
+    "data.split_seed": ("an integer >= 0, or \"per_seed\" (each seed draws its own stratified split)",
+                        lambda v: v == "per_seed" if isinstance(v, str) else v >= 0),
+    "analysis.margin": ("a number of points > 0 and < 100 (differences within ±margin count as equivalent)", lambda v: 0 < v < 100),
+    "analysis.test": ("one of t (paired t-test), permutation (exact sign-flip test)", lambda v: v in ("t", "permutation")),
+    "analysis.alpha": ("a number > 0 and < 0.5", lambda v: 0 < v < 0.5),
+    "data.dir": ("a directory path ('' means $HARNESS_DATA_DIR, else ./data)", lambda v: True),
+    "tracking_uri": ("'' (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db), sqlite:///PATH, http(s)://HOST", lambda v: True),
+    "reports_dir": ("a directory path", bool),
+    "checkpoint_dir": ("a directory path", bool),
+}
+
+
+def check_value(where: str, value: Any, kind: Any) -> Any:
+    """Type-check one value; returns it converted (int -> float where a float is expected)."""
+    if isinstance(kind, types.UnionType):  # e.g. int | str: the first member that fits
+        members = typing.get_args(kind)
+        for member in members:
+            try:
+                return check_value(where, value, member)
+            except UsageError:
+                continue
+        raise UsageError(f"{where}: expected {' or '.join(m.__name__ for m in members)}, got {type(value).__name__} {value!r}")
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+            if not math.isfinite(value):
+                raise UsageError(f"{where}: {value!r} is not finite; expected a finite number")
+    elif kind is str:
+        ok = isinstance(value, str)
+    else:  # pragma: no cover - every setting's type is listed above
+        raise TypeError(kind)
+    if not ok:
+        raise UsageError(f"{where}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def checked(section: str, name: str, value: Any, kind: type, where: str = "") -> Any:
+    key = f"{section}.{name}" if section else name
+    shown = where or key
+    value = check_value(shown, value, kind)
+    allowed, ok = CHECKS[key]
+    if not ok(value):
+        raise UsageError(f"{shown}: {value!r} is not allowed; expected {allowed}")
+    return value
+
+
+def build(cls: type, table: dict[str, Any], section: str, where: str = "") -> Any:
+    """A `cls` (TrainSettings, Runtime, DataConfig, Paths, stats.Analysis) from a table, every value checked."""
+    kinds = typing.get_type_hints(cls)
+    values = {}
+    for name, value in table.items():
+        shown = f"{where}.{name}" if where else ""
+        values[name] = checked(section, name, value, kinds[name], shown)
+    return cls(**values)
+
+
+RUNTIME_FIELDS = tuple(f.name for f in dataclasses.fields(Runtime) if f.name != "progress_every")
+TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainSettings))
+
+
+def as_table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: expected a table, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _split_train(table: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`[train]` holds training and runtime settings: separate them, refusing unknown ones."""
+    table = as_table(table, "train")
+    unknown = sorted(set(table) - set(TRAIN_FIELDS) - set(RUNTIME_FIELDS))
+    if unknown:
+        raise UsageError(f"train.{unknown[0]}: unknown setting; allowed: {', '.join(sorted(TRAIN_FIELDS + RUNTIME_FIELDS))}")
+    return ({k: v for k, v in table.items() if k in TRAIN_FIELDS}, {k: v for k, v in table.items() if k in RUNTIME_FIELDS})
+
+
+def train_settings(table: dict[str, Any], where: str = "train") -> tuple[TrainSettings, Runtime]:
+    """Training and runtime settings from a table of train.* values, checked like the experiment file's."""
+    train, runtime = _split_train(table)
+    return build(TrainSettings, train, "train", where), build(Runtime, runtime, "train", where)

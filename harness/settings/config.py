@@ -1,0 +1,309 @@
+"""Configuration: the experiment file and `--set` overrides, checked value by value, resolved into
+one `RunSpec` per (variant, seed).
+
+What a run trains with is `engine.TrainSettings` (the engine's own type); how it executes is
+`engine.Runtime`; where things go is `Paths`. An experiment file keeps its familiar layout: the
+`[train]` table holds both training and runtime settings, and `[data] dir` is a path. Every value
+is checked against the table `checks.CHECKS`, so a bad value fails with one line naming the field,
+the value and what is allowed, before any run or file is created.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from harness.base.errors import UsageError
+from harness.data import datasets
+from harness.settings import checks, designs
+from harness.settings.analysis import Analysis, Sequential
+from harness.settings.designs import Design
+from harness.training.engine import Runtime, TrainSettings
+
+DEFAULT_BASE_SEED = 2021  # the tutorial's seed; `--seeds N` counts up from here
+MAX_SEED_COUNT = 1000  # `seeds = N` / `--seeds N` is always a count of seeds; a list names them
+DEFAULT_EXPERIMENT = "default"  # experiments/default.toml, used when no --experiment is given
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "cifar10"  # a name in harness/data/datasets.py
+    split: str = "stratified"  # prefix (the tutorial's) | stratified
+    train_ratio: float = 0.8  # of the training set; the rest is validation
+    split_seed: int | str = 0  # seeds the split only, never training; "per_seed": each training seed its own split
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where things are read from and written to: never part of what a run trains."""
+
+    tracking_uri: str = ""
+    reports_dir: str = "reports"
+    checkpoint_dir: str = "checkpoints"  # per-epoch checkpoints and run claims
+    data_dir: str = ""  # written `[data] dir` in a file
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "default"
+    variants: tuple[str, ...] = ("baseline",)
+    baseline: str = "baseline"  # the reference of every comparison
+    seeds: tuple[int, ...] = (DEFAULT_BASE_SEED,)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    data: DataConfig = field(default_factory=DataConfig)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-variant overrides
+    runtime: Runtime = field(default_factory=Runtime)
+    paths: Paths = field(default_factory=Paths)
+    search: dict[str, dict[str, Any]] = field(default_factory=dict)  # `[search.*]` as written; harness/settings/search.py reads it
+    design: Design = field(default_factory=Design)  # how `variants` was made (harness/settings/designs.py)
+    analysis: Analysis = field(default_factory=Analysis)  # how the report decides its verdicts
+    sequential: Sequential | None = None  # seeds = "auto": seeds on demand (harness/analysis/sequential.py); `seeds` are its candidates
+
+    @property
+    def reports_folder(self) -> Path:
+        return Path(self.paths.reports_dir) / self.name
+
+    @property
+    def checkpoint_folder(self) -> Path:
+        return Path(self.paths.checkpoint_dir) / self.name
+
+    def trained(self) -> dict[str, Any]:
+        """What decides the numbers (not how they are computed, nor where they go)."""
+        out = {"name": self.name, "variants": list(self.variants), "baseline": self.baseline, "seeds": list(self.seeds),
+               "train": dataclasses.asdict(self.train), "data": dataclasses.asdict(self.data), "params": self.params,
+               "design": {"kind": self.design.kind, "factors": list(self.design.factors)}}
+        return out | ({"sequential": dataclasses.asdict(self.sequential)} if self.sequential else {})
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one (variant, seed) run trains with, fully resolved."""
+
+    experiment: str
+    variant: str
+    seed: int
+    train: TrainSettings
+    model_params: dict[str, Any]
+
+    def flat(self) -> dict[str, Any]:
+        out = {"experiment": self.experiment, "variant": self.variant, "seed": self.seed}
+        out.update({f"train.{k}": v for k, v in dataclasses.asdict(self.train).items()})
+        out.update({f"model.{k}": v for k, v in sorted(self.model_params.items())})
+        return out
+
+    def variant_key(self, dataset: str, split: str) -> str:
+        """The one place that says what identifies a variant's configuration: the experiment, the
+        variant, every training setting (a setting added later is left out at its neutral value,
+        so the keys of runs made before it existed stay valid), the model parameters, the dataset
+        (`name:content hash`) and the split's fingerprint. Not the seed, and nothing of `Runtime`."""
+        payload = {"experiment": self.experiment, "variant": self.variant}
+        for f in dataclasses.fields(self.train):
+            value = getattr(self.train, f.name)
+            if not (f.metadata.get("neutral") and value == f.default):
+                payload[f"train.{f.name}"] = value
+        payload.update({f"model.{k}": v for k, v in self.model_params.items()})
+        payload.update({"data": dataset, "split": split})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def key(self, dataset: str, split: str) -> str:
+        """Identifies one run: its variant's key and the seed."""
+        return f"{self.variant_key(dataset, split)}-{self.seed}"
+
+
+def parse_seeds(value: Any, where: str = "seeds") -> tuple[int, ...]:
+    """One rule for the file, `--set seeds=` and `--seeds`: an integer N is a count (N seeds counting
+    up from 2021), a list names distinct seeds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= MAX_SEED_COUNT:
+            raise UsageError(f"{where}: a seed count must be from 1 to {MAX_SEED_COUNT}, got {value}; name seeds as a list, e.g. [{value}] (--seeds {value},)")
+        return tuple(range(DEFAULT_BASE_SEED, DEFAULT_BASE_SEED + value))
+    if not isinstance(value, list) or not value:
+        raise UsageError(f"{where}: expected a non-empty list of seeds or a count, got {value!r}")
+    for s in value:
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2**32:
+            raise UsageError(f"{where}: seed {s!r} is not allowed; expected integers from 0 to 2**32-1")
+    dup = sorted({s for s in value if value.count(s) > 1})
+    if dup:
+        raise UsageError(f"{where}: seed {dup[0]} is listed twice; seeds must be distinct")
+    return tuple(value)
+
+
+def seed_plan(value: Any, min_seeds: Any, max_seeds: Any) -> tuple[tuple[int, ...], Sequential | None]:
+    """`seeds` with `min_seeds`/`max_seeds`: fixed seeds (a count or a list), or "auto" for seeds on
+    demand, whose candidates are max_seeds seeds counting up from 2021."""
+    if value != "auto":
+        given = next((k for k, v in (("min_seeds", min_seeds), ("max_seeds", max_seeds)) if v is not None), None)
+        if given:
+            raise UsageError(f"{given}: only with seeds = \"auto\" (--seeds auto); remove it or use seeds on demand")
+        if isinstance(value, list) and "auto" in value:
+            raise UsageError("seeds: \"auto\" stands alone (seeds = \"auto\", --seeds auto); it cannot be part of a list of seeds")
+        return parse_seeds(value), None
+    low = Sequential.min_seeds if min_seeds is None else checks.check_value("min_seeds", min_seeds, int)
+    high = Sequential.max_seeds if max_seeds is None else checks.check_value("max_seeds", max_seeds, int)
+    if not 2 <= low <= MAX_SEED_COUNT:
+        raise UsageError(f"min_seeds: {low} is not allowed; expected an integer from 2 to {MAX_SEED_COUNT} (the seeds of the first round)")
+    if not low <= high <= MAX_SEED_COUNT:
+        raise UsageError(f"max_seeds: {high} is not allowed; expected an integer from min_seeds ({low}) to {MAX_SEED_COUNT}")
+    return tuple(range(DEFAULT_BASE_SEED, DEFAULT_BASE_SEED + high)), Sequential(low, high)
+
+
+def parse_variant_list(text: str, where: str = "--variants") -> tuple[str, ...]:
+    names = [p.strip() for p in text.split(",")]
+    if not any(names):
+        raise UsageError(f"{where}: the variant list is empty; name at least one variant")
+    return tuple(names)
+
+
+TOP_LEVEL = ("name", "variants", "baseline", "seeds", "min_seeds", "max_seeds", "train", "data", "params", "search", "design", "analysis", "tracking_uri",
+             "reports_dir", "checkpoint_dir")
+
+
+def from_table(table: dict[str, Any]) -> ExperimentConfig:
+    """Check a raw settings table (from TOML plus overrides) and make an ExperimentConfig of it."""
+    table = dict(table)
+    unknown = sorted(set(table) - set(TOP_LEVEL))
+    if unknown:
+        raise UsageError(f"{unknown[0]}: unknown setting; allowed: {', '.join(sorted(TOP_LEVEL))}")
+    train, runtime = checks.train_settings(table.pop("train", {}))
+    data_table = dict(checks.as_table(table.pop("data", {}), "data"))
+    data_dir = data_table.pop("dir", "")
+    unknown = sorted(set(data_table) - {f.name for f in dataclasses.fields(DataConfig)})
+    if unknown:
+        raise UsageError(f"data.{unknown[0]}: unknown setting; allowed: dir, {', '.join(f.name for f in dataclasses.fields(DataConfig))}")
+    data = checks.build(DataConfig, data_table, "data")
+    if data.split_seed == "per_seed" and data.split != "stratified":
+        raise UsageError(f"data.split_seed: \"per_seed\" needs data.split = \"stratified\" (the {data.split} split does not use a seed)")
+    paths = {"tracking_uri": table.pop("tracking_uri", ""), "reports_dir": table.pop("reports_dir", "reports"),
+             "checkpoint_dir": table.pop("checkpoint_dir", "checkpoints")}
+    paths = Paths(**{k: checks.checked("", k, v, str) for k, v in paths.items()}, data_dir=checks.checked("data", "dir", data_dir, str))
+    design = designs.from_table(table.pop("design", {}))
+    analysis_table = dict(checks.as_table(table.pop("analysis", {}), "analysis"))
+    unknown = sorted(set(analysis_table) - {f.name for f in dataclasses.fields(Analysis)})
+    if unknown:
+        raise UsageError(f"analysis.{unknown[0]}: unknown setting; allowed: {', '.join(f.name for f in dataclasses.fields(Analysis))}")
+    analysis = checks.build(Analysis, analysis_table, "analysis")
+    if design.kind != "list" and "variants" in table:
+        raise UsageError(f"variants: not with a {design.kind} design, which names the variants itself; remove one of them")
+    variants = list(designs.expand(design)) if design.kind != "list" else table.pop("variants", list(ExperimentConfig.variants))
+    if isinstance(variants, str):
+        variants = list(parse_variant_list(variants, "variants"))
+    if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+        raise UsageError(f"variants: expected a list of variant names, got {variants!r}")
+    seeds, sequential = seed_plan(table.pop("seeds", list(ExperimentConfig.seeds)), table.pop("min_seeds", None), table.pop("max_seeds", None))
+    if sequential and design.kind != "list":
+        raise UsageError(f"seeds: \"auto\" works with a list of variants, not a {design.kind} design (its effects need every cell on the same seeds); "
+                         "give a number of seeds")
+    params = table.pop("params", {})
+    search = table.pop("search", {})
+    if not isinstance(search, dict):
+        raise UsageError(f"search: expected a table of per-variant search spaces, got {search!r}")
+    top = {k: checks.checked("", k, v, str) for k, v in table.items()}
+    if "baseline" in top:
+        top["baseline"] = canonical_names([top["baseline"]], "baseline")[0]
+    cfg = ExperimentConfig(**top, variants=tuple(canonical_names(variants, "variants")), seeds=seeds, train=train, data=data, params=params,
+                           runtime=runtime, paths=paths, search=search, design=design, analysis=analysis, sequential=sequential)
+    validate_variants(cfg)
+    if sequential and (cfg.baseline not in cfg.variants or len(cfg.variants) < 2):
+        raise UsageError(f"seeds: \"auto\" adds seeds until each variant is decided against the baseline, so the variants must include "
+                         f"the baseline {cfg.baseline!r} and at least one other, got {', '.join(cfg.variants)}")
+    return cfg
+
+
+def validate_variants(cfg: ExperimentConfig) -> None:
+    """Every variant names registered components that compose, builds for the dataset, and is listed once."""
+    import variants as registry
+
+    if not cfg.variants:
+        raise UsageError("variants: the variant list is empty; name at least one variant")
+    if not isinstance(cfg.params, dict):
+        raise UsageError(f"params: expected a table of per-component settings, got {cfg.params!r}")
+    for name, overrides in cfg.params.items():
+        if name not in registry.names():
+            raise UsageError(f"params.{name}: {registry.unknown_message(name)}")
+        if not isinstance(overrides, dict):
+            raise UsageError(f"params.{name}: expected a table of settings, got {overrides!r}")
+    extra = () if cfg.baseline in cfg.variants else (cfg.baseline,)  # checked once
+    for i, name in enumerate((*cfg.variants, *extra)):
+        where = "variants" if i < len(cfg.variants) else "baseline"
+        if where == "variants" and name in cfg.variants[:i]:
+            raise UsageError(f"variants: {name!r} is listed twice (components in any order name one variant); each variant runs once per seed")
+        check_builds(cfg, resolve(cfg, name, cfg.seeds[0]), f"{where}: {name}")
+
+
+def canonical_names(names: list[str], where: str) -> list[str]:
+    """Each variant's canonical name: its components sorted and joined by '+', or 'baseline'."""
+    import variants as registry
+
+    out = []
+    for name in names:
+        try:
+            out.append(registry.canonical(name))
+        except registry.UnknownVariant as e:
+            raise UsageError(f"{where}: {e}") from None
+    return out
+
+
+def check_builds(cfg: ExperimentConfig, spec: RunSpec, where: str) -> None:
+    """The variant's components compose, accept their parameters and build for the experiment's dataset."""
+    import variants as registry
+
+    dataset = datasets.get(cfg.data.dataset)
+    try:
+        registry.get(spec.variant).build(dataset.image_shape, dataset.num_classes, spec.model_params)
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"{where}: {e}") from None
+
+
+def resolve(cfg: ExperimentConfig, variant: str, seed: int) -> RunSpec:
+    """Merge, in order: the experiment's training settings, each component's own overrides and its
+    `[params.<component>]` table (its parameters and training settings). Two components that set
+    one training setting to different values are refused, naming both."""
+    import variants as registry
+
+    v = registry.get(variant)
+    model_params = dict(v.params)
+    train_over: dict[str, tuple[str, Any]] = {}
+    for c in v.components:
+        overrides = dict(c.train)
+        for key, value in cfg.params.get(c.name, {}).items():
+            where = f"params.{c.name}.{key}"
+            if key in c.params:
+                model_params[f"{c.name}.{key}"] = checks.check_value(where, value, type(c.params[key]))
+            elif key in checks.TRAIN_FIELDS:
+                overrides[key] = value
+            else:
+                allowed = sorted(c.params) + sorted(checks.TRAIN_FIELDS)
+                raise UsageError(f"{where}: unknown setting for component {c.name!r}; allowed: {', '.join(allowed)}")
+        for key, value in overrides.items():
+            if key in train_over and train_over[key][1] != value:
+                raise UsageError(f"variants: {variant}: components {train_over[key][0]!r} and {c.name!r} both set train.{key}, "
+                                 f"to {train_over[key][1]!r} and {value!r}; compose components that change different things")
+            train_over[key] = (c.name, checks.checked("train", key, value, type(getattr(cfg.train, key)), f"params.{c.name}.{key}"))
+    train = dataclasses.replace(cfg.train, **{k: v for k, (_, v) in train_over.items()})
+    return RunSpec(cfg.name, v.name, seed, train, model_params)
+
+
+def config_hash(cfg: ExperimentConfig) -> str:
+    """A short stable hash of what decides the numbers (not how they are computed, nor where they go)."""
+    return hashlib.sha256(json.dumps(cfg.trained(), sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def to_toml(cfg: ExperimentConfig, extra: dict[str, Any] | None = None) -> str:
+    """The resolved configuration as an experiment file (logged with every run); `extra` tables
+    are added at the end."""
+    train = {**dataclasses.asdict(cfg.train), **{k: getattr(cfg.runtime, k) for k in checks.RUNTIME_FIELDS}}
+    seeds = {"seeds": "auto", **dataclasses.asdict(cfg.sequential)} if cfg.sequential else {"seeds": list(cfg.seeds)}
+    table = {"name": cfg.name, "variants": list(cfg.variants), "baseline": cfg.baseline, **seeds,
+             "tracking_uri": cfg.paths.tracking_uri, "reports_dir": cfg.paths.reports_dir, "checkpoint_dir": cfg.paths.checkpoint_dir,
+             "train": train, "data": {"dir": cfg.paths.data_dir, **dataclasses.asdict(cfg.data)},
+             "params": cfg.params, "search": cfg.search, "analysis": dataclasses.asdict(cfg.analysis), **(extra or {})}
+    if cfg.design.kind != "list":
+        key = "factors" if cfg.design.kind == "factorial" else "full"
+        table["design"] = {"kind": cfg.design.kind, key: list(cfg.design.factors), "allow_large": cfg.design.allow_large}
+        del table["variants"]
+    return tomli_w.dumps(table)

@@ -1,0 +1,30 @@
+"""The names of what the harness writes into MLflow and reads back: per-epoch metrics, the tags
+on an experiment and on a parent, and the artifact paths of a seed run. The writers (the store,
+a finished run's record, model logging) and the readers (readback, the report) import them from
+here, so a name is spelt once."""
+from __future__ import annotations
+
+EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_acc", "epoch_seconds")  # logged per epoch (step = epoch)
+
+# On the MLflow experiment: what the last `run` used (harness/tracking/experiment_tags.py reads and writes them).
+REPORT_PARENTS_TAG = "harness.report_parents"  # the parents of the last `run`: preferred when a variant has several
+DESIGN_TAG = "harness.design"  # the last `run`'s design, as JSON: {"kind": ..., "factors": [...]}
+ANALYSIS_TAG = "harness.analysis"  # the last `run`'s [analysis] settings, as JSON: {"margin": ..., "test": ...}
+SEQUENTIAL_TAG = "harness.sequential"  # the last `run`'s seeds on demand, as JSON ('' for fixed seeds)
+VERDICT_TAG = "harness.verdict"  # on a parent: its verdict against the baseline in the last report
+
+# A finished seed run's artifacts.
+CONFIG = "config.toml"  # the resolved configuration
+CONFUSION = "confusion_matrix.csv"  # the test-set confusion matrix, with class names
+PER_CLASS = "per_class.csv"  # precision, recall and F1 per class
+PREDICTIONS = "predictions.npz"  # per test image: the label, the selected weights' and the last epoch's prediction
+WEIGHTS = "model.pt"  # the last and the selected state dicts
+MODEL = "model"  # the folder of the selected epoch's MLflow PyTorch model
+CURVES_PLOT, CONFUSION_PLOT = "learning_curves.png", "confusion_matrix.png"
+
+
+def epoch_metrics(s) -> dict[str, float]:
+    """The per-epoch metrics of an engine.EpochStats, named as EPOCH_METRICS."""
+    values = {"train_loss": s.train_loss, "train_acc": s.train_acc, "val_loss": s.val_loss, "val_acc": s.val_acc,
+              "gap_acc": s.train_acc - s.val_acc, "epoch_seconds": s.seconds}
+    return {k: values[k] for k in EPOCH_METRICS}

@@ -1,0 +1,350 @@
+"""The training engine: a plain PyTorch loop over batches that already live on the device.
+
+It imports only torch, numpy and the standard library. It knows nothing of MLflow, files or the
+console: it reports through one callback, `on_progress(Progress)`, and returns a `Result`.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What a run trains with: these decide its numbers. Defaults: the tutorial's (checks: harness/settings/checks.py)."""
+
+    epochs: int = 100
+    batch_size: int = 256  # images per optimizer step
+    eval_batch_size: int = 256  # images per forward pass when evaluating (changes float rounding only)
+    lr: float = 1e-3  # the optimizer's learning rate (Adam's unless a component chooses another)
+    weight_decay: float = 0.0  # the optimizer's L2 coefficient
+    shuffle: bool = True  # reshuffle the batches each epoch (seeded by the run's seed); False: the tutorial's fixed order
+    select: str = "val_acc"  # which epoch's weights are "the model": val_acc | val_loss | last
+    precision: str = "fp32"  # fp32 (the tutorial's) | bf16 (autocast; weights and optimizer stay fp32)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How a run executes, not what it trains: speed and float rounding only, so a run may resume
+    under other values. The engine trains where its tensors live (`device`, `threads`: preflight)."""
+
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # CPU intra-op threads; 0: torch's default
+    memory_format: str = "auto"  # auto (channels_last on a CPU, contiguous on CUDA) | contiguous | channels_last
+    compile: str = "off"  # off | default | reduce-overhead (CUDA graphs) | max-autotune: torch.compile's modes
+    determinism: str = "cudnn"  # cudnn (the tutorial's flags) | strict (deterministic algorithms) | fast (cuDNN autotuning)
+    progress_every: int = 0  # report mid-phase progress every N steps (0: only at phase end)
+
+
+def adam(parameters, settings: TrainSettings) -> torch.optim.Optimizer:
+    """The tutorial's optimizer: Adam at the run's learning rate and weight decay."""
+    return torch.optim.Adam(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """The generic parts of training, each defaulting to the tutorial's: the optimizer, the loss,
+    an optional learning-rate schedule (stepped once after each epoch) and an optional transform
+    of each training batch (drawn from the run's own generator; evaluation never transforms)."""
+
+    optimizer: Callable[..., torch.optim.Optimizer] = adam  # (parameters, settings) -> optimizer
+    loss: Callable[[], nn.Module] = nn.CrossEntropyLoss
+    schedule: Optional[Callable] = None  # (optimizer, settings) -> torch.optim.lr_scheduler.LRScheduler
+    transform: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None  # (batch, generator) -> batch
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: str  # "train", "val", or "epoch" (the epoch is over: `stats` and `snapshot` are set)
+    epoch: int  # 1-based
+    epochs: int
+    step: int  # 1-based, steps done so far in this phase
+    steps: int
+    loss: float  # mean per sample so far
+    acc: float  # percent so far
+    done: bool  # the phase is complete
+    stats: Optional["EpochStats"] = None
+    snapshot: Optional[dict] = None  # everything needed to resume after this epoch, bit for bit
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int
+    train_loss: float
+    train_acc: float  # percent
+    val_loss: float
+    val_acc: float  # percent
+    seconds: float  # wall time of the epoch (train + validation)
+
+
+@dataclass
+class Result:
+    history: list[EpochStats] = field(default_factory=list)
+    selected_epoch: int = 0
+    selected_state: dict = field(default_factory=dict)  # weights at the selected epoch (on the CPU)
+
+
+class NonFiniteLoss(RuntimeError):
+    def __init__(self, epoch: int, step: int, value: float) -> None:
+        super().__init__(f"loss became {value} at epoch {epoch}, step {step}")
+        self.epoch, self.step, self.value = epoch, step, value
+
+
+def seed_everything(seed: int, determinism: str = "cudnn") -> None:
+    """The tutorial's seed function, called once before the model is built."""
+    random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    set_determinism(determinism)
+
+
+def set_determinism(mode: str = "cudnn") -> None:
+    """cudnn: the tutorial's flag, deterministic cuDNN kernels and no autotuning (which picks
+    kernels by timing); strict: also torch's deterministic algorithms everywhere (an op without
+    one raises); fast: cuDNN autotunes its kernels, so reruns may differ in the last bits."""
+    if mode not in ("cudnn", "strict", "fast"):
+        raise ValueError(f"determinism must be cudnn, strict or fast, got {mode!r}")
+    if mode == "strict":
+        # cuBLAS needs a fixed workspace to be deterministic; read when its first handle is made.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = mode != "fast"
+    torch.backends.cudnn.benchmark = mode == "fast"
+    torch.use_deterministic_algorithms(mode == "strict")
+
+
+def memory_format(runtime: Runtime, device: torch.device) -> torch.memory_format:
+    """Channels-last is 25% faster for LeNet on a CPU (measured); on CUDA `auto` keeps the tutorial's layout."""
+    name = runtime.memory_format
+    if name == "auto":
+        name = "contiguous" if device.type == "cuda" else "channels_last"
+    return {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}[name]
+
+
+def forward_fn(model: nn.Module, runtime: Runtime) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model's forward pass as the settings ask: eager, or compiled with torch.compile's mode.
+    Weights stay in `model` (the compiled module shares them), so checkpoints never see the wrapper."""
+    if runtime.compile == "off":
+        return model
+    return torch.compile(model, mode=runtime.compile)
+
+
+def checks_each_step(device: torch.device) -> bool:
+    """On a CPU reading a number costs nothing, so a non-finite loss stops the run at its step; on a
+    GPU the check stays on the device and is read once per epoch (no synchronisation per step)."""
+    return device.type != "cuda"
+
+
+def uses_cuda_graphs(runtime: Runtime) -> bool:
+    """torch.compile's reduce-overhead and max-autotune modes replay CUDA graphs (on CUDA; elsewhere
+    marking steps is harmless): each step must be marked so that a replay may reuse the previous
+    step's output memory, which the engine has read by then."""
+    return runtime.compile in ("reduce-overhead", "max-autotune")
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast for the forward pass and loss (the loss itself is computed in fp32 by autocast)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float32 in [0, 1], the same values as torchvision's ToTensor()."""
+    return x.float().div_(255)
+
+
+def _is_better(select: str, stats: EpochStats, best: Optional[EpochStats]) -> bool:
+    if best is None or select == "last":
+        return True
+    if select == "val_loss":
+        return stats.val_loss < best.val_loss
+    return stats.val_acc > best.val_acc
+
+
+def _snapshot(epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, result: Result,
+              best: Optional[EpochStats], order_rng: torch.Generator, data_rng: torch.Generator, schedule) -> dict:
+    """The resumable state after `epoch`: weights, optimizer, history, best-so-far and every RNG."""
+    return {
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict() if schedule is not None else None,
+        "history": [dataclasses.asdict(s) for s in result.history],
+        "selected_epoch": result.selected_epoch,
+        "selected_state": result.selected_state,
+        "best": dataclasses.asdict(best) if best else None,
+        "rng": {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+            "order": order_rng.get_state(),
+            "data": data_rng.get_state(),
+        },
+    }
+
+
+def _restore(snapshot: dict, model: nn.Module, optimizer: torch.optim.Optimizer, order_rng: torch.Generator,
+             data_rng: torch.Generator, schedule) -> tuple[Result, Optional[EpochStats]]:
+    """Put the state of `snapshot` back. A piece that is missing is left as seeding made it."""
+    if "model" in snapshot:
+        model.load_state_dict(snapshot["model"])
+    if "optimizer" in snapshot:
+        optimizer.load_state_dict(snapshot["optimizer"])
+    if schedule is not None and snapshot.get("schedule") is not None:
+        schedule.load_state_dict(snapshot["schedule"])
+    rng = snapshot.get("rng", {})
+    if "python" in rng:
+        random.setstate(rng["python"])
+    if "numpy" in rng:
+        np.random.set_state(rng["numpy"])
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"])
+    if rng.get("cuda"):
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    if "order" in rng:
+        order_rng.set_state(rng["order"])
+    if "data" in rng:
+        data_rng.set_state(rng["data"])
+    result = Result([EpochStats(**h) for h in snapshot["history"]], snapshot["selected_epoch"], snapshot["selected_state"])
+    best = EpochStats(**snapshot["best"]) if snapshot.get("best") else None
+    return result, best
+
+
+def train(
+    build: Callable[[], nn.Module],
+    x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
+    settings: TrainSettings, seed: int,
+    on_progress: Callable[[Progress], None] = lambda p: None,
+    resume: Optional[dict] = None,
+    runtime: Runtime = Runtime(),
+    pieces: Pieces = Pieces(),
+) -> tuple[nn.Module, Result]:
+    """Seed, build the model on the data's device, train for `settings.epochs`, validating after each.
+    With `resume` (a snapshot from an "epoch" progress event) it continues after that epoch and
+    ends with the same bits as a run that was never interrupted.
+
+    Returns the model with its last epoch's weights and the result (history and selected weights).
+    """
+    seed_everything(seed, runtime.determinism)
+    device = x_train.device
+    fmt = memory_format(runtime, device)
+    model = build().to(device, memory_format=fmt)
+    forward = forward_fn(model, runtime)
+    graphs = uses_cuda_graphs(runtime)
+    x_train, x_val = x_train.contiguous(memory_format=fmt), x_val.contiguous(memory_format=fmt)
+    optimizer = pieces.optimizer(model.parameters(), settings)
+    schedule = pieces.schedule(optimizer, settings) if pieces.schedule else None
+    loss_fn = pieces.loss()
+    # Batch order and batch transforms have their own generators, so neither shifts the stream that
+    # dropout draws from, and a run without a transform draws exactly what the tutorial draws.
+    order_rng = torch.Generator(device="cpu").manual_seed(seed)
+    data_rng = torch.Generator(device="cpu").manual_seed(seed + 1)
+    n = len(y_train)
+    steps = (n + settings.batch_size - 1) // settings.batch_size
+    check_each_step = checks_each_step(device)
+    result, best = Result(), None
+    first_epoch = 1
+    if resume is not None:
+        result, best = _restore(resume, model, optimizer, order_rng, data_rng, schedule)
+        first_epoch = resume["epoch"] + 1
+
+    for epoch in range(first_epoch, settings.epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=order_rng).to(device) if settings.shuffle else None
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        first_bad = torch.full((), -1, device=device, dtype=torch.long)
+        seen = 0
+        for step in range(steps):
+            lo, hi = step * settings.batch_size, min(n, (step + 1) * settings.batch_size)
+            if order is None:
+                xb, yb = x_train[lo:hi], y_train[lo:hi]
+            else:
+                idx = order[lo:hi]
+                xb, yb = x_train[idx], y_train[idx]
+            if pieces.transform is not None:
+                xb = pieces.transform(xb, data_rng)
+            if graphs:  # a new training step: outputs of the previous graph replay may be overwritten
+                torch.compiler.cudagraph_mark_step_begin()
+            with autocast(device, settings.precision):
+                logits = forward(to_float(xb))
+                loss = loss_fn(logits, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                # Accumulate on the device: no host synchronisation inside the epoch.
+                detached = loss.detach()
+                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(detached), step + 1, first_bad)
+                loss_sum += detached * (hi - lo)
+                correct += (logits.argmax(1) == yb).sum()
+            if check_each_step and not torch.isfinite(detached):
+                raise NonFiniteLoss(epoch, step + 1, float(detached))
+            seen = hi
+            if runtime.progress_every and (step + 1) % runtime.progress_every == 0 and step + 1 < steps:
+                on_progress(Progress("train", epoch, settings.epochs, step + 1, steps, loss_sum.item() / seen, 100.0 * correct.item() / seen, False))
+        bad = int(first_bad.item())
+        if bad >= 0:
+            raise NonFiniteLoss(epoch, bad, float("nan"))
+        train_loss, train_acc = loss_sum.item() / n, 100.0 * correct.item() / n
+        on_progress(Progress("train", epoch, settings.epochs, steps, steps, train_loss, train_acc, True))
+
+        val_loss, val_acc, _ = evaluate(model, x_val, y_val, settings, runtime, forward)
+        val_steps = (len(y_val) + settings.eval_batch_size - 1) // settings.eval_batch_size
+        on_progress(Progress("val", epoch, settings.epochs, val_steps, val_steps, val_loss, val_acc, True))
+
+        stats = EpochStats(epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - start)
+        result.history.append(stats)
+        if _is_better(settings.select, stats, best):
+            best = stats
+            result.selected_epoch = epoch
+            result.selected_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if schedule is not None:
+            schedule.step()
+        snapshot = _snapshot(epoch, model, optimizer, result, best, order_rng, data_rng, schedule)
+        on_progress(Progress("epoch", epoch, settings.epochs, steps, steps, val_loss, val_acc, True, stats, snapshot))
+    return model, result
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings, runtime: Runtime = Runtime(),
+             forward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> tuple[float, float, torch.Tensor]:
+    """Mean loss per sample, accuracy in percent, and the predicted class of every sample, in
+    batches of `settings.eval_batch_size` with the run's precision and memory layout. `forward` is the
+    model's (compiled) forward pass; by default the model itself."""
+    forward = model if forward is None else forward
+    was_training = model.training
+    model.eval()
+    x = x.contiguous(memory_format=memory_format(runtime, x.device))
+    loss_sum = torch.zeros((), device=x.device)
+    preds = []
+    for lo in range(0, len(y), settings.eval_batch_size):
+        if uses_cuda_graphs(runtime):
+            torch.compiler.cudagraph_mark_step_begin()
+        with autocast(x.device, settings.precision):
+            logits = forward(to_float(x[lo : lo + settings.eval_batch_size]))
+        loss_sum += nn.functional.cross_entropy(logits.float(), y[lo : lo + settings.eval_batch_size], reduction="sum")
+        preds.append(logits.argmax(1))
+    model.train(was_training)
+    pred = torch.cat(preds)
+    acc = 100.0 * (pred == y).sum().item() / len(y)
+    return loss_sum.item() / len(y), acc, pred
+
+
+def copy_weights(model: nn.Module, state: dict) -> nn.Module:
+    """A copy of `model` holding `state`."""
+    clone = copy.deepcopy(model)
+    clone.load_state_dict(state)
+    return clone

@@ -1,0 +1,70 @@
+"""What a finished run produces: the test set read once, for the selected weights and for the last
+epoch's, and from that the run's final metrics, confusion matrix, per-class scores and per-image
+predictions. Writing them to the store is harness/running/recording.py."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.training import engine, evaluation
+
+
+@dataclass
+class Tested:
+    """A finished run read on the test set."""
+
+    selected: nn.Module  # the network with the selected epoch's weights
+    metrics: dict[str, float]  # final_metrics
+    confusion: np.ndarray  # of the selected weights
+    scores: dict[str, np.ndarray]  # precision, recall, F1 per class
+    labels: torch.Tensor
+    predicted: torch.Tensor  # by the selected weights, per test image
+    predicted_last: torch.Tensor  # by the last epoch's
+
+
+def test(model: nn.Module, result: engine.Result, x_test: torch.Tensor, y_test: torch.Tensor, classes: tuple[str, ...],
+         settings: engine.TrainSettings, runtime: engine.Runtime) -> Tested:
+    """Evaluate the selected and the last weights on the test set, once each."""
+    selected = engine.copy_weights(model, result.selected_state)
+    test_loss, test_acc, pred = engine.evaluate(selected, x_test, y_test, settings, runtime)
+    last_loss, last_acc, last_pred = engine.evaluate(model, x_test, y_test, settings, runtime)
+    cm = evaluation.confusion_matrix(y_test.cpu().numpy(), pred.cpu().numpy(), len(classes))
+    scores = evaluation.per_class(cm)
+    n_params = sum(p.numel() for p in model.parameters())
+    metrics = final_metrics(result, (test_loss, test_acc), (last_loss, last_acc), n_params, scores["f1"], classes)
+    return Tested(selected, metrics, cm, scores, y_test, pred, last_pred)
+
+
+def final_metrics(result: engine.Result, test: tuple[float, float], last: tuple[float, float], n_params: int,
+                  f1: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
+    """The run's summary numbers: the selected epoch, validation extremes, the last epoch, the test set."""
+    h = result.history
+    return {
+        "selected_epoch": float(result.selected_epoch),
+        "best_val_acc": max(s.val_acc for s in h),
+        "best_val_acc_epoch": float(max(h, key=lambda s: s.val_acc).epoch),
+        "min_val_loss": min(s.val_loss for s in h),
+        "min_val_loss_epoch": float(min(h, key=lambda s: s.val_loss).epoch),
+        "selected_val_acc": h[result.selected_epoch - 1].val_acc,
+        "final_val_acc": h[-1].val_acc,
+        "final_val_loss": h[-1].val_loss,
+        "final_train_acc": h[-1].train_acc,
+        "final_gap_acc": h[-1].train_acc - h[-1].val_acc,
+        "epoch_seconds_mean": float(np.mean([s.seconds for s in h])),
+        "test_loss": test[0],
+        "test_acc": test[1],
+        "test_loss_last": last[0],
+        "test_acc_last": last[1],
+        "n_params": float(n_params),
+        **{f"test_f1_{name}": float(f1[i]) for i, name in enumerate(classes)},
+    }
+
+
+def write_predictions(path: Path, labels: torch.Tensor, selected: torch.Tensor, last: torch.Tensor) -> None:
+    """The per-image test predictions (int16), for the report's bootstrap over test images."""
+    np.savez_compressed(path, **{k: v.cpu().numpy().astype(np.int16) for k, v in
+                                 (("labels", labels), ("selected", selected), ("last", last))})

@@ -1,0 +1,90 @@
+"""The layering of the code stays true: no import of a higher layer, no import circle anywhere
+(tests/layering.py reads every import statement with ast), and the checker itself catches both
+when they are made on purpose in a copy of the tree. Also: the runner and every module stay
+small, and the public surface loads lazily."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import layering
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_no_module_imports_a_higher_layer_and_none_imports_itself_round_a_circle():
+    g = layering.graph(ROOT)
+    assert len(g) > 40 and any(g.values())  # it read the real tree
+    assert layering.upward(g) == []
+    assert layering.circles(g) == []
+
+
+def test_every_package_is_a_known_layer_with_a_docstring_that_names_what_it_may_import():
+    packages = sorted(p.name for p in (ROOT / "harness").iterdir() if (p / "__init__.py").is_file())
+    assert packages == sorted(set(layering.LAYERS) - {"variants", "surface"})
+    for name in packages:
+        doc = (ROOT / "harness" / name / "__init__.py").read_text()
+        assert doc.startswith('"""') and ("May import" in doc or "Imports nothing" in doc), name
+        assert "import " not in doc.split('"""')[2], f"harness/{name}/__init__.py imports something: a layer's __init__ is its docstring"
+
+
+def _copy(tmp_path: Path) -> Path:
+    for package in ("harness", "variants"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+def test_the_checker_finds_a_circle_made_on_purpose_in_a_copy(tmp_path):
+    root = _copy(tmp_path)
+    stats = root / "harness" / "analysis" / "stats.py"  # sequential imports stats; now stats imports sequential too
+    stats.write_text(stats.read_text() + "\n\ndef _loop():\n    from harness.analysis import sequential  # noqa: F401\n")
+    g = layering.graph(root)
+    assert layering.upward(g) == []  # one layer: not upward, but a circle
+    assert ["harness.analysis.sequential", "harness.analysis.stats"] in layering.circles(g)
+
+
+def test_the_checker_finds_an_upward_import_made_on_purpose_in_a_copy(tmp_path):
+    root = _copy(tmp_path)
+    readback = root / "harness" / "tracking" / "readback.py"
+    readback.write_text(readback.read_text() + "\nfrom harness.report.markdown import write  # noqa: E402,F401\n")
+    g = layering.graph(root)
+    assert "harness.tracking.readback (tracking) -> harness.report.markdown (report)" in layering.upward(g)
+    assert any("harness.tracking.readback" in c and "harness.report.markdown" in c for c in layering.circles(g))
+
+
+def test_an_import_of_the_public_surface_from_inside_is_upward(tmp_path):
+    root = _copy(tmp_path)
+    engine = root / "harness" / "training" / "engine.py"
+    engine.write_text(engine.read_text() + "\nimport harness  # noqa: E402,F401\n")
+    assert "harness.training.engine (training) -> harness (surface)" in layering.upward(layering.graph(root))
+
+
+def test_a_component_file_may_import_the_public_surface_but_a_lower_layer_may_not_reach_up_through_it(tmp_path):
+    root = _copy(tmp_path)
+    (root / "variants" / "wide.py").write_text("from harness import Change, register  # noqa: F401\n")
+    engine = root / "harness" / "training" / "engine.py"
+    engine.write_text(engine.read_text() + "\nfrom harness import build_report  # noqa: E402,F401\n")
+    bad = layering.upward(layering.graph(root))
+    assert bad == ["harness.training.engine (training) -> harness.report.markdown (report)"]
+
+
+def test_the_runner_is_under_250_lines_and_no_module_is_over_350():
+    assert len((ROOT / "harness" / "running" / "runner.py").read_text().splitlines()) < 250
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in (ROOT / "harness").rglob("*.py")}
+    assert {p: n for p, n in sizes.items() if n > 350} == {}
+
+
+def test_the_public_surface_resolves_every_name_and_loads_nothing_heavy_until_asked():
+    code = ("import sys, harness; heavy = [m for m in ('torch', 'mlflow', 'matplotlib') if m in sys.modules]; "
+            "assert not heavy, heavy; [getattr(harness, n) for n in harness.__all__]; "
+            "assert harness.register.__module__ == 'variants.registry'; print(len(harness.__all__))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    import harness
+
+    with pytest.raises(AttributeError, match="public names"):
+        harness.not_a_name  # noqa: B018
