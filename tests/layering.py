@@ -11,7 +11,23 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-LAYERS = ("base", "variants", "data", "training", "settings", "analysis", "tracking", "report", "running", "tuning", "cli", "surface")
+LAYERS = ("base", "data", "training", "variants", "settings", "analysis", "tracking", "report", "running", "tuning", "cli", "surface")
+
+
+def dynamic(root: Path) -> list[str]:
+    """Imports by string (importlib.import_module, __import__) outside the public surface, which
+    the graph cannot see, as 'file:line'."""
+    found = []
+    for module, path in modules(root).items():
+        if module == "harness":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                f = node.func
+                name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+                if name in ("import_module", "__import__"):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+    return found
 
 
 def modules(root: Path) -> dict[str, Path]:
@@ -30,8 +46,8 @@ def layer(module: str) -> str:
     parts = module.split(".")
     if parts[0] == "variants":
         return "variants"
-    if len(parts) == 1 or parts[1] == "__main__":
-        return "surface"
+    if len(parts) == 1 or parts[1] not in LAYERS:
+        return "surface"  # harness/__init__.py, __main__.py and any other module at the top of harness/
     return parts[1]
 
 
@@ -44,6 +60,15 @@ def surface(root: Path) -> dict[str, str]:
     return {}
 
 
+def _absolute(module: str, path: Path, node: ast.ImportFrom) -> str:
+    """The absolute module an ImportFrom names (`from ..report import x` inside harness.tracking.y: harness.report)."""
+    if node.level == 0:
+        return node.module or ""
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    package = package[: len(package) - (node.level - 1)]
+    return ".".join(package + ([node.module] if node.module else []))
+
+
 def imports(module: str, path: Path, known: set[str], public: dict[str, str]) -> set[str]:
     """The project modules that `module` imports anywhere in its file. A public name taken from
     the surface (`from harness import register`) counts as an import of the module that defines
@@ -52,9 +77,10 @@ def imports(module: str, path: Path, known: set[str], public: dict[str, str]) ->
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [public[a.name] if node.module == "harness" and a.name in public
-                     else f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(module, path, node)
+            names = [public[a.name] if base == "harness" and a.name in public
+                     else f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
         else:
             continue
         found |= {n for n in names if n in known and n != module}

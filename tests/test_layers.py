@@ -4,6 +4,7 @@ when they are made on purpose in a copy of the tree. Also: the runner and every 
 small, and the public surface loads lazily."""
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,13 @@ def test_no_module_imports_a_higher_layer_and_none_imports_itself_round_a_circle
     assert len(g) > 40 and any(g.values())  # it read the real tree
     assert layering.upward(g) == []
     assert layering.circles(g) == []
+    assert layering.dynamic(ROOT) == []  # an import by string would hide an arrow from the graph
+
+
+def test_the_public_surface_imports_nothing_of_the_project_when_it_loads():
+    tree = ast.parse((ROOT / "harness" / "__init__.py").read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert {a.name for n in top for a in n.names} <= {"annotations", "importlib"}
 
 
 def test_every_package_is_a_known_layer_with_a_docstring_that_names_what_it_may_import():
@@ -54,6 +62,22 @@ def test_the_checker_finds_an_upward_import_made_on_purpose_in_a_copy(tmp_path):
     g = layering.graph(root)
     assert "harness.tracking.readback (tracking) -> harness.report.markdown (report)" in layering.upward(g)
     assert any("harness.tracking.readback" in c and "harness.report.markdown" in c for c in layering.circles(g))
+
+
+def test_the_checker_resolves_relative_imports_and_sees_imports_by_string(tmp_path):
+    root = _copy(tmp_path)
+    readback = root / "harness" / "tracking" / "readback.py"
+    readback.write_text(readback.read_text() + "\nfrom ..report import markdown  # noqa: E402,F401\n"
+                        "__import__('importlib').import_module('harness.report.plots')\n")
+    assert "harness.tracking.readback (tracking) -> harness.report.markdown (report)" in layering.upward(layering.graph(root))
+    assert layering.dynamic(root) == [f"harness/tracking/readback.py:{len(readback.read_text().splitlines())}"] * 2
+
+
+def test_a_component_file_may_register_a_dataset(tmp_path):
+    root = _copy(tmp_path)
+    (root / "variants" / "stripes.py").write_text("from harness import Dataset, register_dataset  # noqa: F401\n"
+                                                  "from harness.data.loading import make_split  # noqa: F401\n")
+    assert layering.upward(layering.graph(root)) == []
 
 
 def test_an_import_of_the_public_surface_from_inside_is_upward(tmp_path):

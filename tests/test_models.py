@@ -94,3 +94,24 @@ def test_promote_refuses_bad_names_and_unknown_variants(store, args, fragment):
 def test_promote_of_an_unknown_experiment_exits_2(store):
     proc = harness("promote", "--experiment", "nope", "--variant", "dropout", "--name", "m", cwd=store[0])
     assert proc.returncode == 2 and "no experiment named 'nope'" in proc.stderr
+
+
+def test_a_model_logged_before_the_move_into_layers_still_loads_and_predicts_as_then(tmp_path):
+    """tests/fixtures/model-before-layers.tar.gz: the `model` artifact of a `digits` baseline run
+    logged at commit e220f8a (its code copy of `variants/` imports `harness.errors`), two test
+    images and the logits that code's harness computed for them."""
+    import tarfile
+    from pathlib import Path
+
+    with tarfile.open(Path(__file__).parent / "fixtures" / "model-before-layers.tar.gz") as tar:
+        tar.extractall(tmp_path)
+    script = """
+import numpy as np, torch, mlflow.pytorch
+model = mlflow.pytorch.load_model("model")
+with torch.inference_mode():
+    logits = model(torch.from_numpy(np.load("input.npy"))).numpy()
+print(type(model).__name__, np.array_equal(logits, np.load("expected_logits.npy")))
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300, env={"PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["LeNet", "True"]

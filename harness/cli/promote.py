@@ -5,24 +5,20 @@ from __future__ import annotations
 
 from harness.base.errors import UsageError
 from harness.report import markdown
-from harness.tracking import experiment_tags, names, readback
+from harness.tracking import experiment_tags, models, names, readback
 
 
 def promote(uri: str, experiment: str, variant: str, name: str) -> tuple:
     """Register the model of `variant`'s best seed run (highest validation accuracy at its selected
     epoch; never the test set) as a new version of the registered model `name`, tagged with the
     report's verdict and paired difference. Returns (the model version, the seed run, its tags)."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
     runs = readback.read_runs(uri, experiment)
     mine = [r for r in runs if r.variant == variant and r.status == "FINISHED"]
     if not mine:
         known = sorted({r.variant for r in runs if r.status == "FINISHED"})
         raise UsageError(f"--variant: {variant!r} has no finished run in experiment {experiment!r}; its variants: {', '.join(known) or 'none'}")
     best = max(mine, key=lambda r: (r.metrics.get("selected_val_acc", float("-inf")), -r.seed))
-    client = MlflowClient(tracking_uri=uri)  # no global tracking URI: a library call must not redirect the caller's MLflow
-    if not client.list_artifacts(best.run_id, names.MODEL):
+    if not models.has_model(uri, best.run_id):
         raise UsageError(f"--variant: run {best.run_id} ({variant} seed {best.seed}) has no logged model (it was trained before runs "
                          f"logged their models); train it again with `python -m harness run --rerun`")
     tags = readback.experiment_tags(uri, experiment)
@@ -30,15 +26,8 @@ def promote(uri: str, experiment: str, variant: str, name: str) -> tuple:
     c = compared.get(variant)
     version_tags = {"harness.experiment": experiment, "harness.variant": variant, "harness.seed": str(best.seed),
                     "harness.selected_val_acc": f"{best.metrics.get('selected_val_acc', float('nan')):.2f}",
-                    "harness.verdict": "reference" if variant == baseline else c.verdict if c else "not compared",
+                    names.VERDICT_TAG: "reference" if variant == baseline else c.verdict if c else "not compared",
                     "harness.baseline": baseline}
     if c is not None and c.test is not None:
         version_tags["harness.paired_delta_test_acc"] = f"{c.test.diff_mean:+.2f} ({c.test.n} pairs)"
-    try:
-        client.create_registered_model(name)
-    except MlflowException as e:
-        if e.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-    source = f"{client.get_run(best.run_id).info.artifact_uri}/{names.MODEL}"
-    version = client.create_model_version(name, source, run_id=best.run_id, tags=version_tags)
-    return version, best, version_tags
+    return models.register(uri, best.run_id, name, version_tags), best, version_tags

@@ -27,7 +27,7 @@ class Outcome:
 
 
 def finished(variant: str, seed: int, run, note: str = "") -> Outcome:
-    """The outcome of a finished run as the store holds it (a tracking.KeyedRun)."""
+    """The outcome of a finished run as the store holds it (a harness.tracking.store.KeyedRun)."""
     m = run.metrics
     return Outcome(variant, seed, "FINISHED", m.get("best_val_acc", math.nan), int(m.get("selected_epoch", 0)),
                    m.get("final_val_acc", math.nan), m.get("test_acc", math.nan), 0.0, note=note, parent_id=run.parent_id)

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from harness.data.loading import Loaded
-from harness.report import plots
 from harness.settings import config
 from harness.settings.config import ExperimentConfig, RunSpec
 from harness.tracking import models, names
@@ -24,6 +23,8 @@ def record(tracker, run_id: str, cfg: ExperimentConfig, spec: RunSpec, data: Loa
     tested = results.test(model, result, t.x_test, t.y_test, classes, spec.train, cfg.runtime)
     if "test_acc" not in tracker.runs_metrics(run_id):  # a restart after the final log logs nothing twice
         tracker.log_metrics(run_id, tested.metrics)
+    from harness.report import plots  # matplotlib and seaborn load when a run first records, not with the runner
+
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / names.CONFIG).write_text(config.to_toml(cfg, {"run": spec.flat()}))

@@ -79,3 +79,25 @@ def dataset_inputs(dataset: str, identity: str, split: str, test: str, sizes: di
                          profile=json.dumps({"num_rows": sizes[part]}))
         out.append(DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)]))
     return out
+
+
+def has_model(uri: str, run_id: str) -> bool:
+    """Whether the run logged its model (runs from before models were logged did not)."""
+    from mlflow import MlflowClient
+
+    return bool(MlflowClient(tracking_uri=uri).list_artifacts(run_id, MODEL))
+
+
+def register(uri: str, run_id: str, name: str, tags: dict[str, str]):
+    """The run's model as a new version of the registered model `name` (created on first use), with `tags`."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=uri)  # no global tracking URI: a library call must not redirect the caller's MLflow
+    try:
+        client.create_registered_model(name)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    source = f"{client.get_run(run_id).info.artifact_uri}/{MODEL}"
+    return client.create_model_version(name, source, run_id=run_id, tags=tags)
