@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import special, stats
 
+from harness.analysis import stats as paired
 from harness.settings.analysis import Analysis, Sequential  # noqa: F401 - the settings the rule takes
 
 METHOD = ("a group-sequential paired t-test: Lan–DeMets O'Brien–Fleming-type α-spending over the information fraction "
@@ -264,10 +265,8 @@ def decide(counts: dict[str, dict[int, tuple[int, int]]], tried: set[tuple[str, 
     """The design replayed on counts of correct test images, (correct, images) per variant and
     seed of the finished runs: what the runner asks before each round (its `next` pairs) and what
     the report replays from the store."""
-    from harness.analysis import stats
-
     base = counts.get(baseline, {})
-    diffs = {v: stats.count_differences(base, counts.get(v, {})) for v in variants}
+    diffs = {v: paired.count_differences(base, counts.get(v, {})) for v in variants}
     return walk(diffs, tried, baseline, list(variants), seeds, plan, analysis)
 
 

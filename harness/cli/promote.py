@@ -18,7 +18,8 @@ def promote(uri: str, experiment: str, variant: str, name: str) -> tuple:
         known = sorted({r.variant for r in runs if r.status == "FINISHED"})
         raise UsageError(f"--variant: {variant!r} has no finished run in experiment {experiment!r}; its variants: {', '.join(known) or 'none'}")
     best = max(mine, key=lambda r: (r.metrics.get("selected_val_acc", float("-inf")), -r.seed))
-    if not models.has_model(uri, best.run_id):
+    registry = models.Registry(uri)
+    if not registry.has_model(best.run_id):
         raise UsageError(f"--variant: run {best.run_id} ({variant} seed {best.seed}) has no logged model (it was trained before runs "
                          f"logged their models); train it again with `python -m harness run --rerun`")
     tags = readback.experiment_tags(uri, experiment)
@@ -30,4 +31,4 @@ def promote(uri: str, experiment: str, variant: str, name: str) -> tuple:
                     "harness.baseline": baseline}
     if c is not None and c.test is not None:
         version_tags["harness.paired_delta_test_acc"] = f"{c.test.diff_mean:+.2f} ({c.test.n} pairs)"
-    return models.register(uri, best.run_id, name, version_tags), best, version_tags
+    return registry.register(best.run_id, name, version_tags), best, version_tags

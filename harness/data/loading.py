@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.data import datasets
-from harness.data.datasets import Dataset
 from harness.base.errors import UsageError
 from harness.base.files import atomic_write, cache_dir
+from harness.data import datasets
+from harness.data.datasets import Dataset
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")  # the arrays of a dataset's npz file
 DIGEST_SUFFIX = ".sha256.json"  # the content hash's cache, beside the file (or in the user cache)

@@ -30,7 +30,7 @@ def record(tracker, run_id: str, cfg: ExperimentConfig, spec: RunSpec, data: Loa
         (folder / names.CONFIG).write_text(config.to_toml(cfg, {"run": spec.flat()}))
         evaluation.write_confusion_csv(tested.confusion, classes, folder / names.CONFUSION)
         evaluation.write_per_class_csv(tested.scores, classes, folder / names.PER_CLASS)
-        results.write_predictions(folder / names.PREDICTIONS, tested.labels, tested.predicted, tested.predicted_last)
+        results.write_predictions(folder / names.PREDICTIONS, t.y_test, tested.predicted, tested.predicted_last)
         torch.save({"last": model.state_dict(), "selected": result.selected_state, "selected_epoch": result.selected_epoch},
                    folder / names.WEIGHTS)
         rows = [names.epoch_metrics(s) for s in result.history]

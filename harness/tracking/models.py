@@ -81,23 +81,27 @@ def dataset_inputs(dataset: str, identity: str, split: str, test: str, sizes: di
     return out
 
 
-def has_model(uri: str, run_id: str) -> bool:
-    """Whether the run logged its model (runs from before models were logged did not)."""
-    from mlflow import MlflowClient
+class Registry:
+    """The MLflow Model Registry of the store at `uri`, through one client (no global tracking URI:
+    a library call must not redirect the caller's MLflow)."""
 
-    return bool(MlflowClient(tracking_uri=uri).list_artifacts(run_id, MODEL))
+    def __init__(self, uri: str) -> None:
+        from mlflow import MlflowClient
 
+        self.client = MlflowClient(tracking_uri=uri)
 
-def register(uri: str, run_id: str, name: str, tags: dict[str, str]):
-    """The run's model as a new version of the registered model `name` (created on first use), with `tags`."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    def has_model(self, run_id: str) -> bool:
+        """Whether the run logged its model (runs from before models were logged did not)."""
+        return bool(self.client.list_artifacts(run_id, MODEL))
 
-    client = MlflowClient(tracking_uri=uri)  # no global tracking URI: a library call must not redirect the caller's MLflow
-    try:
-        client.create_registered_model(name)
-    except MlflowException as e:
-        if e.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-    source = f"{client.get_run(run_id).info.artifact_uri}/{MODEL}"
-    return client.create_model_version(name, source, run_id=run_id, tags=tags)
+    def register(self, run_id: str, name: str, tags: dict[str, str]):
+        """The run's model as a new version of the registered model `name` (created on first use), with `tags`."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        source = f"{self.client.get_run(run_id).info.artifact_uri}/{MODEL}"
+        return self.client.create_model_version(name, source, run_id=run_id, tags=tags)

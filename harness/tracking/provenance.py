@@ -9,6 +9,9 @@ from pathlib import Path
 
 import torch
 
+from harness.data.loading import PER_SEED
+from harness.settings import config
+
 PACKAGES = ("torch", "torchvision", "numpy", "mlflow", "optuna", "pandas", "scipy", "seaborn")
 
 
@@ -76,9 +79,6 @@ def run_tags(cfg, data, device: torch.device) -> dict[str, str]:
     """The tags every run of a command carries: the experiment, its configuration hash, the data and
     split (on a parent of a per-seed experiment the split reads "per_seed"; a seed run overrides it
     with its own), the code, the command, the library versions and the determinism settings."""
-    from harness.data.loading import PER_SEED
-    from harness.settings import config
-
     env = determinism(device)
     return {
         "harness.experiment": cfg.name,

@@ -21,7 +21,6 @@ class Tested:
     metrics: dict[str, float]  # final_metrics
     confusion: np.ndarray  # of the selected weights
     scores: dict[str, np.ndarray]  # precision, recall, F1 per class
-    labels: torch.Tensor
     predicted: torch.Tensor  # by the selected weights, per test image
     predicted_last: torch.Tensor  # by the last epoch's
 
@@ -36,7 +35,7 @@ def test(model: nn.Module, result: engine.Result, x_test: torch.Tensor, y_test: 
     scores = evaluation.per_class(cm)
     n_params = sum(p.numel() for p in model.parameters())
     metrics = final_metrics(result, (test_loss, test_acc), (last_loss, last_acc), n_params, scores["f1"], classes)
-    return Tested(selected, metrics, cm, scores, y_test, pred, last_pred)
+    return Tested(selected, metrics, cm, scores, pred, last_pred)
 
 
 def final_metrics(result: engine.Result, test: tuple[float, float], last: tuple[float, float], n_params: int,
