@@ -161,7 +161,7 @@ def test_defect5_the_captions_do_not_read_inconclusive_as_no_effect(tmp_path):
     assert "crosses zero is no evidence of a difference" not in md
 
 
-def test_the_bootstrap_and_probability_of_improvement_come_from_per_image_predictions(tmp_path):
+def test_the_bootstrap_and_the_seed_win_rate_come_from_per_image_predictions(tmp_path):
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 10, 1000)
     runs = runs_from({"baseline": {s: 600 for s in range(3)}, "v": {s: 610 + s for s in range(3)}}, images=1000)
@@ -173,8 +173,10 @@ def test_the_bootstrap_and_probability_of_improvement_come_from_per_image_predic
     row = _row(md, "### Against the baseline", "v")
     from harness.analysis import resampling
 
-    b = resampling.two_level([(10 + s, 0, 1000) for s in range(3)])
-    assert row[8] == f"[{b.low:.2f}, {b.high:.2f}]" and row[9] == f"1.00 [{b.p_improve_low:.2f}, {b.p_improve_high:.2f}]"
+    rows = [np.r_[np.ones(10 + s, np.int8), np.zeros(990 - s, np.int8)] for s in range(3)]  # seed s: 10 + s images won, none lost
+    b = resampling.crossed(rows)
+    assert row[8] == f"[{b.low:.2f}, {b.high:.2f}]"
+    assert row[9] == "3/3 [0.29, 1.00]"  # Clopper–Pearson for 3 wins of 3: [0.025^(1/3), 1]
 
 
 def test_per_class_results_say_when_they_sum_fewer_seeds(tmp_path):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from harness.analysis import sample_size, stats
 from harness.analysis import sequential as sq
-from harness.analysis import stats
 from harness.analysis.sequential import Sequential
 
 ALPHA = 0.05
@@ -42,7 +42,7 @@ def test_a_true_effect_of_one_sd_needs_fewer_seeds_than_a_fixed_design_of_the_sa
     tracks = [w.tracks["v0"] for w in walks]
     power = sum(t.verdict == "better" for t in tracks) / len(tracks)
     average = float(np.mean([t.looks[-1].n for t in tracks]))
-    fixed = stats.seeds_needed(1.0, 1.0, ALPHA, power)
+    fixed = sample_size.seeds_needed(1.0, 1.0, ALPHA, power)
     print(f"\ntrue effect 1 sd: the sequential rule finds it in {power:.3f} of 2000 studies with {average:.2f} seeds on average; "
           f"a fixed design needs {fixed} seeds for the same power")
     assert power > 0.9 and average < fixed - 2
@@ -85,7 +85,8 @@ def test_round_one_asks_for_min_seeds_of_every_variant_then_one_seed_of_the_open
     assert w.next == [("baseline", 103), ("b", 103)]  # the decided variant gets no more seeds
     assert w.rounds[0].still_open == ("b",) and w.rounds[0].decided == {"a": "better"}
     line = sq.describe(w.rounds[0], w.tracks)
-    assert line.startswith("round 1 (seeds 100–102): a better (t-test p") and "stops; b open (Δ " in line
+    assert line.startswith("round 1 (seeds 100–102): a better (|t| 36.4 ≥ boundary ") and "at round 1 (3 pairs)), stops; b open (Δ " in line
+    assert line.endswith("(repeated 95% CI))")  # b is at α once a has passed its level on; its interval says which level
 
 
 def test_the_budget_ends_the_design_with_the_open_ones_inconclusive():
@@ -113,10 +114,20 @@ def test_a_failed_pair_is_tried_but_adds_no_look():
     assert [lk.round for lk in w.tracks["b"].looks] == [1] and len(w.rounds) == 2
 
 
-def test_equal_seeds_are_equivalent_at_once_and_a_steady_shift_beyond_the_margin_is_not():
-    w = walk({"same": {100: 0.0, 101: 0.0, 102: 0.0}, "shift": {100: 2.0, 101: 2.0, 102: 2.0}}, all_tried(["same", "shift"], (100, 101, 102)))
-    assert w.tracks["same"].verdict == "equivalent" and w.tracks["same"].by.startswith("TOST p < 0.0001 at round 1")
-    assert w.tracks["shift"].verdict == "better"
+def test_seeds_without_spread_are_not_decided_at_once_by_an_infinite_t():
+    """Issue 20, item 1: equal seeds used to be equivalent, and a steady +1 better, at round 1 (t = ±inf). A look
+    without spread has no t statistic; the exact sign-flip route decides it, which 3 pairs cannot (p ≥ 0.25)."""
+    three = (100, 101, 102)
+    w = walk({"same": dict.fromkeys(three, 0.0), "shift": dict.fromkeys(three, 2.0)}, all_tried(["same", "shift"], three))
+    assert w.tracks["same"].verdict == sq.OPEN and w.tracks["shift"].verdict == sq.OPEN
+    assert all(math.isnan(t.looks[0].t) for t in w.tracks.values())
+    seeds = range(100, 112)
+    w = walk({"same": dict.fromkeys(seeds, 0.0), "shift": dict.fromkeys(seeds, 2.0)}, all_tried(["same", "shift"], seeds),
+             plan=Sequential(3, 12))
+    same, shift = w.tracks["same"], w.tracks["shift"]
+    assert same.verdict == "equivalent" and shift.verdict == "better" and min(same.decided_in, shift.decided_in) > 1
+    assert same.by.startswith("sign-flip TOST p ") and "no spread between seeds" in same.by
+    assert shift.by.startswith("sign-flip p ") and "no spread between seeds" in shift.by
 
 
 def test_a_decided_variant_passes_its_level_on_holm():

@@ -70,6 +70,22 @@ def exact(counts: dict[str, dict[int, tuple[int, int]]]) -> tuple[dict[str, dict
     return {v: {s: 100.0 * k / n for s, (k, n) in seeds.items()} for v, seeds in counts.items()}, 1.0
 
 
+def simple_effects(design: Design, test_acc: dict[str, dict[int, float]], a: str, b: str, scale: float = 1.0) -> dict[str, dict[int, float]]:
+    """The simple effects behind an interaction a × b of a factorial design, per seed: a's effect
+    without b and with b, and b's without a and with a (each the mean over the cells with the
+    factor minus those without, at that level of the other, averaged over the remaining factors)."""
+    factors = sorted(design.factors)
+    cells = [frozenset(c) for r in range(len(factors) + 1) for c in itertools.combinations(factors, r)]
+    seeds = _common(test_acc, [cell(c) for c in cells])
+    out = {}
+    for x, y in ((a, b), (b, a)):
+        for has_y in (False, True):
+            chosen = [c for c in cells if (y in c) == has_y]
+            name = f"{x} {'with' if has_y else 'without'} {y}"
+            out[name] = {s: scale * sum((1 if x in c else -1) * test_acc[cell(c)][s] for c in chosen) / (len(chosen) / 2) for s in seeds}
+    return out
+
+
 def interaction_means(design: Design, test_acc: dict[str, dict[int, float]], a: str, b: str) -> dict[tuple[bool, bool], float]:
     """Mean test accuracy (over seeds with every cell, and over the other factors) of each
     combination (with a?, with b?): what an interaction plot shows."""

@@ -1,5 +1,5 @@
 """Seed planning: how many seeds each comparison with the baseline needs for a chance `power` of
-finding a true difference of `effect` points, at the level Holm's correction applies to its
+finding a true difference of `effect` points (and of showing equivalence within ±effect by TOST), at the level Holm's correction applies to its
 strictest step (α/m for m comparisons), from the spread of the paired differences the store holds
 (each comparison's own, and pooled over them) or a given standard deviation."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.analysis import stats
+from harness.analysis import sample_size, stats
 from harness.base.errors import UsageError
 
 
@@ -16,7 +16,7 @@ class Request:
     effect: float | None = None  # points; None: the experiment's [analysis] margin
     sd: float | None = None  # points; None: pooled from the store
     comparisons: int | None = None  # m; None: as many as the store compares
-    power: float = stats.POWER
+    power: float = sample_size.POWER
 
 
 def check(req: Request) -> None:
@@ -39,19 +39,26 @@ def lines(req: Request, analysis: stats.Analysis, baseline: str, tested: dict[st
     out = [f"{m} comparison(s) with `{baseline}`; Holm's strictest level α/m = {analysis.alpha}/{m} = {level:.4g}; "
            f"{int(round(req.power * 100))}% power to find a true difference of {effect:g} point(s); the {analysis.test} test decides"
            + (" (so at least the seeds the exact test needs to reach α/m)" if exact else ""), "",
-           "| comparison | pairs now | sd of paired differences (points) | seeds needed |", "|---|---|---|---|"]
+           f"| comparison | pairs now | sd of paired differences (points) | seeds to find ±{effect:g} | seeds to show equivalence "
+           f"within ±{effect:g} |", "|---|---|---|---|---|"]
+
+    def both(sd: float) -> str:
+        return (f"{sample_size.seeds_needed(sd, effect, level, req.power, exact)} | "
+                f"{sample_size.seeds_for_equivalence(sd, effect, level, req.power, exact)}")
+
     for name, t in tested.items():
-        needed = stats.seeds_needed(t.sd, effect, level, req.power, exact) if t.n >= 2 else 0
-        out.append(f"| {name} | {t.n} | {_fmt(t.sd)} | {needed or '– (fewer than 2 pairs)'} |")
-    usable = [(t.n, t.sd) for t in tested.values() if t.n >= 2 and math.isfinite(t.sd)]
+        cells = both(t.sd) if t.n >= stats.MIN_PAIRS else "– (not estimable below 3 pairs) | –"
+        out.append(f"| {name} | {t.n} | {_fmt(t.sd) if t.n >= stats.MIN_PAIRS else '–'} | {cells} |")
+    usable = [(t.n, t.sd) for t in tested.values() if t.n >= stats.MIN_PAIRS and math.isfinite(t.sd)]
     if req.sd is not None:
-        out.append(f"| given --sd | – | {_fmt(req.sd)} | {stats.seeds_needed(req.sd, effect, level, req.power, exact)} |")
+        out.append(f"| given --sd | – | {_fmt(req.sd)} | {both(req.sd)} |")
     elif usable:
-        sd = stats.pooled_sd(usable)
-        out.append(f"| pooled ({sum(n - 1 for n, _ in usable)} degrees of freedom) | – | {_fmt(sd)} | "
-                   f"{stats.seeds_needed(sd, effect, level, req.power, exact)} |")
+        sd = sample_size.pooled_sd(usable)
+        out.append(f"| pooled ({sum(n - 1 for n, _ in usable)} degrees of freedom) | – | {_fmt(sd)} | {both(sd)} |")
     else:
-        raise UsageError("plan: the store has no comparison with 2 or more paired seeds to estimate the spread from; give --sd")
+        raise UsageError("plan: the store has no comparison with 3 or more paired seeds to estimate the spread from; give --sd")
+    out += ["", "Equivalence: the paired TOST at the same level with no true difference. A spread from few pairs is itself "
+            "uncertain; below 3 pairs it is not used."]
     return out
 
 

@@ -11,9 +11,15 @@ at the last round).
 - Error spending: Lan & DeMets' O'Brien–Fleming-type function α(τ) = 2 − 2Φ(z_{1−α/2} / √τ).
   The boundaries are for the paired t statistic itself: with normal differences and no effect,
   the path of t statistics over the looks does not depend on the unknown spread, so they come
-  from its exact null distribution, simulated (PATHS paths from a fixed seed). Boundaries made
-  for z statistics and applied to t-tests as nominal levels let the false-verdict rate drift to
-  ~5.8% at α = 5% with 3 to 12 seeds; these keep it at 5%.
+  from its exact null distribution, simulated (PATHS paths from a fixed seed, computed once per
+  design and kept in the user cache). Boundaries made for z statistics and applied to t-tests as
+  nominal levels let the false-verdict rate drift to ~5.8% at α = 5% with 3 to 12 seeds; these
+  keep it at 5% — for roughly normal paired differences. Skewed differences raise it.
+- The deciding test: the t statistic against its boundary (`[analysis] test = "t"`), or the exact
+  sign-flip p against the boundary's nominal level (`"permutation"`), which needs only symmetric
+  differences. A look whose differences have no spread has no t statistic: the sign-flip route
+  decides it (three seeds each +1 image cannot: their sign-flip p is 0.25). A look with fewer than
+  MIN_PAIRS pairs decides nothing and spends no error.
 - Several variants: Holm as a graphical procedure for group-sequential trials (Maurer & Bretz
   2013): each hypothesis starts at α/m; a rejected one passes its level in equal parts to the
   others, which are re-tested at every look so far with boundaries for their new level.
@@ -21,7 +27,11 @@ at the last round).
   and equivalence within ±margin (TOST, one-sided spending per side; equivalent). Either decision
   stops the variant; one still open at the last round is inconclusive.
 - Repeated confidence intervals (Jennison & Turnbull 2000, ch. 9): at each look Δ ± its
-  two-sided boundary × the standard error, valid at every round at once.
+  two-sided boundary × the standard error at the variant's current Holm level (so a 3-variant
+  study's first intervals are 98.3% ones, labelled so), valid at every round at once; on the
+  sign-flip route the shifts the sign-flip test does not reject at the boundary's nominal level.
+  An equivalence decision is shown with the interval that decides it: Δ ± the one-sided TOST
+  boundary × se, inside ±margin.
 
 Everything here is a pure function of the per-seed differences and of which pairs were tried,
 so a resumed or rebuilt experiment reaches the same rounds and verdicts.
@@ -33,13 +43,16 @@ import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy import special, stats
 
+from harness.analysis import signflip
 from harness.analysis import stats as paired
+from harness.analysis.spending import boundaries, p_value, spend  # noqa: F401 - the rule's boundaries, used by its callers too
 from harness.settings.analysis import Analysis, Sequential  # noqa: F401 - the settings the rule takes
 
 METHOD = ("a group-sequential paired t-test: Lan–DeMets O'Brien–Fleming-type α-spending over the information fraction "
-          "pairs / max_seeds, with boundaries for the t statistic from its exact null distribution (simulated, 200,000 paths); "
+          "pairs / max_seeds, with boundaries for the t statistic from its exact null distribution under normal differences "
+          "(simulated, 1,000,000 paths; the sign-flip p against their nominal levels where `[analysis] test = \"permutation\"` "
+          "or the differences have no spread; no decision below 3 pairs); "
           "Holm across the variants as the graphical procedure of Maurer & Bretz (2013), which passes a decided variant's level "
           "to the others; equivalence within ±margin by TOST in a second family spent the same way; repeated confidence "
           "intervals (Jennison & Turnbull)")
@@ -62,12 +75,21 @@ class Look:
     fraction: float  # information fraction τ
     mean: float  # Δ, points
     sd: float
-    t: float  # paired t statistic against zero (±inf when every pair moved by the same nonzero amount)
-    tost: float  # the smaller of TOST's one-sided t statistics against ±margin
+    t: float  # paired t statistic against zero (nan when the differences have no spread)
+    tost: float  # the smaller of TOST's one-sided t statistics against ±margin (nan likewise)
+    values: tuple[float, ...] = ()  # the differences so far, by seed
     bound: float = math.nan  # the two-sided boundary |t| had to reach, at the variant's level then
     level: float = math.nan  # that boundary as a nominal two-sided p
     low: float = math.nan  # repeated confidence interval
     high: float = math.nan
+    coverage: float = math.nan  # its level: 1 − the variant's Holm level at this look
+    eq_low: float = math.nan  # the interval an equivalence decision stands on (set on the deciding look)
+    eq_high: float = math.nan
+    eq_coverage: float = math.nan
+
+    @property
+    def spread(self) -> bool:
+        return math.isfinite(self.t)
 
 
 @dataclass
@@ -78,7 +100,8 @@ class Track:
     looks: list[Look] = field(default_factory=list)
     verdict: str = OPEN  # better | worse | equivalent | open | inconclusive (budget spent)
     decided_in: int = 0  # the round it was decided in
-    by: str = ""  # what decided it
+    by: str = ""  # what decided it: the sequential statistic against its boundary
+    shape: str = ""  # the shape diagnostic of its differences at the last look (skew, an outlier)
 
 
 @dataclass(frozen=True)
@@ -97,93 +120,95 @@ class Walk:
     next: list[tuple[str, int]]  # the (variant, seed) pairs to train now; empty when the design is done
 
 
-def spend(level: float, fraction: float) -> float:
-    """The O'Brien–Fleming-type error spent by information fraction τ: 2 − 2Φ(z_{1−level/2} / √τ)."""
-    return float(2 * stats.norm.sf(stats.norm.isf(level / 2) / math.sqrt(fraction)))
-
-
-PATHS = 200_000  # simulated null paths of the t statistic per set of boundaries
-PATH_SEED = 20131  # fixed: the same looks give the same boundaries on every machine and every rebuild
-
-
-@functools.lru_cache(maxsize=4096)
-def boundaries(ns: tuple[int, ...], fractions: tuple[float, ...], level: float, two_sided: bool) -> tuple[float, ...]:
-    """Critical values of the paired t statistic at looks with `ns` pairs at information
-    `fractions`, spending `level` by `spend`: a look rejects
-    when |t| (two-sided) or t (one-sided) reaches its value; inf where nothing is left to spend.
-
-    Under normal differences with no effect, the path of t statistics over the looks does not
-    depend on the unknown spread, so PATHS simulated null paths give the boundaries exactly up to
-    Monte-Carlo error: each is the order statistic of the paths still running that spends the
-    error due by that look."""
-    rng = np.random.default_rng(PATH_SEED)
-    total, squares = np.zeros(PATHS), np.zeros(PATHS)
-    running = np.ones(PATHS, dtype=bool)
-    out, last_n = [], 0
-    for n, fraction in zip(ns, fractions):
-        block = n - last_n
-        b = rng.standard_normal(PATHS) * math.sqrt(block)  # the new pairs' sum, and their scatter about their own mean
-        within = rng.chisquare(block - 1, PATHS) if block > 1 else 0.0
-        total, squares, last_n = total + b, squares + within + b * b / block, n
-        if n < 2:
-            out.append(math.inf)
-            continue
-        sd = np.sqrt(np.maximum(squares - total * total / n, 0.0) / (n - 1))
-        t = total / np.maximum(sd, 1e-300) / math.sqrt(n)
-        stat = np.abs(t) if two_sided else t
-        due = round(spend(level, fraction) * PATHS) - int((~running).sum())  # paths this look may stop
-        alive = stat[running]
-        if due <= 0 or not len(alive):
-            out.append(math.inf)
-            continue
-        c = float(np.partition(alive, len(alive) - due)[len(alive) - due]) if due < len(alive) else float(alive.min())
-        out.append(c)
-        running &= stat < c
-    return tuple(out)
-
-
 def look(number: int, d: np.ndarray, fraction: float, margin: float) -> Look:
     """The statistics of one look at the differences `d`: the t statistic against zero and the
-    smaller of TOST's two one-sided t statistics against ±margin."""
+    smaller of TOST's two one-sided t statistics against ±margin (nan when d has no spread)."""
     n = len(d)
     mean = float(d.mean()) if n else math.nan
+    values = tuple(map(float, d))
     if n < 2:
-        return Look(number, n, fraction, mean, math.nan, math.nan, math.nan)
-    sd = float(d.std(ddof=1))
-    if sd == 0:  # every pair moved alike: the t statistics are infinite (or 0 for no move)
-        return Look(number, n, fraction, mean, sd, math.copysign(math.inf, mean) if mean else 0.0, math.inf if abs(mean) < margin else -math.inf)
+        return Look(number, n, fraction, mean, math.nan, math.nan, math.nan, values)
+    sd = paired.spread(d)
+    if sd == 0:  # every pair moved alike: no t statistic; only the sign-flip route can decide
+        return Look(number, n, fraction, mean, sd, math.nan, math.nan, values)
     se = sd / math.sqrt(n)
-    return Look(number, n, fraction, mean, sd, mean / se, min((mean + margin) / se, (margin - mean) / se))
+    return Look(number, n, fraction, mean, sd, mean / se, min((mean + margin) / se, (margin - mean) / se), values)
 
 
-def p_value(stat: float, n: int, two_sided: bool) -> float:
-    """The fixed-sample t-test p of a look's statistic (for display; the boundaries decide)."""
-    tail = float(special.stdtr(n - 1, -abs(stat) if two_sided else -stat))  # scipy's t cdf without stats.t's overhead
-    return min(1.0, 2 * tail) if two_sided else tail
+MIN_PAIRS = paired.MIN_PAIRS
 
 
-def _boundaries(looks: list[Look], level: float, two_sided: bool) -> tuple[float, ...]:
-    return boundaries(tuple(lk.n for lk in looks), tuple(lk.fraction for lk in looks), level, two_sided)
+@dataclass(frozen=True)
+class _Rule:
+    """How one variant's looks are judged at the current round."""
+
+    sign_flip: bool  # `[analysis] test = "permutation"`: the sign-flip route at every look
+    margin: float
+    future: tuple[tuple[int, float], ...] = ()  # (pairs, fraction) of the looks still planned: they key the boundary cache
 
 
-def _crosses(looks: list[Look], level: float, equivalence: bool) -> tuple[Look, float] | None:
-    """The first look whose statistic reaches its boundary at `level` (with that boundary), or None."""
-    usable = [lk for lk in looks if lk.n >= 2]
-    for lk, c in zip(usable, _boundaries(usable, level, not equivalence)):
-        if (lk.tost if equivalence else abs(lk.t)) >= c:
-            return lk, c
+def _usable(looks: list[Look]) -> list[Look]:
+    return [lk for lk in looks if lk.n >= MIN_PAIRS]
+
+
+def _bounds(usable: list[Look], level: float, two_sided: bool, rule: _Rule) -> tuple[float, ...]:
+    """The boundaries at the usable looks, from those of the whole planned design (the first k
+    depend on the first k looks only, so one cached design serves every round)."""
+    ns = tuple(lk.n for lk in usable) + tuple(n for n, _ in rule.future)
+    fractions = tuple(lk.fraction for lk in usable) + tuple(f for _, f in rule.future)
+    return boundaries(ns, fractions, level, two_sided)[: len(usable)]
+
+
+@functools.lru_cache(maxsize=65536)
+def _signflip(values: tuple[float, ...], margin: float, equivalence: bool) -> float:
+    """The sign-flip p of a look: two-sided against zero, or TOST's (the larger one-sided p against ±margin)."""
+    d = np.array(values)
+    if equivalence:
+        return max(signflip.signflip_p(d + margin, "greater"), signflip.signflip_p(d - margin, "less"))
+    return signflip.signflip_p(d)
+
+
+def _judge(lk: Look, c: float, equivalence: bool, rule: _Rule) -> str:
+    """'' when the look does not reach its boundary `c`, else what decided it (the sequential
+    statistic against its boundary)."""
+    if not math.isfinite(c):
+        return ""
+    where = f"at round {lk.round} ({lk.n} pairs)"
+    if rule.sign_flip or not lk.spread:
+        p, nominal = _signflip(lk.values, rule.margin, equivalence), p_value(c, lk.n, not equivalence)
+        why = "" if rule.sign_flip else "; no spread between seeds, so no t statistic"
+        return f"sign-flip {'TOST ' if equivalence else ''}p {_p(p)} ≤ boundary {_p(nominal)} {where}{why}" if p <= nominal else ""
+    stat = lk.tost if equivalence else abs(lk.t)
+    return f"{'TOST t' if equivalence else '|t|'} {stat:.3g} ≥ boundary {c:.3g} {where}" if stat >= c else ""
+
+
+def _crosses(looks: list[Look], level: float, equivalence: bool, rule: _Rule) -> tuple[Look, float, str] | None:
+    """The first look whose statistic reaches its boundary at `level` (with that boundary and why), or None."""
+    usable = _usable(looks)
+    for lk, c in zip(usable, _bounds(usable, level, not equivalence, rule)):
+        why = _judge(lk, c, equivalence, rule)
+        if why:
+            return lk, c, why
     return None
 
 
-def _interval(looks: list[Look], level: float) -> Look:
-    """The last look with its boundary, nominal level and repeated confidence interval Δ ± c·se at `level`."""
-    usable = [lk for lk in looks if lk.n >= 2]
+def _around(lk: Look, c: float, two_sided: bool, rule: _Rule) -> tuple[float, float]:
+    """Δ ± c·se, or on the sign-flip route the shifts the sign-flip test keeps at c's nominal level."""
+    if rule.sign_flip or not lk.spread:
+        return signflip.signflip_interval(np.array(lk.values), p_value(c, lk.n, True) if two_sided else 2 * p_value(c, lk.n, False))
+    half = c * lk.sd / math.sqrt(lk.n)
+    return lk.mean - half, lk.mean + half
+
+
+def _interval(looks: list[Look], level: float, rule: _Rule) -> Look:
+    """The last look with its boundary, nominal level and repeated confidence interval at `level` (coverage 1 − level)."""
+    usable = _usable(looks)
     lk = looks[-1]
     if not usable or usable[-1] is not lk:
         return lk
-    c = _boundaries(usable, level, True)[-1]
-    half = c * lk.sd / math.sqrt(lk.n) if lk.sd > 0 else 0.0
-    return replace(lk, bound=c, level=p_value(c, lk.n, True) if math.isfinite(c) else 0.0, low=lk.mean - half, high=lk.mean + half)
+    c = _bounds(usable, level, True, rule)[-1]
+    low, high = _around(lk, c, True, rule) if math.isfinite(c) else (-math.inf, math.inf)
+    return replace(lk, bound=c, level=p_value(c, lk.n, True) if math.isfinite(c) else 0.0, low=low, high=high, coverage=1 - level)
 
 
 class _Family:
@@ -191,23 +216,30 @@ class _Family:
 
     def __init__(self, names: list[str], alpha: float, equivalence: bool) -> None:
         self.levels = {v: alpha / len(names) for v in names}
-        self.rejected: dict[str, tuple[Look, float]] = {}
+        self.rejected: dict[str, tuple[Look, float, str]] = {}
         self.equivalence = equivalence
 
-    def test(self, tracks: dict[str, Track]) -> list[tuple[str, tuple[Look, float]]]:
-        """Reject what the current levels allow, passing each rejected level on; returns the new rejections."""
+    def test(self, tracks: dict[str, Track], rules: dict[str, _Rule]) -> list[tuple[str, tuple[Look, float, str], float]]:
+        """Reject what the current levels allow, passing each rejected level on; returns the new
+        rejections with the level each was rejected at."""
         found = []
         while True:
-            hit = next(((v, found) for v in self.levels if v not in self.rejected
-                        for found in [_crosses(tracks[v].looks, self.levels[v], self.equivalence)] if found is not None), None)
+            hit = next(((v, got) for v in self.levels if v not in self.rejected
+                        for got in [_crosses(tracks[v].looks, self.levels[v], self.equivalence, rules[v])] if got is not None), None)
             if hit is None:
                 return found
-            v, lk = hit
-            self.rejected[v] = lk
-            found.append(hit)
+            v, got = hit
+            self.rejected[v] = got
+            found.append((v, got, self.levels[v]))
             rest = [u for u in self.levels if u not in self.rejected]
             for u in rest:
                 self.levels[u] += self.levels[v] / len(rest)
+
+
+def _future(n: int, number: int, plan: Sequential) -> tuple[tuple[int, float], ...]:
+    """The looks still planned after round `number` at n pairs, one pair a round."""
+    left = plan.rounds() - number
+    return tuple((n + i, 1.0 if i == left else (n + i) / plan.max_seeds) for i in range(1, left + 1))
 
 
 def walk(differences: dict[str, dict[int, float]], tried: set[tuple[str, int]], baseline: str, variants: list[str],
@@ -216,11 +248,14 @@ def walk(differences: dict[str, dict[int, float]], tried: set[tuple[str, int]], 
     seed (points; only seeds where both runs finished), `tried` the (variant, seed) pairs that have
     an outcome (finished or failed). Stops at the first round with a pair not yet tried and names
     those pairs as `next`."""
+    for d in differences.values():
+        paired.check_finite(d)
     tracks = {v: Track(v) for v in variants}
     if not variants:
         return Walk([], tracks, [])
     difference, equivalence = _Family(variants, analysis.alpha, False), _Family(variants, analysis.alpha, True)
     still_open, rounds = list(variants), []
+    sign_flip = analysis.test == "permutation"
     for number in range(1, plan.rounds() + 1):
         used = seeds[: plan.min_seeds + number - 1]
         new = used if number == 1 else used[-1:]
@@ -233,21 +268,25 @@ def walk(differences: dict[str, dict[int, float]], tried: set[tuple[str, int]], 
             looks = tracks[v].looks
             if len(d) > (looks[-1].n if looks else 0):  # a round that added no pair (a failed run) is no look
                 looks.append(look(number, d, 1.0 if last else len(d) / plan.max_seeds, analysis.margin))
+                tracks[v].shape = paired.shape(d)
+        rules = {v: _Rule(sign_flip, analysis.margin, _future(tracks[v].looks[-1].n if tracks[v].looks else 0, number, plan))
+                 for v in variants}
         decided: dict[str, str] = {}
         for family, is_equivalence in ((difference, False), (equivalence, True)):
-            for v, (lk, c) in family.test(tracks):
+            for v, (lk, c, why), level in family.test(tracks, rules):
                 t = tracks[v]
                 if t.verdict == OPEN:
                     t.verdict = "equivalent" if is_equivalence else ("better" if lk.mean > 0 else "worse")
-                    t.decided_in = number
-                    p = p_value(lk.tost, lk.n, False) if is_equivalence else p_value(lk.t, lk.n, True)
-                    t.by = (f"{'TOST' if is_equivalence else 't-test'} p {_p(p)} at round {lk.round}, {lk.n} pairs: "
-                            f"{'t' if is_equivalence else '|t|'} {abs(lk.t) if not is_equivalence else lk.tost:.3g} ≥ boundary {c:.3g}")
+                    t.decided_in, t.by = number, why
                     decided[v] = t.verdict
+                    if is_equivalence:  # the interval that decides: inside ±margin
+                        low, high = _around(lk, c, False, rules[v])
+                        i = next(i for i, x in enumerate(t.looks) if x is lk)
+                        t.looks[i] = replace(lk, eq_low=low, eq_high=high, eq_coverage=1 - 2 * level)
         for v in still_open:
             looks = tracks[v].looks
             if looks and looks[-1].round == number:
-                looks[-1] = _interval(looks, difference.levels[v])
+                looks[-1] = _interval(looks, difference.levels[v], rules[v])
         still_open = [v for v in still_open if v not in decided]
         if last:
             for v in still_open:
@@ -274,15 +313,32 @@ def _p(p: float) -> str:
     return "< 0.0001" if p < 1e-4 else f"{p:.2g}"
 
 
+def coverage(x: float) -> str:
+    """An interval's level as a percentage: 98.3%, 95%."""
+    return f"{100 * x:.3g}%" if math.isfinite(x) else "–"
+
+
+def interval_text(lk: Look, verdict: str) -> str:
+    """The interval a look stands on, with its level: the TOST's for an equivalence decision,
+    else the repeated confidence interval."""
+    if verdict == "equivalent" and math.isfinite(lk.eq_low):
+        return f"[{lk.eq_low:+.2f}, {lk.eq_high:+.2f}] (TOST's {coverage(lk.eq_coverage)} interval)"
+    if lk.low == -math.inf:
+        return f"(−∞, +∞) (repeated {coverage(lk.coverage)} CI)"
+    return f"[{lk.low:+.2f}, {lk.high:+.2f}] (repeated {coverage(lk.coverage)} CI)" if math.isfinite(lk.low) else "–"
+
+
 def describe(r: Round, tracks: dict[str, Track]) -> str:
     """One console line after a round: what it decided and which comparisons stay open."""
     seeds = f"seed {r.seeds[0]}" if len(r.seeds) == 1 else f"seeds {r.seeds[0]}–{r.seeds[-1]}"
     parts = []
     for v, verdict in r.decided.items():
-        parts.append(f"{v} {verdict} ({tracks[v].by})" + (", stops" if verdict != INCONCLUSIVE else ""))
+        warn = f"; warning: {tracks[v].shape}" if tracks[v].shape else ""
+        parts.append(f"{v} {verdict} ({tracks[v].by}{warn})" + (", stops" if verdict != INCONCLUSIVE else ""))
     for v in r.still_open:
         lk = next((lk for lk in tracks[v].looks if lk.round == r.number), None)
-        where = f"Δ {lk.mean:+.2f} [{lk.low:+.2f}, {lk.high:+.2f}]" if lk is not None and math.isfinite(lk.low) else "too few pairs"
+        where = (f"Δ {lk.mean:+.2f} {interval_text(lk, OPEN)}" if lk is not None and lk.n >= MIN_PAIRS and not math.isnan(lk.low)
+                 else "too few pairs")
         parts.append(f"{v} open ({where})")
     if not r.still_open:
         parts.append("none open")

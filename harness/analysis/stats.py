@@ -6,10 +6,19 @@ integer counts of correct test images so that equal counts give equal difference
 - the paired t-test and the exact sign-flip permutation test (all 2^n sign patterns up to
   n = EXACT_UP_TO seeds, a seeded Monte-Carlo beyond), two-sided;
 - the paired TOST equivalence test against ±margin, by both tests;
-- the unadjusted t interval and a simultaneous (Bonferroni) interval over the family;
-- Hedges' g_z, the small-sample-corrected standardized mean difference.
+- the unadjusted interval and a simultaneous (Bonferroni) interval over the family, both of the
+  deciding test: t intervals, or the sign-flip test inverted where that test decides;
+- Hedges' g_z, the small-sample-corrected standardized mean difference;
+- the seed win rate (seeds on which the variant scored higher) with its Clopper–Pearson interval;
+- a shape diagnostic: skewness or an outlying seed, which the t-test's error rates do not allow for.
 `family` Holm-corrects every test across all compared variants (an untestable one counts with
-p = 1) and gives each a verdict in four words: better, worse, equivalent or inconclusive.
+p = 1) and gives each a verdict in four words: better, worse, equivalent or inconclusive; with
+fewer than MIN_PAIRS pairs it is inconclusive whatever the p.
+
+Inputs are differences in points; accuracies from counts of images are the intended input. NaN and
+inf are refused. Differences whose spread is float noise (sd at most NO_SPREAD times their size:
+float accuracies that differ by the same count on every seed) count as no spread: the t-test is
+then undefined and the sign-flip test decides.
 """
 from __future__ import annotations
 
@@ -19,11 +28,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import special, stats
 
+from harness.analysis.sample_size import MIN_PAIRS
+from harness.analysis.signflip import floor_p, signflip_interval, signflip_p
 from harness.settings.analysis import ALPHA, TESTS, Analysis  # noqa: F401 - the settings these functions take
 
-POWER = 0.8
-EXACT_UP_TO = 20  # seeds; beyond, the permutation test samples MONTE_CARLO sign patterns
-MONTE_CARLO = 100_000
+NO_SPREAD = 1e-9  # relative: an sd at most this times max(1, |d|) is float noise, not spread
 VERDICTS = ("better", "worse", "equivalent", "inconclusive")
 
 
@@ -52,6 +61,11 @@ class Paired:
     tost_t_p: float  # paired TOST against ±margin, t version (nan when undefined)
     tost_perm_p: float  # the same by sign-flip permutation
     hedges_g: float  # Hedges-corrected d_z; nan when n < 3 or no spread
+    values: tuple[float, ...] = ()  # the differences, by seed
+    wins: int = 0  # seeds on which the variant scored higher than the baseline
+    ties: int = 0
+    interval: str = "t"  # what the intervals invert: "t" or "sign-flip" (where the sign-flip test decides)
+    shape: str = ""  # the shape diagnostic: skewness or an outlying seed, else empty
     sim_low: float = math.nan  # simultaneous interval over the family (Bonferroni)
     sim_high: float = math.nan
     t_holm: float = math.nan
@@ -102,24 +116,80 @@ def paired(baseline: dict[int, float], variant: dict[int, float], analysis: Anal
     return differences({s: variant[s] - baseline[s] for s in sorted(set(baseline) & set(variant))}, analysis)
 
 
+def check_finite(d_by_seed: dict[int, float]) -> None:
+    """Refuse NaN and inf differences: a NaN would make every sign pattern 'less extreme' (p 0)."""
+    bad = {s: x for s, x in d_by_seed.items() if not math.isfinite(x)}
+    if bad:
+        s, x = next(iter(sorted(bad.items())))
+        raise ValueError(f"paired differences: seed {s} is {x}; expected finite numbers of points (counts of correct images "
+                         "give them; a run without a result has no pair)")
+
+
+def spread(d: np.ndarray) -> float:
+    """The sample sd of d, or 0.0 when it is float noise (at most NO_SPREAD times the size of d)."""
+    if len(d) < 2:
+        return math.nan
+    sd = float(np.std(d, ddof=1))
+    return 0.0 if sd <= NO_SPREAD * max(1.0, float(np.abs(d).max())) else sd
+
+
 def differences(d_by_seed: dict[int, float], analysis: Analysis = Analysis()) -> Paired:
     """Test per-seed differences (or any per-seed contrast) against zero and for equivalence within
-    ±margin: t and permutation tests, unadjusted interval, Hedges' g_z."""
+    ±margin: t and permutation tests, unadjusted interval of the deciding test, Hedges' g_z, the
+    seed win rate and the shape diagnostic."""
+    check_finite(d_by_seed)
     d = np.array([d_by_seed[s] for s in sorted(d_by_seed)], dtype=float)
     n, margin = len(d), analysis.margin
     mean = float(d.mean()) if n else math.nan
-    perm, perm_min = signflip_p(d), (min(1.0, 2.0 / 2 ** n) if n <= EXACT_UP_TO else 1.0 / (MONTE_CARLO + 1))
+    tiny = NO_SPREAD * max(1.0, float(np.abs(d).max(initial=0.0)))
+    extra = dict(values=tuple(map(float, d)), wins=int((d > tiny).sum()), ties=int((np.abs(d) <= tiny).sum()), shape=shape(d))
+    perm, perm_min = signflip_p(d), floor_p(d)
     tost_perm = max(signflip_p(d + margin, "greater"), signflip_p(d - margin, "less")) if n else 1.0
     if n < 2:
-        return Paired(n, mean, math.nan, math.nan, math.nan, math.nan, perm, perm_min, math.nan, tost_perm, math.nan)
-    sd = float(d.std(ddof=1))
-    low, high = _t_interval(mean, sd, n, 1 - analysis.alpha)
+        return Paired(n, mean, math.nan, math.nan, math.nan, math.nan, perm, perm_min, math.nan, tost_perm, math.nan, **extra)
+    sd = spread(d)
+    if sd == 0 or analysis.test == "permutation":  # the sign-flip test decides: its own interval
+        low, high = signflip_interval(d, analysis.alpha)
+        extra["interval"] = "sign-flip"
+    else:
+        low, high = _t_interval(mean, sd, n, 1 - analysis.alpha)
     if sd == 0:  # every seed moved by the same amount: the t statistics are undefined
-        return Paired(n, mean, sd, low, high, math.nan, perm, perm_min, math.nan, tost_perm, math.nan)
+        return Paired(n, mean, sd, low, high, math.nan, perm, perm_min, math.nan, tost_perm, math.nan, **extra)
     se = sd / math.sqrt(n)
     t_p = float(2 * stats.t.sf(abs(mean) / se, n - 1))
     tost_t = max(float(stats.t.sf((mean + margin) / se, n - 1)), float(stats.t.cdf((mean - margin) / se, n - 1)))
-    return Paired(n, mean, sd, low, high, t_p, perm, perm_min, tost_t, tost_perm, hedges_g(mean / sd, n))
+    return Paired(n, mean, sd, low, high, t_p, perm, perm_min, tost_t, tost_perm, hedges_g(mean / sd, n), **extra)
+
+
+def shape(d: np.ndarray) -> str:
+    """A warning when the differences look far from normal, else '': skewness G1 beyond twice its
+    standard error, or a seed whose modified z (0.6745 |d − median| / MAD) exceeds 3.5 (Iglewicz &
+    Hoaglin); from 5 pairs (below, G1 cannot reach twice its standard error and a median of 3 or 4
+    values says little about outliers). The t-test and the sequential
+    rule assume roughly normal differences; under skew their false-verdict rates rise."""
+    n = len(d)
+    if n < 5 or not spread(d) > 0:
+        return ""
+    g1 = float(stats.skew(d, bias=False))
+    se = math.sqrt(6 * n * (n - 1) / ((n - 2) * (n + 1) * (n + 3)))
+    if abs(g1) > 2 * se:
+        return f"skewed differences (skewness G1 {g1:+.2f}, beyond twice its standard error {se:.2f} at {n} pairs)"
+    med = float(np.median(d))
+    mad = float(np.median(np.abs(d - med)))
+    if mad > NO_SPREAD * max(1.0, float(np.abs(d).max())):
+        z = 0.6745 * np.abs(d - med) / mad
+        if z.max() > 3.5:
+            return f"an outlying seed (Δ {float(d[int(z.argmax())]):+.2f} points, modified z {float(z.max()):.1f} > 3.5)"
+    return ""
+
+
+def win_interval(wins: int, n: int, alpha: float = ALPHA) -> tuple[float, float]:
+    """The Clopper–Pearson (exact binomial) interval of a win rate of `wins` out of `n` seeds."""
+    if n == 0:
+        return math.nan, math.nan
+    low = 0.0 if wins == 0 else float(stats.beta.ppf(alpha / 2, wins, n - wins + 1))
+    high = 1.0 if wins == n else float(stats.beta.ppf(1 - alpha / 2, wins + 1, n - wins))
+    return low, high
 
 
 def hedges_g(d_z: float, n: int) -> float:
@@ -129,36 +199,6 @@ def hedges_g(d_z: float, n: int) -> float:
         return math.nan
     j = math.exp(special.gammaln(df / 2) - special.gammaln((df - 1) / 2)) / math.sqrt(df / 2)
     return d_z * j
-
-
-def signflip_p(d: np.ndarray, alternative: str = "two-sided") -> float:
-    """Sign-flip permutation p of the mean of d against zero: the share of sign patterns whose sum
-    is at least as extreme as the observed one. Exact over all 2^n patterns up to EXACT_UP_TO
-    values; beyond, MONTE_CARLO patterns from a fixed seed, (1 + hits) / (1 + draws)."""
-    d = np.asarray(d, dtype=float)
-    n = len(d)
-    if n == 0:
-        return 1.0
-    observed = float(d.sum())
-    tol = 1e-9 * max(1.0, float(np.abs(d).sum()))
-
-    def hits(sums: np.ndarray) -> int:
-        if alternative == "greater":
-            return int((sums >= observed - tol).sum())
-        if alternative == "less":
-            return int((sums <= observed + tol).sum())
-        return int((np.abs(sums) >= abs(observed) - tol).sum())
-
-    if n <= EXACT_UP_TO:
-        bits = np.arange(n)
-        total = 0
-        for start in range(0, 2 ** n, 1 << 16):
-            codes = np.arange(start, min(2 ** n, start + (1 << 16)))[:, None]
-            total += hits((1 - 2 * ((codes >> bits) & 1)) @ d)
-        return total / 2 ** n
-    rng = np.random.default_rng(0)
-    total = sum(hits(rng.choice((-1.0, 1.0), size=(10_000, n)) @ d) for _ in range(MONTE_CARLO // 10_000))
-    return (1 + total) / (1 + MONTE_CARLO)
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -187,13 +227,19 @@ def family(raw: dict[str, Paired], analysis: Analysis = Analysis()) -> dict[str,
     for i, (name, r) in enumerate(zip(names, rs)):
         test, why = deciders[i]
         p = t_holm[i] if test == "t" else perm_holm[i]
-        low, high = _t_interval(r.diff_mean, r.sd, r.n, 1 - analysis.alpha / m)
+        if r.interval == "sign-flip":
+            low, high = signflip_interval(np.array(r.values), analysis.alpha / m) if r.n >= 2 else (math.nan, math.nan)
+        else:
+            low, high = _t_interval(r.diff_mean, r.sd, r.n, 1 - analysis.alpha / m)
+        if r.n < MIN_PAIRS:
+            why += f" (fewer than {MIN_PAIRS} pairs: no verdict)"
         r = replace(r, sim_low=low, sim_high=high, t_holm=t_holm[i], perm_holm=perm_holm[i], tost_holm=tost_holm[i], p_holm=p,
                     decided_by=f"{_TEST_NAMES[test]}{why}")
-        verdict = ("better" if r.diff_mean > 0 else "worse") if p < analysis.alpha else "equivalent" if tost_holm[i] < analysis.alpha else "inconclusive"
+        verdict = ("inconclusive" if r.n < MIN_PAIRS else ("better" if r.diff_mean > 0 else "worse") if p < analysis.alpha
+                   else "equivalent" if tost_holm[i] < analysis.alpha else "inconclusive")
         both = math.isfinite(r.t_p) and (t_holm[i] < analysis.alpha) != (perm_holm[i] < analysis.alpha)
         disagree = (f"t-test Holm p {_p3(t_holm[i])} and permutation Holm p {_p3(perm_holm[i])} disagree at α = {analysis.alpha}") if both else ""
-        if verdict in ("better", "worse") and test == "t" and low <= 0 <= high:  # Holm's later steps test at more than α/m
+        if verdict in ("better", "worse") and low <= 0 <= high:  # Holm's later steps test at more than α/m
             disagree = "; ".join(filter(None, [disagree, "simultaneous interval still touches zero: Holm rejects at its step-down level, "
                                                           "which is above the interval's α/m"]))
         out[name] = replace(r, verdict=verdict, disagreement=disagree)
@@ -217,41 +263,3 @@ def _p3(p: float) -> str:
 def compare_all(baseline: dict[int, float], variants: dict[str, dict[int, float]], analysis: Analysis = Analysis()) -> dict[str, Paired]:
     """Paired comparisons of each variant with the baseline, Holm-corrected together, with verdicts."""
     return family({name: paired(baseline, values, analysis) for name, values in variants.items()}, analysis)
-
-
-def power(effect: float, sd: float, n: int, alpha: float) -> float:
-    """Power of a two-sided paired t-test at level `alpha` with n pairs for a true mean difference
-    `effect` when the differences have standard deviation `sd` (noncentral t)."""
-    df, ncp = n - 1, abs(effect) / sd * math.sqrt(n)
-    crit = stats.t.ppf(1 - alpha / 2, df)
-    far = float(np.nan_to_num(stats.nct.cdf(-crit, df, ncp), nan=0.0))  # negligible; scipy may give NaN
-    return float(stats.nct.sf(crit, df, ncp)) + far
-
-
-def seeds_needed(sd: float, effect: float, alpha: float, target: float = POWER, exact: bool = False, limit: int = 100_000) -> int:
-    """The fewest pairs for which a paired t-test at level `alpha` finds a true difference of
-    `effect` points with probability `target`. With `exact` (the permutation test decides), or
-    with no spread (the t-test is undefined), also enough pairs for the sign-flip test to be able
-    to reach `alpha`: 2 / 2^n <= alpha. `alpha` is α/m for m comparisons, Holm's strictest level.
-    0 when the spread is unknown."""
-    floor = max(2, math.ceil(math.log2(2 / alpha)))
-    if not math.isfinite(sd) or effect <= 0:
-        return 0
-    if sd == 0:
-        return floor
-    low, high = 1, 2  # power(low) < target <= power(high)
-    while power(effect, sd, high, alpha) < target:
-        if high >= limit:
-            return limit
-        low, high = high, min(limit, 2 * high)
-    while high - low > 1:
-        mid = (low + high) // 2
-        low, high = (mid, high) if power(effect, sd, mid, alpha) < target else (low, mid)
-    return max(high, floor) if exact else high
-
-
-def pooled_sd(groups: list[tuple[int, float]]) -> float:
-    """The pooled standard deviation of several sets of differences, given (n, sd) of each."""
-    usable = [(n, sd) for n, sd in groups if n >= 2 and math.isfinite(sd)]
-    df = sum(n - 1 for n, _ in usable)
-    return math.sqrt(sum((n - 1) * sd * sd for n, sd in usable) / df) if df else math.nan

@@ -61,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cfg.sequential and (args.executor != "local" or args.jobs_per_device > 1):
         raise UsageError("--seeds auto: its rounds run in one process; not with --executor ray or --jobs-per-device > 1")
     from harness.report import comparisons, effects_section, markdown
-    from harness.running import outcomes, runner
+    from harness.running import outcomes, preflight, runner
     from harness.tracking import experiment_tags, readback, store
 
     uri, device, loaded = _prepare(cfg)
@@ -73,6 +73,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                  f"data {loaded.source.identity}, split {cfg.data.split} "
                  f"{'drawn per seed' if cfg.data.split_seed == 'per_seed' else loaded.split.fingerprint}; store {uri}")
     run = runner.Runner(cfg, loaded, uri, device, console, rerun=args.rerun)
+    if cfg.sequential:
+        preflight.freeze_design(uri, cfg, args.redesign)
     if args.executor == "ray":
         from harness.running import ray_executor
 

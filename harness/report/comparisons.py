@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.analysis import resampling, stats
+from harness.analysis import resampling, sample_size, stats
 from harness.tracking.readback import SHARED, SeedRun
 
 NOT_COMPARABLE = "not comparable"
@@ -24,7 +24,8 @@ class Comparison:
     variant: str
     test: stats.Paired | None  # None when not comparable
     boot: resampling.Bootstrap = resampling.NONE
-    seeds_needed: int = 0  # for 80% power against ±margin at Holm's first level (α/m); 0 when unknown
+    seeds_needed: int = 0  # for 80% power at Holm's first level (α/m); 0 when not estimable (fewer than 3 pairs)
+    question: str = "difference"  # what seeds_needed is for: "difference" (|Δ| beyond the margin) or "equivalence"
     reason: str = ""  # why it is not comparable
 
     @property
@@ -82,17 +83,29 @@ def compare(runs: list[SeedRun], baseline: str, order: list[str], analysis: stat
             out[v] = Comparison(v, None, reason=why)
             continue
         t = tested[v]
-        needed = stats.seeds_needed(t.sd, analysis.margin, level, exact=analysis.test == "permutation") if t.n >= 2 else 0
-        out[v] = Comparison(v, t, bootstrap(by_variant[baseline], by_variant[v], analysis.alpha), needed)
+        needed, question = seeds_for(t, analysis, level)
+        out[v] = Comparison(v, t, bootstrap(by_variant[baseline], by_variant[v], analysis.alpha), needed, question)
     return out
 
 
+def seeds_for(t: stats.Paired, analysis: stats.Analysis, level: float) -> tuple[int, str]:
+    """The seeds the question at hand needs, at Holm's strictest level: to show equivalence within
+    ±margin (by TOST, no true difference) when |Δ| is within the margin, else to find a difference
+    of the margin (paired t-test power); 0 when fewer than 3 pairs leave the spread unestimable."""
+    if t.n < stats.MIN_PAIRS:
+        return 0, "difference"
+    exact = analysis.test == "permutation"
+    if abs(t.diff_mean) <= analysis.margin:
+        return sample_size.seeds_for_equivalence(t.sd, analysis.margin, level, exact=exact), "equivalence"
+    return sample_size.seeds_needed(t.sd, analysis.margin, level, exact=exact), "difference"
+
+
 def bootstrap(base: list[SeedRun], other: list[SeedRun], alpha: float) -> resampling.Bootstrap:
-    """The two-level bootstrap over the seeds where both runs stored per-image predictions."""
+    """The crossed bootstrap over the seeds where both runs stored per-image predictions."""
     right = {r.seed: r.predictions["selected"] == r.predictions["labels"] for r in base if r.predictions is not None}
-    pairs = [resampling.disagreements(right[r.seed], r.predictions["selected"] == r.predictions["labels"])
-             for r in sorted(other, key=lambda r: r.seed) if r.predictions is not None and r.seed in right]
-    return resampling.two_level(pairs, alpha)
+    rows = [resampling.scores(right[r.seed], r.predictions["selected"] == r.predictions["labels"])
+            for r in sorted(other, key=lambda r: r.seed) if r.predictions is not None and r.seed in right]
+    return resampling.crossed(rows, alpha)
 
 
 def parent_metrics(c: Comparison) -> dict[str, float]:
@@ -103,7 +116,7 @@ def parent_metrics(c: Comparison) -> dict[str, float]:
     return {"paired_delta_test_acc": t.diff_mean, "paired_delta_ci_low": t.ci_low, "paired_delta_ci_high": t.ci_high,
             "paired_delta_sim_low": t.sim_low, "paired_delta_sim_high": t.sim_high, "paired_n": float(t.n),
             "paired_p_holm": t.p_holm, "paired_tost_p_holm": t.tost_holm,
-            "bootstrap_ci_low": c.boot.low, "bootstrap_ci_high": c.boot.high, "p_improvement": c.boot.p_improve}
+            "bootstrap_ci_low": c.boot.low, "bootstrap_ci_high": c.boot.high, "seed_win_rate": t.wins / t.n if t.n else float("nan")}
 
 
 def sources_of_variation(runs: list[SeedRun]) -> str:

@@ -16,6 +16,13 @@ from harness.settings.designs import Design
 
 FIGURES = ("effects_forest.png", "effects_interaction.png")
 VERDICT = {"better": "raises accuracy", "worse": "lowers accuracy", "equivalent": "no effect beyond the margin"}
+# An interaction does not raise or lower accuracy: it says whether the two effects add.
+INTERACTION = {"better": "effects do not add: each does more with the other", "worse": "effects do not add: each does less with the other",
+               "equivalent": "effects add (interaction within the margin)"}
+
+
+def words(kind: str, verdict: str) -> str:
+    return (INTERACTION if kind == "interaction" else VERDICT).get(verdict, verdict)
 
 
 def section(design: Design, counts: dict[str, dict[int, tuple[int, int]]], folder: Path, analysis: stats.Analysis = stats.Analysis()) -> list[str]:
@@ -41,12 +48,31 @@ def section(design: Design, counts: dict[str, dict[int, tuple[int, int]]], folde
               f"The `{analysis.test}` test decides (`[analysis] test`); \"inconclusive\" means these seeds cannot tell.", "",
               "| effect | kind | seeds | mean (points) | 95% CI | t-test p | permutation p | Holm p | TOST Holm p | verdict |",
               "|---|---|---|---|---|---|---|---|---|---|"]
+    resolved = [e for e in found if e.kind == "interaction" and e.test.verdict in ("better", "worse")]
+    depends = {x: [e.name.split(" × ")[1 - i] for e in resolved for i, y in enumerate(e.name.split(" × ")) if y == x]
+               for x in design.factors}
     for e in found:
         t = e.test
         ci = f"[{fmt(t.ci_low)}, {fmt(t.ci_high)}]" if math.isfinite(t.ci_low) else "–"
+        said = words(e.kind, t.verdict)
+        if e.kind == "main" and depends.get(e.name):
+            said += f"; depends on {', '.join(f'`{x}`' for x in depends[e.name])}: see the simple effects below"
         lines.append(f"| {e.name} | {e.kind} | {t.n} | {signed(t.diff_mean)} | {ci} | {p_fmt(t.t_p)} | {p_fmt(t.perm_p)} | "
-                     f"{p_fmt(t.p_holm)} | {p_fmt(t.tost_holm)} | {VERDICT.get(t.verdict, t.verdict)} |")
+                     f"{p_fmt(t.p_holm)} | {p_fmt(t.tost_holm)} | {said} |")
     lines.append("")
+    if resolved:
+        values, scale = effects.exact(counts)
+        lines += ["Where an interaction is resolved, a main effect averages over effects that differ, so it is not the answer on "
+                  "its own: the simple effects below give each factor's effect without and with the other (mean over seeds, "
+                  "points, with the 95% t interval; descriptive, outside the Holm family above).", "",
+                  "| interaction | simple effect | seeds | mean (points) | 95% CI |", "|---|---|---|---|---|"]
+        for e in resolved:
+            a, b = e.name.split(" × ")
+            for name, per_seed in effects.simple_effects(design, values, a, b, scale).items():
+                t = stats.differences(per_seed, analysis)
+                ci = f"[{fmt(t.ci_low)}, {fmt(t.ci_high)}]" if math.isfinite(t.ci_low) else "–"
+                lines.append(f"| {e.name} | {name} | {t.n} | {signed(t.diff_mean)} | {ci} |")
+        lines.append("")
     rows = pd.DataFrame([{"label": e.name, "diff": e.test.diff_mean, "ci_low": e.test.ci_low, "ci_high": e.test.ci_high}
                          for e in found if e.test.n >= 1])
     if len(rows):

@@ -39,8 +39,24 @@ def verdicts(comparisons: dict[str, Comparison], walk: Walk) -> dict[str, Compar
     return out
 
 
+def _deciding(t: sequential.Track) -> sequential.Look | None:
+    """The look a verdict stands on: the one that decided an equivalence, else the last."""
+    if t.verdict == "equivalent":
+        found = [lk for lk in t.looks if math.isfinite(lk.eq_low)]
+        if found:
+            return found[-1]
+    return t.looks[-1] if t.looks else None
+
+
 def seeds_of(walk: Walk, variant: str) -> int:
     return max((len(r.seeds) for r in walk.rounds if variant in r.trained), default=0)
+
+
+def _last_nominal(plan, alpha: float) -> str:
+    """The nominal two-sided p of the last t boundary of a one-variant design with no failures."""
+    ns = tuple(range(max(plan.min_seeds, sequential.MIN_PAIRS), plan.max_seeds + 1))
+    c = sequential.boundaries(ns, tuple(n / plan.max_seeds for n in ns), alpha, True)[-1]
+    return f"{sequential.p_value(c, plan.max_seeds, True):.3f}"
 
 
 def _cell(text: str) -> str:
@@ -64,27 +80,47 @@ def section(replayed: tuple[SeedsOnDemand, Walk] | None, folder: Path, analysis:
              f"of every variant, each later round one more seed of the baseline and of every variant still open, up to "
              f"{plan.max_seeds} seeds. A decided variant stops; one still open after the last round is inconclusive. The design is {state}.", "",
              f"Rule: {sequential.METHOD}; α = {analysis.alpha} per family, equivalence margin ±{stats_section.fmt(analysis.margin)} points.", "",
-             "| variant | seeds | decided in round | verdict | Δ at the last look (pairs) | repeated 95% CI | decided by |",
+             *([f"**The design was changed after it started** (`--redesign`): {'; '.join(s.changes)}. The rounds are replayed under "
+                "the changed design, and its error rates do not hold for a design changed after seeing results (raising max_seeds "
+                "after an inconclusive end, for one, lifts the false-verdict rate above α).", ""] if s.changes else []),
+             "The interval column shows what each verdict stands on: for **equivalent**, the TOST's interval at the look that "
+             "decided it (Δ ± its one-sided boundary × se, inside ±margin; level 1 − 2 × the equivalence family's level then); "
+             "otherwise the repeated confidence interval at the last look, at the variant's Holm level then (a 3-variant study "
+             "starts at 1 − α/3 = 98.3%), which holds at every round at once. The decided-by column gives the sequential "
+             "statistic against its boundary. The last boundary is stricter than the fixed test's (see *What it assumes*).", "",
+             "| variant | seeds | decided in round | verdict | Δ at the look (pairs) | interval (level) | decided by |",
              "|---|---|---|---|---|---|---|"]
+    warnings = []
     for v, t in walk.tracks.items():
-        lk = t.looks[-1] if t.looks else None
+        lk = _deciding(t)
         delta = f"{stats_section.signed(lk.mean)} ({lk.n})" if lk else "–"
-        interval = stats_section.ci(lk.low, lk.high) if lk and math.isfinite(lk.low) else "–"
+        interval = sequential.interval_text(lk, t.verdict) if lk else "–"
         lines.append(f"| {v} | {seeds_of(walk, v)} | {t.decided_in or '–'} | **{t.verdict}** | {delta} | {interval} | {_cell(t.by or '–')} |")
+        if t.shape:
+            warnings.append(f"- `{v}`: warning: {t.shape}. The rule's error rates assume roughly normal paired differences; "
+                            "under skew they rise (see *What it assumes*); `[analysis] test = \"permutation\"` needs only symmetry.")
+    lines += ["", *warnings] if warnings else []
     saved = 100 * (1 - used / fixed) if fixed else 0.0
     lines += ["", f"{used} runs trained (the baseline included) where a fixed {plan.max_seeds} seeds would train {fixed}: "
                   f"{saved:.0f}% of the compute saved.", "", "Rounds:", ""]
     lines += [f"- {sequential.describe(r, walk.tracks)}" for r in walk.rounds] + [""]
     lines += ["The statistics above treat each variant's seeds as if fixed in advance; after stopping early their p-values and "
               "intervals are optimistic. The verdicts of the variants listed here come from the sequential rule, whose repeated "
-              "confidence intervals hold at every round at once.", ""]
-    rows = [{"variant": v, "seeds": lk.n, "diff": lk.mean, "low": lk.low, "high": lk.high}
+              "confidence intervals hold at every round at once.", "",
+              "What it assumes: the t route's boundaries are exact for roughly normal paired differences; skewed differences raise "
+              "its false-verdict rate (simulated in tests/test_verdict_audit.py and quoted in docs/seeds-on-demand.md), and the report "
+              "warns where a variant's differences look skewed. A look decides nothing below 3 pairs, and a look without spread "
+              "between seeds is decided by the sign-flip test or not at all. The last boundary is stricter than a fixed test's "
+              f"(nominal p {_last_nominal(s.plan, analysis.alpha)} at α = {analysis.alpha} for one variant), the price of "
+              "looking after every round.", ""]
+    rows = [{"variant": v, "seeds": lk.n, "diff": lk.mean, "low": lk.eq_low if math.isfinite(lk.eq_low) else lk.low,
+             "high": lk.eq_high if math.isfinite(lk.eq_low) else lk.high}
             for v, t in walk.tracks.items() for lk in t.looks if math.isfinite(lk.mean)]
     if rows:
         plots.sequential_intervals(rows, analysis.margin, folder / FIGURE)
         lines += [f"![interval narrowing]({FIGURE})", "",
                   f"*Each variant's paired difference from `{baseline}` after each round (points, x: pairs so far) with its repeated "
-                  f"95% confidence interval; the dashed lines are ±{stats_section.fmt(analysis.margin)} (equivalence) and the solid one "
+                  f"confidence interval at its Holm level (the TOST's interval at the look that decided an equivalence); the dashed lines are ±{stats_section.fmt(analysis.margin)} (equivalence) and the solid one "
                   "zero. A variant is decided when its boundary is crossed; early rounds' intervals are wide because little error is "
                   "spent there.*", ""]
     lines += ["References:", ""] + [f"- {ref}" for ref in sequential.REFERENCES] + [""]

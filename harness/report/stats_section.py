@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from harness.analysis import resampling, stats
+from harness.analysis import resampling, sample_size, signflip, stats
 from harness.report.comparisons import Comparison
 
 
@@ -24,7 +24,21 @@ def signed(x: float) -> str:
 
 
 def ci(low: float, high: float) -> str:
+    if low == -math.inf and high == math.inf:
+        return "(−∞, +∞)"
     return f"[{fmt(low)}, {fmt(high)}]" if math.isfinite(low) else "–"
+
+
+def win_rate(t: stats.Paired, alpha: float) -> str:
+    """k/n seeds won, with the Clopper–Pearson interval of the rate."""
+    if t.n == 0:
+        return "–"
+    low, high = stats.win_interval(t.wins, t.n, alpha)
+    return f"{t.wins}/{t.n}{f' ({t.ties} tied)' if t.ties else ''} [{fmt(low)}, {fmt(high)}]"
+
+
+def seeds_cell(needed: int, question: str) -> str:
+    return f"{needed} ({question})" if needed else "– (fewer than 3 pairs)"
 
 
 def pm(s: stats.Summary, digits: int = 2) -> str:
@@ -59,23 +73,31 @@ def against_baseline(comparisons: dict[str, Comparison], baseline: str, has_base
         f"Δ: the mean over seeds of the paired difference (variant minus baseline on the same seed, in points, from counts of "
         f"correctly classified test images); pairs: seeds on which both finished. The family is the {m} comparable variant(s): "
         f"every p is Holm-corrected over all {m} (a variant that cannot be tested counts with p = 1), raw p in parentheses. "
-        f"Intervals: the unadjusted 95% t interval, and the simultaneous one (Bonferroni, level 1 − {a}/{m}), which holds for all "
-        f"{m} at once. t: paired t-test; permutation: exact sign-flip test over all 2^n sign patterns (seeded Monte-Carlo above "
-        f"{stats.EXACT_UP_TO} pairs), with the smallest p n pairs can reach in brackets. TOST: paired equivalence test against "
-        f"±{fmt(margin)} points (`[analysis] margin`). Bootstrap: 95% percentile interval of Δ resampling seeds and then test "
-        f"images ({resampling.DRAWS} replicates), so it also counts the noise of a finite test set. P(improvement): the share "
-        "of seeds on which the variant scored higher (ties count half), an estimate of the chance it wins on a fresh seed, with "
-        "its bootstrap interval. g_z: Hedges-corrected standardized mean difference (Δ over the sd of the differences, "
-        f"times the small-sample correction). Seeds for ±{fmt(margin)}: pairs a paired t-test needs for {int(stats.POWER * 100)}% "
-        f"power against a true difference of {fmt(margin)} points at α/m = {a}/{max(m, 1)} (Holm's strictest step), given this "
-        "spread.",
+        f"Intervals: the unadjusted 95% interval, and the simultaneous one (Bonferroni, level 1 − {a}/{m}), which holds for all "
+        f"{m} at once, both of the deciding test: t intervals, or where the sign-flip test decides (`[analysis] test = "
+        "\"permutation\"`, or no spread between seeds) the shifts that test does not reject, (−∞, +∞) when its smallest p is "
+        "above the level. A simultaneous interval that excludes zero therefore always comes with better or worse; the reverse "
+        "can fail at Holm's later steps, and the verdict line then says so. "
+        f"t: paired t-test; permutation: exact sign-flip test over all 2^n sign patterns (seeded Monte-Carlo above "
+        f"{signflip.EXACT_UP_TO} pairs), with the smallest p these pairs can reach in brackets (2 / 2^k for the k non-zero "
+        f"differences). TOST: paired equivalence test against ±{fmt(margin)} points (`[analysis] margin`). Bootstrap: a "
+        f"t-based interval of Δ whose standard error comes from a crossed bootstrap ({resampling.DRAWS} replicates: seeds "
+        "resampled, and one resample of the shared test images per replicate), so it also counts the noise of a finite test "
+        "set. Seeds won: on how many seeds the variant scored higher, with the Clopper–Pearson 95% interval of that rate "
+        "(a tie is no win). g_z: Hedges-corrected standardized mean difference (Δ over the sd of the differences, "
+        f"times the small-sample correction). Seeds for ±{fmt(margin)}: at Holm's strictest level α/m = {a}/{max(m, 1)}, "
+        f"given this spread, the pairs for {int(sample_size.POWER * 100)}% power to show equivalence within ±{fmt(margin)} (paired "
+        f"TOST, no true difference) where |Δ| is within the margin, else to find a true difference of {fmt(margin)} points "
+        "(paired t-test); not estimable below 3 pairs.",
         "",
         f"Verdict, decided by the `{analysis.test}` test (`[analysis] test`): **better** / **worse** when its Holm p < {a}; "
         f"else **equivalent** when the TOST's Holm p < {a} (the difference is within ±{fmt(margin)}); else **inconclusive**: "
-        "these seeds cannot tell, which is not evidence of no effect.",
+        f"these seeds cannot tell, which is not evidence of no effect. Fewer than {stats.MIN_PAIRS} pairs give no verdict. "
+        "The t-test assumes roughly normal paired differences; a verdict line warns where they look skewed or a seed is an "
+        "outlier.",
         "",
         f"| variant | pairs | Δ (points) | 95% CI unadjusted | 95% CI simultaneous | t-test p Holm (raw) | permutation p Holm (raw) [min] | "
-        f"TOST ±{fmt(margin)} p Holm | bootstrap 95% seeds × images | P(improvement) | g_z | seeds for ±{fmt(margin)} | verdict |",
+        f"TOST ±{fmt(margin)} p Holm | bootstrap 95% seeds × images | seeds won | g_z | seeds for ±{fmt(margin)} | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes = []
@@ -85,21 +107,25 @@ def against_baseline(comparisons: dict[str, Comparison], baseline: str, has_base
             notes.append(f"- `{v}`: **not comparable**: {c.reason}.")
             continue
         t, b = c.test, c.boot
-        improve = f"{fmt(b.p_improve)} {ci(b.p_improve_low, b.p_improve_high)}" if b.n else "–"
         lines.append(
             f"| {v} | {t.n} | {signed(t.diff_mean)} | {ci(t.ci_low, t.ci_high)} | {ci(t.sim_low, t.sim_high)} | "
             f"{p(t.t_holm) if math.isfinite(t.t_p) else '–'} ({p(t.t_p)}) | {p(t.perm_holm)} ({p(t.perm_p)}) [{p(t.perm_min_p)}] | "
-            f"{p(t.tost_holm)} | {ci(b.low, b.high)} | {improve} | {fmt(t.hedges_g)} | {c.seeds_needed or '–'} | **{t.verdict}** |")
+            f"{p(t.tost_holm)} | {ci(b.low, b.high) if b.n else '–'} | {win_rate(t, a)} | {fmt(t.hedges_g)} | "
+            f"{seeds_cell(c.seeds_needed, c.question)} | **{t.verdict}** |")
         notes.append(f"- `{v}`: **{t.verdict}**, decided by the {t.decided_by}: {_reason(t, a)}."
                      + (f" Note: the {t.disagreement}" + (f" (with {t.n} pairs the permutation test cannot go below {p(t.perm_min_p)} "
-                        "before correction, and its p is there)" if t.perm_p <= t.perm_min_p * (1 + 1e-9) else "") + "." if t.disagreement else ""))
+                        "before correction, and its p is there)" if t.perm_p <= t.perm_min_p * (1 + 1e-9) else "") + "." if t.disagreement else "")
+                     + (f" Warning: {t.shape}; the t-test's error rates assume roughly normal differences, the sign-flip test "
+                        "(`[analysis] test = \"permutation\"`) only their symmetry." if t.shape else ""))
     return lines + ["", *notes, ""]
 
 
 def _reason(t: stats.Paired, alpha: float) -> str:
     if t.decided_by.startswith("seeds-on-demand"):  # a sequential verdict: the fixed-seed p is context, not the reason
         return (f"Δ {signed(t.diff_mean)} over {t.n} pair(s), see *Seeds on demand*; the fixed-seed tests, which ignore the "
-                f"looks after each round, would give Holm p {p(t.p_holm)} (difference) and {p(t.tost_holm)} (equivalence)")
+                f"looks after each round, would give Holm p {p(t.p_holm)} (difference) and {p(t.tost_holm)} (equivalence), and their "
+                "intervals in the table are fixed-sample too: they may exclude zero where the sequential rule, whose boundaries "
+                "are stricter, is not decided (its repeated intervals are in *Seeds on demand*)")
     if t.verdict in ("better", "worse"):
         return f"Holm p {p(t.p_holm)} < {alpha}, Δ {signed(t.diff_mean)} over {t.n} pair(s)"
     if t.verdict == "equivalent":

@@ -1,5 +1,6 @@
 """Everything checked before any run or file is created: the store's address, the device, the
-folders a run writes, and settings that are valid values but not on this machine."""
+folders a run writes, settings that are valid values but not on this machine, and a
+seeds-on-demand design that a rerun would change."""
 from __future__ import annotations
 
 import os
@@ -62,3 +63,18 @@ def check_runtime(settings: engine.TrainSettings, runtime: engine.Runtime, devic
         raise UsageError(f"train.compile: {runtime.compile!r} on the CPU needs a C++ compiler (g++ or $CXX) and none was found; use off")
     if settings.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UsageError(f"train.precision: bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp32")
+
+
+def freeze_design(uri: str, cfg, redesign: bool) -> None:
+    """Seeds on demand: record the design before round 1, or refuse a command that changes its
+    min/max seeds, first seed, margin, α or deciding test (exit 2, naming the setting and its
+    stored value) unless `redesign`; the report then discloses the change."""
+    from harness.tracking import experiment_tags, readback, store
+
+    tags = readback.experiment_tags(uri, cfg.name)
+    changes = experiment_tags.design_changes(tags, cfg)
+    if changes and not redesign:
+        k, before, now = changes[0]
+        raise UsageError(f"{k}: {now} differs from the seeds-on-demand design experiment {cfg.name!r} started with ({k} = {before}); "
+                         "its past rounds were decided under it. Use a new --name, or --redesign to change it (the report says so)")
+    store.set_experiment_tags(uri, cfg.name, experiment_tags.freeze(tags, cfg, changes))

@@ -11,6 +11,8 @@ REPORT_PARENTS_TAG = "harness.report_parents"  # the parents of the last `run`: 
 DESIGN_TAG = "harness.design"  # the last `run`'s design, as JSON: {"kind": ..., "factors": [...]}
 ANALYSIS_TAG = "harness.analysis"  # the last `run`'s [analysis] settings, as JSON: {"margin": ..., "test": ...}
 SEQUENTIAL_TAG = "harness.sequential"  # the last `run`'s seeds on demand, as JSON ('' for fixed seeds)
+SEQUENTIAL_FROZEN_TAG = "harness.sequential_design"  # seeds on demand: the design as round 1 started it, as JSON
+SEQUENTIAL_CHANGES_TAG = "harness.sequential_changes"  # its settings changed later with --redesign, as JSON (a list)
 VERDICT_TAG = "harness.verdict"  # on a parent: its verdict against the baseline in the last report
 
 # A finished seed run's artifacts.

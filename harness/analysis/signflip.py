@@ -1,0 +1,97 @@
+"""The exact sign-flip permutation test of paired differences: its p-value (all 2^n sign
+patterns up to EXACT_UP_TO values, a seeded Monte-Carlo beyond), the smallest p n values can give,
+and the test inverted into an interval. harness/analysis/stats.py and sequential.py use it."""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+EXACT_UP_TO = 20  # values; beyond, the permutation test samples MONTE_CARLO sign patterns
+MONTE_CARLO = 100_000
+NO_SPREAD = 1e-9  # relative: a value at most this times max(1, |d|) is float noise (a zero, for the floor)
+
+
+def _nonzero(d: np.ndarray) -> int:
+    return int((np.abs(d) > NO_SPREAD * max(1.0, float(np.abs(d).max(initial=0.0)))).sum())
+
+
+def floor_p(d: np.ndarray) -> float:
+    """The smallest two-sided p the sign-flip test can give on d: 2 / 2^k for its k non-zero
+    values (a zero flips to itself), 1 when all are zero; 1 / (MONTE_CARLO + 1) beyond EXACT_UP_TO."""
+    if len(d) > EXACT_UP_TO:
+        return 1.0 / (MONTE_CARLO + 1)
+    k = _nonzero(d)
+    return min(1.0, 2.0 / 2 ** k) if k else 1.0
+
+
+def signflip_p(d: np.ndarray, alternative: str = "two-sided") -> float:
+    """Sign-flip permutation p of the mean of d against zero: the share of sign patterns whose sum
+    is at least as extreme as the observed one. Exact over all 2^n patterns up to EXACT_UP_TO
+    values; beyond, MONTE_CARLO patterns from a fixed seed, (1 + hits) / (1 + draws)."""
+    d = np.asarray(d, dtype=float)
+    n = len(d)
+    if n == 0:
+        return 1.0
+    observed = float(d.sum())
+    tol = 1e-9 * max(1.0, float(np.abs(d).sum()))
+
+    def hits(sums: np.ndarray) -> int:
+        if alternative == "greater":
+            return int((sums >= observed - tol).sum())
+        if alternative == "less":
+            return int((sums <= observed + tol).sum())
+        return int((np.abs(sums) >= abs(observed) - tol).sum())
+
+    if n <= EXACT_UP_TO:
+        total = 0
+        for start in range(0, 2 ** n, 1 << 16):
+            total += hits(_signs(n, start) @ d)
+        return total / 2 ** n
+    rng = np.random.default_rng(0)
+    total = sum(hits(rng.choice((-1.0, 1.0), size=(10_000, n)) @ d) for _ in range(MONTE_CARLO // 10_000))
+    return (1 + total) / (1 + MONTE_CARLO)
+
+
+@functools.lru_cache(maxsize=64)
+def _signs(n: int, start: int) -> np.ndarray:
+    """Sign patterns start .. start + 2^16 of n values (±1.0), one per row."""
+    codes = np.arange(start, min(2 ** n, start + (1 << 16)))[:, None]
+    return (1 - 2 * ((codes >> np.arange(n)) & 1)).astype(np.int8)
+
+
+def signflip_interval(d: np.ndarray, level: float) -> tuple[float, float]:
+    """The sign-flip test inverted: the shifts μ it does not reject at two-sided `level` on d − μ,
+    as [low, high]; (−inf, inf) when the test cannot reach `level` with these pairs (2 / 2^n > level).
+
+    Exact, without a search: a sign pattern s with k = Σ s_i and A = Σ s_i d_i is at least as
+    extreme as the observed sum at μ when |A − kμ| ≥ |S − nμ| (S = Σ d_i), a quadratic in μ with a
+    negative leading term, so it holds on the closed interval between (S − A)/(n − k) and
+    (S + A)/(n + k); the two patterns with k = ±n always hold. p(μ) is the share of patterns whose
+    interval holds μ, and a sweep over the intervals' ends gives where p(μ) > level (its hull)."""
+    d = np.asarray(d, dtype=float)
+    n = len(d)
+    if n == 0 or (n <= EXACT_UP_TO and 2.0 / 2 ** n > level):
+        return -math.inf, math.inf
+    if n <= EXACT_UP_TO:
+        signs, total, extra = np.concatenate([_signs(n, start) for start in range(0, 2 ** n, 1 << 16)]), 2 ** n, 0
+    else:  # the Monte-Carlo patterns signflip_p draws
+        rng = np.random.default_rng(0)
+        signs = np.concatenate([rng.choice((-1.0, 1.0), size=(10_000, n)) for _ in range(MONTE_CARLO // 10_000)])
+        total, extra = MONTE_CARLO + 1, 1
+    k = signs.sum(axis=1, dtype=np.int64)
+    a = signs @ d
+    both = np.abs(k) == n  # every sign alike: as extreme as the observed sum at every μ
+    k, a, total_sum = k[~both], a[~both], float(d.sum())
+    r1, r2 = (total_sum - a) / (n - k), (total_sum + a) / (n + k)
+    ends = np.concatenate([np.minimum(r1, r2), np.maximum(r1, r2)])
+    steps = np.concatenate([np.ones(len(k), np.int64), -np.ones(len(k), np.int64)])
+    order = np.lexsort((-steps, ends))  # at a tie an interval opens before another closes: they are closed
+    ends, held = ends[order], np.cumsum(steps[order]) + int(both.sum()) + extra
+    inside = held > level * total  # p(μ) > level from this end on
+    if not inside.any():
+        return math.nan, math.nan
+    first = int(np.argmax(inside))
+    last = len(inside) - 1 - int(np.argmax(inside[::-1]))  # the last end after which p(μ) > level still holds
+    return float(ends[first]), float(ends[last + 1]) if last + 1 < len(ends) else math.inf
