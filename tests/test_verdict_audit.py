@@ -111,7 +111,7 @@ def test_the_simulated_false_verdict_rates_under_normal_heavy_tailed_and_skewed_
         for m in (1, 3):
             assert by[(draw, m, "t")] <= sim.ALPHA + 2 * sim.error(by[(draw, m, "t")], studies)
     assert by[("lognormal", 1, "t")] > 0.1  # and under skew it does not: the docs say so, the report warns
-    assert warned[("lognormal", 1, "t")] > 0.5
+    assert warned[("lognormal", 1, "t")] > 0.25  # on a third of its false verdicts: most stop at 3 or 4 seeds, too few to tell
 
 
 # --- 3. a frozen sequential design -----------------------------------------------------------------

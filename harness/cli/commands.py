@@ -73,8 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                  f"data {loaded.source.identity}, split {cfg.data.split} "
                  f"{'drawn per seed' if cfg.data.split_seed == 'per_seed' else loaded.split.fingerprint}; store {uri}")
     run = runner.Runner(cfg, loaded, uri, device, console, rerun=args.rerun)
-    if cfg.sequential:
-        preflight.freeze_design(uri, cfg, args.redesign)
+    frozen = preflight.freeze_design(uri, cfg, args.redesign) if cfg.sequential else {}
     if args.executor == "ray":
         from harness.running import ray_executor
 
@@ -93,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.line("")
     console.line(outcomes.summary(results))
     store_error = run.store_error
-    tags = experiment_tags.of_run(cfg, [o.parent_id for o in results])
+    tags = {**frozen, **experiment_tags.of_run(cfg, [o.parent_id for o in results])}
     try:  # what the report and the MLflow UI say about the experiment; a store that takes no writes skips it
         store.set_experiment_tags(uri, cfg.name, tags)
     except store.StoreError as e:

@@ -65,10 +65,10 @@ def check_runtime(settings: engine.TrainSettings, runtime: engine.Runtime, devic
         raise UsageError(f"train.precision: bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp32")
 
 
-def freeze_design(uri: str, cfg, redesign: bool) -> None:
+def freeze_design(uri: str, cfg, redesign: bool) -> dict[str, str]:
     """Seeds on demand: record the design before round 1, or refuse a command that changes its
     min/max seeds, first seed, margin, α or deciding test (exit 2, naming the setting and its
-    stored value) unless `redesign`; the report then discloses the change."""
+    stored value) unless `redesign`; the report then discloses the change. Returns the tags it set."""
     from harness.tracking import experiment_tags, readback, store
 
     tags = readback.experiment_tags(uri, cfg.name)
@@ -77,4 +77,6 @@ def freeze_design(uri: str, cfg, redesign: bool) -> None:
         k, before, now = changes[0]
         raise UsageError(f"{k}: {now} differs from the seeds-on-demand design experiment {cfg.name!r} started with ({k} = {before}); "
                          "its past rounds were decided under it. Use a new --name, or --redesign to change it (the report says so)")
-    store.set_experiment_tags(uri, cfg.name, experiment_tags.freeze(tags, cfg, changes))
+    frozen = experiment_tags.freeze(tags, cfg, changes)
+    store.set_experiment_tags(uri, cfg.name, frozen)
+    return frozen

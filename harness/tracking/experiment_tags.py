@@ -101,10 +101,11 @@ def design_changes(tags: dict[str, str], cfg) -> list[tuple[str, object, object]
 
 
 def freeze(tags: dict[str, str], cfg, changes: list[tuple[str, object, object]]) -> dict[str, str]:
-    """The tags that record the design when round 1 starts, and any change made with --redesign."""
+    """The tags that record the design when round 1 starts, and every change made with --redesign
+    (the earlier ones carried over, so the report at the end of `run` says what `report` would)."""
     out = {SEQUENTIAL_FROZEN_TAG: json.dumps(design_record(cfg))}
-    if changes:
-        log = redesigns(tags) + [{"setting": k, "from": a, "to": b} for k, a, b in changes]
+    log = redesigns(tags) + [{"setting": k, "from": a, "to": b} for k, a, b in changes]
+    if log:
         out[SEQUENTIAL_CHANGES_TAG] = json.dumps(log)
     return out
 
