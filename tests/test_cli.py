@@ -196,12 +196,16 @@ def test_report_covers_every_invocation_and_parents_carry_the_comparison(tmp_pat
     before = report.read_bytes()
     assert harness("report", "--experiment", "default", cwd=tmp_path).returncode == 0
     assert report.read_bytes() == before
+    # 2 pairs: an sd with 1 degree of freedom plans nothing (issue 20); an assumed --sd does
     plan = harness("plan", "--experiment", "default", "--effect", "1.0", cwd=tmp_path)
+    assert plan.returncode == 2 and plan.stderr.strip().endswith("no comparison with 3 or more paired seeds to estimate the spread from; give --sd")
+    plan = harness("plan", "--experiment", "default", "--effect", "1.0", "--sd", "1.0", cwd=tmp_path)
     assert plan.returncode == 0 and "2 comparison(s) with `baseline`; Holm's strictest level α/m = 0.05/2 = 0.025" in plan.stdout
     for variant in ("dropout", "batchnorm"):
         cells = [c.strip() for c in next(x for x in plan.stdout.splitlines() if x.startswith(f"| {variant} |")).strip("|").split("|")]
-        assert cells[1] == "2" and int(cells[3]) >= 2  # the count itself is checked against the power function in test_stats
-    assert "| pooled (2 degrees of freedom) |" in plan.stdout
+        assert cells[1] == "2" and cells[3] == "– (not estimable below 3 pairs)"
+    given = [c.strip() for c in next(x for x in plan.stdout.splitlines() if x.startswith("| given --sd |")).strip("|").split("|")]
+    assert int(given[3]) >= 2 and int(given[4]) >= 3  # the counts themselves are checked against the power functions in test_stats
     # the baseline again with 2 epochs: the 1-epoch variants are not comparable with it
     assert harness("run", "--variants", "baseline", "--epochs", "2", *common, cwd=tmp_path, data=data_dir).returncode == 0
     text = report.read_text()
