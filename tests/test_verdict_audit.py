@@ -326,3 +326,27 @@ def test_the_seeds_for_the_margin_are_tost_seeds_where_equivalence_is_the_questi
     assert question == "equivalence" and needed == sample_size.seeds_for_equivalence(sd, margin, level)
     assert sample_size.tost_power(margin, sd, needed, level) >= 0.8 > sample_size.tost_power(margin, sd, needed - 1, level)
     assert needed > sample_size.seeds_needed(sd, margin, level)  # the difference's seeds would promise too few
+
+
+def test_the_frozen_design_covers_the_variants_and_designs_recorded_before_it_existed():
+    """Adding a variant changes Holm's m, so past rounds: refused like a changed max_seeds; a design whose
+    last run predates the frozen record is frozen from the seeds-on-demand and [analysis] tags it left."""
+    from harness.settings import experiment_file
+    from harness.tracking import experiment_tags
+
+    def cfg(variants, max_seeds=6):
+        return experiment_file.load_experiment(None, ["seeds='auto'", f"max_seeds={max_seeds}", f"variants={variants!r}"])
+
+    started = cfg(["baseline", "dropout"])
+    tags = experiment_tags.freeze({}, started, [])
+    assert experiment_tags.design_changes(tags, started) == []
+    assert experiment_tags.design_changes(tags, cfg(["baseline", "dropout", "batchnorm"])) == [("variants", "dropout", "batchnorm,dropout")]
+    legacy = {"harness.sequential": experiment_tags.sequential_tag(started), "harness.analysis": experiment_tags.analysis_tag(started.analysis)}
+    assert experiment_tags.design_changes(legacy, cfg(["baseline", "dropout"], 12)) == [("max_seeds", 6, 12)]
+
+
+def test_planned_seeds_are_never_fewer_than_a_verdict_needs_and_the_floor_counts_zeros_beyond_twenty():
+    from harness.analysis import signflip
+
+    assert sample_size.seeds_needed(0.1, 10, 0.05) == 3  # was 2, which gives no verdict
+    assert signflip.floor_p(np.r_[np.zeros(23), 1.0, 2.0]) == 0.5  # two non-zero values among 25

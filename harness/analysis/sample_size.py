@@ -27,7 +27,7 @@ def seeds_needed(sd: float, effect: float, alpha: float, target: float = POWER, 
     with no spread (the t-test is undefined), also enough pairs for the sign-flip test to be able
     to reach `alpha`: 2 / 2^n <= alpha. `alpha` is α/m for m comparisons, Holm's strictest level.
     0 when the spread is unknown."""
-    floor = max(2, math.ceil(math.log2(2 / alpha)))
+    floor = max(MIN_PAIRS, math.ceil(math.log2(2 / alpha)))
     if not math.isfinite(sd) or effect <= 0:
         return 0
     if sd == 0:
@@ -40,7 +40,7 @@ def seeds_needed(sd: float, effect: float, alpha: float, target: float = POWER, 
     while high - low > 1:
         mid = (low + high) // 2
         low, high = (mid, high) if power(effect, sd, mid, alpha) < target else (low, mid)
-    return max(high, floor) if exact else high
+    return max(high, floor) if exact else max(high, MIN_PAIRS)
 
 
 def tost_power(margin: float, sd: float, n: int, alpha: float, true_difference: float = 0.0) -> float:

@@ -20,9 +20,9 @@ def _nonzero(d: np.ndarray) -> int:
 def floor_p(d: np.ndarray) -> float:
     """The smallest two-sided p the sign-flip test can give on d: 2 / 2^k for its k non-zero
     values (a zero flips to itself), 1 when all are zero; 1 / (MONTE_CARLO + 1) beyond EXACT_UP_TO."""
-    if len(d) > EXACT_UP_TO:
-        return 1.0 / (MONTE_CARLO + 1)
     k = _nonzero(d)
+    if k > EXACT_UP_TO:
+        return 1.0 / (MONTE_CARLO + 1)
     return min(1.0, 2.0 / 2 ** k) if k else 1.0
 
 

@@ -45,7 +45,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--gpus-per-run", type=float, help="with --executor ray: GPU fraction each run asks for (default 0.25 on a cluster with GPUs, else 0)")
     run.add_argument("--cpus-per-run", type=float, default=1.0, help="with --executor ray: CPUs each run asks for (default 1)")
     run.add_argument("--redesign", action="store_true",
-                     help="with --seeds auto: allow changing a started design's max/min seeds, margin, alpha or test (the report discloses it)")
+                     help="with --seeds auto: allow changing a started design's seeds, margin, alpha, test or variants (the report discloses it)")
     run.add_argument("--rerun", action="store_true", help="train finished runs again (by default they are skipped and interrupted ones resumed)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting, e.g. train.lr=0.01, params.dropout.p=0.3 or train.precision=bf16")
 

@@ -77,27 +77,37 @@ def sequential_of(tags: dict[str, str]) -> SeedsOnDemand | None:
 # The settings of a seeds-on-demand design that its past rounds were decided under, by the name
 # the experiment file gives them: changing one after results exist replays those rounds with other
 # boundaries (raising max_seeds after an inconclusive end lifts the false-verdict rate to ~7.8%).
-FROZEN = ("min_seeds", "max_seeds", "first seed", "analysis.margin", "analysis.alpha", "analysis.test")
+FROZEN = ("min_seeds", "max_seeds", "first seed", "analysis.margin", "analysis.alpha", "analysis.test", "baseline", "variants")
 
 
 def design_record(cfg) -> dict:
     """The frozen settings of a seeds-on-demand `run` of `cfg`."""
     return {"min_seeds": cfg.sequential.min_seeds, "max_seeds": cfg.sequential.max_seeds, "first seed": cfg.seeds[0],
-            "analysis.margin": cfg.analysis.margin, "analysis.alpha": cfg.analysis.alpha, "analysis.test": cfg.analysis.test}
+            "analysis.margin": cfg.analysis.margin, "analysis.alpha": cfg.analysis.alpha, "analysis.test": cfg.analysis.test,
+            "baseline": cfg.baseline, "variants": ",".join(sorted(v for v in cfg.variants if v != cfg.baseline))}  # Holm's m
 
 
 def design_changes(tags: dict[str, str], cfg) -> list[tuple[str, object, object]]:
     """(setting, stored value, this command's value) for each frozen setting this command changes;
     empty when the experiment has no stored design or the same one."""
-    stored = tags.get(SEQUENTIAL_FROZEN_TAG, "")
-    if not stored:
-        return []
     try:
-        before = json.loads(stored)
-    except ValueError:
+        before = json.loads(tags[SEQUENTIAL_FROZEN_TAG]) if tags.get(SEQUENTIAL_FROZEN_TAG) else _recorded_before(tags)
+    except (ValueError, TypeError, KeyError):
         return []
     now = design_record(cfg)
     return [(k, before.get(k), now[k]) for k in FROZEN if k in before and before[k] != now[k]]
+
+
+def _recorded_before(tags: dict[str, str]) -> dict:
+    """The frozen settings of a design started before they were recorded on their own: from the
+    seeds-on-demand and [analysis] tags its last `run` left ({} for none)."""
+    if not tags.get(SEQUENTIAL_TAG):
+        return {}
+    s, a = json.loads(tags[SEQUENTIAL_TAG]), json.loads(tags.get(ANALYSIS_TAG) or "{}")
+    out = {"min_seeds": s["min_seeds"], "max_seeds": s["max_seeds"], "first seed": s["first_seed"], "baseline": s["baseline"],
+           "variants": ",".join(sorted(s["variants"]))}
+    out.update({f"analysis.{k}": a[k] for k in ("margin", "alpha", "test") if k in a})
+    return out
 
 
 def freeze(tags: dict[str, str], cfg, changes: list[tuple[str, object, object]]) -> dict[str, str]:
