@@ -20,6 +20,15 @@ from tests.conftest import fresh_store, harness, write_npz
 THREE = (100, 101, 102)
 
 
+def project(tmp_path):
+    """Synthetic data and an empty project folder with a fresh store: (data, work)."""
+    data = write_npz(tmp_path / "d")
+    work = tmp_path / "w"
+    work.mkdir()
+    fresh_store(work)
+    return data, work
+
+
 def walk(diffs, plan=Sequential(3, 12), analysis=stats.Analysis()):
     seeds = tuple(range(100, 100 + plan.max_seeds))
     tried = {(v, s) for v in ["baseline", *diffs] for s in seeds if any(s in d for d in diffs.values())}
@@ -61,10 +70,7 @@ def test_on_a_297_image_test_set_zero_spread_no_longer_doubles_the_false_verdict
 
 @pytest.mark.slow
 def test_run_seeds_auto_on_a_variant_identical_to_the_baseline_does_not_decide_in_round_one(tmp_path):
-    data = write_npz(tmp_path / "d")
-    work = tmp_path / "w"
-    work.mkdir()
-    fresh_store(work)
+    data, work = project(tmp_path)
     proc = harness("run", "--variants", "baseline,dropout", "--seeds", "auto", "--max-seeds", "4", "--epochs", "1",
                    "--set", "params.dropout.p=0", "--set", "train.threads=1", cwd=work, data=data)
     assert proc.returncode == 0, proc.stderr
@@ -119,10 +125,7 @@ def test_the_simulated_false_verdict_rates_under_normal_heavy_tailed_and_skewed_
 
 @pytest.mark.slow
 def test_a_rerun_that_changes_a_stored_sequential_setting_exits_2_and_names_it(tmp_path):
-    data = write_npz(tmp_path / "d")
-    work = tmp_path / "w"
-    work.mkdir()
-    fresh_store(work)
+    data, work = project(tmp_path)
     args = ["run", "--variants", "baseline,dropout", "--seeds", "auto", "--epochs", "1", "--set", "train.threads=1"]
     first = harness(*args, "--max-seeds", "3", cwd=work, data=data)
     assert first.returncode == 0, first.stderr

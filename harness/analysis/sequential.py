@@ -163,9 +163,7 @@ def _bounds(usable: list[Look], level: float, two_sided: bool, rule: _Rule) -> t
 def _signflip(values: tuple[float, ...], margin: float, equivalence: bool) -> float:
     """The sign-flip p of a look: two-sided against zero, or TOST's (the larger one-sided p against ±margin)."""
     d = np.array(values)
-    if equivalence:
-        return max(signflip.signflip_p(d + margin, "greater"), signflip.signflip_p(d - margin, "less"))
-    return signflip.signflip_p(d)
+    return signflip.tost_p(d, margin) if equivalence else signflip.signflip_p(d)
 
 
 def _judge(lk: Look, c: float, equivalence: bool, rule: _Rule) -> str:

@@ -13,8 +13,13 @@ MONTE_CARLO = 100_000
 NO_SPREAD = 1e-9  # relative: a value at most this times max(1, |d|) is float noise (a zero, for the floor)
 
 
+def noise(d: np.ndarray) -> float:
+    """The size below which a value of d (or its spread) is float noise: NO_SPREAD times max(1, |d|)."""
+    return NO_SPREAD * max(1.0, float(np.abs(d).max(initial=0.0)))
+
+
 def _nonzero(d: np.ndarray) -> int:
-    return int((np.abs(d) > NO_SPREAD * max(1.0, float(np.abs(d).max(initial=0.0)))).sum())
+    return int((np.abs(d) > noise(d)).sum())
 
 
 def floor_p(d: np.ndarray) -> float:
@@ -52,6 +57,13 @@ def signflip_p(d: np.ndarray, alternative: str = "two-sided") -> float:
     rng = np.random.default_rng(0)
     total = sum(hits(rng.choice((-1.0, 1.0), size=(10_000, n)) @ d) for _ in range(MONTE_CARLO // 10_000))
     return (1 + total) / (1 + MONTE_CARLO)
+
+
+def tost_p(d: np.ndarray, margin: float) -> float:
+    """The sign-flip TOST p of d against ±margin: the larger of the two one-sided p-values (1 for no values)."""
+    if not len(d):
+        return 1.0
+    return max(signflip_p(d + margin, "greater"), signflip_p(d - margin, "less"))
 
 
 @functools.lru_cache(maxsize=64)

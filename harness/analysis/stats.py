@@ -16,7 +16,7 @@ p = 1) and gives each a verdict in four words: better, worse, equivalent or inco
 fewer than MIN_PAIRS pairs it is inconclusive whatever the p.
 
 Inputs are differences in points; accuracies from counts of images are the intended input. NaN and
-inf are refused. Differences whose spread is float noise (sd at most NO_SPREAD times their size:
+inf are refused. Differences whose spread is float noise (sd at most signflip.NO_SPREAD times their size:
 float accuracies that differ by the same count on every seed) count as no spread: the t-test is
 then undefined and the sign-flip test decides.
 """
@@ -29,10 +29,9 @@ import numpy as np
 from scipy import special, stats
 
 from harness.analysis.sample_size import MIN_PAIRS
-from harness.analysis.signflip import floor_p, signflip_interval, signflip_p
+from harness.analysis.signflip import floor_p, noise, signflip_interval, signflip_p, tost_p
 from harness.settings.analysis import ALPHA, TESTS, Analysis  # noqa: F401 - the settings these functions take
 
-NO_SPREAD = 1e-9  # relative: an sd at most this times max(1, |d|) is float noise, not spread
 VERDICTS = ("better", "worse", "equivalent", "inconclusive")
 
 
@@ -126,11 +125,11 @@ def check_finite(d_by_seed: dict[int, float]) -> None:
 
 
 def spread(d: np.ndarray) -> float:
-    """The sample sd of d, or 0.0 when it is float noise (at most NO_SPREAD times the size of d)."""
+    """The sample sd of d, or 0.0 when it is float noise (at most signflip.NO_SPREAD times the size of d)."""
     if len(d) < 2:
         return math.nan
     sd = float(np.std(d, ddof=1))
-    return 0.0 if sd <= NO_SPREAD * max(1.0, float(np.abs(d).max())) else sd
+    return 0.0 if sd <= noise(d) else sd
 
 
 def differences(d_by_seed: dict[int, float], analysis: Analysis = Analysis()) -> Paired:
@@ -141,10 +140,10 @@ def differences(d_by_seed: dict[int, float], analysis: Analysis = Analysis()) ->
     d = np.array([d_by_seed[s] for s in sorted(d_by_seed)], dtype=float)
     n, margin = len(d), analysis.margin
     mean = float(d.mean()) if n else math.nan
-    tiny = NO_SPREAD * max(1.0, float(np.abs(d).max(initial=0.0)))
+    tiny = noise(d)
     extra = dict(values=tuple(map(float, d)), wins=int((d > tiny).sum()), ties=int((np.abs(d) <= tiny).sum()), shape=shape(d))
     perm, perm_min = signflip_p(d), floor_p(d)
-    tost_perm = max(signflip_p(d + margin, "greater"), signflip_p(d - margin, "less")) if n else 1.0
+    tost_perm = tost_p(d, margin)
     if n < 2:
         return Paired(n, mean, math.nan, math.nan, math.nan, math.nan, perm, perm_min, math.nan, tost_perm, math.nan, **extra)
     sd = spread(d)
@@ -176,7 +175,7 @@ def shape(d: np.ndarray) -> str:
         return f"skewed differences (skewness G1 {g1:+.2f}, beyond twice its standard error {se:.2f} at {n} pairs)"
     med = float(np.median(d))
     mad = float(np.median(np.abs(d - med)))
-    if mad > NO_SPREAD * max(1.0, float(np.abs(d).max())):
+    if mad > noise(d):
         z = 0.6745 * np.abs(d - med) / mad
         if z.max() > 3.5:
             return f"an outlying seed (Δ {float(d[int(z.argmax())]):+.2f} points, modified z {float(z.max()):.1f} > 3.5)"
