@@ -43,8 +43,8 @@ def lines(req: Request, analysis: stats.Analysis, baseline: str, tested: dict[st
            f"within ±{effect:g} |", "|---|---|---|---|---|"]
 
     def both(sd: float) -> str:
-        return (f"{sample_size.seeds_needed(sd, effect, level, req.power, exact)} | "
-                f"{sample_size.seeds_for_equivalence(sd, effect, level, req.power, exact)}")
+        return (f"{sample_size.shown(sample_size.seeds_needed(sd, effect, level, req.power, exact))} | "
+                f"{sample_size.shown(sample_size.seeds_for_equivalence(sd, effect, level, req.power, exact))}")
 
     for name, t in tested.items():
         cells = both(t.sd) if t.n >= stats.MIN_PAIRS else "– (not estimable below 3 pairs) | –"

@@ -8,6 +8,7 @@ import math
 import numpy as np
 from scipy import stats
 
+LIMIT = 100_000  # seeds searched; beyond it a plan says "more than" rather than a number
 POWER = 0.8
 MIN_PAIRS = 3  # fewer pairs give no better, worse or equivalent (two pairs: the sign-flip p cannot go below 0.5)
 
@@ -21,7 +22,7 @@ def power(effect: float, sd: float, n: int, alpha: float) -> float:
     return float(stats.nct.sf(crit, df, ncp)) + far
 
 
-def seeds_needed(sd: float, effect: float, alpha: float, target: float = POWER, exact: bool = False, limit: int = 100_000) -> int:
+def seeds_needed(sd: float, effect: float, alpha: float, target: float = POWER, exact: bool = False, limit: int = LIMIT) -> int:
     """The fewest pairs for which a paired t-test at level `alpha` finds a true difference of
     `effect` points with probability `target`. With `exact` (the permutation test decides), or
     with no spread (the t-test is undefined), also enough pairs for the sign-flip test to be able
@@ -35,7 +36,7 @@ def seeds_needed(sd: float, effect: float, alpha: float, target: float = POWER, 
     low, high = 1, 2  # power(low) < target <= power(high)
     while power(effect, sd, high, alpha) < target:
         if high >= limit:
-            return limit
+            return limit + 1  # not reached within the search
         low, high = high, min(limit, 2 * high)
     while high - low > 1:
         mid = (low + high) // 2
@@ -61,7 +62,7 @@ def tost_power(margin: float, sd: float, n: int, alpha: float, true_difference: 
 
 
 def seeds_for_equivalence(sd: float, margin: float, alpha: float, target: float = POWER, exact: bool = False,
-                          limit: int = 100_000) -> int:
+                          limit: int = LIMIT) -> int:
     """The fewest pairs for which the paired TOST at level `alpha` shows equivalence within ±margin
     with probability `target` when there is no true difference; with `exact` also enough pairs for
     the sign-flip TOST to reach `alpha` (1 / 2^n <= alpha). 0 when the spread is unknown."""
@@ -73,7 +74,7 @@ def seeds_for_equivalence(sd: float, margin: float, alpha: float, target: float 
     n = max(2, floor)
     while tost_power(margin, sd, n, alpha) < target:
         if n >= limit:
-            return limit
+            return limit + 1  # not reached within the search
         n = n + 1 if n < 64 else int(n * 1.1)
     if n > 64:  # stepped coarsely: walk back to the fewest
         while n > 64 and tost_power(margin, sd, n - 1, alpha) >= target:
@@ -86,3 +87,8 @@ def pooled_sd(groups: list[tuple[int, float]]) -> float:
     usable = [(n, sd) for n, sd in groups if n >= 2 and math.isfinite(sd)]
     df = sum(n - 1 for n, _ in usable)
     return math.sqrt(sum((n - 1) * sd * sd for n, sd in usable) / df) if df else math.nan
+
+
+def shown(n: int) -> str:
+    """A number of seeds as printed: beyond the search it is "more than 100000", never the cap itself."""
+    return f"more than {LIMIT}" if n > LIMIT else str(n)

@@ -31,6 +31,7 @@ def atomic_write(path: Path, payload: bytes | str, fault_point: str = "") -> Pat
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _sweep(path)
         fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -40,6 +41,24 @@ def atomic_write(path: Path, payload: bytes | str, fault_point: str = "") -> Pat
         tmp.unlink(missing_ok=True)
         raise WriteError(f"could not write {str(path)!r}: {e.strerror or e}") from e
     return path
+
+
+def _sweep(path: Path) -> None:
+    """Remove the temporary files that killed writers of `path` left (their process is gone)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = stale.name[len(path.name) + 2 : -len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def remove_with_leftovers(path: Path) -> None:

@@ -97,6 +97,7 @@ def parser() -> argparse.ArgumentParser:
     promote.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
     promote.add_argument("--variant", required=True, help="the variant whose best seed run's model is registered")
     promote.add_argument("--name", required=True, help="the registered model's name (1 to 100 letters, digits, '-', '_' or '.')")
+    promote.add_argument("--again", action="store_true", help="register the run's model again when it already is a version of --name")
     promote.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
 
     ui = sub.add_parser("ui", help="start the MLflow UI on the store")

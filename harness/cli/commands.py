@@ -11,8 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from harness.base import faults
-from harness.base.errors import Terminated, UsageError
+from harness.base import faults, parent
+from harness.base.errors import StoreError, Terminated, UsageError
+from harness.cli import store_commands
 from harness.cli.arguments import EXIT_USAGE, parser
 
 EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
@@ -40,6 +41,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--executor: {args.executor!r} is not allowed; expected local or ray")
     if args.executor == "ray" and not args.ray_address:
         raise UsageError("--ray-address: required with --executor ray (the cluster's head, e.g. 10.0.0.5:6379, or auto)")
+    if args.executor == "ray":  # before the store is created
+        from harness.running import ray_executor
+
+        ray_executor.import_ray()
     if args.gpus_per_run is not None and not 0 <= args.gpus_per_run <= 8:
         raise UsageError(f"--gpus-per-run: {args.gpus_per_run} is not allowed; expected a number from 0 to 8")
     if not 0 < args.cpus_per_run <= 256:
@@ -62,6 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--seeds auto: its rounds run in one process; not with --executor ray or --jobs-per-device > 1")
     from harness.report import comparisons, effects_section, markdown
     from harness.running import outcomes, preflight, runner
+    from harness.settings import checks
     from harness.tracking import experiment_tags, readback, store
 
     uri, device, loaded = _prepare(cfg)
@@ -110,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         path = markdown.write(runs, cfg.name, cfg.reports_folder, cfg.design, cfg.analysis, tags)
         console.line(f"report: {path}")
     except OSError as e:  # the runs are safe in the store; `report` rebuilds it later
-        print(f"error: report: {e}; the runs are in the store, rebuild with `python -m harness report --experiment {cfg.name}`", file=sys.stderr)
+        print(f"error: report: {e}; the runs are in the store, rebuild with `python -m harness report {checks.experiment_flag(cfg.name)}`", file=sys.stderr)
         return EXIT_FAILED_RUNS
     if store_error:
         done = sum(1 for r in runs if r.status == "FINISHED")
@@ -129,7 +135,7 @@ def design_flags(args: argparse.Namespace) -> dict:
     if args.design != "list" and args.factors is None:
         raise UsageError(f"--factors: required with --design {args.design}, e.g. --factors dropout,batchnorm")
     key = "design.full" if args.design == "leave-one-out" else "design.factors"
-    return {"design.kind": args.design, **({key: args.factors.split(",")} if args.factors is not None else {}),
+    return {"design.kind": args.design, **({key: [f.strip() for f in args.factors.split(",")]} if args.factors is not None else {}),
             **({"design.allow_large": True} if args.yes else {})}
 
 
@@ -202,7 +208,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     arrays = loading.read_source(datasets.get("cifar10"), folder).arrays
     total = len(arrays.y_train)
     default_train = int(total * 0.8)  # the tutorial's 80/20 hold-out: 40,000 and 10,000 of CIFAR-10's 50,000
-    sizes = (args.train_images or default_train, args.val_images or total - default_train)
+    sizes = (default_train if args.train_images is None else args.train_images, total - default_train if args.val_images is None else args.val_images)
     if min(sizes) < 1 or sum(sizes) > total:
         raise UsageError(f"--train-images/--val-images: {sizes[0]} + {sizes[1]} is not allowed; expected at least 1 each and "
                          f"at most {total} in all (the training images in {folder})")
@@ -227,74 +233,6 @@ def _parse_jobs(text: str) -> list[int]:
     return ks
 
 
-def _named(text: str):
-    """(name, its ExperimentConfig or None) of --experiment: a .toml path is read for its name."""
-    from harness.settings import experiment_file
-
-    if text.endswith(".toml") or "/" in text:
-        cfg = experiment_file.load_experiment(text)
-        return cfg.name, cfg
-    return text, None
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import markdown
-    from harness.running import preflight
-    from harness.tracking import readback, store
-
-    name, cfg = _named(args.experiment)  # an experiment file's store and reports folder, unless the flags say otherwise
-    uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
-    folder = Path(args.reports_dir or (cfg.paths.reports_dir if cfg else "reports")) / name
-    preflight.check_writable(folder, "--reports-dir")
-    readback.require_store(uri)
-    path = markdown.build(uri, name, folder)
-    print(f"report: {path}")
-    return 0
-
-
-def cmd_plan(args: argparse.Namespace) -> int:
-    from harness.analysis import planning, stats
-    from harness.report import markdown
-    from harness.tracking import experiment_tags, readback, store
-
-    req = planning.Request(args.effect, args.sd, args.comparisons, args.power)
-    planning.check(req)
-    name, cfg = _named(args.experiment)
-    uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
-    analysis, baseline, tested = cfg.analysis if cfg else stats.Analysis(), cfg.baseline if cfg else "baseline", {}
-    try:
-        readback.require_store(uri)
-        runs = readback.read_runs(uri, name)
-    except UsageError:
-        if req.sd is None:
-            raise
-    else:
-        tags = readback.experiment_tags(uri, name)
-        analysis = experiment_tags.analysis_of(tags)
-        baseline, _, compared = markdown.analyse(runs, experiment_tags.design_of(tags), analysis, tags)
-        tested = {v: c.test for v, c in compared.items() if c.test is not None}
-    print(f"plan for experiment {name}:")
-    print("\n".join(planning.lines(req, analysis, baseline, tested)))
-    return 0
-
-
-def cmd_promote(args: argparse.Namespace) -> int:
-    from harness.cli import promote
-    from harness.settings import checks, config
-    from harness.tracking import readback, store
-
-    checks.checked("", "name", args.name, str, "--name")
-    variant = config.canonical_names([args.variant], "--variant")[0]
-    name, cfg = _named(args.experiment)
-    uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
-    readback.require_store(uri)
-    version, run, tags = promote.promote(uri, name, variant, args.name)
-    print(f"registered {args.name} version {version.version}: run {run.run_id} ({variant} seed {run.seed}, validation accuracy "
-          f"{run.metrics.get('selected_val_acc', float('nan')):.2f} at its selected epoch), verdict {tags['harness.verdict']}; "
-          f"load it with mlflow.pytorch.load_model('models:/{args.name}/{version.version}')")
-    return 0
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     from harness.cli import listing
     from harness.running.console import table
@@ -310,8 +248,17 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return ui.launch_ui(store.resolve_uri(args.tracking_uri or ""), args.host, args.port)
 
 
-COMMANDS = {"run": cmd_run, "tune": cmd_tune, "bench": cmd_bench, "report": cmd_report, "plan": cmd_plan, "promote": cmd_promote,
+COMMANDS = {"run": cmd_run, "tune": cmd_tune, "bench": cmd_bench, "report": store_commands.cmd_report, "plan": store_commands.cmd_plan,
+            "promote": store_commands.cmd_promote,
             "list": cmd_list, "ui": cmd_ui}
+
+
+def _cwd_exists() -> bool:
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _raise_terminated(signum, frame):
@@ -321,9 +268,13 @@ def _raise_terminated(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     import signal
 
+    # MLflow's usage telemetry (its documented switch): off unless the user turned it on themselves;
+    # children (workers, the UI's server) inherit it.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     args = parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _raise_terminated)
+    parent.watch()  # a child of `--jobs-per-device` or `--workers` stops when its parent is gone
     try:
         faults.check()
         return COMMANDS[args.command](args)
@@ -332,6 +283,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except StoreError as e:
+        print(f"error: tracking_uri: {e}; what the store already holds is unchanged", file=sys.stderr)
+        return EXIT_FAILED_RUNS
+    except OSError:
+        if _cwd_exists():
+            raise
+        print("error: the working directory was deleted while the command ran, and with it what the command writes there "
+              "(relative paths: the store, checkpoints, reports); nothing more can be written", file=sys.stderr)
+        return EXIT_FAILED_RUNS
     except KeyboardInterrupt:
         print("interrupted (SIGINT): finished runs are kept; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

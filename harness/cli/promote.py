@@ -8,7 +8,7 @@ from harness.report import markdown
 from harness.tracking import experiment_tags, models, names, readback
 
 
-def promote(uri: str, experiment: str, variant: str, name: str) -> tuple:
+def promote(uri: str, experiment: str, variant: str, name: str, again: bool = False) -> tuple:
     """Register the model of `variant`'s best seed run (highest validation accuracy at its selected
     epoch; never the test set) as a new version of the registered model `name`, tagged with the
     report's verdict and paired difference. Returns (the model version, the seed run, its tags)."""
@@ -22,6 +22,10 @@ def promote(uri: str, experiment: str, variant: str, name: str) -> tuple:
     if not registry.has_model(best.run_id):
         raise UsageError(f"--variant: run {best.run_id} ({variant} seed {best.seed}) has no logged model (it was trained before runs "
                          f"logged their models); train it again with `python -m harness run --rerun`")
+    made = [v for m, v in registry.versions_of(best.run_id) if m == name]
+    if made and not again:
+        raise UsageError(f"--name: run {best.run_id} ({variant} seed {best.seed}) is already {name} version {made[-1]}; "
+                         "nothing new would be registered (pass --again for another version of the same run)")
     tags = readback.experiment_tags(uri, experiment)
     baseline, _, compared = markdown.analyse(runs, experiment_tags.design_of(tags), experiment_tags.analysis_of(tags), tags)
     c = compared.get(variant)

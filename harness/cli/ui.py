@@ -29,8 +29,13 @@ def check_address(host: str, port: int) -> None:
 
 
 def launch_ui(uri: str, host: str, port: int) -> int:
-    """Run the MLflow UI on the store until interrupted; returns its exit code."""
+    """Run the MLflow UI on the store until interrupted; returns its exit code. The server and
+    every worker it starts run in a process group of their own, which Ctrl-C, SIGTERM or SIGHUP to
+    this command stops whole (SIGTERM, then SIGKILL after 10 s): no server is left serving the store."""
+    import signal
     import subprocess
+
+    from harness.base.errors import Terminated
 
     check_address(host, port)
 
@@ -39,7 +44,34 @@ def launch_ui(uri: str, host: str, port: int) -> int:
     if root:
         cmd += ["--default-artifact-root", root]
     print(f"MLflow UI for {uri} at http://{host}:{port}  (Ctrl-C to stop)", flush=True)
+    signal.signal(signal.SIGHUP, signal.getsignal(signal.SIGTERM))  # a closed terminal stops it as SIGTERM does
+    server = subprocess.Popen(cmd, start_new_session=True)
     try:
-        return subprocess.call(cmd)
+        return server.wait()
     except KeyboardInterrupt:
-        return 130
+        return _stop(server, 130)
+    except Terminated:
+        return _stop(server, 143)
+
+
+def _stop(server, code: int) -> int:
+    """Stop the server's whole process group; returns `code`."""
+    import os
+    import signal
+    import subprocess
+
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            server.wait(timeout=wait)
+            if sig == signal.SIGTERM:
+                os.killpg(server.pid, signal.SIGKILL)  # workers that outlived their master
+            break
+        except subprocess.TimeoutExpired:
+            continue
+        except ProcessLookupError:
+            break
+    return code

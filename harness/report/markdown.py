@@ -15,7 +15,7 @@ from harness.base.files import atomic_write
 from harness.report import comparisons as comparisons_mod
 from harness.report import effects_section, sequential_section, stats_section
 from harness.report.comparisons import Comparison
-from harness.settings import designs
+from harness.settings import checks, designs
 from harness.settings.designs import Design
 from harness.tracking import experiment_tags, readback
 from harness.tracking.readback import SeedRun
@@ -283,5 +283,5 @@ def _provenance(runs: list[SeedRun]) -> list[str]:
     lines.append(f"- determinism: {env}")
     versions = sorted(k for k in t if k.startswith("harness.version."))
     lines.append("- packages: " + ", ".join(f"{k.split('.')[-1]} {t[k]}" for k in versions))
-    lines.append(f"- rebuild: `python -m harness report --experiment {t.get('harness.experiment', '?')}` (reads the MLflow store only)")
+    lines.append(f"- rebuild: `python -m harness report {checks.experiment_flag(t.get('harness.experiment', '?'))}` (reads the MLflow store only)")
     return lines

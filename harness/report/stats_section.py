@@ -38,7 +38,7 @@ def win_rate(t: stats.Paired, alpha: float) -> str:
 
 
 def seeds_cell(needed: int, question: str) -> str:
-    return f"{needed} ({question})" if needed else "– (fewer than 3 pairs)"
+    return f"{sample_size.shown(needed)} ({question})" if needed else "– (fewer than 3 pairs)"
 
 
 def pm(s: stats.Summary, digits: int = 2) -> str:

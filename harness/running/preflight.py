@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from harness.base import faults
 from harness.base.errors import UsageError
 from harness.running import claims
 from harness.settings.config import ExperimentConfig
@@ -22,11 +23,18 @@ def check(cfg: ExperimentConfig) -> tuple[str, torch.device]:
     determinism flags (before the first run records how deterministic it is)."""
     from harness.tracking import store
 
+    if faults.wants("round") and not cfg.sequential:
+        raise UsageError("HARNESS_FAULT: the point 'round' is passed only with seeds on demand (--seeds auto), so it would never fire; "
+                         "use step, checkpoint, checkpointed or logged")
     uri = store.resolve_uri(cfg.paths.tracking_uri)
     device = provenance.resolve_device(cfg.runtime.device)
     check_writable(cfg.reports_folder, "reports_dir")
     check_writable(cfg.checkpoint_folder, "checkpoint_dir")
     claims.check_file(cfg.checkpoint_folder / claims.FILENAME)
+    for path in sorted(cfg.checkpoint_folder.glob("*.pt")) if cfg.checkpoint_folder.is_dir() else ():
+        if not path.is_file():
+            raise UsageError(f"checkpoint_dir: {str(path)!r} is not a file where a run's checkpoint belongs; remove it (or choose another "
+                             "checkpoint_dir)")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cfg.runtime.threads > cores:
         raise UsageError(f"train.threads: {cfg.runtime.threads} is more than the {cores} core(s) this process may use; "

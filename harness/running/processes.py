@@ -10,6 +10,7 @@ import sys
 
 import torch
 
+from harness.base import parent
 from harness.base.errors import Terminated
 from harness.running.console import Console
 
@@ -27,7 +28,7 @@ def run_in_processes(device: torch.device, argv: list[str], per_device: int, con
         extra = ["--set", f"train.threads={threads}"]
     console.line(f"{len(slots)} processes, {per_device} per device")
     child_args = without_flag(argv, "--jobs-per-device")
-    procs = [subprocess.Popen([sys.executable, "-m", "harness", *child_args, *extra], env={**os.environ, **slot, "HARNESS_CONSOLE": "plain"}) for slot in slots]
+    procs = [subprocess.Popen([sys.executable, "-m", "harness", *child_args, *extra], env={**os.environ, **slot, **parent.child_env(), "HARNESS_CONSOLE": "plain"}) for slot in slots]
     try:
         for proc in procs:
             proc.wait()

@@ -14,7 +14,7 @@ import tempfile
 from harness.base.errors import UsageError
 
 
-def _import_ray():
+def import_ray():
     try:
         import ray
     except ImportError:
@@ -55,7 +55,7 @@ def run_on_ray(runner, address: str, gpus_per_run: float | None, cpus_per_run: f
     `address` and wait for them; the caller reads the outcomes from the store."""
     from harness.settings import config
 
-    ray = _import_ray()
+    ray = import_ray()
     cfg, console = runner.cfg, runner.console
     if runner.tracker.uri.startswith("sqlite:///"):
         console.line("note: a SQLite store is reachable only by nodes that share this file system; "

@@ -156,6 +156,7 @@ class Runner:
         except (KeyboardInterrupt, Terminated) as e:
             self.tracker.set_tags(run_id, {"harness.error": f"interrupted ({type(e).__name__}); resumes from its last checkpoint"})
             self.tracker.finish(run_id, "KILLED")
+            self.tracker.update_aggregates(parent_id)  # the parent holds results, not a process: never left RUNNING
             raise
         except store.StoreError:
             raise  # nothing more can be written: the experiment stops (run_all)
@@ -193,8 +194,8 @@ class Runner:
         self.tracker.finish(run_id, "FINISHED")
         checkpoint.remove(ckpt)
         if self.rerun:
-            for old in done:
-                self.tracker.delete(old.run_id)  # one finished run per key, the newest
+            for old in done:  # one finished run per key, the newest; one a registered model version points at is kept, set aside
+                self.replace(old.run_id, run_id, spec)
         try:
             self.tracker.update_aggregates(parent_id)
         except store.StoreError as e:  # the run itself is recorded FINISHED; the experiment stops after it
@@ -204,10 +205,20 @@ class Runner:
         return Outcome(spec.variant, spec.seed, "FINISHED", metrics["best_val_acc"], result.selected_epoch,
                        result.history[-1].val_acc, metrics["test_acc"], seconds, parent_id=parent_id)
 
+    def replace(self, old: str, new: str, spec: RunSpec) -> None:
+        """Delete a finished run that `new` replaces; keep it, no longer counted, when a registered model version points at it."""
+        versions = models.Registry(self.tracker.uri).versions_of(old)
+        if not versions:
+            self.tracker.delete(old)
+            return
+        self.tracker.set_tags(old, {"harness.role": names.REPLACED_ROLE, "harness.replaced_by": new})
+        named = ", ".join(f"{m} version {v}" for m, v in versions)
+        self.console.line(f"kept run {old} ({spec.variant} seed {spec.seed}): {named} points at it; it no longer counts, run {new} does")
+
     def train(self, spec: RunSpec, claims: Claims, key: str, run_id: str, ckpt, snapshot: dict | None):
         """Train from `snapshot` (or the start), checkpointing then logging each epoch."""
+        logged = self.tracker.logged_epochs(run_id) if snapshot is not None else set()
         if snapshot is not None:  # epochs checkpointed but not yet logged when the last process died
-            logged = self.tracker.logged_epochs(run_id)
             for h in snapshot["history"]:
                 if h["epoch"] not in logged:
                     self.tracker.log_metrics(run_id, names.epoch_metrics(engine.EpochStats(**h)), step=h["epoch"])
@@ -224,7 +235,8 @@ class Runner:
             self.console.epoch_done(progress.epoch, progress.epochs, progress.stats.seconds)
             checkpoint.save(ckpt, {**progress.snapshot, "run_id": run_id, "key": key})
             faults.point("checkpointed")
-            self.tracker.log_metrics(run_id, names.epoch_metrics(progress.stats), step=progress.epoch)
+            if progress.epoch not in logged:  # an older checkpoint put back by hand retrains epochs the store has: once each
+                self.tracker.log_metrics(run_id, names.epoch_metrics(progress.stats), step=progress.epoch)
             faults.point("logged")
 
         data = self.splits.data_for(spec.seed)

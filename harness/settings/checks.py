@@ -24,6 +24,11 @@ def _is_name(v: str) -> bool:
     return 0 < len(v) <= 100 and v.strip(".") != "" and all((c.isascii() and c.isalnum()) or c in "-_." for c in v)
 
 
+def experiment_flag(name: str) -> str:
+    """`--experiment NAME` as a command line takes it: a name that starts with '-' needs the '=' form."""
+    return f"--experiment={name}" if name.startswith("-") else f"--experiment {name}"
+
+
 # Every setting a user can write: what is allowed (said in errors) and the check of its value.
 CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "name": (NAME_RULE, _is_name),

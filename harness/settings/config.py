@@ -124,6 +124,8 @@ def parse_seeds(value: Any, where: str = "seeds") -> tuple[int, ...]:
         return tuple(range(DEFAULT_BASE_SEED, DEFAULT_BASE_SEED + value))
     if not isinstance(value, list) or not value:
         raise UsageError(f"{where}: expected a non-empty list of seeds or a count, got {value!r}")
+    if len(value) > MAX_SEED_COUNT:
+        raise UsageError(f"{where}: a list of {len(value)} seeds is not allowed; at most {MAX_SEED_COUNT} seeds, as for a count")
     for s in value:
         if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2**32:
             raise UsageError(f"{where}: seed {s!r} is not allowed; expected integers from 0 to 2**32-1")
@@ -227,6 +229,7 @@ def validate_variants(cfg: ExperimentConfig) -> None:
             raise UsageError(f"params.{name}: {registry.unknown_message(name)}")
         if not isinstance(overrides, dict):
             raise UsageError(f"params.{name}: expected a table of settings, got {overrides!r}")
+        resolve(cfg, name, cfg.seeds[0])  # every value is checked, even for a component no variant here uses
     extra = () if cfg.baseline in cfg.variants else (cfg.baseline,)  # checked once
     for i, name in enumerate((*cfg.variants, *extra)):
         where = "variants" if i < len(cfg.variants) else "baseline"
@@ -268,7 +271,9 @@ def resolve(cfg: ExperimentConfig, variant: str, seed: int) -> RunSpec:
     v = registry.get(variant)
     model_params = dict(v.params)
     train_over: dict[str, tuple[str, Any]] = {}
-    for c in v.components:
+    # The baseline has no components: its `[params.baseline]` table (training settings only, as
+    # `tune --variant baseline` writes) applies to the variant with none.
+    for c in v.components or (registry.component(registry.BASELINE),):
         overrides = dict(c.train)
         for key, value in cfg.params.get(c.name, {}).items():
             where = f"params.{c.name}.{key}"

@@ -28,7 +28,10 @@ def to_tag(design: Design) -> str:
 def from_tag(text: str) -> Design:
     """The design `to_tag` wrote; a list design when nothing was recorded."""
     recorded = json.loads(text or "{}")
-    return Design(recorded.get("kind", "list"), tuple(recorded.get("factors", ())))
+    kind, factors = recorded.get("kind", "list"), recorded.get("factors", [])
+    if kind not in KINDS or not isinstance(factors, list) or not all(isinstance(f, str) and f for f in factors):
+        raise ValueError(f"expected kind one of {', '.join(KINDS)} and a list of factor names")
+    return Design(kind, tuple(factors))
 
 
 def cell(components) -> str:

@@ -42,9 +42,7 @@ def experiments_dir() -> Path:
 def find_experiment(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix == ".toml" or "/" in name_or_path:
-        if not path.is_file():
-            raise UsageError(f"--experiment: file {str(path)!r} does not exist")
-        return path
+        return regular_file(path, "--experiment")
     for folder in (Path("experiments"), experiments_dir()):
         candidate = folder / f"{name_or_path}.toml"
         if candidate.is_file():
@@ -53,9 +51,18 @@ def find_experiment(name_or_path: str) -> Path:
     raise UsageError(f"--experiment: no experiment named {name_or_path!r}; known: {', '.join(known) or 'none'} (or give a .toml path)")
 
 
+def regular_file(path: Path, flag: str) -> Path:
+    """`path` if it is a regular file; a missing path, a folder or a FIFO (reading it would block) is refused."""
+    if not path.exists():
+        raise UsageError(f"{flag}: file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise UsageError(f"{flag}: {str(path)!r} is not a regular file (a folder, FIFO or device); expected a TOML file")
+    return path
+
+
 def read_toml(path: Path, flag: str) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (some Windows editors write one) is not TOML
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"{flag}: cannot read {str(path)!r}: {e}") from None
     if not text.strip():
@@ -69,9 +76,7 @@ def read_toml(path: Path, flag: str) -> dict[str, Any]:
 def merge_params(table: dict[str, Any], path: Path) -> set[str]:
     """Merge the `[params.<variant>]` tables of a parameters file (as `tune` writes) into `table`;
     returns the names it sets parameters for."""
-    if not path.is_file():
-        raise UsageError(f"--params-from: file {str(path)!r} does not exist")
-    extra = read_toml(path, "--params-from")
+    extra = read_toml(regular_file(path, "--params-from"), "--params-from")
     unknown = sorted(set(extra) - {"params", "tuning"})
     if unknown or not isinstance(extra.get("params"), dict):
         raise UsageError(f"--params-from: {str(path)!r} must hold [params.<variant>] tables (and optionally [tuning]), found {unknown or 'no params'}")
@@ -117,6 +122,8 @@ def load_experiment(experiment: str | None, sets: list[str] = (), params_files: 
         node = table
         for part in parents:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UsageError(f"{part}: expected a table of settings ([{part}]), got {type(node).__name__} {node!r}")
         node[last] = list(value) if isinstance(value, tuple) else value
     for assignment in sets:
         apply_set(table, assignment)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
 import sqlite3
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from harness.base.errors import UsageError
+from harness.tracking import creation
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 SCHEMES = ("sqlite:///", "http://", "https://", "postgresql://", "mysql://")
@@ -43,6 +45,8 @@ def check_sqlite(uri: str) -> None:
     raw = uri[len("sqlite:///"):]
     if raw in ("", ":memory:") or raw.startswith(("file::memory:", ":memory:")):
         raise UsageError(f"tracking_uri: {uri!r} is an in-memory store, lost when the command ends; give a file, e.g. {DEFAULT_URI}")
+    if "?" in raw:
+        raise UsageError(f"tracking_uri: {uri!r}: query options are not supported (the harness sets the SQLite timeouts itself); give sqlite:///PATH")
     path = Path(raw)
     folder = path.resolve().parent
     if not folder.is_dir() or not os.access(folder, os.W_OK):
@@ -56,11 +60,15 @@ def check_sqlite(uri: str) -> None:
     if path.stat().st_size == 0:
         return
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=30)) as db:
+        with contextlib.closing(sqlite3.connect(f"file:{path.resolve()}?mode={creation.open_mode(path.resolve())}", uri=True, timeout=30)) as db:
             tables = {row[0] for row in db.execute("select name from sqlite_master where type = 'table'")}
             versions = {row[0] for row in db.execute("select version_num from alembic_version")} if "alembic_version" in tables else set()
     except sqlite3.DatabaseError as e:
+        if shutil.disk_usage(folder).free < 1 << 20:  # SQLite cannot make the files it reads through: a full disk, not a broken store
+            raise UsageError(f"tracking_uri: cannot open {raw!r}: its disk is full ({e}); make room, the store itself is unchanged") from None
         raise UsageError(f"tracking_uri: {raw!r} is not a readable SQLite database ({e}); move it away or choose another file") from None
+    if creation.half_made(uri):
+        return  # an interrupted first run's store, with no runs in it: `run` makes it again (harness/tracking/creation.py)
     if tables and not MLFLOW_TABLES <= tables:
         raise UsageError(f"tracking_uri: {raw!r} is an SQLite database without MLflow's tables (it holds {', '.join(sorted(tables)[:3])}...); "
                          "the harness will not convert it: choose another file")
@@ -87,29 +95,70 @@ def check_server(uri: str) -> None:
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=REACH_SECONDS) as response:
             response.read(64)
-    except urllib.error.HTTPError:
-        return  # it answered (a proxy or an older server without /health): reachable
+    except urllib.error.HTTPError as e:
+        if e.code == 404 and not _answers_mlflow_api(uri):
+            raise UsageError(f"tracking_uri: {uri!r} answers HTTP 404 for /health and for MLflow's REST API: it is not an MLflow "
+                             "tracking server (check the host, port and path)") from None
+        return  # it answered (a proxy, an older server without /health, one that wants credentials): reachable
     except (OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
         raise UsageError(f"tracking_uri: cannot reach the MLflow server at {uri!r} ({reason}); start it or check the address") from None
 
 
+def _answers_mlflow_api(uri: str) -> bool:
+    """Whether MLflow's REST API answers at `uri`: a result, or an MLflow error (JSON with an error_code)."""
+    import json
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1", timeout=REACH_SECONDS) as r:
+            r.read(64)
+        return True
+    except urllib.error.HTTPError as e:
+        try:
+            return e.code != 404 or "error_code" in json.loads(e.read(4096) or b"{}")
+        except ValueError:
+            return False
+    except (OSError, ValueError):
+        return False
+
+
 def relocate_artifacts(uri: str, experiment: str) -> bool:
     """Artifact locations follow a SQLite store: MLflow records absolute paths when an experiment is
-    created, so after the project folder moves (store and `mlartifacts/` together) those paths point
-    at the old place. When the recorded folder no longer exists, point the experiment and its runs at
-    `mlartifacts/` beside the database again. Returns whether anything was rewritten."""
-    from urllib.parse import unquote, urlparse
-
+    created, so after the project folder is moved or copied (`cp -a proj proj2`) they point at the
+    old place, and a copy's new runs would write into the original's folder. Whenever the recorded
+    folder is not `mlartifacts/` beside this database, point the experiment there (new runs write
+    beside their store), and each run and model version whose files are there too, or no longer at
+    the old place. Returns whether anything was rewritten; a store that takes no writes is left as it is."""
     if not uri.startswith("sqlite:///") or not sqlite_path(uri).is_file():
         return False
     new = (sqlite_path(uri).resolve().parent / "mlartifacts" / experiment).as_uri()
-    with contextlib.closing(sqlite3.connect(sqlite_path(uri), timeout=30)) as db, db:
-        row = db.execute("select experiment_id, artifact_location from experiments where name = ?", (experiment,)).fetchone()
-        if row is None or row[1] == new or not str(row[1]).startswith("file://") or Path(unquote(urlparse(row[1]).path)).exists():
-            return False
-        eid, old = row
-        db.execute("update experiments set artifact_location = ? where experiment_id = ?", (new, eid))
-        db.execute("update runs set artifact_uri = ? || substr(artifact_uri, ?) where experiment_id = ? and substr(artifact_uri, 1, ?) = ?",
-                   (new, len(old) + 1, eid, len(old), old))
+    try:
+        with contextlib.closing(sqlite3.connect(sqlite_path(uri), timeout=30)) as db, db:
+            row = db.execute("select experiment_id, artifact_location from experiments where name = ?", (experiment,)).fetchone()
+            if row is None or row[1] == new or not str(row[1]).startswith("file://"):
+                return False
+            eid, old = row
+            db.execute("update experiments set artifact_location = ? where experiment_id = ?", (new, eid))
+            for run_id, where in db.execute("select run_uuid, artifact_uri from runs where experiment_id = ? and substr(artifact_uri, 1, ?) = ?",
+                                            (eid, len(old), old)).fetchall():
+                if _follows(where, old, new):
+                    db.execute("update runs set artifact_uri = ? where run_uuid = ?", (new + where[len(old):], run_id))
+            for name, version, source, stored in db.execute("select name, version, source, storage_location from model_versions "
+                                                            "where substr(source, 1, ?) = ?", (len(old), old)).fetchall():
+                if _follows(source, old, new):
+                    moved = stored if not str(stored or "").startswith(old) else new + stored[len(old):]
+                    db.execute("update model_versions set source = ?, storage_location = ? where name = ? and version = ?",
+                               (new + source[len(old):], moved, name, version))
+    except sqlite3.Error:
+        return False
     return True
+
+
+def _follows(where: str, old: str, new: str) -> bool:
+    """Whether an artifact location under `old` should move under `new`: its files are there, or gone from `old`."""
+    from urllib.parse import unquote, urlparse
+
+    def local(u: str) -> Path:
+        return Path(unquote(urlparse(u).path))
+
+    return local(new + where[len(old):]).exists() or not local(where).exists()

@@ -4,9 +4,10 @@ its seeds-on-demand design (JSON in the tags of harness/tracking/names.py), and 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 
-from harness.settings import designs
+from harness.settings import checks, designs
 from harness.settings.analysis import Analysis, Sequential
 from harness.settings.designs import Design
 from harness.tracking.names import (
@@ -54,24 +55,47 @@ def sequential_tag(cfg) -> str:
                        "baseline": cfg.baseline, "variants": [v for v in cfg.variants if v != cfg.baseline]})
 
 
+def _foreign(tag: str, text: str, error: Exception, instead: str) -> None:
+    """One line on stderr for a tag the harness did not write as it stands (edited by hand, say)."""
+    print(f"warning: experiment tag {tag} = {text[:80]!r} is not what the harness writes ({type(error).__name__}: {error}); {instead}",
+          file=sys.stderr)
+
+
 def design_of(tags: dict[str, str]) -> Design:
-    """The design the last `run` recorded on the experiment (a list design when none)."""
-    return designs.from_tag(tags.get(DESIGN_TAG, ""))
+    """The design the last `run` recorded on the experiment (a list design when none, or when the tag is not the harness's)."""
+    try:
+        return designs.from_tag(tags.get(DESIGN_TAG, ""))
+    except Exception as e:  # noqa: BLE001 - any edit of the tag: say so and read the runs as a list of variants
+        _foreign(DESIGN_TAG, tags.get(DESIGN_TAG, ""), e, "the runs are read as a list of variants")
+        return Design()
 
 
 def analysis_of(tags: dict[str, str]) -> Analysis:
-    """The [analysis] settings the last `run` recorded (the defaults when none)."""
-    return Analysis(**json.loads(tags.get(ANALYSIS_TAG, "") or "{}"))
+    """The [analysis] settings the last `run` recorded (the defaults when none, or when the tag is not the harness's)."""
+    text = tags.get(ANALYSIS_TAG, "") or "{}"
+    try:
+        values = json.loads(text)
+        analysis = Analysis(**values)
+        checks.build(Analysis, values, "analysis")  # each value as the experiment file's would be checked
+        return analysis
+    except Exception as e:  # noqa: BLE001 - UsageError, ValueError, TypeError: say so and use the defaults
+        _foreign(ANALYSIS_TAG, text, e, "the default [analysis] settings are used")
+        return Analysis()
 
 
 def sequential_of(tags: dict[str, str]) -> SeedsOnDemand | None:
-    """The seeds-on-demand design the last `run` recorded; None for fixed seeds."""
+    """The seeds-on-demand design the last `run` recorded; None for fixed seeds (or a tag that is not the harness's)."""
     text = tags.get(SEQUENTIAL_TAG, "")
     if not text:
         return None
-    s = json.loads(text)
-    changes = tuple(f"{c.get('setting')} {c.get('from')} → {c.get('to')}" for c in redesigns(tags) if isinstance(c, dict))
-    return SeedsOnDemand(Sequential(s["min_seeds"], s["max_seeds"]), s["first_seed"], s["baseline"], tuple(s["variants"]), changes)
+    try:
+        s = json.loads(text)
+        changes = tuple(f"{c.get('setting')} {c.get('from')} → {c.get('to')}" for c in redesigns(tags) if isinstance(c, dict))
+        return SeedsOnDemand(Sequential(int(s["min_seeds"]), int(s["max_seeds"])), int(s["first_seed"]), str(s["baseline"]),
+                             tuple(map(str, s["variants"])), changes)
+    except Exception as e:  # noqa: BLE001 - any edit of the tag
+        _foreign(SEQUENTIAL_TAG, text, e, "the runs are reported as fixed seeds")
+        return None
 
 
 # The settings of a seeds-on-demand design that its past rounds were decided under, by the name

@@ -94,14 +94,25 @@ class Registry:
         """Whether the run logged its model (runs from before models were logged did not)."""
         return bool(self.client.list_artifacts(run_id, MODEL))
 
+    def versions_of(self, run_id: str) -> list[tuple[str, str]]:
+        """(registered model, version) of every model version made from the run's model."""
+        return sorted((v.name, str(v.version)) for v in self.client.search_model_versions(f"run_id = '{run_id}'"))
+
     def register(self, run_id: str, name: str, tags: dict[str, str]):
         """The run's model as a new version of the registered model `name` (created on first use), with `tags`."""
         from mlflow.exceptions import MlflowException
 
+        from harness.tracking.store import StoreError, unwritable
+
         try:
-            self.client.create_registered_model(name)
-        except MlflowException as e:
-            if e.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-        source = f"{self.client.get_run(run_id).info.artifact_uri}/{MODEL}"
-        return self.client.create_model_version(name, source, run_id=run_id, tags=tags)
+            try:
+                self.client.create_registered_model(name)
+            except MlflowException as e:
+                if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            source = f"{self.client.get_run(run_id).info.artifact_uri}/{MODEL}"
+            return self.client.create_model_version(name, source, run_id=run_id, tags=tags)
+        except Exception as e:  # noqa: BLE001 - MLflow wraps the driver's error in its own types
+            if unwritable(e):
+                raise StoreError(f"the MLflow store cannot be written ({unwritable(e)}); no version was registered") from None
+            raise

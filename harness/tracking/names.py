@@ -30,3 +30,17 @@ def epoch_metrics(s) -> dict[str, float]:
     values = {"train_loss": s.train_loss, "train_acc": s.train_acc, "val_loss": s.val_loss, "val_acc": s.val_acc,
               "gap_acc": s.train_acc - s.val_acc, "epoch_seconds": s.seconds}
     return {k: values[k] for k in EPOCH_METRICS}
+
+
+REPLACED_ROLE = "replaced"  # a seed run that `run --rerun` replaced but kept, because a registered model version points at it
+
+
+def seed_of(tags: dict[str, str]) -> int | None:
+    """The seed a run records (tag harness.seed), or None when it has none the harness wrote."""
+    text = tags.get("harness.seed", "")
+    return int(text) if text.isdigit() else None
+
+
+def counts_as_seed_run(tags: dict[str, str]) -> bool:
+    """Whether a run under a variant's parent is one of its seed runs: it names its seed and was not replaced."""
+    return tags.get("harness.role", "seed") == "seed" and seed_of(tags) is not None

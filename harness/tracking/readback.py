@@ -9,13 +9,14 @@ not comparable rather than dropped.
 """
 from __future__ import annotations
 
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.base.errors import UsageError
-from harness.tracking.names import CONFUSION, EPOCH_METRICS, PREDICTIONS, REPORT_PARENTS_TAG
+from harness.tracking.names import CONFUSION, EPOCH_METRICS, PREDICTIONS, REPORT_PARENTS_TAG, counts_as_seed_run, seed_of
 from harness.tracking.store import quiet_mlflow
 
 SHARED = ("train.epochs", "train.select", "data.dataset", "data.split", "data.train_ratio", "data.split_seed")
@@ -46,6 +47,11 @@ def require_store(uri: str) -> None:
 
     if uri.startswith("sqlite:///") and not sqlite_path(uri).is_file():
         raise UsageError(f"tracking_uri: no MLflow store at {str(sqlite_path(uri))!r}; run `python -m harness run` first or pass --tracking-uri")
+    from harness.tracking import creation
+
+    if creation.half_made(uri):
+        raise UsageError(f"tracking_uri: the store {str(sqlite_path(uri))!r} was left half-made by an interrupted first run and holds no runs; "
+                         "`python -m harness run` makes it again")
 
 
 def experiment_tags(uri: str, experiment: str) -> dict[str, str]:
@@ -83,7 +89,8 @@ def read_runs(uri: str, experiment: str) -> list[SeedRun]:
     if found is None:
         raise UsageError(f"--experiment: no experiment named {experiment!r} in the store {uri}")
     eid = found.experiment_id
-    parents = client.search_runs([eid], filter_string="tags.`harness.role` = 'variant'", max_results=10_000)
+    parents = [p for p in client.search_runs([eid], filter_string="tags.`harness.role` = 'variant'", max_results=10_000)
+               if p.data.tags.get("harness.variant")]  # a run tagged so by hand, without its variant, is not a variant's parent
     baseline = max(parents, key=lambda p: p.info.start_time).data.tags.get("harness.baseline", "baseline") if parents else "baseline"
     latest = choose_parents([(p.info.run_id, p.data.tags["harness.variant"], p.info.start_time, dict(p.data.params)) for p in parents],
                             baseline, set(found.tags.get(REPORT_PARENTS_TAG, "").split(",")) - {""})
@@ -92,7 +99,12 @@ def read_runs(uri: str, experiment: str) -> list[SeedRun]:
         children = client.search_runs([eid], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=10_000)
         best_by_seed: dict[int, Any] = {}
         for r in sorted(children, key=lambda r: r.info.start_time):
-            seed = int(r.data.tags["harness.seed"])
+            if not counts_as_seed_run(r.data.tags):
+                if r.data.tags.get("harness.role", "seed") == "seed":  # a replaced run, kept for its model version, is no news
+                    print(f"warning: run {r.info.run_id} under {variant}'s parent run {parent_id} has no valid harness.seed tag "
+                          f"({r.data.tags.get('harness.seed', 'none')!r}; not a run the harness wrote): left out", file=sys.stderr)
+                continue
+            seed = seed_of(r.data.tags)
             prev = best_by_seed.get(seed)
             if prev is None or prev.info.status != "FINISHED":  # a finished run wins over a failed one
                 best_by_seed[seed] = r

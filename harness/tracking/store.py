@@ -12,11 +12,14 @@ import functools
 import math
 import os
 import sqlite3
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.base.errors import StoreError  # noqa: F401 - raised here, caught by the runner and the CLI
+from harness.tracking import names
 from harness.tracking.names import VERDICT_TAG
 
 FINAL_AGGREGATES = ("best_val_acc", "final_val_acc", "final_val_loss", "test_acc", "test_loss", "test_acc_last", "epoch_seconds_mean")
@@ -26,6 +29,7 @@ def quiet_mlflow():
     """Import mlflow without its progress bars and start-up chatter on our console."""
     import logging
 
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no usage reports leave the machine unless the user asks
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # the console is ours
     import mlflow
@@ -73,8 +77,9 @@ _TRANSIENT = ("locked", "busy", "UNIQUE constraint failed")
 _UNWRITABLE = ("disk I/O error", "database or disk is full", "readonly database", "unable to open database file", "No space left")
 
 
-class StoreError(RuntimeError):
-    """The store stopped taking writes; the runs it already holds are safe."""
+def unwritable(error: BaseException) -> str:
+    """Why `error` means the store cannot take writes at all ('' when it does not)."""
+    return next((s for s in _UNWRITABLE if s in str(error)), "")
 
 
 def _retrying(fn):
@@ -86,9 +91,8 @@ def _retrying(fn):
             try:
                 return fn(*args, **kwargs)
             except Exception as e:  # noqa: BLE001 - MLflow wraps the driver's error in its own types
-                if any(s in str(e) for s in _UNWRITABLE):
-                    reason = next(s for s in _UNWRITABLE if s in str(e))
-                    raise StoreError(f"the MLflow store cannot be written ({reason})") from e
+                if unwritable(e):
+                    raise StoreError(f"the MLflow store cannot be written ({unwritable(e)})") from e
                 if not any(s in str(e) for s in _TRANSIENT) or attempt == 29:
                     raise
                 time.sleep(0.1 + 0.05 * attempt)
@@ -110,7 +114,12 @@ class Tracker:
     def __init__(self, uri: str, experiment: str, lock_dir: Path) -> None:
         from mlflow import MlflowClient
 
+        from harness.tracking import creation
+
         quiet_mlflow()
+        note = creation.ensure(uri)  # whole or not at all: a kill while it is made leaves no half-made store
+        if note:
+            print(f"note: {note}", file=sys.stderr, flush=True)
         self.uri = uri
         self.lock_dir = lock_dir
         with store_lock(lock_dir):
@@ -231,7 +240,8 @@ class Tracker:
         """Recompute the parent's across-seed aggregates from its finished children."""
         from harness.analysis import stats
 
-        children = self._search(f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'FINISHED'")
+        children = [r for r in self._search(f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'FINISHED'")
+                    if names.counts_as_seed_run(r.data.tags)]
         values: dict[str, float] = {"n_seeds": float(len(children))}
         for key in FINAL_AGGREGATES:
             s = stats.summarize([r.data.metrics[key] for r in children if key in r.data.metrics])

@@ -24,6 +24,7 @@ import optuna
 import tomli_w
 
 import variants as registry
+from harness.base import parent
 from harness.base.errors import Terminated, UsageError
 from harness.base.files import atomic_write
 from harness.data.loading import Loaded
@@ -33,9 +34,10 @@ from harness.settings.config import ExperimentConfig
 from harness.settings.search import SearchParam
 from harness.tracking import names, store
 from harness.training import engine
+from harness.tuning import storage
+from harness.tuning.storage import RDB_SCHEMES, open_storage
 
 PRUNERS = ("median", "percentile", "hyperband", "none")
-RDB_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+", "mysql://", "mysql+")
 MLFLOW_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
@@ -68,19 +70,7 @@ def check_request(cfg: ExperimentConfig, req: TuneRequest) -> None:
         raise UsageError(f"--study: {req.study!r} is not allowed; expected {checks.NAME_RULE}")
     if req.pruner not in PRUNERS:
         raise UsageError(f"--pruner: {req.pruner!r} is not allowed; expected one of {', '.join(PRUNERS)}")
-
-
-def open_storage(url: str):
-    """A database URL gets Optuna's RDB storage with heartbeats (many machines); anything else is a
-    journal file, Optuna's storage for several processes on one machine: appends under a file lock,
-    no 'database is locked' as with SQLite under parallel writers."""
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line reports each trial
-    if url.startswith(RDB_SCHEMES):
-        return optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30)
-    from optuna.storages.journal import JournalFileBackend
-
-    Path(url).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(url))
+    storage.check(req.storage)
 
 
 def make_pruner(name: str) -> optuna.pruners.BasePruner:
@@ -197,9 +187,10 @@ def optimize(cfg: ExperimentConfig, data: Loaded, req: TuneRequest, study: optun
         with _slot_lock(req):  # count and ask under one lock: --trials is the study's total under concurrency too
             if counted(study) >= req.trials:
                 break
-            trial = study.ask()
+            trial = storage.ask(study)
         try:
-            value = objective(trial)
+            with storage.heartbeat(study, trial):
+                value = objective(trial)
         except optuna.TrialPruned:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             continue
@@ -253,7 +244,8 @@ def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, 
         optimize(cfg, data, req, study, remaining, parent_id, tracker, say)
     elif remaining:
         shares = [remaining // req.workers + (1 if i < remaining % req.workers else 0) for i in range(req.workers)]
-        procs = [subprocess.Popen([sys.executable, "-m", "harness", *argv, "--worker-share", str(n), "--parent-run", parent_id])
+        procs = [subprocess.Popen([sys.executable, "-m", "harness", *argv, "--worker-share", str(n), "--parent-run", parent_id],
+                                  env={**os.environ, **parent.child_env()})
                  for n in shares if n]
         try:
             codes = [p.wait() for p in procs]

@@ -1,0 +1,79 @@
+"""The commands that read a store the runs are already in: `report`, `plan` and `promote`. Each
+takes `--experiment` as a name (the same rule as `run`: it names folders) or an experiment file."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.base.errors import UsageError
+
+
+def _named(text: str):
+    """(name, its ExperimentConfig or None) of --experiment: a .toml path is read for its name."""
+    from harness.settings import checks, experiment_file
+
+    if text.endswith(".toml") or "/" in text:
+        cfg = experiment_file.load_experiment(text)
+        return cfg.name, cfg
+    return checks.checked("", "name", text, str, "--experiment"), None  # a name becomes a folder: the same rule as `run`
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import markdown
+    from harness.running import preflight
+    from harness.tracking import readback, store
+
+    name, cfg = _named(args.experiment)  # an experiment file's store and reports folder, unless the flags say otherwise
+    uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
+    folder = Path(args.reports_dir or (cfg.paths.reports_dir if cfg else "reports")) / name
+    preflight.check_writable(folder, "--reports-dir")
+    readback.require_store(uri)
+    try:
+        path = markdown.build(uri, name, folder)
+    except OSError as e:  # atomic writes: the previous report (if any) is whole, the store unchanged
+        raise UsageError(f"report: {e}; the previous report, if any, is left whole") from None
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from harness.analysis import planning, stats
+    from harness.report import markdown
+    from harness.tracking import experiment_tags, readback, store
+
+    req = planning.Request(args.effect, args.sd, args.comparisons, args.power)
+    planning.check(req)
+    name, cfg = _named(args.experiment)
+    uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
+    analysis, baseline, tested = cfg.analysis if cfg else stats.Analysis(), cfg.baseline if cfg else "baseline", {}
+    try:
+        readback.require_store(uri)
+        runs = readback.read_runs(uri, name)
+    except UsageError:
+        if req.sd is None:
+            raise
+    else:
+        tags = readback.experiment_tags(uri, name)
+        analysis = experiment_tags.analysis_of(tags)
+        baseline, _, compared = markdown.analyse(runs, experiment_tags.design_of(tags), analysis, tags)
+        tested = {v: c.test for v, c in compared.items() if c.test is not None}
+    print(f"plan for experiment {name}:")
+    print("\n".join(planning.lines(req, analysis, baseline, tested)))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from harness.cli import promote
+    from harness.settings import checks, config
+    from harness.tracking import readback, store
+
+    checks.checked("", "name", args.name, str, "--name")
+    variant = config.canonical_names([args.variant], "--variant")[0]
+    name, cfg = _named(args.experiment)
+    uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
+    readback.require_store(uri)
+    version, run, tags = promote.promote(uri, name, variant, args.name, args.again)
+    print(f"registered {args.name} version {version.version}: run {run.run_id} ({variant} seed {run.seed}, validation accuracy "
+          f"{run.metrics.get('selected_val_acc', float('nan')):.2f} at its selected epoch), verdict {tags['harness.verdict']}; "
+          f"load it with mlflow.pytorch.load_model('models:/{args.name}/{version.version}')")
+    return 0

@@ -1,0 +1,135 @@
+"""Making a SQLite store whole or not at all. MLflow creates its tables and then migrates them in
+place, over seconds: a first `run` killed then used to leave a half-migrated `mlflow.db` that
+every later command refused. Here the store is built under a temporary name beside the database
+and renamed into place, under a lock beside it, so a kill at any moment leaves no store or a
+whole one. A half-made store that holds no runs (left by an older version, or by MLflow itself)
+is made again the same way; one that holds runs is never touched."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+from pathlib import Path
+
+SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's files beside a database, which follow its name
+
+
+def ensure(uri: str) -> str:
+    """Create the SQLite store at `uri` unless a whole one is there; returns a note when a
+    half-made one was replaced ('' otherwise, and for stores that are not SQLite files)."""
+    if not uri.startswith("sqlite:///"):
+        return ""
+    path = Path(uri[len("sqlite:///"):]).resolve()
+    with _lock(path):
+        _sweep(path)
+        state = _state(path)
+        if state == "whole":
+            return ""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.creating")
+        try:
+            _build(tmp)
+            for suffix in SIDE_FILES:  # a stale log of the half-made file must never be replayed into the new one
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            os.replace(tmp, path)
+            _fsync_folder(path.parent)
+        finally:
+            for leftover in (tmp, *(Path(f"{tmp}{s}") for s in SIDE_FILES)):
+                leftover.unlink(missing_ok=True)
+    if state == "half-made":
+        return f"the store {str(path)!r} was left half-made (an interrupted first run) and held no runs: made it again"
+    return ""
+
+
+def half_made(uri: str) -> bool:
+    """Whether the SQLite store at `uri` is a half-made one (no runs in it; `run` makes it again)."""
+    return uri.startswith("sqlite:///") and _state(Path(uri[len("sqlite:///"):]).resolve()) == "half-made"
+
+
+@contextlib.contextmanager
+def _lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.create.lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _sweep(path: Path) -> None:
+    """Remove the temporary stores that killed creators left (their process is gone)."""
+    for stale in path.parent.glob(f".{path.name}.*.creating*"):
+        pid = stale.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _state(path: Path) -> str:
+    """"missing", "half-made" (empty, or MLflow's schema incomplete, and no runs in it) or "whole"
+    (anything else, including files that are not stores: the address check names those)."""
+    if not path.exists():
+        return "missing"
+    if not path.is_file():
+        return "whole"
+    if path.stat().st_size == 0:
+        return "half-made"
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode={open_mode(path)}", uri=True, timeout=30)) as db:
+            tables = {row[0] for row in db.execute("select name from sqlite_master where type = 'table'")}
+            if not tables:
+                return "half-made"
+            version = db.execute("select version_num from alembic_version").fetchone() if "alembic_version" in tables else None
+            if version is not None and version[0] == _head() and {"experiments", "runs"} <= tables:
+                return "whole"
+            runs = db.execute("select count(*) from runs").fetchone()[0] if "runs" in tables else 0
+            experiments = db.execute("select count(*) from experiments").fetchone()[0] if "experiments" in tables else 0
+    except sqlite3.DatabaseError:
+        return "whole"
+    return "half-made" if runs == 0 and experiments <= 1 else "whole"
+
+
+def open_mode(path: Path) -> str:
+    """How to open a database only to read it: read-only, unless a hot journal beside it must be
+    rolled back first (SQLite does that on a read-write open; read-only, it cannot)."""
+    return "rw" if Path(f"{path}-journal").exists() else "ro"
+
+
+def _head() -> str:
+    """The newest schema revision the installed MLflow knows."""
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    return _get_latest_schema_revision()
+
+
+def _build(tmp: Path) -> None:
+    """A complete, empty MLflow store at `tmp` (tables created and migrated to the newest revision)."""
+    from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine_with_retry
+
+    for leftover in (tmp, *(Path(f"{tmp}{s}") for s in SIDE_FILES)):
+        leftover.unlink(missing_ok=True)
+    engine = create_sqlalchemy_engine_with_retry(f"sqlite:///{tmp}")
+    try:
+        _initialize_tables(engine)
+    finally:
+        engine.dispose()
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

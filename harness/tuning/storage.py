@@ -1,0 +1,126 @@
+"""Where an Optuna study lives, checked before any trial trains: a database URL (many machines,
+with heartbeats) or a journal file (several processes on one machine). A storage that would not
+outlive the command, a file that is not a journal (a user's notes, the MLflow store), a folder, or
+a database that is not Optuna's is refused with one line, before anything is written to it."""
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import warnings
+from pathlib import Path
+
+from harness.base.errors import UsageError
+
+RDB_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+", "mysql://", "mysql+")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+MLFLOW_TABLES = {"experiments", "runs"}  # an MLflow store's: Optuna's tables do not belong beside them
+OPTUNA_TABLES = {"studies", "trials", "version_info"}
+
+
+def check(url: str) -> None:
+    """Refuse a storage the study cannot safely live in (exit 2), naming it and what is allowed."""
+    if url.startswith(RDB_SCHEMES):
+        if url.startswith("sqlite:///"):
+            _check_sqlite(url)
+        return
+    if "://" in url:
+        raise UsageError(f"--storage: {url!r} is not supported; expected a journal file path or a database URL "
+                         f"({', '.join(s + '...' for s in RDB_SCHEMES)})")
+    path = Path(url)
+    if path.exists() and not path.is_file():
+        raise UsageError(f"--storage: {url!r} is not a regular file; expected an Optuna journal file (new or existing)")
+    if path.is_file() and path.stat().st_size:
+        head = _head(path)
+        if head.startswith(SQLITE_MAGIC):
+            raise UsageError(f"--storage: {url!r} is an SQLite database, not a journal; for a database storage write "
+                             f"sqlite:///{url} (a file of its own, never the MLflow store)")
+        if not _is_journal(head):
+            raise UsageError(f"--storage: {url!r} exists and is not an Optuna journal; the harness will not append to it: "
+                             "name a new file or an existing journal")
+
+
+def _check_sqlite(url: str) -> None:
+    raw = url[len("sqlite:///"):]
+    if raw in ("", ":memory:") or raw.startswith(("file::memory:", ":memory:")) or "mode=memory" in raw:
+        raise UsageError(f"--storage: {url!r} is an in-memory database, lost when the command ends (and with it the study); "
+                         "give a file, e.g. sqlite:///optuna.db, or a journal path")
+    if "?" in raw:
+        raise UsageError(f"--storage: {url!r}: query options are not supported; give sqlite:///PATH")
+    path = Path(raw)
+    if not path.resolve().parent.is_dir():
+        raise UsageError(f"--storage: the folder of {raw!r} does not exist; create it or choose another path")
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise UsageError(f"--storage: {raw!r} is not a file; expected an SQLite database for Optuna")
+    if not path.stat().st_size:
+        return
+    if not _head(path).startswith(SQLITE_MAGIC):
+        raise UsageError(f"--storage: {raw!r} is not an SQLite database; choose another file")
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=30)) as db:
+            tables = {row[0] for row in db.execute("select name from sqlite_master where type = 'table'")}
+    except sqlite3.DatabaseError as e:
+        raise UsageError(f"--storage: {raw!r} is not a readable SQLite database ({e}); choose another file") from None
+    if MLFLOW_TABLES <= tables:
+        raise UsageError(f"--storage: {raw!r} is an MLflow store; give the Optuna study a database of its own, e.g. sqlite:///optuna.db")
+    if tables and not OPTUNA_TABLES <= tables:
+        raise UsageError(f"--storage: {raw!r} holds tables that are not Optuna's ({', '.join(sorted(tables)[:3])}...); choose another file")
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4096)
+    except OSError as e:
+        raise UsageError(f"--storage: cannot read {str(path)!r} ({e.strerror or e})") from None
+
+
+def _is_journal(head: bytes) -> bool:
+    """Optuna's journal: one JSON object per line, each with an op_code."""
+    first = head.split(b"\n", 1)[0]
+    try:
+        entry = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(entry, dict) and "op_code" in entry
+
+
+def open_storage(url: str):
+    """A database URL gets Optuna's RDB storage with heartbeats (many machines); anything else is a
+    journal file, Optuna's storage for several processes on one machine: appends under a file lock,
+    no 'database is locked' as with SQLite under parallel writers."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line reports each trial
+    if url.startswith(RDB_SCHEMES):
+        with warnings.catch_warnings():  # heartbeats are what makes a database storage safe for many machines: chosen, not news
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30)
+    from optuna.storages.journal import JournalFileBackend
+
+    Path(url).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(url))
+
+
+def ask(study):
+    """A new trial, as Study.optimize would start it: on a database storage with heartbeats,
+    trials whose heartbeat stopped (their process died, on any machine) are failed first."""
+    import optuna
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    with warnings.catch_warnings():  # experimental, and "supposed to be used with Study.optimize": heartbeat() does what optimize does
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
+        if is_heartbeat_enabled(study._storage):
+            optuna.storages.fail_stale_trials(study)
+        return study.ask()
+
+
+def heartbeat(study, trial):
+    """While the trial trains, its heartbeat is recorded every heartbeat_interval seconds (database
+    storages; a journal has none), as Study.optimize does, so another machine can tell it is alive."""
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    return get_heartbeat_thread(trial._trial_id, study._storage)
