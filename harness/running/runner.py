@@ -156,7 +156,10 @@ class Runner:
         except (KeyboardInterrupt, Terminated) as e:
             self.tracker.set_tags(run_id, {"harness.error": f"interrupted ({type(e).__name__}); resumes from its last checkpoint"})
             self.tracker.finish(run_id, "KILLED")
-            self.tracker.update_aggregates(parent_id)  # the parent holds results, not a process: never left RUNNING
+            try:
+                self.tracker.update_aggregates(parent_id)  # the parent holds results, not a process: never left RUNNING
+            except store.StoreError:
+                pass  # the interruption is what the user hears about
             raise
         except store.StoreError:
             raise  # nothing more can be written: the experiment stops (run_all)

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from harness.base.errors import UsageError
 from harness.data import datasets
-from harness.training.engine import Runtime, TrainSettings
+from harness.training.settings import Runtime, TrainSettings
 
 
 def _is_cuda_index(v: str) -> bool:

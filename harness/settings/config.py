@@ -23,7 +23,7 @@ from harness.data import datasets
 from harness.settings import checks, designs
 from harness.settings.analysis import Analysis, Sequential
 from harness.settings.designs import Design
-from harness.training.engine import Runtime, TrainSettings
+from harness.training.settings import Runtime, TrainSettings
 
 DEFAULT_BASE_SEED = 2021  # the tutorial's seed; `--seeds N` counts up from here
 MAX_SEED_COUNT = 1000  # `seeds = N` / `--seeds N` is always a count of seeds; a list names them

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import sqlite3
 from pathlib import Path
@@ -76,8 +77,9 @@ def _alive(pid: int) -> bool:
 
 
 def _state(path: Path) -> str:
-    """"missing", "half-made" (empty, or MLflow's schema incomplete, and no runs in it) or "whole"
-    (anything else, including files that are not stores: the address check names those)."""
+    """"missing", "half-made" (empty, or only MLflow's tables at an older or no revision, and no runs
+    in them) or "whole": anything else, including files that are not MLflow's (another program's
+    database, a newer MLflow's store), which are never replaced; the address check names those."""
     if not path.exists():
         return "missing"
     if not path.is_file():
@@ -89,9 +91,12 @@ def _state(path: Path) -> str:
             tables = {row[0] for row in db.execute("select name from sqlite_master where type = 'table'")}
             if not tables:
                 return "half-made"
+            head, revisions, known_tables = _known()
+            if not tables <= known_tables:
+                return "whole"  # not only MLflow's tables: someone else's data
             version = db.execute("select version_num from alembic_version").fetchone() if "alembic_version" in tables else None
-            if version is not None and version[0] == _head() and {"experiments", "runs"} <= tables:
-                return "whole"
+            if version is not None and (version[0] == head or version[0] not in revisions):
+                return "whole"  # complete, or written by a newer MLflow
             runs = db.execute("select count(*) from runs").fetchone()[0] if "runs" in tables else 0
             experiments = db.execute("select count(*) from experiments").fetchone()[0] if "experiments" in tables else 0
     except sqlite3.DatabaseError:
@@ -105,11 +110,17 @@ def open_mode(path: Path) -> str:
     return "rw" if Path(f"{path}-journal").exists() else "ro"
 
 
-def _head() -> str:
-    """The newest schema revision the installed MLflow knows."""
-    from mlflow.store.db.utils import _get_latest_schema_revision
+@functools.lru_cache(maxsize=1)
+def _known() -> tuple[str, frozenset[str], frozenset[str]]:
+    """The installed MLflow's newest schema revision, every revision it knows, and every table its
+    schema has (with alembic's own)."""
+    from alembic.script import ScriptDirectory
+    from mlflow.store.db.utils import Base, InitialBase, _get_alembic_config
 
-    return _get_latest_schema_revision()
+    script = ScriptDirectory.from_config(_get_alembic_config(db_url=""))
+    revisions = frozenset(r.revision for r in script.walk_revisions())
+    tables = frozenset(Base.metadata.tables) | frozenset(InitialBase.metadata.tables) | {"alembic_version"}
+    return script.get_current_head(), revisions, tables
 
 
 def _build(tmp: Path) -> None:

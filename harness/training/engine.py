@@ -17,32 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """What a run trains with: these decide its numbers. Defaults: the tutorial's (checks: harness/settings/checks.py)."""
-
-    epochs: int = 100
-    batch_size: int = 256  # images per optimizer step
-    eval_batch_size: int = 256  # images per forward pass when evaluating (changes float rounding only)
-    lr: float = 1e-3  # the optimizer's learning rate (Adam's unless a component chooses another)
-    weight_decay: float = 0.0  # the optimizer's L2 coefficient
-    shuffle: bool = True  # reshuffle the batches each epoch (seeded by the run's seed); False: the tutorial's fixed order
-    select: str = "val_acc"  # which epoch's weights are "the model": val_acc | val_loss | last
-    precision: str = "fp32"  # fp32 (the tutorial's) | bf16 (autocast; weights and optimizer stay fp32)
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """How a run executes, not what it trains: speed and float rounding only, so a run may resume
-    under other values. The engine trains where its tensors live (`device`, `threads`: preflight)."""
-
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = 0  # CPU intra-op threads; 0: torch's default
-    memory_format: str = "auto"  # auto (channels_last on a CPU, contiguous on CUDA) | contiguous | channels_last
-    compile: str = "off"  # off | default | reduce-overhead (CUDA graphs) | max-autotune: torch.compile's modes
-    determinism: str = "cudnn"  # cudnn (the tutorial's flags) | strict (deterministic algorithms) | fast (cuDNN autotuning)
-    progress_every: int = 0  # report mid-phase progress every N steps (0: only at phase end)
+from harness.training.settings import Runtime, TrainSettings  # noqa: F401 - the engine's settings, re-exported
 
 
 def adam(parameters, settings: TrainSettings) -> torch.optim.Optimizer:
