@@ -34,8 +34,15 @@ def test_the_eta_counts_measured_epochs_left_and_skipped_runs_as_done():
 
 def test_a_terminal_shows_one_overall_line_with_the_eta(tmp_path, data_dir):
     """The harness under a real pseudo-terminal: tqdm's line with runs done, variant and seed, epoch, img/s and ETA."""
+    import fcntl
+    import struct
+    import termios
+
     fresh_store(tmp_path)
     master, slave = pty.openpty()
+    # 120 columns: the line is cut at the terminal's width, and at 80 a 4-digit img/s (a faster or
+    # less loaded machine) pushed "ETA" past the edge.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)}
     env.update(PYTHONPATH=str(ROOT), HARNESS_DATA_DIR=str(data_dir), TERM="xterm")
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--variants", "baseline,dropout", "--seeds", "2", "--epochs", "2"],

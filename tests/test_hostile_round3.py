@@ -132,6 +132,7 @@ def test_tune_refuses_a_storage_it_cannot_keep_or_must_not_write(tmp_path, data_
 # --- 4. --rerun keeps a run a registered model version points at --------------------------------
 
 
+@pytest.mark.slow
 def test_rerun_keeps_the_run_a_promoted_version_points_at(trained, tmp_path):
     work = copy_of(trained, tmp_path)
     promoted = harness("promote", "--experiment", "default", "--variant", "baseline", "--name", "lenet", cwd=work)
@@ -298,6 +299,7 @@ class _Proxy:
                     self.seen.append("(connected)")
 
 
+@pytest.mark.slow
 def test_no_command_reaches_mlflows_telemetry_unless_the_user_turns_it_on(trained, tmp_path):
     work = copy_of(trained, tmp_path)
     proxy = _Proxy()
@@ -385,6 +387,7 @@ def test_sigkill_to_the_parent_of_jobs_per_device_stops_its_children(tmp_path, d
 # --- 12. store content the harness did not write ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_foreign_runs_and_edited_tags_are_named_and_skipped(trained, tmp_path):
     from mlflow import MlflowClient
 

@@ -47,11 +47,12 @@ def _sweep(path: Path) -> None:
     """Remove the temporary files that killed writers of `path` left (their process is gone)."""
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         pid = stale.name[len(path.name) + 2 : -len(".tmp")]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             stale.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this machine with this id exists (a temporary file's writer, say)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -13,6 +13,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from harness.base.files import pid_alive
+
 SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's files beside a database, which follow its name
 
 
@@ -62,18 +64,8 @@ def _sweep(path: Path) -> None:
     """Remove the temporary stores that killed creators left (their process is gone)."""
     for stale in path.parent.glob(f".{path.name}.*.creating*"):
         pid = stale.name[len(path.name) + 2 :].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             stale.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _state(path: Path) -> str:
