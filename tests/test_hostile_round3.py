@@ -558,17 +558,23 @@ def test_a_store_that_takes_no_writes_ends_promote_with_one_line(trained, tmp_pa
     assert proc.stderr.strip().splitlines()[-1].startswith("error: tracking_uri: the MLflow store cannot be written ("), proc.stderr
 
 
-@pytest.mark.slow
-def test_the_working_directory_deleted_mid_run_is_one_line(tmp_path, data_dir):
-    work = tmp_path / "w"
+def _training(work: Path, data_dir: Path, stdout) -> subprocess.Popen:
+    """A `run` of 40 small epochs in `work` (a fresh store), returned once its first checkpoint is written."""
     fresh_store(work)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--epochs", "40", "--set", "train.batch_size=16", "--set",
                              "train.threads=1"], cwd=work, env={**env, "PYTHONPATH": str(ROOT), "HARNESS_DATA_DIR": str(data_dir)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=stdout, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not list((work / "checkpoints" / "default").glob("*.pt")) and time.time() < deadline:
         time.sleep(0.1)
+    return proc
+
+
+@pytest.mark.slow
+def test_the_working_directory_deleted_mid_run_is_one_line(tmp_path, data_dir):
+    work = tmp_path / "w"
+    proc = _training(work, data_dir, stdout=subprocess.PIPE)
     shutil.rmtree(work)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1 and "Traceback" not in err, err[-3000:]
@@ -633,14 +639,7 @@ def test_a_bom_and_an_experiment_named_dash_x(tmp_path, data_dir):
 
 @pytest.mark.slow
 def test_sigterm_leaves_no_parent_run_running(tmp_path, data_dir):
-    fresh_store(tmp_path)
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--epochs", "40", "--set", "train.batch_size=16", "--set",
-                             "train.threads=1"], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT), "HARNESS_DATA_DIR": str(data_dir)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not list((tmp_path / "checkpoints" / "default").glob("*.pt")) and time.time() < deadline:
-        time.sleep(0.1)
+    proc = _training(tmp_path, data_dir, stdout=subprocess.DEVNULL)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 143
     statuses = store_rows(tmp_path, "select t.value, r.status from runs r join tags t on r.run_uuid = t.run_uuid where t.key = 'harness.role'")

@@ -5,6 +5,8 @@ reports and their figures, tuning files, caches and benchmark results all go thr
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from pathlib import Path
 
@@ -75,3 +77,15 @@ def cache_dir() -> Path:
         return Path(os.environ["HARNESS_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "harness"
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """An exclusive lock (flock) on the file `path`, created with its folder on first use."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -7,13 +7,12 @@ is made again the same way; one that holds runs is never touched."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import os
 import sqlite3
 from pathlib import Path
 
-from harness.base.files import pid_alive
+from harness.base.files import file_lock, pid_alive
 
 SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's files beside a database, which follow its name
 
@@ -24,7 +23,7 @@ def ensure(uri: str) -> str:
     if not uri.startswith("sqlite:///"):
         return ""
     path = Path(uri[len("sqlite:///"):]).resolve()
-    with _lock(path):
+    with file_lock(path.with_name(f".{path.name}.create.lock")):
         _sweep(path)
         state = _state(path)
         if state == "whole":
@@ -47,17 +46,6 @@ def ensure(uri: str) -> str:
 def half_made(uri: str) -> bool:
     """Whether the SQLite store at `uri` is a half-made one (no runs in it; `run` makes it again)."""
     return uri.startswith("sqlite:///") and _state(Path(uri[len("sqlite:///"):]).resolve()) == "half-made"
-
-
-@contextlib.contextmanager
-def _lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.create.lock"), "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _sweep(path: Path) -> None:

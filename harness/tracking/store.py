@@ -7,7 +7,6 @@ The rest of the harness never imports mlflow; it calls these modules.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import math
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.base.errors import StoreError  # noqa: F401 - raised here, caught by the runner and the CLI
+from harness.base.files import file_lock
 from harness.tracking import names
 from harness.tracking.names import VERDICT_TAG
 
@@ -60,13 +60,8 @@ def artifact_root(uri: str) -> str | None:
 def store_lock(folder: Path):
     """An exclusive lock (flock) for the few store writes that must not race between runners on
     one machine: creating the database and experiment, and creating a variant's parent run."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".store.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with file_lock(folder / ".store.lock"):
+        yield
 
 
 # Errors of a store call that lost a race with another runner and succeeds when tried again:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import math
 import os
@@ -26,7 +25,7 @@ import tomli_w
 import variants as registry
 from harness.base import parent
 from harness.base.errors import Terminated, UsageError
-from harness.base.files import atomic_write
+from harness.base.files import atomic_write, file_lock
 from harness.data.loading import Loaded
 from harness.running.assembly import assemble
 from harness.settings import checks, config, search
@@ -210,14 +209,8 @@ def _slot_lock(req: TuneRequest):
     if req.storage.startswith(RDB_SCHEMES):
         yield
         return
-    path = Path(req.storage + ".trials-lock")  # not Optuna's own "<journal>.lock", which it takes while writing
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with file_lock(Path(req.storage + ".trials-lock")):  # not Optuna's own "<journal>.lock", which it takes while writing
+        yield
 
 
 def format_params(values: dict) -> str:
