@@ -43,7 +43,9 @@ def test_a_terminal_shows_one_overall_line_with_the_eta(tmp_path, data_dir):
     # 120 columns: the line is cut at the terminal's width, and at 80 a 4-digit img/s (a faster or
     # less loaded machine) pushed "ETA" past the edge.
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)}
+    # COLUMNS and LINES would override the terminal's own size (shutil.get_terminal_size reads them
+    # first); CI sets COLUMNS=80.
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "COLUMNS", "LINES")}
     env.update(PYTHONPATH=str(ROOT), HARNESS_DATA_DIR=str(data_dir), TERM="xterm")
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--variants", "baseline,dropout", "--seeds", "2", "--epochs", "2"],
                             cwd=tmp_path, env=env, stdin=slave, stdout=slave, stderr=slave)
