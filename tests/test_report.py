@@ -8,6 +8,7 @@ from harness.analysis import stats
 from harness.data.datasets import CIFAR10_CLASSES
 from harness.report import markdown
 from harness.tracking.readback import SeedRun
+from tests import report_tables
 
 TEST_ACC = {"baseline": [60.0, 61.0, 59.5], "batchnorm": [64.0, 65.5, 63.0]}  # of 1,000 test images, 100 per class
 
@@ -58,10 +59,13 @@ def test_statistics_agree_with_the_runs(text):
     s = stats.summarize(TEST_ACC["batchnorm"])
     assert f"| batchnorm | test acc (selected epoch) | 3 | {s.mean:.2f} ± {s.std:.2f} | [{s.ci_low:.2f}, {s.ci_high:.2f}] |" in md
     c = stats.compare_all(dict(zip((2021, 2022, 2023), TEST_ACC["baseline"])), {"batchnorm": dict(zip((2021, 2022, 2023), TEST_ACC["batchnorm"]))})["batchnorm"]
-    row = next(line for line in md.splitlines() if line.startswith("| batchnorm | 3 |"))
-    assert f"{c.diff_mean:+.2f}" in row and f"[{c.ci_low:.2f}, {c.ci_high:.2f}]" in row and f"[{c.sim_low:.2f}, {c.sim_high:.2f}]" in row
-    assert f"{c.t_holm:.3f} ({c.t_p:.3f})" in row and f"{c.perm_holm:.3f} ({c.perm_p:.3f}) [{c.perm_min_p:.3f}]" in row
-    assert f"**{c.verdict}**" in row and f"| {c.tost_holm:.3f} |" in row
+    row = report_tables.row(md, "Intervals", "batchnorm")
+    assert row["pairs"] == "3" and row["Δ (points)"] == f"{c.diff_mean:+.2f}" and row["95% CI unadjusted"] == f"[{c.ci_low:.2f}, {c.ci_high:.2f}]"
+    assert row["95% CI simultaneous"] == f"[{c.sim_low:.2f}, {c.sim_high:.2f}]" and row["verdict"] == f"**{c.verdict}**"
+    tests = report_tables.row(md, "Tests", "batchnorm")
+    assert tests["t-test p Holm (raw)"] == f"{c.t_holm:.3f} ({c.t_p:.3f})"
+    assert tests["permutation p Holm (raw) [min]"] == f"{c.perm_holm:.3f} ({c.perm_p:.3f}) [{c.perm_min_p:.3f}]"
+    assert tests["TOST ±0.50 p Holm"] == f"{c.tost_holm:.3f}"
     assert "| baseline | 3/3 |" in md and "| batchnorm | 3/4 |" in md
 
 
@@ -76,7 +80,7 @@ def test_plots_and_captions(text):
 
 def test_failed_run_shown_without_a_number(text):
     md, _ = text
-    assert "## Runs that did not finish" in md
+    assert '## <a id="r-failures"></a>Runs that did not finish' in md and "see [the runs that did not finish](#r-failures)" in md
     assert "| batchnorm | 2024 | FAILED | non-finite loss in batchnorm seed 2024" in md
 
 
@@ -120,19 +124,14 @@ def runs_from(correct: dict[str, dict[int, int]], images: int = 10_000, params: 
     return runs
 
 
-def _row(md: str, table_start: str, variant: str) -> list[str]:
-    part = md[md.index(table_start):]
-    line = next(line for line in part.splitlines() if line.startswith(f"| {variant} |"))
-    return [c.strip() for c in line.strip("|").split("|")]
-
-
 def test_defect1_the_headline_delta_is_paired_with_its_pair_count(tmp_path):
     base = {1: 6000, 2: 6100, 3: 6600, 4: 6050, 5: 6150}
     variant = {1: 6080, 2: 6170, 4: 6120, 5: 6230}  # seed 3 failed
     md = markdown.write(runs_from({"baseline": base, "v": variant}), "fake", tmp_path).read_text()
-    assert _row(md, "## Comparison", "v")[-1] == "+0.75 (4)"  # not -0.30, the difference of means over other seed sets
-    stats_row = _row(md, "### Against the baseline", "v")
-    assert stats_row[1:4] == ["4", "+0.75", "[0.66, 0.84]"] and stats_row[-1] == "**better**"
+    assert report_tables.row(md, "Answer", "v")["Δ vs baseline (pairs)"] == "+0.75 (4)"  # not -0.30, the difference of means over other seed sets
+    stats_row = report_tables.row(md, "Intervals", "v")
+    assert [stats_row[k] for k in ("pairs", "Δ (points)", "95% CI unadjusted")] == ["4", "+0.75", "[0.66, 0.84]"]
+    assert stats_row["verdict"] == "**better**"
 
 
 def test_defect2_mixed_selection_rules_are_not_compared(tmp_path):
@@ -140,7 +139,7 @@ def test_defect2_mixed_selection_rules_are_not_compared(tmp_path):
               "dropout": {s: 6100 + 3 * s for s in range(4)}}
     md = markdown.write(runs_from(counts, params={"batchnorm": {"train.select": "last"}}), "fake", tmp_path).read_text()
     assert "- `batchnorm`: **not comparable**: train.select is last here but val_acc for the baseline." in md
-    assert _row(md, "## Comparison", "batchnorm")[-1] == "not comparable"
+    assert report_tables.row(md, "Answer", "batchnorm")["Δ vs baseline (pairs)"] == "not comparable"
     assert "`train.select`, which differs between variants: `baseline` val_acc, `batchnorm` last, `dropout` val_acc" in md
     assert "The family is the 1 comparable variant(s)" in md
 
@@ -148,8 +147,9 @@ def test_defect2_mixed_selection_rules_are_not_compared(tmp_path):
 def test_defect4_equal_counts_are_decided_by_the_exact_test(tmp_path):
     base = dict(enumerate((5000, 5002, 5000, 5002, 6398, 6404)))
     md = markdown.write(runs_from({"baseline": base, "v": {s: k + 3 for s, k in base.items()}}), "fake", tmp_path).read_text()
-    row = _row(md, "### Against the baseline", "v")
-    assert row[1:3] == ["6", "+0.03"] and row[5] == "– (–)" and row[6] == "0.031 (0.031) [0.031]" and row[10] == "–"
+    row, tests = report_tables.row(md, "Intervals", "v"), report_tables.row(md, "Tests", "v")
+    assert row["pairs"] == "6" and row["Δ (points)"] == "+0.03" and tests["t-test p Holm (raw)"] == "– (–)"
+    assert tests["permutation p Holm (raw) [min]"] == "0.031 (0.031) [0.031]" and tests["g_z"] == "–"
     assert "**better**, decided by the sign-flip permutation test (t-test undefined: no spread between seeds)" in md
 
 
@@ -170,13 +170,13 @@ def test_the_bootstrap_and_the_seed_win_rate_come_from_per_image_predictions(tmp
         selected = np.where(np.arange(1000) < k, labels, (labels + 1) % 10)
         r.predictions = {"labels": labels, "selected": selected, "last": selected}
     md = markdown.write(runs, "fake", tmp_path).read_text()
-    row = _row(md, "### Against the baseline", "v")
+    row, tests = report_tables.row(md, "Intervals", "v"), report_tables.row(md, "Tests", "v")
     from harness.analysis import resampling
 
     rows = [np.r_[np.ones(10 + s, np.int8), np.zeros(990 - s, np.int8)] for s in range(3)]  # seed s: 10 + s images won, none lost
     b = resampling.crossed(rows)
-    assert row[8] == f"[{b.low:.2f}, {b.high:.2f}]"
-    assert row[9] == "3/3 [0.29, 1.00]"  # Clopper–Pearson for 3 wins of 3: [0.025^(1/3), 1]
+    assert row["bootstrap 95% seeds × images"] == f"[{b.low:.2f}, {b.high:.2f}]"
+    assert tests["seeds won"] == "3/3 [0.29, 1.00]"  # Clopper–Pearson for 3 wins of 3: [0.025^(1/3), 1]
 
 
 def test_per_class_results_say_when_they_sum_fewer_seeds(tmp_path):

@@ -10,7 +10,9 @@ store sits elsewhere now, so the rebuild also shows that artifacts follow a move
 
 A later change that means to change the report (new statistics, new wording) updates the
 expected files in the archive in the same commit and says so; a change that does not mean to
-must leave this test passing.
+must leave this test passing. Issue 25 (the answer first, evidence figures, report.html) did so;
+the reports of before it are kept in tests/fixtures/reports-before-answer-first, and every number
+they print is still in the rebuilt report.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import harness
+from tests.test_report_form import BEFORE, assert_form, assert_keeps_numbers
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store-before-layers.tar.gz"
 
@@ -34,3 +37,6 @@ def test_a_store_from_before_the_move_rebuilds_the_same_report(tmp_path, experim
     built = tmp_path / "reports" / experiment
     assert (built / "report.md").read_bytes() == (expected / "report.md").read_bytes()
     assert sorted(p.name for p in built.iterdir()) == (expected / "files.txt").read_text().split()
+    md = (built / "report.md").read_text()
+    assert_form(md)
+    assert_keeps_numbers((BEFORE / f"{experiment}.md").read_text(), md)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from harness.analysis import effects, stats
 from harness.report import plots
+from harness.report.glossary import link
 from harness.report.stats_section import fmt, signed
 from harness.report.stats_section import p as p_fmt
 from harness.settings.designs import Design
@@ -25,29 +26,20 @@ def words(kind: str, verdict: str) -> str:
     return (INTERACTION if kind == "interaction" else VERDICT).get(verdict, verdict)
 
 
-def section(design: Design, counts: dict[str, dict[int, tuple[int, int]]], folder: Path, analysis: stats.Analysis = stats.Analysis()) -> list[str]:
-    """Markdown lines of the section (none for a list design); writes its figures into `folder`."""
+def section(design: Design, counts: dict[str, dict[int, tuple[int, int]]], folder: Path, analysis: stats.Analysis = stats.Analysis(),
+            found: list[effects.Effect] | None = None) -> list[str]:
+    """Markdown lines of the section (none for a list design); writes its figures into `folder`.
+    `found`: the design's effects when the caller has analysed them already."""
     if design.kind == "list":
         return []
-    found = effects.analyse(design, counts, analysis)
+    found = effects.analyse(design, counts, analysis) if found is None else found
     test_acc = {v: {s: 100.0 * k / n for s, (k, n) in seeds.items()} for v, seeds in counts.items()}
-    lines = ["## Effects", ""]
-    if design.kind == "factorial":
-        lines.append(f"A 2^{len(design.factors)} factorial design over {', '.join(f'`{x}`' for x in design.factors)}. "
-                     "Main effect of a factor: mean test accuracy of the cells with it minus the cells without it; interaction A × B: "
-                     "half the difference between A's effect with B and A's effect without B. Each is a contrast of the cells' "
-                     "test accuracies computed per seed (a seed gives every cell the same split, initial weights and batch order) over "
-                     "the seeds on which every cell finished.")
-    else:
-        lines.append(f"A leave-one-out design around the full model `{'+'.join(sorted(design.factors))}`. Contribution of a "
-                     "component: the full model's test accuracy minus that of the full model without it, per seed; "
-                     "\"full − baseline\" is the whole model's gain.")
-    lines += ["", "Mean over seeds in points (from counts of correct test images), 95% t interval, two-sided t-test and "
-              "sign-flip permutation test of the per-seed contrasts, Holm-corrected across the "
-              f"{len(found)} effects below; TOST against ±{fmt(analysis.margin)} points for \"no effect beyond the margin\". "
-              f"The `{analysis.test}` test decides (`[analysis] test`); \"inconclusive\" means these seeds cannot tell.", "",
-              "| effect | kind | seeds | mean (points) | 95% CI | t-test p | permutation p | Holm p | TOST Holm p | verdict |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    what = "factorial" if design.kind == "factorial" else "leave-one-out"
+    lines = ["## Effects", "",
+             f"The {link('effects', what + ' effects')}, {len(found)} of them, tested as the {link('effect-tests', 'effect tests')} say.", "",
+             f"| effect | kind | seeds | mean (points) | 95% CI | {link('verdict', 'verdict')} |", "|---|---|---|---|---|---|"]
+    tests = ["", f"| effect | {link('t', 't-test p')} | {link('permutation', 'permutation p')} | {link('holm', 'Holm p')} | "
+             f"{link('tost', 'TOST Holm p')} |", "|---|---|---|---|---|"]
     resolved = [e for e in found if e.kind == "interaction" and e.test.verdict in ("better", "worse")]
     depends = {x: [e.name.split(" × ")[1 - i] for e in resolved for i, y in enumerate(e.name.split(" × ")) if y == x]
                for x in design.factors}
@@ -57,9 +49,9 @@ def section(design: Design, counts: dict[str, dict[int, tuple[int, int]]], folde
         said = words(e.kind, t.verdict)
         if e.kind == "main" and depends.get(e.name):
             said += f"; depends on {', '.join(f'`{x}`' for x in depends[e.name])}: see the simple effects below"
-        lines.append(f"| {e.name} | {e.kind} | {t.n} | {signed(t.diff_mean)} | {ci} | {p_fmt(t.t_p)} | {p_fmt(t.perm_p)} | "
-                     f"{p_fmt(t.p_holm)} | {p_fmt(t.tost_holm)} | {said} |")
-    lines.append("")
+        lines.append(f"| {e.name} | {e.kind} | {t.n} | {signed(t.diff_mean)} | {ci} | {said} |")
+        tests.append(f"| {e.name} | {p_fmt(t.t_p)} | {p_fmt(t.perm_p)} | {p_fmt(t.p_holm)} | {p_fmt(t.tost_holm)} |")
+    lines += tests + [""]
     if resolved:
         values, scale = effects.exact(counts)
         lines += ["Where an interaction is resolved, a main effect averages over effects that differ, so it is not the answer on "

@@ -1,5 +1,8 @@
-"""The markdown report of an experiment, built from the MLflow store alone: comparison table,
-statistics against the baseline, plots with captions, per-class results and how it was made.
+"""The report of an experiment, built from the MLflow store alone: the answer first (one line
+per variant and a six-column table), one evidence figure per comparison, then the details (the
+accuracy and cost tables, the statistics against the baseline, seeds on demand, a design's
+effects, plots, per-class results, tuning, how it was made) and a glossary the tables link to.
+`report.md` and its HTML twin `report.html` (figures embedded) are written side by side.
 
 Building it twice from the same store gives the same files.
 """
@@ -10,22 +13,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.analysis import stats
+from harness.analysis import effects, stats
 from harness.base.files import atomic_write
+from harness.report import answer, appendix, effects_section, evidence, glossary, html, sequential_section, stats_section
 from harness.report import comparisons as comparisons_mod
-from harness.report import effects_section, sequential_section, stats_section
 from harness.report.comparisons import Comparison
-from harness.settings import checks, designs
+from harness.settings import designs
 from harness.settings.designs import Design
 from harness.tracking import experiment_tags, readback
 from harness.tracking.readback import SeedRun
 
-ENV_KEYS = ("torch", "cuda", "cudnn", "device", "threads", "cudnn_deterministic", "deterministic_algorithms")
+ENV_KEYS = appendix.ENV_KEYS
 
 
 def build(uri: str, experiment: str, reports_dir: Path) -> Path:
     """Read the experiment (its runs, design and analysis settings) from the store and write
-    `reports_dir/report.md` with its plots."""
+    `reports_dir/report.md`, `report.html` and the figures."""
     runs = readback.read_runs(uri, experiment)
     tags = readback.experiment_tags(uri, experiment)
     return write(runs, experiment, reports_dir, experiment_tags.design_of(tags), experiment_tags.analysis_of(tags), tags)
@@ -65,22 +68,31 @@ def _analyse(runs: list[SeedRun], design: Design, analysis: stats.Analysis, repl
 
 def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = Design(), analysis: stats.Analysis = stats.Analysis(),
           tags: dict[str, str] | None = None) -> Path:
-    """Write the report for these runs (as read from the store, with the experiment's `tags`) into `folder`."""
-    from harness.report import plots
-
+    """Write the report for these runs (as read from the store, with the experiment's `tags`) into
+    `folder`: report.md, report.html and the figures; returns report.md's path."""
     folder.mkdir(parents=True, exist_ok=True)
     if not runs:
-        text = "\n".join([f"# Ablation report: {experiment}", "", "No runs in the store yet.", ""] + _tuning(folder))
-        return atomic_write(folder / "report.md", text.rstrip() + "\n")
+        return _save(folder, [f"# Ablation report: {experiment}", "", "No runs in the store yet.", ""] + appendix.tuning(folder))
+    from harness.report import plots
+
     replayed = sequential_section.replay(tags or {}, runs, analysis)  # once: the verdicts and the section both use it
     baseline, order, comparisons = _analyse(runs, design, analysis, replayed)
     done = [r for r in runs if r.status == "FINISHED"]
     by_variant = {v: [r for r in done if r.variant == v] for v in order}
-    accuracy = test_accuracy(runs)
-    test = {v: accuracy.get(v, {}) for v in order}
-    has_baseline = bool(test.get(baseline))
+    counts = comparisons_mod.counts(done)
+    test = {v: comparisons_mod.accuracy(counts).get(v, {}) for v in order}
+    found = effects.analyse(design, counts, analysis) if design.kind != "list" else []
+    sequential = {}  # the interval each seeds-on-demand verdict stands on
+    for v, c in comparisons.items():
+        decided = replayed is not None and c.test is not None and c.test.decided_by.startswith("seeds-on-demand")
+        if decided and (found_interval := sequential_section.interval(replayed[1], v)):
+            sequential[v] = found_interval
+    totals = {v: (stats.summarize(list(test[v].values())), len(by_variant[v]), sum(1 for r in runs if r.variant == v)) for v in order}
+    curves = _curves(done, order)
 
     lines = [f"# Ablation report: {experiment}", ""]
+    lines += answer.section(order, baseline, comparisons, totals, analysis, {v: i[2] for v, i in sequential.items()}, found,
+                            sum(1 for r in runs if r.status != "FINISHED"))
     epochs = sorted({r.params.get("train.epochs", "?") for r in runs})
     seeds = sorted({r.seed for r in runs})
     lines += [
@@ -90,19 +102,47 @@ def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = D
         "",
     ]
     lines += _warnings(runs)
-    lines += _comparison_table(order, runs, by_variant, comparisons, baseline)
+    lines += evidence.section(comparisons, baseline, counts, curves, analysis, sequential, folder)
+    lines += ["## Details", ""] + _tables(order, runs, by_variant)
     lines += stats_section.per_variant(order, by_variant)
-    lines += stats_section.against_baseline(comparisons, baseline, has_baseline, analysis, comparisons_mod.sources_of_variation(done))
+    lines += stats_section.against_baseline(comparisons, baseline, bool(test.get(baseline)), analysis)
     lines += sequential_section.section(replayed, folder, analysis)
+    lines += effects_section.section(design, counts, folder, analysis, found)
     classes = next((r.classes for r in done if r.classes), ())  # as the runs stored them with their confusion matrices
-    lines += _plots(folder, order, runs, done, test, comparisons, baseline, plots, classes)
-    lines += effects_section.section(design, comparisons_mod.counts(done), folder, analysis)
+    lines += _plots(folder, order, done, test, comparisons, baseline, plots, classes, curves)
     _remove_unlinked(folder, "\n".join(lines), PLOT_FIGURES + effects_section.FIGURES + (sequential_section.FIGURE,))
-    lines += _per_class(order, by_variant, classes)
-    lines += _failures(runs)
-    lines += _tuning(folder)
-    lines += _provenance(runs)
-    return atomic_write(folder / "report.md", "\n".join(lines).rstrip() + "\n")
+    lines += appendix.per_class(order, by_variant, classes)
+    lines += appendix.failures(runs)
+    lines += appendix.tuning(folder)
+    lines += appendix.provenance(runs) + [""]
+    m = sum(1 for c in comparisons.values() if c.test is not None)
+    lines += glossary.section(glossary.entries(analysis, m, comparisons_mod.sources_of_variation(done), design, replayed is not None))
+    return _save(folder, lines)
+
+
+def _save(folder: Path, lines: list[str]) -> Path:
+    """report.md, then its HTML twin from the same text and figures."""
+    text = "\n".join(lines).rstrip() + "\n"
+    path = atomic_write(folder / "report.md", text)
+    atomic_write(folder / "report.html", html.render(text, folder))
+    return path
+
+
+def _curves(done: list[SeedRun], order: list[str]) -> pd.DataFrame:
+    """The learning curves of the finished runs: variant, seed, epoch, split, acc, loss, in the report's order."""
+    rows = []
+    for r in done:
+        h = r.history
+        for split in ("train", "val"):
+            acc, loss = dict(h.get(f"{split}_acc", [])), dict(h.get(f"{split}_loss", []))
+            rows += [{"variant": r.variant, "seed": r.seed, "epoch": e, "split": split, "acc": acc[e], "loss": loss[e]} for e in sorted(acc) if e in loss]
+    if not rows:
+        return pd.DataFrame(columns=["variant", "seed", "epoch", "split", "acc", "loss"])
+    curves = pd.DataFrame(rows)
+    curves["variant"] = pd.Categorical(curves["variant"], [v for v in order if v in set(curves["variant"])])
+    curves = curves.sort_values(["variant", "seed", "split", "epoch"])
+    curves["variant"] = curves["variant"].astype(str)
+    return curves
 
 
 def _selection(runs: list[SeedRun], order: list[str]) -> str:
@@ -137,17 +177,12 @@ def _warnings(runs: list[SeedRun]) -> list[str]:
     return out + ([""] if out else [])
 
 
-def _comparison_table(order, runs, by_variant, comparisons: dict[str, Comparison], baseline) -> list[str]:
-    lines = [
-        "## Comparison",
-        "",
-        "Mean ± std over seeds. Gap: train minus validation accuracy at the last epoch. "
-        "Δ test: the mean of the paired differences in test accuracy from the baseline (same seeds), in points, with the "
-        "number of pairs; the statistics below test it.",
-        "",
-        "| variant | seeds | test acc (%) | best val acc (%) | final val acc (%) | final val loss | min val loss @ epoch | train–val gap | parameters | s / epoch | Δ test vs baseline (pairs) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+def _tables(order, runs, by_variant) -> list[str]:
+    """Accuracy, then loss and cost: mean ± std over each variant's finished seeds."""
+    acc = ["### Accuracy", "", f"Mean ± std over seeds; {glossary.link('gap', 'gap')}: train minus validation accuracy at the last epoch.", "",
+           f"| variant | seeds | {glossary.link('selected', 'test acc (%)')} | best val acc (%) | final val acc (%) | "
+           f"{glossary.link('gap', 'train–val gap')} |", "|---|---|---|---|---|---|"]
+    cost = ["### Loss and cost", "", "| variant | final val loss | min val loss @ epoch | parameters | s / epoch |", "|---|---|---|---|---|"]
     for v in order:
         rs = by_variant[v]
         total = sum(1 for r in runs if r.variant == v)
@@ -155,33 +190,17 @@ def _comparison_table(order, runs, by_variant, comparisons: dict[str, Comparison
         def col(key: str) -> stats.Summary:
             return stats.summarize([r.metrics[key] for r in rs if key in r.metrics])
 
-        c = comparisons.get(v)
-        delta = ("(reference)" if v == baseline else "not comparable" if c is not None and c.test is None
-                 else f"{stats_section.signed(c.test.diff_mean)} ({c.test.n})" if c is not None and c.test.n else "–")
         params = int(rs[0].metrics["n_params"]) if rs and "n_params" in rs[0].metrics else None
-        min_loss_epoch = col("min_val_loss_epoch")
-        lines.append(
-            f"| {v} | {len(rs)}/{total} | {_pm(col('test_acc'))} | {_pm(col('best_val_acc'))} | {_pm(col('final_val_acc'))} | "
-            f"{_pm(col('final_val_loss'), 4)} | "
-            f"{_fmt(col('min_val_loss').mean, 4)} @ {_fmt(min_loss_epoch.median, 0)} | {_pm(col('final_gap_acc'))} | "
-            f"{f'{params:,}' if params else '–'} | {_fmt(col('epoch_seconds_mean').mean)} | {delta} |"
-        )
-    return lines + [""]
+        acc.append(f"| {v} | {len(rs)}/{total} | {_pm(col('test_acc'))} | {_pm(col('best_val_acc'))} | {_pm(col('final_val_acc'))} | "
+                   f"{_pm(col('final_gap_acc'))} |")
+        cost.append(f"| {v} | {_pm(col('final_val_loss'), 4)} | {_fmt(col('min_val_loss').mean, 4)} @ {_fmt(col('min_val_loss_epoch').median, 0)} | "
+                    f"{f'{params:,}' if params else '–'} | {_fmt(col('epoch_seconds_mean').mean)} |")
+    return acc + [""] + cost + [""]
 
 
-def _plots(folder, order, runs, done, test, comparisons, baseline, plots, classes) -> list[str]:
+def _plots(folder, order, done, test, comparisons, baseline, plots, classes, curves: pd.DataFrame) -> list[str]:
     lines = ["## Plots", ""]
-    rows = []
-    for r in done:
-        h = r.history
-        for split in ("train", "val"):
-            acc, loss = dict(h.get(f"{split}_acc", [])), dict(h.get(f"{split}_loss", []))
-            rows += [{"variant": r.variant, "seed": r.seed, "epoch": e, "split": split, "acc": acc[e], "loss": loss[e]} for e in sorted(acc) if e in loss]
-    if rows:
-        curves = pd.DataFrame(rows)
-        curves["variant"] = pd.Categorical(curves["variant"], [v for v in order if v in set(curves["variant"])])
-        curves = curves.sort_values(["variant", "seed", "split", "epoch"])
-        curves["variant"] = curves["variant"].astype(str)
+    if len(curves):
         plots.learning_curves(curves, folder / "learning_curves.png")
         lines += ["![learning curves](learning_curves.png)", "",
                   "*Validation accuracy (left) and loss (right) per epoch for each variant: the line is the mean over seeds "
@@ -217,71 +236,6 @@ PLOT_FIGURES = ("learning_curves.png", "test_accuracy.png", "baseline_difference
 
 def _remove_unlinked(folder: Path, text: str, figures: tuple[str, ...]) -> None:
     """Delete figures an earlier report wrote that this one no longer links."""
-    for stale in figures:
+    for stale in [*figures, *(p.name for p in sorted(folder.glob(evidence.PATTERN)))]:
         if f"({stale})" not in text and (folder / stale).exists():
             (folder / stale).unlink()
-
-
-def _per_class(order, by_variant, classes) -> list[str]:
-    from harness.training.evaluation import per_class
-
-    lines = ["## Per-class results (test set)", "",
-             "Precision / recall / F1 (%) per class, from each variant's confusion matrix summed over its seeds.", ""]
-    variants = [v for v in order if any(r.classes == classes and classes for r in by_variant[v])]
-    if not variants:
-        return lines + ["No finished run has a confusion matrix.", ""]
-    lines += ["| class | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
-    scores = {v: per_class(sum(r.confusion for r in by_variant[v] if r.classes == classes)) for v in variants}
-    summed = {v: sum(1 for r in by_variant[v] if r.classes == classes) for v in variants}
-    short = [f"`{v}` from {summed[v]} of its {len(by_variant[v])} finished seeds" for v in variants if summed[v] < len(by_variant[v])]
-    if short:
-        lines[-1:-1] = [f"> **Note:** confusion matrices are missing from the store for some runs, so these are summed over fewer seeds: "
-                        f"{'; '.join(short)}.", ""]
-    for i, name in enumerate(classes):
-        cells = [f"{100 * s['precision'][i]:.1f} / {100 * s['recall'][i]:.1f} / {100 * s['f1'][i]:.1f}" for s in scores.values()]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return lines + [""]
-
-
-def _failures(runs: list[SeedRun]) -> list[str]:
-    bad = [r for r in runs if r.status != "FINISHED"]
-    if not bad:
-        return []
-    lines = ["## Runs that did not finish", "", "They are left out of every number above.", "", "| variant | seed | state | reason |", "|---|---|---|---|"]
-    for r in bad:
-        reason = r.tags.get("harness.error", "").replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {r.variant} | {r.seed} | {r.status} | {reason or '–'} |")
-    return lines + [""]
-
-
-def _tuning(folder: Path) -> list[str]:
-    """The sections `tune` wrote into `tuning/`, one per tuned variant."""
-    sections = sorted((folder / "tuning").glob("*.md"))
-    if not sections:
-        return []
-    lines = ["## Tuning", "", "Each variant's search used validation accuracy only; "
-             "`python -m harness run --tuned` reruns the tuned variants over several seeds for the comparison above.", ""]
-    for path in sections:
-        lines += path.read_text(encoding="utf-8").rstrip().splitlines() + [""]
-    return lines
-
-
-def _provenance(runs: list[SeedRun]) -> list[str]:
-    latest = max(runs, key=lambda r: r.start_time)
-    t = latest.tags
-    lines = ["## How it was made", ""]
-    commands = sorted({r.tags.get("harness.command", "") for r in runs} - {""})
-    lines += ["Command(s):", ""] + [f"    {c}" for c in commands] + [""]
-    commits = sorted({r.tags.get("harness.git_commit", "") or "not in git" for r in runs})
-    lines.append(f"- git commit: {', '.join(commits)}")
-    lines.append(f"- data (dataset:content hash): {', '.join(sorted({r.tags.get('harness.dataset', '?') for r in runs}))}")
-    fingerprints = sorted({r.tags.get('harness.split_fingerprint', '?') for r in runs})
-    per_seed = any(r.params.get("data.split_seed") == "per_seed" for r in runs)
-    lines.append(f"- split fingerprint: {', '.join(fingerprints)}" + (" (a split per seed, the same for every variant of a seed)" if per_seed else ""))
-    lines.append(f"- device: {', '.join(sorted({r.tags.get('harness.device', '?') for r in runs}))}")
-    env = ", ".join(f"{k} {', '.join(sorted({r.tags.get(f'harness.env.{k}', '?') for r in runs}))}" for k in ENV_KEYS if k != "device")
-    lines.append(f"- determinism: {env}")
-    versions = sorted(k for k in t if k.startswith("harness.version."))
-    lines.append("- packages: " + ", ".join(f"{k.split('.')[-1]} {t[k]}" for k in versions))
-    lines.append(f"- rebuild: `python -m harness report {checks.experiment_flag(t.get('harness.experiment', '?'))}` (reads the MLflow store only)")
-    return lines

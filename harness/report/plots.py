@@ -172,3 +172,76 @@ def confusion_matrices(matrices: dict[str, np.ndarray], classes: tuple[str, ...]
         ax.axis("off")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def evidence(panel: dict, path: Path) -> Path:
+    """One comparison's evidence, four panels: the paired difference of each seed (a dot on its
+    seed's stem), the interval that decided the verdict against zero and ±margin, both variants'
+    learning curves, and each one's seed spread beside its test-set floor. `panel` keys: baseline,
+    variant, seeds, diffs, delta, low, high, sim_low, sim_high, interval, verdict, margin, curves
+    (the learning-curve rows of the two variants), spread {variant: (seed sd, floor)}."""
+    sns.set_theme(style="whitegrid")
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4))
+    (seeds_ax, interval_ax), (curve_ax, noise_ax) = axes
+    base, name, margin = panel["baseline"], panel["variant"], panel["margin"]
+    colors = dict(zip((base, name), sns.color_palette(n_colors=2)))
+
+    x = np.arange(len(panel["seeds"]))
+    seeds_ax.vlines(x, 0, panel["diffs"], color="0.55", lw=1.5)
+    seeds_ax.scatter(x, panel["diffs"], color=colors[name], s=45, zorder=3)
+    for level, style in ((0.0, "-"), (margin, "--"), (-margin, "--")):
+        seeds_ax.axhline(level, color="0.3", lw=1, ls=style)
+    seeds_ax.set_xticks(x, [str(s) for s in panel["seeds"]], rotation=45 if len(x) > 8 else 0)
+    seeds_ax.set_xlabel("seed")
+    seeds_ax.set_ylabel(f"{name} − {base} (points)")
+    seeds_ax.set_title("paired difference on each seed", fontsize="medium")
+
+    low, high, delta = panel["low"], panel["high"], panel["delta"]
+    finite = [v for v in (low, high, panel["sim_low"], panel["sim_high"], delta, margin, -margin) if math.isfinite(v)]
+    span = max(finite) - min(finite) or 1.0
+    left, right = min(finite) - 0.15 * span, max(finite) + 0.15 * span
+
+    def clip(v: float) -> float:
+        return left if v == -math.inf else right if v == math.inf else v
+
+    if math.isfinite(panel["sim_low"]) or math.isinf(panel["sim_low"]):
+        interval_ax.plot([clip(panel["sim_low"]), clip(panel["sim_high"])], [0.75, 0.75], color="0.6", lw=2, label="simultaneous")
+    if not math.isnan(low):
+        interval_ax.plot([clip(low), clip(high)], [1, 1], color=colors[name], lw=4, solid_capstyle="butt", label="deciding")
+    interval_ax.scatter([delta], [1], color="black", s=40, zorder=3)
+    for level, style in ((0.0, "-"), (margin, "--"), (-margin, "--")):
+        interval_ax.axvline(level, color="0.3", lw=1, ls=style)
+    interval_ax.set_xlim(left, right)
+    interval_ax.set_ylim(0.4, 1.3)
+    interval_ax.set_yticks([])
+    interval_ax.set_xlabel("Δ test accuracy (points)")
+    interval_ax.set_title(f"{panel['verdict']}: Δ {delta:+.2f}, {panel['interval']}", fontsize="medium")
+    if interval_ax.get_legend_handles_labels()[0]:
+        interval_ax.legend(loc="lower right", fontsize="small")
+
+    curves = panel["curves"]
+    for variant in (base, name):
+        for split, style in (("val", "-"), ("train", "--")):
+            mine = curves[(curves["variant"] == variant) & (curves["split"] == split)]
+            if len(mine):
+                mean = mine.groupby("epoch")["acc"].mean()
+                curve_ax.plot(mean.index, mean.values, style, color=colors[variant], label=f"{variant} {split}")
+    curve_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    curve_ax.set_xlabel("epoch")
+    curve_ax.set_ylabel("accuracy (%), mean over seeds")
+    curve_ax.set_title("learning curves", fontsize="medium")
+    if len(curves):
+        curve_ax.legend(fontsize="small")
+
+    spread = panel["spread"]
+    groups = list(spread)
+    gx = np.arange(len(groups))
+    noise_ax.bar(gx - 0.2, [spread[g][0] for g in groups], width=0.4, color=[colors.get(g, "0.5") for g in groups], label="seed sd")
+    noise_ax.bar(gx + 0.2, [spread[g][1] for g in groups], width=0.4, color="0.75", label="test-set floor (binomial sd)")
+    noise_ax.set_xticks(gx, groups)
+    noise_ax.set_ylim(0, 1.4 * max([v for g in groups for v in spread[g]] + [1e-9]))  # room for the legend above the bars
+    noise_ax.set_ylabel("points")
+    noise_ax.set_title("seed spread and test-set floor", fontsize="medium")
+    noise_ax.legend(fontsize="small")
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=90)

@@ -11,6 +11,7 @@ from harness.analysis import sequential, stats
 from harness.analysis.sequential import Walk
 from harness.report import stats_section
 from harness.report.comparisons import Comparison, counts
+from harness.report.glossary import link
 from harness.tracking import experiment_tags
 from harness.tracking.experiment_tags import SeedsOnDemand
 from harness.tracking.readback import SeedRun
@@ -48,6 +49,18 @@ def _deciding(t: sequential.Track) -> sequential.Look | None:
     return t.looks[-1] if t.looks else None
 
 
+def interval(walk: Walk, variant: str) -> tuple[float, float, str] | None:
+    """The interval a sequential verdict stands on: (low, high, as printed with its level); None
+    when the rule has no look for the variant."""
+    t = walk.tracks.get(variant)
+    lk = _deciding(t) if t is not None else None
+    if lk is None:
+        return None
+    if t.verdict == "equivalent" and math.isfinite(lk.eq_low):
+        return lk.eq_low, lk.eq_high, sequential.interval_text(lk, t.verdict)
+    return lk.low, lk.high, sequential.interval_text(lk, t.verdict)
+
+
 def seeds_of(walk: Walk, variant: str) -> int:
     return max((len(r.seeds) for r in walk.rounds if variant in r.trained), default=0)
 
@@ -79,15 +92,11 @@ def section(replayed: tuple[SeedsOnDemand, Walk] | None, folder: Path, analysis:
              f"Seeds were added in rounds until each comparison with `{baseline}` was decided: round 1 trained {plan.min_seeds} seeds "
              f"of every variant, each later round one more seed of the baseline and of every variant still open, up to "
              f"{plan.max_seeds} seeds. A decided variant stops; one still open after the last round is inconclusive. The design is {state}.", "",
-             f"Rule: {sequential.METHOD}; α = {analysis.alpha} per family, equivalence margin ±{stats_section.fmt(analysis.margin)} points.", "",
+             f"The {link('rule', 'rule')} decides each look; the {link('sequential-interval', 'interval')} column shows what each "
+             "verdict stands on.", "",
              *([f"**The design was changed after it started** (`--redesign`): {'; '.join(s.changes)}. The rounds are replayed under "
                 "the changed design, and its error rates do not hold for a design changed after seeing results (raising max_seeds "
                 "after an inconclusive end, for one, lifts the false-verdict rate above α).", ""] if s.changes else []),
-             "The interval column shows what each verdict stands on: for **equivalent**, the TOST's interval at the look that "
-             "decided it (Δ ± its one-sided boundary × se, inside ±margin; level 1 − 2 × the equivalence family's level then); "
-             "otherwise the repeated confidence interval at the last look, at the variant's Holm level then (a 3-variant study "
-             "starts at 1 − α/3 = 98.3%), which holds at every round at once. The decided-by column gives the sequential "
-             "statistic against its boundary. The last boundary is stricter than the fixed test's (see *What it assumes*).", "",
              "| variant | seeds | decided in round | verdict | Δ at the look (pairs) | interval (level) | decided by |",
              "|---|---|---|---|---|---|---|"]
     warnings = []

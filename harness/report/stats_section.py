@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import math
 
-from harness.analysis import resampling, sample_size, signflip, stats
+from harness.analysis import sample_size, stats
 from harness.report.comparisons import Comparison
+from harness.report.glossary import link
 
 
 def fmt(x: float, digits: int = 2) -> str:
@@ -48,9 +49,8 @@ def pm(s: stats.Summary, digits: int = 2) -> str:
 
 
 def per_variant(order, by_variant) -> list[str]:
-    lines = ["## Statistics", "", "### Per variant", "",
-             "n seeds; mean ± sample std; 95% confidence interval of the mean (t distribution); median; range.", "",
-             "| variant | metric | n | mean ± std | 95% CI | median | range |", "|---|---|---|---|---|---|---|"]
+    lines = ["### Per variant", "",
+             f"| variant | metric | n | {link('summary', 'mean ± std')} | 95% CI | median | range |", "|---|---|---|---|---|---|---|"]
     for v in order:
         for key, label in (("test_acc", "test acc (selected epoch)"), ("best_val_acc", "best val acc")):
             s = stats.summarize([r.metrics[key] for r in by_variant[v] if key in r.metrics])
@@ -59,65 +59,46 @@ def per_variant(order, by_variant) -> list[str]:
     return lines + [""]
 
 
-def against_baseline(comparisons: dict[str, Comparison], baseline: str, has_baseline: bool, analysis: stats.Analysis,
-                     sources: str) -> list[str]:
+def against_baseline(comparisons: dict[str, Comparison], baseline: str, has_baseline: bool, analysis: stats.Analysis) -> list[str]:
+    """Two tables of at most 7 columns (the intervals, then the tests) and one verdict line per
+    variant; the definitions are in the glossary the headers link to."""
     lines = [f"### Against the baseline (`{baseline}`), paired by seed", ""]
     if not has_baseline:
         return lines + [f"No finished run of the baseline `{baseline}`: no comparison is possible.", ""]
     if not comparisons:
         return lines + ["Only the baseline was run: there is nothing to compare.", ""]
-    tested = {v: c for v, c in comparisons.items() if c.test is not None}
-    m, a, margin = len(tested), analysis.alpha, analysis.margin
-    lines += [
-        sources, "",
-        f"Δ: the mean over seeds of the paired difference (variant minus baseline on the same seed, in points, from counts of "
-        f"correctly classified test images); pairs: seeds on which both finished. The family is the {m} comparable variant(s): "
-        f"every p is Holm-corrected over all {m} (a variant that cannot be tested counts with p = 1), raw p in parentheses. "
-        f"Intervals: the unadjusted 95% interval, and the simultaneous one (Bonferroni, level 1 − {a}/{m}), which holds for all "
-        f"{m} at once, both of the deciding test: t intervals, or where the sign-flip test decides (`[analysis] test = "
-        "\"permutation\"`, or no spread between seeds) the shifts that test does not reject, (−∞, +∞) when its smallest p is "
-        "above the level. A simultaneous interval that excludes zero therefore always comes with better or worse; the reverse "
-        "can fail at Holm's later steps, and the verdict line then says so. "
-        f"t: paired t-test; permutation: exact sign-flip test over all 2^n sign patterns (seeded Monte-Carlo above "
-        f"{signflip.EXACT_UP_TO} pairs), with the smallest p these pairs can reach in brackets (2 / 2^k for the k non-zero "
-        f"differences). TOST: paired equivalence test against ±{fmt(margin)} points (`[analysis] margin`). Bootstrap: a "
-        f"t-based interval of Δ whose standard error comes from a crossed bootstrap ({resampling.DRAWS} replicates: seeds "
-        "resampled, and one resample of the shared test images per replicate), so it also counts the noise of a finite test "
-        "set. Seeds won: on how many seeds the variant scored higher, with the Clopper–Pearson 95% interval of that rate "
-        "(a tie is no win). g_z: Hedges-corrected standardized mean difference (Δ over the sd of the differences, "
-        f"times the small-sample correction). Seeds for ±{fmt(margin)}: at Holm's strictest level α/m = {a}/{max(m, 1)}, "
-        f"given this spread, the pairs for {int(sample_size.POWER * 100)}% power to show equivalence within ±{fmt(margin)} (paired "
-        f"TOST, no true difference) where |Δ| is within the margin, else to find a true difference of {fmt(margin)} points "
-        "(paired t-test); not estimable below 3 pairs.",
-        "",
-        f"Verdict, decided by the `{analysis.test}` test (`[analysis] test`): **better** / **worse** when its Holm p < {a}; "
-        f"else **equivalent** when the TOST's Holm p < {a} (the difference is within ±{fmt(margin)}); else **inconclusive**: "
-        f"these seeds cannot tell, which is not evidence of no effect. Fewer than {stats.MIN_PAIRS} pairs give no verdict. "
-        "The t-test assumes roughly normal paired differences; a verdict line warns where they look skewed or a seed is an "
-        "outlier.",
-        "",
-        f"| variant | pairs | Δ (points) | 95% CI unadjusted | 95% CI simultaneous | t-test p Holm (raw) | permutation p Holm (raw) [min] | "
-        f"TOST ±{fmt(margin)} p Holm | bootstrap 95% seeds × images | seeds won | g_z | seeds for ±{fmt(margin)} | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    a, margin = analysis.alpha, fmt(analysis.margin)
+    lines += [f"What the intervals cover: see {link('sources', 'what the seeds vary')}. Every p is {link('holm', 'Holm')}-corrected "
+              f"over the comparable variants, raw p in parentheses; the `{analysis.test}` test decides the {link('verdict', 'verdict')}.", "",
+              "#### Intervals", "",
+              f"| variant | pairs | {link('delta', 'Δ (points)')} | {link('intervals', '95% CI unadjusted')} | "
+              f"{link('intervals', '95% CI simultaneous')} | {link('bootstrap', 'bootstrap 95% seeds × images')} | {link('verdict', 'verdict')} |",
+              "|---|---|---|---|---|---|---|"]
+    tests = ["#### Tests", "",
+             f"| variant | {link('t', 't-test p Holm (raw)')} | {link('permutation', 'permutation p')} Holm (raw) [min] | "
+             f"{link('tost', f'TOST ±{margin} p Holm')} | {link('won', 'seeds won')} | {link('gz', 'g_z')} | {link('seeds', f'seeds for ±{margin}')} |",
+             "|---|---|---|---|---|---|---|"]
     notes = []
     for v, c in comparisons.items():
         if c.test is None:
-            lines.append(f"| {v} | – | – | – | – | – | – | – | – | – | – | – | **not comparable** |")
+            lines.append(f"| {v} | – | – | – | – | – | **not comparable** |")
+            tests.append(f"| {v} | – | – | – | – | – | – |")
             notes.append(f"- `{v}`: **not comparable**: {c.reason}.")
             continue
         t, b = c.test, c.boot
-        lines.append(
-            f"| {v} | {t.n} | {signed(t.diff_mean)} | {ci(t.ci_low, t.ci_high)} | {ci(t.sim_low, t.sim_high)} | "
-            f"{p(t.t_holm) if math.isfinite(t.t_p) else '–'} ({p(t.t_p)}) | {p(t.perm_holm)} ({p(t.perm_p)}) [{p(t.perm_min_p)}] | "
-            f"{p(t.tost_holm)} | {ci(b.low, b.high) if b.n else '–'} | {win_rate(t, a)} | {fmt(t.hedges_g)} | "
-            f"{seeds_cell(c.seeds_needed, c.question)} | **{t.verdict}** |")
+        lines.append(f"| {v} | {t.n} | {signed(t.diff_mean)} | {ci(t.ci_low, t.ci_high)} | {ci(t.sim_low, t.sim_high)} | "
+                     f"{ci(b.low, b.high) if b.n else '–'} | **{t.verdict}** |")
+        tests.append(f"| {v} | {p(t.t_holm) if math.isfinite(t.t_p) else '–'} ({p(t.t_p)}) | {p(t.perm_holm)} ({p(t.perm_p)}) [{p(t.perm_min_p)}] | "
+                     f"{p(t.tost_holm)} | {win_rate(t, a)} | {fmt(t.hedges_g)} | {seeds_cell(c.seeds_needed, c.question)} |")
         notes.append(f"- `{v}`: **{t.verdict}**, decided by the {t.decided_by}: {_reason(t, a)}."
                      + (f" Note: the {t.disagreement}" + (f" (with {t.n} pairs the permutation test cannot go below {p(t.perm_min_p)} "
                         "before correction, and its p is there)" if t.perm_p <= t.perm_min_p * (1 + 1e-9) else "") + "." if t.disagreement else "")
                      + (f" Warning: {t.shape}; the t-test's error rates assume roughly normal differences, the sign-flip test "
                         "(`[analysis] test = \"permutation\"`) only their symmetry." if t.shape else ""))
-    return lines + ["", *notes, ""]
+    return lines + [""] + tests + ["", f'#### <a id="{VERDICTS_ANCHOR}"></a>Verdicts', "", *notes, ""]
+
+
+VERDICTS_ANCHOR = "r-verdicts"
 
 
 def _reason(t: stats.Paired, alpha: float) -> str:

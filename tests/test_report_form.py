@@ -1,0 +1,203 @@
+"""Issue 25: the report's form. The answer comes first, each comparison has its evidence figure,
+no table is wider than 8 columns and every row has its header's cell count (as a GFM parser reads
+them), every link to the glossary lands, every number the report printed before the change still
+appears (tests/fixtures/reports-before-answer-first: the reports of the same runs made by the code
+before it), and report.html is the same text, self-contained and rebuilt byte for byte; it is
+rendered in headless Chromium with the network blocked (no horizontal scroll at 1280 px, the
+answer in the first screen, every image loaded, nothing fetched, the tables sortable)."""
+from __future__ import annotations
+
+import html as html_mod
+import json
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.analysis import stats
+from harness.report import markdown
+from tests import report_tables
+from tests.chromium import CHROMIUM, OFFLINE, chromium
+from tests.test_report import fake_runs, runs_from
+
+BEFORE = Path(__file__).parent / "fixtures" / "reports-before-answer-first"
+NUMBER = re.compile(r"(?<![\w.])[+−-]?\d[\d,]*(?:\.\d+)?%?")
+
+# The issue's example: three variants of three seeds, of 10,000 test images.
+EXAMPLE = {"baseline": {1: 6010, 2: 6100, 3: 5950}, "dropout": {1: 5890, 2: 5760, 3: 5610}, "batchnorm": {1: 6230, 2: 6210, 3: 6300}}
+
+
+def numbers(text: str) -> Counter:
+    return Counter(m.group(0).replace("−", "-") for m in NUMBER.finditer(text))
+
+
+def assert_form(md: str) -> None:
+    found = report_tables.tables(md)
+    assert found
+    for t in found:
+        assert len(t.header) <= 8, (t.heading, t.header)
+        assert all(len(r) == len(t.header) for r in t.rows), (t.heading, t.header, [len(r) for r in t.rows])
+    anchors = set(re.findall(r'<a id="([^"]+)"></a>', md))
+    targets = set(re.findall(r"\]\(#([^)]+)\)", md))
+    assert targets and targets <= anchors, targets - anchors
+    assert len(re.findall(r'<a id="([^"]+)"></a>', md)) == len(anchors)  # each anchor once
+
+
+def assert_keeps_numbers(old: str, new: str) -> None:
+    """Every number of the old report appears at least as often in the new one, and each table
+    row's numbers in a row of the new report that starts with the same name."""
+    missing = {k: (n, numbers(new)[k]) for k, n in numbers(old).items() if numbers(new)[k] < n}
+    assert not missing, missing
+    rows: dict[str, Counter] = {}
+    for t in report_tables.tables(new):
+        for r in t.rows:
+            rows.setdefault(r[0], Counter()).update(numbers(" | ".join(r[1:])))
+    for t in report_tables.tables(old):
+        for r in t.rows:
+            lost = set(numbers(" | ".join(r[1:]))) - set(rows.get(r[0], Counter()))
+            assert not lost, (t.heading, r[0], lost)
+
+
+@pytest.fixture
+def example(tmp_path):
+    return markdown.write(runs_from(EXAMPLE), "example", tmp_path).read_text(), tmp_path
+
+
+def test_the_first_ten_lines_answer_for_each_variant(example):
+    md, _ = example
+    head = "\n".join(md.splitlines()[:10])
+    compared = markdown.analyse(runs_from(EXAMPLE))[2]
+    for v in ("dropout", "batchnorm"):
+        t = compared[v].test
+        line = next(x for x in head.splitlines() if x.startswith(f"- **{v}**:"))
+        assert f"{t.diff_mean:+.2f} points" in line and f"95% CI [{t.ci_low:.2f}, {t.ci_high:.2f}]" in line
+        assert "over 3 seeds" in line and f"**{t.verdict}**" in line
+        row = report_tables.row(md, "Answer", v)
+        assert row["Δ vs baseline (pairs)"] == f"{t.diff_mean:+.2f} (3)" and row["verdict"] == f"**{t.verdict}**"
+        assert row["interval"] == f"[{t.ci_low:.2f}, {t.ci_high:.2f}]"
+        assert row["test acc (%)"] == "{0.mean:.2f} ± {0.std:.2f}".format(stats.summarize([k / 100 for k in EXAMPLE[v].values()]))
+    assert md.index("## Evidence") < md.index("## Details") < md.index("## Glossary")
+    assert_form(md)
+
+
+def test_an_inconclusive_line_says_how_many_seeds_would_settle_it(tmp_path):
+    runs = runs_from({"baseline": {1: 6000, 2: 6100, 3: 5900}, "v": {1: 6080, 2: 5990, 3: 6120}})
+    md = markdown.write(runs, "x", tmp_path).read_text()
+    c = markdown.analyse(runs)[2]["v"]
+    line = next(x for x in md.splitlines() if x.startswith("- **v**:"))
+    assert c.test.verdict == "inconclusive" and c.question == "difference"
+    assert f"about {c.seeds_needed} seeds would find a 0.50-point difference if there is one" in line
+    assert report_tables.row(md, "Tests", "v")["seeds for ±0.50"].startswith(f"{c.seeds_needed} (difference)")
+
+
+def test_each_comparison_has_its_evidence_figure_with_its_numbers(example):
+    md, folder = example
+    compared = markdown.analyse(runs_from(EXAMPLE))[2]
+    for i, v in enumerate(("batchnorm", "dropout"), start=1):
+        png = folder / f"evidence-{i}-{v}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png.name})" in md
+        caption = md[md.index(f"({png.name})"):].split("\n\n")[1]
+        t = compared[v].test
+        per_seed = ", ".join(f"{s}: {100 * (EXAMPLE[v][s] - EXAMPLE['baseline'][s]) / 10_000:+.2f}" for s in (1, 2, 3))
+        assert caption.startswith(f"*Per seed ({per_seed}); Δ {t.diff_mean:+.2f}") and caption.endswith("(10,000 test images).*")
+        p = np.mean(list(EXAMPLE[v].values())) / 10_000
+        assert f"and {100 * np.sqrt(p * (1 - p) / 10_000):.2f} points" in caption  # the variant's binomial floor
+
+
+def test_a_figure_of_a_variant_no_longer_compared_is_removed(tmp_path):
+    markdown.write(runs_from(EXAMPLE), "example", tmp_path)
+    assert (tmp_path / "evidence-1-batchnorm.png").exists()
+    markdown.write(runs_from({k: EXAMPLE[k] for k in ("baseline", "dropout")}), "example", tmp_path)  # dropout is now the first
+    assert sorted(p.name for p in tmp_path.glob("evidence-*")) == ["evidence-1-dropout.png"]  # both stale figures gone
+
+
+def test_many_variants_split_the_per_class_table(tmp_path):
+    runs = runs_from({"baseline": {1: 6000, 2: 6100, 3: 5900}, **{f"v{i}": {1: 6000 + i, 2: 6100 - i, 3: 5900 + 2 * i} for i in range(9)}})
+    md = markdown.write(runs, "wide", tmp_path).read_text()
+    per_class = [t for t in report_tables.tables(md) if t.heading.startswith("Per-class")]
+    assert [len(t.header) for t in per_class] == [8, 4] and per_class[1].header[1:] == ["v6", "v7", "v8"]
+    assert_form(md)
+
+
+def test_the_fake_runs_report_keeps_every_number_it_printed_before(tmp_path):
+    md = markdown.write(fake_runs(), "fake", tmp_path).read_text()
+    assert_form(md)
+    assert_keeps_numbers((BEFORE / "fake.md").read_text(), md)
+
+
+def test_report_html_is_the_same_report_self_contained(example):
+    md, folder = example
+    page = (folder / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<title>Ablation report: example</title>" in page
+    sources = re.findall(r'<img src="([^"]*)"', page)
+    assert len(sources) == md.count("![") and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert not re.search(r'(src|href)="(https?:)?//', page) and "<link" not in page
+    assert page.count("<table>") == len(report_tables.tables(md))
+    text = html_mod.unescape(re.sub(r"<[^>]+>", "", page))
+    for line in md.splitlines():
+        if line.startswith("- **dropout**:"):
+            plain = re.sub(r"\*\*|\[([^\]]*)\]\([^)]*\)", lambda m: m.group(1) or "", line[2:])
+            assert plain in text
+
+
+def test_report_rebuilds_both_files_byte_for_byte(tmp_path):
+    a = markdown.write(runs_from(EXAMPLE), "example", tmp_path / "a").parent
+    b = markdown.write(runs_from(EXAMPLE), "example", tmp_path / "b").parent
+    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+    for p in a.iterdir():
+        assert p.read_bytes() == (b / p.name).read_bytes(), p.name
+    markdown.write(runs_from(EXAMPLE), "example", a)  # over its own files
+    assert all(p.read_bytes() == (b / p.name).read_bytes() for p in a.iterdir())
+
+
+PROBE = """
+<script>
+window.addEventListener("load", function () {
+  var d = document.documentElement, answer = document.getElementById("r-answer");
+  var table = document.querySelector("table"), th = table.querySelector("thead th");
+  var first = function () { return Array.prototype.map.call(table.tBodies[0].rows, function (r) { return r.cells[0].textContent; }); };
+  var before = first(); th.click(); var up = first(); th.click(); var down = first();
+  var images = Array.prototype.slice.call(document.images);
+  var out = {scrollWidth: d.scrollWidth, clientWidth: d.clientWidth, height: window.innerHeight,
+             answerTop: answer.getBoundingClientRect().top, tableBottom: table.getBoundingClientRect().bottom,
+             images: images.length, loaded: images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length,
+             fetched: performance.getEntriesByType("resource").map(function (e) { return e.name; }),
+             before: before, up: up, down: down};
+  var pre = document.createElement("pre"); pre.id = "probe"; pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
+});
+</script>
+"""
+
+
+@pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"), reason="headless Chromium is not installed (apt-get install chromium); CI installs it")
+def test_report_html_in_headless_chromium_offline(example):
+    md, folder = example
+    probe = folder / "probe.html"
+    probe.write_text((folder / "report.html").read_text().replace("</body>", PROBE + "</body>"))
+    dom = chromium(*OFFLINE, "--window-size=1280,800", "--dump-dom", probe.as_uri())
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert found, dom[-2000:]
+    seen = json.loads(html_mod.unescape(found.group(1)))
+    assert seen["scrollWidth"] <= seen["clientWidth"], seen  # no horizontal scroll at 1280 px
+    assert 0 <= seen["answerTop"] and seen["tableBottom"] <= seen["height"], seen  # the whole answer in the first screen
+    assert seen["images"] == md.count("![") and seen["loaded"] == seen["images"], seen
+    assert seen["fetched"] == [], seen
+    assert seen["before"] == ["baseline", "batchnorm", "dropout"]
+    assert seen["up"] == sorted(seen["before"]) and seen["down"] == sorted(seen["before"], reverse=True)
+    shot = folder / "shot.png"
+    chromium(*OFFLINE, "--window-size=1280,800", f"--screenshot={shot}", (folder / "report.html").as_uri())
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(shot.read_bytes()[16:20], "big") == 1280
+
+
+def test_html_in_store_content_is_shown_as_text_in_report_html(tmp_path):
+    """A run's error text is the user's (or a model's), not the report's: no markup of it runs."""
+    runs = fake_runs()
+    runs[-1].tags["harness.error"] = '<script>alert(1)</script><img src=x onerror="alert(2)"> <a id="g-t"></a>'
+    markdown.write(runs, "fake", tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<script>") == 1 and "onerror=" not in page.replace("onerror=&quot;", "")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert '<a id="r-answer"></a>' in page and '<a id="g-verdict"></a>' in page
