@@ -114,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         store_error = store_error or str(e)
     try:
         path = markdown.write(runs, cfg.name, cfg.reports_folder, cfg.design, cfg.analysis, tags)
-        console.line(f"report: {path}")
+        console.line(f"report: {path} and {path.with_suffix('.html').name}")
     except OSError as e:  # the runs are safe in the store; `report` rebuilds it later
         print(f"error: report: {e}; the runs are in the store, rebuild with `python -m harness report {checks.experiment_flag(cfg.name)}`", file=sys.stderr)
         return EXIT_FAILED_RUNS
@@ -183,7 +183,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from harness.report import markdown
 
     try:
-        say(f"report: {markdown.build(uri, cfg.name, cfg.reports_folder)}")
+        path = markdown.build(uri, cfg.name, cfg.reports_folder)
+        say(f"report: {path} and {path.with_suffix('.html').name}")
     except UsageError:
         pass  # no `run` in this experiment yet: the tuning section joins the report when there is one
     return 0

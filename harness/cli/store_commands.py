@@ -32,7 +32,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         path = markdown.build(uri, name, folder)
     except OSError as e:  # atomic writes: the previous report (if any) is whole, the store unchanged
         raise UsageError(f"report: {e}; the previous report, if any, is left whole") from None
-    print(f"report: {path}")
+    print(f"report: {path} and {path.with_suffix('.html').name}")
     return 0
 
 
