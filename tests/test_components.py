@@ -223,6 +223,7 @@ def _effects_table(report):
     return rows
 
 
+@pytest.mark.slow  # moved from the default suite in issue 25 to keep it under 12 min on CI's machine
 def test_a_2x2_factorial_reports_effects_equal_to_a_hand_computation(tmp_path, data_dir):
     fresh_store(tmp_path)
     proc = harness(*RUN, "--design", "factorial", "--factors", "dropout,batchnorm", cwd=tmp_path, data=data_dir)
@@ -248,6 +249,7 @@ def test_a_2x2_factorial_reports_effects_equal_to_a_hand_computation(tmp_path, d
     assert rebuilt.returncode == 0 and (tmp_path / "reports" / "default" / "report.md").read_bytes() == before
 
 
+@pytest.mark.slow  # moved from the default suite in issue 25 to keep it under 12 min on CI's machine
 def test_leave_one_out_reports_each_components_contribution(tmp_path, data_dir):
     fresh_store(tmp_path)
     proc = harness(*RUN, "--design", "leave-one-out", "--factors", "dropout,batchnorm,weight_decay", cwd=tmp_path, data=data_dir)

@@ -114,4 +114,5 @@ def test_a_store_that_fills_up_stops_the_experiment_with_the_summary_and_report(
     finished = int(re.search(r"^(\d) of 6 runs finished", proc.stdout, re.M).group(1))
     assert finished >= 1 and f"the {finished} finished run(s) are in the store and in the report" in errors[0]
     report = (tmp_path / "reports" / "default" / "report.md").read_text()
-    assert f"{finished} of" in report.splitlines()[2]
+    setup = next(line for line in report.splitlines() if "runs finished" in line)  # the sentence under the answer
+    assert f"; {finished} of 6 runs finished." in setup

@@ -69,6 +69,7 @@ def test_params_for_the_baseline_are_honoured_and_unused_params_are_checked(tmp_
             experiment_file.load_experiment(str(exp))
 
 
+@pytest.mark.slow  # moved from the default suite in issue 25 to keep it under 12 min on CI's machine
 def test_tune_of_the_baseline_trains_each_trial_at_its_own_lr(tmp_path, data_dir):
     """`tune --variant baseline` (experiments/default.toml's search space): trials at different lr
     train differently, so they do not all score the same."""
@@ -189,7 +190,10 @@ def test_a_first_run_killed_while_the_store_is_made_leaves_no_half_made_store(tm
         db = work / "mlflow.db"
         assert not db.exists() or _whole(db), f"half-made store after a kill {delay} s into its creation"
     report = harness("report", "--experiment", "default", cwd=work)
-    assert report.returncode == 2 and "Traceback" not in report.stderr, report.stderr
+    # Killed before the experiment was recorded: one line naming it; killed after (a slow machine
+    # takes longer than 2 s to get there, or not): a report of what there is.
+    assert "Traceback" not in report.stderr, report.stderr
+    assert report.returncode == 0 or (report.returncode == 2 and "default" in report.stderr), report.stderr
     again = harness("run", *TINY, cwd=work, data=data_dir)
     assert again.returncode == 0, again.stderr[-2000:]
 
@@ -595,6 +599,7 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(trained, t
     assert not stale.exists()
 
 
+@pytest.mark.slow  # moved from the default suite in issue 25 to keep it under 12 min on CI's machine
 def test_a_restored_older_checkpoint_logs_each_epoch_once(tmp_path, data_dir):
     fresh_store(tmp_path)
     args = ["run", "--epochs", "3", "--set", "train.threads=1"]
@@ -624,6 +629,7 @@ def test_spaced_factors_are_stripped():
     assert cfg.design.factors == ("dropout", "label_smoothing") and len(cfg.variants) == 4
 
 
+@pytest.mark.slow  # moved from the default suite in issue 25 to keep it under 12 min on CI's machine
 def test_a_bom_and_an_experiment_named_dash_x(tmp_path, data_dir):
     fresh_store(tmp_path)
     (tmp_path / "exp.toml").write_bytes("\ufeffname = \"-x\"\n".encode("utf-8"))

@@ -201,3 +201,65 @@ def test_html_in_store_content_is_shown_as_text_in_report_html(tmp_path):
     assert page.count("<script>") == 1 and "onerror=" not in page.replace("onerror=&quot;", "")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert '<a id="r-answer"></a>' in page and '<a id="g-verdict"></a>' in page
+
+
+def _sequential(variants: list[str], max_seeds: int) -> dict[str, str]:
+    return {"harness.sequential": json.dumps({"min_seeds": 3, "max_seeds": max_seeds, "first_seed": 1, "baseline": "baseline",
+                                              "variants": variants})}
+
+
+def test_seeds_on_demand_answers_with_the_deciding_look_and_says_when_it_is_open(tmp_path):
+    """Review of issue 25: a design still running is open, not inconclusive; a decided variant's Δ
+    and seeds are those of the look that decided it, as the Seeds-on-demand table gives them."""
+    runs = runs_from({"baseline": {1: 6000, 2: 6100, 3: 5900}, "v": {1: 6400, 2: 6500, 3: 6300}})
+    md = markdown.write(runs, "x", tmp_path / "open", tags=_sequential(["v"], 6)).read_text()
+    assert "- **v**: +4.00 points, (−∞, +∞) (repeated 95% CI), over 3 seeds: **open**: the [seeds-on-demand](#g-rule) design is not finished" in md
+    assert report_tables.row(md, "Answer", "v")["verdict"] == "**open**"
+    base = {s: 6000 + 37 * s % 200 for s in range(1, 7)}
+    runs = runs_from({"baseline": base, "v": {s: base[s] + 300 + (s * 13 % 7) for s in range(1, 7)}})
+    md = markdown.write(runs, "x", tmp_path / "decided", tags=_sequential(["v"], 8)).read_text()
+    look = report_tables.row(md, "Seeds on demand", "v")
+    answer_row = report_tables.row(md, "Answer", "v")
+    assert answer_row["Δ vs baseline (pairs)"] == look["Δ at the look (pairs)"] == "+3.05 (3)"
+    assert answer_row["interval"] == look["interval (level)"] and answer_row["verdict"] == look["verdict"] == "**better**"
+    assert "- **v**: +3.05 points, [+2.89, +3.21] (repeated 95% CI), over 3 seeds: **better** by the [seeds-on-demand rule](#g-rule)." in md
+    assert "*Per seed (" in md and "Δ +3.05 at the deciding look (3 pairs; " in md
+    assert_form(md)
+
+
+def test_fewer_than_three_pairs_read_the_same_in_the_line_and_the_table(tmp_path):
+    md = markdown.write(runs_from({"baseline": {1: 6000, 2: 6100}, "v": {1: 6050, 2: 6180}}), "x", tmp_path).read_text()
+    line = next(x for x in md.splitlines() if x.startswith("- **v**:"))
+    assert line == "- **v**: +0.65 points over 2 seeds: **inconclusive**: no test can decide on fewer than 3 seeds on which both finished."
+    assert report_tables.row(md, "Answer", "v")["verdict"] == report_tables.row(md, "Intervals", "v")["verdict"] == "**inconclusive**"
+
+
+def test_store_text_cannot_split_a_table_or_plant_an_anchor_or_an_image(tmp_path):
+    from dataclasses import replace
+
+    runs = [replace(r, classes=tuple("a|b" if c == "cat" else c for c in r.classes)) if r.classes else r for r in fake_runs()]
+    runs[-1].tags["harness.error"] = 'boom | <a id="g-t"></a> ![x](report.md) <b>bold</b>'
+    (tmp_path / "tuning").mkdir()
+    markdown.write(fake_runs(), "fake", tmp_path / "first")
+    (tmp_path / "tuning" / "history.png").write_bytes((tmp_path / "first" / "test_accuracy.png").read_bytes())
+    (tmp_path / "tuning" / "dropout.md").write_text("### Tuning `dropout`\n\n![history](tuning/history.png)\n\n*Its trials.*\n")
+    md = markdown.write(runs, "fake", tmp_path).read_text()
+    assert_form(md)
+    assert "| a\\|b |" in md and "boom \\| &lt;a id=\"g-t\"&gt;&lt;/a&gt;" in md
+    page = (tmp_path / "report.html").read_text()
+    assert page.count('id="g-t"') == 1 and "<b>bold</b>" not in page and "[image: x]" in page
+    sources = re.findall(r'<img src="([^"]*)"', page)
+    assert len(sources) == md.count("![") - 1 and all(s.startswith("data:image/png;base64,") for s in sources)
+
+
+def test_an_empty_store_removes_the_figures_of_the_report_before(tmp_path):
+    markdown.write(fake_runs(), "fake", tmp_path)
+    markdown.write([], "fake", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.md"]
+
+
+def test_the_glossary_never_divides_by_an_empty_family(tmp_path):
+    runs = runs_from({"baseline": {1: 6000, 2: 6100, 3: 5900}, "v": {1: 6080, 2: 5990, 3: 6120}}, params={"v": {"train.select": "last"}})
+    md = markdown.write(runs, "x", tmp_path).read_text()
+    assert "/0" not in md and "no variant is comparable with the baseline here" in md.lower()
+    assert_form(md)

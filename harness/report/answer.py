@@ -10,9 +10,11 @@ import math
 from harness.analysis import effects, sample_size, stats
 from harness.report import effects_section
 from harness.report.appendix import FAILURES_ANCHOR
-from harness.report.comparisons import Comparison
+from harness.report.comparisons import Comparison, accuracy, counts
 from harness.report.glossary import link
-from harness.report.stats_section import VERDICTS_ANCHOR, ci, fmt, p, pm, signed
+from harness.report.sequential_section import Decision
+from harness.report.stats_section import VERDICTS_ANCHOR, ci, fmt, p, pm, signed, text
+from harness.tracking.readback import SeedRun
 
 ANCHOR = "r-answer"
 
@@ -21,11 +23,10 @@ def _seeds(n: int) -> str:
     return f"{n} seed{'s' if n != 1 else ''}"
 
 
-def _interval(c: Comparison, sequential_interval: str) -> str:
-    t = c.test
-    if sequential_interval:
-        return sequential_interval
-    return f"95% CI {ci(t.ci_low, t.ci_high)}"
+def _interval(t: stats.Paired) -> str:
+    """The fixed-seed interval as the answer names it: a t interval or the sign-flip test's."""
+    name = "95% CI" if t.interval == "t" else link("intervals", "95% sign-flip interval")
+    return f"{name} {ci(t.ci_low, t.ci_high)}"
 
 
 def _need(c: Comparison, margin: str) -> str:
@@ -38,63 +39,81 @@ def _need(c: Comparison, margin: str) -> str:
     return f"; about {n} seeds would find a {margin}-point difference if there is one"
 
 
-def line(v: str, c: Comparison, analysis: stats.Analysis, sequential_interval: str = "") -> str:
-    """One variant's answer: Δ with the interval that decided it, the seeds, the verdict and why."""
+def line(v: str, c: Comparison, analysis: stats.Analysis, rule: Decision | None = None) -> str:
+    """One variant's answer: Δ with the interval that decided it, the seeds, the verdict and why;
+    `rule`: the seeds-on-demand decision, when that rule decided the variant."""
+    name, margin = f"- **{text(v)}**", fmt(analysis.margin)
     if c.test is None:
-        return f"- **{v}**: **not comparable** with the baseline: {c.reason}."
-    t, margin = c.test, fmt(analysis.margin)
-    head = f"- **{v}**: {signed(t.diff_mean)} points"
+        return f"{name}: **not comparable** with the baseline: {text(c.reason)}."
+    t = c.test
+    if rule is not None:
+        head = f"{name}: {signed(rule.mean)} points, {rule.text}, over {_seeds(rule.n)}"
+        if rule.still_open:
+            return f"{head}: **open**: the {link('rule', 'seeds-on-demand')} design is not finished; `run` again to go on."
+        within = f" within ±{margin} points" if rule.verdict == "equivalent" else ""
+        warn = f" (see the [verdict notes](#{VERDICTS_ANCHOR}))" if t.shape or t.disagreement else ""
+        return f"{head}: **{t.verdict}**{within} by the {link('rule', 'seeds-on-demand rule')}{warn}."
     if t.n < stats.MIN_PAIRS:
-        return f"{head} over {_seeds(t.n)}: no verdict, a verdict needs at least {stats.MIN_PAIRS} seeds on which both finished."
-    head += f", {_interval(c, sequential_interval)}, over {_seeds(t.n)}: **{t.verdict}**"
+        return (f"{name}: {signed(t.diff_mean)} points over {_seeds(t.n)}: **{t.verdict}**: no test can decide on fewer than "
+                f"{stats.MIN_PAIRS} seeds on which both finished.")
     notes = []
-    if t.decided_by.startswith("seeds-on-demand"):
-        head += f" by the {link('rule', 'seeds-on-demand rule')}"
-    elif t.verdict in ("better", "worse"):
+    if t.verdict in ("better", "worse"):
         notes.append(f"Holm p {p(t.p_holm)}")
     elif t.verdict == "equivalent":
-        head += f" within ±{margin} points"
         notes.append(f"TOST Holm p {p(t.tost_holm)}")
     if t.shape or t.disagreement:
         notes.append(f"see the [verdict notes](#{VERDICTS_ANCHOR})")
-    return head + (f" ({'; '.join(notes)})" if notes else "") + _need(c, margin) * (t.verdict == "inconclusive") + "."
+    within = f" within ±{margin} points" if t.verdict == "equivalent" else ""
+    need = _need(c, margin) if t.verdict == "inconclusive" else ""
+    return (f"{name}: {signed(t.diff_mean)} points, {_interval(t)}, over {_seeds(t.n)}: **{t.verdict}**{within}"
+            + (f" ({'; '.join(notes)})" if notes else "") + need + ".")
 
 
 def effect_line(e: effects.Effect) -> str:
     t = e.test
     if t.n < stats.MIN_PAIRS:
-        return f"- **{e.name}** ({e.kind}): {signed(t.diff_mean)} points over {_seeds(t.n)}: no verdict."
-    return (f"- **{e.name}** ({e.kind}): {signed(t.diff_mean)} points, 95% CI {ci(t.ci_low, t.ci_high)}, over {_seeds(t.n)}: "
-            f"**{t.verdict}**, {effects_section.words(e.kind, t.verdict)}.")
+        return f"- **{text(e.name)}** ({e.kind}): {signed(t.diff_mean)} points over {_seeds(t.n)}: **{t.verdict}**, too few seeds to decide."
+    said = effects_section.words(e.kind, t.verdict)
+    return (f"- **{text(e.name)}** ({e.kind}): {signed(t.diff_mean)} points, {_interval(t)}, over {_seeds(t.n)}: "
+            f"**{t.verdict}**" + (f", {said}" if said != t.verdict else "") + ".")
 
 
-def section(order: list[str], baseline: str, comparisons: dict[str, Comparison], totals: dict[str, tuple[stats.Summary, int, int]],
-            analysis: stats.Analysis, intervals: dict[str, str], found: list[effects.Effect], failed: int) -> list[str]:
-    """`totals`: each variant's (test accuracy summary, finished runs, runs); `intervals`: the
-    seeds-on-demand interval of the variants that rule decided; `found`: a design's effects."""
+def _row(v: str, baseline: str, c: Comparison | None, rule: Decision | None) -> tuple[str, str, str]:
+    """(Δ with its pairs, interval, verdict) cells of one variant."""
+    if v == baseline:
+        return "(reference)", "–", "–"
+    if c is None:
+        return "–", "–", "–"
+    if c.test is None:
+        return "not comparable", "–", "**not comparable**"
+    if rule is not None:
+        return f"{signed(rule.mean)} ({rule.n})", rule.text, "**open**" if rule.still_open else f"**{c.test.verdict}**"
+    t = c.test
+    return (f"{signed(t.diff_mean)} ({t.n})" if t.n else "–", ci(t.ci_low, t.ci_high) if not math.isnan(t.ci_low) else "–",
+            f"**{t.verdict}**" if t.n else "–")
+
+
+def section(runs: list[SeedRun], order: list[str], baseline: str, comparisons: dict[str, Comparison], analysis: stats.Analysis,
+            rules: dict[str, Decision], found: list[effects.Effect]) -> list[str]:
+    """The answer for these runs; `rules`: the seeds-on-demand decision of each variant that rule
+    decided; `found`: a design's effects."""
     lines = [f'## <a id="{ANCHOR}"></a>Answer', ""]
-    if not totals.get(baseline, (stats.summarize([]), 0, 0))[1]:
+    test = accuracy(counts(runs))
+    if not test.get(baseline):
         lines.append(f"- No finished run of the baseline `{baseline}`: nothing can be compared with it yet.")
     elif not comparisons:
         lines.append(f"- Only the baseline `{baseline}` was run: there is nothing to compare.")
-    lines += [line(v, c, analysis, intervals.get(v, "")) for v, c in comparisons.items()]
+    lines += [line(v, c, analysis, rules.get(v)) for v, c in comparisons.items()]
     lines += [effect_line(e) for e in found]
+    failed = sum(1 for r in runs if r.status != "FINISHED")
     if failed:
         lines.append(f"- {failed} run{'s' if failed != 1 else ''} did not finish and {'are' if failed != 1 else 'is'} left out: "
                      f"see [the runs that did not finish](#{FAILURES_ANCHOR}).")
     lines += ["", f"| variant | seeds | {link('selected', 'test acc (%)')} | {link('delta', 'Δ vs baseline (pairs)')} | "
               f"interval | {link('verdict', 'verdict')} |", "|---|---|---|---|---|---|"]
     for v in order:
-        summary, finished, total = totals[v]
-        c = comparisons.get(v)
-        if v == baseline:
-            delta, interval, verdict = "(reference)", "", ""
-        elif c is None or c.test is None:
-            delta, interval, verdict = ("not comparable", "", "**not comparable**") if c is not None else ("–", "", "")
-        else:
-            t = c.test
-            delta = f"{signed(t.diff_mean)} ({t.n})" if t.n else "–"
-            interval = intervals.get(v) or (ci(t.ci_low, t.ci_high) if not math.isnan(t.ci_low) else "–")
-            verdict = f"**{t.verdict}**" if t.verdict else "–"
-        lines.append(f"| {v} | {finished}/{total} | {pm(summary)} | {delta} | {interval or '–'} | {verdict or '–'} |")
+        finished = sum(1 for r in runs if r.variant == v and r.status == "FINISHED")
+        total = sum(1 for r in runs if r.variant == v)
+        delta, interval, verdict = _row(v, baseline, comparisons.get(v), rules.get(v))
+        lines.append(f"| {text(v)} | {finished}/{total} | {pm(stats.summarize(list(test.get(v, {}).values())))} | {delta} | {interval} | {verdict} |")
     return lines + [""]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.report.stats_section import text
 from harness.settings import checks
 from harness.tracking.readback import SeedRun
 
@@ -29,10 +30,10 @@ def per_class(order, by_variant, classes) -> list[str]:
     scores = {v: scores_of(sum(r.confusion for r in by_variant[v] if r.classes == classes)) for v in variants}
     for start in range(0, len(variants), PER_TABLE):
         chunk = variants[start:start + PER_TABLE]
-        lines += ["| class | " + " | ".join(chunk) + " |", "|---|" + "---|" * len(chunk)]
+        lines += ["| class | " + " | ".join(map(text, chunk)) + " |", "|---|" + "---|" * len(chunk)]
         for i, name in enumerate(classes):
             cells = [f"{100 * s['precision'][i]:.1f} / {100 * s['recall'][i]:.1f} / {100 * s['f1'][i]:.1f}" for s in (scores[v] for v in chunk)]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append(f"| {text(name)} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
 
@@ -43,8 +44,8 @@ def failures(runs: list[SeedRun]) -> list[str]:
         return []
     lines = [f'## <a id="{FAILURES_ANCHOR}"></a>Runs that did not finish', "", "They are left out of every number above.", "", "| variant | seed | state | reason |", "|---|---|---|---|"]
     for r in bad:
-        reason = r.tags.get("harness.error", "").replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {r.variant} | {r.seed} | {r.status} | {reason or '–'} |")
+        reason = text(r.tags.get("harness.error", ""))
+        lines.append(f"| {text(r.variant)} | {r.seed} | {r.status} | {reason or '–'} |")
     return lines + [""]
 
 
@@ -65,17 +66,17 @@ def provenance(runs: list[SeedRun]) -> list[str]:
     t = latest.tags
     lines = ["## How it was made", ""]
     commands = sorted({r.tags.get("harness.command", "") for r in runs} - {""})
-    lines += ["Command(s):", ""] + [f"    {c}" for c in commands] + [""]
+    lines += ["Command(s):", ""] + [f"    {' '.join(c.split())}" for c in commands]  # a code block: one line each, shown as written + [""]
     commits = sorted({r.tags.get("harness.git_commit", "") or "not in git" for r in runs})
-    lines.append(f"- git commit: {', '.join(commits)}")
-    lines.append(f"- data (dataset:content hash): {', '.join(sorted({r.tags.get('harness.dataset', '?') for r in runs}))}")
+    lines.append(f"- git commit: {text(', '.join(commits))}")
+    lines.append(f"- data (dataset:content hash): {text(', '.join(sorted({r.tags.get('harness.dataset', '?') for r in runs})))}")
     fingerprints = sorted({r.tags.get('harness.split_fingerprint', '?') for r in runs})
     per_seed = any(r.params.get("data.split_seed") == "per_seed" for r in runs)
-    lines.append(f"- split fingerprint: {', '.join(fingerprints)}" + (" (a split per seed, the same for every variant of a seed)" if per_seed else ""))
-    lines.append(f"- device: {', '.join(sorted({r.tags.get('harness.device', '?') for r in runs}))}")
+    lines.append(f"- split fingerprint: {text(', '.join(fingerprints))}" + (" (a split per seed, the same for every variant of a seed)" if per_seed else ""))
+    lines.append(f"- device: {text(', '.join(sorted({r.tags.get('harness.device', '?') for r in runs})))}")
     env = ", ".join(f"{k} {', '.join(sorted({r.tags.get(f'harness.env.{k}', '?') for r in runs}))}" for k in ENV_KEYS if k != "device")
-    lines.append(f"- determinism: {env}")
+    lines.append(f"- determinism: {text(env)}")
     versions = sorted(k for k in t if k.startswith("harness.version."))
-    lines.append("- packages: " + ", ".join(f"{k.split('.')[-1]} {t[k]}" for k in versions))
+    lines.append("- packages: " + text(", ".join(f"{k.split('.')[-1]} {t[k]}" for k in versions)))
     lines.append(f"- rebuild: `python -m harness report {checks.experiment_flag(t.get('harness.experiment', '?'))}` (reads the MLflow store only)")
     return lines

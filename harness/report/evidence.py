@@ -16,7 +16,8 @@ import pandas as pd
 from harness.analysis import stats
 from harness.report.comparisons import Comparison
 from harness.report.glossary import link
-from harness.report.stats_section import ci, fmt, signed
+from harness.report.sequential_section import Decision
+from harness.report.stats_section import ci, fmt, signed, text
 
 PATTERN = "evidence-*.png"
 
@@ -44,9 +45,9 @@ def _spread(seeds: dict[int, tuple[int, int]]) -> tuple[float, float, int]:
 
 
 def section(comparisons: dict[str, Comparison], baseline: str, counts: dict[str, dict[int, tuple[int, int]]],
-            curves: pd.DataFrame, analysis: stats.Analysis, sequential: dict[str, tuple[float, float, str]], folder: Path) -> list[str]:
+            curves: pd.DataFrame, analysis: stats.Analysis, rules: dict[str, Decision], folder: Path) -> list[str]:
     """Markdown lines of "Evidence" (none when nothing is comparable); writes its figures into
-    `folder`. `sequential`: the seeds-on-demand interval of the variants that rule decided."""
+    `folder`. `rules`: the seeds-on-demand decision of the variants that rule decided."""
     from harness.report import plots
 
     shown = {v: c for v, c in comparisons.items() if c.test is not None and c.test.n >= 1}
@@ -63,18 +64,25 @@ def section(comparisons: dict[str, Comparison], baseline: str, counts: dict[str,
     for i, (v, c) in enumerate(shown.items(), start=1):
         t = c.test
         d = stats.count_differences(counts.get(baseline, {}), counts.get(v, {}))
-        low, high, text = sequential.get(v) or (t.ci_low, t.ci_high, f"95% CI {ci(t.ci_low, t.ci_high)}")
+        rule = rules.get(v)
+        if rule is not None:
+            low, high, interval = rule.low, rule.high, rule.text
+            verdict = "open" if rule.still_open else t.verdict
+            at = f"Δ {signed(rule.mean)} at the deciding look ({rule.n} pairs; {signed(t.diff_mean)} over all {t.n})"
+        else:
+            low, high, interval, verdict = t.ci_low, t.ci_high, f"95% CI {ci(t.ci_low, t.ci_high)}", t.verdict
+            at = f"Δ {signed(t.diff_mean)}"
         sd, fl, _ = _spread(counts.get(v, {}))
-        panel = {"baseline": baseline, "variant": v, "seeds": list(d), "diffs": list(d.values()), "delta": t.diff_mean,
-                 "low": low, "high": high, "sim_low": t.sim_low, "sim_high": t.sim_high, "interval": text, "verdict": t.verdict or "no verdict",
+        panel = {"baseline": baseline, "variant": v, "seeds": list(d), "diffs": list(d.values()), "delta": rule.mean if rule else t.diff_mean,
+                 "low": low, "high": high, "sim_low": t.sim_low, "sim_high": t.sim_high, "interval": interval, "verdict": verdict,
                  "margin": margin, "curves": curves[curves["variant"].isin([baseline, v])] if len(curves) else curves,
                  "spread": {baseline: (_zero(base_sd), _zero(base_floor)), v: (_zero(sd), _zero(fl))}}
         name = file_name(i, v)
         plots.evidence(panel, folder / name)
         per_seed = ", ".join(f"{s}: {signed(x)}" for s, x in d.items())
-        lines += [f"### {v} against {baseline}", "", f"![evidence: {v} against {baseline}]({name})", "",
-                  f"*Per seed ({per_seed}); Δ {signed(t.diff_mean)}, {text}, simultaneous {ci(t.sim_low, t.sim_high)}: "
-                  f"**{t.verdict or 'no verdict'}**. Seed sd {fmt(base_sd)} (`{baseline}`) and {fmt(sd)} (`{v}`) against a "
+        lines += [f"### {text(v)} against {text(baseline)}", "", f"![evidence: {text(v)} against {text(baseline)}]({name})", "",
+                  f"*Per seed ({per_seed}); {at}, {interval}, simultaneous {ci(t.sim_low, t.sim_high)}: "
+                  f"**{verdict}**. Seed sd {fmt(base_sd)} (`{baseline}`) and {fmt(sd)} (`{v}`) against a "
                   f"test-set floor of {fmt(base_floor)} and {fmt(fl)} points ({images:,} test images).*", ""]
     return lines
 

@@ -34,9 +34,10 @@ def entries(analysis: stats.Analysis, m: int, sources: str, design: Design, sequ
         ("delta", "Δ (points)", "the mean over seeds of the paired difference (variant minus baseline on the same seed, in points, "
          "from counts of correctly classified test images); pairs: seeds on which both finished."),
         ("holm", "Holm", f"The family is the {m} comparable variant(s): every p is Holm-corrected over all {m} (a variant that "
-         "cannot be tested counts with p = 1), raw p in parentheses."),
+         "cannot be tested counts with p = 1), raw p in parentheses." if m else
+         "no variant is comparable with the baseline here, so there is no family to correct over."),
         ("intervals", "95% CI unadjusted, simultaneous", f"the unadjusted 95% interval, and the simultaneous one (Bonferroni, level "
-         f"1 − {a}/{m}), which holds for all {m} at once, both of the deciding test: t intervals, or where the sign-flip test "
+         f"1 − {a}/{max(m, 1)}), which holds for all {max(m, 1)} at once, both of the deciding test: t intervals, or where the sign-flip test "
          "decides (`[analysis] test = \"permutation\"`, or no spread between seeds) the shifts that test does not reject, (−∞, +∞) "
          "when its smallest p is above the level. A simultaneous interval that excludes zero therefore always comes with better "
          "or worse; the reverse can fail at Holm's later steps, and the verdict line then says so."),

@@ -2,7 +2,7 @@
 markdown-it-py (CommonMark with GitHub's tables), every figure embedded as a data URI, inline
 styles and a small inline script that sorts a table by the column header clicked. It loads
 nothing from anywhere, so it opens offline and can be attached as one file. Raw HTML in the
-markdown is shown as text, never run: only the report's own anchors become elements.
+markdown other than the report's anchors is shown as text, never run.
 
 The same markdown and figures give the same bytes: nothing in it depends on the time or the machine.
 """
@@ -69,13 +69,30 @@ SCRIPT = """
 """
 
 
-# Raw HTML in the markdown is escaped (a run's error text or a tag is the user's, not ours); the
-# report's own anchors, written exactly so, are restored.
-ANCHOR = re.compile(r"&lt;a id=&quot;([a-z0-9-]+)&quot;&gt;&lt;/a&gt;")
+# The report writes raw HTML only as its own anchors, `<a id="..."></a>`, and escapes store text
+# (harness/report/stats_section.text). Whatever other raw HTML reaches the page is shown as text,
+# an anchor id only once, and an image only when it is a PNG of the report's own folder.
+ANCHOR = re.compile(r'<a id="([a-z0-9-]+)">')
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _parser() -> MarkdownIt:
-    return MarkdownIt("commonmark", {"html": False}).enable("table")
+    return MarkdownIt("commonmark", {"html": True}).enable("table")
+
+
+def _figure(folder: Path, src: str) -> Path | None:
+    """The PNG of the report's folder that `src` names, else None."""
+    if not src or "\\" in src or ":" in src or src.startswith("/") or ".." in src.split("/"):
+        return None
+    path = folder / src
+    try:
+        return path if path.is_file() and path.read_bytes()[:8] == PNG else None
+    except OSError:
+        return None
+
+
+def _as_text(token, text: str) -> None:
+    token.type, token.tag, token.content, token.children, token.attrs = "text", "", text, None, {}
 
 
 def _data_uri(path: Path) -> str:
@@ -86,13 +103,25 @@ def render(text: str, folder: Path) -> str:
     """The HTML page of the markdown `text`, whose figures lie in `folder`."""
     md = _parser()
     tokens = md.parse(text)
+    seen: set[str] = set()
     for token in tokens:
+        if token.type == "html_block":
+            _as_text(token, token.content)
         for child in token.children or ():
-            src = str(child.attrGet("src") or "") if child.type == "image" else ""
-            if src and "/" not in src and (folder / src).is_file():
-                child.attrSet("src", _data_uri(folder / src))
+            if child.type == "image":
+                figure = _figure(folder, str(child.attrGet("src") or ""))
+                if figure is None:
+                    _as_text(child, f"[image: {child.content}]")
+                else:
+                    child.attrSet("src", _data_uri(figure))
+            elif child.type == "html_inline":
+                anchor = ANCHOR.fullmatch(child.content)
+                if child.content == "</a>" or (anchor and anchor.group(1) not in seen):
+                    seen.update(anchor.groups() if anchor else ())
+                else:
+                    _as_text(child, child.content)
     title = next((line[2:] for line in text.splitlines() if line.startswith("# ")), "Ablation report")
-    body = ANCHOR.sub(r'<a id="\1"></a>', md.renderer.render(tokens, md.options, {}))
+    body = md.renderer.render(tokens, md.options, {})
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}"

@@ -39,7 +39,7 @@ def test_accuracy(runs: list[SeedRun]) -> dict[str, dict[int, float]]:
     return comparisons_mod.accuracy(comparisons_mod.counts(runs))
 
 
-_fmt, _p, _pm, _ci = stats_section.fmt, stats_section.p, stats_section.pm, stats_section.ci
+_fmt, _pm, _text = stats_section.fmt, stats_section.pm, stats_section.text
 
 
 def _order(runs: list[SeedRun], baseline: str, design: Design) -> list[str]:
@@ -72,6 +72,7 @@ def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = D
     `folder`: report.md, report.html and the figures; returns report.md's path."""
     folder.mkdir(parents=True, exist_ok=True)
     if not runs:
+        _remove_unlinked(folder, "", PLOT_FIGURES + effects_section.FIGURES + (sequential_section.FIGURE,))
         return _save(folder, [f"# Ablation report: {experiment}", "", "No runs in the store yet.", ""] + appendix.tuning(folder))
     from harness.report import plots
 
@@ -80,19 +81,19 @@ def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = D
     done = [r for r in runs if r.status == "FINISHED"]
     by_variant = {v: [r for r in done if r.variant == v] for v in order}
     counts = comparisons_mod.counts(done)
-    test = {v: comparisons_mod.accuracy(counts).get(v, {}) for v in order}
+    accuracy = comparisons_mod.accuracy(counts)
+    test = {v: accuracy.get(v, {}) for v in order}
     found = effects.analyse(design, counts, analysis) if design.kind != "list" else []
-    sequential = {}  # the interval each seeds-on-demand verdict stands on
+    rules = {}  # what each seeds-on-demand verdict stands on
     for v, c in comparisons.items():
-        decided = replayed is not None and c.test is not None and c.test.decided_by.startswith("seeds-on-demand")
-        if decided and (found_interval := sequential_section.interval(replayed[1], v)):
-            sequential[v] = found_interval
-    totals = {v: (stats.summarize(list(test[v].values())), len(by_variant[v]), sum(1 for r in runs if r.variant == v)) for v in order}
+        if replayed is not None and c.test is not None and c.test.decided_by.startswith("seeds-on-demand"):
+            decision = sequential_section.decision(replayed[1], v)
+            if decision is not None:
+                rules[v] = decision
     curves = _curves(done, order)
 
     lines = [f"# Ablation report: {experiment}", ""]
-    lines += answer.section(order, baseline, comparisons, totals, analysis, {v: i[2] for v, i in sequential.items()}, found,
-                            sum(1 for r in runs if r.status != "FINISHED"))
+    lines += answer.section(runs, order, baseline, comparisons, analysis, rules, found)
     epochs = sorted({r.params.get("train.epochs", "?") for r in runs})
     seeds = sorted({r.seed for r in runs})
     lines += [
@@ -102,7 +103,7 @@ def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = D
         "",
     ]
     lines += _warnings(runs)
-    lines += evidence.section(comparisons, baseline, counts, curves, analysis, sequential, folder)
+    lines += evidence.section(comparisons, baseline, counts, curves, analysis, rules, folder)
     lines += ["## Details", ""] + _tables(order, runs, by_variant)
     lines += stats_section.per_variant(order, by_variant)
     lines += stats_section.against_baseline(comparisons, baseline, bool(test.get(baseline)), analysis)
@@ -159,21 +160,21 @@ def _warnings(runs: list[SeedRun]) -> list[str]:
     for key in ENV_KEYS:
         values = sorted({r.tags.get(f"harness.env.{key}", "?") for r in runs})
         if len(values) > 1:
-            out.append(f"> **Warning:** the runs compared here differ in {key} ({', '.join(values)}); differences may come from that, not from the variants.")
+            out.append(f"> **Warning:** the runs compared here differ in {key} ({_text(', '.join(values))}); differences may come from that, not from the variants.")
     shared = ("train.epochs", "train.batch_size", "train.shuffle", "train.select", "data.split", "data.train_ratio", "data.split_seed")
     for key in shared:
         values = sorted({r.params.get(key, "?") for r in runs})
         if len(values) > 1:
-            out.append(f"> **Warning:** the variants were trained with different {key} ({', '.join(values)}).")
+            out.append(f"> **Warning:** the variants were trained with different {key} ({_text(', '.join(values))}).")
     data = sorted({r.tags.get("harness.dataset", "?") for r in runs})
     if len(data) > 1:
-        out.append(f"> **Warning:** the runs compared here trained on different data ({', '.join(data)}).")
+        out.append(f"> **Warning:** the runs compared here trained on different data ({_text(', '.join(data))}).")
     per_seed = {s: sorted({r.tags.get("harness.split_fingerprint", "?") for r in runs if r.seed == s}) for s in {r.seed for r in runs}}
     if any(r.params.get("data.split_seed") != "per_seed" for r in runs):
         per_seed = {"all": sorted({fp for fps in per_seed.values() for fp in fps})}  # one split for every seed
     for seed, fps in sorted(per_seed.items(), key=lambda kv: str(kv[0])):
         if len(fps) > 1:
-            out.append(f"> **Warning:** the runs of {'seed ' + str(seed) if seed != 'all' else 'this report'} used different data splits ({', '.join(fps)}).")
+            out.append(f"> **Warning:** the runs of {'seed ' + str(seed) if seed != 'all' else 'this report'} used different data splits ({_text(', '.join(fps))}).")
     return out + ([""] if out else [])
 
 
@@ -191,9 +192,9 @@ def _tables(order, runs, by_variant) -> list[str]:
             return stats.summarize([r.metrics[key] for r in rs if key in r.metrics])
 
         params = int(rs[0].metrics["n_params"]) if rs and "n_params" in rs[0].metrics else None
-        acc.append(f"| {v} | {len(rs)}/{total} | {_pm(col('test_acc'))} | {_pm(col('best_val_acc'))} | {_pm(col('final_val_acc'))} | "
+        acc.append(f"| {_text(v)} | {len(rs)}/{total} | {_pm(col('test_acc'))} | {_pm(col('best_val_acc'))} | {_pm(col('final_val_acc'))} | "
                    f"{_pm(col('final_gap_acc'))} |")
-        cost.append(f"| {v} | {_pm(col('final_val_loss'), 4)} | {_fmt(col('min_val_loss').mean, 4)} @ {_fmt(col('min_val_loss_epoch').median, 0)} | "
+        cost.append(f"| {_text(v)} | {_pm(col('final_val_loss'), 4)} | {_fmt(col('min_val_loss').mean, 4)} @ {_fmt(col('min_val_loss_epoch').median, 0)} | "
                     f"{f'{params:,}' if params else '–'} | {_fmt(col('epoch_seconds_mean').mean)} |")
     return acc + [""] + cost + [""]
 

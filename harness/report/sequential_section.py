@@ -4,7 +4,7 @@ the sequential rule gives (they replace the fixed-seed verdicts of the variants 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.analysis import sequential, stats
@@ -49,16 +49,29 @@ def _deciding(t: sequential.Track) -> sequential.Look | None:
     return t.looks[-1] if t.looks else None
 
 
-def interval(walk: Walk, variant: str) -> tuple[float, float, str] | None:
-    """The interval a sequential verdict stands on: (low, high, as printed with its level); None
-    when the rule has no look for the variant."""
+@dataclass(frozen=True)
+class Decision:
+    """What a seeds-on-demand verdict stands on: the deciding look's Δ, pairs and interval."""
+
+    verdict: str  # the rule's: better | worse | equivalent | inconclusive (budget spent) | open
+    n: int
+    mean: float
+    low: float
+    high: float
+    text: str  # the interval as printed, with its level
+    still_open: bool  # the design is not finished and this variant is not decided yet
+
+
+def decision(walk: Walk, variant: str) -> Decision | None:
+    """The rule's decision for `variant`; None when it has no look for it."""
     t = walk.tracks.get(variant)
     lk = _deciding(t) if t is not None else None
     if lk is None:
         return None
-    if t.verdict == "equivalent" and math.isfinite(lk.eq_low):
-        return lk.eq_low, lk.eq_high, sequential.interval_text(lk, t.verdict)
-    return lk.low, lk.high, sequential.interval_text(lk, t.verdict)
+    equivalence = t.verdict == "equivalent" and math.isfinite(lk.eq_low)
+    low, high = (lk.eq_low, lk.eq_high) if equivalence else (lk.low, lk.high)
+    return Decision(t.verdict, lk.n, lk.mean, low, high, sequential.interval_text(lk, t.verdict),
+                    t.verdict == sequential.OPEN and bool(walk.next))
 
 
 def seeds_of(walk: Walk, variant: str) -> int:

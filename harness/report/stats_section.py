@@ -10,6 +10,14 @@ from harness.report.comparisons import Comparison
 from harness.report.glossary import link
 
 
+def text(value: object) -> str:
+    """Text from the store (names, error messages, tags) for the report: one line, a table cell
+    it cannot split (`|`), and no markup (`<`, `>`, `&` as entities, which GitHub and report.html
+    both show as the characters)."""
+    s = " ".join(str(value).split())
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
 def fmt(x: float, digits: int = 2) -> str:
     return f"{x:.{digits}f}" if isinstance(x, (int, float)) and math.isfinite(x) else "–"
 
@@ -55,7 +63,7 @@ def per_variant(order, by_variant) -> list[str]:
         for key, label in (("test_acc", "test acc (selected epoch)"), ("best_val_acc", "best val acc")):
             s = stats.summarize([r.metrics[key] for r in by_variant[v] if key in r.metrics])
             rng = f"{fmt(s.min)} – {fmt(s.max)}" if s.n else "–"
-            lines.append(f"| {v} | {label} | {s.n} | {pm(s)} | {ci(s.ci_low, s.ci_high)} | {fmt(s.median)} | {rng} |")
+            lines.append(f"| {text(v)} | {label} | {s.n} | {pm(s)} | {ci(s.ci_low, s.ci_high)} | {fmt(s.median)} | {rng} |")
     return lines + [""]
 
 
@@ -81,14 +89,14 @@ def against_baseline(comparisons: dict[str, Comparison], baseline: str, has_base
     notes = []
     for v, c in comparisons.items():
         if c.test is None:
-            lines.append(f"| {v} | – | – | – | – | – | **not comparable** |")
-            tests.append(f"| {v} | – | – | – | – | – | – |")
-            notes.append(f"- `{v}`: **not comparable**: {c.reason}.")
+            lines.append(f"| {text(v)} | – | – | – | – | – | **not comparable** |")
+            tests.append(f"| {text(v)} | – | – | – | – | – | – |")
+            notes.append(f"- `{v}`: **not comparable**: {text(c.reason)}.")
             continue
         t, b = c.test, c.boot
-        lines.append(f"| {v} | {t.n} | {signed(t.diff_mean)} | {ci(t.ci_low, t.ci_high)} | {ci(t.sim_low, t.sim_high)} | "
+        lines.append(f"| {text(v)} | {t.n} | {signed(t.diff_mean)} | {ci(t.ci_low, t.ci_high)} | {ci(t.sim_low, t.sim_high)} | "
                      f"{ci(b.low, b.high) if b.n else '–'} | **{t.verdict}** |")
-        tests.append(f"| {v} | {p(t.t_holm) if math.isfinite(t.t_p) else '–'} ({p(t.t_p)}) | {p(t.perm_holm)} ({p(t.perm_p)}) [{p(t.perm_min_p)}] | "
+        tests.append(f"| {text(v)} | {p(t.t_holm) if math.isfinite(t.t_p) else '–'} ({p(t.t_p)}) | {p(t.perm_holm)} ({p(t.perm_p)}) [{p(t.perm_min_p)}] | "
                      f"{p(t.tost_holm)} | {win_rate(t, a)} | {fmt(t.hedges_g)} | {seeds_cell(c.seeds_needed, c.question)} |")
         notes.append(f"- `{v}`: **{t.verdict}**, decided by the {t.decided_by}: {_reason(t, a)}."
                      + (f" Note: the {t.disagreement}" + (f" (with {t.n} pairs the permutation test cannot go below {p(t.perm_min_p)} "
