@@ -246,4 +246,4 @@ class Runner:
         build, pieces = assemble(spec, data.source.dataset)
         runtime = dataclasses.replace(self.cfg.runtime, progress_every=1 if faults.wants("step") else self.console.progress_every)
         t = data.tensors
-        return engine.train(build, t.x_train, t.y_train, t.x_val, t.y_val, spec.train, spec.seed, on_progress, snapshot, runtime, pieces)
+        return engine.train(build, t.x_train, t.y_train, t.x_val, t.y_val, spec.train, spec.seed, on_progress, snapshot, runtime, pieces, spec.sources)

@@ -23,10 +23,9 @@ from harness.data import datasets
 from harness.settings import checks, designs
 from harness.settings.analysis import Analysis, Sequential
 from harness.settings.designs import Design
-from harness.training.settings import Runtime, TrainSettings
+from harness.settings.seeds import DEFAULT_BASE_SEED, MAX_SEED_COUNT, parse_seeds, seed_plan, seed_sources  # noqa: F401 - re-exported
+from harness.training.settings import Runtime, Sources, TrainSettings
 
-DEFAULT_BASE_SEED = 2021  # the tutorial's seed; `--seeds N` counts up from here
-MAX_SEED_COUNT = 1000  # `seeds = N` / `--seeds N` is always a count of seeds; a list names them
 DEFAULT_EXPERIMENT = "default"  # experiments/default.toml, used when no --experiment is given
 
 
@@ -63,6 +62,7 @@ class ExperimentConfig:
     design: Design = field(default_factory=Design)  # how `variants` was made (harness/settings/designs.py)
     analysis: Analysis = field(default_factory=Analysis)  # how the report decides its verdicts
     sequential: Sequential | None = None  # seeds = "auto": seeds on demand (harness/analysis/sequential.py); `seeds` are its candidates
+    sources: Sources = field(default_factory=Sources)  # `[seeds]`: which seed each source of randomness follows
 
     @property
     def reports_folder(self) -> Path:
@@ -77,6 +77,7 @@ class ExperimentConfig:
         out = {"name": self.name, "variants": list(self.variants), "baseline": self.baseline, "seeds": list(self.seeds),
                "train": dataclasses.asdict(self.train), "data": dataclasses.asdict(self.data), "params": self.params,
                "design": {"kind": self.design.kind, "factors": list(self.design.factors)}}
+        out |= {"sources": self.sources.pinned()} if self.sources.pinned() else {}  # absent by default: hashes stay as they were
         return out | ({"sequential": dataclasses.asdict(self.sequential)} if self.sequential else {})
 
 
@@ -89,9 +90,11 @@ class RunSpec:
     seed: int
     train: TrainSettings
     model_params: dict[str, Any]
+    sources: Sources = Sources()
 
     def flat(self) -> dict[str, Any]:
         out = {"experiment": self.experiment, "variant": self.variant, "seed": self.seed}
+        out.update({f"seeds.{k}": v for k, v in self.sources.pinned().items()})
         out.update({f"train.{k}": v for k, v in dataclasses.asdict(self.train).items()})
         out.update({f"model.{k}": v for k, v in sorted(self.model_params.items())})
         return out
@@ -100,58 +103,21 @@ class RunSpec:
         """The one place that says what identifies a variant's configuration: the experiment, the
         variant, every training setting (a setting added later is left out at its neutral value,
         so the keys of runs made before it existed stay valid), the model parameters, the dataset
-        (`name:content hash`) and the split's fingerprint. Not the seed, and nothing of `Runtime`."""
+        (`name:content hash`), the split's fingerprint and the pinned sources of randomness (`[seeds]`).
+        Not the seed, and nothing of `Runtime`."""
         payload = {"experiment": self.experiment, "variant": self.variant}
         for f in dataclasses.fields(self.train):
             value = getattr(self.train, f.name)
             if not (f.metadata.get("neutral") and value == f.default):
                 payload[f"train.{f.name}"] = value
         payload.update({f"model.{k}": v for k, v in self.model_params.items()})
+        payload.update({f"seeds.{k}": v for k, v in self.sources.pinned().items()})  # none by default: old keys stay valid
         payload.update({"data": dataset, "split": split})
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def key(self, dataset: str, split: str) -> str:
         """Identifies one run: its variant's key and the seed."""
         return f"{self.variant_key(dataset, split)}-{self.seed}"
-
-
-def parse_seeds(value: Any, where: str = "seeds") -> tuple[int, ...]:
-    """One rule for the file, `--set seeds=` and `--seeds`: an integer N is a count (N seeds counting
-    up from 2021), a list names distinct seeds."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not 1 <= value <= MAX_SEED_COUNT:
-            raise UsageError(f"{where}: a seed count must be from 1 to {MAX_SEED_COUNT}, got {value}; name seeds as a list, e.g. [{value}] (--seeds {value},)")
-        return tuple(range(DEFAULT_BASE_SEED, DEFAULT_BASE_SEED + value))
-    if not isinstance(value, list) or not value:
-        raise UsageError(f"{where}: expected a non-empty list of seeds or a count, got {value!r}")
-    if len(value) > MAX_SEED_COUNT:
-        raise UsageError(f"{where}: a list of {len(value)} seeds is not allowed; at most {MAX_SEED_COUNT} seeds, as for a count")
-    for s in value:
-        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2**32:
-            raise UsageError(f"{where}: seed {s!r} is not allowed; expected integers from 0 to 2**32-1")
-    dup = sorted({s for s in value if value.count(s) > 1})
-    if dup:
-        raise UsageError(f"{where}: seed {dup[0]} is listed twice; seeds must be distinct")
-    return tuple(value)
-
-
-def seed_plan(value: Any, min_seeds: Any, max_seeds: Any) -> tuple[tuple[int, ...], Sequential | None]:
-    """`seeds` with `min_seeds`/`max_seeds`: fixed seeds (a count or a list), or "auto" for seeds on
-    demand, whose candidates are max_seeds seeds counting up from 2021."""
-    if value != "auto":
-        given = next((k for k, v in (("min_seeds", min_seeds), ("max_seeds", max_seeds)) if v is not None), None)
-        if given:
-            raise UsageError(f"{given}: only with seeds = \"auto\" (--seeds auto); remove it or use seeds on demand")
-        if isinstance(value, list) and "auto" in value:
-            raise UsageError("seeds: \"auto\" stands alone (seeds = \"auto\", --seeds auto); it cannot be part of a list of seeds")
-        return parse_seeds(value), None
-    low = Sequential.min_seeds if min_seeds is None else checks.check_value("min_seeds", min_seeds, int)
-    high = Sequential.max_seeds if max_seeds is None else checks.check_value("max_seeds", max_seeds, int)
-    if not 2 <= low <= MAX_SEED_COUNT:
-        raise UsageError(f"min_seeds: {low} is not allowed; expected an integer from 2 to {MAX_SEED_COUNT} (the seeds of the first round)")
-    if not low <= high <= MAX_SEED_COUNT:
-        raise UsageError(f"max_seeds: {high} is not allowed; expected an integer from min_seeds ({low}) to {MAX_SEED_COUNT}")
-    return tuple(range(DEFAULT_BASE_SEED, DEFAULT_BASE_SEED + high)), Sequential(low, high)
 
 
 def parse_variant_list(text: str, where: str = "--variants") -> tuple[str, ...]:
@@ -196,7 +162,12 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
         variants = list(parse_variant_list(variants, "variants"))
     if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
         raise UsageError(f"variants: expected a list of variant names, got {variants!r}")
-    seeds, sequential = seed_plan(table.pop("seeds", list(ExperimentConfig.seeds)), table.pop("min_seeds", None), table.pop("max_seeds", None))
+    runs, sources, split_seed = seed_sources(table.pop("seeds", list(ExperimentConfig.seeds)))
+    if split_seed is not None:
+        if "split_seed" in data_table and data_table["split_seed"] != split_seed:
+            raise UsageError(f"seeds.split: {split_seed!r} and data.split_seed {data_table['split_seed']!r} both set the split's seed; keep one")
+        data = dataclasses.replace(data, split_seed=split_seed)
+    seeds, sequential = seed_plan(runs, table.pop("min_seeds", None), table.pop("max_seeds", None))
     if sequential and design.kind != "list":
         raise UsageError(f"seeds: \"auto\" works with a list of variants, not a {design.kind} design (its effects need every cell on the same seeds); "
                          "give a number of seeds")
@@ -208,7 +179,8 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
     if "baseline" in top:
         top["baseline"] = canonical_names([top["baseline"]], "baseline")[0]
     cfg = ExperimentConfig(**top, variants=tuple(canonical_names(variants, "variants")), seeds=seeds, train=train, data=data, params=params,
-                           runtime=runtime, paths=paths, search=search, design=design, analysis=analysis, sequential=sequential)
+                           runtime=runtime, paths=paths, search=search, design=design, analysis=analysis, sequential=sequential,
+                           sources=sources)
     validate_variants(cfg)
     if sequential and (cfg.baseline not in cfg.variants or len(cfg.variants) < 2):
         raise UsageError(f"seeds: \"auto\" adds seeds until each variant is decided against the baseline, so the variants must include "
@@ -290,7 +262,7 @@ def resolve(cfg: ExperimentConfig, variant: str, seed: int) -> RunSpec:
                                  f"to {train_over[key][1]!r} and {value!r}; compose components that change different things")
             train_over[key] = (c.name, checks.checked("train", key, value, type(getattr(cfg.train, key)), f"params.{c.name}.{key}"))
     train = dataclasses.replace(cfg.train, **{k: v for k, (_, v) in train_over.items()})
-    return RunSpec(cfg.name, v.name, seed, train, model_params)
+    return RunSpec(cfg.name, v.name, seed, train, model_params, cfg.sources)
 
 
 def config_hash(cfg: ExperimentConfig) -> str:
@@ -303,6 +275,8 @@ def to_toml(cfg: ExperimentConfig, extra: dict[str, Any] | None = None) -> str:
     are added at the end."""
     train = {**dataclasses.asdict(cfg.train), **{k: getattr(cfg.runtime, k) for k in checks.RUNTIME_FIELDS}}
     seeds = {"seeds": "auto", **dataclasses.asdict(cfg.sequential)} if cfg.sequential else {"seeds": list(cfg.seeds)}
+    if cfg.sources.pinned():  # the [seeds] table: the runs' seeds and the pinned sources
+        seeds["seeds"] = {"runs": seeds["seeds"], **cfg.sources.pinned()}
     table = {"name": cfg.name, "variants": list(cfg.variants), "baseline": cfg.baseline, **seeds,
              "tracking_uri": cfg.paths.tracking_uri, "reports_dir": cfg.paths.reports_dir, "checkpoint_dir": cfg.paths.checkpoint_dir,
              "train": train, "data": {"dir": cfg.paths.data_dir, **dataclasses.asdict(cfg.data)},

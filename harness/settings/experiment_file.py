@@ -118,6 +118,8 @@ def load_experiment(experiment: str | None, sets: list[str] = (), params_files: 
     for key, value in flags.items():
         if value is None:
             continue
+        if key == "seeds" and isinstance(table.get("seeds"), dict):
+            key = "seeds.runs"  # --seeds sets the runs' seeds of a [seeds] table, and keeps its sources
         *parents, last = key.split(".")
         node = table
         for part in parents:
@@ -125,6 +127,8 @@ def load_experiment(experiment: str | None, sets: list[str] = (), params_files: 
             if not isinstance(node, dict):
                 raise UsageError(f"{part}: expected a table of settings ([{part}]), got {type(node).__name__} {node!r}")
         node[last] = list(value) if isinstance(value, tuple) else value
+    if any(a.strip().startswith("seeds.") for a in sets) and "seeds" in table and not isinstance(table["seeds"], dict):
+        table["seeds"] = {"runs": table["seeds"]}  # `--set seeds.order=5` beside `seeds = 3`: the [seeds] table's form
     for assignment in sets:
         apply_set(table, assignment)
     cfg = from_table(table)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import os
 import random
 import time
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.training.settings import Runtime, TrainSettings  # noqa: F401 - the engine's settings, re-exported
+from harness.training.settings import Runtime, Sources, TrainSettings  # noqa: F401 - the engine's settings, re-exported
 
 
 def adam(parameters, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -72,6 +73,11 @@ class NonFiniteLoss(RuntimeError):
     def __init__(self, epoch: int, step: int, value: float) -> None:
         super().__init__(f"loss became {value} at epoch {epoch}, step {step}")
         self.epoch, self.step, self.value = epoch, step, value
+
+
+def stream_seed(source: str, seed: int) -> int:
+    """A seed for `source`'s own stream, distinct from every other source's for the same seed."""
+    return int.from_bytes(hashlib.sha256(f"{source}:{seed}".encode()).digest()[:8], "big") >> 1
 
 
 def seed_everything(seed: int, determinism: str = "cudnn") -> None:
@@ -204,6 +210,7 @@ def train(
     resume: Optional[dict] = None,
     runtime: Runtime = Runtime(),
     pieces: Pieces = Pieces(),
+    sources: Sources = Sources(),
 ) -> tuple[nn.Module, Result]:
     """Seed, build the model on the data's device, train for `settings.epochs`, validating after each.
     With `resume` (a snapshot from an "epoch" progress event) it continues after that epoch and
@@ -211,10 +218,13 @@ def train(
 
     Returns the model with its last epoch's weights and the result (history and selected weights).
     """
-    seed_everything(seed, runtime.determinism)
+    seed_everything(sources.seed("init", seed), runtime.determinism)
     device = x_train.device
     fmt = memory_format(runtime, device)
     model = build().to(device, memory_format=fmt)
+    if sources.pinned():  # each source its own stream: the dropout masks no longer continue the init stream
+        torch.manual_seed(stream_seed("dropout", sources.seed("dropout", seed)))
+        torch.cuda.manual_seed_all(stream_seed("dropout", sources.seed("dropout", seed)))
     forward = forward_fn(model, runtime)
     graphs = uses_cuda_graphs(runtime)
     x_train, x_val = x_train.contiguous(memory_format=fmt), x_val.contiguous(memory_format=fmt)
@@ -223,8 +233,8 @@ def train(
     loss_fn = pieces.loss()
     # Batch order and batch transforms have their own generators, so neither shifts the stream that
     # dropout draws from, and a run without a transform draws exactly what the tutorial draws.
-    order_rng = torch.Generator(device="cpu").manual_seed(seed)
-    data_rng = torch.Generator(device="cpu").manual_seed(seed + 1)
+    order_rng = torch.Generator(device="cpu").manual_seed(sources.seed("order", seed))
+    data_rng = torch.Generator(device="cpu").manual_seed(sources.seed("augment", seed) + 1)
     n = len(y_train)
     steps = (n + settings.batch_size - 1) // settings.batch_size
     check_each_step = checks_each_step(device)

@@ -31,3 +31,33 @@ class Runtime:
     compile: str = "off"  # off | default | reduce-overhead (CUDA graphs) | max-autotune: torch.compile's modes
     determinism: str = "cudnn"  # cudnn (the tutorial's flags) | strict (deterministic algorithms) | fast (cuDNN autotuning)
     progress_every: int = 0  # report mid-phase progress every N steps (0: only at phase end)
+
+
+SOURCES = ("init", "order", "dropout", "augment")  # the training's sources of randomness; the split's is `data.split_seed`
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Which seed each source of randomness of a run draws from (`[seeds]` in an experiment file):
+    None follows the run's seed, an integer pins the source to that seed in every run.
+
+    With every source following the run's seed (the default) a run draws exactly what it drew
+    before sources existed: the initial weights and then the dropout masks from one stream seeded
+    by the run's seed, the batch order from a generator seeded by it, augmentation from one seeded
+    by it + 1. With any source pinned, every source draws from its own stream (the dropout masks
+    from a stream of their own, started after the model is built), so pinning one leaves the others
+    varying exactly with the run's seed."""
+
+    init: int | None = None  # initial weights (and Python's and NumPy's generators)
+    order: int | None = None  # the batch order of every epoch
+    dropout: int | None = None  # dropout masks and any other draw of torch's global generator while training
+    augment: int | None = None  # a component's batch transform (crops, flips)
+
+    def pinned(self) -> dict[str, int]:
+        """The pinned sources and their seeds."""
+        return {s: getattr(self, s) for s in SOURCES if getattr(self, s) is not None}
+
+    def seed(self, source: str, run_seed: int) -> int:
+        """The seed `source` draws from in the run of `run_seed`."""
+        value = getattr(self, source)
+        return run_seed if value is None else value

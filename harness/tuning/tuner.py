@@ -155,7 +155,7 @@ def optimize(cfg: ExperimentConfig, data: Loaded, req: TuneRequest, study: optun
 
                 build, pieces = assemble(spec, dataset)
                 _, result = engine.train(build, d.x_train, d.y_train, d.x_val, d.y_val, spec.train, spec.seed, on_progress,
-                                         runtime=cfg.runtime, pieces=pieces)
+                                         runtime=cfg.runtime, pieces=pieces, sources=spec.sources)
                 scores.append(result.history[result.selected_epoch - 1].val_acc)
             value = sum(scores) / len(scores)
             tracker.log_metrics(run_id, {"objective": value, **{f"val_acc_selected_seed{s.seed}": x for s, x in zip(specs, scores)}})
