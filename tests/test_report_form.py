@@ -263,3 +263,14 @@ def test_the_glossary_never_divides_by_an_empty_family(tmp_path):
     md = markdown.write(runs, "x", tmp_path).read_text()
     assert "/0" not in md and "no variant is comparable with the baseline here" in md.lower()
     assert_form(md)
+
+
+def test_each_variant_has_its_test_set_floor_and_the_report_says_when_seeds_are_within_it(example):
+    """Issue 24, item 3: the binomial sd of the test accuracy beside the seed spread, and a note
+    for a variant whose seeds spread no more than that."""
+    md, _ = example
+    for v, seeds in EXAMPLE.items():
+        p = np.mean(list(seeds.values())) / 10_000
+        assert report_tables.row(md, "Accuracy", v)["test-set floor (sd)"] == f"{100 * np.sqrt(p * (1 - p) / 10_000):.2f}"
+    note = next(line for line in md.splitlines() if "within the test-set floor" in line)
+    assert "`batchnorm` (seed sd 0.47, floor 0.48)" in note and "`baseline`" not in note and "`dropout`" not in note

@@ -36,7 +36,7 @@ def file_name(i: int, variant: str) -> str:
     return f"evidence-{i}-{_slug(variant)}.png"
 
 
-def _spread(seeds: dict[int, tuple[int, int]]) -> tuple[float, float, int]:
+def spread(seeds: dict[int, tuple[int, int]]) -> tuple[float, float, int]:
     """(seed sd, test-set floor at the mean accuracy, test images) of one variant's counts."""
     acc = [100.0 * k / n for k, n in seeds.values()]
     images = next(iter(seeds.values()))[1] if seeds else 0
@@ -60,7 +60,7 @@ def section(comparisons: dict[str, Comparison], baseline: str, counts: dict[str,
              f"the {link('verdict', 'verdict')} (thick) and the {link('intervals', 'simultaneous')} one (thin) around Δ. Bottom left: "
              "mean validation (solid) and training (dashed) accuracy of both. Bottom right: each variant's seed standard deviation "
              f"of test accuracy beside its {link('floor', 'test-set floor')}.", ""]
-    base_sd, base_floor, images = _spread(counts.get(baseline, {}))
+    base_sd, base_floor, images = spread(counts.get(baseline, {}))
     for i, (v, c) in enumerate(shown.items(), start=1):
         t = c.test
         d = stats.count_differences(counts.get(baseline, {}), counts.get(v, {}))
@@ -72,7 +72,7 @@ def section(comparisons: dict[str, Comparison], baseline: str, counts: dict[str,
         else:
             low, high, interval, verdict = t.ci_low, t.ci_high, f"95% CI {ci(t.ci_low, t.ci_high)}", t.verdict
             at = f"Δ {signed(t.diff_mean)}"
-        sd, fl, _ = _spread(counts.get(v, {}))
+        sd, fl, _ = spread(counts.get(v, {}))
         panel = {"baseline": baseline, "variant": v, "seeds": list(d), "diffs": list(d.values()), "delta": rule.mean if rule else t.diff_mean,
                  "low": low, "high": high, "sim_low": t.sim_low, "sim_high": t.sim_high, "interval": interval, "verdict": verdict,
                  "margin": margin, "curves": curves[curves["variant"].isin([baseline, v])] if len(curves) else curves,

@@ -104,7 +104,7 @@ def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = D
     ]
     lines += _warnings(runs)
     lines += evidence.section(comparisons, baseline, counts, curves, analysis, rules, folder)
-    lines += ["## Details", ""] + _tables(order, runs, by_variant)
+    lines += ["## Details", ""] + _tables(order, runs, by_variant, counts)
     lines += stats_section.per_variant(order, by_variant)
     lines += stats_section.against_baseline(comparisons, baseline, bool(test.get(baseline)), analysis)
     lines += sequential_section.section(replayed, folder, analysis)
@@ -178,11 +178,14 @@ def _warnings(runs: list[SeedRun]) -> list[str]:
     return out + ([""] if out else [])
 
 
-def _tables(order, runs, by_variant) -> list[str]:
-    """Accuracy, then loss and cost: mean ± std over each variant's finished seeds."""
-    acc = ["### Accuracy", "", f"Mean ± std over seeds; {glossary.link('gap', 'gap')}: train minus validation accuracy at the last epoch.", "",
-           f"| variant | seeds | {glossary.link('selected', 'test acc (%)')} | best val acc (%) | final val acc (%) | "
-           f"{glossary.link('gap', 'train–val gap')} |", "|---|---|---|---|---|---|"]
+def _tables(order, runs, by_variant, counts) -> list[str]:
+    """Accuracy (with each variant's test-set floor beside its seed spread), then loss and cost:
+    mean ± std over each variant's finished seeds."""
+    acc = ["### Accuracy", "", f"Mean ± std over seeds; {glossary.link('gap', 'gap')}: train minus validation accuracy at the last epoch; "
+           f"{glossary.link('floor', 'test-set floor')}: the binomial sd of the mean test accuracy on this many test images.", "",
+           f"| variant | seeds | {glossary.link('selected', 'test acc (%)')} | {glossary.link('floor', 'test-set floor (sd)')} | best val acc (%) | "
+           f"final val acc (%) | {glossary.link('gap', 'train–val gap')} |", "|---|---|---|---|---|---|---|"]
+    within = []
     cost = ["### Loss and cost", "", "| variant | final val loss | min val loss @ epoch | parameters | s / epoch |", "|---|---|---|---|---|"]
     for v in order:
         rs = by_variant[v]
@@ -192,10 +195,16 @@ def _tables(order, runs, by_variant) -> list[str]:
             return stats.summarize([r.metrics[key] for r in rs if key in r.metrics])
 
         params = int(rs[0].metrics["n_params"]) if rs and "n_params" in rs[0].metrics else None
-        acc.append(f"| {_text(v)} | {len(rs)}/{total} | {_pm(col('test_acc'))} | {_pm(col('best_val_acc'))} | {_pm(col('final_val_acc'))} | "
-                   f"{_pm(col('final_gap_acc'))} |")
+        sd, floor, _ = evidence.spread(counts.get(v, {}))
+        if sd <= floor:  # False for nan: one seed has no spread to compare
+            within.append(f"`{v}` (seed sd {_fmt(sd)}, floor {_fmt(floor)})")
+        acc.append(f"| {_text(v)} | {len(rs)}/{total} | {_pm(col('test_acc'))} | {_fmt(floor)} | {_pm(col('best_val_acc'))} | "
+                   f"{_pm(col('final_val_acc'))} | {_pm(col('final_gap_acc'))} |")
         cost.append(f"| {_text(v)} | {_pm(col('final_val_loss'), 4)} | {_fmt(col('min_val_loss').mean, 4)} @ {_fmt(col('min_val_loss_epoch').median, 0)} | "
                     f"{f'{params:,}' if params else '–'} | {_fmt(col('epoch_seconds_mean').mean)} |")
+    if within:
+        acc += ["", f"> **Note:** the seed spread is within the test-set floor for {', '.join(within)}: more seeds will narrow "
+                    "these intervals little; a larger test set would, and the bootstrap over seeds × test images counts that noise."]
     return acc + [""] + cost + [""]
 
 
