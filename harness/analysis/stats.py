@@ -182,6 +182,13 @@ def shape(d: np.ndarray) -> str:
     return ""
 
 
+def test_set_floor(accuracy: float, images: int) -> float:
+    """The binomial sd (points) of an accuracy (points) measured on `images` test images,
+    100 · √(p(1 − p)/n): what a finite test set alone contributes, whatever the seeds."""
+    q = accuracy / 100.0
+    return 100.0 * math.sqrt(q * (1.0 - q) / images) if images and 0.0 <= q <= 1.0 else math.nan
+
+
 def win_interval(wins: int, n: int, alpha: float = ALPHA) -> tuple[float, float]:
     """The Clopper–Pearson (exact binomial) interval of a win rate of `wins` out of `n` seeds."""
     if n == 0:

@@ -10,7 +10,7 @@ import math
 from harness.analysis import effects, sample_size, stats
 from harness.report import effects_section
 from harness.report.appendix import FAILURES_ANCHOR
-from harness.report.comparisons import Comparison, accuracy, counts
+from harness.report.comparisons import Comparison
 from harness.report.glossary import link
 from harness.report.sequential_section import Decision
 from harness.report.stats_section import VERDICTS_ANCHOR, ci, fmt, p, pm, signed, text
@@ -93,12 +93,11 @@ def _row(v: str, baseline: str, c: Comparison | None, rule: Decision | None) -> 
             f"**{t.verdict}**" if t.n else "–")
 
 
-def section(runs: list[SeedRun], order: list[str], baseline: str, comparisons: dict[str, Comparison], analysis: stats.Analysis,
-            rules: dict[str, Decision], found: list[effects.Effect]) -> list[str]:
-    """The answer for these runs; `rules`: the seeds-on-demand decision of each variant that rule
-    decided; `found`: a design's effects."""
+def section(runs: list[SeedRun], order: list[str], baseline: str, test: dict[str, dict[int, float]], comparisons: dict[str, Comparison],
+            analysis: stats.Analysis, rules: dict[str, Decision], found: list[effects.Effect]) -> list[str]:
+    """The answer for these runs; `test`: each variant's test accuracy by seed; `rules`: the
+    seeds-on-demand decision of each variant that rule decided; `found`: a design's effects."""
     lines = [f'## <a id="{ANCHOR}"></a>Answer', ""]
-    test = accuracy(counts(runs))
     if not test.get(baseline):
         lines.append(f"- No finished run of the baseline `{baseline}`: nothing can be compared with it yet.")
     elif not comparisons:

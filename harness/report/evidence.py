@@ -2,8 +2,8 @@
 caption: each seed's paired difference, the interval that decided the verdict against zero and
 ±margin, both learning curves, and each variant's seed spread beside its test-set floor.
 
-The test-set floor is the binomial standard deviation of an accuracy p measured on n images,
-100 · √(p(1 − p)/n) points: what a finite test set alone contributes, whatever the seeds.
+The test-set floor is `stats.test_set_floor`: the binomial standard deviation of an accuracy p
+measured on n images, 100 · √(p(1 − p)/n) points.
 """
 from __future__ import annotations
 
@@ -22,12 +22,6 @@ from harness.report.stats_section import ci, fmt, signed, text
 PATTERN = "evidence-*.png"
 
 
-def floor(accuracy: float, images: int) -> float:
-    """The binomial sd (points) of an accuracy (points) measured on `images` test images."""
-    q = accuracy / 100.0
-    return 100.0 * math.sqrt(q * (1.0 - q) / images) if images and 0.0 <= q <= 1.0 else math.nan
-
-
 def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "variant"
 
@@ -41,7 +35,7 @@ def spread(seeds: dict[int, tuple[int, int]]) -> tuple[float, float, int]:
     acc = [100.0 * k / n for k, n in seeds.values()]
     images = next(iter(seeds.values()))[1] if seeds else 0
     s = stats.summarize(acc)
-    return s.std, floor(s.mean, images), images
+    return s.std, stats.test_set_floor(s.mean, images), images
 
 
 def section(comparisons: dict[str, Comparison], baseline: str, counts: dict[str, dict[int, tuple[int, int]]],

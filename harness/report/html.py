@@ -80,23 +80,23 @@ def _parser() -> MarkdownIt:
     return MarkdownIt("commonmark", {"html": True}).enable("table")
 
 
-def _figure(folder: Path, src: str) -> Path | None:
-    """The PNG of the report's folder that `src` names, else None."""
+def _figure(folder: Path, src: str) -> bytes | None:
+    """The bytes of the PNG of the report's folder that `src` names, else None."""
     if not src or "\\" in src or ":" in src or src.startswith("/") or ".." in src.split("/"):
         return None
-    path = folder / src
     try:
-        return path if path.is_file() and path.read_bytes()[:8] == PNG else None
+        payload = (folder / src).read_bytes() if (folder / src).is_file() else b""
     except OSError:
         return None
+    return payload if payload[:8] == PNG else None
 
 
 def _as_text(token, text: str) -> None:
     token.type, token.tag, token.content, token.children, token.attrs = "text", "", text, None, {}
 
 
-def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def render(text: str, folder: Path) -> str:

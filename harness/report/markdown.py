@@ -93,7 +93,7 @@ def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = D
     curves = _curves(done, order)
 
     lines = [f"# Ablation report: {experiment}", ""]
-    lines += answer.section(runs, order, baseline, comparisons, analysis, rules, found)
+    lines += answer.section(runs, order, baseline, test, comparisons, analysis, rules, found)
     epochs = sorted({r.params.get("train.epochs", "?") for r in runs})
     seeds = sorted({r.seed for r in runs})
     lines += [

@@ -223,8 +223,9 @@ def train(
     fmt = memory_format(runtime, device)
     model = build().to(device, memory_format=fmt)
     if sources.pinned():  # each source its own stream: the dropout masks no longer continue the init stream
-        torch.manual_seed(stream_seed("dropout", sources.seed("dropout", seed)))
-        torch.cuda.manual_seed_all(stream_seed("dropout", sources.seed("dropout", seed)))
+        dropout_seed = stream_seed("dropout", sources.seed("dropout", seed))
+        torch.manual_seed(dropout_seed)
+        torch.cuda.manual_seed_all(dropout_seed)
     forward = forward_fn(model, runtime)
     graphs = uses_cuda_graphs(runtime)
     x_train, x_val = x_train.contiguous(memory_format=fmt), x_val.contiguous(memory_format=fmt)
