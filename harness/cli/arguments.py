@@ -23,9 +23,11 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train variants × seeds and write the report")
     run.add_argument("--experiment", help="experiment name in experiments/ (e.g. tutorial, quick) or a .toml path")
     run.add_argument("--variants", help="comma-separated variant names (see `list`)")
-    run.add_argument("--design", help="list (default: the --variants), factorial (every subset of --factors) or leave-one-out "
-                                      "(the full model of --factors, it without each one, and the baseline)")
-    run.add_argument("--factors", help="with --design: comma-separated components, e.g. dropout,batchnorm,augment")
+    run.add_argument("--design", help="list (default: the --variants), factorial (every subset of --factors), leave-one-out "
+                                      "(the full model of --factors, it without each one, and the baseline) or variance (each of the "
+                                      "--variants with one source of randomness varied at a time, and all of them: where the noise comes from)")
+    run.add_argument("--factors", help="with --design: comma-separated components, e.g. dropout,batchnorm,augment; with --design variance "
+                                       "the sources to vary, from init,order,dropout,augment,split (default: all)")
     run.add_argument("--yes", action="store_true", help="allow a factorial design of more than 6 factors (64+ cells)")
     run.add_argument("--seeds", help="a count (e.g. 3: seeds 2021, 2022, 2023) or a list (2021,2022); a lone number is always a count; name one seed as '7,'; "
                                      "auto: add paired seeds in rounds until every comparison with the baseline is decided")

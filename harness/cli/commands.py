@@ -67,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--seeds auto: its rounds run in one process; not with --executor ray or --jobs-per-device > 1")
     from harness.report import comparisons, effects_section, markdown
     from harness.running import outcomes, preflight, runner
-    from harness.settings import checks
+    from harness.settings import checks, designs
     from harness.tracking import experiment_tags, readback, store
 
     uri, device, loaded = _prepare(cfg)
@@ -108,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     parents = {v: r.parent_id for r in runs for v in [r.variant]}
     try:
         store.log_comparisons(uri, {parents[v]: (comparisons.parent_metrics(c), c.verdict) for v, c in compared.items()})
-        if cfg.design.kind != "list":
+        if cfg.design.kind in designs.CELLS:
             run.tracker.log_analysis(effects_section.metrics(cfg.design, comparisons.counts(runs), cfg.analysis))
     except store.StoreError as e:
         store_error = store_error or str(e)
@@ -132,9 +132,9 @@ def design_flags(args: argparse.Namespace) -> dict:
         if args.factors is not None:
             raise UsageError("--factors: give it with --design factorial or --design leave-one-out")
         return {"design.allow_large": True} if args.yes else {}
-    if args.design != "list" and args.factors is None:
+    if args.design in ("factorial", "leave-one-out") and args.factors is None:
         raise UsageError(f"--factors: required with --design {args.design}, e.g. --factors dropout,batchnorm")
-    key = "design.full" if args.design == "leave-one-out" else "design.factors"
+    key = {"leave-one-out": "design.full", "variance": "design.sources"}.get(args.design, "design.factors")
     return {"design.kind": args.design, **({key: [f.strip() for f in args.factors.split(",")]} if args.factors is not None else {}),
             **({"design.allow_large": True} if args.yes else {})}
 

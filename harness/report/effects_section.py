@@ -13,6 +13,7 @@ from harness.report import plots
 from harness.report.glossary import link
 from harness.report.stats_section import fmt, signed
 from harness.report.stats_section import p as p_fmt
+from harness.settings import designs
 from harness.settings.designs import Design
 
 FIGURES = ("effects_forest.png", "effects_interaction.png")
@@ -30,7 +31,7 @@ def section(design: Design, counts: dict[str, dict[int, tuple[int, int]]], folde
             found: list[effects.Effect] | None = None) -> list[str]:
     """Markdown lines of the section (none for a list design); writes its figures into `folder`.
     `found`: the design's effects when the caller has analysed them already."""
-    if design.kind == "list":
+    if design.kind not in designs.CELLS:
         return []
     found = effects.analyse(design, counts, analysis) if found is None else found
     test_acc = {v: {s: 100.0 * k / n for s, (k, n) in seeds.items()} for v, seeds in counts.items()}

@@ -70,7 +70,14 @@ def entries(analysis: stats.Analysis, m: int, sources: str, design: Design, sequ
         out.append(("effects", "Effect (leave-one-out)", f"a leave-one-out design around the full model "
                     f"`{'+'.join(sorted(design.factors))}`. Contribution of a component: the full model's test accuracy minus that "
                     "of the full model without it, per seed; \"full − baseline\" is the whole model's gain."))
-    if design.kind != "list":
+    if design.kind == "variance":
+        out.append(("source-variance", "Variance of a source", "the sample variance (n − 1 degrees of freedom) of the test "
+                    "accuracies of the runs that vary one source of randomness over the seeds while every other source stays pinned "
+                    "to the first seed: n independent draws of what that source alone does. Its interval is the exact chi-square "
+                    "interval [(n − 1)s²/χ²(1 − α/2), (n − 1)s²/χ²(α/2)], which assumes the source's effect is roughly normal "
+                    "(heavy tails make it too narrow). The share is of the sources' variances and the test-set floor summed; the "
+                    "sources add up to the all-sources variance only when they act additively and independently."))
+    if design.kind in ("factorial", "leave-one-out"):
         out.append(("effect-tests", "Effect tests", "mean over seeds in points (from counts of correct test images), 95% t "
                     "interval, two-sided t-test and sign-flip permutation test of the per-seed contrasts, Holm-corrected across the "
                     f"design's effects; TOST against ±{margin} points for \"no effect beyond the margin\". The `{analysis.test}` test "

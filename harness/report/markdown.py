@@ -15,7 +15,7 @@ import pandas as pd
 
 from harness.analysis import effects, stats
 from harness.base.files import atomic_write
-from harness.report import answer, appendix, effects_section, evidence, glossary, html, sequential_section, stats_section
+from harness.report import answer, appendix, effects_section, evidence, glossary, html, sequential_section, stats_section, variance_section
 from harness.report import comparisons as comparisons_mod
 from harness.report.comparisons import Comparison
 from harness.settings import designs
@@ -44,7 +44,9 @@ _fmt, _pm, _text = stats_section.fmt, stats_section.pm, stats_section.text
 
 def _order(runs: list[SeedRun], baseline: str, design: Design) -> list[str]:
     present = {r.variant for r in runs}
-    names = [v for v in (designs.expand(design) if design.kind != "list" else ()) if v in present] + sorted(present)
+    named = designs.expand(design) if design.kind in designs.CELLS else designs.by_source(designs.bases(sorted(present)), design.factors) \
+        if design.kind == "variance" else ()
+    names = [v for v in named if v in present] + sorted(present)
     names = list(dict.fromkeys(names))
     return ([baseline] if baseline in present else []) + [n for n in names if n != baseline]
 
@@ -83,7 +85,7 @@ def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = D
     counts = comparisons_mod.counts(done)
     accuracy = comparisons_mod.accuracy(counts)
     test = {v: accuracy.get(v, {}) for v in order}
-    found = effects.analyse(design, counts, analysis) if design.kind != "list" else []
+    found = effects.analyse(design, counts, analysis) if design.kind in designs.CELLS else []
     rules = {}  # what each seeds-on-demand verdict stands on
     for v, c in comparisons.items():
         if replayed is not None and c.test is not None and c.test.decided_by.startswith("seeds-on-demand"):
@@ -92,17 +94,19 @@ def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = D
                 rules[v] = decision
     curves = _curves(done, order)
 
+    sources = variance_section.decompositions(design, counts, 1 - analysis.alpha) if design.kind == "variance" else None
     lines = [f"# Ablation report: {experiment}", ""]
-    lines += answer.section(runs, order, baseline, test, comparisons, analysis, rules, found)
+    lines += answer.section(runs, order, baseline, test, comparisons, analysis, rules, found) if sources is None else variance_section.answer(sources)
     epochs = sorted({r.params.get("train.epochs", "?") for r in runs})
     seeds = sorted({r.seed for r in runs})
     lines += [
         f"{len(order)} variant(s) × {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), {', '.join(epochs)} epoch(s); "
-        f"{len(done)} of {len(runs)} runs finished. Baseline: `{baseline}`. Test accuracy is measured once per run, "
+        f"{len(done)} of {len(runs)} runs finished. {'' if sources is not None else f'Baseline: `{baseline}`. '}Test accuracy is measured once per run, "
         f"on the weights of the epoch chosen by {_selection(runs, order)}.",
         "",
     ]
     lines += _warnings(runs)
+    lines += variance_section.section(sources, folder, design, 1 - analysis.alpha) if sources is not None else []
     lines += evidence.section(comparisons, baseline, counts, curves, analysis, rules, folder)
     lines += ["## Details", ""] + _tables(order, runs, by_variant, counts)
     lines += stats_section.per_variant(order, by_variant)
@@ -111,7 +115,7 @@ def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = D
     lines += effects_section.section(design, counts, folder, analysis, found)
     classes = next((r.classes for r in done if r.classes), ())  # as the runs stored them with their confusion matrices
     lines += _plots(folder, order, done, test, comparisons, baseline, plots, classes, curves)
-    _remove_unlinked(folder, "\n".join(lines), PLOT_FIGURES + effects_section.FIGURES + (sequential_section.FIGURE,))
+    _remove_unlinked(folder, "\n".join(lines), PLOT_FIGURES + effects_section.FIGURES + (sequential_section.FIGURE,) + variance_section.figures(folder))
     lines += appendix.per_class(order, by_variant, classes)
     lines += appendix.failures(runs)
     lines += appendix.tuning(folder)

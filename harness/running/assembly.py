@@ -9,6 +9,7 @@ from torch import nn
 
 import variants as registry
 from harness.data.datasets import Dataset
+from harness.settings import designs
 from harness.settings.config import RunSpec
 from harness.training import engine
 
@@ -16,7 +17,7 @@ from harness.training import engine
 def assemble(spec: RunSpec, dataset: Dataset) -> tuple[Callable[[], nn.Module], engine.Pieces]:
     """The builder of the run's network for `dataset` and its engine pieces (tutorial's by default).
     Raises variants.Conflict when two components set the same piece."""
-    change = registry.get(spec.variant).change(spec.model_params)
+    change = registry.get(designs.split_source(spec.variant)[0]).change(spec.model_params)
     chosen = {f.name: getattr(change, f.name) for f in dataclasses.fields(engine.Pieces) if getattr(change, f.name) is not None}
 
     def build() -> nn.Module:

@@ -50,7 +50,7 @@ class Runner:
         return self.splits.data
 
     def key(self, spec: RunSpec) -> str:
-        return spec.key(self.data.source.identity, self.splits.fingerprint(spec.seed))
+        return spec.key(self.data.source.identity, self.splits.fingerprint(spec.seed, spec.split_seed))
 
     def inputs(self, split: str) -> list:
         """The training, validation and test data as MLflow dataset inputs: digests `split` (the
@@ -147,7 +147,7 @@ class Runner:
             return finished(spec.variant, spec.seed, done[-1], note="skipped: already finished")
         parent_id, shared = self.parent(spec)
         run_id, snapshot = self.open_run(spec, key, ckpt, existing, done, parent_id, shared)
-        t = self.splits.data_for(spec.seed).tensors
+        t = self.splits.data_for(spec.seed, spec.split_seed).tensors
         self.console.start_run(f"{spec.variant} seed {spec.seed}", len(t.y_train) + len(t.y_val), snapshot["epoch"] if snapshot else 0)
         start = time.perf_counter()
         try:
@@ -184,16 +184,16 @@ class Runner:
             self.console.line(f"resume {spec.variant} seed {spec.seed} {where} in run {run_id}")
             return run_id, snapshot
         checkpoint.remove(ckpt)
-        split = self.splits.fingerprint(spec.seed)
+        split = self.splits.fingerprint(spec.seed, spec.split_seed)
         tags = {**self.tags, "harness.run_key": key, "harness.split_fingerprint": split}
         run_id = self.tracker.start_seed_run(parent_id, spec.variant, spec.seed, tags, {**shared, "seed": spec.seed})
-        self.splits.data_for(spec.seed)
+        self.splits.data_for(spec.seed, spec.split_seed)
         self.tracker.log_inputs(run_id, self.inputs(split))
         return run_id, None
 
     def record(self, spec: RunSpec, run_id: str, parent_id: str, ckpt, done: list, model, result: engine.Result, start: float) -> Outcome:
         """Test and record a trained run, close it FINISHED, and (--rerun) delete the runs it replaces."""
-        metrics = recording.record(self.tracker, run_id, self.cfg, spec, self.splits.data_for(spec.seed), model, result)
+        metrics = recording.record(self.tracker, run_id, self.cfg, spec, self.splits.data_for(spec.seed, spec.split_seed), model, result)
         self.tracker.finish(run_id, "FINISHED")
         checkpoint.remove(ckpt)
         if self.rerun:
@@ -242,7 +242,7 @@ class Runner:
                 self.tracker.log_metrics(run_id, names.epoch_metrics(progress.stats), step=progress.epoch)
             faults.point("logged")
 
-        data = self.splits.data_for(spec.seed)
+        data = self.splits.data_for(spec.seed, spec.split_seed)
         build, pieces = assemble(spec, data.source.dataset)
         runtime = dataclasses.replace(self.cfg.runtime, progress_every=1 if faults.wants("step") else self.console.progress_every)
         t = data.tensors

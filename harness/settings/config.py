@@ -91,10 +91,12 @@ class RunSpec:
     train: TrainSettings
     model_params: dict[str, Any]
     sources: Sources = Sources()
+    split_seed: int | str | None = None  # a variance design's `v@SOURCE`: the split's seed; None: `data.split_seed`
 
     def flat(self) -> dict[str, Any]:
         out = {"experiment": self.experiment, "variant": self.variant, "seed": self.seed}
         out.update({f"seeds.{k}": v for k, v in self.sources.pinned().items()})
+        out.update({"seeds.split": self.split_seed} if self.split_seed is not None else {})
         out.update({f"train.{k}": v for k, v in dataclasses.asdict(self.train).items()})
         out.update({f"model.{k}": v for k, v in sorted(self.model_params.items())})
         return out
@@ -155,9 +157,9 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
     if unknown:
         raise UsageError(f"analysis.{unknown[0]}: unknown setting; allowed: {', '.join(f.name for f in dataclasses.fields(Analysis))}")
     analysis = checks.build(Analysis, analysis_table, "analysis")
-    if design.kind != "list" and "variants" in table:
+    if design.kind in designs.CELLS and "variants" in table:
         raise UsageError(f"variants: not with a {design.kind} design, which names the variants itself; remove one of them")
-    variants = list(designs.expand(design)) if design.kind != "list" else table.pop("variants", list(ExperimentConfig.variants))
+    variants = list(designs.expand(design)) if design.kind in designs.CELLS else table.pop("variants", list(ExperimentConfig.variants))
     if isinstance(variants, str):
         variants = list(parse_variant_list(variants, "variants"))
     if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
@@ -168,7 +170,7 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
             raise UsageError(f"seeds.split: {split_seed!r} and data.split_seed {data_table['split_seed']!r} both set the split's seed; keep one")
         data = dataclasses.replace(data, split_seed=split_seed)
     seeds, sequential = seed_plan(runs, table.pop("min_seeds", None), table.pop("max_seeds", None))
-    if sequential and design.kind != "list":
+    if sequential and design.kind in designs.CELLS:
         raise UsageError(f"seeds: \"auto\" works with a list of variants, not a {design.kind} design (its effects need every cell on the same seeds); "
                          "give a number of seeds")
     params = table.pop("params", {})
@@ -178,7 +180,10 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
     top = {k: checks.checked("", k, v, str) for k, v in table.items()}
     if "baseline" in top:
         top["baseline"] = canonical_names([top["baseline"]], "baseline")[0]
-    cfg = ExperimentConfig(**top, variants=tuple(canonical_names(variants, "variants")), seeds=seeds, train=train, data=data, params=params,
+    variants = canonical_names(variants, "variants")
+    if design.kind == "variance":
+        design, variants = _variance(design, variants, data, sources, sequential)
+    cfg = ExperimentConfig(**top, variants=tuple(variants), seeds=seeds, train=train, data=data, params=params,
                            runtime=runtime, paths=paths, search=search, design=design, analysis=analysis, sequential=sequential,
                            sources=sources)
     validate_variants(cfg)
@@ -186,6 +191,21 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
         raise UsageError(f"seeds: \"auto\" adds seeds until each variant is decided against the baseline, so the variants must include "
                          f"the baseline {cfg.baseline!r} and at least one other, got {', '.join(cfg.variants)}")
     return cfg
+
+
+def _variance(design: Design, variants: list[str], data: DataConfig, sources: Sources, sequential) -> tuple[Design, list[str]]:
+    """A variance design's sources (all of them by default; `split` only when the split takes a
+    seed) and its variants, `v@all` and `v@SOURCE` for each variant named."""
+    if sources.pinned() or sequential:
+        raise UsageError("seeds: a variance design sets each source's seed itself and needs a fixed number of seeds; "
+                         "give `seeds = N` (or --seeds N) without pinned sources or \"auto\"")
+    chosen = design.factors or tuple(s for s in designs.VARIANCE_SOURCES if s != "split" or data.split == "stratified")
+    if "split" in chosen and data.split != "stratified":
+        raise UsageError(f"design.sources: \"split\" needs data.split = \"stratified\" (the {data.split} split does not use a seed)")
+    twice = next((v for i, v in enumerate(variants) if v in variants[:i]), None)
+    if twice:
+        raise UsageError(f"variants: {twice!r} is listed twice (components in any order name one variant); each is decomposed once")
+    return dataclasses.replace(design, factors=chosen), list(designs.by_source(variants, chosen))
 
 
 def validate_variants(cfg: ExperimentConfig) -> None:
@@ -229,7 +249,7 @@ def check_builds(cfg: ExperimentConfig, spec: RunSpec, where: str) -> None:
 
     dataset = datasets.get(cfg.data.dataset)
     try:
-        registry.get(spec.variant).build(dataset.image_shape, dataset.num_classes, spec.model_params)
+        registry.get(designs.split_source(spec.variant)[0]).build(dataset.image_shape, dataset.num_classes, spec.model_params)
     except (ValueError, TypeError) as e:
         raise UsageError(f"{where}: {e}") from None
 
@@ -240,7 +260,8 @@ def resolve(cfg: ExperimentConfig, variant: str, seed: int) -> RunSpec:
     one training setting to different values are refused, naming both."""
     import variants as registry
 
-    v = registry.get(variant)
+    base, source = designs.split_source(variant)
+    v = registry.get(base)
     model_params = dict(v.params)
     train_over: dict[str, tuple[str, Any]] = {}
     # The baseline has no components: its `[params.baseline]` table (training settings only, as
@@ -262,7 +283,10 @@ def resolve(cfg: ExperimentConfig, variant: str, seed: int) -> RunSpec:
                                  f"to {train_over[key][1]!r} and {value!r}; compose components that change different things")
             train_over[key] = (c.name, checks.checked("train", key, value, type(getattr(cfg.train, key)), f"params.{c.name}.{key}"))
     train = dataclasses.replace(cfg.train, **{k: v for k, (_, v) in train_over.items()})
-    return RunSpec(cfg.name, v.name, seed, train, model_params, cfg.sources)
+    if source is None:
+        return RunSpec(cfg.name, v.name, seed, train, model_params, cfg.sources)
+    sources, split_seed = designs.fixed_sources(source, cfg.seeds[0])  # a variance design's run
+    return RunSpec(cfg.name, f"{v.name}@{source}", seed, train, model_params, sources, split_seed)
 
 
 def config_hash(cfg: ExperimentConfig) -> str:
@@ -282,7 +306,9 @@ def to_toml(cfg: ExperimentConfig, extra: dict[str, Any] | None = None) -> str:
              "train": train, "data": {"dir": cfg.paths.data_dir, **dataclasses.asdict(cfg.data)},
              "params": cfg.params, "search": cfg.search, "analysis": dataclasses.asdict(cfg.analysis), **(extra or {})}
     if cfg.design.kind != "list":
-        key = "factors" if cfg.design.kind == "factorial" else "full"
+        key = {"factorial": "factors", "leave-one-out": "full", "variance": "sources"}[cfg.design.kind]
         table["design"] = {"kind": cfg.design.kind, key: list(cfg.design.factors), "allow_large": cfg.design.allow_large}
-        del table["variants"]
+        table["variants"] = designs.bases(cfg.variants)
+        if cfg.design.kind in designs.CELLS:
+            del table["variants"]
     return tomli_w.dumps(table)

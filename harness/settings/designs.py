@@ -1,6 +1,9 @@
 """Designs: which variants an ablation trains. `list` names them; `factorial` trains every subset
 of its factors (2^k cells, the empty one being the baseline); `leave-one-out` trains the full model,
-the full model without each of its components, and the baseline."""
+the full model without each of its components, and the baseline; `variance` trains each named
+variant once per source of randomness, varying that source alone over the seeds (`v@init`,
+`v@order`, ...) and once varying all of them (`v@all`), so the report can say where the noise
+comes from (harness/analysis/variance.py)."""
 from __future__ import annotations
 
 import itertools
@@ -8,15 +11,19 @@ import json
 from dataclasses import dataclass
 
 from harness.base.errors import UsageError
+from harness.training.settings import SOURCES, Sources
 
-KINDS = ("list", "factorial", "leave-one-out")
+KINDS = ("list", "factorial", "leave-one-out", "variance")
+CELLS = ("factorial", "leave-one-out")  # the designs that name their variants (cells) and estimate effects
+VARIANCE_SOURCES = (*SOURCES, "split")  # what a variance design can vary one at a time
+ALL = "all"  # `v@all`: every source follows the run's seed
 MAX_FACTORS = 6  # 2^6 = 64 cells; more needs `--yes` (or `allow_large = true`)
 
 
 @dataclass(frozen=True)
 class Design:
     kind: str = "list"
-    factors: tuple[str, ...] = ()  # factorial: its factors; leave-one-out: the full model's components
+    factors: tuple[str, ...] = ()  # factorial: its factors; leave-one-out: the full model's components; variance: the sources
     allow_large: bool = False  # more than MAX_FACTORS factors
 
 
@@ -60,7 +67,7 @@ def from_table(table: dict) -> Design:
     kind = table.get("kind", "list")
     if kind not in KINDS:
         raise UsageError(f"design.kind: {kind!r} is not allowed; expected one of {', '.join(KINDS)}")
-    key = {"factorial": "factors", "leave-one-out": "full"}.get(kind)
+    key = {"factorial": "factors", "leave-one-out": "full", "variance": "sources"}.get(kind)
     allowed = {"kind", "allow_large"} | ({key} if key else set())
     unknown = sorted(set(table) - allowed)
     if unknown:
@@ -73,6 +80,8 @@ def from_table(table: dict) -> Design:
     factors = table.get(key)
     if isinstance(factors, str):
         factors = [p.strip() for p in factors.split(",")]
+    if kind == "variance":
+        return Design(kind, _check_sources(factors), allow_large)
     if not isinstance(factors, list) or not all(isinstance(x, str) and x for x in factors):
         raise UsageError(f"design.{key}: expected a list of component names, e.g. [\"dropout\", \"batchnorm\"], got {factors!r}")
     _check_factors(kind, key, factors, allow_large)
@@ -95,3 +104,45 @@ def _check_factors(kind: str, key: str, factors: list[str], allow_large: bool) -
     if len(factors) > MAX_FACTORS and not allow_large and kind == "factorial":
         raise UsageError(f"design.{key}: {len(factors)} factors make {2 ** len(factors)} cells × seeds runs; "
                          f"at most {MAX_FACTORS} without --yes (or allow_large = true)")
+
+
+def _check_sources(sources) -> tuple[str, ...]:
+    """A variance design's sources: a list of distinct names of VARIANCE_SOURCES; not given, all of
+    them (config drops `split` when the split takes no seed)."""
+    if sources is None:
+        return ()
+    if not isinstance(sources, list) or not sources or not all(isinstance(x, str) and x for x in sources):
+        raise UsageError(f"design.sources: expected a list of sources, e.g. [\"init\", \"order\"], from {', '.join(VARIANCE_SOURCES)}; got {sources!r}")
+    for x in sources:
+        if x not in VARIANCE_SOURCES:
+            raise UsageError(f"design.sources: {x!r} is not a source of variation; expected some of {', '.join(VARIANCE_SOURCES)}")
+        if sources.count(x) > 1:
+            raise UsageError(f"design.sources: {x!r} is listed twice")
+    return tuple(sources)
+
+
+def by_source(variants: list[str], sources: tuple[str, ...]) -> tuple[str, ...]:
+    """A variance design's variants: for each variant, `v@all` then `v@SOURCE` for each source."""
+    return tuple(f"{v}@{s}" for v in variants for s in (ALL, *sources))
+
+
+def split_source(name: str) -> tuple[str, str | None]:
+    """(the variant, the source a variance design varies in it, or None): `dropout@init` is
+    (`dropout`, `init`); a plain variant name is (name, None)."""
+    base, at, source = name.partition("@")
+    return (base, source) if at else (name, None)
+
+
+def bases(names) -> list[str]:
+    """The variants a variance design decomposes, in order, from its variants' names."""
+    return list(dict.fromkeys(split_source(n)[0] for n in names))
+
+
+def fixed_sources(source: str, base_seed: int) -> tuple[Sources, int | str]:
+    """What a run of `v@source` draws from, and its split's seed: `source` follows the run's seed
+    and every other source, the split included, is pinned to `base_seed` (the design's first seed);
+    the split follows the run's seed ("per_seed") for `split` and `all`."""
+    if source == ALL:
+        return Sources(), "per_seed"
+    pinned = Sources(**{s: (None if s == source else base_seed) for s in SOURCES})
+    return pinned, "per_seed" if source == "split" else base_seed
