@@ -9,10 +9,10 @@ pins and the split's seed). So the design's plumbing, not a copy of it, decides 
 from __future__ import annotations
 
 import math
-import tomllib
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 from mlflow import MlflowClient
 
