@@ -26,6 +26,7 @@ import numpy as np
 from scipy import stats as st
 
 from harness.analysis.stats import test_set_floor
+from harness.settings.designs import ALL
 
 TEST_SET = "test set"  # the floor's name in shares and plots
 
@@ -88,20 +89,10 @@ class Decomposition:
         return parts / self.total.variance if self.total.variance > 0 else math.nan
 
 
-def decompose(variant: str, by_source: dict[str, list[float]], images: int, sources: tuple[str, ...], confidence: float = 0.95,
-              all_name: str = "all") -> Decomposition:
-    """`by_source`: each source's runs' test accuracies (points), and `all_name`'s for every source
+def decompose(variant: str, by_source: dict[str, list[float]], images: int, sources: tuple[str, ...], confidence: float = 0.95) -> Decomposition:
+    """`by_source`: each source's runs' test accuracies (points), and ALL's for every source
     varied; `images`: the test set's size."""
-    total = component(all_name, by_source.get(all_name, []), confidence)
+    total = component(ALL, by_source.get(ALL, []), confidence)
     floor = test_set_floor(total.mean, images) ** 2 if math.isfinite(total.mean) else math.nan
     parts = tuple(component(s, by_source.get(s, []), confidence) for s in sources)
     return Decomposition(variant, parts, total, floor, images)
-
-
-def varied_variance(d: Decomposition, varied: tuple[str, ...]) -> float:
-    """The variance (points²) of one run when the sources in `varied` follow its seed and the rest
-    are pinned: the all-sources variance when all the design's sources vary, else the sum of the
-    chosen sources' variances (so assuming they act additively and independently)."""
-    if set(varied) == {c.source for c in d.components}:
-        return d.total.variance
-    return sum(c.variance for c in d.components if c.source in varied)

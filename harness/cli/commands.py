@@ -127,14 +127,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def design_flags(args: argparse.Namespace) -> dict:
-    """`--design KIND --factors a,b` as [design] settings (`factors`, or `full` for leave-one-out)."""
+    """`--design KIND --factors a,b` as [design] settings (`factors`, `full` for leave-one-out, `sources` for variance)."""
+    from harness.settings import designs
+
     if args.design is None:
         if args.factors is not None:
-            raise UsageError("--factors: give it with --design factorial or --design leave-one-out")
+            raise UsageError("--factors: give it with --design factorial, leave-one-out or variance")
         return {"design.allow_large": True} if args.yes else {}
-    if args.design in ("factorial", "leave-one-out") and args.factors is None:
+    if args.design in designs.CELLS and args.factors is None:
         raise UsageError(f"--factors: required with --design {args.design}, e.g. --factors dropout,batchnorm")
-    key = {"leave-one-out": "design.full", "variance": "design.sources"}.get(args.design, "design.factors")
+    key = f"design.{designs.TABLE_KEY.get(args.design, 'factors')}"
     return {"design.kind": args.design, **({key: [f.strip() for f in args.factors.split(",")]} if args.factors is not None else {}),
             **({"design.allow_large": True} if args.yes else {})}
 

@@ -267,10 +267,14 @@ class Splits:
         self.data, self.kind, self.ratio, self.split_seed, self.device = data, kind, ratio, split_seed, device
         self.fingerprints: dict[int, str] = {}  # split seed -> fingerprint
 
+    def _seed_of(self, seed: int, split_seed: int | str | None) -> int:
+        """The seed of the split of training seed `seed`: from `split_seed` when given (a variance
+        design's runs), else from the experiment's."""
+        return split_seed_of(self.split_seed if split_seed is None else split_seed, seed)
+
     def fingerprint(self, seed: int, split_seed: int | str | None = None) -> str:
-        """The fingerprint of the split the runs of training seed `seed` use (`split_seed`, when
-        given, instead of the experiment's: a variance design's runs)."""
-        split_seed = split_seed_of(self.split_seed if split_seed is None else split_seed, seed)
+        """The fingerprint of the split the runs of training seed `seed` use."""
+        split_seed = self._seed_of(seed, split_seed)
         if split_seed not in self.fingerprints:
             self.fingerprints[split_seed] = make_split(self.data.source.arrays.y_train, self.kind, self.ratio, split_seed).fingerprint
         return self.fingerprints[split_seed]
@@ -278,6 +282,5 @@ class Splits:
     def data_for(self, seed: int, split_seed: int | str | None = None) -> Loaded:
         """The data the runs of `seed` train on, on the device."""
         if self.data.split.fingerprint != self.fingerprint(seed, split_seed):
-            chosen = self.split_seed if split_seed is None else split_seed
-            self.data = load_split(self.data.source, self.kind, self.ratio, split_seed_of(chosen, seed), self.device)
+            self.data = load_split(self.data.source, self.kind, self.ratio, self._seed_of(seed, split_seed), self.device)
         return self.data

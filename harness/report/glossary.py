@@ -4,7 +4,7 @@ effects of a design, seeds on demand."""
 from __future__ import annotations
 
 from harness.analysis import resampling, sample_size, sequential, signflip, stats
-from harness.settings.designs import Design
+from harness.settings.designs import CELLS, Design
 
 PREFIX = "g-"
 
@@ -77,7 +77,7 @@ def entries(analysis: stats.Analysis, m: int, sources: str, design: Design, sequ
                     "interval [(n − 1)s²/χ²(1 − α/2), (n − 1)s²/χ²(α/2)], which assumes the source's effect is roughly normal "
                     "(heavy tails make it too narrow). The share is of the sources' variances and the test-set floor summed; the "
                     "sources add up to the all-sources variance only when they act additively and independently."))
-    if design.kind in ("factorial", "leave-one-out"):
+    if design.kind in CELLS:
         out.append(("effect-tests", "Effect tests", "mean over seeds in points (from counts of correct test images), 95% t "
                     "interval, two-sided t-test and sign-flip permutation test of the per-seed contrasts, Holm-corrected across the "
                     f"design's effects; TOST against ±{margin} points for \"no effect beyond the margin\". The `{analysis.test}` test "

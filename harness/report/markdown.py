@@ -44,8 +44,11 @@ _fmt, _pm, _text = stats_section.fmt, stats_section.pm, stats_section.text
 
 def _order(runs: list[SeedRun], baseline: str, design: Design) -> list[str]:
     present = {r.variant for r in runs}
-    named = designs.expand(design) if design.kind in designs.CELLS else designs.by_source(designs.bases(sorted(present)), design.factors) \
-        if design.kind == "variance" else ()
+    named: tuple[str, ...] = ()
+    if design.kind in designs.CELLS:
+        named = designs.expand(design)
+    elif design.kind == "variance":
+        named = designs.by_source(designs.bases(sorted(present)), design.factors)
     names = [v for v in named if v in present] + sorted(present)
     names = list(dict.fromkeys(names))
     return ([baseline] if baseline in present else []) + [n for n in names if n != baseline]

@@ -77,8 +77,8 @@ def section(found: list[Decomposition], folder: Path, design: Design, confidence
                      f"{fmt(math.sqrt(d.floor)) if math.isfinite(d.floor) else '–'} | {_pct(shares[TEST_SET])} |")
         t = d.total
         lines.append(f"| all sources together | {t.n} | {fmt(t.mean)} | {_var(t.variance)} | {_interval(t)} | {fmt(t.sd)} | – |")
-        add = d.additivity
-        lines += ["", f"{meaning(d)[:1].upper()}{meaning(d)[1:]} "
+        add, said = d.additivity, meaning(d)
+        lines += ["", f"{said[:1].upper()}{said[1:]} "
                   + (f"The one-at-a-time variances sum to {add:.2f}× the all-sources variance "
                      f"({'close to additive' if 0.5 <= add <= 2 else 'far from additive: the sources interact, or the runs are too few to tell'})."
                      if math.isfinite(add) else ""), ""]

@@ -306,9 +306,9 @@ def to_toml(cfg: ExperimentConfig, extra: dict[str, Any] | None = None) -> str:
              "train": train, "data": {"dir": cfg.paths.data_dir, **dataclasses.asdict(cfg.data)},
              "params": cfg.params, "search": cfg.search, "analysis": dataclasses.asdict(cfg.analysis), **(extra or {})}
     if cfg.design.kind != "list":
-        key = {"factorial": "factors", "leave-one-out": "full", "variance": "sources"}[cfg.design.kind]
-        table["design"] = {"kind": cfg.design.kind, key: list(cfg.design.factors), "allow_large": cfg.design.allow_large}
-        table["variants"] = designs.bases(cfg.variants)
-        if cfg.design.kind in designs.CELLS:
+        table["design"] = {"kind": cfg.design.kind, designs.TABLE_KEY[cfg.design.kind]: list(cfg.design.factors), "allow_large": cfg.design.allow_large}
+        if cfg.design.kind == "variance":  # the variants it decomposes, as named
+            table["variants"] = designs.bases(cfg.variants)
+        else:
             del table["variants"]
     return tomli_w.dumps(table)

@@ -17,6 +17,7 @@ KINDS = ("list", "factorial", "leave-one-out", "variance")
 CELLS = ("factorial", "leave-one-out")  # the designs that name their variants (cells) and estimate effects
 VARIANCE_SOURCES = (*SOURCES, "split")  # what a variance design can vary one at a time
 ALL = "all"  # `v@all`: every source follows the run's seed
+TABLE_KEY = {"factorial": "factors", "leave-one-out": "full", "variance": "sources"}  # the [design] key of each kind's list
 MAX_FACTORS = 6  # 2^6 = 64 cells; more needs `--yes` (or `allow_large = true`)
 
 
@@ -67,7 +68,7 @@ def from_table(table: dict) -> Design:
     kind = table.get("kind", "list")
     if kind not in KINDS:
         raise UsageError(f"design.kind: {kind!r} is not allowed; expected one of {', '.join(KINDS)}")
-    key = {"factorial": "factors", "leave-one-out": "full", "variance": "sources"}.get(kind)
+    key = TABLE_KEY.get(kind)
     allowed = {"kind", "allow_large"} | ({key} if key else set())
     unknown = sorted(set(table) - allowed)
     if unknown:
