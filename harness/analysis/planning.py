@@ -1,14 +1,23 @@
 """Seed planning: how many seeds each comparison with the baseline needs for a chance `power` of
 finding a true difference of `effect` points (and of showing equivalence within ±effect by TOST), at the level Holm's correction applies to its
 strictest step (α/m for m comparisons), from the spread of the paired differences the store holds
-(each comparison's own, and pooled over them) or a given standard deviation."""
+(each comparison's own, and pooled over them) or a given standard deviation.
+
+When the store holds a variance design, the spread comes from its decomposition instead: a run
+whose sources S follow the seed (the others pinned) varies by σ²_S, the all-sources variance when S
+is every source the design varied, else the sum of the chosen sources' one-at-a-time variances
+(which assumes they add, as the report's additivity ratio checks). Two variants run on independent
+seeds then differ by sd √(2·σ²_S) (assumed: both variants vary alike, and nothing is shared between
+their runs). The compute is seeds × variants × the mean training time of the design's runs."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
 from harness.analysis import sample_size, stats
+from harness.analysis.variance import Decomposition
 from harness.base.errors import UsageError
+from harness.settings.designs import ALL, VARIANCE_SOURCES
 
 
 @dataclass(frozen=True)
@@ -17,6 +26,7 @@ class Request:
     sd: float | None = None  # points; None: pooled from the store
     comparisons: int | None = None  # m; None: as many as the store compares
     power: float = sample_size.POWER
+    vary: tuple[str, ...] = ()  # sources a variance design's plan varies; () = each on its own, and all
 
 
 def check(req: Request) -> None:
@@ -28,6 +38,10 @@ def check(req: Request) -> None:
         raise UsageError(f"--comparisons: {req.comparisons} is not allowed; expected an integer from 1 to 10000")
     if not 0.5 <= req.power < 1:
         raise UsageError(f"--power: {req.power} is not allowed; expected a number from 0.5 to below 1")
+    allowed = (ALL, *VARIANCE_SOURCES)
+    bad = [s for s in req.vary if s not in allowed] or sorted({s for s in req.vary if req.vary.count(s) > 1})
+    if bad:
+        raise UsageError(f"--vary: {', '.join(map(repr, bad))} is not allowed; expected distinct sources from {', '.join(allowed)}")
 
 
 def lines(req: Request, analysis: stats.Analysis, baseline: str, tested: dict[str, stats.Paired]) -> list[str]:
@@ -64,3 +78,46 @@ def lines(req: Request, analysis: stats.Analysis, baseline: str, tested: dict[st
 
 def _fmt(x: float) -> str:
     return f"{x:.3f}" if math.isfinite(x) else "–"
+
+
+def variance_lines(req: Request, analysis: stats.Analysis, found: list[Decomposition], run_seconds: float) -> list[str]:
+    """The plan from a variance design: per decomposed variant, the seeds and compute a comparison
+    needs with all sources varied, with each alone, and with `req.vary` together."""
+    if not found:
+        raise UsageError("plan: the variance design has no variant with finished runs varying all its sources yet; "
+                         "finish its runs or give --sd")
+    sources = tuple(c.source for c in found[0].components)
+    unknown = [s for s in req.vary if s != ALL and s not in sources]
+    if unknown:
+        raise UsageError(f"--vary: {', '.join(unknown)} not varied by this variance design; allowed: {', '.join((ALL,) + sources)}")
+    m = req.comparisons or 1
+    effect = req.effect if req.effect is not None else analysis.margin
+    level = analysis.alpha / m
+    exact = analysis.test == "permutation"
+    chosen = tuple(s for s in sources if s in req.vary) if ALL not in req.vary else sources
+    out = [f"from the variance design's decomposition: {m} comparison(s) at Holm's strictest level α/m = {analysis.alpha}/{m} = "
+           f"{level:.4g}; {int(round(req.power * 100))}% power to find a true difference of {effect:g} point(s); the {analysis.test} "
+           f"test decides; compute for {m + 1} variant(s) at {_hours(run_seconds)} of training a run (the mean of the design's runs)", "",
+           "| variant | sources varied with the seed | variance of a run (points²) | sd of a paired difference | "
+           f"seeds to find ±{effect:g} | at the variance's upper {1 - analysis.alpha:.0%} limit | compute |", "|---|---|---|---|---|---|---|"]
+    for d in found:
+        rows = [(f"all ({', '.join(sources)})", d.total.variance, d.total.high)] + [(c.source, c.variance, c.high) for c in d.components]
+        if 1 < len(chosen) < len(sources):
+            rows.append((", ".join(chosen) + " (--vary)", sum(c.variance for c in d.components if c.source in chosen), math.nan))
+        for label, v, high in rows:
+            n = sample_size.seeds_needed(math.sqrt(2 * v), effect, level, req.power, exact) if math.isfinite(v) else 0
+            n_high = sample_size.seeds_needed(math.sqrt(2 * high), effect, level, req.power, exact) if math.isfinite(high) else 0
+            compute = _hours(n * (m + 1) * run_seconds) if n and n <= sample_size.LIMIT and math.isfinite(run_seconds) else "–"
+            out.append(f"| {d.variant} | {label} | {_fmt(v)} | {_fmt(math.sqrt(2 * v)) if math.isfinite(v) else '–'} | "
+                       f"{sample_size.shown(n) if n else '–'} | {sample_size.shown(n_high) if n_high else '–'} | {compute} |")
+    out += ["", "A source not varied is pinned: its spread leaves the comparison, and so does the claim beyond its one pinned "
+            "seed (a difference found holds for that initialisation, order, ...). A sum of one-at-a-time variances assumes the "
+            "sources add; the report's additivity ratio says how far they do. Each comparison is assumed to vary as the "
+            "decomposed variant does."]
+    return out
+
+
+def _hours(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "– (no run time in the store)"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"

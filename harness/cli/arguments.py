@@ -93,6 +93,8 @@ def parser() -> argparse.ArgumentParser:
     plan.add_argument("--sd", type=float, help="the standard deviation of paired differences, in points (default: pooled from the store)")
     plan.add_argument("--comparisons", type=_int("--comparisons"), help="variants compared with the baseline (default: as in the store)")
     plan.add_argument("--power", type=float, default=0.8, help="the chance of finding the effect (default 0.8)")
+    plan.add_argument("--vary", metavar="SOURCE,...", help="with a variance design in the store: the sources the planned comparison "
+                      "varies with the seed, e.g. init,order (default: all, and each alone)")
     plan.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
 
     promote = sub.add_parser("promote", help="register a variant's best seed run (by validation) in the MLflow Model Registry")

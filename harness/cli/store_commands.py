@@ -41,7 +41,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from harness.report import markdown
     from harness.tracking import experiment_tags, readback, store
 
-    req = planning.Request(args.effect, args.sd, args.comparisons, args.power)
+    vary = tuple(s.strip() for s in args.vary.split(",")) if args.vary is not None else ()
+    req = planning.Request(args.effect, args.sd, args.comparisons, args.power, vary)
     planning.check(req)
     name, cfg = _named(args.experiment)
     uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
@@ -54,12 +55,35 @@ def cmd_plan(args: argparse.Namespace) -> int:
             raise
     else:
         tags = readback.experiment_tags(uri, name)
-        analysis = experiment_tags.analysis_of(tags)
-        baseline, _, compared = markdown.analyse(runs, experiment_tags.design_of(tags), analysis, tags)
+        analysis, design = experiment_tags.analysis_of(tags), experiment_tags.design_of(tags)
+        if design.kind == "variance" and req.sd is None:
+            print(f"plan for experiment {name}:")
+            print("\n".join(planning.variance_lines(req, analysis, _decomposed(runs, design, analysis), _training_seconds(runs))))
+            return 0
+        baseline, _, compared = markdown.analyse(runs, design, analysis, tags)
         tested = {v: c.test for v, c in compared.items() if c.test is not None}
+    if vary:
+        raise UsageError("--vary: needs a variance design's runs in the store (`run --design variance`); "
+                         f"experiment {name} has none" + (" (and --sd gives the spread itself)" if req.sd is not None else ""))
     print(f"plan for experiment {name}:")
     print("\n".join(planning.lines(req, analysis, baseline, tested)))
     return 0
+
+
+def _decomposed(runs, design, analysis):
+    from harness.report import variance_section
+    from harness.report.comparisons import counts
+
+    return variance_section.decompositions(design, counts([r for r in runs if r.status == "FINISHED"]), 1 - analysis.alpha)
+
+
+def _training_seconds(runs) -> float:
+    """The mean training time of the finished runs (their mean epoch time × their epochs), NaN if none."""
+    import math
+
+    times = [r.metrics["epoch_seconds_mean"] * int(r.params["train.epochs"]) for r in runs if r.status == "FINISHED"
+             and math.isfinite(r.metrics.get("epoch_seconds_mean", math.nan)) and r.params.get("train.epochs", "").isdigit()]
+    return sum(times) / len(times) if times else math.nan
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
