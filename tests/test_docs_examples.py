@@ -57,3 +57,21 @@ except harness.UsageError as e:
     assert lines[0] == "stripes 320 80 100"
     assert lines[1] == "register_dataset: the name 'stripes' is taken by 'synthetic stripes, made on first use'; choose another name"
     assert (tmp_path / "stripes.npz").is_file()
+
+
+def test_every_test_the_docs_name_exists():
+    """A claim in the README or docs/ names the test that shows it: each `test_...` name and each
+    tests/FILE.py(::NAME) cited there must exist, so a renamed or removed test cannot leave a claim
+    pointing at nothing."""
+    sources = {p.stem: p.read_text() for p in (ROOT / "tests").glob("test_*.py")}
+    defined = {name for text in sources.values() for name in re.findall(r"^(?:async )?def (test_\w+)", text, re.M)}
+    missing = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = page.read_text()
+        for file, _, name in re.findall(r"tests/(test_\w+)\.py(::(\w+))?", text):
+            if file not in sources or (name and name not in defined):
+                missing.append(f"{page.name}: tests/{file}.py{'::' + name if name else ''}")
+        metrics = r"test_(acc|loss)"  # `test_acc`, `test_acc_ci_low`, ...: logged metrics, not tests
+        missing += [f"{page.name}: {name}" for name in re.findall(r"`(test_\w+)`", text)
+                    if name not in defined and name not in sources and not re.match(metrics, name)]
+    assert not missing, missing
