@@ -18,6 +18,9 @@ from mlflow import MlflowClient
 from tests.chromium import CHROMIUM, chromium
 from tests.conftest import ROOT, fresh_store, harness
 
+# About 90 s with its store and the UI server: in the slow group, so the default suite stays near 12 min on CI.
+pytestmark = pytest.mark.slow
+
 if not CHROMIUM and not os.environ.get("CI"):
     pytest.skip("headless Chromium is not installed (apt-get install chromium); CI installs it", allow_module_level=True)
 

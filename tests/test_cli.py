@@ -148,6 +148,7 @@ def test_list_and_help_start_quickly(tmp_path):
         print(args, f"{time.perf_counter() - start:.2f}s")
 
 
+@pytest.mark.slow  # about 40 s: moved to the slow group to keep the default suite near 12 min on CI
 def test_jobs_per_device_trains_each_pair_once(tmp_path, data_dir):
     from tests.conftest import fresh_store
 

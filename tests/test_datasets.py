@@ -25,6 +25,7 @@ def _seed_runs(work):
     return client.search_runs([exp.experiment_id], filter_string="tags.`harness.role` = 'seed'")
 
 
+@pytest.mark.slow  # about 40 s: moved to the slow group to keep the default suite near 12 min on CI
 def test_other_data_with_the_same_split_is_a_new_run_not_a_finished_one(tmp_path):
     """Two files of the same size give the prefix split the same fingerprint; before the key named
     the data's content, the second was skipped as 'already finished' and reported as the first."""
