@@ -200,6 +200,8 @@ def test_report_covers_every_invocation_and_parents_carry_the_comparison(tmp_pat
     # 2 pairs: an sd with 1 degree of freedom plans nothing (issue 20); an assumed --sd does
     plan = harness("plan", "--experiment", "default", "--effect", "1.0", cwd=tmp_path)
     assert plan.returncode == 2 and plan.stderr.strip().endswith("no comparison with 3 or more paired seeds to estimate the spread from; give --sd")
+    vary = harness("plan", "--experiment", "default", "--vary", "init", cwd=tmp_path)
+    assert vary.returncode == 2 and "--vary: needs a variance design's runs in the store" in vary.stderr, vary.stderr
     plan = harness("plan", "--experiment", "default", "--effect", "1.0", "--sd", "1.0", cwd=tmp_path)
     assert plan.returncode == 0 and "2 comparison(s) with `baseline`; Holm's strictest level α/m = 0.05/2 = 0.025" in plan.stdout
     for variant in ("dropout", "batchnorm"):

@@ -212,10 +212,8 @@ def test_a_variance_design_trains_and_reports_its_sources(tmp_path, data_dir):
 
     plan = harness("plan", "--experiment", "default", "--effect", "2", "--vary", "init", cwd=tmp_path)
     assert plan.returncode == 0, plan.stderr
-    assert "from the variance design's decomposition" in plan.stdout and "| dropout | all (init, split) |" in plan.stdout
-    assert "| dropout | init |" in plan.stdout and "| dropout | split |" in plan.stdout, plan.stdout
-    none = harness("plan", "--experiment", "elsewhere", "--sd", "1", "--vary", "init", cwd=tmp_path)
-    assert none.returncode == 2 and "--vary: needs a variance design's runs in the store" in none.stderr, none.stderr
+    assert "from the variance design's decomposition" in plan.stdout and "| dropout | all (`@all`) |" in plan.stdout
+    assert "| dropout | init (--vary) |" in plan.stdout and "| dropout | split |" in plan.stdout, plan.stdout
 
 
 @pytest.mark.slow
@@ -246,8 +244,8 @@ def test_the_plan_from_a_decomposition_varies_the_chosen_sources(monkeypatch):
     lines = planning.variance_lines(planning.Request(effect=1.0, vary=("init", "order")), analysis, [d], 120.0)
     text = "\n".join(lines)
     level = analysis.alpha / 1
-    for label, v in (("all (init, order, split)", d.total.variance), ("init", d.components[0].variance),
-                     ("init, order (--vary)", d.components[0].variance + d.components[1].variance)):
+    for label, v in (("all (`@all`)", d.total.variance), ("init", d.components[0].variance),
+                     ("init, order (--vary, summed)", d.components[0].variance + d.components[1].variance)):
         n = sample_size.seeds_needed(math.sqrt(2 * v), 1.0, level, 0.8, analysis.test == "permutation")
         row = next(line for line in lines if line.startswith(f"| baseline | {label} |"))
         assert f"| {math.sqrt(2 * v):.3f} | {n} |" in row, row
@@ -255,9 +253,16 @@ def test_the_plan_from_a_decomposition_varies_the_chosen_sources(monkeypatch):
     assert "pinned" in text and "additivity" in text
     with pytest.raises(UsageError, match=r"--vary: augment not varied by this variance design; allowed: all, init, order, split"):
         planning.variance_lines(planning.Request(vary=("augment",)), analysis, [d], 120.0)
-    for bad in (("",), ("init", "init"), ("weights",)):
-        with pytest.raises(UsageError, match="--vary: .* is not allowed; expected distinct sources from all, init, order"):
+    for bad, message in ((("",), r"--vary: '' is not allowed; expected sources from all, init, order, dropout, augment, split"),
+                         (("weights",), "--vary: 'weights' is not allowed"), (("init", "init"), "--vary: init listed twice"),
+                         (("all", "init"), "--vary: all already varies every source"),):
+        with pytest.raises(UsageError, match=message):
             planning.check(planning.Request(vary=bad))
+    with pytest.raises(UsageError, match="--vary: not with --sd"):
+        planning.check(planning.Request(sd=1.0, vary=("init",)))
+    marked = planning.variance_lines(planning.Request(effect=1.0, vary=("all",)), analysis, [d], 120.0)
+    assert any(line.startswith("| baseline | all (`@all`) (--vary) |") for line in marked)
+    assert not any("summed" in line for line in marked)
 
 
 def test_a_plan_from_a_few_seeds_per_source_reaches_about_its_power(monkeypatch):

@@ -5,10 +5,11 @@ strictest step (α/m for m comparisons), from the spread of the paired differenc
 
 When the store holds a variance design, the spread comes from its decomposition instead: a run
 whose sources S follow the seed (the others pinned) varies by σ²_S, the all-sources variance when S
-is every source the design varied, else the sum of the chosen sources' one-at-a-time variances
-(which assumes they add, as the report's additivity ratio checks). Two variants run on independent
-seeds then differ by sd √(2·σ²_S) (assumed: both variants vary alike, and nothing is shared between
-their runs). The compute is seeds × variants × the mean training time of the design's runs."""
+is every source (`@all` varies all five, whatever sources the design chose), else the sum of
+the chosen sources' one-at-a-time variances (which assumes they add, as the report's additivity
+ratio checks). Two variants then differ by sd √(2·σ²_S) (assumed: both vary alike, and their runs
+share nothing; runs paired by seed share the order, split and augmentation draws, so the plan is
+conservative where those move both variants alike). The compute is seeds × variants × the mean training time of the design's runs."""
 from __future__ import annotations
 
 import math
@@ -39,9 +40,16 @@ def check(req: Request) -> None:
     if not 0.5 <= req.power < 1:
         raise UsageError(f"--power: {req.power} is not allowed; expected a number from 0.5 to below 1")
     allowed = (ALL, *VARIANCE_SOURCES)
-    bad = [s for s in req.vary if s not in allowed] or sorted({s for s in req.vary if req.vary.count(s) > 1})
+    bad = [s for s in req.vary if s not in allowed]
     if bad:
-        raise UsageError(f"--vary: {', '.join(map(repr, bad))} is not allowed; expected distinct sources from {', '.join(allowed)}")
+        raise UsageError(f"--vary: {', '.join(map(repr, bad))} is not allowed; expected sources from {', '.join(allowed)}")
+    twice = sorted({s for s in req.vary if req.vary.count(s) > 1})
+    if twice:
+        raise UsageError(f"--vary: {', '.join(twice)} listed twice; name each source once")
+    if ALL in req.vary and len(req.vary) > 1:
+        raise UsageError(f"--vary: {ALL} already varies every source; give {ALL} alone or a list of sources")
+    if req.vary and req.sd is not None:
+        raise UsageError("--vary: not with --sd; --vary takes the spread from a variance design's runs, --sd gives it")
 
 
 def lines(req: Request, analysis: stats.Analysis, baseline: str, tested: dict[str, stats.Paired]) -> list[str]:
@@ -94,26 +102,31 @@ def variance_lines(req: Request, analysis: stats.Analysis, found: list[Decomposi
     effect = req.effect if req.effect is not None else analysis.margin
     level = analysis.alpha / m
     exact = analysis.test == "permutation"
-    chosen = tuple(s for s in sources if s in req.vary) if ALL not in req.vary else sources
+    chosen = tuple(s for s in sources if s in req.vary)
+    mark = " (--vary)"
     out = [f"from the variance design's decomposition: {m} comparison(s) at Holm's strictest level α/m = {analysis.alpha}/{m} = "
            f"{level:.4g}; {int(round(req.power * 100))}% power to find a true difference of {effect:g} point(s); the {analysis.test} "
            f"test decides; compute for {m + 1} variant(s) at {_hours(run_seconds)} of training a run (the mean of the design's runs)", "",
            "| variant | sources varied with the seed | variance of a run (points²) | sd of a paired difference | "
            f"seeds to find ±{effect:g} | at the variance's upper {1 - analysis.alpha:.0%} limit | compute |", "|---|---|---|---|---|---|---|"]
     for d in found:
-        rows = [(f"all ({', '.join(sources)})", d.total.variance, d.total.high)] + [(c.source, c.variance, c.high) for c in d.components]
-        if 1 < len(chosen) < len(sources):
-            rows.append((", ".join(chosen) + " (--vary)", sum(c.variance for c in d.components if c.source in chosen), math.nan))
+        rows = [("all (`@all`)" + mark * (ALL in req.vary), d.total.variance, d.total.high)]
+        rows += [(c.source + mark * (chosen == (c.source,)), c.variance, c.high) for c in d.components]
+        if len(chosen) > 1:
+            rows.append((", ".join(chosen) + " (--vary, summed)", sum(c.variance for c in d.components if c.source in chosen), math.nan))
         for label, v, high in rows:
             n = sample_size.seeds_needed(math.sqrt(2 * v), effect, level, req.power, exact) if math.isfinite(v) else 0
             n_high = sample_size.seeds_needed(math.sqrt(2 * high), effect, level, req.power, exact) if math.isfinite(high) else 0
             compute = _hours(n * (m + 1) * run_seconds) if n and n <= sample_size.LIMIT and math.isfinite(run_seconds) else "–"
             out.append(f"| {d.variant} | {label} | {_fmt(v)} | {_fmt(math.sqrt(2 * v)) if math.isfinite(v) else '–'} | "
                        f"{sample_size.shown(n) if n else '–'} | {sample_size.shown(n_high) if n_high else '–'} | {compute} |")
-    out += ["", "A source not varied is pinned: its spread leaves the comparison, and so does the claim beyond its one pinned "
-            "seed (a difference found holds for that initialisation, order, ...). A sum of one-at-a-time variances assumes the "
-            "sources add; the report's additivity ratio says how far they do. Each comparison is assumed to vary as the "
-            "decomposed variant does."]
+    out += ["", "`@all` varies every source with the seed (the split too, unless it is a prefix split). A source not varied is "
+            "pinned: its spread leaves the comparison, and so does the claim beyond its one pinned seed (a difference found holds "
+            "for that initialisation, order, ...). A sum of one-at-a-time variances assumes the sources add (the report's "
+            "additivity ratio says how far they do) and has no exact interval, hence no upper-limit column. The sd assumes the "
+            "two variants' runs share nothing; runs paired by seed share the order, split and augmentation draws, so where "
+            "those move both alike the true sd is smaller and these seeds are more than needed. Each comparison is assumed "
+            "to vary as the decomposed variant does."]
     return out
 
 

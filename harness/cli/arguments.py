@@ -91,10 +91,10 @@ def parser() -> argparse.ArgumentParser:
     plan.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
     plan.add_argument("--effect", type=float, help="the true difference to find, in points (default: the experiment's [analysis] margin)")
     plan.add_argument("--sd", type=float, help="the standard deviation of paired differences, in points (default: pooled from the store)")
-    plan.add_argument("--comparisons", type=_int("--comparisons"), help="variants compared with the baseline (default: as in the store)")
+    plan.add_argument("--comparisons", type=_int("--comparisons"), help="variants compared with the baseline (default: as in the store; 1 for a variance design)")
     plan.add_argument("--power", type=float, default=0.8, help="the chance of finding the effect (default 0.8)")
     plan.add_argument("--vary", metavar="SOURCE,...", help="with a variance design in the store: the sources the planned comparison "
-                      "varies with the seed, e.g. init,order (default: all, and each alone)")
+                      "varies with the seed, e.g. init,order, or all (the table always has all and each alone)")
     plan.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
 
     promote = sub.add_parser("promote", help="register a variant's best seed run (by validation) in the MLflow Model Registry")

@@ -63,8 +63,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         baseline, _, compared = markdown.analyse(runs, design, analysis, tags)
         tested = {v: c.test for v, c in compared.items() if c.test is not None}
     if vary:
-        raise UsageError("--vary: needs a variance design's runs in the store (`run --design variance`); "
-                         f"experiment {name} has none" + (" (and --sd gives the spread itself)" if req.sd is not None else ""))
+        raise UsageError(f"--vary: needs a variance design's runs in the store (`run --design variance`); experiment {name} has none")
     print(f"plan for experiment {name}:")
     print("\n".join(planning.lines(req, analysis, baseline, tested)))
     return 0
