@@ -91,6 +91,8 @@ def test_a_prefix_split_leaves_the_split_out_and_sources_can_be_chosen(monkeypat
     ({"seeds.order": 3}, "seeds: a variance design sets each source's seed itself"),
     ({"data.split": "prefix", "design.sources": ["split"]}, "design.sources: \"split\" needs data.split = \"stratified\""),
     ({"variants": ("baseline", "baseline")}, "variants: 'baseline' is listed twice"),
+    ({"seeds.split": 4}, "data.split_seed: a variance design sets the split's seed itself"),
+    ({"data.split_seed": 4}, "data.split_seed: a variance design sets the split's seed itself"),
 ])
 def test_bad_variance_designs_are_one_line(flags, message, monkeypatch):
     monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
@@ -99,6 +101,34 @@ def test_bad_variance_designs_are_one_line(flags, message, monkeypatch):
         _cfg(3, **{k: v for k, v in flags.items() if not k.startswith("seeds.")}) if not sets else \
             load_experiment("default", sets=sets, **{"design.kind": "variance", "variants": ("baseline",)})
     assert str(e.value).startswith(message) and "\n" not in str(e.value), str(e.value)
+
+
+def test_one_seed_is_refused_and_tuned_parameters_reach_the_sources_runs(monkeypatch, tmp_path):
+    """A hostile pass's findings: one seed gives no variance; `--tuned`/`--params-from` for `v`
+    are used by `v@all`, `v@init`, ... (they were refused as parameters no variant uses)."""
+    monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
+    with pytest.raises(UsageError, match="seeds: a variance design needs at least 2 seeds to estimate a variance; got 1"):
+        _cfg(1)
+    tuned = tmp_path / "dropout.toml"
+    tuned.write_text("[params.dropout]\np = 0.3\n")
+    cfg = load_experiment("default", [], [str(tuned)], seeds=(1, 2), **{"design.kind": "variance", "variants": ("dropout",)})
+    assert config.resolve(cfg, "dropout@init", 1).model_params == {"dropout.p": 0.3}
+
+
+def test_the_section_decomposes_every_source_the_store_holds_and_counts_no_empty_run():
+    """A later, narrower design over the same store (only `init`) must not hide the `order` runs it
+    holds; a finished run whose confusion matrix counts no image is left out, not divided by."""
+    from harness.report import comparisons, variance_section
+    from harness.settings.designs import Design
+    from harness.tracking.readback import SeedRun
+
+    counts = {"baseline@all": {1: (50, 100), 2: (60, 100), 3: (55, 100)}, "baseline@init": {1: (50, 100), 2: (52, 100)},
+              "baseline@order": {1: (50, 100), 2: (70, 100)}}
+    d = variance_section.decompositions(Design(kind="variance", factors=("init",)), counts)[0]
+    assert [c.source for c in d.components] == ["init", "order"]
+    empty = SeedRun("r", "p", "baseline@all", 4, "FINISHED", 0, {}, {}, {}, confusion=np.zeros((2, 2), dtype=int))
+    whole = SeedRun("s", "p", "baseline@all", 5, "FINISHED", 0, {}, {}, {}, confusion=np.eye(2, dtype=int) * 3)
+    assert comparisons.counts([empty, whole]) == {"baseline@all": {5: (6, 6)}}
 
 
 def test_seeds_on_demand_and_a_variance_design_do_not_mix(monkeypatch):

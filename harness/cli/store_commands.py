@@ -57,8 +57,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         tags = readback.experiment_tags(uri, name)
         analysis, design = experiment_tags.analysis_of(tags), experiment_tags.design_of(tags)
         if design.kind == "variance" and req.sd is None:
+            table = planning.variance_lines(req, analysis, _decomposed(runs, design, analysis), _training_seconds(runs))
             print(f"plan for experiment {name}:")
-            print("\n".join(planning.variance_lines(req, analysis, _decomposed(runs, design, analysis), _training_seconds(runs))))
+            print("\n".join(table))
             return 0
         baseline, _, compared = markdown.analyse(runs, design, analysis, tags)
         tested = {v: c.test for v, c in compared.items() if c.test is not None}

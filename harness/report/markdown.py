@@ -108,12 +108,12 @@ def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = D
         f"on the weights of the epoch chosen by {_selection(runs, order)}.",
         "",
     ]
-    lines += _warnings(runs)
+    lines += _warnings(runs, splits_vary=sources is not None)  # a variance design varies the split on purpose
     lines += variance_section.section(sources, folder, design, 1 - analysis.alpha) if sources is not None else []
     lines += evidence.section(comparisons, baseline, counts, curves, analysis, rules, folder)
     lines += ["## Details", ""] + _tables(order, runs, by_variant, counts)
     lines += stats_section.per_variant(order, by_variant)
-    lines += stats_section.against_baseline(comparisons, baseline, bool(test.get(baseline)), analysis)
+    lines += stats_section.against_baseline(comparisons, baseline, bool(test.get(baseline)), analysis) if sources is None else []
     lines += sequential_section.section(replayed, folder, analysis)
     lines += effects_section.section(design, counts, folder, analysis, found)
     classes = next((r.classes for r in done if r.classes), ())  # as the runs stored them with their confusion matrices
@@ -162,7 +162,7 @@ def _selection(runs: list[SeedRun], order: list[str]) -> str:
     return "`train.select`, which differs between variants: " + ", ".join(f"`{v}` {rule}" for v, rule in rules.items())
 
 
-def _warnings(runs: list[SeedRun]) -> list[str]:
+def _warnings(runs: list[SeedRun], splits_vary: bool = False) -> list[str]:
     out = []
     for key in ENV_KEYS:
         values = sorted({r.tags.get(f"harness.env.{key}", "?") for r in runs})
@@ -180,7 +180,7 @@ def _warnings(runs: list[SeedRun]) -> list[str]:
     if any(r.params.get("data.split_seed") != "per_seed" for r in runs):
         per_seed = {"all": sorted({fp for fps in per_seed.values() for fp in fps})}  # one split for every seed
     for seed, fps in sorted(per_seed.items(), key=lambda kv: str(kv[0])):
-        if len(fps) > 1:
+        if len(fps) > 1 and not splits_vary:
             out.append(f"> **Warning:** the runs of {'seed ' + str(seed) if seed != 'all' else 'this report'} used different data splits ({_text(', '.join(fps))}).")
     return out + ([""] if out else [])
 

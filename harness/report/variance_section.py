@@ -19,7 +19,11 @@ FIGURE_PREFIX = "variance-"  # variance-{i}.png, one per decomposed variant
 
 
 def decompositions(design: Design, counts: dict[str, dict[int, tuple[int, int]]], confidence: float = 0.95) -> list[Decomposition]:
-    """One decomposition per variant of the design whose `v@all` runs finished, from test counts."""
+    """One decomposition per variant of the design whose `v@all` runs finished, from test counts,
+    over the design's sources and any other source whose runs the store holds (a later, narrower
+    design over the same runs must not hide a source that was measured)."""
+    held = {designs.split_source(v)[1] for v in counts}
+    sources = tuple(s for s in designs.VARIANCE_SOURCES if s in design.factors or s in held)
     out = []
     for base in designs.bases(counts):
         groups = {designs.split_source(v)[1]: seeds for v, seeds in counts.items() if designs.split_source(v)[0] == base}
@@ -27,7 +31,7 @@ def decompositions(design: Design, counts: dict[str, dict[int, tuple[int, int]]]
             continue
         acc = {s: [100.0 * k / n for k, n in seeds.values()] for s, seeds in groups.items()}
         images = next(iter(groups[designs.ALL].values()))[1]
-        out.append(variance.decompose(base, acc, images, design.factors, confidence))
+        out.append(variance.decompose(base, acc, images, sources, confidence))
     return out
 
 
@@ -64,7 +68,7 @@ def section(found: list[Decomposition], folder: Path, design: Design, confidence
              f"Each source was varied alone over the seeds, the other sources pinned to the first seed, and then all together "
              f"(`@all`); the {link('source-variance', 'variance')} of test accuracy (points²) each produced, with its exact "
              f"chi-square {level} interval, beside the {link('floor', 'test-set floor')} p(1 − p)/n. The share is of the sources' "
-             f"variances and the floor summed. Sources: {', '.join(f'`{s}`' for s in design.factors)}.", ""]
+             f"variances and the floor summed. Sources: {', '.join(f'`{c.source}`' for c in found[0].components) if found else '–'}.", ""]
     for i, d in enumerate(found, 1):
         lines += [f"### {text(d.variant)}", "",
                   f"| source | runs | mean test acc | variance (points²) | {level} interval | sd (points) | share |", "|---|---|---|---|---|---|---|"]

@@ -182,7 +182,7 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
         top["baseline"] = canonical_names([top["baseline"]], "baseline")[0]
     variants = canonical_names(variants, "variants")
     if design.kind == "variance":
-        design, variants = _variance(design, variants, data, sources, sequential)
+        design, variants = _variance(design, variants, data, sources, sequential, seeds, data.split_seed != DataConfig.split_seed)
     cfg = ExperimentConfig(**top, variants=tuple(variants), seeds=seeds, train=train, data=data, params=params,
                            runtime=runtime, paths=paths, search=search, design=design, analysis=analysis, sequential=sequential,
                            sources=sources)
@@ -193,12 +193,18 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
     return cfg
 
 
-def _variance(design: Design, variants: list[str], data: DataConfig, sources: Sources, sequential) -> tuple[Design, list[str]]:
+def _variance(design: Design, variants: list[str], data: DataConfig, sources: Sources, sequential, seeds, split_pinned: bool
+              ) -> tuple[Design, list[str]]:
     """A variance design's sources (all of them by default; `split` only when the split takes a
     seed) and its variants, `v@all` and `v@SOURCE` for each variant named."""
     if sources.pinned() or sequential:
         raise UsageError("seeds: a variance design sets each source's seed itself and needs a fixed number of seeds; "
                          "give `seeds = N` (or --seeds N) without pinned sources or \"auto\"")
+    if split_pinned:
+        raise UsageError("data.split_seed: a variance design sets the split's seed itself (the first seed for v@SOURCE, each "
+                         "seed's own for v@all and v@split); leave data.split_seed and seeds.split unset")
+    if len(seeds) < 2:
+        raise UsageError(f"seeds: a variance design needs at least 2 seeds to estimate a variance; got {len(seeds)}")
     chosen = design.factors or tuple(s for s in designs.VARIANCE_SOURCES if s != "split" or data.split == "stratified")
     if "split" in chosen and data.split != "stratified":
         raise UsageError(f"design.sources: \"split\" needs data.split = \"stratified\" (the {data.split} split does not use a seed)")
