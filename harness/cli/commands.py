@@ -58,10 +58,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.tuned:
         base = experiment_file.load_experiment(args.experiment, args.set, **flags)
         folder = base.reports_folder / "tuning"
-        from harness.settings.designs import split_source
+        from harness.settings.designs import bases
 
-        names = dict.fromkeys(split_source(v)[0] for v in base.variants)  # a variance design's v@SOURCE runs use v's parameters
-        found = [str(p) for p in (folder / f"{v}.toml" for v in names) if p.is_file()]
+        found = [str(p) for p in (folder / f"{v}.toml" for v in bases(base.variants)) if p.is_file()]  # v@SOURCE runs use v's
         if not found:
             raise UsageError(f"--tuned: no tuned parameters in {str(folder)!r}; run `python -m harness tune --variant NAME` first")
         params_files += found

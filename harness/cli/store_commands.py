@@ -3,6 +3,7 @@ takes `--experiment` as a name (the same rule as `run`: it names folders) or an 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from harness.base.errors import UsageError
@@ -56,6 +57,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         tags = readback.experiment_tags(uri, name)
         analysis, design = experiment_tags.analysis_of(tags), experiment_tags.design_of(tags)
+        if vary and design.kind != "variance":
+            raise UsageError(f"--vary: needs a variance design's runs in the store (`run --design variance`); experiment {name} has none")
         if design.kind == "variance" and req.sd is None:
             table = planning.variance_lines(req, analysis, _decomposed(runs, design, analysis), _training_seconds(runs))
             print(f"plan for experiment {name}:")
@@ -63,8 +66,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
             return 0
         baseline, _, compared = markdown.analyse(runs, design, analysis, tags)
         tested = {v: c.test for v, c in compared.items() if c.test is not None}
-    if vary:
-        raise UsageError(f"--vary: needs a variance design's runs in the store (`run --design variance`); experiment {name} has none")
     print(f"plan for experiment {name}:")
     print("\n".join(planning.lines(req, analysis, baseline, tested)))
     return 0
@@ -74,13 +75,11 @@ def _decomposed(runs, design, analysis):
     from harness.report import variance_section
     from harness.report.comparisons import counts
 
-    return variance_section.decompositions(design, counts([r for r in runs if r.status == "FINISHED"]), 1 - analysis.alpha)
+    return variance_section.decompositions(design, counts(runs), 1 - analysis.alpha)  # counts reads finished runs only
 
 
 def _training_seconds(runs) -> float:
     """The mean training time of the finished runs (their mean epoch time × their epochs), NaN if none."""
-    import math
-
     times = [r.metrics["epoch_seconds_mean"] * int(r.params["train.epochs"]) for r in runs if r.status == "FINISHED"
              and math.isfinite(r.metrics.get("epoch_seconds_mean", math.nan)) and r.params.get("train.epochs", "").isdigit()]
     return sum(times) / len(times) if times else math.nan

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from harness.analysis import variance
 from harness.analysis.variance import TEST_SET, Decomposition
-from harness.report import plots
+from harness.report import comparisons, plots
 from harness.report.glossary import link
 from harness.report.stats_section import fmt, text
 from harness.settings import designs
@@ -24,13 +24,15 @@ def decompositions(design: Design, counts: dict[str, dict[int, tuple[int, int]]]
     design over the same runs must not hide a source that was measured)."""
     held = {designs.split_source(v)[1] for v in counts}
     sources = tuple(s for s in designs.VARIANCE_SOURCES if s in design.factors or s in held)
+    groups: dict[str, dict[str | None, list[float]]] = {}  # variant -> source -> its runs' test accuracies
+    for name, by_seed in comparisons.accuracy(counts).items():
+        base, source = designs.split_source(name)
+        groups.setdefault(base, {})[source] = list(by_seed.values())
     out = []
-    for base in designs.bases(counts):
-        groups = {designs.split_source(v)[1]: seeds for v, seeds in counts.items() if designs.split_source(v)[0] == base}
-        if designs.ALL not in groups:
+    for base, acc in groups.items():
+        if designs.ALL not in acc:
             continue
-        acc = {s: [100.0 * k / n for k, n in seeds.values()] for s, seeds in groups.items()}
-        images = next(iter(groups[designs.ALL].values()))[1]
+        images = next(iter(counts[f"{base}@{designs.ALL}"].values()))[1]
         out.append(variance.decompose(base, acc, images, sources, confidence))
     return out
 

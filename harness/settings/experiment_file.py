@@ -10,7 +10,7 @@ import tomllib
 
 from harness.base.errors import UsageError
 from harness.settings.config import DEFAULT_EXPERIMENT, ExperimentConfig, from_table, parse_seeds
-from harness.settings.designs import split_source
+from harness.settings.designs import bases
 
 
 def parse_seed_flag(text: str, auto: bool = False) -> tuple[int, ...] | str:
@@ -133,8 +133,8 @@ def load_experiment(experiment: str | None, sets: list[str] = (), params_files: 
     for assignment in sets:
         apply_set(table, assignment)
     cfg = from_table(table)
-    bases = {split_source(v)[0] for v in cfg.variants}  # a variance design's v@SOURCE runs are v's
-    used = bases | {c for v in bases for c in v.split("+")}
+    named_variants = bases(cfg.variants)  # a variance design's v@SOURCE runs are v's
+    used = set(named_variants) | {c for v in named_variants for c in v.split("+")}
     for file, names in named.items():
         if not names & used:
             raise UsageError(f"--params-from: {file!r} sets parameters for {', '.join(sorted(names)) or 'nothing'}, "
