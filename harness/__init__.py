@@ -8,6 +8,8 @@ first use, so `import harness` (and `python -m harness list`) stays cheap.
 - Datasets: `Dataset`, `register_dataset`.
 - Settings: `load_experiment`, `ExperimentConfig`, `TrainSettings`, `Runtime`, `Analysis`.
 - Results: `read_runs`, `SeedRun`, `build_report`.
+- Notebooks and scripts: `run` (train and report, as `python -m harness run`), `load` (an experiment
+  in the store), `Study` (what both return: DataFrames, exports, the report inline in Jupyter).
 - Errors: `UsageError` (bad input, with a one-line message naming the setting).
 """
 from __future__ import annotations
@@ -30,6 +32,9 @@ _EXPORTS = {
     "SeedRun": "harness.tracking.readback",
     "build_report": ("harness.report.markdown", "build"),
     "UsageError": "harness.base.errors",
+    "run": "harness.api.study",
+    "load": "harness.api.study",
+    "Study": "harness.api.study",
 }
 __all__ = sorted(_EXPORTS)
 

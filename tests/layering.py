@@ -11,7 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-LAYERS = ("base", "data", "training", "variants", "settings", "analysis", "tracking", "report", "running", "tuning", "cli", "surface")
+LAYERS = ("base", "data", "training", "variants", "settings", "analysis", "tracking", "report", "running", "tuning", "cli", "api", "surface")
+USER_CODE = ("variants/plugins.py",)  # imports the user's own files and modules by name; never a module of the project
 
 
 def dynamic(root: Path) -> list[str]:
@@ -19,7 +20,7 @@ def dynamic(root: Path) -> list[str]:
     the graph cannot see, as 'file:line'."""
     found = []
     for module, path in modules(root).items():
-        if module == "harness":
+        if module == "harness" or path.relative_to(root).as_posix() in USER_CODE:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call):

@@ -11,8 +11,11 @@ component's name to decide anything.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import inspect
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from torch import nn
@@ -56,6 +59,13 @@ class Component:
     make: Callable[..., Change]
     train: dict[str, Any] = field(default_factory=dict)  # training settings it overrides
     module: str = ""  # the module that registered it
+    path: str = ""  # the file of that module ("" for code without a file, e.g. a notebook cell)
+    origin: str = "shipped"  # where it came from: shipped, or the --components entry / entry point that loaded it
+    digest: str = ""  # a user component's source hash (its file's bytes), part of its runs' keys; "" when shipped
+
+    @property
+    def shipped(self) -> bool:
+        return self.origin == "shipped"
 
     @property
     def params(self) -> dict[str, Any]:
@@ -108,14 +118,31 @@ def _shown(value: Any) -> str:
 
 
 _REGISTRY: dict[str, Component] = {}
+_LOADING = {"origin": ""}  # set by variants/plugins.py while it imports a user's file, module or entry point
+
+
+def _source_of(make: Callable) -> tuple[str, str]:
+    """(the file of the module that defines `make`, the sha256 of what identifies its code): the
+    file's bytes, or for code without a file (a notebook cell) the function's own source."""
+    module = sys.modules.get(make.__module__)
+    path = str(getattr(module, "__file__", "") or "")
+    try:
+        data = Path(path).read_bytes() if path else inspect.getsource(make).encode()
+    except (OSError, TypeError):
+        data = make.__qualname__.encode()
+    return path, hashlib.sha256(data).hexdigest()[:16]
 
 
 def register(name: str, hypothesis: str, train: dict[str, Any] | None = None) -> Callable[[Callable[..., Change]], Callable[..., Change]]:
     """Register a component under `name`. Registering a name twice raises ValueError."""
 
     def decorate(make: Callable[..., Change]) -> Callable[..., Change]:
+        shipped = make.__module__.startswith("variants.") and not _LOADING["origin"]
+        path, digest = _source_of(make)
         if name in _REGISTRY:
-            raise RegistryError(f"variants: component {name!r} is already registered (by {_REGISTRY[name].module})")
+            held = _REGISTRY[name]
+            raise RegistryError(f"variants: component {name!r} in {path or make.__module__} collides with the "
+                                f"{'shipped ' if held.shipped else ''}component {name!r} in {held.path or held.module}; rename one of them")
         if not name or not all(ch.isalnum() or ch == "_" for ch in name):
             raise RegistryError(f"variants: component name {name!r}: use letters, digits and '_' ('+' joins components)")
         if not hypothesis or "\n" in hypothesis:
@@ -123,7 +150,8 @@ def register(name: str, hypothesis: str, train: dict[str, Any] | None = None) ->
         missing = [k for k, p in inspect.signature(make).parameters.items() if p.default is inspect.Parameter.empty]
         if missing:
             raise RegistryError(f"variants: component {name!r} ({make.__module__}): every parameter needs a default, {', '.join(missing)} has none")
-        _REGISTRY[name] = Component(name, hypothesis, make, dict(train or {}), make.__module__)
+        origin = "shipped" if shipped else (_LOADING["origin"] or f"module {make.__module__}")
+        _REGISTRY[name] = Component(name, hypothesis, make, dict(train or {}), make.__module__, path, origin, "" if shipped else digest)
         return make
 
     return decorate
@@ -171,3 +199,9 @@ def names() -> list[str]:
 
 def all_components() -> list[Component]:
     return [_REGISTRY[n] for n in names()]
+
+
+def unregister_from(path: str) -> None:
+    """Forget the components a file registered (before that file, edited, is imported again)."""
+    for name in [n for n, c in _REGISTRY.items() if c.path == path and not c.shipped]:
+        del _REGISTRY[name]

@@ -12,8 +12,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
 
 
-def parser() -> argparse.ArgumentParser:
-    top = _Parser(
+class RaisingParser(_Parser):
+    """For the Python API: a bad flag raises the UsageError the command line would print."""
+
+    def error(self, message: str):
+        from harness.base.errors import UsageError
+
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentParser:
+    top = cls(
         prog="python -m harness",
         description="Train CNN ablation variants on one seeded split of CIFAR-10 (or another dataset), track them in MLflow and report the comparison.",
     )
@@ -23,6 +32,8 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train variants × seeds and write the report")
     run.add_argument("--experiment", help="experiment name in experiments/ (e.g. tutorial, quick) or a .toml path")
     run.add_argument("--variants", help="comma-separated variant names (see `list`)")
+    run.add_argument("--components", action="append", default=[], metavar="FILE_OR_MODULE",
+                     help="import your own components first: a .py file or a module (e.g. mypkg.ablations); repeatable or comma-separated")
     run.add_argument("--design", help="list (default: the --variants), factorial (every subset of --factors), leave-one-out "
                                       "(the full model of --factors, it without each one, and the baseline) or variance (each of the "
                                       "--variants with one source of randomness varied at a time, and all of them: where the noise comes from)")
@@ -36,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=_int("--epochs"), help="epochs per run")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     run.add_argument("--data-dir", help="directory holding the dataset's npz file, e.g. cifar10.npz (default: $HARNESS_DATA_DIR, else ./data)")
-    run.add_argument("--dataset", help="cifar10 (default), cifar100 or digits (data.dataset)")
+    run.add_argument("--dataset", help="cifar10 (default), cifar100, digits, folder:PATH (one subfolder per class) or npz:PATH (data.dataset)")
     run.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     run.add_argument("--tuned", action="store_true", help="use the best parameters `tune` wrote for each variant (reports/EXPERIMENT/tuning/)")
     run.add_argument("--params-from", action="append", default=[], metavar="FILE", help="a TOML file of [params.<variant>] tables (as `tune` writes)")
@@ -56,8 +67,19 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     report.add_argument("--reports-dir", help="where reports go (default: the experiment file's reports_dir, else reports)")
 
+    export = sub.add_parser("export", help="one of the report's tables as CSV, JSON or LaTeX (for pandas or a paper)")
+    export.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
+    export.add_argument("--format", required=True, choices=("csv", "json", "latex"), help="csv, json (tidy, for pandas) or latex (booktabs)")
+    export.add_argument("--table", default="comparison", choices=("comparison", "statistics", "effects", "runs"),
+                        help="comparison (default: one row per variant), statistics (every paired test), effects (a factorial or "
+                             "leave-one-out design's) or runs (one row per run, with MLflow run ids)")
+    export.add_argument("--out", help="the file to write (default: standard output)")
+    export.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+
     tune = sub.add_parser("tune", help="search a variant's hyperparameters with Optuna (validation data only)")
     tune.add_argument("--variant", required=True, help="the variant to tune")
+    tune.add_argument("--components", action="append", default=[], metavar="FILE_OR_MODULE",
+                     help="import your own components first: a .py file or a module (e.g. mypkg.ablations); repeatable or comma-separated")
     tune.add_argument("--experiment", help="experiment whose [search.<variant>] space is used (default: experiments/default.toml)")
     tune.add_argument("--trials", type=_int("--trials"), default=20, help="total trials of the study, counting earlier ones (default 20)")
     tune.add_argument("--epochs", type=_int("--epochs"), help="epochs per trial")
@@ -85,7 +107,9 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--val-images", type=_int("--val-images"), help="validation images per epoch (default: the other 20%%, 10,000 of CIFAR-10)")
     bench.add_argument("--out", help="where the JSON goes (default reports/bench.json, with --jobs reports/bench-scaling.json)")
 
-    sub.add_parser("list", help="list the registered variants")
+    listing = sub.add_parser("list", help="list the registered components and where each comes from")
+    listing.add_argument("--components", action="append", default=[], metavar="FILE_OR_MODULE",
+                     help="import your own components first: a .py file or a module (e.g. mypkg.ablations); repeatable or comma-separated")
 
     plan = sub.add_parser("plan", help="how many seeds each comparison needs, from the spread of paired differences in the store")
     plan.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
@@ -119,3 +143,8 @@ def _int(flag: str):
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
     return parse
+
+
+def component_entries(values: list[str]) -> list[str]:
+    """`--components a.py,b.py --components mypkg.x` as one list of entries."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]

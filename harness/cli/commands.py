@@ -14,7 +14,7 @@ from pathlib import Path
 from harness.base import faults, parent
 from harness.base.errors import StoreError, Terminated, UsageError
 from harness.cli import store_commands
-from harness.cli.arguments import EXIT_USAGE, parser
+from harness.cli.arguments import EXIT_USAGE, component_entries, parser
 
 EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
 
@@ -55,8 +55,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-seeds: only with --seeds auto (seeds on demand), not with --seeds {args.seeds}")
     params_files = list(args.params_from)
     console = Console()
+    components = component_entries(args.components)
     if args.tuned:
-        base = experiment_file.load_experiment(args.experiment, args.set, **flags)
+        base = experiment_file.load_experiment(args.experiment, args.set, components=components, **flags)
         folder = base.reports_folder / "tuning"
         from harness.settings.designs import bases
 
@@ -64,15 +65,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not found:
             raise UsageError(f"--tuned: no tuned parameters in {str(folder)!r}; run `python -m harness tune --variant NAME` first")
         params_files += found
-    cfg = experiment_file.load_experiment(args.experiment, args.set, params_files, **flags)
+    cfg = experiment_file.load_experiment(args.experiment, args.set, params_files, components, **flags)
     if cfg.sequential and (args.executor != "local" or args.jobs_per_device > 1):
         raise UsageError("--seeds auto: its rounds run in one process; not with --executor ray or --jobs-per-device > 1")
+    from harness.data import user_data
     from harness.report import comparisons, effects_section, markdown
     from harness.running import outcomes, preflight, runner
     from harness.settings import checks, designs
     from harness.tracking import experiment_tags, readback, store
 
     uri, device, loaded = _prepare(cfg)
+    args.resolved = (cfg.name, uri, cfg.reports_folder)  # what the Python API reads back (harness/api)
     for path in params_files:
         console.line(f"parameters from {path}")
     seeds = (f"seeds on demand ({cfg.sequential.min_seeds} to {cfg.sequential.max_seeds}, group-sequential)" if cfg.sequential
@@ -80,6 +83,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.line(f"experiment {cfg.name}: {len(cfg.variants)} variant(s) × {seeds}, {cfg.train.epochs} epoch(s) on {device}; "
                  f"data {loaded.source.identity}, split {cfg.data.split} "
                  f"{'drawn per seed' if cfg.data.split_seed == 'per_seed' else loaded.split.fingerprint}; store {uri}")
+    if user_data.is_user_dataset(cfg.data.dataset):  # say what it is (and, for a folder, where its test set comes from)
+        console.line(f"data: {loaded.source.dataset.source}")
     run = runner.Runner(cfg, loaded, uri, device, console, rerun=args.rerun)
     frozen = preflight.freeze_design(uri, cfg, args.redesign) if cfg.sequential else {}
     if args.executor == "ray":
@@ -149,7 +154,7 @@ def _prepare(cfg, with_test: bool = True):
     from harness.running import preflight
 
     uri, device = preflight.check(cfg)
-    source = loading.read_source(datasets.get(cfg.data.dataset), loading.data_dir(cfg.paths.data_dir))
+    source = loading.read_source(datasets.get(cfg.data.dataset, cfg.data.image_size), loading.data_dir(cfg.paths.data_dir))
     split_seed = loading.split_seed_of(cfg.data.split_seed, cfg.seeds[0])  # per_seed: the first seed's split (the runner draws the others)
     return uri, device, loading.load_split(source, cfg.data.split, cfg.data.train_ratio, split_seed, device, with_test)
 
@@ -158,7 +163,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from harness.settings import experiment_file
 
     flags = {"train.epochs": args.epochs, "data.dir": args.data_dir, "tracking_uri": args.tracking_uri}
-    cfg = experiment_file.load_experiment(args.experiment, args.set, **flags)
+    cfg = experiment_file.load_experiment(args.experiment, args.set, components=component_entries(args.components), **flags)
     seeds = experiment_file.parse_seed_flag(args.seeds) if args.seeds else cfg.seeds[:1]
     from harness.tuning import tuner
 
@@ -242,7 +247,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from harness.cli import listing
     from harness.running.console import table
 
-    print(table(listing.HEADERS, listing.rows()))
+    print(table(listing.HEADERS, listing.rows(component_entries(args.components))))
     return 0
 
 
@@ -253,7 +258,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return ui.launch_ui(store.resolve_uri(args.tracking_uri or ""), args.host, args.port)
 
 
-COMMANDS = {"run": cmd_run, "tune": cmd_tune, "bench": cmd_bench, "report": store_commands.cmd_report, "plan": store_commands.cmd_plan,
+COMMANDS = {"run": cmd_run, "tune": cmd_tune, "bench": cmd_bench, "report": store_commands.cmd_report, "export": store_commands.cmd_export, "plan": store_commands.cmd_plan,
             "promote": store_commands.cmd_promote,
             "list": cmd_list, "ui": cmd_ui}
 

@@ -1,10 +1,11 @@
-"""`python -m harness list`: the registered components, what each changes, the weights of the
-baseline with it (on CIFAR-10), its parameters and its hypothesis.
+"""`python -m harness list [--components FILE_OR_MODULE]`: the registered components, what each
+changes, the weights of the baseline with it (on CIFAR-10), its parameters, its hypothesis and
+where it comes from (shipped, a file or module of `--components`, an installed entry point).
 
 Counting parameters means building each model, and importing torch alone takes 1.5-3 s on a small
 machine. So the listing is cached as JSON, keyed by a hash of every file in `variants/`: a second
 `list` reads the cache without importing torch or the variants, and editing or adding a variant
-file makes a new key. The cache lives in $HARNESS_CACHE_DIR, else $XDG_CACHE_HOME/harness, else
+file, a `--components` file or an installed entry point makes a new key. The cache lives in $HARNESS_CACHE_DIR, else $XDG_CACHE_HOME/harness, else
 ~/.cache/harness (harness/base/files.py); a cache that cannot be read or written is simply rebuilt.
 """
 from __future__ import annotations
@@ -16,13 +17,14 @@ from pathlib import Path
 
 from harness.base.files import atomic_write, cache_dir
 
-FORMAT = 2  # bump when the cached rows change shape
-HEADERS = ["component", "weights", "changes", "parameters", "hypothesis"]
+FORMAT = 3  # bump when the cached rows change shape
+HEADERS = ["component", "weights", "changes", "parameters", "hypothesis", "from"]
 
 
-def variants_key() -> str:
-    """A hash of the name and bytes of every Python file of the `variants` package (found without
-    importing it, so without importing torch)."""
+def variants_key(components: list[str] = ()) -> str:
+    """A hash of the name and bytes of every Python file of the `variants` package, of each
+    `--components` entry (a file's bytes, a module's file) and of every installed entry point's
+    module (all found without importing them, so without importing torch)."""
     spec = importlib.util.find_spec("variants")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the variants package is not importable; install the project with `pip install -e .`")
@@ -30,36 +32,66 @@ def variants_key() -> str:
     for folder in spec.submodule_search_locations:
         for path in sorted(Path(folder).glob("*.py")):
             digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for entry in components:
+        digest.update(entry.encode() + b"\0" + _bytes_of(entry) + b"\0")
+    for name, data in _entry_point_files():
+        digest.update(name.encode() + b"\0" + data + b"\0")
     return digest.hexdigest()[:20]
 
 
-def build_rows() -> list[list[str]]:
-    """Import the registry (and torch), build each component's variant and describe what it changes."""
-    import variants
+def _entry_point_files() -> list[tuple[str, bytes]]:
+    """(entry point, bytes of its module's file) for every installed `harness.components` entry
+    point (variants/plugins.py's group), found without importing them or `variants`."""
+    from importlib.metadata import entry_points
 
+    return sorted((f"{ep.name}={ep.value}", _bytes_of(ep.module)) for ep in entry_points(group="harness.components"))
+
+
+def _bytes_of(entry: str) -> bytes:
+    """A `--components` entry's source: the file's bytes, or the module's file (b"" when not found: loading it says why)."""
+    try:
+        if entry.endswith(".py") or "/" in entry:
+            return Path(entry).read_bytes()
+        spec = importlib.util.find_spec(entry)
+        return Path(spec.origin).read_bytes() if spec and spec.origin else b""
+    except (ImportError, ValueError, OSError):
+        return b""
+
+
+def build_rows(components: list[str] = ()) -> list[list[str]]:
+    """Import the registry (and torch) and the user's components, build each component's variant and describe what it changes."""
+    import variants
+    from variants import plugins
+
+    plugins.load(components)
     rows = []
     for c in variants.all_components():
         v = variants.get(c.name)
-        change = v.change()
-        n = sum(p.numel() for p in v.build().parameters())
+        try:
+            change = v.change()
+            n = sum(p.numel() for p in v.build().parameters())
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise variants.registry.RegistryError(f"component {c.name!r} ({c.path or c.module}) does not build with its defaults "
+                                                  f"for CIFAR-10's shape: {type(e).__name__}: {e}") from e
         changes = [f"model {k}={val}" for k, val in change.model.items()]
         changes += [f"train.{k}={val}" for k, val in c.train.items()]
         changes += [f"{piece} {getattr(change, piece).__name__}" for piece in variants.registry.PIECES if getattr(change, piece) is not None]
         params = ", ".join(f"{k}={val}" for k, val in c.params.items())
-        rows.append([c.name, f"{n:,}", "; ".join(changes) or "nothing (the tutorial)", params or "-", c.hypothesis])
+        origin = f"shipped ({Path(c.path).name})" if c.shipped else c.origin
+        rows.append([c.name, f"{n:,}", "; ".join(changes) or "nothing (the tutorial)", params or "-", c.hypothesis, origin])
     return rows
 
 
-def rows() -> list[list[str]]:
+def rows(components: list[str] = ()) -> list[list[str]]:
     """The listing's rows, from the cache when it holds them for these variant files."""
-    path = cache_dir() / f"variants-{variants_key()}.json"
+    path = cache_dir() / f"variants-{variants_key(components)}.json"
     try:
         cached = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(cached, list) and all(isinstance(r, list) and len(r) == len(HEADERS) for r in cached):
             return cached
     except (OSError, ValueError):
         pass
-    fresh = build_rows()
+    fresh = build_rows(components)
     try:
         atomic_write(path, json.dumps(fresh))  # whole or absent, even with two `list`s at once
     except OSError:

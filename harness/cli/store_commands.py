@@ -1,4 +1,4 @@
-"""The commands that read a store the runs are already in: `report`, `plan` and `promote`. Each
+"""The commands that read a store the runs are already in: `report`, `export`, `plan` and `promote`. Each
 takes `--experiment` as a name (the same rule as `run`: it names folders) or an experiment file."""
 from __future__ import annotations
 
@@ -35,6 +35,44 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"report: {e}; the previous report, if any, is left whole") from None
     print(f"report: {path} and {path.with_suffix('.html').name}")
     return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """One table of the report as CSV, JSON or LaTeX, on standard output or into --out (whole or not at all)."""
+    from harness.base.files import atomic_write
+    from harness.report import export, tables
+    from harness.running import preflight
+    from harness.tracking import store
+
+    name, cfg = _named(args.experiment)
+    uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        if out.is_dir():
+            raise UsageError(f"--out: {str(out)!r} is a directory; expected the path of the file to write")
+        preflight.check_writable(out.parent, "--out")
+    text = export.render(study_table(uri, name, args.table), args.format, args.table, name)
+    if out is None:
+        print(text, end="")
+    else:
+        atomic_write(out, text)
+        print(f"{args.table} table ({args.format}): {out}")
+    return 0
+
+
+def study_table(uri: str, name: str, table: str):
+    """The `table` of experiment `name` (a DataFrame); an experiment with no runs is refused in one line."""
+    from harness.report import tables
+    from harness.tracking import readback
+
+    readback.require_store(uri)
+    study = tables.read(uri, name)
+    if not study.runs:
+        raise UsageError(f"--experiment: the store {uri} holds no runs of experiment {name!r}; run it first")
+    df = tables.table(study, table)
+    if table == "effects" and study.design.kind not in ("factorial", "leave-one-out"):
+        raise UsageError(f"--table effects: experiment {name!r} has a {study.design.kind} design; effects come from a factorial or leave-one-out design")
+    return df
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

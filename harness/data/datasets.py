@@ -3,7 +3,7 @@ and how its cache is made when it is missing. `data.dataset = "NAME"` chooses on
 
 Every dataset lives on disk as one npz file in the data directory (keys x_train, y_train, x_test,
 y_test; uint8 images N×H×W×C, uint8 labels), so loading, checking, hashing and splitting are the
-same for all of them. To add one, write a `make` function that returns those four arrays and
+same for all of them, including the user's own `folder:PATH` and `npz:PATH` (harness/data/user_data.py). To add one, write a `make` function that returns those four arrays and
 register a `Dataset` (docs/extending.md, "Adding a dataset").
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from harness.base.errors import UsageError
+from harness.data import user_data
 
 Arrays = dict[str, np.ndarray]
 
@@ -105,8 +106,19 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get(name: str) -> Dataset:
+def allowed(name: object) -> bool:
+    """A registered name, or a dataset without code: `folder:PATH` or `npz:PATH` (harness/data/user_data.py)."""
+    return name in _REGISTRY or user_data.is_user_dataset(name)
+
+
+def get(name: str, image_size: int = 0) -> Dataset:
+    """The dataset `name`; `image_size` (data.image_size) resizes a folder: dataset's images."""
+    if user_data.is_user_dataset(name):
+        return Dataset(name, *user_data.record(name, image_size))
+    if image_size:
+        raise UsageError(f"data.image_size: {image_size} resizes the images of a folder: dataset; {name!r} is used as it is (set it to 0)")
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UsageError(f"data.dataset: unknown dataset {name!r}; known: {', '.join(names())}") from None
+        raise UsageError(f"data.dataset: unknown dataset {name!r}; known: {', '.join(names())}, or folder:PATH (one subfolder of "
+                         "images per class) or npz:PATH") from None

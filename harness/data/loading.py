@@ -8,7 +8,6 @@ exactly the values torchvision's `ToTensor()` gives, without a per-sample PIL de
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ import torch
 
 from harness.base.errors import UsageError
 from harness.base.files import atomic_write, cache_dir
-from harness.data import datasets
+from harness.data import datasets, user_data
 from harness.data.datasets import Dataset
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")  # the arrays of a dataset's npz file
@@ -89,9 +88,9 @@ def read_source(dataset: Dataset, directory: Path, make: bool = True) -> Source:
     """Read `directory/<dataset file>`; when it is missing, make it once (torchvision downloads
     CIFAR, scikit-learn's digits are built from the package). Fails with a UsageError that says
     how to fix it."""
-    path = directory / dataset.filename
+    path = directory / dataset.filename  # a user's dataset names an absolute path: its file, or its cache
     if not path.exists() and make:
-        _make_cache(dataset, directory)
+        _make_cache(dataset, path.parent)
     if not path.exists():
         raise UsageError(f"data: {str(path)!r} does not exist; put {dataset.filename} there or pass --data-dir / HARNESS_DATA_DIR")
     if not path.is_file():
@@ -154,9 +153,7 @@ def _make_cache(dataset: Dataset, directory: Path) -> None:
             f"data: no {dataset.filename} in {str(directory)!r} and making it ({dataset.source}) failed ({type(e).__name__}: {e}); "
             f"copy {dataset.filename} into that directory, or point --data-dir / HARNESS_DATA_DIR at a directory holding it"
         ) from None
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{k: arrays[k] for k in KEYS})
-    atomic_write(directory / dataset.filename, buffer.getvalue())
+    atomic_write(directory / dataset.filename, user_data.npz_bytes(arrays, KEYS))  # the same arrays: the same bytes, the same hash
 
 
 def content_digest(path: Path) -> str:

@@ -4,7 +4,8 @@ the estimated time to the end, and the final summary table.
 On a terminal, one overall line stays under the tutorial's lines (tqdm draws it): runs done of
 the total, the current variant and seed, its epoch and step, images per second and the ETA of the
 whole command. Piped (CI, logs), or with HARNESS_CONSOLE=plain, the output is plain lines only: the tutorial's final line of each
-phase, and the ETA at the end of each run's line.
+phase, and the ETA at the end of each run's line. From the Python API (HARNESS_CONSOLE=notebook) the
+overall line is a tqdm.auto bar (a widget in Jupyter) and the per-epoch lines are left out.
 
 The ETA uses measured epoch times: the mean seconds of the epochs this command trained, times the
 epochs left (those of the current run and of every run not yet started); a run skipped as
@@ -60,7 +61,9 @@ class Console:
 
     def __init__(self, stream: TextIO = sys.stdout) -> None:
         self.stream = stream
-        self.live = stream.isatty() and os.environ.get("HARNESS_CONSOLE") != "plain"  # the processes of --jobs-per-device print plain lines
+        mode = os.environ.get("HARNESS_CONSOLE")
+        self.notebook = mode == "notebook"
+        self.live = self.notebook or (stream.isatty() and mode != "plain")  # the processes of --jobs-per-device print plain lines
         self.plan = Plan()
         self.current = ""  # "variant seed N" of the run in progress
         self.rate = ""  # images per second of the last epoch
@@ -101,7 +104,7 @@ class Console:
 
     def progress(self, p: Progress) -> None:
         """The tutorial's line at the end of each phase; on a terminal the overall line follows every step."""
-        if p.done:
+        if p.done and not self.notebook:
             label = "TRAIN" if p.phase == "train" else "VAL  "
             self._write(f"{label} EPOCH[{p.epoch:03d}/{p.epochs:03d}] ITR [{p.step:04d}/{p.steps:04d}] LOSS:{p.loss:.5f} ACC:{p.acc:.6f}\n")
         self._draw(f"epoch {p.epoch}/{p.epochs} {p.phase} {p.step}/{p.steps}")
@@ -132,6 +135,10 @@ class Console:
     def _draw(self, where: str = "") -> None:
         if not self.live or not self.plan.runs:
             return
+        if self._bar is None and self.notebook:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=self.plan.runs, unit="run", leave=True, bar_format="{n_fmt}/{total_fmt} runs |{bar:16}| {desc}")
         if self._bar is None:
             import shutil
 

@@ -32,7 +32,9 @@ def run_pair(cfg, variant: str, seed: int, source, rerun: bool):
     from harness.running.runner import Runner
     from harness.settings import config
     from harness.tracking import provenance
+    from variants import plugins
 
+    plugins.load(cfg.components, "components")  # the user's component files (a shared file system) or modules, on this node
     # Checkpoints and claims stay on the node; the store is shared, and keys are unique per task.
     local = f"{tempfile.gettempdir()}/harness-ray"
     cfg = dataclasses.replace(cfg, paths=dataclasses.replace(cfg.paths, checkpoint_dir=f"{local}/checkpoints", reports_dir=f"{local}/reports"))

@@ -38,5 +38,13 @@ def record(tracker, run_id: str, cfg: ExperimentConfig, spec: RunSpec, data: Loa
         plots.run_curves(curves, f"{spec.variant}, seed {spec.seed}", folder / names.CURVES_PLOT)
         plots.confusion_matrices({f"{spec.variant} seed {spec.seed}": tested.confusion}, classes, folder / names.CONFUSION_PLOT)
         tracker.log_artifacts(run_id, folder)
-    models.log_model(tracker.client, run_id, tested.selected, engine.to_float(t.x_test[:2]))
+    models.log_model(tracker.client, run_id, tested.selected, engine.to_float(t.x_test[:2]), user_code(spec))
     return tested.metrics
+
+
+def user_code(spec: RunSpec) -> list[str]:
+    """The files of the run's user components (its model may pickle classes defined in them)."""
+    import variants
+
+    base = spec.variant.split("@")[0]
+    return sorted({c.path for c in variants.get(base).components if not c.shipped and c.path})

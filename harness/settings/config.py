@@ -35,6 +35,7 @@ class DataConfig:
     split: str = "stratified"  # prefix (the tutorial's) | stratified
     train_ratio: float = 0.8  # of the training set; the rest is validation
     split_seed: int | str = 0  # seeds the split only, never training; "per_seed": each training seed its own split
+    image_size: int = 0  # a folder: dataset's images resized to image_size × image_size; 0: used as they are (one size)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class ExperimentConfig:
     analysis: Analysis = field(default_factory=Analysis)  # how the report decides its verdicts
     sequential: Sequential | None = None  # seeds = "auto": seeds on demand (harness/analysis/sequential.py); `seeds` are its candidates
     sources: Sources = field(default_factory=Sources)  # `[seeds]`: which seed each source of randomness follows
+    components: tuple[str, ...] = ()  # the user's component files (absolute) and modules, imported before the variants resolve
 
     @property
     def reports_folder(self) -> Path:
@@ -74,8 +76,9 @@ class ExperimentConfig:
 
     def trained(self) -> dict[str, Any]:
         """What decides the numbers (not how they are computed, nor where they go)."""
+        data = {k: v for k, v in dataclasses.asdict(self.data).items() if k != "image_size" or v}  # absent by default: hashes stay
         out = {"name": self.name, "variants": list(self.variants), "baseline": self.baseline, "seeds": list(self.seeds),
-               "train": dataclasses.asdict(self.train), "data": dataclasses.asdict(self.data), "params": self.params,
+               "train": dataclasses.asdict(self.train), "data": data, "params": self.params,
                "design": {"kind": self.design.kind, "factors": list(self.design.factors)}}
         out |= {"sources": self.sources.pinned()} if self.sources.pinned() else {}  # absent by default: hashes stay as they were
         return out | ({"sequential": dataclasses.asdict(self.sequential)} if self.sequential else {})
@@ -92,6 +95,7 @@ class RunSpec:
     model_params: dict[str, Any]
     sources: Sources = Sources()
     split_seed: int | str | None = None  # a variance design's `v@SOURCE`: the split's seed; None: `data.split_seed`
+    code: dict[str, str] = field(default_factory=dict)  # each user component of the variant: its source hash (shipped ones: none)
 
     def flat(self) -> dict[str, Any]:
         out = {"experiment": self.experiment, "variant": self.variant, "seed": self.seed}
@@ -99,14 +103,16 @@ class RunSpec:
         out.update({"seeds.split": self.split_seed} if self.split_seed is not None else {})
         out.update({f"train.{k}": v for k, v in dataclasses.asdict(self.train).items()})
         out.update({f"model.{k}": v for k, v in sorted(self.model_params.items())})
+        out.update({f"code.{k}": v for k, v in sorted(self.code.items())})
         return out
 
     def variant_key(self, dataset: str, split: str) -> str:
         """The one place that says what identifies a variant's configuration: the experiment, the
         variant, every training setting (a setting added later is left out at its neutral value,
         so the keys of runs made before it existed stay valid), the model parameters, the dataset
-        (`name:content hash`), the split's fingerprint and the pinned sources of randomness (`[seeds]`).
-        Not the seed, and nothing of `Runtime`."""
+        (`name:content hash`), the split's fingerprint, the pinned sources of randomness (`[seeds]`)
+        and the source hash of each user component (editing its file makes new runs). Not the seed,
+        and nothing of `Runtime`."""
         payload = {"experiment": self.experiment, "variant": self.variant}
         for f in dataclasses.fields(self.train):
             value = getattr(self.train, f.name)
@@ -114,6 +120,7 @@ class RunSpec:
                 payload[f"train.{f.name}"] = value
         payload.update({f"model.{k}": v for k, v in self.model_params.items()})
         payload.update({f"seeds.{k}": v for k, v in self.sources.pinned().items()})  # none by default: old keys stay valid
+        payload.update({f"code.{k}": v for k, v in self.code.items()})  # none for shipped components: old keys stay valid
         payload.update({"data": dataset, "split": split})
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -129,7 +136,7 @@ def parse_variant_list(text: str, where: str = "--variants") -> tuple[str, ...]:
     return tuple(names)
 
 
-TOP_LEVEL = ("name", "variants", "baseline", "seeds", "min_seeds", "max_seeds", "train", "data", "params", "search", "design", "analysis", "tracking_uri",
+TOP_LEVEL = ("name", "components", "variants", "baseline", "seeds", "min_seeds", "max_seeds", "train", "data", "params", "search", "design", "analysis", "tracking_uri",
              "reports_dir", "checkpoint_dir")
 
 
@@ -139,6 +146,13 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
     unknown = sorted(set(table) - set(TOP_LEVEL))
     if unknown:
         raise UsageError(f"{unknown[0]}: unknown setting; allowed: {', '.join(sorted(TOP_LEVEL))}")
+    components = table.pop("components", [])
+    if not isinstance(components, list) or not all(isinstance(c, str) for c in components):
+        raise UsageError(f"components: expected a list of .py files or module names, got {components!r}")
+    if components:
+        from variants import plugins
+
+        plugins.load(components, "components")
     train, runtime = checks.train_settings(table.pop("train", {}))
     data_table = dict(checks.as_table(table.pop("data", {}), "data"))
     data_dir = data_table.pop("dir", "")
@@ -185,7 +199,7 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
         design, variants = _variance(design, variants, data, sources, sequential, seeds, data.split_seed != DataConfig.split_seed)
     cfg = ExperimentConfig(**top, variants=tuple(variants), seeds=seeds, train=train, data=data, params=params,
                            runtime=runtime, paths=paths, search=search, design=design, analysis=analysis, sequential=sequential,
-                           sources=sources)
+                           sources=sources, components=tuple(components))
     validate_variants(cfg)
     if sequential and (cfg.baseline not in cfg.variants or len(cfg.variants) < 2):
         raise UsageError(f"seeds: \"auto\" adds seeds until each variant is decided against the baseline, so the variants must include "
@@ -253,7 +267,7 @@ def check_builds(cfg: ExperimentConfig, spec: RunSpec, where: str) -> None:
     """The variant's components compose, accept their parameters and build for the experiment's dataset."""
     import variants as registry
 
-    dataset = datasets.get(cfg.data.dataset)
+    dataset = datasets.get(cfg.data.dataset, cfg.data.image_size)
     try:
         registry.get(designs.split_source(spec.variant)[0]).build(dataset.image_shape, dataset.num_classes, spec.model_params)
     except (ValueError, TypeError) as e:
@@ -289,10 +303,11 @@ def resolve(cfg: ExperimentConfig, variant: str, seed: int) -> RunSpec:
                                  f"to {train_over[key][1]!r} and {value!r}; compose components that change different things")
             train_over[key] = (c.name, checks.checked("train", key, value, type(getattr(cfg.train, key)), f"params.{c.name}.{key}"))
     train = dataclasses.replace(cfg.train, **{k: v for k, (_, v) in train_over.items()})
+    code = {c.name: c.digest for c in v.components if not c.shipped}
     if source is None:
-        return RunSpec(cfg.name, v.name, seed, train, model_params, cfg.sources)
+        return RunSpec(cfg.name, v.name, seed, train, model_params, cfg.sources, code=code)
     sources, split_seed = designs.fixed_sources(source, cfg.seeds[0])  # a variance design's run
-    return RunSpec(cfg.name, f"{v.name}@{source}", seed, train, model_params, sources, split_seed)
+    return RunSpec(cfg.name, f"{v.name}@{source}", seed, train, model_params, sources, split_seed, code)
 
 
 def config_hash(cfg: ExperimentConfig) -> str:
@@ -307,7 +322,7 @@ def to_toml(cfg: ExperimentConfig, extra: dict[str, Any] | None = None) -> str:
     seeds = {"seeds": "auto", **dataclasses.asdict(cfg.sequential)} if cfg.sequential else {"seeds": list(cfg.seeds)}
     if cfg.sources.pinned():  # the [seeds] table: the runs' seeds and the pinned sources
         seeds["seeds"] = {"runs": seeds["seeds"], **cfg.sources.pinned()}
-    table = {"name": cfg.name, "variants": list(cfg.variants), "baseline": cfg.baseline, **seeds,
+    table = {"name": cfg.name, **({"components": list(cfg.components)} if cfg.components else {}), "variants": list(cfg.variants), "baseline": cfg.baseline, **seeds,
              "tracking_uri": cfg.paths.tracking_uri, "reports_dir": cfg.paths.reports_dir, "checkpoint_dir": cfg.paths.checkpoint_dir,
              "train": train, "data": {"dir": cfg.paths.data_dir, **dataclasses.asdict(cfg.data)},
              "params": cfg.params, "search": cfg.search, "analysis": dataclasses.asdict(cfg.analysis), **(extra or {})}

@@ -107,12 +107,33 @@ def apply_set(table: dict[str, Any], assignment: str) -> None:
     node[last] = value
 
 
-def load_experiment(experiment: str | None, sets: list[str] = (), params_files: list[str] = (), **flags: Any) -> ExperimentConfig:
+def component_entries(written: Any, folder: Path) -> Any:
+    """`components = [...]` with each file made absolute (relative ones are read from `folder`);
+    module names, and anything that is not a list of strings (from_table refuses it), as written."""
+    from variants.plugins import is_file_entry
+
+    if not isinstance(written, list) or not all(isinstance(c, str) for c in written):
+        return written
+    return [str((folder / c.strip()).resolve()) if is_file_entry(c.strip()) else c.strip() for c in written]
+
+
+def load_experiment(experiment: str | None, sets: list[str] = (), params_files: list[str] = (), components: list[str] = (),
+                    **flags: Any) -> ExperimentConfig:
     """The experiment file (`experiments/default.toml` when none is named), then `[params.*]`
-    tables from `params_files` (tuned parameters), then the CLI flags, then `--set` overrides."""
+    tables from `params_files` (tuned parameters), then the CLI flags, then `--set` overrides.
+    `components` (`--components`, files relative to the working directory) join the file's own
+    (relative to the file's folder); from_table imports them before it reads any variant."""
     path = find_experiment(experiment or DEFAULT_EXPERIMENT)
     table = read_toml(path, "--experiment")
     table.setdefault("name", path.stem)
+    if "components" in table:
+        table["components"] = component_entries(table["components"], path.resolve().parent)
+    if components:
+        from variants import plugins
+
+        plugins.load(list(components), "--components")  # first, so an error names the entry as the user wrote it
+        written = table.get("components", [])
+        table["components"] = [*(written if isinstance(written, list) else [written]), *component_entries(list(components), Path.cwd())]
     named = {file: merge_params(table, Path(file)) for file in params_files}
     if isinstance(flags.get("seeds"), tuple):  # seeds named on the command line replace the file's seeds on demand
         table.pop("min_seeds", None), table.pop("max_seeds", None)

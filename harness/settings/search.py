@@ -83,7 +83,7 @@ def _check_end(cfg: ExperimentConfig, variant: str, name: str, value, key: str) 
     import variants as registry
 
     probe = dataclasses.replace(cfg, params={**cfg.params, variant: {**cfg.params.get(variant, {}), name: value}}, search={})
-    dataset = datasets.get(cfg.data.dataset)
+    dataset = datasets.get(cfg.data.dataset, cfg.data.image_size)
     try:
         spec = config.resolve(probe, variant, probe.seeds[0])
         registry.get(variant).build(dataset.image_shape, dataset.num_classes, spec.model_params)

@@ -39,8 +39,9 @@ def warm_up() -> None:
         threading.Thread(target=init, name="mlflow-packages-map", daemon=True).start()
 
 
-def log_model(client, run_id: str, model: nn.Module, example: torch.Tensor) -> None:
-    """Save `model` (the selected weights) with a signature and a small input example as the run's `model` artifact."""
+def log_model(client, run_id: str, model: nn.Module, example: torch.Tensor, code: list[str] = ()) -> None:
+    """Save `model` (the selected weights) with a signature and a small input example as the run's
+    `model` artifact; `code`: the files of the user's components it uses, carried beside `variants`."""
     import mlflow.pytorch
     from mlflow.models import infer_signature
 
@@ -55,7 +56,7 @@ def log_model(client, run_id: str, model: nn.Module, example: torch.Tensor) -> N
         folder = Path(tmp) / MODEL
         mlflow.pytorch.save_model(net, str(folder), signature=infer_signature(x, logits), input_example=x,
                                   pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"], serialization_format="pickle",
-                                  code_paths=[str(Path(variants.__file__).parent)])
+                                  code_paths=[str(Path(variants.__file__).parent), *code])
         client.log_artifacts(run_id, str(folder), MODEL)
 
 

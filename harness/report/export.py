@@ -1,0 +1,100 @@
+"""`export`: one of the report's tables (harness/report/tables.py) as CSV or JSON (tidy: one row
+per record, numbers unrounded, missing values empty or null, for pandas) or as a LaTeX table for a
+paper (booktabs rules, mean ± sd, the verdict, names escaped)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+
+FORMATS = ("csv", "json", "latex")
+_LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                   "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def render(df: pd.DataFrame, fmt: str, table: str, experiment: str) -> str:
+    if fmt == "csv":
+        return df.to_csv(index=False, lineterminator="\n")
+    if fmt == "json":
+        records = [{k: _plain(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
+        return json.dumps(records, indent=2, ensure_ascii=False) + "\n"
+    return latex(df, table, experiment)
+
+
+def _plain(v):
+    """A JSON value: NaN and None as null, numpy scalars as Python numbers."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return v.item() if hasattr(v, "item") else v
+
+
+def escape(text: object) -> str:
+    """`text` as LaTeX prints it literally (underscores, percent signs, braces ...)."""
+    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in str(text))
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _f(v, digits: int = 2, signed: bool = False) -> str:
+    if _missing(v):
+        return "--"
+    return f"${v:+.{digits}f}$" if signed else f"${v:.{digits}f}$"
+
+
+def _p(v) -> str:
+    if _missing(v):
+        return "--"
+    return "$<0.001$" if v < 0.001 else f"${v:.3f}$"
+
+
+def _interval(low, high) -> str:
+    return "--" if _missing(low) or _missing(high) else f"[${low:+.2f}$, ${high:+.2f}$]"
+
+
+def latex(df: pd.DataFrame, table: str, experiment: str) -> str:
+    """A complete `table` float: caption, label, booktabs rules (needs \\usepackage{booktabs})."""
+    if table == "comparison":
+        head = ["Variant", "Seeds", r"Test accuracy (\%)", r"$\Delta$ vs.\ baseline", r"95\% CI", r"$p$ (Holm)", "Verdict"]
+        align = "lrrrcrl"
+        rows = [[escape(r.variant), str(r.seeds), "--" if _missing(r.test_acc_mean) else
+                 (f"${r.test_acc_mean:.2f}$" if _missing(r.test_acc_sd) else f"${r.test_acc_mean:.2f} \\pm {r.test_acc_sd:.2f}$"),
+                 _f(r.diff_vs_baseline, signed=True), _interval(r.ci_low, r.ci_high), _p(r.p_holm), escape(r.verdict)]
+                for r in df.itertuples()]
+        caption = f"{experiment}: test accuracy over seeds (mean $\\pm$ sd) and each variant's paired difference from the baseline"
+    elif table == "effects":
+        head = ["Effect", "Kind", "Pairs", "Estimate (points)", r"95\% CI", r"$p$ (Holm)", "Verdict"]
+        align = "llrrcrl"
+        rows = [[escape(r.effect), escape(r.kind), str(r.pairs), _f(r.estimate, signed=True), _interval(r.ci_low, r.ci_high), _p(r.p_holm),
+                 escape(r.verdict)] for r in df.itertuples()]
+        caption = f"{experiment}: the design's effects on test accuracy (points)"
+    elif table == "statistics":
+        head = ["Variant", "Pairs", r"$\bar d$", r"$s_d$", r"95\% CI", r"$p_t$", r"$p_{\mathrm{perm}}$", r"$p$ (Holm)", "$g$", "Verdict"]
+        align = "lrrrcrrrrl"
+        rows = [[escape(r.variant), "--" if _missing(r.pairs) else str(int(r.pairs)), _f(r.diff_mean, signed=True), _f(r.diff_sd),
+                 _interval(r.ci_low, r.ci_high), _p(r.t_p), _p(r.permutation_p), _p(r.p_holm), _f(r.hedges_g), escape(r.verdict)]
+                for r in df.itertuples()]
+        caption = f"{experiment}: paired tests of each variant against the baseline (differences in points)"
+    else:  # runs
+        head = ["Variant", "Seed", "Status", r"Test acc.\ (\%)", r"Best val.\ acc.\ (\%)"]
+        align = "lrlrr"
+        rows = [[escape(r.variant), str(r.seed), escape(r.status), _f(r.test_acc), _f(r.best_val_acc)] for r in df.itertuples()]
+        caption = f"{experiment}: every run"
+    lines = [r"% harness export; needs \usepackage{booktabs}", r"\begin{table}[t]", r"\centering", f"\\caption{{{_caption(caption)}}}",
+             f"\\label{{tab:{_label(experiment)}-{table}}}", f"\\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(head) + r" \\",
+             r"\midrule"]
+    lines += [" & ".join(row) + r" \\" for row in rows]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _caption(text: str) -> str:
+    """The caption with the experiment's name escaped (the rest is written as LaTeX already)."""
+    name, _, rest = text.partition(": ")
+    return f"{escape(name)}: {rest}"
+
+
+def _label(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in name)
