@@ -119,7 +119,7 @@ class Study:
     """An experiment in the store: its tables as pandas DataFrames, its runs, its report."""
 
     def __init__(self, experiment: str, tracking_uri: str, reports_folder: Path) -> None:
-        self.experiment, self.tracking_uri, self.reports_folder = experiment, tracking_uri, Path(reports_folder)
+        self.experiment, self.tracking_uri, self.reports_folder = experiment, tracking_uri, Path(reports_folder).resolve()
         self._study = None
 
     def __repr__(self) -> str:

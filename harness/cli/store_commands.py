@@ -40,7 +40,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """One table of the report as CSV, JSON or LaTeX, on standard output or into --out (whole or not at all)."""
     from harness.base.files import atomic_write
-    from harness.report import export, tables
+    from harness.report import export
     from harness.running import preflight
     from harness.tracking import store
 

@@ -144,11 +144,11 @@ def _make_cache(dataset: Dataset, directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         arrays = dataset.make(directory)
-    except UsageError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any failure here means "could not download"
+    except Exception as e:  # noqa: BLE001 - any failure here means "could not download" (or, for a folder, a bad image)
         if created:
             shutil.rmtree(directory, ignore_errors=True)  # leave no trace of a failed attempt
+        if isinstance(e, UsageError):
+            raise
         raise UsageError(
             f"data: no {dataset.filename} in {str(directory)!r} and making it ({dataset.source}) failed ({type(e).__name__}: {e}); "
             f"copy {dataset.filename} into that directory, or point --data-dir / HARNESS_DATA_DIR at a directory holding it"

@@ -59,8 +59,18 @@ def final_metrics(result: engine.Result, test: tuple[float, float], last: tuple[
         "test_loss_last": last[0],
         "test_acc_last": last[1],
         "n_params": float(n_params),
-        **{f"test_f1_{name}": float(f1[i]) for i, name in enumerate(classes)},
+        **{key: float(f1[i]) for i, key in enumerate(per_class_keys(classes))},
     }
+
+
+def per_class_keys(classes) -> list[str]:
+    """`test_f1_<class>` for each class, in a form MLflow accepts as a metric name: a character it
+    refuses (a user's folder named `cat (5%)`, say) becomes '_'; should two classes then share a
+    name, each gets its label in front (`test_f1_3_cat__5__`). The per-class CSV keeps the true names."""
+    safe = ["".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-. /:") else "_" for ch in str(c)) for c in classes]
+    if len(set(safe)) < len(safe):
+        safe = [f"{i}_{name}" for i, name in enumerate(safe)]
+    return [f"test_f1_{name}" for name in safe]
 
 
 def write_predictions(path: Path, labels: torch.Tensor, selected: torch.Tensor, last: torch.Tensor) -> None:

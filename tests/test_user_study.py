@@ -1,0 +1,261 @@
+"""The user's own study: folder: and npz: datasets, exports for pandas and papers, and the Python
+API (harness.run / harness.load) with the CLI's own checks and messages, in a real notebook too."""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import harness
+from harness.base.errors import UsageError
+from harness.data import datasets, loading
+from harness.settings import experiment_file
+from tests.conftest import ROOT, fresh_store, make_arrays
+from tests.conftest import harness as cli
+
+WIDE = '''
+"""LeNet with a wider first hidden layer (a user's own component, outside the package)."""
+from torch import nn
+
+from harness import Change, register
+
+
+class WideNet(nn.Module):
+    def __init__(self, image_shape, num_classes, hidden=240):
+        super().__init__()
+        c, h, w = image_shape
+        self.features = nn.Sequential(nn.Conv2d(c, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2))
+        side = lambda n: ((n - 4) // 2 - 4) // 2
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(16 * side(h) * side(w), hidden), nn.ReLU(), nn.Linear(hidden, 84), nn.ReLU(),
+                                  nn.Linear(84, num_classes))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+@register("{name}", hypothesis="Twice the hidden units raise accuracy without more overfitting.")
+def wide(hidden: int = 240):
+    return Change(architecture=WideNet, model={{"hidden": hidden}})
+'''
+
+
+from tests.test_user_components import _component_file, _image_folder, clean_registry  # noqa: F401 - a fixture
+
+
+def _read(name: str, image_size: int = 0):
+    return loading.read_source(datasets.get(name, image_size), Path("unused-data-dir"))
+
+
+def test_a_folder_without_parts_holds_out_a_seeded_fifth_of_each_class(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    _image_folder(tmp_path / "shapes")
+    d = datasets.get(f"folder:{tmp_path / 'shapes'}")
+    assert d.classes == ("horizontal", "vertical") and d.image_shape == (1, 16, 16)
+    assert "20% of each class held out as the test set (seed 0)" in d.source
+    source = _read(f"folder:{tmp_path / 'shapes'}")
+    a = source.arrays
+    assert (len(a.y_train), len(a.y_test)) == (16, 4) and np.bincount(a.y_test).tolist() == [2, 2]
+    png = np.asarray(Image.open(tmp_path / "shapes" / "horizontal" / "000.png"))
+    assert any(np.array_equal(x[..., 0], png) for x in np.concatenate([a.x_train, a.x_test]))  # as decoded, unresized
+    # Decoded again from scratch (another machine, an emptied cache): the same bytes, the same content hash.
+    for f in (tmp_path / "cache" / "datasets").iterdir():
+        f.unlink()
+    assert _read(f"folder:{tmp_path / 'shapes'}").digest == source.digest
+    # A changed image is other data: another hash.
+    Image.fromarray(np.zeros((16, 16), np.uint8), "L").save(tmp_path / "shapes" / "vertical" / "003.png")
+    assert _read(f"folder:{tmp_path / 'shapes'}").digest != source.digest
+
+
+def test_a_folder_with_train_and_test_uses_them_and_other_sizes_need_an_image_size(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    _image_folder(tmp_path / "d" / "train", sizes=((16, 16), (20, 24)), mode="RGB")
+    _image_folder(tmp_path / "d" / "test", sizes=((16, 16),), per_class=3, mode="RGB")
+    name = f"folder:{tmp_path / 'd'}"
+    with pytest.raises(UsageError, match=r"the images have 2 sizes \(16×16 in train/horizontal/000.png, 20×24 in train/horizontal/001.png\); "
+                                         r"set data.image_size = S to resize every image to S×S"):
+        datasets.get(name)
+    a = _read(name, 12).arrays
+    assert a.x_train.shape == (20, 12, 12, 3) and a.x_test.shape == (6, 12, 12, 3)
+    assert datasets.get(name, 12).source.endswith("test: its train/ and test/ subfolders)")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda r: (r / "a").mkdir(parents=True), r"the class folder .*a' holds no images"),
+    (lambda r: r.mkdir(), r"has no class subfolders"),
+    (lambda r: (_image_folder(r), (r / "vertical" / "bad.png").write_bytes(b"not a png")), r"cannot read the image .*bad\.png.*; remove or replace it"),
+    (lambda r: _image_folder(r, per_class=1), r"class 'horizontal' has 1 image; holding out a test set needs at least 2 per class"),
+    (lambda r: (_image_folder(r / "train"), _image_folder(r / "test", classes=("horizontal", "diagonal"))),
+     r"test/diagonal is a class with no train/diagonal folder"),
+])
+def test_bad_image_folders_are_one_line_before_anything_is_written(tmp_path, monkeypatch, make, message):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    make(tmp_path / "imgs")
+    with pytest.raises(UsageError, match=message) as caught:
+        _read(f"folder:{tmp_path / 'imgs'}")
+    assert "\n" not in str(caught.value) and not (tmp_path / "cache" / "datasets").exists()
+
+
+def test_a_missing_folder_and_image_size_on_other_data_are_refused(tmp_path):
+    with pytest.raises(UsageError, match=r"is not a folder; expected one subfolder of images per class"):
+        datasets.get(f"folder:{tmp_path / 'nowhere'}")
+    with pytest.raises(UsageError, match=r"data.image_size: 8 resizes the images of a folder: dataset; 'digits' is used as it is"):
+        experiment_file.load_experiment(None, ["data.image_size=8"], **{"data.dataset": "digits"})
+
+
+def _npz(path: Path, **arrays) -> Path:
+    base = make_arrays(n_train=60, n_test=20, classes=3, shape=(16, 16, 3))
+    np.savez(path, **{**base, **arrays})
+    return path
+
+
+def test_an_npz_dataset_takes_its_class_names_and_shape_from_the_file(tmp_path):
+    path = _npz(tmp_path / "mine.npz", class_names=np.array(["cat_5%", "dog", "eel"]))
+    d = datasets.get(f"npz:{path}")
+    assert d.classes == ("cat_5%", "dog", "eel") and d.image_shape == (3, 16, 16)
+    assert _read(f"npz:{path}").arrays.x_train.shape == (60, 16, 16, 3)
+    assert datasets.get(f"npz:{_npz(tmp_path / 'plain.npz')}").classes == ("0", "1", "2")
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"x_train": np.zeros((60, 16, 16), np.uint8)}, r"x_train has shape \(60, 16, 16\); expected uint8 images N×H×W×C with C = 1 or 3"),
+    ({"class_names": np.array(["a", "b"])}, r"class_names names 2 classes but the labels reach 2"),
+    ({"class_names": np.array(["a", "a", "b"])}, r"class_names holds a name twice"),
+    ({"x_test": np.zeros((20, 16, 16, 3), np.float32)}, r"x_test has dtype float32; expected uint8"),
+    ({"y_train": np.zeros(60, np.uint8)}, r"y_train holds 1 classes; expected all 3"),
+])
+def test_bad_npz_datasets_are_one_line(tmp_path, arrays, message):
+    path = _npz(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(UsageError, match=message):
+        _read(f"npz:{path}")
+    with pytest.raises(UsageError, match=r"npz:.*nowhere.npz.* is not a file"):
+        datasets.get(f"npz:{tmp_path / 'nowhere.npz'}")
+    (tmp_path / "torn.npz").write_bytes(b"PK\x03\x04 torn")
+    with pytest.raises(UsageError, match=r"is not a readable \.npz file"):
+        datasets.get(f"npz:{tmp_path / 'torn.npz'}")
+
+
+# ---- exports -------------------------------------------------------------------------------------
+
+GOLDEN = Path(__file__).parent / "fixtures" / "export_comparison.tex"
+COMPARISON = pd.DataFrame([
+    {"variant": "baseline", "seeds": 5, "test_acc_mean": 62.104, "test_acc_sd": 0.4512, "diff_vs_baseline": None, "ci_low": None, "ci_high": None,
+     "p_holm": None, "verdict": "baseline"},
+    {"variant": "label_smoothing+dropout", "seeds": 5, "test_acc_mean": 63.3, "test_acc_sd": 0.5, "diff_vs_baseline": 1.196, "ci_low": 0.41,
+     "ci_high": 1.98, "p_holm": 0.0004, "verdict": "better"},
+    {"variant": "cut_50%", "seeds": 1, "test_acc_mean": 60.0, "test_acc_sd": float("nan"), "diff_vs_baseline": -2.1, "ci_low": float("nan"),
+     "ci_high": float("nan"), "p_holm": float("nan"), "verdict": "inconclusive"},
+])
+
+
+def test_the_latex_table_escapes_names_and_matches_its_golden_file():
+    from harness.report import export
+
+    assert export.escape("label_smoothing 5% {x} #1 & $y ~ ^z \\") == (
+        r"label\_smoothing 5\% \{x\} \#1 \& \$y \textasciitilde{} \textasciicircum{}z \textbackslash{}")
+    text = export.render(COMPARISON, "latex", "comparison", "my_study")
+    assert text == GOLDEN.read_text()
+    assert r"label\_smoothing+dropout & 5 & $63.30 \pm 0.50$ & $+1.20$ & [$+0.41$, $+1.98$] & $<0.001$ & better \\" in text
+    assert r"cut\_50\% & 1 & $60.00$ & $-2.10$ & -- & -- & inconclusive \\" in text
+
+
+def test_the_latex_table_compiles_with_a_real_tex_engine(tmp_path):
+    import os
+    import shutil
+
+    from harness.report import export
+
+    if shutil.which("pdflatex") is None:
+        if os.environ.get("HARNESS_CI"):
+            pytest.fail("CI installs TeX (texlive-latex-base, texlive-latex-recommended): pdflatex must be there")
+        pytest.skip("pdflatex is not installed (apt-get install texlive-latex-base texlive-latex-recommended); the golden-file test checks the text")
+    (tmp_path / "table.tex").write_text(export.render(COMPARISON, "latex", "comparison", "my_study"))
+    (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n\\input{table.tex}\n\\end{document}\n")
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 1000
+
+
+def test_csv_and_json_are_tidy_for_pandas():
+    from harness.report import export
+
+    back = pd.read_csv(io.StringIO(export.render(COMPARISON, "csv", "comparison", "s")))
+    pd.testing.assert_frame_equal(back, COMPARISON.astype({"diff_vs_baseline": float, "ci_low": float, "ci_high": float, "p_holm": float}))
+    records = json.loads(export.render(COMPARISON, "json", "comparison", "s"))
+    assert records[0]["diff_vs_baseline"] is None and records[2]["test_acc_sd"] is None and records[1]["p_holm"] == 0.0004
+    assert pd.DataFrame(records).shape == COMPARISON.shape
+
+
+def test_the_python_api_runs_an_npz_dataset_and_raises_the_clis_errors(tmp_path, monkeypatch, clean_registry):  # noqa: F811 - the imported fixture
+    monkeypatch.chdir(tmp_path)
+    fresh_store(tmp_path)
+    _npz(tmp_path / "mine.npz", class_names=np.array(["cat_5%", "dog", "eel"]))
+    _component_file(tmp_path, "api_components")
+    study = harness.run(variants=["baseline", "wide"], seeds=3, epochs=1, dataset="npz:mine.npz", components="api_components.py",
+                        device="cpu", name="api_study", batch_size=16, threads=1)
+    table = study.table()
+    assert list(table.variant) == ["baseline", "wide"] and list(table.seeds) == [3, 3] and table.verdict[0] == "baseline"
+    assert table.verdict[1] in ("better", "worse", "equivalent", "inconclusive")
+    runs = study.runs()
+    assert len(runs) == 6 and runs.run_id.str.fullmatch(r"[0-9a-f]{32}").all()
+    assert list(study.statistics().variant) == ["wide"] and study.effects().empty
+    assert study.report_path == tmp_path / "reports" / "api_study" / "report.md"
+    inline = study._repr_markdown_()
+    assert inline.startswith("# Ablation report: api_study") and "](reports/api_study/" in inline
+
+    loaded = harness.load("api_study")
+    pd.testing.assert_frame_equal(loaded.table(), table)
+    assert loaded.export("latex").count(r"\\") >= 3 and "cat" not in loaded.export("csv")
+    exported = cli("export", "--experiment", "api_study", "--format", "csv", cwd=tmp_path)
+    assert exported.returncode == 0 and exported.stdout == loaded.export("csv")
+
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for kwargs, flags in [({"lr": -1}, ["--set", "train.lr=-1"]), ({"epochs": "abc"}, ["--epochs", "abc"]),
+                          ({"dataset": "npz:nowhere.npz"}, ["--dataset", "npz:nowhere.npz"])]:
+        with pytest.raises(UsageError) as caught:
+            harness.run(variants="baseline", device="cpu", **kwargs)
+        proc = cli("run", "--variants", "baseline", "--device", "cpu", *flags, cwd=tmp_path)
+        assert proc.returncode == 2 and proc.stderr == f"error: {caught.value}\n"
+    with pytest.raises(UsageError, match=r"run: unknown setting 'learning_rate'; allowed: .*\blr\b"):
+        harness.run(learning_rate=0.1)
+    with pytest.raises(UsageError, match=r"experiment: the store sqlite:///mlflow.db holds no runs of experiment 'nothing'|no experiment named 'nothing'"):
+        harness.load("nothing")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # a refused call writes nothing
+
+
+def test_a_real_notebook_runs_a_tiny_study_and_shows_the_table_and_the_report(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    fresh_store(tmp_path)
+    _component_file(tmp_path, "nb_components")
+    cells = [
+        "import harness",
+        'study = harness.run(variants=["baseline", "wide"], seeds=2, epochs=1, dataset="digits", components="nb_components.py",\n'
+        '                    device="cpu", name="notebook", batch_size=64, threads=1)',
+        "study.table()",
+        "study",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(textwrap.dedent(c)) for c in cells])
+    env_path = str(ROOT)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(f"import sys; sys.path.insert(0, {env_path!r})"))
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    table, shown = nb.cells[3].outputs, nb.cells[4].outputs
+    html = next(o for o in table if o.output_type == "execute_result").data["text/html"]
+    assert "<table" in html and "baseline" in html and "wide" in html and "verdict" in html
+    markdown = next(o for o in shown if o.output_type == "execute_result").data["text/markdown"]
+    assert markdown.startswith("# Ablation report: notebook") and "](reports/notebook/" in markdown
+    assert (tmp_path / "reports" / "notebook" / "report.md").is_file()
+
+
+def test_per_class_metric_names_are_ones_mlflow_accepts_and_stay_distinct():
+    from harness.training.results import per_class_keys
+
+    assert per_class_keys(("cat", "aquarium_fish")) == ["test_f1_cat", "test_f1_aquarium_fish"]  # the shipped names, unchanged
+    assert per_class_keys(("cat (5%)", "dog")) == ["test_f1_cat _5__", "test_f1_dog"]
+    assert per_class_keys(("a%", "a#", "b")) == ["test_f1_0_a_", "test_f1_1_a_", "test_f1_2_b"]
