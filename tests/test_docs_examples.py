@@ -23,7 +23,7 @@ def _run(code: str, cwd: Path) -> str:
 
 
 def test_the_component_example_registers_composes_and_trains_a_step(tmp_path):
-    component, _ = _blocks()
+    component = _blocks()[0]
     assert "from harness import Change, register" in component and "variants." not in component
     check = component + """
 import torch
@@ -39,7 +39,7 @@ print("ok", type(net).__name__, net.head[1].out_features)
 
 
 def test_the_dataset_example_registers_and_loads_like_a_shipped_dataset(tmp_path):
-    _, dataset = _blocks()
+    dataset = _blocks()[1]
     assert "from harness import Dataset, register_dataset" in dataset
     check = dataset + f"""
 from pathlib import Path

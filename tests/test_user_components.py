@@ -5,6 +5,7 @@ with tests/test_user_study.py live here."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -184,7 +185,8 @@ def test_a_folder_dataset_and_a_user_component_run_through_run_report_and_export
     """The README's "Adding a component": a file outside the package, used by `run --components`."""
     work = tmp_path / "w"
     fresh_store(work)
-    _component_file(work, "my_components")
+    readme = (ROOT / "README.md").read_text().split("## Your own study", 1)[1]
+    (work / "my_components.py").write_text(re.search(r"```python\n(.*?)```", readme, re.S).group(1))  # the README's file, as written
     _image_folder(work / "shapes", per_class=15, mode="RGB", sizes=((32, 32),))
     env = {"HARNESS_CACHE_DIR": str(tmp_path / "cache")}
     run = ("run", "--components", "my_components.py", "--variants", "baseline,wide", "--dataset", "folder:shapes", "--seeds", "2",
