@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 from PIL import Image
 
 from harness.base.errors import UsageError
+from harness.data import datasets
 from harness.settings import config, experiment_file
 from tests.conftest import ROOT, fresh_store
 from tests.conftest import harness as cli
@@ -72,7 +74,7 @@ def _key(cfg, variant: str) -> str:
     return config.resolve(cfg, variant, cfg.seeds[0]).key("cifar10:abc", "split")
 
 
-def test_a_user_components_edit_changes_its_run_keys_and_an_unchanged_file_keeps_them(tmp_path, clean_registry):
+def test_a_user_components_edit_changes_its_run_keys_and_an_unchanged_file_keeps_them(tmp_path, clean_registry, monkeypatch):
     path = _component_file(tmp_path, "keys_components")
     sets = ["train.epochs=1"]
     cfg = experiment_file.load_experiment(None, sets, components=[str(path)], variants=("baseline", "wide"))
@@ -85,6 +87,14 @@ def test_a_user_components_edit_changes_its_run_keys_and_an_unchanged_file_keeps
     again = experiment_file.load_experiment(None, sets, components=[str(path)], variants=("baseline", "wide"))
     assert {v: _key(again, v) for v in again.variants} == first  # loaded again, unchanged: the same keys
 
+    helper = tmp_path / "keys_helper_widths.py"  # the user's own module that the component file imports
+    helper.write_text("HIDDEN = 240\n")
+    path.write_text("import keys_helper_widths  # noqa: F401\n" + path.read_text())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with_helper = experiment_file.load_experiment(None, sets, components=[str(path)], variants=("baseline", "wide"))
+    helper_key = _key(with_helper, "wide")
+    helper.write_text("HIDDEN = 480\n")  # only the helper changes
+    assert _key(experiment_file.load_experiment(None, sets, components=[str(path)], variants=("baseline", "wide")), "wide") != helper_key
     path.write_text(path.read_text() + "\n# tuned the comment only: still a different source\n")
     edited = experiment_file.load_experiment(None, sets, components=[str(path)], variants=("baseline", "wide"))
     keys = {v: _key(edited, v) for v in edited.variants}
@@ -113,6 +123,8 @@ def test_components_in_an_experiment_file_are_read_relative_to_it_and_modules_by
      r"component 'dropout' in .*bad\.py collides with the shipped component 'dropout' in .*variants/dropout\.py; rename one of them"),
     ("from harness import Change, register\n@register('mine', hypothesis='mine')\ndef d(p):\n    return Change()\n",
      r"component 'mine' .*every parameter needs a default, p has none"),
+    ("import sys\nsys.exit(0)\n", r"--components: .*bad\.py, line 2: SystemExit: sys.exit\(0\) was called \(a component file must not exit\)$"),
+    ("x = 1\n", r"--components: .*bad\.py registers no component or dataset; decorate a function with @harness.register"),
 ])
 def test_a_component_file_that_fails_is_one_line_naming_the_file_and_line(tmp_path, clean_registry, source, message):
     path = tmp_path / "bad.py"
@@ -138,6 +150,22 @@ def test_bad_component_entries_are_refused_in_one_line(tmp_path, clean_registry,
         return
     with pytest.raises(UsageError, match=message):
         experiment_file.load_experiment(None, components=entries)
+
+
+def test_a_file_that_registers_a_dataset_can_be_edited_and_loaded_again(tmp_path, clean_registry):
+    path = _component_file(tmp_path, "with_data", extra=textwrap.dedent('''
+        import numpy as np
+        from harness import Dataset, register_dataset
+
+        register_dataset(Dataset("mine_stripes", ("a", "b"), (1, 16, 16), "mine_stripes.npz", lambda d: {}, "mine"))
+        '''))
+    try:
+        experiment_file.load_experiment(None, components=[str(path)])
+        path.write_text(path.read_text() + "# edited\n")
+        experiment_file.load_experiment(None, components=[str(path)])  # its dataset is registered again, not refused as taken
+        assert datasets.get("mine_stripes").source == "mine"
+    finally:
+        datasets.forget_from(str(path.resolve()))
 
 
 def test_components_that_are_not_a_list_of_names_are_refused(tmp_path):
@@ -196,7 +224,7 @@ def test_a_folder_dataset_and_a_user_component_run_through_run_report_and_export
     assert "data: the image folder shapes (30 images, 2 classes, 32×32; test: 20% of each class held out as the test set (seed 0))" in proc.stdout
     report = cli("report", "--experiment", "default", cwd=work, env=env)
     assert report.returncode == 0, report.stderr
-    assert "folder:shapes:" in (work / "reports" / "default" / "report.md").read_text()
+    assert "- data (dataset:content hash): folder:" in (work / "reports" / "default" / "report.md").read_text()  # the content, not the path
     proc = cli("export", "--experiment", "default", "--format", "json", "--table", "runs", cwd=work, env=env)
     assert proc.returncode == 0, proc.stderr
     runs = pd.DataFrame(json.loads(proc.stdout))

@@ -204,7 +204,9 @@ def test_the_python_api_runs_an_npz_dataset_and_raises_the_clis_errors(tmp_path,
     assert table.verdict[1] in ("better", "worse", "equivalent", "inconclusive")
     runs = study.runs()
     assert len(runs) == 6 and runs.run_id.str.fullmatch(r"[0-9a-f]{32}").all()
-    assert list(study.statistics().variant) == ["wide"] and study.effects().empty
+    assert list(study.statistics().variant) == ["wide"]
+    with pytest.raises(UsageError, match=r"^table effects: experiment 'api_study' has a list design; effects come from a factorial"):
+        study.effects()
     assert study.report_path == tmp_path / "reports" / "api_study" / "report.md"
     inline = study._repr_markdown_()
     assert inline.startswith("# Ablation report: api_study") and "](reports/api_study/" in inline
@@ -259,3 +261,63 @@ def test_per_class_metric_names_are_ones_mlflow_accepts_and_stay_distinct():
     assert per_class_keys(("cat", "aquarium_fish")) == ["test_f1_cat", "test_f1_aquarium_fish"]  # the shipped names, unchanged
     assert per_class_keys(("cat (5%)", "dog")) == ["test_f1_cat _5__", "test_f1_dog"]
     assert per_class_keys(("a%", "a#", "b")) == ["test_f1_0_a_", "test_f1_1_a_", "test_f1_2_b"]
+    assert per_class_keys(("a/../b", "x" * 300)) == ["test_f1_a_.._b", "test_f1_" + "x" * 200]
+
+
+def test_folder_edge_cases_16_bit_grey_hidden_folders_one_class_and_a_lone_train_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    root = _image_folder(tmp_path / "deep")
+    deep = np.full((16, 16), 40000, np.uint16)
+    Image.fromarray(deep).save(root / "vertical" / "000.png")  # a 16-bit grey PNG
+    (root / "__MACOSX" / "x").mkdir(parents=True)  # an unzip's leftovers and hidden folders are skipped
+    (root / "vertical" / ".thumbs").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "vertical" / ".thumbs" / "t.png")
+    a = _read(f"folder:{root}").arrays
+    x = np.concatenate([a.x_train, a.x_test])
+    assert len(x) == 20 and any((im[..., 0] == 40000 >> 8).all() for im in x)  # its top 8 bits, not clipped to 255
+    _image_folder(tmp_path / "one", classes=("only",))
+    with pytest.raises(UsageError, match=r"has 1 class; a classifier needs at least 2"):
+        datasets.get(f"folder:{tmp_path / 'one'}")
+    _image_folder(tmp_path / "lone" / "train")
+    with pytest.raises(UsageError, match=r"has a train/ folder but no test/; give both, or one subfolder of images per class"):
+        datasets.get(f"folder:{tmp_path / 'lone'}")
+
+
+def test_the_run_key_names_the_datas_content_however_its_path_is_spelled(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    _image_folder(tmp_path / "shapes")
+    spellings = ["folder:shapes", "folder:./shapes", f"folder:{tmp_path / 'shapes'}"]
+    identities = {_read(name).identity for name in spellings}
+    assert len(identities) == 1 and identities.pop().startswith("folder:")
+    _npz(tmp_path / "a.npz", y_train=np.arange(60) % 3)  # numpy's default int64 labels are taken when they fit in uint8
+    assert _read("npz:a.npz").arrays.y_train.dtype == np.uint8 and _read("npz:a.npz").identity == _read(f"npz:{tmp_path / 'a.npz'}").identity
+
+
+def test_an_export_writes_no_infinities_and_never_replaces_a_link_or_a_folder(tmp_path):
+    from harness.report import export
+
+    df = COMPARISON.copy()
+    df.loc[1, ["ci_low", "ci_high"]] = [float("-inf"), float("inf")]
+    assert json.loads(export.render(df, "json", "comparison", "s"))[1]["ci_low"] is None
+    assert "inf" not in export.render(df, "latex", "comparison", "s")
+    (tmp_path / "target.csv").write_text("keep")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "target.csv")
+    for out, message in [(tmp_path / "link.csv", "is a link"), (tmp_path, "is a directory"), (tmp_path / "no" / "t.csv", "does not exist")]:
+        with pytest.raises(UsageError, match=message):
+            export.write("x", out)
+    assert (tmp_path / "target.csv").read_text() == "keep" and (tmp_path / "link.csv").is_symlink()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"components": 5}, r"^components: 5 is not allowed; expected a string or a list of strings$"),
+    ({"seeds": []}, r"^seeds: \[\] is not allowed; expected a non-empty list"),
+    ({"variants": ["baseline,dropout"]}, r"^variants: \['baseline,dropout'\] is not allowed; .*no commas"),
+    ({"lr": {"a": 1}}, r"^train.lr: \{'a': 1\} is not allowed; expected bool or int or float or str$"),
+    ({"rerun": "yes"}, r"^rerun: 'yes' is not allowed; expected bool$"),
+])
+def test_the_api_refuses_values_of_the_wrong_type_in_one_line(kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        harness.run(**kwargs)
+    with pytest.raises(UsageError, match=r"^experiment: 5 is not allowed"):
+        harness.load(5)

@@ -12,18 +12,30 @@ with exit 2 (`--debug` shows the traceback).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib
 import importlib.util
 import sys
+import sysconfig
 import traceback
 from pathlib import Path
 
+from harness.data import datasets
 from variants import registry
 from variants.registry import RegistryError
 
 ENTRY_POINT_GROUP = "harness.components"
-_files: dict[str, str] = {}  # resolved path -> the hash of the bytes it had when it was imported
+_INSTALLED = tuple(str(Path(p).resolve()) for p in {*sysconfig.get_paths().values(), str(Path(registry.__file__).resolve().parents[1])})
+
+
+@dataclasses.dataclass(frozen=True)
+class _Loaded:
+    digest: str  # sha256 of the file's bytes and its helpers', when it was imported
+    helpers: tuple[tuple[str, str], ...]  # (module, file) of the user's own modules it imported
+
+
+_files: dict[str, _Loaded] = {}  # resolved path -> what it was when it was imported
 
 
 @contextlib.contextmanager
@@ -52,16 +64,47 @@ def load(entries: list[str] | tuple[str, ...], where: str = "--components") -> l
     return files
 
 
+def _hash(resolved: str, helpers: tuple[tuple[str, str], ...]) -> str:
+    """sha256 of the file's bytes and each helper module's name and bytes (not where they live:
+    the same code in another folder or on another machine hashes alike)."""
+    h = hashlib.sha256()
+    for label, f in (("", resolved), *helpers):
+        try:
+            h.update(label.encode() + b"\0" + Path(f).read_bytes() + b"\0")
+        except OSError:
+            h.update(label.encode() + b"\0missing\0")
+    return h.hexdigest()
+
+
+def _own_modules(before: set[str]) -> tuple[tuple[str, str], ...]:
+    """The modules imported since `before` whose files are the user's own (not the standard
+    library, not an installed package, not this project's): their code decides what a component does."""
+    out = []
+    for name in sorted(set(sys.modules) - before):
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if file and file.endswith(".py") and not str(Path(file).resolve()).startswith(_INSTALLED):
+            out.append((name, str(Path(file).resolve())))
+    return tuple(out)
+
+
+def _forget(resolved: str, loaded: _Loaded | None) -> None:
+    registry.unregister_from(resolved)
+    datasets.forget_from(resolved)
+    for module, _ in loaded.helpers if loaded else ():
+        sys.modules.pop(module, None)  # an edited helper is imported again with the file
+
+
 def _load_file(path: Path, where: str) -> str:
     if not path.is_file():
         raise RegistryError(f"{where}: {str(path)!r} is not a file; expected the path of a .py file or a module name (e.g. mypkg.ablations)")
     resolved = str(path.resolve())
     try:
-        digest = hashlib.sha256(Path(resolved).read_bytes()).hexdigest()
+        Path(resolved).read_bytes()
     except OSError as e:
         raise RegistryError(f"{where}: cannot read {str(path)!r}: {e.strerror or e}") from None
-    if _files.get(resolved) == digest:
-        return resolved
+    known = _files.get(resolved)
+    if known is not None and _hash(resolved, known.helpers) == known.digest:
+        return resolved  # unchanged, and so are its helpers: not imported twice
     name = path.stem
     if not name.isidentifier():
         raise RegistryError(f"{where}: {str(path)!r}: the file's name must be a Python identifier (it names the module), e.g. my_components.py")
@@ -69,21 +112,34 @@ def _load_file(path: Path, where: str) -> str:
     if held is not None and getattr(held, "__file__", None) != resolved:
         raise RegistryError(f"{where}: {str(path)!r}: a module named {name!r} is already imported "
                             f"(from {getattr(held, '__file__', None) or 'built-ins'}); rename the file")
-    registry.unregister_from(resolved)  # an edited file replaces what it registered before
+    _forget(resolved, known)  # an edited file replaces what it registered before
+    _files.pop(resolved, None)
     spec = importlib.util.spec_from_file_location(name, resolved)
     module = importlib.util.module_from_spec(spec)
+    before = set(sys.modules)
     sys.modules[name] = module
     try:
         with _origin(f"file {path}"):
             spec.loader.exec_module(module)
     except BaseException as e:
+        helpers = _own_modules(before | {name})
         sys.modules.pop(name, None)
-        registry.unregister_from(resolved)
-        _files.pop(resolved, None)
-        if isinstance(e, RegistryError) or not isinstance(e, Exception):
+        _forget(resolved, _Loaded("", helpers))
+        if isinstance(e, RegistryError) or isinstance(e, KeyboardInterrupt):
             raise
+        if isinstance(e, SystemExit):
+            raise RegistryError(f"{where}: {path}, {_located(e, [resolved])} (a component file must not exit)") from e
         raise RegistryError(f"{where}: {path}, {_located(e, [resolved])}") from e
-    _files[resolved] = digest
+    helpers = _own_modules(before | {name})
+    digest = _hash(resolved, helpers)
+    mine = [c for c in registry.all_components() if c.path == resolved and not c.shipped]
+    if not mine and not datasets.names_from(resolved):
+        sys.modules.pop(name, None)
+        raise RegistryError(f"{where}: {path} registers no component or dataset; decorate a function with @harness.register(...)"
+                            " (or call harness.register_dataset)")
+    for c in mine:  # the component's code is its file and the user's own modules it imports
+        registry._REGISTRY[c.name] = dataclasses.replace(c, digest=digest[:16])
+    _files[resolved] = _Loaded(digest, helpers)
     return resolved
 
 
@@ -111,11 +167,16 @@ def _located(e: BaseException, files: list[str]) -> str:
     frames = [f for f in traceback.extract_tb(e.__traceback__) if "importlib._bootstrap" not in f.filename]
     inside = [f for f in frames if f.filename in files]
     frame = (inside or frames or [None])[-1]
-    message = str(e).splitlines()[0] if str(e) else ""
-    what = f"{type(e).__name__}: {message}" if message else type(e).__name__
+    if isinstance(e, SystemExit):
+        what = f"SystemExit: sys.exit({e.code!r}) was called"
+    else:
+        message = str(e).splitlines()[0] if str(e) else ""
+        what = f"{type(e).__name__}: {message}" if message else type(e).__name__
     if frame is None:
         return what
-    return f"{'' if inside else frame.filename + ', '}line {frame.lineno}: {what}"
+    deepest = frames[-1]
+    below = f" (raised in {deepest.filename}, line {deepest.lineno})" if inside and deepest is not frame else ""
+    return f"{'' if inside else frame.filename + ', '}line {frame.lineno}{below}: {what}"
 
 
 def load_entry_points() -> None:

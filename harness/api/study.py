@@ -44,6 +44,20 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _paths(key: str, value: Any) -> list[str]:
+    """A path or a list of paths (components, params_from, set) as strings; anything else is refused."""
+    items = [value] if isinstance(value, (str, os.PathLike)) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(v, (str, os.PathLike)) and str(v).strip() for v in items):
+        raise UsageError(f"{key}: {value!r} is not allowed; expected a string or a list of strings")
+    return [str(v) for v in items]
+
+
+def _scalar(key: str, value: Any, kinds: tuple = (bool, int, float, str)) -> Any:
+    if not isinstance(value, kinds):
+        raise UsageError(f"{key}: {value!r} is not allowed; expected {' or '.join(k.__name__ for k in kinds)}")
+    return value
+
+
 def arguments(**kwargs: Any) -> list[str]:
     """The `run` command line these keyword arguments stand for."""
     sections = _sections()
@@ -52,25 +66,22 @@ def arguments(**kwargs: Any) -> list[str]:
         if value is None:
             continue
         if key in SWITCHES:
-            if not isinstance(value, bool):
-                raise UsageError(f"{key}: expected True or False, got {value!r}")
-            argv += [f"--{key}"] if value else []
+            argv += [f"--{key}"] if _scalar(key, value, (bool,)) else []
         elif key in FLAGS:
             flag = "--" + key.replace("_", "-")
-            if key == "variants" and isinstance(value, (list, tuple)):
-                argv += [flag, ",".join(map(str, value))]
-            elif key in ("components", "params_from"):
-                argv += [x for v in ([value] if isinstance(value, (str, os.PathLike)) else value) for x in (flag, str(v))]
-            else:
+            if key in ("components", "params_from"):
+                argv += [x for v in _paths(key, value) for x in (flag, v)]
+            elif key in ("variants", "seeds", "factors") and isinstance(value, (list, tuple)):
+                if not value or not all(isinstance(v, (str, int)) and not isinstance(v, bool) and str(v).strip() and "," not in str(v) for v in value):
+                    raise UsageError(f"{key}: {value!r} is not allowed; expected a non-empty list of names or numbers, one per item (no commas)")
                 argv += [flag, _text(value)]
+            else:
+                argv += [flag, str(_scalar(key, value, (int, float, str)))]
         elif key == "set":
-            argv += [x for a in ([value] if isinstance(value, str) else value) for x in ("--set", a)]
+            argv += [x for a in _paths(key, value) for x in ("--set", a)]
         elif key in sections:
             dotted = f"{sections[key]}.{key}" if sections[key] else key
-            try:
-                argv += ["--set", f"{dotted}={tomli_w.dumps({'v': value})[4:].strip()}"]
-            except TypeError:
-                raise UsageError(f"{dotted}: {value!r} is not allowed; expected a number, string or boolean") from None
+            argv += ["--set", f"{dotted}={tomli_w.dumps({'v': _scalar(dotted, value)})[4:].strip()}"]
         else:
             allowed = sorted({*FLAGS, *SWITCHES, *sections, "set"})
             raise UsageError(f"run: unknown setting {key!r}; allowed: {', '.join(allowed)}")
@@ -95,6 +106,8 @@ def run(variants: list[str] | str | None = None, seeds: int | list[int] | str | 
     finally:
         if before is None:
             os.environ.pop("HARNESS_CONSOLE", None)
+        else:
+            os.environ["HARNESS_CONSOLE"] = before
     name, uri, folder = args.resolved
     return Study(name, uri, folder)
 
@@ -105,7 +118,9 @@ def load(experiment: str, tracking_uri: str | None = None, reports_dir: str | No
     from harness.cli import store_commands
     from harness.tracking import readback, store
 
-    name, cfg = store_commands._named(experiment)
+    if not isinstance(experiment, (str, os.PathLike)):
+        raise UsageError(f"experiment: {experiment!r} is not allowed; expected the experiment's name or its .toml path")
+    name, cfg = store_commands.named(str(experiment))
     uri = store.resolve_uri(tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
     readback.require_store(uri)
     folder = Path(reports_dir or (cfg.paths.reports_dir if cfg else "reports")) / name
@@ -123,7 +138,7 @@ class Study:
         self._study = None
 
     def __repr__(self) -> str:
-        return f"Study({self.experiment!r}, tracking_uri={self.tracking_uri!r}, report={str(self.report_path)!r})"
+        return f"Study({self.experiment!r}, tracking_uri={self.tracking_uri!r}, reports={str(self.reports_folder)!r})"
 
     def _read(self):
         from harness.report import tables
@@ -146,7 +161,7 @@ class Study:
         return self._table("statistics")
 
     def effects(self):
-        """A factorial or leave-one-out design's effects (empty for other designs)."""
+        """A factorial or leave-one-out design's effects (other designs are refused, as `export --table effects` refuses them)."""
         return self._table("effects")
 
     def runs(self):
@@ -165,7 +180,6 @@ class Study:
 
     def export(self, format: str = "csv", table: str = "comparison", out: str | os.PathLike | None = None) -> str:
         """The table as CSV, JSON or LaTeX (as `python -m harness export`); written to `out` when given."""
-        from harness.base.files import atomic_write
         from harness.report import export, tables
 
         if format not in export.FORMATS:
@@ -174,7 +188,7 @@ class Study:
             raise UsageError(f"table: {table!r} is not allowed; expected one of {', '.join(tables.TABLES)}")
         text = export.render(self._table(table), format, table, self.experiment)
         if out is not None:
-            atomic_write(Path(out), text)
+            export.write(text, Path(_paths("out", out)[0]), "out")
         return text
 
     def _repr_markdown_(self) -> str:

@@ -146,5 +146,10 @@ def _int(flag: str):
 
 
 def component_entries(values: list[str]) -> list[str]:
-    """`--components a.py,b.py --components mypkg.x` as one list of entries."""
-    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+    """`--components a.py,b.py --components mypkg.x` as one list of entries; an empty one is refused."""
+    from harness.base.errors import UsageError
+
+    parts = [part.strip() for value in values for part in value.split(",")]
+    if any(not p for p in parts):
+        raise UsageError(f"--components: {','.join(values)!r} has an empty entry; expected .py files or module names, e.g. my_components.py")
+    return parts

@@ -9,7 +9,7 @@ from pathlib import Path
 from harness.base.errors import UsageError
 
 
-def _named(text: str):
+def named(text: str):
     """(name, its ExperimentConfig or None) of --experiment: a .toml path is read for its name."""
     from harness.settings import checks, experiment_file
 
@@ -24,7 +24,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.running import preflight
     from harness.tracking import readback, store
 
-    name, cfg = _named(args.experiment)  # an experiment file's store and reports folder, unless the flags say otherwise
+    name, cfg = named(args.experiment)  # an experiment file's store and reports folder, unless the flags say otherwise
     uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
     folder = Path(args.reports_dir or (cfg.paths.reports_dir if cfg else "reports")) / name
     preflight.check_writable(folder, "--reports-dir")
@@ -39,24 +39,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """One table of the report as CSV, JSON or LaTeX, on standard output or into --out (whole or not at all)."""
-    from harness.base.files import atomic_write
     from harness.report import export
-    from harness.running import preflight
+
+    name, cfg = named(args.experiment)
     from harness.tracking import store
 
-    name, cfg = _named(args.experiment)
     uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
-    out = Path(args.out) if args.out else None
-    if out is not None:
-        if out.is_dir():
-            raise UsageError(f"--out: {str(out)!r} is a directory; expected the path of the file to write")
-        preflight.check_writable(out.parent, "--out")
     text = export.render(study_table(uri, name, args.table), args.format, args.table, name)
-    if out is None:
+    if args.out is None:
         print(text, end="")
     else:
-        atomic_write(out, text)
-        print(f"{args.table} table ({args.format}): {out}")
+        print(f"{args.table} table ({args.format}): {export.write(text, Path(args.out))}")
     return 0
 
 
@@ -69,10 +62,7 @@ def study_table(uri: str, name: str, table: str):
     study = tables.read(uri, name)
     if not study.runs:
         raise UsageError(f"--experiment: the store {uri} holds no runs of experiment {name!r}; run it first")
-    df = tables.table(study, table)
-    if table == "effects" and study.design.kind not in ("factorial", "leave-one-out"):
-        raise UsageError(f"--table effects: experiment {name!r} has a {study.design.kind} design; effects come from a factorial or leave-one-out design")
-    return df
+    return tables.table(study, table)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -83,7 +73,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     vary = tuple(s.strip() for s in args.vary.split(",")) if args.vary is not None else ()
     req = planning.Request(args.effect, args.sd, args.comparisons, args.power, vary)
     planning.check(req)
-    name, cfg = _named(args.experiment)
+    name, cfg = named(args.experiment)
     uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
     analysis, baseline, tested = cfg.analysis if cfg else stats.Analysis(), cfg.baseline if cfg else "baseline", {}
     try:
@@ -130,7 +120,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     checks.checked("", "name", args.name, str, "--name")
     variant = config.canonical_names([args.variant], "--variant")[0]
-    name, cfg = _named(args.experiment)
+    name, cfg = named(args.experiment)
     uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
     readback.require_store(uri)
     version, run, tags = promote.promote(uri, name, variant, args.name, args.again)

@@ -99,7 +99,29 @@ def register_dataset(dataset: Dataset) -> Dataset:
     if dataset.name in _REGISTRY:
         raise UsageError(f"register_dataset: the name {dataset.name!r} is taken by {_REGISTRY[dataset.name].source!r}; choose another name")
     _REGISTRY[dataset.name] = dataset
+    _FROM[dataset.name] = _file_of(dataset.make)
     return dataset
+
+
+_FROM: dict[str, str] = {}  # a registered dataset's name -> the file of the module that made its record
+
+
+def _file_of(make: Callable) -> str:
+    import sys
+
+    module = sys.modules.get(getattr(make, "__module__", "") or "")
+    return str(Path(module.__file__).resolve()) if module is not None and getattr(module, "__file__", None) else ""
+
+
+def names_from(path: str) -> list[str]:
+    """The datasets the file `path` registered."""
+    return sorted(n for n, f in _FROM.items() if f == path)
+
+
+def forget_from(path: str) -> None:
+    """Forget the datasets a user's file registered (before that file, edited, is imported again)."""
+    for name in names_from(path):
+        del _REGISTRY[name], _FROM[name]
 
 
 def names() -> list[str]:

@@ -47,8 +47,11 @@ class Source:
 
     @property
     def identity(self) -> str:
-        """What a run key says of the data: the dataset's name and the file's content hash."""
-        return f"{self.dataset.name}:{self.digest}"
+        """What a run key says of the data: the dataset's name and the file's content hash; for the
+        user's `folder:` and `npz:` data, the kind without the path (however it is spelled, and
+        wherever the data lives, the same content gives the same keys)."""
+        name = self.dataset.name.split(":", 1)[0] if user_data.is_user_dataset(self.dataset.name) else self.dataset.name
+        return f"{name}:{self.digest}"
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,11 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
 def check(arrays: dict[str, np.ndarray], where: str, dataset: Dataset = datasets.get("cifar10")) -> Arrays:
     """Check dtypes, shapes (the dataset's image shape), label range and class count; return the arrays."""
     c, h, w = dataset.image_shape
+    arrays = dict(arrays)
+    for key in ("y_train", "y_test"):  # integer labels of another width (numpy's default int64) are taken as uint8 when they fit
+        y = arrays[key]
+        if y.dtype != np.uint8 and y.dtype.kind in "iu" and y.size and 0 <= int(y.min()) and int(y.max()) <= 255:
+            arrays[key] = y.astype(np.uint8)
     for key in KEYS:
         a = arrays[key]
         if a.dtype != np.uint8:

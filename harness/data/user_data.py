@@ -28,9 +28,13 @@ from harness.base.files import cache_dir
 FOLDER, NPZ = "folder:", "npz:"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 TEST_SHARE, TEST_SEED = 0.2, 0  # a folder without train/ and test/: the held-out test set
-GREY_MODES = ("1", "L", "I", "I;16", "F")
+GREY_MODES = ("1", "L", "I;16", "I;16B", "I;16L")
+DEEP_MODES = ("I;16", "I;16B", "I;16L")  # 16-bit grey: kept to its top 8 bits
+REFUSED_MODES = ("I", "F")  # 32-bit integer or float pixels: no faithful 8-bit image
 MAX_IMAGE_SIZE = 1024
-CACHE_FORMAT = 1  # bump when the decoded arrays change for the same files
+CACHE_FORMAT = 2  # bump when the decoded arrays change for the same files
+SKIPPED = ("__MACOSX",)  # folders an unzip leaves beside the images (besides hidden ones)
+_HEADERS: dict[str, tuple[int, tuple[int, int]]] = {}  # a folder listing's stamp -> (channels, size) of its images
 
 
 def is_user_dataset(name: object) -> bool:
@@ -51,14 +55,17 @@ def record(name: str, image_size: int = 0) -> tuple:
     files, parts_named = _listing(name, root)
     classes = tuple(sorted({c for part in files.values() for c in part}))
     check_classes(name, len(classes))
-    channels, size = _header(name, root, files, image_size)
-    stamp = hashlib.sha256(f"{CACHE_FORMAT} {image_size} {channels} {size}".encode())
+    listing = hashlib.sha256(f"{CACHE_FORMAT} {image_size}".encode())
     for part, by_class in sorted(files.items()):
         for c, paths in sorted(by_class.items()):
             for p in paths:
                 st = p.stat()
-                stamp.update(f"{part}/{p.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-    cache = cache_dir() / "datasets" / f"folder-{stamp.hexdigest()[:20]}.npz"
+                listing.update(f"{part}/{p.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    stamp = listing.hexdigest()[:20]
+    if stamp not in _HEADERS:  # the headers are read once per listing, however often a command asks
+        _HEADERS[stamp] = _header(name, root, files, image_size)
+    channels, size = _HEADERS[stamp]
+    cache = cache_dir() / "datasets" / f"folder-{stamp}.npz"
     test = "its train/ and test/ subfolders" if parts_named else f"{TEST_SHARE:.0%} of each class held out as the test set (seed {TEST_SEED})"
     n = sum(len(p) for part in files.values() for p in part.values())
     source = f"the image folder {root} ({n} images, {len(classes)} classes, {size[0]}×{size[1]}; test: {test})"
@@ -121,6 +128,9 @@ def _listing(name: str, root: Path) -> tuple[dict[str, dict[str, list[Path]]], b
     if not root.is_dir():
         raise UsageError(f"data.dataset: {name!r}: {str(root)!r} is not a folder; expected one subfolder of images per class")
     named = (root / "train").is_dir() and (root / "test").is_dir()
+    if not named and ((root / "train").is_dir() or (root / "test").is_dir()):
+        have, lack = ("train", "test") if (root / "train").is_dir() else ("test", "train")
+        raise UsageError(f"data.dataset: {name!r} has a {have}/ folder but no {lack}/; give both, or one subfolder of images per class")
     parts = {"train": root / "train", "test": root / "test"} if named else {"all": root}
     files = {part: _classes(name, folder) for part, folder in parts.items()}
     if named:
@@ -131,16 +141,21 @@ def _listing(name: str, root: Path) -> tuple[dict[str, dict[str, list[Path]]], b
 
 
 def _classes(name: str, folder: Path) -> dict[str, list[Path]]:
-    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not _skipped(p.name))
     if not subfolders:
         raise UsageError(f"data.dataset: {name!r}: {str(folder)!r} has no class subfolders; expected one subfolder of images per class")
     out = {}
     for sub in subfolders:
-        images = sorted(p for p in sub.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        images = sorted(p for p in sub.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                        and not any(_skipped(part) for part in p.relative_to(sub).parts))
         if not images:
             raise UsageError(f"data.dataset: {name!r}: the class folder {str(sub)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         out[sub.name] = images
     return out
+
+
+def _skipped(part: str) -> bool:
+    return part.startswith(".") or part in SKIPPED
 
 
 def _open(name: str, path: Path):
@@ -162,6 +177,9 @@ def _header(name: str, root: Path, files, image_size: int) -> tuple[int, tuple[i
         for paths in by_class.values():
             for p in paths:
                 with _open(name, p) as im:
+                    if im.mode in REFUSED_MODES:
+                        raise UsageError(f"data.dataset: {name!r}: {str(p)!r} has {'32-bit' if im.mode == 'I' else 'floating-point'} pixels "
+                                         f"(mode {im.mode}); save the images with 8 or 16 bits per channel")
                     sizes.setdefault((im.height, im.width), p)
                     grey = grey and im.mode in GREY_MODES
     if len(sizes) > 1 and not image_size:
@@ -183,6 +201,8 @@ def _decode(name, files, classes, channels, size, image_size, named) -> dict[str
             for p in paths:
                 with _open(name, p) as im:
                     try:
+                        if im.mode in DEEP_MODES:  # PIL's convert("L") would clip 16-bit values at 255
+                            im = Image.fromarray((np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8), "L")
                         im = im.convert("L" if channels == 1 else "RGB")
                         if image_size and (im.height, im.width) != size:
                             im = im.resize((size[1], size[0]), Image.BILINEAR)
@@ -211,6 +231,8 @@ def _decode(name, files, classes, channels, size, image_size, named) -> dict[str
 
 
 def check_classes(name: str, count: int) -> None:
+    if count < 2:
+        raise UsageError(f"data.dataset: {name!r} has {count} class; a classifier needs at least 2 (one subfolder of images per class)")
     if count > 256:
         raise UsageError(f"data.dataset: {name!r} has {count} classes; labels are stored as uint8, so at most 256")
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
+
+from harness.base.errors import UsageError
+from harness.base.files import atomic_write
 
 FORMATS = ("csv", "json", "latex")
 _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
@@ -22,9 +26,24 @@ def render(df: pd.DataFrame, fmt: str, table: str, experiment: str) -> str:
     return latex(df, table, experiment)
 
 
+def write(text: str, out: Path, where: str = "--out") -> Path:
+    """Write an export to `out`, whole or not at all. A folder, a link, a FIFO or a device is
+    refused (an atomic write would replace it with a file), as is a folder that cannot be written."""
+    out = Path(out)
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        kind = "a link" if out.is_symlink() else "a directory" if out.is_dir() else "not a regular file (a FIFO or device)"
+        raise UsageError(f"{where}: {str(out)!r} is {kind}; expected the path of a file to write")
+    if not out.parent.is_dir():
+        raise UsageError(f"{where}: the folder {str(out.parent)!r} does not exist; create it or write elsewhere")
+    try:
+        return atomic_write(out, text)
+    except OSError as e:
+        raise UsageError(f"{where}: {e}") from None
+
+
 def _plain(v):
-    """A JSON value: NaN and None as null, numpy scalars as Python numbers."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    """A JSON value: NaN, infinities and None as null, numpy scalars as Python numbers."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return None
     return v.item() if hasattr(v, "item") else v
 
@@ -35,7 +54,7 @@ def escape(text: object) -> str:
 
 
 def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
+    return v is None or (isinstance(v, float) and not math.isfinite(v))
 
 
 def _f(v, digits: int = 2, signed: bool = False) -> str:

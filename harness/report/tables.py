@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness.analysis import effects, stats
+from harness.base.errors import UsageError
 from harness.report import comparisons as comparisons_mod
 from harness.report import markdown
 from harness.settings import designs
@@ -20,7 +21,7 @@ TABLES = ("comparison", "statistics", "effects", "runs")
 
 
 @dataclass(frozen=True)
-class Study:
+class StudyData:
     """An experiment as read back from the store: its runs and what the report concludes."""
 
     experiment: str
@@ -32,19 +33,20 @@ class Study:
     compared: dict[str, comparisons_mod.Comparison]
 
 
-def read(uri: str, experiment: str) -> Study:
+def read(uri: str, experiment: str) -> StudyData:
     runs = readback.read_runs(uri, experiment)
     tags = readback.experiment_tags(uri, experiment)
     design, analysis = experiment_tags.design_of(tags), experiment_tags.analysis_of(tags)
     baseline, order, compared = markdown.analyse(runs, design, analysis, tags)
-    return Study(experiment, runs, design, analysis, baseline, order, compared)
+    return StudyData(experiment, runs, design, analysis, baseline, order, compared)
 
 
 def _num(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+    """A number, or None where there is none: NaN, and an interval's infinite end (fewer than 3 pairs)."""
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
 
 
-def comparison(study: Study) -> pd.DataFrame:
+def comparison(study: StudyData) -> pd.DataFrame:
     """One row per variant: its test accuracy over seeds, and against the baseline the paired
     difference, its interval, Holm's p and the verdict."""
     done = [r for r in study.runs if r.status == "FINISHED"]
@@ -62,7 +64,7 @@ def comparison(study: Study) -> pd.DataFrame:
                                        "p_holm", "verdict"])
 
 
-def statistics(study: Study) -> pd.DataFrame:
+def statistics(study: StudyData) -> pd.DataFrame:
     """One row per comparison with the baseline: every test the report's statistics section shows."""
     rows = []
     for v, c in study.compared.items():
@@ -79,7 +81,7 @@ def statistics(study: Study) -> pd.DataFrame:
                                        "seeds_needed", "verdict", "reason"])
 
 
-def effects_table(study: Study) -> pd.DataFrame:
+def effects_table(study: StudyData) -> pd.DataFrame:
     """A factorial or leave-one-out design's effects (main, interaction, contribution, total); empty for other designs."""
     rows = []
     if study.design.kind in designs.CELLS:
@@ -91,7 +93,7 @@ def effects_table(study: Study) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["effect", "kind", "pairs", "estimate", "ci_low", "ci_high", "p_holm", "verdict"])
 
 
-def runs_table(study: Study) -> pd.DataFrame:
+def runs_table(study: StudyData) -> pd.DataFrame:
     """One row per (variant, seed) run: its status, its MLflow run ids and its accuracies."""
     rows = [{"variant": r.variant, "seed": r.seed, "status": r.status, "run_id": r.run_id, "parent_run_id": r.parent_id,
              "test_acc": _num(r.metrics.get("test_acc", math.nan)), "best_val_acc": _num(r.metrics.get("best_val_acc", math.nan)),
@@ -99,5 +101,9 @@ def runs_table(study: Study) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variant", "seed", "status", "run_id", "parent_run_id", "test_acc", "best_val_acc", "epochs"])
 
 
-def table(study: Study, name: str) -> pd.DataFrame:
+def table(study: StudyData, name: str) -> pd.DataFrame:
+    """The table `name` of TABLES; `effects` of a design without effects is refused in one line."""
+    if name == "effects" and study.design.kind not in designs.CELLS:
+        raise UsageError(f"table effects: experiment {study.experiment!r} has a {study.design.kind} design; effects come from a factorial "
+                         "or leave-one-out design")
     return {"comparison": comparison, "statistics": statistics, "effects": effects_table, "runs": runs_table}[name](study)

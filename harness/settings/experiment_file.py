@@ -107,7 +107,7 @@ def apply_set(table: dict[str, Any], assignment: str) -> None:
     node[last] = value
 
 
-def component_entries(written: Any, folder: Path) -> Any:
+def absolute_entries(written: Any, folder: Path) -> Any:
     """`components = [...]` with each file made absolute (relative ones are read from `folder`);
     module names, and anything that is not a list of strings (from_table refuses it), as written."""
     from variants.plugins import is_file_entry
@@ -127,13 +127,13 @@ def load_experiment(experiment: str | None, sets: list[str] = (), params_files: 
     table = read_toml(path, "--experiment")
     table.setdefault("name", path.stem)
     if "components" in table:
-        table["components"] = component_entries(table["components"], path.resolve().parent)
+        table["components"] = absolute_entries(table["components"], path.resolve().parent)
     if components:
         from variants import plugins
 
         plugins.load(list(components), "--components")  # first, so an error names the entry as the user wrote it
         written = table.get("components", [])
-        table["components"] = [*(written if isinstance(written, list) else [written]), *component_entries(list(components), Path.cwd())]
+        table["components"] = [*(written if isinstance(written, list) else [written]), *absolute_entries(list(components), Path.cwd())]
     named = {file: merge_params(table, Path(file)) for file in params_files}
     if isinstance(flags.get("seeds"), tuple):  # seeds named on the command line replace the file's seeds on demand
         table.pop("min_seeds", None), table.pop("max_seeds", None)

@@ -65,9 +65,10 @@ def final_metrics(result: engine.Result, test: tuple[float, float], last: tuple[
 
 def per_class_keys(classes) -> list[str]:
     """`test_f1_<class>` for each class, in a form MLflow accepts as a metric name: a character it
-    refuses (a user's folder named `cat (5%)`, say) becomes '_'; should two classes then share a
+    refuses (a user's folder named `cat (5%)`, say; '/' too, which MLflow reads as a path) becomes
+    '_', and a name is cut at 200 characters (MLflow's limit is 250); should two classes then share a
     name, each gets its label in front (`test_f1_3_cat__5__`). The per-class CSV keeps the true names."""
-    safe = ["".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-. /:") else "_" for ch in str(c)) for c in classes]
+    safe = ["".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-. :") else "_" for ch in str(c))[:200] for c in classes]
     if len(set(safe)) < len(safe):
         safe = [f"{i}_{name}" for i, name in enumerate(safe)]
     return [f"test_f1_{name}" for name in safe]
