@@ -1,4 +1,4 @@
-"""The command line: what `run`, `tune`, `bench`, `report`, `plan`, `promote`, `list` and `ui` do (their flags: harness/cli/arguments.py).
+"""The command line: what `run`, `tune`, `bench`, `report`, `export`, `plan`, `promote`, `list` and `ui` do (their flags: harness/cli/arguments.py).
 
 Bad input ends with one line on stderr and exit code 2 before any work starts (a traceback only
 with --debug). Heavy libraries (MLflow, seaborn, Optuna) are imported only by the commands that
