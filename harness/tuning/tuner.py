@@ -248,6 +248,13 @@ def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, 
                     p.send_signal(signal.SIGTERM)
             for p in procs:
                 p.wait()
+            # A worker stopped between creating a trial's run and entering the trial leaves that run
+            # RUNNING and its trial owned by a dead process: mark both, so nothing stays RUNNING.
+            fail_stale_trials(load_study(req))
+            for run_id in tracker.run_ids(f"tags.`harness.role` = 'trial' and tags.`mlflow.parentRunId` = '{parent_id}' "
+                                          "and attributes.status = 'RUNNING'"):
+                tracker.set_tags(run_id, {"harness.trial_state": "FAIL", "harness.error": "stopped (SIGINT or SIGTERM) as the trial started"})
+                tracker.finish(run_id, "FAILED")
             tracker.finish(parent_id, "KILLED")
             raise
         if any(codes):
