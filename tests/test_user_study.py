@@ -20,32 +20,6 @@ from harness.settings import experiment_file
 from tests.conftest import ROOT, fresh_store, make_arrays
 from tests.conftest import harness as cli
 
-WIDE = '''
-"""LeNet with a wider first hidden layer (a user's own component, outside the package)."""
-from torch import nn
-
-from harness import Change, register
-
-
-class WideNet(nn.Module):
-    def __init__(self, image_shape, num_classes, hidden=240):
-        super().__init__()
-        c, h, w = image_shape
-        self.features = nn.Sequential(nn.Conv2d(c, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2))
-        side = lambda n: ((n - 4) // 2 - 4) // 2
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(16 * side(h) * side(w), hidden), nn.ReLU(), nn.Linear(hidden, 84), nn.ReLU(),
-                                  nn.Linear(84, num_classes))
-
-    def forward(self, x):
-        return self.head(self.features(x))
-
-
-@register("{name}", hypothesis="Twice the hidden units raise accuracy without more overfitting.")
-def wide(hidden: int = 240):
-    return Change(architecture=WideNet, model={{"hidden": hidden}})
-'''
-
-
 from tests.test_user_components import _component_file, _image_folder, clean_registry  # noqa: F401 - a fixture
 
 
