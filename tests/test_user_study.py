@@ -19,7 +19,6 @@ from harness.data import datasets, loading
 from harness.settings import experiment_file
 from tests.conftest import ROOT, fresh_store, make_arrays
 from tests.conftest import harness as cli
-
 from tests.test_user_components import _component_file, _image_folder, clean_registry  # noqa: F401 - a fixture
 
 
