@@ -21,8 +21,9 @@ import tomli_w
 from harness.base.errors import UsageError
 
 FLAGS = ("experiment", "variants", "seeds", "epochs", "design", "factors", "components", "device", "dataset", "data_dir", "tracking_uri",
-         "margin", "max_seeds", "jobs_per_device", "executor", "ray_address", "gpus_per_run", "cpus_per_run", "params_from")
-SWITCHES = ("tuned", "rerun", "yes", "redesign")
+         "margin", "max_seeds", "jobs_per_device", "executor", "ray_address", "gpus_per_run", "cpus_per_run", "params_from",
+         "partition", "time", "array_parallelism", "slurm_setup")
+SWITCHES = ("tuned", "rerun", "yes", "redesign", "detach")
 
 
 def _sections() -> dict[str, str]:
@@ -69,7 +70,7 @@ def arguments(**kwargs: Any) -> list[str]:
             argv += [f"--{key}"] if _scalar(key, value, (bool,)) else []
         elif key in FLAGS:
             flag = "--" + key.replace("_", "-")
-            if key in ("components", "params_from"):
+            if key in ("components", "params_from", "slurm_setup"):
                 argv += [x for v in _paths(key, value) for x in (flag, v)]
             elif key in ("variants", "seeds", "factors") and isinstance(value, (list, tuple)):
                 if not value or not all(isinstance(v, (str, int)) and not isinstance(v, bool) and str(v).strip() and "," not in str(v) for v in value):

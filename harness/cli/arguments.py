@@ -53,10 +53,18 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     run.add_argument("--params-from", action="append", default=[], metavar="FILE", help="a TOML file of [params.<variant>] tables (as `tune` writes)")
     run.add_argument("--jobs-per-device", type=_int("--jobs-per-device"), default=1, metavar="K",
                      help="train K (variant, seed) runs at once per GPU, or K at once on the CPU, in separate processes (default 1)")
-    run.add_argument("--executor", default="local", help="local (default) or ray")
+    run.add_argument("--executor", default="local", help="local (default), ray or slurm (docs/scaling.md)")
     run.add_argument("--ray-address", help="the Ray cluster to run on (with --executor ray), e.g. 10.0.0.5:6379 or auto")
-    run.add_argument("--gpus-per-run", type=float, help="with --executor ray: GPU fraction each run asks for (default 0.25 on a cluster with GPUs, else 0)")
-    run.add_argument("--cpus-per-run", type=float, default=1.0, help="with --executor ray: CPUs each run asks for (default 1)")
+    run.add_argument("--gpus-per-run", type=float, help="GPUs each run asks for: with ray a fraction (default 0.25 on a cluster with GPUs, else 0); "
+                                                        "with slurm a whole number (default 0)")
+    run.add_argument("--cpus-per-run", type=float, default=1.0, help="with --executor ray or slurm: CPUs each run asks for (default 1; whole with slurm)")
+    run.add_argument("--partition", help="with --executor slurm: the partition the array tasks run in (default: the cluster's)")
+    run.add_argument("--time", help="with --executor slurm: each task's time limit, as sbatch takes it (90, 1:30:00, 2-00:00; default 60 minutes); "
+                                    "a task near its limit requeues itself and resumes")
+    run.add_argument("--array-parallelism", type=_int("--array-parallelism"), help="with --executor slurm: at most this many tasks at once (default 256)")
+    run.add_argument("--slurm-setup", action="append", default=[], metavar="LINE",
+                     help="with --executor slurm: a shell line each task runs first, e.g. 'module load cuda' (repeatable)")
+    run.add_argument("--detach", action="store_true", help="with --executor slurm: submit and return at once; a last job writes the report")
     run.add_argument("--redesign", action="store_true",
                      help="with --seeds auto: allow changing a started design's seeds, margin, alpha, test or variants (the report discloses it)")
     run.add_argument("--rerun", action="store_true", help="train finished runs again (by default they are skipped and interrupted ones resumed)")

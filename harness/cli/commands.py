@@ -7,13 +7,14 @@ need them, so `list` and `--help` answer quickly.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
 
 from harness.base import faults, parent
 from harness.base.errors import StoreError, Terminated, UsageError
-from harness.cli import store_commands
+from harness.cli import executors, store_commands
 from harness.cli.arguments import EXIT_USAGE, component_entries, parser
 
 EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
@@ -37,18 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     if not 1 <= args.jobs_per_device <= 64:
         raise UsageError(f"--jobs-per-device: {args.jobs_per_device} is not allowed; expected an integer from 1 to 64")
-    if args.executor not in ("local", "ray"):
-        raise UsageError(f"--executor: {args.executor!r} is not allowed; expected local or ray")
-    if args.executor == "ray" and not args.ray_address:
-        raise UsageError("--ray-address: required with --executor ray (the cluster's head, e.g. 10.0.0.5:6379, or auto)")
-    if args.executor == "ray":  # before the store is created
-        from harness.running import ray_executor
-
-        ray_executor.import_ray()
-    if args.gpus_per_run is not None and not 0 <= args.gpus_per_run <= 8:
-        raise UsageError(f"--gpus-per-run: {args.gpus_per_run} is not allowed; expected a number from 0 to 8")
-    if not 0 < args.cpus_per_run <= 256:
-        raise UsageError(f"--cpus-per-run: {args.cpus_per_run} is not allowed; expected a number above 0, at most 256")
+    slurm = executors.check(args)
     if args.jobs_per_device > 1 and args.rerun:
         raise UsageError("--rerun: not allowed with --jobs-per-device > 1 (each process would train the others' runs again); rerun with one process")
     if args.max_seeds is not None and args.seeds is not None and flags["seeds"] != "auto":
@@ -67,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         params_files += found
     cfg = experiment_file.load_experiment(args.experiment, args.set, params_files, components, **flags)
     if cfg.sequential and (args.executor != "local" or args.jobs_per_device > 1):
-        raise UsageError("--seeds auto: its rounds run in one process; not with --executor ray or --jobs-per-device > 1")
+        raise UsageError(f"--seeds auto: its rounds run in one process; not with {'--executor ' + args.executor if args.executor != 'local' else '--jobs-per-device > 1'}")
     from harness.data import user_data
     from harness.report import comparisons, effects_section, markdown
     from harness.running import outcomes, preflight, runner
@@ -92,6 +82,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         ray_executor.run_on_ray(run, args.ray_address, args.gpus_per_run, args.cpus_per_run)
         results = run.collect()
+    elif args.executor == "slurm":
+        from harness.running import slurm_executor
+
+        failures = slurm_executor.run_on_slurm(run, slurm)
+        if slurm.detach:
+            return 0
+        results = [o if o.status == "FINISHED" or (o.variant, o.seed) not in failures else dataclasses.replace(o, error=failures[(o.variant, o.seed)])
+                   for o in run.collect()]
     elif args.jobs_per_device > 1:
         from harness.running import processes
 

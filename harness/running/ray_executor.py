@@ -24,32 +24,12 @@ def import_ray():
 
 def run_pair(cfg, variant: str, seed: int, source, rerun: bool):
     """One Ray task: train one (variant, seed) pair on this node, tracked in the shared store."""
-    from harness.data import loading
-    from harness.running import claims as claims_mod
-    from harness.running import preflight
-    from harness.running.claims import Claims
-    from harness.running.console import Console
-    from harness.running.runner import Runner
-    from harness.settings import config
-    from harness.tracking import provenance
-    from variants import plugins
+    from harness.running import remote
 
-    plugins.load(cfg.components, "components")  # the user's component files (a shared file system) or modules, on this node
-    # Checkpoints and claims stay on the node; the store is shared, and keys are unique per task.
+    # Checkpoints stay on the node (a retry elsewhere starts the pair over); the store is shared.
     local = f"{tempfile.gettempdir()}/harness-ray"
     cfg = dataclasses.replace(cfg, paths=dataclasses.replace(cfg.paths, checkpoint_dir=f"{local}/checkpoints", reports_dir=f"{local}/reports"))
-    uri, device = preflight.check(cfg)
-    loaded = loading.load_split(source, cfg.data.split, cfg.data.train_ratio, loading.split_seed_of(cfg.data.split_seed, seed), device)
-    console = Console()
-    runner = Runner(cfg, loaded, uri, device, console, rerun)
-    claims = Claims(cfg.checkpoint_folder / claims_mod.FILENAME)
-    try:
-        spec = config.resolve(cfg, variant, seed)
-        claims.acquire(runner.key(spec))
-        console.header(f"{variant} seed {seed} on {provenance.determinism(device)['device']}")
-        return runner.run_one(spec, claims)
-    finally:
-        claims.close()
+    return remote.train_pair(cfg, variant, seed, source, rerun, "a Ray task")
 
 
 def run_on_ray(runner, address: str, gpus_per_run: float | None, cpus_per_run: float) -> None:

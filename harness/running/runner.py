@@ -153,7 +153,7 @@ class Runner:
         try:
             model, result = self.train(spec, claims, key, run_id, ckpt, snapshot)
             return self.record(spec, run_id, parent_id, ckpt, done, model, result, start)
-        except (KeyboardInterrupt, Terminated) as e:
+        except (KeyboardInterrupt, Terminated, SystemExit) as e:  # SystemExit: submitit requeues a preempted Slurm task
             self.tracker.set_tags(run_id, {"harness.error": f"interrupted ({type(e).__name__}); resumes from its last checkpoint"})
             self.tracker.finish(run_id, "KILLED")
             try:

@@ -1,0 +1,51 @@
+"""One (variant, seed) pair trained on a cluster node: what a Ray task and a Slurm array task run.
+
+The node trains its pair with the same code and the same run key as a local run, and logs to the
+same store, so a later command skips the pair wherever it ran. Claims stay on the node (each task
+holds one key; SQLite's locks are not safe on a network file system); checkpoints go wherever the
+caller's settings put them.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+
+def claims_folder() -> Path:
+    """The node's own folder for claims."""
+    return Path(tempfile.gettempdir()) / "harness-claims"
+
+
+def train_pair(cfg, variant: str, seed: int, source, rerun: bool, where: str):
+    """Train (or skip, or resume) one pair on this node and return its Outcome. `source` is the
+    dataset as the driver read it, or None to read it here from the settings; `where` names the
+    task in its header line."""
+    import torch
+
+    from harness.data import datasets, loading
+    from harness.running import claims as claims_mod
+    from harness.running import preflight
+    from harness.running.claims import Claims
+    from harness.running.console import Console
+    from harness.running.runner import Runner
+    from harness.settings import config
+    from harness.tracking import provenance
+    from variants import plugins
+
+    plugins.load(cfg.components, "components")  # the user's component files (a shared file system) or modules, on this node
+    uri, device = preflight.check(cfg)
+    if source is None:
+        source = loading.read_source(datasets.get(cfg.data.dataset, cfg.data.image_size), loading.data_dir(cfg.paths.data_dir), make=False)
+    loaded = loading.load_split(source, cfg.data.split, cfg.data.train_ratio, loading.split_seed_of(cfg.data.split_seed, seed), device)
+    console = Console()
+    runner = Runner(cfg, loaded, uri, device, console, rerun)
+    folder = claims_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    claims = Claims(folder / f"{cfg.name}-{claims_mod.FILENAME}")
+    try:
+        spec = config.resolve(cfg, variant, seed)
+        claims.acquire(runner.key(spec))  # the key is this task's alone; a claim left by a dead process here is taken over
+        console.header(f"{variant} seed {seed} on {provenance.determinism(device)['device']} ({where}, {torch.get_num_threads()} thread(s))")
+        return runner.run_one(spec, claims)
+    finally:
+        claims.close()
