@@ -16,8 +16,8 @@ from harness.base.errors import UsageError
 from harness.tracking import creation
 
 DEFAULT_URI = "sqlite:///mlflow.db"
-SCHEMES = ("sqlite:///", "http://", "https://", "postgresql://", "mysql://")
-DRIVERS = {"postgresql://": ("psycopg2", "psycopg2-binary"), "mysql://": ("pymysql", "pymysql")}
+SCHEMES = ("sqlite:///", "http://", "https://", "postgresql://", "postgresql+", "mysql://", "mysql+")
+PACKAGES = {"psycopg": "psycopg[binary] (the [team] extra)", "psycopg2": "psycopg2-binary", "mysqldb": "mysqlclient", "pymysql": "pymysql"}
 REACH_SECONDS = 5.0
 MLFLOW_TABLES = {"experiments", "runs", "alembic_version"}
 
@@ -29,12 +29,48 @@ def resolve(setting: str = "", reach: bool = True) -> str:
         raise UsageError(f"tracking_uri: {uri!r} is not supported; expected one of {', '.join(s + '...' for s in SCHEMES)}")
     if uri.startswith("sqlite:///"):
         check_sqlite(uri)
-    for scheme, (module, package) in DRIVERS.items():
-        if uri.startswith(scheme) and importlib.util.find_spec(module) is None:
-            raise UsageError(f"tracking_uri: {uri.split('@')[-1]!r} needs the {module} driver; install it with `pip install {package}`")
+    if uri.startswith(("postgresql", "mysql")):
+        check_driver(uri, "tracking_uri")
+        if reach:
+            check_database(uri, "tracking_uri")
     if reach and uri.startswith(("http://", "https://")):
         check_server(uri)
     return uri
+
+
+def check_driver(uri: str, field: str) -> None:
+    """The database driver SQLAlchemy picks for `uri` must be installed (PostgreSQL: psycopg with
+    SQLAlchemy 2.1, psycopg2 before it; postgresql+DRIVER:// names one)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    where = uri.split("@")[-1]
+    try:
+        dialect = make_url(uri).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as e:
+        raise UsageError(f"{field}: {where!r} is not a database URL SQLAlchemy reads ({e})") from None
+    try:
+        (getattr(dialect, "import_dbapi", None) or dialect.dbapi)()
+    except ImportError:
+        raise UsageError(f"{field}: {where!r} needs the {dialect.driver} driver; install it with "
+                         f"`pip install {PACKAGES.get(dialect.driver, dialect.driver)}`") from None
+
+
+def check_database(uri: str, field: str) -> None:
+    """A database server must answer within REACH_SECONDS (else one line naming it, before any work)."""
+    import sqlalchemy
+
+    timeout = {"connect_timeout": int(REACH_SECONDS)}
+    engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool, connect_args=timeout)
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        reason = str(getattr(e, "orig", e) or e).strip().splitlines()
+        raise UsageError(f"{field}: cannot reach the database at {uri.split('@')[-1]!r} ({reason[0] if reason else type(e).__name__}); "
+                         "start it, or check the host, port, user and database name") from None
+    finally:
+        engine.dispose()
 
 
 def sqlite_path(uri: str) -> Path:

@@ -5,6 +5,7 @@ a database that is not Optuna's is refused with one line, before anything is wri
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sqlite3
 import warnings
@@ -23,6 +24,11 @@ def check(url: str) -> None:
     if url.startswith(RDB_SCHEMES):
         if url.startswith("sqlite:///"):
             _check_sqlite(url)
+        else:  # a database server: its driver installed, the server answering
+            from harness.tracking import addresses
+
+            addresses.check_driver(url, "--storage")
+            addresses.check_database(url, "--storage")
         return
     if "://" in url:
         raise UsageError(f"--storage: {url!r} is not supported; expected a journal file path or a database URL "
@@ -124,3 +130,37 @@ def heartbeat(study, trial):
     from optuna.storages._heartbeat import get_heartbeat_thread
 
     return get_heartbeat_thread(trial._trial_id, study._storage)
+
+
+@contextlib.contextmanager
+def trial_slot(url: str, study_name: str):
+    """An exclusive lock, held while a process counts the study's trials and asks for the next,
+    so that --trials is the study's exact total however many processes tune it: on PostgreSQL and
+    MySQL a lock of the database server's own (every machine's processes share it), beside a
+    journal or an SQLite file a file lock (that storage is on one machine)."""
+    if not url.startswith(("postgresql", "mysql")):
+        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
+        from harness.base.files import file_lock
+
+        with file_lock(Path(path + ".trials-lock")):  # not Optuna's own "<journal>.lock", which it takes while writing
+            yield
+        return
+    import sqlalchemy
+
+    name = f"harness trials {study_name}"
+    take, give = (("select pg_advisory_lock(hashtext(:name))", "select pg_advisory_unlock(hashtext(:name))") if url.startswith("postgresql")
+                  else ("select get_lock(:name, -1)", "select release_lock(:name)"))
+    engine = _lock_engine(url)
+    with engine.connect() as conn:  # a session lock: the server drops it if this process dies holding it
+        conn.execute(sqlalchemy.text(take), {"name": name})
+        try:
+            yield
+        finally:
+            conn.execute(sqlalchemy.text(give), {"name": name})
+
+
+@functools.lru_cache(maxsize=4)
+def _lock_engine(url: str):
+    import sqlalchemy
+
+    return sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)

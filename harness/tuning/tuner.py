@@ -5,7 +5,6 @@ one MLflow parent run per study with a child run per trial, and the best paramet
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import math
@@ -25,7 +24,7 @@ import tomli_w
 import variants as registry
 from harness.base import parent
 from harness.base.errors import Terminated, UsageError
-from harness.base.files import atomic_write, file_lock
+from harness.base.files import atomic_write
 from harness.data.loading import Loaded
 from harness.running.assembly import assemble
 from harness.settings import checks, config, search
@@ -34,7 +33,7 @@ from harness.settings.search import SearchParam
 from harness.tracking import names, store
 from harness.training import engine
 from harness.tuning import storage
-from harness.tuning.storage import RDB_SCHEMES, open_storage
+from harness.tuning.storage import open_storage
 
 PRUNERS = ("median", "percentile", "hyperband", "none")
 MLFLOW_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
@@ -183,7 +182,7 @@ def optimize(cfg: ExperimentConfig, data: Loaded, req: TuneRequest, study: optun
     for _ in range(n_trials):
         if req.timeout is not None and time.monotonic() - start > req.timeout:
             break
-        with _slot_lock(req):  # count and ask under one lock: --trials is the study's total under concurrency too
+        with storage.trial_slot(req.storage, req.study):  # count and ask under one lock: --trials is the study's total under concurrency too
             if counted(study) >= req.trials:
                 break
             trial = storage.ask(study)
@@ -200,17 +199,6 @@ def optimize(cfg: ExperimentConfig, data: Loaded, req: TuneRequest, study: optun
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
         study.tell(trial, value)
-
-
-@contextlib.contextmanager
-def _slot_lock(req: TuneRequest):
-    """An exclusive lock beside a journal storage, shared by every process of the study on this
-    machine; a database storage (many machines) has none, and its total is kept on a best-effort basis."""
-    if req.storage.startswith(RDB_SCHEMES):
-        yield
-        return
-    with file_lock(Path(req.storage + ".trials-lock")):  # not Optuna's own "<journal>.lock", which it takes while writing
-        yield
 
 
 def format_params(values: dict) -> str:
@@ -257,8 +245,16 @@ def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, 
                 tracker.finish(run_id, "FAILED")
             tracker.finish(parent_id, "KILLED")
             raise
-        if any(codes):
-            raise RuntimeError(f"tuning worker(s) exited with {codes}")
+        dead = [(p.pid, code) for p, code in zip(procs, codes) if code]
+        if dead:  # a worker killed (SIGKILL, out of memory) or crashed: its trial counts as FAIL, and this process runs the rest
+            study = load_study(req)
+            stale = fail_stale_trials(study)
+            fail_stale_trial_runs(tracker, parent_id, stale)
+            left = max(0, req.trials - counted(study))
+            say(f"worker(s) {', '.join(f'{pid} (exit {code})' for pid, code in dead)} stopped early; "
+                f"{len(stale)} trial(s) they held marked FAIL; running the {left} trial(s) left here")
+            if left:
+                optimize(cfg, data, req, study, left, parent_id, tracker, say)
     study = load_study(req)
     tracker.log_metrics(parent_id, study_numbers(study))
     tracker.finish(parent_id, "FINISHED")
