@@ -7,7 +7,6 @@ need them, so `list` and `--help` answer quickly.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -80,16 +79,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.executor == "ray":
         from harness.running import ray_executor
 
-        ray_executor.run_on_ray(run, args.ray_address, args.gpus_per_run, args.cpus_per_run)
-        results = run.collect()
+        failures = ray_executor.run_on_ray(run, args.ray_address, args.gpus_per_run, args.cpus_per_run)
+        results = outcomes.with_errors(run.collect(), failures)
     elif args.executor == "slurm":
         from harness.running import slurm_executor
 
         failures = slurm_executor.run_on_slurm(run, slurm)
         if slurm.detach:
             return 0
-        results = [o if o.status == "FINISHED" or (o.variant, o.seed) not in failures else dataclasses.replace(o, error=failures[(o.variant, o.seed)])
-                   for o in run.collect()]
+        results = outcomes.with_errors(run.collect(), failures)
     elif args.jobs_per_device > 1:
         from harness.running import processes
 

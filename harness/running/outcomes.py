@@ -2,6 +2,7 @@
 from the store, and the summary table printed at the end."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -48,6 +49,12 @@ def collect(cfg: ExperimentConfig, tracker, key: Callable[[RunSpec], str]) -> li
                                         error="see its run in the store" if runs else "never started",
                                         parent_id=runs[-1].parent_id if runs else ""))
     return outcomes
+
+
+def with_errors(outcomes: list[Outcome], errors: dict[tuple[str, int], str]) -> list[Outcome]:
+    """The outcomes, each unfinished one with what its executor said went wrong (a task's log, a node that died)."""
+    return [dataclasses.replace(o, error=errors[(o.variant, o.seed)]) if o.status != "FINISHED" and (o.variant, o.seed) in errors else o
+            for o in outcomes]
 
 
 def correct_counts(outcomes: Iterable[Outcome], images: int) -> dict[str, dict[int, tuple[int, int]]]:

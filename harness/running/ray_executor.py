@@ -13,6 +13,8 @@ import tempfile
 
 from harness.base.errors import UsageError
 
+RETRIES = 2  # a task whose node or worker process dies is run again this many times
+
 
 def import_ray():
     try:
@@ -32,9 +34,12 @@ def run_pair(cfg, variant: str, seed: int, source, rerun: bool):
     return remote.train_pair(cfg, variant, seed, source, rerun, "a Ray task")
 
 
-def run_on_ray(runner, address: str, gpus_per_run: float | None, cpus_per_run: float) -> None:
+def run_on_ray(runner, address: str, gpus_per_run: float | None, cpus_per_run: float) -> dict[tuple[str, int], str]:
     """Submit the pairs of `runner` (a runner.Runner, which made the parents) to the cluster at
-    `address` and wait for them; the caller reads the outcomes from the store."""
+    `address` and wait for them. A task on a node that dies is retried on another (RETRIES times),
+    resuming from its checkpoint where the nodes share the checkpoint folder. Returns what went
+    wrong with each pair that failed; the caller reads the outcomes from the store."""
+    from harness.running import remote
     from harness.settings import config
 
     ray = import_ray()
@@ -58,8 +63,21 @@ def run_on_ray(runner, address: str, gpus_per_run: float | None, cpus_per_run: f
         for v in cfg.variants:
             runner.parent(config.resolve(cfg, v, cfg.seeds[0]))
         source = ray.put(runner.data.source)
-        task = ray.remote(run_pair).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=2)
+        task = ray.remote(run_pair).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=RETRIES)
         sent = cfg if gpus_per_run else dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, device="cpu"))
-        ray.get([task.remote(sent, v, s, source, runner.rerun) for v in cfg.variants for s in cfg.seeds])
+        pairs = [(v, s) for v in cfg.variants for s in cfg.seeds]
+        refs = {task.remote(sent, v, s, source, runner.rerun): (v, s) for v, s in pairs}
+        failures = {}
+        for ref, (variant, seed) in refs.items():  # a task whose retries ran out fails its pair alone
+            try:
+                outcome = ray.get(ref)
+            except ray.exceptions.RayError as e:
+                lines = [line for line in str(e).strip().splitlines() if line.strip()]
+                failures[(variant, seed)] = f"Ray task failed after {RETRIES} retries: {lines[-1] if lines else type(e).__name__}"
+                remote.close_lost(runner, variant, seed, failures[(variant, seed)])
+            else:
+                if outcome.status != "FINISHED":
+                    failures[(variant, seed)] = outcome.error
+        return failures
     finally:
         ray.shutdown()

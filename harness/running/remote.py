@@ -8,6 +8,7 @@ caller's settings put them.
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -44,8 +45,23 @@ def train_pair(cfg, variant: str, seed: int, source, rerun: bool, where: str):
     claims = Claims(folder / f"{cfg.name}-{claims_mod.FILENAME}")
     try:
         spec = config.resolve(cfg, variant, seed)
-        claims.acquire(runner.key(spec))  # the key is this task's alone; a claim left by a dead process here is taken over
+        key, deadline = runner.key(spec), time.time() + 2 * claims_mod.LEASE_S
+        while not claims.acquire(key):  # the key is this task's alone: a claim here is a dead attempt's, whose lease runs out
+            if time.time() > deadline:
+                raise RuntimeError(f"{variant} seed {seed}: a live process on this node holds its claim; is another runner training it?")
+            time.sleep(1.0)
         console.header(f"{variant} seed {seed} on {provenance.determinism(device)['device']} ({where}, {torch.get_num_threads()} thread(s))")
         return runner.run_one(spec, claims)
     finally:
         claims.close()
+
+
+def close_lost(runner, variant: str, seed: int, error: str) -> None:
+    """On the driver, after a task ended without finishing its pair: its run, if a process died
+    leaving it RUNNING, is marked KILLED with `error` (the next command resumes it)."""
+    from harness.settings import config
+
+    for run in runner.tracker.runs_with_key(runner.key(config.resolve(runner.cfg, variant, seed))):
+        if run.status == "RUNNING":
+            runner.tracker.set_tags(run.run_id, {"harness.error": error[:5000]})
+            runner.tracker.finish(run.run_id, "KILLED")

@@ -223,7 +223,7 @@ def wait(runner, jobs: list, pairs: list[tuple[str, int]], array: str) -> dict[t
 
 def ended(runner, job, variant: str, seed: int) -> str:
     """Print how one task ended; what went wrong, or "" when its run finished."""
-    from harness.settings import config
+    from harness.running import remote
 
     console, log = runner.console, job.paths.stdout
     if job.paths.result_pickle.exists():
@@ -240,9 +240,6 @@ def ended(runner, job, variant: str, seed: int) -> str:
             error = f"{outcome.error}; log: {log}"
     else:
         error = f"Slurm task {job.job_id} ended without a result (cancelled, out of memory or out of time); log: {log}"
-    for run in runner.tracker.runs_with_key(runner.key(config.resolve(runner.cfg, variant, seed))):
-        if run.status == "RUNNING":  # its process is gone: the next command resumes it from its checkpoint
-            runner.tracker.set_tags(run.run_id, {"harness.error": error[:5000]})
-            runner.tracker.finish(run.run_id, "KILLED")
+    remote.close_lost(runner, variant, seed, error)  # its process is gone: the next command resumes it from its checkpoint
     console.run_done(f"FAILED {variant} seed {seed}: {error}")
     return error
