@@ -47,6 +47,8 @@ def test_an_array_trains_every_pair_as_the_local_executor_does(slurm, tmp_path):
     assert on_slurm.returncode == 0, on_slurm.stderr[-3000:] + on_slurm.stdout[-3000:]
     assert "submitted 4 run(s) as Slurm job array" in on_slurm.stdout and "4 of 4 runs finished" in on_slurm.stdout
     assert on_slurm.stdout.count("running as Slurm task") == 4
+    logs = [p.read_text() for p in (tmp_path / "slurm" / "checkpoints" / "default" / "slurm").rglob("*_log.out")]
+    assert len(logs) == 4 and all("1 thread(s))" in log for log in logs)  # each task trains on its --cpus-per-run, not the node's cores
 
     def by_key(folder):
         return {r.data.tags["harness.run_key"]: (r.data.tags["harness.variant"], r.data.metrics["test_acc"], r.data.metrics["best_val_acc"])

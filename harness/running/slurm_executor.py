@@ -69,15 +69,15 @@ def parse_time(text: str) -> int:
 
 def check(request: SlurmRequest) -> None:
     """Before the store is touched: submitit and sbatch are here, and the request is one Slurm takes."""
-    import_submitit()
-    for tool in ("sbatch", "squeue"):
-        if shutil.which(tool) is None:
-            raise UsageError(f"--executor slurm: {tool} is not on PATH; run on a Slurm login node (or a machine with Slurm's client commands)")
     if request.partition is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", request.partition):
         raise UsageError(f"--partition: {request.partition!r} is not a partition name (letters, digits, _ . -)")
     for line in request.setup:
         if "\n" in line or not line.strip():
             raise UsageError(f"--slurm-setup: {line!r} is not allowed; give one non-empty shell line per flag")
+    import_submitit()
+    for tool in ("sbatch", "squeue"):
+        if shutil.which(tool) is None:
+            raise UsageError(f"--executor slurm: {tool} is not on PATH; run on a Slurm login node (or a machine with Slurm's client commands)")
 
 
 class PairTask:
