@@ -26,7 +26,8 @@ def _args(*argv: str):
     (["--executor", "slurm", "--cpus-per-run", "1.5"], "--cpus-per-run: 1.5 is not allowed with --executor slurm"),
     (["--executor", "slurm", "--array-parallelism", "0"], "--array-parallelism: 0 is not allowed"),
     (["--executor", "slurm", "--time", "soon"], "--time: 'soon' is not a time limit; expected minutes (90)"),
-    (["--executor", "slurm", "--time", "0"], "--time: '0' is not allowed; give at least one minute"),
+    (["--executor", "slurm", "--time", "0"], "--time: '0' is not allowed; give at least 5 minutes"),
+    (["--executor", "slurm", "--time", "1:30"], "--time: '1:30' is not allowed; give at least 5 minutes"),
     (["--executor", "slurm", "--partition", "gpu;rm"], "--partition: 'gpu;rm' is not a partition name"),
     (["--executor", "slurm", "--slurm-setup", " "], "--slurm-setup: ' ' is not allowed; give one non-empty shell line"),
 ])
@@ -36,7 +37,7 @@ def test_executor_flags_are_refused_in_one_line(argv, fragment):
     assert fragment in str(e.value), str(e.value)
 
 
-@pytest.mark.parametrize("text,minutes", [("90", 90), ("1:30", 2), ("1:30:00", 90), ("2-00", 2880), ("0-01:00:00", 60), ("1-0:30", 1470)])
+@pytest.mark.parametrize("text,minutes", [("90", 90), ("5:01", 6), ("1:30:00", 90), ("2-00", 2880), ("0-01:00:00", 60), ("1-0:30", 1470)])
 def test_slurm_time_limits_read_as_sbatch_reads_them(text, minutes):
     assert slurm_executor.parse_time(text) == minutes
 

@@ -63,13 +63,13 @@ def test_an_array_trains_every_pair_as_the_local_executor_does(slurm, tmp_path):
     assert len(_seed_runs(f"sqlite:///{tmp_path / 'slurm' / 'mlflow.db'}")) == 4
 
 
-def _start(tmp_path, slurm, *extra: str) -> tuple[subprocess.Popen, str]:
+def _start(tmp_path, slurm, epochs: int = 60) -> tuple[subprocess.Popen, str]:
     """A long single-pair run in the background; returns it once its task has checkpointed."""
     data = write_npz(tmp_path / "data")
     env = {**slurm, "PYTHONPATH": str(ROOT), "HARNESS_DATA_DIR": str(data)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--variants", "baseline", "--seeds", "1", "--epochs", "60", *TINY,
-                             "--executor", "slurm", *extra], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--variants", "baseline", "--seeds", "1", "--epochs", str(epochs), *TINY,
+                             "--executor", "slurm"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_for(lambda: list((tmp_path / "checkpoints" / "default").glob("*.pt")), "the task's first checkpoint", seconds=120, every=0.2)
     job = wait_for(lambda: _queue(slurm)[0] if _queue(slurm) else None, "the task in the queue")
     assert os.path.isdir(tmp_path / "checkpoints" / "default" / "slurm")
@@ -86,7 +86,7 @@ def test_a_preempted_task_requeues_itself_and_resumes_from_its_checkpoint(slurm,
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm, check=True)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-3000:]
-    assert "requeued: it resumes from its checkpoint" in out and out.count("running as Slurm task") == 2, out[-3000:]
+    assert "was requeued; it resumes from its checkpoint" in out and out.count("running as Slurm task") == 2, out[-3000:]
     runs = _seed_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert [r.info.status for r in runs] == ["FINISHED"]  # one run per key, resumed in place, nothing left RUNNING
     history = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(runs[0].info.run_id, "val_acc")
@@ -96,7 +96,10 @@ def test_a_preempted_task_requeues_itself_and_resumes_from_its_checkpoint(slurm,
 
 
 def test_a_cancelled_task_fails_named_with_its_log_and_leaves_nothing_running(slurm, tmp_path):
-    proc, job = _start(tmp_path, slurm)
+    proc, job = _start(tmp_path, slurm, epochs=400)
+    twice = harness("run", "--variants", "baseline", "--seeds", "1", "--epochs", "400", *TINY, "--executor", "slurm", cwd=tmp_path,
+                    data=tmp_path / "data", env=slurm)  # while its task runs, the same command would train the pair twice
+    assert twice.returncode == 2 and "still has 1 Slurm task(s) queued or running" in twice.stderr, twice.stderr[-2000:]
     subprocess.run(["scancel", job], env=slurm, check=True)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 1, out[-3000:]

@@ -53,7 +53,7 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     run.add_argument("--params-from", action="append", default=[], metavar="FILE", help="a TOML file of [params.<variant>] tables (as `tune` writes)")
     run.add_argument("--jobs-per-device", type=_int("--jobs-per-device"), default=1, metavar="K",
                      help="train K (variant, seed) runs at once per GPU, or K at once on the CPU, in separate processes (default 1)")
-    run.add_argument("--executor", default="local", help="local (default), ray or slurm (docs/scaling.md)")
+    run.add_argument("--executor", default="local", help="local (default), ray or slurm (docs/scaling-out.md)")
     run.add_argument("--ray-address", help="the Ray cluster to run on (with --executor ray), e.g. 10.0.0.5:6379 or auto")
     run.add_argument("--gpus-per-run", type=float, help="GPUs each run asks for: with ray a fraction (default 0.25 on a cluster with GPUs, else 0); "
                                                         "with slurm a whole number (default 0)")

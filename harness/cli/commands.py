@@ -85,7 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from harness.running import slurm_executor
 
         failures = slurm_executor.run_on_slurm(run, slurm)
-        if slurm.detach:
+        if slurm.detach:  # what the report job reads: the experiment's design and analysis settings
+            store.set_experiment_tags(uri, cfg.name, {**frozen, **experiment_tags.of_run(cfg, [o.parent_id for o in run.collect()])})
             return 0
         results = outcomes.with_errors(run.collect(), failures)
     elif args.jobs_per_device > 1:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from harness.base.errors import Terminated, UsageError
+from harness.settings import checks
 
 POLL_S = 2.0
 
@@ -62,8 +63,8 @@ def parse_time(text: str) -> int:
         seconds = a * 60 + b
     else:
         seconds = a * 60
-    if not 60 <= seconds <= 365 * 86400:
-        raise UsageError(f"--time: {text!r} is not allowed; give at least one minute and at most a year ({allowed})")
+    if not 5 * 60 <= seconds <= 365 * 86400:  # submitit asks Slurm for its signal 90 s before the limit: a shorter limit only requeues
+        raise UsageError(f"--time: {text!r} is not allowed; give at least 5 minutes and at most a year ({allowed})")
     return -(-seconds // 60)
 
 
@@ -103,13 +104,17 @@ def portable(cfg, uri: str, request: SlurmRequest):
     """The settings as a node reads them: absolute paths (a task may start in another folder) and
     the store's resolved address; the CPU when no GPU is asked for."""
     from harness.data import loading
+    from harness.tracking import addresses
 
     paths = dataclasses.replace(cfg.paths, checkpoint_dir=str(Path(cfg.paths.checkpoint_dir).resolve()),
                                 reports_dir=str(Path(cfg.paths.reports_dir).resolve()),
                                 data_dir=str(loading.data_dir(cfg.paths.data_dir).resolve()),
-                                tracking_uri=uri if not uri.startswith("sqlite:///") else f"sqlite:///{Path(uri[10:]).resolve()}")
+                                tracking_uri=uri if not uri.startswith("sqlite:///") else f"sqlite:///{addresses.sqlite_path(uri).resolve()}")
+    kind, _, where = cfg.data.dataset.partition(":")
+    data = cfg.data if kind not in ("folder", "npz") else dataclasses.replace(cfg.data, dataset=f"{kind}:{Path(where).resolve()}")  # the key names the content
+    components = tuple(str(Path(c).resolve()) if Path(c).is_file() else c for c in cfg.components)
     runtime = cfg.runtime if request.gpus_per_run else dataclasses.replace(cfg.runtime, device="cpu")
-    return dataclasses.replace(cfg, paths=paths, runtime=runtime)
+    return dataclasses.replace(cfg, paths=paths, runtime=runtime, data=data, components=type(cfg.components)(components))
 
 
 def run_on_slurm(runner, request: SlurmRequest) -> dict[tuple[str, int], str]:
@@ -124,7 +129,11 @@ def run_on_slurm(runner, request: SlurmRequest) -> dict[tuple[str, int], str]:
     uri = runner.tracker.uri
     if uri.startswith("sqlite:///"):
         console.line("note: every node writes to this SQLite file, which is safe only on one machine; give a cluster an MLflow "
-                     "tracking server (--tracking-uri http://HOST:PORT, docs/scaling.md)")
+                     "tracking server (--tracking-uri http://HOST:PORT, docs/scaling-out.md)")
+    live = queue_of_name(f"harness-{cfg.name}")
+    if live:
+        raise UsageError(f"--executor slurm: experiment {cfg.name!r} still has {len(live)} Slurm task(s) queued or running ({', '.join(sorted(live)[:4])}); "
+                         f"their pairs would be trained twice. Wait for them (`squeue -n harness-{cfg.name}`) or stop them (`scancel -n harness-{cfg.name}`)")
     for v in cfg.variants:  # parents are made here, once, so tasks never race to create one
         runner.parent(config.resolve(cfg, v, cfg.seeds[0]))
     pairs = []
@@ -141,7 +150,7 @@ def run_on_slurm(runner, request: SlurmRequest) -> dict[tuple[str, int], str]:
         return {}
     sent = portable(cfg, uri, request)
     folder = Path(sent.paths.checkpoint_dir) / cfg.name / "slurm"
-    executor = submitit.SlurmExecutor(folder=folder / "%j", python=sys.executable)
+    executor = submitit.SlurmExecutor(folder=folder / "%j")
     executor.update_parameters(
         job_name=f"harness-{cfg.name}", time=request.minutes, cpus_per_task=request.cpus_per_run, array_parallelism=request.array_parallelism,
         stderr_to_stdout=True, setup=list(request.setup), **({"partition": request.partition} if request.partition else {}),
@@ -152,38 +161,65 @@ def run_on_slurm(runner, request: SlurmRequest) -> dict[tuple[str, int], str]:
         raise UsageError(f"--executor slurm: sbatch refused the job array: {str(e).strip().splitlines()[-1]}") from None
     array = jobs[0].job_id.split("_")[0]
     asked = f"{request.cpus_per_run} CPU, {request.gpus_per_run} GPU, {request.minutes} min"
-    console.line(f"submitted {len(pairs)} run(s) as Slurm job array {array} ({request.partition or 'default partition'}; each {asked}); "
-                 f"logs in {folder / array}")
+    what = f"job array {array}" if len(jobs) > 1 else f"job {array}"
+    console.line(f"submitted {len(pairs)} run(s) as Slurm {what} ({request.partition or 'default partition'}; each {asked}); "
+                 f"logs in {folder}/{array}*/")
     if request.detach:
-        report = submit_report(submitit, sent, folder, array)
+        flag = checks.experiment_flag(cfg.name)
+        try:
+            report = submit_report(submitit, sent, request, folder, array)
+        except Exception as e:  # noqa: BLE001 - the array is submitted; only its report is not scheduled
+            console.line(f"note: sbatch refused the report job ({_last_line(str(e))}); the tasks of {array} run, and "
+                         f"`python -m harness report {flag}` writes the report when they have ended")
+            return {}
         console.line(f"detached: `squeue -j {array}` shows the tasks; job {report} writes the report when they have all ended, "
-                     f"and `python -m harness report --experiment {cfg.name}` rebuilds it at any time")
+                     f"and `python -m harness report {flag}` rebuilds it at any time")
         return {}
     return wait(runner, jobs, pairs, array)
 
 
-def submit_report(submitit, cfg, folder: Path, array: str) -> str:
+def submit_report(submitit, cfg, request: SlurmRequest, folder: Path, array: str) -> str:
     """A job that runs once every task of `array` has ended, and writes the report."""
     from submitit.helpers import CommandFunction
 
-    executor = submitit.SlurmExecutor(folder=folder / "%j", python=sys.executable)
-    executor.update_parameters(job_name=f"harness-{cfg.name}-report", time=30, cpus_per_task=1, stderr_to_stdout=True,
-                               additional_parameters={"dependency": f"afterany:{array}"})
+    executor = submitit.SlurmExecutor(folder=folder / "%j")
+    executor.update_parameters(job_name=f"harness-{cfg.name}-report", time=30, cpus_per_task=1, stderr_to_stdout=True, setup=list(request.setup),
+                               additional_parameters={"dependency": f"afterany:{array}"}, **({"partition": request.partition} if request.partition else {}))
     command = [sys.executable, "-m", "harness", "report", f"--experiment={cfg.name}", "--tracking-uri", cfg.paths.tracking_uri,
                "--reports-dir", cfg.paths.reports_dir]
     return executor.submit(CommandFunction(command, cwd=os.getcwd())).job_id
 
 
-def queue(array: str) -> dict[str, str] | None:
-    """The state of each task of `array` that Slurm still holds ({"12_0": "RUNNING"}); {} once
-    Slurm has forgotten the array; None when squeue could not answer (ask again later)."""
+NEVER_STARTS = {"PartitionConfig", "PartitionTimeLimit", "PartitionNodeLimit", "BadConstraints", "InvalidAccount", "InvalidQOS",
+                "QOSMaxWallDurationPerJobLimit", "AssocMaxWallDurationPerJobLimit"}  # pending reasons that never clear by waiting
+
+
+def queue(*selector: str) -> dict[str, tuple[str, str]] | None:
+    """(state, pending reason) of each task Slurm still holds that `selector` picks (`-j ARRAY` or
+    `-n NAME`), e.g. {"12_0": ("RUNNING", "None")}; {} once Slurm has forgotten them; None when
+    squeue could not answer (ask again later)."""
     try:
-        proc = subprocess.run(["squeue", "-h", "-r", "-j", array, "-o", "%i %T"], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(["squeue", "-h", "-r", *selector, "-o", "%i %T %r"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if proc.returncode != 0:
         return {} if "Invalid job id" in proc.stderr else None
-    return dict(line.split(None, 1) for line in proc.stdout.splitlines() if line.strip())
+    rows = [line.split(None, 2) for line in proc.stdout.splitlines() if line.strip()]
+    return {r[0]: (r[1], r[2] if len(r) > 2 else "") for r in rows}
+
+
+def queue_of_name(name: str) -> dict[str, tuple[str, str]]:
+    """The live tasks of the jobs named `name` (not its report job, which is named apart)."""
+    return queue("-n", name) or {}
+
+
+def _last_line(text: str) -> str:
+    """The exception line of a traceback that submitit wraps (between its dashed lines), else the last line."""
+    lines = [line.rstrip() for line in text.strip().splitlines() if line.strip()]
+    dashed = [i for i, line in enumerate(lines) if set(line.strip()) == {"-"}]
+    if len(dashed) >= 2:
+        lines = lines[dashed[0] + 1:dashed[1]]
+    return lines[-1].strip() if lines else "no message"
 
 
 def wait(runner, jobs: list, pairs: list[tuple[str, int]], array: str) -> dict[tuple[str, int], str]:
@@ -192,36 +228,41 @@ def wait(runner, jobs: list, pairs: list[tuple[str, int]], array: str) -> dict[t
     console = runner.console
     console.plan_runs(len(pairs), runner.cfg.train.epochs)
     waiting = {job.job_id: (job, pair) for job, pair in zip(jobs, pairs)}
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, str]] = {}
     missing: dict[str, int] = {}
     failures: dict[tuple[str, int], str] = {}
+    doomed: dict[str, str] = {}
     try:
         while waiting:
-            states = queue(array)
+            states = queue("-j", array)
             for job_id, (job, (variant, seed)) in list(waiting.items()):
-                state = None if states is None else states.get(job_id, "")
-                if state and state != seen.get(job_id):
+                state, reason = ("?", "") if states is None else states.get(job_id, ("", ""))
+                before = seen.get(job_id, ("", ""))
+                if state not in ("", "?") and (state, reason) != before:
                     if state == "RUNNING":
                         console.line(f"{variant} seed {seed}: running as Slurm task {job_id}")
-                    elif seen.get(job_id) == "RUNNING":
-                        console.line(f"{variant} seed {seed}: Slurm task {job_id} is {state.lower()} (requeued: it resumes from its checkpoint)")
-                    seen[job_id] = state
+                    elif state in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED") and before[0] in ("RUNNING", "COMPLETING"):
+                        console.line(f"{variant} seed {seed}: Slurm task {job_id} was requeued; it resumes from its checkpoint")
+                    elif state == "PENDING" and reason in NEVER_STARTS and job_id not in doomed:
+                        doomed[job_id] = f"Slurm cannot start task {job_id}: it is pending with reason {reason} (the request exceeds what the partition allows)"
+                        subprocess.run(["scancel", job_id], capture_output=True, timeout=60)
+                    seen[job_id] = (state, reason)
                 missing[job_id] = missing.get(job_id, 0) + 1 if state == "" else 0
                 if job.paths.result_pickle.exists() or missing[job_id] >= 2:  # gone from the queue twice: it ended
                     del waiting[job_id]
-                    error = ended(runner, job, variant, seed)
+                    error = ended(runner, job, variant, seed, doomed.get(job_id, ""))
                     if error:
                         failures[(variant, seed)] = error
             if waiting:
                 time.sleep(POLL_S)
     except (KeyboardInterrupt, Terminated):
         console.line(f"stopped waiting; the tasks go on (`squeue -j {array}`; `scancel {array}` stops them), and "
-                     f"`python -m harness report --experiment {runner.cfg.name}` writes the report when they have ended")
+                     f"`python -m harness report {checks.experiment_flag(runner.cfg.name)}` writes the report when they have ended")
         raise
     return failures
 
 
-def ended(runner, job, variant: str, seed: int) -> str:
+def ended(runner, job, variant: str, seed: int, why: str = "") -> str:
     """Print how one task ended; what went wrong, or "" when its run finished."""
     from harness.running import remote
 
@@ -230,8 +271,7 @@ def ended(runner, job, variant: str, seed: int) -> str:
         try:
             outcome = job.result()
         except Exception as e:  # noqa: BLE001 - the task raised: its traceback is in the log
-            last = [line for line in str(e).strip().splitlines() if line.strip()]
-            error = f"Slurm task {job.job_id} failed: {last[-1] if last else type(e).__name__}; log: {log}"
+            error = f"Slurm task {job.job_id} failed: {_last_line(str(e))}; log: {log}"
         else:
             if outcome.status == "FINISHED":
                 how = "skipped: already finished" if outcome.note else f"test accuracy {outcome.test_acc:.2f}"
@@ -239,7 +279,7 @@ def ended(runner, job, variant: str, seed: int) -> str:
                 return ""
             error = f"{outcome.error}; log: {log}"
     else:
-        error = f"Slurm task {job.job_id} ended without a result (cancelled, out of memory or out of time); log: {log}"
+        error = why or f"Slurm task {job.job_id} ended without a result (cancelled, out of memory or out of time); log: {log}"
     remote.close_lost(runner, variant, seed, error)  # its process is gone: the next command resumes it from its checkpoint
     console.run_done(f"FAILED {variant} seed {seed}: {error}")
     return error

@@ -169,6 +169,10 @@ class Tracker:
     def run_ids(self, filter_string: str) -> list[str]:
         return [r.info.run_id for r in self._search(filter_string)]
 
+    def tagged_runs(self, filter_string: str, tag: str) -> list[tuple[str, str]]:
+        """(run id, value of `tag`) of the runs that `filter_string` finds."""
+        return [(r.info.run_id, r.data.tags.get(tag, "")) for r in self._search(filter_string)]
+
     def runs_with_key(self, key: str) -> list[KeyedRun]:
         """The live (not deleted) seed runs of a run key, oldest first."""
         found = self._search(f"tags.`harness.role` = 'seed' and tags.`harness.run_key` = '{key}'")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import sqlite3
 import warnings
@@ -147,7 +148,7 @@ def trial_slot(url: str, study_name: str):
         return
     import sqlalchemy
 
-    name = f"harness trials {study_name}"
+    name = f"harness-trials-{hashlib.sha256(study_name.encode()).hexdigest()[:32]}"  # MySQL's lock names stop at 64 characters
     take, give = (("select pg_advisory_lock(hashtext(:name))", "select pg_advisory_unlock(hashtext(:name))") if url.startswith("postgresql")
                   else ("select get_lock(:name, -1)", "select release_lock(:name)"))
     engine = _lock_engine(url)

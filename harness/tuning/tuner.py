@@ -250,6 +250,12 @@ def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, 
             study = load_study(req)
             stale = fail_stale_trials(study)
             fail_stale_trial_runs(tracker, parent_id, stale)
+            ended = {t.number for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.RUNNING}
+            for run_id, number in tracker.tagged_runs(f"tags.`harness.role` = 'trial' and tags.`mlflow.parentRunId` = '{parent_id}' "
+                                                      "and attributes.status = 'RUNNING'", "harness.trial"):
+                if number.isdigit() and int(number) in ended:  # failed by another process's heartbeat check before this one looked
+                    tracker.set_tags(run_id, {"harness.trial_state": "FAIL", "harness.error": "its process died while the trial ran"})
+                    tracker.finish(run_id, "FAILED")
             left = max(0, req.trials - counted(study))
             say(f"worker(s) {', '.join(f'{pid} (exit {code})' for pid, code in dead)} stopped early; "
                 f"{len(stale)} trial(s) they held marked FAIL; running the {left} trial(s) left here")
