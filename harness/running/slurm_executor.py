@@ -232,6 +232,8 @@ def wait(runner, jobs: list, pairs: list[tuple[str, int]], array: str) -> dict[t
     missing: dict[str, int] = {}
     failures: dict[tuple[str, int], str] = {}
     doomed: dict[str, str] = {}
+    started: set[str] = set()  # tasks seen running
+    announced: set[str] = set()  # tasks whose requeue was said, until they run again
     try:
         while waiting:
             states = queue("-j", array)
@@ -239,10 +241,15 @@ def wait(runner, jobs: list, pairs: list[tuple[str, int]], array: str) -> dict[t
                 state, reason = ("?", "") if states is None else states.get(job_id, ("", ""))
                 before = seen.get(job_id, ("", ""))
                 if state not in ("", "?") and (state, reason) != before:
-                    if state == "RUNNING":
-                        console.line(f"{variant} seed {seed}: running as Slurm task {job_id}")
-                    elif state in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED") and before[0] in ("RUNNING", "COMPLETING"):
+                    requeued = (state in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED") and before[0] in ("RUNNING", "COMPLETING")
+                                or state == "RUNNING" and before[0] != "RUNNING" and job_id in started)  # a requeue between two polls shows only as a second start
+                    if requeued and job_id not in announced:
                         console.line(f"{variant} seed {seed}: Slurm task {job_id} was requeued; it resumes from its checkpoint")
+                        announced.add(job_id)
+                    if state == "RUNNING" and before[0] != "RUNNING":
+                        console.line(f"{variant} seed {seed}: running as Slurm task {job_id}")
+                        started.add(job_id)
+                        announced.discard(job_id)
                     elif state == "PENDING" and reason in NEVER_STARTS and job_id not in doomed:
                         doomed[job_id] = f"Slurm cannot start task {job_id}: it is pending with reason {reason} (the request exceeds what the partition allows)"
                         subprocess.run(["scancel", job_id], capture_output=True, timeout=60)
