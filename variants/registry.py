@@ -42,6 +42,7 @@ class Change:
     loss: Callable[[], nn.Module] | None = None  # the training loss; default cross-entropy
     optimizer: Callable | None = None  # (parameters, settings with .lr and .weight_decay) -> optimizer; default Adam
     schedule: Callable | None = None  # (optimizer, settings with .epochs) -> LR scheduler stepped once per epoch
+    fusable: bool = True  # False: its runs never train in a fused group (train.fuse), always alone
 
     def build(self, image_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
         """The network this change describes, for the data's shape."""
@@ -91,14 +92,16 @@ class Variant:
         params = {**self.params, **(params or {})}
         model: dict[str, tuple[str, Any]] = {}
         pieces: dict[str, tuple[str, Any]] = {}
+        fusable = True
         for c in self.components:
             ch = c.make(**{k: params[f"{c.name}.{k}"] for k in c.params})
+            fusable = fusable and ch.fusable
             for key, value in ch.model.items():
                 _merge(model, f"model.{key}", key, c.name, value)
             for piece in PIECES:
                 if getattr(ch, piece) is not None:
                     _merge(pieces, piece, piece, c.name, getattr(ch, piece))
-        return Change({k: v for k, (_, v) in model.items()}, **{k: v for k, (_, v) in pieces.items()})
+        return Change({k: v for k, (_, v) in model.items()}, **{k: v for k, (_, v) in pieces.items()}, fusable=fusable)
 
     def build(self, image_shape: tuple[int, int, int] = CIFAR10_SHAPE, num_classes: int = CIFAR10_CLASSES,
               params: dict[str, Any] | None = None) -> nn.Module:

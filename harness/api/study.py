@@ -20,7 +20,7 @@ import tomli_w
 
 from harness.base.errors import UsageError
 
-FLAGS = ("experiment", "variants", "seeds", "epochs", "design", "factors", "components", "device", "dataset", "data_dir", "tracking_uri",
+FLAGS = ("experiment", "variants", "seeds", "epochs", "design", "factors", "components", "device", "fuse", "dataset", "data_dir", "tracking_uri",
          "margin", "max_seeds", "jobs_per_device", "executor", "ray_address", "gpus_per_run", "cpus_per_run", "params_from",
          "partition", "time", "array_parallelism", "slurm_setup")
 SWITCHES = ("tuned", "rerun", "yes", "redesign", "detach")

@@ -46,6 +46,8 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     run.add_argument("--margin", type=float, help="points: differences within ±margin count as equivalent (analysis.margin, default 0.5)")
     run.add_argument("--epochs", type=_int("--epochs"), help="epochs per run")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    run.add_argument("--fuse", help="off (default), auto (the group size measured fastest on the device) or K: train up to K runs "
+                     "that share a network as one fused program (train.fuse; docs/performance.md)")
     run.add_argument("--data-dir", help="directory holding the dataset's npz file, e.g. cifar10.npz (default: $HARNESS_DATA_DIR, else ./data)")
     run.add_argument("--dataset", help="cifar10 (default), cifar100, digits, folder:PATH (one subfolder per class) or npz:PATH (data.dataset)")
     run.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")

@@ -30,6 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "analysis.margin": args.margin,
         "train.epochs": args.epochs,
         "train.device": args.device,
+        "train.fuse": (int(args.fuse) if args.fuse.isdigit() else args.fuse) if args.fuse is not None else None,
         "data.dir": args.data_dir,
         "data.dataset": args.dataset,
         "tracking_uri": args.tracking_uri,

@@ -18,12 +18,12 @@ from harness.base import faults
 from harness.base.errors import Terminated
 from harness.data.loading import Loaded, Splits
 from harness.running import claims as claims_mod
-from harness.running import outcomes, recording, resume
+from harness.running import fusing, outcomes, recording, resume
 from harness.running.assembly import assemble
 from harness.running.claims import Claims
 from harness.running.console import Console, duration
 from harness.running.outcomes import Outcome, finished
-from harness.settings import checks, config
+from harness.settings import checks
 from harness.settings.config import ExperimentConfig, RunSpec
 from harness.tracking import models, names, provenance, store
 from harness.training import checkpoint, engine
@@ -100,18 +100,18 @@ class Runner:
             pending, waited = pairs, False
             while pending:
                 deferred = []
-                for variant, seed in pending:
-                    spec = config.resolve(self.cfg, variant, seed)
-                    if not claims.acquire(self.key(spec)):
-                        deferred.append((variant, seed))
-                        continue
+                for unit in fusing.units(self, pending):  # one pair, or a fused group (train.fuse)
+                    held = [(p, spec) for p, spec in unit if claims.acquire(self.key(spec))]
+                    deferred += [p for p, _ in unit if p not in dict(held)]
                     try:
-                        self.console.header(f"{variant} seed {seed} ({pairs.index((variant, seed)) + 1}/{len(pairs)})")
-                        by_pair[(variant, seed)] = self.run_one(spec, claims)
+                        if held:
+                            self.console.header(fusing.title(held, pairs))
+                            by_pair.update(fusing.run_group(self, held, claims) if len(held) > 1 else {held[0][0]: self.run_one(held[0][1], claims)})
                     except store.StoreError as e:  # stop here: what finished is in the store, the rest is not run
                         self.store_error = str(e)
                     finally:
-                        claims.release(self.key(spec))
+                        for _, spec in held:
+                            claims.release(self.key(spec))
                     if self.store_error:
                         return [by_pair.get(p) or Outcome(*p, "FAILED", error=f"not run: {self.store_error}") for p in pairs]
                 if deferred and not waited:

@@ -49,6 +49,8 @@ CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
                       lambda v: v in ("off", "default", "reduce-overhead", "max-autotune")),
     "train.determinism": ("one of cudnn (the tutorial's flags), strict (deterministic algorithms), fast (cuDNN autotuning)",
                           lambda v: v in ("cudnn", "strict", "fast")),
+    "train.fuse": ("off, auto (the group size measured fastest on the device) or a number of runs from 1 to 64 per fused group",
+                   lambda v: v in ("off", "auto") if isinstance(v, str) else 1 <= v <= 64),
     "data.dataset": (f"one of {', '.join(datasets.names())}, or folder:PATH (one subfolder of images per class) or npz:PATH",
                      datasets.allowed),
     "data.image_size": ("0 (images used as they are) or a size from 1 to 1024 (a folder: dataset's images resized to it)", lambda v: 0 <= v <= 1024),

@@ -50,6 +50,7 @@ class Progress:
     done: bool  # the phase is complete
     stats: Optional["EpochStats"] = None
     snapshot: Optional[dict] = None  # everything needed to resume after this epoch, bit for bit
+    members: Optional[list] = None  # a fused group's "epoch": each member's EpochStats, None once it failed
 
 
 @dataclass(frozen=True)

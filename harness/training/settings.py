@@ -30,6 +30,7 @@ class Runtime:
     memory_format: str = "auto"  # auto (channels_last on a CPU, contiguous on CUDA) | contiguous | channels_last
     compile: str = "off"  # off | default | reduce-overhead (CUDA graphs) | max-autotune: torch.compile's modes
     determinism: str = "cudnn"  # cudnn (the tutorial's flags) | strict (deterministic algorithms) | fast (cuDNN autotuning)
+    fuse: int | str = "off"  # off | auto (the group size measured fastest here) | K: train up to K runs as one fused program
     progress_every: int = 0  # report mid-phase progress every N steps (0: only at phase end)
 
 

@@ -1,0 +1,303 @@
+"""Many runs as one program: K members of the LeNet family trained together as one network.
+
+Each member is a run of its own: its initial weights are drawn exactly as its separate run draws
+them (its seed, then copied into the fused layout), and it has its own batch order, its own
+dropout masks and its own batch transform, each from its own generator, and its own optimizer
+state. What makes them one program:
+- the convolutions become grouped convolutions (member k's channels are block k of the channels),
+- BatchNorm runs over K×C channels, so each member keeps its own batch statistics and running stats,
+- the linear layers become batched matmuls (`baddbmm`) over a leading member axis,
+- one optimizer steps the stacked parameters; Adam and SGD are elementwise, so that is K of them,
+- the loss is the sum of the members' losses, so each member's gradients are exactly its own.
+
+The results are different float computations from the separate runs (a grouped convolution sums in
+another order): tests/test_fused.py shows how close. A member whose loss goes non-finite fails
+alone: its loss leaves the sum and its numbers are ignored, and the members do not share a value,
+so the others train on unchanged.
+
+The network must be the LeNet family of variants/lenet.py (conv1, bn1, pool, conv2, bn2, fc1, fc2,
+fc3, relu, drop); `harness.running.fusing` decides which runs may be fused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.training import engine
+from harness.training.engine import EpochStats, NonFiniteLoss, Pieces, Progress, Result
+from harness.training.fused_net import FusedLeNet, fused_input
+from harness.training.settings import Runtime, Sources, TrainSettings
+
+ELEMENTWISE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)  # one step over stacked parameters is K steps
+
+
+@dataclass
+class Member:
+    """One run of a group: how to build its network, its data, its settings and its seed."""
+
+    build: Callable[[], nn.Module]
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    settings: TrainSettings
+    seed: int
+    sources: Sources = Sources()
+
+
+def _member_generators(members: list[Member], device: torch.device) -> tuple[list[nn.Module], list[torch.Generator]]:
+    """Each member's network, built right after seeding with its init seed as its separate run
+    builds it, and its dropout generator: on a CPU the state torch's generator has after that build
+    (where the separate run's dropout masks come from), or its own stream when a source is pinned."""
+    nets, gens = [], []
+    for m in members:
+        engine.seed_everything(m.sources.seed("init", m.seed), "cudnn")
+        nets.append(m.build())
+        g = torch.Generator(device=device)
+        if m.sources.pinned():
+            g.manual_seed(engine.stream_seed("dropout", m.sources.seed("dropout", m.seed)))
+        elif device.type == "cpu":
+            g.set_state(torch.get_rng_state())
+        else:  # CUDA draws dropout masks its own way: a stream of the member's seed, not its separate run's bits
+            g.manual_seed(m.sources.seed("init", m.seed))
+        gens.append(g)
+    return nets, gens
+
+
+def build_group(members: list[Member], device: torch.device, fmt: torch.memory_format = torch.contiguous_format) -> tuple[FusedLeNet, list[nn.Module]]:
+    """The fused network on `device` and the members' own networks (for their weights afterwards)."""
+    nets, gens = _member_generators(members, device)
+    fused = FusedLeNet(nets).to(device, memory_format=fmt)
+    fused.generators = gens
+    return fused, nets
+
+
+@dataclass
+class _State:
+    """One member's bookkeeping: its history, best epoch, generators and failure."""
+
+    result: Result
+    best: Optional[EpochStats]
+    order: torch.Generator
+    data: torch.Generator
+    failed: Optional[NonFiniteLoss] = None
+
+
+def _snapshot(epoch: int, fused: FusedLeNet, optimizer, schedule, states: list[_State]) -> dict:
+    return {
+        "epoch": epoch,
+        "model": fused.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict() if schedule is not None else None,
+        "members": [{
+            "history": [dataclasses.asdict(h) for h in s.result.history],
+            "selected_epoch": s.result.selected_epoch,
+            "selected_state": s.result.selected_state,
+            "best": dataclasses.asdict(s.best) if s.best else None,
+            "failed": [s.failed.epoch, s.failed.step, s.failed.value] if s.failed else None,
+            "rng": {"order": s.order.get_state(), "data": s.data.get_state(), "dropout": fused.generators[k].get_state()},
+        } for k, s in enumerate(states)],
+        "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []},
+    }
+
+
+def _restore(snapshot: dict, fused: FusedLeNet, optimizer, schedule, states: list[_State]) -> None:
+    fused.load_state_dict(snapshot["model"])
+    optimizer.load_state_dict(snapshot["optimizer"])
+    if schedule is not None and snapshot.get("schedule") is not None:
+        schedule.load_state_dict(snapshot["schedule"])
+    for k, (s, saved) in enumerate(zip(states, snapshot["members"])):
+        s.result = Result([EpochStats(**h) for h in saved["history"]], saved["selected_epoch"], saved["selected_state"])
+        s.best = EpochStats(**saved["best"]) if saved["best"] else None
+        s.failed = NonFiniteLoss(*saved["failed"]) if saved["failed"] else None
+        s.order.set_state(saved["rng"]["order"])
+        s.data.set_state(saved["rng"]["data"])
+        fused.generators[k].set_state(saved["rng"]["dropout"])
+    rng = snapshot["rng"]
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    if rng.get("cuda"):
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def check_group(members: list[Member]) -> None:
+    """Raise ValueError unless the members can train as one program (the runner groups only such runs)."""
+    first = members[0]
+    same = dataclasses.replace(first.settings, weight_decay=0.0)
+    for m in members[1:]:
+        if dataclasses.replace(m.settings, weight_decay=0.0) != same:
+            raise ValueError("fused members must share every training setting but the weight decay")
+        if (len(m.y_train), len(m.y_val), m.x_train.shape[1:]) != (len(first.y_train), len(first.y_val), first.x_train.shape[1:]):
+            raise ValueError("fused members must have training and validation sets of one size and image shape")
+
+
+def train_group(
+    members: list[Member],
+    on_progress: Callable[[Progress], None] = lambda p: None,
+    resume: Optional[dict] = None,
+    runtime: Runtime = Runtime(),
+    pieces: Pieces = Pieces(),
+) -> list[tuple[nn.Module, Result] | NonFiniteLoss]:
+    """Train the members as one program for their epochs, validating each after every epoch.
+    Progress events carry the group's mean loss and accuracy; an "epoch" event's `members` holds
+    each member's EpochStats (None once it failed) and its `snapshot` the whole group, to resume
+    bit for bit. Returns, per member, its network with its last epoch's weights and its result, or
+    the NonFiniteLoss that stopped it."""
+    check_group(members)
+    settings = members[0].settings
+    device = members[0].x_train.device
+    k = len(members)
+    fmt = engine.memory_format(runtime, device)
+    fused, nets = build_group(members, device, fmt)
+    engine.set_determinism(runtime.determinism)
+    forward = engine.forward_fn(fused, runtime)
+    graphs = engine.uses_cuda_graphs(runtime)
+    decays = [m.settings.weight_decay for m in members]
+    shared_decay = len(set(decays)) == 1
+    optimizer = pieces.optimizer(fused.parameters(), settings if shared_decay else dataclasses.replace(settings, weight_decay=0.0))
+    if not isinstance(optimizer, ELEMENTWISE) or len(optimizer.param_groups) != 1:
+        raise ValueError(f"a fused group needs an elementwise optimizer with one parameter group (Adam, AdamW, SGD), got {type(optimizer).__name__}")
+    per_member_decay = None
+    if not shared_decay:  # L2 added to each member's gradients as Adam and SGD add theirs
+        if isinstance(optimizer, torch.optim.AdamW):
+            raise ValueError("AdamW's decoupled weight decay cannot differ between fused members")
+        values = torch.tensor(decays, device=device)
+        per_member_decay = [(p, fused.member_rows(p, values)) for p in fused.parameters()]
+    schedule = pieces.schedule(optimizer, settings) if pieces.schedule else None
+    loss_fn = pieces.loss()
+    states = [_State(Result(), None, torch.Generator().manual_seed(m.sources.seed("order", m.seed)),
+                     torch.Generator().manual_seed(m.sources.seed("augment", m.seed) + 1)) for m in members]
+    first_epoch = 1
+    if resume is not None:
+        _restore(resume, fused, optimizer, schedule, states)
+        first_epoch = resume["epoch"] + 1
+    n = len(members[0].y_train)
+    steps = (n + settings.batch_size - 1) // settings.batch_size
+    check_each_step = engine.checks_each_step(device)
+
+    for epoch in range(first_epoch, settings.epochs + 1):
+        start = time.perf_counter()
+        fused.train()
+        alive = torch.tensor([s.failed is None for s in states], device=device)
+        if not bool(alive.any()):
+            break
+        orders = [torch.randperm(n, generator=s.order).to(device) if settings.shuffle else None for s in states]
+        loss_sum = torch.zeros(k, device=device)
+        correct = torch.zeros(k, device=device, dtype=torch.long)
+        first_bad = torch.full((k,), -1, device=device, dtype=torch.long)
+        for step in range(steps):
+            lo, hi = step * settings.batch_size, min(n, (step + 1) * settings.batch_size)
+            xs, ys = [], []
+            for m, s, order in zip(members, states, orders):
+                idx = slice(lo, hi) if order is None else order[lo:hi]
+                xb = m.x_train[idx]
+                xs.append(pieces.transform(xb, s.data) if pieces.transform is not None else xb)
+                ys.append(m.y_train[idx])
+            y = torch.stack(ys)
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            with engine.autocast(device, settings.precision):
+                logits = forward(fused_input(xs, fmt))
+                losses = torch.stack([loss_fn(logits[j], y[j]) for j in range(k)])
+            total = torch.where(alive, losses, torch.zeros_like(losses)).sum()
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if per_member_decay is not None:
+                with torch.no_grad():
+                    for p, rows in per_member_decay:
+                        p.grad.add_(p * rows)
+            optimizer.step()
+            with torch.no_grad():
+                detached = losses.detach().float()
+                bad = alive & ~torch.isfinite(detached)
+                first_bad = torch.where((first_bad < 0) & bad, step + 1, first_bad)
+                loss_sum += detached * (hi - lo)
+                correct += (logits.argmax(2) == y).sum(1)
+            if check_each_step and bool(bad.any()):
+                for j in torch.nonzero(bad).flatten().tolist():
+                    states[j].failed = NonFiniteLoss(epoch, step + 1, float(detached[j]))
+                alive = alive & ~bad
+            if runtime.progress_every and (step + 1) % runtime.progress_every == 0 and step + 1 < steps:
+                on_progress(Progress("train", epoch, settings.epochs, step + 1, steps, *_means(loss_sum, correct, alive, hi)))
+        for j, b in enumerate(first_bad.tolist()):
+            if b >= 0 and states[j].failed is None:
+                states[j].failed = NonFiniteLoss(epoch, b, float("nan"))
+        alive = torch.tensor([s.failed is None for s in states], device=device)
+        on_progress(Progress("train", epoch, settings.epochs, steps, steps, *_means(loss_sum, correct, alive, n), True))
+
+        val = evaluate_group(fused, members, settings, runtime, forward)
+        val_steps = (len(members[0].y_val) + settings.eval_batch_size - 1) // settings.eval_batch_size
+        living = [v for v, s in zip(val, states) if s.failed is None] or val
+        mean_val = (sum(v[0] for v in living) / len(living), sum(v[1] for v in living) / len(living))
+        on_progress(Progress("val", epoch, settings.epochs, val_steps, val_steps, *mean_val, True))
+        seconds = time.perf_counter() - start
+        for j, s in enumerate(states):
+            if s.failed is not None:
+                continue
+            stats = EpochStats(epoch, loss_sum[j].item() / n, 100.0 * correct[j].item() / n, val[j][0], val[j][1], seconds)
+            s.result.history.append(stats)
+            if engine._is_better(settings.select, stats, s.best):
+                s.best = stats
+                s.result.selected_epoch = epoch
+                s.result.selected_state = fused.member_state(j)
+        if schedule is not None:
+            schedule.step()
+        snapshot = _snapshot(epoch, fused, optimizer, schedule, states)
+        per_member = [s.result.history[-1] if s.failed is None else None for s in states]
+        on_progress(Progress("epoch", epoch, settings.epochs, steps, steps, *mean_val, True, None, snapshot, per_member))
+
+    out: list[tuple[nn.Module, Result] | NonFiniteLoss] = []
+    for j, (net, s) in enumerate(zip(nets, states)):
+        if s.failed is not None:
+            out.append(s.failed)
+            continue
+        net.load_state_dict(fused.member_state(j))
+        out.append((net.to(device, memory_format=fmt), s.result))
+    return out
+
+
+def _means(loss_sum: torch.Tensor, correct: torch.Tensor, alive: torch.Tensor, seen: int) -> tuple[float, float]:
+    """The living members' mean loss per sample and accuracy in percent, over `seen` samples each."""
+    live = alive.to(loss_sum.device)
+    count = max(int(live.sum()), 1)
+    loss = float(torch.where(live, loss_sum, torch.zeros_like(loss_sum)).sum()) / (count * seen)
+    acc = 100.0 * float(torch.where(live, correct, torch.zeros_like(correct)).sum()) / (count * seen)
+    return loss, acc
+
+
+@torch.inference_mode()
+def evaluate_group(fused: FusedLeNet, members: list[Member], settings: TrainSettings, runtime: Runtime = Runtime(),
+                   forward: Optional[Callable] = None) -> list[tuple[float, float]]:
+    """Each member's mean validation loss per sample and accuracy in percent, in batches of
+    `settings.eval_batch_size`; members that share their validation set read it once."""
+    forward = fused if forward is None else forward
+    was_training = fused.training
+    fused.eval()
+    device = members[0].x_val.device
+    fmt = engine.memory_format(runtime, device)
+    y = torch.stack([m.y_val for m in members])
+    shared = all(m.x_val is members[0].x_val for m in members)
+    loss_sum = torch.zeros(len(members), device=device)
+    correct = torch.zeros(len(members), device=device, dtype=torch.long)
+    for lo in range(0, y.shape[1], settings.eval_batch_size):
+        hi = lo + settings.eval_batch_size
+        batches = [members[0].x_val[lo:hi]] * len(members) if shared else [m.x_val[lo:hi] for m in members]
+        if engine.uses_cuda_graphs(runtime):
+            torch.compiler.cudagraph_mark_step_begin()
+        with engine.autocast(device, settings.precision):
+            logits = forward(fused_input(batches, fmt))
+        logits = logits.float()
+        loss_sum += torch.stack([nn.functional.cross_entropy(logits[j], y[j, lo:hi], reduction="sum") for j in range(len(members))])
+        correct += (logits.argmax(2) == y[:, lo:hi]).sum(1)
+    fused.train(was_training)
+    total = y.shape[1]
+    return [(loss_sum[j].item() / total, 100.0 * correct[j].item() / total) for j in range(len(members))]

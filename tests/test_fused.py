@@ -1,0 +1,153 @@
+"""Fused groups (harness/training/fused.py) against separate runs, on a CPU with one thread.
+
+- The members start from exactly the weights their separate runs start from.
+- After one epoch each member's weights match its separate run's within float tolerance. Two
+  exceptions, bounded separately: the bias of a convolution followed by BatchNorm and BatchNorm's
+  running mean. BatchNorm subtracts the batch mean, so that bias has an exact gradient of zero and
+  what it gets is float noise of the order of 1e-9; Adam divides a gradient by its own running
+  size, so noise moves it by up to the learning rate per step either way, in both runs. Its
+  difference is bounded by steps × lr, the running mean's by that too.
+- Over 10 epochs, the members' validation accuracies are statistically indistinguishable from
+  their separate runs', by the harness's own paired statistics (harness/analysis/stats.py) on 8
+  seeds: the paired t-test finds no difference (p > 0.05) and the mean difference lies within ±3
+  points, for each of baseline, dropout, batchnorm, weight decay and augment.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import variants as registry
+from harness.analysis import stats
+from harness.training import engine, fused
+from harness.training.fused_net import FusedLeNet
+
+SHAPE = (3, 16, 16)
+TOLERANCE = 1e-5  # absolute, on weights of order 0.1 after a few hundred float operations per element
+BN_DRIFTERS = ("conv1.bias", "conv2.bias", "bn1.running_mean", "bn2.running_mean")
+
+
+def arrays(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images whose mean colour depends on the class (learnable in a few epochs), channels-last as the harness keeps them."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 10
+    rng.shuffle(y)
+    base = (y[:, None, None, None] * 23 + np.array([0, 60, 120])[None, :, None, None]) % 256
+    x = np.clip(base + rng.normal(0, 60, size=(n, *SHAPE)), 0, 255).astype(np.uint8)
+    return torch.from_numpy(x).contiguous(memory_format=torch.channels_last), torch.from_numpy(y).long()
+
+
+@pytest.fixture(scope="module")
+def data():
+    torch.set_num_threads(1)
+    return (*arrays(320, 1), *arrays(160, 2))
+
+
+def parts(variant: str):
+    """The network builder, engine pieces and settings a shipped variant trains with."""
+    v = registry.get(variant)
+    change = v.change()
+    train = {k: val for c in v.components for k, val in c.train.items()}
+    pieces = engine.Pieces(**{f.name: getattr(change, f.name) for f in dataclasses.fields(engine.Pieces) if getattr(change, f.name) is not None})
+    return (lambda: change.build(SHAPE, 10)), pieces, train
+
+
+def separate(variant: str, data, seed: int, epochs: int):
+    build, pieces, train = parts(variant)
+    return engine.train(build, *data, engine.TrainSettings(epochs=epochs, batch_size=32, **train), seed, pieces=pieces)
+
+
+def group(variants: list[str], data, seeds: list[int], epochs: int):
+    members, pieces = [], None
+    for variant, seed in zip(variants, seeds):
+        build, pieces, train = parts(variant)
+        members.append(fused.Member(build, *data, engine.TrainSettings(epochs=epochs, batch_size=32, **train), seed))
+    return fused.train_group(members, pieces=pieces)
+
+
+@pytest.mark.parametrize("variant", ["baseline", "dropout+batchnorm"])
+def test_a_fused_group_starts_from_the_weights_of_its_separate_runs(data, variant):
+    build, _, _ = parts(variant)
+    seeds = [3, 4, 5]
+    net = FusedLeNet([_seeded(build, s) for s in seeds])
+    for k, s in enumerate(seeds):
+        alone = _seeded(build, s).state_dict()
+        member = net.member_state(k)
+        assert member.keys() == alone.keys()
+        assert all(torch.equal(member[name], alone[name]) for name in alone), name
+
+
+def _seeded(build, seed):
+    engine.seed_everything(seed)
+    return build()
+
+
+@pytest.mark.parametrize("variants", [["baseline"] * 3, ["dropout"] * 3, ["batchnorm"] * 3, ["augment"] * 3,
+                                      ["baseline", "weight_decay", "dropout"]])  # per-member weight decay and dropout p
+def test_after_one_epoch_each_member_matches_its_separate_run(data, variants):
+    seeds = [7, 8, 9]
+    steps = (320 + 31) // 32
+    out = group(variants, data, seeds, epochs=1)
+    for variant, seed, member in zip(variants, seeds, out):
+        model, result = separate(variant, data, seed, epochs=1)
+        fused_model, fused_result = member
+        a, b = model.state_dict(), fused_model.state_dict()
+        for name in a:
+            if not a[name].is_floating_point():
+                assert torch.equal(a[name], b[name]), name
+                continue
+            bound = steps * 1e-3 * 1.01 if name in BN_DRIFTERS and "batchnorm" in variant else TOLERANCE
+            gap = (a[name] - b[name].to(a[name].dtype)).abs().max().item()
+            assert gap <= bound, f"{variant} seed {seed}: {name} differs by {gap:.3g} > {bound:.3g}"
+        if "batchnorm" not in variant:  # the same predictions, so the same numbers
+            assert fused_result.history[0].val_acc == result.history[0].val_acc
+            assert abs(fused_result.history[0].train_loss - result.history[0].train_loss) < 1e-5
+
+
+@pytest.mark.parametrize("variant", ["baseline", "dropout", "batchnorm", "weight_decay", "augment"])
+def test_over_ten_epochs_fused_members_are_statistically_indistinguishable_from_separate_runs(data, variant):
+    seeds = list(range(100, 108))
+    out = group([variant] * len(seeds), data, seeds, epochs=10)
+    fused_acc = {s: m[1].history[-1].val_acc for s, m in zip(seeds, out)}
+    alone_acc = {s: separate(variant, data, s, epochs=10)[1].history[-1].val_acc for s in seeds}
+    result = stats.paired(alone_acc, fused_acc)
+    assert not (result.t_p < 0.05), f"{variant}: fused differs from separate (p = {result.t_p:.3g}, mean {result.diff_mean:+.2f})"
+    assert abs(result.diff_mean) <= 3.0, result
+    assert np.mean(list(alone_acc.values())) > 20  # it learned something: 10 classes, chance is 10%
+
+
+def test_a_member_whose_loss_goes_non_finite_fails_alone(data):
+    """A learning rate of 1e6 on one member (through its own settings is refused: they must agree),
+    so poison one member's weights after building: its loss is NaN from the first step."""
+    build, pieces, _ = parts("baseline")
+    settings = engine.TrainSettings(epochs=2, batch_size=32)
+    members = [fused.Member(build, *data, settings, s) for s in (1, 2, 3)]
+    real = fused.build_group
+
+    def poisoned(ms, device, fmt=torch.contiguous_format):
+        net, nets = real(ms, device, fmt)
+        with torch.no_grad():
+            net.fc3.weight[1].fill_(float("nan"))
+        return net, nets
+
+    fused.build_group = poisoned
+    try:
+        out = fused.train_group(members, pieces=pieces)
+    finally:
+        fused.build_group = real
+    assert isinstance(out[1], engine.NonFiniteLoss) and out[1].epoch == 1 and out[1].step == 1
+    alone = [separate("baseline", data, s, epochs=2)[0].state_dict() for s in (1, 3)]
+    for k, ref in zip((0, 2), alone):
+        got = out[k][0].state_dict()
+        assert all((ref[n] - got[n]).abs().max() <= TOLERANCE for n in ref)  # the others trained on as if alone
+
+
+def test_members_must_agree_on_every_setting_but_the_weight_decay(data):
+    build, _, _ = parts("baseline")
+    a = fused.Member(build, *data, engine.TrainSettings(epochs=1, lr=1e-3), 1)
+    b = fused.Member(build, *data, engine.TrainSettings(epochs=1, lr=1e-2), 2)
+    with pytest.raises(ValueError, match="share every training setting"):
+        fused.train_group([a, b])
