@@ -3,7 +3,8 @@ their own set-up: `HARNESS_FAULT="POINT:N:SIGNAL"` makes the process send SIGNAL
 INT) to itself the N-th time it passes POINT. Points: `step` (a training step), `checkpoint`
 (half-way through writing a checkpoint), `checkpointed` (after a checkpoint, before the epoch's
 metrics are logged), `logged` (after the epoch's metrics are logged), `round` (with seeds on
-demand, after each replay of the rounds, before the next round trains).
+demand, after each replay of the rounds, before the next round trains), `recorded` (a fused
+group's member is recorded FINISHED, before the next member is).
 
 Unset, `point()` is one comparison.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 import signal
 
-POINTS = ("step", "checkpoint", "checkpointed", "logged", "round")
+POINTS = ("step", "checkpoint", "checkpointed", "logged", "round", "recorded")
 SIGNALS = ("KILL", "TERM", "INT")
 _SPEC = os.environ.get("HARNESS_FAULT", "")
 _POINT, _AT, _SIGNAL = (_SPEC.split(":") + ["", "", ""])[:3] if _SPEC else ("", "0", "KILL")

@@ -274,5 +274,6 @@ def _train(runner, trained: list, live_pairs: set, claims: Claims) -> dict[tuple
             out[pair] = Outcome(spec.variant, spec.seed, "FAILED", seconds=time.perf_counter() - start, error=reason, parent_id=parent_id)
         else:
             out[pair] = runner.record(spec, rid, parent_id, runner.cfg.checkpoint_folder / f"{key}.pt", done, *result, start)
+            faults.point("recorded")
     checkpoint.remove(ckpt)  # only once every member is recorded: a kill before this resumes the whole group
     return out

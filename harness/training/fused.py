@@ -227,7 +227,7 @@ def train_group(
                     states[j].failed = NonFiniteLoss(epoch, step + 1, float(detached[j]))
                 alive = alive & ~bad
             if runtime.progress_every and (step + 1) % runtime.progress_every == 0 and step + 1 < steps:
-                on_progress(Progress("train", epoch, settings.epochs, step + 1, steps, *_means(loss_sum, correct, alive, hi)))
+                on_progress(Progress("train", epoch, settings.epochs, step + 1, steps, *_means(loss_sum, correct, alive, hi), False))
         for j, b in enumerate(first_bad.tolist()):
             if b >= 0 and states[j].failed is None:
                 states[j].failed = NonFiniteLoss(epoch, b, float("nan"))

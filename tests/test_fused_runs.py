@@ -1,0 +1,131 @@
+"""Fused groups in the runner, through the real CLI on a CPU with one thread: each member is
+recorded as a separate run is (its key, its child run, its metrics and model), and a group
+killed at any fault point resumes to the same bits as a group never interrupted."""
+from __future__ import annotations
+
+import pytest
+
+from harness.running import fusing
+from tests import faultkit
+from tests.conftest import write_npz
+
+PAIRS = ("baseline,dropout", "11,12")  # one fused group of four: dropout p is per member
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_npz(tmp_path_factory.mktemp("data") / "d")
+
+
+def run(work, data, *extra, fault="", fuse="4", epochs=3):
+    faultkit.fresh_store(work)
+    env = {"HARNESS_FAULT": fault} if fault else {}
+    return faultkit.harness("run", "--variants", PAIRS[0], "--seeds", PAIRS[1], "--epochs", str(epochs), "--fuse", fuse,
+                            "--set", "train.batch_size=32", "--set", "train.threads=1", *extra, cwd=work, data=data, env=env, timeout=300)
+
+
+def results(work) -> dict:
+    """Every finished run's results by (variant, seed), as faultkit reads one run's."""
+    c = faultkit.client(work)
+    out = {}
+    for r in faultkit.seed_runs(work):
+        if r.info.status != "FINISHED" or r.info.lifecycle_stage != "active":
+            continue
+        pair = (r.data.tags["harness.variant"], int(r.data.tags["harness.seed"]))
+        assert pair not in out, f"two finished runs of {pair}"
+        one = {"run_id": r.info.run_id, "key": r.data.tags["harness.run_key"], "fused": r.data.tags.get("harness.fused")}
+        for key in faultkit.EPOCH_KEYS:
+            history = [(m.step, m.value) for m in c.get_metric_history(r.info.run_id, key)]
+            assert len(history) == len({s for s, _ in history}), f"{key} logged twice for an epoch"
+            one[key] = sorted(history)
+        for key in faultkit.FINAL_KEYS:
+            history = c.get_metric_history(r.info.run_id, key)
+            assert len(history) == 1, f"{key} logged {len(history)} times"
+            one[key] = history[0].value
+        out[pair] = one
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data):
+    work = tmp_path_factory.mktemp("fused-ref")
+    proc = run(work, data)
+    assert proc.returncode == 0, proc.stderr
+    assert "fused group of 4: baseline seed 11, baseline seed 12, dropout seed 11, dropout seed 12" in proc.stdout
+    return results(work)
+
+
+def _numbers(r: dict) -> dict:
+    return {k: v for k, v in r.items() if k not in ("run_id",)}
+
+
+def test_a_fused_group_records_each_member_as_a_separate_run_under_the_separate_runs_key(tmp_path, data, reference):
+    alone = run(tmp_path, data, fuse="off")
+    assert alone.returncode == 0, alone.stderr
+    separate = results(tmp_path)
+    assert set(separate) == set(reference) and len(reference) == 4
+    for pair, r in reference.items():
+        assert r["key"] == separate[pair]["key"]  # fusing is a runtime setting: a fused run stands for its key
+        assert r["fused"] == "4" and separate[pair]["fused"] is None
+        assert [s for s, _ in r["val_acc"]] == [1, 2, 3]
+        # float noise only: the first epoch agrees to 1e-4 (later ones drift apart as any two float orders do; tests/test_fused.py)
+        assert abs(r["train_loss"][0][1] - separate[pair]["train_loss"][0][1]) < 1e-4, pair
+    again = run(tmp_path, data)  # the same command fused: every key has finished
+    assert again.returncode == 0 and again.stdout.count("already finished") == 4 and "TRAIN EPOCH" not in again.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault,code", [
+    ("step:20:KILL", -9),         # mid-epoch 2
+    ("checkpoint:2:KILL", -9),    # half-way through writing the group's second checkpoint
+    ("checkpointed:2:KILL", -9),  # after checkpoint 2, before any member's epoch 2 is logged
+    ("logged:3:KILL", -9),        # every epoch logged, before the test set
+    ("recorded:2:KILL", -9),      # two members recorded FINISHED, two not
+    ("step:25:TERM", 143),        # SIGTERM mid-epoch 2
+])
+def test_a_fused_group_killed_and_restarted_equals_one_never_interrupted(tmp_path, data, reference, fault, code):
+    killed = run(tmp_path, data, fault=fault)
+    assert killed.returncode == code, killed.stderr[-2000:]
+    again = run(tmp_path, data)
+    assert again.returncode == 0, again.stderr[-2000:]
+    got = results(tmp_path)
+    assert {p: _numbers(r) for p, r in got.items()} == {p: _numbers(r) for p, r in reference.items()}
+    assert not list((tmp_path / "checkpoints" / "default").glob("*.pt"))  # the group's checkpoint is gone once all are recorded
+    if fault.startswith("recorded"):
+        assert again.stdout.count("already finished") == 2
+
+
+def test_seeds_on_demand_fuse_each_rounds_new_seeds(tmp_path, data):
+    faultkit.fresh_store(tmp_path)
+    proc = faultkit.harness("run", "--variants", "baseline,dropout", "--seeds", "auto", "--max-seeds", "6", "--epochs", "1", "--fuse", "8",
+                            "--set", "train.batch_size=64", "--set", "train.threads=1", cwd=tmp_path, data=data, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "fused group of" in proc.stdout
+    runs = [r for r in faultkit.seed_runs(tmp_path) if r.info.status == "FINISHED"]
+    assert runs and all(r.data.tags.get("harness.fused") for r in runs)
+
+
+def test_a_component_that_says_it_cannot_be_fused_trains_alone(tmp_path, data):
+    (tmp_path / "alone.py").write_text(
+        "from variants.registry import Change, register\n\n\n"
+        "@register('alone', hypothesis='A dropout that must train by itself.')\n"
+        "def alone():\n    return Change(model={'dropout': 0.3}, fusable=False)\n")
+    faultkit.fresh_store(tmp_path)
+    proc = faultkit.harness("run", "--components", "alone.py", "--variants", "baseline,alone", "--seeds", "1,2", "--epochs", "1",
+                            "--fuse", "4", "--set", "train.batch_size=64", "--set", "train.threads=1", cwd=tmp_path, data=data, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "fused group of 2: baseline seed 1, baseline seed 2" in proc.stdout
+    assert "== alone seed 1 (3/4)" in proc.stdout and "== alone seed 2 (4/4)" in proc.stdout
+
+
+def test_auto_fuses_only_a_size_measured_ten_percent_faster_per_member():
+    assert fusing.choose({1: 1.0, 2: 1.9, 4: 3.0, 8: 8.0}) == 4  # 0.75 a member, the least, and under 0.9
+    assert fusing.choose({1: 1.0, 2: 1.85, 4: 4.4, 8: 9.0}) == 1  # 0.925 a member: not 10% faster
+    assert fusing.choose({1: 1.0, 2: 2.5, 4: 5.0, 8: 10.0}) == 1
+
+
+def test_fuse_is_refused_in_one_line_when_it_is_not_off_auto_or_a_size(tmp_path, data):
+    for bad in ("0", "65", "many"):
+        proc = faultkit.harness("run", "--variants", "baseline", "--seeds", "1", "--fuse", bad, cwd=tmp_path, data=data)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "train.fuse" in proc.stderr, proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
