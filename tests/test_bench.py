@@ -50,7 +50,21 @@ def test_bench_jobs_measures_aggregate_throughput_of_k_processes(tmp_path, data_
     assert "K=2:" in proc.stdout and "efficiency" in proc.stdout
 
 
+def test_bench_fused_times_k_runs_fused_against_k_separate_runs(tmp_path, data_dir):
+    proc = harness("bench", *SMALL, "--fused", "1,2", "--repeats", "1", "--device", "cpu", cwd=tmp_path, data=data_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "reports" / "bench-fused.json").read_text())
+    rows = result["rows"]
+    assert list(rows) == ["1", "2"] and result["images_per_epoch"] == 500 and result["auto_chooses"] == 1
+    for k, row in rows.items():
+        assert row["fused_images_per_second"] == pytest.approx(int(k) * 500 / row["fused_seconds"])
+        assert row["speedup"] == pytest.approx(row["separate_seconds"] / row["fused_seconds"])
+    assert "| 2 |" in proc.stdout and "auto does not fuse on a CPU" in proc.stdout
+
+
 @pytest.mark.parametrize("args,fragment", [
+    (["--fused", "1,1"], "--fused: '1,1' is not allowed"),
+    (["--fused", "2", "--jobs", "2"], "--fused: not with --jobs or --engine"),
     (["--engine", "precision=fp16"], "--engine.precision: 'fp16' is not allowed"),
     (["--engine", "lr=0.1"], "--engine: 'lr=0.1' is not allowed; expected KEY=VALUE with KEY one of precision"),
     (["--engine", "compile=reduce-overhead"], "needs a CUDA device"),

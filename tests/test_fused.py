@@ -77,7 +77,7 @@ def test_a_fused_group_starts_from_the_weights_of_its_separate_runs(data, varian
         alone = _seeded(build, s).state_dict()
         member = net.member_state(k)
         assert member.keys() == alone.keys()
-        assert all(torch.equal(member[name], alone[name]) for name in alone), name
+        assert all(torch.equal(member[name], alone[name]) for name in alone), f"seed {s}"
 
 
 def _seeded(build, seed):

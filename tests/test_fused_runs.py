@@ -118,7 +118,11 @@ def test_a_component_that_says_it_cannot_be_fused_trains_alone(tmp_path, data):
     assert "== alone seed 1 (3/4)" in proc.stdout and "== alone seed 2 (4/4)" in proc.stdout
 
 
-def test_auto_fuses_only_a_size_measured_ten_percent_faster_per_member():
+def test_auto_fuses_only_a_size_measured_ten_percent_faster_per_member_and_never_on_a_cpu():
+    import torch
+
+    assert fusing.limit("auto", torch.device("cpu"), (3, 32, 32), 10, 256) == 1
+    assert fusing.limit("off", torch.device("cpu"), (3, 32, 32), 10, 256) == 1 and fusing.limit(8, torch.device("cpu"), (3, 32, 32), 10, 256) == 8
     assert fusing.choose({1: 1.0, 2: 1.9, 4: 3.0, 8: 8.0}) == 4  # 0.75 a member, the least, and under 0.9
     assert fusing.choose({1: 1.0, 2: 1.85, 4: 4.4, 8: 9.0}) == 1  # 0.925 a member: not 10% faster
     assert fusing.choose({1: 1.0, 2: 2.5, 4: 5.0, 8: 10.0}) == 1

@@ -112,6 +112,7 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     bench.add_argument("--engine", action="append", default=[], metavar="KEY=VALUE,...",
                        help="also time the engine with these settings, e.g. precision=bf16,compile=default (repeatable)")
     bench.add_argument("--jobs", metavar="K,K,...", help="instead, measure the aggregate throughput of K training processes at once per device, e.g. 1,2,4,8")
+    bench.add_argument("--fused", metavar="K,K,...", help="instead, time K runs as one fused group against K separate runs, e.g. 1,2,4,8 (train.fuse)")
     bench.add_argument("--epochs", type=_int("--epochs"), default=1, help="with --jobs: epochs each process trains (default 1)")
     bench.add_argument("--train-images", type=_int("--train-images"), help="training images per epoch (default: the first 80%% of the training set, 40,000 of CIFAR-10)")
     bench.add_argument("--val-images", type=_int("--val-images"), help="validation images per epoch (default: the other 20%%, 10,000 of CIFAR-10)")

@@ -208,6 +208,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not 1 <= args.epochs <= 1000:
         raise UsageError(f"--epochs: {args.epochs} is not allowed; expected an integer from 1 to 1000")
     jobs = _parse_jobs(args.jobs) if args.jobs is not None else None
+    fused_sizes = _parse_jobs(args.fused, "--fused") if args.fused is not None else None
+    if fused_sizes and (jobs or args.engine):
+        raise UsageError("--fused: not with --jobs or --engine; it times the engine's default settings, fused and separate")
     if jobs and len(args.engine) > 1:
         raise UsageError("--engine: give at most one with --jobs (every process trains with the same settings)")
     device = provenance.resolve_device(args.device)
@@ -220,24 +223,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if min(sizes) < 1 or sum(sizes) > total:
         raise UsageError(f"--train-images/--val-images: {sizes[0]} + {sizes[1]} is not allowed; expected at least 1 each and "
                          f"at most {total} in all (the training images in {folder})")
-    out = Path(args.out or ("reports/bench-scaling.json" if jobs else "reports/bench.json"))
+    out = Path(args.out or ("reports/bench-scaling.json" if jobs else "reports/bench-fused.json" if fused_sizes else "reports/bench.json"))
     if out.is_dir():
         raise UsageError(f"--out: {str(out)!r} is a directory; expected the path of the JSON file to write")
     preflight.check_writable(out.parent, "--out")  # before minutes of measuring
-    if jobs:
+    if fused_sizes:
+        from harness.cli import bench_fused
+
+        bench_fused.run(arrays.x_train, arrays.y_train, device, fused_sizes, args.repeats, out, *sizes)
+    elif jobs:
         bench.scaling(folder, device, jobs, args.epochs, out, *sizes, extra)
     else:
         bench.run(arrays.x_train, arrays.y_train, device, args.repeats, out, *sizes, extra)
     return 0
 
 
-def _parse_jobs(text: str) -> list[int]:
+def _parse_jobs(text: str, flag: str = "--jobs") -> list[int]:
     try:
         ks = [int(p) for p in text.split(",") if p.strip()]
     except ValueError:
         ks = []
     if not ks or any(not 1 <= k <= 64 for k in ks) or len(set(ks)) != len(ks):
-        raise UsageError(f"--jobs: {text!r} is not allowed; expected distinct integers from 1 to 64, e.g. 1,2,4,8")
+        raise UsageError(f"{flag}: {text!r} is not allowed; expected distinct integers from 1 to 64, e.g. 1,2,4,8")
     return ks
 
 

@@ -78,13 +78,16 @@ def plan(pairs: list[tuple[str, int]], specs: dict, limit: int, sign, alone) -> 
 
 
 def limit(fuse: int | str, device: torch.device, image_shape: tuple[int, int, int], classes: int, batch: int) -> int:
-    """The most members a group takes: 1 with `off`, K with a number, and with `auto` the size
-    measured fastest on this device (`measure`), or 1 where no size beats separate runs by 10%."""
+    """The most members a group takes: 1 with `off`, K with a number. With `auto`: 1 on a CPU, where
+    `bench --fused` measured that fusing does not pay (docs/performance.md); on a GPU the size
+    `measure` finds fastest there, or 1 where no size beats separate runs by 10%."""
     if fuse == "off":
         return 1
     if fuse != "auto":
         return int(fuse)
-    return choose(measure(device.type if device.index is None else f"{device.type}:{device.index}", image_shape, classes, batch))
+    if device.type != "cuda":
+        return 1
+    return choose(measure(str(device), image_shape, classes, batch))
 
 
 def choose(seconds: dict[int, float]) -> int:
@@ -94,7 +97,7 @@ def choose(seconds: dict[int, float]) -> int:
 
 
 @lru_cache(maxsize=None)
-def measure(device: str, image_shape: tuple[int, int, int], classes: int, batch: int, steps: int = 6) -> dict[int, float]:
+def measure(device: str, image_shape: tuple[int, int, int], classes: int, batch: int, steps: int = 24) -> dict[int, float]:
     """Seconds of one epoch of `steps` training steps (and one validation batch) of LeNet: a
     separate run (size 1) and a fused group of each size in SIZES, on random images on `device`,
     each timed after an untimed warm-up, best of two. Measured once per process."""
