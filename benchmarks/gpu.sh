@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The GPU measurements of docs/performance.md (linked from the README), in one go (about 10 minutes on an
-# H100; needs torch and the data, not MLflow unless RUN_ABLATION=1):
+# The GPU measurements of docs/performance.md (linked from the README), in one go, each step's wall
+# time printed (needs torch and the data, not MLflow unless RUN_ABLATION=1):
 #   HARNESS_DATA_DIR=/path/to/cifar10 bash benchmarks/gpu.sh [OUT_DIR]
 # 1. the tutorial pipeline vs the engine (default settings and each speed setting) vs the floor;
 # 2. the aggregate throughput of K = 1, 2, 4, 8 training processes sharing the GPU;
-# 3. with RUN_ABLATION=1, the tutorial's four-variant, 100-epoch ablation end to end, timed.
+# 3. K = 1, 2, 4, 8 runs trained as one fused group against K separate runs, and the group size
+#    `train.fuse = "auto"` measures and picks on this card;
+# 4. with RUN_ABLATION=1, the tutorial's four variants × 5 seeds × 100 epochs end to end, unfused
+#    and then fused (FUSE, default auto), each with its wall time (ABLATION_EPOCHS, ABLATION_SEEDS
+#    shorten it).
 set -euo pipefail
 OUT=${1:-reports/gpu}
 DEVICE=${DEVICE:-cuda}
@@ -26,11 +30,16 @@ $PY -m harness bench --device "$DEVICE" --repeats "${REPEATS:-5}" --out "$OUT/be
 $PY -m harness bench --device "$DEVICE" --jobs "${JOBS:-1,2,4,8}" --epochs "${EPOCHS:-3}" --out "$OUT/scaling.json" \
   ${BENCH_ARGS:-} 2>&1 | tee "$OUT/scaling.log"
 
+$PY -m harness bench --device "$DEVICE" --fused "${FUSED:-1,2,4,8}" --repeats "${REPEATS:-5}" --out "$OUT/fused.json" \
+  ${BENCH_ARGS:-} 2>&1 | tee "$OUT/fused.log"
+
 if [ "${RUN_ABLATION:-0}" = 1 ]; then
-  start=$(date +%s%N)
-  $PY -m harness run --experiment tutorial --device "$DEVICE" --jobs-per-device "${ABLATION_JOBS:-4}" \
-    --tracking-uri "sqlite:///$OUT/mlflow.db" --set "reports_dir='$OUT/reports'" --set "checkpoint_dir='$OUT/checkpoints'" \
-    ${ABLATION_ARGS:-} 2>&1 | tail -20 | tee "$OUT/ablation.log"
-  end=$(date +%s%N)
-  echo "ablation wall time: $(( (end - start) / 1000000 )) ms" | tee -a "$OUT/ablation.log"
+  for mode in off "${FUSE:-auto}"; do
+    start=$(date +%s%N)
+    $PY -m harness run --experiment tutorial --device "$DEVICE" --seeds "${ABLATION_SEEDS:-5}" --epochs "${ABLATION_EPOCHS:-100}" \
+      --fuse "$mode" --tracking-uri "sqlite:///$OUT/mlflow-$mode.db" --set "reports_dir='$OUT/reports-$mode'" \
+      --set "checkpoint_dir='$OUT/checkpoints-$mode'" ${ABLATION_ARGS:-} 2>&1 | tail -30 | tee "$OUT/ablation-$mode.log"
+    end=$(date +%s%N)
+    echo "ablation (fuse $mode) wall time: $(( (end - start) / 1000000 )) ms" | tee -a "$OUT/ablation-$mode.log"
+  done
 fi

@@ -86,9 +86,10 @@ def _seeded(build, seed):
 
 
 @pytest.mark.parametrize("variants", [["baseline"] * 3, ["dropout"] * 3, ["batchnorm"] * 3, ["augment"] * 3,
-                                      ["baseline", "weight_decay", "dropout"]])  # per-member weight decay and dropout p
+                                      ["baseline", "weight_decay", "dropout"],  # per-member weight decay and dropout p
+                                      ["label_smoothing"] * 2, ["cosine"] * 2, ["sgd"] * 2, ["augment+cosine+sgd"] * 2])  # each engine piece
 def test_after_one_epoch_each_member_matches_its_separate_run(data, variants):
-    seeds = [7, 8, 9]
+    seeds = [7, 8, 9][: len(variants)]
     steps = (320 + 31) // 32
     out = group(variants, data, seeds, epochs=1)
     for variant, seed, member in zip(variants, seeds, out):

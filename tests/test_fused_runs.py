@@ -3,7 +3,10 @@ recorded as a separate run is (its key, its child run, its metrics and model), a
 killed at any fault point resumes to the same bits as a group never interrupted."""
 from __future__ import annotations
 
+import tempfile
+
 import pytest
+import torch
 
 from harness.running import fusing
 from tests import faultkit
@@ -42,6 +45,9 @@ def results(work) -> dict:
             history = c.get_metric_history(r.info.run_id, key)
             assert len(history) == 1, f"{key} logged {len(history)} times"
             one[key] = history[0].value
+        with tempfile.TemporaryDirectory() as tmp:
+            weights = torch.load(c.download_artifacts(r.info.run_id, "model.pt", tmp), weights_only=True)
+        one["weights"] = {part: {k: v.tolist() for k, v in weights[part].items()} for part in ("last", "selected")}
         out[pair] = one
     return out
 
@@ -65,6 +71,7 @@ def test_a_fused_group_records_each_member_as_a_separate_run_under_the_separate_
     separate = results(tmp_path)
     assert set(separate) == set(reference) and len(reference) == 4
     for pair, r in reference.items():
+        assert r["weights"].keys() == separate[pair]["weights"].keys()  # the same LeNet state, member by member
         assert r["key"] == separate[pair]["key"]  # fusing is a runtime setting: a fused run stands for its key
         assert r["fused"] == "4" and separate[pair]["fused"] is None
         assert [s for s, _ in r["val_acc"]] == [1, 2, 3]
@@ -132,4 +139,7 @@ def test_fuse_is_refused_in_one_line_when_it_is_not_off_auto_or_a_size(tmp_path,
     for bad in ("0", "65", "many"):
         proc = faultkit.harness("run", "--variants", "baseline", "--seeds", "1", "--fuse", bad, cwd=tmp_path, data=data)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "train.fuse" in proc.stderr, proc.stderr
+    proc = faultkit.harness("run", "--variants", "baseline", "--seeds", "1", "--fuse", "4", "--executor", "ray", "--ray-address", "auto",
+                            cwd=tmp_path, data=data)
+    assert proc.returncode == 2 and "train.fuse: 4 is only for the local executor" in proc.stderr, proc.stderr
     assert not (tmp_path / "mlflow.db").exists()

@@ -11,9 +11,10 @@ from tests.faultkit import seed_runs
 from tests.test_engine import Exploding, tensors  # noqa: F401 - fixture
 
 
-def test_cli_run_with_diverging_variants(tmp_path, data_dir):
+@pytest.mark.parametrize("fuse", ["off", "4"])  # separate runs, and fused groups (each variant's seeds, as their lr differ)
+def test_cli_run_with_diverging_variants(tmp_path, data_dir, fuse):
     fresh_store(tmp_path)
-    proc = harness("run", "--variants", "baseline,batchnorm,dropout", "--seeds", "11,12", "--epochs", "2",
+    proc = harness("run", "--variants", "baseline,batchnorm,dropout", "--seeds", "11,12", "--epochs", "2", "--fuse", fuse,
                    "--set", "train.batch_size=32", "--set", "params.batchnorm.lr=1e30", "--set", "params.dropout.lr=1e30",
                    cwd=tmp_path, data=data_dir)
     assert proc.returncode == 1, proc.stderr

@@ -58,6 +58,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = experiment_file.load_experiment(args.experiment, args.set, params_files, components, **flags)
     if cfg.sequential and (args.executor != "local" or args.jobs_per_device > 1):
         raise UsageError(f"--seeds auto: its rounds run in one process; not with {'--executor ' + args.executor if args.executor != 'local' else '--jobs-per-device > 1'}")
+    if cfg.runtime.fuse != "off" and args.executor != "local":
+        raise UsageError(f"train.fuse: {cfg.runtime.fuse!r} is only for the local executor; with --executor {args.executor} each run is a task of its own (fuse = \"off\")")
     from harness.data import user_data
     from harness.report import comparisons, effects_section, markdown
     from harness.running import outcomes, preflight, runner
