@@ -88,7 +88,9 @@ def test_a_fused_group_records_each_member_as_a_separate_run_under_the_separate_
     ("checkpointed:2:KILL", -9),  # after checkpoint 2, before any member's epoch 2 is logged
     ("logged:3:KILL", -9),        # every epoch logged, before the test set
     ("recorded:2:KILL", -9),      # two members recorded FINISHED, two not
+    ("recorded:4:KILL", -9),      # every member recorded, the group's checkpoint not yet removed
     ("step:25:TERM", 143),        # SIGTERM mid-epoch 2
+    ("recorded:1:TERM", 143),     # SIGTERM while recording: the members not yet recorded are KILLED, the checkpoint kept
 ])
 def test_a_fused_group_killed_and_restarted_equals_one_never_interrupted(tmp_path, data, reference, fault, code):
     killed = run(tmp_path, data, fault=fault)
@@ -99,7 +101,17 @@ def test_a_fused_group_killed_and_restarted_equals_one_never_interrupted(tmp_pat
     assert {p: _numbers(r) for p, r in got.items()} == {p: _numbers(r) for p, r in reference.items()}
     assert not list((tmp_path / "checkpoints" / "default").glob("*.pt"))  # the group's checkpoint is gone once all are recorded
     if fault.startswith("recorded"):
-        assert again.stdout.count("already finished") == 2
+        assert again.stdout.count("already finished") == int(fault.split(":")[1])
+
+
+@pytest.mark.slow
+def test_a_killed_group_resumes_as_that_group_whatever_fuse_says_next(tmp_path, data, reference):
+    killed = run(tmp_path, data, fault="checkpointed:2:KILL")
+    assert killed.returncode == -9
+    again = run(tmp_path, data, fuse="off")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resume the fused group of baseline seed 11, baseline seed 12, dropout seed 11, dropout seed 12 after epoch 2" in again.stdout
+    assert {p: _numbers(r) for p, r in results(tmp_path).items()} == {p: _numbers(r) for p, r in reference.items()}
 
 
 def test_seeds_on_demand_fuse_each_rounds_new_seeds(tmp_path, data):
@@ -126,10 +138,11 @@ def test_a_component_that_says_it_cannot_be_fused_trains_alone(tmp_path, data):
 
 
 def test_auto_fuses_only_a_size_measured_ten_percent_faster_per_member_and_never_on_a_cpu():
-    import torch
+    from harness.training import engine
 
-    assert fusing.limit("auto", torch.device("cpu"), (3, 32, 32), 10, 256) == 1
-    assert fusing.limit("off", torch.device("cpu"), (3, 32, 32), 10, 256) == 1 and fusing.limit(8, torch.device("cpu"), (3, 32, 32), 10, 256) == 8
+    cpu, shape, settings, runtime = torch.device("cpu"), (3, 32, 32), engine.TrainSettings(), engine.Runtime()
+    assert fusing.limit("auto", cpu, shape, 10, settings, runtime) == 1
+    assert fusing.limit("off", cpu, shape, 10, settings, runtime) == 1 and fusing.limit(8, cpu, shape, 10, settings, runtime) == 8
     assert fusing.choose({1: 1.0, 2: 1.9, 4: 3.0, 8: 8.0}) == 4  # 0.75 a member, the least, and under 0.9
     assert fusing.choose({1: 1.0, 2: 1.85, 4: 4.4, 8: 9.0}) == 1  # 0.925 a member: not 10% faster
     assert fusing.choose({1: 1.0, 2: 2.5, 4: 5.0, 8: 10.0}) == 1

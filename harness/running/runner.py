@@ -18,7 +18,7 @@ from harness.base import faults
 from harness.base.errors import Terminated
 from harness.data.loading import Loaded, Splits
 from harness.running import claims as claims_mod
-from harness.running import fusing, outcomes, recording, resume
+from harness.running import fused_runs, fusing, outcomes, recording, resume
 from harness.running.assembly import assemble
 from harness.running.claims import Claims
 from harness.running.console import Console, duration
@@ -101,12 +101,12 @@ class Runner:
             while pending:
                 deferred = []
                 for unit in fusing.units(self, pending):  # one pair, or a fused group (train.fuse)
-                    held = [(p, spec) for p, spec in unit if claims.acquire(self.key(spec))]
-                    deferred += [p for p, _ in unit if p not in dict(held)]
+                    held = fusing.claim_all(self, claims, unit)  # every key of a group, or none
+                    deferred += [] if held else [p for p, _ in unit]
                     try:
                         if held:
                             self.console.header(fusing.title(held, pairs))
-                            by_pair.update(fusing.run_group(self, held, claims) if len(held) > 1 else {held[0][0]: self.run_one(held[0][1], claims)})
+                            by_pair.update(fused_runs.run_group(self, held, claims) if len(held) > 1 else {held[0][0]: self.run_one(held[0][1], claims)})
                     except store.StoreError as e:  # stop here: what finished is in the store, the rest is not run
                         self.store_error = str(e)
                     finally:
