@@ -64,8 +64,9 @@ def run(x: np.ndarray, y: np.ndarray, device: torch.device, ks: list[int], repea
                 "separate_images_per_second": k * images / med[f"separate[{k}]"], "fused_images_per_second": k * images / med[f"fused[{k}]"],
                 "fused_seconds_per_member": med[f"fused[{k}]"] / k, "separate_seconds_per_member": med[f"separate[{k}]"] / k,
                 "speedup": med[f"separate[{k}]"] / med[f"fused[{k}]"]} for k in ks}
-    probe = fusing.measure(str(device), (x.shape[3], x.shape[1], x.shape[2]), 10, BASE["batch_size"]) if device.type == "cuda" else {}
-    chosen = fusing.choose(probe) if probe else 1
+    shape, runtime = (x.shape[3], x.shape[1], x.shape[2]), engine.Runtime()  # N×H×W×C images
+    chosen = fusing.limit("auto", device, shape, 10, settings, runtime)  # the rule a run with `--fuse auto` applies here
+    probe = fusing.measure(str(device), shape, 10, settings, runtime) if device.type == "cuda" else {}  # the same measurement, cached
     result = {**_machine(device), "images_per_epoch": images, "repeats": repeats, "seconds": seconds, "rows": rows,
               "auto_probe_seconds": probe, "auto_chooses": chosen}
     say("")
