@@ -153,6 +153,36 @@ def _is_better(select: str, stats: EpochStats, best: Optional[EpochStats]) -> bo
     return stats.val_acc > best.val_acc
 
 
+def global_rng_state() -> dict:
+    """The states of Python's, NumPy's, torch's and (once initialised) CUDA's global generators."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
+
+
+def set_global_rng_state(rng: dict) -> None:
+    """Put back what `global_rng_state` saved; a generator missing from `rng` is left as it is."""
+    if "python" in rng:
+        random.setstate(rng["python"])
+    if "numpy" in rng:
+        np.random.set_state(rng["numpy"])
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"])
+    if rng.get("cuda"):
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def result_state(result: Result, best: Optional[EpochStats]) -> dict:
+    """A run's history, selected epoch and weights, and best-so-far, in a checkpoint's plain values."""
+    return {"history": [dataclasses.asdict(s) for s in result.history], "selected_epoch": result.selected_epoch,
+            "selected_state": result.selected_state, "best": dataclasses.asdict(best) if best else None}
+
+
+def result_from(state: dict) -> tuple[Result, Optional[EpochStats]]:
+    """The result and best-so-far that `result_state` saved."""
+    result = Result([EpochStats(**h) for h in state["history"]], state["selected_epoch"], state["selected_state"])
+    return result, EpochStats(**state["best"]) if state.get("best") else None
+
+
 def _snapshot(epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, result: Result,
               best: Optional[EpochStats], order_rng: torch.Generator, data_rng: torch.Generator, schedule) -> dict:
     """The resumable state after `epoch`: weights, optimizer, history, best-so-far and every RNG."""
@@ -161,18 +191,8 @@ def _snapshot(epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, re
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict() if schedule is not None else None,
-        "history": [dataclasses.asdict(s) for s in result.history],
-        "selected_epoch": result.selected_epoch,
-        "selected_state": result.selected_state,
-        "best": dataclasses.asdict(best) if best else None,
-        "rng": {
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
-            "order": order_rng.get_state(),
-            "data": data_rng.get_state(),
-        },
+        **result_state(result, best),
+        "rng": {**global_rng_state(), "order": order_rng.get_state(), "data": data_rng.get_state()},
     }
 
 
@@ -186,21 +206,12 @@ def _restore(snapshot: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
     if schedule is not None and snapshot.get("schedule") is not None:
         schedule.load_state_dict(snapshot["schedule"])
     rng = snapshot.get("rng", {})
-    if "python" in rng:
-        random.setstate(rng["python"])
-    if "numpy" in rng:
-        np.random.set_state(rng["numpy"])
-    if "torch" in rng:
-        torch.set_rng_state(rng["torch"])
-    if rng.get("cuda"):
-        torch.cuda.set_rng_state_all(rng["cuda"])
+    set_global_rng_state(rng)
     if "order" in rng:
         order_rng.set_state(rng["order"])
     if "data" in rng:
         data_rng.set_state(rng["data"])
-    result = Result([EpochStats(**h) for h in snapshot["history"]], snapshot["selected_epoch"], snapshot["selected_state"])
-    best = EpochStats(**snapshot["best"]) if snapshot.get("best") else None
-    return result, best
+    return result_from(snapshot)
 
 
 def train(

@@ -21,12 +21,10 @@ fc3, relu, drop); `harness.running.fusing` decides which runs may be fused.
 from __future__ import annotations
 
 import dataclasses
-import random
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -97,15 +95,11 @@ def _snapshot(epoch: int, fused: FusedLeNet, optimizer, schedule, states: list[_
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict() if schedule is not None else None,
         "members": [{
-            "history": [dataclasses.asdict(h) for h in s.result.history],
-            "selected_epoch": s.result.selected_epoch,
-            "selected_state": s.result.selected_state,
-            "best": dataclasses.asdict(s.best) if s.best else None,
+            **engine.result_state(s.result, s.best),
             "failed": [s.failed.epoch, s.failed.step, s.failed.value] if s.failed else None,
             "rng": {"order": s.order.get_state(), "data": s.data.get_state(), "dropout": fused.generators[k].get_state()},
         } for k, s in enumerate(states)],
-        "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []},
+        "rng": engine.global_rng_state(),
     }
 
 
@@ -115,18 +109,12 @@ def _restore(snapshot: dict, fused: FusedLeNet, optimizer, schedule, states: lis
     if schedule is not None and snapshot.get("schedule") is not None:
         schedule.load_state_dict(snapshot["schedule"])
     for k, (s, saved) in enumerate(zip(states, snapshot["members"])):
-        s.result = Result([EpochStats(**h) for h in saved["history"]], saved["selected_epoch"], saved["selected_state"])
-        s.best = EpochStats(**saved["best"]) if saved["best"] else None
+        s.result, s.best = engine.result_from(saved)
         s.failed = NonFiniteLoss(*saved["failed"]) if saved["failed"] else None
         s.order.set_state(saved["rng"]["order"])
         s.data.set_state(saved["rng"]["data"])
         fused.generators[k].set_state(saved["rng"]["dropout"])
-    rng = snapshot["rng"]
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    torch.set_rng_state(rng["torch"])
-    if rng.get("cuda"):
-        torch.cuda.set_rng_state_all(rng["cuda"])
+    engine.set_global_rng_state(snapshot["rng"])
 
 
 def check_group(members: list[Member]) -> None:
