@@ -118,12 +118,12 @@ def _names(members: list[Member]) -> str:
     return ", ".join(f"{m.spec.variant} seed {m.spec.seed}" for m in members)
 
 
-def _close(runner, members: list[Member], run_ids: list[str], status: str, reason: str) -> None:
+def _close(runner, members: list[Member], run_ids: list[str], parents: dict, status: str, reason: str) -> None:
     """Close these members' runs with `status` and `reason`, and update their parents' aggregates."""
     for m, run_id in zip(members, run_ids):
         runner.tracker.set_tags(run_id, {"harness.error": reason[:5000]})
         runner.tracker.finish(run_id, status)
-    for parent_id in {runner.parent(m.spec)[0] for m in members}:
+    for parent_id in {parents[m.pair] for m in members}:
         try:
             runner.tracker.update_aggregates(parent_id)  # the parent holds results, not a process: never left RUNNING
         except store.StoreError:
@@ -136,6 +136,7 @@ def _train(runner, trained: list[Member], active: list[Member], run_ids: list[st
     `active` members, then record them."""
     ids = {m.pair: run_ids[i] for i, m in enumerate(trained)}
     active_ids = [ids[m.pair] for m in active]
+    parents = {m.pair: runner.parent(m.spec)[0] for m in active}
     for run_id in active_ids:
         runner.tracker.set_tags(run_id, {"harness.fused": str(len(trained)), "harness.fused_group": ckpt.stem[len("group-"):]})
     logged = {rid: runner.tracker.logged_epochs(rid) if snapshot is not None else set() for rid in active_ids}
@@ -170,7 +171,7 @@ def _train(runner, trained: list[Member], active: list[Member], run_ids: list[st
     try:
         results = fused.train_group(group, on_progress, snapshot, runtime, parts[0][1])
     except INTERRUPTIONS as e:
-        _close(runner, active, active_ids, "KILLED", f"interrupted ({type(e).__name__}); its fused group resumes from its last checkpoint")
+        _close(runner, active, active_ids, parents, "KILLED", f"interrupted ({type(e).__name__}); its fused group resumes from its last checkpoint")
         raise
     except store.StoreError:
         raise  # nothing more can be written: the experiment stops (run_all)
@@ -178,13 +179,12 @@ def _train(runner, trained: list[Member], active: list[Member], run_ids: list[st
         reason = f"{type(e).__name__}: {e}"
         for m in active:
             runner.console.run_done(f"FAILED {m.spec.variant} seed {m.spec.seed}: {reason}")
-        _close(runner, active, active_ids, "FAILED", reason)
-        return {m.pair: Outcome(*m.pair, "FAILED", seconds=time.perf_counter() - start, error=reason, parent_id=runner.parent(m.spec)[0])
-                for m in active}
-    return _record(runner, trained, active, ids, results, ckpt, start)
+        _close(runner, active, active_ids, parents, "FAILED", reason)
+        return {m.pair: Outcome(*m.pair, "FAILED", seconds=time.perf_counter() - start, error=reason, parent_id=parents[m.pair]) for m in active}
+    return _record(runner, trained, active, ids, parents, results, ckpt, start)
 
 
-def _record(runner, trained: list[Member], active: list[Member], ids: dict, results: list, ckpt: Path, start: float) -> dict:
+def _record(runner, trained: list[Member], active: list[Member], ids: dict, parents: dict, results: list, ckpt: Path, start: float) -> dict:
     """Record each active member (a non-finite one FAILED); the checkpoint goes once all are recorded."""
     out, kept = {}, False
     by_pair = {m.pair: r for m, r in zip(trained, results)}
@@ -192,7 +192,7 @@ def _record(runner, trained: list[Member], active: list[Member], ids: dict, resu
     try:
         while pending:
             m = pending[0]
-            run_id, result, parent_id = ids[m.pair], by_pair[m.pair], runner.parent(m.spec)[0]
+            run_id, result, parent_id = ids[m.pair], by_pair[m.pair], parents[m.pair]
             try:
                 if isinstance(result, engine.NonFiniteLoss):
                     raise result
@@ -202,13 +202,13 @@ def _record(runner, trained: list[Member], active: list[Member], ids: dict, resu
             except Exception as e:  # noqa: BLE001 - as for a separate run: this one FAILED, the others go on
                 reason = f"non-finite loss in {m.spec.variant} seed {m.spec.seed}: {e}" if isinstance(e, engine.NonFiniteLoss) else f"{type(e).__name__}: {e}"
                 runner.console.run_done(f"FAILED {m.spec.variant} seed {m.spec.seed}: {reason}")
-                _close(runner, [m], [run_id], "FAILED", reason)
+                _close(runner, [m], [run_id], parents, "FAILED", reason)
                 out[m.pair] = Outcome(*m.pair, "FAILED", seconds=time.perf_counter() - start, error=reason, parent_id=parent_id)
                 kept = kept or not isinstance(e, engine.NonFiniteLoss)  # its checkpoint stays: the next command records it from there
             pending.pop(0)
             faults.point("recorded")
     except INTERRUPTIONS as e:  # the members not yet recorded resume (recording) from the checkpoint
-        _close(runner, pending, [ids[m.pair] for m in pending], "KILLED", f"interrupted ({type(e).__name__}) while recording its fused group")
+        _close(runner, pending, [ids[m.pair] for m in pending], parents, "KILLED", f"interrupted ({type(e).__name__}) while recording its fused group")
         raise
     if not kept:
         checkpoint.remove(ckpt)
