@@ -11,6 +11,7 @@ import hashlib
 import time
 from collections import Counter
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -139,12 +140,24 @@ def saved_groups(folder, by_key: dict[str, tuple[str, int]]) -> list[list[tuple[
     `train.fuse` says now."""
     units, taken = [], set()
     for path in sorted(folder.glob("group-*.pt")) if folder.is_dir() else []:
-        saved = checkpoint.load_snapshot(path)
-        keys = saved.get("keys") if isinstance(saved, dict) else None
-        if isinstance(keys, list) and len(keys) > 1 and all(k in by_key for k in keys) and not taken & set(keys):
+        try:
+            stat = path.stat()
+        except OSError:  # removed meanwhile by the runner that finished it
+            continue
+        keys = _saved_keys(str(path), stat.st_mtime_ns, stat.st_size)
+        if keys and all(k in by_key for k in keys) and not taken & set(keys):
             units.append([by_key[k] for k in keys])
             taken |= set(keys)
     return units
+
+
+@lru_cache(maxsize=256)
+def _saved_keys(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+    """The member keys a group checkpoint names, read once per version of the file (the runner
+    plans again every second while it waits for another runner's pairs)."""
+    saved = checkpoint.load_snapshot(Path(path))
+    keys = saved.get("keys") if isinstance(saved, dict) else None
+    return tuple(keys) if isinstance(keys, list) and len(keys) > 1 else ()
 
 
 def units(runner, pairs: list[tuple[str, int]]) -> list[list[tuple[tuple[str, int], RunSpec]]]:
