@@ -107,3 +107,20 @@ def fresh_store(work: Path) -> None:
     work.mkdir(parents=True, exist_ok=True)
     if not (work / "mlflow.db").exists():
         shutil.copy(_store_template(), work / "mlflow.db")
+
+
+def delete_while_written(folder: Path, tries: int = 100) -> None:
+    """Delete `folder` while a running process may still write into it: rmtree fails with 'Directory
+    not empty' when a file appears between its listing and its rmdir (seen in fresh-clone CI runs), so
+    delete again until it is gone, and fail the test if it never is."""
+    import time
+
+    for _ in range(tries):
+        try:
+            shutil.rmtree(folder)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"{folder} could not be deleted while the process wrote into it ({tries} tries)")

@@ -63,10 +63,9 @@ def test_the_checkpoint_folder_deleted_mid_run_is_recreated(tmp_path):
     """Issue 14, item 13: deleting `checkpoints/` (checkpoints and claims) while a run trains does
     not stop it: the next checkpoint and the claims database are recreated and the run finishes."""
     import os
-    import shutil
     import time
 
-    from tests.conftest import fresh_store, write_npz
+    from tests.conftest import delete_while_written, fresh_store, write_npz
 
     fresh_store(tmp_path)
     data = write_npz(tmp_path / "data")
@@ -79,12 +78,7 @@ def test_the_checkpoint_folder_deleted_mid_run_is_recreated(tmp_path):
     while not list(folder.glob("*.pt")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     assert list(folder.glob("*.pt")), "no checkpoint appeared"
-    for _ in range(100):  # the runner may write its next checkpoint while the folder is deleted (CI saw it): delete it again
-        try:
-            shutil.rmtree(tmp_path / "checkpoints")
-            break
-        except OSError:
-            time.sleep(0.05)
+    delete_while_written(tmp_path / "checkpoints")  # the runner may write its next checkpoint meanwhile
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
     assert "1 of 1 runs finished" in out and "another runner took over" not in out + err
@@ -96,7 +90,7 @@ def test_a_store_that_fills_up_stops_the_experiment_with_the_summary_and_report(
     process): what finished is kept, summarised and reported; one line names the store; exit 1."""
     import os
 
-    from tests.conftest import fresh_store, write_npz
+    from tests.conftest import delete_while_written, fresh_store, write_npz
 
     fresh_store(tmp_path)
     data = write_npz(tmp_path / "data")
