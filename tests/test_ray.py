@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from tests.conftest import ROOT, harness, write_npz
 
 pytestmark = pytest.mark.slow
-if shutil.which("ray", path=str(Path(sys.executable).parent)) is None and not os.environ.get("CI"):
+if shutil.which("ray", path=str(Path(sys.executable).parent)) is None and not os.environ.get("HARNESS_CI"):
     pytest.skip("Ray is not installed (pip install -e .[ray]); CI installs it", allow_module_level=True)
 
 RAY = str(Path(sys.executable).parent / "ray")

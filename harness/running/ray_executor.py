@@ -28,7 +28,8 @@ def run_pair(cfg, variant: str, seed: int, source, rerun: bool):
     """One Ray task: train one (variant, seed) pair on this node, tracked in the shared store."""
     from harness.running import remote
 
-    # Checkpoints stay on the node (a retry elsewhere starts the pair over); the store is shared.
+    # Checkpoints go to the node's temporary folder: a retry on another node resumes where that folder is
+    # shared (as on a loopback cluster) and starts the pair over where it is not; the store is shared.
     local = f"{tempfile.gettempdir()}/harness-ray"
     cfg = dataclasses.replace(cfg, paths=dataclasses.replace(cfg.paths, checkpoint_dir=f"{local}/checkpoints", reports_dir=f"{local}/reports"))
     return remote.train_pair(cfg, variant, seed, source, rerun, "a Ray task")

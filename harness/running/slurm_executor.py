@@ -133,7 +133,7 @@ def run_on_slurm(runner, request: SlurmRequest) -> dict[tuple[str, int], str]:
     live = queue_of_name(f"harness-{cfg.name}")
     if live:
         raise UsageError(f"--executor slurm: experiment {cfg.name!r} still has {len(live)} Slurm task(s) queued or running ({', '.join(sorted(live)[:4])}); "
-                         f"their pairs would be trained twice. Wait for them (`squeue -n harness-{cfg.name}`) or stop them (`scancel -n harness-{cfg.name}`)")
+                         f"their pairs would be trained twice. Wait for them (`squeue --me -n harness-{cfg.name}`) or stop them (`scancel --me -n harness-{cfg.name}`)")
     for v in cfg.variants:  # parents are made here, once, so tasks never race to create one
         runner.parent(config.resolve(cfg, v, cfg.seeds[0]))
     pairs = []
@@ -209,8 +209,11 @@ def queue(*selector: str) -> dict[str, tuple[str, str]] | None:
 
 
 def queue_of_name(name: str) -> dict[str, tuple[str, str]]:
-    """The live tasks of the jobs named `name` (not its report job, which is named apart)."""
-    return queue("-n", name) or {}
+    """The live tasks of this user's jobs named `name` (not its report job, which is named apart):
+    another user's experiment of the same name on a shared cluster is none of ours."""
+    import getpass
+
+    return queue("-n", name, "-u", getpass.getuser()) or {}
 
 
 def _last_line(text: str) -> str:
