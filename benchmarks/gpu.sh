@@ -35,11 +35,16 @@ $PY -m harness bench --device "$DEVICE" --fused "${FUSED:-1,2,4,8}" --repeats "$
 
 if [ "${RUN_ABLATION:-0}" = 1 ]; then
   for mode in off "${FUSE:-auto}"; do
+    # a fresh store each time: a store of an earlier invocation would skip its finished runs
+    rm -rf "$OUT/mlflow-$mode.db" "$OUT/reports-$mode" "$OUT/checkpoints-$mode"
     start=$(date +%s%N)
     $PY -m harness run --experiment tutorial --device "$DEVICE" --seeds "${ABLATION_SEEDS:-5}" --epochs "${ABLATION_EPOCHS:-100}" \
       --fuse "$mode" --tracking-uri "sqlite:///$OUT/mlflow-$mode.db" --set "reports_dir='$OUT/reports-$mode'" \
-      --set "checkpoint_dir='$OUT/checkpoints-$mode'" ${ABLATION_ARGS:-} 2>&1 | tail -30 | tee "$OUT/ablation-$mode.log"
+      --set "checkpoint_dir='$OUT/checkpoints-$mode'" ${ABLATION_ARGS:-} > "$OUT/ablation-$mode.log" 2>&1 \
+      || { tail -40 "$OUT/ablation-$mode.log"; echo "ablation (fuse $mode) failed"; exit 1; }
     end=$(date +%s%N)
+    # the groups it trained (auto's choice included), then the summary
+    { grep -E "train.fuse = auto|== fused group" "$OUT/ablation-$mode.log" | head -8; tail -30 "$OUT/ablation-$mode.log"; } || true
     echo "ablation (fuse $mode) wall time: $(( (end - start) / 1000000 )) ms" | tee -a "$OUT/ablation-$mode.log"
   done
 fi

@@ -124,17 +124,21 @@ def test_seeds_on_demand_fuse_each_rounds_new_seeds(tmp_path, data):
     assert runs and all(r.data.tags.get("harness.fused") for r in runs)
 
 
-def test_a_component_that_says_it_cannot_be_fused_trains_alone(tmp_path, data):
+def test_a_component_that_says_it_cannot_be_fused_trains_alone_and_one_with_its_own_learning_rate_fuses(tmp_path, data):
     (tmp_path / "alone.py").write_text(
         "from variants.registry import Change, register\n\n\n"
         "@register('alone', hypothesis='A dropout that must train by itself.')\n"
-        "def alone():\n    return Change(model={'dropout': 0.3}, fusable=False)\n")
+        "def alone():\n    return Change(model={'dropout': 0.3}, fusable=False)\n\n\n"
+        "@register('fast', hypothesis='Three times the learning rate.', train={'lr': 3e-3})\n"
+        "def fast():\n    return Change()\n")
     faultkit.fresh_store(tmp_path)
-    proc = faultkit.harness("run", "--components", "alone.py", "--variants", "baseline,alone", "--seeds", "1,2", "--epochs", "1",
+    proc = faultkit.harness("run", "--components", "alone.py", "--variants", "baseline,alone,fast", "--seeds", "1,2", "--epochs", "1",
                             "--fuse", "4", "--set", "train.batch_size=64", "--set", "train.threads=1", cwd=tmp_path, data=data, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "fused group of 2: baseline seed 1, baseline seed 2" in proc.stdout
-    assert "== alone seed 1 (3/4)" in proc.stdout and "== alone seed 2 (4/4)" in proc.stdout
+    assert "fused group of 4: baseline seed 1, baseline seed 2, fast seed 1, fast seed 2" in proc.stdout, proc.stdout[-3000:]
+    lrs = {(r.data.tags["harness.variant"], r.data.tags.get("harness.fused")): r.data.params["train.lr"] for r in faultkit.seed_runs(tmp_path)}
+    assert lrs == {("baseline", "4"): "0.001", ("fast", "4"): "0.003", ("alone", None): "0.001"}
+    assert "== alone seed 1 (3/6)" in proc.stdout and "== alone seed 2 (4/6)" in proc.stdout, proc.stdout[-3000:]
 
 
 def test_auto_fuses_only_a_size_measured_ten_percent_faster_per_member_and_never_on_a_cpu():

@@ -66,7 +66,7 @@ def run(x: np.ndarray, y: np.ndarray, device: torch.device, ks: list[int], repea
                 "speedup": med[f"separate[{k}]"] / med[f"fused[{k}]"]} for k in ks}
     shape, runtime = (x.shape[3], x.shape[1], x.shape[2]), engine.Runtime()  # N×H×W×C images
     chosen = fusing.limit("auto", device, shape, 10, settings, runtime)  # the rule a run with `--fuse auto` applies here
-    probe = fusing.measure(str(device), shape, 10, settings, runtime) if device.type == "cuda" else {}  # the same measurement, cached
+    probe = fusing.probe(device, shape, 10, settings, runtime) or {}  # the measurement behind it (cached), none on a CPU
     result = {**_machine(device), "images_per_epoch": images, "repeats": repeats, "seconds": seconds, "rows": rows,
               "auto_probe_seconds": probe, "auto_chooses": chosen}
     say("")
@@ -78,6 +78,8 @@ def run(x: np.ndarray, y: np.ndarray, device: torch.device, ks: list[int], repea
     if probe:
         say(f"train.fuse = auto measures {', '.join(f'K={k}: {v / k * 1000:.1f} ms a member' for k, v in probe.items())} "
             f"against a threshold of {fusing.MARGIN:.0%} of a separate run's, and chooses {chosen} here")
+    elif device.type == "cuda":
+        say("train.fuse = auto could not measure here (its probe failed), so it does not fuse")
     else:
         say("train.fuse = auto does not fuse on a CPU (these rows are why; docs/performance.md)")
     _write(out, result, say)

@@ -2,7 +2,8 @@
 group size `auto` measures. Training a group is harness/running/fused_runs.py.
 
 Fusing is a runtime setting, like the memory format: a fused run stands for its key
-(tests/test_fused.py shows fused and separate runs agree within float noise).
+(tests/test_fused.py shows fused and separate runs agree within float noise;
+tests/test_fused_runs.py that a fused run is recorded under its separate run's key).
 """
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ MARGIN = 0.9  # `auto` fuses only where a member's share of a fused step is unde
 def signature(spec: RunSpec, dataset) -> tuple | None:
     """What members of one group must share, or None for a run that trains alone: a network other
     than LeNet, a component that says `fusable=False`, or an optimizer that is not elementwise.
-    Runs of LeNet with the tutorial's pieces fuse across variants (dropout p and weight decay are
-    per member); a run with a component's own pieces fuses with the runs of its own variant."""
+    Runs of LeNet with the tutorial's pieces fuse across variants (dropout p, learning rate and
+    weight decay are per member); a run with a component's own pieces fuses with the runs of its own variant."""
     change = registry.get(designs.split_source(spec.variant)[0]).change(spec.model_params)
     if change.architecture is not None or not change.fusable:
         return None
@@ -45,8 +46,12 @@ def signature(spec: RunSpec, dataset) -> tuple | None:
         return None
     own = any(getattr(change, f) is not None for f in ("transform", "loss", "optimizer", "schedule"))
     model = tuple(sorted((k, v) for k, v in change.model.items() if k != "dropout"))
-    return ((spec.variant, tuple(sorted(spec.model_params.items()))) if own else "lenet", model,
-            dataclasses.replace(spec.train, weight_decay=0.0), spec.sources, spec.split_seed, tuple(sorted(spec.code.items())))
+    if own:  # only the weight decay may differ: a schedule of its own need not scale every member's rate alike
+        return ((spec.variant, tuple(sorted(spec.model_params.items()))), model, dataclasses.replace(spec.train, weight_decay=0.0),
+                spec.sources, spec.split_seed, tuple(sorted(spec.code.items())))
+    # LeNet with the tutorial's pieces is all such a run trains, whoever's component set its values
+    # (a user component's source is in its key, not in what it trains): the learning rate may differ too.
+    return ("lenet", model, fused.shared_settings(spec.train), spec.sources, spec.split_seed)
 
 
 def plan(pairs: list[tuple[str, int]], limit: int, signs: dict, pinned: list[list[tuple[str, int]]] = ()) -> list[list[tuple[str, int]]]:
@@ -81,13 +86,22 @@ def limit(fuse: int | str, device: torch.device, image_shape: tuple[int, int, in
         return 1
     if fuse != "auto":
         return int(fuse)
+    seconds = probe(device, image_shape, classes, settings, runtime)
+    return choose(seconds) if seconds else 1
+
+
+def probe(device: torch.device, image_shape: tuple[int, int, int], classes: int, settings: engine.TrainSettings,
+          runtime: engine.Runtime) -> dict[int, float] | None:
+    """What `auto` measures on `device` for runs of these settings (`measure`, once per process), or
+    None on a CPU (not measured: `bench --fused` showed fusing does not pay there) and where the
+    measurement cannot run (an odd image shape, memory)."""
     if device.type != "cuda":
-        return 1
+        return None
     try:
-        return choose(measure(str(device), image_shape, classes, dataclasses.replace(settings, epochs=1),
-                              dataclasses.replace(runtime, fuse="off", progress_every=0)))
-    except Exception:  # noqa: BLE001 - a probe that cannot run (an odd image shape, memory) fuses nothing
-        return 1
+        return measure(str(device), image_shape, classes, dataclasses.replace(settings, epochs=1),
+                       dataclasses.replace(runtime, fuse="off", progress_every=0))
+    except Exception:  # noqa: BLE001 - a probe that cannot run fuses nothing
+        return None
 
 
 def choose(seconds: dict[int, float]) -> int:
@@ -175,6 +189,9 @@ def units(runner, pairs: list[tuple[str, int]]) -> list[list[tuple[tuple[str, in
     counts = Counter(v for v in signs.values() if v is not None)
     most = limit(runner.cfg.runtime.fuse, runner.device, ds.image_shape, ds.num_classes, runner.cfg.train, runner.cfg.runtime) \
         if counts and max(counts.values()) > 1 else 1
+    if runner.cfg.runtime.fuse == "auto" and counts and max(counts.values()) > 1:
+        why = "not on a CPU" if runner.device.type != "cuda" else "measured on this device"
+        runner.console.line(f"train.fuse = auto: groups of up to {most} ({why})")
     return [[(p, specs[p]) for p in unit] for unit in plan(pairs, most, signs, pinned)]
 
 

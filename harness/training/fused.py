@@ -117,13 +117,21 @@ def _restore(snapshot: dict, fused: FusedLeNet, optimizer, schedule, states: lis
     engine.set_global_rng_state(snapshot["rng"])
 
 
+PER_MEMBER = ("lr", "weight_decay")  # the training settings that may differ between a group's members
+
+
+def shared_settings(settings: TrainSettings) -> TrainSettings:
+    """What every member of a group must share: its settings but the per-member ones."""
+    return dataclasses.replace(settings, **{name: 0.0 for name in PER_MEMBER})
+
+
 def check_group(members: list[Member]) -> None:
     """Raise ValueError unless the members can train as one program (the runner groups only such runs)."""
     first = members[0]
-    same = dataclasses.replace(first.settings, weight_decay=0.0)
+    same = shared_settings(first.settings)
     for m in members[1:]:
-        if dataclasses.replace(m.settings, weight_decay=0.0) != same:
-            raise ValueError("fused members must share every training setting but the weight decay")
+        if shared_settings(m.settings) != same:
+            raise ValueError("fused members must share every training setting but the learning rate and the weight decay")
         if (len(m.y_train), len(m.y_val), m.x_train.shape[1:]) != (len(first.y_train), len(first.y_val), first.x_train.shape[1:]):
             raise ValueError("fused members must have training and validation sets of one size and image shape")
 
@@ -160,6 +168,7 @@ def train_group(
             raise ValueError("AdamW's decoupled weight decay cannot differ between fused members")
         values = torch.tensor(decays, device=device)
         per_member_decay = [(p, fused.member_rows(p, values)) for p in fused.parameters()]
+    lr_scale = _lr_scale(members, fused, device)
     schedule = pieces.schedule(optimizer, settings) if pieces.schedule else None
     loss_fn = pieces.loss()
     states = [_State(Result(), None, torch.Generator().manual_seed(m.sources.seed("order", m.seed)),
@@ -178,6 +187,7 @@ def train_group(
         alive = torch.tensor([s.failed is None for s in states], device=device)
         if not bool(alive.any()):
             break
+        trained = alive.clone()
         orders = [torch.randperm(n, generator=s.order).to(device) if settings.shuffle else None for s in states]
         loss_sum = torch.zeros(k, device=device)
         correct = torch.zeros(k, device=device, dtype=torch.long)
@@ -203,7 +213,10 @@ def train_group(
                 with torch.no_grad():
                     for p, rows in per_member_decay:
                         p.grad.add_(p * rows)
-            optimizer.step()
+            if lr_scale is None:
+                optimizer.step()
+            else:
+                _step_scaled(optimizer, lr_scale)
             with torch.no_grad():
                 detached = losses.detach().float()
                 bad = alive & ~torch.isfinite(detached)
@@ -227,7 +240,7 @@ def train_group(
         living = [v for v, s in zip(val, states) if s.failed is None] or val
         mean_val = (sum(v[0] for v in living) / len(living), sum(v[1] for v in living) / len(living))
         on_progress(Progress("val", epoch, settings.epochs, val_steps, val_steps, *mean_val, True))
-        seconds = time.perf_counter() - start
+        seconds = (time.perf_counter() - start) / max(int(trained.sum()), 1)  # each member's share of the group's epoch
         for j, s in enumerate(states):
             if s.failed is not None:
                 continue
@@ -251,6 +264,28 @@ def train_group(
         net.load_state_dict(fused.member_state(j))
         out.append((net.to(device, memory_format=fmt), s.result))
     return out
+
+
+def _lr_scale(members: list[Member], fused: FusedLeNet, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """Where the members' learning rates differ: each stacked parameter with its members' rows of
+    lr / the optimizer's lr (the first member's), else None. Adam's, AdamW's and SGD's step is the
+    learning rate times a term that does not depend on it (AdamW's decoupled decay included), so a
+    member's step at its own rate is the optimizer's step scaled by that ratio; a schedule scales
+    every member's rate alike."""
+    rates = [m.settings.lr for m in members]
+    if len(set(rates)) == 1:
+        return None
+    ratios = torch.tensor([r / rates[0] for r in rates], device=device)
+    return [(p, fused.member_rows(p, ratios)) for p in fused.parameters()]
+
+
+@torch.no_grad()
+def _step_scaled(optimizer: torch.optim.Optimizer, scale: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """One optimizer step, each member's part of it scaled to the member's own learning rate."""
+    before = [p.detach().clone() for p, _ in scale]
+    optimizer.step()
+    for (p, rows), old in zip(scale, before):
+        p.copy_(old + (p - old) * rows)
 
 
 def _means(loss_sum: torch.Tensor, correct: torch.Tensor, alive: torch.Tensor, seen: int) -> tuple[float, float]:
