@@ -126,8 +126,9 @@ def test_over_ten_epochs_fused_members_are_statistically_indistinguishable_from_
 
 
 def test_a_member_whose_loss_goes_non_finite_fails_alone(data):
-    """A learning rate of 1e6 on one member (through its own settings is refused: they must agree),
-    so poison one member's weights after building: its loss is NaN from the first step."""
+    """One member's weights poisoned after building: its loss is NaN from the first step, the
+    others train on exactly (tests/test_nonfinite.py diverges fused members by their learning rate
+    through the CLI)."""
     build, pieces, _ = parts("baseline")
     settings = engine.TrainSettings(epochs=2, batch_size=32)
     members = [fused.Member(build, *data, settings, s) for s in (1, 2, 3)]

@@ -11,7 +11,7 @@ from tests.faultkit import seed_runs
 from tests.test_engine import Exploding, tensors  # noqa: F401 - fixture
 
 
-@pytest.mark.parametrize("fuse", ["off", "4"])  # separate runs, and fused groups (each variant's seeds, as their lr differ)
+@pytest.mark.parametrize("fuse", ["off", "4"])  # separate runs, and fused groups (dropout's members with baseline's: the lr is per member)
 def test_cli_run_with_diverging_variants(tmp_path, data_dir, fuse):
     fresh_store(tmp_path)
     proc = harness("run", "--variants", "baseline,batchnorm,dropout", "--seeds", "11,12", "--epochs", "2", "--fuse", fuse,
@@ -19,6 +19,8 @@ def test_cli_run_with_diverging_variants(tmp_path, data_dir, fuse):
                    cwd=tmp_path, data=data_dir)
     assert proc.returncode == 1, proc.stderr
     assert "2 of 6 runs finished; 4 failed" in proc.stdout
+    if fuse != "off":  # the diverging members failed alone: their group's baseline members finished
+        assert "fused group of 4: baseline seed 11, baseline seed 12, dropout seed 11, dropout seed 12" in proc.stdout, proc.stdout[-3000:]
     for variant in ("batchnorm", "dropout"):
         for seed in (11, 12):
             assert f"FAILED {variant} seed {seed}: non-finite loss in {variant} seed {seed}: loss became" in proc.stdout
