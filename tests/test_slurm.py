@@ -1,6 +1,7 @@
 """`run --executor slurm` on a real single-node Slurm cluster (tests/services.py starts munge,
 slurmctld and slurmd with a slurm.conf it writes): array tasks, the same results as the local
-executor, a preempted task that requeues itself and resumes, a cancelled one named with its log,
+executor, a preempted task that requeues itself and resumes, one requeued by Slurm without warning
+that resumes too, a cancelled one named with its log,
 and --detach with the report written by a last job."""
 from __future__ import annotations
 
@@ -93,6 +94,24 @@ def test_a_preempted_task_requeues_itself_and_resumes_from_its_checkpoint(slurm,
     assert sorted(m.step for m in history) == list(range(1, 61))  # every epoch logged once: the second attempt resumed, not restarted
     log = next((tmp_path / "checkpoints" / "default" / "slurm").rglob("*_log.out")).read_text()
     assert "Requeued job" in log and "resume baseline seed 2021 after epoch" in log
+
+
+def test_a_task_requeued_without_warning_resumes_from_its_last_checkpoint(slurm, tmp_path):
+    """A preemption on a cluster that sends no USR2 (or a node failure with requeue): Slurm kills the
+    task (SIGTERM, SIGKILL after KillWait) and requeues it; the new attempt resumes the same run."""
+    proc, job = _start(tmp_path, slurm)
+    subprocess.run(["scontrol", "requeue", job], env=slurm, check=True)
+    wait_for(lambda: "PENDING" in _queue(slurm), "the task back in the queue", seconds=60, every=0.2)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm, check=True)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    assert "was requeued; it resumes from its checkpoint" in out and "1 of 1 runs finished" in out, out[-3000:]
+    runs = _seed_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert [r.info.status for r in runs] == ["FINISHED"]
+    history = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(runs[0].info.run_id, "val_acc")
+    assert sorted(m.step for m in history) == list(range(1, 61))  # every epoch once: resumed, not restarted
+    log = next((tmp_path / "checkpoints" / "default" / "slurm").rglob("*_log.out")).read_text()
+    assert "resume baseline seed 2021 after epoch" in log, log[-3000:]
 
 
 def test_a_cancelled_task_fails_named_with_its_log_and_leaves_nothing_running(slurm, tmp_path):
