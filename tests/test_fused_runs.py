@@ -53,19 +53,49 @@ def results(work) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, data):
+def reference_store(tmp_path_factory, data):
+    """A fused group of four never interrupted: its working folder."""
     work = tmp_path_factory.mktemp("fused-ref")
     proc = run(work, data)
     assert proc.returncode == 0, proc.stderr
     assert "fused group of 4: baseline seed 11, baseline seed 12, dropout seed 11, dropout seed 12" in proc.stdout
-    return results(work)
+    return work
+
+
+@pytest.fixture(scope="module")
+def reference(reference_store):
+    return results(reference_store)
+
+
+def looks(work, fused: bool = True) -> dict:
+    """What a run shows in MLflow besides its numbers, by (variant, seed): params (but train.fuse),
+    artifact paths, tag names (but harness.fused*), metric names and dataset inputs."""
+    c, out = faultkit.client(work), {}
+
+    def files(run_id, path=None):
+        return sorted(p for f in c.list_artifacts(run_id, path) for p in (files(run_id, f.path) if f.is_dir else [f.path]))
+
+    for r in faultkit.seed_runs(work):
+        pair = (r.data.tags["harness.variant"], int(r.data.tags["harness.seed"]))
+        assert r.data.params["train.fuse"] == ("4" if fused else "off")  # how it ran, as the memory format is logged
+        out[pair] = {"params": {k: v for k, v in r.data.params.items() if k != "train.fuse"}, "artifacts": files(r.info.run_id), "metrics": sorted(r.data.metrics),
+                     "tags": sorted(k for k in r.data.tags if not k.startswith(("harness.fused", "mlflow.")) and k != "harness.started"),
+                     "inputs": sorted((d.dataset.name, d.dataset.digest) for d in r.inputs.dataset_inputs)}
+    return out
+
+
+def _difference(a, b):
+    """What differs between two values of `looks`: the differing keys of two dicts, else both."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
+    return a, b
 
 
 def _numbers(r: dict) -> dict:
     return {k: v for k, v in r.items() if k not in ("run_id",)}
 
 
-def test_a_fused_group_records_each_member_as_a_separate_run_under_the_separate_runs_key(tmp_path, data, reference):
+def test_a_fused_group_records_each_member_as_a_separate_run_under_the_separate_runs_key(tmp_path, data, reference, reference_store):
     alone = run(tmp_path, data, fuse="off")
     assert alone.returncode == 0, alone.stderr
     separate = results(tmp_path)
@@ -77,6 +107,10 @@ def test_a_fused_group_records_each_member_as_a_separate_run_under_the_separate_
         assert [s for s, _ in r["val_acc"]] == [1, 2, 3]
         # float noise only: the first epoch agrees to 1e-4 (later ones drift apart as any two float orders do; tests/test_fused.py)
         assert abs(r["train_loss"][0][1] - separate[pair]["train_loss"][0][1]) < 1e-4, pair
+    fused_look, separate_look = looks(reference_store), looks(tmp_path, fused=False)
+    differ = {(pair, field): _difference(one, separate_look[pair][field]) for pair, look in fused_look.items()
+              for field, one in look.items() if one != separate_look[pair][field]}
+    assert set(fused_look) == set(separate_look) and not differ, differ  # the same params, artifacts, tags (but the fused ones), inputs, metric names
     again = run(tmp_path, data)  # the same command fused: every key has finished
     assert again.returncode == 0 and again.stdout.count("already finished") == 4 and "TRAIN EPOCH" not in again.stdout
 
