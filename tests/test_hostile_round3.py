@@ -119,6 +119,9 @@ def test_a_copied_project_writes_its_artifacts_beside_its_own_store(trained, tmp
     ("sqlite:///mlflow.db", "--storage: 'mlflow.db' is an MLflow store; give the Optuna study a database of its own"),
     ("sqlite:///optuna.db?timeout=5", "query options are not supported"),
     ("a-folder", "--storage: 'a-folder' is not a regular file"),
+    # a team's database (docs/scaling-out.md): its server must answer and its driver be installed, checked before any work
+    ("postgresql://u@127.0.0.1:9/optuna", "--storage: cannot reach the database at '127.0.0.1:9/optuna'"),
+    ("mysql://u@127.0.0.1:9/optuna", "--storage: '127.0.0.1:9/optuna' needs the mysqldb driver; install it with `pip install mysqlclient`"),
 ])
 def test_tune_refuses_a_storage_it_cannot_keep_or_must_not_write(tmp_path, data_dir, storage, fragment):
     fresh_store(tmp_path)
