@@ -77,41 +77,39 @@ def _start(tmp_path, slurm, epochs: int = 60) -> tuple[subprocess.Popen, str]:
     return proc, job
 
 
-def test_a_preempted_task_requeues_itself_and_resumes_from_its_checkpoint(slurm, tmp_path):
+def _requeue_and_resume(tmp_path, slurm, requeue: list[str]) -> tuple[str, str]:
+    """Start a long pair, requeue its task with the `requeue` command (its job id appended), let
+    Slurm start it again at once, and check that it resumed: one FINISHED run per key, every epoch
+    logged once. Returns the driver's output and the task's log."""
     proc, job = _start(tmp_path, slurm)
-    # What Slurm sends before a preemption or the time limit (submitit asks for USR2): the task
-    # records its run as interrupted, requeues itself (`scontrol requeue`) and exits.
-    subprocess.run(["scancel", "--signal=USR2", job], env=slurm, check=True)
+    subprocess.run([*requeue, job], env=slurm, check=True)
     wait_for(lambda: "PENDING" in _queue(slurm), "the task back in the queue", seconds=60, every=0.2)
     # Slurm holds a requeued job for two minutes (its BeginTime); release it so the test need not wait.
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm, check=True)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-3000:]
-    assert "was requeued; it resumes from its checkpoint" in out and out.count("running as Slurm task") == 2, out[-3000:]
+    assert "was requeued; it resumes from its checkpoint" in out and "1 of 1 runs finished" in out, out[-3000:]
     runs = _seed_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert [r.info.status for r in runs] == ["FINISHED"]  # one run per key, resumed in place, nothing left RUNNING
     history = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(runs[0].info.run_id, "val_acc")
     assert sorted(m.step for m in history) == list(range(1, 61))  # every epoch logged once: the second attempt resumed, not restarted
     log = next((tmp_path / "checkpoints" / "default" / "slurm").rglob("*_log.out")).read_text()
-    assert "Requeued job" in log and "resume baseline seed 2021 after epoch" in log
+    assert "resume baseline seed 2021 after epoch" in log, log[-3000:]
+    return out, log
+
+
+def test_a_preempted_task_requeues_itself_and_resumes_from_its_checkpoint(slurm, tmp_path):
+    # What Slurm sends before a preemption or the time limit (submitit asks for USR2): the task
+    # records its run as interrupted, requeues itself (`scontrol requeue`) and exits.
+    out, log = _requeue_and_resume(tmp_path, slurm, ["scancel", "--signal=USR2"])
+    assert out.count("running as Slurm task") == 2, out[-3000:]
+    assert "Requeued job" in log
 
 
 def test_a_task_requeued_without_warning_resumes_from_its_last_checkpoint(slurm, tmp_path):
     """A preemption on a cluster that sends no USR2 (or a node failure with requeue): Slurm kills the
     task (SIGTERM, SIGKILL after KillWait) and requeues it; the new attempt resumes the same run."""
-    proc, job = _start(tmp_path, slurm)
-    subprocess.run(["scontrol", "requeue", job], env=slurm, check=True)
-    wait_for(lambda: "PENDING" in _queue(slurm), "the task back in the queue", seconds=60, every=0.2)
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm, check=True)
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out[-3000:]
-    assert "was requeued; it resumes from its checkpoint" in out and "1 of 1 runs finished" in out, out[-3000:]
-    runs = _seed_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert [r.info.status for r in runs] == ["FINISHED"]
-    history = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(runs[0].info.run_id, "val_acc")
-    assert sorted(m.step for m in history) == list(range(1, 61))  # every epoch once: resumed, not restarted
-    log = next((tmp_path / "checkpoints" / "default" / "slurm").rglob("*_log.out")).read_text()
-    assert "resume baseline seed 2021 after epoch" in log, log[-3000:]
+    _requeue_and_resume(tmp_path, slurm, ["scontrol", "requeue"])
 
 
 def test_a_cancelled_task_fails_named_with_its_log_and_leaves_nothing_running(slurm, tmp_path):

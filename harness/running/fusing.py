@@ -187,9 +187,10 @@ def units(runner, pairs: list[tuple[str, int]]) -> list[list[tuple[tuple[str, in
     if runner.cfg.runtime.fuse != "off":
         signs = {p: signature(s, ds) for p, s in specs.items() if p not in taken and not (folder / f"{runner.key(s)}.pt").exists()}
     counts = Counter(v for v in signs.values() if v is not None)
+    could_fuse = bool(counts) and max(counts.values()) > 1  # two runs at least share a signature
     most = limit(runner.cfg.runtime.fuse, runner.device, ds.image_shape, ds.num_classes, runner.cfg.train, runner.cfg.runtime) \
-        if counts and max(counts.values()) > 1 else 1
-    if runner.cfg.runtime.fuse == "auto" and counts and max(counts.values()) > 1:
+        if could_fuse else 1
+    if runner.cfg.runtime.fuse == "auto" and could_fuse:
         why = "not on a CPU" if runner.device.type != "cuda" else "measured on this device"
         runner.console.line(f"train.fuse = auto: groups of up to {most} ({why})")
     return [[(p, specs[p]) for p in unit] for unit in plan(pairs, most, signs, pinned)]

@@ -166,8 +166,7 @@ def train_group(
     if not shared_decay:  # L2 added to each member's gradients as Adam and SGD add theirs
         if isinstance(optimizer, torch.optim.AdamW):
             raise ValueError("AdamW's decoupled weight decay cannot differ between fused members")
-        values = torch.tensor(decays, device=device)
-        per_member_decay = [(p, fused.member_rows(p, values)) for p in fused.parameters()]
+        per_member_decay = _member_rows(fused, decays, device)
     lr_scale = _lr_scale(members, fused, device)
     schedule = pieces.schedule(optimizer, settings) if pieces.schedule else None
     loss_fn = pieces.loss()
@@ -187,7 +186,7 @@ def train_group(
         alive = torch.tensor([s.failed is None for s in states], device=device)
         if not bool(alive.any()):
             break
-        trained = alive.clone()
+        trained = int(alive.sum())  # the members that train this epoch, who share its time
         orders = [torch.randperm(n, generator=s.order).to(device) if settings.shuffle else None for s in states]
         loss_sum = torch.zeros(k, device=device)
         correct = torch.zeros(k, device=device, dtype=torch.long)
@@ -240,7 +239,7 @@ def train_group(
         living = [v for v, s in zip(val, states) if s.failed is None] or val
         mean_val = (sum(v[0] for v in living) / len(living), sum(v[1] for v in living) / len(living))
         on_progress(Progress("val", epoch, settings.epochs, val_steps, val_steps, *mean_val, True))
-        seconds = (time.perf_counter() - start) / max(int(trained.sum()), 1)  # each member's share of the group's epoch
+        seconds = (time.perf_counter() - start) / trained  # each member's share of the group's epoch
         for j, s in enumerate(states):
             if s.failed is not None:
                 continue
@@ -275,8 +274,13 @@ def _lr_scale(members: list[Member], fused: FusedLeNet, device: torch.device) ->
     rates = [m.settings.lr for m in members]
     if len(set(rates)) == 1:
         return None
-    ratios = torch.tensor([r / rates[0] for r in rates], device=device)
-    return [(p, fused.member_rows(p, ratios)) for p in fused.parameters()]
+    return _member_rows(fused, [r / rates[0] for r in rates], device)
+
+
+def _member_rows(fused: FusedLeNet, values: list[float], device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each stacked parameter with one value per member broadcast over that member's elements."""
+    per_member = torch.tensor(values, device=device)
+    return [(p, fused.member_rows(p, per_member)) for p in fused.parameters()]
 
 
 @torch.no_grad()
