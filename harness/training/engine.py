@@ -68,6 +68,7 @@ class Result:
     history: list[EpochStats] = field(default_factory=list)
     selected_epoch: int = 0
     selected_state: dict = field(default_factory=dict)  # weights at the selected epoch (on the CPU)
+    notes: list[str] = field(default_factory=list)  # what the run's record must say (a resume on another device type)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -172,15 +173,22 @@ def set_global_rng_state(rng: dict) -> None:
 
 
 def result_state(result: Result, best: Optional[EpochStats]) -> dict:
-    """A run's history, selected epoch and weights, and best-so-far, in a checkpoint's plain values."""
+    """A run's history, selected epoch and weights, best-so-far and notes, in a checkpoint's plain values."""
     return {"history": [dataclasses.asdict(s) for s in result.history], "selected_epoch": result.selected_epoch,
-            "selected_state": result.selected_state, "best": dataclasses.asdict(best) if best else None}
+            "selected_state": result.selected_state, "best": dataclasses.asdict(best) if best else None, "notes": list(result.notes)}
 
 
 def result_from(state: dict) -> tuple[Result, Optional[EpochStats]]:
     """The result and best-so-far that `result_state` saved."""
-    result = Result([EpochStats(**h) for h in state["history"]], state["selected_epoch"], state["selected_state"])
+    result = Result([EpochStats(**h) for h in state["history"]], state["selected_epoch"], state["selected_state"], list(state.get("notes", [])))
     return result, EpochStats(**state["best"]) if state.get("best") else None
+
+
+def device_note(saved_on: str, device: torch.device, epoch: int) -> str:
+    """What a run resumed on another device type than its checkpoint's says in its record."""
+    return (f"resumed after epoch {epoch} on {device.type} from a checkpoint written on {saved_on}: its dropout masks from then on "
+            f"come from a fresh stream of its seed (a generator's state does not carry across device types), so its numbers "
+            f"differ from an uninterrupted run's")
 
 
 def _snapshot(epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, result: Result,

@@ -74,6 +74,7 @@ def build_group(members: list[Member], device: torch.device, fmt: torch.memory_f
     nets, gens = _member_generators(members, device)
     fused = FusedLeNet(nets).to(device, memory_format=fmt)
     fused.generators = gens
+    fused.seeds = [m.sources.seed("dropout", m.seed) for m in members]
     return fused, nets
 
 
@@ -97,13 +98,18 @@ def _snapshot(epoch: int, fused: FusedLeNet, optimizer, schedule, states: list[_
         "members": [{
             **engine.result_state(s.result, s.best),
             "failed": [s.failed.epoch, s.failed.step, s.failed.value] if s.failed else None,
-            "rng": {"order": s.order.get_state(), "data": s.data.get_state(), "dropout": fused.generators[k].get_state()},
+            "rng": {"order": s.order.get_state(), "data": s.data.get_state(), "dropout": fused.generators[k].get_state(),
+                    "dropout_device": fused.generators[k].device.type},
         } for k, s in enumerate(states)],
         "rng": engine.global_rng_state(),
     }
 
 
-def _restore(snapshot: dict, fused: FusedLeNet, optimizer, schedule, states: list[_State]) -> None:
+def _restore(snapshot: dict, fused: FusedLeNet, optimizer, schedule, states: list[_State], device: torch.device) -> None:
+    """Put a group's snapshot back. A member's dropout stream saved on another device type (a CUDA
+    generator's state means nothing to a CPU one and the reverse) restarts from a stream of its seed
+    and the epoch, and its result says so (`Result.notes`): its later masks are not those of an
+    uninterrupted run, everything else is."""
     fused.load_state_dict(snapshot["model"])
     optimizer.load_state_dict(snapshot["optimizer"])
     if schedule is not None and snapshot.get("schedule") is not None:
@@ -113,7 +119,12 @@ def _restore(snapshot: dict, fused: FusedLeNet, optimizer, schedule, states: lis
         s.failed = NonFiniteLoss(*saved["failed"]) if saved["failed"] else None
         s.order.set_state(saved["rng"]["order"])
         s.data.set_state(saved["rng"]["data"])
-        fused.generators[k].set_state(saved["rng"]["dropout"])
+        saved_on = saved["rng"].get("dropout_device", "cpu" if saved["rng"]["dropout"].numel() > 16 else "cuda")
+        if saved_on == device.type:
+            fused.generators[k].set_state(saved["rng"]["dropout"])
+        else:
+            fused.generators[k].manual_seed(engine.stream_seed(f"dropout-resumed-after-{snapshot['epoch']}", fused.seeds[k]))
+            s.result.notes.append(engine.device_note(saved_on, device, snapshot["epoch"]))
     engine.set_global_rng_state(snapshot["rng"])
 
 
@@ -136,6 +147,60 @@ def check_group(members: list[Member]) -> None:
             raise ValueError("fused members must have training and validation sets of one size and image shape")
 
 
+class _Batches:
+    """The members' training images as the step reads them: one tensor for all (the members' own,
+    stacked once, where their sets differ), so that one gather takes every member's batch."""
+
+    def __init__(self, members: list[Member], device: torch.device) -> None:
+        first = members[0]
+        self.n, self.k = len(first.y_train), len(members)
+        shared = all(m.x_train is first.x_train and m.y_train is first.y_train for m in members)
+        self.x = first.x_train if shared else torch.cat([m.x_train for m in members])
+        self.y = first.y_train if shared else torch.cat([m.y_train for m in members])
+        self.offsets = torch.zeros(self.k, 1, dtype=torch.long, device=device) if shared else \
+            (torch.arange(self.k, device=device) * self.n).view(self.k, 1)
+
+    def order(self, states: list["_State"], shuffle: bool) -> torch.Tensor:
+        """K × n indices into `x` of the epoch's images, member by member in its own batch order:
+        drawn from each member's generator on the CPU (as its separate run draws it), copied once."""
+        if shuffle:
+            order = torch.stack([torch.randperm(self.n, generator=s.order) for s in states]).to(self.offsets.device, non_blocking=True)
+        else:
+            order = torch.arange(self.n, device=self.offsets.device).expand(self.k, self.n)
+        return order + self.offsets
+
+    def take(self, order: torch.Tensor, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step's images (K × B × C × H × W) and labels (K × B): one gather each."""
+        idx = order[:, lo:hi]
+        return self.x[idx], self.y[idx]
+
+
+def _transform(pieces: Pieces, x: torch.Tensor, states: list["_State"]) -> torch.Tensor:
+    """The batch transform of every member's batch (K × B × ...), each drawing from its own
+    generator. A transform with `draw` and `apply` (variants/augment.py) draws each member's part
+    on the CPU and is applied once to the whole stack on the device; any other is called per member."""
+    k, b = x.shape[:2]
+    t = pieces.transform
+    if hasattr(t, "draw") and hasattr(t, "apply"):
+        drawn = torch.cat([t.draw(b, s.data) for s in states]).to(x.device, non_blocking=True)
+        return t.apply(x.reshape(k * b, *x.shape[2:]), drawn).view(k, b, *x.shape[2:])
+    return torch.stack([t(x[j], s.data) for j, s in enumerate(states)])
+
+
+def per_member_loss(loss_fn: nn.Module, k: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """(K × B × classes logits, K × B labels) -> each member's mean loss (K). Cross-entropy without
+    class weights is one call over all K·B rows; any other loss is called per member."""
+    if type(loss_fn) is nn.CrossEntropyLoss and loss_fn.weight is None and loss_fn.reduction == "mean":
+        smoothing, ignore = loss_fn.label_smoothing, loss_fn.ignore_index
+
+        def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            rows = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none",
+                                               label_smoothing=smoothing, ignore_index=ignore)
+            return rows.view(k, -1).mean(1)
+        return cross_entropy
+    return lambda logits, y: torch.stack([loss_fn(logits[j], y[j]) for j in range(k)])
+
+
 def train_group(
     members: list[Member],
     on_progress: Callable[[Progress], None] = lambda p: None,
@@ -144,10 +209,16 @@ def train_group(
     pieces: Pieces = Pieces(),
 ) -> list[tuple[nn.Module, Result] | NonFiniteLoss]:
     """Train the members as one program for their epochs, validating each after every epoch.
-    Progress events carry the group's mean loss and accuracy; an "epoch" event's `members` holds
-    each member's EpochStats (None once it failed) and its `snapshot` the whole group, to resume
-    bit for bit. Returns, per member, its network with its last epoch's weights and its result, or
-    the NonFiniteLoss that stopped it."""
+    Progress events carry the group's mean loss and accuracy at the end of each phase (mid-phase
+    events carry the step only: nothing is read back inside a phase); an "epoch" event's `members`
+    holds each member's EpochStats (None once it failed) and its `snapshot` the whole group, to
+    resume bit for bit. Returns, per member, its network with its last epoch's weights and its
+    result, or the NonFiniteLoss that stopped it.
+
+    A step's work does not grow with K in launches: one gather of every member's batch, one
+    forward and backward, one cross-entropy, per-member weight decay and learning rates as a few
+    `torch._foreach_*` ops, dropout masks drawn once per epoch per member
+    (harness/training/launches.py counts them)."""
     check_group(members)
     settings = members[0].settings
     device = members[0].x_train.device
@@ -162,60 +233,59 @@ def train_group(
     optimizer = pieces.optimizer(fused.parameters(), settings if shared_decay else dataclasses.replace(settings, weight_decay=0.0))
     if not isinstance(optimizer, ELEMENTWISE) or len(optimizer.param_groups) != 1:
         raise ValueError(f"a fused group needs an elementwise optimizer with one parameter group (Adam, AdamW, SGD), got {type(optimizer).__name__}")
-    per_member_decay = None
+    params = list(fused.parameters())
+    decay = None
     if not shared_decay:  # L2 added to each member's gradients as Adam and SGD add theirs
         if isinstance(optimizer, torch.optim.AdamW):
             raise ValueError("AdamW's decoupled weight decay cannot differ between fused members")
-        per_member_decay = _member_rows(fused, decays, device)
+        decay = _member_rows(fused, decays, device)
     lr_scale = _lr_scale(members, fused, device)
+    before = [torch.empty_like(p) for p in params] if lr_scale is not None else None
     schedule = pieces.schedule(optimizer, settings) if pieces.schedule else None
-    loss_fn = pieces.loss()
+    losses_of = per_member_loss(pieces.loss(), k)
     states = [_State(Result(), None, torch.Generator().manual_seed(m.sources.seed("order", m.seed)),
                      torch.Generator().manual_seed(m.sources.seed("augment", m.seed) + 1)) for m in members]
     first_epoch = 1
     if resume is not None:
-        _restore(resume, fused, optimizer, schedule, states)
+        _restore(resume, fused, optimizer, schedule, states, device)
         first_epoch = resume["epoch"] + 1
-    n = len(members[0].y_train)
+    batches = _Batches(members, device)
+    n = batches.n
     steps = (n + settings.batch_size - 1) // settings.batch_size
     check_each_step = engine.checks_each_step(device)
+    nan = float("nan")
 
     for epoch in range(first_epoch, settings.epochs + 1):
         start = time.perf_counter()
         fused.train()
-        alive = torch.tensor([s.failed is None for s in states], device=device)
-        if not bool(alive.any()):
+        if all(s.failed is not None for s in states):
             break
-        trained = int(alive.sum())  # the members that train this epoch, who share its time
-        orders = [torch.randperm(n, generator=s.order).to(device) if settings.shuffle else None for s in states]
+        alive = torch.tensor([s.failed is None for s in states], device=device)
+        trained = sum(s.failed is None for s in states)  # the members that train this epoch, who share its time
+        order = batches.order(states, settings.shuffle)
+        masks = fused.epoch_masks(n, device)
         loss_sum = torch.zeros(k, device=device)
         correct = torch.zeros(k, device=device, dtype=torch.long)
         first_bad = torch.full((k,), -1, device=device, dtype=torch.long)
         for step in range(steps):
             lo, hi = step * settings.batch_size, min(n, (step + 1) * settings.batch_size)
-            xs, ys = [], []
-            for m, s, order in zip(members, states, orders):
-                idx = slice(lo, hi) if order is None else order[lo:hi]
-                xb = m.x_train[idx]
-                xs.append(pieces.transform(xb, s.data) if pieces.transform is not None else xb)
-                ys.append(m.y_train[idx])
-            y = torch.stack(ys)
+            x, y = batches.take(order, lo, hi)
+            if pieces.transform is not None:
+                x = _transform(pieces, x, states)
             if graphs:
                 torch.compiler.cudagraph_mark_step_begin()
             with engine.autocast(device, settings.precision):
-                logits = forward(fused_input(xs, fmt))
-                losses = torch.stack([loss_fn(logits[j], y[j]) for j in range(k)])
-            total = torch.where(alive, losses, torch.zeros_like(losses)).sum()
+                logits = forward(fused_input(x, fmt), fused.step_masks(masks, lo, hi))
+                losses = losses_of(logits, y)
+            total = torch.where(alive, losses, 0.0).sum()
             optimizer.zero_grad(set_to_none=True)
             total.backward()
-            if per_member_decay is not None:
-                with torch.no_grad():
-                    for p, rows in per_member_decay:
-                        p.grad.add_(p * rows)
+            if decay is not None:
+                torch._foreach_addcmul_([p.grad for p in params], params, decay)
             if lr_scale is None:
                 optimizer.step()
             else:
-                _step_scaled(optimizer, lr_scale)
+                _step_scaled(optimizer, params, before, lr_scale)
             with torch.no_grad():
                 detached = losses.detach().float()
                 bad = alive & ~torch.isfinite(detached)
@@ -227,7 +297,7 @@ def train_group(
                     states[j].failed = NonFiniteLoss(epoch, step + 1, float(detached[j]))
                 alive = alive & ~bad
             if runtime.progress_every and (step + 1) % runtime.progress_every == 0 and step + 1 < steps:
-                on_progress(Progress("train", epoch, settings.epochs, step + 1, steps, *_means(loss_sum, correct, alive, hi), False))
+                on_progress(Progress("train", epoch, settings.epochs, step + 1, steps, nan, nan, False))
         for j, b in enumerate(first_bad.tolist()):
             if b >= 0 and states[j].failed is None:
                 states[j].failed = NonFiniteLoss(epoch, b, float("nan"))
@@ -240,10 +310,11 @@ def train_group(
         mean_val = (sum(v[0] for v in living) / len(living), sum(v[1] for v in living) / len(living))
         on_progress(Progress("val", epoch, settings.epochs, val_steps, val_steps, *mean_val, True))
         seconds = (time.perf_counter() - start) / trained  # each member's share of the group's epoch
+        sums, rights = loss_sum.tolist(), correct.tolist()
         for j, s in enumerate(states):
             if s.failed is not None:
                 continue
-            stats = EpochStats(epoch, loss_sum[j].item() / n, 100.0 * correct[j].item() / n, val[j][0], val[j][1], seconds)
+            stats = EpochStats(epoch, sums[j] / n, 100.0 * rights[j] / n, val[j][0], val[j][1], seconds)
             s.result.history.append(stats)
             if engine._is_better(settings.select, stats, s.best):
                 s.best = stats
@@ -265,8 +336,8 @@ def train_group(
     return out
 
 
-def _lr_scale(members: list[Member], fused: FusedLeNet, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
-    """Where the members' learning rates differ: each stacked parameter with its members' rows of
+def _lr_scale(members: list[Member], fused: FusedLeNet, device: torch.device) -> list[torch.Tensor] | None:
+    """Where the members' learning rates differ: for each stacked parameter its members' rows of
     lr / the optimizer's lr (the first member's), else None. Adam's, AdamW's and SGD's step is the
     learning rate times a term that does not depend on it (AdamW's decoupled decay included), so a
     member's step at its own rate is the optimizer's step scaled by that ratio; a schedule scales
@@ -277,19 +348,21 @@ def _lr_scale(members: list[Member], fused: FusedLeNet, device: torch.device) ->
     return _member_rows(fused, [r / rates[0] for r in rates], device)
 
 
-def _member_rows(fused: FusedLeNet, values: list[float], device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Each stacked parameter with one value per member broadcast over that member's elements."""
+def _member_rows(fused: FusedLeNet, values: list[float], device: torch.device) -> list[torch.Tensor]:
+    """For each stacked parameter (in `fused.parameters()` order) one value per member, broadcast over that member's elements."""
     per_member = torch.tensor(values, device=device)
-    return [(p, fused.member_rows(p, per_member)) for p in fused.parameters()]
+    return [fused.member_rows(p, per_member) for p in fused.parameters()]
 
 
 @torch.no_grad()
-def _step_scaled(optimizer: torch.optim.Optimizer, scale: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """One optimizer step, each member's part of it scaled to the member's own learning rate."""
-    before = [p.detach().clone() for p, _ in scale]
+def _step_scaled(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], before: list[torch.Tensor], scale: list[torch.Tensor]) -> None:
+    """One optimizer step, each member's part of it scaled to the member's own learning rate:
+    p = old + (p - old) × rows, as four foreach ops over every parameter (`before` is scratch)."""
+    torch._foreach_copy_(before, params)
     optimizer.step()
-    for (p, rows), old in zip(scale, before):
-        p.copy_(old + (p - old) * rows)
+    torch._foreach_sub_(params, before)
+    torch._foreach_mul_(params, scale)
+    torch._foreach_add_(params, before)
 
 
 def _means(loss_sum: torch.Tensor, correct: torch.Tensor, alive: torch.Tensor, seen: int) -> tuple[float, float]:
@@ -305,26 +378,31 @@ def _means(loss_sum: torch.Tensor, correct: torch.Tensor, alive: torch.Tensor, s
 def evaluate_group(fused: FusedLeNet, members: list[Member], settings: TrainSettings, runtime: Runtime = Runtime(),
                    forward: Optional[Callable] = None) -> list[tuple[float, float]]:
     """Each member's mean validation loss per sample and accuracy in percent, in batches of
-    `settings.eval_batch_size`; members that share their validation set read it once."""
+    `settings.eval_batch_size`; members that share their validation set read it once. Read back
+    once, at the end."""
     forward = fused if forward is None else forward
     was_training = fused.training
     fused.eval()
+    k = len(members)
     device = members[0].x_val.device
     fmt = engine.memory_format(runtime, device)
-    y = torch.stack([m.y_val for m in members])
     shared = all(m.x_val is members[0].x_val for m in members)
-    loss_sum = torch.zeros(len(members), device=device)
-    correct = torch.zeros(len(members), device=device, dtype=torch.long)
+    x = members[0].x_val.unsqueeze(0) if shared else torch.stack([m.x_val for m in members])
+    y = torch.stack([m.y_val for m in members])
+    loss_sum = torch.zeros(k, device=device)
+    correct = torch.zeros(k, device=device, dtype=torch.long)
     for lo in range(0, y.shape[1], settings.eval_batch_size):
         hi = lo + settings.eval_batch_size
-        batches = [members[0].x_val[lo:hi]] * len(members) if shared else [m.x_val[lo:hi] for m in members]
+        batch = x[:, lo:hi].expand(k, -1, -1, -1, -1)
         if engine.uses_cuda_graphs(runtime):
             torch.compiler.cudagraph_mark_step_begin()
         with engine.autocast(device, settings.precision):
-            logits = forward(fused_input(batches, fmt))
+            logits = forward(fused_input(batch, fmt))
         logits = logits.float()
-        loss_sum += torch.stack([nn.functional.cross_entropy(logits[j], y[j, lo:hi], reduction="sum") for j in range(len(members))])
+        rows = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[:, lo:hi].reshape(-1), reduction="none")
+        loss_sum += rows.view(k, -1).sum(1)
         correct += (logits.argmax(2) == y[:, lo:hi]).sum(1)
     fused.train(was_training)
     total = y.shape[1]
-    return [(loss_sum[j].item() / total, 100.0 * correct[j].item() / total) for j in range(len(members))]
+    sums, rights = loss_sum.tolist(), correct.tolist()
+    return [(sums[j] / total, 100.0 * rights[j] / total) for j in range(k)]

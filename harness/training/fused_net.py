@@ -8,7 +8,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.training import engine
 
 
 def _grouped_conv(convs: list[nn.Conv2d]) -> nn.Conv2d:
@@ -65,26 +64,57 @@ class FusedLeNet(nn.Module):
         self.relu = nn.ReLU()
         self.p = [dropout_p(m) for m in members]
         self.generators: list[torch.Generator] = []
+        self._scales: dict = {}
 
-    def drop(self, x: torch.Tensor) -> torch.Tensor:
-        """Each member's inverted dropout, its mask drawn as torch's CPU dropout draws it (a
-        Bernoulli(1 - p) tensor of the member's activations' shape, divided by 1 - p)."""
-        if not self.training or not any(self.p):
-            return x
-        masks = []
+    def features(self) -> tuple[int, int]:
+        """The widths of the two layers dropout follows (fc1's and fc2's outputs)."""
+        return self.fc1.weight.shape[1], self.fc2.weight.shape[1]
+
+    def epoch_masks(self, rows: int, device: torch.device) -> torch.Tensor | None:
+        """Every dropout mask of an epoch of `rows` training images, K × rows·(f1 + f2) booleans (True:
+        kept), or None when no member drops. Member k's row is drawn in one call from `generators[k]`:
+        on a CPU one draw of many elements gives the bits that the separate run's draws of a step's
+        fc1 mask, then its fc2 mask, step after step, give (tests/test_fused.py), so a member keeps its
+        separate run's masks while the step itself draws nothing. A member with p = 0 keeps everything."""
+        if not any(self.p):
+            return None
+        f1, f2 = self.features()
+        out = torch.ones(self.k, rows * (f1 + f2), dtype=torch.bool, device=device)
         for k, p in enumerate(self.p):
             if p > 0:
-                masks.append(torch.empty(x.shape[1:], device=x.device, dtype=x.dtype).bernoulli_(1 - p, generator=self.generators[k]).div_(1 - p))
-            else:
-                masks.append(torch.ones(x.shape[1:], device=x.device, dtype=x.dtype))
-        return x * torch.stack(masks)
+                out[k].bernoulli_(1 - p, generator=self.generators[k])
+        return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def step_masks(self, masks: torch.Tensor | None, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The fc1 and fc2 masks (K × B × f, views of `masks`) of the step over images lo:hi of the epoch."""
+        if masks is None:
+            return None
+        f1, f2 = self.features()
+        start, b = lo * (f1 + f2), hi - lo
+        return (masks[:, start:start + b * f1].view(self.k, b, f1),
+                masks[:, start + b * f1:start + b * (f1 + f2)].view(self.k, b, f2))
+
+    def _scale(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """1 / (1 - p) per member (1 where p = 0) in `dtype`, computed as torch's dropout computes its
+        scale (ones divided by 1 - p), so a kept activation gets its separate run's bits."""
+        key = (dtype, device)
+        if key not in self._scales:
+            self._scales[key] = torch.stack([torch.ones((), dtype=dtype, device=device).div_(1 - p) for p in self.p]).view(self.k, 1, 1)
+        return self._scales[key]
+
+    def drop(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Each member's inverted dropout with its mask of this step (K × B × f booleans)."""
+        if not self.training or mask is None:
+            return x
+        return x * mask * self._scale(x.dtype, x.device)
+
+    def forward(self, x: torch.Tensor, masks: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         x = self.pool(self.relu(self.bn1(self.conv1(x))))
         x = self.pool(self.relu(self.bn2(self.conv2(x))))
         x = x.reshape(x.shape[0], self.k, -1).transpose(0, 1)  # K × B × features, each member's in its LeNet order
-        x = self.drop(self.relu(self.fc1(x)))
-        x = self.drop(self.relu(self.fc2(x)))
+        first, second = masks if masks is not None else (None, None)
+        x = self.drop(self.relu(self.fc1(x)), first)
+        x = self.drop(self.relu(self.fc2(x)), second)
         return self.fc3(x)
 
     def member_state(self, k: int) -> dict[str, torch.Tensor]:
@@ -109,6 +139,11 @@ class FusedLeNet(nn.Module):
         return values.repeat_interleave(p.shape[0] // self.k).view(-1, *[1] * (p.dim() - 1))
 
 
-def fused_input(batches: list[torch.Tensor], fmt: torch.memory_format) -> torch.Tensor:
-    """Member batches (each B × C × H × W, uint8 or float) as one float B × (K·C) × H × W batch."""
-    return engine.to_float(torch.cat(batches, 1)).contiguous(memory_format=fmt)
+def fused_input(batches: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    """Member batches stacked K × B × C × H × W as one float B × (K·C) × H × W batch in `fmt`
+    (member k's channels in block k): one copy that converts and lays out, then one division: the
+    values torchvision's ToTensor() gives (engine.to_float)."""
+    k, b, c, h, w = batches.shape
+    out = torch.empty((b, k * c, h, w), dtype=torch.float32, device=batches.device, memory_format=fmt)
+    out.view(b, k, c, h, w).copy_(batches.transpose(0, 1))
+    return out.div_(255)
