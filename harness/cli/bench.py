@@ -195,6 +195,8 @@ def parse_engine_settings(text: str, device: torch.device) -> Way:
         experiment_file.apply_set(table, f"{key}={value.strip()}")
     settings, runtime = checks.train_settings(table, "--engine")
     preflight.check_runtime(settings, runtime, device)
+    if runtime.determinism == "strict":  # cuBLAS reads it when it makes its first handle: before any row trains
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", engine.CUBLAS_WORKSPACE)
     return settings, runtime, engine.Pieces()
 
 
@@ -255,8 +257,10 @@ def run(x: np.ndarray, y: np.ndarray, device: torch.device, repeats: int, out: P
 
 
 def _machine(device: torch.device) -> dict:
-    return {"device": provenance.determinism(device)["device"], "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version()}
+    """The card or CPU, versions and the float flags that decide what the rows measured (TF32 as each row set it: fp32 rows run without)."""
+    env = provenance.determinism(device)
+    return {"device": env["device"], "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
+            "cuda": env["cuda"], "cudnn": env["cudnn"], "tf32": "off for fp32 rows, on for bf16 rows (engine.set_float_precision)"}
 
 
 def _write(out: Path, result: dict, say) -> None:

@@ -65,10 +65,10 @@ def run(x: np.ndarray, y: np.ndarray, device: torch.device, ks: list[int], repea
                 "fused_seconds_per_member": med[f"fused[{k}]"] / k, "separate_seconds_per_member": med[f"separate[{k}]"] / k,
                 "speedup": med[f"separate[{k}]"] / med[f"fused[{k}]"]} for k in ks}
     shape, runtime = (x.shape[3], x.shape[1], x.shape[2]), engine.Runtime()  # N×H×W×C images
-    chosen = fusing.limit("auto", device, shape, 10, settings, runtime)  # the rule a run with `--fuse auto` applies here
-    probe = fusing.probe(device, shape, 10, settings, runtime) or {}  # the measurement behind it (cached), none on a CPU
+    chosen, why = fusing.decide("auto", device, shape, 10, settings, runtime)  # the rule a run with `--fuse auto` applies here
+    probe = fusing.probe(device, shape, 10, settings, runtime)[0] or {}  # the measurement behind it (cached), none on a CPU
     result = {**_machine(device), "images_per_epoch": images, "repeats": repeats, "seconds": seconds, "rows": rows,
-              "auto_probe_seconds": probe, "auto_chooses": chosen}
+              "auto_probe_seconds": probe, "auto_chooses": chosen, "auto_why": why}
     say("")
     say("docs/performance.md rows (| K | K separate runs: s, images/s | fused group: s, images/s | s per member | fused speedup |):")
     for k, row in rows.items():

@@ -78,30 +78,36 @@ def plan(pairs: list[tuple[str, int]], limit: int, signs: dict, pinned: list[lis
 
 def limit(fuse: int | str, device: torch.device, image_shape: tuple[int, int, int], classes: int,
           settings: engine.TrainSettings, runtime: engine.Runtime) -> int:
+    return decide(fuse, device, image_shape, classes, settings, runtime)[0]
+
+
+def decide(fuse: int | str, device: torch.device, image_shape: tuple[int, int, int], classes: int,
+           settings: engine.TrainSettings, runtime: engine.Runtime) -> tuple[int, str]:
     """The most members a group takes: 1 with `off`, K with a number. With `auto`: 1 on a CPU, where
     `bench --fused` measured that fusing does not pay (docs/performance.md); on a GPU the size
     `measure` finds fastest there with the run's settings, or 1 where no size beats separate runs
-    by 10% (or the measurement itself fails)."""
+    by 10% (or the measurement itself fails); with why `auto` chose it."""
     if fuse == "off":
-        return 1
+        return 1, "off"
     if fuse != "auto":
-        return int(fuse)
-    seconds = probe(device, image_shape, classes, settings, runtime)
-    return choose(seconds) if seconds else 1
+        return int(fuse), "asked for"
+    seconds, why = probe(device, image_shape, classes, settings, runtime)
+    return (choose(seconds), "measured on this device") if seconds else (1, why)
 
 
 def probe(device: torch.device, image_shape: tuple[int, int, int], classes: int, settings: engine.TrainSettings,
-          runtime: engine.Runtime) -> dict[int, float] | None:
-    """What `auto` measures on `device` for runs of these settings (`measure`, once per process), or
-    None on a CPU (not measured: `bench --fused` showed fusing does not pay there) and where the
-    measurement cannot run (an odd image shape, memory)."""
+          runtime: engine.Runtime) -> tuple[dict[int, float] | None, str]:
+    """What `auto` measures on `device` for runs of these settings (`measure`, once per process) and
+    '', or (None, why): on a CPU (not measured: `bench --fused` showed fusing does not pay there) and
+    where the measurement raised (an odd image shape, memory, a kernel that fails on this card: the
+    error, so that a crash never reads as "fusing does not pay")."""
     if device.type != "cuda":
-        return None
+        return None, "not on a CPU"
     try:
         return measure(str(device), image_shape, classes, dataclasses.replace(settings, epochs=1),
-                       dataclasses.replace(runtime, fuse="off", progress_every=0))
-    except Exception:  # noqa: BLE001 - a probe that cannot run fuses nothing
-        return None
+                       dataclasses.replace(runtime, fuse="off", progress_every=0)), ""
+    except Exception as e:  # noqa: BLE001 - a probe that cannot run fuses nothing, and says why
+        return None, f"its probe failed on this device ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}), so no fusing"
 
 
 def choose(seconds: dict[int, float]) -> int:
@@ -188,10 +194,9 @@ def units(runner, pairs: list[tuple[str, int]]) -> list[list[tuple[tuple[str, in
         signs = {p: signature(s, ds) for p, s in specs.items() if p not in taken and not (folder / f"{runner.key(s)}.pt").exists()}
     counts = Counter(v for v in signs.values() if v is not None)
     could_fuse = bool(counts) and max(counts.values()) > 1  # two runs at least share a signature
-    most = limit(runner.cfg.runtime.fuse, runner.device, ds.image_shape, ds.num_classes, runner.cfg.train, runner.cfg.runtime) \
-        if could_fuse else 1
+    most, why = decide(runner.cfg.runtime.fuse, runner.device, ds.image_shape, ds.num_classes, runner.cfg.train, runner.cfg.runtime) \
+        if could_fuse else (1, "")
     if runner.cfg.runtime.fuse == "auto" and could_fuse:
-        why = "not on a CPU" if runner.device.type != "cuda" else "measured on this device"
         runner.console.line(f"train.fuse = auto: groups of up to {most} ({why})")
     return [[(p, specs[p]) for p in unit] for unit in plan(pairs, most, signs, pinned)]
 

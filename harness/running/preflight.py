@@ -43,6 +43,7 @@ def check(cfg: ExperimentConfig) -> tuple[str, torch.device]:
         torch.set_num_threads(cfg.runtime.threads)
     check_runtime(cfg.train, cfg.runtime, device)
     engine.set_determinism(cfg.runtime.determinism)
+    engine.set_float_precision(cfg.train.precision)  # before the runs' tags record the TF32 flags
     return uri, device
 
 
@@ -69,6 +70,9 @@ def check_runtime(settings: engine.TrainSettings, runtime: engine.Runtime, devic
         raise UsageError(f"train.compile: 'reduce-overhead' captures CUDA graphs and needs a CUDA device, not {device}; use off or default")
     if runtime.compile != "off" and device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")):
         raise UsageError(f"train.compile: {runtime.compile!r} on the CPU needs a C++ compiler (g++ or $CXX) and none was found; use off")
+    if runtime.compile != "off" and device.type == "cuda" and not shutil.which(os.environ.get("CC", "gcc")):
+        raise UsageError(f"train.compile: {runtime.compile!r} on CUDA needs a C compiler (gcc or $CC: Triton builds its kernel launcher) "
+                         "and none was found; use off")
     if settings.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UsageError(f"train.precision: bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp32")
 

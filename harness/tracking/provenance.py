@@ -65,6 +65,8 @@ def determinism(device: torch.device) -> dict[str, str]:
         "cudnn_deterministic": str(torch.backends.cudnn.deterministic),
         "cudnn_benchmark": str(torch.backends.cudnn.benchmark),
         "deterministic_algorithms": str(torch.are_deterministic_algorithms_enabled()),
+        "tf32_matmul": str(torch.backends.cuda.matmul.allow_tf32),  # off for precision = fp32 (engine.set_float_precision)
+        "tf32_cudnn": str(torch.backends.cudnn.allow_tf32),
     }
 
 

@@ -45,8 +45,8 @@ class Progress:
     epochs: int
     step: int  # 1-based, steps done so far in this phase
     steps: int
-    loss: float  # mean per sample so far
-    acc: float  # percent so far
+    loss: float  # mean per sample of the phase (NaN mid-phase: nothing is read back from the device inside a phase)
+    acc: float  # percent, likewise
     done: bool  # the phase is complete
     stats: Optional["EpochStats"] = None
     snapshot: Optional[dict] = None  # everything needed to resume after this epoch, bit for bit
@@ -93,6 +93,9 @@ def seed_everything(seed: int, determinism: str = "cudnn") -> None:
     set_determinism(determinism)
 
 
+CUBLAS_WORKSPACE = ":4096:8"  # the fixed cuBLAS workspace deterministic algorithms need
+
+
 def set_determinism(mode: str = "cudnn") -> None:
     """cudnn: the tutorial's flag, deterministic cuDNN kernels and no autotuning (which picks
     kernels by timing); strict: also torch's deterministic algorithms everywhere (an op without
@@ -101,7 +104,7 @@ def set_determinism(mode: str = "cudnn") -> None:
         raise ValueError(f"determinism must be cudnn, strict or fast, got {mode!r}")
     if mode == "strict":
         # cuBLAS needs a fixed workspace to be deterministic; read when its first handle is made.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     torch.backends.cudnn.deterministic = mode != "fast"
     torch.backends.cudnn.benchmark = mode == "fast"
     torch.use_deterministic_algorithms(mode == "strict")
@@ -154,22 +157,40 @@ def _is_better(select: str, stats: EpochStats, best: Optional[EpochStats]) -> bo
     return stats.val_acc > best.val_acc
 
 
-def global_rng_state() -> dict:
-    """The states of Python's, NumPy's, torch's and (once initialised) CUDA's global generators."""
+def global_rng_state(device: torch.device = torch.device("cpu")) -> dict:
+    """The states of Python's, NumPy's and torch's global generators, and the generator of the CUDA
+    device a run trains on (only that one: a resume may see fewer GPUs), with that device's type."""
+    cuda = device.type == "cuda" and torch.cuda.is_initialized()
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
+            "cuda": torch.cuda.get_rng_state(device) if cuda else None, "device": device.type}
 
 
-def set_global_rng_state(rng: dict) -> None:
-    """Put back what `global_rng_state` saved; a generator missing from `rng` is left as it is."""
+def set_global_rng_state(rng: dict, device: torch.device = torch.device("cpu")) -> str:
+    """Put back what `global_rng_state` saved; a generator missing from `rng` is left as it is.
+    Returns a note when the state was saved on another device type than `device` (a CUDA run's
+    dropout masks come from its CUDA generator, a CPU run's from torch's): '' otherwise."""
     if "python" in rng:
         random.setstate(rng["python"])
     if "numpy" in rng:
         np.random.set_state(rng["numpy"])
     if "torch" in rng:
         torch.set_rng_state(rng["torch"])
-    if rng.get("cuda"):
-        torch.cuda.set_rng_state_all(rng["cuda"])
+    cuda = rng.get("cuda")
+    if isinstance(cuda, list):  # written before the device was saved: every visible GPU's state, the run's first
+        cuda = cuda[0] if cuda else None
+    if cuda is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(cuda, device)
+    saved_on = rng.get("device", "cuda" if cuda is not None else device.type)
+    return "" if saved_on == device.type else saved_on
+
+
+def set_float_precision(precision: str) -> None:
+    """fp32 means float32 arithmetic: TF32 (Ampere and later round matmul and convolution inputs to
+    10 bits, cuDNN's default for convolutions) is off; bf16 autocasts, and TF32 may serve what
+    stays in float32. provenance.determinism tags both flags on every run."""
+    tf32 = precision != "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
 
 
 def result_state(result: Result, best: Optional[EpochStats]) -> dict:
@@ -200,7 +221,7 @@ def _snapshot(epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, re
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict() if schedule is not None else None,
         **result_state(result, best),
-        "rng": {**global_rng_state(), "order": order_rng.get_state(), "data": data_rng.get_state()},
+        "rng": {**global_rng_state(next(model.parameters()).device), "order": order_rng.get_state(), "data": data_rng.get_state()},
     }
 
 
@@ -214,12 +235,15 @@ def _restore(snapshot: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
     if schedule is not None and snapshot.get("schedule") is not None:
         schedule.load_state_dict(snapshot["schedule"])
     rng = snapshot.get("rng", {})
-    set_global_rng_state(rng)
+    saved_on = set_global_rng_state(rng, next(model.parameters()).device)
     if "order" in rng:
         order_rng.set_state(rng["order"])
     if "data" in rng:
         data_rng.set_state(rng["data"])
-    return result_from(snapshot)
+    result, best = result_from(snapshot)
+    if saved_on:
+        result.notes.append(device_note(saved_on, next(model.parameters()).device, snapshot["epoch"]))
+    return result, best
 
 
 def train(
@@ -239,6 +263,7 @@ def train(
     Returns the model with its last epoch's weights and the result (history and selected weights).
     """
     seed_everything(sources.seed("init", seed), runtime.determinism)
+    set_float_precision(settings.precision)
     device = x_train.device
     fmt = memory_format(runtime, device)
     model = build().to(device, memory_format=fmt)
@@ -272,7 +297,6 @@ def train(
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         first_bad = torch.full((), -1, device=device, dtype=torch.long)
-        seen = 0
         for step in range(steps):
             lo, hi = step * settings.batch_size, min(n, (step + 1) * settings.batch_size)
             if order is None:
@@ -298,9 +322,8 @@ def train(
                 correct += (logits.argmax(1) == yb).sum()
             if check_each_step and not torch.isfinite(detached):
                 raise NonFiniteLoss(epoch, step + 1, float(detached))
-            seen = hi
             if runtime.progress_every and (step + 1) % runtime.progress_every == 0 and step + 1 < steps:
-                on_progress(Progress("train", epoch, settings.epochs, step + 1, steps, loss_sum.item() / seen, 100.0 * correct.item() / seen, False))
+                on_progress(Progress("train", epoch, settings.epochs, step + 1, steps, float("nan"), float("nan"), False))  # no host read mid-phase
         bad = int(first_bad.item())
         if bad >= 0:
             raise NonFiniteLoss(epoch, bad, float("nan"))

@@ -101,7 +101,7 @@ def _snapshot(epoch: int, fused: FusedLeNet, optimizer, schedule, states: list[_
             "rng": {"order": s.order.get_state(), "data": s.data.get_state(), "dropout": fused.generators[k].get_state(),
                     "dropout_device": fused.generators[k].device.type},
         } for k, s in enumerate(states)],
-        "rng": engine.global_rng_state(),
+        "rng": engine.global_rng_state(next(fused.parameters()).device),
     }
 
 
@@ -125,7 +125,7 @@ def _restore(snapshot: dict, fused: FusedLeNet, optimizer, schedule, states: lis
         else:
             fused.generators[k].manual_seed(engine.stream_seed(f"dropout-resumed-after-{snapshot['epoch']}", fused.seeds[k]))
             s.result.notes.append(engine.device_note(saved_on, device, snapshot["epoch"]))
-    engine.set_global_rng_state(snapshot["rng"])
+    engine.set_global_rng_state(snapshot["rng"], device)  # the global generators draw nothing a member trains with
 
 
 PER_MEMBER = ("lr", "weight_decay")  # the training settings that may differ between a group's members
@@ -226,6 +226,7 @@ def train_group(
     fmt = engine.memory_format(runtime, device)
     fused, nets = build_group(members, device, fmt)
     engine.set_determinism(runtime.determinism)
+    engine.set_float_precision(settings.precision)
     forward = engine.forward_fn(fused, runtime)
     graphs = engine.uses_cuda_graphs(runtime)
     decays = [m.settings.weight_decay for m in members]
