@@ -135,6 +135,7 @@ def _train(runner, trained: list[Member], active: list[Member], run_ids: list[st
     """Train `trained` as one group (from `snapshot`), checkpointing then logging each epoch for the
     `active` members, then record them."""
     ids = {m.pair: run_ids[i] for i, m in enumerate(trained)}
+    runner.first_epoch.update({run_id: snapshot["epoch"] if snapshot else 0 for run_id in run_ids})
     active_ids = [ids[m.pair] for m in active]
     parents = {m.pair: runner.parent(m.spec)[0] for m in active}
     for run_id in active_ids:

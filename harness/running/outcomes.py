@@ -21,10 +21,11 @@ class Outcome:
     selected_epoch: int = 0
     final_val_acc: float = math.nan
     test_acc: float = math.nan
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time in this command: training, testing and recording
     error: str = ""
     note: str = ""
     parent_id: str = ""
+    train_seconds: float = 0.0  # of `seconds`, the epochs this command trained (their epoch_seconds)
 
 
 def finished(variant: str, seed: int, run, note: str = "") -> Outcome:
@@ -71,12 +72,16 @@ def summary(outcomes: list[Outcome]) -> str:
         return fmt.format(x) if math.isfinite(x) else "-"
 
     rows = [
-        [o.variant, str(o.seed), o.status + (" (skipped)" if o.note else ""), num(o.best_val_acc), str(o.selected_epoch or "-"), num(o.final_val_acc), num(o.test_acc), f"{o.seconds:.1f}s"]
+        [o.variant, str(o.seed), o.status + (" (skipped)" if o.note else ""), num(o.best_val_acc), str(o.selected_epoch or "-"),
+         num(o.final_val_acc), num(o.test_acc), f"{o.seconds:.1f}s ({o.train_seconds:.1f}s)"]
         for o in outcomes
     ]
-    text = table(["variant", "seed", "status", "best val acc", "epoch of best", "final val acc", "test acc", "time"], rows)
+    text = table(["variant", "seed", "status", "best val acc", "epoch of best", "final val acc", "test acc", "wall (training)"], rows)
     failed = [o for o in outcomes if o.status != "FINISHED"]
+    wall, trained = sum(o.seconds for o in outcomes), sum(o.train_seconds for o in outcomes)
     text += f"\n{len(outcomes) - len(failed)} of {len(outcomes)} runs finished"
+    if wall > 0:
+        text += f" ({trained:.1f}s training in their {wall:.1f}s wall time; the rest is testing and recording)"
     if failed:
         text += f"; {len(failed)} failed: " + "; ".join(f"{o.variant} seed {o.seed} ({o.error})" for o in failed)
     return text

@@ -40,6 +40,7 @@ class Runner:
         self.cfg, self.device, self.console, self.rerun = cfg, device, console, rerun
         self.splits = Splits(data, cfg.data.split, cfg.data.train_ratio, cfg.data.split_seed, device)
         self.store_error = ""  # set when the store stopped taking writes
+        self.first_epoch: dict[str, int] = {}  # run id -> the epoch its checkpoint had when this command resumed it
         self.test_digest = ""  # the test set's hash, computed when a run first records its inputs
         models.warm_up()
         self.tracker = store.Tracker(uri, cfg.name, cfg.checkpoint_folder)
@@ -147,6 +148,7 @@ class Runner:
             return finished(spec.variant, spec.seed, done[-1], note="skipped: already finished")
         parent_id, shared = self.parent(spec)
         run_id, snapshot = self.open_run(spec, key, ckpt, existing, done, parent_id, shared)
+        self.first_epoch[run_id] = snapshot["epoch"] if snapshot else 0
         t = self.splits.data_for(spec.seed, spec.split_seed).tensors
         self.console.start_run(f"{spec.variant} seed {spec.seed}", len(t.y_train) + len(t.y_val), snapshot["epoch"] if snapshot else 0)
         start = time.perf_counter()
@@ -205,8 +207,13 @@ class Runner:
             self.store_error = str(e)
         seconds = time.perf_counter() - start
         self.console.run_done(f"finished {spec.variant} seed {spec.seed} in {duration(seconds)}: test accuracy {metrics['test_acc']:.2f}")
+        trained = sum(s.seconds for s in result.history if s.epoch > self.first_epoch.get(run_id, 0))  # this command's epochs
+        for note in result.notes:
+            self.console.line(f"note: {spec.variant} seed {spec.seed}: {note}")
+        if result.notes:
+            self.tracker.set_tags(run_id, {names.NOTE_TAG: " ".join(result.notes)[:5000]})
         return Outcome(spec.variant, spec.seed, "FINISHED", metrics["best_val_acc"], result.selected_epoch,
-                       result.history[-1].val_acc, metrics["test_acc"], seconds, parent_id=parent_id)
+                       result.history[-1].val_acc, metrics["test_acc"], seconds, parent_id=parent_id, train_seconds=trained)
 
     def replace(self, old: str, new: str, spec: RunSpec) -> None:
         """Delete a finished run that `new` replaces; keep it, no longer counted, when a registered model version points at it."""
