@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 
-from harness.training.launches import counts
+from harness.cli.bench_launches import counts
 
 if __name__ == "__main__":
     out = counts()

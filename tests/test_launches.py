@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import torch
 
+from harness.cli import bench_launches
 from harness.training import launches
 
 
 def test_a_fused_step_launches_at_most_1_3_times_a_separate_step_whatever_k():
     torch.set_num_threads(1)
-    c = launches.counts()
+    c = bench_launches.counts()
     assert c["fused_8"] <= 1.3 * c["separate"], c
     assert c["fused_8_mixed"] <= 1.3 * c["separate"], c  # own dropout p, learning rate and weight decay per member
     assert c["fused_2"] == c["fused_8"], c  # nothing in the step is a loop over members

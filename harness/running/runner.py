@@ -40,7 +40,7 @@ class Runner:
         self.cfg, self.device, self.console, self.rerun = cfg, device, console, rerun
         self.splits = Splits(data, cfg.data.split, cfg.data.train_ratio, cfg.data.split_seed, device)
         self.store_error = ""  # set when the store stopped taking writes
-        self.first_epoch: dict[str, int] = {}  # run id -> the epoch its checkpoint had when this command resumed it
+        self.first_epoch: dict[str, int] = {}  # run id -> epochs its checkpoint had when this command took it up
         self.test_digest = ""  # the test set's hash, computed when a run first records its inputs
         models.warm_up()
         self.tracker = store.Tracker(uri, cfg.name, cfg.checkpoint_folder)
@@ -208,9 +208,8 @@ class Runner:
         seconds = time.perf_counter() - start
         self.console.run_done(f"finished {spec.variant} seed {spec.seed} in {duration(seconds)}: test accuracy {metrics['test_acc']:.2f}")
         trained = sum(s.seconds for s in result.history if s.epoch > self.first_epoch.get(run_id, 0))  # this command's epochs
-        for note in result.notes:
-            self.console.line(f"note: {spec.variant} seed {spec.seed}: {note}")
-        if result.notes:
+        if result.notes:  # resumed on another device type
+            self.console.line(f"note: {spec.variant} seed {spec.seed}: {' '.join(result.notes)}")
             self.tracker.set_tags(run_id, {names.NOTE_TAG: " ".join(result.notes)[:5000]})
         return Outcome(spec.variant, spec.seed, "FINISHED", metrics["best_val_acc"], result.selected_epoch,
                        result.history[-1].val_acc, metrics["test_acc"], seconds, parent_id=parent_id, train_seconds=trained)

@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import os
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 from torch import nn
 
+from harness.training.determinism import (  # noqa: F401 - re-exported: what the engine's callers seed and set
+    CUBLAS_WORKSPACE,
+    global_rng_state,
+    seed_everything,
+    set_determinism,
+    set_float_precision,
+    set_global_rng_state,
+    stream_seed,
+)
 from harness.training.settings import Runtime, Sources, TrainSettings  # noqa: F401 - the engine's settings, re-exported
 
 
@@ -77,39 +82,6 @@ class NonFiniteLoss(RuntimeError):
         self.epoch, self.step, self.value = epoch, step, value
 
 
-def stream_seed(source: str, seed: int) -> int:
-    """A seed for `source`'s own stream, distinct from every other source's for the same seed."""
-    return int.from_bytes(hashlib.sha256(f"{source}:{seed}".encode()).digest()[:8], "big") >> 1
-
-
-def seed_everything(seed: int, determinism: str = "cudnn") -> None:
-    """The tutorial's seed function, called once before the model is built."""
-    random.seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.cuda.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
-    set_determinism(determinism)
-
-
-CUBLAS_WORKSPACE = ":4096:8"  # the fixed cuBLAS workspace deterministic algorithms need
-
-
-def set_determinism(mode: str = "cudnn") -> None:
-    """cudnn: the tutorial's flag, deterministic cuDNN kernels and no autotuning (which picks
-    kernels by timing); strict: also torch's deterministic algorithms everywhere (an op without
-    one raises); fast: cuDNN autotunes its kernels, so reruns may differ in the last bits."""
-    if mode not in ("cudnn", "strict", "fast"):
-        raise ValueError(f"determinism must be cudnn, strict or fast, got {mode!r}")
-    if mode == "strict":
-        # cuBLAS needs a fixed workspace to be deterministic; read when its first handle is made.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
-    torch.backends.cudnn.deterministic = mode != "fast"
-    torch.backends.cudnn.benchmark = mode == "fast"
-    torch.use_deterministic_algorithms(mode == "strict")
-
-
 def memory_format(runtime: Runtime, device: torch.device) -> torch.memory_format:
     """Channels-last is 25% faster for LeNet on a CPU (measured); on CUDA `auto` keeps the tutorial's layout."""
     name = runtime.memory_format
@@ -155,42 +127,6 @@ def _is_better(select: str, stats: EpochStats, best: Optional[EpochStats]) -> bo
     if select == "val_loss":
         return stats.val_loss < best.val_loss
     return stats.val_acc > best.val_acc
-
-
-def global_rng_state(device: torch.device = torch.device("cpu")) -> dict:
-    """The states of Python's, NumPy's and torch's global generators, and the generator of the CUDA
-    device a run trains on (only that one: a resume may see fewer GPUs), with that device's type."""
-    cuda = device.type == "cuda" and torch.cuda.is_initialized()
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state(device) if cuda else None, "device": device.type}
-
-
-def set_global_rng_state(rng: dict, device: torch.device = torch.device("cpu")) -> str:
-    """Put back what `global_rng_state` saved; a generator missing from `rng` is left as it is.
-    Returns a note when the state was saved on another device type than `device` (a CUDA run's
-    dropout masks come from its CUDA generator, a CPU run's from torch's): '' otherwise."""
-    if "python" in rng:
-        random.setstate(rng["python"])
-    if "numpy" in rng:
-        np.random.set_state(rng["numpy"])
-    if "torch" in rng:
-        torch.set_rng_state(rng["torch"])
-    cuda = rng.get("cuda")
-    if isinstance(cuda, list):  # written before the device was saved: every visible GPU's state, the run's first
-        cuda = cuda[0] if cuda else None
-    if cuda is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(cuda, device)
-    saved_on = rng.get("device", "cuda" if cuda is not None else device.type)
-    return "" if saved_on == device.type else saved_on
-
-
-def set_float_precision(precision: str) -> None:
-    """fp32 means float32 arithmetic: TF32 (Ampere and later round matmul and convolution inputs to
-    10 bits, cuDNN's default for convolutions) is off; bf16 autocasts, and TF32 may serve what
-    stays in float32. provenance.determinism tags both flags on every run."""
-    tf32 = precision != "fp32"
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
 
 
 def result_state(result: Result, best: Optional[EpochStats]) -> dict:
