@@ -151,3 +151,19 @@ def test_an_interrupted_rerun_continues_itself(tmp_path, data, reference):
     assert [r.info.status for r in runs if r.info.lifecycle_stage == "active"] == ["FINISHED"]
     result = faultkit.results(tmp_path)
     assert result["run_id"] != first and faultkit.same(result, reference["dropout"])
+
+
+@pytest.mark.parametrize("signal_name,code,resumed", [("TERM", 143, "after epoch 2"), ("KILL", -9, "from the start")])
+def test_a_long_checkpoint_interval_loses_at_most_that_interval(tmp_path, data, reference, signal_name, code, resumed):
+    """With an hour between checkpoints (train.checkpoint_seconds) a run mid-epoch 3 of 4 has written
+    none: SIGTERM writes what its last whole epoch left (epoch 2) before it stops, so the next
+    command resumes there; SIGKILL loses the interval (here all of it), so the next command starts
+    the same run over. Either way the numbers are the uninterrupted run's, every epoch logged once."""
+    hour = ("--set", "train.checkpoint_seconds=3600")
+    killed = faultkit.run(tmp_path, data, "dropout", *hour, fault=f"step:40:{signal_name}")
+    assert killed.returncode == code, killed.stderr[-2000:]
+    again = faultkit.run(tmp_path, data, "dropout", *hour)
+    assert again.returncode == 0 and f"resume dropout seed 11 {resumed}" in again.stdout, again.stdout[-2000:]
+    result = faultkit.results(tmp_path)
+    assert result["run_id"] == faultkit.seed_runs(tmp_path)[0].info.run_id  # the same MLflow run continued
+    assert faultkit.same(result, reference["dropout"])

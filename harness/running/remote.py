@@ -28,6 +28,7 @@ def train_pair(cfg, variant: str, seed: int, source, rerun: bool, where: str):
     from harness.running import preflight
     from harness.running.claims import Claims
     from harness.running.console import Console
+    from harness.running import units
     from harness.running.runner import Runner
     from harness.settings import config
     from harness.tracking import provenance
@@ -51,7 +52,7 @@ def train_pair(cfg, variant: str, seed: int, source, rerun: bool, where: str):
                 raise RuntimeError(f"{variant} seed {seed}: a live process on this node holds its claim; is another runner training it?")
             time.sleep(1.0)
         console.header(f"{variant} seed {seed} on {provenance.determinism(device)['device']} ({where}, {torch.get_num_threads()} thread(s))")
-        return runner.run_one(spec, claims)
+        return units.run(runner.place, [((variant, seed), spec)], claims)[(variant, seed)]
     finally:
         claims.close()
 

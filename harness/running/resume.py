@@ -1,29 +1,10 @@
-"""Resuming after a process died: which interrupted run of a key to continue, from which
-checkpoint, and marking the runs a dead process left RUNNING as KILLED."""
+"""Marking the runs a process that died left RUNNING as KILLED (harness/running/units.py decides
+which interrupted run a unit continues, from which checkpoint)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 from harness.running.claims import Claims
 from harness.running.console import Console
-from harness.training import checkpoint
-
-
-def resume_point(tracker, unfinished: list, ckpt: Path) -> tuple[str | None, dict | None]:
-    """The interrupted run to continue (and its checkpoint), or (None, None) to start anew."""
-    if not unfinished:
-        return None, None
-    run_id, snapshot = None, None
-    candidate = unfinished[-1]
-    saved = checkpoint.load_snapshot(ckpt)
-    if saved is not None and saved.get("run_id") == candidate.run_id:
-        run_id, snapshot = candidate.run_id, saved
-    elif not tracker.logged_epochs(candidate.run_id):
-        run_id = candidate.run_id  # died before its first checkpoint: start over in the same run
-    for stale in unfinished:
-        if stale.run_id != run_id and stale.status == "RUNNING":
-            tracker.finish(stale.run_id, "KILLED")
-    return run_id, snapshot
 
 
 def sweep_dangling(tracker, claims: Claims, console: Console) -> None:

@@ -51,6 +51,8 @@ CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
                           lambda v: v in ("cudnn", "strict", "fast")),
     "train.fuse": ("off, auto (the group size measured fastest on the device) or a number of runs from 1 to 64 per fused group",
                    lambda v: v in ("off", "auto") if isinstance(v, str) else 1 <= v <= 64),
+    "train.checkpoint_seconds": ("a number of seconds >= 0 between checkpoints (0: after every epoch; always after the last and on "
+                                 "SIGTERM or SIGINT)", lambda v: v >= 0),
     "data.dataset": (f"one of {', '.join(datasets.names())}, or folder:PATH (one subfolder of images per class) or npz:PATH",
                      datasets.allowed),
     "data.image_size": ("0 (images used as they are) or a size from 1 to 1024 (a folder: dataset's images resized to it)", lambda v: 0 <= v <= 1024),

@@ -14,6 +14,7 @@ SEQUENTIAL_TAG = "harness.sequential"  # the last `run`'s seeds on demand, as JS
 SEQUENTIAL_FROZEN_TAG = "harness.sequential_design"  # seeds on demand: the design as round 1 started it, as JSON
 SEQUENTIAL_CHANGES_TAG = "harness.sequential_changes"  # its settings changed later with --redesign, as JSON (a list)
 VERDICT_TAG = "harness.verdict"  # on a parent: its verdict against the baseline in the last report
+ERROR_TAG = "harness.error"  # on a seed run: why it FAILED or was KILLED ('' once it resumes)
 NOTE_TAG = "harness.note"  # on a seed run: what its numbers cannot show (resumed on another device type: engine.device_note)
 
 # A finished seed run's artifacts.

@@ -218,6 +218,15 @@ class Tracker:
         if metrics:  # one batch: an epoch's metrics are logged together or not at all
             _retrying(self.client.log_batch)(run_id, metrics=metrics)
 
+    def log_epochs(self, run_id: str, epochs: list[tuple[int, dict[str, float]]]) -> None:
+        """Several epochs' metrics (step, values) in as few calls as MLflow allows (1,000 metrics a batch)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, step) for step, values in epochs for k, v in values.items() if v is not None and math.isfinite(v)]
+        for i in range(0, len(metrics), 1000):
+            _retrying(self.client.log_batch)(run_id, metrics=metrics[i : i + 1000])
+
     def log_artifacts(self, run_id: str, folder: Path) -> None:
         self.client.log_artifacts(run_id, str(folder))
 

@@ -31,6 +31,7 @@ class Runtime:
     compile: str = "off"  # off | default | reduce-overhead (CUDA graphs) | max-autotune: torch.compile's modes
     determinism: str = "cudnn"  # cudnn (the tutorial's flags) | strict (deterministic algorithms) | fast (cuDNN autotuning)
     fuse: int | str = "off"  # off | auto (the group size measured fastest here) | K: train up to K runs as one fused program
+    checkpoint_seconds: float = 2.0  # checkpoint (and log the epochs since) once this long has passed since the last; 0: every epoch
     progress_every: int = 0  # report mid-phase progress every N steps (0: only at phase end)
 
 
