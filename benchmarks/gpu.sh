@@ -116,7 +116,7 @@ if [ "${RUN_ABLATION:-1}" = 1 ]; then
     TAIL=4 step "ablation_$mode" $PY -m harness run --experiment tutorial --device "$DEVICE" --seeds "${ABLATION_SEEDS:-5}" \
       --epochs "${ABLATION_EPOCHS:-10}" --fuse "$mode" --tracking-uri "sqlite:///$OUT/ablation-$mode/mlflow.db" \
       --set "reports_dir='$OUT/ablation-$mode/reports'" --set "checkpoint_dir='$OUT/ablation-$mode/checkpoints'"
-    grep -E "train.fuse = auto|runs finished" "$OUT/ablation_$mode.log" || true
+    grep -E "train.fuse = auto|runs finished|^training: " "$OUT/ablation_$mode.log" || true
   done
 fi
 

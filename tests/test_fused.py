@@ -12,10 +12,11 @@
   what it gets is float noise of the order of 1e-9; Adam divides a gradient by its own running
   size, so noise moves it by up to the learning rate per step either way, in both runs. Its
   difference is bounded by steps × lr, the running mean's by that too.
-- Over 10 epochs, the members' validation accuracies are statistically indistinguishable from
-  their separate runs', by the harness's own paired statistics (harness/analysis/stats.py) on 8
-  seeds: the paired t-test finds no difference (p > 0.05) and the mean difference lies within ±3
-  points, for each of baseline, dropout, batchnorm, weight decay and augment.
+- Over 10 epochs, the members' validation accuracies are equivalent to their separate runs' within
+  ±EQUIVALENCE points by the report's own test of equivalence (TOST, paired by seed, α = 0.05,
+  harness/analysis/stats.py) on 8 seeds, for each of baseline, dropout, batchnorm, weight decay and
+  augment (seeds whose numbers are identical need no test). A p > 0.05 of a test of difference
+  would claim nothing: 8 seeds miss a small difference.
 """
 from __future__ import annotations
 
@@ -29,10 +30,12 @@ from torch import nn
 
 import variants as registry
 from harness.analysis import stats
+from harness.settings.analysis import Analysis
 from harness.training import engine, fused
 from harness.training.fused_net import FusedLeNet
 
 SHAPE = (3, 16, 16)
+EQUIVALENCE = 3.0  # points: the margin 8 seeds of this tiny task can show (the intervals below reach ±1.4 for batchnorm)
 NOISE_FACTOR = 10  # a fused member may stray from the reference this many times as far as the separate path's own float noise
 BN_DRIFTERS = ("conv1.bias", "conv2.bias", "bn1.running_mean", "bn2.running_mean")
 
@@ -152,13 +155,14 @@ def test_over_ten_epochs_fused_members_are_statistically_indistinguishable_from_
     out = group([variant] * len(seeds), data, seeds, epochs=10)
     fused_acc = {s: m[1].history[-1].val_acc for s, m in zip(seeds, out)}
     alone_acc = {s: separate(variant, data, s, epochs=10)[1].history[-1].val_acc for s in seeds}
-    result = stats.paired(alone_acc, fused_acc)
+    result = stats.paired(alone_acc, fused_acc, Analysis(margin=EQUIVALENCE))
     same = sum(fused_acc[s] == alone_acc[s] for s in seeds)
     # docs/performance.md's row (`pytest -s -k ten_epochs tests/test_fused.py` prints them)
     print(f"\n| {variant} | {np.mean(list(alone_acc.values())):.2f} | {np.mean(list(fused_acc.values())):.2f} | {result.diff_mean:+.2f} | "
-          f"[{result.ci_low:+.2f}, {result.ci_high:+.2f}] | {result.t_p:.3f} | {same}/{len(seeds)} |")
-    assert not (result.t_p < 0.05), f"{variant}: fused differs from separate (p = {result.t_p:.3g}, mean {result.diff_mean:+.2f})"
-    assert abs(result.diff_mean) <= 3.0, result
+          f"[{result.ci_low:+.2f}, {result.ci_high:+.2f}] | {result.t_p:.3f} | {result.tost_t_p:.3g} | {same}/{len(seeds)} |")
+    if same < len(seeds):  # TOST by t, or where the differences have no spread by the exact sign-flip test, as the report decides
+        tost = result.tost_t_p if np.isfinite(result.tost_t_p) else result.tost_perm_p
+        assert tost < 0.05, f"{variant}: equivalence within ±{EQUIVALENCE} points not shown (TOST p = {tost:.3g}): {result}"
     assert np.mean(list(alone_acc.values())) > 20  # it learned something: 10 classes, chance is 10%
 
 

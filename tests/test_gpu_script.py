@@ -28,4 +28,4 @@ def test_gpu_script_runs_end_to_end_on_the_cpu(tmp_path):
         assert f"== {name}: exit 0" in out, name
     assert "fused group of 8" in (tmp_path / "out" / "smoke.log").read_text()  # the LeNet family fused, a member at its own lr
     assert "resume the fused group" in (tmp_path / "out" / "smoke_resume.second.log").read_text()
-    assert "s training in their" in out  # the ablation's training seconds beside its wall seconds
+    assert "s of the runs' " in out and "wall time" in out  # the ablation's training seconds beside its wall seconds

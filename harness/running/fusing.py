@@ -1,5 +1,5 @@
 """Which pairs of a `run` train as one fused group (`train.fuse`), how many to a group, and the
-group size `auto` measures. Training a group is harness/running/fused_runs.py.
+group size `auto` measures. Training a unit, one run or a group, is harness/running/units.py.
 
 Fusing is a runtime setting, like the memory format: a fused run stands for its key
 (tests/test_fused.py shows fused and separate runs agree within float noise;

@@ -80,8 +80,8 @@ def summary(outcomes: list[Outcome]) -> str:
     failed = [o for o in outcomes if o.status != "FINISHED"]
     wall, trained = sum(o.seconds for o in outcomes), sum(o.train_seconds for o in outcomes)
     text += f"\n{len(outcomes) - len(failed)} of {len(outcomes)} runs finished"
-    if wall > 0:
-        text += f" ({trained:.1f}s training in their {wall:.1f}s wall time; the rest is testing and recording)"
     if failed:
         text += f"; {len(failed)} failed: " + "; ".join(f"{o.variant} seed {o.seed} ({o.error})" for o in failed)
+    if wall > 0:
+        text += f"\ntraining: {trained:.1f}s of the runs' {wall:.1f}s wall time (the rest: testing and recording)"
     return text
