@@ -38,12 +38,12 @@ def small_copy(data_dir: Path, images: int, folder: Path) -> Path:
     return folder
 
 
-def study(data: Path, seeds: int, epochs: int, extra: list[str]) -> tuple[float, float, int]:
+def study(data: Path, seeds: int, epochs: int, extra: list[str], code: Path = ROOT) -> tuple[float, float, int]:
     """(wall seconds, training seconds, runs) of one `run` command in a fresh folder."""
     from mlflow import MlflowClient
 
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "HARNESS_DATA_DIR": str(data), "PYTHONPATH": str(ROOT), "HARNESS_CONSOLE": "plain"}
+        env = {**os.environ, "HARNESS_DATA_DIR": str(data), "PYTHONPATH": str(code), "HARNESS_CONSOLE": "plain"}
         env.pop("MLFLOW_TRACKING_URI", None)
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "harness", "run", "--variants", "baseline,dropout", "--seeds", str(seeds),
@@ -58,10 +58,10 @@ def study(data: Path, seeds: int, epochs: int, extra: list[str]) -> tuple[float,
         return wall, trained, len(runs)
 
 
-def measure(data: Path, extra: list[str]) -> dict:
+def measure(data: Path, extra: list[str], code: Path = ROOT) -> dict:
     rows = []
     for seeds, epochs in SIZES:
-        wall, trained, runs = study(data, seeds, epochs, extra)
+        wall, trained, runs = study(data, seeds, epochs, extra, code)
         rows.append({"seeds": seeds, "epochs": epochs, "runs": runs, "run_epochs": runs * epochs, "wall_s": round(wall, 2),
                      "training_s": round(trained, 2), "overhead_s": round(wall - trained, 2)})
     (a, b, c) = rows
@@ -76,11 +76,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "cifar10"))
+    parser.add_argument("--code", default=str(ROOT), help="the checkout whose harness runs (another commit's, to compare)")
     parser.add_argument("extra", nargs="*", help="more `run` arguments, e.g. --set train.checkpoint_seconds=0")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = small_copy(Path(args.data_dir), args.images, Path(tmp) / "data")
-        print(json.dumps(measure(data, args.extra)))
+        print(json.dumps(measure(data, args.extra, Path(args.code).resolve())))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,17 @@
 """Recording a finished run: its test-set results (harness/training/results.py) as final metrics,
 logged once even after a restart, and its artifacts (configuration, confusion matrix, per-class
-scores, per-image predictions, weights, plots, the MLflow model), named in harness/tracking/names.py."""
+scores, per-image predictions, weights, plots, the MLflow model), named in harness/tracking/names.py.
+
+A run's two figures (its learning curves and confusion matrix, views of what it logged) take
+longer to draw than the rest of its record (about 0.7 s on a CPU): one background thread draws
+them while the next unit trains, and the runner logs them to their runs as they are done and
+waits for the last ones before the command ends (`drain`). A SIGKILL in that second loses them;
+nothing they show is lost (the metrics and confusion.csv are logged first, and the report draws its
+own figures from the store)."""
 from __future__ import annotations
 
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -33,13 +41,50 @@ def record(tracker, run_id: str, cfg: ExperimentConfig, spec: RunSpec, data: Loa
         results.write_predictions(folder / names.PREDICTIONS, t.y_test, tested.predicted, tested.predicted_last)
         torch.save({"last": model.state_dict(), "selected": result.selected_state, "selected_epoch": result.selected_epoch},
                    folder / names.WEIGHTS)
-        rows = [names.epoch_metrics(s) for s in result.history]
-        curves = {k: [r[k] for r in rows] for k in names.EPOCH_METRICS}
-        plots.run_curves(curves, f"{spec.variant}, seed {spec.seed}", folder / names.CURVES_PLOT)
-        plots.confusion_matrices({f"{spec.variant} seed {spec.seed}": tested.confusion}, classes, folder / names.CONFUSION_PLOT)
         tracker.log_artifacts(run_id, folder)
     models.log_model(tracker.client, run_id, tested.selected, engine.to_float(t.x_test[:2]), user_code(spec))
+    rows = [names.epoch_metrics(s) for s in result.history]
+    curves = {k: [r[k] for r in rows] for k in names.EPOCH_METRICS}
+    figures = (curves, f"{spec.variant}, seed {spec.seed}", {f"{spec.variant} seed {spec.seed}": tested.confusion}, classes)
+    _pending.append((run_id, _artist().submit(_draw, *figures)))
     return tested.metrics
+
+
+_executor: list[ThreadPoolExecutor] = []
+_pending: list[tuple[str, Future]] = []  # (run id, its figures being drawn), oldest first
+
+
+def _artist() -> ThreadPoolExecutor:
+    if not _executor:
+        _executor.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-figures"))
+    return _executor[0]
+
+
+def _draw(curves: dict, title: str, matrices: dict, classes) -> dict[str, bytes]:
+    """A run's figures as PNG files' bytes (drawn on the background thread; the store is written on the caller's)."""
+    from harness.report import plots  # matplotlib and seaborn load when a run first records, not with the runner
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        plots.run_curves(curves, title, folder / names.CURVES_PLOT)
+        plots.confusion_matrices(matrices, classes, folder / names.CONFUSION_PLOT)
+        return {name: (folder / name).read_bytes() for name in (names.CURVES_PLOT, names.CONFUSION_PLOT)}
+
+
+def log_figures(tracker, wait: bool = False) -> list[str]:
+    """Log the figures drawn so far to their runs (with `wait`, every one still being drawn too),
+    oldest first; returns a line for each run whose figures could not be drawn or logged."""
+    problems = []
+    while _pending and (wait or _pending[0][1].done()):
+        run_id, future = _pending.pop(0)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, data in future.result().items():
+                    (Path(tmp) / name).write_bytes(data)
+                tracker.log_artifacts(run_id, Path(tmp))
+        except Exception as e:  # noqa: BLE001 - a figure is a view of what the run logged: the run stands without it
+            problems.append(f"run {run_id}: its figures could not be written ({type(e).__name__}: {e})")
+    return problems
 
 
 def user_code(spec: RunSpec) -> list[str]:

@@ -52,7 +52,10 @@ def train_pair(cfg, variant: str, seed: int, source, rerun: bool, where: str):
                 raise RuntimeError(f"{variant} seed {seed}: a live process on this node holds its claim; is another runner training it?")
             time.sleep(1.0)
         console.header(f"{variant} seed {seed} on {provenance.determinism(device)['device']} ({where}, {torch.get_num_threads()} thread(s))")
-        return units.run(runner.place, [((variant, seed), spec)], claims)[(variant, seed)]
+        try:
+            return units.run(runner.place, [((variant, seed), spec)], claims)[(variant, seed)]
+        finally:
+            runner.log_figures()
     finally:
         claims.close()
 

@@ -16,7 +16,7 @@ from harness.analysis import sequential
 from harness.base import faults
 from harness.data.loading import Loaded, Splits
 from harness.running import claims as claims_mod
-from harness.running import fusing, outcomes, resume, units
+from harness.running import fusing, outcomes, recording, resume, units
 from harness.running.claims import Claims
 from harness.running.console import Console
 from harness.running.outcomes import Outcome
@@ -125,6 +125,16 @@ class Runner:
             return [by_pair[pair] for pair in pairs]
         finally:
             claims.close()
+            self.log_figures()
+
+    def log_figures(self) -> None:
+        """Wait for the last runs' figures (harness/running/recording.py) and log them; a store that
+        takes no writes, or an interruption, leaves them out (they are views of what was logged)."""
+        try:
+            for problem in recording.log_figures(self.tracker, wait=True):
+                self.console.line(f"warning: {problem}")
+        except store.StoreError:
+            pass
 
     def parent(self, spec: RunSpec) -> tuple[str, dict]:
         """The variant's parent run (created on first use, then remembered) and the params its runs share."""

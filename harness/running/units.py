@@ -397,6 +397,8 @@ def _record_all(place: Place, trained: list[Member], active: list[Member], resul
 def _record(place: Place, m: Member, model, result: engine.Result, start: float) -> Outcome:
     """Test and record a trained member, close it FINISHED, and (--rerun) retire the runs it replaces."""
     spec = m.spec
+    for problem in recording.log_figures(place.tracker):  # the figures of runs recorded earlier, drawn meanwhile
+        place.console.line(f"warning: {problem}")
     metrics = recording.record(place.tracker, m.run_id, place.cfg, spec, place.splits.data_for(spec.seed, spec.split_seed), model, result)
     if result.notes:
         place.tracker.set_tags(m.run_id, {names.NOTE_TAG: " ".join(result.notes)[:5000]})

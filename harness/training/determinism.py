@@ -40,7 +40,9 @@ def set_determinism(mode: str = "cudnn") -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     torch.backends.cudnn.deterministic = mode != "fast"
     torch.backends.cudnn.benchmark = mode == "fast"
-    torch.use_deterministic_algorithms(mode == "strict")
+    strict = mode == "strict"
+    if torch.are_deterministic_algorithms_enabled() != strict or torch.is_deterministic_algorithms_warn_only_enabled():
+        torch.use_deterministic_algorithms(strict)  # its first call costs about 2 s (it imports inductor's config): only on a change
 
 
 def global_rng_state(device: torch.device = torch.device("cpu")) -> dict:
