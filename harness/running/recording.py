@@ -31,7 +31,6 @@ def record(tracker, run_id: str, cfg: ExperimentConfig, spec: RunSpec, data: Loa
     tested = results.test(model, result, t.x_test, t.y_test, classes, spec.train, cfg.runtime)
     if "test_acc" not in tracker.runs_metrics(run_id):  # a restart after the final log logs nothing twice
         tracker.log_metrics(run_id, tested.metrics)
-    from harness.report import plots  # matplotlib and seaborn load when a run first records, not with the runner
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -17,11 +17,10 @@ interruption marks its runs KILLED and a failure FAILED, and both keep the check
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import torch
 
 from harness.base import faults
 from harness.base.errors import Terminated
@@ -30,6 +29,7 @@ from harness.running import recording
 from harness.running.assembly import assemble
 from harness.running.claims import Claims
 from harness.running.console import Console, duration
+from harness.running.ledger import Ledger
 from harness.running.outcomes import Outcome, finished
 from harness.settings.config import ExperimentConfig, RunSpec
 from harness.tracking import names, store
@@ -37,10 +37,6 @@ from harness.training import checkpoint, engine, fused
 
 INTERRUPTIONS = (KeyboardInterrupt, Terminated, SystemExit)  # SystemExit: submitit requeues a preempted Slurm task
 Pair = tuple[str, int]
-
-
-class LostClaim(RuntimeError):
-    """Another runner took over a run of this unit (this one's lease ran out): this one stops."""
 
 
 @dataclass
@@ -116,7 +112,7 @@ def run(place: Place, held: list[tuple[Pair, RunSpec]], claims: Claims) -> dict[
             _kill_stale(place, m)
             place.tracker.reopen(m.run_id)
             place.tracker.set_tags(m.run_id, {names.ERROR_TAG: ""})
-        where = f"the fused group of {_names(members)}" if len(members) > 1 else f"{members[0].name}"
+        where = f"the fused group of {', '.join(m.name for m in members)}" if len(members) > 1 else members[0].name
         place.console.line(f"resume {where} after epoch {saved['epoch']}" + (f" in run {members[0].run_id}" if len(members) == 1 else ""))
         return {**out, **_train(place, members, active, saved, path, claims)}
     for m in members:
@@ -209,10 +205,6 @@ def _open(place: Place, m: Member) -> None:
     place.tracker.log_inputs(m.run_id, place.inputs(split))
 
 
-def _names(members: list[Member]) -> str:
-    return ", ".join(m.name for m in members)
-
-
 def _close(place: Place, members: list[Member], status: str, reason: str) -> None:
     """Close these members' runs with `status` and `reason`, and update their parents' aggregates."""
     for m in members:
@@ -223,69 +215,6 @@ def _close(place: Place, members: list[Member], status: str, reason: str) -> Non
             place.tracker.update_aggregates(parent_id)  # the parent holds results, not a process: never left RUNNING
         except store.StoreError:
             pass  # what stopped the unit is what the user hears about
-
-
-@dataclass
-class Ledger:
-    """A unit's checkpoint and its epochs' metrics: written together once `every` seconds have
-    passed since the last write (or at once with 0), and on `flush`. Between writes the last
-    epoch's snapshot is kept as a copy, so an interruption writes what the last epoch left."""
-
-    place: Place
-    path: Path
-    trained: list[Member]
-    active: list[Member]
-    claims: Claims
-    every: float
-    logged: dict[str, set[int]]  # run id -> epochs the store has
-    pending: dict[str, list] = field(default_factory=dict)  # run id -> EpochStats not yet logged
-    unsaved: dict | None = None
-    last: float = field(default_factory=time.monotonic)
-
-    def epoch(self, snapshot: dict, stats: list, epoch: int, final: bool) -> None:
-        for m, s in zip(self.trained, stats):
-            if s is not None and m.run_id in self.logged and epoch not in self.logged[m.run_id]:
-                self.pending.setdefault(m.run_id, []).append(s)
-        if final or time.monotonic() - self.last >= self.every:
-            self.write(snapshot)
-        else:
-            self.unsaved = _copy(snapshot)
-
-    def write(self, snapshot: dict) -> None:
-        # Checkpoint first, then log: an epoch's metrics are in the store only once its checkpoint is durable.
-        if not all(self.claims.holds(m.key) for m in self.active):
-            raise LostClaim(f"another runner took over {'a member of the fused group of ' if len(self.trained) > 1 else ''}"
-                            f"{_names(self.trained)}; this one stops")
-        checkpoint.save(self.path, {**snapshot, "run_ids": [m.run_id for m in self.trained], "keys": [m.key for m in self.trained]})
-        self.unsaved, self.last = None, time.monotonic()
-        faults.point("checkpointed")
-        for run_id, stats in self.pending.items():
-            self.place.tracker.log_epochs(run_id, [(s.epoch, names.epoch_metrics(s)) for s in stats])
-            self.logged[run_id].update(s.epoch for s in stats)
-        self.pending = {}
-        faults.point("logged")
-
-    def flush(self) -> None:
-        """On an interruption: write the last epoch's checkpoint and metrics if they wait (nothing else can be done)."""
-        if self.unsaved is None:
-            return
-        try:
-            self.write(self.unsaved)
-        except (LostClaim, store.StoreError, OSError):
-            pass  # the interruption is what the user hears about; the previous checkpoint stands
-
-
-def _copy(value):
-    """A snapshot with every tensor copied (the live weights and optimizer state move on)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_copy(v) for v in value)
-    return value
 
 
 def _train(place: Place, trained: list[Member], active: list[Member], snapshot: dict | None, path: Path,
@@ -306,7 +235,7 @@ def _train(place: Place, trained: list[Member], active: list[Member], snapshot: 
     datas = [place.splits.data_for(m.spec.seed, m.spec.split_seed) for m in trained]
     title = f"fused group of {len(trained)}" if len(trained) > 1 else trained[0].name
     console.start_run(title, sum(len(d.tensors.y_train) + len(d.tensors.y_val) for d in datas), snapshot["epoch"] if snapshot else 0)
-    ledger = Ledger(place, path, trained, active, claims, place.cfg.runtime.checkpoint_seconds, logged)
+    ledger = Ledger(place.tracker, path, trained, active, claims, place.cfg.runtime.checkpoint_seconds, logged)
 
     def on_progress(progress: engine.Progress) -> None:
         if progress.phase != "epoch":
