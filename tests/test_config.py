@@ -161,7 +161,7 @@ def test_every_train_setting_reaches_the_engine_by_its_name():
                                         "train.weight_decay=0.1", "train.shuffle=false", "train.select='last'", "train.precision='bf16'",
                                         "train.memory_format='contiguous'", "train.compile='default'", "train.determinism='fast'",
                                         "train.threads=1", "train.device='cpu'", "train.fuse=4",
-                                        "train.checkpoint_seconds=0"])
+                                        "train.checkpoint_seconds=0", "train.last_batch='drop'"])
     assert type(cfg.train) is engine.TrainSettings and type(cfg.runtime) is engine.Runtime
     for part, default in ((cfg.train, engine.TrainSettings()), (cfg.runtime, engine.Runtime())):
         for f in dataclasses.fields(part):

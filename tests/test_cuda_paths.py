@@ -100,3 +100,22 @@ def test_bench_sets_cublas_workspace_before_any_row_trains(monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     bench.parse_engine_settings("determinism=strict", torch.device("cpu"))
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == engine.CUBLAS_WORKSPACE
+
+
+def test_a_static_last_batch_where_the_setting_asks_for_it(data):
+    """train.last_batch = drop: every step of an epoch the same size, as a captured CUDA graph
+    needs (128 images in batches of 48: 2 steps, 32 images left out), in both loops; a fused
+    member still draws exactly its separate run's dropout masks, epoch after epoch."""
+    from tests.test_fused import NOISE_FACTOR, float_noise, gap
+
+    build, pieces, _ = parts("dropout")
+    settings = engine.TrainSettings(epochs=2, batch_size=48, last_batch="drop")
+    seen = []
+    alone = engine.train(build, *data, settings, 1, seen.append, runtime=engine.Runtime(progress_every=1), pieces=pieces)[0]
+    assert {p.steps for p in seen if p.phase == "train"} == {2}
+    other = engine.train(build, *data, settings, 1, pieces=pieces, runtime=engine.Runtime(memory_format="contiguous"))[0]
+    member = fused.train_group([fused.Member(build, *data, settings, s) for s in (1, 2)], pieces=pieces)[0][0]
+    tolerance = NOISE_FACTOR * float_noise([(alone.state_dict(), other.state_dict())])
+    assert gap(alone.state_dict(), member.state_dict()) <= tolerance
+    kept = engine.train(build, *data, engine.TrainSettings(epochs=2, batch_size=48), 1, pieces=pieces)[0]
+    assert gap(alone.state_dict(), kept.state_dict()) > 100 * tolerance  # the setting changes the training

@@ -40,6 +40,8 @@ CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "train.weight_decay": ("a finite number >= 0", lambda v: v >= 0),
     "train.shuffle": ("true (seeded reshuffle each epoch) or false (the tutorial's fixed order)", lambda v: True),
     "train.select": ("one of val_acc, val_loss, last", lambda v: v in ("val_acc", "val_loss", "last")),
+    "train.last_batch": ("keep (an epoch's last batch may be smaller, the tutorial's) or drop (every step the same size, as a "
+                         "captured CUDA graph needs)", lambda v: v in ("keep", "drop")),
     "train.precision": ("one of fp32 (the tutorial's), bf16 (autocast)", lambda v: v in ("fp32", "bf16")),
     "train.device": ("one of auto, cpu, cuda, cuda:N", lambda v: v in ("auto", "cpu", "cuda") or _is_cuda_index(v)),
     "train.threads": ("an integer >= 0 (0: torch's default)", lambda v: v >= 0),

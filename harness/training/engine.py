@@ -218,7 +218,7 @@ def train(
     order_rng = torch.Generator(device="cpu").manual_seed(sources.seed("order", seed))
     data_rng = torch.Generator(device="cpu").manual_seed(sources.seed("augment", seed) + 1)
     n = len(y_train)
-    steps = (n + settings.batch_size - 1) // settings.batch_size
+    steps, used = settings.steps(n)
     check_each_step = checks_each_step(device)
     result, best = Result(), None
     first_epoch = 1
@@ -263,7 +263,7 @@ def train(
         bad = int(first_bad.item())
         if bad >= 0:
             raise NonFiniteLoss(epoch, bad, float("nan"))
-        train_loss, train_acc = loss_sum.item() / n, 100.0 * correct.item() / n
+        train_loss, train_acc = loss_sum.item() / used, 100.0 * correct.item() / used
         on_progress(Progress("train", epoch, settings.epochs, steps, steps, train_loss, train_acc, True))
 
         val_loss, val_acc, _ = evaluate(model, x_val, y_val, settings, runtime, forward)

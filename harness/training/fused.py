@@ -198,7 +198,7 @@ def train_group(
         first_epoch = resume["epoch"] + 1
     batches = fused_data.Batches(members, device)
     n = batches.n
-    steps = (n + settings.batch_size - 1) // settings.batch_size
+    steps, used = settings.steps(n)
     check_each_step = engine.checks_each_step(device)
     nan = float("nan")
 
@@ -210,7 +210,7 @@ def train_group(
         alive = torch.tensor([s.failed is None for s in states], device=device)
         trained = sum(s.failed is None for s in states)  # the members that train this epoch, who share its time
         order = batches.order(states, settings.shuffle)
-        masks = fused.epoch_masks(n, device)
+        masks = fused.epoch_masks(used, device)  # exactly the rows the separate run's steps draw masks for
         loss_sum = torch.zeros(k, device=device)
         correct = torch.zeros(k, device=device, dtype=torch.long)
         first_bad = torch.full((k,), -1, device=device, dtype=torch.long)
@@ -249,7 +249,7 @@ def train_group(
             if b >= 0 and states[j].failed is None:
                 states[j].failed = NonFiniteLoss(epoch, b, float("nan"))
         alive = torch.tensor([s.failed is None for s in states], device=device)
-        on_progress(Progress("train", epoch, settings.epochs, steps, steps, *fused_data.means(loss_sum, correct, alive, n), True))
+        on_progress(Progress("train", epoch, settings.epochs, steps, steps, *fused_data.means(loss_sum, correct, alive, used), True))
 
         val = fused_data.evaluate_group(fused, members, settings, runtime, forward)
         val_steps = (len(members[0].y_val) + settings.eval_batch_size - 1) // settings.eval_batch_size
@@ -261,7 +261,7 @@ def train_group(
         for j, s in enumerate(states):
             if s.failed is not None:
                 continue
-            stats = EpochStats(epoch, sums[j] / n, 100.0 * rights[j] / n, val[j][0], val[j][1], seconds)
+            stats = EpochStats(epoch, sums[j] / used, 100.0 * rights[j] / used, val[j][0], val[j][1], seconds)
             s.result.history.append(stats)
             if engine._is_better(settings.select, stats, s.best):
                 s.best = stats

@@ -3,7 +3,7 @@ experiment file never imports torch: `TrainSettings` (what a run trains with) an
 it executes). `harness.training.engine` re-exports both."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,15 @@ class TrainSettings:
     shuffle: bool = True  # reshuffle the batches each epoch (seeded by the run's seed); False: the tutorial's fixed order
     select: str = "val_acc"  # which epoch's weights are "the model": val_acc | val_loss | last
     precision: str = "fp32"  # fp32 (the tutorial's) | bf16 (autocast; weights and optimizer stay fp32)
+    # keep (the tutorial's: an epoch's last batch may be smaller) | drop (every step the same size, as a captured CUDA graph
+    # needs); added later: at its neutral default it leaves the run keys of older runs as they were
+    last_batch: str = field(default="keep", metadata={"neutral": True})
+
+    def steps(self, n: int) -> tuple[int, int]:
+        """(optimizer steps, images used) of an epoch of `n` training images."""
+        if self.last_batch == "drop" and n >= self.batch_size:
+            return n // self.batch_size, n // self.batch_size * self.batch_size
+        return (n + self.batch_size - 1) // self.batch_size, n
 
 
 @dataclass(frozen=True)
