@@ -84,13 +84,14 @@ study() {  # study NAME [--set KEY=VALUE ...]: the smoke study in a fresh store 
     --set "checkpoint_dir='$OUT/$name/checkpoints'" "$@"
 }
 
-# Killed after its second checkpoint (the first group's second epoch, or the second group's first),
-# then resumed: the resume must say so and finish every run.
+# Killed (SIGKILL) after its second checkpoint, a checkpoint after every epoch: the fused group's
+# second and last epoch, before its metrics are logged; then resumed: the resume must say so and
+# finish every run.
 resume_check() {
-  HARNESS_FAULT=checkpointed:2:KILL study smoke_resume --epochs 2
+  HARNESS_FAULT=checkpointed:2:KILL study smoke_resume --epochs 2 --set train.checkpoint_seconds=0
   echo "killed run exited $? (137: SIGKILL, as asked)"
   KEEP=1 study smoke_resume --epochs 2 | tee "$OUT/smoke_resume.second.log"
-  grep -q "resume" "$OUT/smoke_resume.second.log"
+  grep -q "resume the fused group" "$OUT/smoke_resume.second.log"
 }
 export OUT DEVICE PY SMOKE_SEEDS SMOKE_EPOCHS
 export -f study resume_check
@@ -112,7 +113,8 @@ step bench_fused $PY -m harness bench --device "$DEVICE" --fused "${FUSED:-1,2,4
 
 if [ "${RUN_ABLATION:-1}" = 1 ]; then
   for mode in off "${FUSE:-auto}"; do
-    rm -rf "$OUT/ablation-$mode"
+    rm -rf "${OUT:?}/ablation-$mode"
+    mkdir -p "$OUT/ablation-$mode"
     TAIL=4 step "ablation_$mode" $PY -m harness run --experiment tutorial --device "$DEVICE" --seeds "${ABLATION_SEEDS:-5}" \
       --epochs "${ABLATION_EPOCHS:-10}" --fuse "$mode" --tracking-uri "sqlite:///$OUT/ablation-$mode/mlflow.db" \
       --set "reports_dir='$OUT/ablation-$mode/reports'" --set "checkpoint_dir='$OUT/ablation-$mode/checkpoints'"

@@ -113,8 +113,8 @@ def test_a_task_requeued_without_warning_resumes_from_its_last_checkpoint(slurm,
 
 
 def test_a_cancelled_task_fails_named_with_its_log_and_leaves_nothing_running(slurm, tmp_path):
-    proc, job = _start(tmp_path, slurm, epochs=400)
-    twice = harness("run", "--variants", "baseline", "--seeds", "1", "--epochs", "400", *TINY, "--executor", "slurm", cwd=tmp_path,
+    proc, job = _start(tmp_path, slurm, epochs=20000)  # minutes of tiny epochs: far longer than the test needs to cancel it
+    twice = harness("run", "--variants", "baseline", "--seeds", "1", "--epochs", "20000", *TINY, "--executor", "slurm", cwd=tmp_path,
                     data=tmp_path / "data", env=slurm)  # while its task runs, the same command would train the pair twice
     assert twice.returncode == 2 and "still has 1 Slurm task(s) queued or running" in twice.stderr, twice.stderr[-2000:]
     subprocess.run(["scancel", job], env=slurm, check=True)

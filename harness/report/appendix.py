@@ -6,6 +6,7 @@ from pathlib import Path
 
 from harness.report.stats_section import text
 from harness.settings import checks
+from harness.tracking import names
 from harness.tracking.readback import SeedRun
 
 ENV_KEYS = ("torch", "cuda", "cudnn", "device", "threads", "cudnn_deterministic", "deterministic_algorithms")
@@ -44,7 +45,7 @@ def failures(runs: list[SeedRun]) -> list[str]:
         return []
     lines = [f'## <a id="{FAILURES_ANCHOR}"></a>Runs that did not finish', "", "They are left out of every number above.", "", "| variant | seed | state | reason |", "|---|---|---|---|"]
     for r in bad:
-        reason = text(r.tags.get("harness.error", ""))
+        reason = text(r.tags.get(names.ERROR_TAG, ""))
         lines.append(f"| {text(r.variant)} | {r.seed} | {r.status} | {reason or '–'} |")
     return lines + [""]
 

@@ -126,7 +126,7 @@ class Claims:
                 with self._connect() as db:
                     expires = time.time() + self.lease_s
                     db.executemany("update claims set expires = ? where key = ? and owner = ?", [(expires, k, self.owner) for k in keys])
-            except sqlite3.Error:
+            except (sqlite3.Error, OSError):  # OSError: its folder went (a deleted working directory); the runner says so
                 pass  # the next beat tries again; the lease is six beats long
 
     def close(self) -> None:

@@ -64,8 +64,9 @@ def close_lost(runner, variant: str, seed: int, error: str) -> None:
     """On the driver, after a task ended without finishing its pair: its run, if a process died
     leaving it RUNNING, is marked KILLED with `error` (the next command resumes it)."""
     from harness.settings import config
+    from harness.tracking import names
 
     for run in runner.tracker.runs_with_key(runner.key(config.resolve(runner.cfg, variant, seed))):
         if run.status == "RUNNING":
-            runner.tracker.set_tags(run.run_id, {"harness.error": error[:5000]})
+            runner.tracker.set_tags(run.run_id, {names.ERROR_TAG: error[:5000]})
             runner.tracker.finish(run.run_id, "KILLED")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from harness.running.claims import Claims
 from harness.running.console import Console
+from harness.tracking import names
 
 
 def sweep_dangling(tracker, claims: Claims, console: Console) -> None:
@@ -13,7 +14,7 @@ def sweep_dangling(tracker, claims: Claims, console: Console) -> None:
     for run_id, key in tracker.running_seed_runs():
         if key and claims.acquire(key):
             try:
-                tracker.set_tags(run_id, {"harness.error": "its process died without closing it (found by a later runner)"})
+                tracker.set_tags(run_id, {names.ERROR_TAG: "its process died without closing it (found by a later runner)"})
                 tracker.finish(run_id, "KILLED")
                 console.line(f"marked run {run_id} KILLED: its process had died while it was RUNNING")
             finally:

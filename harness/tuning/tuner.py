@@ -109,7 +109,7 @@ def fail_stale_trial_runs(tracker, parent_id: str, numbers: list[int]) -> None:
     for number in numbers:
         for run_id in tracker.run_ids(f"tags.`harness.role` = 'trial' and tags.`mlflow.parentRunId` = '{parent_id}' "
                                       f"and tags.`harness.trial` = '{number}' and attributes.status = 'RUNNING'"):
-            tracker.set_tags(run_id, {"harness.trial_state": "FAIL", "harness.error": "its process died while the trial ran"})
+            tracker.set_tags(run_id, {"harness.trial_state": "FAIL", names.ERROR_TAG: "its process died while the trial ran"})
             tracker.finish(run_id, "FAILED")
 
 
@@ -175,7 +175,7 @@ def optimize(cfg: ExperimentConfig, data: Loaded, req: TuneRequest, study: optun
             trial.set_user_attr("fail_reason", reason)
             raise
         finally:
-            tracker.set_tags(run_id, {"harness.trial_state": state, **({"harness.error": reason} if reason else {})})
+            tracker.set_tags(run_id, {"harness.trial_state": state, **({names.ERROR_TAG: reason} if reason else {})})
             tracker.finish(run_id, MLFLOW_STATUS[state])
 
     start = time.monotonic()
@@ -241,7 +241,7 @@ def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, 
             fail_stale_trials(load_study(req))
             for run_id in tracker.run_ids(f"tags.`harness.role` = 'trial' and tags.`mlflow.parentRunId` = '{parent_id}' "
                                           "and attributes.status = 'RUNNING'"):
-                tracker.set_tags(run_id, {"harness.trial_state": "FAIL", "harness.error": "stopped (SIGINT or SIGTERM) as the trial started"})
+                tracker.set_tags(run_id, {"harness.trial_state": "FAIL", names.ERROR_TAG: "stopped (SIGINT or SIGTERM) as the trial started"})
                 tracker.finish(run_id, "FAILED")
             tracker.finish(parent_id, "KILLED")
             raise
@@ -254,7 +254,7 @@ def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, 
             for run_id, number in tracker.tagged_runs(f"tags.`harness.role` = 'trial' and tags.`mlflow.parentRunId` = '{parent_id}' "
                                                       "and attributes.status = 'RUNNING'", "harness.trial"):
                 if number.isdigit() and int(number) in ended:  # failed by another process's heartbeat check before this one looked
-                    tracker.set_tags(run_id, {"harness.trial_state": "FAIL", "harness.error": "its process died while the trial ran"})
+                    tracker.set_tags(run_id, {"harness.trial_state": "FAIL", names.ERROR_TAG: "its process died while the trial ran"})
                     tracker.finish(run_id, "FAILED")
             left = max(0, req.trials - counted(study))
             say(f"worker(s) {', '.join(f'{pid} (exit {code})' for pid, code in dead)} stopped early; "
