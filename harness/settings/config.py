@@ -78,10 +78,17 @@ class ExperimentConfig:
         """What decides the numbers (not how they are computed, nor where they go)."""
         data = {k: v for k, v in dataclasses.asdict(self.data).items() if k != "image_size" or v}  # absent by default: hashes stay
         out = {"name": self.name, "variants": list(self.variants), "baseline": self.baseline, "seeds": list(self.seeds),
-               "train": dataclasses.asdict(self.train), "data": data, "params": self.params,
+               "train": neutral_left_out(self.train), "data": data, "params": self.params,
                "design": {"kind": self.design.kind, "factors": list(self.design.factors)}}
         out |= {"sources": self.sources.pinned()} if self.sources.pinned() else {}  # absent by default: hashes stay as they were
         return out | ({"sequential": dataclasses.asdict(self.sequential)} if self.sequential else {})
+
+
+def neutral_left_out(train) -> dict[str, Any]:
+    """Training settings as a dict, a setting added later left out at its neutral default (so the
+    hashes of configurations made before it existed stay as they were)."""
+    return {f.name: getattr(train, f.name) for f in dataclasses.fields(train)
+            if not (f.metadata.get("neutral") and getattr(train, f.name) == f.default)}
 
 
 @dataclass(frozen=True)
@@ -114,10 +121,7 @@ class RunSpec:
         and the source hash of each user component (editing its file makes new runs). Not the seed,
         and nothing of `Runtime`."""
         payload = {"experiment": self.experiment, "variant": self.variant}
-        for f in dataclasses.fields(self.train):
-            value = getattr(self.train, f.name)
-            if not (f.metadata.get("neutral") and value == f.default):
-                payload[f"train.{f.name}"] = value
+        payload.update({f"train.{k}": v for k, v in neutral_left_out(self.train).items()})
         payload.update({f"model.{k}": v for k, v in self.model_params.items()})
         payload.update({f"seeds.{k}": v for k, v in self.sources.pinned().items()})  # none by default: old keys stay valid
         payload.update({f"code.{k}": v for k, v in self.code.items()})  # none for shipped components: old keys stay valid
