@@ -179,8 +179,8 @@ def test_auto_fuses_only_a_size_measured_ten_percent_faster_per_member_and_never
     from harness.training import engine
 
     cpu, shape, settings, runtime = torch.device("cpu"), (3, 32, 32), engine.TrainSettings(), engine.Runtime()
-    assert fusing.limit("auto", cpu, shape, 10, settings, runtime) == 1
-    assert fusing.limit("off", cpu, shape, 10, settings, runtime) == 1 and fusing.limit(8, cpu, shape, 10, settings, runtime) == 8
+    assert fusing.decide("auto", cpu, shape, 10, settings, runtime)[0] == 1
+    assert fusing.decide("off", cpu, shape, 10, settings, runtime)[0] == 1 and fusing.decide(8, cpu, shape, 10, settings, runtime)[0] == 8
     assert fusing.choose({1: 1.0, 2: 1.9, 4: 3.0, 8: 8.0}) == 4  # 0.75 a member, the least, and under 0.9
     assert fusing.choose({1: 1.0, 2: 1.85, 4: 4.4, 8: 9.0}) == 1  # 0.925 a member: not 10% faster
     assert fusing.choose({1: 1.0, 2: 2.5, 4: 5.0, 8: 10.0}) == 1

@@ -76,11 +76,6 @@ def plan(pairs: list[tuple[str, int]], limit: int, signs: dict, pinned: list[lis
     return units
 
 
-def limit(fuse: int | str, device: torch.device, image_shape: tuple[int, int, int], classes: int,
-          settings: engine.TrainSettings, runtime: engine.Runtime) -> int:
-    return decide(fuse, device, image_shape, classes, settings, runtime)[0]
-
-
 def decide(fuse: int | str, device: torch.device, image_shape: tuple[int, int, int], classes: int,
            settings: engine.TrainSettings, runtime: engine.Runtime) -> tuple[int, str]:
     """The most members a group takes: 1 with `off`, K with a number. With `auto`: 1 on a CPU, where

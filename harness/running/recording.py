@@ -10,6 +10,7 @@ nothing they show is lost (the metrics and confusion.csv are logged first, and t
 own figures from the store)."""
 from __future__ import annotations
 
+import functools
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -49,14 +50,12 @@ def record(tracker, run_id: str, cfg: ExperimentConfig, spec: RunSpec, data: Loa
     return tested.metrics
 
 
-_executor: list[ThreadPoolExecutor] = []
 _pending: list[tuple[str, Future]] = []  # (run id, its figures being drawn), oldest first
 
 
+@functools.cache
 def _artist() -> ThreadPoolExecutor:
-    if not _executor:
-        _executor.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-figures"))
-    return _executor[0]
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-figures")
 
 
 def _draw(curves: dict, title: str, matrices: dict, classes) -> dict[str, bytes]:

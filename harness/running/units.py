@@ -92,9 +92,8 @@ def run(place: Place, held: list[tuple[Pair, RunSpec]], claims: Claims) -> dict[
     out: dict[Pair, Outcome] = {}
     path = _path(place, members)
     saved = _load(path)
-    matched = _match(saved, members, live)
-    if matched is not None:  # the same unit, interrupted
-        recorded = matched
+    recorded = _match(saved, members, live)
+    if recorded is not None:  # the same unit, interrupted
         for m in members:
             if m.pair in recorded:
                 run = next(r for r in m.done if r.run_id == m.run_id)
@@ -109,9 +108,7 @@ def run(place: Place, held: list[tuple[Pair, RunSpec]], claims: Claims) -> dict[
         for m in active:
             m.parent_id = place.parent(m.spec)[0]
             m.first_epoch = saved["epoch"]
-            _kill_stale(place, m)
-            place.tracker.reopen(m.run_id)
-            place.tracker.set_tags(m.run_id, {names.ERROR_TAG: ""})
+            _reopen(place, m)
         where = f"the fused group of {', '.join(m.name for m in members)}" if len(members) > 1 else members[0].name
         place.console.line(f"resume {where} after epoch {saved['epoch']}" + (f" in run {members[0].run_id}" if len(members) == 1 else ""))
         return {**out, **_train(place, members, active, saved, path, claims)}
@@ -186,6 +183,13 @@ def _kill_stale(place: Place, m: Member) -> None:
             place.tracker.finish(stale.run_id, "KILLED")
 
 
+def _reopen(place: Place, m: Member) -> None:
+    """Continue in `m.run_id`: RUNNING again, its error cleared, its stale siblings KILLED."""
+    _kill_stale(place, m)
+    place.tracker.reopen(m.run_id)
+    place.tracker.set_tags(m.run_id, {names.ERROR_TAG: ""})
+
+
 def _open(place: Place, m: Member) -> None:
     """The run `m` trains in from the start: its newest unfinished run when that died before its
     first checkpoint (no epoch logged), else a new run under its variant's parent."""
@@ -193,9 +197,7 @@ def _open(place: Place, m: Member) -> None:
     unfinished = m.unfinished()
     if unfinished and not place.tracker.logged_epochs(unfinished[-1].run_id):
         m.run_id = unfinished[-1].run_id
-        _kill_stale(place, m)
-        place.tracker.reopen(m.run_id)
-        place.tracker.set_tags(m.run_id, {names.ERROR_TAG: ""})
+        _reopen(place, m)
         place.console.line(f"resume {m.name} from the start in run {m.run_id}")
         return
     _kill_stale(place, m)

@@ -90,13 +90,13 @@ def evaluate_group(fused: FusedLeNet, members: list, settings: TrainSettings, ru
     device = members[0].x_val.device
     fmt = engine.memory_format(runtime, device)
     shared = all(m.x_val is members[0].x_val for m in members)
-    x = members[0].x_val.unsqueeze(0) if shared else torch.stack([m.x_val for m in members])
     y = torch.stack([m.y_val for m in members])
     loss_sum = torch.zeros(k, device=device)
     correct = torch.zeros(k, device=device, dtype=torch.long)
     for lo in range(0, y.shape[1], settings.eval_batch_size):
         hi = lo + settings.eval_batch_size
-        batch = x[:, lo:hi].expand(k, -1, -1, -1, -1)
+        # one copy of a batch whatever K (fused_input converts and lays it out); own sets: each member's slice
+        batch = members[0].x_val[lo:hi].unsqueeze(0).expand(k, -1, -1, -1, -1) if shared else torch.stack([m.x_val[lo:hi] for m in members])
         if engine.uses_cuda_graphs(runtime):
             torch.compiler.cudagraph_mark_step_begin()
         with engine.autocast(device, settings.precision):
