@@ -66,7 +66,7 @@ print("fp32 run:", {k: v for k, v in provenance.determinism(dev).items() if k.st
 EOF
 
 cat > "$OUT/fast_lr.py" <<'EOF'
-from variants.registry import Change, register
+from harness.variants.registry import Change, register
 
 
 @register("fast_lr", hypothesis="Three times the learning rate trains faster.", train={"lr": 3e-3})

@@ -19,8 +19,8 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "register": "variants.registry",
-    "Change": "variants.registry",
+    "register": "harness.variants.registry",
+    "Change": "harness.variants.registry",
     "Dataset": "harness.data.datasets",
     "register_dataset": "harness.data.datasets",
     "load_experiment": "harness.settings.experiment_file",

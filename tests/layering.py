@@ -1,4 +1,4 @@
-"""Reads the imports of the harness and variants packages (ast, every import statement, also
+"""Reads the imports of the harness package (ast, every import statement, also
 inside functions) and checks the layering: a module imports only modules of its own layer or of
 the layers below it, and no set of modules imports itself round in a circle.
 
@@ -12,7 +12,7 @@ import ast
 from pathlib import Path
 
 LAYERS = ("base", "data", "training", "variants", "settings", "analysis", "tracking", "report", "running", "tuning", "cli", "api", "surface")
-USER_CODE = ("variants/plugins.py",)  # imports the user's own files and modules by name; never a module of the project
+USER_CODE = ("harness/variants/plugins.py",)  # imports the user's own files and modules by name; never a module of the project
 
 
 def dynamic(root: Path) -> list[str]:
@@ -32,21 +32,18 @@ def dynamic(root: Path) -> list[str]:
 
 
 def modules(root: Path) -> dict[str, Path]:
-    """Dotted module name -> file, for every module of `harness` and `variants` under `root`."""
+    """Dotted module name -> file, for every module of `harness` under `root`."""
     out = {}
-    for package in ("harness", "variants"):
-        for path in sorted((root / package).rglob("*.py")):
-            parts = list(path.relative_to(root).with_suffix("").parts)
-            if parts[-1] == "__init__":
-                parts = parts[:-1]
-            out[".".join(parts)] = path
+    for path in sorted((root / "harness").rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
     return out
 
 
 def layer(module: str) -> str:
     parts = module.split(".")
-    if parts[0] == "variants":
-        return "variants"
     if len(parts) == 1 or parts[1] not in LAYERS:
         return "surface"  # harness/__init__.py, __main__.py and any other module at the top of harness/
     return parts[1]

@@ -276,7 +276,7 @@ def test_list_with_a_component_that_cannot_be_built_names_it(tmp_path):
 
     shutil.copytree(ROOT / "variants", tmp_path / "pkg" / "variants")
     (tmp_path / "pkg" / "variants" / "needs_arg.py").write_text(
-        "from variants.registry import Change, register\n\n\n"
+        "from harness.variants.registry import Change, register\n\n\n"
         "@register('needs_arg', 'A builder with a required argument.')\n"
         "def needs_arg(width: int) -> Change:\n    return Change()\n")
     init = tmp_path / "pkg" / "variants" / "__init__.py"

@@ -108,14 +108,14 @@ def test_list_reads_its_cache_without_importing_torch_until_a_variant_file_chang
     assert _imports_torch(first) and not _imports_torch(second)
     (tmp_path / "variants" / "wide.py").write_text(
         "from torch import nn\n"
-        "from variants.registry import Change, register\n\n\n"
+        "from harness.variants.registry import Change, register\n\n\n"
         "def tiny(image_shape, num_classes):\n"
         "    return nn.Linear(10, 10)\n\n\n"
         "@register('wide', hypothesis='A wider head.')\n"
         "def wide():\n"
         "    return Change(architecture=tiny)\n")
     init = tmp_path / "variants" / "__init__.py"
-    init.write_text(init.read_text() + "from variants import wide  # noqa: E402,F401\n")
+    init.write_text(init.read_text() + "from harness.variants import wide  # noqa: E402,F401\n")
     third = harness("list", cwd=tmp_path, env=env)
     assert third.returncode == 0 and _imports_torch(third)
     assert re.search(r"\nwide +110 +architecture tiny ", third.stdout) and "A wider head." in third.stdout

@@ -10,7 +10,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-import variants
+from harness import variants
 from harness.base.errors import UsageError
 from harness.data import loading
 from harness.data.datasets import get as dataset
@@ -18,8 +18,8 @@ from harness.running.assembly import assemble
 from harness.settings import config, experiment_file
 from harness.training import engine
 from tests.conftest import fresh_store, harness, make_arrays, snapshot_keeper
-from variants import registry
-from variants.augment import PAD, crop_and_flip
+from harness.variants import registry
+from harness.variants.augment import PAD, crop_and_flip
 
 
 @pytest.fixture(scope="module")

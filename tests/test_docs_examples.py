@@ -24,10 +24,10 @@ def _run(code: str, cwd: Path) -> str:
 
 def test_the_component_example_registers_composes_and_trains_a_step(tmp_path):
     component = _blocks()[0]
-    assert "from harness import Change, register" in component and "variants." not in component
+    assert "from harness import Change, register" in component and "harness.variants." not in component
     check = component + """
 import torch
-import variants
+from harness import variants
 from harness.training import engine
 net = variants.get("weight_decay+wide").change({}).build((3, 32, 32), 10)
 x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))

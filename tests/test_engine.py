@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-import variants
+from harness import variants
 from harness.data import loading
 from harness.training import engine
 from tests.conftest import make_arrays, split_settings

@@ -28,7 +28,7 @@ import pytest
 import torch
 from torch import nn
 
-import variants as registry
+import harness.variants as registry
 from harness.analysis import stats
 from harness.settings.analysis import Analysis
 from harness.training import engine, fused

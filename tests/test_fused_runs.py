@@ -160,7 +160,7 @@ def test_seeds_on_demand_fuse_each_rounds_new_seeds(tmp_path, data):
 
 def test_a_component_that_says_it_cannot_be_fused_trains_alone_and_one_with_its_own_learning_rate_fuses(tmp_path, data):
     (tmp_path / "alone.py").write_text(
-        "from variants.registry import Change, register\n\n\n"
+        "from harness.variants.registry import Change, register\n\n\n"
         "@register('alone', hypothesis='A dropout that must train by itself.')\n"
         "def alone():\n    return Change(model={'dropout': 0.3}, fusable=False)\n\n\n"
         "@register('fast', hypothesis='Three times the learning rate.', train={'lr': 3e-3})\n"

@@ -71,7 +71,7 @@ def test_params_for_the_baseline_are_honoured_and_unused_params_are_checked(tmp_
 
 @pytest.mark.slow  # moved from the default suite in issue 25 to keep it under 12 min on CI's machine
 def test_tune_of_the_baseline_trains_each_trial_at_its_own_lr(tmp_path, data_dir):
-    """`tune --variant baseline` (experiments/default.toml's search space): trials at different lr
+    """`tune --variant baseline` (harness/experiments/default.toml's search space): trials at different lr
     train differently, so they do not all score the same."""
     fresh_store(tmp_path)
     proc = harness("tune", "--variant", "baseline", "--trials", "3", "--pruner", "none", *TINY, cwd=tmp_path, data=data_dir)

@@ -115,7 +115,7 @@ sys.path.insert(0, {str(Path(__file__).parents[1])!r})
 import numpy as np, torch, mlflow.pytorch
 model = mlflow.pytorch.load_model("model")
 images = torch.from_numpy(np.load("input.npy"))
-from variants.lenet import LeNet
+from harness.variants.lenet import LeNet
 today = LeNet(image_shape=tuple(images.shape[1:]), num_classes=model.fc3.out_features)
 today.load_state_dict(model.state_dict())
 with torch.inference_mode():

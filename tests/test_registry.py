@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-import variants
-from variants import registry
+from harness import variants
+from harness.variants import registry
 
 
 def test_duplicate_name_raises():
@@ -47,8 +47,8 @@ def test_every_variant_file_is_imported_by_the_package_and_registers_a_variant()
     for path in sorted(folder.glob("*.py")):
         if path.stem in ("__init__", "registry", "lenet", "plugins"):
             continue
-        name = f"variants.{path.stem}"
-        assert name in sys.modules, f"variants/{path.name} is not imported by variants/__init__.py, so it never registers"
+        name = f"harness.variants.{path.stem}"
+        assert name in sys.modules, f"variants/{path.name} is not imported by harness/variants/__init__.py, so it never registers"
         assert name in registered_modules, f"variants/{path.name} exists but registers no variant"
 
 

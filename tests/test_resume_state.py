@@ -12,7 +12,7 @@ from torch import nn
 from harness.data import loading
 from harness.training import engine
 from tests.conftest import make_arrays, snapshot_keeper
-from variants.lenet import LeNet
+from harness.variants.lenet import LeNet
 
 
 class Noisy(nn.Module):

@@ -11,7 +11,7 @@ import tomllib
 import torch
 from mlflow import MlflowClient
 
-import variants
+from harness import variants
 from harness.base.errors import UsageError
 from harness.data import loading
 from harness.settings import config

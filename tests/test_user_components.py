@@ -21,7 +21,7 @@ from harness.data import datasets
 from harness.settings import config, experiment_file
 from tests.conftest import ROOT, fresh_store
 from tests.conftest import harness as cli
-from variants import plugins, registry
+from harness.variants import plugins, registry
 
 WIDE = '''
 """LeNet with a wider first hidden layer (a user's own component, outside the package)."""

@@ -30,7 +30,7 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="train variants × seeds and write the report")
-    run.add_argument("--experiment", help="experiment name in experiments/ (e.g. tutorial, quick) or a .toml path")
+    run.add_argument("--experiment", help="a shipped experiment (default, quick, tutorial), one in ./experiments/, or a .toml path")
     run.add_argument("--variants", help="comma-separated variant names (see `list`)")
     run.add_argument("--components", action="append", default=[], metavar="FILE_OR_MODULE",
                      help="import your own components first: a .py file or a module (e.g. mypkg.ablations); repeatable or comma-separated")
@@ -90,7 +90,7 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     tune.add_argument("--variant", required=True, help="the variant to tune")
     tune.add_argument("--components", action="append", default=[], metavar="FILE_OR_MODULE",
                      help="import your own components first: a .py file or a module (e.g. mypkg.ablations); repeatable or comma-separated")
-    tune.add_argument("--experiment", help="experiment whose [search.<variant>] space is used (default: experiments/default.toml)")
+    tune.add_argument("--experiment", help="experiment whose [search.<variant>] space is used (default: harness/experiments/default.toml)")
     tune.add_argument("--trials", type=_int("--trials"), default=20, help="total trials of the study, counting earlier ones (default 20)")
     tune.add_argument("--epochs", type=_int("--epochs"), help="epochs per trial")
     tune.add_argument("--seeds", help="seeds each trial trains (a count or a list, as for run; default: the experiment's first seed)")

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-import variants as registry
+import harness.variants as registry
 from harness.base.errors import UsageError
 from harness.base.files import atomic_write
 from harness.data import datasets, loading
@@ -166,7 +166,7 @@ def time_engine(x, y, device, n_train: int, way: Way) -> float:
 def engine_ways(extra: dict[str, Way]) -> dict[str, Way]:
     """The engine as a user gets it (batches in the tutorial's fixed order, and shuffled), plus one
     way per `--engine KEY=VALUE,...` (its text -> its parsed settings)."""
-    from variants.augment import crop_and_flip
+    from harness.variants.augment import crop_and_flip
 
     base = engine.TrainSettings(**BASE)
     ways = {"harness": (base, engine.Runtime(), engine.Pieces()),

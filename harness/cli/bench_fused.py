@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import variants as registry
+import harness.variants as registry
 from harness.cli.bench import BASE, _machine, _sync, _write
 from harness.data import loading
 from harness.running import fusing

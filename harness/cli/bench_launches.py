@@ -23,8 +23,8 @@ def counts(device: str = "cpu", batch: int = 32) -> dict[str, float]:
     import dataclasses
 
     from harness.training import engine, fused
-    from variants.augment import crop_and_flip
-    from variants.lenet import LeNet
+    from harness.variants.augment import crop_and_flip
+    from harness.variants.lenet import LeNet
 
     dev = torch.device(device)
     base = engine.TrainSettings(epochs=1, batch_size=batch, eval_batch_size=batch)

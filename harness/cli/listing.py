@@ -3,7 +3,7 @@ changes, the weights of the baseline with it (on CIFAR-10), its parameters, its 
 where it comes from (shipped, a file or module of `--components`, an installed entry point).
 
 Counting parameters means building each model, and importing torch alone takes 1.5-3 s on a small
-machine. So the listing is cached as JSON, keyed by a hash of every file in `variants/`: a second
+machine. So the listing is cached as JSON, keyed by a hash of every file in `harness/variants/`: a second
 `list` reads the cache without importing torch or the variants, and editing or adding a variant
 file, a `--components` file or an installed entry point makes a new key. The cache lives in $HARNESS_CACHE_DIR, else $XDG_CACHE_HOME/harness, else
 ~/.cache/harness (harness/base/files.py); a cache that cannot be read or written is simply rebuilt.
@@ -22,16 +22,12 @@ HEADERS = ["component", "weights", "changes", "parameters", "hypothesis", "from"
 
 
 def variants_key(components: list[str] = ()) -> str:
-    """A hash of the name and bytes of every Python file of the `variants` package, of each
+    """A hash of the name and bytes of every Python file of the `harness.variants` package, of each
     `--components` entry (a file's bytes, a module's file) and of every installed entry point's
     module (all found without importing them, so without importing torch)."""
-    spec = importlib.util.find_spec("variants")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the variants package is not importable; install the project with `pip install -e .`")
     digest = hashlib.sha256(f"format {FORMAT}".encode())
-    for folder in spec.submodule_search_locations:
-        for path in sorted(Path(folder).glob("*.py")):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in sorted((Path(__file__).resolve().parents[1] / "variants").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     for entry in components:
         digest.update(entry.encode() + b"\0" + _bytes_of(entry) + b"\0")
     for name, data in _entry_point_files():
@@ -41,7 +37,7 @@ def variants_key(components: list[str] = ()) -> str:
 
 def _entry_point_files() -> list[tuple[str, bytes]]:
     """(entry point, bytes of its module's file) for every installed `harness.components` entry
-    point (variants/plugins.py's group), found without importing them or `variants`."""
+    point (harness/variants/plugins.py's group), found without importing them or `harness.variants`."""
     from importlib.metadata import entry_points
 
     return sorted((f"{ep.name}={ep.value}", _bytes_of(ep.module)) for ep in entry_points(group="harness.components"))
@@ -50,7 +46,7 @@ def _entry_point_files() -> list[tuple[str, bytes]]:
 def _bytes_of(entry: str) -> bytes:
     """A `--components` entry's source: the file's bytes, or the module's file (b"" when not found: loading it says why)."""
     try:
-        if entry.endswith(".py") or "/" in entry or "\\" in entry:  # a file, as variants/plugins.py tells them apart
+        if entry.endswith(".py") or "/" in entry or "\\" in entry:  # a file, as harness/variants/plugins.py tells them apart
             return Path(entry).read_bytes()
         spec = importlib.util.find_spec(entry)  # imports the parent packages of a dotted name
         return Path(spec.origin).read_bytes() if spec and spec.origin else b""
@@ -60,8 +56,8 @@ def _bytes_of(entry: str) -> bytes:
 
 def build_rows(components: list[str] = ()) -> list[list[str]]:
     """Import the registry (and torch) and the user's components, build each component's variant and describe what it changes."""
-    import variants
-    from variants import plugins
+    from harness import variants
+    from harness.variants import plugins
 
     plugins.load(components)
     rows = []

@@ -7,7 +7,7 @@ from typing import Callable
 
 from torch import nn
 
-import variants as registry
+import harness.variants as registry
 from harness.data.datasets import Dataset
 from harness.settings import designs
 from harness.settings.config import RunSpec

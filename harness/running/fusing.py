@@ -17,13 +17,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-import variants as registry
+import harness.variants as registry
 from harness.running.assembly import assemble
 from harness.running.claims import Claims
 from harness.settings import config, designs
 from harness.settings.config import RunSpec
 from harness.training import checkpoint, engine, fused
-from variants.lenet import LeNet
+from harness.variants.lenet import LeNet
 
 SIZES = (2, 4, 8)  # the group sizes `auto` measures
 MARGIN = 0.9  # `auto` fuses only where a member's share of a fused step is under 90% of a separate run's step

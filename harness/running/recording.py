@@ -87,7 +87,7 @@ def log_figures(tracker, wait: bool = False) -> list[str]:
 
 def user_code(spec: RunSpec) -> list[str]:
     """The files of the run's user components (its model may pickle classes defined in them)."""
-    import variants
+    from harness import variants
 
     base = spec.variant.split("@")[0]
     return sorted({c.path for c in variants.get(base).components if not c.shipped and c.path})

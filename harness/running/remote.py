@@ -32,7 +32,7 @@ def train_pair(cfg, variant: str, seed: int, source, rerun: bool, where: str):
     from harness.running.runner import Runner
     from harness.settings import config
     from harness.tracking import provenance
-    from variants import plugins
+    from harness.variants import plugins
 
     plugins.load(cfg.components, "components")  # the user's component files (a shared file system) or modules, on this node
     uri, device = preflight.check(cfg)

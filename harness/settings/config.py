@@ -26,7 +26,7 @@ from harness.settings.designs import Design
 from harness.settings.seeds import DEFAULT_BASE_SEED, MAX_SEED_COUNT, parse_seeds, seed_plan, seed_sources  # noqa: F401 - re-exported
 from harness.training.settings import Runtime, Sources, TrainSettings
 
-DEFAULT_EXPERIMENT = "default"  # experiments/default.toml, used when no --experiment is given
+DEFAULT_EXPERIMENT = "default"  # harness/experiments/default.toml, used when no --experiment is given
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
     if not isinstance(components, list) or not all(isinstance(c, str) for c in components):
         raise UsageError(f"components: expected a list of .py files or module names, got {components!r}")
     if components:
-        from variants import plugins
+        from harness.variants import plugins
 
         plugins.load(components, "components")
     train, runtime = checks.train_settings(table.pop("train", {}))
@@ -234,7 +234,7 @@ def _variance(design: Design, variants: list[str], data: DataConfig, sources: So
 
 def validate_variants(cfg: ExperimentConfig) -> None:
     """Every variant names registered components that compose, builds for the dataset, and is listed once."""
-    import variants as registry
+    import harness.variants as registry
 
     if not cfg.variants:
         raise UsageError("variants: the variant list is empty; name at least one variant")
@@ -256,7 +256,7 @@ def validate_variants(cfg: ExperimentConfig) -> None:
 
 def canonical_names(names: list[str], where: str) -> list[str]:
     """Each variant's canonical name: its components sorted and joined by '+', or 'baseline'."""
-    import variants as registry
+    import harness.variants as registry
 
     out = []
     for name in names:
@@ -269,7 +269,7 @@ def canonical_names(names: list[str], where: str) -> list[str]:
 
 def check_builds(cfg: ExperimentConfig, spec: RunSpec, where: str) -> None:
     """The variant's components compose, accept their parameters and build for the experiment's dataset."""
-    import variants as registry
+    import harness.variants as registry
 
     dataset = datasets.get(cfg.data.dataset, cfg.data.image_size)
     try:
@@ -282,7 +282,7 @@ def resolve(cfg: ExperimentConfig, variant: str, seed: int) -> RunSpec:
     """Merge, in order: the experiment's training settings, each component's own overrides and its
     `[params.<component>]` table (its parameters and training settings). Two components that set
     one training setting to different values are refused, naming both."""
-    import variants as registry
+    import harness.variants as registry
 
     base, source = designs.split_source(variant)
     v = registry.get(base)

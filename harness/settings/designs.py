@@ -90,7 +90,7 @@ def from_table(table: dict) -> Design:
 
 
 def _check_factors(kind: str, key: str, factors: list[str], allow_large: bool) -> None:
-    import variants as registry
+    import harness.variants as registry
 
     least = 1 if kind == "factorial" else 2
     if len(factors) < least:

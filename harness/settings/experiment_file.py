@@ -36,8 +36,9 @@ def parse_seed_flag(text: str, auto: bool = False) -> tuple[int, ...] | str:
 
 
 def experiments_dir() -> Path:
-    """The project's `experiments/` folder (beside the package in a checkout or editable install)."""
-    return Path(__file__).resolve().parents[2] / "experiments"
+    """The shipped experiments (default, quick, tutorial): package data in `harness/experiments/`, so an
+    installed wheel finds them as a checkout does; a folder `experiments/` in the working directory comes first."""
+    return Path(__file__).resolve().parents[1] / "experiments"
 
 
 def find_experiment(name_or_path: str) -> Path:
@@ -110,7 +111,7 @@ def apply_set(table: dict[str, Any], assignment: str) -> None:
 def absolute_entries(written: Any, folder: Path) -> Any:
     """`components = [...]` with each file made absolute (relative ones are read from `folder`);
     module names, and anything that is not a list of strings (from_table refuses it), as written."""
-    from variants.plugins import is_file_entry
+    from harness.variants.plugins import is_file_entry
 
     if not isinstance(written, list) or not all(isinstance(c, str) for c in written):
         return written
@@ -119,7 +120,7 @@ def absolute_entries(written: Any, folder: Path) -> Any:
 
 def load_experiment(experiment: str | None, sets: list[str] = (), params_files: list[str] = (), components: list[str] = (),
                     **flags: Any) -> ExperimentConfig:
-    """The experiment file (`experiments/default.toml` when none is named), then `[params.*]`
+    """The experiment file (`harness/experiments/default.toml` when none is named), then `[params.*]`
     tables from `params_files` (tuned parameters), then the CLI flags, then `--set` overrides.
     `components` (`--components`, files relative to the working directory) join the file's own
     (relative to the file's folder); from_table imports them before it reads any variant."""
@@ -129,7 +130,7 @@ def load_experiment(experiment: str | None, sets: list[str] = (), params_files: 
     if "components" in table:
         table["components"] = absolute_entries(table["components"], path.resolve().parent)
     if components:
-        from variants import plugins
+        from harness.variants import plugins
 
         plugins.load(list(components), "--components")  # first, so an error names the entry as the user wrote it
         written = table.get("components", [])

@@ -40,7 +40,7 @@ def space(cfg: ExperimentConfig, variant: str) -> list[SearchParam]:
 
 def check(cfg: ExperimentConfig) -> None:
     """Type- and range-check every search space of the experiment."""
-    import variants as registry
+    import harness.variants as registry
 
     for variant, table in cfg.search.items():
         where = f"search.{variant}"
@@ -80,7 +80,7 @@ def _ends(key: str, spec) -> list:
 
 
 def _check_end(cfg: ExperimentConfig, variant: str, name: str, value, key: str) -> None:
-    import variants as registry
+    import harness.variants as registry
 
     probe = dataclasses.replace(cfg, params={**cfg.params, variant: {**cfg.params.get(variant, {}), name: value}}, search={})
     dataset = datasets.get(cfg.data.dataset, cfg.data.image_size)

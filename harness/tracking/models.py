@@ -3,8 +3,10 @@ PyTorch model under the run's `model` artifact, so `mlflow.pytorch.load_model("r
 returns a working network in a fresh process), the data it used as MLflow dataset inputs, and
 `promote` (harness/cli/promote.py) registers a variant's best seed run in the Model Registry.
 
-The model is saved in MLflow's pickle format with the `variants` package as its code, so it loads
-as the same LeNet class anywhere; MLflow's safer "pt2" format (torch.export) took 0.45–3 s a
+The model is saved in MLflow's pickle format: its network is the class of the installed
+`harness.variants` (LeNet) or of the user's component files, which travel with it as code, so it
+loads as the same class wherever `harness` is installed. (Models logged before the components moved
+under `harness` carry their own copy of the top-level `variants` package and keep loading from it.) MLflow's safer "pt2" format (torch.export) took 0.45–3 s a
 run here against ~0.13 s. Its signature is a float32 batch of N×C×H×W images in [0, 1] (as the
 engine feeds them) to class logits, with two test images as the input example.
 """
@@ -41,11 +43,9 @@ def warm_up() -> None:
 
 def log_model(client, run_id: str, model: nn.Module, example: torch.Tensor, code: list[str] = ()) -> None:
     """Save `model` (the selected weights) with a signature and a small input example as the run's
-    `model` artifact; `code`: the files of the user's components it uses, carried beside `variants`."""
+    `model` artifact; `code`: the files of the user's components it uses, carried as its code."""
     import mlflow.pytorch
     from mlflow.models import infer_signature
-
-    import variants
 
     logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # its notice about pickle on every save
     net = copy.deepcopy(model).to("cpu", memory_format=torch.contiguous_format).eval()
@@ -56,7 +56,7 @@ def log_model(client, run_id: str, model: nn.Module, example: torch.Tensor, code
         folder = Path(tmp) / MODEL
         mlflow.pytorch.save_model(net, str(folder), signature=infer_signature(x, logits), input_example=x,
                                   pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"], serialization_format="pickle",
-                                  code_paths=[str(Path(variants.__file__).parent), *code])
+                                  code_paths=list(code) or None)
         client.log_artifacts(run_id, str(folder), MODEL)
 
 

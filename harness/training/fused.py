@@ -15,7 +15,7 @@ another order): tests/test_fused.py shows how close. A member whose loss goes no
 alone: its loss leaves the sum and its numbers are ignored, and the members do not share a value,
 so the others train on unchanged.
 
-The network must be the LeNet family of variants/lenet.py (conv1, bn1, pool, conv2, bn2, fc1, fc2,
+The network must be the LeNet family of harness/variants/lenet.py (conv1, bn1, pool, conv2, bn2, fc1, fc2,
 fc3, relu, drop); `harness.running.fusing` decides which runs may be fused.
 """
 from __future__ import annotations

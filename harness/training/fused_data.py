@@ -44,7 +44,7 @@ class Batches:
 
 def transform(pieces: Pieces, x: torch.Tensor, states: list) -> torch.Tensor:
     """The batch transform of every member's batch (K × B × ...), each drawing from its own
-    generator. A transform with `draw` and `apply` (variants/augment.py) draws each member's part
+    generator. A transform with `draw` and `apply` (harness/variants/augment.py) draws each member's part
     on the CPU and is applied once to the whole stack on the device; any other is called per member."""
     k, b = x.shape[:2]
     t = pieces.transform

@@ -1,4 +1,4 @@
-"""The fused network: K members of the LeNet family (variants/lenet.py: conv1, bn1, pool, conv2,
+"""The fused network: K members of the LeNet family (harness/variants/lenet.py: conv1, bn1, pool, conv2,
 bn2, fc1, fc2, fc3, relu, drop) as one network. Member k's image channels are block k of the
 input's channels; the convolutions are grouped convolutions, BatchNorm runs over K×C channels (each
 member its own batch statistics and running stats), the linear layers are batched matmuls over a

@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 import tomli_w
 
-import variants as registry
+import harness.variants as registry
 from harness.base import parent
 from harness.base.errors import Terminated, UsageError
 from harness.base.files import atomic_write
@@ -57,7 +57,7 @@ def check_request(cfg: ExperimentConfig, req: TuneRequest) -> None:
     search.check(cfg)
     if not search.space(cfg, req.variant):
         raise UsageError(f"search.{req.variant}: experiment {cfg.name!r} declares no search space for {req.variant!r}; "
-                         f"add a [search.{req.variant}] table (see experiments/default.toml)")
+                         f"add a [search.{req.variant}] table (see harness/experiments/default.toml)")
     if not 1 <= req.trials <= 100_000:
         raise UsageError(f"--trials: {req.trials} is not allowed; expected an integer from 1 to 100000")
     if not 1 <= req.workers <= 256:

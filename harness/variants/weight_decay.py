@@ -1,4 +1,4 @@
-from variants.registry import Change, register
+from harness.variants.registry import Change, register
 
 
 # Weight decay is a training setting, not a model change: the network is the baseline's.

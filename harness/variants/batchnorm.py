@@ -1,4 +1,4 @@
-from variants.registry import Change, register
+from harness.variants.registry import Change, register
 
 
 @register("batchnorm", hypothesis="BatchNorm after each convolution speeds up training and raises held-out accuracy.")

@@ -1,4 +1,4 @@
-from variants.registry import Change, register
+from harness.variants.registry import Change, register
 
 
 @register("dropout", hypothesis="Dropout after the hidden linear layers reduces overfitting and raises held-out accuracy.")

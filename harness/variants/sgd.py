@@ -1,6 +1,6 @@
 import torch
 
-from variants.registry import Change, register
+from harness.variants.registry import Change, register
 
 
 def nesterov_sgd(parameters, settings) -> torch.optim.Optimizer:

@@ -1,6 +1,6 @@
 from torch import nn
 
-from variants.registry import Change, register
+from harness.variants.registry import Change, register
 
 
 @register("label_smoothing", hypothesis="Cross-entropy against targets smoothed by 0.1 curbs over-confidence and raises held-out accuracy.")

@@ -3,7 +3,7 @@
 import torch
 from torch.nn import functional as F
 
-from variants.registry import Change, register
+from harness.variants.registry import Change, register
 
 PAD = 4  # zero padding on every side, as torchvision's RandomCrop(32, padding=4)
 

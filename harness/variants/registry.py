@@ -5,7 +5,7 @@ A component is a function of its parameters (keyword arguments with defaults) th
 an optimizer or a learning-rate schedule; `register(train={...})` adds training settings it
 overrides. A variant is a set of components, written `a+b+c` in any order and named canonically
 (sorted); the empty set is `baseline`, the tutorial as published. Two components that set the
-same thing to different values cannot be composed. Nothing outside `variants/` looks at a
+same thing to different values cannot be composed. Nothing outside `harness/variants/` looks at a
 component's name to decide anything.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, Callable
 from torch import nn
 
 from harness.base.errors import UsageError
-from variants.lenet import LeNet
+from harness.variants.lenet import LeNet
 
 
 class RegistryError(UsageError, ValueError):
@@ -121,7 +121,7 @@ def _shown(value: Any) -> str:
 
 
 _REGISTRY: dict[str, Component] = {}
-_LOADING = {"origin": ""}  # set by variants/plugins.py while it imports a user's file, module or entry point
+_LOADING = {"origin": ""}  # set by harness/variants/plugins.py while it imports a user's file, module or entry point
 
 
 def _source_of(make: Callable) -> tuple[str, str]:
@@ -140,7 +140,7 @@ def register(name: str, hypothesis: str, train: dict[str, Any] | None = None) ->
     """Register a component under `name`. Registering a name twice raises ValueError."""
 
     def decorate(make: Callable[..., Change]) -> Callable[..., Change]:
-        shipped = make.__module__.startswith("variants.") and not _LOADING["origin"]
+        shipped = make.__module__.startswith("harness.variants.") and not _LOADING["origin"]
         path, digest = _source_of(make)
         if name in _REGISTRY:
             held = _REGISTRY[name]

@@ -1,6 +1,6 @@
 import torch
 
-from variants.registry import Change, register
+from harness.variants.registry import Change, register
 
 
 def cosine_to_zero(optimizer, settings):

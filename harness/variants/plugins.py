@@ -22,8 +22,8 @@ import traceback
 from pathlib import Path
 
 from harness.data import datasets
-from variants import registry
-from variants.registry import RegistryError
+from harness.variants import registry
+from harness.variants.registry import RegistryError
 
 ENTRY_POINT_GROUP = "harness.components"
 _INSTALLED = tuple(str(Path(p).resolve()) for p in {*sysconfig.get_paths().values(), str(Path(registry.__file__).resolve().parents[1])})
