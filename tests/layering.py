@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-LAYERS = ("base", "data", "training", "variants", "settings", "analysis", "tracking", "report", "running", "tuning", "cli", "api", "surface")
+LAYERS = ("base", "data", "training", "variants", "settings", "analysis", "tracking", "report", "running", "tuning", "api", "cli", "surface")
 USER_CODE = ("harness/variants/plugins.py",)  # imports the user's own files and modules by name; never a module of the project
 
 

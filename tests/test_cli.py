@@ -1,7 +1,6 @@
 """The command line in real subprocesses, with a real SQLite MLflow store and real files."""
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import time
@@ -99,14 +98,14 @@ def _imports_torch(proc) -> bool:
 
 
 def test_list_reads_its_cache_without_importing_torch_until_a_variant_file_changes(tmp_path):
-    shutil.copytree(ROOT / "variants", tmp_path / "variants", ignore=shutil.ignore_patterns("__pycache__"))
-    env = {"HARNESS_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "PYTHONPROFILEIMPORTTIME": "1"}
+    shutil.copytree(ROOT / "harness", tmp_path / "harness", ignore=shutil.ignore_patterns("__pycache__"))  # a copy to edit, first on the path
+    env = {"HARNESS_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(tmp_path), "PYTHONPROFILEIMPORTTIME": "1"}
     first = harness("list", cwd=tmp_path, env=env)
     second = harness("list", cwd=tmp_path, env=env)
     assert first.returncode == second.returncode == 0
     assert first.stdout == second.stdout and "62,006" in second.stdout
     assert _imports_torch(first) and not _imports_torch(second)
-    (tmp_path / "variants" / "wide.py").write_text(
+    (tmp_path / "harness" / "variants" / "wide.py").write_text(
         "from torch import nn\n"
         "from harness.variants.registry import Change, register\n\n\n"
         "def tiny(image_shape, num_classes):\n"
@@ -114,7 +113,7 @@ def test_list_reads_its_cache_without_importing_torch_until_a_variant_file_chang
         "@register('wide', hypothesis='A wider head.')\n"
         "def wide():\n"
         "    return Change(architecture=tiny)\n")
-    init = tmp_path / "variants" / "__init__.py"
+    init = tmp_path / "harness" / "variants" / "__init__.py"
     init.write_text(init.read_text() + "from harness.variants import wide  # noqa: E402,F401\n")
     third = harness("list", cwd=tmp_path, env=env)
     assert third.returncode == 0 and _imports_torch(third)

@@ -90,7 +90,7 @@ def test_a_store_that_fills_up_stops_the_experiment_with_the_summary_and_report(
     process): what finished is kept, summarised and reported; one line names the store; exit 1."""
     import os
 
-    from tests.conftest import delete_while_written, fresh_store, write_npz
+    from tests.conftest import fresh_store, write_npz
 
     fresh_store(tmp_path)
     data = write_npz(tmp_path / "data")

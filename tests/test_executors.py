@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from harness.base.errors import UsageError
-from harness.cli import arguments, executors
-from harness.running import slurm_executor
+from harness.cli import arguments, commands
+from harness.running import execution, slurm_executor
 
 
-def _args(*argv: str):
-    return arguments.parser(arguments.RaisingParser).parse_args(["run", *argv])
+def _args(*argv: str) -> execution.Execution:
+    return commands.execution_of(arguments.parser(arguments.RaisingParser).parse_args(["run", *argv]))
 
 
 @pytest.mark.parametrize("argv,fragment", [
@@ -33,7 +33,7 @@ def _args(*argv: str):
 ])
 def test_executor_flags_are_refused_in_one_line(argv, fragment):
     with pytest.raises(UsageError) as e:
-        executors.check(_args(*argv))
+        execution.check(_args(*argv))
     assert fragment in str(e.value), str(e.value)
 
 
@@ -45,5 +45,5 @@ def test_slurm_time_limits_read_as_sbatch_reads_them(text, minutes):
 def test_slurm_without_its_client_commands_says_where_to_run(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(UsageError) as e:
-        executors.check(_args("--executor", "slurm"))
+        execution.check(_args("--executor", "slurm"))
     assert "--executor slurm: sbatch is not on PATH; run on a Slurm login node" in str(e.value)

@@ -654,12 +654,9 @@ def test_a_restored_older_checkpoint_logs_each_epoch_once(tmp_path, data_dir):
 
 
 def test_spaced_factors_are_stripped():
-    import argparse
+    from harness.settings import designs, experiment_file
 
-    from harness.cli import commands
-    from harness.settings import experiment_file
-
-    flags = commands.design_flags(argparse.Namespace(design="factorial", factors="dropout, label_smoothing", yes=False))
+    flags = designs.flags("factorial", "dropout, label_smoothing")
     cfg = experiment_file.load_experiment(None, **flags)
     assert cfg.design.factors == ("dropout", "label_smoothing") and len(cfg.variants) == 4
 

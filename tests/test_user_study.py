@@ -191,7 +191,7 @@ def test_the_python_api_runs_an_npz_dataset_and_raises_the_clis_errors(tmp_path,
     assert exported.returncode == 0 and exported.stdout == loaded.export("csv")
 
     before = sorted(p.name for p in tmp_path.iterdir())
-    for kwargs, flags in [({"lr": -1}, ["--set", "train.lr=-1"]), ({"epochs": "abc"}, ["--epochs", "abc"]),
+    for kwargs, flags in [({"lr": -1}, ["--set", "train.lr=-1"]), ({"epochs": "abc"}, ["--set", 'train.epochs="abc"']),
                           ({"dataset": "npz:nowhere.npz"}, ["--dataset", "npz:nowhere.npz"])]:
         with pytest.raises(UsageError) as caught:
             harness.run(variants="baseline", device="cpu", **kwargs)

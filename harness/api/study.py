@@ -1,29 +1,31 @@
 """`harness.run(...)` and `harness.load(...)`: the command line's `run`, `report` and `export` from
 Python, for a notebook or a script.
 
-`run` turns its keyword arguments into the `run` command's flags (`variants`, `seeds`, `epochs`,
-`design`, `factors`, `experiment`, `components`, `device`, `dataset`, `data_dir`, `tracking_uri`,
-`margin`, `max_seeds`, `jobs_per_device`, `executor`, `tuned`, `params_from`, `rerun`, ...) and every
-other setting into `--set` (`name=`, `lr=`, `batch_size=`, `weight_decay=`, `split=`, `alpha=`, ...),
-then runs the very function the CLI runs, so a bad value raises the `UsageError` whose message the
-CLI prints. Progress is one tqdm.auto bar (a widget in Jupyter) and one line per run.
+`run` takes the `run` command's flags as keyword arguments (`variants`, `seeds`, `epochs`, `design`,
+`factors`, `experiment`, `components`, `device`, `dataset`, `data_dir`, `tracking_uri`, `margin`,
+`max_seeds`, `tuned`, `params_from`, and the fields of `Execution`: `executor`, `jobs_per_device`,
+`rerun`, ...) and every other setting by its name (`name=`, `lr=`, `batch_size=`, `weight_decay=`,
+`split=`, `alpha=`, ...), and calls the library functions the CLI calls (harness/running/experiment.py),
+so a bad value raises the `UsageError` whose message the CLI prints. Progress is one tqdm.auto bar
+(a widget in Jupyter) and one line per run.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from harness.base.errors import UsageError
 
-FLAGS = ("experiment", "variants", "seeds", "epochs", "design", "factors", "components", "device", "fuse", "dataset", "data_dir", "tracking_uri",
-         "margin", "max_seeds", "jobs_per_device", "executor", "ray_address", "gpus_per_run", "cpus_per_run", "params_from",
-         "partition", "time", "array_parallelism", "slurm_setup")
-SWITCHES = ("tuned", "rerun", "yes", "redesign", "detach")
+SETTINGS = {"epochs": "train.epochs", "device": "train.device", "fuse": "train.fuse", "margin": "analysis.margin", "dataset": "data.dataset",
+            "data_dir": "data.dir", "tracking_uri": "tracking_uri", "max_seeds": "max_seeds"}  # flags that are settings
+LISTS = ("variants", "seeds", "factors")  # a comma-separated text or a list
+FILES = ("components", "params_from", "set")  # one path (or assignment) or a list of them
+SWITCHES = ("tuned", "yes")
+KINDS = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,), "tuple[str,": None}  # Execution's fields' types
 
 
 def _sections() -> dict[str, str]:
@@ -38,11 +40,14 @@ def _sections() -> dict[str, str]:
     return out | {"name": "", "baseline": "", "reports_dir": "", "checkpoint_dir": ""}
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        parts = [str(v) for v in value]
-        return ",".join(parts) + ("," if len(parts) == 1 else "")  # one item stays a list: `--seeds 7,`
-    return str(value)
+def _text(key: str, value: Any) -> str:
+    """A list flag as the command line writes it: `[7]` is `7,` (one seed, not a count of 7)."""
+    if not isinstance(value, (list, tuple)):
+        return str(_scalar(key, value, (int, str)))
+    if not value or not all(isinstance(v, (str, int)) and not isinstance(v, bool) and str(v).strip() and "," not in str(v) for v in value):
+        raise UsageError(f"{key}: {value!r} is not allowed; expected a non-empty list of names or numbers, one per item (no commas)")
+    parts = [str(v) for v in value]
+    return ",".join(parts) + ("," if len(parts) == 1 else "")
 
 
 def _paths(key: str, value: Any) -> list[str]:
@@ -54,74 +59,76 @@ def _paths(key: str, value: Any) -> list[str]:
 
 
 def _scalar(key: str, value: Any, kinds: tuple = (bool, int, float, str)) -> Any:
-    if not isinstance(value, kinds):
+    if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
         raise UsageError(f"{key}: {value!r} is not allowed; expected {' or '.join(k.__name__ for k in kinds)}")
     return value
 
 
-def arguments(**kwargs: Any) -> list[str]:
-    """The `run` command line these keyword arguments stand for."""
-    sections = _sections()
-    argv = ["run"]
-    for key, value in kwargs.items():
-        if value is None:
-            continue
-        if key in SWITCHES:
-            argv += [f"--{key}"] if _scalar(key, value, (bool,)) else []
-        elif key in FLAGS:
-            flag = "--" + key.replace("_", "-")
-            if key in ("components", "params_from", "slurm_setup"):
-                argv += [x for v in _paths(key, value) for x in (flag, v)]
-            elif key in ("variants", "seeds", "factors") and isinstance(value, (list, tuple)):
-                if not value or not all(isinstance(v, (str, int)) and not isinstance(v, bool) and str(v).strip() and "," not in str(v) for v in value):
-                    raise UsageError(f"{key}: {value!r} is not allowed; expected a non-empty list of names or numbers, one per item (no commas)")
-                argv += [flag, _text(value)]
-            else:
-                argv += [flag, str(_scalar(key, value, (int, float, str)))]
-        elif key == "set":
-            argv += [x for a in _paths(key, value) for x in ("--set", a)]
+def arguments(**kwargs: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The keyword arguments of `run`, sorted: (experiment.configure's arguments, its dotted
+    settings, Execution's fields). Unknown names and values of the wrong type are refused."""
+    from harness.running.execution import Execution
+    from harness.settings import config, designs, experiment_file
+
+    sections, fields = _sections(), {f.name: KINDS[f.type.split(" ")[0]] for f in dataclasses.fields(Execution)}
+    setup, flags, options = {"tuned": False}, {}, {}
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    for key, value in given.items():
+        if key in fields:
+            options[key] = tuple(_paths(key, value)) if fields[key] is None else _scalar(key, value, fields[key])
+        elif key in SWITCHES:
+            _scalar(key, value, (bool,))
+        elif key == "experiment":
+            setup[key] = str(_scalar(key, value, (str, os.PathLike)))
+        elif key in FILES:
+            setup[key] = _paths(key, value)
+        elif key == "variants":
+            flags["variants"] = config.parse_variant_list(_text(key, value))
+        elif key == "seeds":
+            flags["seeds"] = experiment_file.parse_seed_flag(_text(key, value), auto=True)
+        elif key in SETTINGS:
+            flags[SETTINGS[key]] = _scalar(SETTINGS[key], value, (int, float, str))
         elif key in sections:
             dotted = f"{sections[key]}.{key}" if sections[key] else key
-            argv += ["--set", f"{dotted}={tomli_w.dumps({'v': _scalar(dotted, value)})[4:].strip()}"]
-        else:
-            allowed = sorted({*FLAGS, *SWITCHES, *sections, "set"})
+            flags[dotted] = _scalar(dotted, value)
+        elif key not in ("design", "factors"):
+            allowed = sorted({*SETTINGS, *LISTS, *FILES, *SWITCHES, *fields, *sections, "experiment", "design"})
             raise UsageError(f"run: unknown setting {key!r}; allowed: {', '.join(allowed)}")
-    return argv
+    factors = _text("factors", given["factors"]).rstrip(",") if "factors" in given else None
+    design = _scalar("design", given["design"], (str,)) if "design" in given else None
+    flags |= designs.flags(design, factors, given.get("yes", False))
+    setup["tuned"] = given.get("tuned", False)
+    return setup, flags, options
 
 
 def run(variants: list[str] | str | None = None, seeds: int | list[int] | str | None = None, epochs: int | None = None,
         design: str | None = None, **settings: Any) -> "Study":
     """Train the variants × seeds (skipping finished runs, resuming interrupted ones) and write the
-    report, as `python -m harness run` does; returns the experiment as a `Study`."""
-    from harness.cli import arguments as cli_arguments
-    from harness.cli import commands
+    report, as `python -m harness run` does; returns the experiment as a `Study`. A problem that
+    leaves the runs safe in the store (the report could not be written) is printed to stderr."""
+    from harness.running import experiment
+    from harness.running.console import Console
+    from harness.running.execution import Execution
 
-    argv = arguments(variants=variants, seeds=seeds, epochs=epochs, design=design, **settings)
-    args = cli_arguments.parser(cli_arguments.RaisingParser).parse_args(argv)
-    args.argv, args.debug = argv, False
+    setup, flags, options = arguments(variants=variants, seeds=seeds, epochs=epochs, design=design, **settings)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    before = os.environ.get("HARNESS_CONSOLE")
-    os.environ["HARNESS_CONSOLE"] = before or "notebook"
-    try:
-        commands.cmd_run(args)
-    finally:
-        if before is None:
-            os.environ.pop("HARNESS_CONSOLE", None)
-        else:
-            os.environ["HARNESS_CONSOLE"] = before
-    name, uri, folder = args.resolved
-    return Study(name, uri, folder)
+    cfg, files = experiment.configure(setup.get("experiment"), setup.get("set", []), setup.get("params_from", []),
+                                      setup.get("components", []), setup["tuned"], **flags)
+    done = experiment.run(cfg, Execution(**options), Console(mode="notebook"), files)
+    for problem in done.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return Study(done.name, done.uri, done.reports_folder)
 
 
 def load(experiment: str, tracking_uri: str | None = None, reports_dir: str | None = None) -> "Study":
     """The experiment `experiment` (a name or its .toml) as it is in the store, without training;
     its report is written when there is none yet."""
-    from harness.cli import store_commands
+    from harness.settings import experiment_file
     from harness.tracking import readback, store
 
     if not isinstance(experiment, (str, os.PathLike)):
         raise UsageError(f"experiment: {experiment!r} is not allowed; expected the experiment's name or its .toml path")
-    name, cfg = store_commands.named(str(experiment))
+    name, cfg = experiment_file.named(str(experiment))
     uri = store.resolve_uri(tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
     readback.require_store(uri)
     folder = Path(reports_dir or (cfg.paths.reports_dir if cfg else "reports")) / name

@@ -13,17 +13,29 @@ from pathlib import Path
 
 from harness.base import faults, parent
 from harness.base.errors import StoreError, Terminated, UsageError
-from harness.cli import executors, store_commands
+from harness.cli import store_commands
 from harness.cli.arguments import EXIT_USAGE, component_entries, parser
 
 EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness.running import experiment
     from harness.running.console import Console
-    from harness.settings import config, experiment_file
 
-    flags = {
+    cfg, params_files = experiment.configure(args.experiment, args.set, args.params_from, component_entries(args.components),
+                                             args.tuned, **run_flags(args))
+    done = experiment.run(cfg, execution_of(args), Console(), params_files)
+    for problem in done.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return EXIT_FAILED_RUNS if done.failed else 0
+
+
+def run_flags(args: argparse.Namespace) -> dict:
+    """The `run` flags that are settings, as dotted keys of the experiment's table."""
+    from harness.settings import config, designs, experiment_file
+
+    return {
         "variants": config.parse_variant_list(args.variants) if args.variants is not None else None,
         "seeds": experiment_file.parse_seed_flag(args.seeds, auto=True) if args.seeds is not None else None,
         "max_seeds": args.max_seeds,
@@ -34,129 +46,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         "data.dir": args.data_dir,
         "data.dataset": args.dataset,
         "tracking_uri": args.tracking_uri,
-        **design_flags(args),
+        **designs.flags(args.design, args.factors, args.yes),
     }
-    if not 1 <= args.jobs_per_device <= 64:
-        raise UsageError(f"--jobs-per-device: {args.jobs_per_device} is not allowed; expected an integer from 1 to 64")
-    slurm = executors.check(args)
-    if args.jobs_per_device > 1 and args.rerun:
-        raise UsageError("--rerun: not allowed with --jobs-per-device > 1 (each process would train the others' runs again); rerun with one process")
-    if args.max_seeds is not None and args.seeds is not None and flags["seeds"] != "auto":
-        raise UsageError(f"--max-seeds: only with --seeds auto (seeds on demand), not with --seeds {args.seeds}")
-    params_files = list(args.params_from)
-    console = Console()
-    components = component_entries(args.components)
-    if args.tuned:
-        base = experiment_file.load_experiment(args.experiment, args.set, components=components, **flags)
-        folder = base.reports_folder / "tuning"
-        from harness.settings.designs import bases
-
-        found = [str(p) for p in (folder / f"{v}.toml" for v in bases(base.variants)) if p.is_file()]  # v@SOURCE runs use v's
-        if not found:
-            raise UsageError(f"--tuned: no tuned parameters in {str(folder)!r}; run `python -m harness tune --variant NAME` first")
-        params_files += found
-    cfg = experiment_file.load_experiment(args.experiment, args.set, params_files, components, **flags)
-    if cfg.sequential and (args.executor != "local" or args.jobs_per_device > 1):
-        raise UsageError(f"--seeds auto: its rounds run in one process; not with {'--executor ' + args.executor if args.executor != 'local' else '--jobs-per-device > 1'}")
-    if cfg.runtime.fuse != "off" and args.executor != "local":
-        raise UsageError(f"train.fuse: {cfg.runtime.fuse!r} is only for the local executor; with --executor {args.executor} each run is a task of its own (fuse = \"off\")")
-    from harness.data import user_data
-    from harness.report import comparisons, effects_section, markdown
-    from harness.running import outcomes, preflight, runner
-    from harness.settings import checks, designs
-    from harness.tracking import experiment_tags, readback, store
-
-    uri, device, loaded = _prepare(cfg)
-    args.resolved = (cfg.name, uri, cfg.reports_folder)  # what the Python API reads back (harness/api)
-    for path in params_files:
-        console.line(f"parameters from {path}")
-    seeds = (f"seeds on demand ({cfg.sequential.min_seeds} to {cfg.sequential.max_seeds}, group-sequential)" if cfg.sequential
-             else f"{len(cfg.seeds)} seed(s)")
-    console.line(f"experiment {cfg.name}: {len(cfg.variants)} variant(s) × {seeds}, {cfg.train.epochs} epoch(s) on {device}; "
-                 f"data {loaded.source.identity}, split {cfg.data.split} "
-                 f"{'drawn per seed' if cfg.data.split_seed == 'per_seed' else loaded.split.fingerprint}; store {uri}")
-    if user_data.is_user_dataset(cfg.data.dataset):  # say what it is (and, for a folder, where its test set comes from)
-        console.line(f"data: {loaded.source.dataset.source}")
-    run = runner.Runner(cfg, loaded, uri, device, console, rerun=args.rerun)
-    frozen = preflight.freeze_design(uri, cfg, args.redesign) if cfg.sequential else {}
-    if args.executor == "ray":
-        from harness.running import ray_executor
-
-        failures = ray_executor.run_on_ray(run, args.ray_address, args.gpus_per_run, args.cpus_per_run)
-        results = outcomes.with_errors(run.collect(), failures)
-    elif args.executor == "slurm":
-        from harness.running import slurm_executor
-
-        failures = slurm_executor.run_on_slurm(run, slurm)
-        if slurm.detach:  # what the report job reads: the experiment's design and analysis settings
-            store.set_experiment_tags(uri, cfg.name, {**frozen, **experiment_tags.of_run(cfg, [o.parent_id for o in run.collect()])})
-            return 0
-        results = outcomes.with_errors(run.collect(), failures)
-    elif args.jobs_per_device > 1:
-        from harness.running import processes
-
-        processes.run_in_processes(device, args.argv, args.jobs_per_device, console)
-        results = run.collect()
-    else:
-        try:
-            results = run.run_all()
-        finally:
-            console.close()
-    console.line("")
-    console.line(outcomes.summary(results))
-    store_error = run.store_error
-    tags = {**frozen, **experiment_tags.of_run(cfg, [o.parent_id for o in results])}
-    try:  # what the report and the MLflow UI say about the experiment; a store that takes no writes skips it
-        store.set_experiment_tags(uri, cfg.name, tags)
-    except store.StoreError as e:
-        store_error = store_error or str(e)
-    runs = readback.read_runs(uri, cfg.name)
-    _, _, compared = markdown.analyse(runs, cfg.design, cfg.analysis, tags)
-    parents = {v: r.parent_id for r in runs for v in [r.variant]}
-    try:
-        store.log_comparisons(uri, {parents[v]: (comparisons.parent_metrics(c), c.verdict) for v, c in compared.items()})
-        if cfg.design.kind in designs.CELLS:
-            run.tracker.log_analysis(effects_section.metrics(cfg.design, comparisons.counts(runs), cfg.analysis))
-    except store.StoreError as e:
-        store_error = store_error or str(e)
-    try:
-        path = markdown.write(runs, cfg.name, cfg.reports_folder, cfg.design, cfg.analysis, tags)
-        console.line(f"report: {path} and {path.with_suffix('.html').name}")
-    except OSError as e:  # the runs are safe in the store; `report` rebuilds it later
-        print(f"error: report: {e}; the runs are in the store, rebuild with `python -m harness report {checks.experiment_flag(cfg.name)}`", file=sys.stderr)
-        return EXIT_FAILED_RUNS
-    if store_error:
-        done = sum(1 for r in runs if r.status == "FINISHED")
-        print(f"error: tracking_uri: {uri}: {store_error}; the {done} finished run(s) are in the store and in the report; "
-              "make room and rerun the same command to train the rest", file=sys.stderr)
-        return EXIT_FAILED_RUNS
-    return EXIT_FAILED_RUNS if any(o.status != "FINISHED" for o in results) else 0
 
 
-def design_flags(args: argparse.Namespace) -> dict:
-    """`--design KIND --factors a,b` as [design] settings (`factors`, `full` for leave-one-out, `sources` for variance)."""
-    from harness.settings import designs
+def execution_of(args: argparse.Namespace):
+    """The `run` flags that say where and how it trains."""
+    from harness.running.execution import Execution
 
-    if args.design is None:
-        if args.factors is not None:
-            raise UsageError("--factors: give it with --design factorial, leave-one-out or variance")
-        return {"design.allow_large": True} if args.yes else {}
-    if args.design in designs.CELLS and args.factors is None:
-        raise UsageError(f"--factors: required with --design {args.design}, e.g. --factors dropout,batchnorm")
-    key = f"design.{designs.TABLE_KEY.get(args.design, 'factors')}"
-    return {"design.kind": args.design, **({key: [f.strip() for f in args.factors.split(",")]} if args.factors is not None else {}),
-            **({"design.allow_large": True} if args.yes else {})}
-
-
-def _prepare(cfg, with_test: bool = True):
-    """Every check before any work, then the experiment's data on the device: (uri, device, data)."""
-    from harness.data import datasets, loading
-    from harness.running import preflight
-
-    uri, device = preflight.check(cfg)
-    source = loading.read_source(datasets.get(cfg.data.dataset, cfg.data.image_size), loading.data_dir(cfg.paths.data_dir))
-    split_seed = loading.split_seed_of(cfg.data.split_seed, cfg.seeds[0])  # per_seed: the first seed's split (the runner draws the others)
-    return uri, device, loading.load_split(source, cfg.data.split, cfg.data.train_ratio, split_seed, device, with_test)
+    return Execution(
+        executor=args.executor, jobs_per_device=args.jobs_per_device, ray_address=args.ray_address, gpus_per_run=args.gpus_per_run,
+        cpus_per_run=args.cpus_per_run, partition=args.partition, time=args.time, array_parallelism=args.array_parallelism,
+        slurm_setup=tuple(args.slurm_setup), detach=args.detach, rerun=args.rerun, redesign=args.redesign,
+    )
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -173,7 +75,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         pruner=args.pruner,
     )
     tuner.check_request(cfg, req)
-    uri, _, loaded = _prepare(cfg, with_test=False)  # tuning never loads the test set onto the device
+    from harness.running import preflight
+
+    ready = preflight.prepare(cfg, with_test=False)  # tuning never loads the test set onto the device
+    uri, loaded = ready.uri, ready.data
 
     def say(text: str) -> None:
         print(text, flush=True)

@@ -9,22 +9,13 @@ from pathlib import Path
 from harness.base.errors import UsageError
 
 
-def named(text: str):
-    """(name, its ExperimentConfig or None) of --experiment: a .toml path is read for its name."""
-    from harness.settings import checks, experiment_file
-
-    if text.endswith(".toml") or "/" in text:
-        cfg = experiment_file.load_experiment(text)
-        return cfg.name, cfg
-    return checks.checked("", "name", text, str, "--experiment"), None  # a name becomes a folder: the same rule as `run`
-
-
 def cmd_report(args: argparse.Namespace) -> int:
+    from harness.settings import experiment_file
     from harness.report import markdown
     from harness.running import preflight
     from harness.tracking import readback, store
 
-    name, cfg = named(args.experiment)  # an experiment file's store and reports folder, unless the flags say otherwise
+    name, cfg = experiment_file.named(args.experiment)  # an experiment file's store and reports folder, unless the flags say otherwise
     uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
     folder = Path(args.reports_dir or (cfg.paths.reports_dir if cfg else "reports")) / name
     preflight.check_writable(folder, "--reports-dir")
@@ -39,9 +30,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """One table of the report as CSV, JSON or LaTeX, on standard output or into --out (whole or not at all)."""
+    from harness.settings import experiment_file
     from harness.report import export
 
-    name, cfg = named(args.experiment)
+    name, cfg = experiment_file.named(args.experiment)
     from harness.tracking import store
 
     uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
@@ -66,6 +58,7 @@ def study_table(uri: str, name: str, table: str):
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from harness.settings import experiment_file
     from harness.analysis import planning, stats
     from harness.report import markdown
     from harness.tracking import experiment_tags, readback, store
@@ -73,7 +66,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     vary = tuple(s.strip() for s in args.vary.split(",")) if args.vary is not None else ()
     req = planning.Request(args.effect, args.sd, args.comparisons, args.power, vary)
     planning.check(req)
-    name, cfg = named(args.experiment)
+    name, cfg = experiment_file.named(args.experiment)
     uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
     analysis, baseline, tested = cfg.analysis if cfg else stats.Analysis(), cfg.baseline if cfg else "baseline", {}
     try:
@@ -114,13 +107,14 @@ def _training_seconds(runs) -> float:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    from harness.settings import experiment_file
     from harness.cli import promote
     from harness.settings import checks, config
     from harness.tracking import readback, store
 
     checks.checked("", "name", args.name, str, "--name")
     variant = config.canonical_names([args.variant], "--variant")[0]
-    name, cfg = named(args.experiment)
+    name, cfg = experiment_file.named(args.experiment)
     uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
     readback.require_store(uri)
     version, run, tags = promote.promote(uri, name, variant, args.name, args.again)

@@ -8,6 +8,8 @@ Building it twice from the same store gives the same files.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 import numpy as np
@@ -54,11 +56,31 @@ def _order(runs: list[SeedRun], baseline: str, design: Design) -> list[str]:
     return ([baseline] if baseline in present else []) + [n for n in names if n != baseline]
 
 
+@dataclasses.dataclass(frozen=True)
+class Analysed:
+    """The runs' analysis, made once for the report and for the parent runs' metrics: the baseline,
+    the variants' order, each variant's comparison with the baseline, and the seeds-on-demand
+    design replayed (None for fixed seeds)."""
+
+    baseline: str
+    order: list[str]
+    comparisons: dict[str, Comparison]
+    replayed: object = None
+
+
+def analysed(runs: list[SeedRun], design: Design = Design(), analysis: stats.Analysis = stats.Analysis(),
+             tags: dict[str, str] | None = None) -> Analysed:
+    """These runs analysed; with seeds on demand recorded in the experiment's `tags`, its variants
+    carry the sequential verdicts."""
+    replayed = sequential_section.replay(tags or {}, runs, analysis)
+    return Analysed(*_analyse(runs, design, analysis, replayed), replayed)
+
+
 def analyse(runs: list[SeedRun], design: Design = Design(), analysis: stats.Analysis = stats.Analysis(),
             tags: dict[str, str] | None = None) -> tuple[str, list[str], dict[str, Comparison]]:
-    """(baseline, variant order, each variant's comparison with the baseline) of these runs; with
-    seeds on demand recorded in the experiment's `tags`, its variants carry the sequential verdicts."""
-    return _analyse(runs, design, analysis, sequential_section.replay(tags or {}, runs, analysis))
+    """(baseline, variant order, each variant's comparison with the baseline) of these runs."""
+    a = analysed(runs, design, analysis, tags)
+    return a.baseline, a.order, a.comparisons
 
 
 def _analyse(runs: list[SeedRun], design: Design, analysis: stats.Analysis, replayed) -> tuple[str, list[str], dict[str, Comparison]]:
@@ -72,17 +94,18 @@ def _analyse(runs: list[SeedRun], design: Design, analysis: stats.Analysis, repl
 
 
 def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = Design(), analysis: stats.Analysis = stats.Analysis(),
-          tags: dict[str, str] | None = None) -> Path:
+          tags: dict[str, str] | None = None, prior: Analysed | None = None) -> Path:
     """Write the report for these runs (as read from the store, with the experiment's `tags`) into
-    `folder`: report.md, report.html and the figures; returns report.md's path."""
+    `folder`: report.md, report.html and the figures; returns report.md's path. `prior`: these runs
+    already `analysed` (the caller's, made with the same design, settings and tags)."""
     folder.mkdir(parents=True, exist_ok=True)
     if not runs:
         _remove_unlinked(folder, "", PLOT_FIGURES + effects_section.FIGURES + (sequential_section.FIGURE,))
         return _save(folder, [f"# Ablation report: {experiment}", "", "No runs in the store yet.", ""] + appendix.tuning(folder))
     from harness.report import plots
 
-    replayed = sequential_section.replay(tags or {}, runs, analysis)  # once: the verdicts and the section both use it
-    baseline, order, comparisons = _analyse(runs, design, analysis, replayed)
+    prior = prior or analysed(runs, design, analysis, tags)  # once: the verdicts and the section both use its replay
+    replayed, baseline, order, comparisons = prior.replayed, prior.baseline, prior.order, prior.comparisons
     done = [r for r in runs if r.status == "FINISHED"]
     by_variant = {v: [r for r in done if r.variant == v] for v in order}
     counts = comparisons_mod.counts(done)

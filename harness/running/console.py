@@ -59,9 +59,10 @@ class Plan:
 class Console:
     """Prints the tutorial's lines, the run lines, and on a terminal the overall progress line."""
 
-    def __init__(self, stream: TextIO = sys.stdout) -> None:
+    def __init__(self, stream: TextIO = sys.stdout, mode: str | None = None) -> None:
+        """`mode`: "notebook" (the Python API), "plain" or None (live on a terminal); $HARNESS_CONSOLE, when set, wins."""
         self.stream = stream
-        mode = os.environ.get("HARNESS_CONSOLE")
+        mode = os.environ.get("HARNESS_CONSOLE") or mode
         self.notebook = mode == "notebook"
         self.live = self.notebook or (stream.isatty() and mode != "plain")  # the processes of --jobs-per-device print plain lines
         self.plan = Plan()

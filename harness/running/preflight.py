@@ -1,8 +1,10 @@
 """Everything checked before any run or file is created: the store's address, the device, the
 folders a run writes, settings that are valid values but not on this machine, and a
-seeds-on-demand design that a rerun would change."""
+seeds-on-demand design that a rerun would change; then the experiment's data on the device
+(`prepare`, what `run`, `tune` and a cluster task start from)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -45,6 +47,30 @@ def check(cfg: ExperimentConfig) -> tuple[str, torch.device]:
     engine.set_determinism(cfg.runtime.determinism)
     engine.set_float_precision(cfg.train.precision)  # before the runs' tags record the TF32 flags
     return uri, device
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """An experiment ready to train: its store's address, its device and its split on the device."""
+
+    uri: str
+    device: torch.device
+    data: object  # harness.data.loading.Loaded
+
+
+def prepare(cfg: ExperimentConfig, with_test: bool = True, seed: int | None = None, source=None) -> Prepared:
+    """Every check before any work, then the data on the device, split as `seed`'s (default: the
+    first seed's; with split_seed = "per_seed" the runner draws the others). `source`: the dataset as
+    the caller already read it (a cluster task gets the driver's), else read here (and made once,
+    e.g. downloaded, only when `seed` is None: a cluster task never downloads)."""
+    from harness.data import datasets, loading
+
+    uri, device = check(cfg)
+    if source is None:
+        dataset = datasets.get(cfg.data.dataset, cfg.data.image_size)
+        source = loading.read_source(dataset, loading.data_dir(cfg.paths.data_dir), make=seed is None)
+    split_seed = loading.split_seed_of(cfg.data.split_seed, cfg.seeds[0] if seed is None else seed)
+    return Prepared(uri, device, loading.load_split(source, cfg.data.split, cfg.data.train_ratio, split_seed, device, with_test))
 
 
 def check_writable(folder: Path, field: str) -> None:

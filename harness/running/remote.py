@@ -23,7 +23,6 @@ def train_pair(cfg, variant: str, seed: int, source, rerun: bool, where: str):
     task in its header line."""
     import torch
 
-    from harness.data import datasets, loading
     from harness.running import claims as claims_mod
     from harness.running import preflight
     from harness.running.claims import Claims
@@ -35,12 +34,10 @@ def train_pair(cfg, variant: str, seed: int, source, rerun: bool, where: str):
     from harness.variants import plugins
 
     plugins.load(cfg.components, "components")  # the user's component files (a shared file system) or modules, on this node
-    uri, device = preflight.check(cfg)
-    if source is None:
-        source = loading.read_source(datasets.get(cfg.data.dataset, cfg.data.image_size), loading.data_dir(cfg.paths.data_dir), make=False)
-    loaded = loading.load_split(source, cfg.data.split, cfg.data.train_ratio, loading.split_seed_of(cfg.data.split_seed, seed), device)
+    ready = preflight.prepare(cfg, seed=seed, source=source)
     console = Console()
-    runner = Runner(cfg, loaded, uri, device, console, rerun)
+    runner = Runner(cfg, ready.data, ready.uri, ready.device, console, rerun)
+    device = ready.device
     folder = claims_folder()
     folder.mkdir(parents=True, exist_ok=True)
     claims = Claims(folder / f"{cfg.name}-{claims_mod.FILENAME}")

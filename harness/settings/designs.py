@@ -61,6 +61,21 @@ def expand(design: Design) -> tuple[str, ...]:
     return tuple(sorted(dict.fromkeys(cells), key=lambda v: (len(components_of(v)), v)))
 
 
+def flags(kind: str | None, factors: str | None, allow_large: bool = False) -> dict:
+    """`--design KIND --factors a,b --yes` (or the API's `design=`, `factors=`, `yes=`) as dotted
+    [design] settings: `factors`, `full` for leave-one-out, `sources` for variance."""
+    if kind is None:
+        if factors is not None:
+            raise UsageError("--factors: give it with --design factorial, leave-one-out or variance")
+        return {"design.allow_large": True} if allow_large else {}
+    if kind in CELLS and factors is None:
+        raise UsageError(f"--factors: required with --design {kind}, e.g. --factors dropout,batchnorm")
+    out = {"design.kind": kind}
+    if factors is not None:
+        out[f"design.{TABLE_KEY.get(kind, 'factors')}"] = [f.strip() for f in factors.split(",")]
+    return out | ({"design.allow_large": True} if allow_large else {})
+
+
 def from_table(table: dict) -> Design:
     """A checked Design from the `[design]` table: kind, and `factors` (factorial) or `full` (leave-one-out)."""
     if not isinstance(table, dict):

@@ -162,3 +162,15 @@ def load_experiment(experiment: str | None, sets: list[str] = (), params_files: 
             raise UsageError(f"--params-from: {file!r} sets parameters for {', '.join(sorted(names)) or 'nothing'}, "
                              f"which none of the variants run ({', '.join(cfg.variants)}) uses")
     return cfg
+
+
+def named(text: str) -> tuple[str, ExperimentConfig | None]:
+    """(name, its ExperimentConfig or None) of an experiment the store holds, as `report`, `export`,
+    `plan`, `promote` and `harness.load` name it: a .toml path is read for its name; a name is
+    checked by the rule of `run` (it names folders)."""
+    from harness.settings import checks
+
+    if text.endswith(".toml") or "/" in text:
+        cfg = load_experiment(text)
+        return cfg.name, cfg
+    return checks.checked("", "name", text, str, "--experiment"), None

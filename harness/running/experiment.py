@@ -1,0 +1,192 @@
+"""An experiment from settings to report, as library functions: what `python -m harness run` and
+`harness.run(...)` both call.
+
+- `configure`: the experiment file, tuned parameters, flags and `--set` as one checked configuration.
+- `run`: check the execution, prepare the data, train every pair on the chosen executor, then `finish`.
+- `finish`: tag the experiment, read its runs back, analyse them once, log the comparisons on the
+  variants' parent runs and write the report. A report or store that fails is a `problem`: the
+  runs stay in the store and the caller says so (the CLI: one line each on stderr, exit 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from harness.base.errors import UsageError
+from harness.running import execution, preflight
+from harness.running.console import Console
+from harness.running.execution import Execution
+from harness.running.outcomes import Outcome
+from harness.settings.config import ExperimentConfig
+
+
+@dataclasses.dataclass
+class Finished:
+    """What a `run` left: its experiment, store and reports folder, one outcome per pair, the
+    report's path (None when it could not be written or the runs were detached) and the problems
+    to report (the runs are safe in the store whatever they say)."""
+
+    name: str
+    uri: str
+    reports_folder: Path
+    outcomes: list[Outcome]
+    report: Path | None = None
+    problems: list[str] = dataclasses.field(default_factory=list)
+    detached: bool = False
+
+    @property
+    def failed(self) -> bool:
+        """Whether the command failed: a problem, or a pair that did not finish."""
+        return bool(self.problems) or any(o.status != "FINISHED" for o in self.outcomes)
+
+
+def configure(
+    experiment: str | None = None,
+    sets: list[str] = (),
+    params_files: list[str] = (),
+    components: list[str] = (),
+    tuned: bool = False,
+    **flags,
+) -> tuple[ExperimentConfig, list[str]]:
+    """The checked configuration (experiment_file.load_experiment with `flags` as dotted settings,
+    e.g. {"train.epochs": 2}) and the files of tuned parameters it used: `params_files`, and with
+    `tuned` the ones `tune` wrote for each variant."""
+    from harness.settings import experiment_file
+    from harness.settings.designs import bases
+
+    seeds, max_seeds = flags.get("seeds"), flags.get("max_seeds")
+    if max_seeds is not None and seeds is not None and seeds != "auto":
+        shown = seeds if isinstance(seeds, (str, int)) else ",".join(map(str, seeds))
+        raise UsageError(f"--max-seeds: only with --seeds auto (seeds on demand), not with --seeds {shown}")
+    files = list(params_files)
+    if tuned:
+        base = experiment_file.load_experiment(experiment, sets, components=components, **flags)
+        folder = base.reports_folder / "tuning"
+        found = [str(p) for p in (folder / f"{v}.toml" for v in bases(base.variants)) if p.is_file()]  # v@SOURCE runs use v's
+        if not found:
+            raise UsageError(f"--tuned: no tuned parameters in {str(folder)!r}; run `python -m harness tune --variant NAME` first")
+        files += found
+    return experiment_file.load_experiment(experiment, sets, files, components, **flags), files
+
+
+def run(cfg: ExperimentConfig, ex: Execution = Execution(), console: Console | None = None, params_files: list[str] = ()) -> Finished:
+    """Train every (variant, seed) pair of `cfg` not finished yet (all of them with `ex.rerun`),
+    on `ex.executor`, then `finish`. Bad input raises UsageError before any work starts."""
+    from harness.data import user_data
+    from harness.running import runner as runner_mod
+
+    slurm = execution.check(ex)
+    execution.check_with(ex, cfg)
+    console = console or Console()
+    ready = preflight.prepare(cfg)
+    for path in params_files:
+        console.line(f"parameters from {path}")
+    console.line(_headline(cfg, ready))
+    if user_data.is_user_dataset(cfg.data.dataset):  # say what it is (and, for a folder, where its test set comes from)
+        console.line(f"data: {ready.data.source.dataset.source}")
+    runner = runner_mod.Runner(cfg, ready.data, ready.uri, ready.device, console, rerun=ex.rerun)
+    frozen = preflight.freeze_design(ready.uri, cfg, ex.redesign) if cfg.sequential else {}
+    outcomes = _train(runner, ex, slurm, console)
+    if outcomes is None:  # detached: a last Slurm job writes the report; what it reads is the experiment's tags
+        _tag(cfg, ready.uri, frozen, runner.collect())
+        return Finished(cfg.name, ready.uri, cfg.reports_folder, [], detached=True)
+    console.line("")
+    console.line(_summary(outcomes))
+    return finish(cfg, ready.uri, outcomes, frozen, console, runner)
+
+
+def _headline(cfg: ExperimentConfig, ready: preflight.Prepared) -> str:
+    if cfg.sequential:
+        seeds = f"seeds on demand ({cfg.sequential.min_seeds} to {cfg.sequential.max_seeds}, group-sequential)"
+    else:
+        seeds = f"{len(cfg.seeds)} seed(s)"
+    split = "drawn per seed" if cfg.data.split_seed == "per_seed" else ready.data.split.fingerprint
+    return (
+        f"experiment {cfg.name}: {len(cfg.variants)} variant(s) × {seeds}, {cfg.train.epochs} epoch(s) on {ready.device}; "
+        f"data {ready.data.source.identity}, split {cfg.data.split} {split}; store {ready.uri}"
+    )
+
+
+def _summary(outcomes: list[Outcome]) -> str:
+    from harness.running import outcomes as outcomes_mod
+
+    return outcomes_mod.summary(outcomes)
+
+
+def _train(runner, ex: Execution, slurm, console: Console) -> list[Outcome] | None:
+    """Every pair on the executor; None when Slurm's runs were submitted detached."""
+    from harness.running import outcomes
+
+    if ex.executor == "ray":
+        from harness.running import ray_executor
+
+        failures = ray_executor.run_on_ray(runner, ex.ray_address, ex.gpus_per_run, ex.cpus_per_run)
+        return outcomes.with_errors(runner.collect(), failures)
+    if ex.executor == "slurm":
+        from harness.running import slurm_executor
+
+        failures = slurm_executor.run_on_slurm(runner, slurm)
+        return None if slurm.detach else outcomes.with_errors(runner.collect(), failures)
+    if ex.jobs_per_device > 1:
+        from harness.running import processes
+
+        processes.run_in_processes(runner.cfg, runner.device, ex.jobs_per_device, console)
+        return runner.collect()
+    try:
+        return runner.run_all()
+    finally:
+        console.close()
+
+
+def _tag(cfg: ExperimentConfig, uri: str, frozen: dict[str, str], outcomes: list[Outcome]) -> dict[str, str]:
+    """Tag the experiment with its design and analysis settings (what the report and the MLflow UI read)."""
+    from harness.tracking import experiment_tags, store
+
+    tags = {**frozen, **experiment_tags.of_run(cfg, [o.parent_id for o in outcomes])}
+    store.set_experiment_tags(uri, cfg.name, tags)
+    return tags
+
+
+def finish(cfg: ExperimentConfig, uri: str, outcomes: list[Outcome], frozen: dict[str, str] | None = None,
+           console: Console | None = None, runner=None) -> Finished:
+    """Tag the experiment, read its runs back, analyse them once, log each variant's comparison on
+    its parent run (and a factorial design's effects) and write the report. `runner`: the one that
+    trained, whose store error (a full disk, a read-only store) is reported here."""
+    from harness.report import comparisons, effects_section, markdown
+    from harness.settings import checks, designs
+    from harness.tracking import experiment_tags, readback, store
+
+    console = console or Console()
+    store_error = runner.store_error if runner is not None else ""
+    try:  # what the report and the MLflow UI say about the experiment; a store that takes no writes skips it
+        tags = _tag(cfg, uri, frozen or {}, outcomes)
+    except store.StoreError as e:
+        tags = {**(frozen or {}), **experiment_tags.of_run(cfg, [o.parent_id for o in outcomes])}
+        store_error = store_error or str(e)
+    runs = readback.read_runs(uri, cfg.name)
+    analysed = markdown.analysed(runs, cfg.design, cfg.analysis, tags)
+    parents = {r.variant: r.parent_id for r in runs}
+    try:
+        compared = analysed.comparisons
+        store.log_comparisons(uri, {parents[v]: (comparisons.parent_metrics(c), c.verdict) for v, c in compared.items()})
+        if cfg.design.kind in designs.CELLS:
+            tracker = runner.tracker if runner is not None else store.Tracker(uri, cfg.name, cfg.checkpoint_folder)
+            tracker.log_analysis(effects_section.metrics(cfg.design, comparisons.counts(runs), cfg.analysis))
+    except store.StoreError as e:
+        store_error = store_error or str(e)
+    done = Finished(cfg.name, uri, cfg.reports_folder, outcomes)
+    try:
+        done.report = markdown.write(runs, cfg.name, cfg.reports_folder, cfg.design, cfg.analysis, tags, analysed)
+        console.line(f"report: {done.report} and {done.report.with_suffix('.html').name}")
+    except OSError as e:  # the runs are safe in the store; `report` rebuilds it later
+        rebuild = f"python -m harness report {checks.experiment_flag(cfg.name)}"
+        done.problems.append(f"report: {e}; the runs are in the store, rebuild with `{rebuild}`")
+        return done
+    if store_error:
+        finished = sum(1 for r in runs if r.status == "FINISHED")
+        done.problems.append(
+            f"tracking_uri: {uri}: {store_error}; the {finished} finished run(s) are in the store and in the report; "
+            "make room and rerun the same command to train the rest"
+        )
+    return done
