@@ -114,7 +114,8 @@ def run(variants: list[str] | str | None = None, seeds: int | list[int] | str | 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     cfg, files = experiment.configure(setup.get("experiment"), setup.get("set", []), setup.get("params_from", []),
                                       setup.get("components", []), setup["tuned"], **flags)
-    done = experiment.run(cfg, Execution(**options), Console(mode="notebook"), files)
+    call = ", ".join(f"{k}={v!r}" for k, v in dict(variants=variants, seeds=seeds, epochs=epochs, design=design, **settings).items() if v is not None)
+    done = experiment.run(cfg, Execution(**options), Console(mode="notebook"), files, f"harness.run({call})")
     for problem in done.problems:
         print(f"error: {problem}", file=sys.stderr)
     return Study(done.name, done.uri, done.reports_folder)

@@ -70,9 +70,11 @@ def configure(
     return experiment_file.load_experiment(experiment, sets, files, components, **flags), files
 
 
-def run(cfg: ExperimentConfig, ex: Execution = Execution(), console: Console | None = None, params_files: list[str] = ()) -> Finished:
+def run(cfg: ExperimentConfig, ex: Execution = Execution(), console: Console | None = None, params_files: list[str] = (),
+        command: str | None = None) -> Finished:
     """Train every (variant, seed) pair of `cfg` not finished yet (all of them with `ex.rerun`),
-    on `ex.executor`, then `finish`. Bad input raises UsageError before any work starts."""
+    on `ex.executor`, then `finish`. Bad input raises UsageError before any work starts. `command`:
+    what the runs record as their command (default: this process's command line)."""
     from harness.data import user_data
     from harness.running import runner as runner_mod
 
@@ -85,7 +87,7 @@ def run(cfg: ExperimentConfig, ex: Execution = Execution(), console: Console | N
     console.line(_headline(cfg, ready))
     if user_data.is_user_dataset(cfg.data.dataset):  # say what it is (and, for a folder, where its test set comes from)
         console.line(f"data: {ready.data.source.dataset.source}")
-    runner = runner_mod.Runner(cfg, ready.data, ready.uri, ready.device, console, rerun=ex.rerun)
+    runner = runner_mod.Runner(cfg, ready.data, ready.uri, ready.device, console, ex.rerun, command)
     frozen = preflight.freeze_design(ready.uri, cfg, ex.redesign) if cfg.sequential else {}
     outcomes = _train(runner, ex, slurm, console)
     if outcomes is None:  # detached: a last Slurm job writes the report; what it reads is the experiment's tags

@@ -28,13 +28,14 @@ from harness.tracking import models, names, provenance, store
 class Runner:
     """Trains the pairs of one experiment on data already on `device`, tracked in the store at `uri`."""
 
-    def __init__(self, cfg: ExperimentConfig, data: Loaded, uri: str, device: torch.device, console: Console, rerun: bool = False) -> None:
+    def __init__(self, cfg: ExperimentConfig, data: Loaded, uri: str, device: torch.device, console: Console, rerun: bool = False,
+                 command: str | None = None) -> None:
         self.cfg, self.device, self.console, self.rerun = cfg, device, console, rerun
         self.splits = Splits(data, cfg.data.split, cfg.data.train_ratio, cfg.data.split_seed, device)
         self.test_digest = ""  # the test set's hash, computed when a run first records its inputs
         models.warm_up()
         self.tracker = store.Tracker(uri, cfg.name, cfg.checkpoint_folder)
-        self.tags = provenance.run_tags(cfg, data, device)
+        self.tags = provenance.run_tags(cfg, data, device, command)
         self.parents: dict[tuple[str, str], tuple[str, dict]] = {}
         self.place = units.Place(cfg, self.tracker, console, self.splits, self.tags, rerun, self.key, self.parent, self.inputs, self.replace)
 

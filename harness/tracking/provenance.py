@@ -77,10 +77,10 @@ def command_line() -> str:
     return " ".join([head] + sys.argv[1:])
 
 
-def run_tags(cfg, data, device: torch.device) -> dict[str, str]:
+def run_tags(cfg, data, device: torch.device, command: str | None = None) -> dict[str, str]:
     """The tags every run of a command carries: the experiment, its configuration hash, the data and
     split (on a parent of a per-seed experiment the split reads "per_seed"; a seed run overrides it
-    with its own), the code, the command, the library versions and the determinism settings."""
+    with its own), the code, the command (`command`, else this process's), the library versions and the determinism settings."""
     env = determinism(device)
     return {
         "harness.experiment": cfg.name,
@@ -89,7 +89,7 @@ def run_tags(cfg, data, device: torch.device) -> dict[str, str]:
         "harness.dataset": data.source.identity,
         "harness.split_fingerprint": PER_SEED if cfg.data.split_seed == PER_SEED else data.split.fingerprint,
         "harness.git_commit": git_commit(),
-        "harness.command": command_line(),
+        "harness.command": command or command_line(),
         **{f"harness.version.{k}": v for k, v in versions().items()},
         **{f"harness.env.{k}": v for k, v in env.items()},
         "harness.device": env["device"],

@@ -1,0 +1,56 @@
+"""The command line sits on the library: `python -m harness run` and `harness.run(...)` call the same
+functions (harness/running/experiment.py), so the same study through either leaves the same runs in
+the store and the same report, and the API never goes through the CLI."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+import sys
+
+from tests.conftest import fresh_store, harness
+
+STUDY = ["--variants", "baseline,dropout", "--seeds", "2", "--epochs", "1", "--dataset", "digits", "--set", "train.batch_size=64"]
+CALL = "harness.run(variants='baseline,dropout', seeds=2, epochs=1, dataset='digits', batch_size=64)"
+TIMES = ("epoch_seconds", "epoch_seconds_mean", "train_seconds", "wall_seconds", "test_seconds")
+
+
+def _store(folder) -> dict:
+    """Every run of the store: (variant, seed) -> its params, its metrics but the times, its status."""
+    db = sqlite3.connect(folder / "mlflow.db")
+    runs = {}
+    for run_id, status in db.execute("select run_uuid, status from runs"):
+        tags = dict(db.execute("select key, value from tags where run_uuid = ?", (run_id,)))
+        params = dict(db.execute("select key, value from params where run_uuid = ?", (run_id,)))
+        metrics = {(k, s): v for k, s, v in db.execute("select key, step, value from metrics where run_uuid = ?", (run_id,))
+                   if "seconds" not in k and "images_per_second" not in k}
+        runs[(tags.get("harness.variant"), tags.get("harness.seed"), tags.get("harness.role", "seed"))] = (params, metrics, status)
+    db.close()
+    return runs
+
+
+def _report(folder) -> str:
+    """report.md without what differs between two commands: the seconds per epoch and the command itself."""
+    text = (folder / "reports" / "default" / "report.md").read_text()
+    text = re.sub(r"(\| [\d,]+ \| )[\d.]+( \|)$", r"\1S\2", text, flags=re.M)  # the loss table's s / epoch column
+    return re.sub(r"Command\(s\):\n\n    .*\n", "Command(s): C\n", text)
+
+
+def test_the_same_study_through_the_cli_and_through_harness_run_leaves_the_same_store_and_report(tmp_path):
+    cli, api = tmp_path / "cli", tmp_path / "api"
+    for folder in (cli, api):
+        folder.mkdir()
+        fresh_store(folder)
+    proc = harness("run", *STUDY, cwd=cli)
+    assert proc.returncode == 0, proc.stderr
+    code = f"import harness, sys; study = {CALL}; print(study.table().verdict.tolist()); print('harness.cli' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=api, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "False"  # the API ran without importing the command line
+    ran_cli, ran_api = _store(cli), _store(api)
+    assert len(ran_cli) == 6 and set(ran_cli) == set(ran_api)  # 2 parents, 4 seed runs
+    assert ran_cli == ran_api
+    assert _report(cli) == _report(api)
+    commands = {p.read_text().count(CALL) for p in api.glob("reports/default/report.md")}
+    assert commands == {1}  # the API's runs record the call, not `python -c`
