@@ -274,13 +274,14 @@ def test_list_with_a_component_that_cannot_be_built_names_it(tmp_path):
 
     from tests.conftest import ROOT
 
-    shutil.copytree(ROOT / "variants", tmp_path / "pkg" / "variants")
-    (tmp_path / "pkg" / "variants" / "needs_arg.py").write_text(
+    shutil.copytree(ROOT / "harness", tmp_path / "pkg" / "harness", ignore=shutil.ignore_patterns("__pycache__"))  # a copy to edit
+    variants = tmp_path / "pkg" / "harness" / "variants"
+    (variants / "needs_arg.py").write_text(
         "from harness.variants.registry import Change, register\n\n\n"
         "@register('needs_arg', 'A builder with a required argument.')\n"
         "def needs_arg(width: int) -> Change:\n    return Change()\n")
-    init = tmp_path / "pkg" / "variants" / "__init__.py"
-    init.write_text(init.read_text() + "\nfrom variants import needs_arg  # noqa: E402,F401\n")
-    proc = harness("list", cwd=tmp_path, env={"PYTHONPATH": f"{tmp_path / 'pkg'}:{ROOT}", "HARNESS_CACHE_DIR": str(tmp_path / "cache")})
+    init = variants / "__init__.py"
+    init.write_text(init.read_text() + "\nfrom harness.variants import needs_arg  # noqa: E402,F401\n")
+    proc = harness("list", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "pkg"), "HARNESS_CACHE_DIR": str(tmp_path / "cache")})
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
-    assert proc.stderr == "error: variants: component 'needs_arg' (variants.needs_arg): every parameter needs a default, width has none\n"
+    assert proc.stderr == "error: variants: component 'needs_arg' (harness.variants.needs_arg): every parameter needs a default, width has none\n"
