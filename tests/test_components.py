@@ -17,9 +17,9 @@ from harness.data.datasets import get as dataset
 from harness.running.assembly import assemble
 from harness.settings import config, experiment_file
 from harness.training import engine
-from tests.conftest import fresh_store, harness, make_arrays, snapshot_keeper
 from harness.variants import registry
 from harness.variants.augment import PAD, crop_and_flip
+from tests.conftest import fresh_store, harness, make_arrays, snapshot_keeper
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ def _args(*argv: str) -> execution.Execution:
 
 
 @pytest.mark.parametrize("argv,fragment", [
-    (["--executor", "dask"], "--executor: 'dask' is not allowed; expected local, ray or slurm"),
+    (["--executor", "dask"], "--executor: 'dask' is not allowed; expected one of local, ray, slurm"),
     (["--partition", "gpu"], "--partition: only with --executor slurm"),
     (["--time", "10"], "--time: only with --executor slurm"),
     (["--detach"], "--detach: only with --executor slurm"),

@@ -5,6 +5,7 @@ small, and the public surface loads lazily."""
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -112,3 +113,28 @@ def test_the_public_surface_resolves_every_name_and_loads_nothing_heavy_until_as
 
     with pytest.raises(AttributeError, match="public names"):
         harness.not_a_name  # noqa: B018
+
+
+def test_every_name_the_harness_writes_into_mlflow_is_spelt_once_in_tracking_names():
+    """A tag (or Optuna attribute) named `harness.<x>` appears as a string only in harness/tracking/names.py;
+    elsewhere, strings of that form are module paths and the entry-point group (also spelt in `list`)."""
+    from harness.cli import listing
+    from harness.variants import plugins
+
+    modules = set(layering.modules(ROOT))
+    found = []
+    for module, path in layering.modules(ROOT).items():
+        if module == "harness.tracking.names":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"harness\.[a-z_.]+", node.value):
+                text = node.value.rstrip(".")
+                if text not in modules and not any(m.startswith(text + ".") for m in modules):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}")
+    assert found == [f"harness/cli/listing.py:{_line(listing.__file__, 'ENTRY_POINT_GROUP =')} 'harness.components'",
+                     f"harness/variants/plugins.py:{_line(plugins.__file__, 'ENTRY_POINT_GROUP =')} 'harness.components'"]
+    assert listing.ENTRY_POINT_GROUP == plugins.ENTRY_POINT_GROUP
+
+
+def _line(path: str, start: str) -> int:
+    return next(n for n, line in enumerate(Path(path).read_text().splitlines(), 1) if line.startswith(start))

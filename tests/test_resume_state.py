@@ -11,8 +11,8 @@ from torch import nn
 
 from harness.data import loading
 from harness.training import engine
-from tests.conftest import make_arrays, snapshot_keeper
 from harness.variants.lenet import LeNet
+from tests.conftest import make_arrays, snapshot_keeper
 
 
 class Noisy(nn.Module):

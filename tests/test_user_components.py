@@ -19,9 +19,9 @@ from PIL import Image
 from harness.base.errors import UsageError
 from harness.data import datasets
 from harness.settings import config, experiment_file
+from harness.variants import plugins, registry
 from tests.conftest import ROOT, fresh_store
 from tests.conftest import harness as cli
-from harness.variants import plugins, registry
 
 WIDE = '''
 """LeNet with a wider first hidden layer (a user's own component, outside the package)."""

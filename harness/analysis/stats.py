@@ -232,7 +232,7 @@ def holm(pvalues: list[float]) -> list[float]:
 def family(raw: dict[str, Paired], analysis: Analysis = Analysis()) -> dict[str, Paired]:
     """Holm-correct every compared variant's tests together (an untestable one counts with p = 1),
     add the simultaneous intervals, and give each its verdict."""
-    if analysis.test not in TESTS:
+    if analysis.test not in TESTS:  # TESTS: the values of settings.analysis.Test
         raise ValueError(f"analysis.test: {analysis.test!r} is not allowed; expected one of {', '.join(TESTS)}")
     names, rs = list(raw), list(raw.values())
     m = len(rs)

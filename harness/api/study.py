@@ -15,6 +15,8 @@ import dataclasses
 import os
 import re
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,6 @@ SETTINGS = {"epochs": "train.epochs", "device": "train.device", "fuse": "train.f
 LISTS = ("variants", "seeds", "factors")  # a comma-separated text or a list
 FILES = ("components", "params_from", "set")  # one path (or assignment) or a list of them
 SWITCHES = ("tuned", "yes")
-KINDS = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,), "tuple[str,": None}  # Execution's fields' types
 
 
 def _sections() -> dict[str, str]:
@@ -64,13 +65,24 @@ def _scalar(key: str, value: Any, kinds: tuple = (bool, int, float, str)) -> Any
     return value
 
 
+def _kinds(cls: type) -> dict[str, tuple | None]:
+    """The Python types each field of `cls` takes (None: a tuple of strings), from its annotations."""
+    out = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        members = typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType, typing.Union) else (hint,)
+        kind = next(m for m in members if m is not type(None))
+        origin = typing.get_origin(kind)
+        out[name] = None if origin is tuple else (str,) if origin is typing.Literal else (int, float) if kind is float else (kind,)
+    return out
+
+
 def arguments(**kwargs: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The keyword arguments of `run`, sorted: (experiment.configure's arguments, its dotted
     settings, Execution's fields). Unknown names and values of the wrong type are refused."""
     from harness.running.execution import Execution
     from harness.settings import config, designs, experiment_file
 
-    sections, fields = _sections(), {f.name: KINDS[f.type.split(" ")[0]] for f in dataclasses.fields(Execution)}
+    sections, fields = _sections(), _kinds(Execution)
     setup, flags, options = {"tuned": False}, {}, {}
     given = {k: v for k, v in kwargs.items() if v is not None}
     for key, value in given.items():
@@ -124,13 +136,12 @@ def run(variants: list[str] | str | None = None, seeds: int | list[int] | str | 
 def load(experiment: str, tracking_uri: str | None = None, reports_dir: str | None = None) -> "Study":
     """The experiment `experiment` (a name or its .toml) as it is in the store, without training;
     its report is written when there is none yet."""
-    from harness.settings import experiment_file
-    from harness.tracking import readback, store
+    from harness.running import experiment as experiments
+    from harness.tracking import readback
 
     if not isinstance(experiment, (str, os.PathLike)):
         raise UsageError(f"experiment: {experiment!r} is not allowed; expected the experiment's name or its .toml path")
-    name, cfg = experiment_file.named(str(experiment))
-    uri = store.resolve_uri(tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
+    name, cfg, uri = experiments.stored(str(experiment), tracking_uri)
     readback.require_store(uri)
     folder = Path(reports_dir or (cfg.paths.reports_dir if cfg else "reports")) / name
     study = Study(name, uri, folder)
@@ -189,12 +200,9 @@ class Study:
 
     def export(self, format: str = "csv", table: str = "comparison", out: str | os.PathLike | None = None) -> str:
         """The table as CSV, JSON or LaTeX (as `python -m harness export`); written to `out` when given."""
-        from harness.report import export, tables
+        from harness.report import export
 
-        if format not in export.FORMATS:
-            raise UsageError(f"format: {format!r} is not allowed; expected one of {', '.join(export.FORMATS)}")
-        if table not in tables.TABLES:
-            raise UsageError(f"table: {table!r} is not allowed; expected one of {', '.join(tables.TABLES)}")
+        export.check(format, table, ("format", "table"))
         text = export.render(self._table(table), format, table, self.experiment)
         if out is not None:
             export.write(text, Path(_paths("out", out)[0]), "out")

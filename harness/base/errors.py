@@ -1,10 +1,21 @@
 """The error types the command line turns into one line: `UsageError` ("the user asked for
 something we can't do": exit 2, before any work starts), `StoreError` (the store stopped taking
-writes: exit 1, what it holds is safe) and `Terminated` (SIGTERM)."""
+writes: exit 1, what it holds is safe) and `Terminated` (SIGTERM); `one_of`, the check of a value
+against the `Literal` type that declares what is allowed."""
+
+from typing import Any, get_args
 
 
 class UsageError(ValueError):
     """Bad input: a setting, a file or a request. The message names the field, the value and what is allowed."""
+
+
+def one_of(where: str, value: Any, kind: Any) -> Any:
+    """`value` if it is one of the values of `kind` (a `Literal[...]`); else a UsageError that names them."""
+    allowed = get_args(kind)
+    if isinstance(value, bool) or value not in allowed:
+        raise UsageError(f"{where}: {value!r} is not allowed; expected one of {', '.join(map(str, allowed))}")
+    return value
 
 
 class Terminated(BaseException):

@@ -32,8 +32,7 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     run = sub.add_parser("run", help="train variants × seeds and write the report")
     run.add_argument("--experiment", help="a shipped experiment (default, quick, tutorial), one in ./experiments/, or a .toml path")
     run.add_argument("--variants", help="comma-separated variant names (see `list`)")
-    run.add_argument("--components", action="append", default=[], metavar="FILE_OR_MODULE",
-                     help="import your own components first: a .py file or a module (e.g. mypkg.ablations); repeatable or comma-separated")
+    _components(run)
     run.add_argument("--design", help="list (default: the --variants), factorial (every subset of --factors), leave-one-out "
                                       "(the full model of --factors, it without each one, and the baseline) or variance (each of the "
                                       "--variants with one source of randomness varied at a time, and all of them: where the noise comes from)")
@@ -50,7 +49,7 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
                      "that share a network as one fused program (train.fuse; docs/performance.md)")
     run.add_argument("--data-dir", help="directory holding the dataset's npz file, e.g. cifar10.npz (default: $HARNESS_DATA_DIR, else ./data)")
     run.add_argument("--dataset", help="cifar10 (default), cifar100, digits, folder:PATH (one subfolder per class) or npz:PATH (data.dataset)")
-    run.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    _store(run)
     run.add_argument("--tuned", action="store_true", help="use the best parameters `tune` wrote for each variant (reports/EXPERIMENT/tuning/)")
     run.add_argument("--params-from", action="append", default=[], metavar="FILE", help="a TOML file of [params.<variant>] tables (as `tune` writes)")
     run.add_argument("--jobs-per-device", type=_int("--jobs-per-device"), default=1, metavar="K",
@@ -74,22 +73,21 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
 
     report = sub.add_parser("report", help="rebuild an experiment's report from the MLflow store")
     report.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
-    report.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    _store(report)
     report.add_argument("--reports-dir", help="where reports go (default: the experiment file's reports_dir, else reports)")
 
     export = sub.add_parser("export", help="one of the report's tables as CSV, JSON or LaTeX (for pandas or a paper)")
     export.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
-    export.add_argument("--format", required=True, choices=("csv", "json", "latex"), help="csv, json (tidy, for pandas) or latex (booktabs)")
-    export.add_argument("--table", default="comparison", choices=("comparison", "statistics", "effects", "runs"),
+    export.add_argument("--format", required=True, help="csv, json (tidy, for pandas) or latex (booktabs)")
+    export.add_argument("--table", default="comparison",
                         help="comparison (default: one row per variant), statistics (every paired test), effects (a factorial or "
                              "leave-one-out design's) or runs (one row per run, with MLflow run ids)")
     export.add_argument("--out", help="the file to write (default: standard output)")
-    export.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    _store(export)
 
     tune = sub.add_parser("tune", help="search a variant's hyperparameters with Optuna (validation data only)")
     tune.add_argument("--variant", required=True, help="the variant to tune")
-    tune.add_argument("--components", action="append", default=[], metavar="FILE_OR_MODULE",
-                     help="import your own components first: a .py file or a module (e.g. mypkg.ablations); repeatable or comma-separated")
+    _components(tune)
     tune.add_argument("--experiment", help="experiment whose [search.<variant>] space is used (default: harness/experiments/default.toml)")
     tune.add_argument("--trials", type=_int("--trials"), default=20, help="total trials of the study, counting earlier ones (default 20)")
     tune.add_argument("--epochs", type=_int("--epochs"), help="epochs per trial")
@@ -100,7 +98,7 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     tune.add_argument("--storage", help="Optuna storage: a journal file (default optuna/EXPERIMENT.journal) or a database URL shared by many machines")
     tune.add_argument("--pruner", default="median", help="median (default), percentile, hyperband or none")
     tune.add_argument("--data-dir", help="directory holding the dataset's npz file")
-    tune.add_argument("--tracking-uri", help="MLflow store")
+    _store(tune)
     tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting")
     tune.add_argument("--worker-share", type=int, help=argparse.SUPPRESS)
     tune.add_argument("--parent-run", help=argparse.SUPPRESS)
@@ -119,8 +117,7 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     bench.add_argument("--out", help="where the JSON goes (default reports/bench.json, with --jobs reports/bench-scaling.json)")
 
     listing = sub.add_parser("list", help="list the registered components and where each comes from")
-    listing.add_argument("--components", action="append", default=[], metavar="FILE_OR_MODULE",
-                     help="import your own components first: a .py file or a module (e.g. mypkg.ablations); repeatable or comma-separated")
+    _components(listing)
 
     plan = sub.add_parser("plan", help="how many seeds each comparison needs, from the spread of paired differences in the store")
     plan.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
@@ -130,20 +127,29 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     plan.add_argument("--power", type=float, default=0.8, help="the chance of finding the effect (default 0.8)")
     plan.add_argument("--vary", metavar="SOURCE,...", help="with a variance design in the store: the sources the planned comparison "
                       "varies with the seed, e.g. init,order, or all (the table always has all and each alone)")
-    plan.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    _store(plan)
 
     promote = sub.add_parser("promote", help="register a variant's best seed run (by validation) in the MLflow Model Registry")
     promote.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
     promote.add_argument("--variant", required=True, help="the variant whose best seed run's model is registered")
     promote.add_argument("--name", required=True, help="the registered model's name (1 to 100 letters, digits, '-', '_' or '.')")
     promote.add_argument("--again", action="store_true", help="register the run's model again when it already is a version of --name")
-    promote.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    _store(promote)
 
     ui = sub.add_parser("ui", help="start the MLflow UI on the store")
-    ui.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    _store(ui)
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
     ui.add_argument("--port", type=_int("--port"), default=5000)
     return top
+
+
+def _store(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+
+
+def _components(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--components", action="append", default=[], metavar="FILE_OR_MODULE",
+                   help="import your own components first: a .py file or a module (e.g. mypkg.ablations); repeatable or comma-separated")
 
 
 def _int(flag: str):

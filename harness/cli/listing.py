@@ -18,6 +18,7 @@ from pathlib import Path
 from harness.base.files import atomic_write, cache_dir
 
 FORMAT = 3  # bump when the cached rows change shape
+ENTRY_POINT_GROUP = "harness.components"  # plugins.ENTRY_POINT_GROUP, spelt here so that `list` does not import torch (a test keeps them equal)
 HEADERS = ["component", "weights", "changes", "parameters", "hypothesis", "from"]
 
 
@@ -40,7 +41,7 @@ def _entry_point_files() -> list[tuple[str, bytes]]:
     point (harness/variants/plugins.py's group), found without importing them or `harness.variants`."""
     from importlib.metadata import entry_points
 
-    return sorted((f"{ep.name}={ep.value}", _bytes_of(ep.module)) for ep in entry_points(group="harness.components"))
+    return sorted((f"{ep.name}={ep.value}", _bytes_of(ep.module)) for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
 def _bytes_of(entry: str) -> bytes:

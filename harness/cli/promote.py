@@ -29,10 +29,10 @@ def promote(uri: str, experiment: str, variant: str, name: str, again: bool = Fa
     tags = readback.experiment_tags(uri, experiment)
     baseline, _, compared = markdown.analyse(runs, experiment_tags.design_of(tags), experiment_tags.analysis_of(tags), tags)
     c = compared.get(variant)
-    version_tags = {"harness.experiment": experiment, "harness.variant": variant, "harness.seed": str(best.seed),
-                    "harness.selected_val_acc": f"{best.metrics.get('selected_val_acc', float('nan')):.2f}",
+    version_tags = {names.EXPERIMENT_TAG: experiment, names.VARIANT_TAG: variant, names.SEED_TAG: str(best.seed),
+                    names.SELECTED_VAL_ACC_TAG: f"{best.metrics.get('selected_val_acc', float('nan')):.2f}",
                     names.VERDICT_TAG: "reference" if variant == baseline else c.verdict if c else "not compared",
-                    "harness.baseline": baseline}
+                    names.BASELINE_TAG: baseline}
     if c is not None and c.test is not None:
-        version_tags["harness.paired_delta_test_acc"] = f"{c.test.diff_mean:+.2f} ({c.test.n} pairs)"
+        version_tags[names.PAIRED_DELTA_TAG] = f"{c.test.diff_mean:+.2f} ({c.test.n} pairs)"
     return registry.register(best.run_id, name, version_tags), best, version_tags

@@ -10,13 +10,11 @@ from harness.base.errors import UsageError
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.settings import experiment_file
     from harness.report import markdown
-    from harness.running import preflight
-    from harness.tracking import readback, store
+    from harness.running import experiment, preflight
+    from harness.tracking import readback
 
-    name, cfg = experiment_file.named(args.experiment)  # an experiment file's store and reports folder, unless the flags say otherwise
-    uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
+    name, cfg, uri = experiment.stored(args.experiment, args.tracking_uri)  # a file's store and reports folder, unless the flags say otherwise
     folder = Path(args.reports_dir or (cfg.paths.reports_dir if cfg else "reports")) / name
     preflight.check_writable(folder, "--reports-dir")
     readback.require_store(uri)
@@ -30,13 +28,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """One table of the report as CSV, JSON or LaTeX, on standard output or into --out (whole or not at all)."""
-    from harness.settings import experiment_file
     from harness.report import export
+    from harness.running import experiment
 
-    name, cfg = experiment_file.named(args.experiment)
-    from harness.tracking import store
-
-    uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
+    export.check(args.format, args.table)
+    name, _, uri = experiment.stored(args.experiment, args.tracking_uri)
     text = export.render(study_table(uri, name, args.table), args.format, args.table, name)
     if args.out is None:
         print(text, end="")
@@ -58,16 +54,15 @@ def study_table(uri: str, name: str, table: str):
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from harness.settings import experiment_file
     from harness.analysis import planning, stats
     from harness.report import markdown
-    from harness.tracking import experiment_tags, readback, store
+    from harness.running import experiment
+    from harness.tracking import experiment_tags, readback
 
     vary = tuple(s.strip() for s in args.vary.split(",")) if args.vary is not None else ()
     req = planning.Request(args.effect, args.sd, args.comparisons, args.power, vary)
     planning.check(req)
-    name, cfg = experiment_file.named(args.experiment)
-    uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
+    name, cfg, uri = experiment.stored(args.experiment, args.tracking_uri)
     analysis, baseline, tested = cfg.analysis if cfg else stats.Analysis(), cfg.baseline if cfg else "baseline", {}
     try:
         readback.require_store(uri)
@@ -107,18 +102,17 @@ def _training_seconds(runs) -> float:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from harness.settings import experiment_file
     from harness.cli import promote
+    from harness.running import experiment
     from harness.settings import checks, config
-    from harness.tracking import readback, store
+    from harness.tracking import names, readback
 
     checks.checked("", "name", args.name, str, "--name")
     variant = config.canonical_names([args.variant], "--variant")[0]
-    name, cfg = experiment_file.named(args.experiment)
-    uri = store.resolve_uri(args.tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
+    name, cfg, uri = experiment.stored(args.experiment, args.tracking_uri)
     readback.require_store(uri)
     version, run, tags = promote.promote(uri, name, variant, args.name, args.again)
     print(f"registered {args.name} version {version.version}: run {run.run_id} ({variant} seed {run.seed}, validation accuracy "
-          f"{run.metrics.get('selected_val_acc', float('nan')):.2f} at its selected epoch), verdict {tags['harness.verdict']}; "
+          f"{run.metrics.get('selected_val_acc', float('nan')):.2f} at its selected epoch), verdict {tags[names.VERDICT_TAG]}; "
           f"load it with mlflow.pytorch.load_model('models:/{args.name}/{version.version}')")
     return 0

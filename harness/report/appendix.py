@@ -66,18 +66,18 @@ def provenance(runs: list[SeedRun]) -> list[str]:
     latest = max(runs, key=lambda r: r.start_time)
     t = latest.tags
     lines = ["## How it was made", ""]
-    commands = sorted({r.tags.get("harness.command", "") for r in runs} - {""})
+    commands = sorted({r.tags.get(names.COMMAND_TAG, "") for r in runs} - {""})
     lines += ["Command(s):", ""] + [f"    {' '.join(c.split())}" for c in commands]  # a code block: one line each, shown as written + [""]
-    commits = sorted({r.tags.get("harness.git_commit", "") or "not in git" for r in runs})
+    commits = sorted({r.tags.get(names.COMMIT_TAG, "") or "not in git" for r in runs})
     lines.append(f"- git commit: {text(', '.join(commits))}")
-    lines.append(f"- data (dataset:content hash): {text(', '.join(sorted({r.tags.get('harness.dataset', '?') for r in runs})))}")
-    fingerprints = sorted({r.tags.get('harness.split_fingerprint', '?') for r in runs})
+    lines.append(f"- data (dataset:content hash): {text(', '.join(sorted({r.tags.get(names.DATASET_TAG, '?') for r in runs})))}")
+    fingerprints = sorted({r.tags.get(names.SPLIT_TAG, '?') for r in runs})
     per_seed = any(r.params.get("data.split_seed") == "per_seed" for r in runs)
     lines.append(f"- split fingerprint: {text(', '.join(fingerprints))}" + (" (a split per seed, the same for every variant of a seed)" if per_seed else ""))
-    lines.append(f"- device: {text(', '.join(sorted({r.tags.get('harness.device', '?') for r in runs})))}")
-    env = ", ".join(f"{k} {', '.join(sorted({r.tags.get(f'harness.env.{k}', '?') for r in runs}))}" for k in ENV_KEYS if k != "device")
+    lines.append(f"- device: {text(', '.join(sorted({r.tags.get(names.DEVICE_TAG, '?') for r in runs})))}")
+    env = ", ".join(f"{k} {', '.join(sorted({r.tags.get(names.ENV_PREFIX + k, '?') for r in runs}))}" for k in ENV_KEYS if k != "device")
     lines.append(f"- determinism: {text(env)}")
-    versions = sorted(k for k in t if k.startswith("harness.version."))
+    versions = sorted(k for k in t if k.startswith(names.VERSION_PREFIX))
     lines.append("- packages: " + text(", ".join(f"{k.split('.')[-1]} {t[k]}" for k in versions)))
-    lines.append(f"- rebuild: `python -m harness report {checks.experiment_flag(t.get('harness.experiment', '?'))}` (reads the MLflow store only)")
+    lines.append(f"- rebuild: `python -m harness report {checks.experiment_flag(t.get(names.EXPERIMENT_TAG, '?'))}` (reads the MLflow store only)")
     return lines

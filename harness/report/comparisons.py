@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.analysis import resampling, sample_size, stats
+from harness.tracking import names
 from harness.tracking.readback import SHARED, SeedRun
 
 NOT_COMPARABLE = "not comparable"
@@ -57,12 +58,12 @@ def why_not_comparable(base: list[SeedRun], other: list[SeedRun]) -> str:
         a, b = setting(base, key), setting(other, key)
         if a != b:
             return f"{key} is {b} here but {a} for the baseline"
-    splits = {r.seed: r.tags.get("harness.split_fingerprint") for r in base if r.status == "FINISHED"}
-    data = {r.tags.get("harness.dataset") for r in base + other if r.status == "FINISHED"}
+    splits = {r.seed: r.tags.get(names.SPLIT_TAG) for r in base if r.status == "FINISHED"}
+    data = {r.tags.get(names.DATASET_TAG) for r in base + other if r.status == "FINISHED"}
     if len(data) > 1:
         return f"trained on different data ({', '.join(sorted(map(str, data)))})"
     for r in other:
-        if r.status == "FINISHED" and r.seed in splits and r.tags.get("harness.split_fingerprint") != splits[r.seed]:
+        if r.status == "FINISHED" and r.seed in splits and r.tags.get(names.SPLIT_TAG) != splits[r.seed]:
             return f"seed {r.seed} used another split than the baseline's seed {r.seed}"
     return ""
 

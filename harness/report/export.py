@@ -6,13 +6,22 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Literal, get_args
 
 import pandas as pd
 
-from harness.base.errors import UsageError
+from harness.base.errors import UsageError, one_of
 from harness.base.files import atomic_write
 
-FORMATS = ("csv", "json", "latex")
+Format = Literal["csv", "json", "latex"]
+Table = Literal["comparison", "statistics", "effects", "runs"]  # the report's tables (harness/report/tables.py)
+FORMATS, TABLES = get_args(Format), get_args(Table)
+
+
+def check(fmt: str, table: str, where: tuple[str, str] = ("--format", "--table")) -> None:
+    """Refuse a format or a table that does not exist, before the store is read."""
+    one_of(where[0], fmt, Format)
+    one_of(where[1], table, Table)
 _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 

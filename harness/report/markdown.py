@@ -9,7 +9,6 @@ Building it twice from the same store gives the same files.
 from __future__ import annotations
 
 import dataclasses
-
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +16,22 @@ import pandas as pd
 
 from harness.analysis import effects, stats
 from harness.base.files import atomic_write
-from harness.report import answer, appendix, effects_section, evidence, glossary, html, sequential_section, stats_section, variance_section
+from harness.report import (
+    answer,
+    appendix,
+    effects_section,
+    evidence,
+    glossary,
+    html,
+    sequential_section,
+    stats_section,
+    variance_section,
+)
 from harness.report import comparisons as comparisons_mod
 from harness.report.comparisons import Comparison
 from harness.settings import designs
 from harness.settings.designs import Design
-from harness.tracking import experiment_tags, readback
+from harness.tracking import experiment_tags, names, readback
 from harness.tracking.readback import SeedRun
 
 ENV_KEYS = appendix.ENV_KEYS
@@ -85,7 +94,7 @@ def analyse(runs: list[SeedRun], design: Design = Design(), analysis: stats.Anal
 
 def _analyse(runs: list[SeedRun], design: Design, analysis: stats.Analysis, replayed) -> tuple[str, list[str], dict[str, Comparison]]:
     """`analyse` with the seeds-on-demand design already replayed (None for fixed seeds)."""
-    baseline = runs[-1].tags.get("harness.baseline", "baseline") if runs else "baseline"
+    baseline = runs[-1].tags.get(names.BASELINE_TAG, "baseline") if runs else "baseline"
     order = _order(runs, baseline, design)
     if not any(r.variant == baseline and r.status == "FINISHED" for r in runs):
         return baseline, order, {}
@@ -188,7 +197,7 @@ def _selection(runs: list[SeedRun], order: list[str]) -> str:
 def _warnings(runs: list[SeedRun], splits_vary: bool = False) -> list[str]:
     out = []
     for key in ENV_KEYS:
-        values = sorted({r.tags.get(f"harness.env.{key}", "?") for r in runs})
+        values = sorted({r.tags.get(names.ENV_PREFIX + key, "?") for r in runs})
         if len(values) > 1:
             out.append(f"> **Warning:** the runs compared here differ in {key} ({_text(', '.join(values))}); differences may come from that, not from the variants.")
     shared = ("train.epochs", "train.batch_size", "train.shuffle", "train.select", "data.split", "data.train_ratio", "data.split_seed")
@@ -196,10 +205,10 @@ def _warnings(runs: list[SeedRun], splits_vary: bool = False) -> list[str]:
         values = sorted({r.params.get(key, "?") for r in runs})
         if len(values) > 1:
             out.append(f"> **Warning:** the variants were trained with different {key} ({_text(', '.join(values))}).")
-    data = sorted({r.tags.get("harness.dataset", "?") for r in runs})
+    data = sorted({r.tags.get(names.DATASET_TAG, "?") for r in runs})
     if len(data) > 1:
         out.append(f"> **Warning:** the runs compared here trained on different data ({_text(', '.join(data))}).")
-    per_seed = {s: sorted({r.tags.get("harness.split_fingerprint", "?") for r in runs if r.seed == s}) for s in {r.seed for r in runs}}
+    per_seed = {s: sorted({r.tags.get(names.SPLIT_TAG, "?") for r in runs if r.seed == s}) for s in {r.seed for r in runs}}
     if any(r.params.get("data.split_seed") != "per_seed" for r in runs):
         per_seed = {"all": sorted({fp for fps in per_seed.values() for fp in fps})}  # one split for every seed
     for seed, fps in sorted(per_seed.items(), key=lambda kv: str(kv[0])):

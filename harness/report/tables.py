@@ -12,12 +12,12 @@ import pandas as pd
 from harness.analysis import effects, stats
 from harness.base.errors import UsageError
 from harness.report import comparisons as comparisons_mod
-from harness.report import markdown
+from harness.report import export, markdown
 from harness.settings import designs
 from harness.tracking import experiment_tags, readback
 from harness.tracking.readback import SeedRun
 
-TABLES = ("comparison", "statistics", "effects", "runs")
+TABLES = export.TABLES
 
 
 @dataclass(frozen=True)

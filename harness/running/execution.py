@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal, get_args
 
-from harness.base.errors import UsageError
+from harness.base.errors import UsageError, one_of
 
 Executor = Literal["local", "ray", "slurm"]
 EXECUTORS: tuple[str, ...] = get_args(Executor)
@@ -18,7 +18,7 @@ class Execution:
     """The `run` command's flags that are not settings of the experiment (its runs' keys never see
     them): `executor` and its options, how many processes share a device, and --rerun/--redesign."""
 
-    executor: str = "local"
+    executor: Executor = "local"
     jobs_per_device: int = 1
     ray_address: str | None = None
     gpus_per_run: float | None = None  # ray: a fraction (default 0.25 with GPUs); slurm: whole GPUs (default 0)
@@ -34,8 +34,7 @@ class Execution:
 
 def check(ex: Execution):
     """Refuse a request that cannot work, in one line; the Slurm request for --executor slurm, else None."""
-    if ex.executor not in EXECUTORS:
-        raise UsageError(f"--executor: {ex.executor!r} is not allowed; expected local, ray or slurm")
+    one_of("--executor", ex.executor, Executor)
     if not isinstance(ex.jobs_per_device, int) or not 1 <= ex.jobs_per_device <= 64:
         raise UsageError(f"--jobs-per-device: {ex.jobs_per_device} is not allowed; expected an integer from 1 to 64")
     if ex.executor != "slurm":

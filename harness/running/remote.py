@@ -24,10 +24,9 @@ def train_pair(cfg, variant: str, seed: int, source, rerun: bool, where: str):
     import torch
 
     from harness.running import claims as claims_mod
-    from harness.running import preflight
+    from harness.running import preflight, units
     from harness.running.claims import Claims
     from harness.running.console import Console
-    from harness.running import units
     from harness.running.runner import Runner
     from harness.settings import config
     from harness.tracking import provenance

@@ -2,7 +2,6 @@
 which interrupted run a unit continues, from which checkpoint)."""
 from __future__ import annotations
 
-
 from harness.running.claims import Claims
 from harness.running.console import Console
 from harness.tracking import names

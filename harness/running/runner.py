@@ -139,7 +139,7 @@ class Runner:
 
     def parent(self, spec: RunSpec) -> tuple[str, dict]:
         """The variant's parent run (created on first use, then remembered) and the params its runs share."""
-        split = self.tags["harness.split_fingerprint"]
+        split = self.tags[names.SPLIT_TAG]
         key = spec.variant_key(self.data.source.identity, split)
         if (spec.variant, key) in self.parents:
             return self.parents[spec.variant, key]
@@ -157,6 +157,6 @@ class Runner:
         if not versions:
             self.tracker.delete(old)
             return
-        self.tracker.set_tags(old, {"harness.role": names.REPLACED_ROLE, "harness.replaced_by": new})
+        self.tracker.set_tags(old, {names.ROLE_TAG: names.REPLACED_ROLE, names.REPLACED_BY_TAG: new})
         named = ", ".join(f"{m} version {v}" for m, v in versions)
         self.console.line(f"kept run {old} ({spec.variant} seed {spec.seed}): {named} points at it; it no longer counts, run {new} does")

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-
 from harness.base import faults
 from harness.base.errors import Terminated
 from harness.data.loading import Splits
@@ -202,7 +201,7 @@ def _open(place: Place, m: Member) -> None:
         return
     _kill_stale(place, m)
     split = place.splits.fingerprint(m.spec.seed, m.spec.split_seed)
-    tags = {**place.tags, "harness.run_key": m.key, "harness.split_fingerprint": split}
+    tags = {**place.tags, names.RUN_KEY_TAG: m.key, names.SPLIT_TAG: split}
     m.run_id = place.tracker.start_seed_run(m.parent_id, m.spec.variant, m.spec.seed, tags, {**shared, "seed": m.spec.seed})
     place.tracker.log_inputs(m.run_id, place.inputs(split))
 
@@ -226,7 +225,7 @@ def _train(place: Place, trained: list[Member], active: list[Member], snapshot: 
     tracker, console = place.tracker, place.console
     if len(trained) > 1:
         for m in active:
-            tracker.set_tags(m.run_id, {"harness.fused": str(len(trained)), "harness.fused_group": path.stem[len("group-"):]})
+            tracker.set_tags(m.run_id, {names.FUSED_TAG: str(len(trained)), names.FUSED_GROUP_TAG: path.stem[len("group-"):]})
     logged = {m.run_id: tracker.logged_epochs(m.run_id) if snapshot is not None else set() for m in active}
     if snapshot is not None:  # epochs checkpointed but not yet logged when the last process died
         for m, saved in zip(trained, _histories(snapshot)):

@@ -4,9 +4,11 @@ with these; they live here so the configuration can hold them without importing 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 ALPHA = 0.05
-TESTS = ("t", "permutation")
+Test = Literal["t", "permutation"]  # the paired t-test; the exact sign-flip test
+TESTS = get_args(Test)
 
 
 @dataclass(frozen=True)
@@ -14,7 +16,7 @@ class Analysis:
     """`[analysis]` in an experiment file: how comparisons are decided."""
 
     margin: float = 0.5  # points: differences within ±margin count as equivalent (TOST)
-    test: str = "t"  # which test decides the verdicts: t | permutation
+    test: Test = "t"  # which test decides the verdicts
     alpha: float = ALPHA
 
 

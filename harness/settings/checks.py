@@ -10,6 +10,8 @@ from typing import Any, Callable
 
 from harness.base.errors import UsageError
 from harness.data import datasets
+from harness.settings.analysis import Test
+from harness.training import settings as train
 from harness.training.settings import Runtime, TrainSettings
 
 
@@ -29,7 +31,23 @@ def experiment_flag(name: str) -> str:
     return f"--experiment={name}" if name.startswith("-") else f"--experiment {name}"
 
 
-# Every setting a user can write: what is allowed (said in errors) and the check of its value.
+Split = typing.Literal["prefix", "stratified"]  # data.split (DataConfig): the tutorial's first 80%, or per class
+
+
+def choices(kind: Any, notes: dict[str, str] | None = None) -> str:
+    """What a `Literal[...]` setting allows, said from its values: 'one of a (note), b'."""
+    notes = notes or {}
+    if not set(notes) <= set(typing.get_args(kind)):  # a note for a value the type does not have: caught at import
+        raise TypeError(f"notes for {sorted(set(notes) - set(typing.get_args(kind)))}, not values of {kind}")
+    return "one of " + ", ".join(f"{v} ({notes[v]})" if v in notes else str(v) for v in typing.get_args(kind))
+
+
+def _in(kind: Any) -> Callable[[Any], bool]:
+    return lambda v: v in typing.get_args(kind)
+
+
+# Every setting a user can write: what is allowed (said in errors) and the check of its value. A
+# setting typed `Literal[...]` takes both from its type (the messages' notes add what a value means).
 CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "name": (NAME_RULE, _is_name),
     "baseline": ("the name of a registered variant", bool),
@@ -39,18 +57,17 @@ CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "train.lr": ("a finite number > 0", lambda v: v > 0),
     "train.weight_decay": ("a finite number >= 0", lambda v: v >= 0),
     "train.shuffle": ("true (seeded reshuffle each epoch) or false (the tutorial's fixed order)", lambda v: True),
-    "train.select": ("one of val_acc, val_loss, last", lambda v: v in ("val_acc", "val_loss", "last")),
-    "train.last_batch": ("keep (an epoch's last batch may be smaller, the tutorial's) or drop (every step the same size, as a "
-                         "captured CUDA graph needs)", lambda v: v in ("keep", "drop")),
-    "train.precision": ("one of fp32 (the tutorial's), bf16 (autocast)", lambda v: v in ("fp32", "bf16")),
+    "train.select": (choices(train.Select), _in(train.Select)),
+    "train.last_batch": (choices(train.LastBatch, {"keep": "an epoch's last batch may be smaller, the tutorial's",
+                                                   "drop": "every step the same size, as a captured CUDA graph needs"}),
+                         _in(train.LastBatch)),
+    "train.precision": (choices(train.Precision, {"fp32": "the tutorial's", "bf16": "autocast"}), _in(train.Precision)),
     "train.device": ("one of auto, cpu, cuda, cuda:N", lambda v: v in ("auto", "cpu", "cuda") or _is_cuda_index(v)),
     "train.threads": ("an integer >= 0 (0: torch's default)", lambda v: v >= 0),
-    "train.memory_format": ("one of auto (channels_last on a CPU, contiguous on CUDA), contiguous, channels_last",
-                            lambda v: v in ("auto", "contiguous", "channels_last")),
-    "train.compile": ("one of off, default, reduce-overhead (CUDA graphs), max-autotune",
-                      lambda v: v in ("off", "default", "reduce-overhead", "max-autotune")),
-    "train.determinism": ("one of cudnn (the tutorial's flags), strict (deterministic algorithms), fast (cuDNN autotuning)",
-                          lambda v: v in ("cudnn", "strict", "fast")),
+    "train.memory_format": (choices(train.MemoryFormat, {"auto": "channels_last on a CPU, contiguous on CUDA"}), _in(train.MemoryFormat)),
+    "train.compile": (choices(train.Compile, {"reduce-overhead": "CUDA graphs"}), _in(train.Compile)),
+    "train.determinism": (choices(train.Determinism, {"cudnn": "the tutorial's flags", "strict": "deterministic algorithms",
+                                                      "fast": "cuDNN autotuning"}), _in(train.Determinism)),
     "train.fuse": ("off, auto (the group size measured fastest on the device) or a number of runs from 1 to 64 per fused group",
                    lambda v: v in ("off", "auto") if isinstance(v, str) else 1 <= v <= 64),
     "train.checkpoint_seconds": ("a number of seconds >= 0 between checkpoints (0: after every epoch; always after the last and on "
@@ -58,12 +75,12 @@ CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "data.dataset": (f"one of {', '.join(datasets.names())}, or folder:PATH (one subfolder of images per class) or npz:PATH",
                      datasets.allowed),
     "data.image_size": ("0 (images used as they are) or a size from 1 to 1024 (a folder: dataset's images resized to it)", lambda v: 0 <= v <= 1024),
-    "data.split": ("one of prefix, stratified", lambda v: v in ("prefix", "stratified")),
+    "data.split": (choices(Split), _in(Split)),
     "data.train_ratio": ("a number strictly between 0 and 1", lambda v: 0 < v < 1),
     "data.split_seed": ("an integer >= 0, or \"per_seed\" (each seed draws its own stratified split)",
                         lambda v: v == "per_seed" if isinstance(v, str) else v >= 0),
     "analysis.margin": ("a number of points > 0 and < 100 (differences within ±margin count as equivalent)", lambda v: 0 < v < 100),
-    "analysis.test": ("one of t (paired t-test), permutation (exact sign-flip test)", lambda v: v in ("t", "permutation")),
+    "analysis.test": (choices(Test, {"t": "paired t-test", "permutation": "exact sign-flip test"}), _in(Test)),
     "analysis.alpha": ("a number > 0 and < 0.5", lambda v: 0 < v < 0.5),
     "data.dir": ("a directory path ('' means $HARNESS_DATA_DIR, else ./data)", lambda v: True),
     "tracking_uri": ("'' (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db), sqlite:///PATH, http(s)://HOST", lambda v: True),
@@ -92,8 +109,9 @@ def check_value(where: str, value: Any, kind: Any) -> Any:
             value = float(value)
             if not math.isfinite(value):
                 raise UsageError(f"{where}: {value!r} is not finite; expected a finite number")
-    elif kind is str:
+    elif kind is str or typing.get_origin(kind) is typing.Literal:  # a Literal's values: checked with what they mean (CHECKS)
         ok = isinstance(value, str)
+        kind = str
     else:  # pragma: no cover - every setting's type is listed above
         raise TypeError(kind)
     if not ok:

@@ -22,6 +22,7 @@ from harness.base.errors import UsageError
 from harness.data import datasets
 from harness.settings import checks, designs
 from harness.settings.analysis import Analysis, Sequential
+from harness.settings.checks import Split
 from harness.settings.designs import Design
 from harness.settings.seeds import DEFAULT_BASE_SEED, MAX_SEED_COUNT, parse_seeds, seed_plan, seed_sources  # noqa: F401 - re-exported
 from harness.training.settings import Runtime, Sources, TrainSettings
@@ -32,7 +33,7 @@ DEFAULT_EXPERIMENT = "default"  # harness/experiments/default.toml, used when no
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = "cifar10"  # a name in harness/data/datasets.py
-    split: str = "stratified"  # prefix (the tutorial's) | stratified
+    split: Split = "stratified"  # prefix: the tutorial's
     train_ratio: float = 0.8  # of the training set; the rest is validation
     split_seed: int | str = 0  # seeds the split only, never training; "per_seed": each training seed its own split
     image_size: int = 0  # a folder: dataset's images resized to image_size × image_size; 0: used as they are (one size)

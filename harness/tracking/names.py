@@ -17,6 +17,22 @@ VERDICT_TAG = "harness.verdict"  # on a parent: its verdict against the baseline
 ERROR_TAG = "harness.error"  # on a seed run: why it FAILED or was KILLED ('' once it resumes)
 NOTE_TAG = "harness.note"  # on a seed run: what its numbers cannot show (resumed on another device type: engine.device_note)
 
+# On runs: what every run of a command carries (provenance.run_tags), what names a parent or a seed run, and how it trained.
+EXPERIMENT_TAG, BASELINE_TAG, COMMAND_TAG = "harness.experiment", "harness.baseline", "harness.command"
+DATASET_TAG, SPLIT_TAG, CONFIG_HASH_TAG = "harness.dataset", "harness.split_fingerprint", "harness.config_hash"
+COMMIT_TAG, DEVICE_TAG = "harness.git_commit", "harness.device"
+VERSION_PREFIX, ENV_PREFIX = "harness.version.", "harness.env."  # + a package; + a determinism setting (provenance.determinism)
+VARIANT_TAG, SEED_TAG, ROLE_TAG = "harness.variant", "harness.seed", "harness.role"  # role: variant (a parent), seed, replaced, study, trial
+VARIANT_KEY_TAG, RUN_KEY_TAG = "harness.variant_key", "harness.run_key"  # what a later command finds a parent and a seed run by
+REPLACED_BY_TAG = "harness.replaced_by"  # on a replaced seed run: the run that replaced it
+FUSED_TAG, FUSED_GROUP_TAG = "harness.fused", "harness.fused_group"  # a seed run trained in a fused group: its size and its id
+# On tuning runs (harness/tuning): the study, its settings, each trial and its state.
+STUDY_TAG, STORAGE_TAG, PRUNER_TAG = "harness.study", "harness.storage", "harness.pruner"
+TRIAL_TAG, TRIAL_STATE_TAG = "harness.trial", "harness.trial_state"
+WORKER_ATTR = "harness.worker"  # not a tag: the Optuna user attribute naming the process that runs a trial
+# On a registered model version (`promote`).
+SELECTED_VAL_ACC_TAG, PAIRED_DELTA_TAG = "harness.selected_val_acc", "harness.paired_delta_test_acc"
+
 # A finished seed run's artifacts.
 CONFIG = "config.toml"  # the resolved configuration
 CONFUSION = "confusion_matrix.csv"  # the test-set confusion matrix, with class names
@@ -39,10 +55,10 @@ REPLACED_ROLE = "replaced"  # a seed run that `run --rerun` replaced but kept, b
 
 def seed_of(tags: dict[str, str]) -> int | None:
     """The seed a run records (tag harness.seed), or None when it has none the harness wrote."""
-    text = tags.get("harness.seed", "")
+    text = tags.get(SEED_TAG, "")
     return int(text) if text.isdigit() else None
 
 
 def counts_as_seed_run(tags: dict[str, str]) -> bool:
     """Whether a run under a variant's parent is one of its seed runs: it names its seed and was not replaced."""
-    return tags.get("harness.role", "seed") == "seed" and seed_of(tags) is not None
+    return tags.get(ROLE_TAG, "seed") == "seed" and seed_of(tags) is not None

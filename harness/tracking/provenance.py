@@ -11,6 +11,7 @@ import torch
 
 from harness.data.loading import PER_SEED
 from harness.settings import config
+from harness.tracking import names
 
 PACKAGES = ("torch", "torchvision", "numpy", "mlflow", "optuna", "pandas", "scipy", "seaborn")
 
@@ -83,14 +84,14 @@ def run_tags(cfg, data, device: torch.device, command: str | None = None) -> dic
     with its own), the code, the command (`command`, else this process's), the library versions and the determinism settings."""
     env = determinism(device)
     return {
-        "harness.experiment": cfg.name,
-        "harness.baseline": cfg.baseline,
-        "harness.config_hash": config.config_hash(cfg),
-        "harness.dataset": data.source.identity,
-        "harness.split_fingerprint": PER_SEED if cfg.data.split_seed == PER_SEED else data.split.fingerprint,
-        "harness.git_commit": git_commit(),
-        "harness.command": command or command_line(),
-        **{f"harness.version.{k}": v for k, v in versions().items()},
-        **{f"harness.env.{k}": v for k, v in env.items()},
-        "harness.device": env["device"],
+        names.EXPERIMENT_TAG: cfg.name,
+        names.BASELINE_TAG: cfg.baseline,
+        names.CONFIG_HASH_TAG: config.config_hash(cfg),
+        names.DATASET_TAG: data.source.identity,
+        names.SPLIT_TAG: PER_SEED if cfg.data.split_seed == PER_SEED else data.split.fingerprint,
+        names.COMMIT_TAG: git_commit(),
+        names.COMMAND_TAG: command or command_line(),
+        **{names.VERSION_PREFIX + k: v for k, v in versions().items()},
+        **{names.ENV_PREFIX + k: v for k, v in env.items()},
+        names.DEVICE_TAG: env["device"],
     }

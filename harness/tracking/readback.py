@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.base.errors import UsageError
-from harness.tracking.names import CONFUSION, EPOCH_METRICS, PREDICTIONS, REPORT_PARENTS_TAG, counts_as_seed_run, seed_of
+from harness.tracking import names
+from harness.tracking.names import (
+    CONFUSION,
+    EPOCH_METRICS,
+    PREDICTIONS,
+    REPORT_PARENTS_TAG,
+    counts_as_seed_run,
+    seed_of,
+)
 from harness.tracking.store import quiet_mlflow
 
 SHARED = ("train.epochs", "train.select", "data.dataset", "data.split", "data.train_ratio", "data.split_seed")
@@ -90,9 +98,9 @@ def read_runs(uri: str, experiment: str) -> list[SeedRun]:
         raise UsageError(f"--experiment: no experiment named {experiment!r} in the store {uri}")
     eid = found.experiment_id
     parents = [p for p in client.search_runs([eid], filter_string="tags.`harness.role` = 'variant'", max_results=10_000)
-               if p.data.tags.get("harness.variant")]  # a run tagged so by hand, without its variant, is not a variant's parent
-    baseline = max(parents, key=lambda p: p.info.start_time).data.tags.get("harness.baseline", "baseline") if parents else "baseline"
-    latest = choose_parents([(p.info.run_id, p.data.tags["harness.variant"], p.info.start_time, dict(p.data.params)) for p in parents],
+               if p.data.tags.get(names.VARIANT_TAG)]  # a run tagged so by hand, without its variant, is not a variant's parent
+    baseline = max(parents, key=lambda p: p.info.start_time).data.tags.get(names.BASELINE_TAG, "baseline") if parents else "baseline"
+    latest = choose_parents([(p.info.run_id, p.data.tags[names.VARIANT_TAG], p.info.start_time, dict(p.data.params)) for p in parents],
                             baseline, set(found.tags.get(REPORT_PARENTS_TAG, "").split(",")) - {""})
     runs = []
     for variant, parent_id in sorted(latest.items()):
@@ -100,9 +108,9 @@ def read_runs(uri: str, experiment: str) -> list[SeedRun]:
         best_by_seed: dict[int, Any] = {}
         for r in sorted(children, key=lambda r: r.info.start_time):
             if not counts_as_seed_run(r.data.tags):
-                if r.data.tags.get("harness.role", "seed") == "seed":  # a replaced run, kept for its model version, is no news
+                if r.data.tags.get(names.ROLE_TAG, "seed") == "seed":  # a replaced run, kept for its model version, is no news
                     print(f"warning: run {r.info.run_id} under {variant}'s parent run {parent_id} has no valid harness.seed tag "
-                          f"({r.data.tags.get('harness.seed', 'none')!r}; not a run the harness wrote): left out", file=sys.stderr)
+                          f"({r.data.tags.get(names.SEED_TAG, 'none')!r}; not a run the harness wrote): left out", file=sys.stderr)
                 continue
             seed = seed_of(r.data.tags)
             prev = best_by_seed.get(seed)

@@ -137,20 +137,20 @@ class Tracker:
             found = self._search(where)
             if found:
                 return found[0].info.run_id, False
-            run_id = _retrying(self.client.create_run)(self.experiment_id, run_name=name, tags={**tags, **match, "harness.role": role}).info.run_id
+            run_id = _retrying(self.client.create_run)(self.experiment_id, run_name=name, tags={**tags, **match, names.ROLE_TAG: role}).info.run_id
         self._log_params(run_id, params or {})
         return run_id, True
 
     def parent(self, variant: str, key: str, tags: dict[str, str], params: dict[str, Any], inputs: list = ()) -> str:
         """The variant's parent run for this configuration, created on first use (with the dataset `inputs`)."""
-        run_id, created = self.named_run("variant", variant, {"harness.variant_key": key}, {**tags, "harness.variant": variant}, params)
+        run_id, created = self.named_run("variant", variant, {names.VARIANT_KEY_TAG: key}, {**tags, names.VARIANT_TAG: variant}, params)
         if created and inputs:
             self.log_inputs(run_id, list(inputs))
         return run_id
 
     def child_run(self, parent_id: str, role: str, name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
         """A new run under `parent_id` (a seed run under its variant, a trial under its study)."""
-        run = _retrying(self.client.create_run)(self.experiment_id, run_name=name, tags={**tags, "mlflow.parentRunId": parent_id, "harness.role": role})
+        run = _retrying(self.client.create_run)(self.experiment_id, run_name=name, tags={**tags, "mlflow.parentRunId": parent_id, names.ROLE_TAG: role})
         self._log_params(run.info.run_id, params)
         return run.info.run_id
 
@@ -182,7 +182,7 @@ class Tracker:
     def running_seed_runs(self) -> list[tuple[str, str]]:
         """(run id, run key) of every seed run the store says is RUNNING."""
         found = self._search("tags.`harness.role` = 'seed' and attributes.status = 'RUNNING'")
-        return [(r.info.run_id, r.data.tags.get("harness.run_key", "")) for r in found]
+        return [(r.info.run_id, r.data.tags.get(names.RUN_KEY_TAG, "")) for r in found]
 
     @_retrying
     def reopen(self, run_id: str) -> None:
@@ -201,7 +201,7 @@ class Tracker:
         return {m.step for m in self.client.get_metric_history(run_id, "val_acc")}
 
     def start_seed_run(self, parent_id: str, variant: str, seed: int, tags: dict[str, str], params: dict[str, Any]) -> str:
-        return self.child_run(parent_id, "seed", f"{variant}-seed{seed}", {**tags, "harness.variant": variant, "harness.seed": str(seed)}, params)
+        return self.child_run(parent_id, "seed", f"{variant}-seed{seed}", {**tags, names.VARIANT_TAG: variant, names.SEED_TAG: str(seed)}, params)
 
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+from typing import get_args
 
 import numpy as np
 import torch
+
+from harness.training.settings import Determinism
 
 
 def stream_seed(source: str, seed: int) -> int:
@@ -33,8 +36,8 @@ def set_determinism(mode: str = "cudnn") -> None:
     """cudnn: the tutorial's flag, deterministic cuDNN kernels and no autotuning (which picks
     kernels by timing); strict: also torch's deterministic algorithms everywhere (an op without
     one raises); fast: cuDNN autotunes its kernels, so reruns may differ in the last bits."""
-    if mode not in ("cudnn", "strict", "fast"):
-        raise ValueError(f"determinism must be cudnn, strict or fast, got {mode!r}")
+    if mode not in get_args(Determinism):
+        raise ValueError(f"determinism must be one of {', '.join(get_args(Determinism))}, got {mode!r}")
     if mode == "strict":
         # cuBLAS needs a fixed workspace to be deterministic; read when its first handle is made.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 
-
 def _grouped_conv(convs: list[nn.Conv2d]) -> nn.Conv2d:
     c = convs[0]
     k = len(convs)

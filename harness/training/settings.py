@@ -4,6 +4,15 @@ it executes). `harness.training.engine` re-exports both."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+# What each choice allows, declared once: the settings' checks, their messages and the engine's guards derive from these.
+Select = Literal["val_acc", "val_loss", "last"]
+Precision = Literal["fp32", "bf16"]
+LastBatch = Literal["keep", "drop"]
+MemoryFormat = Literal["auto", "contiguous", "channels_last"]
+Compile = Literal["off", "default", "reduce-overhead", "max-autotune"]
+Determinism = Literal["cudnn", "strict", "fast"]
 
 
 @dataclass(frozen=True)
@@ -16,11 +25,11 @@ class TrainSettings:
     lr: float = 1e-3  # the optimizer's learning rate (Adam's unless a component chooses another)
     weight_decay: float = 0.0  # the optimizer's L2 coefficient
     shuffle: bool = True  # reshuffle the batches each epoch (seeded by the run's seed); False: the tutorial's fixed order
-    select: str = "val_acc"  # which epoch's weights are "the model": val_acc | val_loss | last
-    precision: str = "fp32"  # fp32 (the tutorial's) | bf16 (autocast; weights and optimizer stay fp32)
-    # keep (the tutorial's: an epoch's last batch may be smaller) | drop (every step the same size, as a captured CUDA graph
-    # needs); added later: at its neutral default it leaves the run keys of older runs as they were
-    last_batch: str = field(default="keep", metadata={"neutral": True})
+    select: Select = "val_acc"  # which epoch's weights are "the model"
+    precision: Precision = "fp32"  # bf16: autocast; weights and optimizer stay fp32
+    # keep: an epoch's last batch may be smaller; drop: every step the same size, as a captured CUDA graph needs.
+    # Added later: at its neutral default it leaves the run keys of older runs as they were.
+    last_batch: LastBatch = field(default="keep", metadata={"neutral": True})
 
     def steps(self, n: int) -> tuple[int, int]:
         """(optimizer steps, images used) of an epoch of `n` training images."""
@@ -36,9 +45,9 @@ class Runtime:
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # CPU intra-op threads; 0: torch's default
-    memory_format: str = "auto"  # auto (channels_last on a CPU, contiguous on CUDA) | contiguous | channels_last
-    compile: str = "off"  # off | default | reduce-overhead (CUDA graphs) | max-autotune: torch.compile's modes
-    determinism: str = "cudnn"  # cudnn (the tutorial's flags) | strict (deterministic algorithms) | fast (cuDNN autotuning)
+    memory_format: MemoryFormat = "auto"  # auto: channels_last on a CPU, contiguous on CUDA
+    compile: Compile = "off"  # torch.compile's modes (reduce-overhead: CUDA graphs)
+    determinism: Determinism = "cudnn"  # the tutorial's flags; strict: deterministic algorithms; fast: cuDNN autotuning
     fuse: int | str = "off"  # off | auto (the group size measured fastest here) | K: train up to K runs as one fused program
     checkpoint_seconds: float = 2.0  # checkpoint (and log the epochs since) once this long has passed since the last; 0: every epoch
     progress_every: int = 0  # report mid-phase progress every N steps (0: only at phase end)

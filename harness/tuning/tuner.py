@@ -17,13 +17,14 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import optuna
 import tomli_w
 
 import harness.variants as registry
 from harness.base import parent
-from harness.base.errors import Terminated, UsageError
+from harness.base.errors import Terminated, UsageError, one_of
 from harness.base.files import atomic_write
 from harness.data.loading import Loaded
 from harness.running.assembly import assemble
@@ -35,7 +36,7 @@ from harness.training import engine
 from harness.tuning import storage
 from harness.tuning.storage import open_storage
 
-PRUNERS = ("median", "percentile", "hyperband", "none")
+Pruner = Literal["median", "percentile", "hyperband", "none"]
 MLFLOW_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
@@ -66,8 +67,7 @@ def check_request(cfg: ExperimentConfig, req: TuneRequest) -> None:
         raise UsageError(f"--timeout: {req.timeout} is not allowed; expected seconds > 0")
     if not checks.CHECKS["name"][1](req.study):
         raise UsageError(f"--study: {req.study!r} is not allowed; expected {checks.NAME_RULE}")
-    if req.pruner not in PRUNERS:
-        raise UsageError(f"--pruner: {req.pruner!r} is not allowed; expected one of {', '.join(PRUNERS)}")
+    one_of("--pruner", req.pruner, Pruner)
     storage.check(req.storage)
 
 
@@ -97,7 +97,7 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
 
     stale = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        owner = t.user_attrs.get("harness.worker", "")
+        owner = t.user_attrs.get(names.WORKER_ATTR, "")
         if owner and not process_alive(*owner.split(":", 1)):
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
             stale.append(t.number)
@@ -109,7 +109,7 @@ def fail_stale_trial_runs(tracker, parent_id: str, numbers: list[int]) -> None:
     for number in numbers:
         for run_id in tracker.run_ids(f"tags.`harness.role` = 'trial' and tags.`mlflow.parentRunId` = '{parent_id}' "
                                       f"and tags.`harness.trial` = '{number}' and attributes.status = 'RUNNING'"):
-            tracker.set_tags(run_id, {"harness.trial_state": "FAIL", names.ERROR_TAG: "its process died while the trial ran"})
+            tracker.set_tags(run_id, {names.TRIAL_STATE_TAG: "FAIL", names.ERROR_TAG: "its process died while the trial ran"})
             tracker.finish(run_id, "FAILED")
 
 
@@ -131,13 +131,13 @@ def optimize(cfg: ExperimentConfig, data: Loaded, req: TuneRequest, study: optun
     d, dataset = data.tensors, data.source.dataset
 
     def objective(trial: optuna.Trial) -> float:
-        trial.set_user_attr("harness.worker", OWNER)
+        trial.set_user_attr(names.WORKER_ATTR, OWNER)
         values = suggest(trial, space)
         tuned = dataclasses.replace(cfg, params={**cfg.params, req.variant: {**cfg.params.get(req.variant, {}), **values}})
         specs = [config.resolve(tuned, req.variant, seed) for seed in req.seeds]
         epochs = specs[0].train.epochs
         run_id = tracker.child_run(parent_id, "trial", f"{req.variant}-trial{trial.number}",
-                                   {"harness.variant": req.variant, "harness.trial": str(trial.number)},
+                                   {names.VARIANT_TAG: req.variant, names.TRIAL_TAG: str(trial.number)},
                                    {**specs[0].flat(), **{f"searched.{k}": v for k, v in values.items()}})
         state, reason = "FAIL", ""
         try:
@@ -175,7 +175,7 @@ def optimize(cfg: ExperimentConfig, data: Loaded, req: TuneRequest, study: optun
             trial.set_user_attr("fail_reason", reason)
             raise
         finally:
-            tracker.set_tags(run_id, {"harness.trial_state": state, **({names.ERROR_TAG: reason} if reason else {})})
+            tracker.set_tags(run_id, {names.TRIAL_STATE_TAG: state, **({names.ERROR_TAG: reason} if reason else {})})
             tracker.finish(run_id, MLFLOW_STATUS[state])
 
     start = time.monotonic()
@@ -241,7 +241,7 @@ def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, 
             fail_stale_trials(load_study(req))
             for run_id in tracker.run_ids(f"tags.`harness.role` = 'trial' and tags.`mlflow.parentRunId` = '{parent_id}' "
                                           "and attributes.status = 'RUNNING'"):
-                tracker.set_tags(run_id, {"harness.trial_state": "FAIL", names.ERROR_TAG: "stopped (SIGINT or SIGTERM) as the trial started"})
+                tracker.set_tags(run_id, {names.TRIAL_STATE_TAG: "FAIL", names.ERROR_TAG: "stopped (SIGINT or SIGTERM) as the trial started"})
                 tracker.finish(run_id, "FAILED")
             tracker.finish(parent_id, "KILLED")
             raise
@@ -252,9 +252,9 @@ def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, 
             fail_stale_trial_runs(tracker, parent_id, stale)
             ended = {t.number for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.RUNNING}
             for run_id, number in tracker.tagged_runs(f"tags.`harness.role` = 'trial' and tags.`mlflow.parentRunId` = '{parent_id}' "
-                                                      "and attributes.status = 'RUNNING'", "harness.trial"):
+                                                      "and attributes.status = 'RUNNING'", names.TRIAL_TAG):
                 if number.isdigit() and int(number) in ended:  # failed by another process's heartbeat check before this one looked
-                    tracker.set_tags(run_id, {"harness.trial_state": "FAIL", names.ERROR_TAG: "its process died while the trial ran"})
+                    tracker.set_tags(run_id, {names.TRIAL_STATE_TAG: "FAIL", names.ERROR_TAG: "its process died while the trial ran"})
                     tracker.finish(run_id, "FAILED")
             left = max(0, req.trials - counted(study))
             say(f"worker(s) {', '.join(f'{pid} (exit {code})' for pid, code in dead)} stopped early; "
@@ -269,8 +269,8 @@ def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, 
 
 def study_parent(tracker, req: TuneRequest) -> str:
     """The study's MLflow parent run (one per study name, reopened when the study resumes)."""
-    run_id, created = tracker.named_run("study", f"tune-{req.study}", {"harness.study": req.study},
-                                        {"harness.variant": req.variant, "harness.storage": req.storage, "harness.pruner": req.pruner})
+    run_id, created = tracker.named_run("study", f"tune-{req.study}", {names.STUDY_TAG: req.study},
+                                        {names.VARIANT_TAG: req.variant, names.STORAGE_TAG: req.storage, names.PRUNER_TAG: req.pruner})
     if not created:
         tracker.reopen(run_id)
     return run_id
