@@ -70,3 +70,9 @@ def fixed_false_rate(seed: int, studies: int, draw: str, n: int, test: str) -> f
 
 def error(rate: float, studies: int) -> float:
     return math.sqrt(max(rate, ALPHA) * (1 - max(rate, ALPHA)) / studies)
+
+
+def compare_all(baseline: dict[int, float], variants: dict[str, dict[int, float]], analysis: stats.Analysis = stats.Analysis()) -> dict:
+    """Paired comparisons of each variant's per-seed accuracies with the baseline's, Holm-corrected
+    together, with verdicts (what report/comparisons.py does from the runs' counts)."""
+    return stats.family({name: stats.paired(baseline, values, analysis) for name, values in variants.items()}, analysis)

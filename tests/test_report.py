@@ -9,6 +9,7 @@ from harness.data.datasets import CIFAR10_CLASSES
 from harness.report import markdown
 from harness.tracking.readback import SeedRun
 from tests import report_tables
+from tests.simulation import compare_all
 
 TEST_ACC = {"baseline": [60.0, 61.0, 59.5], "batchnorm": [64.0, 65.5, 63.0]}  # of 1,000 test images, 100 per class
 
@@ -58,7 +59,7 @@ def test_statistics_agree_with_the_runs(text):
     md, _ = text
     s = stats.summarize(TEST_ACC["batchnorm"])
     assert f"| batchnorm | test acc (selected epoch) | 3 | {s.mean:.2f} ± {s.std:.2f} | [{s.ci_low:.2f}, {s.ci_high:.2f}] |" in md
-    c = stats.compare_all(dict(zip((2021, 2022, 2023), TEST_ACC["baseline"])), {"batchnorm": dict(zip((2021, 2022, 2023), TEST_ACC["batchnorm"]))})["batchnorm"]
+    c = compare_all(dict(zip((2021, 2022, 2023), TEST_ACC["baseline"])), {"batchnorm": dict(zip((2021, 2022, 2023), TEST_ACC["batchnorm"]))})["batchnorm"]
     row = report_tables.row(md, "Intervals", "batchnorm")
     assert row["pairs"] == "3" and row["Δ (points)"] == f"{c.diff_mean:+.2f}" and row["95% CI unadjusted"] == f"[{c.ci_low:.2f}, {c.ci_high:.2f}]"
     assert row["95% CI simultaneous"] == f"[{c.sim_low:.2f}, {c.sim_high:.2f}]" and row["verdict"] == f"**{c.verdict}**"

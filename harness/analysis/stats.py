@@ -274,8 +274,3 @@ def _decider(r: Paired, chosen: str) -> tuple[str, str]:
 
 def _p3(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def compare_all(baseline: dict[int, float], variants: dict[str, dict[int, float]], analysis: Analysis = Analysis()) -> dict[str, Paired]:
-    """Paired comparisons of each variant with the baseline, Holm-corrected together, with verdicts."""
-    return family({name: paired(baseline, values, analysis) for name, values in variants.items()}, analysis)

@@ -41,9 +41,9 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     run.add_argument("--yes", action="store_true", help="allow a factorial design of more than 6 factors (64+ cells)")
     run.add_argument("--seeds", help="a count (e.g. 3: seeds 2021, 2022, 2023) or a list (2021,2022); a lone number is always a count; name one seed as '7,'; "
                                      "auto: add paired seeds in rounds until every comparison with the baseline is decided")
-    run.add_argument("--max-seeds", type=_int("--max-seeds"), help="with --seeds auto: the most seeds any variant gets (default 20)")
+    run.add_argument("--max-seeds", type=_integer, help="with --seeds auto: the most seeds any variant gets (default 20)")
     run.add_argument("--margin", type=float, help="points: differences within ±margin count as equivalent (analysis.margin, default 0.5)")
-    run.add_argument("--epochs", type=_int("--epochs"), help="epochs per run")
+    run.add_argument("--epochs", type=_integer, help="epochs per run")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     run.add_argument("--fuse", help="off (default), auto (the group size measured fastest on the device) or K: train up to K runs "
                      "that share a network as one fused program (train.fuse; docs/performance.md)")
@@ -52,7 +52,7 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     _store(run)
     run.add_argument("--tuned", action="store_true", help="use the best parameters `tune` wrote for each variant (reports/EXPERIMENT/tuning/)")
     run.add_argument("--params-from", action="append", default=[], metavar="FILE", help="a TOML file of [params.<variant>] tables (as `tune` writes)")
-    run.add_argument("--jobs-per-device", type=_int("--jobs-per-device"), default=1, metavar="K",
+    run.add_argument("--jobs-per-device", type=_integer, default=1, metavar="K",
                      help="train K (variant, seed) runs at once per GPU, or K at once on the CPU, in separate processes (default 1)")
     run.add_argument("--executor", default="local", help="local (default), ray or slurm (docs/scaling-out.md)")
     run.add_argument("--ray-address", help="the Ray cluster to run on (with --executor ray), e.g. 10.0.0.5:6379 or auto")
@@ -62,7 +62,7 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     run.add_argument("--partition", help="with --executor slurm: the partition the array tasks run in (default: the cluster's)")
     run.add_argument("--time", help="with --executor slurm: each task's time limit, as sbatch takes it (90, 1:30:00, 2-00:00; default 60 minutes); "
                                     "a task near its limit requeues itself and resumes")
-    run.add_argument("--array-parallelism", type=_int("--array-parallelism"), help="with --executor slurm: at most this many tasks at once (default 256)")
+    run.add_argument("--array-parallelism", type=_integer, help="with --executor slurm: at most this many tasks at once (default 256)")
     run.add_argument("--slurm-setup", action="append", default=[], metavar="LINE",
                      help="with --executor slurm: a shell line each task runs first, e.g. 'module load cuda' (repeatable)")
     run.add_argument("--detach", action="store_true", help="with --executor slurm: submit and return at once; a last job writes the report")
@@ -89,11 +89,11 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     tune.add_argument("--variant", required=True, help="the variant to tune")
     _components(tune)
     tune.add_argument("--experiment", help="experiment whose [search.<variant>] space is used (default: harness/experiments/default.toml)")
-    tune.add_argument("--trials", type=_int("--trials"), default=20, help="total trials of the study, counting earlier ones (default 20)")
-    tune.add_argument("--epochs", type=_int("--epochs"), help="epochs per trial")
+    tune.add_argument("--trials", type=_integer, default=20, help="total trials of the study, counting earlier ones (default 20)")
+    tune.add_argument("--epochs", type=_integer, help="epochs per trial")
     tune.add_argument("--seeds", help="seeds each trial trains (a count or a list, as for run; default: the experiment's first seed)")
     tune.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    tune.add_argument("--workers", type=_int("--workers"), default=1, help="trial processes on this machine (default 1)")
+    tune.add_argument("--workers", type=_integer, default=1, help="trial processes on this machine (default 1)")
     tune.add_argument("--study", help="study name (default: EXPERIMENT-VARIANT); the same name resumes")
     tune.add_argument("--storage", help="Optuna storage: a journal file (default optuna/EXPERIMENT.journal) or a database URL shared by many machines")
     tune.add_argument("--pruner", default="median", help="median (default), percentile, hyperband or none")
@@ -105,15 +105,15 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
 
     bench = sub.add_parser("bench", help="time one epoch: the tutorial's pipeline vs the harness engine vs the floor")
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    bench.add_argument("--repeats", type=_int("--repeats"), default=3, help="repeats per way; medians are reported (default 3)")
+    bench.add_argument("--repeats", type=_integer, default=3, help="repeats per way; medians are reported (default 3)")
     bench.add_argument("--data-dir", help="directory holding cifar10.npz (bench times CIFAR-10)")
     bench.add_argument("--engine", action="append", default=[], metavar="KEY=VALUE,...",
                        help="also time the engine with these settings, e.g. precision=bf16,compile=default (repeatable)")
     bench.add_argument("--jobs", metavar="K,K,...", help="instead, measure the aggregate throughput of K training processes at once per device, e.g. 1,2,4,8")
     bench.add_argument("--fused", metavar="K,K,...", help="instead, time K runs as one fused group against K separate runs, e.g. 1,2,4,8 (train.fuse)")
-    bench.add_argument("--epochs", type=_int("--epochs"), default=1, help="with --jobs: epochs each process trains (default 1)")
-    bench.add_argument("--train-images", type=_int("--train-images"), help="training images per epoch (default: the first 80%% of the training set, 40,000 of CIFAR-10)")
-    bench.add_argument("--val-images", type=_int("--val-images"), help="validation images per epoch (default: the other 20%%, 10,000 of CIFAR-10)")
+    bench.add_argument("--epochs", type=_integer, default=1, help="with --jobs: epochs each process trains (default 1)")
+    bench.add_argument("--train-images", type=_integer, help="training images per epoch (default: the first 80%% of the training set, 40,000 of CIFAR-10)")
+    bench.add_argument("--val-images", type=_integer, help="validation images per epoch (default: the other 20%%, 10,000 of CIFAR-10)")
     bench.add_argument("--out", help="where the JSON goes (default reports/bench.json, with --jobs reports/bench-scaling.json)")
 
     listing = sub.add_parser("list", help="list the registered components and where each comes from")
@@ -123,7 +123,7 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     plan.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
     plan.add_argument("--effect", type=float, help="the true difference to find, in points (default: the experiment's [analysis] margin)")
     plan.add_argument("--sd", type=float, help="the standard deviation of paired differences, in points (default: pooled from the store)")
-    plan.add_argument("--comparisons", type=_int("--comparisons"), help="variants compared with the baseline (default: as in the store; 1 for a variance design)")
+    plan.add_argument("--comparisons", type=_integer, help="variants compared with the baseline (default: as in the store; 1 for a variance design)")
     plan.add_argument("--power", type=float, default=0.8, help="the chance of finding the effect (default 0.8)")
     plan.add_argument("--vary", metavar="SOURCE,...", help="with a variance design in the store: the sources the planned comparison "
                       "varies with the seed, e.g. init,order, or all (the table always has all and each alone)")
@@ -139,7 +139,7 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     ui = sub.add_parser("ui", help="start the MLflow UI on the store")
     _store(ui)
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
-    ui.add_argument("--port", type=_int("--port"), default=5000)
+    ui.add_argument("--port", type=_integer, default=5000)
     return top
 
 
@@ -152,14 +152,11 @@ def _components(p: argparse.ArgumentParser) -> None:
                    help="import your own components first: a .py file or a module (e.g. mypkg.ablations); repeatable or comma-separated")
 
 
-def _int(flag: str):
-    def parse(text: str) -> int:
-        try:
-            return int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-
-    return parse
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
 def component_entries(values: list[str]) -> list[str]:

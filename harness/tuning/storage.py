@@ -9,6 +9,7 @@ import functools
 import hashlib
 import json
 import sqlite3
+import threading
 import warnings
 from pathlib import Path
 
@@ -94,10 +95,12 @@ def _is_journal(head: bytes) -> bool:
     return isinstance(entry, dict) and "op_code" in entry
 
 
+@functools.lru_cache(maxsize=8)
 def open_storage(url: str):
     """A database URL gets Optuna's RDB storage with heartbeats (many machines); anything else is a
     journal file, Optuna's storage for several processes on one machine: appends under a file lock,
-    no 'database is locked' as with SQLite under parallel writers."""
+    no 'database is locked' as with SQLite under parallel writers. One object per URL and process
+    (`ask` and `heartbeat` reach the storage through it, with Optuna's public API only)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line reports each trial
@@ -111,26 +114,51 @@ def open_storage(url: str):
     return optuna.storages.JournalStorage(JournalFileBackend(url))
 
 
-def ask(study):
+def _beating(url: str):
+    """The storage of `url` when it records heartbeats (a database storage), else None."""
+    import optuna
+
+    s = open_storage(url)
+    return s if isinstance(s, optuna.storages.RDBStorage) and s.get_heartbeat_interval() is not None else None
+
+
+def ask(study, url: str):
     """A new trial, as Study.optimize would start it: on a database storage with heartbeats,
     trials whose heartbeat stopped (their process died, on any machine) are failed first."""
     import optuna
-    from optuna.storages._heartbeat import is_heartbeat_enabled
 
     with warnings.catch_warnings():  # experimental, and "supposed to be used with Study.optimize": heartbeat() does what optimize does
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
-        if is_heartbeat_enabled(study._storage):
+        if _beating(url) is not None:
             optuna.storages.fail_stale_trials(study)
         return study.ask()
 
 
-def heartbeat(study, trial):
+@contextlib.contextmanager
+def heartbeat(study, trial, url: str):
     """While the trial trains, its heartbeat is recorded every heartbeat_interval seconds (database
     storages; a journal has none), as Study.optimize does, so another machine can tell it is alive."""
-    from optuna.storages._heartbeat import get_heartbeat_thread
+    s = _beating(url)
+    if s is None:
+        yield
+        return
+    trial_id = s.get_trial_id_from_study_id_trial_number(s.get_study_id_from_name(study.study_name), trial.number)
+    stop = threading.Event()
 
-    return get_heartbeat_thread(trial._trial_id, study._storage)
+    def beat() -> None:
+        while True:
+            s.record_heartbeat(trial_id)
+            if stop.wait(s.get_heartbeat_interval()):
+                return
+
+    thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 @contextlib.contextmanager

@@ -185,9 +185,9 @@ def optimize(cfg: ExperimentConfig, data: Loaded, req: TuneRequest, study: optun
         with storage.trial_slot(req.storage, req.study):  # count and ask under one lock: --trials is the study's total under concurrency too
             if counted(study) >= req.trials:
                 break
-            trial = storage.ask(study)
+            trial = storage.ask(study, req.storage)
         try:
-            with storage.heartbeat(study, trial):
+            with storage.heartbeat(study, trial, req.storage):
                 value = objective(trial)
         except optuna.TrialPruned:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
