@@ -11,6 +11,7 @@ every epoch); overhead = command + runs × per_run + run_epochs × per_run_epoch
 three. Prints one JSON object; docs/performance.md has the before and after. Run it on a quiet
 machine: the per-run-epoch figure is a difference of seconds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,12 @@ SIZES = ((2, 2), (6, 2), (6, 12))  # (seeds, epochs) of baseline and dropout
 def small_copy(data_dir: Path, images: int, folder: Path) -> Path:
     """The first `images` training and images // 2 test images of the CIFAR-10 copy, as a cifar10.npz of their own."""
     with np.load(data_dir / "cifar10.npz") as a:
-        arrays = {"x_train": a["x_train"][:images], "y_train": a["y_train"][:images], "x_test": a["x_test"][: images // 2],
-                  "y_test": a["y_test"][: images // 2]}
+        arrays = {
+            "x_train": a["x_train"][:images],
+            "y_train": a["y_train"][:images],
+            "x_test": a["x_test"][: images // 2],
+            "y_test": a["y_test"][: images // 2],
+        }
     folder.mkdir(parents=True, exist_ok=True)
     np.savez(folder / "cifar10.npz", **arrays)
     return folder
@@ -46,8 +51,25 @@ def study(data: Path, seeds: int, epochs: int, extra: list[str], code: Path = RO
         env = {**os.environ, "HARNESS_DATA_DIR": str(data), "PYTHONPATH": str(code), "HARNESS_CONSOLE": "plain"}
         env.pop("MLFLOW_TRACKING_URI", None)
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "harness", "run", "--variants", "baseline,dropout", "--seeds", str(seeds),
-                               "--epochs", str(epochs), *extra], cwd=tmp, env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harness",
+                "run",
+                "--variants",
+                "baseline,dropout",
+                "--seeds",
+                str(seeds),
+                "--epochs",
+                str(epochs),
+                *extra,
+            ],
+            cwd=tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"run failed: {proc.stderr[-2000:]}")
@@ -62,21 +84,39 @@ def measure(data: Path, extra: list[str], code: Path = ROOT) -> dict:
     rows = []
     for seeds, epochs in SIZES:
         wall, trained, runs = study(data, seeds, epochs, extra, code)
-        rows.append({"seeds": seeds, "epochs": epochs, "runs": runs, "run_epochs": runs * epochs, "wall_s": round(wall, 2),
-                     "training_s": round(trained, 2), "overhead_s": round(wall - trained, 2)})
+        rows.append(
+            {
+                "seeds": seeds,
+                "epochs": epochs,
+                "runs": runs,
+                "run_epochs": runs * epochs,
+                "wall_s": round(wall, 2),
+                "training_s": round(trained, 2),
+                "overhead_s": round(wall - trained, 2),
+            }
+        )
     (a, b, c) = rows
     per_run_epoch = (c["overhead_s"] - b["overhead_s"]) / (c["run_epochs"] - b["run_epochs"])
-    per_run = (b["overhead_s"] - a["overhead_s"] - per_run_epoch * (b["run_epochs"] - a["run_epochs"])) / (b["runs"] - a["runs"])
+    per_run = (b["overhead_s"] - a["overhead_s"] - per_run_epoch * (b["run_epochs"] - a["run_epochs"])) / (
+        b["runs"] - a["runs"]
+    )
     per_command = a["overhead_s"] - a["runs"] * per_run - a["run_epochs"] * per_run_epoch
-    return {"per_command_s": round(per_command, 2), "per_run_s": round(per_run, 3), "per_run_epoch_ms": round(1000 * per_run_epoch, 1),
-            "studies": rows, "extra": extra}
+    return {
+        "per_command_s": round(per_command, 2),
+        "per_run_s": round(per_run, 3),
+        "per_run_epoch_ms": round(1000 * per_run_epoch, 1),
+        "studies": rows,
+        "extra": extra,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "cifar10"))
-    parser.add_argument("--code", default=str(ROOT), help="the checkout whose harness runs (another commit's, to compare)")
+    parser.add_argument(
+        "--code", default=str(ROOT), help="the checkout whose harness runs (another commit's, to compare)"
+    )
     parser.add_argument("extra", nargs="*", help="more `run` arguments, e.g. --set train.checkpoint_seconds=0")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,6 +9,7 @@ weight decay; fused_8_augment: 8 seeds of `augment` (its crops and flips are dra
 member, counted here, and launch no kernel on a GPU). `syncs` are host reads per step. How steps
 are counted: harness/training/launches.py. tests/test_launches.py holds the goal (fused at most
 1.3 × separate)."""
+
 from __future__ import annotations
 
 import json

@@ -8,6 +8,7 @@ also count what the warm-up thread takes from the first run's training.
 
 It works in a scratch folder (its own SQLite store) and prints numbers only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,15 +58,31 @@ def main() -> None:
             return out
 
         runner_mod.Runner.run_one = timed_run
-        code = commands.main(["run", "--variants", "baseline", "--seeds", str(args.seeds), "--epochs", "1", "--device", args.device,
-                         *(["--data-dir", data] if data else [])])
+        code = commands.main(
+            [
+                "run",
+                "--variants",
+                "baseline",
+                "--seeds",
+                str(args.seeds),
+                "--epochs",
+                "1",
+                "--device",
+                args.device,
+                *(["--data-dir", data] if data else []),
+            ]
+        )
         assert code == 0, code
     print()
     for i, (run, model) in enumerate(zip(seconds, spent)):
-        print(f"run {i + 1}: {run:.2f} s in all, of which logging the model {model:.3f} s ({100 * model / (run - model):.1f}% added)")
+        print(
+            f"run {i + 1}: {run:.2f} s in all, of which logging the model {model:.3f} s ({100 * model / (run - model):.1f}% added)"
+        )
     run, model = statistics.median(seconds), statistics.median(spent)
-    print(f"median: a one-epoch run {run:.2f} s, logging its model {model:.3f} s: {100 * model / (run - model):.1f}% added (target < 5%)"
-          + ("" if not args.no_model else " [--no-model: nothing logged]"))
+    print(
+        f"median: a one-epoch run {run:.2f} s, logging its model {model:.3f} s: {100 * model / (run - model):.1f}% added (target < 5%)"
+        + ("" if not args.no_model else " [--no-model: nothing logged]")
+    )
     print(f"first run: {seconds[0]:.2f} s; all runs: {sum(seconds):.2f} s")
 
 

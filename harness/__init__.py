@@ -12,6 +12,7 @@ first use, so `import harness` (and `python -m harness list`) stays cheap.
   in the store), `Study` (what both return: DataFrames, exports, the report inline in Jupyter).
 - Errors: `UsageError` (bad input, with a one-line message naming the setting).
 """
+
 from __future__ import annotations
 
 import importlib

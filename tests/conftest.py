@@ -1,4 +1,5 @@
 """Shared fixtures: small synthetic CIFAR-shaped data written the way users provide the real one."""
+
 from __future__ import annotations
 
 import functools
@@ -15,7 +16,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_arrays(n_train: int = 500, n_test: int = 200, seed: int = 0, classes: int = 10, shape: tuple = (32, 32, 3)) -> dict[str, np.ndarray]:
+def make_arrays(
+    n_train: int = 500, n_test: int = 200, seed: int = 0, classes: int = 10, shape: tuple = (32, 32, 3)
+) -> dict[str, np.ndarray]:
     """Images (N×H×W×C, CIFAR-10's shape by default) whose mean colour depends on the class, so a
     few epochs learn something."""
     rng = np.random.default_rng(seed)
@@ -39,8 +42,10 @@ def split_settings(**values):
     from harness.training import engine
 
     runtime = {f.name for f in dataclasses.fields(engine.Runtime)}
-    return (engine.TrainSettings(**{k: v for k, v in values.items() if k not in runtime}),
-            engine.Runtime(**{k: v for k, v in values.items() if k in runtime}))
+    return (
+        engine.TrainSettings(**{k: v for k, v in values.items() if k not in runtime}),
+        engine.Runtime(**{k: v for k, v in values.items() if k in runtime}),
+    )
 
 
 def snapshot_keeper(epoch: int | None):
@@ -73,19 +78,34 @@ def data_dir(tmp_path: Path) -> Path:
     return write_npz(tmp_path / "data")
 
 
-def harness(*args: str, cwd: Path, data: Path | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+def harness(
+    *args: str, cwd: Path, data: Path | None = None, timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run `python -m harness ARGS` in a real subprocess. A `run` with a fault point checkpoints
     after every epoch (train.checkpoint_seconds = 0), so that the N-th checkpoint a point counts
     is the N-th epoch's whatever the machine's speed (by default a run checkpoints every 2 s)."""
-    if env and env.get("HARNESS_FAULT") and args and args[0] == "run" and not any("checkpoint_seconds" in a for a in args):
+    if (
+        env
+        and env.get("HARNESS_FAULT")
+        and args
+        and args[0] == "run"
+        and not any("checkpoint_seconds" in a for a in args)
+    ):
         args = (*args, "--set", "train.checkpoint_seconds=0")
     full_env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HARNESS_DATA_DIR")}
     full_env["PYTHONPATH"] = str(ROOT)
     if data is not None:
         full_env["HARNESS_DATA_DIR"] = str(data)
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=_default_sigint)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=_default_sigint,
+    )
 
 
 def _default_sigint() -> None:

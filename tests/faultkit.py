@@ -1,5 +1,6 @@
 """Helpers for the fault-tolerance tests: run the CLI with a fault, and read a store's results in a
 form that compares bit for bit."""
+
 from __future__ import annotations
 
 import tempfile
@@ -12,14 +13,34 @@ from mlflow.entities import ViewType
 from tests.conftest import fresh_store, harness  # noqa: F401 - fresh_store is used by the tests too
 
 EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_acc")
-FINAL_KEYS = ("test_acc", "test_loss", "test_acc_last", "test_loss_last", "best_val_acc", "selected_epoch", "final_val_acc")
+FINAL_KEYS = (
+    "test_acc",
+    "test_loss",
+    "test_acc_last",
+    "test_loss_last",
+    "best_val_acc",
+    "selected_epoch",
+    "final_val_acc",
+)
 
 
 def run(work: Path, data: Path, variant: str, *extra: str, fault: str = "", epochs: int = 4):
     fresh_store(work)
     env = {"HARNESS_FAULT": fault} if fault else {}
-    args = ["run", "--variants", variant, "--seeds", "11,", "--epochs", str(epochs),
-            "--set", "train.batch_size=32", "--set", "train.threads=1", *extra]
+    args = [
+        "run",
+        "--variants",
+        variant,
+        "--seeds",
+        "11,",
+        "--epochs",
+        str(epochs),
+        "--set",
+        "train.batch_size=32",
+        "--set",
+        "train.threads=1",
+        *extra,
+    ]
     return harness(*args, cwd=work, data=data, env=env, timeout=300)
 
 
@@ -31,7 +52,9 @@ def seed_runs(work: Path, experiment: str = "default") -> list:
     c = client(work)
     exp = c.get_experiment_by_name(experiment)
     runs = c.search_runs([exp.experiment_id], filter_string="tags.`harness.role` = 'seed'", run_view_type=ViewType.ALL)
-    return sorted(runs, key=lambda r: (r.data.tags["harness.variant"], int(r.data.tags["harness.seed"]), r.info.start_time))
+    return sorted(
+        runs, key=lambda r: (r.data.tags["harness.variant"], int(r.data.tags["harness.seed"]), r.info.start_time)
+    )
 
 
 def results(work: Path) -> dict:

@@ -6,13 +6,30 @@ The layers, lowest first, are LAYERS; `harness/__init__.py` (the public surface)
 `harness/__main__.py` sit above them all. tests/test_layers.py runs it on the tree and on broken
 copies of it.
 """
+
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-LAYERS = ("base", "data", "training", "variants", "settings", "analysis", "tracking", "report", "running", "tuning", "api", "cli", "surface")
-USER_CODE = ("harness/variants/plugins.py",)  # imports the user's own files and modules by name; never a module of the project
+LAYERS = (
+    "base",
+    "data",
+    "training",
+    "variants",
+    "settings",
+    "analysis",
+    "tracking",
+    "report",
+    "running",
+    "tuning",
+    "api",
+    "cli",
+    "surface",
+)
+USER_CODE = (
+    "harness/variants/plugins.py",
+)  # imports the user's own files and modules by name; never a module of the project
 
 
 def dynamic(root: Path) -> list[str]:
@@ -77,8 +94,14 @@ def imports(module: str, path: Path, known: set[str], public: dict[str, str]) ->
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = _absolute(module, path, node)
-            names = [public[a.name] if base == "harness" and a.name in public
-                     else f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+            names = [
+                public[a.name]
+                if base == "harness" and a.name in public
+                else f"{base}.{a.name}"
+                if f"{base}.{a.name}" in known
+                else base
+                for a in node.names
+            ]
         else:
             continue
         found |= {n for n in names if n in known and n != module}

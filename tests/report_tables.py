@@ -2,6 +2,7 @@
 with GFM tables) finds each table and the heading above it; the cells are split from the table's
 source lines as GFM splits them (on every `|` not escaped), so a row whose count differs from its
 header's shows up here even though a renderer would pad or cut it silently."""
+
 from __future__ import annotations
 
 import re

@@ -2,6 +2,7 @@
 single-node Slurm cluster (munge, slurmctld, slurmd with a slurm.conf written here) and a
 PostgreSQL server (initdb into a scratch folder). Outside CI a test that needs one is skipped when
 the package is missing; in CI (HARNESS_CI=1, set by .ci/run, which installs them) it fails."""
+
 from __future__ import annotations
 
 import contextlib
@@ -66,18 +67,41 @@ def slurm_cluster(folder: Path):
     for d in ("state", "spool"):
         (folder / d).mkdir(parents=True, exist_ok=True)
     conf = folder / "slurm.conf"
-    conf.write_text("\n".join([
-        "ClusterName=harness", f"SlurmctldHost={host}(127.0.0.1)", "SlurmUser=root", "SlurmdUser=root", "AuthType=auth/munge",
-        f"StateSaveLocation={folder / 'state'}", f"SlurmdSpoolDir={folder / 'spool'}",
-        f"SlurmctldPidFile={folder / 'slurmctld.pid'}", f"SlurmdPidFile={folder / 'slurmd.pid'}",
-        f"SlurmctldPort={free_port()}", f"SlurmdPort={free_port()}",
-        "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "SchedulerType=sched/backfill",
-        "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core", "SlurmdParameters=config_overrides", "ReturnToService=2",
-        "MpiDefault=none", "JobAcctGatherType=jobacct_gather/none", "AccountingStorageType=accounting_storage/none",
-        "SchedulerParameters=sched_interval=2", "MinJobAge=30", "KillWait=5",
-        f"SlurmctldLogFile={folder / 'slurmctld.log'}", f"SlurmdLogFile={folder / 'slurmd.log'}",
-        f"NodeName={host} NodeAddr=127.0.0.1 CPUs=2 RealMemory=8000 State=UNKNOWN",
-        f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP", ""]))
+    conf.write_text(
+        "\n".join(
+            [
+                "ClusterName=harness",
+                f"SlurmctldHost={host}(127.0.0.1)",
+                "SlurmUser=root",
+                "SlurmdUser=root",
+                "AuthType=auth/munge",
+                f"StateSaveLocation={folder / 'state'}",
+                f"SlurmdSpoolDir={folder / 'spool'}",
+                f"SlurmctldPidFile={folder / 'slurmctld.pid'}",
+                f"SlurmdPidFile={folder / 'slurmd.pid'}",
+                f"SlurmctldPort={free_port()}",
+                f"SlurmdPort={free_port()}",
+                "ProctrackType=proctrack/linuxproc",
+                "TaskPlugin=task/none",
+                "SchedulerType=sched/backfill",
+                "SelectType=select/cons_tres",
+                "SelectTypeParameters=CR_Core",
+                "SlurmdParameters=config_overrides",
+                "ReturnToService=2",
+                "MpiDefault=none",
+                "JobAcctGatherType=jobacct_gather/none",
+                "AccountingStorageType=accounting_storage/none",
+                "SchedulerParameters=sched_interval=2",
+                "MinJobAge=30",
+                "KillWait=5",
+                f"SlurmctldLogFile={folder / 'slurmctld.log'}",
+                f"SlurmdLogFile={folder / 'slurmd.log'}",
+                f"NodeName={host} NodeAddr=127.0.0.1 CPUs=2 RealMemory=8000 State=UNKNOWN",
+                f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP",
+                "",
+            ]
+        )
+    )
     env = {**os.environ, "SLURM_CONF": str(conf)}
     started_munge = None
     if subprocess.run(["sh", "-c", "munge -n | unmunge"], capture_output=True).returncode != 0:
@@ -86,12 +110,20 @@ def slurm_cluster(folder: Path):
         started_munge = subprocess.run(["su", "-s", "/bin/sh", "munge", "-c", which("munged")], capture_output=True)
         if started_munge.returncode != 0:
             subprocess.run([which("munged"), "--force"], check=True, capture_output=True)
-        wait_for(lambda: subprocess.run(["sh", "-c", "munge -n | unmunge"], capture_output=True).returncode == 0, "munge answering")
+        wait_for(
+            lambda: subprocess.run(["sh", "-c", "munge -n | unmunge"], capture_output=True).returncode == 0,
+            "munge answering",
+        )
     try:  # a daemon that started is stopped again, whatever fails after it
         subprocess.run([which("slurmctld")], env=env, check=True, capture_output=True)
         subprocess.run([which("slurmd")], env=env, check=True, capture_output=True)
-        wait_for(lambda: "idle" in subprocess.run(["sinfo", "-h", "-o", "%t"], env=env, capture_output=True, text=True).stdout,
-                 "the Slurm node going idle", seconds=60)
+        wait_for(
+            lambda: (
+                "idle" in subprocess.run(["sinfo", "-h", "-o", "%t"], env=env, capture_output=True, text=True).stdout
+            ),
+            "the Slurm node going idle",
+            seconds=60,
+        )
         yield env
     finally:
         subprocess.run(["scancel", "--user", "root"], env=env, capture_output=True)
@@ -126,13 +158,36 @@ def postgres_server():
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
         shutil.chown(folder, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*as_user, which("initdb"), "-D", str(data), "-U", "harness", "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
-    subprocess.run([*as_user, which("pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-w", "-t", "60",
-                    "-o", f"-p {port} -c listen_addresses=127.0.0.1 -k {folder} -c max_connections=200 -c fsync=off", "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*as_user, which("initdb"), "-D", str(data), "-U", "harness", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_user,
+            which("pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(folder / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {port} -c listen_addresses=127.0.0.1 -k {folder} -c max_connections=200 -c fsync=off",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
 
     def connect(dbname: str) -> str:
-        subprocess.run([which("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "harness", dbname], check=True, capture_output=True)
+        subprocess.run(
+            [which("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "harness", dbname],
+            check=True,
+            capture_output=True,
+        )
         return f"postgresql://harness@127.0.0.1:{port}/{dbname}"
 
     try:

@@ -1,6 +1,7 @@
 """Simulated studies for the error-rate tests: paired differences drawn from a stated distribution
 with no true effect (or a given one), every pair tried, walked through the seeds-on-demand rule
 (harness/analysis/sequential.py) or tested at a fixed number of seeds (harness/analysis/stats.py)."""
+
 from __future__ import annotations
 
 import math
@@ -35,17 +36,26 @@ def _images(rng, size):
     return 100.0 * np.round(2.0 * rng.standard_normal(size)) / IMAGES
 
 
-DRAWS = {"normal": _normal, "t, 3 df": _t3, "Exp(1) − 1": _exponential, "lognormal": _lognormal, f"{IMAGES} images, sd 2 images": _images}
+DRAWS = {
+    "normal": _normal,
+    "t, 3 df": _t3,
+    "Exp(1) − 1": _exponential,
+    "lognormal": _lognormal,
+    f"{IMAGES} images, sd 2 images": _images,
+}
 
 
-def sequential_studies(seed: int, studies: int, variants: int, draw: str, plan: sq.Sequential, test: str = "t",
-                       effect: float = 0.0) -> list[sq.Walk]:
+def sequential_studies(
+    seed: int, studies: int, variants: int, draw: str, plan: sq.Sequential, test: str = "t", effect: float = 0.0
+) -> list[sq.Walk]:
     rng = np.random.default_rng(seed)
     seeds = tuple(range(plan.max_seeds))
     analysis = stats.Analysis(margin=0.5, alpha=ALPHA, test=test)
     out = []
     for _ in range(studies):
-        diffs = {f"v{i}": dict(zip(seeds, map(float, DRAWS[draw](rng, plan.max_seeds) + effect))) for i in range(variants)}
+        diffs = {
+            f"v{i}": dict(zip(seeds, map(float, DRAWS[draw](rng, plan.max_seeds) + effect))) for i in range(variants)
+        }
         tried = {(v, s) for v in ["b", *diffs] for s in seeds}
         out.append(sq.walk(diffs, tried, "b", list(diffs), seeds, plan, analysis))
     return out
@@ -72,7 +82,9 @@ def error(rate: float, studies: int) -> float:
     return math.sqrt(max(rate, ALPHA) * (1 - max(rate, ALPHA)) / studies)
 
 
-def compare_all(baseline: dict[int, float], variants: dict[str, dict[int, float]], analysis: stats.Analysis = stats.Analysis()) -> dict:
+def compare_all(
+    baseline: dict[int, float], variants: dict[str, dict[int, float]], analysis: stats.Analysis = stats.Analysis()
+) -> dict:
     """Paired comparisons of each variant's per-seed accuracies with the baseline's, Holm-corrected
     together, with verdicts (what report/comparisons.py does from the runs' counts)."""
     return stats.family({name: stats.paired(baseline, values, analysis) for name, values in variants.items()}, analysis)

@@ -1,5 +1,6 @@
 """Bad input, through the real CLI: exit code 2, one line naming the field, the value and what is
 allowed, no traceback, and nothing created (no store, no checkpoint, no report) before it."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,44 +51,90 @@ CASES = {
     "unknown setting": (["--set", "train.momentum=0.9"], "train.momentum: unknown setting"),
     "wrong type": (["--set", "train.shuffle=3"], "train.shuffle: expected bool, got int 3"),
     "unknown split": (["--set", "data.split=random"], "data.split: 'random' is not allowed"),
-    "unsupported tracking URI": (["--tracking-uri", "ftp://host/store"], "tracking_uri: 'ftp://host/store' is not supported"),
+    "unsupported tracking URI": (
+        ["--tracking-uri", "ftp://host/store"],
+        "tracking_uri: 'ftp://host/store' is not supported",
+    ),
     "CUDA where there is none": (["--device", "cuda"], "CUDA is not available"),
-    "unknown precision": (["--set", "train.precision=fp16"], "train.precision: 'fp16' is not allowed; expected one of fp32"),
-    "CUDA graphs on a CPU": (["--set", "train.compile=reduce-overhead"], "train.compile: 'reduce-overhead' captures CUDA graphs and needs a CUDA device"),
+    "unknown precision": (
+        ["--set", "train.precision=fp16"],
+        "train.precision: 'fp16' is not allowed; expected one of fp32",
+    ),
+    "CUDA graphs on a CPU": (
+        ["--set", "train.compile=reduce-overhead"],
+        "train.compile: 'reduce-overhead' captures CUDA graphs and needs a CUDA device",
+    ),
     "unknown determinism": (["--set", "train.determinism=maybe"], "train.determinism: 'maybe' is not allowed"),
     # issue 14
-    "in-memory store": (["--tracking-uri", "sqlite:///:memory:"], "tracking_uri: 'sqlite:///:memory:' is an in-memory store, lost when the command ends"),
+    "in-memory store": (
+        ["--tracking-uri", "sqlite:///:memory:"],
+        "tracking_uri: 'sqlite:///:memory:' is an in-memory store, lost when the command ends",
+    ),
     "store without a path": (["--tracking-uri", "sqlite:///"], "tracking_uri: 'sqlite:///' is an in-memory store"),
     "file: store": (["--tracking-uri", "file:./mlruns"], "tracking_uri: 'file:./mlruns' is not supported"),
-    "postgresql without its driver": (["--tracking-uri", "postgresql+pg8000://u:p@localhost/db"],
-                                      "tracking_uri: 'localhost/db' needs the pg8000 driver; install it with `pip install pg8000`"),
-    "mysql without its driver": (["--tracking-uri", "mysql://u:p@localhost/db"], "needs the mysqldb driver; install it with `pip install mysqlclient`"),
-    "unreachable postgresql": (["--tracking-uri", "postgresql://u:p@127.0.0.1:9/db"], "tracking_uri: cannot reach the database at '127.0.0.1:9/db'"),
-    "unreachable tracking server": (["--tracking-uri", "http://127.0.0.1:9"], "tracking_uri: cannot reach the MLflow server at 'http://127.0.0.1:9'"),
-    "name of dots": (["--set", "name=.."], "name: '..' is not allowed; expected 1 to 100 letters, digits, '-', '_' or '.', not only dots"),
+    "postgresql without its driver": (
+        ["--tracking-uri", "postgresql+pg8000://u:p@localhost/db"],
+        "tracking_uri: 'localhost/db' needs the pg8000 driver; install it with `pip install pg8000`",
+    ),
+    "mysql without its driver": (
+        ["--tracking-uri", "mysql://u:p@localhost/db"],
+        "needs the mysqldb driver; install it with `pip install mysqlclient`",
+    ),
+    "unreachable postgresql": (
+        ["--tracking-uri", "postgresql://u:p@127.0.0.1:9/db"],
+        "tracking_uri: cannot reach the database at '127.0.0.1:9/db'",
+    ),
+    "unreachable tracking server": (
+        ["--tracking-uri", "http://127.0.0.1:9"],
+        "tracking_uri: cannot reach the MLflow server at 'http://127.0.0.1:9'",
+    ),
+    "name of dots": (
+        ["--set", "name=.."],
+        "name: '..' is not allowed; expected 1 to 100 letters, digits, '-', '_' or '.', not only dots",
+    ),
     "name with a separator": (["--set", "name='a/b'"], "name: 'a/b' is not allowed"),
     "name too long": (["--set", f"name={'x' * 300}"], "is not allowed; expected 1 to 100 letters"),
     "seed count of zero": (["--seeds", "0"], "--seeds: a seed count must be from 1 to 1000, got 0"),
-    "seed count too large": (["--seeds", "100000"], "--seeds: a seed count must be from 1 to 1000, got 100000; name seeds as a list"),
+    "seed count too large": (
+        ["--seeds", "100000"],
+        "--seeds: a seed count must be from 1 to 1000, got 100000; name seeds as a list",
+    ),
     "empty seed item": (["--seeds", "1,,2"], "--seeds: '1,,2' has an empty item"),
     "more threads than cores": (["--set", "train.threads=4096"], "train.threads: 4096 is more than the"),
     "unknown deciding test": (["--set", "analysis.test=wilcoxon"], "analysis.test: 'wilcoxon' is not allowed"),
     "zero margin": (["--set", "analysis.margin=0"], "analysis.margin: 0.0 is not allowed"),
-    "unknown analysis setting": (["--set", "analysis.power=0.9"], "analysis.power: unknown setting; allowed: margin, test, alpha"),
-    "per-seed split of a prefix split": (["--set", "data.split_seed=per_seed", "--set", "data.split=prefix"],
-                                         'data.split_seed: "per_seed" needs data.split = "stratified"'),
+    "unknown analysis setting": (
+        ["--set", "analysis.power=0.9"],
+        "analysis.power: unknown setting; allowed: margin, test, alpha",
+    ),
+    "per-seed split of a prefix split": (
+        ["--set", "data.split_seed=per_seed", "--set", "data.split=prefix"],
+        'data.split_seed: "per_seed" needs data.split = "stratified"',
+    ),
     "unknown split seed word": (["--set", "data.split_seed=each"], "data.split_seed: 'each' is not allowed"),
     # issue 13: seeds on demand
-    "a budget of one seed": (["--variants", "baseline,dropout", "--seeds", "auto", "--max-seeds", "1"],
-                             "max_seeds: 1 is not allowed; expected an integer from min_seeds (3) to 1000"),
-    "negative margin": (["--variants", "baseline,dropout", "--seeds", "auto", "--margin", "-1"], "analysis.margin: -1.0 is not allowed"),
+    "a budget of one seed": (
+        ["--variants", "baseline,dropout", "--seeds", "auto", "--max-seeds", "1"],
+        "max_seeds: 1 is not allowed; expected an integer from min_seeds (3) to 1000",
+    ),
+    "negative margin": (
+        ["--variants", "baseline,dropout", "--seeds", "auto", "--margin", "-1"],
+        "analysis.margin: -1.0 is not allowed",
+    ),
     "auto in a list of seeds": (["--seeds", "auto,2021"], "--seeds: 'auto,2021' is not allowed; auto stands alone"),
     "a budget for fixed seeds": (["--seeds", "2021,2022", "--max-seeds", "5"], "--max-seeds: only with --seeds auto"),
-    "auto without the baseline": (["--variants", "dropout,batchnorm", "--seeds", "auto"], "the variants must include the baseline 'baseline'"),
-    "auto with a factorial design": (["--design", "factorial", "--factors", "dropout,batchnorm", "--seeds", "auto"],
-                                     'seeds: "auto" works with a list of variants, not a factorial design'),
-    "auto in several processes": (["--variants", "baseline,dropout", "--seeds", "auto", "--jobs-per-device", "2"],
-                                  "--seeds auto: its rounds run in one process"),
+    "auto without the baseline": (
+        ["--variants", "dropout,batchnorm", "--seeds", "auto"],
+        "the variants must include the baseline 'baseline'",
+    ),
+    "auto with a factorial design": (
+        ["--design", "factorial", "--factors", "dropout,batchnorm", "--seeds", "auto"],
+        'seeds: "auto" works with a list of variants, not a factorial design',
+    ),
+    "auto in several processes": (
+        ["--variants", "baseline,dropout", "--seeds", "auto", "--jobs-per-device", "2"],
+        "--seeds auto: its rounds run in one process",
+    ),
 }
 
 
@@ -104,9 +151,14 @@ FILE_CASES = {
     "malformed experiment file": ("[train\nepochs = ", "is not valid TOML"),
     "unknown key in experiment file": ("colour = 'red'\n", "colour: unknown setting"),
     "wrong type in experiment file": ("[train]\nepochs = 'ten'\n", "train.epochs: expected int, got str 'ten'"),
-    "a budget below the first round": ('seeds = "auto"\nmin_seeds = 5\nmax_seeds = 4\nvariants = ["baseline", "dropout"]\n',
-                                       "max_seeds: 4 is not allowed; expected an integer from min_seeds (5) to 1000"),
-    "a first round of one seed": ('seeds = "auto"\nmin_seeds = 1\nvariants = ["baseline", "dropout"]\n', "min_seeds: 1 is not allowed"),
+    "a budget below the first round": (
+        'seeds = "auto"\nmin_seeds = 5\nmax_seeds = 4\nvariants = ["baseline", "dropout"]\n',
+        "max_seeds: 4 is not allowed; expected an integer from min_seeds (5) to 1000",
+    ),
+    "a first round of one seed": (
+        'seeds = "auto"\nmin_seeds = 1\nvariants = ["baseline", "dropout"]\n',
+        "min_seeds: 1 is not allowed",
+    ),
     "a budget without auto": ("seeds = 3\nmax_seeds = 10\n", 'max_seeds: only with seeds = "auto"'),
     "auto inside a list": ('seeds = ["auto", 2021]\n', 'seeds: "auto" stands alone'),
 }
@@ -116,17 +168,25 @@ FILE_CASES = {
 def test_bad_experiment_files(tmp_path, data_dir, case):
     text, fragment = FILE_CASES[case]
     (tmp_path / "exp.toml").write_text(text)
-    _check(tmp_path, harness("run", "--experiment", "exp.toml", cwd=tmp_path, data=data_dir), fragment, {"data", "exp.toml"})
+    _check(
+        tmp_path,
+        harness("run", "--experiment", "exp.toml", cwd=tmp_path, data=data_dir),
+        fragment,
+        {"data", "exp.toml"},
+    )
 
 
-@pytest.mark.parametrize("kind,fragment", [
-    ("shape", "x_train has shape (500, 16, 32, 3); expected (N, 32, 32, 3)"),
-    ("dtype", "x_train has dtype float32; expected uint8"),
-    ("labels", "y_train holds label 12; expected labels 0..9"),
-    ("missing_key", "lacks key 'y_test'"),
-    ("classes", "y_train holds 1 classes; expected all 10"),
-    ("truncated", "is not a readable .npz file"),
-])
+@pytest.mark.parametrize(
+    "kind,fragment",
+    [
+        ("shape", "x_train has shape (500, 16, 32, 3); expected (N, 32, 32, 3)"),
+        ("dtype", "x_train has dtype float32; expected uint8"),
+        ("labels", "y_train holds label 12; expected labels 0..9"),
+        ("missing_key", "lacks key 'y_test'"),
+        ("classes", "y_train holds 1 classes; expected all 10"),
+        ("truncated", "is not a readable .npz file"),
+    ],
+)
 def test_corrupt_dataset(tmp_path, kind, fragment):
     data = _corrupt(kind, tmp_path / "data")
     _check(tmp_path, harness("run", cwd=tmp_path, data=data), fragment, {"data"})
@@ -157,14 +217,20 @@ def _store(kind: str, path):
             db.execute("update alembic_version set version_num = 'ffff00000001'")
 
 
-@pytest.mark.parametrize("kind,fragment", [
-    ("truncated", "tracking_uri: 'mlflow.db' is not a readable SQLite database"),
-    ("random bytes", "tracking_uri: 'mlflow.db' is not a readable SQLite database"),
-    ("foreign database", "tracking_uri: 'mlflow.db' is an SQLite database without MLflow's tables (it holds invoices...)"),
-    ("directory", "tracking_uri: 'mlflow.db' is not a file"),
-    ("read-only", "tracking_uri: 'mlflow.db' is read-only; the harness writes to its store"),
-    ("newer schema", "tracking_uri: 'mlflow.db' has database schema ffff00000001, which this MLflow"),
-])
+@pytest.mark.parametrize(
+    "kind,fragment",
+    [
+        ("truncated", "tracking_uri: 'mlflow.db' is not a readable SQLite database"),
+        ("random bytes", "tracking_uri: 'mlflow.db' is not a readable SQLite database"),
+        (
+            "foreign database",
+            "tracking_uri: 'mlflow.db' is an SQLite database without MLflow's tables (it holds invoices...)",
+        ),
+        ("directory", "tracking_uri: 'mlflow.db' is not a file"),
+        ("read-only", "tracking_uri: 'mlflow.db' is read-only; the harness writes to its store"),
+        ("newer schema", "tracking_uri: 'mlflow.db' has database schema ffff00000001, which this MLflow"),
+    ],
+)
 def test_a_store_that_is_not_an_mlflow_store_is_named(tmp_path, data_dir, kind, fragment):
     _store(kind, tmp_path / "mlflow.db")
     before = (tmp_path / "mlflow.db").read_bytes() if (tmp_path / "mlflow.db").is_file() else None
@@ -173,18 +239,37 @@ def test_a_store_that_is_not_an_mlflow_store_is_named(tmp_path, data_dir, kind, 
         assert (tmp_path / "mlflow.db").read_bytes() == before  # not converted, not touched
 
 
-@pytest.mark.parametrize("args,fragment,made", [
-    (["report", "--experiment", "default", "--reports-dir", "a-file"], "--reports-dir: cannot create or write", {"a-file"}),
-    (["bench", "--out", "a-folder"], "--out: 'a-folder' is a directory", {"a-folder"}),
-    (["plan", "--experiment", "default", "--effect", "-1"], "--effect: -1.0 is not allowed", set()),
-    (["plan", "--experiment", "default", "--sd", "1", "--power", "1.5"], "--power: 1.5 is not allowed", set()),
-    (["plan", "--experiment", "default", "--vary", "init,init"], "--vary: init listed twice; name each source once", set()),
-    (["plan", "--experiment", "default", "--sd", "1", "--vary", "init"], "--vary: not with --sd", set()),
-    (["tune", "--variant", "dropout", "--study", "a'b"], "--study: \"a'b\" is not allowed", set()),
-    (["run", "--params-from", "params.toml"], "--params-from: 'params.toml': params.dropout must be a table of parameters, got int 5", {"params.toml"}),
-    (["run", "--params-from", "sgd.toml"], "--params-from: 'sgd.toml' sets parameters for sgd, which none of the variants run (baseline) uses", {"sgd.toml"}),
-    (["run", "--experiment", "....toml"], "name: '...' is not allowed", {"....toml"}),
-])
+@pytest.mark.parametrize(
+    "args,fragment,made",
+    [
+        (
+            ["report", "--experiment", "default", "--reports-dir", "a-file"],
+            "--reports-dir: cannot create or write",
+            {"a-file"},
+        ),
+        (["bench", "--out", "a-folder"], "--out: 'a-folder' is a directory", {"a-folder"}),
+        (["plan", "--experiment", "default", "--effect", "-1"], "--effect: -1.0 is not allowed", set()),
+        (["plan", "--experiment", "default", "--sd", "1", "--power", "1.5"], "--power: 1.5 is not allowed", set()),
+        (
+            ["plan", "--experiment", "default", "--vary", "init,init"],
+            "--vary: init listed twice; name each source once",
+            set(),
+        ),
+        (["plan", "--experiment", "default", "--sd", "1", "--vary", "init"], "--vary: not with --sd", set()),
+        (["tune", "--variant", "dropout", "--study", "a'b"], '--study: "a\'b" is not allowed', set()),
+        (
+            ["run", "--params-from", "params.toml"],
+            "--params-from: 'params.toml': params.dropout must be a table of parameters, got int 5",
+            {"params.toml"},
+        ),
+        (
+            ["run", "--params-from", "sgd.toml"],
+            "--params-from: 'sgd.toml' sets parameters for sgd, which none of the variants run (baseline) uses",
+            {"sgd.toml"},
+        ),
+        (["run", "--experiment", "....toml"], "name: '...' is not allowed", {"....toml"}),
+    ],
+)
 def test_more_commands_refuse_bad_input_first(tmp_path, data_dir, args, fragment, made):
     (tmp_path / "a-file").write_text("not a folder") if "a-file" in made else None
     (tmp_path / "a-folder").mkdir() if "a-folder" in made else None
@@ -194,10 +279,13 @@ def test_more_commands_refuse_bad_input_first(tmp_path, data_dir, args, fragment
     _check(tmp_path, harness(*args, cwd=tmp_path, data=data_dir), fragment, {"data"} | made)
 
 
-@pytest.mark.parametrize("kind,fragment", [
-    ("random bytes", "is not a readable claims database (file is not a database)"),
-    ("directory", "checkpoints/default/claims.sqlite' is not a file"),
-])
+@pytest.mark.parametrize(
+    "kind,fragment",
+    [
+        ("random bytes", "is not a readable claims database (file is not a database)"),
+        ("directory", "checkpoints/default/claims.sqlite' is not a file"),
+    ],
+)
 def test_a_broken_claims_file_is_named(tmp_path, data_dir, kind, fragment):
     path = tmp_path / "checkpoints" / "default" / "claims.sqlite"
     path.parent.mkdir(parents=True)
@@ -274,14 +362,22 @@ def test_list_with_a_component_that_cannot_be_built_names_it(tmp_path):
 
     from tests.conftest import ROOT
 
-    shutil.copytree(ROOT / "harness", tmp_path / "pkg" / "harness", ignore=shutil.ignore_patterns("__pycache__"))  # a copy to edit
+    shutil.copytree(
+        ROOT / "harness", tmp_path / "pkg" / "harness", ignore=shutil.ignore_patterns("__pycache__")
+    )  # a copy to edit
     variants = tmp_path / "pkg" / "harness" / "variants"
     (variants / "needs_arg.py").write_text(
         "from harness.variants.registry import Change, register\n\n\n"
         "@register('needs_arg', 'A builder with a required argument.')\n"
-        "def needs_arg(width: int) -> Change:\n    return Change()\n")
+        "def needs_arg(width: int) -> Change:\n    return Change()\n"
+    )
     init = variants / "__init__.py"
     init.write_text(init.read_text() + "\nfrom harness.variants import needs_arg  # noqa: E402,F401\n")
-    proc = harness("list", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "pkg"), "HARNESS_CACHE_DIR": str(tmp_path / "cache")})
+    proc = harness(
+        "list", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "pkg"), "HARNESS_CACHE_DIR": str(tmp_path / "cache")}
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
-    assert proc.stderr == "error: variants: component 'needs_arg' (harness.variants.needs_arg): every parameter needs a default, width has none\n"
+    assert (
+        proc.stderr
+        == "error: variants: component 'needs_arg' (harness.variants.needs_arg): every parameter needs a default, width has none\n"
+    )

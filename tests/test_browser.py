@@ -1,6 +1,7 @@
 """The MLflow UI in a real browser: `python -m harness ui` serves a store made by a small real run,
 headless Chromium renders the experiment and each variant's parent run, and the parent runs'
 across-seed aggregates are on the page with the store's values."""
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,9 @@ from tests.conftest import ROOT, fresh_store, harness
 pytestmark = pytest.mark.slow
 
 if not CHROMIUM and not os.environ.get("CI"):
-    pytest.skip("headless Chromium is not installed (apt-get install chromium); CI installs it", allow_module_level=True)
+    pytest.skip(
+        "headless Chromium is not installed (apt-get install chromium); CI installs it", allow_module_level=True
+    )
 
 
 def _free_port() -> int:
@@ -44,13 +47,31 @@ def served(tmp_path_factory):
 
     work = tmp_path_factory.mktemp("ui")
     fresh_store(work)
-    proc = harness("run", "--variants", "baseline,dropout", "--seeds", "2", "--epochs", "1", "--set", "train.batch_size=64",
-                   cwd=work, data=write_npz(work / "data"))
+    proc = harness(
+        "run",
+        "--variants",
+        "baseline,dropout",
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--set",
+        "train.batch_size=64",
+        cwd=work,
+        data=write_npz(work / "data"),
+    )
     assert proc.returncode == 0, proc.stderr
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    server = subprocess.Popen([sys.executable, "-m", "harness", "ui", "--port", str(port)], cwd=work, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "harness", "ui", "--port", str(port)],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -79,7 +100,14 @@ def test_parent_runs_and_aggregates_are_visible(served):
     for parent in parents:
         text = page_text(f"{base}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}")
         assert parent.info.run_name in text
-        for key in ("n_seeds", "test_acc_mean", "test_acc_std", "test_acc_ci_low", "test_acc_ci_high", "best_val_acc_mean"):
+        for key in (
+            "n_seeds",
+            "test_acc_mean",
+            "test_acc_std",
+            "test_acc_ci_low",
+            "test_acc_ci_high",
+            "best_val_acc_mean",
+        ):
             assert key in text, f"{key} not on the page of {parent.info.run_name}"
             shown = float(text[text.index(key) + 1])
             assert shown == pytest.approx(parent.data.metrics[key], rel=1e-9)
@@ -91,12 +119,17 @@ def test_a_parents_paired_difference_and_verdict_match_the_report(served):
     work, base = served
     client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     exp = client.get_experiment_by_name("default")
-    (parent,) = client.search_runs([exp.experiment_id], filter_string="tags.`harness.variant` = 'dropout' and tags.`harness.role` = 'variant'")
+    (parent,) = client.search_runs(
+        [exp.experiment_id], filter_string="tags.`harness.variant` = 'dropout' and tags.`harness.role` = 'variant'"
+    )
     report = (work / "reports" / "default" / "report.md").read_text()
     row = next(line for line in report.splitlines() if line.startswith("| dropout | 2 | "))
     cells = [c.strip() for c in row.strip("|").split("|")]
     text = page_text(f"{base}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}")
-    shown = {key: float(text[text.index(key) + 1]) for key in ("paired_delta_test_acc", "paired_delta_ci_low", "paired_delta_ci_high", "paired_n")}
+    shown = {
+        key: float(text[text.index(key) + 1])
+        for key in ("paired_delta_test_acc", "paired_delta_ci_low", "paired_delta_ci_high", "paired_n")
+    }
     assert f"{shown['paired_delta_test_acc']:+.2f}" == cells[2] and shown["paired_n"] == 2
     assert f"[{shown['paired_delta_ci_low']:.2f}, {shown['paired_delta_ci_high']:.2f}]" == cells[3]
     assert text[text.index("harness.verdict") + 1] == f": {cells[-1].strip('*')}"  # the tag, as the page lists it
@@ -124,6 +157,10 @@ def test_the_datasets_column_shows_every_variant_on_the_same_split(served):
     (test,) = {d.dataset.digest for p in parents for d in p.inputs.dataset_inputs if d.dataset.name == "cifar10-test"}
     listing = page_text(f"{base}/#/experiments/{exp.experiment_id}/runs")
     assert "Dataset" in listing
-    for name, digest, context in (("cifar10-train", *split, "training"), ("cifar10-val", *split, "validation"), ("cifar10-test", test, "test")):
+    for name, digest, context in (
+        ("cifar10-train", *split, "training"),
+        ("cifar10-val", *split, "validation"),
+        ("cifar10-test", test, "test"),
+    ):
         shown = [i for i, t in enumerate(listing) if t == f"{name} ({digest})"]
         assert len(shown) == 2 and all(listing[i + 1] == context for i in shown), (name, listing)

@@ -1,4 +1,5 @@
 """Claims with leases, on a real SQLite file, with the real renewal thread."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -50,7 +51,8 @@ def test_a_holder_on_another_machine_loses_when_its_lease_runs_out(tmp_path):
 
 
 def test_a_dead_local_process_loses_at_once(tmp_path):
-    code = f"from harness.running.claims import Claims; import os; c = Claims(__import__('pathlib').Path({str(tmp_path / 'c.sqlite')!r})); c.acquire('k'); os._exit(0)"
+    path = str(tmp_path / "c.sqlite")
+    code = f"from harness.running.claims import Claims; import os, pathlib; c = Claims(pathlib.Path({path!r})); c.acquire('k'); os._exit(0)"
     subprocess.run([sys.executable, "-c", code], check=True)
     c = Claims(tmp_path / "c.sqlite")
     try:

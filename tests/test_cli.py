@@ -1,4 +1,5 @@
 """The command line in real subprocesses, with a real SQLite MLflow store and real files."""
+
 from __future__ import annotations
 
 import re
@@ -18,8 +19,19 @@ def finished(tmp_path_factory):
 
     work = tmp_path_factory.mktemp("work")
     data = write_npz(work / "data")
-    proc = harness("run", "--variants", "baseline,dropout", "--seeds", "2021,2022", "--epochs", "2",
-                   "--set", "train.batch_size=64", cwd=work, data=data)
+    proc = harness(
+        "run",
+        "--variants",
+        "baseline,dropout",
+        "--seeds",
+        "2021,2022",
+        "--epochs",
+        "2",
+        "--set",
+        "train.batch_size=64",
+        cwd=work,
+        data=data,
+    )
     return work, data, proc
 
 
@@ -35,11 +47,17 @@ def test_run_prints_the_tutorials_lines_and_a_summary(finished):
 
 def test_piped_output_is_plain_lines_with_the_eta_at_the_end_of_each_run(finished):
     out = finished[2].stdout
-    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", out), "control characters in piped output"  # no \r, no escape codes
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", out), (
+        "control characters in piped output"
+    )  # no \r, no escape codes
     runs = [line for line in out.splitlines() if line.startswith("finished ")]
-    assert len(runs) == 4 and all(re.fullmatch(r"finished \w+ seed \d+ in \d+s: test accuracy [\d.]+ \[\d/4 runs; ETA \w+\]", r) for r in runs), runs
+    assert len(runs) == 4 and all(
+        re.fullmatch(r"finished \w+ seed \d+ in \d+s: test accuracy [\d.]+ \[\d/4 runs; ETA \w+\]", r) for r in runs
+    ), runs
     assert runs[-1].endswith("[4/4 runs; ETA 0s]")
-    assert sum(line.startswith(("TRAIN EPOCH", "VAL   EPOCH")) for line in out.splitlines()) == 4 * 2 * 2  # one line per phase and epoch
+    assert (
+        sum(line.startswith(("TRAIN EPOCH", "VAL   EPOCH")) for line in out.splitlines()) == 4 * 2 * 2
+    )  # one line per phase and epoch
 
 
 def test_store_holds_parents_children_tags_and_epoch_metrics(finished):
@@ -56,7 +74,13 @@ def test_store_holds_parents_children_tags_and_epoch_metrics(finished):
         tags = c.data.tags
         parent = next(p for p in parents if p.info.run_id == tags["mlflow.parentRunId"])
         assert parent.data.tags["harness.variant"] == tags["harness.variant"]
-        for key in ("harness.split_fingerprint", "harness.config_hash", "harness.env.torch", "harness.device", "harness.seed"):
+        for key in (
+            "harness.split_fingerprint",
+            "harness.config_hash",
+            "harness.env.torch",
+            "harness.device",
+            "harness.seed",
+        ):
             assert tags[key]
         assert c.data.params["train.epochs"] == "2" and c.data.params["seed"] == tags["harness.seed"]
         for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
@@ -94,11 +118,15 @@ def test_list_prints_variants_with_parameter_counts(tmp_path):
 
 def _imports_torch(proc) -> bool:
     """Whether a process run with PYTHONPROFILEIMPORTTIME=1 imported torch."""
-    return any(line.startswith("import time:") and line.split("|")[-1].strip() == "torch" for line in proc.stderr.splitlines())
+    return any(
+        line.startswith("import time:") and line.split("|")[-1].strip() == "torch" for line in proc.stderr.splitlines()
+    )
 
 
 def test_list_reads_its_cache_without_importing_torch_until_a_variant_file_changes(tmp_path):
-    shutil.copytree(ROOT / "harness", tmp_path / "harness", ignore=shutil.ignore_patterns("__pycache__"))  # a copy to edit, first on the path
+    shutil.copytree(
+        ROOT / "harness", tmp_path / "harness", ignore=shutil.ignore_patterns("__pycache__")
+    )  # a copy to edit, first on the path
     env = {"HARNESS_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(tmp_path), "PYTHONPROFILEIMPORTTIME": "1"}
     first = harness("list", cwd=tmp_path, env=env)
     second = harness("list", cwd=tmp_path, env=env)
@@ -112,7 +140,8 @@ def test_list_reads_its_cache_without_importing_torch_until_a_variant_file_chang
         "    return nn.Linear(10, 10)\n\n\n"
         "@register('wide', hypothesis='A wider head.')\n"
         "def wide():\n"
-        "    return Change(architecture=tiny)\n")
+        "    return Change(architecture=tiny)\n"
+    )
     init = tmp_path / "harness" / "variants" / "__init__.py"
     init.write_text(init.read_text() + "from harness.variants import wide  # noqa: E402,F401\n")
     third = harness("list", cwd=tmp_path, env=env)
@@ -120,23 +149,25 @@ def test_list_reads_its_cache_without_importing_torch_until_a_variant_file_chang
     assert re.search(r"\nwide +110 +architecture tiny ", third.stdout) and "A wider head." in third.stdout
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["run", "--variants", "dropuot"], "did you mean 'dropout'"),
-    (["run", "--variants", ","], "empty"),
-    (["run", "--seeds", "1,1"], "listed twice"),
-    (["run", "--epochs", "0"], "train.epochs"),
-    (["run", "--set", "train.lr=-1"], "train.lr"),
-    (["run", "--experiment", "nope"], "no experiment named 'nope'"),
-    (["run", "--tracking-uri", "ftp://x"], "tracking_uri"),
-    (["run", "--device", "cuda"], "CUDA is not available"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["run", "--variants", "dropuot"], "did you mean 'dropout'"),
+        (["run", "--variants", ","], "empty"),
+        (["run", "--seeds", "1,1"], "listed twice"),
+        (["run", "--epochs", "0"], "train.epochs"),
+        (["run", "--set", "train.lr=-1"], "train.lr"),
+        (["run", "--experiment", "nope"], "no experiment named 'nope'"),
+        (["run", "--tracking-uri", "ftp://x"], "tracking_uri"),
+        (["run", "--device", "cuda"], "CUDA is not available"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line_before_any_work(tmp_path, data_dir, args, fragment):
     proc = harness(*args, cwd=tmp_path, data=data_dir)
     assert proc.returncode == 2
     assert fragment in proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no store, no report
-
 
 
 def test_list_and_help_start_quickly(tmp_path):
@@ -152,8 +183,21 @@ def test_jobs_per_device_trains_each_pair_once(tmp_path, data_dir):
     from tests.conftest import fresh_store
 
     fresh_store(tmp_path)
-    proc = harness("run", "--variants", "baseline,dropout", "--seeds", "2", "--epochs", "1", "--set", "train.batch_size=64",
-                   "--jobs-per-device", "2", cwd=tmp_path, data=data_dir)
+    proc = harness(
+        "run",
+        "--variants",
+        "baseline,dropout",
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--set",
+        "train.batch_size=64",
+        "--jobs-per-device",
+        "2",
+        cwd=tmp_path,
+        data=data_dir,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 processes, 2 per device" in proc.stdout and "4 of 4 runs finished" in proc.stdout
     assert proc.stdout.count("TRAIN EPOCH[001/001]") == 4  # each pair trained by exactly one process
@@ -175,12 +219,24 @@ def test_report_covers_every_invocation_and_parents_carry_the_comparison(tmp_pat
 
     fresh_store(tmp_path)
     common = ["--seeds", "1,2", "--set", "train.batch_size=64"]
-    assert harness("run", "--variants", "baseline,dropout", "--epochs", "1", *common, cwd=tmp_path, data=data_dir).returncode == 0
-    assert harness("run", "--variants", "batchnorm", "--epochs", "1", *common, cwd=tmp_path, data=data_dir).returncode == 0
+    assert (
+        harness(
+            "run", "--variants", "baseline,dropout", "--epochs", "1", *common, cwd=tmp_path, data=data_dir
+        ).returncode
+        == 0
+    )
+    assert (
+        harness("run", "--variants", "batchnorm", "--epochs", "1", *common, cwd=tmp_path, data=data_dir).returncode == 0
+    )
     report = tmp_path / "reports" / "default" / "report.md"
     text = report.read_text()
     assert "The family is the 2 comparable variant(s)" in text
-    rows = {m.group(1): m for m in re.finditer(r"^\| (\w+) \| (\d) \| ([+-][\d.]+) \| (\[[^]]+\]) \| (\[[^]]+\]|–) \|.*\*\*(\w+)\*\* \|$", text, re.M)}
+    rows = {
+        m.group(1): m
+        for m in re.finditer(
+            r"^\| (\w+) \| (\d) \| ([+-][\d.]+) \| (\[[^]]+\]) \| (\[[^]]+\]|–) \|.*\*\*(\w+)\*\* \|$", text, re.M
+        )
+    }
     assert set(rows) == {"dropout", "batchnorm"}
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("default")
@@ -198,18 +254,33 @@ def test_report_covers_every_invocation_and_parents_carry_the_comparison(tmp_pat
     assert report.read_bytes() == before
     # 2 pairs: an sd with 1 degree of freedom plans nothing (issue 20); an assumed --sd does
     plan = harness("plan", "--experiment", "default", "--effect", "1.0", cwd=tmp_path)
-    assert plan.returncode == 2 and plan.stderr.strip().endswith("no comparison with 3 or more paired seeds to estimate the spread from; give --sd")
+    assert plan.returncode == 2 and plan.stderr.strip().endswith(
+        "no comparison with 3 or more paired seeds to estimate the spread from; give --sd"
+    )
     vary = harness("plan", "--experiment", "default", "--vary", "init", cwd=tmp_path)
     assert vary.returncode == 2 and "--vary: needs a variance design's runs in the store" in vary.stderr, vary.stderr
     plan = harness("plan", "--experiment", "default", "--effect", "1.0", "--sd", "1.0", cwd=tmp_path)
-    assert plan.returncode == 0 and "2 comparison(s) with `baseline`; Holm's strictest level α/m = 0.05/2 = 0.025" in plan.stdout
+    assert (
+        plan.returncode == 0
+        and "2 comparison(s) with `baseline`; Holm's strictest level α/m = 0.05/2 = 0.025" in plan.stdout
+    )
     for variant in ("dropout", "batchnorm"):
-        cells = [c.strip() for c in next(x for x in plan.stdout.splitlines() if x.startswith(f"| {variant} |")).strip("|").split("|")]
+        cells = [
+            c.strip()
+            for c in next(x for x in plan.stdout.splitlines() if x.startswith(f"| {variant} |")).strip("|").split("|")
+        ]
         assert cells[1] == "2" and cells[3] == "– (not estimable below 3 pairs)"
-    given = [c.strip() for c in next(x for x in plan.stdout.splitlines() if x.startswith("| given --sd |")).strip("|").split("|")]
-    assert int(given[3]) >= 2 and int(given[4]) >= 3  # the counts themselves are checked against the power functions in test_stats
+    given = [
+        c.strip()
+        for c in next(x for x in plan.stdout.splitlines() if x.startswith("| given --sd |")).strip("|").split("|")
+    ]
+    assert (
+        int(given[3]) >= 2 and int(given[4]) >= 3
+    )  # the counts themselves are checked against the power functions in test_stats
     # the baseline again with 2 epochs: the 1-epoch variants are not comparable with it
-    assert harness("run", "--variants", "baseline", "--epochs", "2", *common, cwd=tmp_path, data=data_dir).returncode == 0
+    assert (
+        harness("run", "--variants", "baseline", "--epochs", "2", *common, cwd=tmp_path, data=data_dir).returncode == 0
+    )
     text = report.read_text()
     assert "2 epoch(s)" in text and "| dropout | 2/2 |" in text
     assert "- `dropout`: **not comparable**: train.epochs is 1 here but 2 for the baseline." in text
@@ -217,11 +288,19 @@ def test_report_covers_every_invocation_and_parents_carry_the_comparison(tmp_pat
 
 
 def test_plan_and_report_create_no_store(tmp_path):
-    plan = harness("plan", "--experiment", "default", "--sd", "0.6", "--effect", "1", "--comparisons", "3", cwd=tmp_path)
-    assert plan.returncode == 0 and "| given --sd | – | 0.600 | 7 |" in plan.stdout  # 80% power at 0.05/3 for d = 1 / 0.6
+    plan = harness(
+        "plan", "--experiment", "default", "--sd", "0.6", "--effect", "1", "--comparisons", "3", cwd=tmp_path
+    )
+    assert (
+        plan.returncode == 0 and "| given --sd | – | 0.600 | 7 |" in plan.stdout
+    )  # 80% power at 0.05/3 for d = 1 / 0.6
     for args in (("plan", "--experiment", "default"), ("report", "--experiment", "default")):
         proc = harness(*args, cwd=tmp_path)
-        assert proc.returncode == 2 and proc.stderr == "error: tracking_uri: no MLflow store at 'mlflow.db'; run `python -m harness run` first or pass --tracking-uri\n"
+        assert (
+            proc.returncode == 2
+            and proc.stderr
+            == "error: tracking_uri: no MLflow store at 'mlflow.db'; run `python -m harness run` first or pass --tracking-uri\n"
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -248,8 +327,10 @@ def test_artifacts_follow_a_moved_project_folder(tmp_path, data_dir):
 @pytest.mark.slow
 def test_report_reads_the_store_and_folder_an_experiment_file_names(tmp_path, data_dir):
     """Issue 14, item 14: `report --experiment alt.toml` uses the file's tracking_uri and reports_dir."""
-    (tmp_path / "alt.toml").write_text('name = "alt"\ntracking_uri = "sqlite:///alt.db"\nreports_dir = "out"\nvariants = ["baseline"]\n'
-                                       "seeds = [1]\n[train]\nepochs = 1\nbatch_size = 64\n")
+    (tmp_path / "alt.toml").write_text(
+        'name = "alt"\ntracking_uri = "sqlite:///alt.db"\nreports_dir = "out"\nvariants = ["baseline"]\n'
+        "seeds = [1]\n[train]\nepochs = 1\nbatch_size = 64\n"
+    )
     assert harness("run", "--experiment", "alt.toml", cwd=tmp_path, data=data_dir).returncode == 0
     before = (tmp_path / "out" / "alt" / "report.md").read_bytes()
     (tmp_path / "out" / "alt" / "report.md").unlink()

@@ -1,4 +1,5 @@
 """Settings: files, flags and overrides, and the one-line errors for bad values."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,7 +20,9 @@ def test_defaults_and_tutorial_file():
 
 
 def test_flags_then_set_override_the_file():
-    cfg = experiment_file.load_experiment("tutorial", ["train.lr=0.01", "params.dropout.p=0.3"], variants=("dropout",), **{"train.epochs": 2})
+    cfg = experiment_file.load_experiment(
+        "tutorial", ["train.lr=0.01", "params.dropout.p=0.3"], variants=("dropout",), **{"train.epochs": 2}
+    )
     assert cfg.variants == ("dropout",) and cfg.train.epochs == 2 and cfg.train.lr == 0.01
     spec = config.resolve(cfg, "dropout", 2021)
     assert spec.model_params == {"dropout.p": 0.3}
@@ -33,58 +36,72 @@ def test_variant_training_overrides_and_params_table():
     assert config.resolve(cfg, "weight_decay", 1).train.weight_decay == 1e-3
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("3", (2021, 2022, 2023)),
-    ("40", tuple(range(2021, 2061))),  # a lone number is always a count (issue 14: one rule)
-    ("2021,", (2021,)),
-    ("2021,2022", (2021, 2022)),
-    ("7,", (7,)),
-    ("0,1,2", (0, 1, 2)),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("3", (2021, 2022, 2023)),
+        ("40", tuple(range(2021, 2061))),  # a lone number is always a count (issue 14: one rule)
+        ("2021,", (2021,)),
+        ("2021,2022", (2021, 2022)),
+        ("7,", (7,)),
+        ("0,1,2", (0, 1, 2)),
+    ],
+)
 def test_seed_flag(text, expected):
     assert experiment_file.parse_seed_flag(text) == expected
 
 
-@pytest.mark.parametrize("sets,flags,fragment", [
-    (["train.lr=0"], {}, "train.lr: 0.0 is not allowed"),
-    (["train.lr=-1"], {}, "train.lr"),
-    (["train.lr=nan"], {}, "not finite"),
-    (["train.lr=inf"], {}, "not finite"),
-    (["train.weight_decay=-0.1"], {}, "train.weight_decay"),
-    (["train.epochs=0"], {}, "train.epochs: 0 is not allowed"),
-    (["train.epochs=1.5"], {}, "train.epochs: expected int, got float"),
-    (["train.batch_size=0"], {}, "train.batch_size"),
-    (["train.batch_size='big'"], {}, "expected int, got str"),
-    (["train.shuffle=1"], {}, "train.shuffle: expected bool"),
-    (["train.select=val_f1"], {}, "one of val_acc, val_loss, last"),
-    (["train.device=tpu"], {}, "train.device"),
-    (["data.split=random"], {}, "one of prefix, stratified"),
-    (["data.train_ratio=1.0"], {}, "data.train_ratio"),
-    (["train.nonsense=1"], {}, "train.nonsense: unknown setting"),
-    (["nonsense=1"], {}, "nonsense: unknown setting"),
-    (["params.dropout.p=1.0"], {"variants": ("dropout",)}, "variants: dropout: dropout must be in [0, 1), got 1.0"),
-    (["params.dropout.p=-0.2"], {"variants": ("dropout",)}, "dropout must be in [0, 1), got -0.2"),
-    (["params.dropout.q=0.2"], {"variants": ("dropout",)}, "params.dropout.q: unknown setting"),
-    (["params.dropout.p='x'"], {"variants": ("dropout",)}, "params.dropout.p: expected float"),
-    (["params.nonet.p=0.1"], {}, "params.nonet: unknown component"),
-    (["baseline=nope"], {}, "baseline: unknown component"),
-    (["name=has space"], {}, "name"),
-    (["name=.."], {}, "name: '..' is not allowed; expected 1 to 100 letters, digits, '-', '_' or '.', not only dots"),
-    (["name=a/b"], {}, "name: 'a/b' is not allowed"),
-    ([f"name={'x' * 101}"], {}, "is not allowed; expected 1 to 100 letters"),
-    (["seeds=0"], {}, "seeds: a seed count must be from 1 to 1000, got 0"),
-    (["seeds=[1, 1]"], {}, "seeds: seed 1 is listed twice"),
-    (["analysis.test=wilcoxon"], {}, "analysis.test: 'wilcoxon' is not allowed; expected one of t (paired t-test), permutation"),
-    (["analysis.margin=0"], {}, "analysis.margin: 0.0 is not allowed"),
-    (["analysis.alpha=0.7"], {}, "analysis.alpha: 0.7 is not allowed"),
-    (["analysis.margins=1"], {}, "analysis.margins: unknown setting; allowed: margin, test, alpha"),
-    (["analysis=3"], {}, "analysis: expected a table"),
-    (["noequals"], {}, "expected key=value"),
-    ([], {"variants": ("dropuot",)}, "did you mean 'dropout'"),
-    ([], {"variants": ("baseline", "baseline")}, "listed twice"),
-    ([], {"variants": ()}, "empty"),
-    ([], {"seeds": (1, 1)}, "listed twice"),
-])
+@pytest.mark.parametrize(
+    "sets,flags,fragment",
+    [
+        (["train.lr=0"], {}, "train.lr: 0.0 is not allowed"),
+        (["train.lr=-1"], {}, "train.lr"),
+        (["train.lr=nan"], {}, "not finite"),
+        (["train.lr=inf"], {}, "not finite"),
+        (["train.weight_decay=-0.1"], {}, "train.weight_decay"),
+        (["train.epochs=0"], {}, "train.epochs: 0 is not allowed"),
+        (["train.epochs=1.5"], {}, "train.epochs: expected int, got float"),
+        (["train.batch_size=0"], {}, "train.batch_size"),
+        (["train.batch_size='big'"], {}, "expected int, got str"),
+        (["train.shuffle=1"], {}, "train.shuffle: expected bool"),
+        (["train.select=val_f1"], {}, "one of val_acc, val_loss, last"),
+        (["train.device=tpu"], {}, "train.device"),
+        (["data.split=random"], {}, "one of prefix, stratified"),
+        (["data.train_ratio=1.0"], {}, "data.train_ratio"),
+        (["train.nonsense=1"], {}, "train.nonsense: unknown setting"),
+        (["nonsense=1"], {}, "nonsense: unknown setting"),
+        (["params.dropout.p=1.0"], {"variants": ("dropout",)}, "variants: dropout: dropout must be in [0, 1), got 1.0"),
+        (["params.dropout.p=-0.2"], {"variants": ("dropout",)}, "dropout must be in [0, 1), got -0.2"),
+        (["params.dropout.q=0.2"], {"variants": ("dropout",)}, "params.dropout.q: unknown setting"),
+        (["params.dropout.p='x'"], {"variants": ("dropout",)}, "params.dropout.p: expected float"),
+        (["params.nonet.p=0.1"], {}, "params.nonet: unknown component"),
+        (["baseline=nope"], {}, "baseline: unknown component"),
+        (["name=has space"], {}, "name"),
+        (
+            ["name=.."],
+            {},
+            "name: '..' is not allowed; expected 1 to 100 letters, digits, '-', '_' or '.', not only dots",
+        ),
+        (["name=a/b"], {}, "name: 'a/b' is not allowed"),
+        ([f"name={'x' * 101}"], {}, "is not allowed; expected 1 to 100 letters"),
+        (["seeds=0"], {}, "seeds: a seed count must be from 1 to 1000, got 0"),
+        (["seeds=[1, 1]"], {}, "seeds: seed 1 is listed twice"),
+        (
+            ["analysis.test=wilcoxon"],
+            {},
+            "analysis.test: 'wilcoxon' is not allowed; expected one of t (paired t-test), permutation",
+        ),
+        (["analysis.margin=0"], {}, "analysis.margin: 0.0 is not allowed"),
+        (["analysis.alpha=0.7"], {}, "analysis.alpha: 0.7 is not allowed"),
+        (["analysis.margins=1"], {}, "analysis.margins: unknown setting; allowed: margin, test, alpha"),
+        (["analysis=3"], {}, "analysis: expected a table"),
+        (["noequals"], {}, "expected key=value"),
+        ([], {"variants": ("dropuot",)}, "did you mean 'dropout'"),
+        ([], {"variants": ("baseline", "baseline")}, "listed twice"),
+        ([], {"variants": ()}, "empty"),
+        ([], {"seeds": (1, 1)}, "listed twice"),
+    ],
+)
 def test_bad_settings_are_rejected_with_the_field(sets, flags, fragment):
     with pytest.raises(UsageError) as e:
         experiment_file.load_experiment(None, sets, **flags)
@@ -139,15 +156,35 @@ def test_resolved_config_round_trips_through_toml(tmp_path):
 def test_precision_is_part_of_a_runs_key_but_layout_compile_and_determinism_are_not():
     base = config.resolve(experiment_file.load_experiment(None), "baseline", 2021)
     key = base.variant_key("cifar10:abc", "split")
-    for setting in ("train.memory_format='contiguous'", "train.compile='default'", "train.determinism='fast'", "train.device='cpu'"):
-        assert config.resolve(experiment_file.load_experiment(None, [setting]), "baseline", 2021).variant_key("cifar10:abc", "split") == key, setting
-    assert config.resolve(experiment_file.load_experiment(None, ["train.precision='bf16'"]), "baseline", 2021).variant_key("cifar10:abc", "split") != key
-    assert experiment_file.load_experiment("tutorial").runtime.memory_format == "contiguous"  # the tutorial's bits on a CPU too
+    for setting in (
+        "train.memory_format='contiguous'",
+        "train.compile='default'",
+        "train.determinism='fast'",
+        "train.device='cpu'",
+    ):
+        assert (
+            config.resolve(experiment_file.load_experiment(None, [setting]), "baseline", 2021).variant_key(
+                "cifar10:abc", "split"
+            )
+            == key
+        ), setting
+    assert (
+        config.resolve(experiment_file.load_experiment(None, ["train.precision='bf16'"]), "baseline", 2021).variant_key(
+            "cifar10:abc", "split"
+        )
+        != key
+    )
+    assert (
+        experiment_file.load_experiment("tutorial").runtime.memory_format == "contiguous"
+    )  # the tutorial's bits on a CPU too
 
 
 def test_a_key_names_the_dataset_and_its_content():
     spec = config.resolve(experiment_file.load_experiment(None), "baseline", 2021)
-    assert len({spec.key("cifar10:aaaa", "split"), spec.key("cifar10:bbbb", "split"), spec.key("cifar100:aaaa", "split")}) == 3
+    assert (
+        len({spec.key("cifar10:aaaa", "split"), spec.key("cifar10:bbbb", "split"), spec.key("cifar100:aaaa", "split")})
+        == 3
+    )
 
 
 def test_every_train_setting_reaches_the_engine_by_its_name():
@@ -157,11 +194,27 @@ def test_every_train_setting_reaches_the_engine_by_its_name():
 
     from harness.training import engine
 
-    cfg = experiment_file.load_experiment(None, ["train.epochs=7", "train.batch_size=32", "train.eval_batch_size=64", "train.lr=0.01",
-                                        "train.weight_decay=0.1", "train.shuffle=false", "train.select='last'", "train.precision='bf16'",
-                                        "train.memory_format='contiguous'", "train.compile='default'", "train.determinism='fast'",
-                                        "train.threads=1", "train.device='cpu'", "train.fuse=4",
-                                        "train.checkpoint_seconds=0", "train.last_batch='drop'"])
+    cfg = experiment_file.load_experiment(
+        None,
+        [
+            "train.epochs=7",
+            "train.batch_size=32",
+            "train.eval_batch_size=64",
+            "train.lr=0.01",
+            "train.weight_decay=0.1",
+            "train.shuffle=false",
+            "train.select='last'",
+            "train.precision='bf16'",
+            "train.memory_format='contiguous'",
+            "train.compile='default'",
+            "train.determinism='fast'",
+            "train.threads=1",
+            "train.device='cpu'",
+            "train.fuse=4",
+            "train.checkpoint_seconds=0",
+            "train.last_batch='drop'",
+        ],
+    )
     assert type(cfg.train) is engine.TrainSettings and type(cfg.runtime) is engine.Runtime
     for part, default in ((cfg.train, engine.TrainSettings()), (cfg.runtime, engine.Runtime())):
         for f in dataclasses.fields(part):
@@ -191,8 +244,11 @@ def test_a_setting_added_at_its_neutral_value_keeps_the_keys_of_older_runs(monke
 
     spec = config.resolve(experiment_file.load_experiment(None, variants=("baseline", "dropout")), "dropout", 2021)
     Extended = dataclasses.make_dataclass(
-        "Extended", [("label_smoothing", float, dataclasses.field(default=0.0, metadata={"neutral": True}))],
-        bases=(engine.TrainSettings,), frozen=True)
+        "Extended",
+        [("label_smoothing", float, dataclasses.field(default=0.0, metadata={"neutral": True}))],
+        bases=(engine.TrainSettings,),
+        frozen=True,
+    )
     same = dataclasses.replace(spec, train=Extended(**dataclasses.asdict(spec.train)))
     other = dataclasses.replace(spec, train=Extended(**dataclasses.asdict(spec.train), label_smoothing=0.1))
     assert same.key("d", "s") == spec.key("d", "s") != other.key("d", "s")

@@ -1,5 +1,6 @@
 """The console: the ETA from measured epoch times, and the overall progress line on a real
 pseudo-terminal (tqdm), against plain lines when piped (tests/test_cli.py)."""
+
 from __future__ import annotations
 
 import io
@@ -47,8 +48,14 @@ def test_a_terminal_shows_one_overall_line_with_the_eta(tmp_path, data_dir):
     # first); CI sets COLUMNS=80.
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "COLUMNS", "LINES")}
     env.update(PYTHONPATH=str(ROOT), HARNESS_DATA_DIR=str(data_dir), TERM="xterm")
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--variants", "baseline,dropout", "--seeds", "2", "--epochs", "2"],
-                            cwd=tmp_path, env=env, stdin=slave, stdout=slave, stderr=slave)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--variants", "baseline,dropout", "--seeds", "2", "--epochs", "2"],
+        cwd=tmp_path,
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -62,6 +69,8 @@ def test_a_terminal_shows_one_overall_line_with_the_eta(tmp_path, data_dir):
     os.close(master)
     assert proc.wait(timeout=300) == 0
     out = b"".join(chunks).decode("utf-8", "replace")
-    assert re.search(r"\r1/4 runs \|[^\r\n]*\| baseline seed 2022 \| epoch \d/2[^\r\n]*\| [\d,]+ img/s \| ETA \d+s", out), out[-3000:]
+    assert re.search(
+        r"\r1/4 runs \|[^\r\n]*\| baseline seed 2022 \| epoch \d/2[^\r\n]*\| [\d,]+ img/s \| ETA \d+s", out
+    ), out[-3000:]
     assert "finished dropout seed 2022 in" in out and "[4/4 runs; ETA 0s]" in out
     assert "4 of 4 runs finished" in out

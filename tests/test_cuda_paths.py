@@ -1,5 +1,6 @@
 """The CUDA paths' defects found by reading (issue 42), each checked on the CPU where it can be:
 what a card would do differently is simulated by the state or setting it would leave."""
+
 from __future__ import annotations
 
 import os
@@ -111,9 +112,13 @@ def test_a_static_last_batch_where_the_setting_asks_for_it(data):
     build, pieces, _ = parts("dropout")
     settings = engine.TrainSettings(epochs=2, batch_size=48, last_batch="drop")
     seen = []
-    alone = engine.train(build, *data, settings, 1, seen.append, runtime=engine.Runtime(progress_every=1), pieces=pieces)[0]
+    alone = engine.train(
+        build, *data, settings, 1, seen.append, runtime=engine.Runtime(progress_every=1), pieces=pieces
+    )[0]
     assert {p.steps for p in seen if p.phase == "train"} == {2}
-    other = engine.train(build, *data, settings, 1, pieces=pieces, runtime=engine.Runtime(memory_format="contiguous"))[0]
+    other = engine.train(build, *data, settings, 1, pieces=pieces, runtime=engine.Runtime(memory_format="contiguous"))[
+        0
+    ]
     member = fused.train_group([fused.Member(build, *data, settings, s) for s in (1, 2)], pieces=pieces)[0][0]
     tolerance = NOISE_FACTOR * float_noise([(alone.state_dict(), other.state_dict())])
     assert gap(alone.state_dict(), member.state_dict()) <= tolerance

@@ -1,6 +1,7 @@
 """Datasets as records: the run key names the data's content, CIFAR-100 and scikit-learn's digits
 run through `run` and `report`, the content hash is cached, and a setting added later at its
 neutral value leaves a store's finished runs finished."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,8 +16,21 @@ from harness.base.errors import UsageError
 from harness.data import datasets, loading
 from tests.conftest import fresh_store, harness, make_arrays, write_npz
 
-RUN = ("run", "--variants", "baseline", "--seeds", "2021,", "--epochs", "1", "--device", "cpu", "--set", "train.batch_size=64",
-       "--set", "train.threads=1")
+RUN = (
+    "run",
+    "--variants",
+    "baseline",
+    "--seeds",
+    "2021,",
+    "--epochs",
+    "1",
+    "--device",
+    "cpu",
+    "--set",
+    "train.batch_size=64",
+    "--set",
+    "train.threads=1",
+)
 
 
 def _seed_runs(work):
@@ -48,8 +62,19 @@ def test_digits_from_scikit_learn_run_end_to_end(tmp_path):
     """A real dataset shipped inside an installed package: 1,797 handwritten digits, 1×32×32."""
     work = tmp_path / "w"
     fresh_store(work)
-    proc = harness(*RUN, "--variants", "baseline,batchnorm", "--seeds", "2", "--epochs", "2", "--dataset", "digits",
-                   cwd=work, data=tmp_path / "data")
+    proc = harness(
+        *RUN,
+        "--variants",
+        "baseline,batchnorm",
+        "--seeds",
+        "2",
+        "--epochs",
+        "2",
+        "--dataset",
+        "digits",
+        cwd=work,
+        data=tmp_path / "data",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "4 of 4 runs finished" in proc.stdout and "data digits:" in proc.stdout
     arrays = np.load(tmp_path / "data" / "digits.npz")
@@ -153,8 +178,11 @@ def test_a_setting_added_later_leaves_a_stores_finished_runs_finished(tmp_path, 
     (first,) = run_once()
     assert first.status == "FINISHED" and not first.note
     Extended = dataclasses.make_dataclass(
-        "TrainSettings", [("label_smoothing", float, dataclasses.field(default=0.0, metadata={"neutral": True}))],
-        bases=(engine.TrainSettings,), frozen=True)
+        "TrainSettings",
+        [("label_smoothing", float, dataclasses.field(default=0.0, metadata={"neutral": True}))],
+        bases=(engine.TrainSettings,),
+        frozen=True,
+    )
     monkeypatch.setattr(checks, "TrainSettings", Extended)
     monkeypatch.setattr(checks, "TRAIN_FIELDS", checks.TRAIN_FIELDS + ("label_smoothing",))
     monkeypatch.setitem(checks.CHECKS, "train.label_smoothing", ("a number from 0 to 1", lambda v: 0 <= v <= 1))

@@ -1,5 +1,6 @@
 """A failed write (here: the file-size limit of a real process, which the OS enforces like a full
 disk) leaves the previous checkpoint or report intact and names the path."""
+
 from __future__ import annotations
 
 import resource
@@ -16,13 +17,20 @@ def _limited(code: str, limit_bytes: int) -> subprocess.CompletedProcess:
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, preexec_fn=limit,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path):
     path = tmp_path / "run.pt"
-    proc = _limited(f"""
+    proc = _limited(
+        f"""
         import torch
         from pathlib import Path
         from harness.training import checkpoint
@@ -32,7 +40,9 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path):
             checkpoint.save(path, {{"epoch": 2, "w": torch.zeros(100_000)}})
         except OSError as e:
             print("ERROR", e)
-    """, 64_000)
+    """,
+        64_000,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "ERROR could not write" in proc.stdout and str(path) in proc.stdout
     from harness.training import checkpoint
@@ -44,14 +54,17 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path):
 def test_failed_report_write_keeps_the_previous_one(tmp_path):
     path = tmp_path / "report.md"
     path.write_text("# the previous report\n")
-    proc = _limited(f"""
+    proc = _limited(
+        f"""
         from pathlib import Path
         from harness.base.files import atomic_write
         try:
             atomic_write(Path({str(path)!r}), "x" * 200_000)
         except OSError as e:
             print("ERROR", e)
-    """, 64_000)
+    """,
+        64_000,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "ERROR could not write" in proc.stdout and str(path) in proc.stdout
     assert path.read_text() == "# the previous report\n"
@@ -69,10 +82,34 @@ def test_the_checkpoint_folder_deleted_mid_run_is_recreated(tmp_path):
 
     fresh_store(tmp_path)
     data = write_npz(tmp_path / "data")
-    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(ROOT), "HARNESS_DATA_DIR": str(data)}
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--variants", "baseline", "--seeds", "3,", "--epochs", "40",
-                             "--set", "train.batch_size=16", "--set", "train.threads=1"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+        "PYTHONPATH": str(ROOT),
+        "HARNESS_DATA_DIR": str(data),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            "--variants",
+            "baseline",
+            "--seeds",
+            "3,",
+            "--epochs",
+            "40",
+            "--set",
+            "train.batch_size=16",
+            "--set",
+            "train.threads=1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     folder = tmp_path / "checkpoints" / "default"
     deadline = time.time() + 120
     while not list(folder.glob("*.pt")) and time.time() < deadline and proc.poll() is None:
@@ -99,15 +136,45 @@ def test_a_store_that_fills_up_stops_the_experiment_with_the_summary_and_report(
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
-    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(ROOT), "HARNESS_DATA_DIR": str(data)}
-    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--variants", "baseline,dropout,batchnorm", "--seeds", "2",
-                           "--epochs", "2", "--set", "train.batch_size=64", "--set", "train.threads=1"],
-                          cwd=tmp_path, env=env, preexec_fn=limit, capture_output=True, text=True, timeout=600)
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+        "PYTHONPATH": str(ROOT),
+        "HARNESS_DATA_DIR": str(data),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            "--variants",
+            "baseline,dropout,batchnorm",
+            "--seeds",
+            "2",
+            "--epochs",
+            "2",
+            "--set",
+            "train.batch_size=64",
+            "--set",
+            "train.threads=1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and errors[0].startswith("error: tracking_uri: sqlite:///mlflow.db: the MLflow store cannot be written (")
-    assert "not run: the MLflow store cannot be written" in proc.stdout and "report: reports/default/report.md" in proc.stdout
+    assert len(errors) == 1 and errors[0].startswith(
+        "error: tracking_uri: sqlite:///mlflow.db: the MLflow store cannot be written ("
+    )
+    assert (
+        "not run: the MLflow store cannot be written" in proc.stdout
+        and "report: reports/default/report.md" in proc.stdout
+    )
     import re
 
     finished = int(re.search(r"^(\d) of 6 runs finished", proc.stdout, re.M).group(1))

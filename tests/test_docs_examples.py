@@ -1,6 +1,7 @@
 """The code in docs/extending.md runs as written: its component registers, composes with a shipped
 one and trains a step; its dataset registers, is made, checked and split like a shipped one, and a
 second registration of its name is refused. Each runs in a fresh process, as a user's file would."""
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,14 @@ def _blocks() -> list[str]:
 
 
 def _run(code: str, cwd: Path) -> str:
-    out = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(cwd)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -25,7 +32,9 @@ def _run(code: str, cwd: Path) -> str:
 def test_the_component_example_registers_composes_and_trains_a_step(tmp_path):
     component = _blocks()[0]
     assert "from harness import Change, register" in component and "harness.variants." not in component
-    check = component + """
+    check = (
+        component
+        + """
 import torch
 from harness import variants
 from harness.training import engine
@@ -35,13 +44,16 @@ loss = torch.nn.functional.cross_entropy(net(x), y)
 loss.backward()
 print("ok", type(net).__name__, net.head[1].out_features)
 """
+    )
     assert _run(check, tmp_path).split() == ["ok", "WideNet", "240"]
 
 
 def test_the_dataset_example_registers_and_loads_like_a_shipped_dataset(tmp_path):
     dataset = _blocks()[1]
     assert "from harness import Dataset, register_dataset" in dataset
-    check = dataset + f"""
+    check = (
+        dataset
+        + f"""
 from pathlib import Path
 import harness
 from harness.data import datasets, loading
@@ -53,9 +65,13 @@ try:
 except harness.UsageError as e:
     print(e)
 """
+    )
     lines = _run(check, tmp_path).splitlines()
     assert lines[0] == "stripes 320 80 100"
-    assert lines[1] == "register_dataset: the name 'stripes' is taken by 'synthetic stripes, made on first use'; choose another name"
+    assert (
+        lines[1]
+        == "register_dataset: the name 'stripes' is taken by 'synthetic stripes, made on first use'; choose another name"
+    )
     assert (tmp_path / "stripes.npz").is_file()
 
 
@@ -72,6 +88,9 @@ def test_every_test_the_docs_name_exists():
             if file not in sources or (name and name not in defined):
                 missing.append(f"{page.name}: tests/{file}.py{'::' + name if name else ''}")
         metrics = r"test_(acc|loss)"  # `test_acc`, `test_acc_ci_low`, ...: logged metrics, not tests
-        missing += [f"{page.name}: {name}" for name in re.findall(r"`(test_\w+)`", text)
-                    if name not in defined and name not in sources and not re.match(metrics, name)]
+        missing += [
+            f"{page.name}: {name}"
+            for name in re.findall(r"`(test_\w+)`", text)
+            if name not in defined and name not in sources and not re.match(metrics, name)
+        ]
     assert not missing, missing

@@ -1,4 +1,5 @@
 """The training engine: determinism, the tutorial's batches and values, non-finite losses."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +22,9 @@ def tensors():
 
 def _train(d, name="baseline", seed=1, **kw):
     settings, runtime = split_settings(**{"epochs": 2, "batch_size": 64, **kw})
-    return engine.train(variants.get(name).build, d.x_train, d.y_train, d.x_val, d.y_val, settings, seed, runtime=runtime)
+    return engine.train(
+        variants.get(name).build, d.x_train, d.y_train, d.x_val, d.y_val, settings, seed, runtime=runtime
+    )
 
 
 @pytest.mark.parametrize("name", ["baseline", "dropout", "batchnorm"])
@@ -60,8 +63,16 @@ def test_unshuffled_epoch_equals_the_tutorials_loop():
     split = loading.make_split(a.y_train, "prefix", 0.8, 0)
     d = loading.to_device(a, split, torch.device("cpu"))
     settings = engine.TrainSettings(epochs=1, batch_size=32, shuffle=False)
-    ours, _ = engine.train(variants.get("baseline").build, d.x_train, d.y_train, d.x_val, d.y_val, settings, 2021,
-                           runtime=engine.Runtime(memory_format="contiguous"))
+    ours, _ = engine.train(
+        variants.get("baseline").build,
+        d.x_train,
+        d.y_train,
+        d.x_val,
+        d.y_val,
+        settings,
+        2021,
+        runtime=engine.Runtime(memory_format="contiguous"),
+    )
 
     engine.seed_everything(2021)
     to_tensor = transforms.ToTensor()
@@ -116,7 +127,9 @@ def test_non_finite_loss_names_epoch_and_step(tensors):
     cfg = engine.TrainSettings(epochs=3, batch_size=64)
     steps = 4  # 240 training images / 64
     with pytest.raises(engine.NonFiniteLoss) as e:
-        engine.train(lambda: Exploding(steps + 2), tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, cfg, 0)
+        engine.train(
+            lambda: Exploding(steps + 2), tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, cfg, 0
+        )
     assert (e.value.epoch, e.value.step) == (2, 2)
     assert "epoch 2, step 2" in str(e.value)
 
@@ -128,7 +141,16 @@ def test_gpu_style_check_finds_the_first_non_finite_step_at_the_end_of_the_epoch
     seen = []
     cfg = engine.TrainSettings(epochs=3, batch_size=64)
     with pytest.raises(engine.NonFiniteLoss) as e:
-        engine.train(lambda: Exploding(4 + 2), tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, cfg, 0, seen.append)
+        engine.train(
+            lambda: Exploding(4 + 2),
+            tensors.x_train,
+            tensors.y_train,
+            tensors.x_val,
+            tensors.y_val,
+            cfg,
+            0,
+            seen.append,
+        )
     assert (e.value.epoch, e.value.step) == (2, 2)
     assert [p.epoch for p in seen if p.phase == "epoch"] == [1]
 
@@ -136,8 +158,17 @@ def test_gpu_style_check_finds_the_first_non_finite_step_at_the_end_of_the_epoch
 def test_progress_callback_reports_each_phase(tensors):
     seen = []
     cfg = engine.TrainSettings(epochs=2, batch_size=64)
-    engine.train(variants.get("baseline").build, tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, cfg, 0, seen.append,
-                 runtime=engine.Runtime(progress_every=2))
+    engine.train(
+        variants.get("baseline").build,
+        tensors.x_train,
+        tensors.y_train,
+        tensors.x_val,
+        tensors.y_val,
+        cfg,
+        0,
+        seen.append,
+        runtime=engine.Runtime(progress_every=2),
+    )
     done = [(p.phase, p.epoch) for p in seen if p.done and p.phase != "epoch"]
     assert done == [("train", 1), ("val", 1), ("train", 2), ("val", 2)]
     assert any(not p.done for p in seen)
@@ -192,7 +223,10 @@ def test_bf16_autocast_trains_in_bf16_and_keeps_fp32_weights(tensors):
     assert r.history[-1].val_loss == pytest.approx(fp32.history[-1].val_loss, rel=0.05)
 
 
-@pytest.mark.parametrize("mode,cudnn_det,bench,algos", [("cudnn", True, False, False), ("strict", True, False, True), ("fast", False, True, False)])
+@pytest.mark.parametrize(
+    "mode,cudnn_det,bench,algos",
+    [("cudnn", True, False, False), ("strict", True, False, True), ("fast", False, True, False)],
+)
 def test_determinism_setting_sets_the_flags(tensors, mode, cudnn_det, bench, algos):
     try:
         _train(tensors, epochs=1, determinism=mode)
@@ -212,8 +246,17 @@ def test_compiled_forward_matches_eager_and_checkpoints_plain_weights(tensors, m
     seen = []
     cfg = dict(epochs=2, batch_size=64, shuffle=False)
     eager, r1 = _train(tensors, **cfg)
-    compiled, r2 = engine.train(variants.get("baseline").build, tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val,
-                                engine.TrainSettings(**cfg), 1, seen.append, runtime=engine.Runtime(compile=mode))
+    compiled, r2 = engine.train(
+        variants.get("baseline").build,
+        tensors.x_train,
+        tensors.y_train,
+        tensors.x_val,
+        tensors.y_val,
+        engine.TrainSettings(**cfg),
+        1,
+        seen.append,
+        runtime=engine.Runtime(compile=mode),
+    )
     assert _weights_close(eager, compiled, 1e-3)
     assert r1.history[-1].val_acc == pytest.approx(r2.history[-1].val_acc, abs=1.0)
     snap = [p.snapshot for p in seen if p.phase == "epoch"][-1]
@@ -240,7 +283,9 @@ def test_shuffled_batches_are_the_seeds_permutation_and_keep_the_channels_last_l
     indexing the training set with that permutation."""
     batches: list = []
     settings = engine.TrainSettings(epochs=1, batch_size=64, shuffle=True)
-    engine.train(lambda: Recording(batches), tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, settings, 7)
+    engine.train(
+        lambda: Recording(batches), tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, settings, 7
+    )
     order = torch.randperm(len(tensors.y_train), generator=torch.Generator().manual_seed(7))
     assert len(batches) == 4 and all(b.is_contiguous(memory_format=torch.channels_last) for b in batches)
     expected = engine.to_float(tensors.x_train[order])

@@ -1,5 +1,6 @@
 """The executor flags of `run`, checked in-process before any work (the executors themselves run
 against real clusters in tests/test_slurm.py, tests/test_ray.py and tests/test_team.py)."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,31 +14,45 @@ def _args(*argv: str) -> execution.Execution:
     return commands.execution_of(arguments.parser(arguments.RaisingParser).parse_args(["run", *argv]))
 
 
-@pytest.mark.parametrize("argv,fragment", [
-    (["--executor", "dask"], "--executor: 'dask' is not allowed; expected one of local, ray, slurm"),
-    (["--partition", "gpu"], "--partition: only with --executor slurm"),
-    (["--time", "10"], "--time: only with --executor slurm"),
-    (["--detach"], "--detach: only with --executor slurm"),
-    (["--slurm-setup", "module load cuda"], "--slurm-setup: only with --executor slurm"),
-    (["--executor", "ray", "--array-parallelism", "4", "--ray-address", "auto"], "--array-parallelism: only with --executor slurm"),
-    (["--ray-address", "auto"], "--ray-address: only with --executor ray"),
-    (["--executor", "slurm", "--jobs-per-device", "2"], "--jobs-per-device: only with the local executor"),
-    (["--executor", "slurm", "--gpus-per-run", "0.5"], "--gpus-per-run: 0.5 is not allowed with --executor slurm; Slurm gives whole"),
-    (["--executor", "slurm", "--cpus-per-run", "1.5"], "--cpus-per-run: 1.5 is not allowed with --executor slurm"),
-    (["--executor", "slurm", "--array-parallelism", "0"], "--array-parallelism: 0 is not allowed"),
-    (["--executor", "slurm", "--time", "soon"], "--time: 'soon' is not a time limit; expected minutes (90)"),
-    (["--executor", "slurm", "--time", "0"], "--time: '0' is not allowed; give at least 5 minutes"),
-    (["--executor", "slurm", "--time", "1:30"], "--time: '1:30' is not allowed; give at least 5 minutes"),
-    (["--executor", "slurm", "--partition", "gpu;rm"], "--partition: 'gpu;rm' is not a partition name"),
-    (["--executor", "slurm", "--slurm-setup", " "], "--slurm-setup: ' ' is not allowed; give one non-empty shell line"),
-])
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["--executor", "dask"], "--executor: 'dask' is not allowed; expected one of local, ray, slurm"),
+        (["--partition", "gpu"], "--partition: only with --executor slurm"),
+        (["--time", "10"], "--time: only with --executor slurm"),
+        (["--detach"], "--detach: only with --executor slurm"),
+        (["--slurm-setup", "module load cuda"], "--slurm-setup: only with --executor slurm"),
+        (
+            ["--executor", "ray", "--array-parallelism", "4", "--ray-address", "auto"],
+            "--array-parallelism: only with --executor slurm",
+        ),
+        (["--ray-address", "auto"], "--ray-address: only with --executor ray"),
+        (["--executor", "slurm", "--jobs-per-device", "2"], "--jobs-per-device: only with the local executor"),
+        (
+            ["--executor", "slurm", "--gpus-per-run", "0.5"],
+            "--gpus-per-run: 0.5 is not allowed with --executor slurm; Slurm gives whole",
+        ),
+        (["--executor", "slurm", "--cpus-per-run", "1.5"], "--cpus-per-run: 1.5 is not allowed with --executor slurm"),
+        (["--executor", "slurm", "--array-parallelism", "0"], "--array-parallelism: 0 is not allowed"),
+        (["--executor", "slurm", "--time", "soon"], "--time: 'soon' is not a time limit; expected minutes (90)"),
+        (["--executor", "slurm", "--time", "0"], "--time: '0' is not allowed; give at least 5 minutes"),
+        (["--executor", "slurm", "--time", "1:30"], "--time: '1:30' is not allowed; give at least 5 minutes"),
+        (["--executor", "slurm", "--partition", "gpu;rm"], "--partition: 'gpu;rm' is not a partition name"),
+        (
+            ["--executor", "slurm", "--slurm-setup", " "],
+            "--slurm-setup: ' ' is not allowed; give one non-empty shell line",
+        ),
+    ],
+)
 def test_executor_flags_are_refused_in_one_line(argv, fragment):
     with pytest.raises(UsageError) as e:
         execution.check(_args(*argv))
     assert fragment in str(e.value), str(e.value)
 
 
-@pytest.mark.parametrize("text,minutes", [("90", 90), ("5:01", 6), ("1:30:00", 90), ("2-00", 2880), ("0-01:00:00", 60), ("1-0:30", 1470)])
+@pytest.mark.parametrize(
+    "text,minutes", [("90", 90), ("5:01", 6), ("1:30:00", 90), ("2-00", 2880), ("0-01:00:00", 60), ("1-0:30", 1470)]
+)
 def test_slurm_time_limits_read_as_sbatch_reads_them(text, minutes):
     assert slurm_executor.parse_time(text) == minutes
 

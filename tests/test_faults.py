@@ -1,6 +1,7 @@
 """Nothing lost, nothing twice: real processes killed at chosen points (SIGKILL mid-epoch and
 mid-checkpoint, SIGTERM, SIGINT), restarted with the same command, and compared bit for bit with
 an uninterrupted run on a CPU with one thread."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,14 +17,14 @@ VARIANTS = ["baseline", "dropout", "batchnorm", "augment+cosine+sgd"]
 # 400 training images, batch 32: 13 steps an epoch; `step` counts each training step plus the
 # end of each phase, 15 a epoch. Four epochs.
 FAULTS = [
-    ("step:5:KILL", -9),         # SIGKILL mid-epoch 1, before any checkpoint
-    ("step:40:KILL", -9),        # SIGKILL mid-epoch 3
-    ("checkpoint:1:KILL", -9),   # SIGKILL half-way through writing the first checkpoint
-    ("checkpoint:3:KILL", -9),   # ... the third
-    ("checkpointed:2:KILL", -9), # SIGKILL after checkpoint 2 is durable, before epoch 2 is logged
-    ("logged:4:KILL", -9),       # SIGKILL after the last epoch is logged, before the test set
-    ("step:25:TERM", 143),       # SIGTERM mid-epoch 2
-    ("step:33:INT", 130),        # SIGINT (Ctrl-C) mid-epoch 3
+    ("step:5:KILL", -9),  # SIGKILL mid-epoch 1, before any checkpoint
+    ("step:40:KILL", -9),  # SIGKILL mid-epoch 3
+    ("checkpoint:1:KILL", -9),  # SIGKILL half-way through writing the first checkpoint
+    ("checkpoint:3:KILL", -9),  # ... the third
+    ("checkpointed:2:KILL", -9),  # SIGKILL after checkpoint 2 is durable, before epoch 2 is logged
+    ("logged:4:KILL", -9),  # SIGKILL after the last epoch is logged, before the test set
+    ("step:25:TERM", 143),  # SIGTERM mid-epoch 2
+    ("step:33:INT", 130),  # SIGINT (Ctrl-C) mid-epoch 3
 ]
 
 
@@ -110,8 +111,14 @@ def _start(work, data):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(PYTHONPATH=str(ROOT), HARNESS_DATA_DIR=str(data))
     args = ["run", "--variants", "baseline,dropout", "--seeds", "1,2", "--epochs", "1", "--set", "train.batch_size=64"]
-    return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=work, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", *args],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("repeat", range(4))

@@ -18,6 +18,7 @@
   augment (seeds whose numbers are identical need no test). A p > 0.05 of a test of difference
   would claim nothing: 8 seeds miss a small difference.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,8 +36,12 @@ from harness.training import engine, fused
 from harness.training.fused_net import FusedLeNet
 
 SHAPE = (3, 16, 16)
-EQUIVALENCE = 3.0  # points: the margin 8 seeds of this tiny task can show (the intervals below reach ±1.4 for batchnorm)
-NOISE_FACTOR = 10  # a fused member may stray from the reference this many times as far as the separate path's own float noise
+EQUIVALENCE = (
+    3.0  # points: the margin 8 seeds of this tiny task can show (the intervals below reach ±1.4 for batchnorm)
+)
+NOISE_FACTOR = (
+    10  # a fused member may stray from the reference this many times as far as the separate path's own float noise
+)
 BN_DRIFTERS = ("conv1.bias", "conv2.bias", "bn1.running_mean", "bn2.running_mean")
 
 
@@ -61,19 +66,34 @@ def parts(variant: str):
     v = registry.get(variant)
     change = v.change()
     train = {k: val for c in v.components for k, val in c.train.items()}
-    pieces = engine.Pieces(**{f.name: getattr(change, f.name) for f in dataclasses.fields(engine.Pieces) if getattr(change, f.name) is not None})
+    pieces = engine.Pieces(
+        **{
+            f.name: getattr(change, f.name)
+            for f in dataclasses.fields(engine.Pieces)
+            if getattr(change, f.name) is not None
+        }
+    )
     return (lambda: change.build(SHAPE, 10)), pieces, train
 
 
 def separate(variant: str, data, seed: int, epochs: int, layout: str = "auto"):
     build, pieces, train = parts(variant)
-    return engine.train(build, *data, engine.TrainSettings(epochs=epochs, batch_size=32, **train), seed, pieces=pieces,
-                        runtime=engine.Runtime(memory_format=layout))
+    return engine.train(
+        build,
+        *data,
+        engine.TrainSettings(epochs=epochs, batch_size=32, **train),
+        seed,
+        pieces=pieces,
+        runtime=engine.Runtime(memory_format=layout),
+    )
 
 
 def gap(a: dict, b: dict, skip=()) -> float:
     """The largest absolute difference between two state dicts' floating tensors (but `skip`)."""
-    return max(((a[n].double() - b[n].double()).abs().max().item() for n in a if a[n].is_floating_point() and n not in skip), default=0.0)
+    return max(
+        ((a[n].double() - b[n].double()).abs().max().item() for n in a if a[n].is_floating_point() and n not in skip),
+        default=0.0,
+    )
 
 
 def float_noise(runs: list[tuple[dict, dict]], skip=()) -> float:
@@ -121,9 +141,20 @@ def _seeded(build, seed):
     return build()
 
 
-@pytest.mark.parametrize("variants", [["baseline"] * 3, ["dropout"] * 3, ["batchnorm"] * 3, ["augment"] * 3,
-                                      ["baseline", "weight_decay", "dropout"],  # per-member weight decay and dropout p
-                                      ["label_smoothing"] * 2, ["cosine"] * 2, ["sgd"] * 2, ["augment+cosine+sgd"] * 2])  # each engine piece
+@pytest.mark.parametrize(
+    "variants",
+    [
+        ["baseline"] * 3,
+        ["dropout"] * 3,
+        ["batchnorm"] * 3,
+        ["augment"] * 3,
+        ["baseline", "weight_decay", "dropout"],  # per-member weight decay and dropout p
+        ["label_smoothing"] * 2,
+        ["cosine"] * 2,
+        ["sgd"] * 2,
+        ["augment+cosine+sgd"] * 2,
+    ],
+)  # each engine piece
 def test_after_one_epoch_each_member_matches_its_separate_run(data, variants):
     seeds = [7, 8, 9][: len(variants)]
     steps = (320 + 31) // 32
@@ -158,11 +189,17 @@ def test_over_ten_epochs_fused_members_are_statistically_indistinguishable_from_
     result = stats.paired(alone_acc, fused_acc, Analysis(margin=EQUIVALENCE))
     same = sum(fused_acc[s] == alone_acc[s] for s in seeds)
     # docs/performance.md's row (`pytest -s -k ten_epochs tests/test_fused.py` prints them)
-    print(f"\n| {variant} | {np.mean(list(alone_acc.values())):.2f} | {np.mean(list(fused_acc.values())):.2f} | {result.diff_mean:+.2f} | "
-          f"[{result.ci_low:+.2f}, {result.ci_high:+.2f}] | {result.t_p:.3f} | {result.tost_t_p:.3g} | {same}/{len(seeds)} |")
-    if same < len(seeds):  # TOST by t, or where the differences have no spread by the exact sign-flip test, as the report decides
+    print(
+        f"\n| {variant} | {np.mean(list(alone_acc.values())):.2f} | {np.mean(list(fused_acc.values())):.2f} | {result.diff_mean:+.2f} | "
+        f"[{result.ci_low:+.2f}, {result.ci_high:+.2f}] | {result.t_p:.3f} | {result.tost_t_p:.3g} | {same}/{len(seeds)} |"
+    )
+    if same < len(
+        seeds
+    ):  # TOST by t, or where the differences have no spread by the exact sign-flip test, as the report decides
         tost = result.tost_t_p if np.isfinite(result.tost_t_p) else result.tost_perm_p
-        assert tost < 0.05, f"{variant}: equivalence within ±{EQUIVALENCE} points not shown (TOST p = {tost:.3g}): {result}"
+        assert tost < 0.05, (
+            f"{variant}: equivalence within ±{EQUIVALENCE} points not shown (TOST p = {tost:.3g}): {result}"
+        )
     assert np.mean(list(alone_acc.values())) > 20  # it learned something: 10 classes, chance is 10%
 
 
@@ -200,8 +237,10 @@ def test_members_with_their_own_learning_rates_each_match_their_separate_run(dat
     as far as the separate float32 runs stray from theirs."""
     rates = [(1e-3, 0.0), (3e-3, 0.0), (5e-4, 5e-4)]
     build, pieces, _ = parts("baseline")
-    members = [fused.Member(build, *data, engine.TrainSettings(epochs=1, batch_size=32, lr=lr, weight_decay=wd), 7 + k)
-               for k, (lr, wd) in enumerate(rates)]
+    members = [
+        fused.Member(build, *data, engine.TrainSettings(epochs=1, batch_size=32, lr=lr, weight_decay=wd), 7 + k)
+        for k, (lr, wd) in enumerate(rates)
+    ]
     start = time.perf_counter()
     out = fused.train_group(members, pieces=pieces)
     wall = time.perf_counter() - start
@@ -212,14 +251,18 @@ def test_members_with_their_own_learning_rates_each_match_their_separate_run(dat
         settings = engine.TrainSettings(epochs=1, batch_size=32, lr=lr, weight_decay=wd)
         alone.append(engine.train(build, *data, settings, 7 + k, pieces=pieces)[0].state_dict())
         wide = engine.train(lambda: Float64(build()), *data, settings, 7 + k, pieces=pieces)[0].state_dict()
-        exact.append({name[len("net."):]: value for name, value in wide.items()})
+        exact.append({name[len("net.") :]: value for name, value in wide.items()})
     tolerance = NOISE_FACTOR * float_noise(list(zip(alone, exact)))
     for k, (lr, wd) in enumerate(rates):
         strays = gap(out[k][0].state_dict(), exact[k])
-        assert strays <= tolerance, f"lr {lr}: the fused member strays {strays:.3g} from its exact run, the separate runs at most {tolerance / NOISE_FACTOR:.3g}"
+        assert strays <= tolerance, (
+            f"lr {lr}: the fused member strays {strays:.3g} from its exact run, the separate runs at most {tolerance / NOISE_FACTOR:.3g}"
+        )
     starts = [_seeded(build, 7 + k).state_dict() for k in range(2)]
     moved = [max((out[k][0].state_dict()[n] - starts[k][n]).abs().max().item() for n in starts[k]) for k in range(2)]
-    assert moved[1] > 1.5 * moved[0]  # three times the rate moved the weights further: the rates were not all the first's
+    assert (
+        moved[1] > 1.5 * moved[0]
+    )  # three times the rate moved the weights further: the rates were not all the first's
 
 
 def test_members_must_agree_on_every_setting_but_the_learning_rate_and_the_weight_decay(data):

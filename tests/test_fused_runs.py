@@ -1,6 +1,7 @@
 """Fused groups in the runner, through the real CLI on a CPU with one thread: each member is
 recorded as a separate run is (its key, its child run, its metrics and model), and a group
 killed at any fault point resumes to the same bits as a group never interrupted."""
+
 from __future__ import annotations
 
 import tempfile
@@ -23,8 +24,26 @@ def data(tmp_path_factory):
 def run(work, data, *extra, fault="", fuse="4", epochs=3):
     faultkit.fresh_store(work)
     env = {"HARNESS_FAULT": fault} if fault else {}
-    return faultkit.harness("run", "--variants", PAIRS[0], "--seeds", PAIRS[1], "--epochs", str(epochs), "--fuse", fuse,
-                            "--set", "train.batch_size=32", "--set", "train.threads=1", *extra, cwd=work, data=data, env=env, timeout=300)
+    return faultkit.harness(
+        "run",
+        "--variants",
+        PAIRS[0],
+        "--seeds",
+        PAIRS[1],
+        "--epochs",
+        str(epochs),
+        "--fuse",
+        fuse,
+        "--set",
+        "train.batch_size=32",
+        "--set",
+        "train.threads=1",
+        *extra,
+        cwd=work,
+        data=data,
+        env=env,
+        timeout=300,
+    )
 
 
 def results(work) -> dict:
@@ -36,7 +55,11 @@ def results(work) -> dict:
             continue
         pair = (r.data.tags["harness.variant"], int(r.data.tags["harness.seed"]))
         assert pair not in out, f"two finished runs of {pair}"
-        one = {"run_id": r.info.run_id, "key": r.data.tags["harness.run_key"], "fused": r.data.tags.get("harness.fused")}
+        one = {
+            "run_id": r.info.run_id,
+            "key": r.data.tags["harness.run_key"],
+            "fused": r.data.tags.get("harness.fused"),
+        }
         for key in faultkit.EPOCH_KEYS:
             history = [(m.step, m.value) for m in c.get_metric_history(r.info.run_id, key)]
             assert len(history) == len({s for s, _ in history}), f"{key} logged twice for an epoch"
@@ -73,14 +96,22 @@ def looks(work, fused: bool = True) -> dict:
     c, out = faultkit.client(work), {}
 
     def files(run_id, path=None):
-        return sorted(p for f in c.list_artifacts(run_id, path) for p in (files(run_id, f.path) if f.is_dir else [f.path]))
+        return sorted(
+            p for f in c.list_artifacts(run_id, path) for p in (files(run_id, f.path) if f.is_dir else [f.path])
+        )
 
     for r in faultkit.seed_runs(work):
         pair = (r.data.tags["harness.variant"], int(r.data.tags["harness.seed"]))
         assert r.data.params["train.fuse"] == ("4" if fused else "off")  # how it ran, as the memory format is logged
-        out[pair] = {"params": {k: v for k, v in r.data.params.items() if k != "train.fuse"}, "artifacts": files(r.info.run_id), "metrics": sorted(r.data.metrics),
-                     "tags": sorted(k for k in r.data.tags if not k.startswith(("harness.fused", "mlflow.")) and k != "harness.started"),
-                     "inputs": sorted((d.dataset.name, d.dataset.digest) for d in r.inputs.dataset_inputs)}
+        out[pair] = {
+            "params": {k: v for k, v in r.data.params.items() if k != "train.fuse"},
+            "artifacts": files(r.info.run_id),
+            "metrics": sorted(r.data.metrics),
+            "tags": sorted(
+                k for k in r.data.tags if not k.startswith(("harness.fused", "mlflow.")) and k != "harness.started"
+            ),
+            "inputs": sorted((d.dataset.name, d.dataset.digest) for d in r.inputs.dataset_inputs),
+        }
     return out
 
 
@@ -95,7 +126,9 @@ def _numbers(r: dict) -> dict:
     return {k: v for k, v in r.items() if k not in ("run_id",)}
 
 
-def test_a_fused_group_records_each_member_as_a_separate_run_under_the_separate_runs_key(tmp_path, data, reference, reference_store):
+def test_a_fused_group_records_each_member_as_a_separate_run_under_the_separate_runs_key(
+    tmp_path, data, reference, reference_store
+):
     alone = run(tmp_path, data, fuse="off")
     assert alone.returncode == 0, alone.stderr
     separate = results(tmp_path)
@@ -108,24 +141,36 @@ def test_a_fused_group_records_each_member_as_a_separate_run_under_the_separate_
         # float noise only: the first epoch agrees to 1e-4 (later ones drift apart as any two float orders do; tests/test_fused.py)
         assert abs(r["train_loss"][0][1] - separate[pair]["train_loss"][0][1]) < 1e-4, pair
     fused_look, separate_look = looks(reference_store), looks(tmp_path, fused=False)
-    differ = {(pair, field): _difference(one, separate_look[pair][field]) for pair, look in fused_look.items()
-              for field, one in look.items() if one != separate_look[pair][field]}
-    assert set(fused_look) == set(separate_look) and not differ, differ  # the same params, artifacts, tags (but the fused ones), inputs, metric names
+    differ = {
+        (pair, field): _difference(one, separate_look[pair][field])
+        for pair, look in fused_look.items()
+        for field, one in look.items()
+        if one != separate_look[pair][field]
+    }
+    assert set(fused_look) == set(separate_look) and not differ, (
+        differ
+    )  # the same params, artifacts, tags (but the fused ones), inputs, metric names
     again = run(tmp_path, data)  # the same command fused: every key has finished
     assert again.returncode == 0 and again.stdout.count("already finished") == 4 and "TRAIN EPOCH" not in again.stdout
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault,code", [
-    ("step:20:KILL", -9),         # mid-epoch 2
-    ("checkpoint:2:KILL", -9),    # half-way through writing the group's second checkpoint
-    ("checkpointed:2:KILL", -9),  # after checkpoint 2, before any member's epoch 2 is logged
-    ("logged:3:KILL", -9),        # every epoch logged, before the test set
-    ("recorded:2:KILL", -9),      # two members recorded FINISHED, two not
-    ("recorded:4:KILL", -9),      # every member recorded, the group's checkpoint not yet removed
-    ("step:25:TERM", 143),        # SIGTERM mid-epoch 2
-    ("recorded:1:TERM", 143),     # SIGTERM while recording: the members not yet recorded are KILLED, the checkpoint kept
-])
+@pytest.mark.parametrize(
+    "fault,code",
+    [
+        ("step:20:KILL", -9),  # mid-epoch 2
+        ("checkpoint:2:KILL", -9),  # half-way through writing the group's second checkpoint
+        ("checkpointed:2:KILL", -9),  # after checkpoint 2, before any member's epoch 2 is logged
+        ("logged:3:KILL", -9),  # every epoch logged, before the test set
+        ("recorded:2:KILL", -9),  # two members recorded FINISHED, two not
+        ("recorded:4:KILL", -9),  # every member recorded, the group's checkpoint not yet removed
+        ("step:25:TERM", 143),  # SIGTERM mid-epoch 2
+        (
+            "recorded:1:TERM",
+            143,
+        ),  # SIGTERM while recording: the members not yet recorded are KILLED, the checkpoint kept
+    ],
+)
 def test_a_fused_group_killed_and_restarted_equals_one_never_interrupted(tmp_path, data, reference, fault, code):
     killed = run(tmp_path, data, fault=fault)
     assert killed.returncode == code, killed.stderr[-2000:]
@@ -133,7 +178,9 @@ def test_a_fused_group_killed_and_restarted_equals_one_never_interrupted(tmp_pat
     assert again.returncode == 0, again.stderr[-2000:]
     got = results(tmp_path)
     assert {p: _numbers(r) for p, r in got.items()} == {p: _numbers(r) for p, r in reference.items()}
-    assert not list((tmp_path / "checkpoints" / "default").glob("*.pt"))  # the group's checkpoint is gone once all are recorded
+    assert not list(
+        (tmp_path / "checkpoints" / "default").glob("*.pt")
+    )  # the group's checkpoint is gone once all are recorded
     if fault.startswith("recorded"):
         assert again.stdout.count("already finished") == int(fault.split(":")[1])
 
@@ -144,14 +191,35 @@ def test_a_killed_group_resumes_as_that_group_whatever_fuse_says_next(tmp_path, 
     assert killed.returncode == -9
     again = run(tmp_path, data, fuse="off")
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "resume the fused group of baseline seed 11, baseline seed 12, dropout seed 11, dropout seed 12 after epoch 2" in again.stdout
+    assert (
+        "resume the fused group of baseline seed 11, baseline seed 12, dropout seed 11, dropout seed 12 after epoch 2"
+        in again.stdout
+    )
     assert {p: _numbers(r) for p, r in results(tmp_path).items()} == {p: _numbers(r) for p, r in reference.items()}
 
 
 def test_seeds_on_demand_fuse_each_rounds_new_seeds(tmp_path, data):
     faultkit.fresh_store(tmp_path)
-    proc = faultkit.harness("run", "--variants", "baseline,dropout", "--seeds", "auto", "--max-seeds", "6", "--epochs", "1", "--fuse", "8",
-                            "--set", "train.batch_size=64", "--set", "train.threads=1", cwd=tmp_path, data=data, timeout=300)
+    proc = faultkit.harness(
+        "run",
+        "--variants",
+        "baseline,dropout",
+        "--seeds",
+        "auto",
+        "--max-seeds",
+        "6",
+        "--epochs",
+        "1",
+        "--fuse",
+        "8",
+        "--set",
+        "train.batch_size=64",
+        "--set",
+        "train.threads=1",
+        cwd=tmp_path,
+        data=data,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "fused group of" in proc.stdout
     runs = [r for r in faultkit.seed_runs(tmp_path) if r.info.status == "FINISHED"]
@@ -164,13 +232,37 @@ def test_a_component_that_says_it_cannot_be_fused_trains_alone_and_one_with_its_
         "@register('alone', hypothesis='A dropout that must train by itself.')\n"
         "def alone():\n    return Change(model={'dropout': 0.3}, fusable=False)\n\n\n"
         "@register('fast', hypothesis='Three times the learning rate.', train={'lr': 3e-3})\n"
-        "def fast():\n    return Change()\n")
+        "def fast():\n    return Change()\n"
+    )
     faultkit.fresh_store(tmp_path)
-    proc = faultkit.harness("run", "--components", "alone.py", "--variants", "baseline,alone,fast", "--seeds", "1,2", "--epochs", "1",
-                            "--fuse", "4", "--set", "train.batch_size=64", "--set", "train.threads=1", cwd=tmp_path, data=data, timeout=300)
+    proc = faultkit.harness(
+        "run",
+        "--components",
+        "alone.py",
+        "--variants",
+        "baseline,alone,fast",
+        "--seeds",
+        "1,2",
+        "--epochs",
+        "1",
+        "--fuse",
+        "4",
+        "--set",
+        "train.batch_size=64",
+        "--set",
+        "train.threads=1",
+        cwd=tmp_path,
+        data=data,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
-    assert "fused group of 4: baseline seed 1, baseline seed 2, fast seed 1, fast seed 2" in proc.stdout, proc.stdout[-3000:]
-    lrs = {(r.data.tags["harness.variant"], r.data.tags.get("harness.fused")): r.data.params["train.lr"] for r in faultkit.seed_runs(tmp_path)}
+    assert "fused group of 4: baseline seed 1, baseline seed 2, fast seed 1, fast seed 2" in proc.stdout, proc.stdout[
+        -3000:
+    ]
+    lrs = {
+        (r.data.tags["harness.variant"], r.data.tags.get("harness.fused")): r.data.params["train.lr"]
+        for r in faultkit.seed_runs(tmp_path)
+    }
     assert lrs == {("baseline", "4"): "0.001", ("fast", "4"): "0.003", ("alone", None): "0.001"}
     assert "== alone seed 1 (3/6)" in proc.stdout and "== alone seed 2 (4/6)" in proc.stdout, proc.stdout[-3000:]
 
@@ -180,7 +272,10 @@ def test_auto_fuses_only_a_size_measured_ten_percent_faster_per_member_and_never
 
     cpu, shape, settings, runtime = torch.device("cpu"), (3, 32, 32), engine.TrainSettings(), engine.Runtime()
     assert fusing.decide("auto", cpu, shape, 10, settings, runtime)[0] == 1
-    assert fusing.decide("off", cpu, shape, 10, settings, runtime)[0] == 1 and fusing.decide(8, cpu, shape, 10, settings, runtime)[0] == 8
+    assert (
+        fusing.decide("off", cpu, shape, 10, settings, runtime)[0] == 1
+        and fusing.decide(8, cpu, shape, 10, settings, runtime)[0] == 8
+    )
     assert fusing.choose({1: 1.0, 2: 1.9, 4: 3.0, 8: 8.0}) == 4  # 0.75 a member, the least, and under 0.9
     assert fusing.choose({1: 1.0, 2: 1.85, 4: 4.4, 8: 9.0}) == 1  # 0.925 a member: not 10% faster
     assert fusing.choose({1: 1.0, 2: 2.5, 4: 5.0, 8: 10.0}) == 1
@@ -190,7 +285,20 @@ def test_fuse_is_refused_in_one_line_when_it_is_not_off_auto_or_a_size(tmp_path,
     for bad in ("0", "65", "many"):
         proc = faultkit.harness("run", "--variants", "baseline", "--seeds", "1", "--fuse", bad, cwd=tmp_path, data=data)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "train.fuse" in proc.stderr, proc.stderr
-    proc = faultkit.harness("run", "--variants", "baseline", "--seeds", "1", "--fuse", "4", "--executor", "ray", "--ray-address", "auto",
-                            cwd=tmp_path, data=data)
+    proc = faultkit.harness(
+        "run",
+        "--variants",
+        "baseline",
+        "--seeds",
+        "1",
+        "--fuse",
+        "4",
+        "--executor",
+        "ray",
+        "--ray-address",
+        "auto",
+        cwd=tmp_path,
+        data=data,
+    )
     assert proc.returncode == 2 and "train.fuse: 4 is only for the local executor" in proc.stderr, proc.stderr
     assert not (tmp_path / "mlflow.db").exists()

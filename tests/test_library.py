@@ -11,7 +11,18 @@ import sys
 
 from tests.conftest import fresh_store, harness
 
-STUDY = ["--variants", "baseline,dropout", "--seeds", "2", "--epochs", "1", "--dataset", "digits", "--set", "train.batch_size=64"]
+STUDY = [
+    "--variants",
+    "baseline,dropout",
+    "--seeds",
+    "2",
+    "--epochs",
+    "1",
+    "--dataset",
+    "digits",
+    "--set",
+    "train.batch_size=64",
+]
 CALL = "harness.run(variants='baseline,dropout', seeds=2, epochs=1, dataset='digits', batch_size=64)"
 TIMES = ("epoch_seconds", "epoch_seconds_mean", "train_seconds", "wall_seconds", "test_seconds")
 
@@ -23,9 +34,16 @@ def _store(folder) -> dict:
     for run_id, status in db.execute("select run_uuid, status from runs"):
         tags = dict(db.execute("select key, value from tags where run_uuid = ?", (run_id,)))
         params = dict(db.execute("select key, value from params where run_uuid = ?", (run_id,)))
-        metrics = {(k, s): v for k, s, v in db.execute("select key, step, value from metrics where run_uuid = ?", (run_id,))
-                   if "seconds" not in k and "images_per_second" not in k}
-        runs[(tags.get("harness.variant"), tags.get("harness.seed"), tags.get("harness.role", "seed"))] = (params, metrics, status)
+        metrics = {
+            (k, s): v
+            for k, s, v in db.execute("select key, step, value from metrics where run_uuid = ?", (run_id,))
+            if "seconds" not in k and "images_per_second" not in k
+        }
+        runs[(tags.get("harness.variant"), tags.get("harness.seed"), tags.get("harness.role", "seed"))] = (
+            params,
+            metrics,
+            status,
+        )
     db.close()
     return runs
 

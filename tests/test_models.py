@@ -1,6 +1,7 @@
 """What a seed run holds in MLflow besides numbers: its model (loaded in a fresh process, it
 predicts what the run logged), its data as dataset inputs with the split's digests, and
 `promote`, which registers the best seed run by validation."""
+
 from __future__ import annotations
 
 import subprocess
@@ -19,7 +20,19 @@ def store(tmp_path_factory):
     work = tmp_path_factory.mktemp("models")
     fresh_store(work)
     data = write_npz(work / "data")
-    proc = harness("run", "--variants", "baseline,dropout", "--seeds", "2", "--epochs", "2", "--set", "train.batch_size=64", cwd=work, data=data)
+    proc = harness(
+        "run",
+        "--variants",
+        "baseline,dropout",
+        "--seeds",
+        "2",
+        "--epochs",
+        "2",
+        "--set",
+        "train.batch_size=64",
+        cwd=work,
+        data=data,
+    )
     assert proc.returncode == 0, proc.stderr
     client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("default").experiment_id], "tags.`harness.role` = 'seed'")
@@ -32,9 +45,16 @@ def test_every_seed_run_records_its_data_as_datasets_with_the_split_fingerprint(
         test_hash = models.digest_of_test_set(f["x_test"], f["y_test"])
     assert len(runs) == 4
     for r in runs:
-        inputs = {d.dataset.name: (d.dataset.digest, [t.value for t in d.tags if t.key == "mlflow.data.context"]) for d in r.inputs.dataset_inputs}
+        inputs = {
+            d.dataset.name: (d.dataset.digest, [t.value for t in d.tags if t.key == "mlflow.data.context"])
+            for d in r.inputs.dataset_inputs
+        }
         split = r.data.tags["harness.split_fingerprint"]
-        assert inputs == {"cifar10-train": (split, ["training"]), "cifar10-val": (split, ["validation"]), "cifar10-test": (test_hash, ["test"])}
+        assert inputs == {
+            "cifar10-train": (split, ["training"]),
+            "cifar10-val": (split, ["validation"]),
+            "cifar10-test": (test_hash, ["test"]),
+        }
     assert len({r.data.tags["harness.split_fingerprint"] for r in runs}) == 1  # every variant used the same split
 
 
@@ -43,22 +63,31 @@ def test_the_logged_model_loads_in_a_fresh_process_and_predicts_what_the_run_log
     run = runs[0]
     script = f"""
 import numpy as np, torch, mlflow
-mlflow.set_tracking_uri("sqlite:///{work / 'mlflow.db'}")
+mlflow.set_tracking_uri("sqlite:///{work / "mlflow.db"}")
 model = mlflow.pytorch.load_model("runs:/{run.info.run_id}/model")
-with np.load("{data / 'cifar10.npz'}") as f:
+with np.load("{data / "cifar10.npz"}") as f:
     x, y = f["x_test"][:64], f["y_test"][:64]
 with torch.inference_mode():
     pred = model(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255).argmax(1).numpy()
 np.save("pred.npy", pred)
 print(type(model).__name__, 100.0 * (pred == y).mean())
 """
-    out = subprocess.run([sys.executable, "-c", script], cwd=work, capture_output=True, text=True, timeout=300, env={"PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     logged = np.load(client.download_artifacts(run.info.run_id, "predictions.npz", str(work)))
     pred = np.load(work / "pred.npy")
     assert out.stdout.startswith("LeNet ")
     assert np.array_equal(pred, logged["selected"][:64])  # the selected epoch's weights
-    assert float(out.stdout.split()[1]) == pytest.approx(100.0 * (logged["selected"][:64] == logged["labels"][:64]).mean())
+    assert float(out.stdout.split()[1]) == pytest.approx(
+        100.0 * (logged["selected"][:64] == logged["labels"][:64]).mean()
+    )
 
 
 def test_promote_registers_the_best_run_by_validation_with_the_verdict(store):
@@ -70,22 +99,33 @@ def test_promote_registers_the_best_run_by_validation_with_the_verdict(store):
     version = client.get_model_version("lenet-dropout", "1")
     assert version.run_id == best.info.run_id
     assert version.tags["harness.verdict"] in ("better", "worse", "equivalent", "inconclusive")
-    assert version.tags["harness.paired_delta_test_acc"].endswith("(2 pairs)") and version.tags["harness.variant"] == "dropout"
+    assert (
+        version.tags["harness.paired_delta_test_acc"].endswith("(2 pairs)")
+        and version.tags["harness.variant"] == "dropout"
+    )
     assert proc.stdout.startswith("registered lenet-dropout version 1: run " + best.info.run_id)
-    script = (f"import mlflow; mlflow.set_tracking_uri('sqlite:///{work / 'mlflow.db'}'); "
-              "print(type(mlflow.pytorch.load_model('models:/lenet-dropout/1')).__name__)")
+    script = (
+        f"import mlflow; mlflow.set_tracking_uri('sqlite:///{work / 'mlflow.db'}'); "
+        "print(type(mlflow.pytorch.load_model('models:/lenet-dropout/1')).__name__)"
+    )
     loaded = subprocess.run([sys.executable, "-c", script], cwd=work, capture_output=True, text=True, timeout=300)
     assert loaded.returncode == 0 and loaded.stdout.strip() == "LeNet", loaded.stderr[-2000:]
     again = harness("promote", "--experiment", "default", "--variant", "baseline", "--name", "lenet-dropout", cwd=work)
     assert again.returncode == 0 and "version 2" in again.stdout and "verdict reference" in again.stdout
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["--variant", "batchnorm", "--name", "m"], "--variant: 'batchnorm' has no finished run in experiment 'default'; its variants: baseline, dropout"),
-    (["--variant", "dropuot", "--name", "m"], "did you mean 'dropout'"),
-    (["--variant", "dropout", "--name", "a/b"], "--name: 'a/b' is not allowed"),
-    (["--variant", "dropout", "--name", ".."], "--name: '..' is not allowed"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (
+            ["--variant", "batchnorm", "--name", "m"],
+            "--variant: 'batchnorm' has no finished run in experiment 'default'; its variants: baseline, dropout",
+        ),
+        (["--variant", "dropuot", "--name", "m"], "did you mean 'dropout'"),
+        (["--variant", "dropout", "--name", "a/b"], "--name: 'a/b' is not allowed"),
+        (["--variant", "dropout", "--name", ".."], "--name: '..' is not allowed"),
+    ],
+)
 def test_promote_refuses_bad_names_and_unknown_variants(store, args, fragment):
     proc = harness("promote", "--experiment", "default", *args, cwd=store[0])
     assert proc.returncode == 2 and fragment in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
@@ -125,6 +165,13 @@ then = np.load("expected_logits.npy")
 print(type(model).__name__, np.array_equal(logits, again), np.allclose(logits, then, rtol=1e-5, atol=1e-5),
       np.array_equal(logits.argmax(1), then.argmax(1)))
 """
-    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300, env={"PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["LeNet", "True", "True", "True"]

@@ -1,5 +1,6 @@
 """Non-finite training: the run fails at once with variant, seed, epoch and step; nothing is
 checkpointed after it; the other runs go on; the report and exit code say so."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,16 +12,36 @@ from tests.faultkit import seed_runs
 from tests.test_engine import Exploding, tensors  # noqa: F401 - fixture
 
 
-@pytest.mark.parametrize("fuse", ["off", "4"])  # separate runs, and fused groups (dropout's members with baseline's: the lr is per member)
+@pytest.mark.parametrize(
+    "fuse", ["off", "4"]
+)  # separate runs, and fused groups (dropout's members with baseline's: the lr is per member)
 def test_cli_run_with_diverging_variants(tmp_path, data_dir, fuse):
     fresh_store(tmp_path)
-    proc = harness("run", "--variants", "baseline,batchnorm,dropout", "--seeds", "11,12", "--epochs", "2", "--fuse", fuse,
-                   "--set", "train.batch_size=32", "--set", "params.batchnorm.lr=1e30", "--set", "params.dropout.lr=1e30",
-                   cwd=tmp_path, data=data_dir)
+    proc = harness(
+        "run",
+        "--variants",
+        "baseline,batchnorm,dropout",
+        "--seeds",
+        "11,12",
+        "--epochs",
+        "2",
+        "--fuse",
+        fuse,
+        "--set",
+        "train.batch_size=32",
+        "--set",
+        "params.batchnorm.lr=1e30",
+        "--set",
+        "params.dropout.lr=1e30",
+        cwd=tmp_path,
+        data=data_dir,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "2 of 6 runs finished; 4 failed" in proc.stdout
     if fuse != "off":  # the diverging members failed alone: their group's baseline members finished
-        assert "fused group of 4: baseline seed 11, baseline seed 12, dropout seed 11, dropout seed 12" in proc.stdout, proc.stdout[-3000:]
+        assert (
+            "fused group of 4: baseline seed 11, baseline seed 12, dropout seed 11, dropout seed 12" in proc.stdout
+        ), proc.stdout[-3000:]
     for variant in ("batchnorm", "dropout"):
         for seed in (11, 12):
             assert f"FAILED {variant} seed {seed}: non-finite loss in {variant} seed {seed}: loss became" in proc.stdout
@@ -42,8 +63,16 @@ def test_engine_names_the_epoch_and_step(tensors, explode_at, expected):  # noqa
     cfg = engine.TrainSettings(epochs=3, batch_size=64)  # 4 steps an epoch
     snapshots = []
     with pytest.raises(engine.NonFiniteLoss) as e:
-        engine.train(lambda: Exploding(explode_at), tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val,
-                     cfg, 0, lambda p: snapshots.append(p.epoch) if p.phase == "epoch" else None)
+        engine.train(
+            lambda: Exploding(explode_at),
+            tensors.x_train,
+            tensors.y_train,
+            tensors.x_val,
+            tensors.y_val,
+            cfg,
+            0,
+            lambda p: snapshots.append(p.epoch) if p.phase == "epoch" else None,
+        )
     assert (e.value.epoch, e.value.step) == expected
     assert snapshots == list(range(1, expected[0]))  # no snapshot for the epoch that failed
     assert not torch.isfinite(torch.tensor(e.value.value))

@@ -1,5 +1,6 @@
 """`[data] split_seed = "per_seed"`: each training seed draws its own stratified split, the same for
 every variant of that seed, so the pairing holds while the intervals also cover the split."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,19 @@ from harness.data import loading
 from harness.settings import experiment_file
 from tests.conftest import fresh_store, harness, make_arrays
 
-RUN = ("run", "--variants", "baseline,dropout", "--seeds", "2", "--epochs", "1", "--set", "train.batch_size=64",
-       "--set", "data.split_seed=per_seed")
+RUN = (
+    "run",
+    "--variants",
+    "baseline,dropout",
+    "--seeds",
+    "2",
+    "--epochs",
+    "1",
+    "--set",
+    "train.batch_size=64",
+    "--set",
+    "data.split_seed=per_seed",
+)
 
 
 @pytest.mark.slow
@@ -32,10 +44,15 @@ def test_each_seed_has_its_own_split_shared_by_the_variants(tmp_path, data_dir):
         assert r.data.params["data.split_seed"] == "per_seed"
     assert set(by_seed) == {2021, 2022}
     for seed, fps in by_seed.items():
-        assert fps == {loading.make_split(labels, "stratified", 0.8, seed).fingerprint}  # one per seed, the variants share it
+        assert fps == {
+            loading.make_split(labels, "stratified", 0.8, seed).fingerprint
+        }  # one per seed, the variants share it
     assert by_seed[2021] != by_seed[2022]
     report = (tmp_path / "reports" / "default" / "report.md").read_text()
-    assert "The seeds vary the initial weights, the batch order and the train/validation split (a new split per seed)" in report
+    assert (
+        "The seeds vary the initial weights, the batch order and the train/validation split (a new split per seed)"
+        in report
+    )
     assert "used different data splits" not in report and "dropout | 2 |" in report
     again = harness(*RUN, cwd=tmp_path, data=data_dir)  # the run keys hold: nothing is trained twice
     assert again.returncode == 0 and again.stdout.count("skip ") == 4
@@ -47,14 +64,23 @@ def test_a_fixed_split_says_what_the_intervals_leave_out(tmp_path, data_dir):
     proc = harness(*RUN[:-2], cwd=tmp_path, data=data_dir)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = (tmp_path / "reports" / "default" / "report.md").read_text()
-    assert "The seeds vary the initial weights and the batch order; the train/validation split (`data.split_seed`) and the test set stay fixed" in report
+    assert (
+        "The seeds vary the initial weights and the batch order; the train/validation split (`data.split_seed`) and the test set stay fixed"
+        in report
+    )
 
 
-@pytest.mark.parametrize("sets,fragment", [
-    (["data.split_seed=per_seed", "data.split=prefix"], 'data.split_seed: "per_seed" needs data.split = "stratified"'),
-    (["data.split_seed=each"], "data.split_seed: 'each' is not allowed; expected an integer >= 0, or \"per_seed\""),
-    (["data.split_seed=-1"], "data.split_seed: -1 is not allowed"),
-])
+@pytest.mark.parametrize(
+    "sets,fragment",
+    [
+        (
+            ["data.split_seed=per_seed", "data.split=prefix"],
+            'data.split_seed: "per_seed" needs data.split = "stratified"',
+        ),
+        (["data.split_seed=each"], "data.split_seed: 'each' is not allowed; expected an integer >= 0, or \"per_seed\""),
+        (["data.split_seed=-1"], "data.split_seed: -1 is not allowed"),
+    ],
+)
 def test_bad_split_seeds_are_refused(sets, fragment):
     with pytest.raises(UsageError, match=None) as e:
         experiment_file.load_experiment(None, sets)
@@ -64,4 +90,7 @@ def test_bad_split_seeds_are_refused(sets, fragment):
 def test_split_seed_of():
     assert loading.split_seed_of("per_seed", 2023) == 2023 and loading.split_seed_of(7, 2023) == 7
     labels = np.repeat(np.arange(10), 20)
-    assert loading.make_split(labels, "stratified", 0.8, 1).fingerprint != loading.make_split(labels, "stratified", 0.8, 2).fingerprint
+    assert (
+        loading.make_split(labels, "stratified", 0.8, 1).fingerprint
+        != loading.make_split(labels, "stratified", 0.8, 2).fingerprint
+    )

@@ -1,5 +1,6 @@
 """The Ray executor against a real Ray cluster on loopback (a head and a second node started with
 `ray start`), logging to a real MLflow tracking server."""
+
 from __future__ import annotations
 
 import os
@@ -40,18 +41,52 @@ def cluster(tmp_path_factory):
     work = tmp_path_factory.mktemp("ray")
     port = _port()
     common = ["--node-ip-address", "127.0.0.1", "--object-store-memory", "100000000", "--disable-usage-stats"]
-    subprocess.run([RAY, "start", "--head", "--port", str(port), "--include-dashboard", "false", "--num-cpus", "0", *common],
-                   check=True, env=ENV, capture_output=True, timeout=180)
+    subprocess.run(
+        [RAY, "start", "--head", "--port", str(port), "--include-dashboard", "false", "--num-cpus", "0", *common],
+        check=True,
+        env=ENV,
+        capture_output=True,
+        timeout=180,
+    )
     try:
         workers = {}
         for name in ("a", "b"):
             workers[name] = _port()
-            subprocess.run([RAY, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1", "--node-manager-port", str(workers[name]),
-                            *common], check=True, env=ENV, capture_output=True, timeout=180)
+            subprocess.run(
+                [
+                    RAY,
+                    "start",
+                    "--address",
+                    f"127.0.0.1:{port}",
+                    "--num-cpus",
+                    "1",
+                    "--node-manager-port",
+                    str(workers[name]),
+                    *common,
+                ],
+                check=True,
+                env=ENV,
+                capture_output=True,
+                timeout=180,
+            )
         ui_port = _port()
-        server = subprocess.Popen([sys.executable, "-m", "harness", "ui", "--port", str(ui_port), "--tracking-uri", f"sqlite:///{work / 'server.db'}"],
-                                  cwd=work, env={**ENV, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "harness",
+                "ui",
+                "--port",
+                str(ui_port),
+                "--tracking-uri",
+                f"sqlite:///{work / 'server.db'}",
+            ],
+            cwd=work,
+            env={**ENV, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             deadline = time.time() + 120
             while True:
@@ -72,8 +107,23 @@ def cluster(tmp_path_factory):
 def test_pairs_run_on_the_cluster_once(cluster):
     work, address, server, _ = cluster
     data = write_npz(work / "data")
-    args = ["run", "--variants", "baseline,dropout", "--seeds", "2", "--epochs", "1", "--set", "train.batch_size=64",
-            "--executor", "ray", "--ray-address", address, "--tracking-uri", server]
+    args = [
+        "run",
+        "--variants",
+        "baseline,dropout",
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--set",
+        "train.batch_size=64",
+        "--executor",
+        "ray",
+        "--ray-address",
+        address,
+        "--tracking-uri",
+        server,
+    ]
     first = harness(*args, cwd=work, data=data, env={"RAY_USAGE_STATS_ENABLED": "0"})
     assert first.returncode == 0, first.stderr[-3000:]
     assert "2 CPU, 0 GPU" in first.stdout and "4 of 4 runs finished" in first.stdout
@@ -101,7 +151,9 @@ def test_bad_ray_requests(tmp_path):
 
 def _raylet(node_manager_port: int) -> int:
     """The pid of the raylet listening on `node_manager_port` (one node of the cluster)."""
-    out = subprocess.run(["pgrep", "-f", f"raylet.*--node_manager_port={node_manager_port}"], capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        ["pgrep", "-f", f"raylet.*--node_manager_port={node_manager_port}"], capture_output=True, text=True
+    ).stdout.split()
     assert out, f"no raylet with node manager port {node_manager_port}"
     return int(out[0])
 
@@ -113,28 +165,60 @@ def test_a_node_lost_mid_run_has_its_pair_retried_on_another_and_nothing_left_ru
     work, address, server, workers = cluster
     data = write_npz(work / "data-loss")
     (work / "loss").mkdir()
-    env = {**{k: v for k, v in ENV.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(ROOT), "HARNESS_DATA_DIR": str(data)}
-    cmd = [sys.executable, "-m", "harness", "run", "--set", "name=loss", "--variants", "baseline,dropout", "--seeds", "1", "--epochs", "40",
-           "--set", "train.batch_size=64", "--executor", "ray", "--ray-address", address, "--tracking-uri", server]
-    proc = subprocess.Popen(cmd, cwd=work / "loss", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **{k: v for k, v in ENV.items() if k != "MLFLOW_TRACKING_URI"},
+        "PYTHONPATH": str(ROOT),
+        "HARNESS_DATA_DIR": str(data),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        "--set",
+        "name=loss",
+        "--variants",
+        "baseline,dropout",
+        "--seeds",
+        "1",
+        "--epochs",
+        "40",
+        "--set",
+        "train.batch_size=64",
+        "--executor",
+        "ray",
+        "--ray-address",
+        address,
+        "--tracking-uri",
+        server,
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=work / "loss", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     client = MlflowClient(tracking_uri=server)
 
     def both_training() -> bool:
         exp = client.get_experiment_by_name("loss")
         if exp is None:
             return False
-        runs = client.search_runs([exp.experiment_id], filter_string="tags.`harness.role` = 'seed' and attributes.status = 'RUNNING'")
+        runs = client.search_runs(
+            [exp.experiment_id], filter_string="tags.`harness.role` = 'seed' and attributes.status = 'RUNNING'"
+        )
         return len(runs) == 2 and all(client.get_metric_history(r.info.run_id, "val_acc") for r in runs)
 
     deadline = time.time() + 240
     while not both_training():
-        assert proc.poll() is None and time.time() < deadline, (proc.stdout.read() if proc.poll() is not None else "")[-3000:]
+        assert proc.poll() is None and time.time() < deadline, (proc.stdout.read() if proc.poll() is not None else "")[
+            -3000:
+        ]
         time.sleep(0.5)
     os.kill(_raylet(workers["b"]), signal.SIGKILL)
     out, _ = proc.communicate(timeout=400)
     assert proc.returncode == 0, out[-4000:]
     assert "2 of 2 runs finished" in out, out[-3000:]
-    assert re.search(r"resume \w+ seed 2021 after epoch \d+ in run", out), out[-4000:]  # the retry on node a, from b's checkpoint
+    assert re.search(r"resume \w+ seed 2021 after epoch \d+ in run", out), out[
+        -4000:
+    ]  # the retry on node a, from b's checkpoint
     exp = client.get_experiment_by_name("loss")
     seeds = client.search_runs([exp.experiment_id], filter_string="tags.`harness.role` = 'seed'")
     assert sorted(r.info.status for r in seeds) == ["FINISHED", "FINISHED"]  # one finished run per key, nothing RUNNING

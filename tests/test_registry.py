@@ -1,4 +1,5 @@
 """The component registry; the smoke tests are generated from it, so a new component is tested without editing a test."""
+
 from __future__ import annotations
 
 import itertools
@@ -33,7 +34,9 @@ def test_unknown_name_without_close_match_still_lists_names():
 
 
 def test_built_in_components():
-    assert {"baseline", "dropout", "batchnorm", "weight_decay", "augment", "cosine", "label_smoothing", "sgd"} <= set(variants.names())
+    assert {"baseline", "dropout", "batchnorm", "weight_decay", "augment", "cosine", "label_smoothing", "sgd"} <= set(
+        variants.names()
+    )
     assert variants.component("dropout").params == {"p": 0.5} and variants.get("dropout").params == {"dropout.p": 0.5}
     assert variants.component("weight_decay").train == {"weight_decay": 5e-4}
     assert variants.get("baseline").components == () and variants.component("baseline").train == {}
@@ -48,7 +51,9 @@ def test_every_variant_file_is_imported_by_the_package_and_registers_a_variant()
         if path.stem in ("__init__", "registry", "lenet", "plugins"):
             continue
         name = f"harness.variants.{path.stem}"
-        assert name in sys.modules, f"variants/{path.name} is not imported by harness/variants/__init__.py, so it never registers"
+        assert name in sys.modules, (
+            f"variants/{path.name} is not imported by harness/variants/__init__.py, so it never registers"
+        )
         assert name in registered_modules, f"variants/{path.name} exists but registers no variant"
 
 

@@ -1,4 +1,5 @@
 """The report, from a fixed set of fake runs (as they come back from the store)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,19 +35,58 @@ def fake_runs(device: str = "cpu (x86_64)") -> list[SeedRun]:
                 "val_loss": [(e, 2.1 - 0.15 * e) for e in (1, 2, 3)],
             }
             cm = confusion(round(acc * 10))
-            runs.append(SeedRun(
-                f"{variant}{seed}", f"p-{variant}", variant, seed, "FINISHED", 1000 + len(runs),
-                {"train.epochs": "3", "train.select": "val_acc"},
-                {"harness.baseline": "baseline", "harness.env.device": device, "harness.device": device,
-                 "harness.command": "python -m harness run", "harness.experiment": "fake", "harness.env.torch": "2.14.1"},
-                {"test_acc": acc, "best_val_acc": 50.0 + i, "final_val_acc": 50.0 + i, "final_val_loss": 1.65,
-                 "min_val_loss": 1.65, "min_val_loss_epoch": 3.0, "final_gap_acc": 5.0, "n_params": 62006.0,
-                 "epoch_seconds_mean": 4.0},
-                history, cm, CIFAR10_CLASSES,
-            ))
-    runs.append(SeedRun("bad", "p-batchnorm", "batchnorm", 2024, "FAILED", 2000, {"train.epochs": "3"},
-                        {"harness.error": "non-finite loss in batchnorm seed 2024: loss became nan at epoch 2, step 5",
-                         "harness.env.device": device, "harness.device": device}, {}, {}, None))
+            runs.append(
+                SeedRun(
+                    f"{variant}{seed}",
+                    f"p-{variant}",
+                    variant,
+                    seed,
+                    "FINISHED",
+                    1000 + len(runs),
+                    {"train.epochs": "3", "train.select": "val_acc"},
+                    {
+                        "harness.baseline": "baseline",
+                        "harness.env.device": device,
+                        "harness.device": device,
+                        "harness.command": "python -m harness run",
+                        "harness.experiment": "fake",
+                        "harness.env.torch": "2.14.1",
+                    },
+                    {
+                        "test_acc": acc,
+                        "best_val_acc": 50.0 + i,
+                        "final_val_acc": 50.0 + i,
+                        "final_val_loss": 1.65,
+                        "min_val_loss": 1.65,
+                        "min_val_loss_epoch": 3.0,
+                        "final_gap_acc": 5.0,
+                        "n_params": 62006.0,
+                        "epoch_seconds_mean": 4.0,
+                    },
+                    history,
+                    cm,
+                    CIFAR10_CLASSES,
+                )
+            )
+    runs.append(
+        SeedRun(
+            "bad",
+            "p-batchnorm",
+            "batchnorm",
+            2024,
+            "FAILED",
+            2000,
+            {"train.epochs": "3"},
+            {
+                "harness.error": "non-finite loss in batchnorm seed 2024: loss became nan at epoch 2, step 5",
+                "harness.env.device": device,
+                "harness.device": device,
+            },
+            {},
+            {},
+            None,
+        )
+    )
     return runs
 
 
@@ -58,10 +98,20 @@ def text(tmp_path):
 def test_statistics_agree_with_the_runs(text):
     md, _ = text
     s = stats.summarize(TEST_ACC["batchnorm"])
-    assert f"| batchnorm | test acc (selected epoch) | 3 | {s.mean:.2f} ± {s.std:.2f} | [{s.ci_low:.2f}, {s.ci_high:.2f}] |" in md
-    c = compare_all(dict(zip((2021, 2022, 2023), TEST_ACC["baseline"])), {"batchnorm": dict(zip((2021, 2022, 2023), TEST_ACC["batchnorm"]))})["batchnorm"]
+    assert (
+        f"| batchnorm | test acc (selected epoch) | 3 | {s.mean:.2f} ± {s.std:.2f} | [{s.ci_low:.2f}, {s.ci_high:.2f}] |"
+        in md
+    )
+    c = compare_all(
+        dict(zip((2021, 2022, 2023), TEST_ACC["baseline"])),
+        {"batchnorm": dict(zip((2021, 2022, 2023), TEST_ACC["batchnorm"]))},
+    )["batchnorm"]
     row = report_tables.row(md, "Intervals", "batchnorm")
-    assert row["pairs"] == "3" and row["Δ (points)"] == f"{c.diff_mean:+.2f}" and row["95% CI unadjusted"] == f"[{c.ci_low:.2f}, {c.ci_high:.2f}]"
+    assert (
+        row["pairs"] == "3"
+        and row["Δ (points)"] == f"{c.diff_mean:+.2f}"
+        and row["95% CI unadjusted"] == f"[{c.ci_low:.2f}, {c.ci_high:.2f}]"
+    )
     assert row["95% CI simultaneous"] == f"[{c.sim_low:.2f}, {c.sim_high:.2f}]" and row["verdict"] == f"**{c.verdict}**"
     tests = report_tables.row(md, "Tests", "batchnorm")
     assert tests["t-test p Holm (raw)"] == f"{c.t_holm:.3f} ({c.t_p:.3f})"
@@ -81,7 +131,10 @@ def test_plots_and_captions(text):
 
 def test_failed_run_shown_without_a_number(text):
     md, _ = text
-    assert '## <a id="r-failures"></a>Runs that did not finish' in md and "see [the runs that did not finish](#r-failures)" in md
+    assert (
+        '## <a id="r-failures"></a>Runs that did not finish' in md
+        and "see [the runs that did not finish](#r-failures)" in md
+    )
     assert "| batchnorm | 2024 | FAILED | non-finite loss in batchnorm seed 2024" in md
 
 
@@ -112,16 +165,34 @@ def test_report_is_deterministic(tmp_path):
         assert (a.parent / name).read_bytes() == (b.parent / name).read_bytes()
 
 
-def runs_from(correct: dict[str, dict[int, int]], images: int = 10_000, params: dict[str, dict[str, str]] | None = None) -> list[SeedRun]:
+def runs_from(
+    correct: dict[str, dict[int, int]], images: int = 10_000, params: dict[str, dict[str, str]] | None = None
+) -> list[SeedRun]:
     """Finished runs with these counts of correct test images (of `images`, a tenth per class)."""
     runs = []
     for variant, by_seed in correct.items():
         for seed, k in by_seed.items():
             acc = 100.0 * k / images
-            runs.append(SeedRun(f"{variant}{seed}", f"p-{variant}", variant, seed, "FINISHED", 1000 + len(runs),
-                                {"train.epochs": "3", "train.select": "val_acc", **(params or {}).get(variant, {})},
-                                {"harness.baseline": "baseline", "harness.split_fingerprint": "f1", "harness.dataset": "cifar10:abc"},
-                                {"test_acc": acc}, {}, confusion(k, images // 10), CIFAR10_CLASSES))
+            runs.append(
+                SeedRun(
+                    f"{variant}{seed}",
+                    f"p-{variant}",
+                    variant,
+                    seed,
+                    "FINISHED",
+                    1000 + len(runs),
+                    {"train.epochs": "3", "train.select": "val_acc", **(params or {}).get(variant, {})},
+                    {
+                        "harness.baseline": "baseline",
+                        "harness.split_fingerprint": "f1",
+                        "harness.dataset": "cifar10:abc",
+                    },
+                    {"test_acc": acc},
+                    {},
+                    confusion(k, images // 10),
+                    CIFAR10_CLASSES,
+                )
+            )
     return runs
 
 
@@ -129,25 +200,34 @@ def test_defect1_the_headline_delta_is_paired_with_its_pair_count(tmp_path):
     base = {1: 6000, 2: 6100, 3: 6600, 4: 6050, 5: 6150}
     variant = {1: 6080, 2: 6170, 4: 6120, 5: 6230}  # seed 3 failed
     md = markdown.write(runs_from({"baseline": base, "v": variant}), "fake", tmp_path).read_text()
-    assert report_tables.row(md, "Answer", "v")["Δ vs baseline (pairs)"] == "+0.75 (4)"  # not -0.30, the difference of means over other seed sets
+    assert (
+        report_tables.row(md, "Answer", "v")["Δ vs baseline (pairs)"] == "+0.75 (4)"
+    )  # not -0.30, the difference of means over other seed sets
     stats_row = report_tables.row(md, "Intervals", "v")
     assert [stats_row[k] for k in ("pairs", "Δ (points)", "95% CI unadjusted")] == ["4", "+0.75", "[0.66, 0.84]"]
     assert stats_row["verdict"] == "**better**"
 
 
 def test_defect2_mixed_selection_rules_are_not_compared(tmp_path):
-    counts = {"baseline": {s: 6000 + s for s in range(4)}, "batchnorm": {s: 6300 + s for s in range(4)},
-              "dropout": {s: 6100 + 3 * s for s in range(4)}}
+    counts = {
+        "baseline": {s: 6000 + s for s in range(4)},
+        "batchnorm": {s: 6300 + s for s in range(4)},
+        "dropout": {s: 6100 + 3 * s for s in range(4)},
+    }
     md = markdown.write(runs_from(counts, params={"batchnorm": {"train.select": "last"}}), "fake", tmp_path).read_text()
     assert "- `batchnorm`: **not comparable**: train.select is last here but val_acc for the baseline." in md
     assert report_tables.row(md, "Answer", "batchnorm")["Δ vs baseline (pairs)"] == "not comparable"
-    assert "`train.select`, which differs between variants: `baseline` val_acc, `batchnorm` last, `dropout` val_acc" in md
+    assert (
+        "`train.select`, which differs between variants: `baseline` val_acc, `batchnorm` last, `dropout` val_acc" in md
+    )
     assert "The family is the 1 comparable variant(s)" in md
 
 
 def test_defect4_equal_counts_are_decided_by_the_exact_test(tmp_path):
     base = dict(enumerate((5000, 5002, 5000, 5002, 6398, 6404)))
-    md = markdown.write(runs_from({"baseline": base, "v": {s: k + 3 for s, k in base.items()}}), "fake", tmp_path).read_text()
+    md = markdown.write(
+        runs_from({"baseline": base, "v": {s: k + 3 for s, k in base.items()}}), "fake", tmp_path
+    ).read_text()
     row, tests = report_tables.row(md, "Intervals", "v"), report_tables.row(md, "Tests", "v")
     assert row["pairs"] == "6" and row["Δ (points)"] == "+0.03" and tests["t-test p Holm (raw)"] == "– (–)"
     assert tests["permutation p Holm (raw) [min]"] == "0.031 (0.031) [0.031]" and tests["g_z"] == "–"
@@ -174,7 +254,9 @@ def test_the_bootstrap_and_the_seed_win_rate_come_from_per_image_predictions(tmp
     row, tests = report_tables.row(md, "Intervals", "v"), report_tables.row(md, "Tests", "v")
     from harness.analysis import resampling
 
-    rows = [np.r_[np.ones(10 + s, np.int8), np.zeros(990 - s, np.int8)] for s in range(3)]  # seed s: 10 + s images won, none lost
+    rows = [
+        np.r_[np.ones(10 + s, np.int8), np.zeros(990 - s, np.int8)] for s in range(3)
+    ]  # seed s: 10 + s images won, none lost
     b = resampling.crossed(rows)
     assert row["bootstrap 95% seeds × images"] == f"[{b.low:.2f}, {b.high:.2f}]"
     assert tests["seeds won"] == "3/3 [0.29, 1.00]"  # Clopper–Pearson for 3 wins of 3: [0.025^(1/3), 1]

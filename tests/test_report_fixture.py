@@ -14,6 +14,7 @@ must leave this test passing. Issue 25 (the answer first, evidence figures, repo
 the reports of before it are kept in tests/fixtures/reports-before-answer-first, and every number
 they print is still in the rebuilt report.
 """
+
 from __future__ import annotations
 
 import tarfile

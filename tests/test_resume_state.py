@@ -1,5 +1,6 @@
 """Exact resume in-process: a snapshot after any epoch continues bit for bit, and dropping any one
 piece of it (each RNG, the optimizer, the weights) breaks that."""
+
 from __future__ import annotations
 
 import random
@@ -41,7 +42,9 @@ CFG = (engine.TrainSettings(epochs=3, batch_size=32, shuffle=True), engine.Runti
 def run(d, resume=None, keep_at=None, cfg=CFG):
     torch.set_num_threads(1)
     on_progress, kept = snapshot_keeper(keep_at)
-    model, result = engine.train(Noisy, d.x_train, d.y_train, d.x_val, d.y_val, cfg[0], 7, on_progress, resume=resume, runtime=cfg[1])
+    model, result = engine.train(
+        Noisy, d.x_train, d.y_train, d.x_val, d.y_val, cfg[0], 7, on_progress, resume=resume, runtime=cfg[1]
+    )
     return model, result, kept.get("snap")
 
 
@@ -49,7 +52,9 @@ def same(a, b):
     ma, ra = a[0], a[1]
     mb, rb = b[0], b[1]
     weights = all(torch.equal(x, y) for x, y in zip(ma.state_dict().values(), mb.state_dict().values()))
-    hist = [(s.train_loss, s.val_loss, s.val_acc) for s in ra.history] == [(s.train_loss, s.val_loss, s.val_acc) for s in rb.history]
+    hist = [(s.train_loss, s.val_loss, s.val_acc) for s in ra.history] == [
+        (s.train_loss, s.val_loss, s.val_acc) for s in rb.history
+    ]
     return weights and hist and ra.selected_epoch == rb.selected_epoch
 
 
@@ -64,7 +69,9 @@ def test_resume_is_bit_identical(tensors, reference, after_epoch):
     assert same(run(tensors, resume=snap), reference)
 
 
-@pytest.mark.parametrize("piece", [("rng", "python"), ("rng", "numpy"), ("rng", "torch"), ("rng", "order"), ("optimizer",), ("model",)])
+@pytest.mark.parametrize(
+    "piece", [("rng", "python"), ("rng", "numpy"), ("rng", "torch"), ("rng", "order"), ("optimizer",), ("model",)]
+)
 def test_dropping_any_piece_breaks_exactness(tensors, reference, piece):
     _, _, snap = run(tensors, keep_at=1)
     node = snap

@@ -1,6 +1,7 @@
 """Seeds on demand through the real CLI and store: the rounds, the report, a rerun that trains
 nothing, resuming after a kill inside a round and between rounds, and a variant whose run fails
 on one seed."""
+
 from __future__ import annotations
 
 import io
@@ -16,8 +17,23 @@ from tests.conftest import fresh_store, harness, write_npz
 # which only the sign-flip route may decide and 6 pairs at Holm's levels cannot (issue 20: it used to
 # be "equivalent" at round 1 from t = inf); weight decay 0.3 leaves the network at chance (worse,
 # once enough seeds show it); batchnorm stays unclear for 6 seeds.
-ARGS = ["run", "--variants", "baseline,dropout,batchnorm,weight_decay", "--seeds", "auto", "--max-seeds", "6", "--epochs", "3",
-        "--set", "params.dropout.p=0", "--set", "params.weight_decay.weight_decay=0.3", "--set", "train.threads=1"]
+ARGS = [
+    "run",
+    "--variants",
+    "baseline,dropout,batchnorm,weight_decay",
+    "--seeds",
+    "auto",
+    "--max-seeds",
+    "6",
+    "--epochs",
+    "3",
+    "--set",
+    "params.dropout.p=0",
+    "--set",
+    "params.weight_decay.weight_decay=0.3",
+    "--set",
+    "train.threads=1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,29 +51,41 @@ def reference(tmp_path_factory, data):
 
 
 def finished(work) -> dict[tuple[str, int], float]:
-    return {(r.data.tags["harness.variant"], int(r.data.tags["harness.seed"])): r.data.metrics["test_acc"]
-            for r in faultkit.seed_runs(work) if r.info.status == "FINISHED"}
+    return {
+        (r.data.tags["harness.variant"], int(r.data.tags["harness.seed"])): r.data.metrics["test_acc"]
+        for r in faultkit.seed_runs(work)
+        if r.info.status == "FINISHED"
+    }
 
 
 def decisions(work) -> str:
     """The report's table of seeds and verdicts."""
     text = (work / "reports" / "default" / "report.md").read_text()
-    return text[text.index("## Seeds on demand"):text.index("Rounds:")]
+    return text[text.index("## Seeds on demand") : text.index("Rounds:")]
 
 
 @pytest.mark.slow
 def test_clear_comparisons_stop_and_unclear_ones_go_on_to_the_budget(reference):
     work, proc = reference
     rounds = [line for line in proc.stdout.splitlines() if line.startswith("round ")]
-    assert rounds[0].startswith("round 1 (seeds 2021–2023): dropout open (Δ +0.00 (−∞, +∞) (repeated 98.3% CI)); "), rounds
+    assert rounds[0].startswith("round 1 (seeds 2021–2023): dropout open (Δ +0.00 (−∞, +∞) (repeated 98.3% CI)); "), (
+        rounds
+    )
     assert "inf ≥" not in proc.stdout
-    assert rounds[-1].startswith("round 4 (seeds 2021–2026): ") and "batchnorm inconclusive (budget of 6 seeds spent)" in rounds[-1]
+    assert (
+        rounds[-1].startswith("round 4 (seeds 2021–2026): ")
+        and "batchnorm inconclusive (budget of 6 seeds spent)" in rounds[-1]
+    )
     assert "dropout inconclusive (budget of 6 seeds spent)" in rounds[-1]
     worse = next(line for line in rounds if "weight_decay worse" in line)
-    assert "weight_decay worse (|t| " in worse and " ≥ boundary " in worse  # the sequential statistic, not a fixed-sample p
+    assert (
+        "weight_decay worse (|t| " in worse and " ≥ boundary " in worse
+    )  # the sequential statistic, not a fixed-sample p
     runs = finished(work)
     seeds = {v: sorted(s for (u, s) in runs if u == v) for v in ("baseline", "dropout", "batchnorm", "weight_decay")}
-    assert seeds["dropout"] == seeds["baseline"] == seeds["batchnorm"] == seeds["weight_decay"] == list(range(2021, 2027))
+    assert (
+        seeds["dropout"] == seeds["baseline"] == seeds["batchnorm"] == seeds["weight_decay"] == list(range(2021, 2027))
+    )
     assert worse == rounds[-1]  # weight decay's harm is shown at the last look, by its t statistic
     table = decisions(work)
     assert "| dropout | 6 | 4 | **inconclusive** | +0.00 (6) | (−∞, +∞) (repeated " in table
@@ -65,10 +93,15 @@ def test_clear_comparisons_stop_and_unclear_ones_go_on_to_the_budget(reference):
     used = len(runs)
     assert f"{used} runs trained (the baseline included) where a fixed 6 seeds would train 24" in table
     report = (work / "reports" / "default" / "report.md").read_text()
-    assert "![interval narrowing](sequential_intervals.png)" in report and (work / "reports" / "default" / "sequential_intervals.png").stat().st_size
+    assert (
+        "![interval narrowing](sequential_intervals.png)" in report
+        and (work / "reports" / "default" / "sequential_intervals.png").stat().st_size
+    )
     assert "Maurer, W. & Bretz, F. (2013)" in report
     assert "- `dropout`: **inconclusive**, decided by the seeds-on-demand rule (budget of 6 seeds spent)" in report
-    assert re.search(r"\| weight_decay \|[^\n]*\*\*worse\*\* \|", report.split("## Seeds on demand")[0])  # the statistics table carries the rule's verdict
+    assert re.search(
+        r"\| weight_decay \|[^\n]*\*\*worse\*\* \|", report.split("## Seeds on demand")[0]
+    )  # the statistics table carries the rule's verdict
 
 
 @pytest.mark.slow
@@ -91,7 +124,9 @@ def test_a_killed_design_resumes_where_it_was(tmp_path, data, reference, fault, 
     proc = harness(*ARGS, cwd=tmp_path, data=data, env={"HARNESS_FAULT": fault})
     assert proc.returncode == code, proc.stderr
     if fault.startswith("round:2"):
-        assert len(finished(tmp_path)) == 12 and "round 1 (seeds 2021–2023)" in proc.stdout  # round 1 complete, nothing of round 2
+        assert (
+            len(finished(tmp_path)) == 12 and "round 1 (seeds 2021–2023)" in proc.stdout
+        )  # round 1 complete, nothing of round 2
     proc = harness(*ARGS, cwd=tmp_path, data=data)
     assert proc.returncode == 0, proc.stderr
     assert finished(tmp_path) == finished(reference[0])
@@ -111,10 +146,21 @@ def test_a_variant_failing_on_one_seed_goes_on_with_the_pairs_it_has(tmp_path, m
     folder = write_npz(tmp_path / "data", **{})
     fresh_store(tmp_path)
     monkeypatch.chdir(tmp_path)
-    cfg = experiment_file.load_experiment(None, [f"data.dir='{folder}'", "train.epochs=1", "train.threads=1", "seeds='auto'", "max_seeds=4",
-                                                 "variants=['baseline', 'batchnorm']"])
+    cfg = experiment_file.load_experiment(
+        None,
+        [
+            f"data.dir='{folder}'",
+            "train.epochs=1",
+            "train.threads=1",
+            "seeds='auto'",
+            "max_seeds=4",
+            "variants=['baseline', 'batchnorm']",
+        ],
+    )
     uri, device = preflight.check(cfg)
-    loaded = data_mod.load_split(data_mod.read_source(datasets.get("cifar10"), folder), cfg.data.split, cfg.data.train_ratio, 0, device)
+    loaded = data_mod.load_split(
+        data_mod.read_source(datasets.get("cifar10"), folder), cfg.data.split, cfg.data.train_ratio, 0, device
+    )
     from harness.running import units
 
     fit = units._fit
@@ -132,7 +178,12 @@ def test_a_variant_failing_on_one_seed_goes_on_with_the_pairs_it_has(tmp_path, m
     assert "FAILED batchnorm seed 2022: RuntimeError: out of memory (injected)" in out.getvalue()
     rounds = [line for line in out.getvalue().splitlines() if line.startswith("round ")]
     assert rounds and rounds[0].startswith("round 1 (seeds 2021–2023): ")
-    assert len(rounds) == 2 or "batchnorm better" in rounds[0] or "batchnorm worse" in rounds[0] or "equivalent" in rounds[0]
+    assert (
+        len(rounds) == 2
+        or "batchnorm better" in rounds[0]
+        or "batchnorm worse" in rounds[0]
+        or "equivalent" in rounds[0]
+    )
     tags = {"harness.sequential": experiment_tags.sequential_tag(cfg)}
     replayed = sequential_section.replay(tags, readback.read_runs(uri, cfg.name), cfg.analysis)
     looks = replayed[1].tracks["batchnorm"].looks

@@ -1,5 +1,6 @@
 """Seeds on demand (harness/analysis/sequential.py): the error rates of the stopping rule by simulation,
 the rounds it asks for, and how decided, failed and budget-limited variants come out."""
+
 from __future__ import annotations
 
 import math
@@ -20,7 +21,9 @@ def simulate(rng, studies: int, variants: int, effect: float, plan: Sequential, 
     seeds = tuple(range(plan.max_seeds))
     out = []
     for _ in range(studies):
-        diffs = {f"v{i}": dict(zip(seeds, map(float, rng.standard_normal(plan.max_seeds) + effect))) for i in range(variants)}
+        diffs = {
+            f"v{i}": dict(zip(seeds, map(float, rng.standard_normal(plan.max_seeds) + effect))) for i in range(variants)
+        }
         tried = {(v, s) for v in ["b", *diffs] for s in seeds}
         out.append(sq.walk(diffs, tried, "b", list(diffs), seeds, plan, stats.Analysis(margin=margin, alpha=ALPHA)))
     return out
@@ -31,8 +34,10 @@ def test_no_true_effect_gives_false_verdicts_at_most_alpha(variants, studies):
     walks = simulate(np.random.default_rng(1), studies, variants, 0.0, Sequential(3, 12))
     false = sum(any(t.verdict in ("better", "worse") for t in w.tracks.values()) for w in walks) / studies
     error = math.sqrt(ALPHA * (1 - ALPHA) / studies)
-    print(f"\n{variants} variant(s), {studies} studies with no effect: false better/worse in {false:.4f} (α = {ALPHA}, "
-          f"simulation error ±{error:.4f})")
+    print(
+        f"\n{variants} variant(s), {studies} studies with no effect: false better/worse in {false:.4f} (α = {ALPHA}, "
+        f"simulation error ±{error:.4f})"
+    )
     assert false <= ALPHA + 2 * error
 
 
@@ -43,8 +48,10 @@ def test_a_true_effect_of_one_sd_needs_fewer_seeds_than_a_fixed_design_of_the_sa
     power = sum(t.verdict == "better" for t in tracks) / len(tracks)
     average = float(np.mean([t.looks[-1].n for t in tracks]))
     fixed = sample_size.seeds_needed(1.0, 1.0, ALPHA, power)
-    print(f"\ntrue effect 1 sd: the sequential rule finds it in {power:.3f} of 2000 studies with {average:.2f} seeds on average; "
-          f"a fixed design needs {fixed} seeds for the same power")
+    print(
+        f"\ntrue effect 1 sd: the sequential rule finds it in {power:.3f} of 2000 studies with {average:.2f} seeds on average; "
+        f"a fixed design needs {fixed} seeds for the same power"
+    )
     assert power > 0.9 and average < fixed - 2
 
 
@@ -67,7 +74,9 @@ def test_the_boundaries_spend_alpha_on_an_independent_simulation_of_t_paths():
 
 def walk(diffs, tried, variants=None, plan=Sequential(3, 6), margin=0.5):
     variants = variants or list(diffs)
-    return sq.walk(diffs, tried, "baseline", variants, tuple(range(100, 100 + plan.max_seeds)), plan, stats.Analysis(margin=margin))
+    return sq.walk(
+        diffs, tried, "baseline", variants, tuple(range(100, 100 + plan.max_seeds)), plan, stats.Analysis(margin=margin)
+    )
 
 
 def all_tried(names, seeds):
@@ -85,8 +94,13 @@ def test_round_one_asks_for_min_seeds_of_every_variant_then_one_seed_of_the_open
     assert w.next == [("baseline", 103), ("b", 103)]  # the decided variant gets no more seeds
     assert w.rounds[0].still_open == ("b",) and w.rounds[0].decided == {"a": "better"}
     line = sq.describe(w.rounds[0], w.tracks)
-    assert line.startswith("round 1 (seeds 100–102): a better (|t| 36.4 ≥ boundary ") and "at round 1 (3 pairs)), stops; b open (Δ " in line
-    assert line.endswith("(repeated 95% CI))")  # b is at α once a has passed its level on; its interval says which level
+    assert (
+        line.startswith("round 1 (seeds 100–102): a better (|t| 36.4 ≥ boundary ")
+        and "at round 1 (3 pairs)), stops; b open (Δ " in line
+    )
+    assert line.endswith(
+        "(repeated 95% CI))"
+    )  # b is at α once a has passed its level on; its interval says which level
 
 
 def test_the_budget_ends_the_design_with_the_open_ones_inconclusive():
@@ -118,12 +132,17 @@ def test_seeds_without_spread_are_not_decided_at_once_by_an_infinite_t():
     """Issue 20, item 1: equal seeds used to be equivalent, and a steady +1 better, at round 1 (t = ±inf). A look
     without spread has no t statistic; the exact sign-flip route decides it, which 3 pairs cannot (p ≥ 0.25)."""
     three = (100, 101, 102)
-    w = walk({"same": dict.fromkeys(three, 0.0), "shift": dict.fromkeys(three, 2.0)}, all_tried(["same", "shift"], three))
+    w = walk(
+        {"same": dict.fromkeys(three, 0.0), "shift": dict.fromkeys(three, 2.0)}, all_tried(["same", "shift"], three)
+    )
     assert w.tracks["same"].verdict == sq.OPEN and w.tracks["shift"].verdict == sq.OPEN
     assert all(math.isnan(t.looks[0].t) for t in w.tracks.values())
     seeds = range(100, 112)
-    w = walk({"same": dict.fromkeys(seeds, 0.0), "shift": dict.fromkeys(seeds, 2.0)}, all_tried(["same", "shift"], seeds),
-             plan=Sequential(3, 12))
+    w = walk(
+        {"same": dict.fromkeys(seeds, 0.0), "shift": dict.fromkeys(seeds, 2.0)},
+        all_tried(["same", "shift"], seeds),
+        plan=Sequential(3, 12),
+    )
     same, shift = w.tracks["same"], w.tracks["shift"]
     assert same.verdict == "equivalent" and shift.verdict == "better" and min(same.decided_in, shift.decided_in) > 1
     assert same.by.startswith("sign-flip TOST p ") and "no spread between seeds" in same.by
@@ -133,10 +152,21 @@ def test_seeds_without_spread_are_not_decided_at_once_by_an_infinite_t():
 def test_a_decided_variant_passes_its_level_on_holm():
     """c alone, at α/2, is not decided at the last round; after a is decided it is tested at α."""
     a = {s: 10.0 + 0.1 * (s % 3) for s in range(100, 106)}
-    c = {100: 1.2, 101: 2.1, 102: 0.0, 103: 1.9, 104: 0.4, 105: 1.4}  # t 3.46 at 6 pairs: boundary 3.56 at α/2, 2.97 at α
+    c = {
+        100: 1.2,
+        101: 2.1,
+        102: 0.0,
+        103: 1.9,
+        104: 0.4,
+        105: 1.4,
+    }  # t 3.46 at 6 pairs: boundary 3.56 at α/2, 2.97 at α
     plan = Sequential(3, 6)
-    alone = sq.walk({"c": c, "z": {}}, all_tried(["c", "z"], range(100, 106)), "baseline", ["c", "z"], tuple(range(100, 106)), plan)
-    helped = sq.walk({"a": a, "c": c}, all_tried(["a", "c"], range(100, 106)), "baseline", ["a", "c"], tuple(range(100, 106)), plan)
+    alone = sq.walk(
+        {"c": c, "z": {}}, all_tried(["c", "z"], range(100, 106)), "baseline", ["c", "z"], tuple(range(100, 106)), plan
+    )
+    helped = sq.walk(
+        {"a": a, "c": c}, all_tried(["a", "c"], range(100, 106)), "baseline", ["a", "c"], tuple(range(100, 106)), plan
+    )
     assert alone.tracks["c"].verdict == sq.INCONCLUSIVE
     assert helped.tracks["a"].decided_in == 1 and helped.tracks["c"].verdict == "better"
 
@@ -146,5 +176,7 @@ def test_the_walk_is_a_pure_function_of_what_was_tried():
     diffs = {v: {s: float(x) for s, x in zip(range(100, 106), rng.normal(0.5, 1, 6))} for v in ("a", "b")}
     tried = all_tried(["a", "b"], range(100, 106))
     first, second = walk(diffs, tried), walk(diffs, tried)
-    assert [(t.verdict, t.decided_in, t.looks) for t in first.tracks.values()] == [(t.verdict, t.decided_in, t.looks) for t in second.tracks.values()]
+    assert [(t.verdict, t.decided_in, t.looks) for t in first.tracks.values()] == [
+        (t.verdict, t.decided_in, t.looks) for t in second.tracks.values()
+    ]
     assert sq.boundaries((3, 4), (0.5, 1.0), 0.05, True) == sq.boundaries.__wrapped__((3, 4), (0.5, 1.0), 0.05, True)

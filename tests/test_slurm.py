@@ -3,6 +3,7 @@ slurmctld and slurmd with a slurm.conf it writes): array tasks, the same results
 executor, a preempted task that requeues itself and resumes, one requeued by Slurm without warning
 that resumes too, a cancelled one named with its log,
 and --detach with the report written by a last job."""
+
 from __future__ import annotations
 
 import os
@@ -42,24 +43,50 @@ def test_an_array_trains_every_pair_as_the_local_executor_does(slurm, tmp_path):
     args = ["run", "--variants", "baseline,dropout", "--seeds", "2", "--epochs", "1", *TINY]
     (tmp_path / "local").mkdir()
     (tmp_path / "slurm").mkdir()
-    local = harness(*args, "--set", "train.threads=1", cwd=tmp_path / "local", data=data)  # the tasks' one thread: the same float sums
+    local = harness(
+        *args, "--set", "train.threads=1", cwd=tmp_path / "local", data=data
+    )  # the tasks' one thread: the same float sums
     assert local.returncode == 0, local.stderr[-3000:]
-    on_slurm = harness(*args, "--executor", "slurm", "--cpus-per-run", "1", "--time", "10", cwd=tmp_path / "slurm", data=data, env=slurm)
+    on_slurm = harness(
+        *args,
+        "--executor",
+        "slurm",
+        "--cpus-per-run",
+        "1",
+        "--time",
+        "10",
+        cwd=tmp_path / "slurm",
+        data=data,
+        env=slurm,
+    )
     assert on_slurm.returncode == 0, on_slurm.stderr[-3000:] + on_slurm.stdout[-3000:]
     assert "submitted 4 run(s) as Slurm job array" in on_slurm.stdout and "4 of 4 runs finished" in on_slurm.stdout
     assert on_slurm.stdout.count("running as Slurm task") == 4
     logs = [p.read_text() for p in (tmp_path / "slurm" / "checkpoints" / "default" / "slurm").rglob("*_log.out")]
-    assert len(logs) == 4 and all("1 thread(s))" in log for log in logs)  # each task trains on its --cpus-per-run, not the node's cores
+    assert len(logs) == 4 and all(
+        "1 thread(s))" in log for log in logs
+    )  # each task trains on its --cpus-per-run, not the node's cores
 
     def by_key(folder):
-        return {r.data.tags["harness.run_key"]: (r.data.tags["harness.variant"], r.data.metrics["test_acc"], r.data.metrics["best_val_acc"])
-                for r in _seed_runs(f"sqlite:///{folder / 'mlflow.db'}")}
+        return {
+            r.data.tags["harness.run_key"]: (
+                r.data.tags["harness.variant"],
+                r.data.metrics["test_acc"],
+                r.data.metrics["best_val_acc"],
+            )
+            for r in _seed_runs(f"sqlite:///{folder / 'mlflow.db'}")
+        }
 
     assert by_key(tmp_path / "slurm") == by_key(tmp_path / "local")  # the same keys, the same numbers on a CPU
-    exports = [harness("export", "--experiment", "default", "--format", "csv", cwd=tmp_path / where).stdout for where in ("local", "slurm")]
+    exports = [
+        harness("export", "--experiment", "default", "--format", "csv", cwd=tmp_path / where).stdout
+        for where in ("local", "slurm")
+    ]
     assert exports[0] == exports[1] and "dropout" in exports[0]  # the report's comparison table, number for number
 
-    again = harness(*args, "--executor", "slurm", cwd=tmp_path / "slurm", data=data, env=slurm)  # finished pairs are skipped, nothing submitted
+    again = harness(
+        *args, "--executor", "slurm", cwd=tmp_path / "slurm", data=data, env=slurm
+    )  # finished pairs are skipped, nothing submitted
     assert again.returncode == 0 and "every pair has finished; nothing to submit" in again.stdout, again.stdout[-2000:]
     assert len(_seed_runs(f"sqlite:///{tmp_path / 'slurm' / 'mlflow.db'}")) == 4
 
@@ -69,9 +96,34 @@ def _start(tmp_path, slurm, epochs: int = 60) -> tuple[subprocess.Popen, str]:
     data = write_npz(tmp_path / "data")
     env = {**slurm, "PYTHONPATH": str(ROOT), "HARNESS_DATA_DIR": str(data)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--variants", "baseline", "--seeds", "1", "--epochs", str(epochs), *TINY,
-                             "--executor", "slurm"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_for(lambda: list((tmp_path / "checkpoints" / "default").glob("*.pt")), "the task's first checkpoint", seconds=120, every=0.2)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            "--variants",
+            "baseline",
+            "--seeds",
+            "1",
+            "--epochs",
+            str(epochs),
+            *TINY,
+            "--executor",
+            "slurm",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for(
+        lambda: list((tmp_path / "checkpoints" / "default").glob("*.pt")),
+        "the task's first checkpoint",
+        seconds=120,
+        every=0.2,
+    )
     job = wait_for(lambda: _queue(slurm)[0] if _queue(slurm) else None, "the task in the queue")
     assert os.path.isdir(tmp_path / "checkpoints" / "default" / "slurm")
     return proc, job
@@ -91,8 +143,12 @@ def _requeue_and_resume(tmp_path, slurm, requeue: list[str]) -> tuple[str, str]:
     assert "was requeued; it resumes from its checkpoint" in out and "1 of 1 runs finished" in out, out[-3000:]
     runs = _seed_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert [r.info.status for r in runs] == ["FINISHED"]  # one run per key, resumed in place, nothing left RUNNING
-    history = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(runs[0].info.run_id, "val_acc")
-    assert sorted(m.step for m in history) == list(range(1, 61))  # every epoch logged once: the second attempt resumed, not restarted
+    history = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(
+        runs[0].info.run_id, "val_acc"
+    )
+    assert sorted(m.step for m in history) == list(
+        range(1, 61)
+    )  # every epoch logged once: the second attempt resumed, not restarted
     log = next((tmp_path / "checkpoints" / "default" / "slurm").rglob("*_log.out")).read_text()
     assert "resume baseline seed 2021 after epoch" in log, log[-3000:]
     return out, log
@@ -113,9 +169,24 @@ def test_a_task_requeued_without_warning_resumes_from_its_last_checkpoint(slurm,
 
 
 def test_a_cancelled_task_fails_named_with_its_log_and_leaves_nothing_running(slurm, tmp_path):
-    proc, job = _start(tmp_path, slurm, epochs=20000)  # minutes of tiny epochs: far longer than the test needs to cancel it
-    twice = harness("run", "--variants", "baseline", "--seeds", "1", "--epochs", "20000", *TINY, "--executor", "slurm", cwd=tmp_path,
-                    data=tmp_path / "data", env=slurm)  # while its task runs, the same command would train the pair twice
+    proc, job = _start(
+        tmp_path, slurm, epochs=20000
+    )  # minutes of tiny epochs: far longer than the test needs to cancel it
+    twice = harness(
+        "run",
+        "--variants",
+        "baseline",
+        "--seeds",
+        "1",
+        "--epochs",
+        "20000",
+        *TINY,
+        "--executor",
+        "slurm",
+        cwd=tmp_path,
+        data=tmp_path / "data",
+        env=slurm,
+    )  # while its task runs, the same command would train the pair twice
     assert twice.returncode == 2 and "still has 1 Slurm task(s) queued or running" in twice.stderr, twice.stderr[-2000:]
     subprocess.run(["scancel", job], env=slurm, check=True)
     out, _ = proc.communicate(timeout=120)
@@ -127,8 +198,22 @@ def test_a_cancelled_task_fails_named_with_its_log_and_leaves_nothing_running(sl
 def test_detach_returns_at_once_and_a_last_job_writes_the_report(slurm, tmp_path):
     data = write_npz(tmp_path / "data")
     start = time.time()
-    proc = harness("run", "--variants", "baseline", "--seeds", "2", "--epochs", "1", *TINY, "--executor", "slurm", "--detach",
-                   cwd=tmp_path, data=data, env=slurm)
+    proc = harness(
+        "run",
+        "--variants",
+        "baseline",
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        *TINY,
+        "--executor",
+        "slurm",
+        "--detach",
+        cwd=tmp_path,
+        data=data,
+        env=slurm,
+    )
     assert proc.returncode == 0 and "detached:" in proc.stdout, proc.stderr[-3000:]
     assert not (tmp_path / "reports" / "default" / "report.md").exists()
     wait_for(lambda: (tmp_path / "reports" / "default" / "report.md").exists(), "the report job's report", seconds=180)

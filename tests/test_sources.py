@@ -4,6 +4,7 @@ nothing changes: the same run keys and configuration hashes as before the source
 values below were computed by the code before them), and the engine's tutorial equality
 (tests/test_engine.py) still holds. A pinned source draws the same in every run, the others go on
 varying with the run's seed, and a pinned run resumes bit for bit from its checkpoint."""
+
 from __future__ import annotations
 
 import pytest
@@ -43,8 +44,19 @@ def _train(d, seed, sources=Sources(), name="baseline", epochs=2, seen=None, on_
         return xb
 
     pieces = engine.Pieces(transform=transform)
-    model, result = engine.train(build, d.x_train, d.y_train, d.x_val, d.y_val, settings, seed, runtime=runtime, pieces=pieces,
-                                 sources=sources, on_progress=on_progress)
+    model, result = engine.train(
+        build,
+        d.x_train,
+        d.y_train,
+        d.x_val,
+        d.y_val,
+        settings,
+        seed,
+        runtime=runtime,
+        pieces=pieces,
+        sources=sources,
+        on_progress=on_progress,
+    )
     return model, result, seen
 
 
@@ -60,17 +72,41 @@ def test_default_keys_and_hashes_are_those_of_before_the_sources(monkeypatch):
     monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
     default = load_experiment("default", seeds=(1, 2))
     tutorial = load_experiment("tutorial")
-    assert config.resolve(default, "baseline", 1).key("d", "s") == "98b8dedeef710a03-1" and config.config_hash(default) == "2f5d7109cb67"
-    assert config.resolve(tutorial, "baseline", 2021).key("d", "s") == "4f581084f3102179-2021" and config.config_hash(tutorial) == "284a31477e57"
+    assert (
+        config.resolve(default, "baseline", 1).key("d", "s") == "98b8dedeef710a03-1"
+        and config.config_hash(default) == "2f5d7109cb67"
+    )
+    assert (
+        config.resolve(tutorial, "baseline", 2021).key("d", "s") == "4f581084f3102179-2021"
+        and config.config_hash(tutorial) == "284a31477e57"
+    )
     assert default.sources == Sources() and "seeds.init" not in config.resolve(default, "baseline", 1).flat()
 
 
 def test_the_default_sources_train_what_the_engine_trained_without_them(tensors):
     torch.set_num_threads(1)
     settings, runtime = split_settings(epochs=2, batch_size=64)
-    plain = engine.train(variants.get("dropout").build, tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, settings, 3, runtime=runtime)
-    explicit = engine.train(variants.get("dropout").build, tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, settings, 3,
-                            runtime=runtime, sources=Sources())
+    plain = engine.train(
+        variants.get("dropout").build,
+        tensors.x_train,
+        tensors.y_train,
+        tensors.x_val,
+        tensors.y_val,
+        settings,
+        3,
+        runtime=runtime,
+    )
+    explicit = engine.train(
+        variants.get("dropout").build,
+        tensors.x_train,
+        tensors.y_train,
+        tensors.x_val,
+        tensors.y_val,
+        settings,
+        3,
+        runtime=runtime,
+        sources=Sources(),
+    )
     assert _equal(_weights(plain[0]), _weights(explicit[0]))
 
 
@@ -102,9 +138,19 @@ def test_a_pinned_run_resumes_bit_for_bit(tensors):
     on_progress, kept = snapshot_keeper(1)
     _train(tensors, 1, pinned, "dropout", epochs=1, on_progress=on_progress)
     settings, runtime = split_settings(epochs=3, batch_size=64)
-    resumed, _ = engine.train(variants.get("dropout").build, tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, settings, 1,
-                              resume=kept["snap"], runtime=runtime, sources=pinned,
-                              pieces=engine.Pieces(transform=lambda xb, g: (torch.rand(1, generator=g), xb)[1]))
+    resumed, _ = engine.train(
+        variants.get("dropout").build,
+        tensors.x_train,
+        tensors.y_train,
+        tensors.x_val,
+        tensors.y_val,
+        settings,
+        1,
+        resume=kept["snap"],
+        runtime=runtime,
+        sources=pinned,
+        pieces=engine.Pieces(transform=lambda xb, g: (torch.rand(1, generator=g), xb)[1]),
+    )
     assert {"order", "data", "torch"} <= set(kept["snap"]["rng"])  # every source's generator state is in the checkpoint
     assert _equal(_weights(whole), _weights(resumed))
 
@@ -114,8 +160,12 @@ def test_the_seeds_table_in_a_file_and_through_set(tmp_path, monkeypatch):
     cfg = load_experiment("default", sets=["seeds.order=5", "seeds.init=7"], seeds=(1, 2))
     assert cfg.seeds == (1, 2) and cfg.sources == Sources(init=7, order=5)
     spec = config.resolve(cfg, "baseline", 1)
-    assert spec.flat()["seeds.order"] == 5 and spec.key("d", "s") != config.resolve(load_experiment("default", seeds=(1, 2)), "baseline", 1).key("d", "s")
-    again = config.from_table(tomllib.loads(config.to_toml(cfg)))  # the configuration artifact rebuilds the same sources
+    assert spec.flat()["seeds.order"] == 5 and spec.key("d", "s") != config.resolve(
+        load_experiment("default", seeds=(1, 2)), "baseline", 1
+    ).key("d", "s")
+    again = config.from_table(
+        tomllib.loads(config.to_toml(cfg))
+    )  # the configuration artifact rebuilds the same sources
     assert again.sources == cfg.sources and again.seeds == cfg.seeds
     path = tmp_path / "e.toml"
     path.write_text('[seeds]\nruns = 3\ndropout = 0\nsplit = "run"\n')
@@ -123,12 +173,18 @@ def test_the_seeds_table_in_a_file_and_through_set(tmp_path, monkeypatch):
     assert cfg.seeds == (2021, 2022, 2023) and cfg.sources == Sources(dropout=0) and cfg.data.split_seed == "per_seed"
 
 
-@pytest.mark.parametrize("assignment, message", [
-    ("seeds.bogus=1", "seeds.bogus: unknown setting; allowed: runs, init, order, dropout, augment, split"),
-    ("seeds.order=-1", "seeds.order: -1 is not allowed; expected \"run\" (follow each run's seed) or a seed from 0 to 2**32-1"),
-    ("seeds.init=true", "seeds.init: True is not allowed"),
-    ("seeds.init='x'", "seeds.init: 'x' is not allowed"),
-])
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        ("seeds.bogus=1", "seeds.bogus: unknown setting; allowed: runs, init, order, dropout, augment, split"),
+        (
+            "seeds.order=-1",
+            'seeds.order: -1 is not allowed; expected "run" (follow each run\'s seed) or a seed from 0 to 2**32-1',
+        ),
+        ("seeds.init=true", "seeds.init: True is not allowed"),
+        ("seeds.init='x'", "seeds.init: 'x' is not allowed"),
+    ],
+)
 def test_bad_sources_are_one_line(assignment, message, monkeypatch):
     monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
     with pytest.raises(UsageError) as e:

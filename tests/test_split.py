@@ -1,4 +1,5 @@
 """The hold-out split: disjoint, complete, stable, and the tutorial's indices for `prefix`."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,7 +38,10 @@ def test_fingerprint_is_stable_and_depends_on_split_seed_only():
     c = loading.make_split(LABELS, "stratified", 0.8, 1)
     assert a.fingerprint == b.fingerprint and np.array_equal(a.train, b.train)
     assert a.fingerprint != c.fingerprint
-    assert loading.make_split(LABELS, "prefix", 0.8, 0).fingerprint == loading.make_split(LABELS, "prefix", 0.8, 5).fingerprint
+    assert (
+        loading.make_split(LABELS, "prefix", 0.8, 0).fingerprint
+        == loading.make_split(LABELS, "prefix", 0.8, 5).fingerprint
+    )
     # the fingerprint is a hash of the index arrays, so a known split has a known value
     assert a.fingerprint == loading.fingerprint(a.train, a.val)
     assert len(a.fingerprint) == 16

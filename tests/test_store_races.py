@@ -1,6 +1,7 @@
 """Runners that write the same MLflow row at the same moment: MLflow's SQL store reads, then
 inserts, so the second insert meets a UNIQUE constraint; the harness retries it (the store rolls
 the transaction back whole) and the write lands once."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -29,7 +30,9 @@ def test_simultaneous_experiment_tag_writes_all_succeed(tmp_path):
     fresh_store(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
-    names = [f"race{r}" for r in range(ROUNDS)]  # a new experiment each round: every writer races to insert the first row
+    names = [
+        f"race{r}" for r in range(ROUNDS)
+    ]  # a new experiment each round: every writer races to insert the first row
     for name in names:
         client.create_experiment(name)
     ctx = multiprocessing.get_context("spawn")

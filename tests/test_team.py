@@ -1,6 +1,7 @@
 """A team's shared services on a real PostgreSQL server (tests/services.py starts one): an MLflow
 tracking server on it, with artifacts in a shared folder, and an Optuna study that two `tune`
 commands work on at once while one of their workers is killed."""
+
 from __future__ import annotations
 
 import os
@@ -27,7 +28,11 @@ def postgres():
 
 
 def _env(data) -> dict:
-    return {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(ROOT), "HARNESS_DATA_DIR": str(data)}
+    return {
+        **{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+        "PYTHONPATH": str(ROOT),
+        "HARNESS_DATA_DIR": str(data),
+    }
 
 
 def _trial_run_exists(work, number: int) -> bool:
@@ -36,8 +41,12 @@ def _trial_run_exists(work, number: int) -> bool:
     try:
         client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
         exp = client.get_experiment_by_name("default")
-        return exp is not None and bool(client.search_runs(
-            [exp.experiment_id], filter_string=f"tags.`harness.role` = 'trial' and tags.`harness.trial` = '{number}'"))
+        return exp is not None and bool(
+            client.search_runs(
+                [exp.experiment_id],
+                filter_string=f"tags.`harness.role` = 'trial' and tags.`harness.trial` = '{number}'",
+            )
+        )
     except Exception:  # noqa: BLE001 - the store is being created by the tune commands: not yet
         return False
 
@@ -45,21 +54,48 @@ def _trial_run_exists(work, number: int) -> bool:
 def test_two_tunes_on_one_postgresql_study_end_at_its_exact_total_after_a_worker_is_killed(postgres, tmp_path):
     url = postgres("optuna")
     data = write_npz(tmp_path / "data")
-    cmd = [sys.executable, "-m", "harness", "tune", "--variant", "dropout", "--trials", "6", "--epochs", "12", "--pruner", "none",
-           "--workers", "2", "--storage", url, "--set", "train.batch_size=64", "--set", "train.threads=1"]
-    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=_env(data), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "harness",
+        "tune",
+        "--variant",
+        "dropout",
+        "--trials",
+        "6",
+        "--epochs",
+        "12",
+        "--pruner",
+        "none",
+        "--workers",
+        "2",
+        "--storage",
+        url,
+        "--set",
+        "train.batch_size=64",
+        "--set",
+        "train.threads=1",
+    ]
+    procs = [
+        subprocess.Popen(cmd, cwd=tmp_path, env=_env(data), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
 
     def running_trial():
         try:
             study = optuna.load_study(study_name="default-dropout", storage=storage_mod.open_storage(url))
         except KeyError:  # not created yet
             return None
-        live = [t for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)) if "harness.worker" in t.user_attrs]
+        live = [
+            t for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)) if "harness.worker" in t.user_attrs
+        ]
         # its MLflow run created too: a worker killed between marking its trial and creating the run leaves no run to fail
         return next((t for t in live if _trial_run_exists(tmp_path, t.number)), None)
 
     victim = wait_for(running_trial, "a trial running in a worker", seconds=180, every=0.2)
-    os.kill(int(victim.user_attrs["harness.worker"].split(":")[1]), signal.SIGKILL)  # mid-trial, no chance to say goodbye
+    os.kill(
+        int(victim.user_attrs["harness.worker"].split(":")[1]), signal.SIGKILL
+    )  # mid-trial, no chance to say goodbye
     outs = [p.communicate(timeout=400)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[-2000:] for o in outs]
     assert any("stopped early" in o for o in outs), outs[0][-1500:] + outs[1][-1500:]
@@ -78,10 +114,30 @@ def test_an_mlflow_server_on_postgresql_gives_the_report_a_sqlite_store_gives(po
     url = postgres("mlflow")
     shared = tmp_path / "shared-artifacts"
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", url, "--artifacts-destination", str(shared),
-                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            url,
+            "--artifacts-destination",
+            str(shared),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
+
         def healthy() -> bool:
             try:
                 return urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200
@@ -90,17 +146,43 @@ def test_an_mlflow_server_on_postgresql_gives_the_report_a_sqlite_store_gives(po
 
         wait_for(healthy, "the MLflow server on PostgreSQL", seconds=180)
         data = write_npz(tmp_path / "data")
-        args = ["run", "--variants", "baseline,dropout", "--seeds", "2", "--epochs", "1", "--set", "train.batch_size=64"]
+        args = [
+            "run",
+            "--variants",
+            "baseline,dropout",
+            "--seeds",
+            "2",
+            "--epochs",
+            "1",
+            "--set",
+            "train.batch_size=64",
+        ]
         for where, uri in (("team", f"http://127.0.0.1:{port}"), ("alone", "")):
             (tmp_path / where).mkdir()
             proc = harness(*args, *(["--tracking-uri", uri] if uri else []), cwd=tmp_path / where, data=data)
             assert proc.returncode == 0, proc.stderr[-3000:]
         for table in ("comparison", "statistics"):
-            team = harness("export", "--experiment", "default", "--format", "csv", "--table", table, "--tracking-uri", f"http://127.0.0.1:{port}",
-                           cwd=tmp_path / "team")
-            alone = harness("export", "--experiment", "default", "--format", "csv", "--table", table, cwd=tmp_path / "alone")
-            assert team.returncode == 0 and team.stdout == alone.stdout and "dropout" in team.stdout, team.stderr[-2000:]
-        report = harness("report", "--experiment", "default", "--tracking-uri", f"http://127.0.0.1:{port}", cwd=tmp_path / "team")
+            team = harness(
+                "export",
+                "--experiment",
+                "default",
+                "--format",
+                "csv",
+                "--table",
+                table,
+                "--tracking-uri",
+                f"http://127.0.0.1:{port}",
+                cwd=tmp_path / "team",
+            )
+            alone = harness(
+                "export", "--experiment", "default", "--format", "csv", "--table", table, cwd=tmp_path / "alone"
+            )
+            assert team.returncode == 0 and team.stdout == alone.stdout and "dropout" in team.stdout, team.stderr[
+                -2000:
+            ]
+        report = harness(
+            "report", "--experiment", "default", "--tracking-uri", f"http://127.0.0.1:{port}", cwd=tmp_path / "team"
+        )
         assert report.returncode == 0, report.stderr[-2000:]
         assert (tmp_path / "team" / "reports" / "default" / "report.md").read_text().count("| dropout") >= 1
         assert list(shared.rglob("MLmodel")), "the runs' models are in the shared artifact folder"

@@ -1,5 +1,6 @@
 """Optuna tuning on tiny synthetic data: search-space checks, pruning, a NaN trial, resume, two
 workers on one study, MLflow nesting, and the way back with `run --tuned`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,18 +19,21 @@ from harness.tuning import tuner
 from tests.conftest import fresh_store, harness
 
 
-@pytest.mark.parametrize("space,fragment", [
-    ("p = {low = 0.5, high = 0.1}", "low (0.5) must be below high (0.1)"),
-    ("lr = {low = 0.0, high = 0.1, log = true}", "log-uniform range needs low > 0"),
-    ("p = {low = 0.0, high = 1.0}", "search.dropout.p: 1.0 is outside what the setting allows"),
-    ("lr = {low = -1.0, high = 0.1}", "search.dropout.lr: -1.0 is outside"),
-    ("q = {low = 0.0, high = 0.5}", "params.dropout.q: unknown setting"),
-    ("p = {low = 0.0}", "needs both low and high"),
-    ("p = {low = 0.0, high = 0.5, step = 2}", "search.dropout.p.step: unknown key"),
-    ("p = {low = 'a', high = 0.5}", "search.dropout.p.low: expected float"),
-    ("p = {choices = []}", "choices must be a non-empty list"),
-    ("p = 0.3", "expected a table such as"),
-])
+@pytest.mark.parametrize(
+    "space,fragment",
+    [
+        ("p = {low = 0.5, high = 0.1}", "low (0.5) must be below high (0.1)"),
+        ("lr = {low = 0.0, high = 0.1, log = true}", "log-uniform range needs low > 0"),
+        ("p = {low = 0.0, high = 1.0}", "search.dropout.p: 1.0 is outside what the setting allows"),
+        ("lr = {low = -1.0, high = 0.1}", "search.dropout.lr: -1.0 is outside"),
+        ("q = {low = 0.0, high = 0.5}", "params.dropout.q: unknown setting"),
+        ("p = {low = 0.0}", "needs both low and high"),
+        ("p = {low = 0.0, high = 0.5, step = 2}", "search.dropout.p.step: unknown key"),
+        ("p = {low = 'a', high = 0.5}", "search.dropout.p.low: expected float"),
+        ("p = {choices = []}", "choices must be a non-empty list"),
+        ("p = 0.3", "expected a table such as"),
+    ],
+)
 def test_search_space_checks(tmp_path, space, fragment):
     path = tmp_path / "exp.toml"
     path.write_text(f"[search.dropout]\n{space}\n")
@@ -53,13 +57,26 @@ def test_default_experiment_declares_spaces():
 
 
 def _prepared(tmp_path, data_dir, epochs=3):
-    cfg = experiment_file.load_experiment(None, [f"data.dir='{data_dir}'", f"tracking_uri='sqlite:///{tmp_path}/mlflow.db'",
-                             f"checkpoint_dir='{tmp_path}/ck'", f"reports_dir='{tmp_path}/reports'",
-                             f"train.epochs={epochs}", "train.batch_size=32", "train.threads=1"])
+    cfg = experiment_file.load_experiment(
+        None,
+        [
+            f"data.dir='{data_dir}'",
+            f"tracking_uri='sqlite:///{tmp_path}/mlflow.db'",
+            f"checkpoint_dir='{tmp_path}/ck'",
+            f"reports_dir='{tmp_path}/reports'",
+            f"train.epochs={epochs}",
+            "train.batch_size=32",
+            "train.threads=1",
+        ],
+    )
     fresh_store(tmp_path)
     uri, device = preflight.check(cfg)
     source = loading.read_source(datasets.get("cifar10"), data_dir)
-    return Prepared(cfg, uri, loading.load_split(source, cfg.data.split, cfg.data.train_ratio, cfg.data.split_seed, device, with_test=False))
+    return Prepared(
+        cfg,
+        uri,
+        loading.load_split(source, cfg.data.split, cfg.data.train_ratio, cfg.data.split_seed, device, with_test=False),
+    )
 
 
 class Prepared(typing.NamedTuple):
@@ -100,7 +117,11 @@ def test_pruning_a_nan_trial_and_mlflow_nesting(tmp_path, data_dir):
     children = client.search_runs([exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
     assert len(children) == 6
     by_trial = {int(r.data.tags["harness.trial"]): r for r in children}
-    assert [by_trial[i].data.tags["harness.trial_state"] for i in range(6)] == ["COMPLETE"] * 3 + ["PRUNED", "COMPLETE", "FAIL"]
+    assert [by_trial[i].data.tags["harness.trial_state"] for i in range(6)] == ["COMPLETE"] * 3 + [
+        "PRUNED",
+        "COMPLETE",
+        "FAIL",
+    ]
     assert [by_trial[i].info.status for i in (0, 3, 5)] == ["FINISHED", "KILLED", "FAILED"]
     assert by_trial[0].data.params["searched.p"] == "0.0"
     assert [m.step for m in client.get_metric_history(by_trial[0].info.run_id, "val_acc")] == [1, 2, 3, 4]
@@ -117,7 +138,9 @@ def test_cli_tune_resume_workers_and_tuned_run(tmp_path, data_dir):
     second = harness("tune", *common, "--trials", "4", "--workers", "2", cwd=tmp_path, data=data_dir)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "2 trial(s) so far, 2 to run with 2 worker(s)" in second.stdout
-    study = optuna.load_study(study_name="default-dropout", storage=tuner.open_storage(str(tmp_path / "optuna" / "default.journal")))
+    study = optuna.load_study(
+        study_name="default-dropout", storage=tuner.open_storage(str(tmp_path / "optuna" / "default.journal"))
+    )
     assert sorted(t.number for t in study.trials) == list(range(4))  # none lost, none twice
     assert all(t.state.is_finished() for t in study.trials)
 
@@ -125,7 +148,9 @@ def test_cli_tune_resume_workers_and_tuned_run(tmp_path, data_dir):
     exp = client.get_experiment_by_name("default")
     parents = client.search_runs([exp.experiment_id], filter_string="tags.`harness.role` = 'study'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED" and parents[0].data.metrics["trials"] == 4
-    kids = client.search_runs([exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
+    kids = client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'"
+    )
     assert sorted(int(k.data.tags["harness.trial"]) for k in kids) == list(range(4))
 
     best = tomllib.loads((tmp_path / "reports" / "default" / "tuning" / "dropout.toml").read_text())
@@ -133,11 +158,25 @@ def test_cli_tune_resume_workers_and_tuned_run(tmp_path, data_dir):
     section = (tmp_path / "reports" / "default" / "tuning" / "dropout.md").read_text()
     assert "![dropout_history.png](tuning/dropout_history.png)" in section
 
-    back = harness("run", "--variants", "baseline,dropout", "--tuned", "--seeds", "2", "--epochs", "1",
-                   "--set", "train.batch_size=64", cwd=tmp_path, data=data_dir)
+    back = harness(
+        "run",
+        "--variants",
+        "baseline,dropout",
+        "--tuned",
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--set",
+        "train.batch_size=64",
+        cwd=tmp_path,
+        data=data_dir,
+    )
     assert back.returncode == 0, back.stderr[-2000:]
     assert "parameters from reports/default/tuning/dropout.toml" in back.stdout
-    runs = client.search_runs([exp.experiment_id], filter_string="tags.`harness.role` = 'seed' and tags.`harness.variant` = 'dropout'")
+    runs = client.search_runs(
+        [exp.experiment_id], filter_string="tags.`harness.role` = 'seed' and tags.`harness.variant` = 'dropout'"
+    )
     assert len(runs) == 2
     assert float(runs[0].data.params["model.dropout.p"]) == best["params"]["dropout"]["p"]
     assert float(runs[0].data.params["train.lr"]) == best["params"]["dropout"]["lr"]
@@ -145,13 +184,16 @@ def test_cli_tune_resume_workers_and_tuned_run(tmp_path, data_dir):
     assert "## Tuning" in report and "### Tuning `dropout`" in report and "| dropout | 2 |" in report
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["--variant", "dropuot"], "did you mean 'dropout'"),
-    (["--variant", "dropout", "--trials", "0"], "--trials: 0 is not allowed"),
-    (["--variant", "dropout", "--workers", "0"], "--workers: 0 is not allowed"),
-    (["--variant", "dropout", "--pruner", "asha"], "--pruner: 'asha' is not allowed"),
-    (["--variant", "dropout", "--timeout", "-5"], "--timeout"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--variant", "dropuot"], "did you mean 'dropout'"),
+        (["--variant", "dropout", "--trials", "0"], "--trials: 0 is not allowed"),
+        (["--variant", "dropout", "--workers", "0"], "--workers: 0 is not allowed"),
+        (["--variant", "dropout", "--pruner", "asha"], "--pruner: 'asha' is not allowed"),
+        (["--variant", "dropout", "--timeout", "-5"], "--timeout"),
+    ],
+)
 def test_bad_tune_requests(tmp_path, data_dir, args, fragment):
     proc = harness("tune", *args, cwd=tmp_path, data=data_dir)
     assert proc.returncode == 2 and fragment in proc.stderr and "Traceback" not in proc.stderr
@@ -172,7 +214,10 @@ def test_trials_of_a_dead_process_are_failed_on_the_next_start(tmp_path):
     fresh_store(tmp_path)
     tracker = store.Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "default", tmp_path / "checkpoints")
     parent = tuner.study_parent(tracker, req)
-    runs = {t.number: tracker.child_run(parent, "trial", f"dropout-trial{t.number}", {"harness.trial": str(t.number)}, {}) for t in (live, dead)}
+    runs = {
+        t.number: tracker.child_run(parent, "trial", f"dropout-trial{t.number}", {"harness.trial": str(t.number)}, {})
+        for t in (live, dead)
+    }
     assert tuner.fail_stale_trials(study) == [dead.number]
     tuner.fail_stale_trial_runs(tracker, parent, [dead.number])
     states = {t.number: t.state for t in study.get_trials()}
@@ -210,15 +255,47 @@ def test_sigterm_to_tune_stops_its_workers_and_marks_their_trials(tmp_path, data
     from tests.conftest import ROOT
 
     fresh_store(tmp_path)
-    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(ROOT), "HARNESS_DATA_DIR": str(data_dir)}
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "tune", "--variant", "dropout", "--trials", "6", "--workers", "2",
-                             "--epochs", "200", "--pruner", "none", "--set", "train.batch_size=64", "--set", "train.threads=1"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+        "PYTHONPATH": str(ROOT),
+        "HARNESS_DATA_DIR": str(data_dir),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "tune",
+            "--variant",
+            "dropout",
+            "--trials",
+            "6",
+            "--workers",
+            "2",
+            "--epochs",
+            "200",
+            "--pruner",
+            "none",
+            "--set",
+            "train.batch_size=64",
+            "--set",
+            "train.threads=1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     deadline = time.time() + 180
     while time.time() < deadline:  # both workers are in a trial
         exp = client.get_experiment_by_name("default")
-        running = client.search_runs([exp.experiment_id], "tags.`harness.role` = 'trial' and attributes.status = 'RUNNING'") if exp else []
+        running = (
+            client.search_runs([exp.experiment_id], "tags.`harness.role` = 'trial' and attributes.status = 'RUNNING'")
+            if exp
+            else []
+        )
         if len(running) >= 2:
             break
         time.sleep(0.5)
@@ -231,7 +308,9 @@ def test_sigterm_to_tune_stops_its_workers_and_marks_their_trials(tmp_path, data
     assert trials and all(r.info.status != "RUNNING" for r in trials)
     (parent,) = client.search_runs([exp.experiment_id], "tags.`harness.role` = 'study'")
     assert parent.info.status == "KILLED"
-    study = optuna.load_study(study_name="default-dropout", storage=tuner.open_storage(str(tmp_path / "optuna" / "default.journal")))
+    study = optuna.load_study(
+        study_name="default-dropout", storage=tuner.open_storage(str(tmp_path / "optuna" / "default.journal"))
+    )
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
     workers = subprocess.run(["pgrep", "-f", f"parent-run {parent.info.run_id}"], capture_output=True, text=True)
     assert workers.stdout.strip() == ""  # no worker outlives the command
@@ -247,11 +326,36 @@ def test_two_concurrent_tunes_of_one_study_stop_at_its_total(tmp_path, data_dir)
     from tests.conftest import ROOT
 
     fresh_store(tmp_path)
-    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(ROOT), "HARNESS_DATA_DIR": str(data_dir)}
-    cmd = [sys.executable, "-m", "harness", "tune", "--variant", "dropout", "--trials", "4", "--epochs", "2", "--pruner", "none",
-           "--set", "train.batch_size=64", "--set", "train.threads=1"]
-    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+        "PYTHONPATH": str(ROOT),
+        "HARNESS_DATA_DIR": str(data_dir),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "harness",
+        "tune",
+        "--variant",
+        "dropout",
+        "--trials",
+        "4",
+        "--epochs",
+        "2",
+        "--pruner",
+        "none",
+        "--set",
+        "train.batch_size=64",
+        "--set",
+        "train.threads=1",
+    ]
+    procs = [
+        subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
-    study = optuna.load_study(study_name="default-dropout", storage=tuner.open_storage(str(tmp_path / "optuna" / "default.journal")))
+    study = optuna.load_study(
+        study_name="default-dropout", storage=tuner.open_storage(str(tmp_path / "optuna" / "default.journal"))
+    )
     assert len(study.trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)

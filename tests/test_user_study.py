@@ -1,5 +1,6 @@
 """The user's own study: folder: and npz: datasets, exports for pandas and papers, and the Python
 API (harness.run / harness.load) with the CLI's own checks and messages, in a real notebook too."""
+
 from __future__ import annotations
 
 import io
@@ -51,22 +52,36 @@ def test_a_folder_with_train_and_test_uses_them_and_other_sizes_need_an_image_si
     _image_folder(tmp_path / "d" / "train", sizes=((16, 16), (20, 24)), mode="RGB")
     _image_folder(tmp_path / "d" / "test", sizes=((16, 16),), per_class=3, mode="RGB")
     name = f"folder:{tmp_path / 'd'}"
-    with pytest.raises(UsageError, match=r"the images have 2 sizes \(16×16 in train/horizontal/000.png, 20×24 in train/horizontal/001.png\); "
-                                         r"set data.image_size = S to resize every image to S×S"):
+    with pytest.raises(
+        UsageError,
+        match=r"the images have 2 sizes \(16×16 in train/horizontal/000.png, 20×24 in train/horizontal/001.png\); "
+        r"set data.image_size = S to resize every image to S×S",
+    ):
         datasets.get(name)
     a = _read(name, 12).arrays
     assert a.x_train.shape == (20, 12, 12, 3) and a.x_test.shape == (6, 12, 12, 3)
     assert datasets.get(name, 12).source.endswith("test: its train/ and test/ subfolders)")
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda r: (r / "a").mkdir(parents=True), r"the class folder .*a' holds no images"),
-    (lambda r: r.mkdir(), r"has no class subfolders"),
-    (lambda r: (_image_folder(r), (r / "vertical" / "bad.png").write_bytes(b"not a png")), r"cannot read the image .*bad\.png.*; remove or replace it"),
-    (lambda r: _image_folder(r, per_class=1), r"class 'horizontal' has 1 image; holding out a test set needs at least 2 per class"),
-    (lambda r: (_image_folder(r / "train"), _image_folder(r / "test", classes=("horizontal", "diagonal"))),
-     r"test/diagonal is a class with no train/diagonal folder"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda r: (r / "a").mkdir(parents=True), r"the class folder .*a' holds no images"),
+        (lambda r: r.mkdir(), r"has no class subfolders"),
+        (
+            lambda r: (_image_folder(r), (r / "vertical" / "bad.png").write_bytes(b"not a png")),
+            r"cannot read the image .*bad\.png.*; remove or replace it",
+        ),
+        (
+            lambda r: _image_folder(r, per_class=1),
+            r"class 'horizontal' has 1 image; holding out a test set needs at least 2 per class",
+        ),
+        (
+            lambda r: (_image_folder(r / "train"), _image_folder(r / "test", classes=("horizontal", "diagonal"))),
+            r"test/diagonal is a class with no train/diagonal folder",
+        ),
+    ],
+)
 def test_bad_image_folders_are_one_line_before_anything_is_written(tmp_path, monkeypatch, make, message):
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
     make(tmp_path / "imgs")
@@ -78,7 +93,9 @@ def test_bad_image_folders_are_one_line_before_anything_is_written(tmp_path, mon
 def test_a_missing_folder_and_image_size_on_other_data_are_refused(tmp_path):
     with pytest.raises(UsageError, match=r"is not a folder; expected one subfolder of images per class"):
         datasets.get(f"folder:{tmp_path / 'nowhere'}")
-    with pytest.raises(UsageError, match=r"data.image_size: 8 resizes the images of a folder: dataset; 'digits' is used as it is"):
+    with pytest.raises(
+        UsageError, match=r"data.image_size: 8 resizes the images of a folder: dataset; 'digits' is used as it is"
+    ):
         experiment_file.load_experiment(None, ["data.image_size=8"], **{"data.dataset": "digits"})
 
 
@@ -96,13 +113,19 @@ def test_an_npz_dataset_takes_its_class_names_and_shape_from_the_file(tmp_path):
     assert datasets.get(f"npz:{_npz(tmp_path / 'plain.npz')}").classes == ("0", "1", "2")
 
 
-@pytest.mark.parametrize("arrays, message", [
-    ({"x_train": np.zeros((60, 16, 16), np.uint8)}, r"x_train has shape \(60, 16, 16\); expected uint8 images N×H×W×C with C = 1 or 3"),
-    ({"class_names": np.array(["a", "b"])}, r"class_names names 2 classes but the labels reach 2"),
-    ({"class_names": np.array(["a", "a", "b"])}, r"class_names holds a name twice"),
-    ({"x_test": np.zeros((20, 16, 16, 3), np.float32)}, r"x_test has dtype float32; expected uint8"),
-    ({"y_train": np.zeros(60, np.uint8)}, r"y_train holds 1 classes; expected all 3"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (
+            {"x_train": np.zeros((60, 16, 16), np.uint8)},
+            r"x_train has shape \(60, 16, 16\); expected uint8 images N×H×W×C with C = 1 or 3",
+        ),
+        ({"class_names": np.array(["a", "b"])}, r"class_names names 2 classes but the labels reach 2"),
+        ({"class_names": np.array(["a", "a", "b"])}, r"class_names holds a name twice"),
+        ({"x_test": np.zeros((20, 16, 16, 3), np.float32)}, r"x_test has dtype float32; expected uint8"),
+        ({"y_train": np.zeros(60, np.uint8)}, r"y_train holds 1 classes; expected all 3"),
+    ],
+)
 def test_bad_npz_datasets_are_one_line(tmp_path, arrays, message):
     path = _npz(tmp_path / "bad.npz", **arrays)
     with pytest.raises(UsageError, match=message):
@@ -117,24 +140,56 @@ def test_bad_npz_datasets_are_one_line(tmp_path, arrays, message):
 # ---- exports -------------------------------------------------------------------------------------
 
 GOLDEN = Path(__file__).parent / "fixtures" / "export_comparison.tex"
-COMPARISON = pd.DataFrame([
-    {"variant": "baseline", "seeds": 5, "test_acc_mean": 62.104, "test_acc_sd": 0.4512, "diff_vs_baseline": None, "ci_low": None, "ci_high": None,
-     "p_holm": None, "verdict": "baseline"},
-    {"variant": "label_smoothing+dropout", "seeds": 5, "test_acc_mean": 63.3, "test_acc_sd": 0.5, "diff_vs_baseline": 1.196, "ci_low": 0.41,
-     "ci_high": 1.98, "p_holm": 0.0004, "verdict": "better"},
-    {"variant": "cut_50%", "seeds": 1, "test_acc_mean": 60.0, "test_acc_sd": float("nan"), "diff_vs_baseline": -2.1, "ci_low": float("nan"),
-     "ci_high": float("nan"), "p_holm": float("nan"), "verdict": "inconclusive"},
-])
+COMPARISON = pd.DataFrame(
+    [
+        {
+            "variant": "baseline",
+            "seeds": 5,
+            "test_acc_mean": 62.104,
+            "test_acc_sd": 0.4512,
+            "diff_vs_baseline": None,
+            "ci_low": None,
+            "ci_high": None,
+            "p_holm": None,
+            "verdict": "baseline",
+        },
+        {
+            "variant": "label_smoothing+dropout",
+            "seeds": 5,
+            "test_acc_mean": 63.3,
+            "test_acc_sd": 0.5,
+            "diff_vs_baseline": 1.196,
+            "ci_low": 0.41,
+            "ci_high": 1.98,
+            "p_holm": 0.0004,
+            "verdict": "better",
+        },
+        {
+            "variant": "cut_50%",
+            "seeds": 1,
+            "test_acc_mean": 60.0,
+            "test_acc_sd": float("nan"),
+            "diff_vs_baseline": -2.1,
+            "ci_low": float("nan"),
+            "ci_high": float("nan"),
+            "p_holm": float("nan"),
+            "verdict": "inconclusive",
+        },
+    ]
+)
 
 
 def test_the_latex_table_escapes_names_and_matches_its_golden_file():
     from harness.report import export
 
     assert export.escape("label_smoothing 5% {x} #1 & $y ~ ^z \\") == (
-        r"label\_smoothing 5\% \{x\} \#1 \& \$y \textasciitilde{} \textasciicircum{}z \textbackslash{}")
+        r"label\_smoothing 5\% \{x\} \#1 \& \$y \textasciitilde{} \textasciicircum{}z \textbackslash{}"
+    )
     text = export.render(COMPARISON, "latex", "comparison", "my_study")
     assert text == GOLDEN.read_text()
-    assert r"label\_smoothing+dropout & 5 & $63.30 \pm 0.50$ & $+1.20$ & [$+0.41$, $+1.98$] & $<0.001$ & better \\" in text
+    assert (
+        r"label\_smoothing+dropout & 5 & $63.30 \pm 0.50$ & $+1.20$ & [$+0.41$, $+1.98$] & $<0.001$ & better \\" in text
+    )
     assert r"cut\_50\% & 1 & $60.00$ & $-2.10$ & -- & -- & inconclusive \\" in text
 
 
@@ -147,10 +202,20 @@ def test_the_latex_table_compiles_with_a_real_tex_engine(tmp_path):
     if shutil.which("pdflatex") is None:
         if os.environ.get("HARNESS_CI"):
             pytest.fail("CI installs TeX (texlive-latex-base, texlive-latex-recommended): pdflatex must be there")
-        pytest.skip("pdflatex is not installed (apt-get install texlive-latex-base texlive-latex-recommended); the golden-file test checks the text")
+        pytest.skip(
+            "pdflatex is not installed (apt-get install texlive-latex-base texlive-latex-recommended); the golden-file test checks the text"
+        )
     (tmp_path / "table.tex").write_text(export.render(COMPARISON, "latex", "comparison", "my_study"))
-    (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n\\input{table.tex}\n\\end{document}\n")
-    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    (tmp_path / "doc.tex").write_text(
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n\\input{table.tex}\n\\end{document}\n"
+    )
+    proc = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
 
@@ -159,9 +224,13 @@ def test_csv_and_json_are_tidy_for_pandas():
     from harness.report import export
 
     back = pd.read_csv(io.StringIO(export.render(COMPARISON, "csv", "comparison", "s")))
-    pd.testing.assert_frame_equal(back, COMPARISON.astype({"diff_vs_baseline": float, "ci_low": float, "ci_high": float, "p_holm": float}))
+    pd.testing.assert_frame_equal(
+        back, COMPARISON.astype({"diff_vs_baseline": float, "ci_low": float, "ci_high": float, "p_holm": float})
+    )
     records = json.loads(export.render(COMPARISON, "json", "comparison", "s"))
-    assert records[0]["diff_vs_baseline"] is None and records[2]["test_acc_sd"] is None and records[1]["p_holm"] == 0.0004
+    assert (
+        records[0]["diff_vs_baseline"] is None and records[2]["test_acc_sd"] is None and records[1]["p_holm"] == 0.0004
+    )
     assert pd.DataFrame(records).shape == COMPARISON.shape
 
 
@@ -170,15 +239,28 @@ def test_the_python_api_runs_an_npz_dataset_and_raises_the_clis_errors(tmp_path,
     fresh_store(tmp_path)
     _npz(tmp_path / "mine.npz", class_names=np.array(["cat_5%", "dog", "eel"]))
     _component_file(tmp_path, "api_components")
-    study = harness.run(variants=["baseline", "wide"], seeds=3, epochs=1, dataset="npz:mine.npz", components="api_components.py",
-                        device="cpu", name="api_study", batch_size=16, threads=1)
+    study = harness.run(
+        variants=["baseline", "wide"],
+        seeds=3,
+        epochs=1,
+        dataset="npz:mine.npz",
+        components="api_components.py",
+        device="cpu",
+        name="api_study",
+        batch_size=16,
+        threads=1,
+    )
     table = study.table()
-    assert list(table.variant) == ["baseline", "wide"] and list(table.seeds) == [3, 3] and table.verdict[0] == "baseline"
+    assert (
+        list(table.variant) == ["baseline", "wide"] and list(table.seeds) == [3, 3] and table.verdict[0] == "baseline"
+    )
     assert table.verdict[1] in ("better", "worse", "equivalent", "inconclusive")
     runs = study.runs()
     assert len(runs) == 6 and runs.run_id.str.fullmatch(r"[0-9a-f]{32}").all()
     assert list(study.statistics().variant) == ["wide"]
-    with pytest.raises(UsageError, match=r"^table effects: experiment 'api_study' has a list design; effects come from a factorial"):
+    with pytest.raises(
+        UsageError, match=r"^table effects: experiment 'api_study' has a list design; effects come from a factorial"
+    ):
         study.effects()
     assert study.report_path == tmp_path / "reports" / "api_study" / "report.md"
     inline = study._repr_markdown_()
@@ -191,15 +273,21 @@ def test_the_python_api_runs_an_npz_dataset_and_raises_the_clis_errors(tmp_path,
     assert exported.returncode == 0 and exported.stdout == loaded.export("csv")
 
     before = sorted(p.name for p in tmp_path.iterdir())
-    for kwargs, flags in [({"lr": -1}, ["--set", "train.lr=-1"]), ({"epochs": "abc"}, ["--set", 'train.epochs="abc"']),
-                          ({"dataset": "npz:nowhere.npz"}, ["--dataset", "npz:nowhere.npz"])]:
+    for kwargs, flags in [
+        ({"lr": -1}, ["--set", "train.lr=-1"]),
+        ({"epochs": "abc"}, ["--set", 'train.epochs="abc"']),
+        ({"dataset": "npz:nowhere.npz"}, ["--dataset", "npz:nowhere.npz"]),
+    ]:
         with pytest.raises(UsageError) as caught:
             harness.run(variants="baseline", device="cpu", **kwargs)
         proc = cli("run", "--variants", "baseline", "--device", "cpu", *flags, cwd=tmp_path)
         assert proc.returncode == 2 and proc.stderr == f"error: {caught.value}\n"
     with pytest.raises(UsageError, match=r"run: unknown setting 'learning_rate'; allowed: .*\blr\b"):
         harness.run(learning_rate=0.1)
-    with pytest.raises(UsageError, match=r"experiment: the store sqlite:///mlflow.db holds no runs of experiment 'nothing'|no experiment named 'nothing'"):
+    with pytest.raises(
+        UsageError,
+        match=r"experiment: the store sqlite:///mlflow.db holds no runs of experiment 'nothing'|no experiment named 'nothing'",
+    ):
         harness.load("nothing")
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # a refused call writes nothing
 
@@ -219,7 +307,9 @@ def test_a_real_notebook_runs_a_tiny_study_and_shows_the_table_and_the_report(tm
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(textwrap.dedent(c)) for c in cells])
     env_path = str(ROOT)
     nb.cells.insert(0, nbformat.v4.new_code_cell(f"import sys; sys.path.insert(0, {env_path!r})"))
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     table, shown = nb.cells[3].outputs, nb.cells[4].outputs
     html = next(o for o in table if o.output_type == "execute_result").data["text/html"]
     assert "<table" in html and "baseline" in html and "wide" in html and "verdict" in html
@@ -231,7 +321,10 @@ def test_a_real_notebook_runs_a_tiny_study_and_shows_the_table_and_the_report(tm
 def test_per_class_metric_names_are_ones_mlflow_accepts_and_stay_distinct():
     from harness.training.results import per_class_keys
 
-    assert per_class_keys(("cat", "aquarium_fish")) == ["test_f1_cat", "test_f1_aquarium_fish"]  # the shipped names, unchanged
+    assert per_class_keys(("cat", "aquarium_fish")) == [
+        "test_f1_cat",
+        "test_f1_aquarium_fish",
+    ]  # the shipped names, unchanged
     assert per_class_keys(("cat (5%)", "dog")) == ["test_f1_cat _5__", "test_f1_dog"]
     assert per_class_keys(("a%", "a#", "b")) == ["test_f1_0_a_", "test_f1_1_a_", "test_f1_2_b"]
     assert per_class_keys(("a/../b", "x" * 300)) == ["test_f1_a_.._b", "test_f1_" + "x" * 200]
@@ -252,7 +345,9 @@ def test_folder_edge_cases_16_bit_grey_hidden_folders_one_class_and_a_lone_train
     with pytest.raises(UsageError, match=r"has 1 class; a classifier needs at least 2"):
         datasets.get(f"folder:{tmp_path / 'one'}")
     _image_folder(tmp_path / "lone" / "train")
-    with pytest.raises(UsageError, match=r"has a train/ folder but no test/; give both, or one subfolder of images per class"):
+    with pytest.raises(
+        UsageError, match=r"has a train/ folder but no test/; give both, or one subfolder of images per class"
+    ):
         datasets.get(f"folder:{tmp_path / 'lone'}")
 
 
@@ -264,7 +359,10 @@ def test_the_run_key_names_the_datas_content_however_its_path_is_spelled(tmp_pat
     identities = {_read(name).identity for name in spellings}
     assert len(identities) == 1 and identities.pop().startswith("folder:")
     _npz(tmp_path / "a.npz", y_train=np.arange(60) % 3)  # numpy's default int64 labels are taken when they fit in uint8
-    assert _read("npz:a.npz").arrays.y_train.dtype == np.uint8 and _read("npz:a.npz").identity == _read(f"npz:{tmp_path / 'a.npz'}").identity
+    assert (
+        _read("npz:a.npz").arrays.y_train.dtype == np.uint8
+        and _read("npz:a.npz").identity == _read(f"npz:{tmp_path / 'a.npz'}").identity
+    )
 
 
 def test_an_export_writes_no_infinities_and_never_replaces_a_link_or_a_folder(tmp_path):
@@ -276,19 +374,26 @@ def test_an_export_writes_no_infinities_and_never_replaces_a_link_or_a_folder(tm
     assert "inf" not in export.render(df, "latex", "comparison", "s")
     (tmp_path / "target.csv").write_text("keep")
     (tmp_path / "link.csv").symlink_to(tmp_path / "target.csv")
-    for out, message in [(tmp_path / "link.csv", "is a link"), (tmp_path, "is a directory"), (tmp_path / "no" / "t.csv", "does not exist")]:
+    for out, message in [
+        (tmp_path / "link.csv", "is a link"),
+        (tmp_path, "is a directory"),
+        (tmp_path / "no" / "t.csv", "does not exist"),
+    ]:
         with pytest.raises(UsageError, match=message):
             export.write("x", out)
     assert (tmp_path / "target.csv").read_text() == "keep" and (tmp_path / "link.csv").is_symlink()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"components": 5}, r"^components: 5 is not allowed; expected a string or a list of strings$"),
-    ({"seeds": []}, r"^seeds: \[\] is not allowed; expected a non-empty list"),
-    ({"variants": ["baseline,dropout"]}, r"^variants: \['baseline,dropout'\] is not allowed; .*no commas"),
-    ({"lr": {"a": 1}}, r"^train.lr: \{'a': 1\} is not allowed; expected bool or int or float or str$"),
-    ({"rerun": "yes"}, r"^rerun: 'yes' is not allowed; expected bool$"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"components": 5}, r"^components: 5 is not allowed; expected a string or a list of strings$"),
+        ({"seeds": []}, r"^seeds: \[\] is not allowed; expected a non-empty list"),
+        ({"variants": ["baseline,dropout"]}, r"^variants: \['baseline,dropout'\] is not allowed; .*no commas"),
+        ({"lr": {"a": 1}}, r"^train.lr: \{'a': 1\} is not allowed; expected bool or int or float or str$"),
+        ({"rerun": "yes"}, r"^rerun: 'yes' is not allowed; expected bool$"),
+    ],
+)
 def test_the_api_refuses_values_of_the_wrong_type_in_one_line(kwargs, message):
     with pytest.raises(UsageError, match=message):
         harness.run(**kwargs)

@@ -6,6 +6,7 @@ The synthetic engine: a run's accuracy is 50 + Σ_s σ_s · z_s(seed of s), wher
 effect z_s is a standard normal draw (or a t(3) one, scaled to unit variance) fixed by the seed
 that source draws from in the run as the design resolves it (config.resolve: the sources a run
 pins and the split's seed). So the design's plumbing, not a copy of it, decides which draws vary."""
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,11 @@ TRUE_SD = {"init": 1.0, "order": 0.5, "dropout": 0.0, "augment": 0.25, "split": 
 
 
 def _cfg(seeds=8, **flags):
-    return load_experiment("default", seeds=tuple(range(100, 100 + seeds)), **{"design.kind": "variance", "variants": ("baseline",), **flags})
+    return load_experiment(
+        "default",
+        seeds=tuple(range(100, 100 + seeds)),
+        **{"design.kind": "variance", "variants": ("baseline",), **flags},
+    )
 
 
 def _seed_of(spec, source: str) -> int:
@@ -41,8 +46,15 @@ def _layout(cfg) -> dict[str, np.ndarray]:
     """For each group of the design, its runs × sources: the index (in cfg.seeds) of the seed that
     source draws from in that run, as config.resolve resolves it (the pinned seed is index 0)."""
     index = {s: i for i, s in enumerate(cfg.seeds)}
-    return {designs.split_source(name)[1]: np.array([[index[_seed_of(config.resolve(cfg, name, seed), s)] for s in designs.VARIANCE_SOURCES]
-                                                     for seed in cfg.seeds]) for name in cfg.variants}
+    return {
+        designs.split_source(name)[1]: np.array(
+            [
+                [index[_seed_of(config.resolve(cfg, name, seed), s)] for s in designs.VARIANCE_SOURCES]
+                for seed in cfg.seeds
+            ]
+        )
+        for name in cfg.variants
+    }
 
 
 SD = np.array([TRUE_SD[s] for s in designs.VARIANCE_SOURCES])
@@ -84,22 +96,32 @@ def test_a_prefix_split_leaves_the_split_out_and_sources_can_be_chosen(monkeypat
     assert cfg.variants == ("baseline@all", "baseline@order", "baseline@init")
 
 
-@pytest.mark.parametrize("flags, message", [
-    ({"design.sources": ["bogus"]}, "design.sources: 'bogus' is not a source of variation; expected some of init, order, dropout, augment, split"),
-    ({"design.sources": ["init", "init"]}, "design.sources: 'init' is listed twice"),
-    ({"design.sources": []}, "design.sources: expected a list of sources"),
-    ({"seeds.order": 3}, "seeds: a variance design sets each source's seed itself"),
-    ({"data.split": "prefix", "design.sources": ["split"]}, "design.sources: \"split\" needs data.split = \"stratified\""),
-    ({"variants": ("baseline", "baseline")}, "variants: 'baseline' is listed twice"),
-    ({"seeds.split": 4}, "data.split_seed: a variance design sets the split's seed itself"),
-    ({"data.split_seed": 4}, "data.split_seed: a variance design sets the split's seed itself"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            {"design.sources": ["bogus"]},
+            "design.sources: 'bogus' is not a source of variation; expected some of init, order, dropout, augment, split",
+        ),
+        ({"design.sources": ["init", "init"]}, "design.sources: 'init' is listed twice"),
+        ({"design.sources": []}, "design.sources: expected a list of sources"),
+        ({"seeds.order": 3}, "seeds: a variance design sets each source's seed itself"),
+        (
+            {"data.split": "prefix", "design.sources": ["split"]},
+            'design.sources: "split" needs data.split = "stratified"',
+        ),
+        ({"variants": ("baseline", "baseline")}, "variants: 'baseline' is listed twice"),
+        ({"seeds.split": 4}, "data.split_seed: a variance design sets the split's seed itself"),
+        ({"data.split_seed": 4}, "data.split_seed: a variance design sets the split's seed itself"),
+    ],
+)
 def test_bad_variance_designs_are_one_line(flags, message, monkeypatch):
     monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
     sets = [f"{k}={v}" for k, v in flags.items() if k.startswith("seeds.")]
     with pytest.raises(UsageError) as e:
-        _cfg(3, **{k: v for k, v in flags.items() if not k.startswith("seeds.")}) if not sets else \
-            load_experiment("default", sets=sets, **{"design.kind": "variance", "variants": ("baseline",)})
+        _cfg(3, **{k: v for k, v in flags.items() if not k.startswith("seeds.")}) if not sets else load_experiment(
+            "default", sets=sets, **{"design.kind": "variance", "variants": ("baseline",)}
+        )
     assert str(e.value).startswith(message) and "\n" not in str(e.value), str(e.value)
 
 
@@ -107,11 +129,15 @@ def test_one_seed_is_refused_and_tuned_parameters_reach_the_sources_runs(monkeyp
     """A hostile pass's findings: one seed gives no variance; `--tuned`/`--params-from` for `v`
     are used by `v@all`, `v@init`, ... (they were refused as parameters no variant uses)."""
     monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
-    with pytest.raises(UsageError, match="seeds: a variance design needs at least 2 seeds to estimate a variance; got 1"):
+    with pytest.raises(
+        UsageError, match="seeds: a variance design needs at least 2 seeds to estimate a variance; got 1"
+    ):
         _cfg(1)
     tuned = tmp_path / "dropout.toml"
     tuned.write_text("[params.dropout]\np = 0.3\n")
-    cfg = load_experiment("default", [], [str(tuned)], seeds=(1, 2), **{"design.kind": "variance", "variants": ("dropout",)})
+    cfg = load_experiment(
+        "default", [], [str(tuned)], seeds=(1, 2), **{"design.kind": "variance", "variants": ("dropout",)}
+    )
     assert config.resolve(cfg, "dropout@init", 1).model_params == {"dropout.p": 0.3}
 
 
@@ -122,8 +148,11 @@ def test_the_section_decomposes_every_source_the_store_holds_and_counts_no_empty
     from harness.settings.designs import Design
     from harness.tracking.readback import SeedRun
 
-    counts = {"baseline@all": {1: (50, 100), 2: (60, 100), 3: (55, 100)}, "baseline@init": {1: (50, 100), 2: (52, 100)},
-              "baseline@order": {1: (50, 100), 2: (70, 100)}}
+    counts = {
+        "baseline@all": {1: (50, 100), 2: (60, 100), 3: (55, 100)},
+        "baseline@init": {1: (50, 100), 2: (52, 100)},
+        "baseline@order": {1: (50, 100), 2: (70, 100)},
+    }
     d = variance_section.decompositions(Design(kind="variance", factors=("init",)), counts)[0]
     assert [c.source for c in d.components] == ["init", "order"]
     empty = SeedRun("r", "p", "baseline@all", 4, "FINISHED", 0, {}, {}, {}, confusion=np.zeros((2, 2), dtype=int))
@@ -133,7 +162,9 @@ def test_the_section_decomposes_every_source_the_store_holds_and_counts_no_empty
 
 def test_seeds_on_demand_and_a_variance_design_do_not_mix(monkeypatch):
     monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
-    with pytest.raises(UsageError, match="a variance design sets each source's seed itself and needs a fixed number of seeds"):
+    with pytest.raises(
+        UsageError, match="a variance design sets each source's seed itself and needs a fixed number of seeds"
+    ):
         load_experiment("default", seeds="auto", **{"design.kind": "variance", "variants": ("baseline", "dropout")})
 
 
@@ -145,11 +176,13 @@ def test_a_synthetic_engine_of_known_variances_is_recovered_within_the_intervals
     for c in d.components:
         truth = TRUE_SD[c.source] ** 2
         assert c.low <= truth <= c.high, (c.source, truth, c)
-    assert {c.source: c.variance for c in d.components}["dropout"] == 0.0  # a source that does not move the runs has no spread
+    assert {c.source: c.variance for c in d.components}[
+        "dropout"
+    ] == 0.0  # a source that does not move the runs has no spread
     assert d.dominant == "split"
     truth_all = sum(v * v for v in TRUE_SD.values())
     assert d.total.low <= truth_all <= d.total.high
-    assert d.floor == pytest.approx(100 ** 2 * (d.total.mean / 100) * (1 - d.total.mean / 100) / 10_000)
+    assert d.floor == pytest.approx(100**2 * (d.total.mean / 100) * (1 - d.total.mean / 100) / 10_000)
     assert sum(d.shares.values()) == pytest.approx(1.0)
 
 
@@ -181,8 +214,12 @@ def test_the_chi_square_intervals_cover_as_stated_for_normal_effects_and_less_fo
 def test_shares_and_the_answer_say_what_dominates():
     from harness.report import variance_section
 
-    d = variance.decompose("baseline", {"all": [60.0, 60.5, 59.5], "init": [60.0, 60.1, 59.9], "order": [60.0, 60.0, 60.1]},
-                           10_000, ("init", "order"))
+    d = variance.decompose(
+        "baseline",
+        {"all": [60.0, 60.5, 59.5], "init": [60.0, 60.1, 59.9], "order": [60.0, 60.0, 60.1]},
+        10_000,
+        ("init", "order"),
+    )
     assert d.dominant == variance.TEST_SET  # 0.24 points² of floor against 0.01 and 0.003
     assert "more seeds will not narrow" in variance_section.meaning(d)
     loud = variance.decompose("b", {"all": [50.0, 58.0, 42.0], "init": [50.0, 58.0, 42.0]}, 10_000, ("init",))
@@ -201,7 +238,11 @@ def _store_results(work) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             weights = torch.load(c.download_artifacts(r.info.run_id, "model.pt", tmp), weights_only=True)
         history = [(m.step, m.value) for m in c.get_metric_history(r.info.run_id, "val_loss")]
-        out[(r.data.tags["harness.variant"], r.data.tags["harness.seed"])] = (r.data.metrics["test_acc"], sorted(history), weights)
+        out[(r.data.tags["harness.variant"], r.data.tags["harness.seed"])] = (
+            r.data.metrics["test_acc"],
+            sorted(history),
+            weights,
+        )
     return out
 
 
@@ -217,8 +258,23 @@ def _same(a: dict, b: dict) -> bool:
     return True
 
 
-VARIANCE_RUN = ("run", "--design", "variance", "--variants", "dropout", "--factors", "init,split", "--seeds", "2", "--epochs", "1",
-                "--set", "train.batch_size=64", "--set", "train.threads=1")
+VARIANCE_RUN = (
+    "run",
+    "--design",
+    "variance",
+    "--variants",
+    "dropout",
+    "--factors",
+    "init,split",
+    "--seeds",
+    "2",
+    "--epochs",
+    "1",
+    "--set",
+    "train.batch_size=64",
+    "--set",
+    "train.threads=1",
+)
 
 
 def test_a_variance_design_trains_and_reports_its_sources(tmp_path, data_dir):
@@ -257,7 +313,12 @@ def test_a_killed_variance_design_resumes_bit_for_bit(tmp_path, data_dir):
     again = harness(*args, cwd=killed, data=data_dir)
     assert again.returncode == 0 and "resume dropout@all seed 2022 after epoch 1" in again.stdout, again.stdout[-2000:]
     assert _same(_store_results(ref), _store_results(killed))
-    section = (ref / "reports" / "default" / "report.md").read_text().split("## Sources of variation")[1].split("## Details")[0]
+    section = (
+        (ref / "reports" / "default" / "report.md")
+        .read_text()
+        .split("## Sources of variation")[1]
+        .split("## Details")[0]
+    )
     assert section in (killed / "reports" / "default" / "report.md").read_text()
 
 
@@ -267,25 +328,41 @@ def test_a_killed_variance_design_resumes_bit_for_bit(tmp_path, data_dir):
 def test_the_plan_from_a_decomposition_varies_the_chosen_sources(monkeypatch):
     from harness.analysis import planning, sample_size, stats
 
-    d = variance.decompose("baseline", {"all": [50.0, 52.0, 48.0, 50.0], "init": [50.0, 51.0, 49.0, 50.0],
-                                        "order": [50.0, 50.5, 49.5, 50.0], "split": [50.0, 51.5, 48.5, 50.0]},
-                           10_000, ("init", "order", "split"))
+    d = variance.decompose(
+        "baseline",
+        {
+            "all": [50.0, 52.0, 48.0, 50.0],
+            "init": [50.0, 51.0, 49.0, 50.0],
+            "order": [50.0, 50.5, 49.5, 50.0],
+            "split": [50.0, 51.5, 48.5, 50.0],
+        },
+        10_000,
+        ("init", "order", "split"),
+    )
     analysis = stats.Analysis()
     lines = planning.variance_lines(planning.Request(effect=1.0, vary=("init", "order")), analysis, [d], 120.0)
     text = "\n".join(lines)
     level = analysis.alpha / 1
-    for label, v in (("all (`@all`)", d.total.variance), ("init", d.components[0].variance),
-                     ("init, order (--vary, summed)", d.components[0].variance + d.components[1].variance)):
+    for label, v in (
+        ("all (`@all`)", d.total.variance),
+        ("init", d.components[0].variance),
+        ("init, order (--vary, summed)", d.components[0].variance + d.components[1].variance),
+    ):
         n = sample_size.seeds_needed(math.sqrt(2 * v), 1.0, level, 0.8, analysis.test == "permutation")
         row = next(line for line in lines if line.startswith(f"| baseline | {label} |"))
         assert f"| {math.sqrt(2 * v):.3f} | {n} |" in row, row
         assert row.endswith(f"| {planning._hours(n * 2 * 120.0)} |"), row  # seeds × 2 variants × 2 min
     assert "pinned" in text and "additivity" in text
-    with pytest.raises(UsageError, match=r"--vary: augment not varied by this variance design; allowed: all, init, order, split"):
+    with pytest.raises(
+        UsageError, match=r"--vary: augment not varied by this variance design; allowed: all, init, order, split"
+    ):
         planning.variance_lines(planning.Request(vary=("augment",)), analysis, [d], 120.0)
-    for bad, message in ((("",), r"--vary: '' is not allowed; expected sources from all, init, order, dropout, augment, split"),
-                         (("weights",), "--vary: 'weights' is not allowed"), (("init", "init"), "--vary: init listed twice"),
-                         (("all", "init"), "--vary: all already varies every source"),):
+    for bad, message in (
+        (("",), r"--vary: '' is not allowed; expected sources from all, init, order, dropout, augment, split"),
+        (("weights",), "--vary: 'weights' is not allowed"),
+        (("init", "init"), "--vary: init listed twice"),
+        (("all", "init"), "--vary: all already varies every source"),
+    ):
         with pytest.raises(UsageError, match=message):
             planning.check(planning.Request(vary=bad))
     with pytest.raises(UsageError, match="--vary: not with --sd"):

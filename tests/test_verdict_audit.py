@@ -2,6 +2,7 @@
 and simulated, a frozen sequential design, no verdict from two seeds, a crossed t-based bootstrap
 and a seed win rate, intervals that agree with verdicts, sequential and effects wording, boundaries
 from 10^6 paths on independent paths, and refused inputs."""
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,15 @@ def walk(diffs, plan=Sequential(3, 12), analysis=stats.Analysis()):
 # --- 1. zero spread -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,values", [("+1 image each", [100 / 297] * 3), ("exact zeros", [0.0] * 3),
-                                         ("near-zero spread", [0.03, 0.03, 0.030000000001]), ("+2 points each", [2.0] * 3)])
+@pytest.mark.parametrize(
+    "name,values",
+    [
+        ("+1 image each", [100 / 297] * 3),
+        ("exact zeros", [0.0] * 3),
+        ("near-zero spread", [0.03, 0.03, 0.030000000001]),
+        ("+2 points each", [2.0] * 3),
+    ],
+)
 def test_a_look_without_spread_decides_nothing_in_round_one(name, values):
     w = walk({"v": dict(zip(THREE, values))})
     t = w.tracks["v"]
@@ -51,28 +59,54 @@ def test_a_look_without_spread_decides_nothing_in_round_one(name, values):
 
 def test_counts_identical_to_the_baseline_are_decided_only_when_the_sign_flip_test_can():
     counts = {s: (200, 297) for s in range(100, 112)}
-    w = sequential.decide({"baseline": counts, "same": dict(counts)}, {(v, s) for v in ("baseline", "same") for s in counts},
-                          "baseline", ["same"], tuple(counts), Sequential(3, 12))
+    w = sequential.decide(
+        {"baseline": counts, "same": dict(counts)},
+        {(v, s) for v in ("baseline", "same") for s in counts},
+        "baseline",
+        ["same"],
+        tuple(counts),
+        Sequential(3, 12),
+    )
     t = w.tracks["same"]
     assert t.verdict == "equivalent" and t.decided_in > 1 and t.by.startswith("sign-flip TOST p ")
     lk = next(lk for lk in t.looks if math.isfinite(lk.eq_low))
-    assert 2.0 ** -lk.n <= sequential.p_value(sequential.boundaries(
-        tuple(range(3, 13)), tuple(n / 12 for n in range(3, 13)), 0.05, False)[lk.n - 3], lk.n, False)
+    assert 2.0**-lk.n <= sequential.p_value(
+        sequential.boundaries(tuple(range(3, 13)), tuple(n / 12 for n in range(3, 13)), 0.05, False)[lk.n - 3],
+        lk.n,
+        False,
+    )
 
 
 def test_on_a_297_image_test_set_zero_spread_no_longer_doubles_the_false_verdicts():
     """Issue 20: paired sd 2 images, 3 variants, no effect: 9.1% false better/worse with zero-spread decisions."""
     studies = 600
     rate = sim.false_rate(sim.sequential_studies(20, studies, 3, "297 images, sd 2 images", Sequential(3, 12)))
-    print(f"\n297 images, sd 2 images, 3 variants, 3–12 seeds, {studies} studies (seed 20): false better/worse {rate:.4f}")
+    print(
+        f"\n297 images, sd 2 images, 3 variants, 3–12 seeds, {studies} studies (seed 20): false better/worse {rate:.4f}"
+    )
     assert rate <= sim.ALPHA + 2 * sim.error(rate, studies)
 
 
 @pytest.mark.slow
 def test_run_seeds_auto_on_a_variant_identical_to_the_baseline_does_not_decide_in_round_one(tmp_path):
     data, work = project(tmp_path)
-    proc = harness("run", "--variants", "baseline,dropout", "--seeds", "auto", "--max-seeds", "4", "--epochs", "1",
-                   "--set", "params.dropout.p=0", "--set", "train.threads=1", cwd=work, data=data)
+    proc = harness(
+        "run",
+        "--variants",
+        "baseline,dropout",
+        "--seeds",
+        "auto",
+        "--max-seeds",
+        "4",
+        "--epochs",
+        "1",
+        "--set",
+        "params.dropout.p=0",
+        "--set",
+        "train.threads=1",
+        cwd=work,
+        data=data,
+    )
     assert proc.returncode == 0, proc.stderr
     rounds = [line for line in proc.stdout.splitlines() if line.startswith("round ")]
     assert rounds[0].startswith("round 1 (seeds 2021–2023): dropout open (Δ +0.00 (−∞, +∞)"), rounds
@@ -85,8 +119,10 @@ def test_run_seeds_auto_on_a_variant_identical_to_the_baseline_does_not_decide_i
 def test_the_shape_diagnostic_warns_on_skewed_differences_and_rarely_on_normal_ones():
     rng = np.random.default_rng(7)
     n, studies = 12, 2000
-    warned = {name: np.mean([bool(stats.shape(sim.DRAWS[name](rng, n))) for _ in range(studies)])
-              for name in ("normal", "t, 3 df", "Exp(1) − 1", "lognormal")}
+    warned = {
+        name: np.mean([bool(stats.shape(sim.DRAWS[name](rng, n))) for _ in range(studies)])
+        for name in ("normal", "t, 3 df", "Exp(1) − 1", "lognormal")
+    }
     print("\nshape warning at 12 pairs, 2000 draws (seed 7): " + ", ".join(f"{k} {v:.3f}" for k, v in warned.items()))
     assert warned["normal"] < 0.15 and warned["lognormal"] > 0.6 and warned["Exp(1) − 1"] > 0.4
     d = {s: x for s, x in enumerate([0.1, -0.2, 0.0, 0.3, -0.1, 0.2, -0.3, 0.1, 0.0, -0.2, 0.2, 9.0])}
@@ -107,17 +143,26 @@ def test_the_simulated_false_verdict_rates_under_normal_heavy_tailed_and_skewed_
                 false = [t for w in walks for t in w.tracks.values() if t.verdict in ("better", "worse")]
                 warned[(draw, m, test)] = sum(bool(t.shape) for t in false) / max(1, len(false))
                 rows.append((draw, m, test, rate))
-    fixed = {(draw, test): sim.fixed_false_rate(200 + i, 4000, draw, 12, test) for i, draw in enumerate(sim.DRAWS) for test in ("t", "permutation")}
+    fixed = {
+        (draw, test): sim.fixed_false_rate(200 + i, 4000, draw, 12, test)
+        for i, draw in enumerate(sim.DRAWS)
+        for test in ("t", "permutation")
+    }
     print(f"\nno true effect, 3–12 seeds, {studies} studies a row (seeds 100–104), α = 0.05:")
     for draw, m, test, rate in rows:
         print(f"| {draw} | {m} | {test} | {100 * rate:.1f}% | {100 * warned[(draw, m, test)]:.0f}% |")
-    print("fixed 12 seeds, 1 variant, 4000 studies (seeds 200–204): " + ", ".join(f"{d} {t} {100 * r:.1f}%" for (d, t), r in fixed.items()))
+    print(
+        "fixed 12 seeds, 1 variant, 4000 studies (seeds 200–204): "
+        + ", ".join(f"{d} {t} {100 * r:.1f}%" for (d, t), r in fixed.items())
+    )
     by = {(d, m, t): r for d, m, t, r in rows}
     for draw in ("normal", "t, 3 df", "297 images, sd 2 images"):  # the rule keeps α where its assumptions (about) hold
         for m in (1, 3):
             assert by[(draw, m, "t")] <= sim.ALPHA + 2 * sim.error(by[(draw, m, "t")], studies)
     assert by[("lognormal", 1, "t")] > 0.1  # and under skew it does not: the docs say so, the report warns
-    assert warned[("lognormal", 1, "t")] > 0.25  # on a third of its false verdicts: most stop at 3 or 4 seeds, too few to tell
+    assert (
+        warned[("lognormal", 1, "t")] > 0.25
+    )  # on a third of its false verdicts: most stop at 3 or 4 seeds, too few to tell
 
 
 # --- 3. a frozen sequential design -----------------------------------------------------------------
@@ -131,9 +176,14 @@ def test_a_rerun_that_changes_a_stored_sequential_setting_exits_2_and_names_it(t
     assert first.returncode == 0, first.stderr
     more = harness(*args, "--max-seeds", "5", cwd=work, data=data)
     assert more.returncode == 2 and more.stderr.strip().splitlines()[-1].startswith(
-        "error: max_seeds: 5 differs from the seeds-on-demand design experiment 'default' started with (max_seeds = 3)")
+        "error: max_seeds: 5 differs from the seeds-on-demand design experiment 'default' started with (max_seeds = 3)"
+    )
     margin = harness(*args, "--max-seeds", "3", "--margin", "1.0", cwd=work, data=data)
-    assert margin.returncode == 2 and "analysis.margin: 1.0 differs" in margin.stderr and "(analysis.margin = 0.5)" in margin.stderr
+    assert (
+        margin.returncode == 2
+        and "analysis.margin: 1.0 differs" in margin.stderr
+        and "(analysis.margin = 0.5)" in margin.stderr
+    )
     same = harness(*args, "--max-seeds", "3", cwd=work, data=data)
     assert same.returncode == 0, same.stderr
     allowed = harness(*args, "--max-seeds", "4", "--redesign", cwd=work, data=data)
@@ -205,7 +255,9 @@ def test_a_simultaneous_interval_that_excludes_zero_comes_with_better_or_worse()
     rng = np.random.default_rng(9)
     for _ in range(300):
         n, m, test = int(rng.integers(3, 10)), int(rng.integers(1, 4)), ("t", "permutation")[int(rng.integers(0, 2))]
-        variants = {f"v{i}": {s: 60 + float(np.round(rng.normal(rng.normal(0, 1), 1), 1)) for s in range(n)} for i in range(m)}
+        variants = {
+            f"v{i}": {s: 60 + float(np.round(rng.normal(rng.normal(0, 1), 1), 1)) for s in range(n)} for i in range(m)
+        }
         for r in stats.compare_all({s: 60.0 for s in range(n)}, variants, stats.Analysis(test=test)).values():
             if r.sim_low > 0 or r.sim_high < 0:
                 assert r.verdict in ("better", "worse"), (r, test)
@@ -227,7 +279,9 @@ def test_the_sequential_intervals_carry_their_level_and_equivalence_shows_the_de
         lk = next(lk for lk in t.looks if math.isfinite(lk.eq_low))
         assert -0.5 < lk.eq_low <= lk.mean <= lk.eq_high < 0.5
         assert "TOST's" in sequential.interval_text(lk, "equivalent")
-        assert t.by.startswith("TOST t ") and " ≥ boundary " in t.by and " p " not in t.by  # the statistic, not a fixed-sample p
+        assert (
+            t.by.startswith("TOST t ") and " ≥ boundary " in t.by and " p " not in t.by
+        )  # the statistic, not a fixed-sample p
 
 
 def test_the_last_boundary_is_stricter_than_the_fixed_test():
@@ -245,8 +299,12 @@ def test_an_interaction_is_not_said_to_raise_accuracy_and_a_main_effect_comes_wi
     """a and b each cost 100 images alone and nothing together."""
     images = 10_000
     noise = {s: [0, 3, -2, 1, -1, 2][i] for i, s in enumerate(range(6))}
-    counts = {"baseline": {s: (6000 + noise[s], images) for s in noise}, "a": {s: (5900 - noise[s], images) for s in noise},
-              "b": {s: (5900 + 2 * noise[s], images) for s in noise}, "a+b": {s: (6000 - 2 * noise[s], images) for s in noise}}
+    counts = {
+        "baseline": {s: (6000 + noise[s], images) for s in noise},
+        "a": {s: (5900 - noise[s], images) for s in noise},
+        "b": {s: (5900 + 2 * noise[s], images) for s in noise},
+        "a+b": {s: (6000 - 2 * noise[s], images) for s in noise},
+    }
     design = Design("factorial", ("a", "b"))
     lines = "\n".join(effects_section.section(design, counts, tmp_path))
     row = next(line for line in lines.splitlines() if line.startswith("| a × b |"))
@@ -254,7 +312,9 @@ def test_an_interaction_is_not_said_to_raise_accuracy_and_a_main_effect_comes_wi
     main = next(line for line in lines.splitlines() if line.startswith("| a | main |"))
     assert "depends on `b`: see the simple effects below" in main
     assert "| a × b | a without b | 6 | -1.01 |" in lines and "| a × b | a with b | 6 | +0.98 |" in lines
-    simple = effects.simple_effects(design, {v: {s: k for s, (k, _) in c.items()} for v, c in counts.items()}, "a", "b", 100 / images)
+    simple = effects.simple_effects(
+        design, {v: {s: k for s, (k, _) in c.items()} for v, c in counts.items()}, "a", "b", 100 / images
+    )
     assert simple["b without a"][0] == pytest.approx(-1.0)
 
 
@@ -279,7 +339,9 @@ def test_the_boundaries_attain_their_level_on_a_million_independent_paths(level)
         crossed_two |= np.abs(t) >= both[n - 3]
         crossed_one |= t >= upper[n - 3]
     se = math.sqrt(2 * level * (1 - level) / 1_000_000)  # the boundaries' own Monte-Carlo error and this one's
-    print(f"\nattained at {level:.4f}: two-sided {crossed_two.mean():.5f}, one-sided {crossed_one.mean():.5f} (±{se:.5f})")
+    print(
+        f"\nattained at {level:.4f}: two-sided {crossed_two.mean():.5f}, one-sided {crossed_one.mean():.5f} (±{se:.5f})"
+    )
     assert abs(crossed_two.mean() - level) < 3.5 * se and abs(crossed_one.mean() - level) < 3.5 * se
 
 
@@ -313,7 +375,7 @@ def test_float_accuracies_three_images_apart_have_no_spread():
 
 
 def test_the_sign_flip_floor_counts_the_zeros():
-    r = stats.differences(dict(enumerate([0, .5, .6, .7, .4, .55])))
+    r = stats.differences(dict(enumerate([0, 0.5, 0.6, 0.7, 0.4, 0.55])))
     assert r.perm_min_p == pytest.approx(0.0625) and r.perm_p == pytest.approx(0.0625)
 
 
@@ -327,7 +389,9 @@ def test_the_seeds_for_the_margin_are_tost_seeds_where_equivalence_is_the_questi
     t = stats.family({"v": stats.differences(dict(enumerate(d)))})["v"]
     needed, question = comparisons.seeds_for(t, stats.Analysis(), level)
     assert question == "equivalence" and needed == sample_size.seeds_for_equivalence(sd, margin, level)
-    assert sample_size.tost_power(margin, sd, needed, level) >= 0.8 > sample_size.tost_power(margin, sd, needed - 1, level)
+    assert (
+        sample_size.tost_power(margin, sd, needed, level) >= 0.8 > sample_size.tost_power(margin, sd, needed - 1, level)
+    )
     assert needed > sample_size.seeds_needed(sd, margin, level)  # the difference's seeds would promise too few
 
 
@@ -338,13 +402,20 @@ def test_the_frozen_design_covers_the_variants_and_designs_recorded_before_it_ex
     from harness.tracking import experiment_tags
 
     def cfg(variants, max_seeds=6):
-        return experiment_file.load_experiment(None, ["seeds='auto'", f"max_seeds={max_seeds}", f"variants={variants!r}"])
+        return experiment_file.load_experiment(
+            None, ["seeds='auto'", f"max_seeds={max_seeds}", f"variants={variants!r}"]
+        )
 
     started = cfg(["baseline", "dropout"])
     tags = experiment_tags.freeze({}, started, [])
     assert experiment_tags.design_changes(tags, started) == []
-    assert experiment_tags.design_changes(tags, cfg(["baseline", "dropout", "batchnorm"])) == [("variants", "dropout", "batchnorm,dropout")]
-    legacy = {"harness.sequential": experiment_tags.sequential_tag(started), "harness.analysis": experiment_tags.analysis_tag(started.analysis)}
+    assert experiment_tags.design_changes(tags, cfg(["baseline", "dropout", "batchnorm"])) == [
+        ("variants", "dropout", "batchnorm,dropout")
+    ]
+    legacy = {
+        "harness.sequential": experiment_tags.sequential_tag(started),
+        "harness.analysis": experiment_tags.analysis_tag(started.analysis),
+    }
     assert experiment_tags.design_changes(legacy, cfg(["baseline", "dropout"], 12)) == [("max_seeds", 6, 12)]
 
 

@@ -10,6 +10,7 @@ together.
 - leave-one-out, full model F: the contribution of component X on seed s is y_F(s) - y_{F-X}(s),
   and "full − baseline" is the whole model's gain.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -27,7 +28,9 @@ class Effect:
     test: stats.Paired  # with Holm p and verdict, corrected across the design's effects
 
 
-def contrasts(design: Design, test_acc: dict[str, dict[int, float]], scale: float = 1.0) -> dict[str, tuple[str, dict[int, float]]]:
+def contrasts(
+    design: Design, test_acc: dict[str, dict[int, float]], scale: float = 1.0
+) -> dict[str, tuple[str, dict[int, float]]]:
     """Effect name -> (kind, per-seed contrast), from each variant's test accuracy by seed (or its
     count of correct images: the contrast is then an exact integer sum, times `scale`)."""
     factors = sorted(design.factors)
@@ -37,7 +40,10 @@ def contrasts(design: Design, test_acc: dict[str, dict[int, float]], scale: floa
         out = {}
         for order in (1, 2):
             for term in itertools.combinations(factors, order):
-                per_seed = {s: scale * sum(_sign(c, term) * test_acc[cell(c)][s] for c in cells) / 2 ** (len(factors) - 1) for s in seeds}
+                per_seed = {
+                    s: scale * sum(_sign(c, term) * test_acc[cell(c)][s] for c in cells) / 2 ** (len(factors) - 1)
+                    for s in seeds
+                }
                 out[" × ".join(term)] = ("main" if order == 1 else "interaction", per_seed)
         return out
     if design.kind == "leave-one-out":
@@ -53,11 +59,15 @@ def contrasts(design: Design, test_acc: dict[str, dict[int, float]], scale: floa
     return {}
 
 
-def analyse(design: Design, counts: dict[str, dict[int, tuple[int, int]]], analysis: stats.Analysis = stats.Analysis()) -> list[Effect]:
+def analyse(
+    design: Design, counts: dict[str, dict[int, tuple[int, int]]], analysis: stats.Analysis = stats.Analysis()
+) -> list[Effect]:
     """Every effect of the design with its tests and verdict, Holm-corrected across them all, from
     each cell's (correct, images) counts by seed."""
     raw = contrasts(design, *exact(counts))
-    tested = stats.family({name: stats.differences(d, analysis) for name, (_, d) in raw.items()}, analysis) if raw else {}
+    tested = (
+        stats.family({name: stats.differences(d, analysis) for name, (_, d) in raw.items()}, analysis) if raw else {}
+    )
     return [Effect(name, kind, d, tested[name]) for name, (kind, d) in raw.items()]
 
 
@@ -70,7 +80,9 @@ def exact(counts: dict[str, dict[int, tuple[int, int]]]) -> tuple[dict[str, dict
     return {v: {s: 100.0 * k / n for s, (k, n) in seeds.items()} for v, seeds in counts.items()}, 1.0
 
 
-def simple_effects(design: Design, test_acc: dict[str, dict[int, float]], a: str, b: str, scale: float = 1.0) -> dict[str, dict[int, float]]:
+def simple_effects(
+    design: Design, test_acc: dict[str, dict[int, float]], a: str, b: str, scale: float = 1.0
+) -> dict[str, dict[int, float]]:
     """The simple effects behind an interaction a × b of a factorial design, per seed: a's effect
     without b and with b, and b's without a and with a (each the mean over the cells with the
     factor minus those without, at that level of the other, averaged over the remaining factors)."""
@@ -82,11 +94,16 @@ def simple_effects(design: Design, test_acc: dict[str, dict[int, float]], a: str
         for has_y in (False, True):
             chosen = [c for c in cells if (y in c) == has_y]
             name = f"{x} {'with' if has_y else 'without'} {y}"
-            out[name] = {s: scale * sum((1 if x in c else -1) * test_acc[cell(c)][s] for c in chosen) / (len(chosen) / 2) for s in seeds}
+            out[name] = {
+                s: scale * sum((1 if x in c else -1) * test_acc[cell(c)][s] for c in chosen) / (len(chosen) / 2)
+                for s in seeds
+            }
     return out
 
 
-def interaction_means(design: Design, test_acc: dict[str, dict[int, float]], a: str, b: str) -> dict[tuple[bool, bool], float]:
+def interaction_means(
+    design: Design, test_acc: dict[str, dict[int, float]], a: str, b: str
+) -> dict[tuple[bool, bool], float]:
     """Mean test accuracy (over seeds with every cell, and over the other factors) of each
     combination (with a?, with b?): what an interaction plot shows."""
     factors = sorted(design.factors)
@@ -111,4 +128,3 @@ def _common(test_acc: dict[str, dict[int, float]], variants: list[str]) -> list[
     """The seeds on which every one of `variants` finished."""
     sets = [set(test_acc.get(v, {})) for v in variants]
     return sorted(set.intersection(*sets)) if sets else []
-

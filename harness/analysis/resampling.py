@@ -15,6 +15,7 @@ inflates the image part, by √1.5 at 3 seeds and less with more: conservative).
 percentile interval at 3 seeds covered 85%, not 95%. A fixed seed makes it reproducible (the
 report is rebuilt byte for byte).
 """
+
 from __future__ import annotations
 
 import math
@@ -55,7 +56,9 @@ def crossed(rows: list[np.ndarray], alpha: float = 0.05, draws: int = DRAWS) -> 
         return NONE
     sizes = {len(r) for r in rows}
     if len(sizes) != 1:
-        raise ValueError(f"the seeds were scored on test sets of different sizes ({', '.join(map(str, sorted(sizes)))} images)")
+        raise ValueError(
+            f"the seeds were scored on test sets of different sizes ({', '.join(map(str, sorted(sizes)))} images)"
+        )
     d = np.stack([np.asarray(r, dtype=float) for r in rows])  # n × N
     images = d.shape[1]
     used = np.flatnonzero(np.any(d != 0, axis=0))  # only images where some pair disagrees move a replicate
@@ -67,7 +70,7 @@ def crossed(rows: list[np.ndarray], alpha: float = 0.05, draws: int = DRAWS) -> 
         drawn = rng.integers(0, images, size=(k, images))
         weights = np.stack([np.bincount(row, minlength=images)[used] for row in drawn])  # k × |used|
         per_seed = weights @ d[:, used].T  # k × n: each seed's image-weighted sum under the replicate's images
-        means[start:start + k] = 100.0 / images * np.take_along_axis(per_seed, picks, axis=1).mean(axis=1)
+        means[start : start + k] = 100.0 / images * np.take_along_axis(per_seed, picks, axis=1).mean(axis=1)
     observed = 100.0 * float(d.mean())
     se = float(means.std(ddof=1)) * math.sqrt(n / (n - 1))
     half = float(stats.t.ppf(1 - alpha / 2, n - 1)) * se

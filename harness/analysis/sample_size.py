@@ -1,6 +1,7 @@
 """Sample sizes for paired comparisons: the power of the paired t-test and of the paired TOST,
 the seeds each needs, and the pooled spread of several comparisons (harness/analysis/planning.py
 and the report's "seeds for ±margin")."""
+
 from __future__ import annotations
 
 import math
@@ -22,7 +23,9 @@ def power(effect: float, sd: float, n: int, alpha: float) -> float:
     return float(stats.nct.sf(crit, df, ncp)) + far
 
 
-def seeds_needed(sd: float, effect: float, alpha: float, target: float = POWER, exact: bool = False, limit: int = LIMIT) -> int:
+def seeds_needed(
+    sd: float, effect: float, alpha: float, target: float = POWER, exact: bool = False, limit: int = LIMIT
+) -> int:
     """The fewest pairs for which a paired t-test at level `alpha` finds a true difference of
     `effect` points with probability `target`. With `exact` (the permutation test decides), or
     with no spread (the t-test is undefined), also enough pairs for the sign-flip test to be able
@@ -61,8 +64,9 @@ def tost_power(margin: float, sd: float, n: int, alpha: float, true_difference: 
     return float(np.where(half > 0, inside, 0.0).mean())
 
 
-def seeds_for_equivalence(sd: float, margin: float, alpha: float, target: float = POWER, exact: bool = False,
-                          limit: int = LIMIT) -> int:
+def seeds_for_equivalence(
+    sd: float, margin: float, alpha: float, target: float = POWER, exact: bool = False, limit: int = LIMIT
+) -> int:
     """The fewest pairs for which the paired TOST at level `alpha` shows equivalence within ±margin
     with probability `target` when there is no true difference; with `exact` also enough pairs for
     the sign-flip TOST to reach `alpha` (1 / 2^n <= alpha). 0 when the spread is unknown."""

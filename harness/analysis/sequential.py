@@ -36,6 +36,7 @@ at the last round).
 Everything here is a pure function of the per-seed differences and of which pairs were tried,
 so a resumed or rebuilt experiment reaches the same rounds and verdicts.
 """
+
 from __future__ import annotations
 
 import functools
@@ -49,13 +50,15 @@ from harness.analysis import stats as paired
 from harness.analysis.spending import boundaries, p_value, spend  # noqa: F401 - the rule's boundaries, used by its callers too
 from harness.settings.analysis import Analysis, Sequential  # noqa: F401 - the settings the rule takes
 
-METHOD = ("a group-sequential paired t-test: Lan–DeMets O'Brien–Fleming-type α-spending over the information fraction "
-          "pairs / max_seeds, with boundaries for the t statistic from its exact null distribution under normal differences "
-          "(simulated, 1,000,000 paths; the sign-flip p against their nominal levels where `[analysis] test = \"permutation\"` "
-          "or the differences have no spread; no decision below 3 pairs); "
-          "Holm across the variants as the graphical procedure of Maurer & Bretz (2013), which passes a decided variant's level "
-          "to the others; equivalence within ±margin by TOST in a second family spent the same way; repeated confidence "
-          "intervals (Jennison & Turnbull)")
+METHOD = (
+    "a group-sequential paired t-test: Lan–DeMets O'Brien–Fleming-type α-spending over the information fraction "
+    "pairs / max_seeds, with boundaries for the t statistic from its exact null distribution under normal differences "
+    '(simulated, 1,000,000 paths; the sign-flip p against their nominal levels where `[analysis] test = "permutation"` '
+    "or the differences have no spread; no decision below 3 pairs); "
+    "Holm across the variants as the graphical procedure of Maurer & Bretz (2013), which passes a decided variant's level "
+    "to the others; equivalence within ±margin by TOST in a second family spent the same way; repeated confidence "
+    "intervals (Jennison & Turnbull)"
+)
 REFERENCES = (
     "Lan, K. K. G. & DeMets, D. L. (1983). Discrete sequential boundaries for clinical trials. Biometrika 70(3), 659–663.",
     "Jennison, C. & Turnbull, B. W. (2000). Group Sequential Methods with Applications to Clinical Trials. Chapman & Hall/CRC "
@@ -143,7 +146,9 @@ class _Rule:
 
     sign_flip: bool  # `[analysis] test = "permutation"`: the sign-flip route at every look
     margin: float
-    future: tuple[tuple[int, float], ...] = ()  # (pairs, fraction) of the looks still planned: they key the boundary cache
+    future: tuple[
+        tuple[int, float], ...
+    ] = ()  # (pairs, fraction) of the looks still planned: they key the boundary cache
 
 
 def _usable(looks: list[Look]) -> list[Look]:
@@ -174,7 +179,11 @@ def _judge(lk: Look, c: float, equivalence: bool, rule: _Rule) -> str:
     if rule.sign_flip or not lk.spread:
         p, nominal = _signflip(lk.values, rule.margin, equivalence), p_value(c, lk.n, not equivalence)
         why = "" if rule.sign_flip else "; no spread between seeds, so no t statistic"
-        return f"sign-flip {'TOST ' if equivalence else ''}p {_p(p)} ≤ boundary {_p(nominal)} {where}{why}" if p <= nominal else ""
+        return (
+            f"sign-flip {'TOST ' if equivalence else ''}p {_p(p)} ≤ boundary {_p(nominal)} {where}{why}"
+            if p <= nominal
+            else ""
+        )
     stat = lk.tost if equivalence else abs(lk.t)
     return f"{'TOST t' if equivalence else '|t|'} {stat:.3g} ≥ boundary {c:.3g} {where}" if stat >= c else ""
 
@@ -192,7 +201,9 @@ def _crosses(looks: list[Look], level: float, equivalence: bool, rule: _Rule) ->
 def _around(lk: Look, c: float, two_sided: bool, rule: _Rule) -> tuple[float, float]:
     """Δ ± c·se, or on the sign-flip route the shifts the sign-flip test keeps at c's nominal level."""
     if rule.sign_flip or not lk.spread:
-        return signflip.signflip_interval(np.array(lk.values), p_value(c, lk.n, True) if two_sided else 2 * p_value(c, lk.n, False))
+        return signflip.signflip_interval(
+            np.array(lk.values), p_value(c, lk.n, True) if two_sided else 2 * p_value(c, lk.n, False)
+        )
     half = c * lk.sd / math.sqrt(lk.n)
     return lk.mean - half, lk.mean + half
 
@@ -205,7 +216,9 @@ def _interval(looks: list[Look], level: float, rule: _Rule) -> Look:
         return lk
     c = _bounds(usable, level, True, rule)[-1]
     low, high = _around(lk, c, True, rule) if math.isfinite(c) else (-math.inf, math.inf)
-    return replace(lk, bound=c, level=p_value(c, lk.n, True) if math.isfinite(c) else 0.0, low=low, high=high, coverage=1 - level)
+    return replace(
+        lk, bound=c, level=p_value(c, lk.n, True) if math.isfinite(c) else 0.0, low=low, high=high, coverage=1 - level
+    )
 
 
 class _Family:
@@ -216,13 +229,23 @@ class _Family:
         self.rejected: dict[str, tuple[Look, float, str]] = {}
         self.equivalence = equivalence
 
-    def test(self, tracks: dict[str, Track], rules: dict[str, _Rule]) -> list[tuple[str, tuple[Look, float, str], float]]:
+    def test(
+        self, tracks: dict[str, Track], rules: dict[str, _Rule]
+    ) -> list[tuple[str, tuple[Look, float, str], float]]:
         """Reject what the current levels allow, passing each rejected level on; returns the new
         rejections with the level each was rejected at."""
         found = []
         while True:
-            hit = next(((v, got) for v in self.levels if v not in self.rejected
-                        for got in [_crosses(tracks[v].looks, self.levels[v], self.equivalence, rules[v])] if got is not None), None)
+            hit = next(
+                (
+                    (v, got)
+                    for v in self.levels
+                    if v not in self.rejected
+                    for got in [_crosses(tracks[v].looks, self.levels[v], self.equivalence, rules[v])]
+                    if got is not None
+                ),
+                None,
+            )
             if hit is None:
                 return found
             v, got = hit
@@ -239,8 +262,35 @@ def _future(n: int, number: int, plan: Sequential) -> tuple[tuple[int, float], .
     return tuple((n + i, 1.0 if i == left else (n + i) / plan.max_seeds) for i in range(1, left + 1))
 
 
-def walk(differences: dict[str, dict[int, float]], tried: set[tuple[str, int]], baseline: str, variants: list[str],
-         seeds: tuple[int, ...], plan: Sequential, analysis: Analysis = Analysis()) -> Walk:
+def _decide(
+    difference: _Family, equivalence: _Family, tracks: dict[str, Track], rules: dict, number: int
+) -> dict[str, str]:
+    """Round `number`'s tests, the difference family's first: each open variant a boundary decides
+    gets its verdict (an equivalence also the interval that decided it); returns them."""
+    decided: dict[str, str] = {}
+    for family, is_equivalence in ((difference, False), (equivalence, True)):
+        for v, (lk, c, why), level in family.test(tracks, rules):
+            t = tracks[v]
+            if t.verdict == OPEN:
+                t.verdict = "equivalent" if is_equivalence else ("better" if lk.mean > 0 else "worse")
+                t.decided_in, t.by = number, why
+                decided[v] = t.verdict
+                if is_equivalence:  # the interval that decides: inside ±margin
+                    low, high = _around(lk, c, False, rules[v])
+                    i = next(i for i, x in enumerate(t.looks) if x is lk)
+                    t.looks[i] = replace(lk, eq_low=low, eq_high=high, eq_coverage=1 - 2 * level)
+    return decided
+
+
+def walk(
+    differences: dict[str, dict[int, float]],
+    tried: set[tuple[str, int]],
+    baseline: str,
+    variants: list[str],
+    seeds: tuple[int, ...],
+    plan: Sequential,
+    analysis: Analysis = Analysis(),
+) -> Walk:
     """Replay the design on what is known: `differences` are each variant's paired differences by
     seed (points; only seeds where both runs finished), `tried` the (variant, seed) pairs that have
     an outcome (finished or failed). Stops at the first round with a pair not yet tried and names
@@ -266,20 +316,11 @@ def walk(differences: dict[str, dict[int, float]], tried: set[tuple[str, int]], 
             if len(d) > (looks[-1].n if looks else 0):  # a round that added no pair (a failed run) is no look
                 looks.append(look(number, d, 1.0 if last else len(d) / plan.max_seeds, analysis.margin))
                 tracks[v].shape = paired.shape(d)
-        rules = {v: _Rule(sign_flip, analysis.margin, _future(tracks[v].looks[-1].n if tracks[v].looks else 0, number, plan))
-                 for v in variants}
-        decided: dict[str, str] = {}
-        for family, is_equivalence in ((difference, False), (equivalence, True)):
-            for v, (lk, c, why), level in family.test(tracks, rules):
-                t = tracks[v]
-                if t.verdict == OPEN:
-                    t.verdict = "equivalent" if is_equivalence else ("better" if lk.mean > 0 else "worse")
-                    t.decided_in, t.by = number, why
-                    decided[v] = t.verdict
-                    if is_equivalence:  # the interval that decides: inside ±margin
-                        low, high = _around(lk, c, False, rules[v])
-                        i = next(i for i, x in enumerate(t.looks) if x is lk)
-                        t.looks[i] = replace(lk, eq_low=low, eq_high=high, eq_coverage=1 - 2 * level)
+        rules = {
+            v: _Rule(sign_flip, analysis.margin, _future(tracks[v].looks[-1].n if tracks[v].looks else 0, number, plan))
+            for v in variants
+        }
+        decided = _decide(difference, equivalence, tracks, rules, number)
         for v in still_open:
             looks = tracks[v].looks
             if looks and looks[-1].round == number:
@@ -296,8 +337,15 @@ def walk(differences: dict[str, dict[int, float]], tried: set[tuple[str, int]], 
     return Walk(rounds, tracks, [])
 
 
-def decide(counts: dict[str, dict[int, tuple[int, int]]], tried: set[tuple[str, int]], baseline: str, variants: list[str],
-           seeds: tuple[int, ...], plan: Sequential, analysis: Analysis = Analysis()) -> Walk:
+def decide(
+    counts: dict[str, dict[int, tuple[int, int]]],
+    tried: set[tuple[str, int]],
+    baseline: str,
+    variants: list[str],
+    seeds: tuple[int, ...],
+    plan: Sequential,
+    analysis: Analysis = Analysis(),
+) -> Walk:
     """The design replayed on counts of correct test images, (correct, images) per variant and
     seed of the finished runs: what the runner asks before each round (its `next` pairs) and what
     the report replays from the store."""
@@ -334,8 +382,11 @@ def describe(r: Round, tracks: dict[str, Track]) -> str:
         parts.append(f"{v} {verdict} ({tracks[v].by}{warn})" + (", stops" if verdict != INCONCLUSIVE else ""))
     for v in r.still_open:
         lk = next((lk for lk in tracks[v].looks if lk.round == r.number), None)
-        where = (f"Δ {lk.mean:+.2f} {interval_text(lk, OPEN)}" if lk is not None and lk.n >= MIN_PAIRS and not math.isnan(lk.low)
-                 else "too few pairs")
+        where = (
+            f"Δ {lk.mean:+.2f} {interval_text(lk, OPEN)}"
+            if lk is not None and lk.n >= MIN_PAIRS and not math.isnan(lk.low)
+            else "too few pairs"
+        )
         parts.append(f"{v} open ({where})")
     if not r.still_open:
         parts.append("none open")

@@ -1,6 +1,7 @@
 """The exact sign-flip permutation test of paired differences: its p-value (all 2^n sign
 patterns up to EXACT_UP_TO values, a seeded Monte-Carlo beyond), the smallest p n values can give,
 and the test inverted into an interval. harness/analysis/stats.py and sequential.py use it."""
+
 from __future__ import annotations
 
 import functools
@@ -28,7 +29,7 @@ def floor_p(d: np.ndarray) -> float:
     k = _nonzero(d)
     if k > EXACT_UP_TO:
         return 1.0 / (MONTE_CARLO + 1)
-    return min(1.0, 2.0 / 2 ** k) if k else 1.0
+    return min(1.0, 2.0 / 2**k) if k else 1.0
 
 
 def signflip_p(d: np.ndarray, alternative: str = "two-sided") -> float:
@@ -51,9 +52,9 @@ def signflip_p(d: np.ndarray, alternative: str = "two-sided") -> float:
 
     if n <= EXACT_UP_TO:
         total = 0
-        for start in range(0, 2 ** n, 1 << 16):
+        for start in range(0, 2**n, 1 << 16):
             total += hits(_signs(n, start) @ d)
-        return total / 2 ** n
+        return total / 2**n
     rng = np.random.default_rng(0)
     total = sum(hits(rng.choice((-1.0, 1.0), size=(10_000, n)) @ d) for _ in range(MONTE_CARLO // 10_000))
     return (1 + total) / (1 + MONTE_CARLO)
@@ -69,7 +70,7 @@ def tost_p(d: np.ndarray, margin: float) -> float:
 @functools.lru_cache(maxsize=64)
 def _signs(n: int, start: int) -> np.ndarray:
     """Sign patterns start .. start + 2^16 of n values (±1.0), one per row."""
-    codes = np.arange(start, min(2 ** n, start + (1 << 16)))[:, None]
+    codes = np.arange(start, min(2**n, start + (1 << 16)))[:, None]
     return (1 - 2 * ((codes >> np.arange(n)) & 1)).astype(np.int8)
 
 
@@ -84,10 +85,10 @@ def signflip_interval(d: np.ndarray, level: float) -> tuple[float, float]:
     interval holds μ, and a sweep over the intervals' ends gives where p(μ) > level (its hull)."""
     d = np.asarray(d, dtype=float)
     n = len(d)
-    if n == 0 or (n <= EXACT_UP_TO and 2.0 / 2 ** n > level):
+    if n == 0 or (n <= EXACT_UP_TO and 2.0 / 2**n > level):
         return -math.inf, math.inf
     if n <= EXACT_UP_TO:
-        signs, total, extra = np.concatenate([_signs(n, start) for start in range(0, 2 ** n, 1 << 16)]), 2 ** n, 0
+        signs, total, extra = np.concatenate([_signs(n, start) for start in range(0, 2**n, 1 << 16)]), 2**n, 0
     else:  # the Monte-Carlo patterns signflip_p draws
         rng = np.random.default_rng(0)
         signs = np.concatenate([rng.choice((-1.0, 1.0), size=(10_000, n)) for _ in range(MONTE_CARLO // 10_000)])

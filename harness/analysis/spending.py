@@ -2,6 +2,7 @@
 and the critical values of the paired t statistic at each look from its exact null distribution
 under normal differences (PATHS simulated paths from a fixed seed), kept in the user cache so a
 later command reads what an earlier one simulated. harness/analysis/sequential.py decides with them."""
+
 from __future__ import annotations
 
 import functools

@@ -20,6 +20,7 @@ inf are refused. Differences whose spread is float noise (sd at most signflip.NO
 float accuracies that differ by the same count on every seed) count as no spread: the t-test is
 then undefined and the sign-flip test decides.
 """
+
 from __future__ import annotations
 
 import math
@@ -120,8 +121,10 @@ def check_finite(d_by_seed: dict[int, float]) -> None:
     bad = {s: x for s, x in d_by_seed.items() if not math.isfinite(x)}
     if bad:
         s, x = next(iter(sorted(bad.items())))
-        raise ValueError(f"paired differences: seed {s} is {x}; expected finite numbers of points (counts of correct images "
-                         "give them; a run without a result has no pair)")
+        raise ValueError(
+            f"paired differences: seed {s} is {x}; expected finite numbers of points (counts of correct images "
+            "give them; a run without a result has no pair)"
+        )
 
 
 def spread(d: np.ndarray) -> float:
@@ -141,11 +144,15 @@ def differences(d_by_seed: dict[int, float], analysis: Analysis = Analysis()) ->
     n, margin = len(d), analysis.margin
     mean = float(d.mean()) if n else math.nan
     tiny = noise(d)
-    extra = dict(values=tuple(map(float, d)), wins=int((d > tiny).sum()), ties=int((np.abs(d) <= tiny).sum()), shape=shape(d))
+    extra = dict(
+        values=tuple(map(float, d)), wins=int((d > tiny).sum()), ties=int((np.abs(d) <= tiny).sum()), shape=shape(d)
+    )
     perm, perm_min = signflip_p(d), floor_p(d)
     tost_perm = tost_p(d, margin)
     if n < 2:
-        return Paired(n, mean, math.nan, math.nan, math.nan, math.nan, perm, perm_min, math.nan, tost_perm, math.nan, **extra)
+        return Paired(
+            n, mean, math.nan, math.nan, math.nan, math.nan, perm, perm_min, math.nan, tost_perm, math.nan, **extra
+        )
     sd = spread(d)
     if sd == 0 or analysis.test == "permutation":  # the sign-flip test decides: its own interval
         low, high = signflip_interval(d, analysis.alpha)
@@ -178,7 +185,9 @@ def shape(d: np.ndarray) -> str:
     if mad > noise(d):
         z = 0.6745 * np.abs(d - med) / mad
         if z.max() > 3.5:
-            return f"an outlying seed (Δ {float(d[int(z.argmax())]):+.2f} points, modified z {float(z.max()):.1f} > 3.5)"
+            return (
+                f"an outlying seed (Δ {float(d[int(z.argmax())]):+.2f} points, modified z {float(z.max()):.1f} > 3.5)"
+            )
     return ""
 
 
@@ -189,7 +198,7 @@ def skewness(d: np.ndarray) -> float:
     n = len(d)
     dev = d - d.mean()
     m2, m3 = float(np.mean(dev * dev)), float(np.mean(dev * dev * dev))
-    return m3 / m2 ** 1.5 * math.sqrt(n * (n - 1)) / (n - 2)
+    return m3 / m2**1.5 * math.sqrt(n * (n - 1)) / (n - 2)
 
 
 def test_set_floor(accuracy: float, images: int) -> float:
@@ -249,15 +258,44 @@ def family(raw: dict[str, Paired], analysis: Analysis = Analysis()) -> dict[str,
             low, high = _t_interval(r.diff_mean, r.sd, r.n, 1 - analysis.alpha / m)
         if r.n < MIN_PAIRS:
             why += f" (fewer than {MIN_PAIRS} pairs: no verdict)"
-        r = replace(r, sim_low=low, sim_high=high, t_holm=t_holm[i], perm_holm=perm_holm[i], tost_holm=tost_holm[i], p_holm=p,
-                    decided_by=f"{_TEST_NAMES[test]}{why}")
-        verdict = ("inconclusive" if r.n < MIN_PAIRS else ("better" if r.diff_mean > 0 else "worse") if p < analysis.alpha
-                   else "equivalent" if tost_holm[i] < analysis.alpha else "inconclusive")
+        r = replace(
+            r,
+            sim_low=low,
+            sim_high=high,
+            t_holm=t_holm[i],
+            perm_holm=perm_holm[i],
+            tost_holm=tost_holm[i],
+            p_holm=p,
+            decided_by=f"{_TEST_NAMES[test]}{why}",
+        )
+        verdict = (
+            "inconclusive"
+            if r.n < MIN_PAIRS
+            else ("better" if r.diff_mean > 0 else "worse")
+            if p < analysis.alpha
+            else "equivalent"
+            if tost_holm[i] < analysis.alpha
+            else "inconclusive"
+        )
         both = math.isfinite(r.t_p) and (t_holm[i] < analysis.alpha) != (perm_holm[i] < analysis.alpha)
-        disagree = (f"t-test Holm p {_p3(t_holm[i])} and permutation Holm p {_p3(perm_holm[i])} disagree at α = {analysis.alpha}") if both else ""
+        disagree = (
+            (
+                f"t-test Holm p {_p3(t_holm[i])} and permutation Holm p {_p3(perm_holm[i])} disagree at α = {analysis.alpha}"
+            )
+            if both
+            else ""
+        )
         if verdict in ("better", "worse") and low <= 0 <= high:  # Holm's later steps test at more than α/m
-            disagree = "; ".join(filter(None, [disagree, "simultaneous interval still touches zero: Holm rejects at its step-down level, "
-                                                          "which is above the interval's α/m"]))
+            disagree = "; ".join(
+                filter(
+                    None,
+                    [
+                        disagree,
+                        "simultaneous interval still touches zero: Holm rejects at its step-down level, "
+                        "which is above the interval's α/m",
+                    ],
+                )
+            )
         out[name] = replace(r, verdict=verdict, disagreement=disagree)
     return out
 
@@ -268,7 +306,9 @@ _TEST_NAMES = {"t": "paired t-test", "permutation": "sign-flip permutation test"
 def _decider(r: Paired, chosen: str) -> tuple[str, str]:
     """The test that decides: the chosen one, or the permutation test where the t-test is undefined."""
     if chosen == "t" and not math.isfinite(r.t_p):
-        return "permutation", (" (t-test undefined: fewer than 2 pairs)" if r.n < 2 else " (t-test undefined: no spread between seeds)")
+        return "permutation", (
+            " (t-test undefined: fewer than 2 pairs)" if r.n < 2 else " (t-test undefined: no spread between seeds)"
+        )
     return chosen, ""
 
 

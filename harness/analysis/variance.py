@@ -17,6 +17,7 @@ to any single number, however many seeds are run. Shares are of the sum of the s
 and the floor; the one-at-a-time variances add up to the all-sources one when the sources act
 additively and independently, which `additivity` shows.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,7 +57,9 @@ def component(source: str, values: list[float], confidence: float = 0.95) -> Com
     s2 = float(x.var(ddof=1)) if np.ptp(x) > 0 else 0.0  # equal runs: exactly no spread, not a rounding residue
     a = 1.0 - confidence
     df = n - 1
-    return Component(source, n, float(x.mean()), s2, df * s2 / st.chi2.ppf(1 - a / 2, df), df * s2 / st.chi2.ppf(a / 2, df))
+    return Component(
+        source, n, float(x.mean()), s2, df * s2 / st.chi2.ppf(1 - a / 2, df), df * s2 / st.chi2.ppf(a / 2, df)
+    )
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,9 @@ class Decomposition:
         return parts / self.total.variance if self.total.variance > 0 else math.nan
 
 
-def decompose(variant: str, by_source: dict[str, list[float]], images: int, sources: tuple[str, ...], confidence: float = 0.95) -> Decomposition:
+def decompose(
+    variant: str, by_source: dict[str, list[float]], images: int, sources: tuple[str, ...], confidence: float = 0.95
+) -> Decomposition:
     """`by_source`: each source's runs' test accuracies (points), and ALL's for every source
     varied; `images`: the test set's size."""
     total = component(ALL, by_source.get(ALL, []), confidence)

@@ -9,6 +9,7 @@ Python, for a notebook or a script.
 so a bad value raises the `UsageError` whose message the CLI prints. Progress is one tqdm.auto bar
 (a widget in Jupyter) and one line per run.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,8 +23,16 @@ from typing import Any
 
 from harness.base.errors import UsageError
 
-SETTINGS = {"epochs": "train.epochs", "device": "train.device", "fuse": "train.fuse", "margin": "analysis.margin", "dataset": "data.dataset",
-            "data_dir": "data.dir", "tracking_uri": "tracking_uri", "max_seeds": "max_seeds"}  # flags that are settings
+SETTINGS = {
+    "epochs": "train.epochs",
+    "device": "train.device",
+    "fuse": "train.fuse",
+    "margin": "analysis.margin",
+    "dataset": "data.dataset",
+    "data_dir": "data.dir",
+    "tracking_uri": "tracking_uri",
+    "max_seeds": "max_seeds",
+}  # flags that are settings
 LISTS = ("variants", "seeds", "factors")  # a comma-separated text or a list
 FILES = ("components", "params_from", "set")  # one path (or assignment) or a list of them
 SWITCHES = ("tuned", "yes")
@@ -45,8 +54,12 @@ def _text(key: str, value: Any) -> str:
     """A list flag as the command line writes it: `[7]` is `7,` (one seed, not a count of 7)."""
     if not isinstance(value, (list, tuple)):
         return str(_scalar(key, value, (int, str)))
-    if not value or not all(isinstance(v, (str, int)) and not isinstance(v, bool) and str(v).strip() and "," not in str(v) for v in value):
-        raise UsageError(f"{key}: {value!r} is not allowed; expected a non-empty list of names or numbers, one per item (no commas)")
+    if not value or not all(
+        isinstance(v, (str, int)) and not isinstance(v, bool) and str(v).strip() and "," not in str(v) for v in value
+    ):
+        raise UsageError(
+            f"{key}: {value!r} is not allowed; expected a non-empty list of names or numbers, one per item (no commas)"
+        )
     parts = [str(v) for v in value]
     return ",".join(parts) + ("," if len(parts) == 1 else "")
 
@@ -54,7 +67,9 @@ def _text(key: str, value: Any) -> str:
 def _paths(key: str, value: Any) -> list[str]:
     """A path or a list of paths (components, params_from, set) as strings; anything else is refused."""
     items = [value] if isinstance(value, (str, os.PathLike)) else value
-    if not isinstance(items, (list, tuple)) or not all(isinstance(v, (str, os.PathLike)) and str(v).strip() for v in items):
+    if not isinstance(items, (list, tuple)) or not all(
+        isinstance(v, (str, os.PathLike)) and str(v).strip() for v in items
+    ):
         raise UsageError(f"{key}: {value!r} is not allowed; expected a string or a list of strings")
     return [str(v) for v in items]
 
@@ -72,7 +87,15 @@ def _kinds(cls: type) -> dict[str, tuple | None]:
         members = typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType, typing.Union) else (hint,)
         kind = next(m for m in members if m is not type(None))
         origin = typing.get_origin(kind)
-        out[name] = None if origin is tuple else (str,) if origin is typing.Literal else (int, float) if kind is float else (kind,)
+        out[name] = (
+            None
+            if origin is tuple
+            else (str,)
+            if origin is typing.Literal
+            else (int, float)
+            if kind is float
+            else (kind,)
+        )
     return out
 
 
@@ -113,8 +136,13 @@ def arguments(**kwargs: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, 
     return setup, flags, options
 
 
-def run(variants: list[str] | str | None = None, seeds: int | list[int] | str | None = None, epochs: int | None = None,
-        design: str | None = None, **settings: Any) -> "Study":
+def run(
+    variants: list[str] | str | None = None,
+    seeds: int | list[int] | str | None = None,
+    epochs: int | None = None,
+    design: str | None = None,
+    **settings: Any,
+) -> "Study":
     """Train the variants × seeds (skipping finished runs, resuming interrupted ones) and write the
     report, as `python -m harness run` does; returns the experiment as a `Study`. A problem that
     leaves the runs safe in the store (the report could not be written) is printed to stderr."""
@@ -124,9 +152,19 @@ def run(variants: list[str] | str | None = None, seeds: int | list[int] | str | 
 
     setup, flags, options = arguments(variants=variants, seeds=seeds, epochs=epochs, design=design, **settings)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    cfg, files = experiment.configure(setup.get("experiment"), setup.get("set", []), setup.get("params_from", []),
-                                      setup.get("components", []), setup["tuned"], **flags)
-    call = ", ".join(f"{k}={v!r}" for k, v in dict(variants=variants, seeds=seeds, epochs=epochs, design=design, **settings).items() if v is not None)
+    cfg, files = experiment.configure(
+        setup.get("experiment"),
+        setup.get("set", []),
+        setup.get("params_from", []),
+        setup.get("components", []),
+        setup["tuned"],
+        **flags,
+    )
+    call = ", ".join(
+        f"{k}={v!r}"
+        for k, v in dict(variants=variants, seeds=seeds, epochs=epochs, design=design, **settings).items()
+        if v is not None
+    )
     done = experiment.run(cfg, Execution(**options), Console(mode="notebook"), files, f"harness.run({call})")
     for problem in done.problems:
         print(f"error: {problem}", file=sys.stderr)
@@ -154,7 +192,11 @@ class Study:
     """An experiment in the store: its tables as pandas DataFrames, its runs, its report."""
 
     def __init__(self, experiment: str, tracking_uri: str, reports_folder: Path) -> None:
-        self.experiment, self.tracking_uri, self.reports_folder = experiment, tracking_uri, Path(reports_folder).resolve()
+        self.experiment, self.tracking_uri, self.reports_folder = (
+            experiment,
+            tracking_uri,
+            Path(reports_folder).resolve(),
+        )
         self._study = None
 
     def __repr__(self) -> str:

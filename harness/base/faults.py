@@ -8,6 +8,7 @@ group's member is recorded FINISHED, before the next member is).
 
 Unset, `point()` is one comparison.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,10 +28,18 @@ def check() -> None:
     parts = _SPEC.split(":")
     if not _SPEC:
         return
-    ok = 2 <= len(parts) <= 3 and parts[0] in POINTS and parts[1].isdigit() and int(parts[1]) >= 1 and (len(parts) == 2 or parts[2] in SIGNALS)
+    ok = (
+        2 <= len(parts) <= 3
+        and parts[0] in POINTS
+        and parts[1].isdigit()
+        and int(parts[1]) >= 1
+        and (len(parts) == 2 or parts[2] in SIGNALS)
+    )
     if not ok:
-        raise UsageError(f"HARNESS_FAULT: {_SPEC!r} is not allowed; expected POINT:N[:SIGNAL] with POINT one of {', '.join(POINTS)}, "
-                         f"N >= 1 and SIGNAL one of {', '.join(SIGNALS)} (or unset it)")
+        raise UsageError(
+            f"HARNESS_FAULT: {_SPEC!r} is not allowed; expected POINT:N[:SIGNAL] with POINT one of {', '.join(POINTS)}, "
+            f"N >= 1 and SIGNAL one of {', '.join(SIGNALS)} (or unset it)"
+        )
 
 
 def wants(point: str) -> bool:

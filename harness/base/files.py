@@ -3,6 +3,7 @@ killed at any moment leaves either the previous file or the new one, never a tor
 failed write (no space left, say) leaves the previous file intact and names the path. Checkpoints,
 reports and their figures, tuning files, caches and benchmark results all go through it.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -3,6 +3,7 @@ parent is gone: the parent names itself in HARNESS_PARENT_PID, and each child wa
 re-parented (the parent died, even by SIGKILL) and then sends itself SIGTERM, which stops it as a
 user's SIGTERM would: the run in progress is marked KILLED and its checkpoint is kept (or, if it has
 not stopped GRACE_S later, it kills itself; the next command resumes from the checkpoint)."""
+
 from __future__ import annotations
 
 import faulthandler

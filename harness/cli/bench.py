@@ -13,6 +13,7 @@ take turns for `--repeats` epochs. It prints images per second (medians) and the
 quotes (b/a, b/c, shuffled/unshuffled, tutorial/shuffled), and writes them to JSON. `--jobs 1,2,4,8` measures instead the aggregate throughput of K training
 processes sharing one device.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,7 +36,11 @@ from harness.tracking import provenance
 from harness.training import engine
 
 BATCH = 256
-BASE = {"epochs": 1, "batch_size": BATCH, "shuffle": False}  # one epoch in the tutorial's order: every engine way starts here
+BASE = {
+    "epochs": 1,
+    "batch_size": BATCH,
+    "shuffle": False,
+}  # one epoch in the tutorial's order: every engine way starts here
 
 
 class TutorialDataset(torch.utils.data.Dataset):
@@ -97,7 +102,9 @@ def time_tutorial(x, y, device, n_train: int, augment: bool = False) -> float:
     return time.perf_counter() - start
 
 
-def time_floor(x, y, device, n_train: int, fmt: torch.memory_format = torch.channels_last, precision: str = "fp32") -> float:
+def time_floor(
+    x, y, device, n_train: int, fmt: torch.memory_format = torch.channels_last, precision: str = "fp32"
+) -> float:
     """The engine's training and validation steps (forward, loss, backward, Adam, the loss and
     accuracy sums and the non-finite check kept on the device) on float batches built beforehand
     in the memory format `fmt`, with the model in that format and `precision`'s autocast: what the
@@ -157,8 +164,17 @@ def time_engine(x, y, device, n_train: int, way: Way) -> float:
     xt, yt = loading.image_tensor(x, device), loading.label_tensor(y, device)  # as a run gives them to the engine
     _sync(device)
     start = time.perf_counter()
-    engine.train(registry.get("baseline").build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], way[0], 2021,
-                 runtime=way[1], pieces=way[2])
+    engine.train(
+        registry.get("baseline").build,
+        xt[:n_train],
+        yt[:n_train],
+        xt[n_train:],
+        yt[n_train:],
+        way[0],
+        2021,
+        runtime=way[1],
+        pieces=way[2],
+    )
     _sync(device)
     return time.perf_counter() - start
 
@@ -169,9 +185,11 @@ def engine_ways(extra: dict[str, Way]) -> dict[str, Way]:
     from harness.variants.augment import crop_and_flip
 
     base = engine.TrainSettings(**BASE)
-    ways = {"harness": (base, engine.Runtime(), engine.Pieces()),
-            "harness_shuffled": (dataclasses.replace(base, shuffle=True), engine.Runtime(), engine.Pieces()),
-            "harness_augment": (base, engine.Runtime(), engine.Pieces(transform=crop_and_flip))}
+    ways = {
+        "harness": (base, engine.Runtime(), engine.Pieces()),
+        "harness_shuffled": (dataclasses.replace(base, shuffle=True), engine.Runtime(), engine.Pieces()),
+        "harness_augment": (base, engine.Runtime(), engine.Pieces(transform=crop_and_flip)),
+    }
     for text, way in extra.items():
         ways[f"harness[{text}]"] = way
     return ways
@@ -191,7 +209,9 @@ def parse_engine_settings(text: str, device: torch.device) -> Way:
         key, sep, value = part.partition("=")
         key = key.strip()
         if not sep or key not in ENGINE_SETTINGS:
-            raise UsageError(f"--engine: {part!r} is not allowed; expected KEY=VALUE with KEY one of {', '.join(ENGINE_SETTINGS)}")
+            raise UsageError(
+                f"--engine: {part!r} is not allowed; expected KEY=VALUE with KEY one of {', '.join(ENGINE_SETTINGS)}"
+            )
         experiment_file.apply_set(table, f"{key}={value.strip()}")
     settings, runtime = checks.train_settings(table, "--engine")
     preflight.check_runtime(settings, runtime, device)
@@ -200,18 +220,32 @@ def parse_engine_settings(text: str, device: torch.device) -> Way:
     return settings, runtime, engine.Pieces()
 
 
-def run(x: np.ndarray, y: np.ndarray, device: torch.device, repeats: int, out: Path, n_train: int, n_val: int,
-        extra: dict[str, Way] | None = None, say=print) -> dict:
+def run(
+    x: np.ndarray,
+    y: np.ndarray,
+    device: torch.device,
+    repeats: int,
+    out: Path,
+    n_train: int,
+    n_val: int,
+    extra: dict[str, Way] | None = None,
+    say=print,
+) -> dict:
     x, y = x[: n_train + n_val], y[: n_train + n_val]
     images = n_train + n_val
-    ways = {"tutorial": lambda: time_tutorial(x, y, device, n_train), "tutorial_augment": lambda: time_tutorial(x, y, device, n_train, True)}
+    ways = {
+        "tutorial": lambda: time_tutorial(x, y, device, n_train),
+        "tutorial_augment": lambda: time_tutorial(x, y, device, n_train, True),
+    }
     engine_rows = engine_ways(extra or {})
     floor_of = {name: floor_name(way, device) for name, way in engine_rows.items()}
     for name, way in engine_rows.items():
         ways[name] = lambda way=way: time_engine(x, y, device, n_train, way)
     for name, way in engine_rows.items():
         if floor_of[name] not in ways:
-            ways[floor_of[name]] = lambda way=way: time_floor(x, y, device, n_train, engine.memory_format(way[1], device), way[0].precision)
+            ways[floor_of[name]] = lambda way=way: time_floor(
+                x, y, device, n_train, engine.memory_format(way[1], device), way[0].precision
+            )
     for name, fn in ways.items():  # one untimed epoch each: lazy imports, kernel choice, compilation
         fn()
     seconds: dict[str, list[float]] = {k: [] for k in ways}
@@ -240,18 +274,28 @@ def run(x: np.ndarray, y: np.ndarray, device: torch.device, repeats: int, out: P
     say("")
     width = max(len(k) for k in ways)
     for name in ways:
-        say(f"{name:{width}s} {result['images_per_second'][name]:10.0f} images/s  ({med[name]:.3f} s/epoch, median of {repeats}; "
-            f"{result['vs_tutorial'][name]:.2f}x the tutorial's speed, {result['over_floor'][name]:.3f}x the time of {floor_of.get(name, 'floor')})")
+        say(
+            f"{name:{width}s} {result['images_per_second'][name]:10.0f} images/s  ({med[name]:.3f} s/epoch, median of {repeats}; "
+            f"{result['vs_tutorial'][name]:.2f}x the tutorial's speed, {result['over_floor'][name]:.3f}x the time of {floor_of.get(name, 'floor')})"
+        )
     say(f"b/a: harness is {result['speedup_harness_vs_tutorial']:.2f}x faster than the tutorial pipeline")
-    say(f"b/c: harness takes {result['harness_over_floor']:.3f}x the time of its floor (same layout, precision and model, batches prebuilt)")
-    say(f"shuffled/unshuffled: {result['shuffled_over_unshuffled']:.3f}; tutorial/shuffled: {result['tutorial_over_shuffled']:.2f}")
+    say(
+        f"b/c: harness takes {result['harness_over_floor']:.3f}x the time of its floor (same layout, precision and model, batches prebuilt)"
+    )
+    say(
+        f"shuffled/unshuffled: {result['shuffled_over_unshuffled']:.3f}; tutorial/shuffled: {result['tutorial_over_shuffled']:.2f}"
+    )
     say("")
     say("docs/performance.md rows (| way | s / epoch | images / s | vs tutorial | vs its floor |):")
     for name in ways:
-        say(f"| {name} | {med[name]:.2f} | {result['images_per_second'][name]:,.0f} | {result['vs_tutorial'][name]:.2f}× | "
-            f"{result['over_floor'][name]:.2f}× ({floor_of.get(name, 'floor')}) |")
-    say(f"augment: harness is {result['augment_speedup_vs_tutorial']:.2f}x faster than the tutorial's torchvision augmentation, "
-        f"and augmenting costs {100 * (result['augment_cost_over_harness'] - 1):+.1f}% over the harness without it")
+        say(
+            f"| {name} | {med[name]:.2f} | {result['images_per_second'][name]:,.0f} | {result['vs_tutorial'][name]:.2f}× | "
+            f"{result['over_floor'][name]:.2f}× ({floor_of.get(name, 'floor')}) |"
+        )
+    say(
+        f"augment: harness is {result['augment_speedup_vs_tutorial']:.2f}x faster than the tutorial's torchvision augmentation, "
+        f"and augmenting costs {100 * (result['augment_cost_over_harness'] - 1):+.1f}% over the harness without it"
+    )
     _write(out, result, say)
     return result
 
@@ -259,8 +303,15 @@ def run(x: np.ndarray, y: np.ndarray, device: torch.device, repeats: int, out: P
 def _machine(device: torch.device) -> dict:
     """The card or CPU, versions and the float flags that decide what the rows measured (TF32 as each row set it: fp32 rows run without)."""
     env = provenance.determinism(device)
-    return {"device": env["device"], "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
-            "cuda": env["cuda"], "cudnn": env["cudnn"], "tf32": "off for fp32 rows, on for bf16 rows (engine.set_float_precision)"}
+    return {
+        "device": env["device"],
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda": env["cuda"],
+        "cudnn": env["cudnn"],
+        "tf32": "off for fp32 rows, on for bf16 rows (engine.set_float_precision)",
+    }
 
 
 def _write(out: Path, result: dict, say) -> None:
@@ -271,20 +322,37 @@ def _write(out: Path, result: dict, say) -> None:
 # ---------------------------------------------------------------- several runs per device
 
 
-def _scaling_worker(data_dir: str, device: str, way: Way, threads: int, n_train: int, n_val: int, barrier, queue) -> None:
+def _scaling_worker(
+    data_dir: str, device: str, way: Way, threads: int, n_train: int, n_val: int, barrier, queue
+) -> None:
     """One of K processes: load the data onto the device, train one untimed epoch (warm-up), wait
     for the others, then train the way's epochs and report when it started and ended."""
     torch.set_num_threads(threads)
     arrays = loading.read_source(datasets.get("cifar10"), Path(data_dir)).arrays
     dev = torch.device(device)
-    xt, yt = loading.image_tensor(arrays.x_train[: n_train + n_val], dev), loading.label_tensor(arrays.y_train[: n_train + n_val], dev)
+    xt, yt = (
+        loading.image_tensor(arrays.x_train[: n_train + n_val], dev),
+        loading.label_tensor(arrays.y_train[: n_train + n_val], dev),
+    )
     build = registry.get("baseline").build
     settings, runtime, pieces = way
-    engine.train(build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], dataclasses.replace(settings, epochs=1), 0, runtime=runtime, pieces=pieces)
+    engine.train(
+        build,
+        xt[:n_train],
+        yt[:n_train],
+        xt[n_train:],
+        yt[n_train:],
+        dataclasses.replace(settings, epochs=1),
+        0,
+        runtime=runtime,
+        pieces=pieces,
+    )
     _sync(dev)
     barrier.wait()
     start = time.monotonic()
-    engine.train(build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], settings, 0, runtime=runtime, pieces=pieces)
+    engine.train(
+        build, xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:], settings, 0, runtime=runtime, pieces=pieces
+    )
     _sync(dev)
     queue.put((start, time.monotonic()))
 
@@ -302,14 +370,25 @@ def _collect(procs, queue, k: int) -> list[tuple[float, float]]:
             if dead:
                 for p in procs:
                     p.kill()
-                raise RuntimeError(f"a benchmark process for K={k} exited with code {dead[0]}; rerun with --debug for its traceback above")
+                raise RuntimeError(
+                    f"a benchmark process for K={k} exited with code {dead[0]}; rerun with --debug for its traceback above"
+                )
     for p in procs:
         p.join()
     return spans
 
 
-def scaling(data_dir: Path, device: torch.device, ks: list[int], epochs: int, out: Path, n_train: int, n_val: int,
-            extra: dict[str, Way] | None = None, say=print) -> dict:
+def scaling(
+    data_dir: Path,
+    device: torch.device,
+    ks: list[int],
+    epochs: int,
+    out: Path,
+    n_train: int,
+    n_val: int,
+    extra: dict[str, Way] | None = None,
+    say=print,
+) -> dict:
     """Aggregate throughput of K training processes at once on one device, for each K in `ks`:
     K × epochs × 50,000 images over the wall time from the common start to the last finish. On the
     CPU each process gets cores/K threads; on a GPU all K share it. `extra`: at most one `--engine`
@@ -317,25 +396,45 @@ def scaling(data_dir: Path, device: torch.device, ks: list[int], epochs: int, ou
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
-    label, (settings, runtime, pieces) = next(iter(extra.items())) if extra else ("defaults", (engine.TrainSettings(batch_size=BATCH), engine.Runtime(), engine.Pieces()))
+    label, (settings, runtime, pieces) = (
+        next(iter(extra.items()))
+        if extra
+        else ("defaults", (engine.TrainSettings(batch_size=BATCH), engine.Runtime(), engine.Pieces()))
+    )
     way = (dataclasses.replace(settings, epochs=epochs), runtime, pieces)
     cores = os.cpu_count() or 1
     rows = {}
     for k in ks:
         threads = max(1, cores // k) if device.type == "cpu" else 1
         barrier, queue = ctx.Barrier(k), ctx.Queue()
-        procs = [ctx.Process(target=_scaling_worker, args=(str(data_dir), str(device), way, threads, n_train, n_val, barrier, queue)) for _ in range(k)]
+        procs = [
+            ctx.Process(
+                target=_scaling_worker, args=(str(data_dir), str(device), way, threads, n_train, n_val, barrier, queue)
+            )
+            for _ in range(k)
+        ]
         for p in procs:
             p.start()
         spans = _collect(procs, queue, k)
         wall = max(e for _, e in spans) - min(s for s, _ in spans)
-        rows[k] = {"threads_per_process": threads, "wall_seconds": wall,
-                   "images_per_second": k * epochs * (n_train + n_val) / wall}
-        say(f"K={k}: {rows[k]['images_per_second']:10.0f} images/s in all ({wall:.2f} s for {k} × {epochs} epoch(s), {threads} thread(s) each)")
+        rows[k] = {
+            "threads_per_process": threads,
+            "wall_seconds": wall,
+            "images_per_second": k * epochs * (n_train + n_val) / wall,
+        }
+        say(
+            f"K={k}: {rows[k]['images_per_second']:10.0f} images/s in all ({wall:.2f} s for {k} × {epochs} epoch(s), {threads} thread(s) each)"
+        )
     one = rows[ks[0]]["images_per_second"] / ks[0]
     for k in ks:
         rows[k]["efficiency"] = rows[k]["images_per_second"] / (k * one)
     say("efficiency (aggregate / (K × one process's)): " + ", ".join(f"K={k} {rows[k]['efficiency']:.2f}" for k in ks))
-    result = {**_machine(device), "images_per_epoch": n_train + n_val, "epochs": epochs, "engine": label, "scaling": {str(k): v for k, v in rows.items()}}
+    result = {
+        **_machine(device),
+        "images_per_epoch": n_train + n_val,
+        "epochs": epochs,
+        "engine": label,
+        "scaling": {str(k): v for k, v in rows.items()},
+    }
     _write(out, result, say)
     return result

@@ -7,6 +7,7 @@ share of the time, and the ratio of the separate runs' time to the fused group's
 runs one untimed epoch; then the ways take turns for `--repeats` epochs and medians are reported.
 Last, on a GPU, it prints the group size `train.fuse = "auto"` measures and picks there.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,8 +35,17 @@ def _time(fn, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def run(x: np.ndarray, y: np.ndarray, device: torch.device, ks: list[int], repeats: int, out: Path, n_train: int, n_val: int,
-        say=print) -> dict:
+def run(
+    x: np.ndarray,
+    y: np.ndarray,
+    device: torch.device,
+    ks: list[int],
+    repeats: int,
+    out: Path,
+    n_train: int,
+    n_val: int,
+    say=print,
+) -> dict:
     xt, yt = loading.image_tensor(x[: n_train + n_val], device), loading.label_tensor(y[: n_train + n_val], device)
     data = (xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:])
     settings = dataclasses.replace(engine.TrainSettings(**BASE), shuffle=True)
@@ -60,24 +70,50 @@ def run(x: np.ndarray, y: np.ndarray, device: torch.device, ks: list[int], repea
             seconds[name].append(_time(fn, device))
             say(f"repeat {r + 1}/{repeats} {name:12s} {seconds[name][-1]:.3f} s")
     med = {name: statistics.median(v) for name, v in seconds.items()}
-    rows = {k: {"separate_seconds": med[f"separate[{k}]"], "fused_seconds": med[f"fused[{k}]"],
-                "separate_images_per_second": k * images / med[f"separate[{k}]"], "fused_images_per_second": k * images / med[f"fused[{k}]"],
-                "fused_seconds_per_member": med[f"fused[{k}]"] / k, "separate_seconds_per_member": med[f"separate[{k}]"] / k,
-                "speedup": med[f"separate[{k}]"] / med[f"fused[{k}]"]} for k in ks}
+    rows = {
+        k: {
+            "separate_seconds": med[f"separate[{k}]"],
+            "fused_seconds": med[f"fused[{k}]"],
+            "separate_images_per_second": k * images / med[f"separate[{k}]"],
+            "fused_images_per_second": k * images / med[f"fused[{k}]"],
+            "fused_seconds_per_member": med[f"fused[{k}]"] / k,
+            "separate_seconds_per_member": med[f"separate[{k}]"] / k,
+            "speedup": med[f"separate[{k}]"] / med[f"fused[{k}]"],
+        }
+        for k in ks
+    }
     shape, runtime = (x.shape[3], x.shape[1], x.shape[2]), engine.Runtime()  # N×H×W×C images
-    chosen, why = fusing.decide("auto", device, shape, 10, settings, runtime)  # the rule a run with `--fuse auto` applies here
-    probe = fusing.probe(device, shape, 10, settings, runtime)[0] or {}  # the measurement behind it (cached), none on a CPU
-    result = {**_machine(device), "images_per_epoch": images, "repeats": repeats, "seconds": seconds, "rows": rows,
-              "auto_probe_seconds": probe, "auto_chooses": chosen, "auto_why": why}
+    chosen, why = fusing.decide(
+        "auto", device, shape, 10, settings, runtime
+    )  # the rule a run with `--fuse auto` applies here
+    probe = (
+        fusing.probe(device, shape, 10, settings, runtime)[0] or {}
+    )  # the measurement behind it (cached), none on a CPU
+    result = {
+        **_machine(device),
+        "images_per_epoch": images,
+        "repeats": repeats,
+        "seconds": seconds,
+        "rows": rows,
+        "auto_probe_seconds": probe,
+        "auto_chooses": chosen,
+        "auto_why": why,
+    }
     say("")
-    say("docs/performance.md rows (| K | K separate runs: s, images/s | fused group: s, images/s | s per member | fused speedup |):")
+    say(
+        "docs/performance.md rows (| K | K separate runs: s, images/s | fused group: s, images/s | s per member | fused speedup |):"
+    )
     for k, row in rows.items():
-        say(f"| {k} | {row['separate_seconds']:.2f} s, {row['separate_images_per_second']:,.0f} | {row['fused_seconds']:.2f} s, "
+        say(
+            f"| {k} | {row['separate_seconds']:.2f} s, {row['separate_images_per_second']:,.0f} | {row['fused_seconds']:.2f} s, "
             f"{row['fused_images_per_second']:,.0f} | {row['fused_seconds_per_member']:.3f} (separate {row['separate_seconds_per_member']:.3f}) | "
-            f"{row['speedup']:.2f}× |")
+            f"{row['speedup']:.2f}× |"
+        )
     if probe:
-        say(f"train.fuse = auto measures {', '.join(f'K={k}: {v / k * 1000:.1f} ms a member' for k, v in probe.items())} "
-            f"against a threshold of {fusing.MARGIN:.0%} of a separate run's, and chooses {chosen} here")
+        say(
+            f"train.fuse = auto measures {', '.join(f'K={k}: {v / k * 1000:.1f} ms a member' for k, v in probe.items())} "
+            f"against a threshold of {fusing.MARGIN:.0%} of a separate run's, and chooses {chosen} here"
+        )
     elif device.type == "cuda":
         say("train.fuse = auto could not measure here (its probe failed), so it does not fuse")
     else:

@@ -1,5 +1,6 @@
 """Kernel-launching ops per training step of LeNet, separate and fused (harness/training/launches.py
 counts them), as one JSON object: benchmarks/launches.py prints it, tests/test_launches.py holds it."""
+
 from __future__ import annotations
 
 import json
@@ -41,16 +42,34 @@ def counts(device: str = "cpu", batch: int = 32) -> dict[str, float]:
 
     def group(specs, pieces=engine.Pieces()):
         def train(steps):
-            members = [fused.Member(lambda p=p: LeNet(dropout=p), *x(steps), dataclasses.replace(base, lr=lr, weight_decay=wd), 1 + i)
-                       for i, (p, lr, wd) in enumerate(specs)]
+            members = [
+                fused.Member(
+                    lambda p=p: LeNet(dropout=p), *x(steps), dataclasses.replace(base, lr=lr, weight_decay=wd), 1 + i
+                )
+                for i, (p, lr, wd) in enumerate(specs)
+            ]
             fused.train_group(members, runtime=runtime, pieces=pieces)
+
         return train
 
     plain = (0.0, 1e-3, 0.0)
-    mixed = [(0.0, 1e-3, 0.0), (0.5, 1e-3, 0.0), (0.3, 2e-3, 5e-4), (0.0, 5e-4, 1e-4),
-             (0.5, 1e-3, 5e-4), (0.2, 3e-3, 0.0), (0.0, 1e-3, 1e-3), (0.5, 2e-3, 0.0)]
-    ways = {"separate": separate, "fused_2": group([plain] * 2), "fused_8": group([plain] * 8), "fused_8_mixed": group(mixed),
-            "fused_8_augment": group([plain] * 8, engine.Pieces(transform=crop_and_flip))}
+    mixed = [
+        (0.0, 1e-3, 0.0),
+        (0.5, 1e-3, 0.0),
+        (0.3, 2e-3, 5e-4),
+        (0.0, 5e-4, 1e-4),
+        (0.5, 1e-3, 5e-4),
+        (0.2, 3e-3, 0.0),
+        (0.0, 1e-3, 1e-3),
+        (0.5, 2e-3, 0.0),
+    ]
+    ways = {
+        "separate": separate,
+        "fused_2": group([plain] * 2),
+        "fused_8": group([plain] * 8),
+        "fused_8_mixed": group(mixed),
+        "fused_8_augment": group([plain] * 8, engine.Pieces(transform=crop_and_flip)),
+    }
     out: dict[str, float] = {}
     syncs: dict[str, float] = {}
     for name, train in ways.items():

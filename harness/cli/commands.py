@@ -4,6 +4,7 @@ Bad input ends with one line on stderr and exit code 2 before any work starts (a
 with --debug). Heavy libraries (MLflow, seaborn, Optuna) are imported only by the commands that
 need them, so `list` and `--help` answer quickly.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.running import experiment
     from harness.running.console import Console
 
-    cfg, params_files = experiment.configure(args.experiment, args.set, args.params_from, component_entries(args.components),
-                                             args.tuned, **run_flags(args))
+    cfg, params_files = experiment.configure(
+        args.experiment, args.set, args.params_from, component_entries(args.components), args.tuned, **run_flags(args)
+    )
     done = experiment.run(cfg, execution_of(args), Console(), params_files)
     for problem in done.problems:
         print(f"error: {problem}", file=sys.stderr)
@@ -55,9 +57,18 @@ def execution_of(args: argparse.Namespace):
     from harness.running.execution import Execution
 
     return Execution(
-        executor=args.executor, jobs_per_device=args.jobs_per_device, ray_address=args.ray_address, gpus_per_run=args.gpus_per_run,
-        cpus_per_run=args.cpus_per_run, partition=args.partition, time=args.time, array_parallelism=args.array_parallelism,
-        slurm_setup=tuple(args.slurm_setup), detach=args.detach, rerun=args.rerun, redesign=args.redesign,
+        executor=args.executor,
+        jobs_per_device=args.jobs_per_device,
+        ray_address=args.ray_address,
+        gpus_per_run=args.gpus_per_run,
+        cpus_per_run=args.cpus_per_run,
+        partition=args.partition,
+        time=args.time,
+        array_parallelism=args.array_parallelism,
+        slurm_setup=tuple(args.slurm_setup),
+        detach=args.detach,
+        rerun=args.rerun,
+        redesign=args.redesign,
     )
 
 
@@ -65,13 +76,20 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from harness.settings import experiment_file
 
     flags = {"train.epochs": args.epochs, "data.dir": args.data_dir, "tracking_uri": args.tracking_uri}
-    cfg = experiment_file.load_experiment(args.experiment, args.set, components=component_entries(args.components), **flags)
+    cfg = experiment_file.load_experiment(
+        args.experiment, args.set, components=component_entries(args.components), **flags
+    )
     seeds = experiment_file.parse_seed_flag(args.seeds) if args.seeds else cfg.seeds[:1]
     from harness.tuning import tuner
 
     req = tuner.TuneRequest(
-        variant=args.variant, trials=args.trials, seeds=seeds, timeout=args.timeout, workers=args.workers,
-        study=args.study or f"{cfg.name}-{args.variant}", storage=args.storage or str(Path("optuna") / f"{cfg.name}.journal"),
+        variant=args.variant,
+        trials=args.trials,
+        seeds=seeds,
+        timeout=args.timeout,
+        workers=args.workers,
+        study=args.study or f"{cfg.name}-{args.variant}",
+        storage=args.storage or str(Path("optuna") / f"{cfg.name}.journal"),
         pruner=args.pruner,
     )
     tuner.check_request(cfg, req)
@@ -87,7 +105,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
         from harness.tracking import store
 
         tracker = store.Tracker(uri, cfg.name, cfg.checkpoint_folder)
-        tuner.optimize(cfg, loaded, req, tuner.load_study(req, worker=os.getpid()), args.worker_share, args.parent_run, tracker, say)
+        tuner.optimize(
+            cfg,
+            loaded,
+            req,
+            tuner.load_study(req, worker=os.getpid()),
+            args.worker_share,
+            args.parent_run,
+            tracker,
+            say,
+        )
         return 0
     study = tuner.coordinate(cfg, loaded, uri, req, args.argv, say)
     params_path, _ = tuner.write_results(study, req, cfg.reports_folder / "tuning")
@@ -117,7 +144,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     jobs = _parse_jobs(args.jobs) if args.jobs is not None else None
     fused_sizes = _parse_jobs(args.fused, "--fused") if args.fused is not None else None
     if fused_sizes and (jobs or args.engine):
-        raise UsageError("--fused: not with --jobs or --engine; it times the engine's default settings, fused and separate")
+        raise UsageError(
+            "--fused: not with --jobs or --engine; it times the engine's default settings, fused and separate"
+        )
     if jobs and len(args.engine) > 1:
         raise UsageError("--engine: give at most one with --jobs (every process trains with the same settings)")
     device = provenance.resolve_device(args.device)
@@ -126,11 +155,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     arrays = loading.read_source(datasets.get("cifar10"), folder).arrays
     total = len(arrays.y_train)
     default_train = int(total * 0.8)  # the tutorial's 80/20 hold-out: 40,000 and 10,000 of CIFAR-10's 50,000
-    sizes = (default_train if args.train_images is None else args.train_images, total - default_train if args.val_images is None else args.val_images)
+    sizes = (
+        default_train if args.train_images is None else args.train_images,
+        total - default_train if args.val_images is None else args.val_images,
+    )
     if min(sizes) < 1 or sum(sizes) > total:
-        raise UsageError(f"--train-images/--val-images: {sizes[0]} + {sizes[1]} is not allowed; expected at least 1 each and "
-                         f"at most {total} in all (the training images in {folder})")
-    out = Path(args.out or ("reports/bench-scaling.json" if jobs else "reports/bench-fused.json" if fused_sizes else "reports/bench.json"))
+        raise UsageError(
+            f"--train-images/--val-images: {sizes[0]} + {sizes[1]} is not allowed; expected at least 1 each and "
+            f"at most {total} in all (the training images in {folder})"
+        )
+    out = Path(
+        args.out
+        or (
+            "reports/bench-scaling.json"
+            if jobs
+            else "reports/bench-fused.json"
+            if fused_sizes
+            else "reports/bench.json"
+        )
+    )
     if out.is_dir():
         raise UsageError(f"--out: {str(out)!r} is a directory; expected the path of the JSON file to write")
     preflight.check_writable(out.parent, "--out")  # before minutes of measuring
@@ -170,9 +213,17 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return ui.launch_ui(store.resolve_uri(args.tracking_uri or ""), args.host, args.port)
 
 
-COMMANDS = {"run": cmd_run, "tune": cmd_tune, "bench": cmd_bench, "report": store_commands.cmd_report, "export": store_commands.cmd_export, "plan": store_commands.cmd_plan,
-            "promote": store_commands.cmd_promote,
-            "list": cmd_list, "ui": cmd_ui}
+COMMANDS = {
+    "run": cmd_run,
+    "tune": cmd_tune,
+    "bench": cmd_bench,
+    "report": store_commands.cmd_report,
+    "export": store_commands.cmd_export,
+    "plan": store_commands.cmd_plan,
+    "promote": store_commands.cmd_promote,
+    "list": cmd_list,
+    "ui": cmd_ui,
+}
 
 
 def _cwd_exists() -> bool:
@@ -211,8 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:
         if _cwd_exists():
             raise
-        print("error: the working directory was deleted while the command ran, and with it what the command writes there "
-              "(relative paths: the store, checkpoints, reports); nothing more can be written", file=sys.stderr)
+        print(
+            "error: the working directory was deleted while the command ran, and with it what the command writes there "
+            "(relative paths: the store, checkpoints, reports); nothing more can be written",
+            file=sys.stderr,
+        )
         return EXIT_FAILED_RUNS
     except KeyboardInterrupt:
         print("interrupted (SIGINT): finished runs are kept; rerun the same command to resume", file=sys.stderr)

@@ -8,6 +8,7 @@ machine. So the listing is cached as JSON, keyed by a hash of every file in `har
 file, a `--components` file or an installed entry point makes a new key. The cache lives in $HARNESS_CACHE_DIR, else $XDG_CACHE_HOME/harness, else
 ~/.cache/harness (harness/base/files.py); a cache that cannot be read or written is simply rebuilt.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,7 +48,9 @@ def _entry_point_files() -> list[tuple[str, bytes]]:
 def _bytes_of(entry: str) -> bytes:
     """A `--components` entry's source: the file's bytes, or the module's file (b"" when not found: loading it says why)."""
     try:
-        if entry.endswith(".py") or "/" in entry or "\\" in entry:  # a file, as harness/variants/plugins.py tells them apart
+        if (
+            entry.endswith(".py") or "/" in entry or "\\" in entry
+        ):  # a file, as harness/variants/plugins.py tells them apart
             return Path(entry).read_bytes()
         spec = importlib.util.find_spec(entry)  # imports the parent packages of a dotted name
         return Path(spec.origin).read_bytes() if spec and spec.origin else b""
@@ -67,14 +70,24 @@ def build_rows(components: list[str] = ()) -> list[list[str]]:
         change = v.change()
         try:
             weights = f"{sum(p.numel() for p in v.build().parameters()):,}"
-        except (TypeError, ValueError, RuntimeError):  # e.g. an architecture for grey images only: `run` checks it on its data
+        except (
+            TypeError,
+            ValueError,
+            RuntimeError,
+        ):  # e.g. an architecture for grey images only: `run` checks it on its data
             weights = "does not build for 3×32×32"
         changes = [f"model {k}={val}" for k, val in change.model.items()]
         changes += [f"train.{k}={val}" for k, val in c.train.items()]
-        changes += [f"{piece} {getattr(change, piece).__name__}" for piece in variants.registry.PIECES if getattr(change, piece) is not None]
+        changes += [
+            f"{piece} {getattr(change, piece).__name__}"
+            for piece in variants.registry.PIECES
+            if getattr(change, piece) is not None
+        ]
         params = ", ".join(f"{k}={val}" for k, val in c.params.items())
         origin = f"shipped ({Path(c.path).name})" if c.shipped else c.origin
-        rows.append([c.name, weights, "; ".join(changes) or "nothing (the tutorial)", params or "-", c.hypothesis, origin])
+        rows.append(
+            [c.name, weights, "; ".join(changes) or "nothing (the tutorial)", params or "-", c.hypothesis, origin]
+        )
     return rows
 
 

@@ -1,5 +1,6 @@
 """The commands that read a store the runs are already in: `report`, `export`, `plan` and `promote`. Each
 takes `--experiment` as a name (the same rule as `run`: it names folders) or an experiment file."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.running import experiment, preflight
     from harness.tracking import readback
 
-    name, cfg, uri = experiment.stored(args.experiment, args.tracking_uri)  # a file's store and reports folder, unless the flags say otherwise
+    name, cfg, uri = experiment.stored(
+        args.experiment, args.tracking_uri
+    )  # a file's store and reports folder, unless the flags say otherwise
     folder = Path(args.reports_dir or (cfg.paths.reports_dir if cfg else "reports")) / name
     preflight.check_writable(folder, "--reports-dir")
     readback.require_store(uri)
@@ -74,7 +77,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         tags = readback.experiment_tags(uri, name)
         analysis, design = experiment_tags.analysis_of(tags), experiment_tags.design_of(tags)
         if vary and design.kind != "variance":
-            raise UsageError(f"--vary: needs a variance design's runs in the store (`run --design variance`); experiment {name} has none")
+            raise UsageError(
+                f"--vary: needs a variance design's runs in the store (`run --design variance`); experiment {name} has none"
+            )
         if design.kind == "variance" and req.sd is None:
             table = planning.variance_lines(req, analysis, _decomposed(runs, design, analysis), _training_seconds(runs))
             print(f"plan for experiment {name}:")
@@ -96,8 +101,13 @@ def _decomposed(runs, design, analysis):
 
 def _training_seconds(runs) -> float:
     """The mean training time of the finished runs (their mean epoch time × their epochs), NaN if none."""
-    times = [r.metrics["epoch_seconds_mean"] * int(r.params["train.epochs"]) for r in runs if r.status == "FINISHED"
-             and math.isfinite(r.metrics.get("epoch_seconds_mean", math.nan)) and r.params.get("train.epochs", "").isdigit()]
+    times = [
+        r.metrics["epoch_seconds_mean"] * int(r.params["train.epochs"])
+        for r in runs
+        if r.status == "FINISHED"
+        and math.isfinite(r.metrics.get("epoch_seconds_mean", math.nan))
+        and r.params.get("train.epochs", "").isdigit()
+    ]
     return sum(times) / len(times) if times else math.nan
 
 
@@ -112,7 +122,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
     name, cfg, uri = experiment.stored(args.experiment, args.tracking_uri)
     readback.require_store(uri)
     version, run, tags = promote.promote(uri, name, variant, args.name, args.again)
-    print(f"registered {args.name} version {version.version}: run {run.run_id} ({variant} seed {run.seed}, validation accuracy "
-          f"{run.metrics.get('selected_val_acc', float('nan')):.2f} at its selected epoch), verdict {tags[names.VERDICT_TAG]}; "
-          f"load it with mlflow.pytorch.load_model('models:/{args.name}/{version.version}')")
+    print(
+        f"registered {args.name} version {version.version}: run {run.run_id} ({variant} seed {run.seed}, validation accuracy "
+        f"{run.metrics.get('selected_val_acc', float('nan')):.2f} at its selected epoch), verdict {tags[names.VERDICT_TAG]}; "
+        f"load it with mlflow.pytorch.load_model('models:/{args.name}/{version.version}')"
+    )
     return 0

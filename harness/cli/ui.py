@@ -1,4 +1,5 @@
 """`python -m harness ui`: the MLflow UI on the harness's store."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -18,14 +19,20 @@ def check_address(host: str, port: int) -> None:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
             s.bind((host, port))
     except OSError as e:
-        raise UsageError(f"--port: cannot listen on {host}:{port} ({e.strerror or e}); choose another port or host") from None
+        raise UsageError(
+            f"--port: cannot listen on {host}:{port} ({e.strerror or e}); choose another port or host"
+        ) from None
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
     if not loopback:
-        print(f"warning: --host {host}: the MLflow UI has no authentication; anyone who can reach this machine on port {port} "
-              "can read and change the store", file=sys.stderr, flush=True)
+        print(
+            f"warning: --host {host}: the MLflow UI has no authentication; anyone who can reach this machine on port {port} "
+            "can read and change the store",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def launch_ui(uri: str, host: str, port: int) -> int:

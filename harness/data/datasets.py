@@ -3,9 +3,11 @@ and how its cache is made when it is missing. `data.dataset = "NAME"` chooses on
 
 Every dataset lives on disk as one npz file in the data directory (keys x_train, y_train, x_test,
 y_test; uint8 images N×H×W×C, uint8 labels), so loading, checking, hashing and splitting are the
-same for all of them, including the user's own `folder:PATH` and `npz:PATH` (harness/data/user_data.py). To add one, write a `make` function that returns those four arrays and
+same for all of them, including the user's own `folder:PATH` and `npz:PATH` (harness/data/user_data.py).
+To add one, write a `make` function that returns those four arrays and
 register a `Dataset` (docs/extending.md, "Adding a dataset").
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,8 +45,12 @@ def _torchvision(kind: str) -> Callable[[Path], Arrays]:
         cls = getattr(torchvision.datasets, kind)
         train = cls(str(directory), train=True, download=True)
         test = cls(str(directory), train=False, download=True)
-        return {"x_train": train.data, "y_train": np.asarray(train.targets, dtype=np.uint8),
-                "x_test": test.data, "y_test": np.asarray(test.targets, dtype=np.uint8)}
+        return {
+            "x_train": train.data,
+            "y_train": np.asarray(train.targets, dtype=np.uint8),
+            "x_test": test.data,
+            "y_test": np.asarray(test.targets, dtype=np.uint8),
+        }
 
     make.__name__ = f"download_{kind.lower()}"
     return make
@@ -59,16 +65,24 @@ def make_digits(directory: Path) -> Arrays:
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise UsageError("data.dataset: 'digits' needs scikit-learn; install it with `pip install scikit-learn`") from None
+        raise UsageError(
+            "data.dataset: 'digits' needs scikit-learn; install it with `pip install scikit-learn`"
+        ) from None
     digits = load_digits()
     x = np.rint(digits.images * (255 / 16)).astype(np.uint8)
     x = x.repeat(4, axis=1).repeat(4, axis=2)[..., None]  # N×32×32×1
     y = digits.target.astype(np.uint8)
-    return {"x_train": x[:DIGITS_TRAIN], "y_train": y[:DIGITS_TRAIN], "x_test": x[DIGITS_TRAIN:], "y_test": y[DIGITS_TRAIN:]}
+    return {
+        "x_train": x[:DIGITS_TRAIN],
+        "y_train": y[:DIGITS_TRAIN],
+        "x_test": x[DIGITS_TRAIN:],
+        "y_test": y[DIGITS_TRAIN:],
+    }
 
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-CIFAR100_CLASSES = tuple("""
+CIFAR100_CLASSES = tuple(
+    """
 apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can castle
 caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin elephant flatfish
 forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle
@@ -76,17 +90,36 @@ mountain mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck
 possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail snake spider squirrel streetcar
 sunflower sweet_pepper table tank telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree
 wolf woman worm
-""".split())  # the fine labels, in label order (alphabetical, as the dataset's meta file lists them)
+""".split()
+)  # the fine labels, in label order (alphabetical, as the dataset's meta file lists them)
 
 _REGISTRY: dict[str, Dataset] = {
     d.name: d
     for d in (
-        Dataset("cifar10", CIFAR10_CLASSES, (3, 32, 32), "cifar10.npz", _torchvision("CIFAR10"),
-                "CIFAR-10 (Krizhevsky 2009), downloaded by torchvision"),
-        Dataset("cifar100", CIFAR100_CLASSES, (3, 32, 32), "cifar100.npz", _torchvision("CIFAR100"),
-                "CIFAR-100 with its 100 fine labels (Krizhevsky 2009), downloaded by torchvision"),
-        Dataset("digits", tuple(str(i) for i in range(10)), (1, 32, 32), "digits.npz", make_digits,
-                "scikit-learn's 1,797 handwritten digits (UCI), upsampled from 8×8 to 32×32"),
+        Dataset(
+            "cifar10",
+            CIFAR10_CLASSES,
+            (3, 32, 32),
+            "cifar10.npz",
+            _torchvision("CIFAR10"),
+            "CIFAR-10 (Krizhevsky 2009), downloaded by torchvision",
+        ),
+        Dataset(
+            "cifar100",
+            CIFAR100_CLASSES,
+            (3, 32, 32),
+            "cifar100.npz",
+            _torchvision("CIFAR100"),
+            "CIFAR-100 with its 100 fine labels (Krizhevsky 2009), downloaded by torchvision",
+        ),
+        Dataset(
+            "digits",
+            tuple(str(i) for i in range(10)),
+            (1, 32, 32),
+            "digits.npz",
+            make_digits,
+            "scikit-learn's 1,797 handwritten digits (UCI), upsampled from 8×8 to 32×32",
+        ),
     )
 }
 
@@ -97,7 +130,9 @@ def register_dataset(dataset: Dataset) -> Dataset:
     if not isinstance(dataset, Dataset):
         raise UsageError(f"register_dataset: expected a harness.Dataset, got {type(dataset).__name__}")
     if dataset.name in _REGISTRY:
-        raise UsageError(f"register_dataset: the name {dataset.name!r} is taken by {_REGISTRY[dataset.name].source!r}; choose another name")
+        raise UsageError(
+            f"register_dataset: the name {dataset.name!r} is taken by {_REGISTRY[dataset.name].source!r}; choose another name"
+        )
     _REGISTRY[dataset.name] = dataset
     _FROM[dataset.name] = _file_of(dataset.make)
     return dataset
@@ -138,9 +173,13 @@ def get(name: str, image_size: int = 0) -> Dataset:
     if user_data.is_user_dataset(name):
         return Dataset(name, *user_data.record(name, image_size))
     if image_size:
-        raise UsageError(f"data.image_size: {image_size} resizes the images of a folder: dataset; {name!r} is used as it is (set it to 0)")
+        raise UsageError(
+            f"data.image_size: {image_size} resizes the images of a folder: dataset; {name!r} is used as it is (set it to 0)"
+        )
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UsageError(f"data.dataset: unknown dataset {name!r}; known: {', '.join(names())}, or folder:PATH (one subfolder of "
-                         "images per class) or npz:PATH") from None
+        raise UsageError(
+            f"data.dataset: unknown dataset {name!r}; known: {', '.join(names())}, or folder:PATH (one subfolder of "
+            "images per class) or npz:PATH"
+        ) from None

@@ -5,6 +5,7 @@ training device once.
 Batches are index slices of those tensors, converted to float in [0, 1] on the device by the engine:
 exactly the values torchvision's `ToTensor()` gives, without a per-sample PIL decode or DataLoader workers.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -95,7 +96,9 @@ def read_source(dataset: Dataset, directory: Path, make: bool = True) -> Source:
     if not path.exists() and make:
         _make_cache(dataset, path.parent)
     if not path.exists():
-        raise UsageError(f"data: {str(path)!r} does not exist; put {dataset.filename} there or pass --data-dir / HARNESS_DATA_DIR")
+        raise UsageError(
+            f"data: {str(path)!r} does not exist; put {dataset.filename} there or pass --data-dir / HARNESS_DATA_DIR"
+        )
     if not path.is_file():
         raise UsageError(f"data: {str(path)!r} is not a regular file; expected the npz file of {dataset.name}")
     arrays = check(read_npz(path), str(path), dataset)
@@ -112,14 +115,19 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     except UsageError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise UsageError(f"data: {str(path)!r} is not a readable .npz file ({type(e).__name__}: {e}); re-create or re-download it") from None
+        raise UsageError(
+            f"data: {str(path)!r} is not a readable .npz file ({type(e).__name__}: {e}); re-create or re-download it"
+        ) from None
 
 
 def check(arrays: dict[str, np.ndarray], where: str, dataset: Dataset = datasets.get("cifar10")) -> Arrays:
     """Check dtypes, shapes (the dataset's image shape), label range and class count; return the arrays."""
     c, h, w = dataset.image_shape
     arrays = dict(arrays)
-    for key in ("y_train", "y_test"):  # integer labels of another width (numpy's default int64) are taken as uint8 when they fit
+    for key in (
+        "y_train",
+        "y_test",
+    ):  # integer labels of another width (numpy's default int64) are taken as uint8 when they fit
         y = arrays[key]
         if y.dtype != np.uint8 and y.dtype.kind in "iu" and y.size and 0 <= int(y.min()) and int(y.max()) <= 255:
             arrays[key] = y.astype(np.uint8)
@@ -161,7 +169,9 @@ def _make_cache(dataset: Dataset, directory: Path) -> None:
             f"data: no {dataset.filename} in {str(directory)!r} and making it ({dataset.source}) failed ({type(e).__name__}: {e}); "
             f"copy {dataset.filename} into that directory, or point --data-dir / HARNESS_DATA_DIR at a directory holding it"
         ) from None
-    atomic_write(directory / dataset.filename, user_data.npz_bytes(arrays, KEYS))  # the same arrays: the same bytes, the same hash
+    atomic_write(
+        directory / dataset.filename, user_data.npz_bytes(arrays, KEYS)
+    )  # the same arrays: the same bytes, the same hash
 
 
 def content_digest(path: Path) -> str:
@@ -170,8 +180,10 @@ def content_digest(path: Path) -> str:
     size and modification time: a changed file is hashed again."""
     st = path.stat()
     stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    places = [path.with_name(path.name + DIGEST_SUFFIX),
-              cache_dir() / f"digest-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}.json"]
+    places = [
+        path.with_name(path.name + DIGEST_SUFFIX),
+        cache_dir() / f"digest-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}.json",
+    ]
     for place in places:
         try:
             cached = json.loads(place.read_text(encoding="utf-8"))
@@ -223,7 +235,9 @@ def make_split(labels: np.ndarray, kind: str, ratio: float, split_seed: int) -> 
         raise UsageError(f"data.split: {kind!r} is not allowed; expected one of prefix, stratified")
     train, val = train.astype(np.int64), val.astype(np.int64)
     if len(train) == 0 or len(val) == 0:
-        raise UsageError(f"data.train_ratio: {ratio} leaves an empty {'train' if len(train) == 0 else 'validation'} set of {n} images")
+        raise UsageError(
+            f"data.train_ratio: {ratio} leaves an empty {'train' if len(train) == 0 else 'validation'} set of {n} images"
+        )
     return Split(train, val, fingerprint(train, val))
 
 
@@ -251,13 +265,18 @@ def to_device(arrays: Arrays, split: Split, device: torch.device, with_test: boo
 
     test = slice(None) if with_test else slice(0)
     return DeviceData(
-        x_train=image_tensor(arrays.x_train[split.train], device), y_train=label_tensor(arrays.y_train[split.train], device),
-        x_val=image_tensor(arrays.x_train[split.val], device), y_val=label_tensor(arrays.y_train[split.val], device),
-        x_test=image_tensor(arrays.x_test[test], device), y_test=label_tensor(arrays.y_test[test], device),
+        x_train=image_tensor(arrays.x_train[split.train], device),
+        y_train=label_tensor(arrays.y_train[split.train], device),
+        x_val=image_tensor(arrays.x_train[split.val], device),
+        y_val=label_tensor(arrays.y_train[split.val], device),
+        x_test=image_tensor(arrays.x_test[test], device),
+        y_test=label_tensor(arrays.y_test[test], device),
     )
 
 
-def load_split(source: Source, kind: str, ratio: float, split_seed: int, device: torch.device, with_test: bool = True) -> Loaded:
+def load_split(
+    source: Source, kind: str, ratio: float, split_seed: int, device: torch.device, with_test: bool = True
+) -> Loaded:
     """The experiment's split of `source`, its tensors on `device` (without `with_test`, no test set)."""
     split = make_split(source.arrays.y_train, kind, ratio, split_seed)
     return Loaded(source, split, to_device(source.arrays, split, device, with_test))
@@ -281,11 +300,15 @@ class Splits:
         """The fingerprint of the split the runs of training seed `seed` use."""
         split_seed = self._seed_of(seed, split_seed)
         if split_seed not in self.fingerprints:
-            self.fingerprints[split_seed] = make_split(self.data.source.arrays.y_train, self.kind, self.ratio, split_seed).fingerprint
+            self.fingerprints[split_seed] = make_split(
+                self.data.source.arrays.y_train, self.kind, self.ratio, split_seed
+            ).fingerprint
         return self.fingerprints[split_seed]
 
     def data_for(self, seed: int, split_seed: int | str | None = None) -> Loaded:
         """The data the runs of `seed` train on, on the device."""
         if self.data.split.fingerprint != self.fingerprint(seed, split_seed):
-            self.data = load_split(self.data.source, self.kind, self.ratio, self._seed_of(seed, split_seed), self.device)
+            self.data = load_split(
+                self.data.source, self.kind, self.ratio, self._seed_of(seed, split_seed), self.device
+            )
         return self.data

@@ -14,6 +14,7 @@ checks, content hash, split and run keys apply.
 - `npz:PATH`: x_train, y_train, x_test, y_test (uint8, images N×H×W×C) and optionally
   `class_names` (strings, index = label); without them the classes are named 0..K-1.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,12 +47,14 @@ def record(name: str, image_size: int = 0) -> tuple:
     image shape, file, make, source); bad data: one line, nothing written."""
     if name.startswith(NPZ):
         if image_size:
-            raise UsageError(f"data.image_size: {image_size} resizes the images of a folder: dataset; an npz file's images are used as stored (set it to 0)")
-        path = Path(name[len(NPZ):]).expanduser()
+            raise UsageError(
+                f"data.image_size: {image_size} resizes the images of a folder: dataset; an npz file's images are used as stored (set it to 0)"
+            )
+        path = Path(name[len(NPZ) :]).expanduser()
         classes, shape = _npz_record(name, path)
         check_classes(name, len(classes))
         return classes, shape, str(path.resolve()), _missing(name, path), f"the arrays of {path}"
-    root = Path(name[len(FOLDER):]).expanduser()
+    root = Path(name[len(FOLDER) :]).expanduser()
     files, parts_named = _listing(name, root)
     classes = tuple(sorted({c for part in files.values() for c in part}))
     check_classes(name, len(classes))
@@ -66,7 +69,11 @@ def record(name: str, image_size: int = 0) -> tuple:
         _HEADERS[stamp] = _header(name, root, files, image_size)
     channels, size = _HEADERS[stamp]
     cache = cache_dir() / "datasets" / f"folder-{stamp}.npz"
-    test = "its train/ and test/ subfolders" if parts_named else f"{TEST_SHARE:.0%} of each class held out as the test set (seed {TEST_SEED})"
+    test = (
+        "its train/ and test/ subfolders"
+        if parts_named
+        else f"{TEST_SHARE:.0%} of each class held out as the test set (seed {TEST_SEED})"
+    )
     n = sum(len(p) for part in files.values() for p in part.values())
     source = f"the image folder {root} ({n} images, {len(classes)} classes, {size[0]}×{size[1]}; test: {test})"
 
@@ -78,7 +85,9 @@ def record(name: str, image_size: int = 0) -> tuple:
 
 def _missing(name: str, path: Path):
     def make(directory: Path):
-        raise UsageError(f"data.dataset: {name!r}: no file {str(path)!r}; expected an .npz file with x_train, y_train, x_test, y_test")
+        raise UsageError(
+            f"data.dataset: {name!r}: no file {str(path)!r}; expected an .npz file with x_train, y_train, x_test, y_test"
+        )
 
     return make
 
@@ -86,14 +95,18 @@ def _missing(name: str, path: Path):
 def _npz_record(name: str, path: Path) -> tuple[tuple[str, ...], tuple[int, int, int]]:
     """The class names and image shape of an npz dataset, from the file (the images' header only)."""
     if not path.is_file():
-        raise UsageError(f"data.dataset: {name!r}: {str(path)!r} is not a file; expected an .npz file with x_train, y_train, x_test, y_test "
-                         "(and optionally class_names)")
+        raise UsageError(
+            f"data.dataset: {name!r}: {str(path)!r} is not a file; expected an .npz file with x_train, y_train, x_test, y_test "
+            "(and optionally class_names)"
+        )
     try:
         with zipfile.ZipFile(path) as z:
             members = set(z.namelist())
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if f"{k}.npy" not in members]
             if missing:
-                raise UsageError(f"data.dataset: {name!r} lacks the array {missing[0]!r}; expected x_train, y_train, x_test, y_test (and optionally class_names)")
+                raise UsageError(
+                    f"data.dataset: {name!r} lacks the array {missing[0]!r}; expected x_train, y_train, x_test, y_test (and optionally class_names)"
+                )
             with z.open("x_train.npy") as f:
                 version = np.lib.format.read_magic(f)
                 read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
@@ -106,7 +119,9 @@ def _npz_record(name: str, path: Path) -> tuple[tuple[str, ...], tuple[int, int,
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise UsageError(f"data.dataset: {name!r} is not a readable .npz file ({type(e).__name__}: {e})") from None
     if len(shape) != 4 or shape[3] not in (1, 3):
-        raise UsageError(f"data.dataset: {name!r}: x_train has shape {tuple(shape)}; expected uint8 images N×H×W×C with C = 1 or 3")
+        raise UsageError(
+            f"data.dataset: {name!r}: x_train has shape {tuple(shape)}; expected uint8 images N×H×W×C with C = 1 or 3"
+        )
     if any(y.ndim != 1 or (y.size and y.dtype.kind not in "iu") for y in labels):
         raise UsageError(f"data.dataset: {name!r}: y_train and y_test must be 1-D integer labels")
     top = max((int(y.max()) for y in labels if y.size), default=0)
@@ -114,10 +129,16 @@ def _npz_record(name: str, path: Path) -> tuple[tuple[str, ...], tuple[int, int,
         classes = tuple(str(i) for i in range(top + 1))
     else:
         if names.ndim != 1 or names.dtype.kind != "U":
-            raise UsageError(f"data.dataset: {name!r}: class_names must be a 1-D array of strings, got {names.dtype} of shape {names.shape}")
+            raise UsageError(
+                f"data.dataset: {name!r}: class_names must be a 1-D array of strings, got {names.dtype} of shape {names.shape}"
+            )
         classes = tuple(str(c) for c in names)
         if len(set(classes)) != len(classes) or top >= len(classes):
-            why = "holds a name twice" if len(set(classes)) != len(classes) else f"names {len(classes)} classes but the labels reach {top}"
+            why = (
+                "holds a name twice"
+                if len(set(classes)) != len(classes)
+                else f"names {len(classes)} classes but the labels reach {top}"
+            )
             raise UsageError(f"data.dataset: {name!r}: class_names {why}")
     return classes, (int(shape[3]), int(shape[1]), int(shape[2]))
 
@@ -126,30 +147,45 @@ def _listing(name: str, root: Path) -> tuple[dict[str, dict[str, list[Path]]], b
     """The image files by part ("all", or "train" and "test") and class, sorted; and whether the
     folder names its parts."""
     if not root.is_dir():
-        raise UsageError(f"data.dataset: {name!r}: {str(root)!r} is not a folder; expected one subfolder of images per class")
+        raise UsageError(
+            f"data.dataset: {name!r}: {str(root)!r} is not a folder; expected one subfolder of images per class"
+        )
     named = (root / "train").is_dir() and (root / "test").is_dir()
     if not named and ((root / "train").is_dir() or (root / "test").is_dir()):
         have, lack = ("train", "test") if (root / "train").is_dir() else ("test", "train")
-        raise UsageError(f"data.dataset: {name!r} has a {have}/ folder but no {lack}/; give both, or one subfolder of images per class")
+        raise UsageError(
+            f"data.dataset: {name!r} has a {have}/ folder but no {lack}/; give both, or one subfolder of images per class"
+        )
     parts = {"train": root / "train", "test": root / "test"} if named else {"all": root}
     files = {part: _classes(name, folder) for part, folder in parts.items()}
     if named:
         extra = sorted(set(files["test"]) - set(files["train"]))
         if extra:
-            raise UsageError(f"data.dataset: {name!r}: test/{extra[0]} is a class with no train/{extra[0]} folder; every test class needs training images")
+            raise UsageError(
+                f"data.dataset: {name!r}: test/{extra[0]} is a class with no train/{extra[0]} folder; every test class needs training images"
+            )
     return files, named
 
 
 def _classes(name: str, folder: Path) -> dict[str, list[Path]]:
     subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not _skipped(p.name))
     if not subfolders:
-        raise UsageError(f"data.dataset: {name!r}: {str(folder)!r} has no class subfolders; expected one subfolder of images per class")
+        raise UsageError(
+            f"data.dataset: {name!r}: {str(folder)!r} has no class subfolders; expected one subfolder of images per class"
+        )
     out = {}
     for sub in subfolders:
-        images = sorted(p for p in sub.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                        and not any(_skipped(part) for part in p.relative_to(sub).parts))
+        images = sorted(
+            p
+            for p in sub.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in IMAGE_SUFFIXES
+            and not any(_skipped(part) for part in p.relative_to(sub).parts)
+        )
         if not images:
-            raise UsageError(f"data.dataset: {name!r}: the class folder {str(sub)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise UsageError(
+                f"data.dataset: {name!r}: the class folder {str(sub)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})"
+            )
         out[sub.name] = images
     return out
 
@@ -164,13 +200,17 @@ def _open(name: str, path: Path):
     try:
         return Image.open(path)
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise UsageError(f"data.dataset: {name!r}: cannot read the image {str(path)!r} ({type(e).__name__}: {e}); remove or replace it") from None
+        raise UsageError(
+            f"data.dataset: {name!r}: cannot read the image {str(path)!r} ({type(e).__name__}: {e}); remove or replace it"
+        ) from None
 
 
 def _header(name: str, root: Path, files, image_size: int) -> tuple[int, tuple[int, int]]:
     """(channels, (height, width)) the images are used at, from their headers alone."""
     if image_size and not 1 <= image_size <= MAX_IMAGE_SIZE:
-        raise UsageError(f"data.image_size: {image_size} is not allowed; expected 0 (as they are) or a size from 1 to {MAX_IMAGE_SIZE}")
+        raise UsageError(
+            f"data.image_size: {image_size} is not allowed; expected 0 (as they are) or a size from 1 to {MAX_IMAGE_SIZE}"
+        )
     sizes: dict[tuple[int, int], Path] = {}
     grey = True
     for by_class in files.values():
@@ -178,14 +218,18 @@ def _header(name: str, root: Path, files, image_size: int) -> tuple[int, tuple[i
             for p in paths:
                 with _open(name, p) as im:
                     if im.mode in REFUSED_MODES:
-                        raise UsageError(f"data.dataset: {name!r}: {str(p)!r} has {'32-bit' if im.mode == 'I' else 'floating-point'} pixels "
-                                         f"(mode {im.mode}); save the images with 8 or 16 bits per channel")
+                        raise UsageError(
+                            f"data.dataset: {name!r}: {str(p)!r} has {'32-bit' if im.mode == 'I' else 'floating-point'} pixels "
+                            f"(mode {im.mode}); save the images with 8 or 16 bits per channel"
+                        )
                     sizes.setdefault((im.height, im.width), p)
                     grey = grey and im.mode in GREY_MODES
     if len(sizes) > 1 and not image_size:
         (a, pa), (b, pb) = list(sizes.items())[:2]
-        raise UsageError(f"data.dataset: {name!r}: the images have {len(sizes)} sizes ({a[0]}×{a[1]} in {pa.relative_to(root)}, "
-                         f"{b[0]}×{b[1]} in {pb.relative_to(root)}); set data.image_size = S to resize every image to S×S")
+        raise UsageError(
+            f"data.dataset: {name!r}: the images have {len(sizes)} sizes ({a[0]}×{a[1]} in {pa.relative_to(root)}, "
+            f"{b[0]}×{b[1]} in {pb.relative_to(root)}); set data.image_size = S to resize every image to S×S"
+        )
     return (1 if grey else 3), ((image_size, image_size) if image_size else next(iter(sizes)))
 
 
@@ -208,7 +252,9 @@ def _decode(name, files, classes, channels, size, image_size, named) -> dict[str
                             im = im.resize((size[1], size[0]), Image.BILINEAR)
                         a = np.asarray(im, dtype=np.uint8)
                     except (OSError, ValueError) as e:
-                        raise UsageError(f"data.dataset: {name!r}: cannot decode the image {str(p)!r} ({type(e).__name__}: {e}); remove or replace it") from None
+                        raise UsageError(
+                            f"data.dataset: {name!r}: cannot decode the image {str(p)!r} ({type(e).__name__}: {e}); remove or replace it"
+                        ) from None
                 xs.append(a.reshape(size[0], size[1], channels))
                 ys.append(label[c])
         parts[part] = (np.stack(xs), np.asarray(ys, dtype=np.uint8))
@@ -221,9 +267,11 @@ def _decode(name, files, classes, channels, size, image_size, named) -> dict[str
         for c in range(len(classes)):
             idx = np.flatnonzero(y == c)
             if len(idx) < 2:
-                raise UsageError(f"data.dataset: {name!r}: class {classes[c]!r} has {len(idx)} image; holding out a test set needs at least 2 per class "
-                                 "(or give the folder train/ and test/ subfolders)")
-            test.append(idx[rng.permutation(len(idx))][:max(1, int(round(len(idx) * TEST_SHARE)))])
+                raise UsageError(
+                    f"data.dataset: {name!r}: class {classes[c]!r} has {len(idx)} image; holding out a test set needs at least 2 per class "
+                    "(or give the folder train/ and test/ subfolders)"
+                )
+            test.append(idx[rng.permutation(len(idx))][: max(1, int(round(len(idx) * TEST_SHARE)))])
         mask = np.zeros(len(y), dtype=bool)
         mask[np.concatenate(test)] = True
         x_train, y_train, x_test, y_test = x[~mask], y[~mask], x[mask], y[mask]
@@ -232,7 +280,9 @@ def _decode(name, files, classes, channels, size, image_size, named) -> dict[str
 
 def check_classes(name: str, count: int) -> None:
     if count < 2:
-        raise UsageError(f"data.dataset: {name!r} has {count} class; a classifier needs at least 2 (one subfolder of images per class)")
+        raise UsageError(
+            f"data.dataset: {name!r} has {count} class; a classifier needs at least 2 (one subfolder of images per class)"
+        )
     if count > 256:
         raise UsageError(f"data.dataset: {name!r} has {count} classes; labels are stored as uint8, so at most 256")
 
@@ -251,4 +301,3 @@ def npz_bytes(arrays: dict[str, np.ndarray], keys: tuple[str, ...]) -> bytes:
             with z.open(info, "w", force_zip64=True) as f:
                 np.lib.format.write_array(f, np.ascontiguousarray(arrays[k]), allow_pickle=False)
     return buffer.getvalue()
-

@@ -3,6 +3,7 @@ effect of a design) with the numbers that decide it, then a table of at most six
 
 Every number here is one the details below print too; this section only puts them first.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,13 +50,17 @@ def line(v: str, c: Comparison, analysis: stats.Analysis, rule: Decision | None 
     if rule is not None:
         head = f"{name}: {signed(rule.mean)} points, {rule.text}, over {_seeds(rule.n)}"
         if rule.still_open:
-            return f"{head}: **open**: the {link('rule', 'seeds-on-demand')} design is not finished; `run` again to go on."
+            return (
+                f"{head}: **open**: the {link('rule', 'seeds-on-demand')} design is not finished; `run` again to go on."
+            )
         within = f" within ±{margin} points" if rule.verdict == "equivalent" else ""
         warn = f" (see the [verdict notes](#{VERDICTS_ANCHOR}))" if t.shape or t.disagreement else ""
         return f"{head}: **{t.verdict}**{within} by the {link('rule', 'seeds-on-demand rule')}{warn}."
     if t.n < stats.MIN_PAIRS:
-        return (f"{name}: {signed(t.diff_mean)} points over {_seeds(t.n)}: **{t.verdict}**: no test can decide on fewer than "
-                f"{stats.MIN_PAIRS} seeds on which both finished.")
+        return (
+            f"{name}: {signed(t.diff_mean)} points over {_seeds(t.n)}: **{t.verdict}**: no test can decide on fewer than "
+            f"{stats.MIN_PAIRS} seeds on which both finished."
+        )
     notes = []
     if t.verdict in ("better", "worse"):
         notes.append(f"Holm p {p(t.p_holm)}")
@@ -65,8 +70,12 @@ def line(v: str, c: Comparison, analysis: stats.Analysis, rule: Decision | None 
         notes.append(f"see the [verdict notes](#{VERDICTS_ANCHOR})")
     within = f" within ±{margin} points" if t.verdict == "equivalent" else ""
     need = _need(c, margin) if t.verdict == "inconclusive" else ""
-    return (f"{name}: {signed(t.diff_mean)} points, {_interval(t)}, over {_seeds(t.n)}: **{t.verdict}**{within}"
-            + (f" ({'; '.join(notes)})" if notes else "") + need + ".")
+    return (
+        f"{name}: {signed(t.diff_mean)} points, {_interval(t)}, over {_seeds(t.n)}: **{t.verdict}**{within}"
+        + (f" ({'; '.join(notes)})" if notes else "")
+        + need
+        + "."
+    )
 
 
 def effect_line(e: effects.Effect) -> str:
@@ -74,8 +83,10 @@ def effect_line(e: effects.Effect) -> str:
     if t.n < stats.MIN_PAIRS:
         return f"- **{text(e.name)}** ({e.kind}): {signed(t.diff_mean)} points over {_seeds(t.n)}: **{t.verdict}**, too few seeds to decide."
     said = effects_section.words(e.kind, t.verdict)
-    return (f"- **{text(e.name)}** ({e.kind}): {signed(t.diff_mean)} points, {_interval(t)}, over {_seeds(t.n)}: "
-            f"**{t.verdict}**" + (f", {said}" if said != t.verdict else "") + ".")
+    return (
+        f"- **{text(e.name)}** ({e.kind}): {signed(t.diff_mean)} points, {_interval(t)}, over {_seeds(t.n)}: "
+        f"**{t.verdict}**" + (f", {said}" if said != t.verdict else "") + "."
+    )
 
 
 def _row(v: str, baseline: str, c: Comparison | None, rule: Decision | None) -> tuple[str, str, str]:
@@ -89,12 +100,23 @@ def _row(v: str, baseline: str, c: Comparison | None, rule: Decision | None) -> 
     if rule is not None:
         return f"{signed(rule.mean)} ({rule.n})", rule.text, "**open**" if rule.still_open else f"**{c.test.verdict}**"
     t = c.test
-    return (f"{signed(t.diff_mean)} ({t.n})" if t.n else "–", ci(t.ci_low, t.ci_high) if not math.isnan(t.ci_low) else "–",
-            f"**{t.verdict}**" if t.n else "–")
+    return (
+        f"{signed(t.diff_mean)} ({t.n})" if t.n else "–",
+        ci(t.ci_low, t.ci_high) if not math.isnan(t.ci_low) else "–",
+        f"**{t.verdict}**" if t.n else "–",
+    )
 
 
-def section(runs: list[SeedRun], order: list[str], baseline: str, test: dict[str, dict[int, float]], comparisons: dict[str, Comparison],
-            analysis: stats.Analysis, rules: dict[str, Decision], found: list[effects.Effect]) -> list[str]:
+def section(
+    runs: list[SeedRun],
+    order: list[str],
+    baseline: str,
+    test: dict[str, dict[int, float]],
+    comparisons: dict[str, Comparison],
+    analysis: stats.Analysis,
+    rules: dict[str, Decision],
+    found: list[effects.Effect],
+) -> list[str]:
     """The answer for these runs; `test`: each variant's test accuracy by seed; `rules`: the
     seeds-on-demand decision of each variant that rule decided; `found`: a design's effects."""
     lines = [f'## <a id="{ANCHOR}"></a>Answer', ""]
@@ -106,13 +128,21 @@ def section(runs: list[SeedRun], order: list[str], baseline: str, test: dict[str
     lines += [effect_line(e) for e in found]
     failed = sum(1 for r in runs if r.status != "FINISHED")
     if failed:
-        lines.append(f"- {failed} run{'s' if failed != 1 else ''} did not finish and {'are' if failed != 1 else 'is'} left out: "
-                     f"see [the runs that did not finish](#{FAILURES_ANCHOR}).")
-    lines += ["", f"| variant | seeds | {link('selected', 'test acc (%)')} | {link('delta', 'Δ vs baseline (pairs)')} | "
-              f"interval | {link('verdict', 'verdict')} |", "|---|---|---|---|---|---|"]
+        lines.append(
+            f"- {failed} run{'s' if failed != 1 else ''} did not finish and {'are' if failed != 1 else 'is'} left out: "
+            f"see [the runs that did not finish](#{FAILURES_ANCHOR})."
+        )
+    lines += [
+        "",
+        f"| variant | seeds | {link('selected', 'test acc (%)')} | {link('delta', 'Δ vs baseline (pairs)')} | "
+        f"interval | {link('verdict', 'verdict')} |",
+        "|---|---|---|---|---|---|",
+    ]
     for v in order:
         finished = sum(1 for r in runs if r.variant == v and r.status == "FINISHED")
         total = sum(1 for r in runs if r.variant == v)
         delta, interval, verdict = _row(v, baseline, comparisons.get(v), rules.get(v))
-        lines.append(f"| {text(v)} | {finished}/{total} | {pm(stats.summarize(list(test.get(v, {}).values())))} | {delta} | {interval} | {verdict} |")
+        lines.append(
+            f"| {text(v)} | {finished}/{total} | {pm(stats.summarize(list(test.get(v, {}).values())))} | {delta} | {interval} | {verdict} |"
+        )
     return lines + [""]

@@ -7,6 +7,7 @@ settings that decide what `test_acc` means (SHARED: epochs, the selection rule, 
 split) and, seed by seed, the same split; otherwise it is "not comparable", with the reason, and
 stays out of the Holm family. Every comparable variant is in the family, testable or not.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,7 +39,9 @@ def counts(runs: list[SeedRun]) -> dict[str, dict[int, tuple[int, int]]]:
     """(correct, images) on the test set by variant and seed, from each finished run's confusion matrix."""
     out: dict[str, dict[int, tuple[int, int]]] = {}
     for r in runs:
-        if r.status == "FINISHED" and isinstance(r.confusion, np.ndarray) and r.confusion.sum() > 0:  # an emptied file counts nothing
+        if (
+            r.status == "FINISHED" and isinstance(r.confusion, np.ndarray) and r.confusion.sum() > 0
+        ):  # an emptied file counts nothing
             out.setdefault(r.variant, {})[r.seed] = (int(np.trace(r.confusion)), int(r.confusion.sum()))
     return out
 
@@ -75,7 +78,11 @@ def compare(runs: list[SeedRun], baseline: str, order: list[str], analysis: stat
     by_count = counts(done)
     base_counts = by_count.get(baseline, {})
     reasons = {v: why_not_comparable(by_variant[baseline], by_variant[v]) for v in order if v != baseline}
-    raw = {v: stats.differences(stats.count_differences(base_counts, by_count.get(v, {})), analysis) for v, why in reasons.items() if not why}
+    raw = {
+        v: stats.differences(stats.count_differences(base_counts, by_count.get(v, {})), analysis)
+        for v, why in reasons.items()
+        if not why
+    }
     tested = stats.family(raw, analysis) if raw else {}
     level = analysis.alpha / max(1, len(tested))
     out = {}
@@ -104,8 +111,11 @@ def seeds_for(t: stats.Paired, analysis: stats.Analysis, level: float) -> tuple[
 def bootstrap(base: list[SeedRun], other: list[SeedRun], alpha: float) -> resampling.Bootstrap:
     """The crossed bootstrap over the seeds where both runs stored per-image predictions."""
     right = {r.seed: r.predictions["selected"] == r.predictions["labels"] for r in base if r.predictions is not None}
-    rows = [resampling.scores(right[r.seed], r.predictions["selected"] == r.predictions["labels"])
-            for r in sorted(other, key=lambda r: r.seed) if r.predictions is not None and r.seed in right]
+    rows = [
+        resampling.scores(right[r.seed], r.predictions["selected"] == r.predictions["labels"])
+        for r in sorted(other, key=lambda r: r.seed)
+        if r.predictions is not None and r.seed in right
+    ]
     return resampling.crossed(rows, alpha)
 
 
@@ -114,17 +124,31 @@ def parent_metrics(c: Comparison) -> dict[str, float]:
     if c.test is None:
         return {}
     t = c.test
-    return {"paired_delta_test_acc": t.diff_mean, "paired_delta_ci_low": t.ci_low, "paired_delta_ci_high": t.ci_high,
-            "paired_delta_sim_low": t.sim_low, "paired_delta_sim_high": t.sim_high, "paired_n": float(t.n),
-            "paired_p_holm": t.p_holm, "paired_tost_p_holm": t.tost_holm,
-            "bootstrap_ci_low": c.boot.low, "bootstrap_ci_high": c.boot.high, "seed_win_rate": t.wins / t.n if t.n else float("nan")}
+    return {
+        "paired_delta_test_acc": t.diff_mean,
+        "paired_delta_ci_low": t.ci_low,
+        "paired_delta_ci_high": t.ci_high,
+        "paired_delta_sim_low": t.sim_low,
+        "paired_delta_sim_high": t.sim_high,
+        "paired_n": float(t.n),
+        "paired_p_holm": t.p_holm,
+        "paired_tost_p_holm": t.tost_holm,
+        "bootstrap_ci_low": c.boot.low,
+        "bootstrap_ci_high": c.boot.high,
+        "seed_win_rate": t.wins / t.n if t.n else float("nan"),
+    }
 
 
 def sources_of_variation(runs: list[SeedRun]) -> str:
     """Which sources of randomness the seeds vary, hence what the intervals cover."""
     per_seed = any(r.params.get("data.split_seed") == "per_seed" for r in runs)
-    varied = "initial weights, the batch order and the train/validation split (a new split per seed)" if per_seed else "initial weights and the batch order"
+    varied = (
+        "initial weights, the batch order and the train/validation split (a new split per seed)"
+        if per_seed
+        else "initial weights and the batch order"
+    )
     fixed = "the test set" if per_seed else "the train/validation split (`data.split_seed`) and the test set"
-    return (f"The seeds vary the {varied}; {fixed} stay fixed, so the seed-level intervals cover only that variation. "
-            "The bootstrap over seeds × test images also counts the noise of a finite test set.")
-
+    return (
+        f"The seeds vary the {varied}; {fixed} stay fixed, so the seed-level intervals cover only that variation. "
+        "The bootstrap over seeds × test images also counts the noise of a finite test set."
+    )

@@ -5,6 +5,7 @@ caption: each seed's paired difference, the interval that decided the verdict ag
 The test-set floor is `stats.test_set_floor`: the binomial standard deviation of an accuracy p
 measured on n images, 100 · √(p(1 − p)/n) points.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,15 @@ def spread(seeds: dict[int, tuple[int, int]]) -> tuple[float, float, int]:
     return s.std, stats.test_set_floor(s.mean, images), images
 
 
-def section(comparisons: dict[str, Comparison], baseline: str, counts: dict[str, dict[int, tuple[int, int]]],
-            curves: pd.DataFrame, analysis: stats.Analysis, rules: dict[str, Decision], folder: Path) -> list[str]:
+def section(
+    comparisons: dict[str, Comparison],
+    baseline: str,
+    counts: dict[str, dict[int, tuple[int, int]]],
+    curves: pd.DataFrame,
+    analysis: stats.Analysis,
+    rules: dict[str, Decision],
+    folder: Path,
+) -> list[str]:
     """Markdown lines of "Evidence" (none when nothing is comparable); writes its figures into
     `folder`. `rules`: the seeds-on-demand decision of the variants that rule decided."""
     from harness.report import plots
@@ -48,12 +56,16 @@ def section(comparisons: dict[str, Comparison], baseline: str, counts: dict[str,
     if not shown:
         return []
     margin = analysis.margin
-    lines = ["## Evidence", "",
-             f"One figure per comparison with `{baseline}`. Top left: the paired difference on each seed (variant minus baseline, "
-             f"points), with zero and ±{fmt(margin)} ({link('tost', 'the margin')}) as lines. Top right: the interval that decided "
-             f"the {link('verdict', 'verdict')} (thick) and the {link('intervals', 'simultaneous')} one (thin) around Δ. Bottom left: "
-             "mean validation (solid) and training (dashed) accuracy of both. Bottom right: each variant's seed standard deviation "
-             f"of test accuracy beside its {link('floor', 'test-set floor')}.", ""]
+    lines = [
+        "## Evidence",
+        "",
+        f"One figure per comparison with `{baseline}`. Top left: the paired difference on each seed (variant minus baseline, "
+        f"points), with zero and ±{fmt(margin)} ({link('tost', 'the margin')}) as lines. Top right: the interval that decided "
+        f"the {link('verdict', 'verdict')} (thick) and the {link('intervals', 'simultaneous')} one (thin) around Δ. Bottom left: "
+        "mean validation (solid) and training (dashed) accuracy of both. Bottom right: each variant's seed standard deviation "
+        f"of test accuracy beside its {link('floor', 'test-set floor')}.",
+        "",
+    ]
     base_sd, base_floor, images = spread(counts.get(baseline, {}))
     for i, (v, c) in enumerate(shown.items(), start=1):
         t = c.test
@@ -67,17 +79,35 @@ def section(comparisons: dict[str, Comparison], baseline: str, counts: dict[str,
             low, high, interval, verdict = t.ci_low, t.ci_high, f"95% CI {ci(t.ci_low, t.ci_high)}", t.verdict
             at = f"Δ {signed(t.diff_mean)}"
         sd, fl, _ = spread(counts.get(v, {}))
-        panel = {"baseline": baseline, "variant": v, "seeds": list(d), "diffs": list(d.values()), "delta": rule.mean if rule else t.diff_mean,
-                 "low": low, "high": high, "sim_low": t.sim_low, "sim_high": t.sim_high, "interval": interval, "verdict": verdict,
-                 "margin": margin, "curves": curves[curves["variant"].isin([baseline, v])] if len(curves) else curves,
-                 "spread": {baseline: (_zero(base_sd), _zero(base_floor)), v: (_zero(sd), _zero(fl))}}
+        panel = {
+            "baseline": baseline,
+            "variant": v,
+            "seeds": list(d),
+            "diffs": list(d.values()),
+            "delta": rule.mean if rule else t.diff_mean,
+            "low": low,
+            "high": high,
+            "sim_low": t.sim_low,
+            "sim_high": t.sim_high,
+            "interval": interval,
+            "verdict": verdict,
+            "margin": margin,
+            "curves": curves[curves["variant"].isin([baseline, v])] if len(curves) else curves,
+            "spread": {baseline: (_zero(base_sd), _zero(base_floor)), v: (_zero(sd), _zero(fl))},
+        }
         name = file_name(i, v)
         plots.evidence(panel, folder / name)
         per_seed = ", ".join(f"{s}: {signed(x)}" for s, x in d.items())
-        lines += [f"### {text(v)} against {text(baseline)}", "", f"![evidence: {text(v)} against {text(baseline)}]({name})", "",
-                  f"*Per seed ({per_seed}); {at}, {interval}, simultaneous {ci(t.sim_low, t.sim_high)}: "
-                  f"**{verdict}**. Seed sd {fmt(base_sd)} (`{baseline}`) and {fmt(sd)} (`{v}`) against a "
-                  f"test-set floor of {fmt(base_floor)} and {fmt(fl)} points ({images:,} test images).*", ""]
+        lines += [
+            f"### {text(v)} against {text(baseline)}",
+            "",
+            f"![evidence: {text(v)} against {text(baseline)}]({name})",
+            "",
+            f"*Per seed ({per_seed}); {at}, {interval}, simultaneous {ci(t.sim_low, t.sim_high)}: "
+            f"**{verdict}**. Seed sd {fmt(base_sd)} (`{baseline}`) and {fmt(sd)} (`{v}`) against a "
+            f"test-set floor of {fmt(base_floor)} and {fmt(fl)} points ({images:,} test images).*",
+            "",
+        ]
     return lines
 
 

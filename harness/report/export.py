@@ -1,6 +1,7 @@
 """`export`: one of the report's tables (harness/report/tables.py) as CSV or JSON (tidy: one row
 per record, numbers unrounded, missing values empty or null, for pandas) or as a LaTeX table for a
 paper (booktabs rules, mean ± sd, the verdict, names escaped)."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,20 @@ def check(fmt: str, table: str, where: tuple[str, str] = ("--format", "--table")
     """Refuse a format or a table that does not exist, before the store is read."""
     one_of(where[0], fmt, Format)
     one_of(where[1], table, Table)
-_LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-                   "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+_LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def render(df: pd.DataFrame, fmt: str, table: str, experiment: str) -> str:
@@ -40,7 +53,9 @@ def write(text: str, out: Path, where: str = "--out") -> Path:
     refused (an atomic write would replace it with a file), as is a folder that cannot be written."""
     out = Path(out)
     if out.is_symlink() or (out.exists() and not out.is_file()):
-        kind = "a link" if out.is_symlink() else "a directory" if out.is_dir() else "not a regular file (a FIFO or device)"
+        kind = (
+            "a link" if out.is_symlink() else "a directory" if out.is_dir() else "not a regular file (a FIFO or device)"
+        )
         raise UsageError(f"{where}: {str(out)!r} is {kind}; expected the path of a file to write")
     if not out.parent.is_dir():
         raise UsageError(f"{where}: the folder {str(out.parent)!r} does not exist; create it or write elsewhere")
@@ -85,34 +100,100 @@ def _interval(low, high) -> str:
 def latex(df: pd.DataFrame, table: str, experiment: str) -> str:
     """A complete `table` float: caption, label, booktabs rules (needs \\usepackage{booktabs})."""
     if table == "comparison":
-        head = ["Variant", "Seeds", r"Test accuracy (\%)", r"$\Delta$ vs.\ baseline", r"95\% CI", r"$p$ (Holm)", "Verdict"]
+        head = [
+            "Variant",
+            "Seeds",
+            r"Test accuracy (\%)",
+            r"$\Delta$ vs.\ baseline",
+            r"95\% CI",
+            r"$p$ (Holm)",
+            "Verdict",
+        ]
         align = "lrrrcrl"
-        rows = [[escape(r.variant), str(r.seeds), "--" if _missing(r.test_acc_mean) else
-                 (f"${r.test_acc_mean:.2f}$" if _missing(r.test_acc_sd) else f"${r.test_acc_mean:.2f} \\pm {r.test_acc_sd:.2f}$"),
-                 _f(r.diff_vs_baseline, signed=True), _interval(r.ci_low, r.ci_high), _p(r.p_holm), escape(r.verdict)]
-                for r in df.itertuples()]
+        rows = [
+            [
+                escape(r.variant),
+                str(r.seeds),
+                "--"
+                if _missing(r.test_acc_mean)
+                else (
+                    f"${r.test_acc_mean:.2f}$"
+                    if _missing(r.test_acc_sd)
+                    else f"${r.test_acc_mean:.2f} \\pm {r.test_acc_sd:.2f}$"
+                ),
+                _f(r.diff_vs_baseline, signed=True),
+                _interval(r.ci_low, r.ci_high),
+                _p(r.p_holm),
+                escape(r.verdict),
+            ]
+            for r in df.itertuples()
+        ]
         caption = f"{experiment}: test accuracy over seeds (mean $\\pm$ sd) and each variant's paired difference from the baseline"
     elif table == "effects":
         head = ["Effect", "Kind", "Pairs", "Estimate (points)", r"95\% CI", r"$p$ (Holm)", "Verdict"]
         align = "llrrcrl"
-        rows = [[escape(r.effect), escape(r.kind), str(r.pairs), _f(r.estimate, signed=True), _interval(r.ci_low, r.ci_high), _p(r.p_holm),
-                 escape(r.verdict)] for r in df.itertuples()]
+        rows = [
+            [
+                escape(r.effect),
+                escape(r.kind),
+                str(r.pairs),
+                _f(r.estimate, signed=True),
+                _interval(r.ci_low, r.ci_high),
+                _p(r.p_holm),
+                escape(r.verdict),
+            ]
+            for r in df.itertuples()
+        ]
         caption = f"{experiment}: the design's effects on test accuracy (points)"
     elif table == "statistics":
-        head = ["Variant", "Pairs", r"$\bar d$", r"$s_d$", r"95\% CI", r"$p_t$", r"$p_{\mathrm{perm}}$", r"$p$ (Holm)", "$g$", "Verdict"]
+        head = [
+            "Variant",
+            "Pairs",
+            r"$\bar d$",
+            r"$s_d$",
+            r"95\% CI",
+            r"$p_t$",
+            r"$p_{\mathrm{perm}}$",
+            r"$p$ (Holm)",
+            "$g$",
+            "Verdict",
+        ]
         align = "lrrrcrrrrl"
-        rows = [[escape(r.variant), "--" if _missing(r.pairs) else str(int(r.pairs)), _f(r.diff_mean, signed=True), _f(r.diff_sd),
-                 _interval(r.ci_low, r.ci_high), _p(r.t_p), _p(r.permutation_p), _p(r.p_holm), _f(r.hedges_g), escape(r.verdict)]
-                for r in df.itertuples()]
+        rows = [
+            [
+                escape(r.variant),
+                "--" if _missing(r.pairs) else str(int(r.pairs)),
+                _f(r.diff_mean, signed=True),
+                _f(r.diff_sd),
+                _interval(r.ci_low, r.ci_high),
+                _p(r.t_p),
+                _p(r.permutation_p),
+                _p(r.p_holm),
+                _f(r.hedges_g),
+                escape(r.verdict),
+            ]
+            for r in df.itertuples()
+        ]
         caption = f"{experiment}: paired tests of each variant against the baseline (differences in points)"
     else:  # runs
         head = ["Variant", "Seed", "Status", r"Test acc.\ (\%)", r"Best val.\ acc.\ (\%)"]
         align = "lrlrr"
-        rows = [[escape(r.variant), str(r.seed), escape(r.status), _f(r.test_acc), _f(r.best_val_acc)] for r in df.itertuples()]
+        rows = [
+            [escape(r.variant), str(r.seed), escape(r.status), _f(r.test_acc), _f(r.best_val_acc)]
+            for r in df.itertuples()
+        ]
         caption = f"{experiment}: every run"
-    lines = [r"% harness export; needs \usepackage{booktabs}", r"\begin{table}[t]", r"\centering", f"\\caption{{{_caption(caption)}}}",
-             f"\\label{{tab:{_label(experiment)}-{table}}}", f"\\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(head) + r" \\",
-             r"\midrule"]
+    lines = [
+        r"% harness export; needs \usepackage{booktabs}",
+        r"\begin{table}[t]",
+        r"\centering",
+        f"\\caption{{{_caption(caption)}}}",
+        f"\\label{{tab:{_label(experiment)}-{table}}}",
+        f"\\begin{{tabular}}{{{align}}}",
+        r"\toprule",
+        " & ".join(head) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(row) + r" \\" for row in rows]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"

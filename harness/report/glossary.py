@@ -1,6 +1,7 @@
 """The report's glossary: every definition once, at the end, each with an anchor that the tables
 and sections link to (`link`). Which entries a report carries depends on what it shows: the
 effects of a design, seeds on demand."""
+
 from __future__ import annotations
 
 from harness.analysis import resampling, sample_size, sequential, signflip, stats
@@ -18,77 +19,164 @@ def _fmt(x: float) -> str:
     return f"{x:.2f}"
 
 
-def entries(analysis: stats.Analysis, m: int, sources: str, design: Design, sequential_design: bool) -> list[tuple[str, str, str]]:
+def entries(
+    analysis: stats.Analysis, m: int, sources: str, design: Design, sequential_design: bool
+) -> list[tuple[str, str, str]]:
     """(key, term, definition) of everything this report's tables use; `m` is the number of comparable
     variants (the Holm family), `sources` what the seeds vary."""
     a, margin = analysis.alpha, _fmt(analysis.margin)
     out = [
-        ("selected", "Test accuracy", "measured once per run, on the test set, with the weights of the epoch the selection rule "
-         "(`train.select`) chose; a variant's value is the mean ± sample standard deviation over its seeds."),
-        ("summary", "Per-variant summary", "n seeds; mean ± sample std; 95% confidence interval of the mean (t distribution); median; range."),
+        (
+            "selected",
+            "Test accuracy",
+            "measured once per run, on the test set, with the weights of the epoch the selection rule "
+            "(`train.select`) chose; a variant's value is the mean ± sample standard deviation over its seeds.",
+        ),
+        (
+            "summary",
+            "Per-variant summary",
+            "n seeds; mean ± sample std; 95% confidence interval of the mean (t distribution); median; range.",
+        ),
         ("gap", "Train–val gap", "train minus validation accuracy at the last epoch."),
         ("sources", "What the seeds vary", sources),
-        ("floor", "Test-set floor", "the binomial standard deviation of an accuracy p measured on n test images, "
-         "100 · √(p(1 − p)/n) points: the spread a finite test set alone gives, whatever the seeds. A seed spread near it says "
-         "that more seeds cannot narrow an interval much; a larger test set can."),
-        ("delta", "Δ (points)", "the mean over seeds of the paired difference (variant minus baseline on the same seed, in points, "
-         "from counts of correctly classified test images); pairs: seeds on which both finished."),
-        ("holm", "Holm", f"The family is the {m} comparable variant(s): every p is Holm-corrected over all {m} (a variant that "
-         "cannot be tested counts with p = 1), raw p in parentheses." if m else
-         "no variant is comparable with the baseline here, so there is no family to correct over."),
-        ("intervals", "95% CI unadjusted, simultaneous", f"the unadjusted 95% interval, and the simultaneous one (Bonferroni, level "
-         f"1 − {a}/{max(m, 1)}), which holds for all {max(m, 1)} at once, both of the deciding test: t intervals, or where the sign-flip test "
-         "decides (`[analysis] test = \"permutation\"`, or no spread between seeds) the shifts that test does not reject, (−∞, +∞) "
-         "when its smallest p is above the level. A simultaneous interval that excludes zero therefore always comes with better "
-         "or worse; the reverse can fail at Holm's later steps, and the verdict line then says so."),
+        (
+            "floor",
+            "Test-set floor",
+            "the binomial standard deviation of an accuracy p measured on n test images, "
+            "100 · √(p(1 − p)/n) points: the spread a finite test set alone gives, whatever the seeds. A seed spread near it says "
+            "that more seeds cannot narrow an interval much; a larger test set can.",
+        ),
+        (
+            "delta",
+            "Δ (points)",
+            "the mean over seeds of the paired difference (variant minus baseline on the same seed, in points, "
+            "from counts of correctly classified test images); pairs: seeds on which both finished.",
+        ),
+        (
+            "holm",
+            "Holm",
+            f"The family is the {m} comparable variant(s): every p is Holm-corrected over all {m} (a variant that "
+            "cannot be tested counts with p = 1), raw p in parentheses."
+            if m
+            else "no variant is comparable with the baseline here, so there is no family to correct over.",
+        ),
+        (
+            "intervals",
+            "95% CI unadjusted, simultaneous",
+            f"the unadjusted 95% interval, and the simultaneous one (Bonferroni, level "
+            f"1 − {a}/{max(m, 1)}), which holds for all {max(m, 1)} at once, both of the deciding test: t intervals, or where the sign-flip test "
+            'decides (`[analysis] test = "permutation"`, or no spread between seeds) the shifts that test does not reject, (−∞, +∞) '
+            "when its smallest p is above the level. A simultaneous interval that excludes zero therefore always comes with better "
+            "or worse; the reverse can fail at Holm's later steps, and the verdict line then says so.",
+        ),
         ("t", "t-test", "the paired t-test of the differences, two-sided."),
-        ("permutation", "Permutation", f"the exact sign-flip test over all 2^n sign patterns (seeded Monte-Carlo above "
-         f"{signflip.EXACT_UP_TO} pairs), with the smallest p these pairs can reach in brackets (2 / 2^k for the k non-zero differences)."),
+        (
+            "permutation",
+            "Permutation",
+            f"the exact sign-flip test over all 2^n sign patterns (seeded Monte-Carlo above "
+            f"{signflip.EXACT_UP_TO} pairs), with the smallest p these pairs can reach in brackets (2 / 2^k for the k non-zero differences).",
+        ),
         ("tost", "TOST", f"the paired equivalence test against ±{margin} points (`[analysis] margin`)."),
-        ("bootstrap", "Bootstrap seeds × images", f"a t-based interval of Δ whose standard error comes from a crossed bootstrap "
-         f"({resampling.DRAWS} replicates: seeds resampled, and one resample of the shared test images per replicate), so it also "
-         "counts the noise of a finite test set."),
-        ("won", "Seeds won", "on how many seeds the variant scored higher, with the Clopper–Pearson 95% interval of that rate (a tie is no win)."),
-        ("gz", "g_z", "the Hedges-corrected standardized mean difference (Δ over the sd of the differences, times the small-sample correction)."),
-        ("seeds", f"Seeds for ±{margin}", f"at Holm's strictest level α/m = {a}/{max(m, 1)}, given this spread, the pairs for "
-         f"{int(sample_size.POWER * 100)}% power to show equivalence within ±{margin} (paired TOST, no true difference) where |Δ| is "
-         f"within the margin, else to find a true difference of {margin} points (paired t-test); not estimable below 3 pairs."),
-        ("verdict", "Verdict", f"decided by the `{analysis.test}` test (`[analysis] test`): **better** / **worse** when its Holm "
-         f"p < {a}; else **equivalent** when the TOST's Holm p < {a} (the difference is within ±{margin}); else **inconclusive**: "
-         f"these seeds cannot tell, which is not evidence of no effect. Fewer than {stats.MIN_PAIRS} pairs give no verdict. The "
-         "t-test assumes roughly normal paired differences; a verdict line warns where they look skewed or a seed is an outlier. "
-         "**not comparable**: the variant does not share the baseline's epochs, selection rule, data or split, so it stays out of "
-         "the family."),
+        (
+            "bootstrap",
+            "Bootstrap seeds × images",
+            f"a t-based interval of Δ whose standard error comes from a crossed bootstrap "
+            f"({resampling.DRAWS} replicates: seeds resampled, and one resample of the shared test images per replicate), so it also "
+            "counts the noise of a finite test set.",
+        ),
+        (
+            "won",
+            "Seeds won",
+            "on how many seeds the variant scored higher, with the Clopper–Pearson 95% interval of that rate (a tie is no win).",
+        ),
+        (
+            "gz",
+            "g_z",
+            "the Hedges-corrected standardized mean difference (Δ over the sd of the differences, times the small-sample correction).",
+        ),
+        (
+            "seeds",
+            f"Seeds for ±{margin}",
+            f"at Holm's strictest level α/m = {a}/{max(m, 1)}, given this spread, the pairs for "
+            f"{int(sample_size.POWER * 100)}% power to show equivalence within ±{margin} (paired TOST, no true difference) where |Δ| is "
+            f"within the margin, else to find a true difference of {margin} points (paired t-test); not estimable below 3 pairs.",
+        ),
+        (
+            "verdict",
+            "Verdict",
+            f"decided by the `{analysis.test}` test (`[analysis] test`): **better** / **worse** when its Holm "
+            f"p < {a}; else **equivalent** when the TOST's Holm p < {a} (the difference is within ±{margin}); else **inconclusive**: "
+            f"these seeds cannot tell, which is not evidence of no effect. Fewer than {stats.MIN_PAIRS} pairs give no verdict. The "
+            "t-test assumes roughly normal paired differences; a verdict line warns where they look skewed or a seed is an outlier. "
+            "**not comparable**: the variant does not share the baseline's epochs, selection rule, data or split, so it stays out of "
+            "the family.",
+        ),
     ]
     if design.kind == "factorial":
-        out.append(("effects", "Effect (factorial)", f"a 2^{len(design.factors)} factorial design over "
-                    f"{', '.join(f'`{x}`' for x in design.factors)}. Main effect of a factor: mean test accuracy of the cells with "
-                    "it minus the cells without it; interaction A × B: half the difference between A's effect with B and A's effect "
-                    "without B. Each is a contrast of the cells' test accuracies computed per seed (a seed gives every cell the same "
-                    "split, initial weights and batch order) over the seeds on which every cell finished."))
+        out.append(
+            (
+                "effects",
+                "Effect (factorial)",
+                f"a 2^{len(design.factors)} factorial design over "
+                f"{', '.join(f'`{x}`' for x in design.factors)}. Main effect of a factor: mean test accuracy of the cells with "
+                "it minus the cells without it; interaction A × B: half the difference between A's effect with B and A's effect "
+                "without B. Each is a contrast of the cells' test accuracies computed per seed (a seed gives every cell the same "
+                "split, initial weights and batch order) over the seeds on which every cell finished.",
+            )
+        )
     elif design.kind == "leave-one-out":
-        out.append(("effects", "Effect (leave-one-out)", f"a leave-one-out design around the full model "
-                    f"`{'+'.join(sorted(design.factors))}`. Contribution of a component: the full model's test accuracy minus that "
-                    "of the full model without it, per seed; \"full − baseline\" is the whole model's gain."))
+        out.append(
+            (
+                "effects",
+                "Effect (leave-one-out)",
+                f"a leave-one-out design around the full model "
+                f"`{'+'.join(sorted(design.factors))}`. Contribution of a component: the full model's test accuracy minus that "
+                'of the full model without it, per seed; "full − baseline" is the whole model\'s gain.',
+            )
+        )
     if design.kind == "variance":
-        out.append(("source-variance", "Variance of a source", "the sample variance (n − 1 degrees of freedom) of the test "
-                    "accuracies of the runs that vary one source of randomness over the seeds while every other source stays pinned "
-                    "to the first seed: n independent draws of what that source alone does. Its interval is the exact chi-square "
-                    "interval [(n − 1)s²/χ²(1 − α/2), (n − 1)s²/χ²(α/2)], which assumes the source's effect is roughly normal "
-                    "(heavy tails make it too narrow). The share is of the sources' variances and the test-set floor summed; the "
-                    "sources add up to the all-sources variance only when they act additively and independently."))
+        out.append(
+            (
+                "source-variance",
+                "Variance of a source",
+                "the sample variance (n − 1 degrees of freedom) of the test "
+                "accuracies of the runs that vary one source of randomness over the seeds while every other source stays pinned "
+                "to the first seed: n independent draws of what that source alone does. Its interval is the exact chi-square "
+                "interval [(n − 1)s²/χ²(1 − α/2), (n − 1)s²/χ²(α/2)], which assumes the source's effect is roughly normal "
+                "(heavy tails make it too narrow). The share is of the sources' variances and the test-set floor summed; the "
+                "sources add up to the all-sources variance only when they act additively and independently.",
+            )
+        )
     if design.kind in CELLS:
-        out.append(("effect-tests", "Effect tests", "mean over seeds in points (from counts of correct test images), 95% t "
-                    "interval, two-sided t-test and sign-flip permutation test of the per-seed contrasts, Holm-corrected across the "
-                    f"design's effects; TOST against ±{margin} points for \"no effect beyond the margin\". The `{analysis.test}` test "
-                    "decides (`[analysis] test`); \"inconclusive\" means these seeds cannot tell."))
+        out.append(
+            (
+                "effect-tests",
+                "Effect tests",
+                "mean over seeds in points (from counts of correct test images), 95% t "
+                "interval, two-sided t-test and sign-flip permutation test of the per-seed contrasts, Holm-corrected across the "
+                f'design\'s effects; TOST against ±{margin} points for "no effect beyond the margin". The `{analysis.test}` test '
+                'decides (`[analysis] test`); "inconclusive" means these seeds cannot tell.',
+            )
+        )
     if sequential_design:
-        out.append(("rule", "Seeds-on-demand rule", f"{sequential.METHOD}; α = {a} per family, equivalence margin ±{margin} points."))
-        out.append(("sequential-interval", "Seeds-on-demand interval", "for **equivalent**, the TOST's interval at the look that "
-                    "decided it (Δ ± its one-sided boundary × se, inside ±margin; level 1 − 2 × the equivalence family's level then); "
-                    "otherwise the repeated confidence interval at the last look, at the variant's Holm level then (a 3-variant "
-                    "study starts at 1 − α/3 = 98.3%), which holds at every round at once. The decided-by column gives the "
-                    "sequential statistic against its boundary. The last boundary is stricter than the fixed test's (see *What it assumes*)."))
+        out.append(
+            (
+                "rule",
+                "Seeds-on-demand rule",
+                f"{sequential.METHOD}; α = {a} per family, equivalence margin ±{margin} points.",
+            )
+        )
+        out.append(
+            (
+                "sequential-interval",
+                "Seeds-on-demand interval",
+                "for **equivalent**, the TOST's interval at the look that "
+                "decided it (Δ ± its one-sided boundary × se, inside ±margin; level 1 − 2 × the equivalence family's level then); "
+                "otherwise the repeated confidence interval at the last look, at the variant's Holm level then (a 3-variant "
+                "study starts at 1 − α/3 = 98.3%), which holds at every round at once. The decided-by column gives the "
+                "sequential statistic against its boundary. The last boundary is stricter than the fixed test's (see *What it assumes*).",
+            )
+        )
     return out
 
 

@@ -6,6 +6,7 @@ markdown other than the report's anchors is shown as text, never run.
 
 The same markdown and figures give the same bytes: nothing in it depends on the time or the machine.
 """
+
 from __future__ import annotations
 
 import base64
@@ -122,7 +123,9 @@ def render(text: str, folder: Path) -> str:
                     _as_text(child, child.content)
     title = next((line[2:] for line in text.splitlines() if line.startswith("# ")), "Ablation report")
     body = md.renderer.render(tokens, md.options, {})
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}"
-            f"<script>{SCRIPT}</script>\n</body>\n</html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}"
+        f"<script>{SCRIPT}</script>\n</body>\n</html>\n"
+    )

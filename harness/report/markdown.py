@@ -6,6 +6,7 @@ effects, plots, per-class results, tuning, how it was made) and a glossary the t
 
 Building it twice from the same store gives the same files.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,7 +43,9 @@ def build(uri: str, experiment: str, reports_dir: Path) -> Path:
     `reports_dir/report.md`, `report.html` and the figures."""
     runs = readback.read_runs(uri, experiment)
     tags = readback.experiment_tags(uri, experiment)
-    return write(runs, experiment, reports_dir, experiment_tags.design_of(tags), experiment_tags.analysis_of(tags), tags)
+    return write(
+        runs, experiment, reports_dir, experiment_tags.design_of(tags), experiment_tags.analysis_of(tags), tags
+    )
 
 
 def test_accuracy(runs: list[SeedRun]) -> dict[str, dict[int, float]]:
@@ -77,22 +80,32 @@ class Analysed:
     replayed: object = None
 
 
-def analysed(runs: list[SeedRun], design: Design = Design(), analysis: stats.Analysis = stats.Analysis(),
-             tags: dict[str, str] | None = None) -> Analysed:
+def analysed(
+    runs: list[SeedRun],
+    design: Design = Design(),
+    analysis: stats.Analysis = stats.Analysis(),
+    tags: dict[str, str] | None = None,
+) -> Analysed:
     """These runs analysed; with seeds on demand recorded in the experiment's `tags`, its variants
     carry the sequential verdicts."""
     replayed = sequential_section.replay(tags or {}, runs, analysis)
     return Analysed(*_analyse(runs, design, analysis, replayed), replayed)
 
 
-def analyse(runs: list[SeedRun], design: Design = Design(), analysis: stats.Analysis = stats.Analysis(),
-            tags: dict[str, str] | None = None) -> tuple[str, list[str], dict[str, Comparison]]:
+def analyse(
+    runs: list[SeedRun],
+    design: Design = Design(),
+    analysis: stats.Analysis = stats.Analysis(),
+    tags: dict[str, str] | None = None,
+) -> tuple[str, list[str], dict[str, Comparison]]:
     """(baseline, variant order, each variant's comparison with the baseline) of these runs."""
     a = analysed(runs, design, analysis, tags)
     return a.baseline, a.order, a.comparisons
 
 
-def _analyse(runs: list[SeedRun], design: Design, analysis: stats.Analysis, replayed) -> tuple[str, list[str], dict[str, Comparison]]:
+def _analyse(
+    runs: list[SeedRun], design: Design, analysis: stats.Analysis, replayed
+) -> tuple[str, list[str], dict[str, Comparison]]:
     """`analyse` with the seeds-on-demand design already replayed (None for fixed seeds)."""
     baseline = runs[-1].tags.get(names.BASELINE_TAG, "baseline") if runs else "baseline"
     order = _order(runs, baseline, design)
@@ -102,15 +115,24 @@ def _analyse(runs: list[SeedRun], design: Design, analysis: stats.Analysis, repl
     return baseline, order, sequential_section.verdicts(compared, replayed[1]) if replayed else compared
 
 
-def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = Design(), analysis: stats.Analysis = stats.Analysis(),
-          tags: dict[str, str] | None = None, prior: Analysed | None = None) -> Path:
+def write(
+    runs: list[SeedRun],
+    experiment: str,
+    folder: Path,
+    design: Design = Design(),
+    analysis: stats.Analysis = stats.Analysis(),
+    tags: dict[str, str] | None = None,
+    prior: Analysed | None = None,
+) -> Path:
     """Write the report for these runs (as read from the store, with the experiment's `tags`) into
     `folder`: report.md, report.html and the figures; returns report.md's path. `prior`: these runs
     already `analysed` (the caller's, made with the same design, settings and tags)."""
     folder.mkdir(parents=True, exist_ok=True)
     if not runs:
         _remove_unlinked(folder, "", PLOT_FIGURES + effects_section.FIGURES + (sequential_section.FIGURE,))
-        return _save(folder, [f"# Ablation report: {experiment}", "", "No runs in the store yet.", ""] + appendix.tuning(folder))
+        return _save(
+            folder, [f"# Ablation report: {experiment}", "", "No runs in the store yet.", ""] + appendix.tuning(folder)
+        )
     from harness.report import plots
 
     prior = prior or analysed(runs, design, analysis, tags)  # once: the verdicts and the section both use its replay
@@ -131,7 +153,11 @@ def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = D
 
     sources = variance_section.decompositions(design, counts, 1 - analysis.alpha) if design.kind == "variance" else None
     lines = [f"# Ablation report: {experiment}", ""]
-    lines += answer.section(runs, order, baseline, test, comparisons, analysis, rules, found) if sources is None else variance_section.answer(sources)
+    lines += (
+        answer.section(runs, order, baseline, test, comparisons, analysis, rules, found)
+        if sources is None
+        else variance_section.answer(sources)
+    )
     epochs = sorted({r.params.get("train.epochs", "?") for r in runs})
     seeds = sorted({r.seed for r in runs})
     lines += [
@@ -145,18 +171,28 @@ def write(runs: list[SeedRun], experiment: str, folder: Path, design: Design = D
     lines += evidence.section(comparisons, baseline, counts, curves, analysis, rules, folder)
     lines += ["## Details", ""] + _tables(order, runs, by_variant, counts)
     lines += stats_section.per_variant(order, by_variant)
-    lines += stats_section.against_baseline(comparisons, baseline, bool(test.get(baseline)), analysis) if sources is None else []
+    lines += (
+        stats_section.against_baseline(comparisons, baseline, bool(test.get(baseline)), analysis)
+        if sources is None
+        else []
+    )
     lines += sequential_section.section(replayed, folder, analysis)
     lines += effects_section.section(design, counts, folder, analysis, found)
     classes = next((r.classes for r in done if r.classes), ())  # as the runs stored them with their confusion matrices
     lines += _plots(folder, order, done, test, comparisons, baseline, plots, classes, curves)
-    _remove_unlinked(folder, "\n".join(lines), PLOT_FIGURES + effects_section.FIGURES + (sequential_section.FIGURE,) + variance_section.figures(folder))
+    _remove_unlinked(
+        folder,
+        "\n".join(lines),
+        PLOT_FIGURES + effects_section.FIGURES + (sequential_section.FIGURE,) + variance_section.figures(folder),
+    )
     lines += appendix.per_class(order, by_variant, classes)
     lines += appendix.failures(runs)
     lines += appendix.tuning(folder)
     lines += appendix.provenance(runs) + [""]
     m = sum(1 for c in comparisons.values() if c.test is not None)
-    lines += glossary.section(glossary.entries(analysis, m, comparisons_mod.sources_of_variation(done), design, replayed is not None))
+    lines += glossary.section(
+        glossary.entries(analysis, m, comparisons_mod.sources_of_variation(done), design, replayed is not None)
+    )
     return _save(folder, lines)
 
 
@@ -175,7 +211,11 @@ def _curves(done: list[SeedRun], order: list[str]) -> pd.DataFrame:
         h = r.history
         for split in ("train", "val"):
             acc, loss = dict(h.get(f"{split}_acc", [])), dict(h.get(f"{split}_loss", []))
-            rows += [{"variant": r.variant, "seed": r.seed, "epoch": e, "split": split, "acc": acc[e], "loss": loss[e]} for e in sorted(acc) if e in loss]
+            rows += [
+                {"variant": r.variant, "seed": r.seed, "epoch": e, "split": split, "acc": acc[e], "loss": loss[e]}
+                for e in sorted(acc)
+                if e in loss
+            ]
     if not rows:
         return pd.DataFrame(columns=["variant", "seed", "epoch", "split", "acc", "loss"])
     curves = pd.DataFrame(rows)
@@ -199,8 +239,18 @@ def _warnings(runs: list[SeedRun], splits_vary: bool = False) -> list[str]:
     for key in ENV_KEYS:
         values = sorted({r.tags.get(names.ENV_PREFIX + key, "?") for r in runs})
         if len(values) > 1:
-            out.append(f"> **Warning:** the runs compared here differ in {key} ({_text(', '.join(values))}); differences may come from that, not from the variants.")
-    shared = ("train.epochs", "train.batch_size", "train.shuffle", "train.select", "data.split", "data.train_ratio", "data.split_seed")
+            out.append(
+                f"> **Warning:** the runs compared here differ in {key} ({_text(', '.join(values))}); differences may come from that, not from the variants."
+            )
+    shared = (
+        "train.epochs",
+        "train.batch_size",
+        "train.shuffle",
+        "train.select",
+        "data.split",
+        "data.train_ratio",
+        "data.split_seed",
+    )
     for key in shared:
         values = sorted({r.params.get(key, "?") for r in runs})
         if len(values) > 1:
@@ -208,24 +258,39 @@ def _warnings(runs: list[SeedRun], splits_vary: bool = False) -> list[str]:
     data = sorted({r.tags.get(names.DATASET_TAG, "?") for r in runs})
     if len(data) > 1:
         out.append(f"> **Warning:** the runs compared here trained on different data ({_text(', '.join(data))}).")
-    per_seed = {s: sorted({r.tags.get(names.SPLIT_TAG, "?") for r in runs if r.seed == s}) for s in {r.seed for r in runs}}
+    per_seed = {
+        s: sorted({r.tags.get(names.SPLIT_TAG, "?") for r in runs if r.seed == s}) for s in {r.seed for r in runs}
+    }
     if any(r.params.get("data.split_seed") != "per_seed" for r in runs):
         per_seed = {"all": sorted({fp for fps in per_seed.values() for fp in fps})}  # one split for every seed
     for seed, fps in sorted(per_seed.items(), key=lambda kv: str(kv[0])):
         if len(fps) > 1 and not splits_vary:
-            out.append(f"> **Warning:** the runs of {'seed ' + str(seed) if seed != 'all' else 'this report'} used different data splits ({_text(', '.join(fps))}).")
+            out.append(
+                f"> **Warning:** the runs of {'seed ' + str(seed) if seed != 'all' else 'this report'} used different data splits ({_text(', '.join(fps))})."
+            )
     return out + ([""] if out else [])
 
 
 def _tables(order, runs, by_variant, counts) -> list[str]:
     """Accuracy (with each variant's test-set floor beside its seed spread), then loss and cost:
     mean ± std over each variant's finished seeds."""
-    acc = ["### Accuracy", "", f"Mean ± std over seeds; {glossary.link('gap', 'gap')}: train minus validation accuracy at the last epoch; "
-           f"{glossary.link('floor', 'test-set floor')}: the binomial sd of the mean test accuracy on this many test images.", "",
-           f"| variant | seeds | {glossary.link('selected', 'test acc (%)')} | {glossary.link('floor', 'test-set floor (sd)')} | best val acc (%) | "
-           f"final val acc (%) | {glossary.link('gap', 'train–val gap')} |", "|---|---|---|---|---|---|---|"]
+    acc = [
+        "### Accuracy",
+        "",
+        f"Mean ± std over seeds; {glossary.link('gap', 'gap')}: train minus validation accuracy at the last epoch; "
+        f"{glossary.link('floor', 'test-set floor')}: the binomial sd of the mean test accuracy on this many test images.",
+        "",
+        f"| variant | seeds | {glossary.link('selected', 'test acc (%)')} | {glossary.link('floor', 'test-set floor (sd)')} | best val acc (%) | "
+        f"final val acc (%) | {glossary.link('gap', 'train–val gap')} |",
+        "|---|---|---|---|---|---|---|",
+    ]
     within = []
-    cost = ["### Loss and cost", "", "| variant | final val loss | min val loss @ epoch | parameters | s / epoch |", "|---|---|---|---|---|"]
+    cost = [
+        "### Loss and cost",
+        "",
+        "| variant | final val loss | min val loss @ epoch | parameters | s / epoch |",
+        "|---|---|---|---|---|",
+    ]
     for v in order:
         rs = by_variant[v]
         total = sum(1 for r in runs if r.variant == v)
@@ -237,13 +302,20 @@ def _tables(order, runs, by_variant, counts) -> list[str]:
         sd, floor, _ = evidence.spread(counts.get(v, {}))
         if sd <= floor:  # False for nan: one seed has no spread to compare
             within.append(f"`{v}` (seed sd {_fmt(sd)}, floor {_fmt(floor)})")
-        acc.append(f"| {_text(v)} | {len(rs)}/{total} | {_pm(col('test_acc'))} | {_fmt(floor)} | {_pm(col('best_val_acc'))} | "
-                   f"{_pm(col('final_val_acc'))} | {_pm(col('final_gap_acc'))} |")
-        cost.append(f"| {_text(v)} | {_pm(col('final_val_loss'), 4)} | {_fmt(col('min_val_loss').mean, 4)} @ {_fmt(col('min_val_loss_epoch').median, 0)} | "
-                    f"{f'{params:,}' if params else '–'} | {_fmt(col('epoch_seconds_mean').mean)} |")
+        acc.append(
+            f"| {_text(v)} | {len(rs)}/{total} | {_pm(col('test_acc'))} | {_fmt(floor)} | {_pm(col('best_val_acc'))} | "
+            f"{_pm(col('final_val_acc'))} | {_pm(col('final_gap_acc'))} |"
+        )
+        cost.append(
+            f"| {_text(v)} | {_pm(col('final_val_loss'), 4)} | {_fmt(col('min_val_loss').mean, 4)} @ {_fmt(col('min_val_loss_epoch').median, 0)} | "
+            f"{f'{params:,}' if params else '–'} | {_fmt(col('epoch_seconds_mean').mean)} |"
+        )
     if within:
-        acc += ["", f"> **Note:** the seed spread is within the test-set floor for {', '.join(within)}: more seeds will narrow "
-                    "these intervals little; a larger test set would, and the bootstrap over seeds × test images counts that noise."]
+        acc += [
+            "",
+            f"> **Note:** the seed spread is within the test-set floor for {', '.join(within)}: more seeds will narrow "
+            "these intervals little; a larger test set would, and the bootstrap over seeds × test images counts that noise.",
+        ]
     return acc + [""] + cost + [""]
 
 
@@ -251,32 +323,53 @@ def _plots(folder, order, done, test, comparisons, baseline, plots, classes, cur
     lines = ["## Plots", ""]
     if len(curves):
         plots.learning_curves(curves, folder / "learning_curves.png")
-        lines += ["![learning curves](learning_curves.png)", "",
-                  "*Validation accuracy (left) and loss (right) per epoch for each variant: the line is the mean over seeds "
-                  "and the band its 95% t-interval; dashed lines are the training curves, so the space between the dashed and "
-                  "solid line of a colour is that variant's overfitting.*", ""]
-    points = pd.DataFrame([{"variant": v, "seed": s, "test_acc": a} for v in order for s, a in sorted(test.get(v, {}).items())])
+        lines += [
+            "![learning curves](learning_curves.png)",
+            "",
+            "*Validation accuracy (left) and loss (right) per epoch for each variant: the line is the mean over seeds "
+            "and the band its 95% t-interval; dashed lines are the training curves, so the space between the dashed and "
+            "solid line of a colour is that variant's overfitting.*",
+            "",
+        ]
+    points = pd.DataFrame(
+        [{"variant": v, "seed": s, "test_acc": a} for v in order for s, a in sorted(test.get(v, {}).items())]
+    )
     if len(points):
         plots.test_accuracy(points, folder / "test_accuracy.png")
-        lines += ["![test accuracy per variant](test_accuracy.png)", "",
-                  "*Test accuracy of each variant at its selected epoch: every dot is one seed, the box spans the middle half of the seeds.*", ""]
-    diffs = pd.DataFrame([
-        {"variant": v, "diff": c.test.diff_mean, "ci_low": c.test.ci_low, "ci_high": c.test.ci_high}
-        for v, c in comparisons.items() if c.test is not None and c.test.n >= 1
-    ])
+        lines += [
+            "![test accuracy per variant](test_accuracy.png)",
+            "",
+            "*Test accuracy of each variant at its selected epoch: every dot is one seed, the box spans the middle half of the seeds.*",
+            "",
+        ]
+    diffs = pd.DataFrame(
+        [
+            {"variant": v, "diff": c.test.diff_mean, "ci_low": c.test.ci_low, "ci_high": c.test.ci_high}
+            for v, c in comparisons.items()
+            if c.test is not None and c.test.n >= 1
+        ]
+    )
     if len(diffs):
         plots.baseline_difference(diffs, folder / "baseline_difference.png")
-        lines += ["![difference from the baseline](baseline_difference.png)", "",
-                  f"*Paired difference in test accuracy from `{baseline}` (points, same seeds) with its unadjusted 95% confidence "
-                  "interval. An interval that crosses zero is inconclusive, not evidence that there is no difference; only the "
-                  "TOST in the statistics can show that a difference lies within the margin.*", ""]
+        lines += [
+            "![difference from the baseline](baseline_difference.png)",
+            "",
+            f"*Paired difference in test accuracy from `{baseline}` (points, same seeds) with its unadjusted 95% confidence "
+            "interval. An interval that crosses zero is inconclusive, not evidence that there is no difference; only the "
+            "TOST in the statistics can show that a difference lies within the margin.*",
+            "",
+        ]
     matrices = {v: sum(r.confusion for r in done if r.variant == v and r.classes == classes) for v in order}
     matrices = {v: m for v, m in matrices.items() if isinstance(m, np.ndarray)}
     if matrices:
         plots.confusion_matrices(matrices, classes, folder / "confusion_matrices.png")
-        lines += ["![confusion matrices](confusion_matrices.png)", "",
-                  "*Test-set confusion matrix of each variant, summed over its seeds; each row is a true class and shows "
-                  "the percentage of its images predicted as each class.*", ""]
+        lines += [
+            "![confusion matrices](confusion_matrices.png)",
+            "",
+            "*Test-set confusion matrix of each variant, summed over its seeds; each row is a true class and shows "
+            "the percentage of its images predicted as each class.*",
+            "",
+        ]
     return lines
 
 

@@ -2,6 +2,7 @@
 
 Figures are deterministic: the same data gives the same file, so a rebuilt report is identical.
 """
+
 from __future__ import annotations
 
 import io
@@ -62,8 +63,16 @@ def learning_curves(curves: pd.DataFrame, path: Path) -> Path:
     palette = dict(zip(order, sns.color_palette(n_colors=len(order))))
     for ax, metric, label in ((axes[0], "acc", "accuracy (%)"), (axes[1], "loss", "loss")):
         sns.lineplot(
-            data=curves, x="epoch", y=metric, hue="variant", style="split", hue_order=order, palette=palette,
-            style_order=["val", "train"], errorbar=_t_band, ax=ax,
+            data=curves,
+            x="epoch",
+            y=metric,
+            hue="variant",
+            style="split",
+            hue_order=order,
+            palette=palette,
+            style_order=["val", "train"],
+            errorbar=_t_band,
+            ax=ax,
         )
         ax.set_ylabel(label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -79,7 +88,18 @@ def test_accuracy(points: pd.DataFrame, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * points["variant"].nunique(), 3.8))
     order = list(dict.fromkeys(points["variant"]))
     sns.boxplot(data=points, x="variant", y="test_acc", order=order, color="0.9", showfliers=False, ax=ax)
-    sns.stripplot(data=points, x="variant", y="test_acc", order=order, hue="variant", hue_order=order, size=7, jitter=False, legend=False, ax=ax)
+    sns.stripplot(
+        data=points,
+        x="variant",
+        y="test_acc",
+        order=order,
+        hue="variant",
+        hue_order=order,
+        size=7,
+        jitter=False,
+        legend=False,
+        ax=ax,
+    )
     ax.set_ylabel("test accuracy (%)")
     ax.set_xlabel("")
     fig.tight_layout()
@@ -88,7 +108,9 @@ def test_accuracy(points: pd.DataFrame, path: Path) -> Path:
 
 def baseline_difference(rows: pd.DataFrame, path: Path) -> Path:
     """Paired difference from the baseline per variant with its 95% CI. Columns: variant, diff, ci_low, ci_high."""
-    return forest(rows.rename(columns={"variant": "label"}), "test accuracy minus baseline (points, paired by seed)", path)
+    return forest(
+        rows.rename(columns={"variant": "label"}), "test accuracy minus baseline (points, paired by seed)", path
+    )
 
 
 def forest(rows: pd.DataFrame, xlabel: str, path: Path) -> Path:
@@ -113,6 +135,7 @@ def variance_bars(rows: list[tuple[str, float, float, float]], title: str, path:
     """One horizontal bar per source of variation: its standard deviation (points, the square root
     of its variance) with its interval as an error bar, clipped at 3× the largest bar (an arrow
     marks a clipped bound); the test-set floor last, in grey. Rows: (label, variance, low, high)."""
+
     def root(x: float) -> float:
         return math.sqrt(x) if math.isfinite(x) and x >= 0 else math.nan
 
@@ -171,7 +194,9 @@ def interaction(means: dict[tuple[bool, bool], float], a: str, b: str, path: Pat
     sns.set_theme(style="whitegrid")
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     for has_b, style in ((False, "o--"), (True, "s-")):
-        ax.plot([0, 1], [means[(False, has_b)], means[(True, has_b)]], style, label=f"with {b}" if has_b else f"without {b}")
+        ax.plot(
+            [0, 1], [means[(False, has_b)], means[(True, has_b)]], style, label=f"with {b}" if has_b else f"without {b}"
+        )
     ax.set_xticks([0, 1], [f"without {a}", f"with {a}"])
     ax.set_ylabel("test accuracy (%)")
     ax.legend()
@@ -189,9 +214,20 @@ def confusion_matrices(matrices: dict[str, np.ndarray], classes: tuple[str, ...]
     for ax, (variant, cm) in zip(axes.flat, matrices.items()):
         pct = 100.0 * cm / np.maximum(cm.sum(1, keepdims=True), 1)
         few = len(classes) <= 20  # beyond that, cell numbers and class names would not be legible
-        sns.heatmap(pct, annot=few, fmt=".0f", cmap="Blues", vmin=0, vmax=100, cbar=not few, square=True,
-                    xticklabels=list(classes) if few else False, yticklabels=list(classes) if few else False,
-                    annot_kws={"size": 7}, ax=ax)
+        sns.heatmap(
+            pct,
+            annot=few,
+            fmt=".0f",
+            cmap="Blues",
+            vmin=0,
+            vmax=100,
+            cbar=not few,
+            square=True,
+            xticklabels=list(classes) if few else False,
+            yticklabels=list(classes) if few else False,
+            annot_kws={"size": 7},
+            ax=ax,
+        )
         ax.set_title(f"{variant} (n={int(cm.sum())} predictions)")
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
@@ -233,9 +269,13 @@ def evidence(panel: dict, path: Path) -> Path:
         return left if v == -math.inf else right if v == math.inf else v
 
     if math.isfinite(panel["sim_low"]) or math.isinf(panel["sim_low"]):
-        interval_ax.plot([clip(panel["sim_low"]), clip(panel["sim_high"])], [0.75, 0.75], color="0.6", lw=2, label="simultaneous")
+        interval_ax.plot(
+            [clip(panel["sim_low"]), clip(panel["sim_high"])], [0.75, 0.75], color="0.6", lw=2, label="simultaneous"
+        )
     if not math.isnan(low):
-        interval_ax.plot([clip(low), clip(high)], [1, 1], color=colors[name], lw=4, solid_capstyle="butt", label="deciding")
+        interval_ax.plot(
+            [clip(low), clip(high)], [1, 1], color=colors[name], lw=4, solid_capstyle="butt", label="deciding"
+        )
     interval_ax.scatter([delta], [1], color="black", s=40, zorder=3)
     for level, style in ((0.0, "-"), (margin, "--"), (-margin, "--")):
         interval_ax.axvline(level, color="0.3", lw=1, ls=style)
@@ -264,10 +304,20 @@ def evidence(panel: dict, path: Path) -> Path:
     spread = panel["spread"]
     groups = list(spread)
     gx = np.arange(len(groups))
-    noise_ax.bar(gx - 0.2, [spread[g][0] for g in groups], width=0.4, color=[colors.get(g, "0.5") for g in groups], label="seed sd")
-    noise_ax.bar(gx + 0.2, [spread[g][1] for g in groups], width=0.4, color="0.75", label="test-set floor (binomial sd)")
+    noise_ax.bar(
+        gx - 0.2,
+        [spread[g][0] for g in groups],
+        width=0.4,
+        color=[colors.get(g, "0.5") for g in groups],
+        label="seed sd",
+    )
+    noise_ax.bar(
+        gx + 0.2, [spread[g][1] for g in groups], width=0.4, color="0.75", label="test-set floor (binomial sd)"
+    )
     noise_ax.set_xticks(gx, groups)
-    noise_ax.set_ylim(0, 1.4 * max([v for g in groups for v in spread[g]] + [1e-9]))  # room for the legend above the bars
+    noise_ax.set_ylim(
+        0, 1.4 * max([v for g in groups for v in spread[g]] + [1e-9])
+    )  # room for the legend above the bars
     noise_ax.set_ylabel("points")
     noise_ax.set_title("seed spread and test-set floor", fontsize="medium")
     noise_ax.legend(fontsize="small")

@@ -1,6 +1,7 @@
 """The report's "Statistics" section: per-variant summaries over seeds, then each variant against
 the baseline paired by seed, with every number harness/report/comparisons.py computes and one verdict
 line per variant that says which test decided it."""
+
 from __future__ import annotations
 
 import math
@@ -57,17 +58,25 @@ def pm(s: stats.Summary, digits: int = 2) -> str:
 
 
 def per_variant(order, by_variant) -> list[str]:
-    lines = ["### Per variant", "",
-             f"| variant | metric | n | {link('summary', 'mean ± std')} | 95% CI | median | range |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "### Per variant",
+        "",
+        f"| variant | metric | n | {link('summary', 'mean ± std')} | 95% CI | median | range |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for v in order:
         for key, label in (("test_acc", "test acc (selected epoch)"), ("best_val_acc", "best val acc")):
             s = stats.summarize([r.metrics[key] for r in by_variant[v] if key in r.metrics])
             rng = f"{fmt(s.min)} – {fmt(s.max)}" if s.n else "–"
-            lines.append(f"| {text(v)} | {label} | {s.n} | {pm(s)} | {ci(s.ci_low, s.ci_high)} | {fmt(s.median)} | {rng} |")
+            lines.append(
+                f"| {text(v)} | {label} | {s.n} | {pm(s)} | {ci(s.ci_low, s.ci_high)} | {fmt(s.median)} | {rng} |"
+            )
     return lines + [""]
 
 
-def against_baseline(comparisons: dict[str, Comparison], baseline: str, has_baseline: bool, analysis: stats.Analysis) -> list[str]:
+def against_baseline(
+    comparisons: dict[str, Comparison], baseline: str, has_baseline: bool, analysis: stats.Analysis
+) -> list[str]:
     """Two tables of at most 7 columns (the intervals, then the tests) and one verdict line per
     variant; the definitions are in the glossary the headers link to."""
     lines = [f"### Against the baseline (`{baseline}`), paired by seed", ""]
@@ -76,16 +85,23 @@ def against_baseline(comparisons: dict[str, Comparison], baseline: str, has_base
     if not comparisons:
         return lines + ["Only the baseline was run: there is nothing to compare.", ""]
     a, margin = analysis.alpha, fmt(analysis.margin)
-    lines += [f"What the intervals cover: see {link('sources', 'what the seeds vary')}. Every p is {link('holm', 'Holm')}-corrected "
-              f"over the comparable variants, raw p in parentheses; the `{analysis.test}` test decides the {link('verdict', 'verdict')}.", "",
-              "#### Intervals", "",
-              f"| variant | pairs | {link('delta', 'Δ (points)')} | {link('intervals', '95% CI unadjusted')} | "
-              f"{link('intervals', '95% CI simultaneous')} | {link('bootstrap', 'bootstrap 95% seeds × images')} | {link('verdict', 'verdict')} |",
-              "|---|---|---|---|---|---|---|"]
-    tests = ["#### Tests", "",
-             f"| variant | {link('t', 't-test p Holm (raw)')} | {link('permutation', 'permutation p')} Holm (raw) [min] | "
-             f"{link('tost', f'TOST ±{margin} p Holm')} | {link('won', 'seeds won')} | {link('gz', 'g_z')} | {link('seeds', f'seeds for ±{margin}')} |",
-             "|---|---|---|---|---|---|---|"]
+    lines += [
+        f"What the intervals cover: see {link('sources', 'what the seeds vary')}. Every p is {link('holm', 'Holm')}-corrected "
+        f"over the comparable variants, raw p in parentheses; the `{analysis.test}` test decides the {link('verdict', 'verdict')}.",
+        "",
+        "#### Intervals",
+        "",
+        f"| variant | pairs | {link('delta', 'Δ (points)')} | {link('intervals', '95% CI unadjusted')} | "
+        f"{link('intervals', '95% CI simultaneous')} | {link('bootstrap', 'bootstrap 95% seeds × images')} | {link('verdict', 'verdict')} |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    tests = [
+        "#### Tests",
+        "",
+        f"| variant | {link('t', 't-test p Holm (raw)')} | {link('permutation', 'permutation p')} Holm (raw) [min] | "
+        f"{link('tost', f'TOST ±{margin} p Holm')} | {link('won', 'seeds won')} | {link('gz', 'g_z')} | {link('seeds', f'seeds for ±{margin}')} |",
+        "|---|---|---|---|---|---|---|",
+    ]
     notes = []
     for v, c in comparisons.items():
         if c.test is None:
@@ -94,15 +110,35 @@ def against_baseline(comparisons: dict[str, Comparison], baseline: str, has_base
             notes.append(f"- `{v}`: **not comparable**: {text(c.reason)}.")
             continue
         t, b = c.test, c.boot
-        lines.append(f"| {text(v)} | {t.n} | {signed(t.diff_mean)} | {ci(t.ci_low, t.ci_high)} | {ci(t.sim_low, t.sim_high)} | "
-                     f"{ci(b.low, b.high) if b.n else '–'} | **{t.verdict}** |")
-        tests.append(f"| {text(v)} | {p(t.t_holm) if math.isfinite(t.t_p) else '–'} ({p(t.t_p)}) | {p(t.perm_holm)} ({p(t.perm_p)}) [{p(t.perm_min_p)}] | "
-                     f"{p(t.tost_holm)} | {win_rate(t, a)} | {fmt(t.hedges_g)} | {seeds_cell(c.seeds_needed, c.question)} |")
-        notes.append(f"- `{v}`: **{t.verdict}**, decided by the {t.decided_by}: {_reason(t, a)}."
-                     + (f" Note: the {t.disagreement}" + (f" (with {t.n} pairs the permutation test cannot go below {p(t.perm_min_p)} "
-                        "before correction, and its p is there)" if t.perm_p <= t.perm_min_p * (1 + 1e-9) else "") + "." if t.disagreement else "")
-                     + (f" Warning: {t.shape}; the t-test's error rates assume roughly normal differences, the sign-flip test "
-                        "(`[analysis] test = \"permutation\"`) only their symmetry." if t.shape else ""))
+        lines.append(
+            f"| {text(v)} | {t.n} | {signed(t.diff_mean)} | {ci(t.ci_low, t.ci_high)} | {ci(t.sim_low, t.sim_high)} | "
+            f"{ci(b.low, b.high) if b.n else '–'} | **{t.verdict}** |"
+        )
+        tests.append(
+            f"| {text(v)} | {p(t.t_holm) if math.isfinite(t.t_p) else '–'} ({p(t.t_p)}) | {p(t.perm_holm)} ({p(t.perm_p)}) [{p(t.perm_min_p)}] | "
+            f"{p(t.tost_holm)} | {win_rate(t, a)} | {fmt(t.hedges_g)} | {seeds_cell(c.seeds_needed, c.question)} |"
+        )
+        notes.append(
+            f"- `{v}`: **{t.verdict}**, decided by the {t.decided_by}: {_reason(t, a)}."
+            + (
+                f" Note: the {t.disagreement}"
+                + (
+                    f" (with {t.n} pairs the permutation test cannot go below {p(t.perm_min_p)} "
+                    "before correction, and its p is there)"
+                    if t.perm_p <= t.perm_min_p * (1 + 1e-9)
+                    else ""
+                )
+                + "."
+                if t.disagreement
+                else ""
+            )
+            + (
+                f" Warning: {t.shape}; the t-test's error rates assume roughly normal differences, the sign-flip test "
+                '(`[analysis] test = "permutation"`) only their symmetry.'
+                if t.shape
+                else ""
+            )
+        )
     return lines + [""] + tests + ["", f'#### <a id="{VERDICTS_ANCHOR}"></a>Verdicts', "", *notes, ""]
 
 
@@ -111,12 +147,16 @@ VERDICTS_ANCHOR = "r-verdicts"
 
 def _reason(t: stats.Paired, alpha: float) -> str:
     if t.decided_by.startswith("seeds-on-demand"):  # a sequential verdict: the fixed-seed p is context, not the reason
-        return (f"Δ {signed(t.diff_mean)} over {t.n} pair(s), see *Seeds on demand*; the fixed-seed tests, which ignore the "
-                f"looks after each round, would give Holm p {p(t.p_holm)} (difference) and {p(t.tost_holm)} (equivalence), and their "
-                "intervals in the table are fixed-sample too: they may exclude zero where the sequential rule, whose boundaries "
-                "are stricter, is not decided (its repeated intervals are in *Seeds on demand*)")
+        return (
+            f"Δ {signed(t.diff_mean)} over {t.n} pair(s), see *Seeds on demand*; the fixed-seed tests, which ignore the "
+            f"looks after each round, would give Holm p {p(t.p_holm)} (difference) and {p(t.tost_holm)} (equivalence), and their "
+            "intervals in the table are fixed-sample too: they may exclude zero where the sequential rule, whose boundaries "
+            "are stricter, is not decided (its repeated intervals are in *Seeds on demand*)"
+        )
     if t.verdict in ("better", "worse"):
         return f"Holm p {p(t.p_holm)} < {alpha}, Δ {signed(t.diff_mean)} over {t.n} pair(s)"
     if t.verdict == "equivalent":
-        return f"Holm p {p(t.p_holm)} ≥ {alpha} for a difference, TOST Holm p {p(t.tost_holm)} < {alpha} for equivalence"
+        return (
+            f"Holm p {p(t.p_holm)} ≥ {alpha} for a difference, TOST Holm p {p(t.tost_holm)} < {alpha} for equivalence"
+        )
     return f"Holm p {p(t.p_holm)} ≥ {alpha} for a difference and TOST Holm p {p(t.tost_holm)} ≥ {alpha} for equivalence, over {t.n} pair(s)"

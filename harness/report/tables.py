@@ -2,6 +2,7 @@
 per quantity, in points), for `export` (CSV, JSON, LaTeX) and the Python API's DataFrames. They
 are computed by the same functions as report.md, from the same store, so they agree with it.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,12 +57,33 @@ def comparison(study: StudyData) -> pd.DataFrame:
         s = stats.summarize(list(accuracy.get(v, {}).values()))
         c = study.compared.get(v)
         t = c.test if c is not None else None
-        rows.append({"variant": v, "seeds": s.n, "test_acc_mean": _num(s.mean), "test_acc_sd": _num(s.std),
-                     "diff_vs_baseline": _num(t.diff_mean) if t else None, "ci_low": _num(t.ci_low) if t else None,
-                     "ci_high": _num(t.ci_high) if t else None, "p_holm": _num(t.p_holm) if t else None,
-                     "verdict": "baseline" if v == study.baseline else (c.verdict if c is not None else "no baseline")})
-    return pd.DataFrame(rows, columns=["variant", "seeds", "test_acc_mean", "test_acc_sd", "diff_vs_baseline", "ci_low", "ci_high",
-                                       "p_holm", "verdict"])
+        rows.append(
+            {
+                "variant": v,
+                "seeds": s.n,
+                "test_acc_mean": _num(s.mean),
+                "test_acc_sd": _num(s.std),
+                "diff_vs_baseline": _num(t.diff_mean) if t else None,
+                "ci_low": _num(t.ci_low) if t else None,
+                "ci_high": _num(t.ci_high) if t else None,
+                "p_holm": _num(t.p_holm) if t else None,
+                "verdict": "baseline" if v == study.baseline else (c.verdict if c is not None else "no baseline"),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "variant",
+            "seeds",
+            "test_acc_mean",
+            "test_acc_sd",
+            "diff_vs_baseline",
+            "ci_low",
+            "ci_high",
+            "p_holm",
+            "verdict",
+        ],
+    )
 
 
 def statistics(study: StudyData) -> pd.DataFrame:
@@ -71,14 +93,50 @@ def statistics(study: StudyData) -> pd.DataFrame:
         t = c.test
         row = {"variant": v, "baseline": study.baseline, "verdict": c.verdict, "reason": c.reason}
         if t is not None:
-            row |= {"pairs": t.n, "diff_mean": _num(t.diff_mean), "diff_sd": _num(t.sd), "ci_low": _num(t.ci_low), "ci_high": _num(t.ci_high),
-                    "t_p": _num(t.t_p), "permutation_p": _num(t.perm_p), "tost_t_p": _num(t.tost_t_p), "tost_permutation_p": _num(t.tost_perm_p),
-                    "hedges_g": _num(t.hedges_g), "p_holm": _num(t.p_holm), "tost_holm": _num(t.tost_holm), "wins": t.wins, "ties": t.ties,
-                    "decided_by": t.decided_by, "seeds_needed": c.seeds_needed or None}
+            row |= {
+                "pairs": t.n,
+                "diff_mean": _num(t.diff_mean),
+                "diff_sd": _num(t.sd),
+                "ci_low": _num(t.ci_low),
+                "ci_high": _num(t.ci_high),
+                "t_p": _num(t.t_p),
+                "permutation_p": _num(t.perm_p),
+                "tost_t_p": _num(t.tost_t_p),
+                "tost_permutation_p": _num(t.tost_perm_p),
+                "hedges_g": _num(t.hedges_g),
+                "p_holm": _num(t.p_holm),
+                "tost_holm": _num(t.tost_holm),
+                "wins": t.wins,
+                "ties": t.ties,
+                "decided_by": t.decided_by,
+                "seeds_needed": c.seeds_needed or None,
+            }
         rows.append(row)
-    return pd.DataFrame(rows, columns=["variant", "baseline", "pairs", "diff_mean", "diff_sd", "ci_low", "ci_high", "t_p", "permutation_p",
-                                       "tost_t_p", "tost_permutation_p", "hedges_g", "p_holm", "tost_holm", "wins", "ties", "decided_by",
-                                       "seeds_needed", "verdict", "reason"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "variant",
+            "baseline",
+            "pairs",
+            "diff_mean",
+            "diff_sd",
+            "ci_low",
+            "ci_high",
+            "t_p",
+            "permutation_p",
+            "tost_t_p",
+            "tost_permutation_p",
+            "hedges_g",
+            "p_holm",
+            "tost_holm",
+            "wins",
+            "ties",
+            "decided_by",
+            "seeds_needed",
+            "verdict",
+            "reason",
+        ],
+    )
 
 
 def effects_table(study: StudyData) -> pd.DataFrame:
@@ -88,22 +146,48 @@ def effects_table(study: StudyData) -> pd.DataFrame:
         counts = comparisons_mod.counts([r for r in study.runs if r.status == "FINISHED"])
         for e in effects.analyse(study.design, counts, study.analysis):
             t = e.test
-            rows.append({"effect": e.name, "kind": e.kind, "pairs": t.n, "estimate": _num(t.diff_mean), "ci_low": _num(t.ci_low),
-                         "ci_high": _num(t.ci_high), "p_holm": _num(t.p_holm), "verdict": t.verdict})
+            rows.append(
+                {
+                    "effect": e.name,
+                    "kind": e.kind,
+                    "pairs": t.n,
+                    "estimate": _num(t.diff_mean),
+                    "ci_low": _num(t.ci_low),
+                    "ci_high": _num(t.ci_high),
+                    "p_holm": _num(t.p_holm),
+                    "verdict": t.verdict,
+                }
+            )
     return pd.DataFrame(rows, columns=["effect", "kind", "pairs", "estimate", "ci_low", "ci_high", "p_holm", "verdict"])
 
 
 def runs_table(study: StudyData) -> pd.DataFrame:
     """One row per (variant, seed) run: its status, its MLflow run ids and its accuracies."""
-    rows = [{"variant": r.variant, "seed": r.seed, "status": r.status, "run_id": r.run_id, "parent_run_id": r.parent_id,
-             "test_acc": _num(r.metrics.get("test_acc", math.nan)), "best_val_acc": _num(r.metrics.get("best_val_acc", math.nan)),
-             "epochs": r.params.get("train.epochs")} for r in study.runs]
-    return pd.DataFrame(rows, columns=["variant", "seed", "status", "run_id", "parent_run_id", "test_acc", "best_val_acc", "epochs"])
+    rows = [
+        {
+            "variant": r.variant,
+            "seed": r.seed,
+            "status": r.status,
+            "run_id": r.run_id,
+            "parent_run_id": r.parent_id,
+            "test_acc": _num(r.metrics.get("test_acc", math.nan)),
+            "best_val_acc": _num(r.metrics.get("best_val_acc", math.nan)),
+            "epochs": r.params.get("train.epochs"),
+        }
+        for r in study.runs
+    ]
+    return pd.DataFrame(
+        rows, columns=["variant", "seed", "status", "run_id", "parent_run_id", "test_acc", "best_val_acc", "epochs"]
+    )
 
 
 def table(study: StudyData, name: str) -> pd.DataFrame:
     """The table `name` of TABLES; `effects` of a design without effects is refused in one line."""
     if name == "effects" and study.design.kind not in designs.CELLS:
-        raise UsageError(f"table effects: experiment {study.experiment!r} has a {study.design.kind} design; effects come from a factorial "
-                         "or leave-one-out design")
-    return {"comparison": comparison, "statistics": statistics, "effects": effects_table, "runs": runs_table}[name](study)
+        raise UsageError(
+            f"table effects: experiment {study.experiment!r} has a {study.design.kind} design; effects come from a factorial "
+            "or leave-one-out design"
+        )
+    return {"comparison": comparison, "statistics": statistics, "effects": effects_table, "runs": runs_table}[name](
+        study
+    )

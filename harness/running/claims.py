@@ -6,6 +6,7 @@ renewing and loses the claim when the lease runs out (30 s by default), or at on
 process on this machine that no longer exists. A live holder renews long before the lease runs
 out, and checks that it still holds the claim before it writes anything.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -67,7 +68,9 @@ class Claims:
         self._held: set[str] = set()
         self._lock = threading.Lock()
         with self._connect() as db:
-            db.execute("create table if not exists claims (key text primary key, owner text not null, expires real not null)")
+            db.execute(
+                "create table if not exists claims (key text primary key, owner text not null, expires real not null)"
+            )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew_forever, name="claims-lease", daemon=True)
         self._thread.start()
@@ -82,10 +85,15 @@ class Claims:
             db.execute("pragma journal_mode=wal")
             db.execute("pragma busy_timeout=30000")
             if fresh:  # recreate it with the claims this runner holds, so it keeps them
-                db.execute("create table if not exists claims (key text primary key, owner text not null, expires real not null)")
+                db.execute(
+                    "create table if not exists claims (key text primary key, owner text not null, expires real not null)"
+                )
                 with self._lock:
                     held = list(self._held)
-                db.executemany("insert or ignore into claims values (?, ?, ?)", [(k, self.owner, time.time() + self.lease_s) for k in held])
+                db.executemany(
+                    "insert or ignore into claims values (?, ?, ?)",
+                    [(k, self.owner, time.time() + self.lease_s) for k in held],
+                )
             yield db
         finally:
             db.close()
@@ -99,7 +107,10 @@ class Claims:
             if row and row[0] != self.owner and row[1] > now and _alive(row[0]):
                 db.execute("rollback")
                 return False
-            db.execute("insert or replace into claims (key, owner, expires) values (?, ?, ?)", (key, self.owner, now + self.lease_s))
+            db.execute(
+                "insert or replace into claims (key, owner, expires) values (?, ?, ?)",
+                (key, self.owner, now + self.lease_s),
+            )
             db.execute("commit")
         with self._lock:
             self._held.add(key)
@@ -125,8 +136,14 @@ class Claims:
             try:
                 with self._connect() as db:
                     expires = time.time() + self.lease_s
-                    db.executemany("update claims set expires = ? where key = ? and owner = ?", [(expires, k, self.owner) for k in keys])
-            except (sqlite3.Error, OSError):  # OSError: its folder went (a deleted working directory); the runner says so
+                    db.executemany(
+                        "update claims set expires = ? where key = ? and owner = ?",
+                        [(expires, k, self.owner) for k in keys],
+                    )
+            except (
+                sqlite3.Error,
+                OSError,
+            ):  # OSError: its folder went (a deleted working directory); the runner says so
                 pass  # the next beat tries again; the lease is six beats long
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ The ETA uses measured epoch times: the mean seconds of the epochs this command t
 epochs left (those of the current run and of every run not yet started); a run skipped as
 finished counts as done at once.
 """
+
 from __future__ import annotations
 
 import os
@@ -64,7 +65,9 @@ class Console:
         self.stream = stream
         mode = os.environ.get("HARNESS_CONSOLE") or mode
         self.notebook = mode == "notebook"
-        self.live = self.notebook or (stream.isatty() and mode != "plain")  # the processes of --jobs-per-device print plain lines
+        self.live = self.notebook or (
+            stream.isatty() and mode != "plain"
+        )  # the processes of --jobs-per-device print plain lines
         self.plan = Plan()
         self.current = ""  # "variant seed N" of the run in progress
         self.rate = ""  # images per second of the last epoch
@@ -107,7 +110,9 @@ class Console:
         """The tutorial's line at the end of each phase; on a terminal the overall line follows every step."""
         if p.done and not self.notebook:
             label = "TRAIN" if p.phase == "train" else "VAL  "
-            self._write(f"{label} EPOCH[{p.epoch:03d}/{p.epochs:03d}] ITR [{p.step:04d}/{p.steps:04d}] LOSS:{p.loss:.5f} ACC:{p.acc:.6f}\n")
+            self._write(
+                f"{label} EPOCH[{p.epoch:03d}/{p.epochs:03d}] ITR [{p.step:04d}/{p.steps:04d}] LOSS:{p.loss:.5f} ACC:{p.acc:.6f}\n"
+            )
         self._draw(f"epoch {p.epoch}/{p.epochs} {p.phase} {p.step}/{p.steps}")
 
     def epoch_done(self, epoch: int, epochs: int, seconds: float) -> None:
@@ -122,7 +127,11 @@ class Console:
         """A run ended (trained, failed or skipped as finished): its line, ending with the ETA."""
         self.plan.runs_done += 1
         self.plan.epochs_left_in_run, self.plan.running = 0, False
-        self._write(f"{text} [{self.plan.runs_done}/{self.plan.runs} runs; {self.plan.eta_text()}]\n" if not skipped else f"{text}\n")
+        self._write(
+            f"{text} [{self.plan.runs_done}/{self.plan.runs} runs; {self.plan.eta_text()}]\n"
+            if not skipped
+            else f"{text}\n"
+        )
         self._draw()
 
     def line(self, text: str) -> None:
@@ -139,15 +148,26 @@ class Console:
         if self._bar is None and self.notebook:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=self.plan.runs, unit="run", leave=True, bar_format="{n_fmt}/{total_fmt} runs |{bar:16}| {desc}")
+            self._bar = tqdm(
+                total=self.plan.runs, unit="run", leave=True, bar_format="{n_fmt}/{total_fmt} runs |{bar:16}| {desc}"
+            )
         if self._bar is None:
             import shutil
 
             from tqdm import tqdm
 
-            size = shutil.get_terminal_size(fallback=(100, 24))  # a pseudo-terminal may report 0 × 0: tqdm then draws nothing
-            self._bar = tqdm(total=self.plan.runs, file=self.stream, unit="run", ncols=size.columns or 100, nrows=size.lines or 24, leave=False,
-                             bar_format="{n_fmt}/{total_fmt} runs |{bar:16}| {desc}")
+            size = shutil.get_terminal_size(
+                fallback=(100, 24)
+            )  # a pseudo-terminal may report 0 × 0: tqdm then draws nothing
+            self._bar = tqdm(
+                total=self.plan.runs,
+                file=self.stream,
+                unit="run",
+                ncols=size.columns or 100,
+                nrows=size.lines or 24,
+                leave=False,
+                bar_format="{n_fmt}/{total_fmt} runs |{bar:16}| {desc}",
+            )
         self._bar.total = self.plan.runs
         self._bar.n = self.plan.runs_done
         parts = [self.current if self.plan.running else "", where, self.rate, self.plan.eta_text()]

@@ -42,7 +42,9 @@ def check(ex: Execution):
         if given:
             raise UsageError(f"--{given[0].replace('_', '-')}: only with --executor slurm")
     if ex.executor == "ray" and not ex.ray_address:
-        raise UsageError("--ray-address: required with --executor ray (the cluster's head, e.g. 10.0.0.5:6379, or auto)")
+        raise UsageError(
+            "--ray-address: required with --executor ray (the cluster's head, e.g. 10.0.0.5:6379, or auto)"
+        )
     if ex.ray_address and ex.executor != "ray":
         raise UsageError("--ray-address: only with --executor ray")
     if ex.gpus_per_run is not None and not 0 <= ex.gpus_per_run <= 8:
@@ -50,7 +52,9 @@ def check(ex: Execution):
     if not 0 < ex.cpus_per_run <= 256:
         raise UsageError(f"--cpus-per-run: {ex.cpus_per_run} is not allowed; expected a number above 0, at most 256")
     if ex.executor != "local" and ex.jobs_per_device > 1:
-        raise UsageError(f"--jobs-per-device: only with the local executor; with --executor {ex.executor} each run is a task of its own")
+        raise UsageError(
+            f"--jobs-per-device: only with the local executor; with --executor {ex.executor} each run is a task of its own"
+        )
     if ex.jobs_per_device > 1 and ex.rerun:
         raise UsageError(
             "--rerun: not allowed with --jobs-per-device > 1 (each process would train the others' runs again); rerun with one process"
@@ -68,9 +72,13 @@ def _slurm(ex: Execution):
 
     for flag, value in (("--gpus-per-run", ex.gpus_per_run), ("--cpus-per-run", ex.cpus_per_run)):
         if value is not None and value != int(value):
-            raise UsageError(f"{flag}: {value:g} is not allowed with --executor slurm; Slurm gives whole CPUs and GPUs (e.g. 1)")
+            raise UsageError(
+                f"{flag}: {value:g} is not allowed with --executor slurm; Slurm gives whole CPUs and GPUs (e.g. 1)"
+            )
     if ex.array_parallelism is not None and not 1 <= ex.array_parallelism <= 100000:
-        raise UsageError(f"--array-parallelism: {ex.array_parallelism} is not allowed; expected an integer from 1 to 100000")
+        raise UsageError(
+            f"--array-parallelism: {ex.array_parallelism} is not allowed; expected an integer from 1 to 100000"
+        )
     request = slurm_executor.SlurmRequest(
         partition=ex.partition,
         gpus_per_run=int(ex.gpus_per_run or 0),

@@ -63,9 +63,13 @@ def configure(
     if tuned:
         base = experiment_file.load_experiment(experiment, sets, components=components, **flags)
         folder = base.reports_folder / "tuning"
-        found = [str(p) for p in (folder / f"{v}.toml" for v in bases(base.variants)) if p.is_file()]  # v@SOURCE runs use v's
+        found = [
+            str(p) for p in (folder / f"{v}.toml" for v in bases(base.variants)) if p.is_file()
+        ]  # v@SOURCE runs use v's
         if not found:
-            raise UsageError(f"--tuned: no tuned parameters in {str(folder)!r}; run `python -m harness tune --variant NAME` first")
+            raise UsageError(
+                f"--tuned: no tuned parameters in {str(folder)!r}; run `python -m harness tune --variant NAME` first"
+            )
         files += found
     return experiment_file.load_experiment(experiment, sets, files, components, **flags), files
 
@@ -81,8 +85,13 @@ def stored(experiment: str, tracking_uri: str | None = None) -> tuple[str, Exper
     return name, cfg, store.resolve_uri(tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
 
 
-def run(cfg: ExperimentConfig, ex: Execution = Execution(), console: Console | None = None, params_files: list[str] = (),
-        command: str | None = None) -> Finished:
+def run(
+    cfg: ExperimentConfig,
+    ex: Execution = Execution(),
+    console: Console | None = None,
+    params_files: list[str] = (),
+    command: str | None = None,
+) -> Finished:
     """Train every (variant, seed) pair of `cfg` not finished yet (all of them with `ex.rerun`),
     on `ex.executor`, then `finish`. Bad input raises UsageError before any work starts. `command`:
     what the runs record as their command (default: this process's command line)."""
@@ -161,8 +170,14 @@ def _tag(cfg: ExperimentConfig, uri: str, frozen: dict[str, str], outcomes: list
     return tags
 
 
-def finish(cfg: ExperimentConfig, uri: str, outcomes: list[Outcome], frozen: dict[str, str] | None = None,
-           console: Console | None = None, runner=None) -> Finished:
+def finish(
+    cfg: ExperimentConfig,
+    uri: str,
+    outcomes: list[Outcome],
+    frozen: dict[str, str] | None = None,
+    console: Console | None = None,
+    runner=None,
+) -> Finished:
     """Tag the experiment, read its runs back, analyse them once, log each variant's comparison on
     its parent run (and a factorial design's effects) and write the report. `runner`: the one that
     trained, whose store error (a full disk, a read-only store) is reported here."""
@@ -182,7 +197,9 @@ def finish(cfg: ExperimentConfig, uri: str, outcomes: list[Outcome], frozen: dic
     parents = {r.variant: r.parent_id for r in runs}
     try:
         compared = analysed.comparisons
-        store.log_comparisons(uri, {parents[v]: (comparisons.parent_metrics(c), c.verdict) for v, c in compared.items()})
+        store.log_comparisons(
+            uri, {parents[v]: (comparisons.parent_metrics(c), c.verdict) for v, c in compared.items()}
+        )
         if cfg.design.kind in designs.CELLS:
             tracker = runner.tracker if runner is not None else store.Tracker(uri, cfg.name, cfg.checkpoint_folder)
             tracker.log_analysis(effects_section.metrics(cfg.design, comparisons.counts(runs), cfg.analysis))

@@ -5,6 +5,7 @@ Fusing is a runtime setting, like the memory format: a fused run stands for its 
 (tests/test_fused.py shows fused and separate runs agree within float noise;
 tests/test_fused_runs.py that a fused run is recorded under its separate run's key).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,14 +48,22 @@ def signature(spec: RunSpec, dataset) -> tuple | None:
     own = any(getattr(change, f) is not None for f in ("transform", "loss", "optimizer", "schedule"))
     model = tuple(sorted((k, v) for k, v in change.model.items() if k != "dropout"))
     if own:  # only the weight decay may differ: a schedule of its own need not scale every member's rate alike
-        return ((spec.variant, tuple(sorted(spec.model_params.items()))), model, dataclasses.replace(spec.train, weight_decay=0.0),
-                spec.sources, spec.split_seed, tuple(sorted(spec.code.items())))
+        return (
+            (spec.variant, tuple(sorted(spec.model_params.items()))),
+            model,
+            dataclasses.replace(spec.train, weight_decay=0.0),
+            spec.sources,
+            spec.split_seed,
+            tuple(sorted(spec.code.items())),
+        )
     # LeNet with the tutorial's pieces is all such a run trains, whoever's component set its values
     # (a user component's source is in its key, not in what it trains): the learning rate may differ too.
     return ("lenet", model, fused.shared_settings(spec.train), spec.sources, spec.split_seed)
 
 
-def plan(pairs: list[tuple[str, int]], limit: int, signs: dict, pinned: list[list[tuple[str, int]]] = ()) -> list[list[tuple[str, int]]]:
+def plan(
+    pairs: list[tuple[str, int]], limit: int, signs: dict, pinned: list[list[tuple[str, int]]] = ()
+) -> list[list[tuple[str, int]]]:
     """The pairs as the runner trains them: first the `pinned` groups (a group checkpoint's members),
     then the others in groups of at most `limit` that share a signature (`signs`), in the order of
     their first pairs; a pair without a signature (or with None) is a group of its own."""
@@ -76,8 +85,14 @@ def plan(pairs: list[tuple[str, int]], limit: int, signs: dict, pinned: list[lis
     return units
 
 
-def decide(fuse: int | str, device: torch.device, image_shape: tuple[int, int, int], classes: int,
-           settings: engine.TrainSettings, runtime: engine.Runtime) -> tuple[int, str]:
+def decide(
+    fuse: int | str,
+    device: torch.device,
+    image_shape: tuple[int, int, int],
+    classes: int,
+    settings: engine.TrainSettings,
+    runtime: engine.Runtime,
+) -> tuple[int, str]:
     """The most members a group takes: 1 with `off`, K with a number. With `auto`: 1 on a CPU, where
     `bench --fused` measured that fusing does not pay (docs/performance.md); on a GPU the size
     `measure` finds fastest there with the run's settings, or 1 where no size beats separate runs
@@ -90,8 +105,13 @@ def decide(fuse: int | str, device: torch.device, image_shape: tuple[int, int, i
     return (choose(seconds), "measured on this device") if seconds else (1, why)
 
 
-def probe(device: torch.device, image_shape: tuple[int, int, int], classes: int, settings: engine.TrainSettings,
-          runtime: engine.Runtime) -> tuple[dict[int, float] | None, str]:
+def probe(
+    device: torch.device,
+    image_shape: tuple[int, int, int],
+    classes: int,
+    settings: engine.TrainSettings,
+    runtime: engine.Runtime,
+) -> tuple[dict[int, float] | None, str]:
     """What `auto` measures on `device` for runs of these settings (`measure`, once per process) and
     '', or (None, why): on a CPU (not measured: `bench --fused` showed fusing does not pay there) and
     where the measurement raised (an odd image shape, memory, a kernel that fails on this card: the
@@ -99,10 +119,18 @@ def probe(device: torch.device, image_shape: tuple[int, int, int], classes: int,
     if device.type != "cuda":
         return None, "not on a CPU"
     try:
-        return measure(str(device), image_shape, classes, dataclasses.replace(settings, epochs=1),
-                       dataclasses.replace(runtime, fuse="off", progress_every=0)), ""
+        return measure(
+            str(device),
+            image_shape,
+            classes,
+            dataclasses.replace(settings, epochs=1),
+            dataclasses.replace(runtime, fuse="off", progress_every=0),
+        ), ""
     except Exception as e:  # noqa: BLE001 - a probe that cannot run fuses nothing, and says why
-        return None, f"its probe failed on this device ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}), so no fusing"
+        return (
+            None,
+            f"its probe failed on this device ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}), so no fusing",
+        )
 
 
 def choose(seconds: dict[int, float]) -> int:
@@ -112,8 +140,14 @@ def choose(seconds: dict[int, float]) -> int:
 
 
 @lru_cache(maxsize=None)
-def measure(device: str, image_shape: tuple[int, int, int], classes: int, settings: engine.TrainSettings,
-            runtime: engine.Runtime, steps: int = 24) -> dict[int, float]:
+def measure(
+    device: str,
+    image_shape: tuple[int, int, int],
+    classes: int,
+    settings: engine.TrainSettings,
+    runtime: engine.Runtime,
+    steps: int = 24,
+) -> dict[int, float]:
     """Seconds of one epoch of `steps` training steps (and one validation batch) of LeNet with the
     run's settings (batch size, precision, memory format, compile, determinism): a separate run
     (size 1) and a fused group of each size in SIZES, on random images on `device`, each timed
@@ -186,11 +220,20 @@ def units(runner, pairs: list[tuple[str, int]]) -> list[list[tuple[tuple[str, in
     taken = {p for u in pinned for p in u}
     signs = {}
     if runner.cfg.runtime.fuse != "off":
-        signs = {p: signature(s, ds) for p, s in specs.items() if p not in taken and not (folder / f"{runner.key(s)}.pt").exists()}
+        signs = {
+            p: signature(s, ds)
+            for p, s in specs.items()
+            if p not in taken and not (folder / f"{runner.key(s)}.pt").exists()
+        }
     counts = Counter(v for v in signs.values() if v is not None)
     could_fuse = bool(counts) and max(counts.values()) > 1  # two runs at least share a signature
-    most, why = decide(runner.cfg.runtime.fuse, runner.device, ds.image_shape, ds.num_classes, runner.cfg.train, runner.cfg.runtime) \
-        if could_fuse else (1, "")
+    most, why = (
+        decide(
+            runner.cfg.runtime.fuse, runner.device, ds.image_shape, ds.num_classes, runner.cfg.train, runner.cfg.runtime
+        )
+        if could_fuse
+        else (1, "")
+    )
     if runner.cfg.runtime.fuse == "auto" and could_fuse:
         runner.console.line(f"train.fuse = auto: groups of up to {most} ({why})")
     return [[(p, specs[p]) for p in unit] for unit in plan(pairs, most, signs, pinned)]

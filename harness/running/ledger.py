@@ -2,6 +2,7 @@
 together once `train.checkpoint_seconds` have passed since the last write, after the last epoch,
 and on an interruption; the checkpoint first, so that an epoch's metrics are in the store only once
 a durable checkpoint holds it."""
+
 from __future__ import annotations
 
 import time
@@ -50,9 +51,13 @@ class Ledger:
         # Checkpoint first, then log: an epoch's metrics are in the store only once its checkpoint is durable.
         if not all(self.claims.holds(m.key) for m in self.active):
             names_ = ", ".join(m.name for m in self.trained)
-            raise LostClaim(f"another runner took over {'a member of the fused group of ' if len(self.trained) > 1 else ''}"
-                            f"{names_}; this one stops")
-        checkpoint.save(self.path, {**snapshot, "run_ids": [m.run_id for m in self.trained], "keys": [m.key for m in self.trained]})
+            raise LostClaim(
+                f"another runner took over {'a member of the fused group of ' if len(self.trained) > 1 else ''}"
+                f"{names_}; this one stops"
+            )
+        checkpoint.save(
+            self.path, {**snapshot, "run_ids": [m.run_id for m in self.trained], "keys": [m.key for m in self.trained]}
+        )
         self.unsaved, self.last = None, time.monotonic()
         faults.point("checkpointed")
         for run_id, stats in self.pending.items():

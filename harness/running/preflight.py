@@ -2,6 +2,7 @@
 folders a run writes, settings that are valid values but not on this machine, and a
 seeds-on-demand design that a rerun would change; then the experiment's data on the device
 (`prepare`, what `run`, `tune` and a cluster task start from)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,8 +27,10 @@ def check(cfg: ExperimentConfig) -> tuple[str, torch.device]:
     from harness.tracking import store
 
     if faults.wants("round") and not cfg.sequential:
-        raise UsageError("HARNESS_FAULT: the point 'round' is passed only with seeds on demand (--seeds auto), so it would never fire; "
-                         "use step, checkpoint, checkpointed or logged")
+        raise UsageError(
+            "HARNESS_FAULT: the point 'round' is passed only with seeds on demand (--seeds auto), so it would never fire; "
+            "use step, checkpoint, checkpointed or logged"
+        )
     uri = store.resolve_uri(cfg.paths.tracking_uri)
     device = provenance.resolve_device(cfg.runtime.device)
     check_writable(cfg.reports_folder, "reports_dir")
@@ -35,12 +38,16 @@ def check(cfg: ExperimentConfig) -> tuple[str, torch.device]:
     claims.check_file(cfg.checkpoint_folder / claims.FILENAME)
     for path in sorted(cfg.checkpoint_folder.glob("*.pt")) if cfg.checkpoint_folder.is_dir() else ():
         if not path.is_file():
-            raise UsageError(f"checkpoint_dir: {str(path)!r} is not a file where a run's checkpoint belongs; remove it (or choose another "
-                             "checkpoint_dir)")
+            raise UsageError(
+                f"checkpoint_dir: {str(path)!r} is not a file where a run's checkpoint belongs; remove it (or choose another "
+                "checkpoint_dir)"
+            )
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cfg.runtime.threads > cores:
-        raise UsageError(f"train.threads: {cfg.runtime.threads} is more than the {cores} core(s) this process may use; "
-                         f"use at most {cores} (0: torch's default)")
+        raise UsageError(
+            f"train.threads: {cfg.runtime.threads} is more than the {cores} core(s) this process may use; "
+            f"use at most {cores} (0: torch's default)"
+        )
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     check_runtime(cfg.train, cfg.runtime, device)
@@ -70,7 +77,9 @@ def prepare(cfg: ExperimentConfig, with_test: bool = True, seed: int | None = No
         dataset = datasets.get(cfg.data.dataset, cfg.data.image_size)
         source = loading.read_source(dataset, loading.data_dir(cfg.paths.data_dir), make=seed is None)
     split_seed = loading.split_seed_of(cfg.data.split_seed, cfg.seeds[0] if seed is None else seed)
-    return Prepared(uri, device, loading.load_split(source, cfg.data.split, cfg.data.train_ratio, split_seed, device, with_test))
+    return Prepared(
+        uri, device, loading.load_split(source, cfg.data.split, cfg.data.train_ratio, split_seed, device, with_test)
+    )
 
 
 def check_writable(folder: Path, field: str) -> None:
@@ -79,7 +88,9 @@ def check_writable(folder: Path, field: str) -> None:
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir() or not _writable(probe):
-        raise UsageError(f"{field}: cannot create or write {str(folder)!r} ({str(probe)!r} is not a writable directory)")
+        raise UsageError(
+            f"{field}: cannot create or write {str(folder)!r} ({str(probe)!r} is not a writable directory)"
+        )
 
 
 def _writable(path: Path) -> bool:
@@ -93,12 +104,18 @@ def _writable(path: Path) -> bool:
 def check_runtime(settings: engine.TrainSettings, runtime: engine.Runtime, device: torch.device) -> None:
     """Values that are valid in themselves but not on this device or machine."""
     if runtime.compile == "reduce-overhead" and device.type != "cuda":
-        raise UsageError(f"train.compile: 'reduce-overhead' captures CUDA graphs and needs a CUDA device, not {device}; use off or default")
+        raise UsageError(
+            f"train.compile: 'reduce-overhead' captures CUDA graphs and needs a CUDA device, not {device}; use off or default"
+        )
     if runtime.compile != "off" and device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")):
-        raise UsageError(f"train.compile: {runtime.compile!r} on the CPU needs a C++ compiler (g++ or $CXX) and none was found; use off")
+        raise UsageError(
+            f"train.compile: {runtime.compile!r} on the CPU needs a C++ compiler (g++ or $CXX) and none was found; use off"
+        )
     if runtime.compile != "off" and device.type == "cuda" and not shutil.which(os.environ.get("CC", "gcc")):
-        raise UsageError(f"train.compile: {runtime.compile!r} on CUDA needs a C compiler (gcc or $CC: Triton builds its kernel launcher) "
-                         "and none was found; use off")
+        raise UsageError(
+            f"train.compile: {runtime.compile!r} on CUDA needs a C compiler (gcc or $CC: Triton builds its kernel launcher) "
+            "and none was found; use off"
+        )
     if settings.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UsageError(f"train.precision: bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp32")
 
@@ -113,8 +130,10 @@ def freeze_design(uri: str, cfg, redesign: bool) -> dict[str, str]:
     changes = experiment_tags.design_changes(tags, cfg)
     if changes and not redesign:
         k, before, now = changes[0]
-        raise UsageError(f"{k}: {now} differs from the seeds-on-demand design experiment {cfg.name!r} started with ({k} = {before}); "
-                         "its past rounds were decided under it. Use a new --name, or --redesign to change it (the report says so)")
+        raise UsageError(
+            f"{k}: {now} differs from the seeds-on-demand design experiment {cfg.name!r} started with ({k} = {before}); "
+            "its past rounds were decided under it. Use a new --name, or --redesign to change it (the report says so)"
+        )
     frozen = experiment_tags.freeze(tags, cfg, changes)
     try:
         store.set_experiment_tags(uri, cfg.name, frozen)

@@ -1,6 +1,7 @@
 """`run --jobs-per-device K`: the same experiment in several processes at once, K per GPU (each
 pinned to its GPU) or K on the CPU (each with its share of the cores). The claims hand every key
 to exactly one of them; the parent then reads the outcomes from the store."""
+
 from __future__ import annotations
 
 import os
@@ -38,7 +39,13 @@ def _run(child_args: list[str], device: torch.device, per_device: int, console: 
         slots = [{} for _ in range(per_device)]
         extra = ["--set", f"train.threads={threads}"]
     console.line(f"{len(slots)} processes, {per_device} per device")
-    procs = [subprocess.Popen([sys.executable, "-m", "harness", *child_args, *extra], env={**os.environ, **slot, **parent.child_env(), "HARNESS_CONSOLE": "plain"}) for slot in slots]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "harness", *child_args, *extra],
+            env={**os.environ, **slot, **parent.child_env(), "HARNESS_CONSOLE": "plain"},
+        )
+        for slot in slots
+    ]
     try:
         for proc in procs:
             proc.wait()

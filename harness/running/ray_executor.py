@@ -6,6 +6,7 @@ its pair with the same code and the same run keys as a local run and logs to the
 store (a tracking server that every node reaches), so a rerun skips finished pairs wherever they
 ran. Ray is an optional extra: `pip install -e .[ray]`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,9 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise UsageError("--executor ray: Ray is not installed; install the extra with `pip install -e .[ray]`") from None
+        raise UsageError(
+            "--executor ray: Ray is not installed; install the extra with `pip install -e .[ray]`"
+        ) from None
     return ray
 
 
@@ -31,7 +34,9 @@ def run_pair(cfg, variant: str, seed: int, source, rerun: bool):
     # Checkpoints go to the node's temporary folder: a retry on another node resumes where that folder is
     # shared (as on a loopback cluster) and starts the pair over where it is not; the store is shared.
     local = f"{tempfile.gettempdir()}/harness-ray"
-    cfg = dataclasses.replace(cfg, paths=dataclasses.replace(cfg.paths, checkpoint_dir=f"{local}/checkpoints", reports_dir=f"{local}/reports"))
+    cfg = dataclasses.replace(
+        cfg, paths=dataclasses.replace(cfg.paths, checkpoint_dir=f"{local}/checkpoints", reports_dir=f"{local}/reports")
+    )
     return remote.train_pair(cfg, variant, seed, source, rerun, "a Ray task")
 
 
@@ -46,8 +51,10 @@ def run_on_ray(runner, address: str, gpus_per_run: float | None, cpus_per_run: f
     ray = import_ray()
     cfg, console = runner.cfg, runner.console
     if runner.tracker.uri.startswith("sqlite:///"):
-        console.line("note: a SQLite store is reachable only by nodes that share this file system; "
-                     "give a real cluster an MLflow tracking server (--tracking-uri http://HOST:PORT)")
+        console.line(
+            "note: a SQLite store is reachable only by nodes that share this file system; "
+            "give a real cluster an MLflow tracking server (--tracking-uri http://HOST:PORT)"
+        )
     try:
         ray.init(address=address, log_to_driver=True, logging_level="warning")
     except (ConnectionError, RuntimeError, ValueError) as e:
@@ -58,8 +65,10 @@ def run_on_ray(runner, address: str, gpus_per_run: float | None, cpus_per_run: f
             gpus_per_run = 0.25 if cluster_gpus else 0.0
         if gpus_per_run and not cluster_gpus:
             raise UsageError(f"--gpus-per-run: {gpus_per_run} asked for, but the cluster at {address!r} has no GPU")
-        console.line(f"ray cluster {address}: {ray.cluster_resources().get('CPU', 0):g} CPU, {cluster_gpus:g} GPU; "
-                     f"each run asks for {cpus_per_run:g} CPU and {gpus_per_run:g} GPU")
+        console.line(
+            f"ray cluster {address}: {ray.cluster_resources().get('CPU', 0):g} CPU, {cluster_gpus:g} GPU; "
+            f"each run asks for {cpus_per_run:g} CPU and {gpus_per_run:g} GPU"
+        )
         # Parents are made here, once, so tasks on different nodes never race to create one.
         for v in cfg.variants:
             runner.parent(config.resolve(cfg, v, cfg.seeds[0]))
@@ -74,7 +83,9 @@ def run_on_ray(runner, address: str, gpus_per_run: float | None, cpus_per_run: f
                 outcome = ray.get(ref)
             except ray.exceptions.RayError as e:
                 lines = [line for line in str(e).strip().splitlines() if line.strip()]
-                failures[(variant, seed)] = f"Ray task failed after {RETRIES} retries: {lines[-1] if lines else type(e).__name__}"
+                failures[(variant, seed)] = (
+                    f"Ray task failed after {RETRIES} retries: {lines[-1] if lines else type(e).__name__}"
+                )
                 remote.close_lost(runner, variant, seed, failures[(variant, seed)])
             else:
                 if outcome.status != "FINISHED":

@@ -8,6 +8,7 @@ them while the next unit trains, and the runner logs them to their runs as they 
 waits for the last ones before the command ends (`drain`). A SIGKILL in that second loses them;
 nothing they show is lost (the metrics and confusion.csv are logged first, and the report draws its
 own figures from the store)."""
+
 from __future__ import annotations
 
 import functools
@@ -25,8 +26,9 @@ from harness.tracking import models, names
 from harness.training import engine, evaluation, results
 
 
-def record(tracker, run_id: str, cfg: ExperimentConfig, spec: RunSpec, data: Loaded, model: nn.Module,
-           result: engine.Result) -> dict[str, float]:
+def record(
+    tracker, run_id: str, cfg: ExperimentConfig, spec: RunSpec, data: Loaded, model: nn.Module, result: engine.Result
+) -> dict[str, float]:
     """Evaluate on the test set, log the final metrics (once, also after a restart) and the artifacts."""
     t, classes = data.tensors, data.source.dataset.classes
     tested = results.test(model, result, t.x_test, t.y_test, classes, spec.train, cfg.runtime)
@@ -39,13 +41,20 @@ def record(tracker, run_id: str, cfg: ExperimentConfig, spec: RunSpec, data: Loa
         evaluation.write_confusion_csv(tested.confusion, classes, folder / names.CONFUSION)
         evaluation.write_per_class_csv(tested.scores, classes, folder / names.PER_CLASS)
         results.write_predictions(folder / names.PREDICTIONS, t.y_test, tested.predicted, tested.predicted_last)
-        torch.save({"last": model.state_dict(), "selected": result.selected_state, "selected_epoch": result.selected_epoch},
-                   folder / names.WEIGHTS)
+        torch.save(
+            {"last": model.state_dict(), "selected": result.selected_state, "selected_epoch": result.selected_epoch},
+            folder / names.WEIGHTS,
+        )
         tracker.log_artifacts(run_id, folder)
     models.log_model(tracker.client, run_id, tested.selected, engine.to_float(t.x_test[:2]), user_code(spec))
     rows = [names.epoch_metrics(s) for s in result.history]
     curves = {k: [r[k] for r in rows] for k in names.EPOCH_METRICS}
-    figures = (curves, f"{spec.variant}, seed {spec.seed}", {f"{spec.variant} seed {spec.seed}": tested.confusion}, classes)
+    figures = (
+        curves,
+        f"{spec.variant}, seed {spec.seed}",
+        {f"{spec.variant} seed {spec.seed}": tested.confusion},
+        classes,
+    )
     _pending.append((run_id, _artist().submit(_draw, *figures)))
     return tested.metrics
 

@@ -5,6 +5,7 @@ same store, so a later command skips the pair wherever it ran. Claims stay on th
 holds one key; SQLite's locks are not safe on a network file system); checkpoints go wherever the
 caller's settings put them.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -32,7 +33,9 @@ def train_pair(cfg, variant: str, seed: int, source, rerun: bool, where: str):
     from harness.tracking import provenance
     from harness.variants import plugins
 
-    plugins.load(cfg.components, "components")  # the user's component files (a shared file system) or modules, on this node
+    plugins.load(
+        cfg.components, "components"
+    )  # the user's component files (a shared file system) or modules, on this node
     ready = preflight.prepare(cfg, seed=seed, source=source)
     console = Console()
     runner = Runner(cfg, ready.data, ready.uri, ready.device, console, rerun)
@@ -43,11 +46,17 @@ def train_pair(cfg, variant: str, seed: int, source, rerun: bool, where: str):
     try:
         spec = config.resolve(cfg, variant, seed)
         key, deadline = runner.key(spec), time.time() + 2 * claims_mod.LEASE_S
-        while not claims.acquire(key):  # the key is this task's alone: a claim here is a dead attempt's, whose lease runs out
+        while not claims.acquire(
+            key
+        ):  # the key is this task's alone: a claim here is a dead attempt's, whose lease runs out
             if time.time() > deadline:
-                raise RuntimeError(f"{variant} seed {seed}: a live process on this node holds its claim; is another runner training it?")
+                raise RuntimeError(
+                    f"{variant} seed {seed}: a live process on this node holds its claim; is another runner training it?"
+                )
             time.sleep(1.0)
-        console.header(f"{variant} seed {seed} on {provenance.determinism(device)['device']} ({where}, {torch.get_num_threads()} thread(s))")
+        console.header(
+            f"{variant} seed {seed} on {provenance.determinism(device)['device']} ({where}, {torch.get_num_threads()} thread(s))"
+        )
         try:
             return units.run(runner.place, [((variant, seed), spec)], claims)[(variant, seed)]
         finally:

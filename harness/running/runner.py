@@ -6,6 +6,7 @@ Several runners on one experiment share the pairs through claims (harness/runnin
 With seeds on demand the runner asks the design (harness/analysis/sequential.py) which pairs the
 next round needs, and trains them.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,8 +29,16 @@ from harness.tracking import models, names, provenance, store
 class Runner:
     """Trains the pairs of one experiment on data already on `device`, tracked in the store at `uri`."""
 
-    def __init__(self, cfg: ExperimentConfig, data: Loaded, uri: str, device: torch.device, console: Console, rerun: bool = False,
-                 command: str | None = None) -> None:
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        data: Loaded,
+        uri: str,
+        device: torch.device,
+        console: Console,
+        rerun: bool = False,
+        command: str | None = None,
+    ) -> None:
         self.cfg, self.device, self.console, self.rerun = cfg, device, console, rerun
         self.splits = Splits(data, cfg.data.split, cfg.data.train_ratio, cfg.data.split_seed, device)
         self.test_digest = ""  # the test set's hash, computed when a run first records its inputs
@@ -37,7 +46,9 @@ class Runner:
         self.tracker = store.Tracker(uri, cfg.name, cfg.checkpoint_folder)
         self.tags = provenance.run_tags(cfg, data, device, command)
         self.parents: dict[tuple[str, str], tuple[str, dict]] = {}
-        self.place = units.Place(cfg, self.tracker, console, self.splits, self.tags, rerun, self.key, self.parent, self.inputs, self.replace)
+        self.place = units.Place(
+            cfg, self.tracker, console, self.splits, self.tags, rerun, self.key, self.parent, self.inputs, self.replace
+        )
 
     @property
     def store_error(self) -> str:
@@ -62,8 +73,13 @@ class Runner:
             a = self.data.source.arrays
             self.test_digest = models.digest_of_test_set(a.x_test, a.y_test)
         t = self.data.tensors
-        return models.dataset_inputs(self.cfg.data.dataset, self.data.source.identity, split, self.test_digest,
-                                     {"train": len(t.y_train), "val": len(t.y_val), "test": len(t.y_test)})
+        return models.dataset_inputs(
+            self.cfg.data.dataset,
+            self.data.source.identity,
+            split,
+            self.test_digest,
+            {"train": len(t.y_train), "val": len(t.y_val), "test": len(t.y_test)},
+        )
 
     def collect(self) -> list[Outcome]:
         """The outcome of every pair as the store has it (after other processes trained them)."""
@@ -82,8 +98,15 @@ class Runner:
         cfg, done, shown = self.cfg, {}, 0
         images = len(self.data.tensors.y_test)
         while True:
-            walk = sequential.decide(outcomes.correct_counts(done.values(), images), set(done), cfg.baseline,
-                                     [v for v in cfg.variants if v != cfg.baseline], cfg.seeds, cfg.sequential, cfg.analysis)
+            walk = sequential.decide(
+                outcomes.correct_counts(done.values(), images),
+                set(done),
+                cfg.baseline,
+                [v for v in cfg.variants if v != cfg.baseline],
+                cfg.seeds,
+                cfg.sequential,
+                cfg.analysis,
+            )
             for r in walk.rounds[shown:]:
                 self.console.line(sequential.describe(r, walk.tracks))
             shown = len(walk.rounds)
@@ -116,7 +139,9 @@ class Runner:
                         for _, spec in held:
                             claims.release(self.key(spec))
                     if self.store_error:
-                        return [by_pair.get(p) or Outcome(*p, "FAILED", error=f"not run: {self.store_error}") for p in pairs]
+                        return [
+                            by_pair.get(p) or Outcome(*p, "FAILED", error=f"not run: {self.store_error}") for p in pairs
+                        ]
                 if deferred and not waited:
                     self.console.line(f"waiting for {len(deferred)} run(s) that another runner is training")
                     waited = True
@@ -144,9 +169,17 @@ class Runner:
         if (spec.variant, key) in self.parents:
             return self.parents[spec.variant, key]
         shared = {k: v for k, v in spec.flat().items() if k != "seed"}
-        shared.update({f"train.{k}": getattr(self.cfg.runtime, k) for k in checks.RUNTIME_FIELDS})  # how it ran, as written in [train]
-        shared.update({"data.dataset": self.cfg.data.dataset, "data.split": self.cfg.data.split,
-                       "data.train_ratio": self.cfg.data.train_ratio, "data.split_seed": self.cfg.data.split_seed})
+        shared.update(
+            {f"train.{k}": getattr(self.cfg.runtime, k) for k in checks.RUNTIME_FIELDS}
+        )  # how it ran, as written in [train]
+        shared.update(
+            {
+                "data.dataset": self.cfg.data.dataset,
+                "data.split": self.cfg.data.split,
+                "data.train_ratio": self.cfg.data.train_ratio,
+                "data.split_seed": self.cfg.data.split_seed,
+            }
+        )
         parent_id = self.tracker.parent(spec.variant, key, self.tags, shared, self.inputs(split))
         self.parents[spec.variant, key] = parent_id, shared
         return parent_id, shared
@@ -159,4 +192,6 @@ class Runner:
             return
         self.tracker.set_tags(old, {names.ROLE_TAG: names.REPLACED_ROLE, names.REPLACED_BY_TAG: new})
         named = ", ".join(f"{m} version {v}" for m, v in versions)
-        self.console.line(f"kept run {old} ({spec.variant} seed {spec.seed}): {named} points at it; it no longer counts, run {new} does")
+        self.console.line(
+            f"kept run {old} ({spec.variant} seed {spec.seed}): {named} points at it; it no longer counts, run {new} does"
+        )

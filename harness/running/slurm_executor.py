@@ -10,6 +10,7 @@ as each task starts and ends, and names the log of any task that failed; with --
 at once and a last job, run when every task has ended, writes the report. submitit is an optional
 extra: `pip install -e .[slurm]`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,7 +45,9 @@ def import_submitit():
     try:
         import submitit
     except ImportError:
-        raise UsageError("--executor slurm: submitit is not installed; install the extra with `pip install -e .[slurm]`") from None
+        raise UsageError(
+            "--executor slurm: submitit is not installed; install the extra with `pip install -e .[slurm]`"
+        ) from None
     return submitit
 
 
@@ -63,7 +66,9 @@ def parse_time(text: str) -> int:
         seconds = a * 60 + b
     else:
         seconds = a * 60
-    if not 5 * 60 <= seconds <= 365 * 86400:  # submitit asks Slurm for its signal 90 s before the limit: a shorter limit only requeues
+    if (
+        not 5 * 60 <= seconds <= 365 * 86400
+    ):  # submitit asks Slurm for its signal 90 s before the limit: a shorter limit only requeues
         raise UsageError(f"--time: {text!r} is not allowed; give at least 5 minutes and at most a year ({allowed})")
     return -(-seconds // 60)
 
@@ -78,7 +83,9 @@ def check(request: SlurmRequest) -> None:
     import_submitit()
     for tool in ("sbatch", "squeue"):
         if shutil.which(tool) is None:
-            raise UsageError(f"--executor slurm: {tool} is not on PATH; run on a Slurm login node (or a machine with Slurm's client commands)")
+            raise UsageError(
+                f"--executor slurm: {tool} is not on PATH; run on a Slurm login node (or a machine with Slurm's client commands)"
+            )
 
 
 class PairTask:
@@ -106,15 +113,24 @@ def portable(cfg, uri: str, request: SlurmRequest):
     from harness.data import loading
     from harness.tracking import addresses
 
-    paths = dataclasses.replace(cfg.paths, checkpoint_dir=str(Path(cfg.paths.checkpoint_dir).resolve()),
-                                reports_dir=str(Path(cfg.paths.reports_dir).resolve()),
-                                data_dir=str(loading.data_dir(cfg.paths.data_dir).resolve()),
-                                tracking_uri=uri if not uri.startswith("sqlite:///") else f"sqlite:///{addresses.sqlite_path(uri).resolve()}")
+    paths = dataclasses.replace(
+        cfg.paths,
+        checkpoint_dir=str(Path(cfg.paths.checkpoint_dir).resolve()),
+        reports_dir=str(Path(cfg.paths.reports_dir).resolve()),
+        data_dir=str(loading.data_dir(cfg.paths.data_dir).resolve()),
+        tracking_uri=uri if not uri.startswith("sqlite:///") else f"sqlite:///{addresses.sqlite_path(uri).resolve()}",
+    )
     kind, _, where = cfg.data.dataset.partition(":")
-    data = cfg.data if kind not in ("folder", "npz") else dataclasses.replace(cfg.data, dataset=f"{kind}:{Path(where).resolve()}")  # the key names the content
+    data = (
+        cfg.data
+        if kind not in ("folder", "npz")
+        else dataclasses.replace(cfg.data, dataset=f"{kind}:{Path(where).resolve()}")
+    )  # the key names the content
     components = tuple(str(Path(c).resolve()) if Path(c).is_file() else c for c in cfg.components)
     runtime = cfg.runtime if request.gpus_per_run else dataclasses.replace(cfg.runtime, device="cpu")
-    return dataclasses.replace(cfg, paths=paths, runtime=runtime, data=data, components=type(cfg.components)(components))
+    return dataclasses.replace(
+        cfg, paths=paths, runtime=runtime, data=data, components=type(cfg.components)(components)
+    )
 
 
 def run_on_slurm(runner, request: SlurmRequest) -> dict[tuple[str, int], str]:
@@ -128,21 +144,29 @@ def run_on_slurm(runner, request: SlurmRequest) -> dict[tuple[str, int], str]:
     cfg, console = runner.cfg, runner.console
     uri = runner.tracker.uri
     if uri.startswith("sqlite:///"):
-        console.line("note: every node writes to this SQLite file, which is safe only on one machine; give a cluster an MLflow "
-                     "tracking server (--tracking-uri http://HOST:PORT, docs/scaling-out.md)")
+        console.line(
+            "note: every node writes to this SQLite file, which is safe only on one machine; give a cluster an MLflow "
+            "tracking server (--tracking-uri http://HOST:PORT, docs/scaling-out.md)"
+        )
     live = queue_of_name(f"harness-{cfg.name}")
     if live:
-        raise UsageError(f"--executor slurm: experiment {cfg.name!r} still has {len(live)} Slurm task(s) queued or running ({', '.join(sorted(live)[:4])}); "
-                         f"their pairs would be trained twice. Wait for them (`squeue --me -n harness-{cfg.name}`) or stop them (`scancel --me -n harness-{cfg.name}`)")
+        raise UsageError(
+            f"--executor slurm: experiment {cfg.name!r} still has {len(live)} Slurm task(s) queued or running ({', '.join(sorted(live)[:4])}); "
+            f"their pairs would be trained twice. Wait for them (`squeue --me -n harness-{cfg.name}`) or stop them (`scancel --me -n harness-{cfg.name}`)"
+        )
     for v in cfg.variants:  # parents are made here, once, so tasks never race to create one
         runner.parent(config.resolve(cfg, v, cfg.seeds[0]))
     pairs = []
     for v in cfg.variants:
         for s in cfg.seeds:
-            done = [r for r in runner.tracker.runs_with_key(runner.key(config.resolve(cfg, v, s))) if r.status == "FINISHED"]
+            done = [
+                r for r in runner.tracker.runs_with_key(runner.key(config.resolve(cfg, v, s))) if r.status == "FINISHED"
+            ]
             if done and not runner.rerun:
                 o = finished(v, s, done[-1])
-                console.line(f"skip {v} seed {s}: already finished (run {done[-1].run_id}, test accuracy {o.test_acc:.2f})")
+                console.line(
+                    f"skip {v} seed {s}: already finished (run {done[-1].run_id}, test accuracy {o.test_acc:.2f})"
+                )
             else:
                 pairs.append((v, s))
     if not pairs:
@@ -152,28 +176,42 @@ def run_on_slurm(runner, request: SlurmRequest) -> dict[tuple[str, int], str]:
     folder = Path(sent.paths.checkpoint_dir) / cfg.name / "slurm"
     executor = submitit.SlurmExecutor(folder=folder / "%j")
     executor.update_parameters(
-        job_name=f"harness-{cfg.name}", time=request.minutes, cpus_per_task=request.cpus_per_run, array_parallelism=request.array_parallelism,
-        stderr_to_stdout=True, setup=list(request.setup), **({"partition": request.partition} if request.partition else {}),
-        **({"gpus_per_node": request.gpus_per_run} if request.gpus_per_run else {}))
+        job_name=f"harness-{cfg.name}",
+        time=request.minutes,
+        cpus_per_task=request.cpus_per_run,
+        array_parallelism=request.array_parallelism,
+        stderr_to_stdout=True,
+        setup=list(request.setup),
+        **({"partition": request.partition} if request.partition else {}),
+        **({"gpus_per_node": request.gpus_per_run} if request.gpus_per_run else {}),
+    )
     try:
-        jobs = executor.map_array(PairTask(), [sent] * len(pairs), [v for v, _ in pairs], [s for _, s in pairs], [runner.rerun] * len(pairs))
+        jobs = executor.map_array(
+            PairTask(), [sent] * len(pairs), [v for v, _ in pairs], [s for _, s in pairs], [runner.rerun] * len(pairs)
+        )
     except Exception as e:  # noqa: BLE001 - sbatch's own message says what Slurm refused
         raise UsageError(f"--executor slurm: sbatch refused the job array: {str(e).strip().splitlines()[-1]}") from None
     array = jobs[0].job_id.split("_")[0]
     asked = f"{request.cpus_per_run} CPU, {request.gpus_per_run} GPU, {request.minutes} min"
     what = f"job array {array}" if len(jobs) > 1 else f"job {array}"
-    console.line(f"submitted {len(pairs)} run(s) as Slurm {what} ({request.partition or 'default partition'}; each {asked}); "
-                 f"logs in {folder}/{array}*/")
+    console.line(
+        f"submitted {len(pairs)} run(s) as Slurm {what} ({request.partition or 'default partition'}; each {asked}); "
+        f"logs in {folder}/{array}*/"
+    )
     if request.detach:
         flag = checks.experiment_flag(cfg.name)
         try:
             report = submit_report(submitit, sent, request, folder, array)
         except Exception as e:  # noqa: BLE001 - the array is submitted; only its report is not scheduled
-            console.line(f"note: sbatch refused the report job ({_last_line(str(e))}); the tasks of {array} run, and "
-                         f"`python -m harness report {flag}` writes the report when they have ended")
+            console.line(
+                f"note: sbatch refused the report job ({_last_line(str(e))}); the tasks of {array} run, and "
+                f"`python -m harness report {flag}` writes the report when they have ended"
+            )
             return {}
-        console.line(f"detached: `squeue -j {array}` shows the tasks; job {report} writes the report when they have all ended, "
-                     f"and `python -m harness report {flag}` rebuilds it at any time")
+        console.line(
+            f"detached: `squeue -j {array}` shows the tasks; job {report} writes the report when they have all ended, "
+            f"and `python -m harness report {flag}` rebuilds it at any time"
+        )
         return {}
     return wait(runner, jobs, pairs, array)
 
@@ -183,15 +221,39 @@ def submit_report(submitit, cfg, request: SlurmRequest, folder: Path, array: str
     from submitit.helpers import CommandFunction
 
     executor = submitit.SlurmExecutor(folder=folder / "%j")
-    executor.update_parameters(job_name=f"harness-{cfg.name}-report", time=30, cpus_per_task=1, stderr_to_stdout=True, setup=list(request.setup),
-                               additional_parameters={"dependency": f"afterany:{array}"}, **({"partition": request.partition} if request.partition else {}))
-    command = [sys.executable, "-m", "harness", "report", f"--experiment={cfg.name}", "--tracking-uri", cfg.paths.tracking_uri,
-               "--reports-dir", cfg.paths.reports_dir]
+    executor.update_parameters(
+        job_name=f"harness-{cfg.name}-report",
+        time=30,
+        cpus_per_task=1,
+        stderr_to_stdout=True,
+        setup=list(request.setup),
+        additional_parameters={"dependency": f"afterany:{array}"},
+        **({"partition": request.partition} if request.partition else {}),
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "harness",
+        "report",
+        f"--experiment={cfg.name}",
+        "--tracking-uri",
+        cfg.paths.tracking_uri,
+        "--reports-dir",
+        cfg.paths.reports_dir,
+    ]
     return executor.submit(CommandFunction(command, cwd=os.getcwd())).job_id
 
 
-NEVER_STARTS = {"PartitionConfig", "PartitionTimeLimit", "PartitionNodeLimit", "BadConstraints", "InvalidAccount", "InvalidQOS",
-                "QOSMaxWallDurationPerJobLimit", "AssocMaxWallDurationPerJobLimit"}  # pending reasons that never clear by waiting
+NEVER_STARTS = {
+    "PartitionConfig",
+    "PartitionTimeLimit",
+    "PartitionNodeLimit",
+    "BadConstraints",
+    "InvalidAccount",
+    "InvalidQOS",
+    "QOSMaxWallDurationPerJobLimit",
+    "AssocMaxWallDurationPerJobLimit",
+}  # pending reasons that never clear by waiting
 
 
 def queue(*selector: str) -> dict[str, tuple[str, str]] | None:
@@ -199,7 +261,9 @@ def queue(*selector: str) -> dict[str, tuple[str, str]] | None:
     `-n NAME`), e.g. {"12_0": ("RUNNING", "None")}; {} once Slurm has forgotten them; None when
     squeue could not answer (ask again later)."""
     try:
-        proc = subprocess.run(["squeue", "-h", "-r", *selector, "-o", "%i %T %r"], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            ["squeue", "-h", "-r", *selector, "-o", "%i %T %r"], capture_output=True, text=True, timeout=60
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if proc.returncode != 0:
@@ -221,7 +285,7 @@ def _last_line(text: str) -> str:
     lines = [line.rstrip() for line in text.strip().splitlines() if line.strip()]
     dashed = [i for i, line in enumerate(lines) if set(line.strip()) == {"-"}]
     if len(dashed) >= 2:
-        lines = lines[dashed[0] + 1:dashed[1]]
+        lines = lines[dashed[0] + 1 : dashed[1]]
     return lines[-1].strip() if lines else "no message"
 
 
@@ -244,17 +308,26 @@ def wait(runner, jobs: list, pairs: list[tuple[str, int]], array: str) -> dict[t
                 state, reason = ("?", "") if states is None else states.get(job_id, ("", ""))
                 before = seen.get(job_id, ("", ""))
                 if state not in ("", "?") and (state, reason) != before:
-                    requeued = (state in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED") and before[0] in ("RUNNING", "COMPLETING")
-                                or state == "RUNNING" and before[0] != "RUNNING" and job_id in started)  # a requeue between two polls shows only as a second start
+                    requeued = (
+                        state in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED")
+                        and before[0] in ("RUNNING", "COMPLETING")
+                        or state == "RUNNING"
+                        and before[0] != "RUNNING"
+                        and job_id in started
+                    )  # a requeue between two polls shows only as a second start
                     if requeued and job_id not in announced:
-                        console.line(f"{variant} seed {seed}: Slurm task {job_id} was requeued; it resumes from its checkpoint")
+                        console.line(
+                            f"{variant} seed {seed}: Slurm task {job_id} was requeued; it resumes from its checkpoint"
+                        )
                         announced.add(job_id)
                     if state == "RUNNING" and before[0] != "RUNNING":
                         console.line(f"{variant} seed {seed}: running as Slurm task {job_id}")
                         started.add(job_id)
                         announced.discard(job_id)
                     elif state == "PENDING" and reason in NEVER_STARTS and job_id not in doomed:
-                        doomed[job_id] = f"Slurm cannot start task {job_id}: it is pending with reason {reason} (the request exceeds what the partition allows)"
+                        doomed[job_id] = (
+                            f"Slurm cannot start task {job_id}: it is pending with reason {reason} (the request exceeds what the partition allows)"
+                        )
                         subprocess.run(["scancel", job_id], capture_output=True, timeout=60)
                     seen[job_id] = (state, reason)
                 missing[job_id] = missing.get(job_id, 0) + 1 if state == "" else 0
@@ -266,8 +339,10 @@ def wait(runner, jobs: list, pairs: list[tuple[str, int]], array: str) -> dict[t
             if waiting:
                 time.sleep(POLL_S)
     except (KeyboardInterrupt, Terminated):
-        console.line(f"stopped waiting; the tasks go on (`squeue -j {array}`; `scancel {array}` stops them), and "
-                     f"`python -m harness report {checks.experiment_flag(runner.cfg.name)}` writes the report when they have ended")
+        console.line(
+            f"stopped waiting; the tasks go on (`squeue -j {array}`; `scancel {array}` stops them), and "
+            f"`python -m harness report {checks.experiment_flag(runner.cfg.name)}` writes the report when they have ended"
+        )
         raise
     return failures
 
@@ -289,7 +364,12 @@ def ended(runner, job, variant: str, seed: int, why: str = "") -> str:
                 return ""
             error = f"{outcome.error}; log: {log}"
     else:
-        error = why or f"Slurm task {job.job_id} ended without a result (cancelled, out of memory or out of time); log: {log}"
-    remote.close_lost(runner, variant, seed, error)  # its process is gone: the next command resumes it from its checkpoint
+        error = (
+            why
+            or f"Slurm task {job.job_id} ended without a result (cancelled, out of memory or out of time); log: {log}"
+        )
+    remote.close_lost(
+        runner, variant, seed, error
+    )  # its process is gone: the next command resumes it from its checkpoint
     console.run_done(f"FAILED {variant} seed {seed}: {error}")
     return error

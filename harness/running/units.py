@@ -14,6 +14,7 @@ never logs an epoch twice. A unit killed at any point resumes from its checkpoin
 with the same bits as one never interrupted (tests/test_faults.py, tests/test_fused_runs.py); an
 interruption marks its runs KILLED and a failure FAILED, and both keep the checkpoint.
 """
+
 from __future__ import annotations
 
 import time
@@ -96,7 +97,9 @@ def run(place: Place, held: list[tuple[Pair, RunSpec]], claims: Claims) -> dict[
         for m in members:
             if m.pair in recorded:
                 run = next(r for r in m.done if r.run_id == m.run_id)
-                place.console.run_done(f"skip {m.name}: recorded before the interruption (run {run.run_id})", skipped=True)
+                place.console.run_done(
+                    f"skip {m.name}: recorded before the interruption (run {run.run_id})", skipped=True
+                )
                 out[m.pair] = finished(*m.pair, run, note="skipped: already finished")
             elif m not in live:
                 out[m.pair] = _skip(place, m, path if len(members) == 1 else None)
@@ -109,7 +112,10 @@ def run(place: Place, held: list[tuple[Pair, RunSpec]], claims: Claims) -> dict[
             m.first_epoch = saved["epoch"]
             _reopen(place, m)
         where = f"the fused group of {', '.join(m.name for m in members)}" if len(members) > 1 else members[0].name
-        place.console.line(f"resume {where} after epoch {saved['epoch']}" + (f" in run {members[0].run_id}" if len(members) == 1 else ""))
+        place.console.line(
+            f"resume {where} after epoch {saved['epoch']}"
+            + (f" in run {members[0].run_id}" if len(members) == 1 else "")
+        )
         return {**out, **_train(place, members, active, saved, path, claims)}
     for m in members:
         if m not in live:
@@ -171,7 +177,9 @@ def _match(saved: dict | None, members: list[Member], live: list[Member]) -> set
 def _skip(place: Place, m: Member, leftover: Path | None) -> Outcome:
     if leftover is not None:
         checkpoint.remove(leftover)  # left behind if a process died right after finishing
-    place.console.run_done(f"skip {m.name}: already finished (run {m.done[-1].run_id}); --rerun trains it again", skipped=True)
+    place.console.run_done(
+        f"skip {m.name}: already finished (run {m.done[-1].run_id}); --rerun trains it again", skipped=True
+    )
     return finished(*m.pair, m.done[-1], note="skipped: already finished")
 
 
@@ -202,7 +210,9 @@ def _open(place: Place, m: Member) -> None:
     _kill_stale(place, m)
     split = place.splits.fingerprint(m.spec.seed, m.spec.split_seed)
     tags = {**place.tags, names.RUN_KEY_TAG: m.key, names.SPLIT_TAG: split}
-    m.run_id = place.tracker.start_seed_run(m.parent_id, m.spec.variant, m.spec.seed, tags, {**shared, "seed": m.spec.seed})
+    m.run_id = place.tracker.start_seed_run(
+        m.parent_id, m.spec.variant, m.spec.seed, tags, {**shared, "seed": m.spec.seed}
+    )
     place.tracker.log_inputs(m.run_id, place.inputs(split))
 
 
@@ -218,24 +228,32 @@ def _close(place: Place, members: list[Member], status: str, reason: str) -> Non
             pass  # what stopped the unit is what the user hears about
 
 
-def _train(place: Place, trained: list[Member], active: list[Member], snapshot: dict | None, path: Path,
-           claims: Claims) -> dict[Pair, Outcome]:
+def _train(
+    place: Place, trained: list[Member], active: list[Member], snapshot: dict | None, path: Path, claims: Claims
+) -> dict[Pair, Outcome]:
     """Train `trained` as one unit (from `snapshot`), checkpointing and logging for the `active`
     members, then record them."""
     tracker, console = place.tracker, place.console
     if len(trained) > 1:
         for m in active:
-            tracker.set_tags(m.run_id, {names.FUSED_TAG: str(len(trained)), names.FUSED_GROUP_TAG: path.stem[len("group-"):]})
+            tracker.set_tags(
+                m.run_id, {names.FUSED_TAG: str(len(trained)), names.FUSED_GROUP_TAG: path.stem[len("group-") :]}
+            )
     logged = {m.run_id: tracker.logged_epochs(m.run_id) if snapshot is not None else set() for m in active}
     if snapshot is not None:  # epochs checkpointed but not yet logged when the last process died
         for m, saved in zip(trained, _histories(snapshot)):
-            missing = [(h["epoch"], names.epoch_metrics(engine.EpochStats(**h))) for h in saved if m.run_id in logged
-                       and h["epoch"] not in logged[m.run_id]]
+            missing = [
+                (h["epoch"], names.epoch_metrics(engine.EpochStats(**h)))
+                for h in saved
+                if m.run_id in logged and h["epoch"] not in logged[m.run_id]
+            ]
             if missing:
                 tracker.log_epochs(m.run_id, missing)
     datas = [place.splits.data_for(m.spec.seed, m.spec.split_seed) for m in trained]
     title = f"fused group of {len(trained)}" if len(trained) > 1 else trained[0].name
-    console.start_run(title, sum(len(d.tensors.y_train) + len(d.tensors.y_val) for d in datas), snapshot["epoch"] if snapshot else 0)
+    console.start_run(
+        title, sum(len(d.tensors.y_train) + len(d.tensors.y_val) for d in datas), snapshot["epoch"] if snapshot else 0
+    )
     ledger = Ledger(place.tracker, path, trained, active, claims, place.cfg.runtime.checkpoint_seconds, logged)
 
     def on_progress(progress: engine.Progress) -> None:
@@ -264,7 +282,10 @@ def _train(place: Place, trained: list[Member], active: list[Member], snapshot: 
         for m in active:
             console.run_done(f"FAILED {m.name}: {reason}")
         _close(place, active, "FAILED", reason)
-        return {m.pair: Outcome(*m.pair, "FAILED", seconds=time.perf_counter() - start, error=reason, parent_id=m.parent_id) for m in active}
+        return {
+            m.pair: Outcome(*m.pair, "FAILED", seconds=time.perf_counter() - start, error=reason, parent_id=m.parent_id)
+            for m in active
+        }
     return _record_all(place, trained, active, results, path, start)
 
 
@@ -278,21 +299,50 @@ def _fit(place: Place, trained: list[Member], datas: list, snapshot: dict | None
     (network, result), or the NonFiniteLoss that stopped it."""
     import dataclasses
 
-    runtime = dataclasses.replace(place.cfg.runtime, progress_every=1 if faults.wants("step") else place.console.progress_every)
+    runtime = dataclasses.replace(
+        place.cfg.runtime, progress_every=1 if faults.wants("step") else place.console.progress_every
+    )
     parts = [assemble(m.spec, d.source.dataset) for m, d in zip(trained, datas)]
     if len(trained) == 1:
         (build, pieces), t, spec = parts[0], datas[0].tensors, trained[0].spec
         try:
-            return [engine.train(build, t.x_train, t.y_train, t.x_val, t.y_val, spec.train, spec.seed, on_progress, snapshot, runtime,
-                                 pieces, spec.sources)]
+            return [
+                engine.train(
+                    build,
+                    t.x_train,
+                    t.y_train,
+                    t.x_val,
+                    t.y_val,
+                    spec.train,
+                    spec.seed,
+                    on_progress,
+                    snapshot,
+                    runtime,
+                    pieces,
+                    spec.sources,
+                )
+            ]
         except engine.NonFiniteLoss as e:
             return [e]
-    group = [fused.Member(build, d.tensors.x_train, d.tensors.y_train, d.tensors.x_val, d.tensors.y_val, m.spec.train, m.spec.seed,
-                          m.spec.sources) for (build, _), d, m in zip(parts, datas, trained)]
+    group = [
+        fused.Member(
+            build,
+            d.tensors.x_train,
+            d.tensors.y_train,
+            d.tensors.x_val,
+            d.tensors.y_val,
+            m.spec.train,
+            m.spec.seed,
+            m.spec.sources,
+        )
+        for (build, _), d, m in zip(parts, datas, trained)
+    ]
     return fused.train_group(group, on_progress, snapshot, runtime, parts[0][1])
 
 
-def _record_all(place: Place, trained: list[Member], active: list[Member], results: list, path: Path, start: float) -> dict[Pair, Outcome]:
+def _record_all(
+    place: Place, trained: list[Member], active: list[Member], results: list, path: Path, start: float
+) -> dict[Pair, Outcome]:
     """Record each active member (a non-finite one FAILED); the checkpoint goes once all are recorded."""
     out, kept = {}, False
     by_pair = {m.pair: r for m, r in zip(trained, results)}
@@ -308,16 +358,29 @@ def _record_all(place: Place, trained: list[Member], active: list[Member], resul
             except (*INTERRUPTIONS, store.StoreError):
                 raise
             except Exception as e:  # noqa: BLE001 - this one FAILED, the others go on
-                reason = f"non-finite loss in {m.name}: {e}" if isinstance(e, engine.NonFiniteLoss) else f"{type(e).__name__}: {e}"
+                reason = (
+                    f"non-finite loss in {m.name}: {e}"
+                    if isinstance(e, engine.NonFiniteLoss)
+                    else f"{type(e).__name__}: {e}"
+                )
                 place.console.run_done(f"FAILED {m.name}: {reason}")
                 _close(place, [m], "FAILED", reason)
-                out[m.pair] = Outcome(*m.pair, "FAILED", seconds=time.perf_counter() - start, error=reason, parent_id=m.parent_id)
-                kept = kept or not isinstance(e, engine.NonFiniteLoss)  # its checkpoint stays: the next command records it from there
+                out[m.pair] = Outcome(
+                    *m.pair, "FAILED", seconds=time.perf_counter() - start, error=reason, parent_id=m.parent_id
+                )
+                kept = kept or not isinstance(
+                    e, engine.NonFiniteLoss
+                )  # its checkpoint stays: the next command records it from there
             pending.pop(0)
             if len(trained) > 1:
                 faults.point("recorded")
     except INTERRUPTIONS as e:  # the members not yet recorded resume (recording) from the checkpoint
-        _close(place, pending, "KILLED", f"interrupted ({type(e).__name__}) while recording" + (" its fused group" if len(trained) > 1 else ""))
+        _close(
+            place,
+            pending,
+            "KILLED",
+            f"interrupted ({type(e).__name__}) while recording" + (" its fused group" if len(trained) > 1 else ""),
+        )
         raise
     if not kept:
         checkpoint.remove(path)
@@ -329,14 +392,18 @@ def _record(place: Place, m: Member, model, result: engine.Result, start: float)
     spec = m.spec
     for problem in recording.log_figures(place.tracker):  # the figures of runs recorded earlier, drawn meanwhile
         place.console.line(f"warning: {problem}")
-    metrics = recording.record(place.tracker, m.run_id, place.cfg, spec, place.splits.data_for(spec.seed, spec.split_seed), model, result)
+    metrics = recording.record(
+        place.tracker, m.run_id, place.cfg, spec, place.splits.data_for(spec.seed, spec.split_seed), model, result
+    )
     if result.notes:
         place.tracker.set_tags(m.run_id, {names.NOTE_TAG: " ".join(result.notes)[:5000]})
         for note in result.notes:
             place.console.line(f"note: {m.name}: {note}")
     place.tracker.finish(m.run_id, "FINISHED")
     if place.rerun:
-        for old in m.done:  # one finished run per key, the newest; one a registered model version points at is kept, set aside
+        for old in (
+            m.done
+        ):  # one finished run per key, the newest; one a registered model version points at is kept, set aside
             place.retire(old.run_id, m.run_id, spec)
     try:
         place.tracker.update_aggregates(m.parent_id)
@@ -345,5 +412,15 @@ def _record(place: Place, m: Member, model, result: engine.Result, start: float)
     seconds = time.perf_counter() - start
     trained = sum(s.seconds for s in result.history if s.epoch > m.first_epoch)  # this command's epochs
     place.console.run_done(f"finished {m.name} in {duration(seconds)}: test accuracy {metrics['test_acc']:.2f}")
-    return Outcome(spec.variant, spec.seed, "FINISHED", metrics["best_val_acc"], result.selected_epoch, result.history[-1].val_acc,
-                   metrics["test_acc"], seconds, parent_id=m.parent_id, train_seconds=trained)
+    return Outcome(
+        spec.variant,
+        spec.seed,
+        "FINISHED",
+        metrics["best_val_acc"],
+        result.selected_epoch,
+        result.history[-1].val_acc,
+        metrics["test_acc"],
+        seconds,
+        parent_id=m.parent_id,
+        train_seconds=trained,
+    )

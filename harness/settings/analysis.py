@@ -1,6 +1,7 @@
 """How verdicts are decided, as an experiment states it: `[analysis]` (margin, deciding test, α)
 and seeds on demand (`seeds = "auto"` with `min_seeds`, `max_seeds`). harness/analysis computes
 with these; they live here so the configuration can hold them without importing the statistics."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

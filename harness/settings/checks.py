@@ -1,5 +1,6 @@
 """The check of every setting a user can write (`CHECKS`: what is allowed, said in errors, and the
 test of a value), and typed settings built from tables of checked values."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,32 +59,65 @@ CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "train.weight_decay": ("a finite number >= 0", lambda v: v >= 0),
     "train.shuffle": ("true (seeded reshuffle each epoch) or false (the tutorial's fixed order)", lambda v: True),
     "train.select": (choices(train.Select), _in(train.Select)),
-    "train.last_batch": (choices(train.LastBatch, {"keep": "an epoch's last batch may be smaller, the tutorial's",
-                                                   "drop": "every step the same size, as a captured CUDA graph needs"}),
-                         _in(train.LastBatch)),
+    "train.last_batch": (
+        choices(
+            train.LastBatch,
+            {
+                "keep": "an epoch's last batch may be smaller, the tutorial's",
+                "drop": "every step the same size, as a captured CUDA graph needs",
+            },
+        ),
+        _in(train.LastBatch),
+    ),
     "train.precision": (choices(train.Precision, {"fp32": "the tutorial's", "bf16": "autocast"}), _in(train.Precision)),
     "train.device": ("one of auto, cpu, cuda, cuda:N", lambda v: v in ("auto", "cpu", "cuda") or _is_cuda_index(v)),
     "train.threads": ("an integer >= 0 (0: torch's default)", lambda v: v >= 0),
-    "train.memory_format": (choices(train.MemoryFormat, {"auto": "channels_last on a CPU, contiguous on CUDA"}), _in(train.MemoryFormat)),
+    "train.memory_format": (
+        choices(train.MemoryFormat, {"auto": "channels_last on a CPU, contiguous on CUDA"}),
+        _in(train.MemoryFormat),
+    ),
     "train.compile": (choices(train.Compile, {"reduce-overhead": "CUDA graphs"}), _in(train.Compile)),
-    "train.determinism": (choices(train.Determinism, {"cudnn": "the tutorial's flags", "strict": "deterministic algorithms",
-                                                      "fast": "cuDNN autotuning"}), _in(train.Determinism)),
-    "train.fuse": ("off, auto (the group size measured fastest on the device) or a number of runs from 1 to 64 per fused group",
-                   lambda v: v in ("off", "auto") if isinstance(v, str) else 1 <= v <= 64),
-    "train.checkpoint_seconds": ("a number of seconds >= 0 between checkpoints (0: after every epoch; always after the last and on "
-                                 "SIGTERM or SIGINT)", lambda v: v >= 0),
-    "data.dataset": (f"one of {', '.join(datasets.names())}, or folder:PATH (one subfolder of images per class) or npz:PATH",
-                     datasets.allowed),
-    "data.image_size": ("0 (images used as they are) or a size from 1 to 1024 (a folder: dataset's images resized to it)", lambda v: 0 <= v <= 1024),
+    "train.determinism": (
+        choices(
+            train.Determinism,
+            {"cudnn": "the tutorial's flags", "strict": "deterministic algorithms", "fast": "cuDNN autotuning"},
+        ),
+        _in(train.Determinism),
+    ),
+    "train.fuse": (
+        "off, auto (the group size measured fastest on the device) or a number of runs from 1 to 64 per fused group",
+        lambda v: v in ("off", "auto") if isinstance(v, str) else 1 <= v <= 64,
+    ),
+    "train.checkpoint_seconds": (
+        "a number of seconds >= 0 between checkpoints (0: after every epoch; always after the last and on "
+        "SIGTERM or SIGINT)",
+        lambda v: v >= 0,
+    ),
+    "data.dataset": (
+        f"one of {', '.join(datasets.names())}, or folder:PATH (one subfolder of images per class) or npz:PATH",
+        datasets.allowed,
+    ),
+    "data.image_size": (
+        "0 (images used as they are) or a size from 1 to 1024 (a folder: dataset's images resized to it)",
+        lambda v: 0 <= v <= 1024,
+    ),
     "data.split": (choices(Split), _in(Split)),
     "data.train_ratio": ("a number strictly between 0 and 1", lambda v: 0 < v < 1),
-    "data.split_seed": ("an integer >= 0, or \"per_seed\" (each seed draws its own stratified split)",
-                        lambda v: v == "per_seed" if isinstance(v, str) else v >= 0),
-    "analysis.margin": ("a number of points > 0 and < 100 (differences within ±margin count as equivalent)", lambda v: 0 < v < 100),
+    "data.split_seed": (
+        'an integer >= 0, or "per_seed" (each seed draws its own stratified split)',
+        lambda v: v == "per_seed" if isinstance(v, str) else v >= 0,
+    ),
+    "analysis.margin": (
+        "a number of points > 0 and < 100 (differences within ±margin count as equivalent)",
+        lambda v: 0 < v < 100,
+    ),
     "analysis.test": (choices(Test, {"t": "paired t-test", "permutation": "exact sign-flip test"}), _in(Test)),
     "analysis.alpha": ("a number > 0 and < 0.5", lambda v: 0 < v < 0.5),
     "data.dir": ("a directory path ('' means $HARNESS_DATA_DIR, else ./data)", lambda v: True),
-    "tracking_uri": ("'' (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db), sqlite:///PATH, http(s)://HOST", lambda v: True),
+    "tracking_uri": (
+        "'' (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db), sqlite:///PATH, http(s)://HOST",
+        lambda v: True,
+    ),
     "reports_dir": ("a directory path", bool),
     "checkpoint_dir": ("a directory path", bool),
 }
@@ -98,7 +132,9 @@ def check_value(where: str, value: Any, kind: Any) -> Any:
                 return check_value(where, value, member)
             except UsageError:
                 continue
-        raise UsageError(f"{where}: expected {' or '.join(m.__name__ for m in members)}, got {type(value).__name__} {value!r}")
+        raise UsageError(
+            f"{where}: expected {' or '.join(m.__name__ for m in members)}, got {type(value).__name__} {value!r}"
+        )
     if kind is bool:
         ok = isinstance(value, bool)
     elif kind is int:
@@ -109,7 +145,9 @@ def check_value(where: str, value: Any, kind: Any) -> Any:
             value = float(value)
             if not math.isfinite(value):
                 raise UsageError(f"{where}: {value!r} is not finite; expected a finite number")
-    elif kind is str or typing.get_origin(kind) is typing.Literal:  # a Literal's values: checked with what they mean (CHECKS)
+    elif (
+        kind is str or typing.get_origin(kind) is typing.Literal
+    ):  # a Literal's values: checked with what they mean (CHECKS)
         ok = isinstance(value, str)
         kind = str
     else:  # pragma: no cover - every setting's type is listed above
@@ -154,8 +192,13 @@ def _split_train(table: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
     table = as_table(table, "train")
     unknown = sorted(set(table) - set(TRAIN_FIELDS) - set(RUNTIME_FIELDS))
     if unknown:
-        raise UsageError(f"train.{unknown[0]}: unknown setting; allowed: {', '.join(sorted(TRAIN_FIELDS + RUNTIME_FIELDS))}")
-    return ({k: v for k, v in table.items() if k in TRAIN_FIELDS}, {k: v for k, v in table.items() if k in RUNTIME_FIELDS})
+        raise UsageError(
+            f"train.{unknown[0]}: unknown setting; allowed: {', '.join(sorted(TRAIN_FIELDS + RUNTIME_FIELDS))}"
+        )
+    return (
+        {k: v for k, v in table.items() if k in TRAIN_FIELDS},
+        {k: v for k, v in table.items() if k in RUNTIME_FIELDS},
+    )
 
 
 def train_settings(table: dict[str, Any], where: str = "train") -> tuple[TrainSettings, Runtime]:

@@ -7,6 +7,7 @@ What a run trains with is `engine.TrainSettings` (the engine's own type); how it
 is checked against the table `checks.CHECKS`, so a bad value fails with one line naming the field,
 the value and what is allowed, before any run or file is created.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,12 +61,18 @@ class ExperimentConfig:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-variant overrides
     runtime: Runtime = field(default_factory=Runtime)
     paths: Paths = field(default_factory=Paths)
-    search: dict[str, dict[str, Any]] = field(default_factory=dict)  # `[search.*]` as written; harness/settings/search.py reads it
+    search: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # `[search.*]` as written; harness/settings/search.py reads it
     design: Design = field(default_factory=Design)  # how `variants` was made (harness/settings/designs.py)
     analysis: Analysis = field(default_factory=Analysis)  # how the report decides its verdicts
-    sequential: Sequential | None = None  # seeds = "auto": seeds on demand (harness/analysis/sequential.py); `seeds` are its candidates
+    sequential: Sequential | None = (
+        None  # seeds = "auto": seeds on demand (harness/analysis/sequential.py); `seeds` are its candidates
+    )
     sources: Sources = field(default_factory=Sources)  # `[seeds]`: which seed each source of randomness follows
-    components: tuple[str, ...] = ()  # the user's component files (absolute) and modules, imported before the variants resolve
+    components: tuple[
+        str, ...
+    ] = ()  # the user's component files (absolute) and modules, imported before the variants resolve
 
     @property
     def reports_folder(self) -> Path:
@@ -77,19 +84,33 @@ class ExperimentConfig:
 
     def trained(self) -> dict[str, Any]:
         """What decides the numbers (not how they are computed, nor where they go)."""
-        data = {k: v for k, v in dataclasses.asdict(self.data).items() if k != "image_size" or v}  # absent by default: hashes stay
-        out = {"name": self.name, "variants": list(self.variants), "baseline": self.baseline, "seeds": list(self.seeds),
-               "train": neutral_left_out(self.train), "data": data, "params": self.params,
-               "design": {"kind": self.design.kind, "factors": list(self.design.factors)}}
-        out |= {"sources": self.sources.pinned()} if self.sources.pinned() else {}  # absent by default: hashes stay as they were
+        data = {
+            k: v for k, v in dataclasses.asdict(self.data).items() if k != "image_size" or v
+        }  # absent by default: hashes stay
+        out = {
+            "name": self.name,
+            "variants": list(self.variants),
+            "baseline": self.baseline,
+            "seeds": list(self.seeds),
+            "train": neutral_left_out(self.train),
+            "data": data,
+            "params": self.params,
+            "design": {"kind": self.design.kind, "factors": list(self.design.factors)},
+        }
+        out |= (
+            {"sources": self.sources.pinned()} if self.sources.pinned() else {}
+        )  # absent by default: hashes stay as they were
         return out | ({"sequential": dataclasses.asdict(self.sequential)} if self.sequential else {})
 
 
 def neutral_left_out(train) -> dict[str, Any]:
     """Training settings as a dict, a setting added later left out at its neutral default (so the
     hashes of configurations made before it existed stay as they were)."""
-    return {f.name: getattr(train, f.name) for f in dataclasses.fields(train)
-            if not (f.metadata.get("neutral") and getattr(train, f.name) == f.default)}
+    return {
+        f.name: getattr(train, f.name)
+        for f in dataclasses.fields(train)
+        if not (f.metadata.get("neutral") and getattr(train, f.name) == f.default)
+    }
 
 
 @dataclass(frozen=True)
@@ -103,7 +124,9 @@ class RunSpec:
     model_params: dict[str, Any]
     sources: Sources = Sources()
     split_seed: int | str | None = None  # a variance design's `v@SOURCE`: the split's seed; None: `data.split_seed`
-    code: dict[str, str] = field(default_factory=dict)  # each user component of the variant: its source hash (shipped ones: none)
+    code: dict[str, str] = field(
+        default_factory=dict
+    )  # each user component of the variant: its source hash (shipped ones: none)
 
     def flat(self) -> dict[str, Any]:
         out = {"experiment": self.experiment, "variant": self.variant, "seed": self.seed}
@@ -124,8 +147,12 @@ class RunSpec:
         payload = {"experiment": self.experiment, "variant": self.variant}
         payload.update({f"train.{k}": v for k, v in neutral_left_out(self.train).items()})
         payload.update({f"model.{k}": v for k, v in self.model_params.items()})
-        payload.update({f"seeds.{k}": v for k, v in self.sources.pinned().items()})  # none by default: old keys stay valid
-        payload.update({f"code.{k}": v for k, v in self.code.items()})  # none for shipped components: old keys stay valid
+        payload.update(
+            {f"seeds.{k}": v for k, v in self.sources.pinned().items()}
+        )  # none by default: old keys stay valid
+        payload.update(
+            {f"code.{k}": v for k, v in self.code.items()}
+        )  # none for shipped components: old keys stay valid
         payload.update({"data": dataset, "split": split})
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -141,8 +168,50 @@ def parse_variant_list(text: str, where: str = "--variants") -> tuple[str, ...]:
     return tuple(names)
 
 
-TOP_LEVEL = ("name", "components", "variants", "baseline", "seeds", "min_seeds", "max_seeds", "train", "data", "params", "search", "design", "analysis", "tracking_uri",
-             "reports_dir", "checkpoint_dir")
+TOP_LEVEL = (
+    "name",
+    "components",
+    "variants",
+    "baseline",
+    "seeds",
+    "min_seeds",
+    "max_seeds",
+    "train",
+    "data",
+    "params",
+    "search",
+    "design",
+    "analysis",
+    "tracking_uri",
+    "reports_dir",
+    "checkpoint_dir",
+)
+
+
+def _section(table: dict[str, Any], name: str, cls: type, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The table `name` (removed from `table`), holding only the fields of `cls` and `extra`."""
+    section = dict(checks.as_table(table.pop(name, {}), name))
+    allowed = (*extra, *(f.name for f in dataclasses.fields(cls)))
+    unknown = sorted(set(section) - set(allowed))
+    if unknown:
+        raise UsageError(f"{name}.{unknown[0]}: unknown setting; allowed: {', '.join(allowed)}")
+    return section
+
+
+def _variants(table: dict[str, Any], design: Design) -> list[str]:
+    """The variants a design names (a factorial's cells), else the table's list (removed from `table`)."""
+    if design.kind in designs.CELLS and "variants" in table:
+        raise UsageError(
+            f"variants: not with a {design.kind} design, which names the variants itself; remove one of them"
+        )
+    if design.kind in designs.CELLS:
+        return list(designs.expand(design))
+    variants = table.pop("variants", list(ExperimentConfig.variants))
+    if isinstance(variants, str):
+        variants = list(parse_variant_list(variants, "variants"))
+    if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+        raise UsageError(f"variants: expected a list of variant names, got {variants!r}")
+    return variants
 
 
 def from_table(table: dict[str, Any]) -> ExperimentConfig:
@@ -159,39 +228,38 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
 
         plugins.load(components, "components")
     train, runtime = checks.train_settings(table.pop("train", {}))
-    data_table = dict(checks.as_table(table.pop("data", {}), "data"))
+    data_table = _section(table, "data", DataConfig, extra=("dir",))
     data_dir = data_table.pop("dir", "")
-    unknown = sorted(set(data_table) - {f.name for f in dataclasses.fields(DataConfig)})
-    if unknown:
-        raise UsageError(f"data.{unknown[0]}: unknown setting; allowed: dir, {', '.join(f.name for f in dataclasses.fields(DataConfig))}")
     data = checks.build(DataConfig, data_table, "data")
     if data.split_seed == "per_seed" and data.split != "stratified":
-        raise UsageError(f"data.split_seed: \"per_seed\" needs data.split = \"stratified\" (the {data.split} split does not use a seed)")
-    paths = {"tracking_uri": table.pop("tracking_uri", ""), "reports_dir": table.pop("reports_dir", "reports"),
-             "checkpoint_dir": table.pop("checkpoint_dir", "checkpoints")}
-    paths = Paths(**{k: checks.checked("", k, v, str) for k, v in paths.items()}, data_dir=checks.checked("data", "dir", data_dir, str))
+        raise UsageError(
+            f'data.split_seed: "per_seed" needs data.split = "stratified" (the {data.split} split does not use a seed)'
+        )
+    paths = {
+        "tracking_uri": table.pop("tracking_uri", ""),
+        "reports_dir": table.pop("reports_dir", "reports"),
+        "checkpoint_dir": table.pop("checkpoint_dir", "checkpoints"),
+    }
+    paths = Paths(
+        **{k: checks.checked("", k, v, str) for k, v in paths.items()},
+        data_dir=checks.checked("data", "dir", data_dir, str),
+    )
     design = designs.from_table(table.pop("design", {}))
-    analysis_table = dict(checks.as_table(table.pop("analysis", {}), "analysis"))
-    unknown = sorted(set(analysis_table) - {f.name for f in dataclasses.fields(Analysis)})
-    if unknown:
-        raise UsageError(f"analysis.{unknown[0]}: unknown setting; allowed: {', '.join(f.name for f in dataclasses.fields(Analysis))}")
-    analysis = checks.build(Analysis, analysis_table, "analysis")
-    if design.kind in designs.CELLS and "variants" in table:
-        raise UsageError(f"variants: not with a {design.kind} design, which names the variants itself; remove one of them")
-    variants = list(designs.expand(design)) if design.kind in designs.CELLS else table.pop("variants", list(ExperimentConfig.variants))
-    if isinstance(variants, str):
-        variants = list(parse_variant_list(variants, "variants"))
-    if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
-        raise UsageError(f"variants: expected a list of variant names, got {variants!r}")
+    analysis = checks.build(Analysis, _section(table, "analysis", Analysis), "analysis")
+    variants = _variants(table, design)
     runs, sources, split_seed = seed_sources(table.pop("seeds", list(ExperimentConfig.seeds)))
     if split_seed is not None:
         if "split_seed" in data_table and data_table["split_seed"] != split_seed:
-            raise UsageError(f"seeds.split: {split_seed!r} and data.split_seed {data_table['split_seed']!r} both set the split's seed; keep one")
+            raise UsageError(
+                f"seeds.split: {split_seed!r} and data.split_seed {data_table['split_seed']!r} both set the split's seed; keep one"
+            )
         data = dataclasses.replace(data, split_seed=split_seed)
     seeds, sequential = seed_plan(runs, table.pop("min_seeds", None), table.pop("max_seeds", None))
     if sequential and design.kind in designs.CELLS:
-        raise UsageError(f"seeds: \"auto\" works with a list of variants, not a {design.kind} design (its effects need every cell on the same seeds); "
-                         "give a number of seeds")
+        raise UsageError(
+            f'seeds: "auto" works with a list of variants, not a {design.kind} design (its effects need every cell on the same seeds); '
+            "give a number of seeds"
+        )
     params = table.pop("params", {})
     search = table.pop("search", {})
     if not isinstance(search, dict):
@@ -201,35 +269,61 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
         top["baseline"] = canonical_names([top["baseline"]], "baseline")[0]
     variants = canonical_names(variants, "variants")
     if design.kind == "variance":
-        design, variants = _variance(design, variants, data, sources, sequential, seeds, data.split_seed != DataConfig.split_seed)
-    cfg = ExperimentConfig(**top, variants=tuple(variants), seeds=seeds, train=train, data=data, params=params,
-                           runtime=runtime, paths=paths, search=search, design=design, analysis=analysis, sequential=sequential,
-                           sources=sources, components=tuple(components))
+        design, variants = _variance(
+            design, variants, data, sources, sequential, seeds, data.split_seed != DataConfig.split_seed
+        )
+    cfg = ExperimentConfig(
+        **top,
+        variants=tuple(variants),
+        seeds=seeds,
+        train=train,
+        data=data,
+        params=params,
+        runtime=runtime,
+        paths=paths,
+        search=search,
+        design=design,
+        analysis=analysis,
+        sequential=sequential,
+        sources=sources,
+        components=tuple(components),
+    )
     validate_variants(cfg)
     if sequential and (cfg.baseline not in cfg.variants or len(cfg.variants) < 2):
-        raise UsageError(f"seeds: \"auto\" adds seeds until each variant is decided against the baseline, so the variants must include "
-                         f"the baseline {cfg.baseline!r} and at least one other, got {', '.join(cfg.variants)}")
+        raise UsageError(
+            f'seeds: "auto" adds seeds until each variant is decided against the baseline, so the variants must include '
+            f"the baseline {cfg.baseline!r} and at least one other, got {', '.join(cfg.variants)}"
+        )
     return cfg
 
 
-def _variance(design: Design, variants: list[str], data: DataConfig, sources: Sources, sequential, seeds, split_pinned: bool
-              ) -> tuple[Design, list[str]]:
+def _variance(
+    design: Design, variants: list[str], data: DataConfig, sources: Sources, sequential, seeds, split_pinned: bool
+) -> tuple[Design, list[str]]:
     """A variance design's sources (all of them by default; `split` only when the split takes a
     seed) and its variants, `v@all` and `v@SOURCE` for each variant named."""
     if sources.pinned() or sequential:
-        raise UsageError("seeds: a variance design sets each source's seed itself and needs a fixed number of seeds; "
-                         "give `seeds = N` (or --seeds N) without pinned sources or \"auto\"")
+        raise UsageError(
+            "seeds: a variance design sets each source's seed itself and needs a fixed number of seeds; "
+            'give `seeds = N` (or --seeds N) without pinned sources or "auto"'
+        )
     if split_pinned:
-        raise UsageError("data.split_seed: a variance design sets the split's seed itself (the first seed for v@SOURCE, each "
-                         "seed's own for v@all and v@split); leave data.split_seed and seeds.split unset")
+        raise UsageError(
+            "data.split_seed: a variance design sets the split's seed itself (the first seed for v@SOURCE, each "
+            "seed's own for v@all and v@split); leave data.split_seed and seeds.split unset"
+        )
     if len(seeds) < 2:
         raise UsageError(f"seeds: a variance design needs at least 2 seeds to estimate a variance; got {len(seeds)}")
     chosen = design.factors or tuple(s for s in designs.VARIANCE_SOURCES if s != "split" or data.split == "stratified")
     if "split" in chosen and data.split != "stratified":
-        raise UsageError(f"design.sources: \"split\" needs data.split = \"stratified\" (the {data.split} split does not use a seed)")
+        raise UsageError(
+            f'design.sources: "split" needs data.split = "stratified" (the {data.split} split does not use a seed)'
+        )
     twice = next((v for i, v in enumerate(variants) if v in variants[:i]), None)
     if twice:
-        raise UsageError(f"variants: {twice!r} is listed twice (components in any order name one variant); each is decomposed once")
+        raise UsageError(
+            f"variants: {twice!r} is listed twice (components in any order name one variant); each is decomposed once"
+        )
     return dataclasses.replace(design, factors=chosen), list(designs.by_source(variants, chosen))
 
 
@@ -251,7 +345,9 @@ def validate_variants(cfg: ExperimentConfig) -> None:
     for i, name in enumerate((*cfg.variants, *extra)):
         where = "variants" if i < len(cfg.variants) else "baseline"
         if where == "variants" and name in cfg.variants[:i]:
-            raise UsageError(f"variants: {name!r} is listed twice (components in any order name one variant); each variant runs once per seed")
+            raise UsageError(
+                f"variants: {name!r} is listed twice (components in any order name one variant); each variant runs once per seed"
+            )
         check_builds(cfg, resolve(cfg, name, cfg.seeds[0]), f"{where}: {name}")
 
 
@@ -274,7 +370,9 @@ def check_builds(cfg: ExperimentConfig, spec: RunSpec, where: str) -> None:
 
     dataset = datasets.get(cfg.data.dataset, cfg.data.image_size)
     try:
-        registry.get(designs.split_source(spec.variant)[0]).build(dataset.image_shape, dataset.num_classes, spec.model_params)
+        registry.get(designs.split_source(spec.variant)[0]).build(
+            dataset.image_shape, dataset.num_classes, spec.model_params
+        )
     except (ValueError, TypeError) as e:
         raise UsageError(f"{where}: {e}") from None
 
@@ -304,9 +402,14 @@ def resolve(cfg: ExperimentConfig, variant: str, seed: int) -> RunSpec:
                 raise UsageError(f"{where}: unknown setting for component {c.name!r}; allowed: {', '.join(allowed)}")
         for key, value in overrides.items():
             if key in train_over and train_over[key][1] != value:
-                raise UsageError(f"variants: {variant}: components {train_over[key][0]!r} and {c.name!r} both set train.{key}, "
-                                 f"to {train_over[key][1]!r} and {value!r}; compose components that change different things")
-            train_over[key] = (c.name, checks.checked("train", key, value, type(getattr(cfg.train, key)), f"params.{c.name}.{key}"))
+                raise UsageError(
+                    f"variants: {variant}: components {train_over[key][0]!r} and {c.name!r} both set train.{key}, "
+                    f"to {train_over[key][1]!r} and {value!r}; compose components that change different things"
+                )
+            train_over[key] = (
+                c.name,
+                checks.checked("train", key, value, type(getattr(cfg.train, key)), f"params.{c.name}.{key}"),
+            )
     train = dataclasses.replace(cfg.train, **{k: v for k, (_, v) in train_over.items()})
     code = {c.name: c.digest for c in v.components if not c.shipped}
     if source is None:
@@ -327,12 +430,28 @@ def to_toml(cfg: ExperimentConfig, extra: dict[str, Any] | None = None) -> str:
     seeds = {"seeds": "auto", **dataclasses.asdict(cfg.sequential)} if cfg.sequential else {"seeds": list(cfg.seeds)}
     if cfg.sources.pinned():  # the [seeds] table: the runs' seeds and the pinned sources
         seeds["seeds"] = {"runs": seeds["seeds"], **cfg.sources.pinned()}
-    table = {"name": cfg.name, **({"components": list(cfg.components)} if cfg.components else {}), "variants": list(cfg.variants), "baseline": cfg.baseline, **seeds,
-             "tracking_uri": cfg.paths.tracking_uri, "reports_dir": cfg.paths.reports_dir, "checkpoint_dir": cfg.paths.checkpoint_dir,
-             "train": train, "data": {"dir": cfg.paths.data_dir, **dataclasses.asdict(cfg.data)},
-             "params": cfg.params, "search": cfg.search, "analysis": dataclasses.asdict(cfg.analysis), **(extra or {})}
+    table = {
+        "name": cfg.name,
+        **({"components": list(cfg.components)} if cfg.components else {}),
+        "variants": list(cfg.variants),
+        "baseline": cfg.baseline,
+        **seeds,
+        "tracking_uri": cfg.paths.tracking_uri,
+        "reports_dir": cfg.paths.reports_dir,
+        "checkpoint_dir": cfg.paths.checkpoint_dir,
+        "train": train,
+        "data": {"dir": cfg.paths.data_dir, **dataclasses.asdict(cfg.data)},
+        "params": cfg.params,
+        "search": cfg.search,
+        "analysis": dataclasses.asdict(cfg.analysis),
+        **(extra or {}),
+    }
     if cfg.design.kind != "list":
-        table["design"] = {"kind": cfg.design.kind, designs.TABLE_KEY[cfg.design.kind]: list(cfg.design.factors), "allow_large": cfg.design.allow_large}
+        table["design"] = {
+            "kind": cfg.design.kind,
+            designs.TABLE_KEY[cfg.design.kind]: list(cfg.design.factors),
+            "allow_large": cfg.design.allow_large,
+        }
         if cfg.design.kind == "variance":  # the variants it decomposes, as named
             table["variants"] = designs.bases(cfg.variants)
         else:

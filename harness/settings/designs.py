@@ -4,6 +4,7 @@ the full model without each of its components, and the baseline; `variance` trai
 variant once per source of randomness, varying that source alone over the seeds (`v@init`,
 `v@order`, ...) and once varying all of them (`v@all`), so the report can say where the noise
 comes from (harness/analysis/variance.py)."""
+
 from __future__ import annotations
 
 import itertools
@@ -17,14 +18,20 @@ KINDS = ("list", "factorial", "leave-one-out", "variance")
 CELLS = ("factorial", "leave-one-out")  # the designs that name their variants (cells) and estimate effects
 VARIANCE_SOURCES = (*SOURCES, "split")  # what a variance design can vary one at a time
 ALL = "all"  # `v@all`: every source follows the run's seed
-TABLE_KEY = {"factorial": "factors", "leave-one-out": "full", "variance": "sources"}  # the [design] key of each kind's list
+TABLE_KEY = {
+    "factorial": "factors",
+    "leave-one-out": "full",
+    "variance": "sources",
+}  # the [design] key of each kind's list
 MAX_FACTORS = 6  # 2^6 = 64 cells; more needs `--yes` (or `allow_large = true`)
 
 
 @dataclass(frozen=True)
 class Design:
     kind: str = "list"
-    factors: tuple[str, ...] = ()  # factorial: its factors; leave-one-out: the full model's components; variance: the sources
+    factors: tuple[
+        str, ...
+    ] = ()  # factorial: its factors; leave-one-out: the full model's components; variance: the sources
     allow_large: bool = False  # more than MAX_FACTORS factors
 
 
@@ -79,7 +86,7 @@ def flags(kind: str | None, factors: str | None, allow_large: bool = False) -> d
 def from_table(table: dict) -> Design:
     """A checked Design from the `[design]` table: kind, and `factors` (factorial) or `full` (leave-one-out)."""
     if not isinstance(table, dict):
-        raise UsageError(f"design: expected a table such as {{kind = \"factorial\", factors = [...]}}, got {table!r}")
+        raise UsageError(f'design: expected a table such as {{kind = "factorial", factors = [...]}}, got {table!r}')
     kind = table.get("kind", "list")
     if kind not in KINDS:
         raise UsageError(f"design.kind: {kind!r} is not allowed; expected one of {', '.join(KINDS)}")
@@ -87,7 +94,9 @@ def from_table(table: dict) -> Design:
     allowed = {"kind", "allow_large"} | ({key} if key else set())
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise UsageError(f"design.{unknown[0]}: not a setting of a {kind} design; allowed: {', '.join(sorted(allowed))}")
+        raise UsageError(
+            f"design.{unknown[0]}: not a setting of a {kind} design; allowed: {', '.join(sorted(allowed))}"
+        )
     allow_large = table.get("allow_large", False)
     if not isinstance(allow_large, bool):
         raise UsageError(f"design.allow_large: expected true or false, got {allow_large!r}")
@@ -99,7 +108,9 @@ def from_table(table: dict) -> Design:
     if kind == "variance":
         return Design(kind, _check_sources(factors), allow_large)
     if not isinstance(factors, list) or not all(isinstance(x, str) and x for x in factors):
-        raise UsageError(f"design.{key}: expected a list of component names, e.g. [\"dropout\", \"batchnorm\"], got {factors!r}")
+        raise UsageError(
+            f'design.{key}: expected a list of component names, e.g. ["dropout", "batchnorm"], got {factors!r}'
+        )
     _check_factors(kind, key, factors, allow_large)
     return Design(kind, tuple(factors), allow_large)
 
@@ -112,14 +123,18 @@ def _check_factors(kind: str, key: str, factors: list[str], allow_large: bool) -
         raise UsageError(f"design.{key}: a {kind} design needs at least {least} component(s), got {len(factors)}")
     for x in factors:
         if x == "baseline" or "+" in x:
-            raise UsageError(f"design.{key}: {x!r} is not allowed; name single components (the baseline is in every design)")
+            raise UsageError(
+                f"design.{key}: {x!r} is not allowed; name single components (the baseline is in every design)"
+            )
         if x not in registry.names():
             raise UsageError(f"design.{key}: {registry.unknown_message(x)}")
         if factors.count(x) > 1:
             raise UsageError(f"design.{key}: {x!r} is listed twice")
     if len(factors) > MAX_FACTORS and not allow_large and kind == "factorial":
-        raise UsageError(f"design.{key}: {len(factors)} factors make {2 ** len(factors)} cells × seeds runs; "
-                         f"at most {MAX_FACTORS} without --yes (or allow_large = true)")
+        raise UsageError(
+            f"design.{key}: {len(factors)} factors make {2 ** len(factors)} cells × seeds runs; "
+            f"at most {MAX_FACTORS} without --yes (or allow_large = true)"
+        )
 
 
 def _check_sources(sources) -> tuple[str, ...]:
@@ -128,10 +143,14 @@ def _check_sources(sources) -> tuple[str, ...]:
     if sources is None:
         return ()
     if not isinstance(sources, list) or not sources or not all(isinstance(x, str) and x for x in sources):
-        raise UsageError(f"design.sources: expected a list of sources, e.g. [\"init\", \"order\"], from {', '.join(VARIANCE_SOURCES)}; got {sources!r}")
+        raise UsageError(
+            f'design.sources: expected a list of sources, e.g. ["init", "order"], from {", ".join(VARIANCE_SOURCES)}; got {sources!r}'
+        )
     for x in sources:
         if x not in VARIANCE_SOURCES:
-            raise UsageError(f"design.sources: {x!r} is not a source of variation; expected some of {', '.join(VARIANCE_SOURCES)}")
+            raise UsageError(
+                f"design.sources: {x!r} is not a source of variation; expected some of {', '.join(VARIANCE_SOURCES)}"
+            )
         if sources.count(x) > 1:
             raise UsageError(f"design.sources: {x!r} is listed twice")
     return tuple(sources)

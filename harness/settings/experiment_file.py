@@ -1,6 +1,7 @@
 """Experiment files, flags and `--set`: finding an experiment by name or path, reading its TOML,
 merging tuned parameters, applying the command line's overrides, and handing the resulting table
 to `config.from_table`, which checks every value."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,18 +21,28 @@ def parse_seed_flag(text: str, auto: bool = False) -> tuple[int, ...] | str:
     if auto and text.strip() == "auto":
         return "auto"
     if "auto" in text:
-        raise UsageError(f"--seeds: {text!r} is not allowed; " + ("auto stands alone (--seeds auto), never in a list" if auto else
-                         "seeds on demand (auto) are for `run`; give a count or a list"))
+        raise UsageError(
+            f"--seeds: {text!r} is not allowed; "
+            + (
+                "auto stands alone (--seeds auto), never in a list"
+                if auto
+                else "seeds on demand (auto) are for `run`; give a count or a list"
+            )
+        )
     parts = [p.strip() for p in text.split(",")]
     lone = len(parts) == 1
     if not lone and parts[-1] == "":
         parts = parts[:-1]  # the trailing comma that makes `7,` a list
     if any(p == "" for p in parts):
-        raise UsageError(f"--seeds: {text!r} has an empty item; expected a count (e.g. 3) or a comma-separated list of integers")
+        raise UsageError(
+            f"--seeds: {text!r} has an empty item; expected a count (e.g. 3) or a comma-separated list of integers"
+        )
     try:
         values = [int(p) for p in parts]
     except ValueError:
-        raise UsageError(f"--seeds: {text!r} is not allowed; expected a count (e.g. 3) or a comma-separated list of integers") from None
+        raise UsageError(
+            f"--seeds: {text!r} is not allowed; expected a count (e.g. 3) or a comma-separated list of integers"
+        ) from None
     return parse_seeds(values[0] if lone else values, "--seeds")
 
 
@@ -49,8 +60,17 @@ def find_experiment(name_or_path: str) -> Path:
         candidate = folder / f"{name_or_path}.toml"
         if candidate.is_file():
             return candidate
-    known = sorted({p.stem for folder in (Path("experiments"), experiments_dir()) if folder.is_dir() for p in folder.glob("*.toml")})
-    raise UsageError(f"--experiment: no experiment named {name_or_path!r}; known: {', '.join(known) or 'none'} (or give a .toml path)")
+    known = sorted(
+        {
+            p.stem
+            for folder in (Path("experiments"), experiments_dir())
+            if folder.is_dir()
+            for p in folder.glob("*.toml")
+        }
+    )
+    raise UsageError(
+        f"--experiment: no experiment named {name_or_path!r}; known: {', '.join(known) or 'none'} (or give a .toml path)"
+    )
 
 
 def regular_file(path: Path, flag: str) -> Path:
@@ -58,7 +78,9 @@ def regular_file(path: Path, flag: str) -> Path:
     if not path.exists():
         raise UsageError(f"{flag}: file {str(path)!r} does not exist")
     if not path.is_file():
-        raise UsageError(f"{flag}: {str(path)!r} is not a regular file (a folder, FIFO or device); expected a TOML file")
+        raise UsageError(
+            f"{flag}: {str(path)!r} is not a regular file (a folder, FIFO or device); expected a TOML file"
+        )
     return path
 
 
@@ -81,10 +103,14 @@ def merge_params(table: dict[str, Any], path: Path) -> set[str]:
     extra = read_toml(regular_file(path, "--params-from"), "--params-from")
     unknown = sorted(set(extra) - {"params", "tuning"})
     if unknown or not isinstance(extra.get("params"), dict):
-        raise UsageError(f"--params-from: {str(path)!r} must hold [params.<variant>] tables (and optionally [tuning]), found {unknown or 'no params'}")
+        raise UsageError(
+            f"--params-from: {str(path)!r} must hold [params.<variant>] tables (and optionally [tuning]), found {unknown or 'no params'}"
+        )
     for variant, values in extra["params"].items():
         if not isinstance(values, dict):
-            raise UsageError(f"--params-from: {str(path)!r}: params.{variant} must be a table of parameters, got {type(values).__name__} {values!r}")
+            raise UsageError(
+                f"--params-from: {str(path)!r}: params.{variant} must be a table of parameters, got {type(values).__name__} {values!r}"
+            )
         table.setdefault("params", {}).setdefault(variant, {}).update(values)
     return set(extra["params"])
 
@@ -118,8 +144,9 @@ def absolute_entries(written: Any, folder: Path) -> Any:
     return [str((folder / c.strip()).resolve()) if is_file_entry(c.strip()) else c.strip() for c in written]
 
 
-def load_experiment(experiment: str | None, sets: list[str] = (), params_files: list[str] = (), components: list[str] = (),
-                    **flags: Any) -> ExperimentConfig:
+def load_experiment(
+    experiment: str | None, sets: list[str] = (), params_files: list[str] = (), components: list[str] = (), **flags: Any
+) -> ExperimentConfig:
     """The experiment file (`harness/experiments/default.toml` when none is named), then `[params.*]`
     tables from `params_files` (tuned parameters), then the CLI flags, then `--set` overrides.
     `components` (`--components`, files relative to the working directory) join the file's own
@@ -134,7 +161,10 @@ def load_experiment(experiment: str | None, sets: list[str] = (), params_files: 
 
         plugins.load(list(components), "--components")  # first, so an error names the entry as the user wrote it
         written = table.get("components", [])
-        table["components"] = [*(written if isinstance(written, list) else [written]), *absolute_entries(list(components), Path.cwd())]
+        table["components"] = [
+            *(written if isinstance(written, list) else [written]),
+            *absolute_entries(list(components), Path.cwd()),
+        ]
     named = {file: merge_params(table, Path(file)) for file in params_files}
     if isinstance(flags.get("seeds"), tuple):  # seeds named on the command line replace the file's seeds on demand
         table.pop("min_seeds", None), table.pop("max_seeds", None)
@@ -159,8 +189,10 @@ def load_experiment(experiment: str | None, sets: list[str] = (), params_files: 
     used = set(named_variants) | {c for v in named_variants for c in v.split("+")}
     for file, names in named.items():
         if not names & used:
-            raise UsageError(f"--params-from: {file!r} sets parameters for {', '.join(sorted(names)) or 'nothing'}, "
-                             f"which none of the variants run ({', '.join(cfg.variants)}) uses")
+            raise UsageError(
+                f"--params-from: {file!r} sets parameters for {', '.join(sorted(names)) or 'nothing'}, "
+                f"which none of the variants run ({', '.join(cfg.variants)}) uses"
+            )
     return cfg
 
 

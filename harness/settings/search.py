@@ -1,5 +1,6 @@
 """Tuning's search spaces: the `[search.<variant>]` tables of an experiment, read and checked.
 Each end of each range must itself be an allowed setting of the variant."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,7 +48,9 @@ def check(cfg: ExperimentConfig) -> None:
         if variant not in registry.names():
             raise UsageError(f"{where}: {registry.unknown_message(variant)}")
         if not isinstance(table, dict) or not table:
-            raise UsageError(f"{where}: expected a non-empty table of parameter ranges, e.g. lr = {{low = 1e-4, high = 1e-2, log = true}}")
+            raise UsageError(
+                f"{where}: expected a non-empty table of parameter ranges, e.g. lr = {{low = 1e-4, high = 1e-2, log = true}}"
+            )
         for name, spec in table.items():
             for value in _ends(f"{where}.{name}", spec):
                 _check_end(cfg, variant, name, value, f"{where}.{name}")
@@ -56,7 +59,9 @@ def check(cfg: ExperimentConfig) -> None:
 def _ends(key: str, spec) -> list:
     """The values a dimension can take at its ends (or all its choices), after checking its form."""
     if not isinstance(spec, dict):
-        raise UsageError(f"{key}: expected a table such as {{low = 0.0, high = 0.8}} or {{choices = [...]}}, got {spec!r}")
+        raise UsageError(
+            f"{key}: expected a table such as {{low = 0.0, high = 0.8}} or {{choices = [...]}}, got {spec!r}"
+        )
     unknown = sorted(set(spec) - KEYS)
     if unknown:
         raise UsageError(f"{key}.{unknown[0]}: unknown key; allowed: {', '.join(sorted(KEYS))}")
@@ -82,7 +87,9 @@ def _ends(key: str, spec) -> list:
 def _check_end(cfg: ExperimentConfig, variant: str, name: str, value, key: str) -> None:
     import harness.variants as registry
 
-    probe = dataclasses.replace(cfg, params={**cfg.params, variant: {**cfg.params.get(variant, {}), name: value}}, search={})
+    probe = dataclasses.replace(
+        cfg, params={**cfg.params, variant: {**cfg.params.get(variant, {}), name: value}}, search={}
+    )
     dataset = datasets.get(cfg.data.dataset, cfg.data.image_size)
     try:
         spec = config.resolve(probe, variant, probe.seeds[0])

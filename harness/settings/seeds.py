@@ -1,6 +1,7 @@
 """The runs' seeds and their sources of randomness: `seeds = N`, a list, "auto" (seeds on demand,
 with min_seeds and max_seeds), or a `[seeds]` table with `runs` and a seed per source. One rule
 for the experiment file, `--seeds` and `--set seeds...`."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,12 +20,16 @@ def parse_seeds(value: Any, where: str = "seeds") -> tuple[int, ...]:
     up from 2021), a list names distinct seeds."""
     if isinstance(value, int) and not isinstance(value, bool):
         if not 1 <= value <= MAX_SEED_COUNT:
-            raise UsageError(f"{where}: a seed count must be from 1 to {MAX_SEED_COUNT}, got {value}; name seeds as a list, e.g. [{value}] (--seeds {value},)")
+            raise UsageError(
+                f"{where}: a seed count must be from 1 to {MAX_SEED_COUNT}, got {value}; name seeds as a list, e.g. [{value}] (--seeds {value},)"
+            )
         return tuple(range(DEFAULT_BASE_SEED, DEFAULT_BASE_SEED + value))
     if not isinstance(value, list) or not value:
         raise UsageError(f"{where}: expected a non-empty list of seeds or a count, got {value!r}")
     if len(value) > MAX_SEED_COUNT:
-        raise UsageError(f"{where}: a list of {len(value)} seeds is not allowed; at most {MAX_SEED_COUNT} seeds, as for a count")
+        raise UsageError(
+            f"{where}: a list of {len(value)} seeds is not allowed; at most {MAX_SEED_COUNT} seeds, as for a count"
+        )
     for s in value:
         if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2**32:
             raise UsageError(f"{where}: seed {s!r} is not allowed; expected integers from 0 to 2**32-1")
@@ -51,7 +56,9 @@ def seed_sources(value: Any) -> tuple[Any, Sources, int | str | None]:
     for key in (*SOURCES, "split"):
         v = value.get(key, "run")
         if v != "run" and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**32):
-            raise UsageError(f"seeds.{key}: {v!r} is not allowed; expected \"run\" (follow each run's seed) or a seed from 0 to 2**32-1")
+            raise UsageError(
+                f'seeds.{key}: {v!r} is not allowed; expected "run" (follow each run\'s seed) or a seed from 0 to 2**32-1'
+            )
         pinned[key] = None if v == "run" else v
     split = pinned.pop("split")
     split_seed = None if "split" not in value else ("per_seed" if split is None else split)
@@ -64,14 +71,20 @@ def seed_plan(value: Any, min_seeds: Any, max_seeds: Any) -> tuple[tuple[int, ..
     if value != "auto":
         given = next((k for k, v in (("min_seeds", min_seeds), ("max_seeds", max_seeds)) if v is not None), None)
         if given:
-            raise UsageError(f"{given}: only with seeds = \"auto\" (--seeds auto); remove it or use seeds on demand")
+            raise UsageError(f'{given}: only with seeds = "auto" (--seeds auto); remove it or use seeds on demand')
         if isinstance(value, list) and "auto" in value:
-            raise UsageError("seeds: \"auto\" stands alone (seeds = \"auto\", --seeds auto); it cannot be part of a list of seeds")
+            raise UsageError(
+                'seeds: "auto" stands alone (seeds = "auto", --seeds auto); it cannot be part of a list of seeds'
+            )
         return parse_seeds(value), None
     low = Sequential.min_seeds if min_seeds is None else checks.check_value("min_seeds", min_seeds, int)
     high = Sequential.max_seeds if max_seeds is None else checks.check_value("max_seeds", max_seeds, int)
     if not 2 <= low <= MAX_SEED_COUNT:
-        raise UsageError(f"min_seeds: {low} is not allowed; expected an integer from 2 to {MAX_SEED_COUNT} (the seeds of the first round)")
+        raise UsageError(
+            f"min_seeds: {low} is not allowed; expected an integer from 2 to {MAX_SEED_COUNT} (the seeds of the first round)"
+        )
     if not low <= high <= MAX_SEED_COUNT:
-        raise UsageError(f"max_seeds: {high} is not allowed; expected an integer from min_seeds ({low}) to {MAX_SEED_COUNT}")
+        raise UsageError(
+            f"max_seeds: {high} is not allowed; expected an integer from min_seeds ({low}) to {MAX_SEED_COUNT}"
+        )
     return tuple(range(DEFAULT_BASE_SEED, DEFAULT_BASE_SEED + high)), Sequential(low, high)

@@ -1,6 +1,7 @@
 """The MLflow store's address, checked before any work: the scheme is one the harness supports, a
 SQLite store is a file that outlives the command and is an MLflow store (or empty), a database
 server has its driver installed, and a tracking server answers within seconds."""
+
 from __future__ import annotations
 
 import contextlib
@@ -17,7 +18,12 @@ from harness.tracking import creation
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 SCHEMES = ("sqlite:///", "http://", "https://", "postgresql://", "postgresql+", "mysql://", "mysql+")
-PACKAGES = {"psycopg": "psycopg[binary] (the [team] extra)", "psycopg2": "psycopg2-binary", "mysqldb": "mysqlclient", "pymysql": "pymysql"}
+PACKAGES = {
+    "psycopg": "psycopg[binary] (the [team] extra)",
+    "psycopg2": "psycopg2-binary",
+    "mysqldb": "mysqlclient",
+    "pymysql": "pymysql",
+}
 REACH_SECONDS = 5.0
 MLFLOW_TABLES = {"experiments", "runs", "alembic_version"}
 
@@ -26,7 +32,9 @@ def resolve(setting: str = "", reach: bool = True) -> str:
     """The setting, else $MLFLOW_TRACKING_URI, else a SQLite file in the working directory; checked."""
     uri = setting or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
     if not uri.startswith(SCHEMES):
-        raise UsageError(f"tracking_uri: {uri!r} is not supported; expected one of {', '.join(s + '...' for s in SCHEMES)}")
+        raise UsageError(
+            f"tracking_uri: {uri!r} is not supported; expected one of {', '.join(s + '...' for s in SCHEMES)}"
+        )
     if uri.startswith("sqlite:///"):
         check_sqlite(uri)
     if uri.startswith(("postgresql", "mysql")):
@@ -52,8 +60,10 @@ def check_driver(uri: str, field: str) -> None:
     try:
         (getattr(dialect, "import_dbapi", None) or dialect.dbapi)()
     except ImportError:
-        raise UsageError(f"{field}: {where!r} needs the {dialect.driver} driver; install it with "
-                         f"`pip install {PACKAGES.get(dialect.driver, dialect.driver)}`") from None
+        raise UsageError(
+            f"{field}: {where!r} needs the {dialect.driver} driver; install it with "
+            f"`pip install {PACKAGES.get(dialect.driver, dialect.driver)}`"
+        ) from None
 
 
 def check_database(uri: str, field: str) -> None:
@@ -67,22 +77,28 @@ def check_database(uri: str, field: str) -> None:
             pass
     except sqlalchemy.exc.SQLAlchemyError as e:
         reason = str(getattr(e, "orig", e) or e).strip().splitlines()
-        raise UsageError(f"{field}: cannot reach the database at {uri.split('@')[-1]!r} ({reason[0] if reason else type(e).__name__}); "
-                         "start it, or check the host, port, user and database name") from None
+        raise UsageError(
+            f"{field}: cannot reach the database at {uri.split('@')[-1]!r} ({reason[0] if reason else type(e).__name__}); "
+            "start it, or check the host, port, user and database name"
+        ) from None
     finally:
         engine.dispose()
 
 
 def sqlite_path(uri: str) -> Path:
-    return Path(uri[len("sqlite:///"):])
+    return Path(uri[len("sqlite:///") :])
 
 
 def check_sqlite(uri: str) -> None:
-    raw = uri[len("sqlite:///"):]
+    raw = uri[len("sqlite:///") :]
     if raw in ("", ":memory:") or raw.startswith(("file::memory:", ":memory:")):
-        raise UsageError(f"tracking_uri: {uri!r} is an in-memory store, lost when the command ends; give a file, e.g. {DEFAULT_URI}")
+        raise UsageError(
+            f"tracking_uri: {uri!r} is an in-memory store, lost when the command ends; give a file, e.g. {DEFAULT_URI}"
+        )
     if "?" in raw:
-        raise UsageError(f"tracking_uri: {uri!r}: query options are not supported (the harness sets the SQLite timeouts itself); give sqlite:///PATH")
+        raise UsageError(
+            f"tracking_uri: {uri!r}: query options are not supported (the harness sets the SQLite timeouts itself); give sqlite:///PATH"
+        )
     path = Path(raw)
     folder = path.resolve().parent
     if not folder.is_dir() or not os.access(folder, os.W_OK):
@@ -91,30 +107,50 @@ def check_sqlite(uri: str) -> None:
         return
     if not path.is_file():
         raise UsageError(f"tracking_uri: {raw!r} is not a file; expected an MLflow SQLite store")
-    if not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222:  # root may write anything: the mode says what was meant
-        raise UsageError(f"tracking_uri: {raw!r} is read-only; the harness writes to its store (make it writable or choose another)")
+    if (
+        not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222
+    ):  # root may write anything: the mode says what was meant
+        raise UsageError(
+            f"tracking_uri: {raw!r} is read-only; the harness writes to its store (make it writable or choose another)"
+        )
     if path.stat().st_size == 0:
         return
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path.resolve()}?mode={creation.open_mode(path.resolve())}", uri=True, timeout=30)) as db:
+        with contextlib.closing(
+            sqlite3.connect(f"file:{path.resolve()}?mode={creation.open_mode(path.resolve())}", uri=True, timeout=30)
+        ) as db:
             tables = {row[0] for row in db.execute("select name from sqlite_master where type = 'table'")}
-            versions = {row[0] for row in db.execute("select version_num from alembic_version")} if "alembic_version" in tables else set()
+            versions = (
+                {row[0] for row in db.execute("select version_num from alembic_version")}
+                if "alembic_version" in tables
+                else set()
+            )
     except sqlite3.DatabaseError as e:
-        if shutil.disk_usage(folder).free < 1 << 20:  # SQLite cannot make the files it reads through: a full disk, not a broken store
-            raise UsageError(f"tracking_uri: cannot open {raw!r}: its disk is full ({e}); make room, the store itself is unchanged") from None
-        raise UsageError(f"tracking_uri: {raw!r} is not a readable SQLite database ({e}); move it away or choose another file") from None
+        if (
+            shutil.disk_usage(folder).free < 1 << 20
+        ):  # SQLite cannot make the files it reads through: a full disk, not a broken store
+            raise UsageError(
+                f"tracking_uri: cannot open {raw!r}: its disk is full ({e}); make room, the store itself is unchanged"
+            ) from None
+        raise UsageError(
+            f"tracking_uri: {raw!r} is not a readable SQLite database ({e}); move it away or choose another file"
+        ) from None
     if creation.half_made(uri):
         return  # an interrupted first run's store, with no runs in it: `run` makes it again (harness/tracking/creation.py)
     if tables and not MLFLOW_TABLES <= tables:
-        raise UsageError(f"tracking_uri: {raw!r} is an SQLite database without MLflow's tables (it holds {', '.join(sorted(tables)[:3])}...); "
-                         "the harness will not convert it: choose another file")
+        raise UsageError(
+            f"tracking_uri: {raw!r} is an SQLite database without MLflow's tables (it holds {', '.join(sorted(tables)[:3])}...); "
+            "the harness will not convert it: choose another file"
+        )
     known = known_schema_versions()
     unknown = versions - known if known else set()
     if unknown:
         import mlflow
 
-        raise UsageError(f"tracking_uri: {raw!r} has database schema {', '.join(sorted(unknown))}, which this MLflow ({mlflow.__version__}) "
-                         "does not know: it was written by a newer MLflow; upgrade mlflow (pip install -U mlflow) to use it")
+        raise UsageError(
+            f"tracking_uri: {raw!r} has database schema {', '.join(sorted(unknown))}, which this MLflow ({mlflow.__version__}) "
+            "does not know: it was written by a newer MLflow; upgrade mlflow (pip install -U mlflow) to use it"
+        )
 
 
 def known_schema_versions() -> set[str]:
@@ -133,12 +169,16 @@ def check_server(uri: str) -> None:
             response.read(64)
     except urllib.error.HTTPError as e:
         if e.code == 404 and not _answers_mlflow_api(uri):
-            raise UsageError(f"tracking_uri: {uri!r} answers HTTP 404 for /health and for MLflow's REST API: it is not an MLflow "
-                             "tracking server (check the host, port and path)") from None
+            raise UsageError(
+                f"tracking_uri: {uri!r} answers HTTP 404 for /health and for MLflow's REST API: it is not an MLflow "
+                "tracking server (check the host, port and path)"
+            ) from None
         return  # it answered (a proxy, an older server without /health, one that wants credentials): reachable
     except (OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
-        raise UsageError(f"tracking_uri: cannot reach the MLflow server at {uri!r} ({reason}); start it or check the address") from None
+        raise UsageError(
+            f"tracking_uri: cannot reach the MLflow server at {uri!r} ({reason}); start it or check the address"
+        ) from None
 
 
 def _answers_mlflow_api(uri: str) -> bool:
@@ -146,7 +186,9 @@ def _answers_mlflow_api(uri: str) -> bool:
     import json
 
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1", timeout=REACH_SECONDS) as r:
+        with urllib.request.urlopen(
+            f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1", timeout=REACH_SECONDS
+        ) as r:
             r.read(64)
         return True
     except urllib.error.HTTPError as e:
@@ -170,21 +212,29 @@ def relocate_artifacts(uri: str, experiment: str) -> bool:
     new = (sqlite_path(uri).resolve().parent / "mlartifacts" / experiment).as_uri()
     try:
         with contextlib.closing(sqlite3.connect(sqlite_path(uri), timeout=30)) as db, db:
-            row = db.execute("select experiment_id, artifact_location from experiments where name = ?", (experiment,)).fetchone()
+            row = db.execute(
+                "select experiment_id, artifact_location from experiments where name = ?", (experiment,)
+            ).fetchone()
             if row is None or row[1] == new or not str(row[1]).startswith("file://"):
                 return False
             eid, old = row
             db.execute("update experiments set artifact_location = ? where experiment_id = ?", (new, eid))
-            for run_id, where in db.execute("select run_uuid, artifact_uri from runs where experiment_id = ? and substr(artifact_uri, 1, ?) = ?",
-                                            (eid, len(old), old)).fetchall():
+            for run_id, where in db.execute(
+                "select run_uuid, artifact_uri from runs where experiment_id = ? and substr(artifact_uri, 1, ?) = ?",
+                (eid, len(old), old),
+            ).fetchall():
                 if _follows(where, old, new):
-                    db.execute("update runs set artifact_uri = ? where run_uuid = ?", (new + where[len(old):], run_id))
-            for name, version, source, stored in db.execute("select name, version, source, storage_location from model_versions "
-                                                            "where substr(source, 1, ?) = ?", (len(old), old)).fetchall():
+                    db.execute("update runs set artifact_uri = ? where run_uuid = ?", (new + where[len(old) :], run_id))
+            for name, version, source, stored in db.execute(
+                "select name, version, source, storage_location from model_versions where substr(source, 1, ?) = ?",
+                (len(old), old),
+            ).fetchall():
                 if _follows(source, old, new):
-                    moved = stored if not str(stored or "").startswith(old) else new + stored[len(old):]
-                    db.execute("update model_versions set source = ?, storage_location = ? where name = ? and version = ?",
-                               (new + source[len(old):], moved, name, version))
+                    moved = stored if not str(stored or "").startswith(old) else new + stored[len(old) :]
+                    db.execute(
+                        "update model_versions set source = ?, storage_location = ? where name = ? and version = ?",
+                        (new + source[len(old) :], moved, name, version),
+                    )
     except sqlite3.Error:
         return False
     return True
@@ -197,4 +247,4 @@ def _follows(where: str, old: str, new: str) -> bool:
     def local(u: str) -> Path:
         return Path(unquote(urlparse(u).path))
 
-    return local(new + where[len(old):]).exists() or not local(where).exists()
+    return local(new + where[len(old) :]).exists() or not local(where).exists()

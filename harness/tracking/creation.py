@@ -4,6 +4,7 @@ every later command refused. Here the store is built under a temporary name besi
 and renamed into place, under a lock beside it, so a kill at any moment leaves no store or a
 whole one. A half-made store that holds no runs (left by an older version, or by MLflow itself)
 is made again the same way; one that holds runs is never touched."""
+
 from __future__ import annotations
 
 import contextlib
@@ -22,7 +23,7 @@ def ensure(uri: str) -> str:
     half-made one was replaced ('' otherwise, and for stores that are not SQLite files)."""
     if not uri.startswith("sqlite:///"):
         return ""
-    path = Path(uri[len("sqlite:///"):]).resolve()
+    path = Path(uri[len("sqlite:///") :]).resolve()
     with file_lock(path.with_name(f".{path.name}.create.lock")):
         _sweep(path)
         state = _state(path)
@@ -45,7 +46,7 @@ def ensure(uri: str) -> str:
 
 def half_made(uri: str) -> bool:
     """Whether the SQLite store at `uri` is a half-made one (no runs in it; `run` makes it again)."""
-    return uri.startswith("sqlite:///") and _state(Path(uri[len("sqlite:///"):]).resolve()) == "half-made"
+    return uri.startswith("sqlite:///") and _state(Path(uri[len("sqlite:///") :]).resolve()) == "half-made"
 
 
 def _sweep(path: Path) -> None:
@@ -57,7 +58,7 @@ def _sweep(path: Path) -> None:
 
 
 def _state(path: Path) -> str:
-    """"missing", "half-made" (empty, or only MLflow's tables at an older or no revision, and no runs
+    """ "missing", "half-made" (empty, or only MLflow's tables at an older or no revision, and no runs
     in them) or "whole": anything else, including files that are not MLflow's (another program's
     database, a newer MLflow's store), which are never replaced; the address check names those."""
     if not path.exists():
@@ -74,7 +75,11 @@ def _state(path: Path) -> str:
             head, revisions, known_tables = _known()
             if not tables <= known_tables:
                 return "whole"  # not only MLflow's tables: someone else's data
-            version = db.execute("select version_num from alembic_version").fetchone() if "alembic_version" in tables else None
+            version = (
+                db.execute("select version_num from alembic_version").fetchone()
+                if "alembic_version" in tables
+                else None
+            )
             if version is not None and (version[0] == head or version[0] not in revisions):
                 return "whole"  # complete, or written by a newer MLflow
             runs = db.execute("select count(*) from runs").fetchone()[0] if "runs" in tables else 0

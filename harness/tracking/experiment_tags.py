@@ -1,6 +1,7 @@
 """What a `run` records on its MLflow experiment so that `report`, `plan` and `promote` can rebuild
 its analysis from the store alone: the parents it used, its design, its `[analysis]` settings and
 its seeds-on-demand design (JSON in the tags of harness/tracking/names.py), and reading them back."""
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,9 @@ class SeedsOnDemand:
     first_seed: int
     baseline: str
     variants: tuple[str, ...]  # compared with the baseline
-    changes: tuple[str, ...] = ()  # frozen settings changed with --redesign after the design started ("max_seeds 12 → 20")
+    changes: tuple[
+        str, ...
+    ] = ()  # frozen settings changed with --redesign after the design started ("max_seeds 12 → 20")
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -38,8 +41,12 @@ class SeedsOnDemand:
 
 def of_run(cfg, parent_ids: list[str]) -> dict[str, str]:
     """The tags a `run` of `cfg` (an ExperimentConfig) sets on its experiment, given the parent runs it used."""
-    return {REPORT_PARENTS_TAG: ",".join(dict.fromkeys(p for p in parent_ids if p)), DESIGN_TAG: designs.to_tag(cfg.design),
-            ANALYSIS_TAG: analysis_tag(cfg.analysis), SEQUENTIAL_TAG: sequential_tag(cfg)}
+    return {
+        REPORT_PARENTS_TAG: ",".join(dict.fromkeys(p for p in parent_ids if p)),
+        DESIGN_TAG: designs.to_tag(cfg.design),
+        ANALYSIS_TAG: analysis_tag(cfg.analysis),
+        SEQUENTIAL_TAG: sequential_tag(cfg),
+    }
 
 
 def analysis_tag(analysis: Analysis) -> str:
@@ -51,14 +58,23 @@ def sequential_tag(cfg) -> str:
     """The seeds-on-demand settings of a `run`, as recorded on the MLflow experiment ('' for fixed seeds)."""
     if not cfg.sequential:
         return ""
-    return json.dumps({"min_seeds": cfg.sequential.min_seeds, "max_seeds": cfg.sequential.max_seeds, "first_seed": cfg.seeds[0],
-                       "baseline": cfg.baseline, "variants": [v for v in cfg.variants if v != cfg.baseline]})
+    return json.dumps(
+        {
+            "min_seeds": cfg.sequential.min_seeds,
+            "max_seeds": cfg.sequential.max_seeds,
+            "first_seed": cfg.seeds[0],
+            "baseline": cfg.baseline,
+            "variants": [v for v in cfg.variants if v != cfg.baseline],
+        }
+    )
 
 
 def _foreign(tag: str, text: str, error: Exception, instead: str) -> None:
     """One line on stderr for a tag the harness did not write as it stands (edited by hand, say)."""
-    print(f"warning: experiment tag {tag} = {text[:80]!r} is not what the harness writes ({type(error).__name__}: {error}); {instead}",
-          file=sys.stderr)
+    print(
+        f"warning: experiment tag {tag} = {text[:80]!r} is not what the harness writes ({type(error).__name__}: {error}); {instead}",
+        file=sys.stderr,
+    )
 
 
 def design_of(tags: dict[str, str]) -> Design:
@@ -90,9 +106,16 @@ def sequential_of(tags: dict[str, str]) -> SeedsOnDemand | None:
         return None
     try:
         s = json.loads(text)
-        changes = tuple(f"{c.get('setting')} {c.get('from')} → {c.get('to')}" for c in redesigns(tags) if isinstance(c, dict))
-        return SeedsOnDemand(Sequential(int(s["min_seeds"]), int(s["max_seeds"])), int(s["first_seed"]), str(s["baseline"]),
-                             tuple(map(str, s["variants"])), changes)
+        changes = tuple(
+            f"{c.get('setting')} {c.get('from')} → {c.get('to')}" for c in redesigns(tags) if isinstance(c, dict)
+        )
+        return SeedsOnDemand(
+            Sequential(int(s["min_seeds"]), int(s["max_seeds"])),
+            int(s["first_seed"]),
+            str(s["baseline"]),
+            tuple(map(str, s["variants"])),
+            changes,
+        )
     except Exception as e:  # noqa: BLE001 - any edit of the tag
         _foreign(SEQUENTIAL_TAG, text, e, "the runs are reported as fixed seeds")
         return None
@@ -101,14 +124,30 @@ def sequential_of(tags: dict[str, str]) -> SeedsOnDemand | None:
 # The settings of a seeds-on-demand design that its past rounds were decided under, by the name
 # the experiment file gives them: changing one after results exist replays those rounds with other
 # boundaries (raising max_seeds after an inconclusive end lifts the false-verdict rate to ~7.8%).
-FROZEN = ("min_seeds", "max_seeds", "first seed", "analysis.margin", "analysis.alpha", "analysis.test", "baseline", "variants")
+FROZEN = (
+    "min_seeds",
+    "max_seeds",
+    "first seed",
+    "analysis.margin",
+    "analysis.alpha",
+    "analysis.test",
+    "baseline",
+    "variants",
+)
 
 
 def design_record(cfg) -> dict:
     """The frozen settings of a seeds-on-demand `run` of `cfg`."""
-    return {"min_seeds": cfg.sequential.min_seeds, "max_seeds": cfg.sequential.max_seeds, "first seed": cfg.seeds[0],
-            "analysis.margin": cfg.analysis.margin, "analysis.alpha": cfg.analysis.alpha, "analysis.test": cfg.analysis.test,
-            "baseline": cfg.baseline, "variants": ",".join(sorted(v for v in cfg.variants if v != cfg.baseline))}  # Holm's m
+    return {
+        "min_seeds": cfg.sequential.min_seeds,
+        "max_seeds": cfg.sequential.max_seeds,
+        "first seed": cfg.seeds[0],
+        "analysis.margin": cfg.analysis.margin,
+        "analysis.alpha": cfg.analysis.alpha,
+        "analysis.test": cfg.analysis.test,
+        "baseline": cfg.baseline,
+        "variants": ",".join(sorted(v for v in cfg.variants if v != cfg.baseline)),
+    }  # Holm's m
 
 
 def design_changes(tags: dict[str, str], cfg) -> list[tuple[str, object, object]]:
@@ -128,8 +167,13 @@ def _recorded_before(tags: dict[str, str]) -> dict:
     if not tags.get(SEQUENTIAL_TAG):
         return {}
     s, a = json.loads(tags[SEQUENTIAL_TAG]), json.loads(tags.get(ANALYSIS_TAG) or "{}")
-    out = {"min_seeds": s["min_seeds"], "max_seeds": s["max_seeds"], "first seed": s["first_seed"], "baseline": s["baseline"],
-           "variants": ",".join(sorted(s["variants"]))}
+    out = {
+        "min_seeds": s["min_seeds"],
+        "max_seeds": s["max_seeds"],
+        "first seed": s["first_seed"],
+        "baseline": s["baseline"],
+        "variants": ",".join(sorted(s["variants"])),
+    }
     out.update({f"analysis.{k}": a[k] for k in ("margin", "alpha", "test") if k in a})
     return out
 

@@ -10,6 +10,7 @@ under `harness` carry their own copy of the top-level `variants` package and kee
 run here against ~0.13 s. Its signature is a float32 batch of N×C×H×W images in [0, 1] (as the
 engine feeds them) to class logits, with two test images as the input example.
 """
+
 from __future__ import annotations
 
 import copy
@@ -54,9 +55,15 @@ def log_model(client, run_id: str, model: nn.Module, example: torch.Tensor, code
         logits = net(torch.from_numpy(x)).numpy()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / MODEL
-        mlflow.pytorch.save_model(net, str(folder), signature=infer_signature(x, logits), input_example=x,
-                                  pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"], serialization_format="pickle",
-                                  code_paths=list(code) or None)
+        mlflow.pytorch.save_model(
+            net,
+            str(folder),
+            signature=infer_signature(x, logits),
+            input_example=x,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            serialization_format="pickle",
+            code_paths=list(code) or None,
+        )
         client.log_artifacts(run_id, str(folder), MODEL)
 
 
@@ -75,9 +82,13 @@ def dataset_inputs(dataset: str, identity: str, split: str, test: str, sizes: di
     out = []
     for part, context in CONTEXTS:
         digest = test if part == "test" else split
-        entity = Dataset(name=f"{dataset}-{part}", digest=digest, source_type="local",
-                         source=json.dumps({"dataset": identity, "part": part}),
-                         profile=json.dumps({"num_rows": sizes[part]}))
+        entity = Dataset(
+            name=f"{dataset}-{part}",
+            digest=digest,
+            source_type="local",
+            source=json.dumps({"dataset": identity, "part": part}),
+            profile=json.dumps({"num_rows": sizes[part]}),
+        )
         out.append(DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)]))
     return out
 
@@ -115,5 +126,7 @@ class Registry:
             return self.client.create_model_version(name, source, run_id=run_id, tags=tags)
         except Exception as e:  # noqa: BLE001 - MLflow wraps the driver's error in its own types
             if unwritable(e):
-                raise StoreError(f"the MLflow store cannot be written ({unwritable(e)}); no version was registered") from None
+                raise StoreError(
+                    f"the MLflow store cannot be written ({unwritable(e)}); no version was registered"
+                ) from None
             raise

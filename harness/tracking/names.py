@@ -2,9 +2,17 @@
 on an experiment and on a parent, and the artifact paths of a seed run. The writers (the store,
 a finished run's record, model logging) and the readers (readback, the report) import them from
 here, so a name is spelt once."""
+
 from __future__ import annotations
 
-EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_acc", "epoch_seconds")  # logged per epoch (step = epoch)
+EPOCH_METRICS = (
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "gap_acc",
+    "epoch_seconds",
+)  # logged per epoch (step = epoch)
 
 # On the MLflow experiment: what the last `run` used (harness/tracking/experiment_tags.py reads and writes them).
 REPORT_PARENTS_TAG = "harness.report_parents"  # the parents of the last `run`: preferred when a variant has several
@@ -15,17 +23,32 @@ SEQUENTIAL_FROZEN_TAG = "harness.sequential_design"  # seeds on demand: the desi
 SEQUENTIAL_CHANGES_TAG = "harness.sequential_changes"  # its settings changed later with --redesign, as JSON (a list)
 VERDICT_TAG = "harness.verdict"  # on a parent: its verdict against the baseline in the last report
 ERROR_TAG = "harness.error"  # on a seed run: why it FAILED or was KILLED ('' once it resumes)
-NOTE_TAG = "harness.note"  # on a seed run: what its numbers cannot show (resumed on another device type: engine.device_note)
+NOTE_TAG = (
+    "harness.note"  # on a seed run: what its numbers cannot show (resumed on another device type: engine.device_note)
+)
 
 # On runs: what every run of a command carries (provenance.run_tags), what names a parent or a seed run, and how it trained.
 EXPERIMENT_TAG, BASELINE_TAG, COMMAND_TAG = "harness.experiment", "harness.baseline", "harness.command"
 DATASET_TAG, SPLIT_TAG, CONFIG_HASH_TAG = "harness.dataset", "harness.split_fingerprint", "harness.config_hash"
 COMMIT_TAG, DEVICE_TAG = "harness.git_commit", "harness.device"
-VERSION_PREFIX, ENV_PREFIX = "harness.version.", "harness.env."  # + a package; + a determinism setting (provenance.determinism)
-VARIANT_TAG, SEED_TAG, ROLE_TAG = "harness.variant", "harness.seed", "harness.role"  # role: variant (a parent), seed, replaced, study, trial
-VARIANT_KEY_TAG, RUN_KEY_TAG = "harness.variant_key", "harness.run_key"  # what a later command finds a parent and a seed run by
+VERSION_PREFIX, ENV_PREFIX = (
+    "harness.version.",
+    "harness.env.",
+)  # + a package; + a determinism setting (provenance.determinism)
+VARIANT_TAG, SEED_TAG, ROLE_TAG = (
+    "harness.variant",
+    "harness.seed",
+    "harness.role",
+)  # role: variant (a parent), seed, replaced, study, trial
+VARIANT_KEY_TAG, RUN_KEY_TAG = (
+    "harness.variant_key",
+    "harness.run_key",
+)  # what a later command finds a parent and a seed run by
 REPLACED_BY_TAG = "harness.replaced_by"  # on a replaced seed run: the run that replaced it
-FUSED_TAG, FUSED_GROUP_TAG = "harness.fused", "harness.fused_group"  # a seed run trained in a fused group: its size and its id
+FUSED_TAG, FUSED_GROUP_TAG = (
+    "harness.fused",
+    "harness.fused_group",
+)  # a seed run trained in a fused group: its size and its id
 # On tuning runs (harness/tuning): the study, its settings, each trial and its state.
 STUDY_TAG, STORAGE_TAG, PRUNER_TAG = "harness.study", "harness.storage", "harness.pruner"
 TRIAL_TAG, TRIAL_STATE_TAG = "harness.trial", "harness.trial_state"
@@ -45,12 +68,20 @@ CURVES_PLOT, CONFUSION_PLOT = "learning_curves.png", "confusion_matrix.png"
 
 def epoch_metrics(s) -> dict[str, float]:
     """The per-epoch metrics of an engine.EpochStats, named as EPOCH_METRICS."""
-    values = {"train_loss": s.train_loss, "train_acc": s.train_acc, "val_loss": s.val_loss, "val_acc": s.val_acc,
-              "gap_acc": s.train_acc - s.val_acc, "epoch_seconds": s.seconds}
+    values = {
+        "train_loss": s.train_loss,
+        "train_acc": s.train_acc,
+        "val_loss": s.val_loss,
+        "val_acc": s.val_acc,
+        "gap_acc": s.train_acc - s.val_acc,
+        "epoch_seconds": s.seconds,
+    }
     return {k: values[k] for k in EPOCH_METRICS}
 
 
-REPLACED_ROLE = "replaced"  # a seed run that `run --rerun` replaced but kept, because a registered model version points at it
+REPLACED_ROLE = (
+    "replaced"  # a seed run that `run --rerun` replaced but kept, because a registered model version points at it
+)
 
 
 def seed_of(tags: dict[str, str]) -> int | None:

@@ -1,4 +1,5 @@
 """Where a run's numbers came from: git commit, library versions, device and determinism settings."""
+
 from __future__ import annotations
 
 import platform
@@ -23,7 +24,12 @@ def git_commit() -> str:
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
         if sha.returncode != 0:
             return ""
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -50,7 +56,9 @@ def resolve_device(setting: str) -> torch.device:
             raise UsageError(f"train.device: {setting!r} was requested but CUDA is not available here; use cpu or auto")
         index = int(setting.split(":")[1]) if ":" in setting else 0
         if index >= torch.cuda.device_count():
-            raise UsageError(f"train.device: {setting!r} does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise UsageError(
+                f"train.device: {setting!r} does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
     return torch.device(setting)
 
 
@@ -66,7 +74,9 @@ def determinism(device: torch.device) -> dict[str, str]:
         "cudnn_deterministic": str(torch.backends.cudnn.deterministic),
         "cudnn_benchmark": str(torch.backends.cudnn.benchmark),
         "deterministic_algorithms": str(torch.are_deterministic_algorithms_enabled()),
-        "tf32_matmul": str(torch.backends.cuda.matmul.allow_tf32),  # off for precision = fp32 (engine.set_float_precision)
+        "tf32_matmul": str(
+            torch.backends.cuda.matmul.allow_tf32
+        ),  # off for precision = fp32 (engine.set_float_precision)
         "tf32_cudnn": str(torch.backends.cudnn.allow_tf32),
     }
 

@@ -7,6 +7,7 @@ settings (SHARED below) match the baseline's; else the newest. So every variant
 the experiment ever trained is in the report, and one trained under other settings is shown as
 not comparable rather than dropped.
 """
+
 from __future__ import annotations
 
 import sys
@@ -54,12 +55,16 @@ def require_store(uri: str) -> None:
     from harness.tracking.addresses import sqlite_path
 
     if uri.startswith("sqlite:///") and not sqlite_path(uri).is_file():
-        raise UsageError(f"tracking_uri: no MLflow store at {str(sqlite_path(uri))!r}; run `python -m harness run` first or pass --tracking-uri")
+        raise UsageError(
+            f"tracking_uri: no MLflow store at {str(sqlite_path(uri))!r}; run `python -m harness run` first or pass --tracking-uri"
+        )
     from harness.tracking import creation
 
     if creation.half_made(uri):
-        raise UsageError(f"tracking_uri: the store {str(sqlite_path(uri))!r} was left half-made by an interrupted first run and holds no runs; "
-                         "`python -m harness run` makes it again")
+        raise UsageError(
+            f"tracking_uri: the store {str(sqlite_path(uri))!r} was left half-made by an interrupted first run and holds no runs; "
+            "`python -m harness run` makes it again"
+        )
 
 
 def experiment_tags(uri: str, experiment: str) -> dict[str, str]:
@@ -69,11 +74,15 @@ def experiment_tags(uri: str, experiment: str) -> dict[str, str]:
     return dict(found.tags) if found else {}
 
 
-def choose_parents(parents: list[tuple[str, str, int, dict[str, str]]], baseline: str, preferred: set[str]) -> dict[str, str]:
+def choose_parents(
+    parents: list[tuple[str, str, int, dict[str, str]]], baseline: str, preferred: set[str]
+) -> dict[str, str]:
     """variant -> parent run id, from (run id, variant, start time, params) of every parent."""
     newest_first = sorted(parents, key=lambda p: p[2], reverse=True)
     chosen = {v: rid for rid, v, _, _ in newest_first[::-1] if rid in preferred}
-    base = next((p for p in newest_first if p[0] == chosen.get(baseline)), None) or next((p for p in newest_first if p[1] == baseline), None)
+    base = next((p for p in newest_first if p[0] == chosen.get(baseline)), None) or next(
+        (p for p in newest_first if p[1] == baseline), None
+    )
     if base is not None:
         chosen.setdefault(baseline, base[0])
         for rid, variant, _, params in newest_first:
@@ -97,32 +106,67 @@ def read_runs(uri: str, experiment: str) -> list[SeedRun]:
     if found is None:
         raise UsageError(f"--experiment: no experiment named {experiment!r} in the store {uri}")
     eid = found.experiment_id
-    parents = [p for p in client.search_runs([eid], filter_string="tags.`harness.role` = 'variant'", max_results=10_000)
-               if p.data.tags.get(names.VARIANT_TAG)]  # a run tagged so by hand, without its variant, is not a variant's parent
-    baseline = max(parents, key=lambda p: p.info.start_time).data.tags.get(names.BASELINE_TAG, "baseline") if parents else "baseline"
-    latest = choose_parents([(p.info.run_id, p.data.tags[names.VARIANT_TAG], p.info.start_time, dict(p.data.params)) for p in parents],
-                            baseline, set(found.tags.get(REPORT_PARENTS_TAG, "").split(",")) - {""})
+    parents = [
+        p
+        for p in client.search_runs([eid], filter_string="tags.`harness.role` = 'variant'", max_results=10_000)
+        if p.data.tags.get(names.VARIANT_TAG)
+    ]  # a run tagged so by hand, without its variant, is not a variant's parent
+    baseline = (
+        max(parents, key=lambda p: p.info.start_time).data.tags.get(names.BASELINE_TAG, "baseline")
+        if parents
+        else "baseline"
+    )
+    latest = choose_parents(
+        [(p.info.run_id, p.data.tags[names.VARIANT_TAG], p.info.start_time, dict(p.data.params)) for p in parents],
+        baseline,
+        set(found.tags.get(REPORT_PARENTS_TAG, "").split(",")) - {""},
+    )
     runs = []
     for variant, parent_id in sorted(latest.items()):
-        children = client.search_runs([eid], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=10_000)
+        children = client.search_runs(
+            [eid], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=10_000
+        )
         best_by_seed: dict[int, Any] = {}
         for r in sorted(children, key=lambda r: r.info.start_time):
             if not counts_as_seed_run(r.data.tags):
-                if r.data.tags.get(names.ROLE_TAG, "seed") == "seed":  # a replaced run, kept for its model version, is no news
-                    print(f"warning: run {r.info.run_id} under {variant}'s parent run {parent_id} has no valid harness.seed tag "
-                          f"({r.data.tags.get(names.SEED_TAG, 'none')!r}; not a run the harness wrote): left out", file=sys.stderr)
+                if (
+                    r.data.tags.get(names.ROLE_TAG, "seed") == "seed"
+                ):  # a replaced run, kept for its model version, is no news
+                    print(
+                        f"warning: run {r.info.run_id} under {variant}'s parent run {parent_id} has no valid harness.seed tag "
+                        f"({r.data.tags.get(names.SEED_TAG, 'none')!r}; not a run the harness wrote): left out",
+                        file=sys.stderr,
+                    )
                 continue
             seed = seed_of(r.data.tags)
             prev = best_by_seed.get(seed)
             if prev is None or prev.info.status != "FINISHED":  # a finished run wins over a failed one
                 best_by_seed[seed] = r
         for seed, r in sorted(best_by_seed.items()):
-            history = {key: sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id, key)) for key in EPOCH_METRICS}
-            classes, confusion, predictions = _artifacts(client, r.info.run_id) if r.info.status == "FINISHED" else ((), None, None)
-            runs.append(SeedRun(
-                r.info.run_id, parent_id, variant, seed, r.info.status, r.info.start_time,
-                dict(r.data.params), dict(r.data.tags), dict(r.data.metrics), history, confusion, classes, predictions,
-            ))
+            history = {
+                key: sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id, key))
+                for key in EPOCH_METRICS
+            }
+            classes, confusion, predictions = (
+                _artifacts(client, r.info.run_id) if r.info.status == "FINISHED" else ((), None, None)
+            )
+            runs.append(
+                SeedRun(
+                    r.info.run_id,
+                    parent_id,
+                    variant,
+                    seed,
+                    r.info.status,
+                    r.info.start_time,
+                    dict(r.data.params),
+                    dict(r.data.tags),
+                    dict(r.data.metrics),
+                    history,
+                    confusion,
+                    classes,
+                    predictions,
+                )
+            )
     return runs
 
 

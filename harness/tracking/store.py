@@ -4,6 +4,7 @@ on the parent. Reading an experiment back is harness/tracking/readback.py.
 
 The rest of the harness never imports mlflow; it calls these modules.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,7 +23,15 @@ from harness.base.files import file_lock
 from harness.tracking import names
 from harness.tracking.names import VERDICT_TAG
 
-FINAL_AGGREGATES = ("best_val_acc", "final_val_acc", "final_val_loss", "test_acc", "test_loss", "test_acc_last", "epoch_seconds_mean")
+FINAL_AGGREGATES = (
+    "best_val_acc",
+    "final_val_acc",
+    "final_val_loss",
+    "test_acc",
+    "test_loss",
+    "test_acc_last",
+    "epoch_seconds_mean",
+)
 
 
 def quiet_mlflow():
@@ -52,7 +61,7 @@ def resolve_uri(setting: str = "", reach: bool = True) -> str:
 def artifact_root(uri: str) -> str | None:
     """Artifacts of a SQLite store live beside the database file, in `mlartifacts/`."""
     if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
+        return (Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts").as_uri()
     return None
 
 
@@ -69,7 +78,13 @@ def store_lock(folder: Path):
 # runner inserted in between (the transaction is rolled back whole; the retry updates that row).
 _TRANSIENT = ("locked", "busy", "UNIQUE constraint failed")
 # Errors that mean the store cannot take writes at all (its disk is full or failing, it became read-only).
-_UNWRITABLE = ("disk I/O error", "database or disk is full", "readonly database", "unable to open database file", "No space left")
+_UNWRITABLE = (
+    "disk I/O error",
+    "database or disk is full",
+    "readonly database",
+    "unable to open database file",
+    "No space left",
+)
 
 
 def unwritable(error: BaseException) -> str:
@@ -91,6 +106,7 @@ def _retrying(fn):
                 if not any(s in str(e) for s in _TRANSIENT) or attempt == 29:
                     raise
                 time.sleep(0.1 + 0.05 * attempt)
+
     return call
 
 
@@ -122,14 +138,18 @@ class Tracker:
             found = self.client.get_experiment_by_name(experiment)
             _enable_wal(uri)
             if found is None:
-                self.experiment_id = self.client.create_experiment(experiment, artifact_location=_experiment_artifacts(uri, experiment))
+                self.experiment_id = self.client.create_experiment(
+                    experiment, artifact_location=_experiment_artifacts(uri, experiment)
+                )
             else:
                 self.experiment_id = found.experiment_id
                 from harness.tracking import addresses
 
                 addresses.relocate_artifacts(uri, experiment)  # the project folder moved: artifacts follow the store
 
-    def named_run(self, role: str, name: str, match: dict[str, str], tags: dict[str, str], params: dict[str, Any] | None = None) -> tuple[str, bool]:
+    def named_run(
+        self, role: str, name: str, match: dict[str, str], tags: dict[str, str], params: dict[str, Any] | None = None
+    ) -> tuple[str, bool]:
         """The run of `role` whose tags include `match`, created on first use (named `name`, with
         `tags` and `params`); returns its id and whether it was created now."""
         where = " and ".join([f"tags.`harness.role` = '{role}'", *(f"tags.`{k}` = '{v}'" for k, v in match.items())])
@@ -137,20 +157,26 @@ class Tracker:
             found = self._search(where)
             if found:
                 return found[0].info.run_id, False
-            run_id = _retrying(self.client.create_run)(self.experiment_id, run_name=name, tags={**tags, **match, names.ROLE_TAG: role}).info.run_id
+            run_id = _retrying(self.client.create_run)(
+                self.experiment_id, run_name=name, tags={**tags, **match, names.ROLE_TAG: role}
+            ).info.run_id
         self._log_params(run_id, params or {})
         return run_id, True
 
     def parent(self, variant: str, key: str, tags: dict[str, str], params: dict[str, Any], inputs: list = ()) -> str:
         """The variant's parent run for this configuration, created on first use (with the dataset `inputs`)."""
-        run_id, created = self.named_run("variant", variant, {names.VARIANT_KEY_TAG: key}, {**tags, names.VARIANT_TAG: variant}, params)
+        run_id, created = self.named_run(
+            "variant", variant, {names.VARIANT_KEY_TAG: key}, {**tags, names.VARIANT_TAG: variant}, params
+        )
         if created and inputs:
             self.log_inputs(run_id, list(inputs))
         return run_id
 
     def child_run(self, parent_id: str, role: str, name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
         """A new run under `parent_id` (a seed run under its variant, a trial under its study)."""
-        run = _retrying(self.client.create_run)(self.experiment_id, run_name=name, tags={**tags, "mlflow.parentRunId": parent_id, names.ROLE_TAG: role})
+        run = _retrying(self.client.create_run)(
+            self.experiment_id, run_name=name, tags={**tags, "mlflow.parentRunId": parent_id, names.ROLE_TAG: role}
+        )
         self._log_params(run.info.run_id, params)
         return run.info.run_id
 
@@ -176,8 +202,19 @@ class Tracker:
     def runs_with_key(self, key: str) -> list[KeyedRun]:
         """The live (not deleted) seed runs of a run key, oldest first."""
         found = self._search(f"tags.`harness.role` = 'seed' and tags.`harness.run_key` = '{key}'")
-        return sorted((KeyedRun(r.info.run_id, r.info.status, r.info.start_time, dict(r.data.metrics), r.data.tags.get("mlflow.parentRunId", ""))
-                       for r in found), key=lambda r: r.start_time)
+        return sorted(
+            (
+                KeyedRun(
+                    r.info.run_id,
+                    r.info.status,
+                    r.info.start_time,
+                    dict(r.data.metrics),
+                    r.data.tags.get("mlflow.parentRunId", ""),
+                )
+                for r in found
+            ),
+            key=lambda r: r.start_time,
+        )
 
     def running_seed_runs(self) -> list[tuple[str, str]]:
         """(run id, run key) of every seed run the store says is RUNNING."""
@@ -200,8 +237,16 @@ class Tracker:
     def logged_epochs(self, run_id: str) -> set[int]:
         return {m.step for m in self.client.get_metric_history(run_id, "val_acc")}
 
-    def start_seed_run(self, parent_id: str, variant: str, seed: int, tags: dict[str, str], params: dict[str, Any]) -> str:
-        return self.child_run(parent_id, "seed", f"{variant}-seed{seed}", {**tags, names.VARIANT_TAG: variant, names.SEED_TAG: str(seed)}, params)
+    def start_seed_run(
+        self, parent_id: str, variant: str, seed: int, tags: dict[str, str], params: dict[str, Any]
+    ) -> str:
+        return self.child_run(
+            parent_id,
+            "seed",
+            f"{variant}-seed{seed}",
+            {**tags, names.VARIANT_TAG: variant, names.SEED_TAG: str(seed)},
+            params,
+        )
 
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -223,7 +268,12 @@ class Tracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, step) for step, values in epochs for k, v in values.items() if v is not None and math.isfinite(v)]
+        metrics = [
+            Metric(k, float(v), now, step)
+            for step, values in epochs
+            for k, v in values.items()
+            if v is not None and math.isfinite(v)
+        ]
         for i in range(0, len(metrics), 1000):
             _retrying(self.client.log_batch)(run_id, metrics=metrics[i : i + 1000])
 
@@ -248,13 +298,18 @@ class Tracker:
         """Recompute the parent's across-seed aggregates from its finished children."""
         from harness.analysis import stats
 
-        children = [r for r in self._search(f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'FINISHED'")
-                    if names.counts_as_seed_run(r.data.tags)]
+        children = [
+            r
+            for r in self._search(f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'FINISHED'")
+            if names.counts_as_seed_run(r.data.tags)
+        ]
         values: dict[str, float] = {"n_seeds": float(len(children))}
         for key in FINAL_AGGREGATES:
             s = stats.summarize([r.data.metrics[key] for r in children if key in r.data.metrics])
             if s.n:
-                values.update({f"{key}_mean": s.mean, f"{key}_std": s.std, f"{key}_ci_low": s.ci_low, f"{key}_ci_high": s.ci_high})
+                values.update(
+                    {f"{key}_mean": s.mean, f"{key}_std": s.std, f"{key}_ci_low": s.ci_low, f"{key}_ci_high": s.ci_high}
+                )
         self.log_metrics(parent_id, values)
         self.finish(parent_id, "FINISHED")  # a parent holds results, not a process: it is never left RUNNING
 
@@ -262,15 +317,13 @@ class Tracker:
 def _enable_wal(uri: str) -> None:
     """Write-ahead logging lets readers and one writer work at once; it persists in the file."""
     if uri.startswith("sqlite:///"):
-        with contextlib.closing(sqlite3.connect(uri[len("sqlite:///"):], timeout=30)) as db:
+        with contextlib.closing(sqlite3.connect(uri[len("sqlite:///") :], timeout=30)) as db:
             db.execute("pragma journal_mode=wal")
 
 
 def _experiment_artifacts(uri: str, experiment: str) -> str | None:
     root = artifact_root(uri)
     return f"{root}/{experiment}" if root else None
-
-
 
 
 def set_experiment_tags(uri: str, experiment: str, tags: dict[str, str]) -> None:

@@ -6,6 +6,7 @@ and a list), so it is read with `torch.load(weights_only=True)`: whoever can wri
 folder cannot make the next runner execute code. A file that needs more is refused like a corrupt
 one: the run starts over.
 """
+
 from __future__ import annotations
 
 import io
@@ -23,7 +24,13 @@ def save(path: Path, state: dict[str, Any]) -> None:
     rng = dict(state.get("rng", {}))
     if "numpy" in rng:  # ('MT19937', uint32 keys, pos, has_gauss, cached_gaussian)
         name, keys, pos, has_gauss, cached = rng["numpy"]
-        rng["numpy"] = [name, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached)]
+        rng["numpy"] = [
+            name,
+            torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ]
         state = {**state, "rng": rng}
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -43,4 +50,3 @@ def load_snapshot(path: Path) -> dict[str, Any] | None:
         name, keys, pos, has_gauss, cached = rng["numpy"]
         rng["numpy"] = (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
     return state
-

@@ -1,5 +1,6 @@
 """Seeds, determinism and float flags: the global state a run's numbers depend on, set and saved
 here (the engine re-exports what its callers use)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -45,15 +46,22 @@ def set_determinism(mode: str = "cudnn") -> None:
     torch.backends.cudnn.benchmark = mode == "fast"
     strict = mode == "strict"
     if torch.are_deterministic_algorithms_enabled() != strict or torch.is_deterministic_algorithms_warn_only_enabled():
-        torch.use_deterministic_algorithms(strict)  # its first call costs about 2 s (it imports inductor's config): only on a change
+        torch.use_deterministic_algorithms(
+            strict
+        )  # its first call costs about 2 s (it imports inductor's config): only on a change
 
 
 def global_rng_state(device: torch.device = torch.device("cpu")) -> dict:
     """The states of Python's, NumPy's and torch's global generators, and the generator of the CUDA
     device a run trains on (only that one: a resume may see fewer GPUs), with that device's type."""
     cuda = device.type == "cuda" and torch.cuda.is_initialized()
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state(device) if cuda else None, "device": device.type}
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if cuda else None,
+        "device": device.type,
+    }
 
 
 def set_global_rng_state(rng: dict, device: torch.device = torch.device("cpu")) -> str:

@@ -3,6 +3,7 @@
 It imports only torch, numpy and the standard library. It knows nothing of MLflow, files or the
 console: it reports through one callback, `on_progress(Progress)`, and returns a `Result`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -131,25 +132,45 @@ def _is_better(select: str, stats: EpochStats, best: Optional[EpochStats]) -> bo
 
 def result_state(result: Result, best: Optional[EpochStats]) -> dict:
     """A run's history, selected epoch and weights, best-so-far and notes, in a checkpoint's plain values."""
-    return {"history": [dataclasses.asdict(s) for s in result.history], "selected_epoch": result.selected_epoch,
-            "selected_state": result.selected_state, "best": dataclasses.asdict(best) if best else None, "notes": list(result.notes)}
+    return {
+        "history": [dataclasses.asdict(s) for s in result.history],
+        "selected_epoch": result.selected_epoch,
+        "selected_state": result.selected_state,
+        "best": dataclasses.asdict(best) if best else None,
+        "notes": list(result.notes),
+    }
 
 
 def result_from(state: dict) -> tuple[Result, Optional[EpochStats]]:
     """The result and best-so-far that `result_state` saved."""
-    result = Result([EpochStats(**h) for h in state["history"]], state["selected_epoch"], state["selected_state"], list(state.get("notes", [])))
+    result = Result(
+        [EpochStats(**h) for h in state["history"]],
+        state["selected_epoch"],
+        state["selected_state"],
+        list(state.get("notes", [])),
+    )
     return result, EpochStats(**state["best"]) if state.get("best") else None
 
 
 def device_note(saved_on: str, device: torch.device, epoch: int) -> str:
     """What a run resumed on another device type than its checkpoint's says in its record."""
-    return (f"resumed after epoch {epoch} on {device.type} from a checkpoint written on {saved_on}: its dropout masks from then on "
-            f"come from a fresh stream of its seed (a generator's state does not carry across device types), so its numbers "
-            f"differ from an uninterrupted run's")
+    return (
+        f"resumed after epoch {epoch} on {device.type} from a checkpoint written on {saved_on}: its dropout masks from then on "
+        f"come from a fresh stream of its seed (a generator's state does not carry across device types), so its numbers "
+        f"differ from an uninterrupted run's"
+    )
 
 
-def _snapshot(epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, result: Result,
-              best: Optional[EpochStats], order_rng: torch.Generator, data_rng: torch.Generator, schedule) -> dict:
+def _snapshot(
+    epoch: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    result: Result,
+    best: Optional[EpochStats],
+    order_rng: torch.Generator,
+    data_rng: torch.Generator,
+    schedule,
+) -> dict:
     """The resumable state after `epoch`: weights, optimizer, history, best-so-far and every RNG."""
     return {
         "epoch": epoch,
@@ -157,12 +178,22 @@ def _snapshot(epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, re
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict() if schedule is not None else None,
         **result_state(result, best),
-        "rng": {**global_rng_state(next(model.parameters()).device), "order": order_rng.get_state(), "data": data_rng.get_state()},
+        "rng": {
+            **global_rng_state(next(model.parameters()).device),
+            "order": order_rng.get_state(),
+            "data": data_rng.get_state(),
+        },
     }
 
 
-def _restore(snapshot: dict, model: nn.Module, optimizer: torch.optim.Optimizer, order_rng: torch.Generator,
-             data_rng: torch.Generator, schedule) -> tuple[Result, Optional[EpochStats]]:
+def _restore(
+    snapshot: dict,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    order_rng: torch.Generator,
+    data_rng: torch.Generator,
+    schedule,
+) -> tuple[Result, Optional[EpochStats]]:
     """Put the state of `snapshot` back. A piece that is missing is left as seeding made it."""
     if "model" in snapshot:
         model.load_state_dict(snapshot["model"])
@@ -184,8 +215,12 @@ def _restore(snapshot: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
 
 def train(
     build: Callable[[], nn.Module],
-    x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
-    settings: TrainSettings, seed: int,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    settings: TrainSettings,
+    seed: int,
     on_progress: Callable[[Progress], None] = lambda p: None,
     resume: Optional[dict] = None,
     runtime: Runtime = Runtime(),
@@ -259,7 +294,9 @@ def train(
             if check_each_step and not torch.isfinite(detached):
                 raise NonFiniteLoss(epoch, step + 1, float(detached))
             if runtime.progress_every and (step + 1) % runtime.progress_every == 0 and step + 1 < steps:
-                on_progress(Progress("train", epoch, settings.epochs, step + 1, steps, float("nan"), float("nan"), False))  # no host read mid-phase
+                on_progress(
+                    Progress("train", epoch, settings.epochs, step + 1, steps, float("nan"), float("nan"), False)
+                )  # no host read mid-phase
         bad = int(first_bad.item())
         if bad >= 0:
             raise NonFiniteLoss(epoch, bad, float("nan"))
@@ -284,8 +321,14 @@ def train(
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings, runtime: Runtime = Runtime(),
-             forward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> tuple[float, float, torch.Tensor]:
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    settings: TrainSettings,
+    runtime: Runtime = Runtime(),
+    forward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+) -> tuple[float, float, torch.Tensor]:
     """Mean loss per sample, accuracy in percent, and the predicted class of every sample, in
     batches of `settings.eval_batch_size` with the run's precision and memory layout. `forward` is the
     model's (compiled) forward pass; by default the model itself."""

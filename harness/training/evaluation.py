@@ -1,5 +1,6 @@
 """Test-set evaluation of one run (tutorial part 2): confusion matrix and per-class precision,
 recall and F1, as numpy arrays and CSV files (which carry the class names)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -18,6 +18,7 @@ so the others train on unchanged.
 The network must be the LeNet family of harness/variants/lenet.py (conv1, bn1, pool, conv2, bn2, fc1, fc2,
 fc3, relu, drop); `harness.running.fusing` decides which runs may be fused.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,7 +70,9 @@ def _member_generators(members: list[Member], device: torch.device) -> tuple[lis
     return nets, gens
 
 
-def build_group(members: list[Member], device: torch.device, fmt: torch.memory_format = torch.contiguous_format) -> tuple[FusedLeNet, list[nn.Module]]:
+def build_group(
+    members: list[Member], device: torch.device, fmt: torch.memory_format = torch.contiguous_format
+) -> tuple[FusedLeNet, list[nn.Module]]:
     """The fused network on `device` and the members' own networks (for their weights afterwards)."""
     nets, gens = _member_generators(members, device)
     fused = FusedLeNet(nets).to(device, memory_format=fmt)
@@ -95,17 +98,26 @@ def _snapshot(epoch: int, fused: FusedLeNet, optimizer, schedule, states: list[_
         "model": fused.state_dict(),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict() if schedule is not None else None,
-        "members": [{
-            **engine.result_state(s.result, s.best),
-            "failed": [s.failed.epoch, s.failed.step, s.failed.value] if s.failed else None,
-            "rng": {"order": s.order.get_state(), "data": s.data.get_state(), "dropout": fused.generators[k].get_state(),
-                    "dropout_device": fused.generators[k].device.type},
-        } for k, s in enumerate(states)],
+        "members": [
+            {
+                **engine.result_state(s.result, s.best),
+                "failed": [s.failed.epoch, s.failed.step, s.failed.value] if s.failed else None,
+                "rng": {
+                    "order": s.order.get_state(),
+                    "data": s.data.get_state(),
+                    "dropout": fused.generators[k].get_state(),
+                    "dropout_device": fused.generators[k].device.type,
+                },
+            }
+            for k, s in enumerate(states)
+        ],
         "rng": engine.global_rng_state(next(fused.parameters()).device),
     }
 
 
-def _restore(snapshot: dict, fused: FusedLeNet, optimizer, schedule, states: list[_State], device: torch.device) -> None:
+def _restore(
+    snapshot: dict, fused: FusedLeNet, optimizer, schedule, states: list[_State], device: torch.device
+) -> None:
     """Put a group's snapshot back. A member's dropout stream saved on another device type (a CUDA
     generator's state means nothing to a CPU one and the reverse) restarts from a stream of its seed
     and the epoch, and its result says so (`Result.notes`): its later masks are not those of an
@@ -123,7 +135,9 @@ def _restore(snapshot: dict, fused: FusedLeNet, optimizer, schedule, states: lis
         if saved_on == device.type:
             fused.generators[k].set_state(saved["rng"]["dropout"])
         else:
-            fused.generators[k].manual_seed(engine.stream_seed(f"dropout-resumed-after-{snapshot['epoch']}", fused.seeds[k]))
+            fused.generators[k].manual_seed(
+                engine.stream_seed(f"dropout-resumed-after-{snapshot['epoch']}", fused.seeds[k])
+            )
             s.result.notes.append(engine.device_note(saved_on, device, snapshot["epoch"]))
     engine.set_global_rng_state(snapshot["rng"], device)  # the global generators draw nothing a member trains with
 
@@ -142,12 +156,38 @@ def check_group(members: list[Member]) -> None:
     same = shared_settings(first.settings)
     for m in members[1:]:
         if shared_settings(m.settings) != same:
-            raise ValueError("fused members must share every training setting but the learning rate and the weight decay")
-        if (len(m.y_train), len(m.y_val), m.x_train.shape[1:]) != (len(first.y_train), len(first.y_val), first.x_train.shape[1:]):
+            raise ValueError(
+                "fused members must share every training setting but the learning rate and the weight decay"
+            )
+        if (len(m.y_train), len(m.y_val), m.x_train.shape[1:]) != (
+            len(first.y_train),
+            len(first.y_val),
+            first.x_train.shape[1:],
+        ):
             raise ValueError("fused members must have training and validation sets of one size and image shape")
 
 
-def train_group(
+def _optimizer(members: list[Member], fused: FusedLeNet, pieces: Pieces, device: torch.device):
+    """The group's optimizer (elementwise, one parameter group) and, where the members' weight decays
+    differ, each parameter's rows of per-member L2 coefficients (else None: the optimizer's own)."""
+    settings = members[0].settings
+    decays = [m.settings.weight_decay for m in members]
+    shared = len(set(decays)) == 1
+    optimizer = pieces.optimizer(
+        fused.parameters(), settings if shared else dataclasses.replace(settings, weight_decay=0.0)
+    )
+    if not isinstance(optimizer, ELEMENTWISE) or len(optimizer.param_groups) != 1:
+        raise ValueError(
+            f"a fused group needs an elementwise optimizer with one parameter group (Adam, AdamW, SGD), got {type(optimizer).__name__}"
+        )
+    if shared:
+        return optimizer, None
+    if isinstance(optimizer, torch.optim.AdamW):  # L2 is added to each member's gradients as Adam and SGD add theirs
+        raise ValueError("AdamW's decoupled weight decay cannot differ between fused members")
+    return optimizer, _member_rows(fused, decays, device)
+
+
+def train_group(  # noqa: C901 - the epoch and step loops of K runs at once, kept whole to read beside engine.train's
     members: list[Member],
     on_progress: Callable[[Progress], None] = lambda p: None,
     resume: Optional[dict] = None,
@@ -175,23 +215,21 @@ def train_group(
     engine.set_float_precision(settings.precision)
     forward = engine.forward_fn(fused, runtime)
     graphs = engine.uses_cuda_graphs(runtime)
-    decays = [m.settings.weight_decay for m in members]
-    shared_decay = len(set(decays)) == 1
-    optimizer = pieces.optimizer(fused.parameters(), settings if shared_decay else dataclasses.replace(settings, weight_decay=0.0))
-    if not isinstance(optimizer, ELEMENTWISE) or len(optimizer.param_groups) != 1:
-        raise ValueError(f"a fused group needs an elementwise optimizer with one parameter group (Adam, AdamW, SGD), got {type(optimizer).__name__}")
+    optimizer, decay = _optimizer(members, fused, pieces, device)
     params = list(fused.parameters())
-    decay = None
-    if not shared_decay:  # L2 added to each member's gradients as Adam and SGD add theirs
-        if isinstance(optimizer, torch.optim.AdamW):
-            raise ValueError("AdamW's decoupled weight decay cannot differ between fused members")
-        decay = _member_rows(fused, decays, device)
     lr_scale = _lr_scale(members, fused, device)
     before = [torch.empty_like(p) for p in params] if lr_scale is not None else None
     schedule = pieces.schedule(optimizer, settings) if pieces.schedule else None
     losses_of = fused_data.per_member_loss(pieces.loss(), k)
-    states = [_State(Result(), None, torch.Generator().manual_seed(m.sources.seed("order", m.seed)),
-                     torch.Generator().manual_seed(m.sources.seed("augment", m.seed) + 1)) for m in members]
+    states = [
+        _State(
+            Result(),
+            None,
+            torch.Generator().manual_seed(m.sources.seed("order", m.seed)),
+            torch.Generator().manual_seed(m.sources.seed("augment", m.seed) + 1),
+        )
+        for m in members
+    ]
     first_epoch = 1
     if resume is not None:
         _restore(resume, fused, optimizer, schedule, states, device)
@@ -249,7 +287,11 @@ def train_group(
             if b >= 0 and states[j].failed is None:
                 states[j].failed = NonFiniteLoss(epoch, b, float("nan"))
         alive = torch.tensor([s.failed is None for s in states], device=device)
-        on_progress(Progress("train", epoch, settings.epochs, steps, steps, *fused_data.means(loss_sum, correct, alive, used), True))
+        on_progress(
+            Progress(
+                "train", epoch, settings.epochs, steps, steps, *fused_data.means(loss_sum, correct, alive, used), True
+            )
+        )
 
         val = fused_data.evaluate_group(fused, members, settings, runtime, forward)
         val_steps = (len(members[0].y_val) + settings.eval_batch_size - 1) // settings.eval_batch_size
@@ -271,7 +313,9 @@ def train_group(
             schedule.step()
         snapshot = _snapshot(epoch, fused, optimizer, schedule, states)
         per_member = [s.result.history[-1] if s.failed is None else None for s in states]
-        on_progress(Progress("epoch", epoch, settings.epochs, steps, steps, *mean_val, True, None, snapshot, per_member))
+        on_progress(
+            Progress("epoch", epoch, settings.epochs, steps, steps, *mean_val, True, None, snapshot, per_member)
+        )
 
     out: list[tuple[nn.Module, Result] | NonFiniteLoss] = []
     for j, (net, s) in enumerate(zip(nets, states)):
@@ -302,7 +346,9 @@ def _member_rows(fused: FusedLeNet, values: list[float], device: torch.device) -
 
 
 @torch.no_grad()
-def _step_scaled(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], before: list[torch.Tensor], scale: list[torch.Tensor]) -> None:
+def _step_scaled(
+    optimizer: torch.optim.Optimizer, params: list[torch.Tensor], before: list[torch.Tensor], scale: list[torch.Tensor]
+) -> None:
     """One optimizer step, each member's part of it scaled to the member's own learning rate:
     p = old + (p - old) × rows, as four foreach ops over every parameter (`before` is scratch)."""
     torch._foreach_copy_(before, params)

@@ -1,6 +1,7 @@
 """A fused group's data paths (harness/training/fused.py trains it): every member's batch taken in
 one gather, its transform drawn per member and applied once, each member's loss from one
 cross-entropy, and the validation of every member in one pass."""
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -24,14 +25,19 @@ class Batches:
         shared = all(m.x_train is first.x_train and m.y_train is first.y_train for m in members)
         self.x = first.x_train if shared else torch.cat([m.x_train for m in members])
         self.y = first.y_train if shared else torch.cat([m.y_train for m in members])
-        self.offsets = torch.zeros(self.k, 1, dtype=torch.long, device=device) if shared else \
-            (torch.arange(self.k, device=device) * self.n).view(self.k, 1)
+        self.offsets = (
+            torch.zeros(self.k, 1, dtype=torch.long, device=device)
+            if shared
+            else (torch.arange(self.k, device=device) * self.n).view(self.k, 1)
+        )
 
     def order(self, states: list, shuffle: bool) -> torch.Tensor:
         """K × n indices into `x` of the epoch's images, member by member in its own batch order:
         drawn from each member's generator on the CPU (as its separate run draws it), copied once."""
         if shuffle:
-            order = torch.stack([torch.randperm(self.n, generator=s.order) for s in states]).to(self.offsets.device, non_blocking=True)
+            order = torch.stack([torch.randperm(self.n, generator=s.order) for s in states]).to(
+                self.offsets.device, non_blocking=True
+            )
         else:
             order = torch.arange(self.n, device=self.offsets.device).expand(self.k, self.n)
         return order + self.offsets
@@ -61,9 +67,15 @@ def per_member_loss(loss_fn: nn.Module, k: int) -> Callable[[torch.Tensor, torch
         smoothing, ignore = loss_fn.label_smoothing, loss_fn.ignore_index
 
         def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            rows = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none",
-                                               label_smoothing=smoothing, ignore_index=ignore)
+            rows = nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]),
+                y.reshape(-1),
+                reduction="none",
+                label_smoothing=smoothing,
+                ignore_index=ignore,
+            )
             return rows.view(k, -1).mean(1)
+
         return cross_entropy
     return lambda logits, y: torch.stack([loss_fn(logits[j], y[j]) for j in range(k)])
 
@@ -78,8 +90,13 @@ def means(loss_sum: torch.Tensor, correct: torch.Tensor, alive: torch.Tensor, se
 
 
 @torch.inference_mode()
-def evaluate_group(fused: FusedLeNet, members: list, settings: TrainSettings, runtime: Runtime = Runtime(),
-                   forward: Optional[Callable] = None) -> list[tuple[float, float]]:
+def evaluate_group(
+    fused: FusedLeNet,
+    members: list,
+    settings: TrainSettings,
+    runtime: Runtime = Runtime(),
+    forward: Optional[Callable] = None,
+) -> list[tuple[float, float]]:
     """Each member's mean validation loss per sample and accuracy in percent, in batches of
     `settings.eval_batch_size`; members that share their validation set read it once. Read back
     once, at the end."""
@@ -96,13 +113,19 @@ def evaluate_group(fused: FusedLeNet, members: list, settings: TrainSettings, ru
     for lo in range(0, y.shape[1], settings.eval_batch_size):
         hi = lo + settings.eval_batch_size
         # one copy of a batch whatever K (fused_input converts and lays it out); own sets: each member's slice
-        batch = members[0].x_val[lo:hi].unsqueeze(0).expand(k, -1, -1, -1, -1) if shared else torch.stack([m.x_val[lo:hi] for m in members])
+        batch = (
+            members[0].x_val[lo:hi].unsqueeze(0).expand(k, -1, -1, -1, -1)
+            if shared
+            else torch.stack([m.x_val[lo:hi] for m in members])
+        )
         if engine.uses_cuda_graphs(runtime):
             torch.compiler.cudagraph_mark_step_begin()
         with engine.autocast(device, settings.precision):
             logits = forward(fused_input(batch, fmt))
         logits = logits.float()
-        rows = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[:, lo:hi].reshape(-1), reduction="none")
+        rows = nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), y[:, lo:hi].reshape(-1), reduction="none"
+        )
         loss_sum += rows.view(k, -1).sum(1)
         correct += (logits.argmax(2) == y[:, lo:hi]).sum(1)
     fused.train(was_training)

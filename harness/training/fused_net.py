@@ -3,6 +3,7 @@ bn2, fc1, fc2, fc3, relu, drop) as one network. Member k's image channels are bl
 input's channels; the convolutions are grouped convolutions, BatchNorm runs over K×C channels (each
 member its own batch statistics and running stats), the linear layers are batched matmuls over a
 leading member axis, and dropout draws each member's masks from its own generator."""
+
 from __future__ import annotations
 
 import torch
@@ -90,15 +91,19 @@ class FusedLeNet(nn.Module):
             return None
         f1, f2 = self.features()
         start, b = lo * (f1 + f2), hi - lo
-        return (masks[:, start:start + b * f1].view(self.k, b, f1),
-                masks[:, start + b * f1:start + b * (f1 + f2)].view(self.k, b, f2))
+        return (
+            masks[:, start : start + b * f1].view(self.k, b, f1),
+            masks[:, start + b * f1 : start + b * (f1 + f2)].view(self.k, b, f2),
+        )
 
     def _scale(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """1 / (1 - p) per member (1 where p = 0) in `dtype`, computed as torch's dropout computes its
         scale (ones divided by 1 - p), so a kept activation gets its separate run's bits."""
         key = (dtype, device)
         if key not in self._scales:
-            self._scales[key] = torch.stack([torch.ones((), dtype=dtype, device=device).div_(1 - p) for p in self.p]).view(self.k, 1, 1)
+            self._scales[key] = torch.stack(
+                [torch.ones((), dtype=dtype, device=device).div_(1 - p) for p in self.p]
+            ).view(self.k, 1, 1)
         return self._scales[key]
 
     def drop(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -127,7 +132,7 @@ class FusedLeNet(nn.Module):
                 part = value[k, 0] if field == "bias" else value[k]
             else:
                 rows = value.shape[0] // self.k
-                part = value[k * rows:(k + 1) * rows]
+                part = value[k * rows : (k + 1) * rows]
             out[name] = part.detach().to("cpu", copy=True).contiguous()
         return out
 

@@ -11,6 +11,7 @@ dropout masks a fused group draws for its whole epoch, the snapshot) cancels, an
 pays remains. `python -m harness.cli.bench_launches` (and benchmarks/launches.py) prints the counts for LeNet;
 tests/test_launches.py holds them.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -58,4 +59,3 @@ def per_step(train: Callable[[int], object], short: int = 2, long: int = 6) -> t
     names = counts[1].names.copy()
     names.subtract(counts[0].names)
     return (counts[1].ops - counts[0].ops) / span, (counts[1].syncs - counts[0].syncs) / span, +names
-

@@ -1,6 +1,7 @@
 """What a finished run produces: the test set read once, for the selected weights and for the last
 epoch's, and from that the run's final metrics, confusion matrix, per-class scores and per-image
 predictions. Writing them to the store is harness/running/recording.py."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +26,15 @@ class Tested:
     predicted_last: torch.Tensor  # by the last epoch's
 
 
-def test(model: nn.Module, result: engine.Result, x_test: torch.Tensor, y_test: torch.Tensor, classes: tuple[str, ...],
-         settings: engine.TrainSettings, runtime: engine.Runtime) -> Tested:
+def test(
+    model: nn.Module,
+    result: engine.Result,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    classes: tuple[str, ...],
+    settings: engine.TrainSettings,
+    runtime: engine.Runtime,
+) -> Tested:
     """Evaluate the selected and the last weights on the test set, once each; once in all where the
     last epoch is the selected one (the same weights)."""
     selected = engine.copy_weights(model, result.selected_state)
@@ -42,8 +50,14 @@ def test(model: nn.Module, result: engine.Result, x_test: torch.Tensor, y_test: 
     return Tested(selected, metrics, cm, scores, pred, last_pred)
 
 
-def final_metrics(result: engine.Result, test: tuple[float, float], last: tuple[float, float], n_params: int,
-                  f1: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
+def final_metrics(
+    result: engine.Result,
+    test: tuple[float, float],
+    last: tuple[float, float],
+    n_params: int,
+    f1: np.ndarray,
+    classes: tuple[str, ...],
+) -> dict[str, float]:
     """The run's summary numbers: the selected epoch, validation extremes, the last epoch, the test set."""
     h = result.history
     return {
@@ -72,7 +86,9 @@ def per_class_keys(classes) -> list[str]:
     refuses (a user's folder named `cat (5%)`, say; '/' too, which MLflow reads as a path) becomes
     '_', and a name is cut at 200 characters (MLflow's limit is 250); should two classes then share a
     name, each gets its label in front (`test_f1_3_cat__5__`). The per-class CSV keeps the true names."""
-    safe = ["".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-. :") else "_" for ch in str(c))[:200] for c in classes]
+    safe = [
+        "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-. :") else "_" for ch in str(c))[:200] for c in classes
+    ]
     if len(set(safe)) < len(safe):
         safe = [f"{i}_{name}" for i, name in enumerate(safe)]
     return [f"test_f1_{name}" for name in safe]
@@ -80,5 +96,9 @@ def per_class_keys(classes) -> list[str]:
 
 def write_predictions(path: Path, labels: torch.Tensor, selected: torch.Tensor, last: torch.Tensor) -> None:
     """The per-image test predictions (int16), for the report's bootstrap over test images."""
-    np.savez_compressed(path, **{k: v.cpu().numpy().astype(np.int16) for k, v in
-                                 (("labels", labels), ("selected", selected), ("last", last))})
+    np.savez_compressed(
+        path,
+        **{
+            k: v.cpu().numpy().astype(np.int16) for k, v in (("labels", labels), ("selected", selected), ("last", last))
+        },
+    )

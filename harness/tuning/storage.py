@@ -2,6 +2,7 @@
 with heartbeats) or a journal file (several processes on one machine). A storage that would not
 outlive the command, a file that is not a journal (a user's notes, the MLflow store), a folder, or
 a database that is not Optuna's is refused with one line, before anything is written to it."""
+
 from __future__ import annotations
 
 import contextlib
@@ -33,26 +34,34 @@ def check(url: str) -> None:
             addresses.check_database(url, "--storage")
         return
     if "://" in url:
-        raise UsageError(f"--storage: {url!r} is not supported; expected a journal file path or a database URL "
-                         f"({', '.join(s + '...' for s in RDB_SCHEMES)})")
+        raise UsageError(
+            f"--storage: {url!r} is not supported; expected a journal file path or a database URL "
+            f"({', '.join(s + '...' for s in RDB_SCHEMES)})"
+        )
     path = Path(url)
     if path.exists() and not path.is_file():
         raise UsageError(f"--storage: {url!r} is not a regular file; expected an Optuna journal file (new or existing)")
     if path.is_file() and path.stat().st_size:
         head = _head(path)
         if head.startswith(SQLITE_MAGIC):
-            raise UsageError(f"--storage: {url!r} is an SQLite database, not a journal; for a database storage write "
-                             f"sqlite:///{url} (a file of its own, never the MLflow store)")
+            raise UsageError(
+                f"--storage: {url!r} is an SQLite database, not a journal; for a database storage write "
+                f"sqlite:///{url} (a file of its own, never the MLflow store)"
+            )
         if not _is_journal(head):
-            raise UsageError(f"--storage: {url!r} exists and is not an Optuna journal; the harness will not append to it: "
-                             "name a new file or an existing journal")
+            raise UsageError(
+                f"--storage: {url!r} exists and is not an Optuna journal; the harness will not append to it: "
+                "name a new file or an existing journal"
+            )
 
 
 def _check_sqlite(url: str) -> None:
-    raw = url[len("sqlite:///"):]
+    raw = url[len("sqlite:///") :]
     if raw in ("", ":memory:") or raw.startswith(("file::memory:", ":memory:")) or "mode=memory" in raw:
-        raise UsageError(f"--storage: {url!r} is an in-memory database, lost when the command ends (and with it the study); "
-                         "give a file, e.g. sqlite:///optuna.db, or a journal path")
+        raise UsageError(
+            f"--storage: {url!r} is an in-memory database, lost when the command ends (and with it the study); "
+            "give a file, e.g. sqlite:///optuna.db, or a journal path"
+        )
     if "?" in raw:
         raise UsageError(f"--storage: {url!r}: query options are not supported; give sqlite:///PATH")
     path = Path(raw)
@@ -72,9 +81,13 @@ def _check_sqlite(url: str) -> None:
     except sqlite3.DatabaseError as e:
         raise UsageError(f"--storage: {raw!r} is not a readable SQLite database ({e}); choose another file") from None
     if MLFLOW_TABLES <= tables:
-        raise UsageError(f"--storage: {raw!r} is an MLflow store; give the Optuna study a database of its own, e.g. sqlite:///optuna.db")
+        raise UsageError(
+            f"--storage: {raw!r} is an MLflow store; give the Optuna study a database of its own, e.g. sqlite:///optuna.db"
+        )
     if tables and not OPTUNA_TABLES <= tables:
-        raise UsageError(f"--storage: {raw!r} holds tables that are not Optuna's ({', '.join(sorted(tables)[:3])}...); choose another file")
+        raise UsageError(
+            f"--storage: {raw!r} holds tables that are not Optuna's ({', '.join(sorted(tables)[:3])}...); choose another file"
+        )
 
 
 def _head(path: Path) -> bytes:
@@ -105,7 +118,9 @@ def open_storage(url: str):
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line reports each trial
     if url.startswith(RDB_SCHEMES):
-        with warnings.catch_warnings():  # heartbeats are what makes a database storage safe for many machines: chosen, not news
+        with (
+            warnings.catch_warnings()
+        ):  # heartbeats are what makes a database storage safe for many machines: chosen, not news
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30)
     from optuna.storages.journal import JournalFileBackend
@@ -127,7 +142,9 @@ def ask(study, url: str):
     trials whose heartbeat stopped (their process died, on any machine) are failed first."""
     import optuna
 
-    with warnings.catch_warnings():  # experimental, and "supposed to be used with Study.optimize": heartbeat() does what optimize does
+    with (
+        warnings.catch_warnings()
+    ):  # experimental, and "supposed to be used with Study.optimize": heartbeat() does what optimize does
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
         if _beating(url) is not None:
@@ -168,7 +185,7 @@ def trial_slot(url: str, study_name: str):
     MySQL a lock of the database server's own (every machine's processes share it), beside a
     journal or an SQLite file a file lock (that storage is on one machine)."""
     if not url.startswith(("postgresql", "mysql")):
-        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
+        path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else url
         from harness.base.files import file_lock
 
         with file_lock(Path(path + ".trials-lock")):  # not Optuna's own "<journal>.lock", which it takes while writing
@@ -177,8 +194,11 @@ def trial_slot(url: str, study_name: str):
     import sqlalchemy
 
     name = f"harness-trials-{hashlib.sha256(study_name.encode()).hexdigest()[:32]}"  # MySQL's lock names stop at 64 characters
-    take, give = (("select pg_advisory_lock(hashtext(:name))", "select pg_advisory_unlock(hashtext(:name))") if url.startswith("postgresql")
-                  else ("select get_lock(:name, -1)", "select release_lock(:name)"))
+    take, give = (
+        ("select pg_advisory_lock(hashtext(:name))", "select pg_advisory_unlock(hashtext(:name))")
+        if url.startswith("postgresql")
+        else ("select get_lock(:name, -1)", "select release_lock(:name)")
+    )
     engine = _lock_engine(url)
     with engine.connect() as conn:  # a session lock: the server drops it if this process dies holding it
         conn.execute(sqlalchemy.text(take), {"name": name})

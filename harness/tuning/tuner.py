@@ -3,6 +3,7 @@ declares, pruning from per-epoch validation accuracy, resumable studies, several
 one MLflow parent run per study with a child run per trial, and the best parameters written where
 `run --tuned` finds them. The objective reads validation data only: the test set is not loaded.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,8 +58,10 @@ def check_request(cfg: ExperimentConfig, req: TuneRequest) -> None:
         raise UsageError(f"--variant: {registry.unknown_message(req.variant)}")
     search.check(cfg)
     if not search.space(cfg, req.variant):
-        raise UsageError(f"search.{req.variant}: experiment {cfg.name!r} declares no search space for {req.variant!r}; "
-                         f"add a [search.{req.variant}] table (see harness/experiments/default.toml)")
+        raise UsageError(
+            f"search.{req.variant}: experiment {cfg.name!r} declares no search space for {req.variant!r}; "
+            f"add a [search.{req.variant}] table (see harness/experiments/default.toml)"
+        )
     if not 1 <= req.trials <= 100_000:
         raise UsageError(f"--trials: {req.trials} is not allowed; expected an integer from 1 to 100000")
     if not 1 <= req.workers <= 256:
@@ -83,8 +86,14 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
 def load_study(req: TuneRequest, worker: int = 0) -> optuna.Study:
     storage = open_storage(req.storage)
     seed = int(hashlib.sha256(f"{req.study}:{worker}:{time.time_ns()}".encode()).hexdigest()[:8], 16)
-    return optuna.create_study(study_name=req.study, storage=storage, direction="maximize", load_if_exists=True,
-                               pruner=make_pruner(req.pruner), sampler=optuna.samplers.TPESampler(seed=seed))
+    return optuna.create_study(
+        study_name=req.study,
+        storage=storage,
+        direction="maximize",
+        load_if_exists=True,
+        pruner=make_pruner(req.pruner),
+        sampler=optuna.samplers.TPESampler(seed=seed),
+    )
 
 
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
@@ -107,9 +116,13 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
 def fail_stale_trial_runs(tracker, parent_id: str, numbers: list[int]) -> None:
     """The MLflow runs of trials found dead follow their trials' final state: FAILED, with why."""
     for number in numbers:
-        for run_id in tracker.run_ids(f"tags.`harness.role` = 'trial' and tags.`mlflow.parentRunId` = '{parent_id}' "
-                                      f"and tags.`harness.trial` = '{number}' and attributes.status = 'RUNNING'"):
-            tracker.set_tags(run_id, {names.TRIAL_STATE_TAG: "FAIL", names.ERROR_TAG: "its process died while the trial ran"})
+        for run_id in tracker.run_ids(
+            f"tags.`harness.role` = 'trial' and tags.`mlflow.parentRunId` = '{parent_id}' "
+            f"and tags.`harness.trial` = '{number}' and attributes.status = 'RUNNING'"
+        ):
+            tracker.set_tags(
+                run_id, {names.TRIAL_STATE_TAG: "FAIL", names.ERROR_TAG: "its process died while the trial ran"}
+            )
             tracker.finish(run_id, "FAILED")
 
 
@@ -125,7 +138,16 @@ def suggest(trial: optuna.Trial, space: list[SearchParam]) -> dict:
     return values
 
 
-def optimize(cfg: ExperimentConfig, data: Loaded, req: TuneRequest, study: optuna.Study, n_trials: int, parent_id: str, tracker, say) -> None:
+def optimize(
+    cfg: ExperimentConfig,
+    data: Loaded,
+    req: TuneRequest,
+    study: optuna.Study,
+    n_trials: int,
+    parent_id: str,
+    tracker,
+    say,
+) -> None:
     """Run up to `n_trials` trials of the study in this process, on the experiment's data (no test set)."""
     space = search.space(cfg, req.variant)
     d, dataset = data.tensors, data.source.dataset
@@ -133,16 +155,23 @@ def optimize(cfg: ExperimentConfig, data: Loaded, req: TuneRequest, study: optun
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr(names.WORKER_ATTR, OWNER)
         values = suggest(trial, space)
-        tuned = dataclasses.replace(cfg, params={**cfg.params, req.variant: {**cfg.params.get(req.variant, {}), **values}})
+        tuned = dataclasses.replace(
+            cfg, params={**cfg.params, req.variant: {**cfg.params.get(req.variant, {}), **values}}
+        )
         specs = [config.resolve(tuned, req.variant, seed) for seed in req.seeds]
         epochs = specs[0].train.epochs
-        run_id = tracker.child_run(parent_id, "trial", f"{req.variant}-trial{trial.number}",
-                                   {names.VARIANT_TAG: req.variant, names.TRIAL_TAG: str(trial.number)},
-                                   {**specs[0].flat(), **{f"searched.{k}": v for k, v in values.items()}})
+        run_id = tracker.child_run(
+            parent_id,
+            "trial",
+            f"{req.variant}-trial{trial.number}",
+            {names.VARIANT_TAG: req.variant, names.TRIAL_TAG: str(trial.number)},
+            {**specs[0].flat(), **{f"searched.{k}": v for k, v in values.items()}},
+        )
         state, reason = "FAIL", ""
         try:
             scores = []
             for i, spec in enumerate(specs):
+
                 def on_progress(p: engine.Progress, i: int = i) -> None:
                     if p.phase != "epoch":
                         return
@@ -150,14 +179,29 @@ def optimize(cfg: ExperimentConfig, data: Loaded, req: TuneRequest, study: optun
                     tracker.log_metrics(run_id, names.epoch_metrics(p.stats), step=step)
                     trial.report(p.stats.val_acc, step)
                     if trial.should_prune():
-                        raise optuna.TrialPruned(f"validation accuracy {p.stats.val_acc:.2f} at epoch {p.epoch} of seed {spec.seed}")
+                        raise optuna.TrialPruned(
+                            f"validation accuracy {p.stats.val_acc:.2f} at epoch {p.epoch} of seed {spec.seed}"
+                        )
 
                 build, pieces = assemble(spec, dataset)
-                _, result = engine.train(build, d.x_train, d.y_train, d.x_val, d.y_val, spec.train, spec.seed, on_progress,
-                                         runtime=cfg.runtime, pieces=pieces, sources=spec.sources)
+                _, result = engine.train(
+                    build,
+                    d.x_train,
+                    d.y_train,
+                    d.x_val,
+                    d.y_val,
+                    spec.train,
+                    spec.seed,
+                    on_progress,
+                    runtime=cfg.runtime,
+                    pieces=pieces,
+                    sources=spec.sources,
+                )
                 scores.append(result.history[result.selected_epoch - 1].val_acc)
             value = sum(scores) / len(scores)
-            tracker.log_metrics(run_id, {"objective": value, **{f"val_acc_selected_seed{s.seed}": x for s, x in zip(specs, scores)}})
+            tracker.log_metrics(
+                run_id, {"objective": value, **{f"val_acc_selected_seed{s.seed}": x for s, x in zip(specs, scores)}}
+            )
             state = "COMPLETE"
             say(f"trial {trial.number}: COMPLETE, validation accuracy {value:.2f}, {format_params(values)}")
             return value
@@ -182,7 +226,9 @@ def optimize(cfg: ExperimentConfig, data: Loaded, req: TuneRequest, study: optun
     for _ in range(n_trials):
         if req.timeout is not None and time.monotonic() - start > req.timeout:
             break
-        with storage.trial_slot(req.storage, req.study):  # count and ask under one lock: --trials is the study's total under concurrency too
+        with storage.trial_slot(
+            req.storage, req.study
+        ):  # count and ask under one lock: --trials is the study's total under concurrency too
             if counted(study) >= req.trials:
                 break
             trial = storage.ask(study, req.storage)
@@ -220,14 +266,21 @@ def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, 
     parent_id = study_parent(tracker, req)
     fail_stale_trial_runs(tracker, parent_id, stale)
     remaining = max(0, req.trials - counted(study))
-    say(f"study {req.study}: {counted(study)} trial(s) so far, {remaining} to run with {req.workers} worker(s); storage {req.storage}")
+    say(
+        f"study {req.study}: {counted(study)} trial(s) so far, {remaining} to run with {req.workers} worker(s); storage {req.storage}"
+    )
     if remaining and req.workers == 1:
         optimize(cfg, data, req, study, remaining, parent_id, tracker, say)
     elif remaining:
         shares = [remaining // req.workers + (1 if i < remaining % req.workers else 0) for i in range(req.workers)]
-        procs = [subprocess.Popen([sys.executable, "-m", "harness", *argv, "--worker-share", str(n), "--parent-run", parent_id],
-                                  env={**os.environ, **parent.child_env()})
-                 for n in shares if n]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "harness", *argv, "--worker-share", str(n), "--parent-run", parent_id],
+                env={**os.environ, **parent.child_env()},
+            )
+            for n in shares
+            if n
+        ]
         try:
             codes = [p.wait() for p in procs]
         except (KeyboardInterrupt, Terminated):  # the workers stop too: each marks its trial and run, then exits
@@ -239,9 +292,17 @@ def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, 
             # A worker stopped between creating a trial's run and entering the trial leaves that run
             # RUNNING and its trial owned by a dead process: mark both, so nothing stays RUNNING.
             fail_stale_trials(load_study(req))
-            for run_id in tracker.run_ids(f"tags.`harness.role` = 'trial' and tags.`mlflow.parentRunId` = '{parent_id}' "
-                                          "and attributes.status = 'RUNNING'"):
-                tracker.set_tags(run_id, {names.TRIAL_STATE_TAG: "FAIL", names.ERROR_TAG: "stopped (SIGINT or SIGTERM) as the trial started"})
+            for run_id in tracker.run_ids(
+                f"tags.`harness.role` = 'trial' and tags.`mlflow.parentRunId` = '{parent_id}' "
+                "and attributes.status = 'RUNNING'"
+            ):
+                tracker.set_tags(
+                    run_id,
+                    {
+                        names.TRIAL_STATE_TAG: "FAIL",
+                        names.ERROR_TAG: "stopped (SIGINT or SIGTERM) as the trial started",
+                    },
+                )
                 tracker.finish(run_id, "FAILED")
             tracker.finish(parent_id, "KILLED")
             raise
@@ -251,14 +312,23 @@ def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, 
             stale = fail_stale_trials(study)
             fail_stale_trial_runs(tracker, parent_id, stale)
             ended = {t.number for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.RUNNING}
-            for run_id, number in tracker.tagged_runs(f"tags.`harness.role` = 'trial' and tags.`mlflow.parentRunId` = '{parent_id}' "
-                                                      "and attributes.status = 'RUNNING'", names.TRIAL_TAG):
-                if number.isdigit() and int(number) in ended:  # failed by another process's heartbeat check before this one looked
-                    tracker.set_tags(run_id, {names.TRIAL_STATE_TAG: "FAIL", names.ERROR_TAG: "its process died while the trial ran"})
+            for run_id, number in tracker.tagged_runs(
+                f"tags.`harness.role` = 'trial' and tags.`mlflow.parentRunId` = '{parent_id}' "
+                "and attributes.status = 'RUNNING'",
+                names.TRIAL_TAG,
+            ):
+                if (
+                    number.isdigit() and int(number) in ended
+                ):  # failed by another process's heartbeat check before this one looked
+                    tracker.set_tags(
+                        run_id, {names.TRIAL_STATE_TAG: "FAIL", names.ERROR_TAG: "its process died while the trial ran"}
+                    )
                     tracker.finish(run_id, "FAILED")
             left = max(0, req.trials - counted(study))
-            say(f"worker(s) {', '.join(f'{pid} (exit {code})' for pid, code in dead)} stopped early; "
-                f"{len(stale)} trial(s) they held marked FAIL; running the {left} trial(s) left here")
+            say(
+                f"worker(s) {', '.join(f'{pid} (exit {code})' for pid, code in dead)} stopped early; "
+                f"{len(stale)} trial(s) they held marked FAIL; running the {left} trial(s) left here"
+            )
             if left:
                 optimize(cfg, data, req, study, left, parent_id, tracker, say)
     study = load_study(req)
@@ -269,8 +339,12 @@ def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, 
 
 def study_parent(tracker, req: TuneRequest) -> str:
     """The study's MLflow parent run (one per study name, reopened when the study resumes)."""
-    run_id, created = tracker.named_run("study", f"tune-{req.study}", {names.STUDY_TAG: req.study},
-                                        {names.VARIANT_TAG: req.variant, names.STORAGE_TAG: req.storage, names.PRUNER_TAG: req.pruner})
+    run_id, created = tracker.named_run(
+        "study",
+        f"tune-{req.study}",
+        {names.STUDY_TAG: req.study},
+        {names.VARIANT_TAG: req.variant, names.STORAGE_TAG: req.storage, names.PRUNER_TAG: req.pruner},
+    )
     if not created:
         tracker.reopen(run_id)
     return run_id
@@ -299,17 +373,34 @@ def write_results(study: optuna.Study, req: TuneRequest, folder: Path) -> tuple[
     if not complete:
         raise UsageError(f"tune: study {req.study!r} has no completed trial yet; nothing to write")
     best = study.best_trial
-    header = (f"# Best parameters of study {req.study!r}: trial {best.number}, mean validation accuracy {best.value:.4f}\n"
-              f"# over seeds {', '.join(map(str, req.seeds))}. Use with: python -m harness run --tuned (or --params-from this file).\n")
-    table = {"tuning": {"study": req.study, "trial": best.number, "value": best.value, "trials": int(numbers["trials"])},
-             "params": {req.variant: dict(sorted(best.params.items()))}}
+    header = (
+        f"# Best parameters of study {req.study!r}: trial {best.number}, mean validation accuracy {best.value:.4f}\n"
+        f"# over seeds {', '.join(map(str, req.seeds))}. Use with: python -m harness run --tuned (or --params-from this file).\n"
+    )
+    table = {
+        "tuning": {"study": req.study, "trial": best.number, "value": best.value, "trials": int(numbers["trials"])},
+        "params": {req.variant: dict(sorted(best.params.items()))},
+    }
     params_path = atomic_write(folder / f"{req.variant}.toml", header + tomli_w.dumps(table))
 
     images = []
-    plots = [("history", ovm.plot_optimization_history, "Objective (mean validation accuracy at the selected epoch) of each trial, with the best so far."),
-             ("slice", ovm.plot_slice, "Objective against each searched parameter, one dot per completed trial.")]
+    plots = [
+        (
+            "history",
+            ovm.plot_optimization_history,
+            "Objective (mean validation accuracy at the selected epoch) of each trial, with the best so far.",
+        ),
+        ("slice", ovm.plot_slice, "Objective against each searched parameter, one dot per completed trial."),
+    ]
     if len(complete) >= 2 and len(best.params) >= 2:
-        plots.insert(1, ("importance", ovm.plot_param_importances, "How much of the objective's variation each parameter explains (fANOVA)."))
+        plots.insert(
+            1,
+            (
+                "importance",
+                ovm.plot_param_importances,
+                "How much of the objective's variation each parameter explains (fANOVA).",
+            ),
+        )
     for name, fn, caption in plots:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna marks its matplotlib views experimental
@@ -323,11 +414,18 @@ def write_results(study: optuna.Study, req: TuneRequest, folder: Path) -> tuple[
         path = folder / f"{req.variant}_{name}.png"
         save_figure(fig, path, dpi=100)
         images.append((path.name, caption))
-    md = [f"### Tuning `{req.variant}` (study `{req.study}`)", "",
-          f"{int(numbers['trials'])} trials: {int(numbers['trials_complete'])} complete, {int(numbers['trials_pruned'])} pruned, "
-          f"{int(numbers['trials_fail'])} failed. Best: trial {best.number}, mean validation accuracy {best.value:.2f} "
-          f"over seed(s) {', '.join(map(str, req.seeds))}, with " + ", ".join(f"`{k} = {v:.4g}`" if isinstance(v, float) else f"`{k} = {v}`" for k, v in sorted(best.params.items())) +
-          f". Parameters file: `tuning/{params_path.name}`; the test set was not read.", ""]
+    md = [
+        f"### Tuning `{req.variant}` (study `{req.study}`)",
+        "",
+        f"{int(numbers['trials'])} trials: {int(numbers['trials_complete'])} complete, {int(numbers['trials_pruned'])} pruned, "
+        f"{int(numbers['trials_fail'])} failed. Best: trial {best.number}, mean validation accuracy {best.value:.2f} "
+        f"over seed(s) {', '.join(map(str, req.seeds))}, with "
+        + ", ".join(
+            f"`{k} = {v:.4g}`" if isinstance(v, float) else f"`{k} = {v}`" for k, v in sorted(best.params.items())
+        )
+        + f". Parameters file: `tuning/{params_path.name}`; the test set was not read.",
+        "",
+    ]
     for name, caption in images:
         md += [f"![{name}](tuning/{name})", "", f"*{caption}*", ""]
     md_path = atomic_write(folder / f"{req.variant}.md", "\n".join(md))

@@ -10,26 +10,40 @@ The `variants` layer. May import: harness.base, harness.data and harness.trainin
 surface `harness` too, as a user's component does). Unlike the other layers' `__init__`, this one
 imports its modules: importing the package registers them.
 """
+
 from __future__ import annotations
 
 from harness.variants import augment, baseline, batchnorm, cosine, dropout, label_smoothing, plugins, sgd, weight_decay  # noqa: F401 - registers them
 from harness.variants.registry import (
-                               BASELINE,
-                               Change,
-                               Component,
-                               Conflict,
-                               UnknownVariant,
-                               Variant,
-                               all_components,
-                               canonical,
-                               component,
-                               get,
-                               names,
-                               register,
-                               unknown_message,
+    BASELINE,
+    Change,
+    Component,
+    Conflict,
+    UnknownVariant,
+    Variant,
+    all_components,
+    canonical,
+    component,
+    get,
+    names,
+    register,
+    unknown_message,
 )
 
 plugins.load_entry_points()  # after the shipped components, so a plugin that collides with one is refused
 
-__all__ = ["BASELINE", "Change", "Component", "Conflict", "UnknownVariant", "Variant", "all_components", "canonical", "component",
-           "get", "names", "register", "unknown_message"]
+__all__ = [
+    "BASELINE",
+    "Change",
+    "Component",
+    "Conflict",
+    "UnknownVariant",
+    "Variant",
+    "all_components",
+    "canonical",
+    "component",
+    "get",
+    "names",
+    "register",
+    "unknown_message",
+]

@@ -1,5 +1,6 @@
 """Random crop and horizontal flip of each training image, done on the whole batch where it lives
 (CPU or GPU, uint8 or float), with the run's own generator: no DataLoader, no PIL."""
+
 import torch
 from torch.nn import functional as F
 
@@ -57,6 +58,9 @@ crop_and_flip.draw = draw
 crop_and_flip.apply = apply
 
 
-@register("augment", hypothesis="Random crops (4-pixel zero padding) and horizontal flips of training images reduce overfitting.")
+@register(
+    "augment",
+    hypothesis="Random crops (4-pixel zero padding) and horizontal flips of training images reduce overfitting.",
+)
 def augment():
     return Change(transform=crop_and_flip)

@@ -5,6 +5,7 @@ layer for layer, created in the same order, so that the same seed gives the same
 the tutorial's code. Other image shapes and class counts change only the first convolution's input
 channels, the flatten size and the last layer.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -21,8 +22,13 @@ def flat_size(image_shape: tuple[int, int, int]) -> int:
 
 
 class LeNet(nn.Module):
-    def __init__(self, image_shape: tuple[int, int, int] = (3, 32, 32), num_classes: int = 10,
-                 dropout: float = 0.0, batchnorm: bool = False) -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int] = (3, 32, 32),
+        num_classes: int = 10,
+        dropout: float = 0.0,
+        batchnorm: bool = False,
+    ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")

@@ -9,6 +9,7 @@ twice (a notebook may call `harness.run` many times). Whatever goes wrong while 
 line naming the file, the line and the error: a `RegistryError`, which the command line reports
 with exit 2 (`--debug` shows the traceback).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,7 +27,9 @@ from harness.variants import registry
 from harness.variants.registry import RegistryError
 
 ENTRY_POINT_GROUP = "harness.components"
-_INSTALLED = tuple(str(Path(p).resolve()) for p in {*sysconfig.get_paths().values(), str(Path(registry.__file__).resolve().parents[1])})
+_INSTALLED = tuple(
+    str(Path(p).resolve()) for p in {*sysconfig.get_paths().values(), str(Path(registry.__file__).resolve().parents[1])}
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +61,9 @@ def load(entries: list[str] | tuple[str, ...], where: str = "--components") -> l
     files = []
     for entry in entries:
         if not isinstance(entry, str) or not entry.strip():
-            raise RegistryError(f"{where}: {entry!r} is not allowed; expected the path of a .py file or a module name (e.g. mypkg.ablations)")
+            raise RegistryError(
+                f"{where}: {entry!r} is not allowed; expected the path of a .py file or a module name (e.g. mypkg.ablations)"
+            )
         entry = entry.strip()
         files.append(_load_file(Path(entry), where) if is_file_entry(entry) else _load_module(entry, where))
     return files
@@ -96,7 +101,9 @@ def _forget(resolved: str, loaded: _Loaded | None) -> None:
 
 def _load_file(path: Path, where: str) -> str:
     if not path.is_file():
-        raise RegistryError(f"{where}: {str(path)!r} is not a file; expected the path of a .py file or a module name (e.g. mypkg.ablations)")
+        raise RegistryError(
+            f"{where}: {str(path)!r} is not a file; expected the path of a .py file or a module name (e.g. mypkg.ablations)"
+        )
     resolved = str(path.resolve())
     try:
         Path(resolved).read_bytes()
@@ -107,11 +114,15 @@ def _load_file(path: Path, where: str) -> str:
         return resolved  # unchanged, and so are its helpers: not imported twice
     name = path.stem
     if not name.isidentifier():
-        raise RegistryError(f"{where}: {str(path)!r}: the file's name must be a Python identifier (it names the module), e.g. my_components.py")
+        raise RegistryError(
+            f"{where}: {str(path)!r}: the file's name must be a Python identifier (it names the module), e.g. my_components.py"
+        )
     held = sys.modules.get(name)
     if held is not None and getattr(held, "__file__", None) != resolved:
-        raise RegistryError(f"{where}: {str(path)!r}: a module named {name!r} is already imported "
-                            f"(from {getattr(held, '__file__', None) or 'built-ins'}); rename the file")
+        raise RegistryError(
+            f"{where}: {str(path)!r}: a module named {name!r} is already imported "
+            f"(from {getattr(held, '__file__', None) or 'built-ins'}); rename the file"
+        )
     _forget(resolved, known)  # an edited file replaces what it registered before
     _files.pop(resolved, None)
     spec = importlib.util.spec_from_file_location(name, resolved)
@@ -135,8 +146,10 @@ def _load_file(path: Path, where: str) -> str:
     mine = [c for c in registry.all_components() if c.path == resolved and not c.shipped]
     if not mine and not datasets.names_from(resolved):
         sys.modules.pop(name, None)
-        raise RegistryError(f"{where}: {path} registers no component or dataset; decorate a function with @harness.register(...)"
-                            " (or call harness.register_dataset)")
+        raise RegistryError(
+            f"{where}: {path} registers no component or dataset; decorate a function with @harness.register(...)"
+            " (or call harness.register_dataset)"
+        )
     for c in mine:  # the component's code is its file and the user's own modules it imports
         registry._REGISTRY[c.name] = dataclasses.replace(c, digest=digest[:16])
     _files[resolved] = _Loaded(digest, helpers)
@@ -151,8 +164,10 @@ def _load_module(name: str, where: str) -> str:
         raise
     except ModuleNotFoundError as e:
         if e.name and (name == e.name or name.startswith(e.name + ".")):
-            raise RegistryError(f"{where}: {name!r} is neither a file nor an importable module; "
-                                "expected the path of a .py file or a module on the Python path (e.g. mypkg.ablations)") from e
+            raise RegistryError(
+                f"{where}: {name!r} is neither a file nor an importable module; "
+                "expected the path of a .py file or a module on the Python path (e.g. mypkg.ablations)"
+            ) from e
         raise RegistryError(f"{where}: module {name}, {_located(e, [])}") from e
     except Exception as e:  # noqa: BLE001 - any failure of the user's code is reported in one line
         raise RegistryError(f"{where}: module {name}, {_located(e, [])}") from e
@@ -196,4 +211,3 @@ def load_entry_points() -> None:
             raise
         except Exception as e:  # noqa: BLE001 - an installed plugin's failure, in one line
             raise RegistryError(f"{label} = {ep.value}: {_located(e, [])}; fix or uninstall that package") from e
-

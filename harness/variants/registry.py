@@ -8,6 +8,7 @@ overrides. A variant is a set of components, written `a+b+c` in any order and na
 same thing to different values cannot be composed. Nothing outside `harness/variants/` looks at a
 component's name to decide anything.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -27,6 +28,7 @@ from harness.variants.lenet import LeNet
 class RegistryError(UsageError, ValueError):
     """A component file registers something invalid: the command stops with one line naming it."""
 
+
 CIFAR10_SHAPE, CIFAR10_CLASSES = (3, 32, 32), 10  # what a bare `build()` assumes
 BASELINE = "baseline"
 PIECES = ("architecture", "transform", "loss", "optimizer", "schedule")
@@ -37,7 +39,9 @@ class Change:
     """What a component changes. Every field's default changes nothing: the tutorial's training."""
 
     model: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the architecture
-    architecture: Callable[..., nn.Module] | None = None  # (image_shape, num_classes, **model) -> network; default LeNet
+    architecture: Callable[..., nn.Module] | None = (
+        None  # (image_shape, num_classes, **model) -> network; default LeNet
+    )
     transform: Callable | None = None  # (training batch, torch.Generator) -> batch; never applied when evaluating
     loss: Callable[[], nn.Module] | None = None  # the training loss; default cross-entropy
     optimizer: Callable | None = None  # (parameters, settings with .lr and .weight_decay) -> optimizer; default Adam
@@ -71,7 +75,11 @@ class Component:
     @property
     def params(self) -> dict[str, Any]:
         """The function's keyword arguments with their defaults: the component's parameters."""
-        return {k: p.default for k, p in inspect.signature(self.make).parameters.items() if p.default is not inspect.Parameter.empty}
+        return {
+            k: p.default
+            for k, p in inspect.signature(self.make).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
 
 
 @dataclass(frozen=True)
@@ -103,16 +111,22 @@ class Variant:
                     _merge(pieces, piece, piece, c.name, getattr(ch, piece))
         return Change({k: v for k, (_, v) in model.items()}, **{k: v for k, (_, v) in pieces.items()}, fusable=fusable)
 
-    def build(self, image_shape: tuple[int, int, int] = CIFAR10_SHAPE, num_classes: int = CIFAR10_CLASSES,
-              params: dict[str, Any] | None = None) -> nn.Module:
+    def build(
+        self,
+        image_shape: tuple[int, int, int] = CIFAR10_SHAPE,
+        num_classes: int = CIFAR10_CLASSES,
+        params: dict[str, Any] | None = None,
+    ) -> nn.Module:
         return self.change(params).build(image_shape, num_classes)
 
 
 def _merge(seen: dict, label: str, key: str, component: str, value: Any) -> None:
     if key in seen and seen[key][1] is not value and seen[key][1] != value:
         first, before = seen[key]
-        raise Conflict(f"components {first!r} and {component!r} both set {label}, to {_shown(before)} and {_shown(value)}; "
-                       "compose components that change different things")
+        raise Conflict(
+            f"components {first!r} and {component!r} both set {label}, to {_shown(before)} and {_shown(value)}; "
+            "compose components that change different things"
+        )
     seen[key] = (component, value)
 
 
@@ -136,7 +150,9 @@ def _source_of(make: Callable) -> tuple[str, str]:
     return path, hashlib.sha256(data).hexdigest()[:16]
 
 
-def register(name: str, hypothesis: str, train: dict[str, Any] | None = None) -> Callable[[Callable[..., Change]], Callable[..., Change]]:
+def register(
+    name: str, hypothesis: str, train: dict[str, Any] | None = None
+) -> Callable[[Callable[..., Change]], Callable[..., Change]]:
     """Register a component under `name`. Registering a name twice raises ValueError."""
 
     def decorate(make: Callable[..., Change]) -> Callable[..., Change]:
@@ -144,17 +160,25 @@ def register(name: str, hypothesis: str, train: dict[str, Any] | None = None) ->
         path, digest = _source_of(make)
         if name in _REGISTRY:
             held = _REGISTRY[name]
-            raise RegistryError(f"variants: component {name!r} in {path or make.__module__} collides with the "
-                                f"{'shipped ' if held.shipped else ''}component {name!r} in {held.path or held.module}; rename one of them")
+            raise RegistryError(
+                f"variants: component {name!r} in {path or make.__module__} collides with the "
+                f"{'shipped ' if held.shipped else ''}component {name!r} in {held.path or held.module}; rename one of them"
+            )
         if not name or not all(ch.isalnum() or ch == "_" for ch in name):
-            raise RegistryError(f"variants: component name {name!r}: use letters, digits and '_' ('+' joins components)")
+            raise RegistryError(
+                f"variants: component name {name!r}: use letters, digits and '_' ('+' joins components)"
+            )
         if not hypothesis or "\n" in hypothesis:
             raise RegistryError(f"variants: component {name!r} ({make.__module__}) needs a one-line hypothesis")
         missing = [k for k, p in inspect.signature(make).parameters.items() if p.default is inspect.Parameter.empty]
         if missing:
-            raise RegistryError(f"variants: component {name!r} ({make.__module__}): every parameter needs a default, {', '.join(missing)} has none")
+            raise RegistryError(
+                f"variants: component {name!r} ({make.__module__}): every parameter needs a default, {', '.join(missing)} has none"
+            )
         origin = "shipped" if shipped else (_LOADING["origin"] or f"module {make.__module__}")
-        _REGISTRY[name] = Component(name, hypothesis, make, dict(train or {}), make.__module__, path, origin, "" if shipped else digest)
+        _REGISTRY[name] = Component(
+            name, hypothesis, make, dict(train or {}), make.__module__, path, origin, "" if shipped else digest
+        )
         return make
 
     return decorate
@@ -169,7 +193,9 @@ def unknown_message(name: str) -> str:
     valid = sorted(_REGISTRY)
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown component {name!r}{hint}; components: {', '.join(valid)} (join them with '+', e.g. dropout+batchnorm)"
+    return (
+        f"unknown component {name!r}{hint}; components: {', '.join(valid)} (join them with '+', e.g. dropout+batchnorm)"
+    )
 
 
 def component(name: str) -> Component:
@@ -183,7 +209,9 @@ def get(name: str) -> Variant:
     """The variant `a+b+...` (any order; `baseline` alone or in a composition adds nothing)."""
     parts = [p.strip() for p in name.split("+")]
     if not all(parts):
-        raise UnknownVariant(f"variant {name!r} has an empty component; write components joined by '+', e.g. dropout+batchnorm")
+        raise UnknownVariant(
+            f"variant {name!r} has an empty component; write components joined by '+', e.g. dropout+batchnorm"
+        )
     named = [p for p in parts if p != BASELINE]
     found = {p: component(p) for p in named}
     if len(found) != len(named):

@@ -9,6 +9,10 @@ def nesterov_sgd(parameters, settings) -> torch.optim.Optimizer:
 
 
 # SGD needs a larger step than Adam's 1e-3: 0.05 is its own default (`--set params.sgd.lr=...`).
-@register("sgd", hypothesis="SGD with Nesterov momentum instead of Adam generalises better at a comparable cost.", train={"lr": 0.05})
+@register(
+    "sgd",
+    hypothesis="SGD with Nesterov momentum instead of Adam generalises better at a comparable cost.",
+    train={"lr": 0.05},
+)
 def sgd():
     return Change(optimizer=nesterov_sgd)
