@@ -62,7 +62,11 @@ def test_the_same_study_through_the_cli_and_through_harness_run_leaves_the_same_
         fresh_store(folder)
     proc = harness("run", *STUDY, cwd=cli)
     assert proc.returncode == 0, proc.stderr
-    code = f"import harness, sys; study = {CALL}; print(study.table().verdict.tolist()); print('harness.cli' in sys.modules)"
+    code = (
+        f"import harness, sys; study = {CALL}; print('PLAN'); print(study.plan(sd=1.0)); print('PLAN'); "
+        "v = study.promote('dropout', name='m'); print('VERSION', v.version, v.tags['harness.verdict']); "
+        "print('harness.cli' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=api, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == "False"  # the API ran without importing the command line
@@ -72,3 +76,11 @@ def test_the_same_study_through_the_cli_and_through_harness_run_leaves_the_same_
     assert _report(cli) == _report(api)
     commands = {p.read_text().count(CALL) for p in api.glob("reports/default/report.md")}
     assert commands == {1}  # the API's runs record the call, not `python -c`
+
+    plan = harness(
+        "plan", "--experiment", "default", "--sd", "1", cwd=cli
+    )  # `plan` and `promote`: one library function each
+    assert plan.returncode == 0 and out.stdout.split("PLAN\n")[1] == plan.stdout
+    promoted = harness("promote", "--experiment", "default", "--variant", "dropout", "--name", "m", cwd=cli)
+    verdict = promoted.stdout.split("verdict ")[1].split(";")[0]
+    assert promoted.returncode == 0 and f"VERSION 1 {verdict}\n" in out.stdout

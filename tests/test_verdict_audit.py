@@ -17,6 +17,7 @@ from harness.report import effects_section
 from harness.settings.designs import Design
 from tests import simulation as sim
 from tests.conftest import fresh_store, harness, write_npz
+from tests.simulation import compare_all
 
 THREE = (100, 101, 102)
 
@@ -53,7 +54,7 @@ def test_a_look_without_spread_decides_nothing_in_round_one(name, values):
     t = w.tracks["v"]
     assert t.verdict == sequential.OPEN and w.next == [("baseline", 103), ("v", 103)], name
     assert math.isnan(t.looks[0].t) and t.looks[0].low == -math.inf  # no t = ±inf, no [0.01, 0.01]
-    fixed = stats.compare_all({s: 60.0 for s in THREE}, {"v": {s: 60.0 + x for s, x in zip(THREE, values)}})["v"]
+    fixed = compare_all({s: 60.0 for s in THREE}, {"v": {s: 60.0 + x for s, x in zip(THREE, values)}})["v"]
     assert fixed.verdict == "inconclusive" and fixed.sd == 0 and math.isnan(fixed.t_p)  # the fixed path agrees
 
 
@@ -126,7 +127,7 @@ def test_the_shape_diagnostic_warns_on_skewed_differences_and_rarely_on_normal_o
     print("\nshape warning at 12 pairs, 2000 draws (seed 7): " + ", ".join(f"{k} {v:.3f}" for k, v in warned.items()))
     assert warned["normal"] < 0.15 and warned["lognormal"] > 0.6 and warned["Exp(1) − 1"] > 0.4
     d = {s: x for s, x in enumerate([0.1, -0.2, 0.0, 0.3, -0.1, 0.2, -0.3, 0.1, 0.0, -0.2, 0.2, 9.0])}
-    r = stats.compare_all({s: 60.0 for s in d}, {"v": {s: 60 + x for s, x in d.items()}})["v"]
+    r = compare_all({s: 60.0 for s in d}, {"v": {s: 60 + x for s, x in d.items()}})["v"]
     assert r.shape.startswith("skewed differences (skewness G1 +3.")
 
 
@@ -196,13 +197,13 @@ def test_a_rerun_that_changes_a_stored_sequential_setting_exits_2_and_names_it(t
 
 
 def test_two_seeds_never_give_a_verdict_and_no_seeds_needed():
-    r = stats.compare_all({1: 70.0, 2: 71.0}, {"v": {1: 71.0, 2: 72.01}})["v"]
+    r = compare_all({1: 70.0, 2: 71.0}, {"v": {1: 71.0, 2: 72.01}})["v"]
     assert r.t_p < 0.01 and r.perm_p == 0.5  # the input: t p 0.0032
     assert r.verdict == "inconclusive" and "fewer than 3 pairs: no verdict" in r.decided_by
     from harness.report import comparisons
 
     assert comparisons.seeds_for(r, stats.Analysis(), 0.05) == (0, "difference")
-    eq = stats.compare_all({1: 70.0, 2: 71.0}, {"v": {1: 70.0, 2: 71.0}})["v"]
+    eq = compare_all({1: 70.0, 2: 71.0}, {"v": {1: 70.0, 2: 71.0}})["v"]
     assert eq.verdict == "inconclusive"
 
 
@@ -248,9 +249,9 @@ def test_the_seed_win_rate_is_named_and_has_an_exact_interval():
 def test_a_simultaneous_interval_that_excludes_zero_comes_with_better_or_worse():
     base = {s: 60.0 for s in range(6)}
     six = {s: 66.8 + 0.1 * (s % 3) for s in range(6)}
-    perm = stats.compare_all(base, {"a": six, "b": dict(six), "c": dict(six)}, stats.Analysis(test="permutation"))["a"]
+    perm = compare_all(base, {"a": six, "b": dict(six), "c": dict(six)}, stats.Analysis(test="permutation"))["a"]
     assert perm.verdict == "inconclusive" and (perm.sim_low, perm.sim_high) == (-math.inf, math.inf)  # was [6.31, 7.26]
-    flat = stats.compare_all({s: 60.0 for s in THREE}, {"v": {s: 60.03 for s in THREE}})["v"]
+    flat = compare_all({s: 60.0 for s in THREE}, {"v": {s: 60.03 for s in THREE}})["v"]
     assert flat.verdict == "inconclusive" and flat.sim_low == -math.inf  # was [0.03, 0.03]
     rng = np.random.default_rng(9)
     for _ in range(300):
@@ -258,7 +259,7 @@ def test_a_simultaneous_interval_that_excludes_zero_comes_with_better_or_worse()
         variants = {
             f"v{i}": {s: 60 + float(np.round(rng.normal(rng.normal(0, 1), 1), 1)) for s in range(n)} for i in range(m)
         }
-        for r in stats.compare_all({s: 60.0 for s in range(n)}, variants, stats.Analysis(test=test)).values():
+        for r in compare_all({s: 60.0 for s in range(n)}, variants, stats.Analysis(test=test)).values():
             if r.sim_low > 0 or r.sim_high < 0:
                 assert r.verdict in ("better", "worse"), (r, test)
 
@@ -369,7 +370,7 @@ def test_float_accuracies_three_images_apart_have_no_spread():
     images = 10_000
     base = {s: 100.0 * k / images for s, k in enumerate((5000, 5002, 5000, 5002, 6398, 6404))}
     variant = {s: 100.0 * (round(v * images / 100) + 3) / images for s, v in base.items()}
-    r = stats.compare_all(base, {"v": variant})["v"]
+    r = compare_all(base, {"v": variant})["v"]
     assert r.sd == 0 and math.isnan(r.t_p) and math.isnan(r.hedges_g)  # not t p 2e-64 and g_z 3.4e12
     assert r.verdict == "better" and r.decided_by.startswith("sign-flip permutation test")
 

@@ -174,12 +174,12 @@ def run(
 def load(experiment: str, tracking_uri: str | None = None, reports_dir: str | None = None) -> "Study":
     """The experiment `experiment` (a name or its .toml) as it is in the store, without training;
     its report is written when there is none yet."""
-    from harness.running import experiment as experiments
+    from harness.running import stored
     from harness.tracking import readback
 
     if not isinstance(experiment, (str, os.PathLike)):
         raise UsageError(f"experiment: {experiment!r} is not allowed; expected the experiment's name or its .toml path")
-    name, cfg, uri = experiments.stored(str(experiment), tracking_uri)
+    name, cfg, uri = stored.locate(str(experiment), tracking_uri)
     readback.require_store(uri)
     folder = Path(reports_dir or (cfg.paths.reports_dir if cfg else "reports")) / name
     study = Study(name, uri, folder)
@@ -249,6 +249,30 @@ class Study:
         if out is not None:
             export.write(text, Path(_paths("out", out)[0]), "out")
         return text
+
+    def plan(
+        self,
+        effect: float | None = None,
+        sd: float | None = None,
+        comparisons: int | None = None,
+        power: float = 0.8,
+        vary: str | list[str] = (),
+    ) -> str:
+        """How many seeds each comparison needs, as `python -m harness plan` prints it."""
+        from harness.analysis import planning
+        from harness.running import stored
+
+        sources = tuple(s.strip() for s in (vary.split(",") if isinstance(vary, str) else vary) if s.strip())
+        req = planning.Request(effect, sd, comparisons, power, sources)
+        return "\n".join(stored.plan(self.experiment, None, self.tracking_uri, req))
+
+    def promote(self, variant: str, name: str, again: bool = False):
+        """Register `variant`'s best seed run (by validation) as a new version of the registered
+        model `name`, as `python -m harness promote` does; returns MLflow's ModelVersion."""
+        from harness.running import stored
+
+        version, _, _ = stored.promote(self.tracking_uri, self.experiment, variant, name, again)
+        return version
 
     def _repr_markdown_(self) -> str:
         """The report inline in Jupyter, its figures linked from the report's folder."""

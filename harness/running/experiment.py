@@ -74,17 +74,6 @@ def configure(
     return experiment_file.load_experiment(experiment, sets, files, components, **flags), files
 
 
-def stored(experiment: str, tracking_uri: str | None = None) -> tuple[str, ExperimentConfig | None, str]:
-    """An experiment as `report`, `export`, `plan`, `promote` and `harness.load` name it (a name, or
-    its .toml, which is read): its name, its file's configuration (None for a name) and its store's
-    address: `tracking_uri`, else the file's, else the default ($MLFLOW_TRACKING_URI, sqlite:///mlflow.db)."""
-    from harness.settings import experiment_file
-    from harness.tracking import store
-
-    name, cfg = experiment_file.named(experiment)
-    return name, cfg, store.resolve_uri(tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
-
-
 def run(
     cfg: ExperimentConfig,
     ex: Execution = Execution(),

@@ -1,7 +1,7 @@
 """What a seed run holds in MLflow besides numbers: the model of its selected epoch (an MLflow
 PyTorch model under the run's `model` artifact, so `mlflow.pytorch.load_model("runs:/<id>/model")`
 returns a working network in a fresh process), the data it used as MLflow dataset inputs, and
-`promote` (harness/cli/promote.py) registers a variant's best seed run in the Model Registry.
+`promote` (harness/running/stored.py) registers a variant's best seed run in the Model Registry.
 
 The model is saved in MLflow's pickle format: its network is the class of the installed
 `harness.variants` (LeNet) or of the user's component files, which travel with it as code, so it
