@@ -8,7 +8,8 @@ first use, so `import harness` (and `python -m harness list`) stays cheap.
 - Datasets: `Dataset`, `register_dataset`.
 - Settings: `load_experiment`, `ExperimentConfig`, `TrainSettings`, `Runtime`, `Analysis`.
 - Results: `read_runs`, `SeedRun`, `build_report`.
-- Notebooks and scripts: `run` (train and report, as `python -m harness run`), `load` (an experiment
+- Notebooks and scripts: `run` (train and report, as `python -m harness run`), `tune` (an Optuna
+  search, as `python -m harness tune`), `load` (an experiment
   in the store), `Study` (what both return: DataFrames, exports, the report inline in Jupyter).
 - Errors: `UsageError` (bad input, with a one-line message naming the setting).
 """
@@ -34,6 +35,7 @@ _EXPORTS = {
     "build_report": ("harness.report.markdown", "build"),
     "UsageError": "harness.base.errors",
     "run": "harness.api.study",
+    "tune": "harness.api.study",
     "load": "harness.api.study",
     "Study": "harness.api.study",
 }

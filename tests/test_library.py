@@ -84,3 +84,32 @@ def test_the_same_study_through_the_cli_and_through_harness_run_leaves_the_same_
     promoted = harness("promote", "--experiment", "default", "--variant", "dropout", "--name", "m", cwd=cli)
     verdict = promoted.stdout.split("verdict ")[1].split(";")[0]
     assert promoted.returncode == 0 and f"VERSION 1 {verdict}\n" in out.stdout
+
+
+def test_harness_tune_and_the_cli_run_one_session_and_share_its_study(tmp_path):
+    """`harness.tune` calls the session the CLI's `tune` calls: two trials from Python, then the CLI
+    brings the same study (same name, same storage) to three, and both write the best parameters."""
+    fresh_store(tmp_path)
+    code = (
+        "import harness, sys; t = harness.tune('baseline', trials=2, epochs=1, dataset='digits', batch_size=64); "
+        "print(len(t.study.trials), t.params_path, 'harness.cli' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines()[-1] == "2 reports/default/tuning/baseline.toml False"
+    flags = [
+        "--variant",
+        "baseline",
+        "--trials",
+        "3",
+        "--epochs",
+        "1",
+        "--set",
+        'data.dataset="digits"',
+        "--set",
+        "train.batch_size=64",
+    ]
+    proc = harness("tune", *flags, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "study default-baseline: 2 trial(s) so far, 1 to run" in proc.stdout
+    assert (tmp_path / "reports" / "default" / "tuning" / "baseline.toml").is_file()

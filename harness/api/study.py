@@ -171,6 +171,49 @@ def run(
     return Study(done.name, done.uri, done.reports_folder)
 
 
+def tune(
+    variant: str,
+    trials: int = 20,
+    seeds: int | list[int] | str | None = None,
+    epochs: int | None = None,
+    timeout: float | None = None,
+    workers: int = 1,
+    study: str | None = None,
+    storage: str | None = None,
+    pruner: str = "median",
+    **settings: Any,
+):
+    """Search `variant`'s hyperparameters with Optuna on validation data (never the test set), as
+    `python -m harness tune` does: its `[search.<variant>]` space, `trials` in all (counting earlier
+    ones of the same study), then the best parameters written for `run(tuned=True)`. `settings`: the
+    experiment, components, data and store as `run` takes them. Returns the session's `Tuned`
+    (the Optuna study, the parameters' file, the report's path)."""
+    from harness.settings import experiment_file
+    from harness.tuning import session
+
+    setup, flags, options = arguments(epochs=epochs, **settings)
+    if options or set(setup) - {"experiment", "components", "set", "tuned"} or flags.get("variants"):
+        extra = sorted(options) or sorted(set(setup) - {"experiment", "components", "set", "tuned"}) or ["variants"]
+        raise UsageError(f"tune: {extra[0]!r} is not a setting of tune; it tunes one variant (variant=...)")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    cfg = experiment_file.load_experiment(
+        setup.get("experiment"), setup.get("set", []), components=setup.get("components", []), **flags
+    )
+    chosen = experiment_file.parse_seed_flag(_text("seeds", seeds)) if seeds is not None else None  # each trial's seeds
+    req = session.request(
+        cfg,
+        _scalar("variant", variant, (str,)),
+        _scalar("trials", trials, (int,)),
+        chosen,
+        _scalar("timeout", timeout, (int, float)) if timeout is not None else None,
+        _scalar("workers", workers, (int,)),
+        study,
+        storage,
+        _scalar("pruner", pruner, (str,)),
+    )
+    return session.tune(cfg, req)
+
+
 def load(experiment: str, tracking_uri: str | None = None, reports_dir: str | None = None) -> "Study":
     """The experiment `experiment` (a name or its .toml) as it is in the store, without training;
     its report is written when there is none yet."""

@@ -74,60 +74,24 @@ def execution_of(args: argparse.Namespace):
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from harness.settings import experiment_file
+    from harness.tuning import session
 
     flags = {"train.epochs": args.epochs, "data.dir": args.data_dir, "tracking_uri": args.tracking_uri}
     cfg = experiment_file.load_experiment(
         args.experiment, args.set, components=component_entries(args.components), **flags
     )
-    seeds = experiment_file.parse_seed_flag(args.seeds) if args.seeds else cfg.seeds[:1]
-    from harness.tuning import tuner
-
-    req = tuner.TuneRequest(
-        variant=args.variant,
-        trials=args.trials,
-        seeds=seeds,
-        timeout=args.timeout,
-        workers=args.workers,
-        study=args.study or f"{cfg.name}-{args.variant}",
-        storage=args.storage or str(Path("optuna") / f"{cfg.name}.journal"),
-        pruner=args.pruner,
+    seeds = experiment_file.parse_seed_flag(args.seeds) if args.seeds else None
+    req = session.request(
+        cfg, args.variant, args.trials, seeds, args.timeout, args.workers, args.study, args.storage, args.pruner
     )
-    tuner.check_request(cfg, req)
-    from harness.running import preflight
-
-    ready = preflight.prepare(cfg, with_test=False)  # tuning never loads the test set onto the device
-    uri, loaded = ready.uri, ready.data
 
     def say(text: str) -> None:
         print(text, flush=True)
 
     if args.worker_share is not None:  # one of the processes of `--workers N`
-        from harness.tracking import store
-
-        tracker = store.Tracker(uri, cfg.name, cfg.checkpoint_folder)
-        tuner.optimize(
-            cfg,
-            loaded,
-            req,
-            tuner.load_study(req, worker=os.getpid()),
-            args.worker_share,
-            args.parent_run,
-            tracker,
-            say,
-        )
-        return 0
-    study = tuner.coordinate(cfg, loaded, uri, req, args.argv, say)
-    params_path, _ = tuner.write_results(study, req, cfg.reports_folder / "tuning")
-    best = study.best_trial
-    say(f"best: trial {best.number}, validation accuracy {best.value:.2f}, {tuner.format_params(best.params)}")
-    say(f"parameters: {params_path}")
-    from harness.report import markdown
-
-    try:
-        path = markdown.build(uri, cfg.name, cfg.reports_folder)
-        say(f"report: {path} and {path.with_suffix('.html').name}")
-    except UsageError:
-        pass  # no `run` in this experiment yet: the tuning section joins the report when there is one
+        session.work(cfg, req, args.worker_share, args.parent_run, say)
+    else:
+        session.tune(cfg, req, say)
     return 0
 
 
@@ -245,7 +209,6 @@ def main(argv: list[str] | None = None) -> int:
     # children (workers, the UI's server) inherit it.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     args = parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _raise_terminated)
     parent.watch()  # a child of `--jobs-per-device` or `--workers` stops when its parent is gone
     try:

@@ -256,8 +256,11 @@ def counted(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False))
 
 
-def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, argv: list[str], say) -> optuna.Study:
-    """Resume or create the study, bring it to `req.trials` trials with `req.workers` processes."""
+def coordinate(
+    cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, worker_args: list[str], say
+) -> optuna.Study:
+    """Resume or create the study, bring it to `req.trials` trials with `req.workers` processes
+    (each runs `python -m harness` with `worker_args` and its share)."""
     study = load_study(req)
     stale = fail_stale_trials(study)
     if stale:
@@ -275,7 +278,7 @@ def coordinate(cfg: ExperimentConfig, data: Loaded, uri: str, req: TuneRequest, 
         shares = [remaining // req.workers + (1 if i < remaining % req.workers else 0) for i in range(req.workers)]
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "harness", *argv, "--worker-share", str(n), "--parent-run", parent_id],
+                [sys.executable, "-m", "harness", *worker_args, "--worker-share", str(n), "--parent-run", parent_id],
                 env={**os.environ, **parent.child_env()},
             )
             for n in shares
