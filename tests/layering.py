@@ -27,9 +27,8 @@ LAYERS = (
     "cli",
     "surface",
 )
-USER_CODE = (
-    "harness/variants/plugins.py",
-)  # imports the user's own files and modules by name; never a module of the project
+# imports the user's own files and modules by name; never a module of the project
+USER_CODE = ("harness/variants/plugins.py",)
 
 
 def dynamic(root: Path) -> list[str]:

@@ -362,9 +362,8 @@ def test_list_with_a_component_that_cannot_be_built_names_it(tmp_path):
 
     from tests.conftest import ROOT
 
-    shutil.copytree(
-        ROOT / "harness", tmp_path / "pkg" / "harness", ignore=shutil.ignore_patterns("__pycache__")
-    )  # a copy to edit
+    # a copy to edit
+    shutil.copytree(ROOT / "harness", tmp_path / "pkg" / "harness", ignore=shutil.ignore_patterns("__pycache__"))
     variants = tmp_path / "pkg" / "harness" / "variants"
     (variants / "needs_arg.py").write_text(
         "from harness.variants.registry import Change, register\n\n\n"

@@ -47,17 +47,15 @@ def test_run_prints_the_tutorials_lines_and_a_summary(finished):
 
 def test_piped_output_is_plain_lines_with_the_eta_at_the_end_of_each_run(finished):
     out = finished[2].stdout
-    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", out), (
-        "control characters in piped output"
-    )  # no \r, no escape codes
+    # no \r, no escape codes
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", out), "control characters in piped output"
     runs = [line for line in out.splitlines() if line.startswith("finished ")]
     assert len(runs) == 4 and all(
         re.fullmatch(r"finished \w+ seed \d+ in \d+s: test accuracy [\d.]+ \[\d/4 runs; ETA \w+\]", r) for r in runs
     ), runs
     assert runs[-1].endswith("[4/4 runs; ETA 0s]")
-    assert (
-        sum(line.startswith(("TRAIN EPOCH", "VAL   EPOCH")) for line in out.splitlines()) == 4 * 2 * 2
-    )  # one line per phase and epoch
+    # one line per phase and epoch
+    assert sum(line.startswith(("TRAIN EPOCH", "VAL   EPOCH")) for line in out.splitlines()) == 4 * 2 * 2
 
 
 def test_store_holds_parents_children_tags_and_epoch_metrics(finished):
@@ -124,9 +122,8 @@ def _imports_torch(proc) -> bool:
 
 
 def test_list_reads_its_cache_without_importing_torch_until_a_variant_file_changes(tmp_path):
-    shutil.copytree(
-        ROOT / "harness", tmp_path / "harness", ignore=shutil.ignore_patterns("__pycache__")
-    )  # a copy to edit, first on the path
+    # a copy to edit, first on the path
+    shutil.copytree(ROOT / "harness", tmp_path / "harness", ignore=shutil.ignore_patterns("__pycache__"))
     env = {"HARNESS_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(tmp_path), "PYTHONPROFILEIMPORTTIME": "1"}
     first = harness("list", cwd=tmp_path, env=env)
     second = harness("list", cwd=tmp_path, env=env)
@@ -274,9 +271,8 @@ def test_report_covers_every_invocation_and_parents_carry_the_comparison(tmp_pat
         c.strip()
         for c in next(x for x in plan.stdout.splitlines() if x.startswith("| given --sd |")).strip("|").split("|")
     ]
-    assert (
-        int(given[3]) >= 2 and int(given[4]) >= 3
-    )  # the counts themselves are checked against the power functions in test_stats
+    # the counts themselves are checked against the power functions in test_stats
+    assert int(given[3]) >= 2 and int(given[4]) >= 3
     # the baseline again with 2 epochs: the 1-epoch variants are not comparable with it
     assert (
         harness("run", "--variants", "baseline", "--epochs", "2", *common, cwd=tmp_path, data=data_dir).returncode == 0
@@ -291,9 +287,8 @@ def test_plan_and_report_create_no_store(tmp_path):
     plan = harness(
         "plan", "--experiment", "default", "--sd", "0.6", "--effect", "1", "--comparisons", "3", cwd=tmp_path
     )
-    assert (
-        plan.returncode == 0 and "| given --sd | – | 0.600 | 7 |" in plan.stdout
-    )  # 80% power at 0.05/3 for d = 1 / 0.6
+    # 80% power at 0.05/3 for d = 1 / 0.6
+    assert plan.returncode == 0 and "| given --sd | – | 0.600 | 7 |" in plan.stdout
     for args in (("plan", "--experiment", "default"), ("report", "--experiment", "default")):
         proc = harness(*args, cwd=tmp_path)
         assert (

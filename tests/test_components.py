@@ -229,9 +229,8 @@ def test_resume_is_bit_identical(tensors, name, after):
     _, _, snap = _train(tensors, spec, keep_at=after)
     assert _same(_train(tensors, spec, resume=snap), whole)
     if "augment" in name:
-        snap["rng"]["data"] = (
-            torch.Generator().manual_seed(99).get_state()
-        )  # the transform's draws are part of the state
+        # the transform's draws are part of the state
+        snap["rng"]["data"] = torch.Generator().manual_seed(99).get_state()
         assert not _same(_train(tensors, spec, resume=snap), whole)
 
 

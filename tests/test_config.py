@@ -174,9 +174,8 @@ def test_precision_is_part_of_a_runs_key_but_layout_compile_and_determinism_are_
         )
         != key
     )
-    assert (
-        experiment_file.load_experiment("tutorial").runtime.memory_format == "contiguous"
-    )  # the tutorial's bits on a CPU too
+    # the tutorial's bits on a CPU too
+    assert experiment_file.load_experiment("tutorial").runtime.memory_format == "contiguous"
 
 
 def test_a_key_names_the_dataset_and_its_content():

@@ -36,12 +36,10 @@ from harness.training import engine, fused
 from harness.training.fused_net import FusedLeNet
 
 SHAPE = (3, 16, 16)
-EQUIVALENCE = (
-    3.0  # points: the margin 8 seeds of this tiny task can show (the intervals below reach ±1.4 for batchnorm)
-)
-NOISE_FACTOR = (
-    10  # a fused member may stray from the reference this many times as far as the separate path's own float noise
-)
+# points: the margin 8 seeds of this tiny task can show (the intervals below reach ±1.4 for batchnorm)
+EQUIVALENCE = 3.0
+# a fused member may stray from the reference this many times as far as the separate path's own float noise
+NOISE_FACTOR = 10
 BN_DRIFTERS = ("conv1.bias", "conv2.bias", "bn1.running_mean", "bn2.running_mean")
 
 
@@ -141,6 +139,7 @@ def _seeded(build, seed):
     return build()
 
 
+# each engine piece
 @pytest.mark.parametrize(
     "variants",
     [
@@ -154,7 +153,7 @@ def _seeded(build, seed):
         ["sgd"] * 2,
         ["augment+cosine+sgd"] * 2,
     ],
-)  # each engine piece
+)
 def test_after_one_epoch_each_member_matches_its_separate_run(data, variants):
     seeds = [7, 8, 9][: len(variants)]
     steps = (320 + 31) // 32
@@ -193,9 +192,8 @@ def test_over_ten_epochs_fused_members_are_statistically_indistinguishable_from_
         f"\n| {variant} | {np.mean(list(alone_acc.values())):.2f} | {np.mean(list(fused_acc.values())):.2f} | {result.diff_mean:+.2f} | "
         f"[{result.ci_low:+.2f}, {result.ci_high:+.2f}] | {result.t_p:.3f} | {result.tost_t_p:.3g} | {same}/{len(seeds)} |"
     )
-    if same < len(
-        seeds
-    ):  # TOST by t, or where the differences have no spread by the exact sign-flip test, as the report decides
+    # TOST by t, or where the differences have no spread by the exact sign-flip test, as the report decides
+    if same < len(seeds):
         tost = result.tost_t_p if np.isfinite(result.tost_t_p) else result.tost_perm_p
         assert tost < 0.05, (
             f"{variant}: equivalence within ±{EQUIVALENCE} points not shown (TOST p = {tost:.3g}): {result}"
@@ -260,9 +258,8 @@ def test_members_with_their_own_learning_rates_each_match_their_separate_run(dat
         )
     starts = [_seeded(build, 7 + k).state_dict() for k in range(2)]
     moved = [max((out[k][0].state_dict()[n] - starts[k][n]).abs().max().item() for n in starts[k]) for k in range(2)]
-    assert (
-        moved[1] > 1.5 * moved[0]
-    )  # three times the rate moved the weights further: the rates were not all the first's
+    # three times the rate moved the weights further: the rates were not all the first's
+    assert moved[1] > 1.5 * moved[0]
 
 
 def test_members_must_agree_on_every_setting_but_the_learning_rate_and_the_weight_decay(data):

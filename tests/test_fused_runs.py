@@ -147,14 +147,14 @@ def test_a_fused_group_records_each_member_as_a_separate_run_under_the_separate_
         for field, one in look.items()
         if one != separate_look[pair][field]
     }
-    assert set(fused_look) == set(separate_look) and not differ, (
-        differ
-    )  # the same params, artifacts, tags (but the fused ones), inputs, metric names
+    # the same params, artifacts, tags (but the fused ones), inputs, metric names
+    assert set(fused_look) == set(separate_look) and not differ, differ
     again = run(tmp_path, data)  # the same command fused: every key has finished
     assert again.returncode == 0 and again.stdout.count("already finished") == 4 and "TRAIN EPOCH" not in again.stdout
 
 
 @pytest.mark.slow
+# SIGTERM while recording: the members not yet recorded are KILLED, the checkpoint kept
 @pytest.mark.parametrize(
     "fault,code",
     [
@@ -168,7 +168,7 @@ def test_a_fused_group_records_each_member_as_a_separate_run_under_the_separate_
         (
             "recorded:1:TERM",
             143,
-        ),  # SIGTERM while recording: the members not yet recorded are KILLED, the checkpoint kept
+        ),
     ],
 )
 def test_a_fused_group_killed_and_restarted_equals_one_never_interrupted(tmp_path, data, reference, fault, code):
@@ -178,9 +178,8 @@ def test_a_fused_group_killed_and_restarted_equals_one_never_interrupted(tmp_pat
     assert again.returncode == 0, again.stderr[-2000:]
     got = results(tmp_path)
     assert {p: _numbers(r) for p, r in got.items()} == {p: _numbers(r) for p, r in reference.items()}
-    assert not list(
-        (tmp_path / "checkpoints" / "default").glob("*.pt")
-    )  # the group's checkpoint is gone once all are recorded
+    # the group's checkpoint is gone once all are recorded
+    assert not list((tmp_path / "checkpoints" / "default").glob("*.pt"))
     if fault.startswith("recorded"):
         assert again.stdout.count("already finished") == int(fault.split(":")[1])
 

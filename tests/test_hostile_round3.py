@@ -105,9 +105,8 @@ def test_tune_of_the_baseline_trains_each_trial_at_its_own_lr(tmp_path, data_dir
 def test_a_copied_project_writes_its_artifacts_beside_its_own_store(trained, tmp_path):
     original = copy_of(trained, tmp_path, "proj")
     copy = copy_of(trained, tmp_path, "proj2")
-    shutil.rmtree(
-        copy / "mlartifacts"
-    )  # `cp -a` took them; a copy of the store alone must not read the original's either
+    # `cp -a` took them; a copy of the store alone must not read the original's either
+    shutil.rmtree(copy / "mlartifacts")
     subprocess.run(["cp", "-a", str(original / "mlartifacts"), str(copy / "mlartifacts")], check=True)
     proc = harness("run", "--variants", "baseline", "--seeds", "7,", *TINY, cwd=copy, data=trained[0])
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -170,9 +169,8 @@ def test_rerun_keeps_the_run_a_promoted_version_points_at(trained, tmp_path):
     assert promoted.returncode == 0, promoted.stderr[-2000:]
     run_id = promoted.stdout.split(": run ")[1].split()[0]
     seed = promoted.stdout.split("baseline seed ")[1].split(",")[0].rstrip(")")
-    again = harness(
-        "promote", "--experiment", "default", "--variant", "baseline", "--name", "lenet", cwd=work
-    )  # item 14
+    # item 14
+    again = harness("promote", "--experiment", "default", "--variant", "baseline", "--name", "lenet", cwd=work)
     assert again.returncode == 2 and "is already lenet version 1" in again.stderr and "--again" in again.stderr, (
         again.stderr
     )
@@ -441,9 +439,8 @@ def test_no_command_reaches_mlflows_telemetry_unless_the_user_turns_it_on(traine
 
 def test_a_long_list_of_seeds_is_refused_at_once(tmp_path, data_dir):
     start = time.monotonic()
-    proc = harness(
-        "run", "--seeds", ",".join(map(str, range(15_000))), cwd=tmp_path, data=data_dir
-    )  # near the longest argument Linux takes
+    # near the longest argument Linux takes
+    proc = harness("run", "--seeds", ",".join(map(str, range(15_000))), cwd=tmp_path, data=data_dir)
     _check(
         tmp_path, proc, "--seeds: a list of 15000 seeds is not allowed; at most 1000 seeds, as for a count", {"data"}
     )
@@ -514,9 +511,8 @@ def test_a_child_that_cannot_stop_after_its_parent_died_kills_itself(tmp_path):
 def test_sigkill_to_the_parent_of_jobs_per_device_stops_its_children(tmp_path, data_dir):
     fresh_store(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    stderr = (
-        tmp_path / "stderr.txt"
-    )  # the children's too: a child that had to kill itself prints its threads' stacks there
+    # the children's too: a child that had to kill itself prints its threads' stacks there
+    stderr = tmp_path / "stderr.txt"
     with stderr.open("w") as err:
         parent = subprocess.Popen(
             [
@@ -564,10 +560,11 @@ def test_sigkill_to_the_parent_of_jobs_per_device_stops_its_children(tmp_path, d
             "where t.key = 'harness.role' and t.value = 'seed'",
         )
     )
+    # only a child that did not stop within parent.GRACE_S and killed itself leaves its run RUNNING
     if states != [
         "KILLED",
         "KILLED",
-    ]:  # only a child that did not stop within parent.GRACE_S and killed itself leaves its run RUNNING
+    ]:
         assert set(states) <= {"KILLED", "RUNNING"} and "most recent call first" in stderr.read_text(), (
             states,
             stderr.read_text()[-3000:],
@@ -877,9 +874,8 @@ def test_a_restored_older_checkpoint_logs_each_epoch_once(tmp_path, data_dir):
     assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
     ckpt = next((tmp_path / "checkpoints" / "default").glob("*.pt"))
     old = ckpt.read_bytes()  # after epoch 1
-    second = harness(
-        *args, cwd=tmp_path, data=data_dir, env={"HARNESS_FAULT": "logged:1:KILL"}
-    )  # epochs 1 and 2 in the store
+    # epochs 1 and 2 in the store
+    second = harness(*args, cwd=tmp_path, data=data_dir, env={"HARNESS_FAULT": "logged:1:KILL"})
     assert second.returncode == -signal.SIGKILL, second.stderr[-2000:]
     ckpt.write_bytes(old)  # the user puts the older checkpoint back
     third = harness(*args, cwd=tmp_path, data=data_dir)

@@ -15,9 +15,8 @@ def test_a_fused_step_launches_at_most_1_3_times_a_separate_step_whatever_k():
     assert c["fused_8"] <= 1.3 * c["separate"], c
     assert c["fused_8_mixed"] <= 1.3 * c["separate"], c  # own dropout p, learning rate and weight decay per member
     assert c["fused_2"] == c["fused_8"], c  # nothing in the step is a loop over members
-    assert all(reads <= c["syncs"]["separate"] for reads in c["syncs"].values()), (
-        c
-    )  # no host read a separate step does not make
+    # no host read a separate step does not make
+    assert all(reads <= c["syncs"]["separate"] for reads in c["syncs"].values()), c
 
 
 def test_the_counter_sees_a_loop_over_members():

@@ -77,9 +77,8 @@ def test_the_same_study_through_the_cli_and_through_harness_run_leaves_the_same_
     commands = {p.read_text().count(CALL) for p in api.glob("reports/default/report.md")}
     assert commands == {1}  # the API's runs record the call, not `python -c`
 
-    plan = harness(
-        "plan", "--experiment", "default", "--sd", "1", cwd=cli
-    )  # `plan` and `promote`: one library function each
+    # `plan` and `promote`: one library function each
+    plan = harness("plan", "--experiment", "default", "--sd", "1", cwd=cli)
     assert plan.returncode == 0 and out.stdout.split("PLAN\n")[1] == plan.stdout
     promoted = harness("promote", "--experiment", "default", "--variant", "dropout", "--name", "m", cwd=cli)
     verdict = promoted.stdout.split("verdict ")[1].split(";")[0]

@@ -12,9 +12,8 @@ from tests.faultkit import seed_runs
 from tests.test_engine import Exploding, tensors  # noqa: F401 - fixture
 
 
-@pytest.mark.parametrize(
-    "fuse", ["off", "4"]
-)  # separate runs, and fused groups (dropout's members with baseline's: the lr is per member)
+# separate runs, and fused groups (dropout's members with baseline's: the lr is per member)
+@pytest.mark.parametrize("fuse", ["off", "4"])
 def test_cli_run_with_diverging_variants(tmp_path, data_dir, fuse):
     fresh_store(tmp_path)
     proc = harness(

@@ -44,9 +44,8 @@ def test_each_seed_has_its_own_split_shared_by_the_variants(tmp_path, data_dir):
         assert r.data.params["data.split_seed"] == "per_seed"
     assert set(by_seed) == {2021, 2022}
     for seed, fps in by_seed.items():
-        assert fps == {
-            loading.make_split(labels, "stratified", 0.8, seed).fingerprint
-        }  # one per seed, the variants share it
+        # one per seed, the variants share it
+        assert fps == {loading.make_split(labels, "stratified", 0.8, seed).fingerprint}
     assert by_seed[2021] != by_seed[2022]
     report = (tmp_path / "reports" / "default" / "report.md").read_text()
     assert (

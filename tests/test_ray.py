@@ -216,9 +216,8 @@ def test_a_node_lost_mid_run_has_its_pair_retried_on_another_and_nothing_left_ru
     out, _ = proc.communicate(timeout=400)
     assert proc.returncode == 0, out[-4000:]
     assert "2 of 2 runs finished" in out, out[-3000:]
-    assert re.search(r"resume \w+ seed 2021 after epoch \d+ in run", out), out[
-        -4000:
-    ]  # the retry on node a, from b's checkpoint
+    # the retry on node a, from b's checkpoint
+    assert re.search(r"resume \w+ seed 2021 after epoch \d+ in run", out), out[-4000:]
     exp = client.get_experiment_by_name("loss")
     seeds = client.search_runs([exp.experiment_id], filter_string="tags.`harness.role` = 'seed'")
     assert sorted(r.info.status for r in seeds) == ["FINISHED", "FINISHED"]  # one finished run per key, nothing RUNNING

@@ -200,9 +200,8 @@ def test_defect1_the_headline_delta_is_paired_with_its_pair_count(tmp_path):
     base = {1: 6000, 2: 6100, 3: 6600, 4: 6050, 5: 6150}
     variant = {1: 6080, 2: 6170, 4: 6120, 5: 6230}  # seed 3 failed
     md = markdown.write(runs_from({"baseline": base, "v": variant}), "fake", tmp_path).read_text()
-    assert (
-        report_tables.row(md, "Answer", "v")["Δ vs baseline (pairs)"] == "+0.75 (4)"
-    )  # not -0.30, the difference of means over other seed sets
+    # not -0.30, the difference of means over other seed sets
+    assert report_tables.row(md, "Answer", "v")["Δ vs baseline (pairs)"] == "+0.75 (4)"
     stats_row = report_tables.row(md, "Intervals", "v")
     assert [stats_row[k] for k in ("pairs", "Δ (points)", "95% CI unadjusted")] == ["4", "+0.75", "[0.66, 0.84]"]
     assert stats_row["verdict"] == "**better**"
@@ -254,9 +253,8 @@ def test_the_bootstrap_and_the_seed_win_rate_come_from_per_image_predictions(tmp
     row, tests = report_tables.row(md, "Intervals", "v"), report_tables.row(md, "Tests", "v")
     from harness.analysis import resampling
 
-    rows = [
-        np.r_[np.ones(10 + s, np.int8), np.zeros(990 - s, np.int8)] for s in range(3)
-    ]  # seed s: 10 + s images won, none lost
+    # seed s: 10 + s images won, none lost
+    rows = [np.r_[np.ones(10 + s, np.int8), np.zeros(990 - s, np.int8)] for s in range(3)]
     b = resampling.crossed(rows)
     assert row["bootstrap 95% seeds × images"] == f"[{b.low:.2f}, {b.high:.2f}]"
     assert tests["seeds won"] == "3/3 [0.29, 1.00]"  # Clopper–Pearson for 3 wins of 3: [0.025^(1/3), 1]

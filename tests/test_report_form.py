@@ -119,9 +119,8 @@ def test_each_comparison_has_its_evidence_figure_with_its_numbers(example):
 def test_a_figure_of_a_variant_no_longer_compared_is_removed(tmp_path):
     markdown.write(runs_from(EXAMPLE), "example", tmp_path)
     assert (tmp_path / "evidence-1-batchnorm.png").exists()
-    markdown.write(
-        runs_from({k: EXAMPLE[k] for k in ("baseline", "dropout")}), "example", tmp_path
-    )  # dropout is now the first
+    # dropout is now the first
+    markdown.write(runs_from({k: EXAMPLE[k] for k in ("baseline", "dropout")}), "example", tmp_path)
     assert sorted(p.name for p in tmp_path.glob("evidence-*")) == ["evidence-1-dropout.png"]  # both stale figures gone
 
 
@@ -201,9 +200,8 @@ def test_report_html_in_headless_chromium_offline(example):
     assert found, dom[-2000:]
     seen = json.loads(html_mod.unescape(found.group(1)))
     assert seen["scrollWidth"] <= seen["clientWidth"], seen  # no horizontal scroll at 1280 px
-    assert 0 <= seen["answerTop"] and seen["tableBottom"] <= seen["height"], (
-        seen
-    )  # the whole answer in the first screen
+    # the whole answer in the first screen
+    assert 0 <= seen["answerTop"] and seen["tableBottom"] <= seen["height"], seen
     assert seen["images"] == md.count("![") and seen["loaded"] == seen["images"], seen
     assert seen["fetched"] == [], seen
     assert seen["before"] == ["baseline", "batchnorm", "dropout"]

@@ -78,9 +78,8 @@ def test_clear_comparisons_stop_and_unclear_ones_go_on_to_the_budget(reference):
     )
     assert "dropout inconclusive (budget of 6 seeds spent)" in rounds[-1]
     worse = next(line for line in rounds if "weight_decay worse" in line)
-    assert (
-        "weight_decay worse (|t| " in worse and " ≥ boundary " in worse
-    )  # the sequential statistic, not a fixed-sample p
+    # the sequential statistic, not a fixed-sample p
+    assert "weight_decay worse (|t| " in worse and " ≥ boundary " in worse
     runs = finished(work)
     seeds = {v: sorted(s for (u, s) in runs if u == v) for v in ("baseline", "dropout", "batchnorm", "weight_decay")}
     assert (
@@ -99,9 +98,8 @@ def test_clear_comparisons_stop_and_unclear_ones_go_on_to_the_budget(reference):
     )
     assert "Maurer, W. & Bretz, F. (2013)" in report
     assert "- `dropout`: **inconclusive**, decided by the seeds-on-demand rule (budget of 6 seeds spent)" in report
-    assert re.search(
-        r"\| weight_decay \|[^\n]*\*\*worse\*\* \|", report.split("## Seeds on demand")[0]
-    )  # the statistics table carries the rule's verdict
+    # the statistics table carries the rule's verdict
+    assert re.search(r"\| weight_decay \|[^\n]*\*\*worse\*\* \|", report.split("## Seeds on demand")[0])
 
 
 @pytest.mark.slow
@@ -124,9 +122,8 @@ def test_a_killed_design_resumes_where_it_was(tmp_path, data, reference, fault, 
     proc = harness(*ARGS, cwd=tmp_path, data=data, env={"HARNESS_FAULT": fault})
     assert proc.returncode == code, proc.stderr
     if fault.startswith("round:2"):
-        assert (
-            len(finished(tmp_path)) == 12 and "round 1 (seeds 2021–2023)" in proc.stdout
-        )  # round 1 complete, nothing of round 2
+        # round 1 complete, nothing of round 2
+        assert len(finished(tmp_path)) == 12 and "round 1 (seeds 2021–2023)" in proc.stdout
     proc = harness(*ARGS, cwd=tmp_path, data=data)
     assert proc.returncode == 0, proc.stderr
     assert finished(tmp_path) == finished(reference[0])

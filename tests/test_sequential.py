@@ -98,9 +98,8 @@ def test_round_one_asks_for_min_seeds_of_every_variant_then_one_seed_of_the_open
         line.startswith("round 1 (seeds 100–102): a better (|t| 36.4 ≥ boundary ")
         and "at round 1 (3 pairs)), stops; b open (Δ " in line
     )
-    assert line.endswith(
-        "(repeated 95% CI))"
-    )  # b is at α once a has passed its level on; its interval says which level
+    # b is at α once a has passed its level on; its interval says which level
+    assert line.endswith("(repeated 95% CI))")
 
 
 def test_the_budget_ends_the_design_with_the_open_ones_inconclusive():
@@ -152,6 +151,7 @@ def test_seeds_without_spread_are_not_decided_at_once_by_an_infinite_t():
 def test_a_decided_variant_passes_its_level_on_holm():
     """c alone, at α/2, is not decided at the last round; after a is decided it is tested at α."""
     a = {s: 10.0 + 0.1 * (s % 3) for s in range(100, 106)}
+    # t 3.46 at 6 pairs: boundary 3.56 at α/2, 2.97 at α
     c = {
         100: 1.2,
         101: 2.1,
@@ -159,7 +159,7 @@ def test_a_decided_variant_passes_its_level_on_holm():
         103: 1.9,
         104: 0.4,
         105: 1.4,
-    }  # t 3.46 at 6 pairs: boundary 3.56 at α/2, 2.97 at α
+    }
     plan = Sequential(3, 6)
     alone = sq.walk(
         {"c": c, "z": {}}, all_tried(["c", "z"], range(100, 106)), "baseline", ["c", "z"], tuple(range(100, 106)), plan

@@ -43,9 +43,8 @@ def test_an_array_trains_every_pair_as_the_local_executor_does(slurm, tmp_path):
     args = ["run", "--variants", "baseline,dropout", "--seeds", "2", "--epochs", "1", *TINY]
     (tmp_path / "local").mkdir()
     (tmp_path / "slurm").mkdir()
-    local = harness(
-        *args, "--set", "train.threads=1", cwd=tmp_path / "local", data=data
-    )  # the tasks' one thread: the same float sums
+    # the tasks' one thread: the same float sums
+    local = harness(*args, "--set", "train.threads=1", cwd=tmp_path / "local", data=data)
     assert local.returncode == 0, local.stderr[-3000:]
     on_slurm = harness(
         *args,
@@ -63,9 +62,8 @@ def test_an_array_trains_every_pair_as_the_local_executor_does(slurm, tmp_path):
     assert "submitted 4 run(s) as Slurm job array" in on_slurm.stdout and "4 of 4 runs finished" in on_slurm.stdout
     assert on_slurm.stdout.count("running as Slurm task") == 4
     logs = [p.read_text() for p in (tmp_path / "slurm" / "checkpoints" / "default" / "slurm").rglob("*_log.out")]
-    assert len(logs) == 4 and all(
-        "1 thread(s))" in log for log in logs
-    )  # each task trains on its --cpus-per-run, not the node's cores
+    # each task trains on its --cpus-per-run, not the node's cores
+    assert len(logs) == 4 and all("1 thread(s))" in log for log in logs)
 
     def by_key(folder):
         return {
@@ -84,9 +82,8 @@ def test_an_array_trains_every_pair_as_the_local_executor_does(slurm, tmp_path):
     ]
     assert exports[0] == exports[1] and "dropout" in exports[0]  # the report's comparison table, number for number
 
-    again = harness(
-        *args, "--executor", "slurm", cwd=tmp_path / "slurm", data=data, env=slurm
-    )  # finished pairs are skipped, nothing submitted
+    # finished pairs are skipped, nothing submitted
+    again = harness(*args, "--executor", "slurm", cwd=tmp_path / "slurm", data=data, env=slurm)
     assert again.returncode == 0 and "every pair has finished; nothing to submit" in again.stdout, again.stdout[-2000:]
     assert len(_seed_runs(f"sqlite:///{tmp_path / 'slurm' / 'mlflow.db'}")) == 4
 
@@ -146,9 +143,8 @@ def _requeue_and_resume(tmp_path, slurm, requeue: list[str]) -> tuple[str, str]:
     history = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(
         runs[0].info.run_id, "val_acc"
     )
-    assert sorted(m.step for m in history) == list(
-        range(1, 61)
-    )  # every epoch logged once: the second attempt resumed, not restarted
+    # every epoch logged once: the second attempt resumed, not restarted
+    assert sorted(m.step for m in history) == list(range(1, 61))
     log = next((tmp_path / "checkpoints" / "default" / "slurm").rglob("*_log.out")).read_text()
     assert "resume baseline seed 2021 after epoch" in log, log[-3000:]
     return out, log
@@ -169,9 +165,9 @@ def test_a_task_requeued_without_warning_resumes_from_its_last_checkpoint(slurm,
 
 
 def test_a_cancelled_task_fails_named_with_its_log_and_leaves_nothing_running(slurm, tmp_path):
-    proc, job = _start(
-        tmp_path, slurm, epochs=20000
-    )  # minutes of tiny epochs: far longer than the test needs to cancel it
+    # minutes of tiny epochs: far longer than the test needs to cancel it
+    proc, job = _start(tmp_path, slurm, epochs=20000)
+    # while its task runs, the same command would train the pair twice
     twice = harness(
         "run",
         "--variants",
@@ -186,7 +182,7 @@ def test_a_cancelled_task_fails_named_with_its_log_and_leaves_nothing_running(sl
         cwd=tmp_path,
         data=tmp_path / "data",
         env=slurm,
-    )  # while its task runs, the same command would train the pair twice
+    )
     assert twice.returncode == 2 and "still has 1 Slurm task(s) queued or running" in twice.stderr, twice.stderr[-2000:]
     subprocess.run(["scancel", job], env=slurm, check=True)
     out, _ = proc.communicate(timeout=120)

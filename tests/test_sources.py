@@ -163,9 +163,8 @@ def test_the_seeds_table_in_a_file_and_through_set(tmp_path, monkeypatch):
     assert spec.flat()["seeds.order"] == 5 and spec.key("d", "s") != config.resolve(
         load_experiment("default", seeds=(1, 2)), "baseline", 1
     ).key("d", "s")
-    again = config.from_table(
-        tomllib.loads(config.to_toml(cfg))
-    )  # the configuration artifact rebuilds the same sources
+    # the configuration artifact rebuilds the same sources
+    again = config.from_table(tomllib.loads(config.to_toml(cfg)))
     assert again.sources == cfg.sources and again.seeds == cfg.seeds
     path = tmp_path / "e.toml"
     path.write_text('[seeds]\nruns = 3\ndropout = 0\nsplit = "run"\n')

@@ -79,12 +79,10 @@ def test_seeds_needed_has_the_stated_power():
         n = sample_size.seeds_needed(sd, effect, alpha)
         assert sample_size.power(effect, sd, n, alpha) >= 0.8 > sample_size.power(effect, sd, n - 1, alpha)
     assert sample_size.seeds_needed(1.0, 1.0, 0.05) == 10  # textbook: 10 pairs for d = 1 at α = 0.05, 80% power
-    assert (
-        sample_size.seeds_needed(0.0, 1.0, 0.05 / 3) == 7
-    )  # no spread: what the sign-flip test needs, 2 / 2^7 < 0.0167
-    assert (
-        sample_size.seeds_needed(0.2, 1.0, 0.05) == 3 and sample_size.seeds_needed(0.2, 1.0, 0.05, exact=True) == 6
-    )  # 2 / 2^6 < 0.05
+    # no spread: what the sign-flip test needs, 2 / 2^7 < 0.0167
+    assert sample_size.seeds_needed(0.0, 1.0, 0.05 / 3) == 7
+    # 2 / 2^6 < 0.05
+    assert sample_size.seeds_needed(0.2, 1.0, 0.05) == 3 and sample_size.seeds_needed(0.2, 1.0, 0.05, exact=True) == 6
     assert sample_size.pooled_sd([(3, 1.0), (5, 2.0), (1, 9.0)]) == pytest.approx(math.sqrt((2 * 1 + 4 * 4) / 6))
 
 
@@ -210,9 +208,8 @@ def test_crossed_bootstrap_shares_one_image_resample_and_is_t_based():
 def test_a_holm_rejection_whose_simultaneous_interval_touches_zero_is_said():
     base = {s: 60.0 for s in range(6)}
     a = {s: 60 + x for s, x in enumerate([2.0, 2.1, 1.9, 2.05, 1.95, 2.0])}  # first in Holm's order
-    c = {
-        s: 60.3 + x for s, x in enumerate([0.5, 0.1, 0.9, -0.6, 0.6, 0.4])
-    }  # raw p 0.033: rejected at Holm's second step (0.05)
+    # raw p 0.033: rejected at Holm's second step (0.05)
+    c = {s: 60.3 + x for s, x in enumerate([0.5, 0.1, 0.9, -0.6, 0.6, 0.4])}
     out = compare_all(base, {"A": a, "C": c})["C"]
     assert out.verdict == "better" and out.sim_low < 0 < out.sim_high
     assert "simultaneous interval still touches zero" in out.disagreement

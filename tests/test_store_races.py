@@ -30,9 +30,8 @@ def test_simultaneous_experiment_tag_writes_all_succeed(tmp_path):
     fresh_store(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
-    names = [
-        f"race{r}" for r in range(ROUNDS)
-    ]  # a new experiment each round: every writer races to insert the first row
+    # a new experiment each round: every writer races to insert the first row
+    names = [f"race{r}" for r in range(ROUNDS)]
     for name in names:
         client.create_experiment(name)
     ctx = multiprocessing.get_context("spawn")

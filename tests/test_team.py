@@ -93,9 +93,8 @@ def test_two_tunes_on_one_postgresql_study_end_at_its_exact_total_after_a_worker
         return next((t for t in live if _trial_run_exists(tmp_path, t.number)), None)
 
     victim = wait_for(running_trial, "a trial running in a worker", seconds=180, every=0.2)
-    os.kill(
-        int(victim.user_attrs["harness.worker"].split(":")[1]), signal.SIGKILL
-    )  # mid-trial, no chance to say goodbye
+    # mid-trial, no chance to say goodbye
+    os.kill(int(victim.user_attrs["harness.worker"].split(":")[1]), signal.SIGKILL)
     outs = [p.communicate(timeout=400)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[-2000:] for o in outs]
     assert any("stopped early" in o for o in outs), outs[0][-1500:] + outs[1][-1500:]

@@ -203,9 +203,8 @@ def test_a_file_that_registers_a_dataset_can_be_edited_and_loaded_again(tmp_path
     try:
         experiment_file.load_experiment(None, components=[str(path)])
         path.write_text(path.read_text() + "# edited\n")
-        experiment_file.load_experiment(
-            None, components=[str(path)]
-        )  # its dataset is registered again, not refused as taken
+        # its dataset is registered again, not refused as taken
+        experiment_file.load_experiment(None, components=[str(path)])
         assert datasets.get("mine_stripes").source == "mine"
     finally:
         datasets.forget_from(str(path.resolve()))
@@ -233,9 +232,8 @@ def test_an_installed_packages_entry_point_registers_its_components_by_itself(tm
     assert "shipped (dropout.py)" in proc.stdout
 
     (site / "deeper_plugin" / "__init__.py").write_text("raise RuntimeError('the plugin is broken')\n")
-    proc = cli(
-        "list", cwd=tmp_path, env=env
-    )  # a changed plugin is a new cache key: it is imported, and fails in one line
+    # a changed plugin is a new cache key: it is imported, and fails in one line
+    proc = cli("list", cwd=tmp_path, env=env)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "error: entry point deeper (deeper-plugin 0.3) = deeper_plugin: "
@@ -263,9 +261,8 @@ def test_a_folder_dataset_and_a_user_component_run_through_run_report_and_export
     work = tmp_path / "w"
     fresh_store(work)
     readme = (ROOT / "README.md").read_text().split("## Your own study", 1)[1]
-    (work / "my_components.py").write_text(
-        re.search(r"```python\n(.*?)```", readme, re.S).group(1)
-    )  # the README's file, as written
+    # the README's file, as written
+    (work / "my_components.py").write_text(re.search(r"```python\n(.*?)```", readme, re.S).group(1))
     _image_folder(work / "shapes", per_class=15, mode="RGB", sizes=((32, 32),))
     env = {"HARNESS_CACHE_DIR": str(tmp_path / "cache")}
     run = (
@@ -293,9 +290,8 @@ def test_a_folder_dataset_and_a_user_component_run_through_run_report_and_export
     )
     report = cli("report", "--experiment", "default", cwd=work, env=env)
     assert report.returncode == 0, report.stderr
-    assert (
-        "- data (dataset:content hash): folder:" in (work / "reports" / "default" / "report.md").read_text()
-    )  # the content, not the path
+    # the content, not the path
+    assert "- data (dataset:content hash): folder:" in (work / "reports" / "default" / "report.md").read_text()
     proc = cli("export", "--experiment", "default", "--format", "json", "--table", "runs", cwd=work, env=env)
     assert proc.returncode == 0, proc.stderr
     runs = pd.DataFrame(json.loads(proc.stdout))

@@ -321,10 +321,11 @@ def test_a_real_notebook_runs_a_tiny_study_and_shows_the_table_and_the_report(tm
 def test_per_class_metric_names_are_ones_mlflow_accepts_and_stay_distinct():
     from harness.training.results import per_class_keys
 
+    # the shipped names, unchanged
     assert per_class_keys(("cat", "aquarium_fish")) == [
         "test_f1_cat",
         "test_f1_aquarium_fish",
-    ]  # the shipped names, unchanged
+    ]
     assert per_class_keys(("cat (5%)", "dog")) == ["test_f1_cat _5__", "test_f1_dog"]
     assert per_class_keys(("a%", "a#", "b")) == ["test_f1_0_a_", "test_f1_1_a_", "test_f1_2_b"]
     assert per_class_keys(("a/../b", "x" * 300)) == ["test_f1_a_.._b", "test_f1_" + "x" * 200]

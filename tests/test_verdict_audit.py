@@ -161,9 +161,8 @@ def test_the_simulated_false_verdict_rates_under_normal_heavy_tailed_and_skewed_
         for m in (1, 3):
             assert by[(draw, m, "t")] <= sim.ALPHA + 2 * sim.error(by[(draw, m, "t")], studies)
     assert by[("lognormal", 1, "t")] > 0.1  # and under skew it does not: the docs say so, the report warns
-    assert (
-        warned[("lognormal", 1, "t")] > 0.25
-    )  # on a third of its false verdicts: most stop at 3 or 4 seeds, too few to tell
+    # on a third of its false verdicts: most stop at 3 or 4 seeds, too few to tell
+    assert warned[("lognormal", 1, "t")] > 0.25
 
 
 # --- 3. a frozen sequential design -----------------------------------------------------------------
@@ -280,9 +279,8 @@ def test_the_sequential_intervals_carry_their_level_and_equivalence_shows_the_de
         lk = next(lk for lk in t.looks if math.isfinite(lk.eq_low))
         assert -0.5 < lk.eq_low <= lk.mean <= lk.eq_high < 0.5
         assert "TOST's" in sequential.interval_text(lk, "equivalent")
-        assert (
-            t.by.startswith("TOST t ") and " ≥ boundary " in t.by and " p " not in t.by
-        )  # the statistic, not a fixed-sample p
+        # the statistic, not a fixed-sample p
+        assert t.by.startswith("TOST t ") and " ≥ boundary " in t.by and " p " not in t.by
 
 
 def test_the_last_boundary_is_stricter_than_the_fixed_test():

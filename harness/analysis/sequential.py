@@ -146,9 +146,8 @@ class _Rule:
 
     sign_flip: bool  # `[analysis] test = "permutation"`: the sign-flip route at every look
     margin: float
-    future: tuple[
-        tuple[int, float], ...
-    ] = ()  # (pairs, fraction) of the looks still planned: they key the boundary cache
+    # (pairs, fraction) of the looks still planned: they key the boundary cache
+    future: tuple[tuple[int, float], ...] = ()
 
 
 def _usable(looks: list[Look]) -> list[Look]:

@@ -23,6 +23,7 @@ from typing import Any
 
 from harness.base.errors import UsageError
 
+# flags that are settings
 SETTINGS = {
     "epochs": "train.epochs",
     "device": "train.device",
@@ -32,7 +33,7 @@ SETTINGS = {
     "data_dir": "data.dir",
     "tracking_uri": "tracking_uri",
     "max_seeds": "max_seeds",
-}  # flags that are settings
+}
 LISTS = ("variants", "seeds", "factors")  # a comma-separated text or a list
 FILES = ("components", "params_from", "set")  # one path (or assignment) or a list of them
 SWITCHES = ("tuned", "yes")

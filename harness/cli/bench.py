@@ -36,11 +36,12 @@ from harness.tracking import provenance
 from harness.training import engine
 
 BATCH = 256
+# one epoch in the tutorial's order: every engine way starts here
 BASE = {
     "epochs": 1,
     "batch_size": BATCH,
     "shuffle": False,
-}  # one epoch in the tutorial's order: every engine way starts here
+}
 
 
 class TutorialDataset(torch.utils.data.Dataset):

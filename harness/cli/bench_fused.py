@@ -83,12 +83,10 @@ def run(
         for k in ks
     }
     shape, runtime = (x.shape[3], x.shape[1], x.shape[2]), engine.Runtime()  # N×H×W×C images
-    chosen, why = fusing.decide(
-        "auto", device, shape, 10, settings, runtime
-    )  # the rule a run with `--fuse auto` applies here
-    probe = (
-        fusing.probe(device, shape, 10, settings, runtime)[0] or {}
-    )  # the measurement behind it (cached), none on a CPU
+    # the rule a run with `--fuse auto` applies here
+    chosen, why = fusing.decide("auto", device, shape, 10, settings, runtime)
+    # the measurement behind it (cached), none on a CPU
+    probe = fusing.probe(device, shape, 10, settings, runtime)[0] or {}
     result = {
         **_machine(device),
         "images_per_epoch": images,

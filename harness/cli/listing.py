@@ -48,9 +48,8 @@ def _entry_point_files() -> list[tuple[str, bytes]]:
 def _bytes_of(entry: str) -> bytes:
     """A `--components` entry's source: the file's bytes, or the module's file (b"" when not found: loading it says why)."""
     try:
-        if (
-            entry.endswith(".py") or "/" in entry or "\\" in entry
-        ):  # a file, as harness/variants/plugins.py tells them apart
+        # a file, as harness/variants/plugins.py tells them apart
+        if entry.endswith(".py") or "/" in entry or "\\" in entry:
             return Path(entry).read_bytes()
         spec = importlib.util.find_spec(entry)  # imports the parent packages of a dotted name
         return Path(spec.origin).read_bytes() if spec and spec.origin else b""
@@ -70,11 +69,12 @@ def build_rows(components: list[str] = ()) -> list[list[str]]:
         change = v.change()
         try:
             weights = f"{sum(p.numel() for p in v.build().parameters()):,}"
+        # e.g. an architecture for grey images only: `run` checks it on its data
         except (
             TypeError,
             ValueError,
             RuntimeError,
-        ):  # e.g. an architecture for grey images only: `run` checks it on its data
+        ):
             weights = "does not build for 3×32×32"
         changes = [f"model {k}={val}" for k, val in change.model.items()]
         changes += [f"train.{k}={val}" for k, val in c.train.items()]

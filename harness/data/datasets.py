@@ -81,6 +81,7 @@ def make_digits(directory: Path) -> Arrays:
 
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# the fine labels, in label order (alphabetical, as the dataset's meta file lists them)
 CIFAR100_CLASSES = tuple(
     """
 apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can castle
@@ -91,7 +92,7 @@ possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper
 sunflower sweet_pepper table tank telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree
 wolf woman worm
 """.split()
-)  # the fine labels, in label order (alphabetical, as the dataset's meta file lists them)
+)
 
 _REGISTRY: dict[str, Dataset] = {
     d.name: d

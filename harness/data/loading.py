@@ -124,10 +124,11 @@ def check(arrays: dict[str, np.ndarray], where: str, dataset: Dataset = datasets
     """Check dtypes, shapes (the dataset's image shape), label range and class count; return the arrays."""
     c, h, w = dataset.image_shape
     arrays = dict(arrays)
+    # integer labels of another width (numpy's default int64) are taken as uint8 when they fit
     for key in (
         "y_train",
         "y_test",
-    ):  # integer labels of another width (numpy's default int64) are taken as uint8 when they fit
+    ):
         y = arrays[key]
         if y.dtype != np.uint8 and y.dtype.kind in "iu" and y.size and 0 <= int(y.min()) and int(y.max()) <= 255:
             arrays[key] = y.astype(np.uint8)
@@ -169,9 +170,8 @@ def _make_cache(dataset: Dataset, directory: Path) -> None:
             f"data: no {dataset.filename} in {str(directory)!r} and making it ({dataset.source}) failed ({type(e).__name__}: {e}); "
             f"copy {dataset.filename} into that directory, or point --data-dir / HARNESS_DATA_DIR at a directory holding it"
         ) from None
-    atomic_write(
-        directory / dataset.filename, user_data.npz_bytes(arrays, KEYS)
-    )  # the same arrays: the same bytes, the same hash
+    # the same arrays: the same bytes, the same hash
+    atomic_write(directory / dataset.filename, user_data.npz_bytes(arrays, KEYS))
 
 
 def content_digest(path: Path) -> str:

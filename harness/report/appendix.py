@@ -94,9 +94,8 @@ def provenance(runs: list[SeedRun]) -> list[str]:
     t = latest.tags
     lines = ["## How it was made", ""]
     commands = sorted({r.tags.get(names.COMMAND_TAG, "") for r in runs} - {""})
-    lines += ["Command(s):", ""] + [
-        f"    {' '.join(c.split())}" for c in commands
-    ]  # a code block: one line each, shown as written + [""]
+    # a code block: one line each, shown as written + [""]
+    lines += ["Command(s):", ""] + [f"    {' '.join(c.split())}" for c in commands]
     commits = sorted({r.tags.get(names.COMMIT_TAG, "") or "not in git" for r in runs})
     lines.append(f"- git commit: {text(', '.join(commits))}")
     lines.append(

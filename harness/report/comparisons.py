@@ -39,9 +39,8 @@ def counts(runs: list[SeedRun]) -> dict[str, dict[int, tuple[int, int]]]:
     """(correct, images) on the test set by variant and seed, from each finished run's confusion matrix."""
     out: dict[str, dict[int, tuple[int, int]]] = {}
     for r in runs:
-        if (
-            r.status == "FINISHED" and isinstance(r.confusion, np.ndarray) and r.confusion.sum() > 0
-        ):  # an emptied file counts nothing
+        # an emptied file counts nothing
+        if r.status == "FINISHED" and isinstance(r.confusion, np.ndarray) and r.confusion.sum() > 0:
             out.setdefault(r.variant, {})[r.seed] = (int(np.trace(r.confusion)), int(r.confusion.sum()))
     return out
 

@@ -315,9 +315,8 @@ def evidence(panel: dict, path: Path) -> Path:
         gx + 0.2, [spread[g][1] for g in groups], width=0.4, color="0.75", label="test-set floor (binomial sd)"
     )
     noise_ax.set_xticks(gx, groups)
-    noise_ax.set_ylim(
-        0, 1.4 * max([v for g in groups for v in spread[g]] + [1e-9])
-    )  # room for the legend above the bars
+    # room for the legend above the bars
+    noise_ax.set_ylim(0, 1.4 * max([v for g in groups for v in spread[g]] + [1e-9]))
     noise_ax.set_ylabel("points")
     noise_ax.set_title("seed spread and test-set floor", fontsize="medium")
     noise_ax.legend(fontsize="small")

@@ -140,10 +140,11 @@ class Claims:
                         "update claims set expires = ? where key = ? and owner = ?",
                         [(expires, k, self.owner) for k in keys],
                     )
+            # OSError: its folder went (a deleted working directory); the runner says so
             except (
                 sqlite3.Error,
                 OSError,
-            ):  # OSError: its folder went (a deleted working directory); the runner says so
+            ):
                 pass  # the next beat tries again; the lease is six beats long
 
     def close(self) -> None:

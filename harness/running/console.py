@@ -65,9 +65,8 @@ class Console:
         self.stream = stream
         mode = os.environ.get("HARNESS_CONSOLE") or mode
         self.notebook = mode == "notebook"
-        self.live = self.notebook or (
-            stream.isatty() and mode != "plain"
-        )  # the processes of --jobs-per-device print plain lines
+        # the processes of --jobs-per-device print plain lines
+        self.live = self.notebook or (stream.isatty() and mode != "plain")
         self.plan = Plan()
         self.current = ""  # "variant seed N" of the run in progress
         self.rate = ""  # images per second of the last epoch
@@ -156,9 +155,8 @@ class Console:
 
             from tqdm import tqdm
 
-            size = shutil.get_terminal_size(
-                fallback=(100, 24)
-            )  # a pseudo-terminal may report 0 × 0: tqdm then draws nothing
+            # a pseudo-terminal may report 0 × 0: tqdm then draws nothing
+            size = shutil.get_terminal_size(fallback=(100, 24))
             self._bar = tqdm(
                 total=self.plan.runs,
                 file=self.stream,

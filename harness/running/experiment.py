@@ -63,9 +63,8 @@ def configure(
     if tuned:
         base = experiment_file.load_experiment(experiment, sets, components=components, **flags)
         folder = base.reports_folder / "tuning"
-        found = [
-            str(p) for p in (folder / f"{v}.toml" for v in bases(base.variants)) if p.is_file()
-        ]  # v@SOURCE runs use v's
+        # v@SOURCE runs use v's
+        found = [str(p) for p in (folder / f"{v}.toml" for v in bases(base.variants)) if p.is_file()]
         if not found:
             raise UsageError(
                 f"--tuned: no tuned parameters in {str(folder)!r}; run `python -m harness tune --variant NAME` first"

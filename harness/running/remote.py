@@ -33,9 +33,8 @@ def train_pair(cfg, variant: str, seed: int, source, rerun: bool, where: str):
     from harness.tracking import provenance
     from harness.variants import plugins
 
-    plugins.load(
-        cfg.components, "components"
-    )  # the user's component files (a shared file system) or modules, on this node
+    # the user's component files (a shared file system) or modules, on this node
+    plugins.load(cfg.components, "components")
     ready = preflight.prepare(cfg, seed=seed, source=source)
     console = Console()
     runner = Runner(cfg, ready.data, ready.uri, ready.device, console, rerun)
@@ -46,9 +45,8 @@ def train_pair(cfg, variant: str, seed: int, source, rerun: bool, where: str):
     try:
         spec = config.resolve(cfg, variant, seed)
         key, deadline = runner.key(spec), time.time() + 2 * claims_mod.LEASE_S
-        while not claims.acquire(
-            key
-        ):  # the key is this task's alone: a claim here is a dead attempt's, whose lease runs out
+        # the key is this task's alone: a claim here is a dead attempt's, whose lease runs out
+        while not claims.acquire(key):
             if time.time() > deadline:
                 raise RuntimeError(
                     f"{variant} seed {seed}: a live process on this node holds its claim; is another runner training it?"

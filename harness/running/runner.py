@@ -169,9 +169,8 @@ class Runner:
         if (spec.variant, key) in self.parents:
             return self.parents[spec.variant, key]
         shared = {k: v for k, v in spec.flat().items() if k != "seed"}
-        shared.update(
-            {f"train.{k}": getattr(self.cfg.runtime, k) for k in checks.RUNTIME_FIELDS}
-        )  # how it ran, as written in [train]
+        # how it ran, as written in [train]
+        shared.update({f"train.{k}": getattr(self.cfg.runtime, k) for k in checks.RUNTIME_FIELDS})
         shared.update(
             {
                 "data.dataset": self.cfg.data.dataset,

@@ -66,9 +66,8 @@ def parse_time(text: str) -> int:
         seconds = a * 60 + b
     else:
         seconds = a * 60
-    if (
-        not 5 * 60 <= seconds <= 365 * 86400
-    ):  # submitit asks Slurm for its signal 90 s before the limit: a shorter limit only requeues
+    # submitit asks Slurm for its signal 90 s before the limit: a shorter limit only requeues
+    if not 5 * 60 <= seconds <= 365 * 86400:
         raise UsageError(f"--time: {text!r} is not allowed; give at least 5 minutes and at most a year ({allowed})")
     return -(-seconds // 60)
 
@@ -121,11 +120,12 @@ def portable(cfg, uri: str, request: SlurmRequest):
         tracking_uri=uri if not uri.startswith("sqlite:///") else f"sqlite:///{addresses.sqlite_path(uri).resolve()}",
     )
     kind, _, where = cfg.data.dataset.partition(":")
+    # the key names the content
     data = (
         cfg.data
         if kind not in ("folder", "npz")
         else dataclasses.replace(cfg.data, dataset=f"{kind}:{Path(where).resolve()}")
-    )  # the key names the content
+    )
     components = tuple(str(Path(c).resolve()) if Path(c).is_file() else c for c in cfg.components)
     runtime = cfg.runtime if request.gpus_per_run else dataclasses.replace(cfg.runtime, device="cpu")
     return dataclasses.replace(
@@ -244,6 +244,7 @@ def submit_report(submitit, cfg, request: SlurmRequest, folder: Path, array: str
     return executor.submit(CommandFunction(command, cwd=os.getcwd())).job_id
 
 
+# pending reasons that never clear by waiting
 NEVER_STARTS = {
     "PartitionConfig",
     "PartitionTimeLimit",
@@ -253,7 +254,7 @@ NEVER_STARTS = {
     "InvalidQOS",
     "QOSMaxWallDurationPerJobLimit",
     "AssocMaxWallDurationPerJobLimit",
-}  # pending reasons that never clear by waiting
+}
 
 
 def queue(*selector: str) -> dict[str, tuple[str, str]] | None:
@@ -308,13 +309,14 @@ def wait(runner, jobs: list, pairs: list[tuple[str, int]], array: str) -> dict[t
                 state, reason = ("?", "") if states is None else states.get(job_id, ("", ""))
                 before = seen.get(job_id, ("", ""))
                 if state not in ("", "?") and (state, reason) != before:
+                    # a requeue between two polls shows only as a second start
                     requeued = (
                         state in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED")
                         and before[0] in ("RUNNING", "COMPLETING")
                         or state == "RUNNING"
                         and before[0] != "RUNNING"
                         and job_id in started
-                    )  # a requeue between two polls shows only as a second start
+                    )
                     if requeued and job_id not in announced:
                         console.line(
                             f"{variant} seed {seed}: Slurm task {job_id} was requeued; it resumes from its checkpoint"
@@ -368,8 +370,7 @@ def ended(runner, job, variant: str, seed: int, why: str = "") -> str:
             why
             or f"Slurm task {job.job_id} ended without a result (cancelled, out of memory or out of time); log: {log}"
         )
-    remote.close_lost(
-        runner, variant, seed, error
-    )  # its process is gone: the next command resumes it from its checkpoint
+    # its process is gone: the next command resumes it from its checkpoint
+    remote.close_lost(runner, variant, seed, error)
     console.run_done(f"FAILED {variant} seed {seed}: {error}")
     return error

@@ -368,9 +368,8 @@ def _record_all(
                 out[m.pair] = Outcome(
                     *m.pair, "FAILED", seconds=time.perf_counter() - start, error=reason, parent_id=m.parent_id
                 )
-                kept = kept or not isinstance(
-                    e, engine.NonFiniteLoss
-                )  # its checkpoint stays: the next command records it from there
+                # its checkpoint stays: the next command records it from there
+                kept = kept or not isinstance(e, engine.NonFiniteLoss)
             pending.pop(0)
             if len(trained) > 1:
                 faults.point("recorded")
@@ -401,9 +400,8 @@ def _record(place: Place, m: Member, model, result: engine.Result, start: float)
             place.console.line(f"note: {m.name}: {note}")
     place.tracker.finish(m.run_id, "FINISHED")
     if place.rerun:
-        for old in (
-            m.done
-        ):  # one finished run per key, the newest; one a registered model version points at is kept, set aside
+        # one finished run per key, the newest; one a registered model version points at is kept, set aside
+        for old in m.done:
             place.retire(old.run_id, m.run_id, spec)
     try:
         place.tracker.update_aggregates(m.parent_id)

@@ -145,9 +145,8 @@ def check_value(where: str, value: Any, kind: Any) -> Any:
             value = float(value)
             if not math.isfinite(value):
                 raise UsageError(f"{where}: {value!r} is not finite; expected a finite number")
-    elif (
-        kind is str or typing.get_origin(kind) is typing.Literal
-    ):  # a Literal's values: checked with what they mean (CHECKS)
+    # a Literal's values: checked with what they mean (CHECKS)
+    elif kind is str or typing.get_origin(kind) is typing.Literal:
         ok = isinstance(value, str)
         kind = str
     else:  # pragma: no cover - every setting's type is listed above

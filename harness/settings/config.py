@@ -61,18 +61,15 @@ class ExperimentConfig:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-variant overrides
     runtime: Runtime = field(default_factory=Runtime)
     paths: Paths = field(default_factory=Paths)
-    search: dict[str, dict[str, Any]] = field(
-        default_factory=dict
-    )  # `[search.*]` as written; harness/settings/search.py reads it
+    # `[search.*]` as written; harness/settings/search.py reads it
+    search: dict[str, dict[str, Any]] = field(default_factory=dict)
     design: Design = field(default_factory=Design)  # how `variants` was made (harness/settings/designs.py)
     analysis: Analysis = field(default_factory=Analysis)  # how the report decides its verdicts
-    sequential: Sequential | None = (
-        None  # seeds = "auto": seeds on demand (harness/analysis/sequential.py); `seeds` are its candidates
-    )
+    # seeds = "auto": seeds on demand (harness/analysis/sequential.py); `seeds` are its candidates
+    sequential: Sequential | None = None
     sources: Sources = field(default_factory=Sources)  # `[seeds]`: which seed each source of randomness follows
-    components: tuple[
-        str, ...
-    ] = ()  # the user's component files (absolute) and modules, imported before the variants resolve
+    # the user's component files (absolute) and modules, imported before the variants resolve
+    components: tuple[str, ...] = ()
 
     @property
     def reports_folder(self) -> Path:
@@ -84,9 +81,8 @@ class ExperimentConfig:
 
     def trained(self) -> dict[str, Any]:
         """What decides the numbers (not how they are computed, nor where they go)."""
-        data = {
-            k: v for k, v in dataclasses.asdict(self.data).items() if k != "image_size" or v
-        }  # absent by default: hashes stay
+        # absent by default: hashes stay
+        data = {k: v for k, v in dataclasses.asdict(self.data).items() if k != "image_size" or v}
         out = {
             "name": self.name,
             "variants": list(self.variants),
@@ -97,9 +93,8 @@ class ExperimentConfig:
             "params": self.params,
             "design": {"kind": self.design.kind, "factors": list(self.design.factors)},
         }
-        out |= (
-            {"sources": self.sources.pinned()} if self.sources.pinned() else {}
-        )  # absent by default: hashes stay as they were
+        # absent by default: hashes stay as they were
+        out |= {"sources": self.sources.pinned()} if self.sources.pinned() else {}
         return out | ({"sequential": dataclasses.asdict(self.sequential)} if self.sequential else {})
 
 
@@ -124,9 +119,8 @@ class RunSpec:
     model_params: dict[str, Any]
     sources: Sources = Sources()
     split_seed: int | str | None = None  # a variance design's `v@SOURCE`: the split's seed; None: `data.split_seed`
-    code: dict[str, str] = field(
-        default_factory=dict
-    )  # each user component of the variant: its source hash (shipped ones: none)
+    # each user component of the variant: its source hash (shipped ones: none)
+    code: dict[str, str] = field(default_factory=dict)
 
     def flat(self) -> dict[str, Any]:
         out = {"experiment": self.experiment, "variant": self.variant, "seed": self.seed}
@@ -147,12 +141,10 @@ class RunSpec:
         payload = {"experiment": self.experiment, "variant": self.variant}
         payload.update({f"train.{k}": v for k, v in neutral_left_out(self.train).items()})
         payload.update({f"model.{k}": v for k, v in self.model_params.items()})
-        payload.update(
-            {f"seeds.{k}": v for k, v in self.sources.pinned().items()}
-        )  # none by default: old keys stay valid
-        payload.update(
-            {f"code.{k}": v for k, v in self.code.items()}
-        )  # none for shipped components: old keys stay valid
+        # none by default: old keys stay valid
+        payload.update({f"seeds.{k}": v for k, v in self.sources.pinned().items()})
+        # none for shipped components: old keys stay valid
+        payload.update({f"code.{k}": v for k, v in self.code.items()})
         payload.update({"data": dataset, "split": split})
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -18,20 +18,20 @@ KINDS = ("list", "factorial", "leave-one-out", "variance")
 CELLS = ("factorial", "leave-one-out")  # the designs that name their variants (cells) and estimate effects
 VARIANCE_SOURCES = (*SOURCES, "split")  # what a variance design can vary one at a time
 ALL = "all"  # `v@all`: every source follows the run's seed
+# the [design] key of each kind's list
 TABLE_KEY = {
     "factorial": "factors",
     "leave-one-out": "full",
     "variance": "sources",
-}  # the [design] key of each kind's list
+}
 MAX_FACTORS = 6  # 2^6 = 64 cells; more needs `--yes` (or `allow_large = true`)
 
 
 @dataclass(frozen=True)
 class Design:
     kind: str = "list"
-    factors: tuple[
-        str, ...
-    ] = ()  # factorial: its factors; leave-one-out: the full model's components; variance: the sources
+    # factorial: its factors; leave-one-out: the full model's components; variance: the sources
+    factors: tuple[str, ...] = ()
     allow_large: bool = False  # more than MAX_FACTORS factors
 
 

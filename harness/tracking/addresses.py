@@ -107,9 +107,8 @@ def check_sqlite(uri: str) -> None:
         return
     if not path.is_file():
         raise UsageError(f"tracking_uri: {raw!r} is not a file; expected an MLflow SQLite store")
-    if (
-        not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222
-    ):  # root may write anything: the mode says what was meant
+    # root may write anything: the mode says what was meant
+    if not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222:
         raise UsageError(
             f"tracking_uri: {raw!r} is read-only; the harness writes to its store (make it writable or choose another)"
         )
@@ -126,9 +125,8 @@ def check_sqlite(uri: str) -> None:
                 else set()
             )
     except sqlite3.DatabaseError as e:
-        if (
-            shutil.disk_usage(folder).free < 1 << 20
-        ):  # SQLite cannot make the files it reads through: a full disk, not a broken store
+        # SQLite cannot make the files it reads through: a full disk, not a broken store
+        if shutil.disk_usage(folder).free < 1 << 20:
             raise UsageError(
                 f"tracking_uri: cannot open {raw!r}: its disk is full ({e}); make room, the store itself is unchanged"
             ) from None

@@ -29,9 +29,8 @@ class SeedsOnDemand:
     first_seed: int
     baseline: str
     variants: tuple[str, ...]  # compared with the baseline
-    changes: tuple[
-        str, ...
-    ] = ()  # frozen settings changed with --redesign after the design started ("max_seeds 12 → 20")
+    # frozen settings changed with --redesign after the design started ("max_seeds 12 → 20")
+    changes: tuple[str, ...] = ()
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -138,6 +137,7 @@ FROZEN = (
 
 def design_record(cfg) -> dict:
     """The frozen settings of a seeds-on-demand `run` of `cfg`."""
+    # Holm's m
     return {
         "min_seeds": cfg.sequential.min_seeds,
         "max_seeds": cfg.sequential.max_seeds,
@@ -147,7 +147,7 @@ def design_record(cfg) -> dict:
         "analysis.test": cfg.analysis.test,
         "baseline": cfg.baseline,
         "variants": ",".join(sorted(v for v in cfg.variants if v != cfg.baseline)),
-    }  # Holm's m
+    }
 
 
 def design_changes(tags: dict[str, str], cfg) -> list[tuple[str, object, object]]:

@@ -5,6 +5,7 @@ here, so a name is spelt once."""
 
 from __future__ import annotations
 
+# logged per epoch (step = epoch)
 EPOCH_METRICS = (
     "train_loss",
     "train_acc",
@@ -12,7 +13,7 @@ EPOCH_METRICS = (
     "val_acc",
     "gap_acc",
     "epoch_seconds",
-)  # logged per epoch (step = epoch)
+)
 
 # On the MLflow experiment: what the last `run` used (harness/tracking/experiment_tags.py reads and writes them).
 REPORT_PARENTS_TAG = "harness.report_parents"  # the parents of the last `run`: preferred when a variant has several
@@ -23,32 +24,35 @@ SEQUENTIAL_FROZEN_TAG = "harness.sequential_design"  # seeds on demand: the desi
 SEQUENTIAL_CHANGES_TAG = "harness.sequential_changes"  # its settings changed later with --redesign, as JSON (a list)
 VERDICT_TAG = "harness.verdict"  # on a parent: its verdict against the baseline in the last report
 ERROR_TAG = "harness.error"  # on a seed run: why it FAILED or was KILLED ('' once it resumes)
-NOTE_TAG = (
-    "harness.note"  # on a seed run: what its numbers cannot show (resumed on another device type: engine.device_note)
-)
+# on a seed run: what its numbers cannot show (resumed on another device type: engine.device_note)
+NOTE_TAG = "harness.note"
 
 # On runs: what every run of a command carries (provenance.run_tags), what names a parent or a seed run, and how it trained.
 EXPERIMENT_TAG, BASELINE_TAG, COMMAND_TAG = "harness.experiment", "harness.baseline", "harness.command"
 DATASET_TAG, SPLIT_TAG, CONFIG_HASH_TAG = "harness.dataset", "harness.split_fingerprint", "harness.config_hash"
 COMMIT_TAG, DEVICE_TAG = "harness.git_commit", "harness.device"
+# + a package; + a determinism setting (provenance.determinism)
 VERSION_PREFIX, ENV_PREFIX = (
     "harness.version.",
     "harness.env.",
-)  # + a package; + a determinism setting (provenance.determinism)
+)
+# role: variant (a parent), seed, replaced, study, trial
 VARIANT_TAG, SEED_TAG, ROLE_TAG = (
     "harness.variant",
     "harness.seed",
     "harness.role",
-)  # role: variant (a parent), seed, replaced, study, trial
+)
+# what a later command finds a parent and a seed run by
 VARIANT_KEY_TAG, RUN_KEY_TAG = (
     "harness.variant_key",
     "harness.run_key",
-)  # what a later command finds a parent and a seed run by
+)
 REPLACED_BY_TAG = "harness.replaced_by"  # on a replaced seed run: the run that replaced it
+# a seed run trained in a fused group: its size and its id
 FUSED_TAG, FUSED_GROUP_TAG = (
     "harness.fused",
     "harness.fused_group",
-)  # a seed run trained in a fused group: its size and its id
+)
 # On tuning runs (harness/tuning): the study, its settings, each trial and its state.
 STUDY_TAG, STORAGE_TAG, PRUNER_TAG = "harness.study", "harness.storage", "harness.pruner"
 TRIAL_TAG, TRIAL_STATE_TAG = "harness.trial", "harness.trial_state"
@@ -79,9 +83,8 @@ def epoch_metrics(s) -> dict[str, float]:
     return {k: values[k] for k in EPOCH_METRICS}
 
 
-REPLACED_ROLE = (
-    "replaced"  # a seed run that `run --rerun` replaced but kept, because a registered model version points at it
-)
+# a seed run that `run --rerun` replaced but kept, because a registered model version points at it
+REPLACED_ROLE = "replaced"
 
 
 def seed_of(tags: dict[str, str]) -> int | None:

@@ -65,6 +65,7 @@ def resolve_device(setting: str) -> torch.device:
 def determinism(device: torch.device) -> dict[str, str]:
     """What decides whether a rerun gives the same bits: versions, device, threads, flags."""
     cuda = device.type == "cuda"
+    # off for precision = fp32 (engine.set_float_precision)
     return {
         "torch": torch.__version__,
         "cuda": torch.version.cuda or "none",
@@ -74,9 +75,7 @@ def determinism(device: torch.device) -> dict[str, str]:
         "cudnn_deterministic": str(torch.backends.cudnn.deterministic),
         "cudnn_benchmark": str(torch.backends.cudnn.benchmark),
         "deterministic_algorithms": str(torch.are_deterministic_algorithms_enabled()),
-        "tf32_matmul": str(
-            torch.backends.cuda.matmul.allow_tf32
-        ),  # off for precision = fp32 (engine.set_float_precision)
+        "tf32_matmul": str(torch.backends.cuda.matmul.allow_tf32),
         "tf32_cudnn": str(torch.backends.cudnn.allow_tf32),
     }
 

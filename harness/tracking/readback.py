@@ -106,11 +106,12 @@ def read_runs(uri: str, experiment: str) -> list[SeedRun]:
     if found is None:
         raise UsageError(f"--experiment: no experiment named {experiment!r} in the store {uri}")
     eid = found.experiment_id
+    # a run tagged so by hand, without its variant, is not a variant's parent
     parents = [
         p
         for p in client.search_runs([eid], filter_string="tags.`harness.role` = 'variant'", max_results=10_000)
         if p.data.tags.get(names.VARIANT_TAG)
-    ]  # a run tagged so by hand, without its variant, is not a variant's parent
+    ]
     baseline = (
         max(parents, key=lambda p: p.info.start_time).data.tags.get(names.BASELINE_TAG, "baseline")
         if parents
@@ -129,9 +130,8 @@ def read_runs(uri: str, experiment: str) -> list[SeedRun]:
         best_by_seed: dict[int, Any] = {}
         for r in sorted(children, key=lambda r: r.info.start_time):
             if not counts_as_seed_run(r.data.tags):
-                if (
-                    r.data.tags.get(names.ROLE_TAG, "seed") == "seed"
-                ):  # a replaced run, kept for its model version, is no news
+                # a replaced run, kept for its model version, is no news
+                if r.data.tags.get(names.ROLE_TAG, "seed") == "seed":
                     print(
                         f"warning: run {r.info.run_id} under {variant}'s parent run {parent_id} has no valid harness.seed tag "
                         f"({r.data.tags.get(names.SEED_TAG, 'none')!r}; not a run the harness wrote): left out",

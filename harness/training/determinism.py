@@ -46,9 +46,8 @@ def set_determinism(mode: str = "cudnn") -> None:
     torch.backends.cudnn.benchmark = mode == "fast"
     strict = mode == "strict"
     if torch.are_deterministic_algorithms_enabled() != strict or torch.is_deterministic_algorithms_warn_only_enabled():
-        torch.use_deterministic_algorithms(
-            strict
-        )  # its first call costs about 2 s (it imports inductor's config): only on a change
+        # its first call costs about 2 s (it imports inductor's config): only on a change
+        torch.use_deterministic_algorithms(strict)
 
 
 def global_rng_state(device: torch.device = torch.device("cpu")) -> dict:

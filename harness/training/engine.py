@@ -294,9 +294,10 @@ def train(
             if check_each_step and not torch.isfinite(detached):
                 raise NonFiniteLoss(epoch, step + 1, float(detached))
             if runtime.progress_every and (step + 1) % runtime.progress_every == 0 and step + 1 < steps:
+                # no host read mid-phase
                 on_progress(
                     Progress("train", epoch, settings.epochs, step + 1, steps, float("nan"), float("nan"), False)
-                )  # no host read mid-phase
+                )
         bad = int(first_bad.item())
         if bad >= 0:
             raise NonFiniteLoss(epoch, bad, float("nan"))

@@ -25,9 +25,8 @@ class TrainSettings:
     eval_batch_size: int = 256  # images per forward pass when evaluating (changes float rounding only)
     lr: float = 1e-3  # the optimizer's learning rate (Adam's unless a component chooses another)
     weight_decay: float = 0.0  # the optimizer's L2 coefficient
-    shuffle: bool = (
-        True  # reshuffle the batches each epoch (seeded by the run's seed); False: the tutorial's fixed order
-    )
+    # reshuffle the batches each epoch (seeded by the run's seed); False: the tutorial's fixed order
+    shuffle: bool = True
     select: Select = "val_acc"  # which epoch's weights are "the model"
     precision: Precision = "fp32"  # bf16: autocast; weights and optimizer stay fp32
     # keep: an epoch's last batch may be smaller; drop: every step the same size, as a captured CUDA graph needs.
@@ -51,21 +50,20 @@ class Runtime:
     memory_format: MemoryFormat = "auto"  # auto: channels_last on a CPU, contiguous on CUDA
     compile: Compile = "off"  # torch.compile's modes (reduce-overhead: CUDA graphs)
     determinism: Determinism = "cudnn"  # the tutorial's flags; strict: deterministic algorithms; fast: cuDNN autotuning
-    fuse: int | str = (
-        "off"  # off | auto (the group size measured fastest here) | K: train up to K runs as one fused program
-    )
-    checkpoint_seconds: float = (
-        2.0  # checkpoint (and log the epochs since) once this long has passed since the last; 0: every epoch
-    )
+    # off | auto (the group size measured fastest here) | K: train up to K runs as one fused program
+    fuse: int | str = "off"
+    # checkpoint (and log the epochs since) once this long has passed since the last; 0: every epoch
+    checkpoint_seconds: float = 2.0
     progress_every: int = 0  # report mid-phase progress every N steps (0: only at phase end)
 
 
+# the training's sources of randomness; the split's is `data.split_seed`
 SOURCES = (
     "init",
     "order",
     "dropout",
     "augment",
-)  # the training's sources of randomness; the split's is `data.split_seed`
+)
 
 
 @dataclass(frozen=True)

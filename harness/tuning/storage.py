@@ -118,9 +118,8 @@ def open_storage(url: str):
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line reports each trial
     if url.startswith(RDB_SCHEMES):
-        with (
-            warnings.catch_warnings()
-        ):  # heartbeats are what makes a database storage safe for many machines: chosen, not news
+        # heartbeats are what makes a database storage safe for many machines: chosen, not news
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30)
     from optuna.storages.journal import JournalFileBackend
@@ -142,9 +141,8 @@ def ask(study, url: str):
     trials whose heartbeat stopped (their process died, on any machine) are failed first."""
     import optuna
 
-    with (
-        warnings.catch_warnings()
-    ):  # experimental, and "supposed to be used with Study.optimize": heartbeat() does what optimize does
+    # experimental, and "supposed to be used with Study.optimize": heartbeat() does what optimize does
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
         if _beating(url) is not None:

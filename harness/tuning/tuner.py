@@ -226,9 +226,8 @@ def optimize(
     for _ in range(n_trials):
         if req.timeout is not None and time.monotonic() - start > req.timeout:
             break
-        with storage.trial_slot(
-            req.storage, req.study
-        ):  # count and ask under one lock: --trials is the study's total under concurrency too
+        # count and ask under one lock: --trials is the study's total under concurrency too
+        with storage.trial_slot(req.storage, req.study):
             if counted(study) >= req.trials:
                 break
             trial = storage.ask(study, req.storage)
@@ -320,9 +319,8 @@ def coordinate(
                 "and attributes.status = 'RUNNING'",
                 names.TRIAL_TAG,
             ):
-                if (
-                    number.isdigit() and int(number) in ended
-                ):  # failed by another process's heartbeat check before this one looked
+                # failed by another process's heartbeat check before this one looked
+                if number.isdigit() and int(number) in ended:
                     tracker.set_tags(
                         run_id, {names.TRIAL_STATE_TAG: "FAIL", names.ERROR_TAG: "its process died while the trial ran"}
                     )

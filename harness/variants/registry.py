@@ -39,9 +39,8 @@ class Change:
     """What a component changes. Every field's default changes nothing: the tutorial's training."""
 
     model: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the architecture
-    architecture: Callable[..., nn.Module] | None = (
-        None  # (image_shape, num_classes, **model) -> network; default LeNet
-    )
+    # (image_shape, num_classes, **model) -> network; default LeNet
+    architecture: Callable[..., nn.Module] | None = None
     transform: Callable | None = None  # (training batch, torch.Generator) -> batch; never applied when evaluating
     loss: Callable[[], nn.Module] | None = None  # the training loss; default cross-entropy
     optimizer: Callable | None = None  # (parameters, settings with .lr and .weight_decay) -> optimizer; default Adam
