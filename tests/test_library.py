@@ -9,6 +9,8 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import fresh_store, harness
 
 STUDY = [
@@ -85,6 +87,7 @@ def test_the_same_study_through_the_cli_and_through_harness_run_leaves_the_same_
     assert promoted.returncode == 0 and f"VERSION 1 {verdict}\n" in out.stdout
 
 
+@pytest.mark.slow  # two tuning sessions in subprocesses (about 40 s): the default suite stays within its time
 def test_harness_tune_and_the_cli_run_one_session_and_share_its_study(tmp_path):
     """`harness.tune` calls the session the CLI's `tune` calls: two trials from Python, then the CLI
     brings the same study (same name, same storage) to three, and both write the best parameters."""

@@ -123,6 +123,9 @@ class RunSpec:
     code: dict[str, str] = field(default_factory=dict)
 
     def flat(self) -> dict[str, Any]:
+        """The run's one serialisation (its MLflow params): experiment, variant, seed, pinned sources,
+        training settings, model parameters and component code hashes. Its variant key, its parent's
+        params and the `[run]` table of its logged config.toml are derived from it."""
         out = {"experiment": self.experiment, "variant": self.variant, "seed": self.seed}
         out.update({f"seeds.{k}": v for k, v in self.sources.pinned().items()})
         out.update({"seeds.split": self.split_seed} if self.split_seed is not None else {})
@@ -132,20 +135,20 @@ class RunSpec:
         return out
 
     def variant_key(self, dataset: str, split: str) -> str:
-        """The one place that says what identifies a variant's configuration: the experiment, the
-        variant, every training setting (a setting added later is left out at its neutral value,
-        so the keys of runs made before it existed stay valid), the model parameters, the dataset
-        (`name:content hash`), the split's fingerprint, the pinned sources of randomness (`[seeds]`)
-        and the source hash of each user component (editing its file makes new runs). Not the seed,
-        and nothing of `Runtime`."""
-        payload = {"experiment": self.experiment, "variant": self.variant}
-        payload.update({f"train.{k}": v for k, v in neutral_left_out(self.train).items()})
-        payload.update({f"model.{k}": v for k, v in self.model_params.items()})
-        # none by default: old keys stay valid
-        payload.update({f"seeds.{k}": v for k, v in self.sources.pinned().items()})
-        # none for shipped components: old keys stay valid
-        payload.update({f"code.{k}": v for k, v in self.code.items()})
-        payload.update({"data": dataset, "split": split})
+        """The one place that says what identifies a variant's configuration: the run's one
+        serialisation (`flat`, also its parent's params) without the seed, with the dataset
+        (`name:content hash`) and the split's fingerprint: the experiment, the variant, every training
+        setting (a setting added later is left out at its neutral value, so the keys of runs made
+        before it existed stay valid), the model parameters, the pinned sources of randomness
+        (`[seeds]`) and the source hash of each user component (editing its file makes new runs).
+        Nothing of `Runtime`."""
+        neutral = {
+            f"train.{f.name}"
+            for f in dataclasses.fields(self.train)
+            if f.metadata.get("neutral") and getattr(self.train, f.name) == f.default
+        }
+        payload = {k: v for k, v in self.flat().items() if k not in ("seed", "seeds.split") and k not in neutral}
+        payload.update({"data": dataset, "split": split})  # a variance design's own split seed enters through `split`
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def key(self, dataset: str, split: str) -> str:
