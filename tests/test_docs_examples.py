@@ -48,6 +48,23 @@ print("ok", type(net).__name__, net.head[1].out_features)
     assert _run(check, tmp_path).split() == ["ok", "WideNet", "240"]
 
 
+def test_the_component_example_is_listed_and_trains_from_the_command_line(tmp_path):
+    """As a user would use it: the block saved as a file, `list --components` shows it (it builds for
+    3×32×32 before any weight is used) and `run` trains it for an epoch."""
+    from tests.conftest import fresh_store, harness, write_npz
+
+    (tmp_path / "my_components.py").write_text(_blocks()[0])
+    listed = harness("list", "--components", "my_components.py", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(r"\nwide +120,206 +.*architecture WideNet", listed.stdout), listed.stdout
+    fresh_store(tmp_path)
+    data = write_npz(tmp_path / "data")
+    flags = ["--components", "my_components.py", "--variants", "baseline,wide", "--seeds", "1", "--epochs", "1"]
+    ran = harness("run", *flags, "--set", "train.batch_size=64", cwd=tmp_path, data=data)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert "2 of 2 runs finished" in ran.stdout
+
+
 def test_the_dataset_example_registers_and_loads_like_a_shipped_dataset(tmp_path):
     dataset = _blocks()[1]
     assert "from harness import Dataset, register_dataset" in dataset
