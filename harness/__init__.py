@@ -11,7 +11,8 @@ first use, so `import harness` (and `python -m harness list`) stays cheap.
 - Notebooks and scripts: `run` (train and report, as `python -m harness run`), `tune` (an Optuna
   search, as `python -m harness tune`), `load` (an experiment
   in the store), `Study` (what both return: DataFrames, exports, the report inline in Jupyter).
-- Errors: `UsageError` (bad input, with a one-line message naming the setting).
+- Errors: `UsageError` (bad input, with a one-line message naming the setting), `RunsFailed`
+  (`run` ended where the CLI exits 1; it carries the `Study`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ _EXPORTS = {
     "UsageError": "harness.base.errors",
     "run": "harness.api.study",
     "tune": "harness.api.study",
+    "RunsFailed": "harness.api.study",
     "load": "harness.api.study",
     "Study": "harness.api.study",
 }

@@ -115,3 +115,65 @@ def test_harness_tune_and_the_cli_run_one_session_and_share_its_study(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "study default-baseline: 2 trial(s) so far, 1 to run" in proc.stdout
     assert (tmp_path / "reports" / "default" / "tuning" / "baseline.toml").is_file()
+
+
+BROKEN = """
+from torch import nn
+from harness import Change, register
+
+
+class Broken(nn.Module):
+    def __init__(self, image_shape, num_classes):
+        super().__init__()
+        self.fc = nn.Linear(1, num_classes)
+
+    def forward(self, x):
+        raise RuntimeError("boom")
+
+
+@register("broken", hypothesis="It fails.")
+def broken():
+    return Change(architecture=Broken)
+"""
+
+
+def test_harness_run_raises_where_the_cli_exits_1_and_carries_the_study(tmp_path):
+    """A run that fails makes `harness.run` raise RunsFailed (with the Study of what finished), as the
+    CLI exits 1; `check=False` returns the Study. Outside a notebook (here: piped) the console prints
+    plain lines, no progress-bar frames."""
+    fresh_store(tmp_path)
+    (tmp_path / "broken.py").write_text(BROKEN)
+    code = (
+        "import harness\n"
+        "kw = dict(variants='baseline,broken', seeds=1, epochs=1, dataset='digits', batch_size=64, components='broken.py')\n"
+        "try:\n"
+        "    harness.run(**kw)\n"
+        "except harness.RunsFailed as e:\n"
+        "    print('RAISED', e.failed, e.study.table().variant.tolist())\n"
+        "study = harness.run(check=False, **kw)\n"
+        "print('RETURNED', study.experiment)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    raised = next(line for line in out.stdout.splitlines() if line.startswith("RAISED"))
+    assert "broken seed 2021: FAILED (RuntimeError: boom)" in raised and raised.endswith("['baseline', 'broken']"), (
+        raised
+    )
+    assert "RETURNED default" in out.stdout and "\r" not in out.stdout
+    cli = harness(
+        "run",
+        "--variants",
+        "baseline,broken",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--dataset",
+        "digits",
+        "--set",
+        "train.batch_size=64",
+        "--components",
+        "broken.py",
+        cwd=tmp_path,
+    )
+    assert cli.returncode == 1

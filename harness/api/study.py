@@ -142,15 +142,19 @@ def run(
     seeds: int | list[int] | str | None = None,
     epochs: int | None = None,
     design: str | None = None,
+    check: bool = True,
     **settings: Any,
 ) -> "Study":
     """Train the variants × seeds (skipping finished runs, resuming interrupted ones) and write the
-    report, as `python -m harness run` does; returns the experiment as a `Study`. A problem that
-    leaves the runs safe in the store (the report could not be written) is printed to stderr."""
+    report, as `python -m harness run` does; returns the experiment as a `Study`. Where the CLI
+    would exit 1 (a run failed, the report or the store could not be written) it raises `RunsFailed`,
+    which carries the `Study`; `check=False` returns the Study instead. The progress bar is a widget
+    only in a notebook (elsewhere the CLI's console: live on a terminal, plain lines when piped)."""
     from harness.running import experiment
     from harness.running.console import Console
     from harness.running.execution import Execution
 
+    _scalar("check", check, (bool,))
     setup, flags, options = arguments(variants=variants, seeds=seeds, epochs=epochs, design=design, **settings)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     cfg, files = experiment.configure(
@@ -166,10 +170,41 @@ def run(
         for k, v in dict(variants=variants, seeds=seeds, epochs=epochs, design=design, **settings).items()
         if v is not None
     )
-    done = experiment.run(cfg, Execution(**options), Console(mode="notebook"), files, f"harness.run({call})")
+    console = Console(mode="notebook" if _in_notebook() else None)
+    done = experiment.run(cfg, Execution(**options), console, files, f"harness.run({call})")
+    study = Study(done.name, done.uri, done.reports_folder)
+    failed = [
+        f"{o.variant} seed {o.seed}: {o.status}" + (f" ({o.error})" if o.error else "")
+        for o in done.outcomes
+        if o.status != "FINISHED"
+    ]
+    if check and done.failed:
+        raise RunsFailed(study, failed, done.problems)
     for problem in done.problems:
         print(f"error: {problem}", file=sys.stderr)
-    return Study(done.name, done.uri, done.reports_folder)
+    return study
+
+
+class RunsFailed(RuntimeError):
+    """`harness.run` ended where the CLI exits 1: runs that did not finish (`failed`, one line each)
+    or problems writing the report or the store (`problems`). The finished runs are in the store;
+    `study` is the experiment as it stands in the store."""
+
+    def __init__(self, study: "Study", failed: list[str], problems: list[str]) -> None:
+        self.study, self.failed, self.problems = study, failed, problems
+        lines = failed + problems
+        shown = "; ".join(lines[:3]) + (f"; and {len(lines) - 3} more" if len(lines) > 3 else "")
+        super().__init__(
+            f"{len(failed)} run(s) did not finish and {len(problems)} problem(s): {shown}; "
+            "the finished runs are in the store (this error's .study)"
+        )
+
+
+def _in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (IPython's ZMQ shell), where tqdm.auto draws a widget."""
+    ipython = sys.modules.get("IPython")  # never imported here: a kernel has it already
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def tune(
