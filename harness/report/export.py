@@ -16,7 +16,7 @@ from harness.base.files import atomic_write
 
 Format = Literal["csv", "json", "latex"]
 Table = Literal["comparison", "statistics", "effects", "runs"]  # the report's tables (harness/report/tables.py)
-FORMATS, TABLES = get_args(Format), get_args(Table)
+TABLES = get_args(Table)
 
 
 def check(fmt: str, table: str, where: tuple[str, str] = ("--format", "--table")) -> None:

@@ -4,12 +4,11 @@ options (`Execution`), checked before any work starts (`check`)."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, get_args
+from typing import Literal
 
 from harness.base.errors import UsageError, one_of
 
 Executor = Literal["local", "ray", "slurm"]
-EXECUTORS: tuple[str, ...] = get_args(Executor)
 SLURM_ONLY = ("partition", "time", "array_parallelism", "slurm_setup", "detach")
 
 

@@ -17,7 +17,7 @@ from harness.base.errors import UsageError
 from harness.running import execution, preflight
 from harness.running.console import Console
 from harness.running.execution import Execution
-from harness.running.outcomes import Outcome
+from harness.running.outcomes import Outcome, summary
 from harness.settings.config import ExperimentConfig
 
 
@@ -99,10 +99,12 @@ def run(
     frozen = preflight.freeze_design(ready.uri, cfg, ex.redesign) if cfg.sequential else {}
     outcomes = _train(runner, ex, slurm, console)
     if outcomes is None:  # detached: a last Slurm job writes the report; what it reads is the experiment's tags
-        _tag(cfg, ready.uri, frozen, runner.collect())
+        from harness.tracking import store
+
+        store.set_experiment_tags(ready.uri, cfg.name, _tags(cfg, frozen, runner.collect()))
         return Finished(cfg.name, ready.uri, cfg.reports_folder, [], detached=True)
     console.line("")
-    console.line(_summary(outcomes))
+    console.line(summary(outcomes))
     return finish(cfg, ready.uri, outcomes, frozen, console, runner)
 
 
@@ -116,12 +118,6 @@ def _headline(cfg: ExperimentConfig, ready: preflight.Prepared) -> str:
         f"experiment {cfg.name}: {len(cfg.variants)} variant(s) × {seeds}, {cfg.train.epochs} epoch(s) on {ready.device}; "
         f"data {ready.data.source.identity}, split {cfg.data.split} {split}; store {ready.uri}"
     )
-
-
-def _summary(outcomes: list[Outcome]) -> str:
-    from harness.running import outcomes as outcomes_mod
-
-    return outcomes_mod.summary(outcomes)
 
 
 def _train(runner, ex: Execution, slurm, console: Console) -> list[Outcome] | None:
@@ -149,13 +145,11 @@ def _train(runner, ex: Execution, slurm, console: Console) -> list[Outcome] | No
         console.close()
 
 
-def _tag(cfg: ExperimentConfig, uri: str, frozen: dict[str, str], outcomes: list[Outcome]) -> dict[str, str]:
-    """Tag the experiment with its design and analysis settings (what the report and the MLflow UI read)."""
-    from harness.tracking import experiment_tags, store
+def _tags(cfg: ExperimentConfig, frozen: dict[str, str], outcomes: list[Outcome]) -> dict[str, str]:
+    """The experiment's tags: its design and analysis settings (what the report and the MLflow UI read)."""
+    from harness.tracking import experiment_tags
 
-    tags = {**frozen, **experiment_tags.of_run(cfg, [o.parent_id for o in outcomes])}
-    store.set_experiment_tags(uri, cfg.name, tags)
-    return tags
+    return {**frozen, **experiment_tags.of_run(cfg, [o.parent_id for o in outcomes])}
 
 
 def finish(
@@ -171,14 +165,14 @@ def finish(
     trained, whose store error (a full disk, a read-only store) is reported here."""
     from harness.report import comparisons, effects_section, markdown
     from harness.settings import checks, designs
-    from harness.tracking import experiment_tags, readback, store
+    from harness.tracking import readback, store
 
     console = console or Console()
     store_error = runner.store_error if runner is not None else ""
+    tags = _tags(cfg, frozen or {}, outcomes)
     try:  # what the report and the MLflow UI say about the experiment; a store that takes no writes skips it
-        tags = _tag(cfg, uri, frozen or {}, outcomes)
+        store.set_experiment_tags(uri, cfg.name, tags)
     except store.StoreError as e:
-        tags = {**(frozen or {}), **experiment_tags.of_run(cfg, [o.parent_id for o in outcomes])}
         store_error = store_error or str(e)
     runs = readback.read_runs(uri, cfg.name)
     analysed = markdown.analysed(runs, cfg.design, cfg.analysis, tags)
