@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -121,6 +123,43 @@ class Exploding(nn.Module):
         self.calls += self.training
         out = self.lin(x.flatten(1))
         return out * float("nan") if self.training and self.calls >= self.at_step else out
+
+
+class NanWhenEvaluated(nn.Module):
+    """Finite while training; from evaluation `at` on, NaN (or one -inf logit, a finite loss)."""
+
+    def __init__(self, at: int, value: float = float("nan")):
+        super().__init__()
+        self.lin = nn.Linear(3 * 32 * 32, 10)
+        self.evaluations, self.at, self.value = 0, at, value
+
+    def forward(self, x):
+        out = self.lin(x.flatten(1))
+        if self.training:
+            return out
+        self.evaluations += 1
+        if self.evaluations < self.at:
+            return out
+        return out * self.value if math.isnan(self.value) else out.index_fill(1, torch.tensor([3]), self.value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("-inf")])
+def test_outputs_that_are_not_finite_on_the_validation_or_test_set_fail_like_a_diverged_loss(tensors, value):
+    settings = engine.TrainSettings(epochs=3, batch_size=64)
+    with pytest.raises(engine.NonFiniteOutput, match=r"^outputs or loss not finite on the validation set at epoch 2$"):
+        engine.train(
+            lambda: NanWhenEvaluated(2, value),
+            tensors.x_train,
+            tensors.y_train,
+            tensors.x_val,
+            tensors.y_val,
+            settings,
+            0,
+        )
+    where = "test set (the weights of epoch 3)"
+    with pytest.raises(engine.NonFiniteOutput, match=r"test set \(the weights of epoch 3\)$"):
+        engine.evaluate(NanWhenEvaluated(1, value), tensors.x_test, tensors.y_test, settings, where=where)
+    assert isinstance(engine.NonFiniteOutput(where), engine.NonFiniteLoss)  # the runner fails it as it does those
 
 
 def test_non_finite_loss_names_epoch_and_step(tensors):

@@ -32,7 +32,7 @@ from torch import nn
 import harness.variants as registry
 from harness.analysis import stats
 from harness.settings.analysis import Analysis
-from harness.training import engine, fused
+from harness.training import engine, fused, fused_data
 from harness.training.fused_net import FusedLeNet
 
 SHAPE = (3, 16, 16)
@@ -199,6 +199,29 @@ def test_over_ten_epochs_fused_members_are_statistically_indistinguishable_from_
             f"{variant}: equivalence within ±{EQUIVALENCE} points not shown (TOST p = {tost:.3g}): {result}"
         )
     assert np.mean(list(alone_acc.values())) > 20  # it learned something: 10 classes, chance is 10%
+
+
+def test_a_member_whose_validation_outputs_are_not_finite_fails_alone_and_is_never_recorded_finished(data):
+    """Argmax of NaN picks class 0, so a member NaN only at evaluation once looked like a run with
+    chance accuracy; it fails at the epoch whose validation was not finite, the others train on."""
+    build, pieces, _ = parts("baseline")
+    members = [fused.Member(build, *data, engine.TrainSettings(epochs=2, batch_size=32), s) for s in (1, 2)]
+    real = fused_data.evaluate_group
+
+    def nan_for_the_second_at_epoch_two(fused_net, ms, *args, **kwargs):
+        val = real(fused_net, ms, *args, **kwargs)
+        calls.append(1)
+        return [val[0], (float("nan"), val[1][1])] if len(calls) == 2 else val
+
+    calls: list[int] = []
+    fused_data.evaluate_group = nan_for_the_second_at_epoch_two
+    try:
+        out = fused.train_group(members, pieces=pieces)
+    finally:
+        fused_data.evaluate_group = real
+    assert isinstance(out[1], engine.NonFiniteOutput) and out[1].epoch == 2
+    assert str(out[1]) == "outputs or loss not finite on the validation set at epoch 2"
+    assert not isinstance(out[0], Exception) and len(out[0][1].history) == 2
 
 
 def test_a_member_whose_loss_goes_non_finite_fails_alone(data):

@@ -75,3 +75,36 @@ def test_engine_names_the_epoch_and_step(tensors, explode_at, expected):  # noqa
     assert (e.value.epoch, e.value.step) == expected
     assert snapshots == list(range(1, expected[0]))  # no snapshot for the epoch that failed
     assert not torch.isfinite(torch.tensor(e.value.value))
+
+
+NAN_AT_EVALUATION = """
+import torch
+from harness.variants.registry import Change, register
+from harness.variants.lenet import LeNet
+
+
+class NanWhenEvaluated(LeNet):
+    def forward(self, x):
+        out = super().forward(x)
+        return out if self.training else out * float("nan")
+
+
+@register("nan_eval", hypothesis="A network whose outputs are NaN at evaluation only.")
+def nan_eval():
+    return Change(architecture=NanWhenEvaluated)
+"""
+
+
+def test_a_network_that_is_nan_only_at_evaluation_fails_its_runs_and_the_others_finish(tmp_path, data_dir):
+    """It was recorded FINISHED at 10.30% (the share of class 0, which argmax of NaN picks)."""
+    fresh_store(tmp_path)
+    (tmp_path / "nan_components.py").write_text(NAN_AT_EVALUATION)
+    proc = harness(
+        "run", "--components", "nan_components.py", "--variants", "baseline,nan_eval", "--seeds", "2",
+        "--epochs", "1", "--set", "train.batch_size=64", cwd=tmp_path, data=data_dir,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "2 of 4 runs finished; 2 failed" in proc.stdout, proc.stdout[-2000:]
+    assert "outputs or loss not finite on the validation set at epoch 1" in proc.stdout
+    states = {(r.data.tags["harness.variant"], r.info.status) for r in seed_runs(tmp_path)}
+    assert states == {("baseline", "FINISHED"), ("nan_eval", "FAILED")}
+    assert "| nan_eval | 0/2 | – |" in (tmp_path / "reports" / "default" / "report.md").read_text()

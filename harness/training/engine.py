@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -81,6 +82,16 @@ class NonFiniteLoss(RuntimeError):
     def __init__(self, epoch: int, step: int, value: float) -> None:
         super().__init__(f"loss became {value} at epoch {epoch}, step {step}")
         self.epoch, self.step, self.value = epoch, step, value
+
+
+class NonFiniteOutput(NonFiniteLoss):
+    """The network's outputs or loss were not finite on the validation or the test set: the run
+    fails as it does for a non-finite training loss (argmax of NaN picks class 0, which once
+    recorded a NaN network as FINISHED with the share of class 0 as its accuracy)."""
+
+    def __init__(self, where: str, epoch: int = 0) -> None:
+        RuntimeError.__init__(self, f"outputs or loss not finite on the {where}")
+        self.epoch, self.step, self.value, self.where = epoch, 0, float("nan"), where
 
 
 def memory_format(runtime: Runtime, device: torch.device) -> torch.memory_format:
@@ -304,7 +315,9 @@ def train(
         train_loss, train_acc = loss_sum.item() / used, 100.0 * correct.item() / used
         on_progress(Progress("train", epoch, settings.epochs, steps, steps, train_loss, train_acc, True))
 
-        val_loss, val_acc, _ = evaluate(model, x_val, y_val, settings, runtime, forward)
+        val_loss, val_acc, _ = evaluate(
+            model, x_val, y_val, settings, runtime, forward, f"validation set at epoch {epoch}"
+        )
         val_steps = (len(y_val) + settings.eval_batch_size - 1) // settings.eval_batch_size
         on_progress(Progress("val", epoch, settings.epochs, val_steps, val_steps, val_loss, val_acc, True))
 
@@ -329,15 +342,18 @@ def evaluate(
     settings: TrainSettings,
     runtime: Runtime = Runtime(),
     forward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    where: str = "evaluation set",
 ) -> tuple[float, float, torch.Tensor]:
     """Mean loss per sample, accuracy in percent, and the predicted class of every sample, in
     batches of `settings.eval_batch_size` with the run's precision and memory layout. `forward` is the
-    model's (compiled) forward pass; by default the model itself."""
+    model's (compiled) forward pass; by default the model itself. Non-finite outputs or loss raise
+    NonFiniteOutput naming `where` (read with the loss: no extra wait for the device)."""
     forward = model if forward is None else forward
     was_training = model.training
     model.eval()
     x = x.contiguous(memory_format=memory_format(runtime, x.device))
     loss_sum = torch.zeros((), device=x.device)
+    finite = torch.ones((), device=x.device, dtype=torch.bool)
     preds = []
     for lo in range(0, len(y), settings.eval_batch_size):
         if uses_cuda_graphs(runtime):
@@ -345,11 +361,14 @@ def evaluate(
         with autocast(x.device, settings.precision):
             logits = forward(to_float(x[lo : lo + settings.eval_batch_size]))
         loss_sum += nn.functional.cross_entropy(logits.float(), y[lo : lo + settings.eval_batch_size], reduction="sum")
+        finite &= torch.isfinite(logits).all()
         preds.append(logits.argmax(1))
     model.train(was_training)
     pred = torch.cat(preds)
-    acc = 100.0 * (pred == y).sum().item() / len(y)
-    return loss_sum.item() / len(y), acc, pred
+    total, ok, right = torch.stack([loss_sum, finite.float(), (pred == y).sum().float()]).tolist()
+    if not ok or not math.isfinite(total):
+        raise NonFiniteOutput(where)
+    return total / len(y), 100.0 * right / len(y), pred
 
 
 def copy_weights(model: nn.Module, state: dict) -> nn.Module:

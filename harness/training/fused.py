@@ -22,6 +22,7 @@ fc3, relu, drop); `harness.running.fusing` decides which runs may be fused.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 
 from harness.training import engine, fused_data
-from harness.training.engine import EpochStats, NonFiniteLoss, Pieces, Progress, Result
+from harness.training.engine import EpochStats, NonFiniteLoss, NonFiniteOutput, Pieces, Progress, Result
 from harness.training.fused_net import FusedLeNet, fused_input
 from harness.training.settings import Runtime, Sources, TrainSettings
 
@@ -294,6 +295,9 @@ def train_group(  # noqa: C901 - the epoch and step loops of K runs at once, kep
         )
 
         val = fused_data.evaluate_group(fused, members, settings, runtime, forward)
+        for j, (loss, _) in enumerate(val):
+            if states[j].failed is None and not math.isfinite(loss):
+                states[j].failed = NonFiniteOutput(f"validation set at epoch {epoch}", epoch)
         val_steps = (len(members[0].y_val) + settings.eval_batch_size - 1) // settings.eval_batch_size
         living = [v for v, s in zip(val, states) if s.failed is None] or val
         mean_val = (sum(v[0] for v in living) / len(living), sum(v[1] for v in living) / len(living))

@@ -4,6 +4,7 @@ cross-entropy, and the validation of every member in one pass."""
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import torch
@@ -99,7 +100,7 @@ def evaluate_group(
 ) -> list[tuple[float, float]]:
     """Each member's mean validation loss per sample and accuracy in percent, in batches of
     `settings.eval_batch_size`; members that share their validation set read it once. Read back
-    once, at the end."""
+    once, at the end. A member with a non-finite output gets a NaN loss (fused.py fails it)."""
     forward = fused if forward is None else forward
     was_training = fused.training
     fused.eval()
@@ -126,7 +127,7 @@ def evaluate_group(
         rows = nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), y[:, lo:hi].reshape(-1), reduction="none"
         )
-        loss_sum += rows.view(k, -1).sum(1)
+        loss_sum += rows.view(k, -1).sum(1) + torch.where(torch.isfinite(logits).all(2).all(1), 0.0, math.nan)
         correct += (logits.argmax(2) == y[:, lo:hi]).sum(1)
     fused.train(was_training)
     total = y.shape[1]

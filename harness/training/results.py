@@ -38,11 +38,13 @@ def test(
     """Evaluate the selected and the last weights on the test set, once each; once in all where the
     last epoch is the selected one (the same weights)."""
     selected = engine.copy_weights(model, result.selected_state)
-    test_loss, test_acc, pred = engine.evaluate(selected, x_test, y_test, settings, runtime)
+    where = f"test set (the weights of epoch {result.selected_epoch})"
+    test_loss, test_acc, pred = engine.evaluate(selected, x_test, y_test, settings, runtime, where=where)
     if result.selected_epoch == result.history[-1].epoch:
         last_loss, last_acc, last_pred = test_loss, test_acc, pred
     else:
-        last_loss, last_acc, last_pred = engine.evaluate(model, x_test, y_test, settings, runtime)
+        where = f"test set (the last weights, epoch {result.history[-1].epoch})"
+        last_loss, last_acc, last_pred = engine.evaluate(model, x_test, y_test, settings, runtime, where=where)
     cm = evaluation.confusion_matrix(y_test.cpu().numpy(), pred.cpu().numpy(), len(classes))
     scores = evaluation.per_class(cm)
     n_params = sum(p.numel() for p in model.parameters())
