@@ -188,3 +188,36 @@ def test_an_mlflow_server_on_postgresql_gives_the_report_a_sqlite_store_gives(po
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_a_password_in_the_addresses_is_nowhere_in_the_console_the_store_the_artifacts_or_the_reports(
+    postgres, tmp_path
+):
+    secret = "Hunter2Secret"
+    store = postgres("secretstore").replace("harness@", f"harness:{secret}@")  # trust auth: any password connects
+    storage = postgres("secretoptuna").replace("harness@", f"harness:{secret}@")
+    data = write_npz(tmp_path / "data")
+    flags = ["--epochs", "1", "--set", "train.batch_size=64", "--tracking-uri", store]
+    ran = harness("run", "--variants", "baseline,dropout", "--seeds", "2", *flags, cwd=tmp_path, data=data)
+    tuned = harness(
+        "tune", "--variant", "dropout", "--trials", "1", "--storage", storage, *flags, cwd=tmp_path, data=data
+    )
+    refused = harness("run", "--tracking-uri", f"http://harness:{secret}@127.0.0.1:{free_port()}", cwd=tmp_path)
+    assert ran.returncode == 0 and tuned.returncode == 0, (ran.stderr + tuned.stderr)[-3000:]
+    assert refused.returncode == 2 and "harness:***@127.0.0.1" in refused.stderr
+    shown = ran.stdout + ran.stderr + tuned.stdout + tuned.stderr + refused.stderr
+    assert secret not in shown and "postgresql://harness:***@127.0.0.1" in ran.stdout
+
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment_by_name("default")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) >= 7 and secret not in repr(experiment.tags)  # 2 parents, 4 seeds, a tuning parent and its trial
+    stored = [repr(r.data.params) + repr(r.data.tags) for r in runs]
+    assert not [text for text in stored if secret in text]
+    assert any("harness:***@" in text for text in stored)  # the command is kept, masked
+    folder = tmp_path / "downloaded"
+    for r in runs:
+        client.download_artifacts(r.info.run_id, "", str(folder / r.info.run_id))
+    written = [p for p in [*folder.rglob("*"), *(tmp_path / "reports").rglob("*")] if p.is_file()]
+    assert any(p.name == "config.toml" for p in written) and any(p.name == "report.html" for p in written)
+    assert [str(p) for p in written if secret.encode() in p.read_bytes()] == []

@@ -5,9 +5,15 @@ against the `Literal` type that declares what is allowed."""
 
 from typing import Any, get_args
 
+from harness.base.credentials import mask
+
 
 class UsageError(ValueError):
-    """Bad input: a setting, a file or a request. The message names the field, the value and what is allowed."""
+    """Bad input: a setting, a file or a request. The message names the field, the value and what is
+    allowed; a password in an address it quotes is masked (harness/base/credentials.py)."""
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(mask(str(message)))
 
 
 def one_of(where: str, value: Any, kind: Any) -> Any:
@@ -24,3 +30,6 @@ class Terminated(BaseException):
 
 class StoreError(RuntimeError):
     """The store stopped taking writes (its disk is full or failing, it became read-only); the runs it already holds are safe."""
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(mask(str(message)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.base import credentials
 from harness.report.stats_section import text
 from harness.settings import checks
 from harness.tracking import names
@@ -93,7 +94,7 @@ def provenance(runs: list[SeedRun]) -> list[str]:
     latest = max(runs, key=lambda r: r.start_time)
     t = latest.tags
     lines = ["## How it was made", ""]
-    commands = sorted({r.tags.get(names.COMMAND_TAG, "") for r in runs} - {""})
+    commands = sorted({credentials.mask(r.tags.get(names.COMMAND_TAG, "")) for r in runs} - {""})
     # a code block: one line each, shown as written + [""]
     lines += ["Command(s):", ""] + [f"    {' '.join(c.split())}" for c in commands]
     commits = sorted({r.tags.get(names.COMMIT_TAG, "") or "not in git" for r in runs})

@@ -19,6 +19,8 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
+from harness.base import credentials
+
 if TYPE_CHECKING:  # the console is imported by `list`, which must not import torch
     from harness.training.engine import Progress
 
@@ -73,7 +75,9 @@ class Console:
         self._bar = None
 
     def _write(self, text: str) -> None:
-        """A closed pipe (`| head`) silences the console; it never stops a run."""
+        """A closed pipe (`| head`) silences the console; it never stops a run. Passwords in
+        addresses are masked (harness/base/credentials.py)."""
+        text = credentials.mask(text)
         try:
             if self._bar is not None:
                 self._bar.clear()

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from harness.base import credentials
 from harness.data.loading import Loaded
 from harness.settings import config
 from harness.settings.config import ExperimentConfig, RunSpec
@@ -37,7 +38,7 @@ def record(
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        (folder / names.CONFIG).write_text(config.to_toml(cfg, {"run": spec.flat()}))
+        (folder / names.CONFIG).write_text(credentials.mask(config.to_toml(cfg, {"run": spec.flat()})))
         evaluation.write_confusion_csv(tested.confusion, classes, folder / names.CONFUSION)
         evaluation.write_per_class_csv(tested.scores, classes, folder / names.PER_CLASS)
         results.write_predictions(folder / names.PREDICTIONS, t.y_test, tested.predicted, tested.predicted_last)

@@ -12,6 +12,7 @@ import sqlite3
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import unquote
 
 from harness.base.errors import UsageError
 from harness.tracking import creation
@@ -163,7 +164,7 @@ def known_schema_versions() -> set[str]:
 def check_server(uri: str) -> None:
     """A tracking server must answer its health check within REACH_SECONDS."""
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=REACH_SECONDS) as response:
+        with urllib.request.urlopen(_request(uri, "/health"), timeout=REACH_SECONDS) as response:
             response.read(64)
     except urllib.error.HTTPError as e:
         if e.code == 404 and not _answers_mlflow_api(uri):
@@ -179,13 +180,31 @@ def check_server(uri: str) -> None:
         ) from None
 
 
+def _request(uri: str, path: str) -> urllib.request.Request:
+    """A request for `path` on the server at `uri`: a `user:password@` in the address, else
+    $MLFLOW_TRACKING_USERNAME and $MLFLOW_TRACKING_PASSWORD, go as HTTP basic authentication (as
+    MLflow's own client sends them), never as part of the host name."""
+    import base64
+
+    from harness.base import credentials
+
+    bare, user, password = credentials.without_userinfo(uri)
+    if user is None:
+        user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    request = urllib.request.Request(f"{bare.rstrip('/')}{path}")
+    if user is not None:
+        token = base64.b64encode(f"{unquote(user)}:{unquote(password or '')}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    return request
+
+
 def _answers_mlflow_api(uri: str) -> bool:
     """Whether MLflow's REST API answers at `uri`: a result, or an MLflow error (JSON with an error_code)."""
     import json
 
     try:
         with urllib.request.urlopen(
-            f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1", timeout=REACH_SECONDS
+            _request(uri, "/api/2.0/mlflow/experiments/search?max_results=1"), timeout=REACH_SECONDS
         ) as r:
             r.read(64)
         return True

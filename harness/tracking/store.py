@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.base import credentials
 from harness.base.errors import StoreError  # noqa: F401 - raised here, caught by the runner and the CLI
 from harness.base.files import file_lock
 from harness.tracking import names
@@ -158,7 +159,7 @@ class Tracker:
             if found:
                 return found[0].info.run_id, False
             run_id = _retrying(self.client.create_run)(
-                self.experiment_id, run_name=name, tags={**tags, **match, names.ROLE_TAG: role}
+                self.experiment_id, run_name=name, tags=_masked({**tags, **match, names.ROLE_TAG: role})
             ).info.run_id
         self._log_params(run_id, params or {})
         return run_id, True
@@ -175,7 +176,9 @@ class Tracker:
     def child_run(self, parent_id: str, role: str, name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
         """A new run under `parent_id` (a seed run under its variant, a trial under its study)."""
         run = _retrying(self.client.create_run)(
-            self.experiment_id, run_name=name, tags={**tags, "mlflow.parentRunId": parent_id, names.ROLE_TAG: role}
+            self.experiment_id,
+            run_name=name,
+            tags=_masked({**tags, "mlflow.parentRunId": parent_id, names.ROLE_TAG: role}),
         )
         self._log_params(run.info.run_id, params)
         return run.info.run_id
@@ -251,7 +254,7 @@ class Tracker:
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, str(v)) for k, v in sorted(params.items())]
+        items = [Param(k, credentials.mask(str(v))) for k, v in sorted(params.items())]
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
             _retrying(self.client.log_batch)(run_id, params=items[i : i + 100])
 
@@ -287,7 +290,7 @@ class Tracker:
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        _retrying(self.client.log_batch)(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        _retrying(self.client.log_batch)(run_id, tags=[RunTag(k, v) for k, v in _masked(tags).items()])
 
     @_retrying
     def finish(self, run_id: str, status: str) -> None:
@@ -333,7 +336,7 @@ def set_experiment_tags(uri: str, experiment: str, tags: dict[str, str]) -> None
     client = MlflowClient(tracking_uri=uri)
     eid = client.get_experiment_by_name(experiment).experiment_id
     for key, value in tags.items():
-        _retrying(client.set_experiment_tag)(eid, key, value)
+        _retrying(client.set_experiment_tag)(eid, key, credentials.mask(value))
 
 
 def log_comparisons(uri: str, by_parent: dict[str, tuple[dict[str, float], str]]) -> None:
@@ -347,3 +350,8 @@ def log_comparisons(uri: str, by_parent: dict[str, tuple[dict[str, float], str]]
     for parent_id, (metrics, verdict) in by_parent.items():
         values = [Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)]
         _retrying(client.log_batch)(parent_id, metrics=values, tags=[RunTag(VERDICT_TAG, verdict)])
+
+
+def _masked(tags: dict[str, str]) -> dict[str, str]:
+    """Tags as they are stored: any password in an address masked (harness/base/credentials.py)."""
+    return {k: credentials.mask(v) for k, v in tags.items()}

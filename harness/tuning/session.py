@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from harness.base import credentials
 from harness.running import preflight
 from harness.settings import config
 from harness.settings.config import ExperimentConfig
@@ -55,12 +56,18 @@ def request(
     return req
 
 
-def tune(cfg: ExperimentConfig, req: TuneRequest, say: Callable[[str], None] = print) -> Tuned:
+def masked_print(text: str) -> None:
+    """What tuning says, with any password in an address masked (harness/base/credentials.py)."""
+    print(credentials.mask(text), flush=True)
+
+
+def tune(cfg: ExperimentConfig, req: TuneRequest, say: Callable[[str], None] | None = None) -> Tuned:
     """Bring the study to `req.trials` trials (this process, or `req.workers` processes), then write
     the best parameters and rebuild the report (it gains a tuning section once the experiment has runs)."""
     from harness.base.errors import UsageError
     from harness.report import markdown
 
+    say = say or masked_print
     ready = preflight.prepare(cfg, with_test=False)  # tuning never loads the test set onto the device
     with tempfile.TemporaryDirectory(prefix="harness-") as folder:
         path = Path(folder) / f"{cfg.name}.toml"
@@ -79,9 +86,10 @@ def tune(cfg: ExperimentConfig, req: TuneRequest, say: Callable[[str], None] = p
 
 
 def work(
-    cfg: ExperimentConfig, req: TuneRequest, share: int, parent_run: str, say: Callable[[str], None] = print
+    cfg: ExperimentConfig, req: TuneRequest, share: int, parent_run: str, say: Callable[[str], None] | None = None
 ) -> None:
     """One worker process of a session: run `share` of its trials under the session's parent run."""
+    say = say or masked_print
     from harness.tracking import store
 
     ready = preflight.prepare(cfg, with_test=False)
