@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import subprocess
 import textwrap
 from pathlib import Path
@@ -271,8 +272,27 @@ def test_the_python_api_runs_an_npz_dataset_and_raises_the_clis_errors(tmp_path,
     assert loaded.export("latex").count(r"\\") >= 3 and "cat" not in loaded.export("csv")
     exported = cli("export", "--experiment", "api_study", "--format", "csv", cwd=tmp_path)
     assert exported.returncode == 0 and exported.stdout == loaded.export("csv")
+    store = (tmp_path / "mlflow.db").read_bytes()
+    slip = cli("export", "--experiment", "api_study", "--format", "csv", "--out", "mlflow.db", "--force", cwd=tmp_path)
+    assert slip.returncode == 2 and slip.stderr == (
+        "error: --out: 'mlflow.db' is the MLflow store this command reads; write the table elsewhere\n"
+    )
+    with pytest.raises(UsageError, match="is the MLflow store this command reads"):
+        loaded.export("csv", out=tmp_path / "mlflow.db", force=True)
+    assert (tmp_path / "mlflow.db").read_bytes() == store  # a slip for mlflow.csv once replaced every run with CSV
+    first = cli("export", "--experiment", "api_study", "--format", "csv", "--out", "t.csv", cwd=tmp_path)
+    again = cli("export", "--experiment", "api_study", "--format", "csv", "--out", "t.csv", cwd=tmp_path)
+    assert first.returncode == 0 and again.returncode == 2
+    assert again.stderr == "error: --out: 't.csv' exists; pass --force to replace it, or write elsewhere\n"
+    with pytest.raises(UsageError, match=r"^out: '.*t.csv' exists; pass force=True to replace it"):
+        loaded.export("csv", out=tmp_path / "t.csv")
+    forced = cli("export", "--experiment", "api_study", "--format", "json", "--out", "t.csv", "--force", cwd=tmp_path)
+    assert forced.returncode == 0 and (tmp_path / "t.csv").read_text().startswith("[")
 
-    before = sorted(p.name for p in tmp_path.iterdir())
+    def listing() -> list[str]:  # SQLite's -wal and -shm files come and go with connections
+        return sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm")))
+
+    before = listing()
     for kwargs, flags in [
         ({"lr": -1}, ["--set", "train.lr=-1"]),
         ({"epochs": "abc"}, ["--set", 'train.epochs="abc"']),
@@ -289,7 +309,7 @@ def test_the_python_api_runs_an_npz_dataset_and_raises_the_clis_errors(tmp_path,
         match=r"experiment: the store sqlite:///mlflow.db holds no runs of experiment 'nothing'|no experiment named 'nothing'",
     ):
         harness.load("nothing")
-    assert sorted(p.name for p in tmp_path.iterdir()) == before  # a refused call writes nothing
+    assert listing() == before  # a refused call writes nothing
 
 
 def test_a_real_notebook_runs_a_tiny_study_and_shows_the_table_and_the_report(tmp_path):
@@ -367,6 +387,7 @@ def test_the_run_key_names_the_datas_content_however_its_path_is_spelled(tmp_pat
 
 
 def test_an_export_writes_no_infinities_and_never_replaces_a_link_or_a_folder(tmp_path):
+    from harness.base.files import check_target
     from harness.report import export
 
     df = COMPARISON.copy()
@@ -381,7 +402,24 @@ def test_an_export_writes_no_infinities_and_never_replaces_a_link_or_a_folder(tm
         (tmp_path / "no" / "t.csv", "does not exist"),
     ]:
         with pytest.raises(UsageError, match=message):
-            export.write("x", out)
+            check_target(out, "--out")
+    (tmp_path / "locked.csv").write_text("keep")
+    (tmp_path / "locked.csv").chmod(0o444)
+    sqlite3.connect(tmp_path / "optuna.db").execute("create table t (x)").connection.commit()
+    long = "a" * 300 + ".csv"
+    for out, message in [
+        ("newdir/", r"^--out: 'newdir/' names a folder; expected the path of a file to write$"),
+        (long, r"^--out: 'a{60}'\.\.\.: File name too long$"),
+        (str(tmp_path / "target.csv"), "exists; pass --force to replace it"),
+        (str(tmp_path / "optuna.db"), "is a SQLite database .*; nothing is written over one$"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            check_target(out, "--out")
+    with pytest.raises(UsageError, match=r"^--out: '.*locked.csv' is read-only; write elsewhere$"):
+        check_target(tmp_path / "locked.csv", "--out", force=True)
+    with pytest.raises(UsageError, match="is a SQLite database"):
+        check_target(tmp_path / "optuna.db", "--out", force=True)
+    assert check_target(tmp_path / "target.csv", "--out", force=True) == tmp_path / "target.csv"
     assert (tmp_path / "target.csv").read_text() == "keep" and (tmp_path / "link.csv").is_symlink()
 
 

@@ -21,6 +21,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from harness.base import credentials
 from harness.base.errors import UsageError
 
 # flags that are settings
@@ -181,7 +182,7 @@ def run(
     if check and done.failed:
         raise RunsFailed(study, failed, done.problems)
     for problem in done.problems:
-        print(f"error: {problem}", file=sys.stderr)
+        print(f"error: {credentials.mask(problem)}", file=sys.stderr)
     return study
 
 
@@ -319,14 +320,22 @@ class Study:
             markdown.build(self.tracking_uri, self.experiment, self.reports_folder)
         return path
 
-    def export(self, format: str = "csv", table: str = "comparison", out: str | os.PathLike | None = None) -> str:
-        """The table as CSV, JSON or LaTeX (as `python -m harness export`); written to `out` when given."""
+    def export(
+        self, format: str = "csv", table: str = "comparison", out: str | os.PathLike | None = None, force: bool = False
+    ) -> str:
+        """The table as CSV, JSON or LaTeX (as `python -m harness export`); written to `out` when given
+        (an existing file only with `force=True`, never the store)."""
+        from harness.base import files
         from harness.report import export
+        from harness.running import stored
 
         export.check(format, table, ("format", "table"))
-        text = export.render(self._table(table), format, table, self.experiment)
+        target = None
         if out is not None:
-            export.write(text, Path(_paths("out", out)[0]), "out")
+            target = files.check_target(_paths("out", out)[0], "out", force, stored.store_file(self.tracking_uri))
+        text = export.render(self._table(table), format, table, self.experiment)
+        if target is not None:
+            export.write(text, target, "out")
         return text
 
     def plan(

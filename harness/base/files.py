@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from harness.base import faults
+from harness.base.errors import UsageError
 
 
 class WriteError(OSError):
@@ -90,3 +91,61 @@ def file_lock(path: Path):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_target(out: str | os.PathLike, where: str, force: bool = False, store: Path | None = None) -> Path:
+    """The file a command is asked to write (`export --out`, `bench --out`), refused in one line before
+    any work: a name ending in a separator (a folder that is not there), a name the system cannot hold,
+    a link, a folder, a FIFO or a device, a folder that does not exist, a read-only file; never the store
+    the command reads (`store`, with its journal files) nor any SQLite database; and an existing file
+    only with `force` (the command did not create it, so replacing it is the user's decision)."""
+    text = os.fspath(out)
+    path = Path(text)
+    if not text or text.endswith((os.sep, "/")):
+        raise UsageError(f"{where}: {text!r} names a folder; expected the path of a file to write")
+    try:
+        exists, link = path.exists(), path.is_symlink()
+    except OSError as e:  # a name too long for the file system, say
+        raise UsageError(f"{where}: {text[:60]!r}...: {e.strerror or e}") from None
+    if link or (exists and not path.is_file()):
+        kind = "a link" if link else "a directory" if path.is_dir() else "not a regular file (a FIFO or device)"
+        raise UsageError(f"{where}: {text!r} is {kind}; expected the path of a file to write")
+    if not path.parent.is_dir():
+        raise UsageError(f"{where}: the folder {str(path.parent)!r} does not exist; create it or write elsewhere")
+    if store is not None and _same_file(path, store):
+        raise UsageError(f"{where}: {text!r} is the MLflow store this command reads; write the table elsewhere")
+    if not exists:
+        return path
+    if _is_sqlite(path):
+        raise UsageError(
+            f"{where}: {text!r} is a SQLite database (an MLflow or Optuna store?); nothing is written over one"
+        )
+    if (
+        not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222
+    ):  # root may write anything; it is still read-only
+        raise UsageError(f"{where}: {text!r} is read-only; write elsewhere")
+    if not force:
+        flag = "--force" if where.startswith("--") else "force=True"
+        raise UsageError(f"{where}: {text!r} exists; pass {flag} to replace it, or write elsewhere")
+    return path
+
+
+def _same_file(path: Path, store: Path) -> bool:
+    """Whether `path` is the store or one of SQLite's companion files beside it."""
+    try:
+        target = path.resolve()
+        base = store.resolve()
+    except OSError:
+        return False
+    return target in {base, *(base.with_name(base.name + end) for end in ("-wal", "-shm", "-journal"))}
+
+
+def _is_sqlite(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False

@@ -171,7 +171,8 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
         help="comparison (default: one row per variant), statistics (every paired test), effects (a factorial or "
         "leave-one-out design's) or runs (one row per run, with MLflow run ids)",
     )
-    export.add_argument("--out", help="the file to write (default: standard output)")
+    export.add_argument("--out", help="the file to write (default: standard output); an existing one only with --force")
+    export.add_argument("--force", action="store_true", help="replace --out if it exists (never the store itself)")
     _store(export)
 
     tune = sub.add_parser("tune", help="search a variant's hyperparameters with Optuna (validation data only)")
@@ -233,8 +234,11 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
         "--val-images", type=_integer, help="validation images per epoch (default: the other 20%%, 10,000 of CIFAR-10)"
     )
     bench.add_argument(
-        "--out", help="where the JSON goes (default reports/bench.json, with --jobs reports/bench-scaling.json)"
+        "--out",
+        help="where the JSON goes (default reports/bench.json, with --jobs reports/bench-scaling.json); "
+        "an existing file of your choosing only with --force",
     )
+    bench.add_argument("--force", action="store_true", help="replace --out if it exists")
 
     listing = sub.add_parser("list", help="list the registered components and where each comes from")
     _components(listing)

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.base import faults, parent
+from harness.base import credentials, faults, files, parent
 from harness.base.errors import StoreError, Terminated, UsageError
 from harness.cli import store_commands
 from harness.cli.arguments import EXIT_USAGE, component_entries, parser
@@ -29,7 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     done = experiment.run(cfg, execution_of(args), Console(), params_files)
     for problem in done.problems:
-        print(f"error: {problem}", file=sys.stderr)
+        print(f"error: {credentials.mask(problem)}", file=sys.stderr)
     return EXIT_FAILED_RUNS if done.failed else 0
 
 
@@ -84,14 +84,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     req = session.request(
         cfg, args.variant, args.trials, seeds, args.timeout, args.workers, args.study, args.storage, args.pruner
     )
-
-    def say(text: str) -> None:
-        print(text, flush=True)
-
     if args.worker_share is not None:  # one of the processes of `--workers N`
-        session.work(cfg, req, args.worker_share, args.parent_run, say)
+        session.work(cfg, req, args.worker_share, args.parent_run)
     else:
-        session.tune(cfg, req, say)
+        session.tune(cfg, req)
     return 0
 
 
@@ -138,7 +134,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             else "reports/bench.json"
         )
     )
-    if out.is_dir():
+    if (
+        args.out is not None
+    ):  # a file of the user's choosing: checked like export's (the defaults are the harness's own)
+        files.check_target(args.out, "--out", args.force)
+    elif out.is_dir():
         raise UsageError(f"--out: {str(out)!r} is a directory; expected the path of the JSON file to write")
     preflight.check_writable(out.parent, "--out")  # before minutes of measuring
     if fused_sizes:
@@ -217,10 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         if args.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {credentials.mask(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     except StoreError as e:
-        print(f"error: tracking_uri: {e}; what the store already holds is unchanged", file=sys.stderr)
+        print(
+            f"error: tracking_uri: {credentials.mask(str(e))}; what the store already holds is unchanged",
+            file=sys.stderr,
+        )
         return EXIT_FAILED_RUNS
     except OSError:
         if _cwd_exists():

@@ -20,16 +20,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """One table of the report as CSV, JSON or LaTeX, on standard output or into --out (whole or not at all)."""
+    from harness.base import files
     from harness.report import export
     from harness.running import stored
 
     export.check(args.format, args.table)
     name, _, uri = stored.locate(args.experiment, args.tracking_uri)
+    out = None if args.out is None else files.check_target(args.out, "--out", args.force, stored.store_file(uri))
     text = export.render(stored.table(uri, name, args.table), args.format, args.table, name)
     if args.out is None:
         print(text, end="")
     else:
-        print(f"{args.table} table ({args.format}): {export.write(text, Path(args.out))}")
+        print(f"{args.table} table ({args.format}): {export.write(text, out)}")
     return 0
 
 

@@ -49,16 +49,7 @@ def render(df: pd.DataFrame, fmt: str, table: str, experiment: str) -> str:
 
 
 def write(text: str, out: Path, where: str = "--out") -> Path:
-    """Write an export to `out`, whole or not at all. A folder, a link, a FIFO or a device is
-    refused (an atomic write would replace it with a file), as is a folder that cannot be written."""
-    out = Path(out)
-    if out.is_symlink() or (out.exists() and not out.is_file()):
-        kind = (
-            "a link" if out.is_symlink() else "a directory" if out.is_dir() else "not a regular file (a FIFO or device)"
-        )
-        raise UsageError(f"{where}: {str(out)!r} is {kind}; expected the path of a file to write")
-    if not out.parent.is_dir():
-        raise UsageError(f"{where}: the folder {str(out.parent)!r} does not exist; create it or write elsewhere")
+    """Write an export to `out` (checked first with base.files.check_target), whole or not at all."""
     try:
         return atomic_write(out, text)
     except OSError as e:

@@ -23,6 +23,13 @@ def locate(experiment: str, tracking_uri: str | None = None) -> tuple[str, Exper
     return name, cfg, store.resolve_uri(tracking_uri or (cfg.paths.tracking_uri if cfg else ""))
 
 
+def store_file(uri: str) -> Path | None:
+    """The file of a SQLite store (which no command writes a table or a result over), else None."""
+    from harness.tracking import addresses
+
+    return addresses.sqlite_path(uri) if uri.startswith("sqlite:///") else None
+
+
 def report(uri: str, name: str, folder: Path) -> Path:
     """Rebuild the report of experiment `name` from the store into `folder`; returns report.md's path.
     A write that fails leaves the previous report whole (atomic writes) and says so in one line."""
