@@ -177,3 +177,47 @@ def test_harness_run_raises_where_the_cli_exits_1_and_carries_the_study(tmp_path
         cwd=tmp_path,
     )
     assert cli.returncode == 1
+
+
+def test_the_api_leaves_its_callers_process_as_it_found_it(tmp_path, monkeypatch):
+    """harness.run once left the root logger at ERROR, the generators reseeded, cudnn deterministic,
+    MLflow's variables set and warning filters added; a one-item list of variants was refused."""
+    import logging
+    import os
+    import random
+    import warnings
+
+    import numpy as np
+    import torch
+
+    import harness
+    from tests.conftest import write_npz
+
+    monkeypatch.chdir(tmp_path)
+    fresh_store(tmp_path)
+    write_npz(tmp_path / "data")
+    mine = logging.getLogger("the_callers_own")
+    logging.root.setLevel(logging.INFO)
+    random.seed(5), np.random.seed(5), torch.manual_seed(5)
+    before = {
+        "root": logging.root.level,
+        "mine": (mine.level, mine.disabled),
+        "env": dict(os.environ),
+        "filters": list(warnings.filters),
+        "cudnn": (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark),
+        "threads": torch.get_num_threads(),
+    }
+    expected = (random.random(), np.random.random(), torch.rand(1).item())
+    random.seed(5), np.random.seed(5), torch.manual_seed(5)
+    harness.run(variants=["baseline"], seeds=[3], epochs=1, data_dir="data", batch_size=64, threads=1, device="cpu")
+    after = {
+        "root": logging.root.level,
+        "mine": (mine.level, mine.disabled),
+        "env": dict(os.environ),
+        "filters": list(warnings.filters),
+        "cudnn": (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark),
+        "threads": torch.get_num_threads(),
+    }
+    assert after == before
+    assert (random.random(), np.random.random(), torch.rand(1).item()) == expected
+    assert harness.load("default").table().variant.tolist() == ["baseline"] and logging.root.level == logging.INFO

@@ -284,3 +284,95 @@ def test_every_file_the_report_writes_goes_through_the_atomic_writer(tmp_path, m
     monkeypatch.setattr(markdown, "atomic_write", recording)
     markdown.write(fake_runs(), "fake", tmp_path)
     assert sorted(written) == sorted(p.name for p in tmp_path.iterdir())
+
+
+HOSTILE = [
+    "dropout`<img src=x onerror=alert(1)>`",  # an edited harness.variant tag: once escaped its code span
+    "[x](https://evil.example/)",
+    "$\\bogus$",  # bad mathtext for matplotlib, math for GitHub
+    "a,b\u2028c\nd|e",  # a comma, a line separator, a newline, a cell end
+    "\x1b[31mred\x1b[0m\r",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_each_format_shows_hostile_text_as_its_characters(value):
+    """One function per format (harness/base/escaping.py); each output, rendered, is the text itself."""
+    from markdown_it import MarkdownIt
+
+    from harness.base import escaping
+
+    notebook = MarkdownIt("commonmark", {"html": True}).enable("table")  # raw HTML allowed, as notebooks render it
+    for piece in (escaping.markdown(value), escaping.code(value), f"| {escaping.markdown(value)} |\n|---|\n"):
+        rendered = notebook.render(piece)
+        assert "<img" not in rendered and "<a " not in rendered and "\x1b" not in rendered
+    plain = escaping.visible(value)
+    assert notebook.renderInline(escaping.markdown(value)).replace("&amp;", "&") == (
+        plain.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("&amp;", "&")
+    )
+    assert notebook.renderInline(escaping.code(value)).startswith("<code>")
+    assert "\n" not in escaping.latex(value) and "$" not in escaping.latex(value).replace("\\$", "")
+    assert "<" not in escaping.html(value) and "\x1b" not in escaping.terminal(value) + plain
+    assert "\r" not in escaping.terminal(value) and escaping.terminal("two\nlines") == "two\nlines"
+
+
+def test_a_report_with_hostile_names_and_an_unreadable_matrix_is_written_and_carries_no_live_markup(tmp_path):
+    """Class names with commas, links and mathtext, a variant tag with a backtick and an img tag, and
+    one run with no readable confusion matrix: report.md and report.html are written, and neither
+    holds an element or a link that the names made."""
+    from markdown_it import MarkdownIt
+
+    classes = (HOSTILE[1], HOSTILE[2], HOSTILE[3], *CIFAR10_CLASSES[3:])
+    runs = fake_runs()
+    for r in runs:
+        r.classes = classes if r.classes else r.classes
+        if r.variant == "batchnorm":
+            r.variant = HOSTILE[0]
+    runs[0].confusion = None  # its confusion_matrix.csv could not be read
+    md = markdown.write(runs, "fake", tmp_path).read_text()
+    page = (tmp_path / "report.html").read_text()
+    rendered = MarkdownIt("commonmark", {"html": True}).enable("table").render(md)
+    for html in (rendered, page):
+        assert "<img src=x" not in html and 'src="x"' not in html and 'evil.example/"' not in html
+        assert 'href="https://evil' not in html
+    assert (tmp_path / "confusion_matrices.png").is_file() and "from 2 of its 3 finished seeds" in md
+    no_matrix = fake_runs()
+    for r in no_matrix:
+        r.confusion = None
+    assert (
+        "No finished run has a readable confusion matrix"
+        in markdown.write(no_matrix, "fake", tmp_path / "none").read_text()
+    )
+
+
+def test_the_confusion_matrix_csv_keeps_any_class_name_and_old_files_still_read(tmp_path):
+    from harness.training import evaluation
+
+    classes = (HOSTILE[1], HOSTILE[3], 'say "hi"', "plain")
+    cm = np.arange(16).reshape(4, 4)
+    evaluation.write_confusion_csv(cm, classes, tmp_path / "cm.csv")
+    back, matrix = evaluation.read_confusion_csv(tmp_path / "cm.csv")
+    assert back == classes and (matrix == cm).all()
+    (tmp_path / "old.csv").write_text("true\\predicted,cat,dog\ncat,3,1\ndog,0,4\n")  # as earlier versions wrote it
+    assert evaluation.read_confusion_csv(tmp_path / "old.csv")[0] == ("cat", "dog")
+    (tmp_path / "torn.csv").write_text("true\\predicted,a,b,c\na,1,2\n")
+    with pytest.raises(ValueError, match="3 class names for a matrix of shape"):
+        evaluation.read_confusion_csv(tmp_path / "torn.csv")
+
+
+def test_figures_draw_names_as_plain_text_and_leave_the_callers_matplotlib_as_it_was(tmp_path):
+    """`$\\bogus$` as a class name made every figure with it fail to parse as mathtext."""
+    import matplotlib
+
+    from harness.report import plots
+
+    before = dict(matplotlib.rcParams)
+    backend = matplotlib.get_backend()
+    classes = ("$\\bogus$", "$x^$", "plain")
+    plots.confusion_matrices({"$\\bogus$ variant": np.eye(3, dtype=np.int64) * 5}, classes, tmp_path / "cm.png")
+    assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"
+    assert dict(matplotlib.rcParams) == before and matplotlib.get_backend() == backend

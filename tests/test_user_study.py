@@ -181,9 +181,10 @@ COMPARISON = pd.DataFrame(
 
 
 def test_the_latex_table_escapes_names_and_matches_its_golden_file():
+    from harness.base import escaping
     from harness.report import export
 
-    assert export.escape("label_smoothing 5% {x} #1 & $y ~ ^z \\") == (
+    assert escaping.latex("label_smoothing 5% {x} #1 & $y ~ ^z \\") == (
         r"label\_smoothing 5\% \{x\} \#1 \& \$y \textasciitilde{} \textasciicircum{}z \textbackslash{}"
     )
     text = export.render(COMPARISON, "latex", "comparison", "my_study")

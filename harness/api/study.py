@@ -21,6 +21,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from harness.api import isolation
 from harness.base import credentials
 from harness.base.errors import UsageError
 
@@ -53,7 +54,7 @@ def _sections() -> dict[str, str]:
 
 
 def _text(key: str, value: Any) -> str:
-    """A list flag as the command line writes it: `[7]` is `7,` (one seed, not a count of 7)."""
+    """A list flag as the command line writes it: seeds `[7]` is `7,` (one seed, not a count of 7)."""
     if not isinstance(value, (list, tuple)):
         return str(_scalar(key, value, (int, str)))
     if not value or not all(
@@ -63,7 +64,7 @@ def _text(key: str, value: Any) -> str:
             f"{key}: {value!r} is not allowed; expected a non-empty list of names or numbers, one per item (no commas)"
         )
     parts = [str(v) for v in value]
-    return ",".join(parts) + ("," if len(parts) == 1 else "")
+    return ",".join(parts) + ("," if len(parts) == 1 and key == "seeds" else "")
 
 
 def _paths(key: str, value: Any) -> list[str]:
@@ -138,6 +139,7 @@ def arguments(**kwargs: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, 
     return setup, flags, options
 
 
+@isolation.isolated(trains=True)
 def run(
     variants: list[str] | str | None = None,
     seeds: int | list[int] | str | None = None,
@@ -157,7 +159,6 @@ def run(
 
     _scalar("check", check, (bool,))
     setup, flags, options = arguments(variants=variants, seeds=seeds, epochs=epochs, design=design, **settings)
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     cfg, files = experiment.configure(
         setup.get("experiment"),
         setup.get("set", []),
@@ -208,6 +209,7 @@ def _in_notebook() -> bool:
     return type(shell).__name__ == "ZMQInteractiveShell"
 
 
+@isolation.isolated(trains=True)
 def tune(
     variant: str,
     trials: int = 20,
@@ -232,7 +234,6 @@ def tune(
     if options or set(setup) - {"experiment", "components", "set", "tuned"} or flags.get("variants"):
         extra = sorted(options) or sorted(set(setup) - {"experiment", "components", "set", "tuned"}) or ["variants"]
         raise UsageError(f"tune: {extra[0]!r} is not a setting of tune; it tunes one variant (variant=...)")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     cfg = experiment_file.load_experiment(
         setup.get("experiment"), setup.get("set", []), components=setup.get("components", []), **flags
     )
@@ -251,6 +252,7 @@ def tune(
     return session.tune(cfg, req)
 
 
+@isolation.isolated(trains=False)
 def load(experiment: str, tracking_uri: str | None = None, reports_dir: str | None = None) -> "Study":
     """The experiment `experiment` (a name or its .toml) as it is in the store, without training;
     its report is written when there is none yet."""
@@ -282,6 +284,7 @@ class Study:
     def __repr__(self) -> str:
         return f"Study({self.experiment!r}, tracking_uri={self.tracking_uri!r}, reports={str(self.reports_folder)!r})"
 
+    @isolation.isolated(trains=False)
     def _read(self):
         from harness.report import tables
 
@@ -311,6 +314,7 @@ class Study:
         return self._table("runs")
 
     @property
+    @isolation.isolated(trains=False)
     def report_path(self) -> Path:
         """report.md, written from the store when it is not there yet."""
         path = self.reports_folder / "report.md"
@@ -320,6 +324,7 @@ class Study:
             markdown.build(self.tracking_uri, self.experiment, self.reports_folder)
         return path
 
+    @isolation.isolated(trains=False)
     def export(
         self, format: str = "csv", table: str = "comparison", out: str | os.PathLike | None = None, force: bool = False
     ) -> str:
@@ -338,6 +343,7 @@ class Study:
             export.write(text, target, "out")
         return text
 
+    @isolation.isolated(trains=False)
     def plan(
         self,
         effect: float | None = None,
@@ -354,6 +360,7 @@ class Study:
         req = planning.Request(effect, sd, comparisons, power, sources)
         return "\n".join(stored.plan(self.experiment, None, self.tracking_uri, req))
 
+    @isolation.isolated(trains=False)
     def promote(self, variant: str, name: str, again: bool = False):
         """Register `variant`'s best seed run (by validation) as a new version of the registered
         model `name`, as `python -m harness promote` does; returns MLflow's ModelVersion."""
@@ -362,6 +369,7 @@ class Study:
         version, _, _ = stored.promote(self.tracking_uri, self.experiment, variant, name, again)
         return version
 
+    @isolation.isolated(trains=False)
     def _repr_markdown_(self) -> str:
         """The report inline in Jupyter, its figures linked from the report's folder."""
         text = self.report_path.read_text(encoding="utf-8")

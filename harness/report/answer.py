@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from harness.analysis import effects, sample_size, stats
+from harness.base.escaping import code
 from harness.report import effects_section
 from harness.report.appendix import FAILURES_ANCHOR
 from harness.report.comparisons import Comparison
@@ -121,9 +122,9 @@ def section(
     seeds-on-demand decision of each variant that rule decided; `found`: a design's effects."""
     lines = [f'## <a id="{ANCHOR}"></a>Answer', ""]
     if not test.get(baseline):
-        lines.append(f"- No finished run of the baseline `{baseline}`: nothing can be compared with it yet.")
+        lines.append(f"- No finished run of the baseline {code(baseline)}: nothing can be compared with it yet.")
     elif not comparisons:
-        lines.append(f"- Only the baseline `{baseline}` was run: there is nothing to compare.")
+        lines.append(f"- Only the baseline {code(baseline)} was run: there is nothing to compare.")
     lines += [line(v, c, analysis, rules.get(v)) for v, c in comparisons.items()]
     lines += [effect_line(e) for e in found]
     failed = sum(1 for r in runs if r.status != "FINISHED")

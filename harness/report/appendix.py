@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.base import credentials
+from harness.base.escaping import code
 from harness.report.stats_section import text
 from harness.settings import checks
 from harness.tracking import names
@@ -26,22 +27,22 @@ def per_class(order, by_variant, classes) -> list[str]:
         "Precision / recall / F1 (%) per class, from each variant's confusion matrix summed over its seeds.",
         "",
     ]
-    variants = [v for v in order if any(r.classes == classes and classes for r in by_variant[v])]
+    variants = [v for v in order if any(_has_matrix(r, classes) for r in by_variant[v])]
     if not variants:
-        return lines + ["No finished run has a confusion matrix.", ""]
-    summed = {v: sum(1 for r in by_variant[v] if r.classes == classes) for v in variants}
+        return lines + [f"No finished run has a readable confusion matrix ({names.CONFUSION}).", ""]
+    summed = {v: sum(1 for r in by_variant[v] if _has_matrix(r, classes)) for v in variants}
     short = [
-        f"`{v}` from {summed[v]} of its {len(by_variant[v])} finished seeds"
+        f"{code(v)} from {summed[v]} of its {len(by_variant[v])} finished seeds"
         for v in variants
         if summed[v] < len(by_variant[v])
     ]
     if short:
         lines += [
-            f"> **Note:** confusion matrices are missing from the store for some runs, so these are summed over fewer seeds: "
+            f"> **Note:** confusion matrices are missing from the store (or unreadable) for some runs, so these are summed over fewer seeds: "
             f"{'; '.join(short)}.",
             "",
         ]
-    scores = {v: scores_of(sum(r.confusion for r in by_variant[v] if r.classes == classes)) for v in variants}
+    scores = {v: scores_of(sum(r.confusion for r in by_variant[v] if _has_matrix(r, classes))) for v in variants}
     for start in range(0, len(variants), PER_TABLE):
         chunk = variants[start : start + PER_TABLE]
         lines += ["| class | " + " | ".join(map(text, chunk)) + " |", "|---|" + "---|" * len(chunk)]
@@ -88,6 +89,10 @@ def tuning(folder: Path) -> list[str]:
     for path in sections:
         lines += path.read_text(encoding="utf-8").rstrip().splitlines() + [""]
     return lines
+
+
+def _has_matrix(run: SeedRun, classes: tuple[str, ...]) -> bool:
+    return bool(classes) and run.classes == classes and run.confusion is not None
 
 
 def provenance(runs: list[SeedRun]) -> list[str]:

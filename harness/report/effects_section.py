@@ -10,9 +10,10 @@ from pathlib import Path
 import pandas as pd
 
 from harness.analysis import effects, stats
+from harness.base.escaping import code
 from harness.report import plots
 from harness.report.glossary import link
-from harness.report.stats_section import fmt, signed
+from harness.report.stats_section import fmt, signed, text
 from harness.report.stats_section import p as p_fmt
 from harness.settings import designs
 from harness.settings.designs import Design
@@ -69,9 +70,11 @@ def section(
         ci = f"[{fmt(t.ci_low)}, {fmt(t.ci_high)}]" if math.isfinite(t.ci_low) else "–"
         said = words(e.kind, t.verdict)
         if e.kind == "main" and depends.get(e.name):
-            said += f"; depends on {', '.join(f'`{x}`' for x in depends[e.name])}: see the simple effects below"
-        lines.append(f"| {e.name} | {e.kind} | {t.n} | {signed(t.diff_mean)} | {ci} | {said} |")
-        tests.append(f"| {e.name} | {p_fmt(t.t_p)} | {p_fmt(t.perm_p)} | {p_fmt(t.p_holm)} | {p_fmt(t.tost_holm)} |")
+            said += f"; depends on {', '.join(f'{code(x)}' for x in depends[e.name])}: see the simple effects below"
+        lines.append(f"| {text(e.name)} | {e.kind} | {t.n} | {signed(t.diff_mean)} | {ci} | {said} |")
+        tests.append(
+            f"| {text(e.name)} | {p_fmt(t.t_p)} | {p_fmt(t.perm_p)} | {p_fmt(t.p_holm)} | {p_fmt(t.tost_holm)} |"
+        )
     lines += tests + [""]
     if resolved:
         values, scale = effects.exact(counts)
@@ -88,7 +91,7 @@ def section(
             for name, per_seed in effects.simple_effects(design, values, a, b, scale).items():
                 t = stats.differences(per_seed, analysis)
                 ci = f"[{fmt(t.ci_low)}, {fmt(t.ci_high)}]" if math.isfinite(t.ci_low) else "–"
-                lines.append(f"| {e.name} | {name} | {t.n} | {signed(t.diff_mean)} | {ci} |")
+                lines.append(f"| {text(e.name)} | {text(name)} | {t.n} | {signed(t.diff_mean)} | {ci} |")
         lines.append("")
     rows = pd.DataFrame(
         [
@@ -116,7 +119,7 @@ def section(
             f"![interaction]({FIGURES[1]})",
             "",
             f"*The largest interaction, {top.name}: mean test accuracy without and "
-            f"with `{a}`, for the cells without and with `{b}` (averaged over the other factors and the seeds). Parallel lines "
+            f"with {code(a)}, for the cells without and with {code(b)} (averaged over the other factors and the seeds). Parallel lines "
             "would mean no interaction.*",
             "",
         ]

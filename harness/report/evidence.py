@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.analysis import stats
+from harness.base.escaping import code
 from harness.report.comparisons import Comparison
 from harness.report.glossary import link
 from harness.report.sequential_section import Decision
@@ -59,7 +60,7 @@ def section(
     lines = [
         "## Evidence",
         "",
-        f"One figure per comparison with `{baseline}`. Top left: the paired difference on each seed (variant minus baseline, "
+        f"One figure per comparison with {code(baseline)}. Top left: the paired difference on each seed (variant minus baseline, "
         f"points), with zero and ±{fmt(margin)} ({link('tost', 'the margin')}) as lines. Top right: the interval that decided "
         f"the {link('verdict', 'verdict')} (thick) and the {link('intervals', 'simultaneous')} one (thin) around Δ. Bottom left: "
         "mean validation (solid) and training (dashed) accuracy of both. Bottom right: each variant's seed standard deviation "
@@ -104,7 +105,7 @@ def section(
             f"![evidence: {text(v)} against {text(baseline)}]({name})",
             "",
             f"*Per seed ({per_seed}); {at}, {interval}, simultaneous {ci(t.sim_low, t.sim_high)}: "
-            f"**{verdict}**. Seed sd {fmt(base_sd)} (`{baseline}`) and {fmt(sd)} (`{v}`) against a "
+            f"**{verdict}**. Seed sd {fmt(base_sd)} ({code(baseline)}) and {fmt(sd)} ({code(v)}) against a "
             f"test-set floor of {fmt(base_floor)} and {fmt(fl)} points ({images:,} test images).*",
             "",
         ]

@@ -11,6 +11,7 @@ from typing import Literal, get_args
 
 import pandas as pd
 
+from harness.base import escaping
 from harness.base.errors import UsageError, one_of
 from harness.base.files import atomic_write
 
@@ -23,20 +24,6 @@ def check(fmt: str, table: str, where: tuple[str, str] = ("--format", "--table")
     """Refuse a format or a table that does not exist, before the store is read."""
     one_of(where[0], fmt, Format)
     one_of(where[1], table, Table)
-
-
-_LATEX_SPECIALS = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-}
 
 
 def render(df: pd.DataFrame, fmt: str, table: str, experiment: str) -> str:
@@ -61,11 +48,6 @@ def _plain(v):
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return None
     return v.item() if hasattr(v, "item") else v
-
-
-def escape(text: object) -> str:
-    """`text` as LaTeX prints it literally (underscores, percent signs, braces ...)."""
-    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in str(text))
 
 
 def _missing(v) -> bool:
@@ -103,7 +85,7 @@ def latex(df: pd.DataFrame, table: str, experiment: str) -> str:
         align = "lrrrcrl"
         rows = [
             [
-                escape(r.variant),
+                escaping.latex(r.variant),
                 str(r.seeds),
                 "--"
                 if _missing(r.test_acc_mean)
@@ -115,7 +97,7 @@ def latex(df: pd.DataFrame, table: str, experiment: str) -> str:
                 _f(r.diff_vs_baseline, signed=True),
                 _interval(r.ci_low, r.ci_high),
                 _p(r.p_holm),
-                escape(r.verdict),
+                escaping.latex(r.verdict),
             ]
             for r in df.itertuples()
         ]
@@ -125,13 +107,13 @@ def latex(df: pd.DataFrame, table: str, experiment: str) -> str:
         align = "llrrcrl"
         rows = [
             [
-                escape(r.effect),
-                escape(r.kind),
+                escaping.latex(r.effect),
+                escaping.latex(r.kind),
                 str(r.pairs),
                 _f(r.estimate, signed=True),
                 _interval(r.ci_low, r.ci_high),
                 _p(r.p_holm),
-                escape(r.verdict),
+                escaping.latex(r.verdict),
             ]
             for r in df.itertuples()
         ]
@@ -152,7 +134,7 @@ def latex(df: pd.DataFrame, table: str, experiment: str) -> str:
         align = "lrrrcrrrrl"
         rows = [
             [
-                escape(r.variant),
+                escaping.latex(r.variant),
                 "--" if _missing(r.pairs) else str(int(r.pairs)),
                 _f(r.diff_mean, signed=True),
                 _f(r.diff_sd),
@@ -161,7 +143,7 @@ def latex(df: pd.DataFrame, table: str, experiment: str) -> str:
                 _p(r.permutation_p),
                 _p(r.p_holm),
                 _f(r.hedges_g),
-                escape(r.verdict),
+                escaping.latex(r.verdict),
             ]
             for r in df.itertuples()
         ]
@@ -170,7 +152,7 @@ def latex(df: pd.DataFrame, table: str, experiment: str) -> str:
         head = ["Variant", "Seed", "Status", r"Test acc.\ (\%)", r"Best val.\ acc.\ (\%)"]
         align = "lrlrr"
         rows = [
-            [escape(r.variant), str(r.seed), escape(r.status), _f(r.test_acc), _f(r.best_val_acc)]
+            [escaping.latex(r.variant), str(r.seed), escaping.latex(r.status), _f(r.test_acc), _f(r.best_val_acc)]
             for r in df.itertuples()
         ]
         caption = f"{experiment}: every run"
@@ -193,7 +175,7 @@ def latex(df: pd.DataFrame, table: str, experiment: str) -> str:
 def _caption(text: str) -> str:
     """The caption with the experiment's name escaped (the rest is written as LaTeX already)."""
     name, _, rest = text.partition(": ")
-    return f"{escape(name)}: {rest}"
+    return f"{escaping.latex(name)}: {rest}"
 
 
 def _label(name: str) -> str:

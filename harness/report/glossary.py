@@ -5,6 +5,7 @@ effects of a design, seeds on demand."""
 from __future__ import annotations
 
 from harness.analysis import resampling, sample_size, sequential, signflip, stats
+from harness.base.escaping import code
 from harness.settings.designs import CELLS, Design
 
 PREFIX = "g-"
@@ -104,7 +105,7 @@ def entries(
         (
             "verdict",
             "Verdict",
-            f"decided by the `{analysis.test}` test (`[analysis] test`): **better** / **worse** when its Holm "
+            f"decided by the {code(analysis.test)} test (`[analysis] test`): **better** / **worse** when its Holm "
             f"p < {a}; else **equivalent** when the TOST's Holm p < {a} (the difference is within ±{margin}); else **inconclusive**: "
             f"these seeds cannot tell, which is not evidence of no effect. Fewer than {stats.MIN_PAIRS} pairs give no verdict. The "
             "t-test assumes roughly normal paired differences; a verdict line warns where they look skewed or a seed is an outlier. "
@@ -118,7 +119,7 @@ def entries(
                 "effects",
                 "Effect (factorial)",
                 f"a 2^{len(design.factors)} factorial design over "
-                f"{', '.join(f'`{x}`' for x in design.factors)}. Main effect of a factor: mean test accuracy of the cells with "
+                f"{', '.join(f'{code(x)}' for x in design.factors)}. Main effect of a factor: mean test accuracy of the cells with "
                 "it minus the cells without it; interaction A × B: half the difference between A's effect with B and A's effect "
                 "without B. Each is a contrast of the cells' test accuracies computed per seed (a seed gives every cell the same "
                 "split, initial weights and batch order) over the seeds on which every cell finished.",
@@ -130,7 +131,7 @@ def entries(
                 "effects",
                 "Effect (leave-one-out)",
                 f"a leave-one-out design around the full model "
-                f"`{'+'.join(sorted(design.factors))}`. Contribution of a component: the full model's test accuracy minus that "
+                f"{code('+'.join(sorted(design.factors)))}. Contribution of a component: the full model's test accuracy minus that "
                 'of the full model without it, per seed; "full − baseline" is the whole model\'s gain.',
             )
         )
@@ -154,7 +155,7 @@ def entries(
                 "Effect tests",
                 "mean over seeds in points (from counts of correct test images), 95% t "
                 "interval, two-sided t-test and sign-flip permutation test of the per-seed contrasts, Holm-corrected across the "
-                f'design\'s effects; TOST against ±{margin} points for "no effect beyond the margin". The `{analysis.test}` test '
+                f'design\'s effects; TOST against ±{margin} points for "no effect beyond the margin". The {code(analysis.test)} test '
                 'decides (`[analysis] test`); "inconclusive" means these seeds cannot tell.',
             )
         )

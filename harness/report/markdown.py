@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis import effects, stats
+from harness.base.escaping import code
 from harness.base.files import atomic_write
 from harness.report import (
     answer,
@@ -162,7 +163,7 @@ def write(
     seeds = sorted({r.seed for r in runs})
     lines += [
         f"{len(order)} variant(s) × {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), {', '.join(epochs)} epoch(s); "
-        f"{len(done)} of {len(runs)} runs finished. {'' if sources is not None else f'Baseline: `{baseline}`. '}Test accuracy is measured once per run, "
+        f"{len(done)} of {len(runs)} runs finished. {'' if sources is not None else f'Baseline: {code(baseline)}. '}Test accuracy is measured once per run, "
         f"on the weights of the epoch chosen by {_selection(runs, order)}.",
         "",
     ]
@@ -178,7 +179,8 @@ def write(
     )
     lines += sequential_section.section(replayed, folder, analysis)
     lines += effects_section.section(design, counts, folder, analysis, found)
-    classes = next((r.classes for r in done if r.classes), ())  # as the runs stored them with their confusion matrices
+    # as the runs stored them with their confusion matrices (a run whose matrix could not be read has none)
+    classes = next((r.classes for r in done if r.classes and isinstance(r.confusion, np.ndarray)), ())
     lines += _plots(folder, order, done, test, comparisons, baseline, plots, classes, curves)
     _remove_unlinked(
         folder,
@@ -231,7 +233,9 @@ def _selection(runs: list[SeedRun], order: list[str]) -> str:
     rules = {v: rule for v, rule in rules.items() if rule}
     if len(set(rules.values())) <= 1:
         return f"`train.select` = {next(iter(rules.values()), 'val_acc')}"
-    return "`train.select`, which differs between variants: " + ", ".join(f"`{v}` {rule}" for v, rule in rules.items())
+    return "`train.select`, which differs between variants: " + ", ".join(
+        f"{code(v)} {rule}" for v, rule in rules.items()
+    )
 
 
 def _warnings(runs: list[SeedRun], splits_vary: bool = False) -> list[str]:
@@ -301,7 +305,7 @@ def _tables(order, runs, by_variant, counts) -> list[str]:
         params = int(rs[0].metrics["n_params"]) if rs and "n_params" in rs[0].metrics else None
         sd, floor, _ = evidence.spread(counts.get(v, {}))
         if sd <= floor:  # False for nan: one seed has no spread to compare
-            within.append(f"`{v}` (seed sd {_fmt(sd)}, floor {_fmt(floor)})")
+            within.append(f"{code(v)} (seed sd {_fmt(sd)}, floor {_fmt(floor)})")
         acc.append(
             f"| {_text(v)} | {len(rs)}/{total} | {_pm(col('test_acc'))} | {_fmt(floor)} | {_pm(col('best_val_acc'))} | "
             f"{_pm(col('final_val_acc'))} | {_pm(col('final_gap_acc'))} |"
@@ -354,12 +358,12 @@ def _plots(folder, order, done, test, comparisons, baseline, plots, classes, cur
         lines += [
             "![difference from the baseline](baseline_difference.png)",
             "",
-            f"*Paired difference in test accuracy from `{baseline}` (points, same seeds) with its unadjusted 95% confidence "
+            f"*Paired difference in test accuracy from {code(baseline)} (points, same seeds) with its unadjusted 95% confidence "
             "interval. An interval that crosses zero is inconclusive, not evidence that there is no difference; only the "
             "TOST in the statistics can show that a difference lies within the margin.*",
             "",
         ]
-    matrices = {v: sum(r.confusion for r in done if r.variant == v and r.classes == classes) for v in order}
+    matrices = {v: sum(r.confusion for r in done if r.variant == v and _has_matrix(r, classes)) for v in order}
     matrices = {v: m for v, m in matrices.items() if isinstance(m, np.ndarray)}
     if matrices:
         plots.confusion_matrices(matrices, classes, folder / "confusion_matrices.png")
@@ -371,6 +375,11 @@ def _plots(folder, order, done, test, comparisons, baseline, plots, classes, cur
             "",
         ]
     return lines
+
+
+def _has_matrix(run, classes: tuple[str, ...]) -> bool:
+    """Whether `run` has a readable confusion matrix over `classes` (the report sums those)."""
+    return bool(classes) and run.classes == classes and isinstance(run.confusion, np.ndarray)
 
 
 PLOT_FIGURES = ("learning_curves.png", "test_accuracy.png", "baseline_difference.png", "confusion_matrices.png")

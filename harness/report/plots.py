@@ -1,25 +1,45 @@
-"""Every figure the harness draws (seaborn on matplotlib's Agg backend), each written to a PNG.
+"""Every figure the harness draws (seaborn on matplotlib), each written to a PNG.
 
 Figures are deterministic: the same data gives the same file, so a rebuilt report is identical.
+They are drawn without pyplot (a `Figure` rendered by Agg), inside their own rc context: the
+caller's backend and settings (a notebook's inline plots) are as they were. Text is plain text: a
+`$` in a class or variant name is a dollar sign, never mathtext that could fail to parse.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+import sys
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from harness.analysis import stats
+from harness.base.files import atomic_write
 
-from harness.analysis import stats  # noqa: E402
-from harness.base.files import atomic_write  # noqa: E402
+
+def drawn(draw):
+    """A figure function run in its own rc context with plain text (what it or seaborn's theme
+    changes is undone when it returns)."""
+
+    @functools.wraps(draw)
+    def inside(*args, **kwargs):
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return inside
+
+
+def _subplots(*grid: int, figsize: tuple[float, float], **kwargs):
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **kwargs)
 
 
 def _t_band(values: pd.Series) -> tuple[float, float]:
@@ -29,18 +49,22 @@ def _t_band(values: pd.Series) -> tuple[float, float]:
     return s.ci_low, s.ci_high
 
 
-def save_figure(fig: plt.Figure, path: Path, dpi: int = 110) -> Path:
-    """Render to memory, then write through the atomic writer: a killed report never leaves an empty PNG."""
+def save_figure(fig: Figure, path: Path, dpi: int = 110) -> Path:
+    """Render to memory, then write through the atomic writer: a killed report never leaves an empty
+    PNG. A figure pyplot made (Optuna's views) is closed."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
-    plt.close(fig)
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close(fig)
     return atomic_write(path, buffer.getvalue())
 
 
+@drawn
 def run_curves(history: dict[str, list[float]], title: str, path: Path) -> Path:
     """One run's loss and accuracy per epoch, train dashed and validation solid."""
     sns.set_theme(style="whitegrid")
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, axes = _subplots(1, 2, figsize=(9, 3.4))
     epochs = np.arange(1, len(history["val_acc"]) + 1)
     for ax, metric, label in ((axes[0], "acc", "accuracy (%)"), (axes[1], "loss", "loss")):
         ax.plot(epochs, history[f"train_{metric}"], "--", label="train")
@@ -54,11 +78,12 @@ def run_curves(history: dict[str, list[float]], title: str, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+@drawn
 def learning_curves(curves: pd.DataFrame, path: Path) -> Path:
     """Validation accuracy and loss per epoch per variant, mean over seeds with a 95% t band;
     train curves dashed. `curves` columns: variant, seed, epoch, split, acc, loss."""
     sns.set_theme(style="whitegrid")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = _subplots(1, 2, figsize=(11, 4))
     order = list(dict.fromkeys(curves["variant"]))
     palette = dict(zip(order, sns.color_palette(n_colors=len(order))))
     for ax, metric, label in ((axes[0], "acc", "accuracy (%)"), (axes[1], "loss", "loss")):
@@ -82,10 +107,11 @@ def learning_curves(curves: pd.DataFrame, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+@drawn
 def test_accuracy(points: pd.DataFrame, path: Path) -> Path:
     """Test accuracy per variant: a box over seeds with every seed as a dot. Columns: variant, seed, test_acc."""
     sns.set_theme(style="whitegrid")
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * points["variant"].nunique(), 3.8))
+    fig, ax = _subplots(figsize=(1.6 + 1.4 * points["variant"].nunique(), 3.8))
     order = list(dict.fromkeys(points["variant"]))
     sns.boxplot(data=points, x="variant", y="test_acc", order=order, color="0.9", showfliers=False, ax=ax)
     sns.stripplot(
@@ -106,6 +132,7 @@ def test_accuracy(points: pd.DataFrame, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+@drawn
 def baseline_difference(rows: pd.DataFrame, path: Path) -> Path:
     """Paired difference from the baseline per variant with its 95% CI. Columns: variant, diff, ci_low, ci_high."""
     return forest(
@@ -113,10 +140,11 @@ def baseline_difference(rows: pd.DataFrame, path: Path) -> Path:
     )
 
 
+@drawn
 def forest(rows: pd.DataFrame, xlabel: str, path: Path) -> Path:
     """A forest plot: one estimate per row with its 95% CI, against zero. Columns: label, diff, ci_low, ci_high."""
     sns.set_theme(style="whitegrid")
-    fig, ax = plt.subplots(figsize=(6.5, 0.9 + 0.6 * len(rows)))
+    fig, ax = _subplots(figsize=(6.5, 0.9 + 0.6 * len(rows)))
     y = np.arange(len(rows))
     low = rows["diff"] - rows["ci_low"].fillna(rows["diff"])
     high = rows["ci_high"].fillna(rows["diff"]) - rows["diff"]
@@ -131,6 +159,7 @@ def forest(rows: pd.DataFrame, xlabel: str, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+@drawn
 def variance_bars(rows: list[tuple[str, float, float, float]], title: str, path: Path) -> Path:
     """One horizontal bar per source of variation: its standard deviation (points, the square root
     of its variance) with its interval as an error bar, clipped at 3× the largest bar (an arrow
@@ -140,7 +169,7 @@ def variance_bars(rows: list[tuple[str, float, float, float]], title: str, path:
         return math.sqrt(x) if math.isfinite(x) and x >= 0 else math.nan
 
     sns.set_theme(style="whitegrid")
-    fig, ax = plt.subplots(figsize=(6.5, 1.0 + 0.5 * len(rows)))
+    fig, ax = _subplots(figsize=(6.5, 1.0 + 0.5 * len(rows)))
     y = np.arange(len(rows))
     value = np.nan_to_num(np.array([root(r[1]) for r in rows]))
     top = 3.0 * float(value.max()) if value.max() > 0 else 1.0
@@ -160,11 +189,12 @@ def variance_bars(rows: list[tuple[str, float, float, float]], title: str, path:
     return save_figure(fig, path)
 
 
+@drawn
 def sequential_intervals(rows: list[dict], margin: float, path: Path) -> Path:
     """Seeds on demand: each variant's paired difference after each round with its repeated
     confidence interval. Rows: variant, seeds (pairs), diff, low, high (inf where no error is spent yet)."""
     sns.set_theme(style="whitegrid")
-    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    fig, ax = _subplots(figsize=(7.5, 3.8))
     names = list(dict.fromkeys(r["variant"] for r in rows))
     colors = dict(zip(names, sns.color_palette(n_colors=len(names) + 1)[1:]))
     means = [r["diff"] for r in rows]
@@ -188,11 +218,12 @@ def sequential_intervals(rows: list[dict], margin: float, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+@drawn
 def interaction(means: dict[tuple[bool, bool], float], a: str, b: str, path: Path) -> Path:
     """Mean test accuracy without and with `a` (x axis), one line without and one with `b`:
     parallel lines mean no interaction."""
     sns.set_theme(style="whitegrid")
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    fig, ax = _subplots(figsize=(5.2, 3.6))
     for has_b, style in ((False, "o--"), (True, "s-")):
         ax.plot(
             [0, 1], [means[(False, has_b)], means[(True, has_b)]], style, label=f"with {b}" if has_b else f"without {b}"
@@ -204,13 +235,14 @@ def interaction(means: dict[tuple[bool, bool], float], a: str, b: str, path: Pat
     return save_figure(fig, path)
 
 
+@drawn
 def confusion_matrices(matrices: dict[str, np.ndarray], classes: tuple[str, ...], path: Path) -> Path:
     """One heatmap per variant: test-set confusion matrix summed over seeds, rows normalised to %."""
     sns.set_theme(style="white")
     n = len(matrices)
     cols = min(n, 2)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 5.4 * rows), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(6.2 * cols, 5.4 * rows), squeeze=False)
     for ax, (variant, cm) in zip(axes.flat, matrices.items()):
         pct = 100.0 * cm / np.maximum(cm.sum(1, keepdims=True), 1)
         few = len(classes) <= 20  # beyond that, cell numbers and class names would not be legible
@@ -238,6 +270,7 @@ def confusion_matrices(matrices: dict[str, np.ndarray], classes: tuple[str, ...]
     return save_figure(fig, path)
 
 
+@drawn
 def evidence(panel: dict, path: Path) -> Path:
     """One comparison's evidence, four panels: the paired difference of each seed (a dot on its
     seed's stem), the interval that decided the verdict against zero and ±margin, both variants'
@@ -245,7 +278,7 @@ def evidence(panel: dict, path: Path) -> Path:
     variant, seeds, diffs, delta, low, high, sim_low, sim_high, interval, verdict, margin, curves
     (the learning-curve rows of the two variants), spread {variant: (seed sd, floor)}."""
     sns.set_theme(style="whitegrid")
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4))
+    fig, axes = _subplots(2, 2, figsize=(10, 6.4))
     (seeds_ax, interval_ax), (curve_ax, noise_ax) = axes
     base, name, margin = panel["baseline"], panel["variant"], panel["margin"]
     colors = dict(zip((base, name), sns.color_palette(n_colors=2)))

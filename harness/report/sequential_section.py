@@ -10,6 +10,7 @@ from pathlib import Path
 
 from harness.analysis import sequential, stats
 from harness.analysis.sequential import Walk
+from harness.base.escaping import code
 from harness.report import stats_section
 from harness.report.comparisons import Comparison, counts
 from harness.report.glossary import link
@@ -115,7 +116,7 @@ def section(replayed: tuple[SeedsOnDemand, Walk] | None, folder: Path, analysis:
     lines = [
         "## Seeds on demand",
         "",
-        f"Seeds were added in rounds until each comparison with `{baseline}` was decided: round 1 trained {plan.min_seeds} seeds "
+        f"Seeds were added in rounds until each comparison with {code(baseline)} was decided: round 1 trained {plan.min_seeds} seeds "
         f"of every variant, each later round one more seed of the baseline and of every variant still open, up to "
         f"{plan.max_seeds} seeds. A decided variant stops; one still open after the last round is inconclusive. The design is {state}.",
         "",
@@ -141,11 +142,11 @@ def section(replayed: tuple[SeedsOnDemand, Walk] | None, folder: Path, analysis:
         delta = f"{stats_section.signed(lk.mean)} ({lk.n})" if lk else "–"
         interval = sequential.interval_text(lk, t.verdict) if lk else "–"
         lines.append(
-            f"| {v} | {seeds_of(walk, v)} | {t.decided_in or '–'} | **{t.verdict}** | {delta} | {interval} | {_cell(t.by or '–')} |"
+            f"| {stats_section.text(v)} | {seeds_of(walk, v)} | {t.decided_in or '–'} | **{t.verdict}** | {delta} | {interval} | {_cell(t.by or '–')} |"
         )
         if t.shape:
             warnings.append(
-                f"- `{v}`: warning: {t.shape}. The rule's error rates assume roughly normal paired differences; "
+                f"- {code(v)}: warning: {t.shape}. The rule's error rates assume roughly normal paired differences; "
                 'under skew they rise (see *What it assumes*); `[analysis] test = "permutation"` needs only symmetry.'
             )
     lines += ["", *warnings] if warnings else []
@@ -189,7 +190,7 @@ def section(replayed: tuple[SeedsOnDemand, Walk] | None, folder: Path, analysis:
         lines += [
             f"![interval narrowing]({FIGURE})",
             "",
-            f"*Each variant's paired difference from `{baseline}` after each round (points, x: pairs so far) with its repeated "
+            f"*Each variant's paired difference from {code(baseline)} after each round (points, x: pairs so far) with its repeated "
             "confidence interval at its Holm level (the TOST's interval at the look that decided an equivalence); "
             f"the dashed lines are ±{stats_section.fmt(analysis.margin)} (equivalence) and the solid one "
             "zero. A variant is decided when its boundary is crossed; early rounds' intervals are wide because little error is "

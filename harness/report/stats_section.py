@@ -7,16 +7,10 @@ from __future__ import annotations
 import math
 
 from harness.analysis import sample_size, stats
+from harness.base.escaping import code
+from harness.base.escaping import markdown as text  # noqa: F401 - the report's modules take it from here
 from harness.report.comparisons import Comparison
 from harness.report.glossary import link
-
-
-def text(value: object) -> str:
-    """Text from the store (names, error messages, tags) for the report: one line, a table cell
-    it cannot split (`|`), and no markup (`<`, `>`, `&` as entities, which GitHub and report.html
-    both show as the characters)."""
-    s = " ".join(str(value).split())
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
 
 
 def fmt(x: float, digits: int = 2) -> str:
@@ -79,15 +73,15 @@ def against_baseline(
 ) -> list[str]:
     """Two tables of at most 7 columns (the intervals, then the tests) and one verdict line per
     variant; the definitions are in the glossary the headers link to."""
-    lines = [f"### Against the baseline (`{baseline}`), paired by seed", ""]
+    lines = [f"### Against the baseline ({code(baseline)}), paired by seed", ""]
     if not has_baseline:
-        return lines + [f"No finished run of the baseline `{baseline}`: no comparison is possible.", ""]
+        return lines + [f"No finished run of the baseline {code(baseline)}: no comparison is possible.", ""]
     if not comparisons:
         return lines + ["Only the baseline was run: there is nothing to compare.", ""]
     a, margin = analysis.alpha, fmt(analysis.margin)
     lines += [
         f"What the intervals cover: see {link('sources', 'what the seeds vary')}. Every p is {link('holm', 'Holm')}-corrected "
-        f"over the comparable variants, raw p in parentheses; the `{analysis.test}` test decides the {link('verdict', 'verdict')}.",
+        f"over the comparable variants, raw p in parentheses; the {code(analysis.test)} test decides the {link('verdict', 'verdict')}.",
         "",
         "#### Intervals",
         "",
@@ -107,7 +101,7 @@ def against_baseline(
         if c.test is None:
             lines.append(f"| {text(v)} | – | – | – | – | – | **not comparable** |")
             tests.append(f"| {text(v)} | – | – | – | – | – | – |")
-            notes.append(f"- `{v}`: **not comparable**: {text(c.reason)}.")
+            notes.append(f"- {code(v)}: **not comparable**: {text(c.reason)}.")
             continue
         t, b = c.test, c.boot
         lines.append(
@@ -119,7 +113,7 @@ def against_baseline(
             f"{p(t.tost_holm)} | {win_rate(t, a)} | {fmt(t.hedges_g)} | {seeds_cell(c.seeds_needed, c.question)} |"
         )
         notes.append(
-            f"- `{v}`: **{t.verdict}**, decided by the {t.decided_by}: {_reason(t, a)}."
+            f"- {code(v)}: **{t.verdict}**, decided by the {t.decided_by}: {_reason(t, a)}."
             + (
                 f" Note: the {t.disagreement}"
                 + (

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from harness.analysis import variance
 from harness.analysis.variance import TEST_SET, Decomposition
+from harness.base.escaping import code
 from harness.report import comparisons, plots
 from harness.report.glossary import link
 from harness.report.stats_section import fmt, text
@@ -56,8 +57,8 @@ def meaning(d: Decomposition) -> str:
             "its interval much; a larger test set, or the paired per-image analysis (the bootstrap over seeds × test images), will."
         )
     return (
-        f"the `{top}` source dominates ({share}): more seeds narrow the interval (its width falls as 1/√seeds), and "
-        f"comparisons should vary `{top}` with the seed, as the default does; pinning it would hide this spread, not remove it."
+        f"the {code(top)} source dominates ({share}): more seeds narrow the interval (its width falls as 1/√seeds), and "
+        f"comparisons should vary {code(top)} with the seed, as the default does; pinning it would hide this spread, not remove it."
     )
 
 
@@ -79,7 +80,7 @@ def section(found: list[Decomposition], folder: Path, design: Design, confidence
         f"Each source was varied alone over the seeds, the other sources pinned to the first seed, and then all together "
         f"(`@all`); the {link('source-variance', 'variance')} of test accuracy (points²) each produced, with its exact "
         f"chi-square {level} interval, beside the {link('floor', 'test-set floor')} p(1 − p)/n. The share is of the sources' "
-        f"variances and the floor summed. Sources: {', '.join(f'`{c.source}`' for c in found[0].components) if found else '–'}.",
+        f"variances and the floor summed. Sources: {', '.join(f'{code(c.source)}' for c in found[0].components) if found else '–'}.",
         "",
     ]
     for i, d in enumerate(found, 1):
@@ -93,7 +94,7 @@ def section(found: list[Decomposition], folder: Path, design: Design, confidence
         for c in d.components:
             note = " (no spread: every run scored the same)" if c.variance == 0 else ""
             lines.append(
-                f"| `{c.source}`{note} | {c.n} | {fmt(c.mean)} | {_var(c.variance)} | {_interval(c)} | {fmt(c.sd)} | "
+                f"| {code(c.source)}{note} | {c.n} | {fmt(c.mean)} | {_var(c.variance)} | {_interval(c)} | {fmt(c.sd)} | "
                 f"{_pct(shares[c.source])} |"
             )
         lines.append(

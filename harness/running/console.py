@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
-from harness.base import credentials
+from harness.base import credentials, escaping
 
 if TYPE_CHECKING:  # the console is imported by `list`, which must not import torch
     from harness.training.engine import Progress
@@ -77,7 +77,7 @@ class Console:
     def _write(self, text: str) -> None:
         """A closed pipe (`| head`) silences the console; it never stops a run. Passwords in
         addresses are masked (harness/base/credentials.py)."""
-        text = credentials.mask(text)
+        text = escaping.terminal(credentials.mask(text))
         try:
             if self._bar is not None:
                 self._bar.clear()
@@ -178,7 +178,8 @@ class Console:
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
-    """A plain aligned text table."""
+    """A plain aligned text table; each cell one line, control characters shown as their escapes."""
+    rows = [[escaping.visible(cell) for cell in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]

@@ -3,6 +3,7 @@ recall and F1, as numpy arrays and CSV files (which carry the class names)."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -27,21 +28,32 @@ def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def write_confusion_csv(cm: np.ndarray, classes: tuple[str, ...], path: Path) -> None:
-    lines = ["true\\predicted," + ",".join(classes)]
-    lines += [f"{name}," + ",".join(str(int(v)) for v in row) for name, row in zip(classes, cm)]
-    path.write_text("\n".join(lines) + "\n")
+    """The matrix with its class names, written by the csv module: a name with a comma, a quote, a
+    newline or U+2028 is quoted and reads back as written (tests/test_report.py)."""
+    rows = [["true\\predicted", *classes], *([name, *(int(v) for v in row)] for name, row in zip(classes, cm))]
+    _write_rows(path, rows)
 
 
 def read_confusion_csv(path: Path) -> tuple[tuple[str, ...], np.ndarray]:
-    """The class names (from the header) and the matrix, as `write_confusion_csv` wrote them."""
-    header, *rows = path.read_text().strip().splitlines()
-    classes = tuple(header.split(",")[1:])
-    return classes, np.array([[int(v) for v in row.split(",")[1:]] for row in rows], dtype=np.int64)
+    """The class names (from the header) and the matrix, as `write_confusion_csv` wrote them (or as
+    earlier versions did, one plain line per row); ValueError where they do not form a square matrix."""
+    with open(path, newline="", encoding="utf-8") as f:
+        header, *rows = list(csv.reader(f))
+    classes = tuple(header[1:])
+    matrix = np.array([[int(v) for v in row[1:]] for row in rows], dtype=np.int64)
+    if matrix.shape != (len(classes), len(classes)):
+        raise ValueError(f"{path.name}: {len(classes)} class names for a matrix of shape {matrix.shape}")
+    return classes, matrix
 
 
 def write_per_class_csv(scores: dict[str, np.ndarray], classes: tuple[str, ...], path: Path) -> None:
-    lines = ["class,precision,recall,f1,support"]
+    rows: list[list] = [["class", "precision", "recall", "f1", "support"]]
     for i, name in enumerate(classes):
         p, r, f, s = (scores[k][i] for k in ("precision", "recall", "f1", "support"))
-        lines.append(f"{name},{p:.6f},{r:.6f},{f:.6f},{int(s)}")
-    path.write_text("\n".join(lines) + "\n")
+        rows.append([name, f"{p:.6f}", f"{r:.6f}", f"{f:.6f}", int(s)])
+    _write_rows(path, rows)
+
+
+def _write_rows(path: Path, rows: list[list]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)

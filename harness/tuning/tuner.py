@@ -366,7 +366,7 @@ def write_results(study: optuna.Study, req: TuneRequest, folder: Path) -> tuple[
     (`<variant>.md` with Optuna's matplotlib plots) in `folder`."""
     from optuna.visualization import matplotlib as ovm
 
-    from harness.report.plots import save_figure  # sets matplotlib's Agg backend
+    from harness.report.plots import save_figure
 
     folder.mkdir(parents=True, exist_ok=True)
     numbers = study_numbers(study)
