@@ -74,3 +74,12 @@ def test_a_terminal_shows_one_overall_line_with_the_eta(tmp_path, data_dir):
     ), out[-3000:]
     assert "finished dropout seed 2022 in" in out and "[4/4 runs; ETA 0s]" in out
     assert "4 of 4 runs finished" in out
+
+
+def test_a_table_shows_control_characters_as_escapes_and_each_cell_on_one_line():
+    """`list` once printed a hypothesis's terminal escape sequences raw (colouring or clearing the terminal)."""
+    from harness.running.console import table
+
+    shown = table(["component", "hypothesis"], [["evil", "\x1b[2J\x1b[31mred\r\nnext line"]])
+    assert "\x1b" not in shown and "\r" not in shown and "\\x1b[2J\\x1b[31mred\\r next line" in shown
+    assert len(shown.splitlines()) == 3

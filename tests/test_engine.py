@@ -329,3 +329,22 @@ def test_shuffled_batches_are_the_seeds_permutation_and_keep_the_channels_last_l
     assert len(batches) == 4 and all(b.is_contiguous(memory_format=torch.channels_last) for b in batches)
     expected = engine.to_float(tensors.x_train[order])
     assert torch.equal(torch.cat(batches), expected)
+
+
+def test_a_model_with_lazy_modules_gets_its_shapes_before_it_is_laid_out_and_trains(tensors):
+    """nn.LazyLinear once failed every run: the engine laid the model out (channels-last) before any forward."""
+
+    def build():
+        return nn.Sequential(nn.Conv2d(3, 4, 5), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))
+
+    settings, runtime = split_settings(epochs=1, batch_size=64, memory_format="channels_last")
+    model, result = engine.train(
+        build, tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, settings, 0, runtime=runtime
+    )
+    assert model[3].weight.shape == (10, 4 * 28 * 28) and len(result.history) == 1
+    again, _ = engine.train(
+        build, tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, settings, 0, runtime=runtime
+    )
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    plain = variants.get("baseline").build()
+    assert engine.materialize(plain, tensors.x_train[:1]) is plain  # a model without lazy modules: nothing runs

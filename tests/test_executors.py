@@ -62,3 +62,42 @@ def test_slurm_without_its_client_commands_says_where_to_run(monkeypatch):
     with pytest.raises(UsageError) as e:
         execution.check(_args("--executor", "slurm"))
     assert "--executor slurm: sbatch is not on PATH; run on a Slurm login node" in str(e.value)
+
+
+def test_processes_of_jobs_per_device_stop_in_one_line_when_the_data_changed_after_the_command_checked_it(tmp_path):
+    """The children once read a changed folder again, trained and finished runs under other keys,
+    while the parent said "0 of 2 runs finished; 2 failed (never started)"."""
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from tests.conftest import ROOT, fresh_store
+    from tests.test_user_components import _image_folder
+
+    fresh_store(tmp_path)
+    _image_folder(tmp_path / "shapes", per_class=6, mode="RGB", sizes=((16, 16),))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HARNESS_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--dataset", "folder:shapes", "--variants", "baseline",
+         "--seeds", "1,2", "--epochs", "1", "--jobs-per-device", "2", "--set", "train.batch_size=8"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for line in proc.stdout:
+        if "processes, 2 per device" in line:  # the parent checked the data and starts its children
+            Image.new("RGB", (16, 16), (255, 0, 0)).save(tmp_path / "shapes" / "vertical" / "000.png")
+            break
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, (out, err)
+    assert err.count("error: ") == 1 and err.startswith(
+        "error: data.dataset: the data changed after the command checked it"
+    )
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("default")
+    assert experiment is None or not client.search_runs(
+        [experiment.experiment_id], "attributes.status = 'FINISHED' and tags.`harness.role` = 'seed'"
+    )

@@ -174,3 +174,18 @@ def test_a_long_checkpoint_interval_loses_at_most_that_interval(tmp_path, data, 
     result = faultkit.results(tmp_path)
     assert result["run_id"] == faultkit.seed_runs(tmp_path)[0].info.run_id  # the same MLflow run continued
     assert faultkit.same(result, reference["dropout"])
+
+
+def test_a_fault_whose_point_is_passed_fewer_times_than_asked_is_said_not_to_have_fired(monkeypatch):
+    """HARNESS_FAULT=logged:99999 on a short run once passed in silence: no fault, no word."""
+    from harness.base import faults
+
+    monkeypatch.setattr(faults, "_SPEC", "logged:99999")
+    monkeypatch.setattr(faults, "_POINT", "logged")
+    monkeypatch.setattr(faults, "_AT", "99999")
+    monkeypatch.setattr(faults, "_COUNT", {"n": 0})
+    assert faults.missed() == ""  # a parent process that never passes the point says nothing
+    faults.point("logged"), faults.point("logged")
+    assert faults.missed() == (
+        "warning: HARNESS_FAULT=logged:99999: no fault was injected; this process passed 'logged' 2 time(s), fewer than 99999"
+    )

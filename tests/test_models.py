@@ -175,3 +175,60 @@ print(type(model).__name__, np.array_equal(logits, again), np.allclose(logits, t
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["LeNet", "True", "True", "True"]
+
+
+SELF_EDITING = '''
+from pathlib import Path
+from torch import nn
+from harness import Change, register
+from harness.variants.lenet import LeNet
+
+
+class Edited(LeNet):
+    """Rewrites its own file as it is built: the edit a user saves while the run trains."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        source = Path(__file__).read_text()
+        Path(__file__).write_text(source.replace("return super().forward(x)", "return -super().forward(x)"))
+
+    def forward(self, x):
+        return super().forward(x)
+
+
+@register("edited", hypothesis="The same LeNet; its file is edited while it trains.")
+def edited():
+    return Change(architecture=Edited)
+'''
+
+
+def test_a_component_file_edited_while_its_run_trains_gives_a_model_with_the_code_it_trained_with(tmp_path):
+    """The model once carried the edited file: loaded in a fresh process it negated every output."""
+    fresh_store(tmp_path)
+    data = write_npz(tmp_path / "data")
+    (tmp_path / "edited_components.py").write_text(SELF_EDITING)
+    flags = ["--variants", "edited", "--seeds", "1", "--epochs", "1", "--set", "train.batch_size=64"]
+    proc = harness("run", "--components", "edited_components.py", *flags, cwd=tmp_path, data=data)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "-super().forward(x)" in (tmp_path / "edited_components.py").read_text()  # the file was edited
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.search_runs([client.get_experiment_by_name("default").experiment_id], "tags.`harness.role` = 'seed'")[
+        0
+    ]
+    script = f"""
+import numpy as np, torch, mlflow
+model = mlflow.pytorch.load_model("runs:/{run.info.run_id}/model")
+with np.load("{data / "cifar10.npz"}") as f:
+    x = f["x_test"]
+with torch.inference_mode():
+    np.save("pred.npy", model(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255).argmax(1).numpy())
+"""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=elsewhere, capture_output=True, text=True, timeout=300, env=env
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    logged = np.load(client.download_artifacts(run.info.run_id, "predictions.npz", str(tmp_path)))
+    assert np.array_equal(np.load(elsewhere / "pred.npy"), logged["selected"])

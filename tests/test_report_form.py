@@ -289,9 +289,9 @@ def test_store_text_cannot_split_a_table_or_plant_an_anchor_or_an_image(tmp_path
     assert_form(md)
     assert "| a\\|b |" in md and 'boom \\| &lt;a id="g-t"&gt;&lt;/a&gt;' in md
     page = (tmp_path / "report.html").read_text()
-    assert page.count('id="g-t"') == 1 and "<b>bold</b>" not in page and "[image: x]" in page
+    assert page.count('id="g-t"') == 1 and "<b>bold</b>" not in page and "![x](report.md)" in page  # text, not an image
     sources = re.findall(r'<img src="([^"]*)"', page)
-    assert len(sources) == md.count("![") - 1 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == md.count("![") and all(s.startswith("data:image/png;base64,") for s in sources)
 
 
 def test_an_empty_store_removes_the_figures_of_the_report_before(tmp_path):

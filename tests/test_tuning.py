@@ -188,6 +188,10 @@ def test_cli_tune_resume_workers_and_tuned_run(tmp_path, data_dir):
     "args,fragment",
     [
         (["--variant", "dropuot"], "did you mean 'dropout'"),
+        (  # it once said "unknown component 'dropout+batchnorm' ... (join them with '+', e.g. dropout+batchnorm)"
+            ["--variant", "dropout+batchnorm"],
+            "'dropout+batchnorm' composes 2 components; tune searches one component's parameters at a time: tune dropout and batchnorm one by one",
+        ),
         (["--variant", "dropout", "--trials", "0"], "--trials: 0 is not allowed"),
         (["--variant", "dropout", "--workers", "0"], "--workers: 0 is not allowed"),
         (["--variant", "dropout", "--pruner", "asha"], "--pruner: 'asha' is not allowed"),

@@ -81,8 +81,35 @@ def test_a_folder_with_train_and_test_uses_them_and_other_sizes_need_an_image_si
             lambda r: (_image_folder(r / "train"), _image_folder(r / "test", classes=("horizontal", "diagonal"))),
             r"test/diagonal is a class with no train/diagonal folder",
         ),
+        (  # 48 bytes that say 20000×20000: PIL's DecompressionBombError was a traceback
+            lambda r: (_image_folder(r), (r / "vertical" / "bomb.png").write_bytes(_png_header(20000, 20000))),
+            r"the image .*bomb\.png' has more pixels than the limit of 89,478,485 \(PIL's guard against decompression",
+        ),
+        (  # past the limit but under twice it: PIL only warns, and decoding would take 1.1 GB
+            lambda r: (_image_folder(r), (r / "vertical" / "big.png").write_bytes(_png_header(10000, 10000))),
+            r"the image .*big\.png' has more pixels \(10000×10000\) than the limit",
+        ),
+        (
+            lambda r: (
+                _image_folder(r),
+                (r / "vertical" / "away.png").symlink_to(
+                    _image_folder(r.parent / "elsewhere") / "horizontal" / "000.png"
+                ),
+            ),
+            r"away\.png' is a link to .*elsewhere/horizontal/000\.png', outside the folder; copy the image in",
+        ),
     ],
 )
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width × height grey pixels (no pixel data: PIL reads headers first)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk
+
+
 def test_bad_image_folders_are_one_line_before_anything_is_written(tmp_path, monkeypatch, make, message):
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
     make(tmp_path / "imgs")

@@ -42,6 +42,18 @@ def check() -> None:
         )
 
 
+def missed() -> str:
+    """A warning when this process passed the fault's point, but fewer than N times (so nothing was
+    injected: `logged:99999` on a 2-epoch run), else ''. A process that never passes the point (the
+    parent of --jobs-per-device or --workers processes) says nothing."""
+    if not _SPEC or not 0 < _COUNT["n"] < int(_AT):
+        return ""
+    return (
+        f"warning: HARNESS_FAULT={_SPEC}: no fault was injected; this process passed {_POINT!r} "
+        f"{_COUNT['n']} time(s), fewer than {_AT}"
+    )
+
+
 def wants(point: str) -> bool:
     return _POINT == point
 

@@ -213,7 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     parent.watch()  # a child of `--jobs-per-device` or `--workers` stops when its parent is gone
     try:
         faults.check()
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        if faults.missed():
+            print(faults.missed(), file=sys.stderr)
+        return code
     except UsageError as e:
         if args.debug:
             raise

@@ -59,7 +59,10 @@ def _bytes_of(entry: str) -> bytes:
 
 def build_rows(components: list[str] = ()) -> list[list[str]]:
     """Import the registry (and torch) and the user's components, build each component's variant and describe what it changes."""
+    import torch
+
     from harness import variants
+    from harness.training import engine
     from harness.variants import plugins
 
     plugins.load(components)
@@ -68,7 +71,8 @@ def build_rows(components: list[str] = ()) -> list[list[str]]:
         v = variants.get(c.name)
         change = v.change()
         try:
-            weights = f"{sum(p.numel() for p in v.build().parameters()):,}"
+            net = engine.materialize(v.build(), torch.zeros((1, *variants.registry.CIFAR10_SHAPE), dtype=torch.uint8))
+            weights = f"{sum(p.numel() for p in net.parameters()):,}"
         # e.g. an architecture for grey images only: `run` checks it on its data
         except (
             TypeError,

@@ -18,6 +18,7 @@ checks, content hash, split and run keys apply.
 from __future__ import annotations
 
 import hashlib
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -173,7 +174,7 @@ def _classes(name: str, folder: Path) -> dict[str, list[Path]]:
         raise UsageError(
             f"data.dataset: {name!r}: {str(folder)!r} has no class subfolders; expected one subfolder of images per class"
         )
-    out = {}
+    out, inside = {}, folder.resolve()
     for sub in subfolders:
         images = sorted(
             p
@@ -182,6 +183,12 @@ def _classes(name: str, folder: Path) -> dict[str, list[Path]]:
             and p.suffix.lower() in IMAGE_SUFFIXES
             and not any(_skipped(part) for part in p.relative_to(sub).parts)
         )
+        outside = next((p for p in images if not p.resolve().is_relative_to(inside)), None)
+        if outside is not None:
+            raise UsageError(
+                f"data.dataset: {name!r}: {str(outside)!r} is a link to {str(outside.resolve())!r}, outside the folder; "
+                "copy the image in or remove the link"
+            )
         if not images:
             raise UsageError(
                 f"data.dataset: {name!r}: the class folder {str(sub)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})"
@@ -198,11 +205,25 @@ def _open(name: str, path: Path):
     from PIL import Image, UnidentifiedImageError
 
     try:
-        return Image.open(path)
+        with warnings.catch_warnings():  # past the limit is refused below, in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError:
+        im = None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise UsageError(
             f"data.dataset: {name!r}: cannot read the image {str(path)!r} ({type(e).__name__}: {e}); remove or replace it"
         ) from None
+    limit = Image.MAX_IMAGE_PIXELS
+    if im is None or (limit and im.width * im.height > limit):  # from its header alone: nothing decoded yet
+        size = "" if im is None else f" ({im.width}×{im.height})"
+        if im is not None:
+            im.close()
+        raise UsageError(
+            f"data.dataset: {name!r}: the image {str(path)!r} has more pixels{size} than the limit of "
+            f"{limit:,} (PIL's guard against decompression bombs); remove it or shrink it"
+        )
+    return im
 
 
 def _header(name: str, root: Path, files, image_size: int) -> tuple[int, tuple[int, int]]:

@@ -97,7 +97,7 @@ def run(
         console.line(f"data: {ready.data.source.dataset.source}")
     runner = runner_mod.Runner(cfg, ready.data, ready.uri, ready.device, console, ex.rerun, command)
     frozen = preflight.freeze_design(ready.uri, cfg, ex.redesign) if cfg.sequential else {}
-    outcomes = _train(runner, ex, slurm, console)
+    outcomes = _train(runner, ex, slurm, console, ready.data.source.identity)
     if outcomes is None:  # detached: a last Slurm job writes the report; what it reads is the experiment's tags
         from harness.tracking import store
 
@@ -120,8 +120,9 @@ def _headline(cfg: ExperimentConfig, ready: preflight.Prepared) -> str:
     )
 
 
-def _train(runner, ex: Execution, slurm, console: Console) -> list[Outcome] | None:
-    """Every pair on the executor; None when Slurm's runs were submitted detached."""
+def _train(runner, ex: Execution, slurm, console: Console, identity: str) -> list[Outcome] | None:
+    """Every pair on the executor; None when Slurm's runs were submitted detached. `identity`: the
+    data as this command checked it (the processes of --jobs-per-device train on it or stop)."""
     from harness.running import outcomes
 
     if ex.executor == "ray":
@@ -137,7 +138,7 @@ def _train(runner, ex: Execution, slurm, console: Console) -> list[Outcome] | No
     if ex.jobs_per_device > 1:
         from harness.running import processes
 
-        processes.run_in_processes(runner.cfg, runner.device, ex.jobs_per_device, console)
+        processes.run_in_processes(runner.cfg, runner.device, ex.jobs_per_device, console, identity)
         return runner.collect()
     try:
         return runner.run_all()

@@ -65,6 +65,9 @@ class Prepared:
     data: object  # harness.data.loading.Loaded
 
 
+DATA_IDENTITY = "HARNESS_DATA_IDENTITY"  # set by harness/running/processes.py for its children
+
+
 def prepare(cfg: ExperimentConfig, with_test: bool = True, seed: int | None = None, source=None) -> Prepared:
     """Every check before any work, then the data on the device, split as `seed`'s (default: the
     first seed's; with split_seed = "per_seed" the runner draws the others). `source`: the dataset as
@@ -76,6 +79,12 @@ def prepare(cfg: ExperimentConfig, with_test: bool = True, seed: int | None = No
     if source is None:
         dataset = datasets.get(cfg.data.dataset, cfg.data.image_size)
         source = loading.read_source(dataset, loading.data_dir(cfg.paths.data_dir), make=seed is None)
+    checked = os.environ.get(DATA_IDENTITY)  # a process of --jobs-per-device: the data its parent checked
+    if checked and source.identity != checked:
+        raise UsageError(
+            f"data.dataset: the data changed after the command checked it ({checked}, now {source.identity}); "
+            "no run was started on it: rerun the command"
+        )
     split_seed = loading.split_seed_of(cfg.data.split_seed, cfg.seeds[0] if seed is None else seed)
     return Prepared(
         uri, device, loading.load_split(source, cfg.data.split, cfg.data.train_ratio, split_seed, device, with_test)

@@ -9,26 +9,38 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
 
 from harness.base import parent
-from harness.base.errors import Terminated
+from harness.base.errors import Terminated, UsageError
+from harness.running import preflight
 from harness.running.console import Console
 from harness.settings import config
 
 
-def run_in_processes(cfg, device: torch.device, per_device: int, console: Console) -> None:
+def run_in_processes(cfg, device: torch.device, per_device: int, console: Console, identity: str = "") -> None:
     """Start the children, each running the resolved configuration `cfg` (written as an experiment
-    file, as every run logs it), and wait for all of them; on Ctrl-C or SIGTERM pass SIGTERM on and wait."""
+    file, as every run logs it) on the data the parent checked (`identity`: a child that reads other
+    data stops before training), and wait for all of them; on Ctrl-C or SIGTERM pass SIGTERM on and
+    wait. A child's refusal (exit 2, its error line on its stderr) is the command's, said once."""
     with tempfile.TemporaryDirectory(prefix="harness-") as folder:
         path = Path(folder) / f"{cfg.name}.toml"
         path.write_text(config.to_toml(cfg), encoding="utf-8")
-        _run(["run", "--experiment", str(path)], device, per_device, console)
+        _run(
+            ["run", "--experiment", str(path)],
+            device,
+            per_device,
+            console,
+            {preflight.DATA_IDENTITY: identity} if identity else {},
+        )
 
 
-def _run(child_args: list[str], device: torch.device, per_device: int, console: Console) -> None:
+def _run(
+    child_args: list[str], device: torch.device, per_device: int, console: Console, env: dict | None = None
+) -> None:
     if device.type == "cuda":
         gpus = torch.cuda.device_count() if device.index is None else 1
         first = device.index or 0
@@ -42,10 +54,16 @@ def _run(child_args: list[str], device: torch.device, per_device: int, console: 
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "harness", *child_args, *extra],
-            env={**os.environ, **slot, **parent.child_env(), "HARNESS_CONSOLE": "plain"},
+            env={**os.environ, **slot, **parent.child_env(), **(env or {}), "HARNESS_CONSOLE": "plain"},
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for slot in slots
     ]
+    refusals: list[str] = []
+    relays = [threading.Thread(target=_relay, args=(proc, refusals), daemon=True) for proc in procs]
+    for relay in relays:
+        relay.start()
     try:
         for proc in procs:
             proc.wait()
@@ -55,3 +73,21 @@ def _run(child_args: list[str], device: torch.device, per_device: int, console: 
         for proc in procs:
             proc.wait()
         raise
+    finally:
+        for relay in relays:
+            relay.join(timeout=10)
+    if any(proc.returncode == 2 for proc in procs) and refusals:  # 2: the command line's exit for a refusal
+        raise UsageError(refusals[0][len("error: ") :])  # every child refused the same way: said once
+    for line in refusals:  # a child's other errors (its store stopped taking writes), each said once
+        print(line, file=sys.stderr)
+
+
+def _relay(proc: subprocess.Popen, refusals: list[str]) -> None:
+    """A child's stderr on ours as it comes, but its one-line errors (`error: ...`) kept to be said once."""
+    for line in proc.stderr:
+        if line.startswith("error: "):
+            if line.rstrip("\n") not in refusals:
+                refusals.append(line.rstrip("\n"))
+            continue
+        sys.stderr.write(line)
+        sys.stderr.flush()

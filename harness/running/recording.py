@@ -47,7 +47,12 @@ def record(
             folder / names.WEIGHTS,
         )
         tracker.log_artifacts(run_id, folder)
-    models.log_model(tracker.client, run_id, tested.selected, engine.to_float(t.x_test[:2]), user_code(spec))
+    with tempfile.TemporaryDirectory() as tmp:
+        code, unfaithful = trained_code(spec, Path(tmp))
+        if unfaithful:  # the run and its numbers stand; its model would carry code it was not trained with
+            result.notes.append(f"no MLflow model logged: {unfaithful}")
+        else:
+            models.log_model(tracker.client, run_id, tested.selected, engine.to_float(t.x_test[:2]), code)
     rows = [names.epoch_metrics(s) for s in result.history]
     curves = {k: [r[k] for r in rows] for k in names.EPOCH_METRICS}
     figures = (
@@ -101,3 +106,24 @@ def user_code(spec: RunSpec) -> list[str]:
 
     base = spec.variant.split("@")[0]
     return sorted({c.path for c in variants.get(base).components if not c.shipped and c.path})
+
+
+def trained_code(spec: RunSpec, folder: Path) -> tuple[list[str], str]:
+    """The code a logged model carries: each user component file as it was imported, the code the
+    run trained with, written into `folder` (the file may have been edited since: a model once
+    carried the edited file and scored 2% in another process). Returns the paths and '', or [] and why
+    no faithful model can be logged (a helper module the file imports changed since)."""
+    from harness.variants import plugins
+
+    out = []
+    for path in user_code(spec):
+        source = plugins.imported_source(path)
+        if source is None:  # a module of an installed package: as it is installed
+            out.append(path)
+            continue
+        if plugins.helpers_changed(path):
+            return [], f"a module that {Path(path).name} imports changed while the run trained"
+        copy = folder / Path(path).name
+        copy.write_bytes(source)
+        out.append(str(copy))
+    return out, ""

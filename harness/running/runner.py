@@ -121,7 +121,7 @@ class Runner:
         claims = Claims(self.cfg.checkpoint_folder / claims_mod.FILENAME)
         self.console.plan_runs(len(pairs), self.cfg.train.epochs)
         try:
-            resume.sweep_dangling(self.tracker, claims, self.console)
+            resume.sweep_dangling(self.tracker, claims, self.console, self.cfg.checkpoint_folder)
             by_pair: dict[tuple[str, int], Outcome] = {}
             pending, waited = pairs, False
             while pending:

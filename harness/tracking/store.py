@@ -219,10 +219,13 @@ class Tracker:
             key=lambda r: r.start_time,
         )
 
-    def running_seed_runs(self) -> list[tuple[str, str]]:
-        """(run id, run key) of every seed run the store says is RUNNING."""
+    def running_seed_runs(self) -> list[tuple[str, str, str]]:
+        """(run id, run key, parent run id) of every seed run the store says is RUNNING."""
         found = self._search("tags.`harness.role` = 'seed' and attributes.status = 'RUNNING'")
-        return [(r.info.run_id, r.data.tags.get(names.RUN_KEY_TAG, "")) for r in found]
+        return [
+            (r.info.run_id, r.data.tags.get(names.RUN_KEY_TAG, ""), r.data.tags.get("mlflow.parentRunId", ""))
+            for r in found
+        ]
 
     @_retrying
     def reopen(self, run_id: str) -> None:

@@ -128,6 +128,20 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
+def materialize(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """A model with lazy modules (nn.LazyLinear, nn.LazyConv2d) gets its shapes from one forward
+    pass of `example` (images as the data holds them), without gradients and in eval mode (no
+    dropout draw, no BatchNorm statistics), before it is moved or laid out. Other models are
+    returned as they are: nothing runs."""
+    if not any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters()):
+        return model
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(to_float(example.detach().to("cpu")))
+    return model.train(was_training)
+
+
 def to_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 -> float32 in [0, 1], the same values as torchvision's ToTensor()."""
     return x.float().div_(255)
@@ -248,7 +262,7 @@ def train(
     set_float_precision(settings.precision)
     device = x_train.device
     fmt = memory_format(runtime, device)
-    model = build().to(device, memory_format=fmt)
+    model = materialize(build(), x_train[:1]).to(device, memory_format=fmt)
     if sources.pinned():  # each source its own stream: the dropout masks no longer continue the init stream
         dropout_seed = stream_seed("dropout", sources.seed("dropout", seed))
         torch.manual_seed(dropout_seed)

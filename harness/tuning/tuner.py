@@ -54,6 +54,12 @@ class TuneRequest:
 
 
 def check_request(cfg: ExperimentConfig, req: TuneRequest) -> None:
+    if "+" in req.variant and all(part.strip() in registry.names() for part in req.variant.split("+")):
+        parts = [part.strip() for part in req.variant.split("+")]
+        raise UsageError(
+            f"--variant: {req.variant!r} composes {len(parts)} components; tune searches one component's parameters "
+            f"at a time: tune {' and '.join(parts)} one by one"
+        )
     if req.variant not in registry.names():
         raise UsageError(f"--variant: {registry.unknown_message(req.variant)}")
     search.check(cfg)

@@ -36,6 +36,7 @@ _INSTALLED = tuple(
 class _Loaded:
     digest: str  # sha256 of the file's bytes and its helpers', when it was imported
     helpers: tuple[tuple[str, str], ...]  # (module, file) of the user's own modules it imported
+    source: bytes = b""  # the file's bytes as imported: the code its components run (and a logged model carries)
 
 
 _files: dict[str, _Loaded] = {}  # resolved path -> what it was when it was imported
@@ -69,13 +70,14 @@ def load(entries: list[str] | tuple[str, ...], where: str = "--components") -> l
     return files
 
 
-def _hash(resolved: str, helpers: tuple[tuple[str, str], ...]) -> str:
-    """sha256 of the file's bytes and each helper module's name and bytes (not where they live:
-    the same code in another folder or on another machine hashes alike)."""
+def _hash(resolved: str, helpers: tuple[tuple[str, str], ...], source: bytes | None = None) -> str:
+    """sha256 of the file's bytes (`source` when given: as imported) and each helper module's name
+    and bytes (not where they live: the same code in another folder or on another machine hashes alike)."""
     h = hashlib.sha256()
     for label, f in (("", resolved), *helpers):
         try:
-            h.update(label.encode() + b"\0" + Path(f).read_bytes() + b"\0")
+            data = source if source is not None and not label else Path(f).read_bytes()
+            h.update(label.encode() + b"\0" + data + b"\0")
         except OSError:
             h.update(label.encode() + b"\0missing\0")
     return h.hexdigest()
@@ -106,7 +108,7 @@ def _load_file(path: Path, where: str) -> str:
         )
     resolved = str(path.resolve())
     try:
-        Path(resolved).read_bytes()
+        source = Path(resolved).read_bytes()
     except OSError as e:
         raise RegistryError(f"{where}: cannot read {str(path)!r}: {e.strerror or e}") from None
     known = _files.get(resolved)
@@ -130,8 +132,8 @@ def _load_file(path: Path, where: str) -> str:
     before = set(sys.modules)
     sys.modules[name] = module
     try:
-        with _origin(f"file {path}"):
-            spec.loader.exec_module(module)
+        with _origin(f"file {path}"):  # the bytes read above, not the file again: the code hashed is the code run
+            exec(compile(source, resolved, "exec"), module.__dict__)  # noqa: S102 - the user's component file
     except BaseException as e:
         helpers = _own_modules(before | {name})
         sys.modules.pop(name, None)
@@ -142,7 +144,7 @@ def _load_file(path: Path, where: str) -> str:
             raise RegistryError(f"{where}: {path}, {_located(e, [resolved])} (a component file must not exit)") from e
         raise RegistryError(f"{where}: {path}, {_located(e, [resolved])}") from e
     helpers = _own_modules(before | {name})
-    digest = _hash(resolved, helpers)
+    digest = _hash(resolved, helpers, source)
     mine = [c for c in registry.all_components() if c.path == resolved and not c.shipped]
     if not mine and not datasets.names_from(resolved):
         sys.modules.pop(name, None)
@@ -152,8 +154,23 @@ def _load_file(path: Path, where: str) -> str:
         )
     for c in mine:  # the component's code is its file and the user's own modules it imports
         registry._REGISTRY[c.name] = dataclasses.replace(c, digest=digest[:16])
-    _files[resolved] = _Loaded(digest, helpers)
+    _files[resolved] = _Loaded(digest, helpers, source)
     return resolved
+
+
+def imported_source(path: str) -> bytes | None:
+    """The bytes of the component file `path` as this process imported them, the code its runs
+    train with (the file may have been edited since); None for a file not imported from a path (a
+    module of an installed package)."""
+    loaded = _files.get(path)
+    return None if loaded is None else loaded.source
+
+
+def helpers_changed(path: str) -> bool:
+    """Whether a module of the user's own that the component file `path` imported has changed since
+    (its new code is not what the file's runs train with, and a model logged now would run it)."""
+    loaded = _files.get(path)
+    return loaded is not None and _hash(path, loaded.helpers, loaded.source) != loaded.digest
 
 
 def _load_module(name: str, where: str) -> str:
