@@ -65,3 +65,30 @@ def test_default_lease_is_at_most_30_seconds():
     from harness.running import claims
 
     assert claims.LEASE_S <= 30
+
+
+def test_a_dangling_run_is_killed_and_its_parent_closed_even_when_no_command_trains_its_key_again(tmp_path):
+    """A component edited between a SIGKILL and the next command gives its runs new keys: the old
+    run was marked KILLED but its variant's parent stayed RUNNING, and its kept checkpoint unnamed."""
+    from mlflow import MlflowClient
+
+    from harness.running import resume
+    from harness.running.console import Console
+    from harness.tracking import store
+    from tests.conftest import fresh_store
+
+    fresh_store(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = store.Tracker(uri, "default", tmp_path / "checkpoints")
+    parent = tracker.parent("wide", "oldkey-parent", {}, {})
+    run = tracker.start_seed_run(parent, "wide", 1, {"harness.run_key": "oldkey"}, {})
+    (tmp_path / "checkpoints" / "default").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "default" / "oldkey.pt").write_bytes(b"weights")
+    shown = tmp_path / "console.txt"
+    with open(shown, "w") as stream:
+        resume.sweep_dangling(
+            tracker, Claims(tmp_path / "claims.db"), Console(stream), tmp_path / "checkpoints" / "default"
+        )
+    client = MlflowClient(uri)
+    assert client.get_run(run).info.status == "KILLED" and client.get_run(parent).info.status == "FINISHED"
+    assert "oldkey.pt is kept for a command with its settings and code" in shown.read_text()

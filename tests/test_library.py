@@ -8,6 +8,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -51,8 +52,10 @@ def _store(folder) -> dict:
 
 
 def _report(folder) -> str:
-    """report.md without what differs between two commands: the seconds per epoch and the command itself."""
+    """report.md without what differs between two commands: the seconds per epoch, the command itself
+    and the MLflow run ids."""
     text = (folder / "reports" / "default" / "report.md").read_text()
+    text = re.sub(r"`[0-9a-f]{32}`", "`RUN`", text)
     text = re.sub(r"(\| [\d,]+ \| )[\d.]+( \|)$", r"\1S\2", text, flags=re.M)  # the loss table's s / epoch column
     return re.sub(r"Command\(s\):\n\n    .*\n", "Command(s): C\n", text)
 
@@ -156,11 +159,11 @@ def test_harness_run_raises_where_the_cli_exits_1_and_carries_the_study(tmp_path
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     raised = next(line for line in out.stdout.splitlines() if line.startswith("RAISED"))
-    assert "broken seed 2021: FAILED (RuntimeError: boom)" in raised and raised.endswith("['baseline', 'broken']"), (
-        raised
-    )
+    failed = "broken seed 2021: FAILED (RuntimeError: boom (broken.py, line 12, in forward))"  # the user's own line
+    assert failed in raised and raised.endswith("['baseline', 'broken']"), raised
     assert "RETURNED default" in out.stdout and "\r" not in out.stdout
     cli = harness(
+        "--debug",
         "run",
         "--variants",
         "baseline,broken",
@@ -177,6 +180,19 @@ def test_harness_run_raises_where_the_cli_exits_1_and_carries_the_study(tmp_path
         cwd=tmp_path,
     )
     assert cli.returncode == 1
+    assert "FAILED broken seed 2021: RuntimeError: boom (broken.py, line 12, in forward)" in cli.stdout
+    assert "Traceback (most recent call last)" in cli.stdout  # --debug: the whole traceback on the console
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("default").experiment_id], "tags.`harness.variant` = 'broken'"
+    )
+    seeds = [r for r in runs if r.data.tags.get("harness.role") == "seed"]
+    assert seeds and all(r.info.status == "FAILED" for r in seeds)
+    text = Path(client.download_artifacts(seeds[0].info.run_id, "error.txt", str(tmp_path))).read_text()
+    assert text.startswith("Traceback") and 'raise RuntimeError("boom")' in text
+    assert {r.info.status for r in runs if r.data.tags.get("harness.role") == "variant"} == {"FINISHED"}
 
 
 def test_the_api_leaves_its_callers_process_as_it_found_it(tmp_path, monkeypatch):

@@ -187,8 +187,8 @@ from harness.variants.lenet import LeNet
 class Edited(LeNet):
     """Rewrites its own file as it is built: the edit a user saves while the run trains."""
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         source = Path(__file__).read_text()
         Path(__file__).write_text(source.replace("return super().forward(x)", "return -super().forward(x)"))
 
@@ -232,3 +232,17 @@ with torch.inference_mode():
     assert out.returncode == 0, out.stderr[-3000:]
     logged = np.load(client.download_artifacts(run.info.run_id, "predictions.npz", str(tmp_path)))
     assert np.array_equal(np.load(elsewhere / "pred.npy"), logged["selected"])
+
+
+def test_mlflow_3_opens_the_experiment_on_its_runs_and_each_parent_describes_its_verdict(store):
+    """MLflow 3's UI opened the experiment on the GenAI traces overview ("No data available"), and runs had no description."""
+    work, data, client, runs = store
+    experiment = client.get_experiment_by_name("default")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    parents = client.search_runs([experiment.experiment_id], "tags.`harness.role` = 'variant'")
+    dropout = next(p for p in parents if p.data.tags["harness.variant"] == "dropout")
+    note = dropout.data.tags["mlflow.note.content"]
+    assert (
+        note.startswith(f"{dropout.data.tags['harness.verdict']}: ")
+        and "points of test accuracy against the baseline" in note
+    )

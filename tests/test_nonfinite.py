@@ -105,6 +105,12 @@ def test_a_network_that_is_nan_only_at_evaluation_fails_its_runs_and_the_others_
     )  # fmt: skip
     assert proc.returncode == 1 and "2 of 4 runs finished; 2 failed" in proc.stdout, proc.stdout[-2000:]
     assert "outputs or loss not finite on the validation set at epoch 1" in proc.stdout
-    states = {(r.data.tags["harness.variant"], r.info.status) for r in seed_runs(tmp_path)}
+    runs = seed_runs(tmp_path)
+    states = {(r.data.tags["harness.variant"], r.info.status) for r in runs}
     assert states == {("baseline", "FINISHED"), ("nan_eval", "FAILED")}
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parents = {client.get_run(r.data.tags["mlflow.parentRunId"]).info.status for r in runs}
+    assert parents == {"FINISHED"}  # a variant whose every run failed: its parent is closed too
     assert "| nan_eval | 0/2 | – |" in (tmp_path / "reports" / "default" / "report.md").read_text()

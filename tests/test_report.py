@@ -376,3 +376,71 @@ def test_figures_draw_names_as_plain_text_and_leave_the_callers_matplotlib_as_it
     plots.confusion_matrices({"$\\bogus$ variant": np.eye(3, dtype=np.int64) * 5}, classes, tmp_path / "cm.png")
     assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"
     assert dict(matplotlib.rcParams) == before and matplotlib.get_backend() == backend
+
+
+def test_the_report_says_what_each_variant_changes_and_how_every_run_trained(tmp_path):
+    """It never said what a variant changes, its hypothesis, the learning rate or batch size, or a run id."""
+    runs = fake_runs()
+    for r in runs:
+        r.params.update({"train.lr": "0.001", "train.batch_size": "256"})
+        if r.variant == "batchnorm":
+            r.tags.update({"harness.changes": "model batchnorm=True", "harness.hypothesis": "BatchNorm trains faster."})
+            r.params["train.lr"] = "0.01"  # tuned for this variant
+    md = markdown.write(runs, "fake", tmp_path).read_text()
+    assert (
+        "The runs of `baseline` trained with epochs 3, batch size 256, learning rate 0.001, selected by val_acc" in md
+    )
+    assert "| `batchnorm` | model batchnorm=True | train.lr 0.01 | BatchNorm trains faster. | `p-batchnorm` |" in md
+    assert "| `baseline` | – | – | – | `p-baseline` |" in md
+
+
+def test_figures_fit_long_composed_names_and_show_a_one_epoch_run(tmp_path, monkeypatch):
+    """A composed name clipped the evidence figure's axis label; 1-epoch curves were empty panels
+    with ticks from 0.945 to 1.050."""
+    from harness.report import plots
+
+    drawn = {}
+    real = plots.save_figure
+
+    def keep(fig, path, dpi=110):
+        fig.canvas.draw()  # lay it out as it is saved
+        drawn[path.name] = fig
+        return real(fig, path, dpi)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    long = "label_smoothing+weight_decay+dropout+batchnorm+cosine"
+    runs = fake_runs()
+    for r in runs:
+        r.history = {k: v[:1] for k, v in r.history.items()}  # one epoch
+        r.params["train.epochs"] = "1"
+        if r.variant == "batchnorm":
+            r.variant = long
+    markdown.write(runs, "fake", tmp_path)
+    evidence = next(fig for name, fig in drawn.items() if name.startswith("evidence"))
+    inside = evidence.bbox
+    for ax in evidence.axes:
+        box = ax.yaxis.label.get_window_extent()
+        assert box.x0 >= inside.x0 - 1 and box.y0 >= inside.y0 - 1 and box.y1 <= inside.y1 + 1
+    curves = drawn["learning_curves.png"]
+    for ax in curves.axes[:2]:
+        assert ax.get_xlim() == (0.5, 1.5) and [t.get_text() for t in ax.get_xticklabels()] == ["1"]
+        assert any(line.get_marker() not in ("", "None", None) and len(line.get_xdata()) for line in ax.get_lines())
+
+
+def test_a_variant_at_chance_is_warned_about_and_a_learning_one_is_not(tmp_path):
+    """A study whose runs all scored 10.00% (chance) got a normal verdict and seed advice, no word."""
+    from harness.report import comparisons
+
+    runs = fake_runs()
+    for r in runs:
+        if r.variant == "batchnorm" and r.status == "FINISHED":
+            r.confusion, r.metrics["test_acc"] = confusion(100 + r.seed % 3 * 5), 10.0  # 10.0 to 11.0% of 1,000
+    assert set(comparisons.at_chance(runs)) == {"batchnorm"}
+    md = markdown.write(runs, "fake", tmp_path).read_text()
+    assert (
+        "> **Warning:** `batchnorm` scores 10." in md
+        and "indistinguishable from guessing among 10 classes (10.00%)" in md
+    )
+    assert "`baseline` scores" not in md
+    learning = fake_runs()
+    assert comparisons.at_chance(learning) == {}

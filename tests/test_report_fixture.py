@@ -12,7 +12,8 @@ A later change that means to change the report (new statistics, new wording) upd
 expected files in the archive in the same commit and says so; a change that does not mean to
 must leave this test passing. Issue 25 (the answer first, evidence figures, report.html) did so;
 the reports of before it are kept in tests/fixtures/reports-before-answer-first, and every number
-they print is still in the rebuilt report.
+they print is still in the rebuilt report. Issue 38 (a "What was compared" section: the shared
+settings and each variant's changes, hypothesis and MLflow parent run) did so too.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sqlite3
 import subprocess
 import textwrap
@@ -64,6 +65,18 @@ def test_a_folder_with_train_and_test_uses_them_and_other_sizes_need_an_image_si
     assert datasets.get(name, 12).source.endswith("test: its train/ and test/ subfolders)")
 
 
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width × height grey pixels, with no pixels (PIL reads the header first)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
 @pytest.mark.parametrize(
     "make, message",
     [
@@ -100,16 +113,6 @@ def test_a_folder_with_train_and_test_uses_them_and_other_sizes_need_an_image_si
         ),
     ],
 )
-def _png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims width × height grey pixels (no pixel data: PIL reads headers first)."""
-    import struct
-    import zlib
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    return b"\x89PNG\r\n\x1a\n" + chunk
-
-
 def test_bad_image_folders_are_one_line_before_anything_is_written(tmp_path, monkeypatch, make, message):
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
     make(tmp_path / "imgs")
@@ -119,6 +122,13 @@ def test_bad_image_folders_are_one_line_before_anything_is_written(tmp_path, mon
 
 
 def test_a_missing_folder_and_image_size_on_other_data_are_refused(tmp_path):
+    (tmp_path / "loop.npz").symlink_to(
+        tmp_path / "loop.npz"
+    )  # round three: it was taken for a missing file to download
+    with pytest.raises(
+        UsageError, match=r"loop\.npz' is a link that leads to no file \(a loop, or its target is gone\)"
+    ):
+        datasets.get(f"npz:{tmp_path / 'loop.npz'}")
     with pytest.raises(UsageError, match=r"is not a folder; expected one subfolder of images per class"):
         datasets.get(f"folder:{tmp_path / 'nowhere'}")
     with pytest.raises(
@@ -234,9 +244,28 @@ def test_the_latex_table_compiles_with_a_real_tex_engine(tmp_path):
         pytest.skip(
             "pdflatex is not installed (apt-get install texlive-latex-base texlive-latex-recommended); the golden-file test checks the text"
         )
-    (tmp_path / "table.tex").write_text(export.render(COMPARISON, "latex", "comparison", "my_study"))
-    (tmp_path / "doc.tex").write_text(
-        "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n\\input{table.tex}\n\\end{document}\n"
+    statistics = pd.DataFrame(  # the widest table: ten columns, a long composed name
+        [
+            {
+                "variant": "label_smoothing+dropout+weight_decay+batchnorm",
+                "pairs": 12,
+                "diff_mean": 1.234,
+                "diff_sd": 0.5,
+                "ci_low": 0.9,
+                "ci_high": 1.6,
+                "t_p": 0.0004,
+                "permutation_p": 0.0005,
+                "p_holm": 0.0012,
+                "hedges_g": 2.3,
+                "verdict": "inconclusive",
+            }
+        ]
+    )
+    tables = [export.render(COMPARISON, "latex", "comparison", "my_study")]
+    tables.append(export.render(statistics, "latex", "statistics", "my_study"))
+    (tmp_path / "tables.tex").write_text("\n".join(tables))
+    (tmp_path / "doc.tex").write_text(  # a plain article: its \linewidth is what a table must fit
+        "\\documentclass{article}\n\\usepackage{booktabs,graphicx}\n\\begin{document}\n\\input{tables.tex}\n\\end{document}\n"
     )
     proc = subprocess.run(
         ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
@@ -247,6 +276,8 @@ def test_the_latex_table_compiles_with_a_real_tex_engine(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
+    log = (tmp_path / "doc.log").read_text(errors="replace")
+    assert "Overfull \\hbox" not in log  # the statistics table ran 147 pt past a plain article's line
 
 
 def test_csv_and_json_are_tidy_for_pandas():
@@ -351,18 +382,35 @@ def test_a_real_notebook_runs_a_tiny_study_and_shows_the_table_and_the_report(tm
         '                    device="cpu", name="notebook", batch_size=64, threads=1)',
         "study.table()",
         "study",
+        'study.export("latex")',
+        "harness.run(lr=-1)",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(textwrap.dedent(c)) for c in cells])
     env_path = str(ROOT)
     nb.cells.insert(0, nbformat.v4.new_code_cell(f"import sys; sys.path.insert(0, {env_path!r})"))
     nbclient.NotebookClient(
-        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        nb, timeout=600, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
-    table, shown = nb.cells[3].outputs, nb.cells[4].outputs
+    ran, table, shown, exported, refused = (nb.cells[i].outputs for i in (2, 3, 4, 5, 6))
+    assert not [o for o in ran if o.get("name") == "stderr"]  # no red fragments: the widget, not tqdm's warning
     html = next(o for o in table if o.output_type == "execute_result").data["text/html"]
     assert "<table" in html and "baseline" in html and "wide" in html and "verdict" in html
-    markdown = next(o for o in shown if o.output_type == "execute_result").data["text/markdown"]
-    assert markdown.startswith("# Ablation report: notebook") and "](reports/notebook/" in markdown
+    result = next(o for o in shown if o.output_type == "execute_result").data
+    assert (
+        result["text/markdown"].startswith("# Ablation report: notebook")
+        and "](reports/notebook/" in result["text/markdown"]
+    )
+    assert (
+        "<h1>Ablation report: notebook</h1>" in result["text/html"]
+        and 'src="data:image/png;base64,' in result["text/html"]
+    )
+    assert "<style>" not in result["text/html"]  # the report's page style would restyle the whole notebook
+    latex = next(o for o in exported if o.output_type == "execute_result").data["text/plain"]
+    assert latex.startswith("% harness export") and "\\toprule\n" in latex  # the text itself, not its escaped repr
+    error = next(o for o in refused if o.output_type == "error")
+    shown = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in error.traceback]  # without its colours
+    assert shown[-1] == f"UsageError: {error.evalue}\n" and error.evalue.startswith("train.lr: -1")
+    assert not any("File " in line or "harness/" in line for line in shown)  # no frames of the harness's internals
     assert (tmp_path / "reports" / "notebook" / "report.md").is_file()
 
 

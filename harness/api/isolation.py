@@ -52,6 +52,7 @@ def isolated(trains: bool = True):
     def decorate(function):
         @functools.wraps(function)
         def inside(*args, **kwargs):
+            _usage_errors_in_one_line()
             with kept_as_it_was(trains):
                 return function(*args, **kwargs)
 
@@ -103,3 +104,20 @@ def _restore_loggers(saved: dict) -> None:
         lg.setLevel(level)
         lg.disabled, lg.propagate = disabled, propagate
         lg.handlers[:] = handlers
+
+
+def _usage_errors_in_one_line() -> None:
+    """In a Jupyter kernel, a UsageError (bad input, said in one line by the command line too) is
+    shown as that one line, not as seven frames of the harness's internals. Set once per kernel;
+    other exceptions keep IPython's traceback."""
+    ipython = sys.modules.get("IPython")  # never imported here: a kernel has it already
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    if shell is None or getattr(shell, "_harness_one_line", False):
+        return
+    from harness.base.errors import UsageError
+
+    def one_line(shell, etype, value, tb, tb_offset=None):
+        shell.showtraceback((etype, value, tb), exception_only=True)  # IPython's own "Type: message" line
+
+    shell.set_custom_exc((UsageError,), one_line)
+    shell._harness_one_line = True

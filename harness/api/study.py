@@ -187,6 +187,14 @@ def run(
     return study
 
 
+class Exported(str):
+    """An export's text (a `str`) that a notebook shows as itself, lines and all, not as an escaped
+    one-line repr."""
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # IPython's display hook
+        printer.text(str(self))
+
+
 class RunsFailed(RuntimeError):
     """`harness.run` ended where the CLI exits 1: runs that did not finish (`failed`, one line each)
     or problems writing the report or the store (`problems`). The finished runs are in the store;
@@ -341,7 +349,7 @@ class Study:
         text = export.render(self._table(table), format, table, self.experiment)
         if target is not None:
             export.write(text, target, "out")
-        return text
+        return Exported(text)
 
     @isolation.isolated(trains=False)
     def plan(
@@ -381,4 +389,12 @@ class Study:
                 return m.group(0)
             return f"{m.group(1)}({Path(folder, target).as_posix()})"
 
-        return re.sub(r"(!?\[[^\]]*\])\(([^)\s]+)\)", relink, text)
+        return re.sub(r"(?<!\\)(!?\[[^\]]*\])\(([^)\s]+)\)", relink, text)
+
+    @isolation.isolated(trains=False)
+    def _repr_html_(self) -> str:
+        """The report inline in Jupyter as report.html shows it, its figures embedded: a shared
+        notebook keeps them (markdown's relative links break once it leaves the folder)."""
+        from harness.report import html
+
+        return html.fragment(self.report_path.read_text(encoding="utf-8"), self.reports_folder)

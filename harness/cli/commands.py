@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     # children (workers, the UI's server) inherit it.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     args = parser().parse_args(argv)
+    if args.debug:  # a failed run's traceback on the console too (harness/running/failures.py); children inherit it
+        os.environ["HARNESS_DEBUG"] = "1"
     signal.signal(signal.SIGTERM, _raise_terminated)
     parent.watch()  # a child of `--jobs-per-device` or `--workers` stops when its parent is gone
     try:

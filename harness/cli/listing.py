@@ -69,7 +69,6 @@ def build_rows(components: list[str] = ()) -> list[list[str]]:
     rows = []
     for c in variants.all_components():
         v = variants.get(c.name)
-        change = v.change()
         try:
             net = engine.materialize(v.build(), torch.zeros((1, *variants.registry.CIFAR10_SHAPE), dtype=torch.uint8))
             weights = f"{sum(p.numel() for p in net.parameters()):,}"
@@ -80,18 +79,9 @@ def build_rows(components: list[str] = ()) -> list[list[str]]:
             RuntimeError,
         ):
             weights = "does not build for 3×32×32"
-        changes = [f"model {k}={val}" for k, val in change.model.items()]
-        changes += [f"train.{k}={val}" for k, val in c.train.items()]
-        changes += [
-            f"{piece} {getattr(change, piece).__name__}"
-            for piece in variants.registry.PIECES
-            if getattr(change, piece) is not None
-        ]
         params = ", ".join(f"{k}={val}" for k, val in c.params.items())
         origin = f"shipped ({Path(c.path).name})" if c.shipped else c.origin
-        rows.append(
-            [c.name, weights, "; ".join(changes) or "nothing (the tutorial)", params or "-", c.hypothesis, origin]
-        )
+        rows.append([c.name, weights, v.describe(), params or "-", c.hypothesis, origin])
     return rows
 
 

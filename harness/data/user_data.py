@@ -95,6 +95,11 @@ def _missing(name: str, path: Path):
 
 def _npz_record(name: str, path: Path) -> tuple[tuple[str, ...], tuple[int, int, int]]:
     """The class names and image shape of an npz dataset, from the file (the images' header only)."""
+    if path.is_symlink() and not path.exists():
+        raise UsageError(
+            f"data.dataset: {name!r}: {str(path)!r} is a link that leads to no file (a loop, or its target is gone); "
+            "point it at the .npz file"
+        )
     if not path.is_file():
         raise UsageError(
             f"data.dataset: {name!r}: {str(path)!r} is not a file; expected an .npz file with x_train, y_train, x_test, y_test "

@@ -10,6 +10,7 @@ stays out of the Holm family. Every comparable variant is in the family, testabl
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,3 +152,23 @@ def sources_of_variation(runs: list[SeedRun]) -> str:
         f"The seeds vary the {varied}; {fixed} stay fixed, so the seed-level intervals cover only that variation. "
         "The bootstrap over seeds × test images also counts the noise of a finite test set."
     )
+
+
+CHANCE_Z = 2.576  # two-sided 99% normal band of a binomial count around chance
+
+
+def at_chance(runs: list[SeedRun]) -> dict[str, float]:
+    """The variants whose finished runs, pooled, score indistinguishably from guessing: their test
+    accuracy (%) lies within CHANCE_Z binomial standard errors of 1/classes (the classes read from
+    the confusion matrices). Such runs learned nothing, whatever their comparison says."""
+    out = {}
+    for variant, seeds in counts(runs).items():
+        classes = next((len(r.classes) for r in runs if r.variant == variant and r.classes), 0)
+        correct = sum(c for c, _ in seeds.values())
+        total = sum(n for _, n in seeds.values())
+        if classes < 2 or not total:
+            continue
+        chance = 1 / classes
+        if abs(correct / total - chance) <= CHANCE_Z * math.sqrt(chance * (1 - chance) / total):
+            out[variant] = 100 * correct / total
+    return out

@@ -157,18 +157,20 @@ def latex(df: pd.DataFrame, table: str, experiment: str) -> str:
         ]
         caption = f"{experiment}: every run"
     lines = [
-        r"% harness export; needs \usepackage{booktabs}",
+        r"% harness export; needs \usepackage{booktabs,graphicx}",
         r"\begin{table}[t]",
         r"\centering",
         f"\\caption{{{_caption(caption)}}}",
         f"\\label{{tab:{_label(experiment)}-{table}}}",
+        r"% shrunk to the line's width when it is wider (a plain article's \linewidth), else as it is",
+        r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
         f"\\begin{{tabular}}{{{align}}}",
         r"\toprule",
         " & ".join(head) + r" \\",
         r"\midrule",
     ]
     lines += [" & ".join(row) + r" \\" for row in rows]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}%", "}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 

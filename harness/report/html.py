@@ -102,6 +102,18 @@ def _data_uri(png: bytes) -> str:
 
 def render(text: str, folder: Path) -> str:
     """The HTML page of the markdown `text`, whose figures lie in `folder`."""
+    title = next((line[2:] for line in text.splitlines() if line.startswith("# ")), "Ablation report")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{fragment(text, folder)}"
+        f"<script>{SCRIPT}</script>\n</body>\n</html>\n"
+    )
+
+
+def fragment(text: str, folder: Path) -> str:
+    """The page's body alone (no style or script that would reach beyond it): what a notebook shows
+    inline, with the figures embedded, so it survives sharing the notebook without its folder."""
     md = _parser()
     tokens = md.parse(text)
     seen: set[str] = set()
@@ -121,11 +133,4 @@ def render(text: str, folder: Path) -> str:
                     seen.update(anchor.groups() if anchor else ())
                 else:
                     _as_text(child, child.content)
-    title = next((line[2:] for line in text.splitlines() if line.startswith("# ")), "Ablation report")
-    body = md.renderer.render(tokens, md.options, {})
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}"
-        f"<script>{SCRIPT}</script>\n</body>\n</html>\n"
-    )
+    return md.renderer.render(tokens, md.options, {})

@@ -26,6 +26,7 @@ from harness.report import (
     glossary,
     html,
     sequential_section,
+    setup_section,
     stats_section,
     variance_section,
 )
@@ -168,6 +169,7 @@ def write(
         "",
     ]
     lines += _warnings(runs, splits_vary=sources is not None)  # a variance design varies the split on purpose
+    lines += setup_section.section(runs, order, baseline)
     lines += variance_section.section(sources, folder, design, 1 - analysis.alpha) if sources is not None else []
     lines += evidence.section(comparisons, baseline, counts, curves, analysis, rules, folder)
     lines += ["## Details", ""] + _tables(order, runs, by_variant, counts)
@@ -238,6 +240,19 @@ def _selection(runs: list[SeedRun], order: list[str]) -> str:
     )
 
 
+def chance_lines(runs: list[SeedRun]) -> list[str]:
+    """One line per variant whose runs score at chance (comparisons.at_chance), for the report and the console."""
+    classes = {
+        v: next((len(r.classes) for r in runs if r.variant == v and r.classes), 0) for v in {r.variant for r in runs}
+    }
+    return [
+        f"{code(v)} scores {acc:.2f}% on the test set, indistinguishable from guessing among {classes[v]} classes "
+        f"({100 / classes[v]:.2f}%): its runs learned nothing, so its comparison says nothing about what it changes "
+        "(check the learning rate, the data and the epochs)"
+        for v, acc in sorted(comparisons_mod.at_chance([r for r in runs if r.status == "FINISHED"]).items())
+    ]
+
+
 def _warnings(runs: list[SeedRun], splits_vary: bool = False) -> list[str]:
     out = []
     for key in ENV_KEYS:
@@ -259,6 +274,8 @@ def _warnings(runs: list[SeedRun], splits_vary: bool = False) -> list[str]:
         values = sorted({r.params.get(key, "?") for r in runs})
         if len(values) > 1:
             out.append(f"> **Warning:** the variants were trained with different {key} ({_text(', '.join(values))}).")
+    for line in chance_lines(runs):
+        out.append(f"> **Warning:** {line}")
     data = sorted({r.tags.get(names.DATASET_TAG, "?") for r in runs})
     if len(data) > 1:
         out.append(f"> **Warning:** the runs compared here trained on different data ({_text(', '.join(data))}).")

@@ -42,6 +42,25 @@ def _subplots(*grid: int, figsize: tuple[float, float], **kwargs):
     return fig, fig.subplots(*grid, **kwargs)
 
 
+def _epochs_axis(ax, epochs) -> None:
+    """Whole epochs on the x axis; a single epoch centred with its one tick (not 0.945 to 1.050)."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    values = sorted(set(int(e) for e in epochs))
+    if len(values) == 1:
+        ax.set_xlim(values[0] - 0.5, values[0] + 0.5)
+        ax.set_xticks(values)
+
+
+def _marker(epochs) -> str:
+    """Dots where a line has too few epochs to show (one epoch is a single point)."""
+    return "o" if len(set(epochs)) <= 2 else ""
+
+
+def short(name: str, width: int = 32) -> str:
+    """`name` shortened in the middle to `width` characters, so an axis label fits its panel."""
+    return name if len(name) <= width else name[: width // 2 - 1] + "…" + name[-(width - width // 2) :]
+
+
 def _t_band(values: pd.Series) -> tuple[float, float]:
     s = stats.summarize(list(values))
     if s.n < 2:
@@ -67,11 +86,11 @@ def run_curves(history: dict[str, list[float]], title: str, path: Path) -> Path:
     fig, axes = _subplots(1, 2, figsize=(9, 3.4))
     epochs = np.arange(1, len(history["val_acc"]) + 1)
     for ax, metric, label in ((axes[0], "acc", "accuracy (%)"), (axes[1], "loss", "loss")):
-        ax.plot(epochs, history[f"train_{metric}"], "--", label="train")
-        ax.plot(epochs, history[f"val_{metric}"], "-", label="validation")
+        ax.plot(epochs, history[f"train_{metric}"], "--", marker=_marker(epochs), label="train")
+        ax.plot(epochs, history[f"val_{metric}"], "-", marker=_marker(epochs), label="validation")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epochs_axis(ax, epochs)
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
@@ -97,10 +116,11 @@ def learning_curves(curves: pd.DataFrame, path: Path) -> Path:
             palette=palette,
             style_order=["val", "train"],
             errorbar=_t_band,
+            markers=bool(_marker(curves["epoch"])),
             ax=ax,
         )
         ax.set_ylabel(label)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epochs_axis(ax, curves["epoch"])
     axes[0].get_legend().remove()
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     fig.tight_layout()
@@ -152,7 +172,7 @@ def forest(rows: pd.DataFrame, xlabel: str, path: Path) -> Path:
     ax.errorbar(rows["diff"], y, xerr=[low, high], fmt="none", ecolor="0.3", capsize=4)
     ax.scatter(rows["diff"], y, c=colors, s=50, zorder=3)
     ax.axvline(0, color="0.2", lw=1)
-    ax.set_yticks(y, rows["label"])
+    ax.set_yticks(y, [short(str(label), 40) for label in rows["label"]])
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
     fig.tight_layout()
@@ -290,7 +310,7 @@ def evidence(panel: dict, path: Path) -> Path:
         seeds_ax.axhline(level, color="0.3", lw=1, ls=style)
     seeds_ax.set_xticks(x, [str(s) for s in panel["seeds"]], rotation=45 if len(x) > 8 else 0)
     seeds_ax.set_xlabel("seed")
-    seeds_ax.set_ylabel(f"{name} − {base} (points)")
+    seeds_ax.set_ylabel(f"{short(name, 26)} −\n{short(base, 26)} (points)")
     seeds_ax.set_title("paired difference on each seed", fontsize="medium")
 
     low, high, delta = panel["low"], panel["high"], panel["delta"]
@@ -326,8 +346,15 @@ def evidence(panel: dict, path: Path) -> Path:
             mine = curves[(curves["variant"] == variant) & (curves["split"] == split)]
             if len(mine):
                 mean = mine.groupby("epoch")["acc"].mean()
-                curve_ax.plot(mean.index, mean.values, style, color=colors[variant], label=f"{variant} {split}")
-    curve_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                curve_ax.plot(
+                    mean.index,
+                    mean.values,
+                    style,
+                    marker=_marker(curves["epoch"]),
+                    color=colors[variant],
+                    label=f"{short(variant)} {split}",
+                )
+    _epochs_axis(curve_ax, curves["epoch"] if len(curves) else [1])
     curve_ax.set_xlabel("epoch")
     curve_ax.set_ylabel("accuracy (%), mean over seeds")
     curve_ax.set_title("learning curves", fontsize="medium")
@@ -347,7 +374,7 @@ def evidence(panel: dict, path: Path) -> Path:
     noise_ax.bar(
         gx + 0.2, [spread[g][1] for g in groups], width=0.4, color="0.75", label="test-set floor (binomial sd)"
     )
-    noise_ax.set_xticks(gx, groups)
+    noise_ax.set_xticks(gx, [short(g, 24) for g in groups])
     # room for the legend above the bars
     noise_ax.set_ylim(0, 1.4 * max([v for g in groups for v in spread[g]] + [1e-9]))
     noise_ax.set_ylabel("points")

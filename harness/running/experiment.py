@@ -148,9 +148,10 @@ def _train(runner, ex: Execution, slurm, console: Console, identity: str) -> lis
 
 def _tags(cfg: ExperimentConfig, frozen: dict[str, str], outcomes: list[Outcome]) -> dict[str, str]:
     """The experiment's tags: its design and analysis settings (what the report and the MLflow UI read)."""
-    from harness.tracking import experiment_tags
+    from harness.tracking import experiment_tags, names
 
-    return {**frozen, **experiment_tags.of_run(cfg, [o.parent_id for o in outcomes])}
+    kind = {names.EXPERIMENT_KIND_TAG: names.EXPERIMENT_KIND}  # an experiment made before MLflow 3 gets it too
+    return {**kind, **frozen, **experiment_tags.of_run(cfg, [o.parent_id for o in outcomes])}
 
 
 def finish(
@@ -188,6 +189,8 @@ def finish(
             tracker.log_analysis(effects_section.metrics(cfg.design, comparisons.counts(runs), cfg.analysis))
     except store.StoreError as e:
         store_error = store_error or str(e)
+    for line in markdown.chance_lines(runs):
+        console.line(f"warning: {line.replace('`', '')}")
     done = Finished(cfg.name, uri, cfg.reports_folder, outcomes)
     try:
         done.report = markdown.write(runs, cfg.name, cfg.reports_folder, cfg.design, cfg.analysis, tags, analysed)

@@ -25,7 +25,7 @@ from typing import Callable
 from harness.base import faults
 from harness.base.errors import Terminated
 from harness.data.loading import Splits
-from harness.running import recording
+from harness.running import failures, recording
 from harness.running.assembly import assemble
 from harness.running.claims import Claims
 from harness.running.console import Console, duration
@@ -34,6 +34,7 @@ from harness.running.outcomes import Outcome, finished
 from harness.settings.config import ExperimentConfig, RunSpec
 from harness.tracking import names, store
 from harness.training import checkpoint, engine, fused
+from harness.variants import registry
 
 INTERRUPTIONS = (KeyboardInterrupt, Terminated, SystemExit)  # SystemExit: submitit requeues a preempted Slurm task
 Pair = tuple[str, int]
@@ -209,17 +210,33 @@ def _open(place: Place, m: Member) -> None:
         return
     _kill_stale(place, m)
     split = place.splits.fingerprint(m.spec.seed, m.spec.split_seed)
-    tags = {**place.tags, names.RUN_KEY_TAG: m.key, names.SPLIT_TAG: split}
+    described = registry.get(m.spec.variant.split("@")[0])
+    tags = {
+        **place.tags,
+        names.RUN_KEY_TAG: m.key,
+        names.SPLIT_TAG: split,
+        names.CHANGES_TAG: described.describe()[:5000],
+        names.HYPOTHESIS_TAG: described.hypothesis[:5000],
+    }
     m.run_id = place.tracker.start_seed_run(
         m.parent_id, m.spec.variant, m.spec.seed, tags, {**shared, "seed": m.spec.seed}
     )
     place.tracker.log_inputs(m.run_id, place.inputs(split))
 
 
-def _close(place: Place, members: list[Member], status: str, reason: str) -> None:
-    """Close these members' runs with `status` and `reason`, and update their parents' aggregates."""
+def _close(place: Place, members: list[Member], status: str, reason: str, error: BaseException | None = None) -> None:
+    """Close these members' runs with `status` and `reason` (and the traceback of `error` as their
+    artifact error.txt), and update their parents' aggregates."""
+    text = failures.full(error) if error is not None else ""
+    if text and failures.debugging():
+        place.console.line(text.rstrip())
     for m in members:
         place.tracker.set_tags(m.run_id, {names.ERROR_TAG: reason[:5000]})
+        if text:
+            try:
+                place.tracker.log_text(m.run_id, text, failures.TRACEBACK)
+            except Exception:  # noqa: BLE001 - the run is closed FAILED with its reason whatever happens to its traceback
+                pass
         place.tracker.finish(m.run_id, status)
     for parent_id in {m.parent_id for m in members}:
         try:
@@ -278,10 +295,10 @@ def _train(
     except store.StoreError:
         raise  # nothing more can be written: the experiment stops (Runner.run_pairs)
     except Exception as e:  # noqa: BLE001 - a failing unit must not stop the others; its checkpoint stays to resume from
-        reason = f"{type(e).__name__}: {e}"
+        reason = failures.reason(e)
         for m in active:
             console.run_done(f"FAILED {m.name}: {reason}")
-        _close(place, active, "FAILED", reason)
+        _close(place, active, "FAILED", reason, e)
         return {
             m.pair: Outcome(*m.pair, "FAILED", seconds=time.perf_counter() - start, error=reason, parent_id=m.parent_id)
             for m in active
@@ -358,13 +375,10 @@ def _record_all(
             except (*INTERRUPTIONS, store.StoreError):
                 raise
             except Exception as e:  # noqa: BLE001 - this one FAILED, the others go on
-                reason = (
-                    f"non-finite loss in {m.name}: {e}"
-                    if isinstance(e, engine.NonFiniteLoss)
-                    else f"{type(e).__name__}: {e}"
-                )
+                nonfinite = isinstance(e, engine.NonFiniteLoss)
+                reason = f"non-finite loss in {m.name}: {e}" if nonfinite else failures.reason(e)
                 place.console.run_done(f"FAILED {m.name}: {reason}")
-                _close(place, [m], "FAILED", reason)
+                _close(place, [m], "FAILED", reason, None if nonfinite else e)
                 out[m.pair] = Outcome(
                     *m.pair, "FAILED", seconds=time.perf_counter() - start, error=reason, parent_id=m.parent_id
                 )

@@ -27,6 +27,11 @@ ERROR_TAG = "harness.error"  # on a seed run: why it FAILED or was KILLED ('' on
 # on a seed run: what its numbers cannot show (resumed on another device type: engine.device_note)
 NOTE_TAG = "harness.note"
 
+# MLflow's own: an experiment's kind (MLflow 3's UI opens a model-development experiment on its runs table,
+# not the GenAI traces overview) and a run's description (a parent's: its verdict line)
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+DESCRIPTION_TAG = "mlflow.note.content"
+
 # On runs: what every run of a command carries (provenance.run_tags), what names a parent or a seed run, and how it trained.
 EXPERIMENT_TAG, BASELINE_TAG, COMMAND_TAG = "harness.experiment", "harness.baseline", "harness.command"
 DATASET_TAG, SPLIT_TAG, CONFIG_HASH_TAG = "harness.dataset", "harness.split_fingerprint", "harness.config_hash"
@@ -47,6 +52,8 @@ VARIANT_KEY_TAG, RUN_KEY_TAG = (
     "harness.variant_key",
     "harness.run_key",
 )
+# on a seed run: what its variant changes (as `list` prints it) and its hypothesis, for the report's Variants table
+CHANGES_TAG, HYPOTHESIS_TAG = "harness.changes", "harness.hypothesis"
 REPLACED_BY_TAG = "harness.replaced_by"  # on a replaced seed run: the run that replaced it
 # a seed run trained in a fused group: its size and its id
 FUSED_TAG, FUSED_GROUP_TAG = (

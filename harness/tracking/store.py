@@ -140,7 +140,9 @@ class Tracker:
             _enable_wal(uri)
             if found is None:
                 self.experiment_id = self.client.create_experiment(
-                    experiment, artifact_location=_experiment_artifacts(uri, experiment)
+                    experiment,
+                    artifact_location=_experiment_artifacts(uri, experiment),
+                    tags={names.EXPERIMENT_KIND_TAG: names.EXPERIMENT_KIND},  # MLflow 3's UI opens it on its runs
                 )
             else:
                 self.experiment_id = found.experiment_id
@@ -286,6 +288,10 @@ class Tracker:
     def log_artifacts(self, run_id: str, folder: Path) -> None:
         self.client.log_artifacts(run_id, str(folder))
 
+    def log_text(self, run_id: str, text: str, name: str) -> None:
+        """`text` as the run's artifact `name` (a failed run's traceback)."""
+        _retrying(self.client.log_text)(run_id, text, name)
+
     def log_inputs(self, run_id: str, inputs: list) -> None:
         """MLflow dataset inputs (harness/tracking/models.py) on a run."""
         _retrying(self.client.log_inputs)(run_id, datasets=inputs)
@@ -352,7 +358,20 @@ def log_comparisons(uri: str, by_parent: dict[str, tuple[dict[str, float], str]]
     now = int(time.time() * 1000)
     for parent_id, (metrics, verdict) in by_parent.items():
         values = [Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)]
-        _retrying(client.log_batch)(parent_id, metrics=values, tags=[RunTag(VERDICT_TAG, verdict)])
+        tags = [RunTag(VERDICT_TAG, verdict), RunTag(names.DESCRIPTION_TAG, _description(metrics, verdict))]
+        _retrying(client.log_batch)(parent_id, metrics=values, tags=tags)
+
+
+def _description(metrics: dict[str, float], verdict: str) -> str:
+    """The parent run's description in the MLflow UI: its verdict line, as the report's answer gives it."""
+    delta, low, high = (
+        metrics.get(k, math.nan) for k in ("paired_delta_test_acc", "paired_delta_ci_low", "paired_delta_ci_high")
+    )
+    if not math.isfinite(delta):
+        return f"Verdict against the baseline: {verdict} (see the report)."
+    interval = f", 95% CI [{low:+.2f}, {high:+.2f}]" if math.isfinite(low) and math.isfinite(high) else ""
+    pairs = int(metrics.get("paired_n", 0))
+    return f"{verdict}: {delta:+.2f} points of test accuracy against the baseline{interval}, over {pairs} paired seeds (harness report)."
 
 
 def _masked(tags: dict[str, str]) -> dict[str, str]:

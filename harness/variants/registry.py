@@ -110,6 +110,21 @@ class Variant:
                     _merge(pieces, piece, piece, c.name, getattr(ch, piece))
         return Change({k: v for k, (_, v) in model.items()}, **{k: v for k, (_, v) in pieces.items()}, fusable=fusable)
 
+    def describe(self) -> str:
+        """What this variant changes from the tutorial, as `list` prints it: model parameters,
+        training settings and the pieces it replaces (its components' default parameters)."""
+        change = self.change()
+        changes = [f"model {k}={val}" for k, val in change.model.items()]
+        changes += [f"train.{k}={val}" for c in self.components for k, val in c.train.items()]
+        changes += [
+            f"{piece} {getattr(change, piece).__name__}" for piece in PIECES if getattr(change, piece) is not None
+        ]
+        return "; ".join(changes) or "nothing (the tutorial)"
+
+    @property
+    def hypothesis(self) -> str:
+        return " ".join(c.hypothesis for c in self.components if c.hypothesis)
+
     def build(
         self,
         image_shape: tuple[int, int, int] = CIFAR10_SHAPE,
