@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -73,16 +74,20 @@ def served(tmp_path_factory):
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(server.stdout), daemon=True).start()
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if urllib.request.urlopen(f"{base}/health", timeout=2).read() == b"OK":
-                    break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise RuntimeError("the MLflow UI did not come up")
-                time.sleep(0.5)
+        deadline = time.time() + 180
+        while not any(line.startswith("MLflow UI for ") for line in lines):
+            if time.time() > deadline or server.poll() is not None:
+                raise RuntimeError(f"the MLflow UI did not come up: {lines}")
+            time.sleep(0.2)
+        # the address is printed once the server answers (it came about 80 s early), from few processes
+        assert urllib.request.urlopen(f"{base}/health", timeout=2).read() == b"OK"
+        group = subprocess.run(
+            ["ps", "-o", "pid=", "-g", str(server.pid)], capture_output=True, text=True
+        ).stdout.split()
+        assert len(group) <= 4, group  # harness ui, mlflow server, uvicorn and its one worker (15 before)
         yield work, base
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -164,3 +169,11 @@ def test_the_datasets_column_shows_every_variant_on_the_same_split(served):
     ):
         shown = [i for i, t in enumerate(listing) if t == f"{name} ({digest})"]
         assert len(shown) == 2 and all(listing[i + 1] == context for i in shown), (name, listing)
+
+
+def test_the_experiment_opens_on_its_runs_not_mlflow_3s_traces_overview(served):
+    work, base = served
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("default")
+    landing = page_text(f"{base}/#/experiments/{exp.experiment_id}")
+    assert "baseline" in landing and "dropout" in landing, landing[:60]

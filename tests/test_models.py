@@ -246,3 +246,11 @@ def test_mlflow_3_opens_the_experiment_on_its_runs_and_each_parent_describes_its
         note.startswith(f"{dropout.data.tags['harness.verdict']}: ")
         and "points of test accuracy against the baseline" in note
     )
+
+
+def test_the_store_commands_default_to_the_experiment_run_defaults_to(store):
+    """`report` and `export` required --experiment where `run` defaults to "default"."""
+    work, data, client, runs = store
+    exported = harness("export", "--format", "csv", cwd=work)
+    named = harness("export", "--format", "csv", "--experiment", "default", cwd=work)
+    assert exported.returncode == 0 and exported.stdout == named.stdout and "dropout" in exported.stdout

@@ -514,3 +514,41 @@ def test_the_api_refuses_values_of_the_wrong_type_in_one_line(kwargs, message):
         harness.run(**kwargs)
     with pytest.raises(UsageError, match=r"^experiment: 5 is not allowed"):
         harness.load(5)
+
+
+def test_the_data_mistakes_a_new_user_makes_are_named_with_their_fix_and_grey_nhw_arrays_are_taken(
+    tmp_path, monkeypatch
+):
+    """NCHW arrays, float images in [0, 1], labels from 1 and a class folder one level too deep were
+    refused without the fix; an N×H×W grey npz was refused."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    base = make_arrays(n_train=60, n_test=20, classes=3, shape=(16, 16, 3))
+    nchw = _npz(tmp_path / "nchw.npz", x_train=base["x_train"].transpose(0, 3, 1, 2))
+    with pytest.raises(
+        UsageError, match=r"channels first \(N×C×H×W\); save the images channels last: x.transpose\(0, 2, 3, 1\)$"
+    ):
+        datasets.get(f"npz:{nchw}")
+    floats = _npz(tmp_path / "floats.npz", x_train=base["x_train"] / 255.0, x_test=base["x_test"] / 255.0)
+    with pytest.raises(
+        UsageError, match=r"has dtype float64; expected uint8; its values lie in \[0, 1\]: save \(x \* 255\)"
+    ):
+        _read(f"npz:{floats}")
+    one_based = _npz(tmp_path / "one.npz", y_train=base["y_train"] + 1, y_test=base["y_test"] + 1)
+    with pytest.raises(UsageError, match=r"the labels run from 1 to 3; the first class is label 0: save y - 1$"):
+        datasets.get(f"npz:{one_based}")
+    _image_folder(tmp_path / "deep" / "all")
+    with pytest.raises(
+        UsageError,
+        match=r"one class folder, 'all', which holds folders: are they the classes\? Then use folder:.*deep/all$",
+    ):
+        datasets.get(f"folder:{tmp_path / 'deep'}")
+    grey = make_arrays(n_train=60, n_test=20, classes=3, shape=(16, 16, 1))
+    flat = _npz(
+        tmp_path / "grey.npz",
+        x_train=grey["x_train"][..., 0],
+        x_test=grey["x_test"][..., 0],
+        y_train=grey["y_train"],
+        y_test=grey["y_test"],
+    )
+    assert datasets.get(f"npz:{flat}").image_shape == (1, 16, 16)
+    assert _read(f"npz:{flat}").arrays.x_train.shape == (60, 16, 16, 1)

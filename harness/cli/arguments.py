@@ -156,14 +156,18 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     )
 
     report = sub.add_parser("report", help="rebuild an experiment's report from the MLflow store")
-    report.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
+    report.add_argument(
+        "--experiment", default="default", help="the experiment's name (or its .toml); default: default, as for run"
+    )
     _store(report)
     report.add_argument(
         "--reports-dir", help="where reports go (default: the experiment file's reports_dir, else reports)"
     )
 
     export = sub.add_parser("export", help="one of the report's tables as CSV, JSON or LaTeX (for pandas or a paper)")
-    export.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
+    export.add_argument(
+        "--experiment", default="default", help="the experiment's name (or its .toml); default: default, as for run"
+    )
     export.add_argument("--format", required=True, help="csv, json (tidy, for pandas) or latex (booktabs)")
     export.add_argument(
         "--table",
@@ -246,7 +250,9 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     plan = sub.add_parser(
         "plan", help="how many seeds each comparison needs, from the spread of paired differences in the store"
     )
-    plan.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
+    plan.add_argument(
+        "--experiment", default="default", help="the experiment's name (or its .toml); default: default, as for run"
+    )
     plan.add_argument(
         "--effect",
         type=float,
@@ -274,7 +280,9 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     promote = sub.add_parser(
         "promote", help="register a variant's best seed run (by validation) in the MLflow Model Registry"
     )
-    promote.add_argument("--experiment", required=True, help="the experiment's name (or its .toml)")
+    promote.add_argument(
+        "--experiment", default="default", help="the experiment's name (or its .toml); default: default, as for run"
+    )
     promote.add_argument("--variant", required=True, help="the variant whose best seed run's model is registered")
     promote.add_argument(
         "--name", required=True, help="the registered model's name (1 to 100 letters, digits, '-', '_' or '.')"

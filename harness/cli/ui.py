@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import sys
 
@@ -46,14 +47,22 @@ def launch_ui(uri: str, host: str, port: int) -> int:
 
     check_address(host, port)
 
+    # one worker, and no GenAI job runner: a UI for one user's store, not 15 processes on 2 cores
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    cmd += ["--workers", "1"]
     root = artifact_root(uri)
     if root:
         cmd += ["--default-artifact-root", root]
-    print(f"MLflow UI for {uri} at http://{host}:{port}  (Ctrl-C to stop)", flush=True)
+    print(f"starting the MLflow UI for {uri} ...", flush=True)
     signal.signal(signal.SIGHUP, signal.getsignal(signal.SIGTERM))  # a closed terminal stops it as SIGTERM does
-    server = subprocess.Popen(cmd, start_new_session=True)
+    env = {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),
+    }
+    server = subprocess.Popen(cmd, start_new_session=True, env=env)
     try:
+        if _answers(server, host, port):  # the address once it answers, not a minute before
+            print(f"MLflow UI for {uri} at http://{host}:{port}  (Ctrl-C to stop)", flush=True)
         return server.wait()
     except KeyboardInterrupt:
         return _stop(server, 130)
@@ -61,9 +70,24 @@ def launch_ui(uri: str, host: str, port: int) -> int:
         return _stop(server, 143)
 
 
+def _answers(server, host: str, port: int) -> bool:
+    """Wait until the server answers its health check (True) or exits (False)."""
+    import time
+    import urllib.request
+
+    where = f"[{host}]" if ":" in host else ("127.0.0.1" if host in ("0.0.0.0", "") else host)
+    while server.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://{where}:{port}/health", timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.25)
+    return False
+
+
 def _stop(server, code: int) -> int:
     """Stop the server's whole process group; returns `code`."""
-    import os
     import signal
     import subprocess
 

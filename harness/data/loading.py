@@ -134,8 +134,13 @@ def check(arrays: dict[str, np.ndarray], where: str, dataset: Dataset = datasets
             arrays[key] = y.astype(np.uint8)
     for key in KEYS:
         a = arrays[key]
+        if key.startswith("x") and a.ndim == 3 and c == 1:  # N×H×W grey images: their channel axis added
+            a = arrays[key] = a[..., None]
         if a.dtype != np.uint8:
-            raise UsageError(f"data: {where}: {key} has dtype {a.dtype}; expected uint8")
+            hint = ""
+            if key.startswith("x") and a.dtype.kind == "f" and a.size and 0 <= float(a.min()) and float(a.max()) <= 1:
+                hint = "; its values lie in [0, 1]: save (x * 255).round().astype(np.uint8)"
+            raise UsageError(f"data: {where}: {key} has dtype {a.dtype}; expected uint8{hint}")
         want = (h, w, c) if key.startswith("x") else ()
         if a.ndim != 1 + len(want) or a.shape[1:] != want:
             shown = f"(N, {h}, {w}, {c})" if want else "(N,)"

@@ -58,6 +58,13 @@ def record(name: str, image_size: int = 0) -> tuple:
     root = Path(name[len(FOLDER) :]).expanduser()
     files, parts_named = _listing(name, root)
     classes = tuple(sorted({c for part in files.values() for c in part}))
+    if len(classes) == 1:
+        only = next(p for p in (root / "train", root) if (p / classes[0]).is_dir()) / classes[0]
+        if any(p.is_dir() and not _skipped(p.name) for p in only.iterdir()):
+            raise UsageError(
+                f"data.dataset: {name!r} has one class folder, {classes[0]!r}, which holds folders: are they the classes? "
+                f"Then use folder:{only}"
+            )
     check_classes(name, len(classes))
     listing = hashlib.sha256(f"{CACHE_FORMAT} {image_size}".encode())
     for part, by_class in sorted(files.items()):
@@ -124,13 +131,24 @@ def _npz_record(name: str, path: Path) -> tuple[tuple[str, ...], tuple[int, int,
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise UsageError(f"data.dataset: {name!r} is not a readable .npz file ({type(e).__name__}: {e})") from None
+    if len(shape) == 3:  # N×H×W: grey images without their channel axis
+        shape = (*shape, 1)
+    if len(shape) == 4 and shape[3] not in (1, 3) and shape[1] in (1, 3):
+        raise UsageError(
+            f"data.dataset: {name!r}: x_train has shape {tuple(shape)}, channels first (N×C×H×W); "
+            "save the images channels last: x.transpose(0, 2, 3, 1)"
+        )
     if len(shape) != 4 or shape[3] not in (1, 3):
         raise UsageError(
-            f"data.dataset: {name!r}: x_train has shape {tuple(shape)}; expected uint8 images N×H×W×C with C = 1 or 3"
+            f"data.dataset: {name!r}: x_train has shape {tuple(shape)}; expected uint8 images N×H×W×C with C = 1 or 3 (or N×H×W grey)"
         )
     if any(y.ndim != 1 or (y.size and y.dtype.kind not in "iu") for y in labels):
         raise UsageError(f"data.dataset: {name!r}: y_train and y_test must be 1-D integer labels")
     top = max((int(y.max()) for y in labels if y.size), default=0)
+    if names is None and labels[0].size and int(labels[0].min()) == 1 and not (labels[1] == 0).any():
+        raise UsageError(
+            f"data.dataset: {name!r}: the labels run from 1 to {top}; the first class is label 0: save y - 1"
+        )
     if names is None:
         classes = tuple(str(i) for i in range(top + 1))
     else:

@@ -11,7 +11,6 @@ import pandas as pd
 
 from harness.analysis import effects, stats
 from harness.base.escaping import code
-from harness.report import plots
 from harness.report.glossary import link
 from harness.report.stats_section import fmt, signed, text
 from harness.report.stats_section import p as p_fmt
@@ -101,6 +100,8 @@ def section(
         ]
     )
     if len(rows):
+        from harness.report import plots  # drawn only when a report is written: `export` never imports seaborn
+
         plots.forest(rows, "effect on test accuracy (points, 95% CI, paired by seed)", folder / FIGURES[0])
         lines += [
             f"![effects]({FIGURES[0]})",
@@ -114,6 +115,8 @@ def section(
     if pairs:
         top = max(pairs, key=lambda e: abs(e.test.diff_mean))
         a, b = top.name.split(" × ")
+        from harness.report import plots
+
         plots.interaction(effects.interaction_means(design, test_acc, a, b), a, b, folder / FIGURES[1])
         lines += [
             f"![interaction]({FIGURES[1]})",

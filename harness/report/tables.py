@@ -34,9 +34,10 @@ class StudyData:
     compared: dict[str, comparisons_mod.Comparison]
 
 
-def read(uri: str, experiment: str) -> StudyData:
+def read(uri: str, experiment: str, tags: dict[str, str] | None = None) -> StudyData:
+    """The experiment's runs read back and analysed (`tags`: its experiment tags, when the caller has them)."""
+    tags = readback.experiment_tags(uri, experiment) if tags is None else tags
     runs = readback.read_runs(uri, experiment)
-    tags = readback.experiment_tags(uri, experiment)
     design, analysis = experiment_tags.design_of(tags), experiment_tags.analysis_of(tags)
     baseline, order, compared = markdown.analyse(runs, design, analysis, tags)
     return StudyData(experiment, runs, design, analysis, baseline, order, compared)
@@ -181,13 +182,18 @@ def runs_table(study: StudyData) -> pd.DataFrame:
     )
 
 
-def table(study: StudyData, name: str) -> pd.DataFrame:
-    """The table `name` of TABLES; `effects` of a design without effects is refused in one line."""
-    if name == "effects" and study.design.kind not in designs.CELLS:
+def check(experiment: str, design: designs.Design, name: str) -> None:
+    """`effects` of a design without effects is refused in one line (before the runs are read)."""
+    if name == "effects" and design.kind not in designs.CELLS:
         raise UsageError(
-            f"table effects: experiment {study.experiment!r} has a {study.design.kind} design; effects come from a factorial "
+            f"table effects: experiment {experiment!r} has a {design.kind} design; effects come from a factorial "
             "or leave-one-out design"
         )
+
+
+def table(study: StudyData, name: str) -> pd.DataFrame:
+    """The table `name` of TABLES; `effects` of a design without effects is refused in one line."""
+    check(study.experiment, study.design, name)
     return {"comparison": comparison, "statistics": statistics, "effects": effects_table, "runs": runs_table}[name](
         study
     )

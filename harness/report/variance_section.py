@@ -11,7 +11,7 @@ from pathlib import Path
 from harness.analysis import variance
 from harness.analysis.variance import TEST_SET, Decomposition
 from harness.base.escaping import code
-from harness.report import comparisons, plots
+from harness.report import comparisons
 from harness.report.glossary import link
 from harness.report.stats_section import fmt, text
 from harness.settings import designs
@@ -119,6 +119,8 @@ def section(found: list[Decomposition], folder: Path, design: Design, confidence
         ]
         name = f"{FIGURE_PREFIX}{i}.png"
         rows = [(c.source, c.variance, c.low, c.high) for c in d.components] + [(TEST_SET, d.floor, d.floor, d.floor)]
+        from harness.report import plots  # drawn only when a report is written
+
         plots.variance_bars(rows, f"{d.variant}: spread of test accuracy by source", folder / name)
         lines += [f"![Sources of variation of {text(d.variant)}]({name})", ""]
     return lines

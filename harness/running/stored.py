@@ -48,10 +48,12 @@ def report(uri: str, name: str, folder: Path) -> Path:
 def table(uri: str, name: str, which: str):
     """The report's table `which` of experiment `name` (a DataFrame); an experiment with no runs is refused in one line."""
     from harness.report import tables
-    from harness.tracking import readback
+    from harness.tracking import experiment_tags, readback
 
     readback.require_store(uri)
-    study = tables.read(uri, name)
+    tags = readback.experiment_tags(uri, name)
+    tables.check(name, experiment_tags.design_of(tags), which)  # before minutes of reading a large store
+    study = tables.read(uri, name, tags)
     if not study.runs:
         raise UsageError(f"--experiment: the store {uri} holds no runs of experiment {name!r}; run it first")
     return tables.table(study, which)

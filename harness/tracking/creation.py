@@ -72,6 +72,10 @@ def _state(path: Path) -> str:
             tables = {row[0] for row in db.execute("select name from sqlite_master where type = 'table'")}
             if not tables:
                 return "half-made"
+            runs = db.execute("select count(*) from runs").fetchone()[0] if "runs" in tables else 0
+            experiments = db.execute("select count(*) from experiments").fetchone()[0] if "experiments" in tables else 0
+            if runs or experiments > 1:
+                return "whole"  # it holds work: never half-made, whatever its schema (and no 3 s reading MLflow's)
             head, revisions, known_tables = _known()
             if not tables <= known_tables:
                 return "whole"  # not only MLflow's tables: someone else's data
@@ -82,11 +86,9 @@ def _state(path: Path) -> str:
             )
             if version is not None and (version[0] == head or version[0] not in revisions):
                 return "whole"  # complete, or written by a newer MLflow
-            runs = db.execute("select count(*) from runs").fetchone()[0] if "runs" in tables else 0
-            experiments = db.execute("select count(*) from experiments").fetchone()[0] if "experiments" in tables else 0
     except sqlite3.DatabaseError:
         return "whole"
-    return "half-made" if runs == 0 and experiments <= 1 else "whole"
+    return "half-made"  # MLflow's tables at an older or no revision, and nothing in them
 
 
 def open_mode(path: Path) -> str:
