@@ -149,6 +149,7 @@ def test_single_seed_says_no_test_is_possible(tmp_path):
     runs = [r for r in fake_runs() if r.seed == 2021]
     md = markdown.write(runs, "fake", tmp_path).read_text()
     assert "**inconclusive**, decided by the sign-flip permutation test (t-test undefined: fewer than 2 pairs)" in md
+    assert "Next: the same command with `--seeds 5` (the runs already finished are kept), or `--seeds auto`" in md
 
 
 def test_mixed_devices_are_warned_about(tmp_path):

@@ -190,6 +190,17 @@ def test_a_rerun_that_changes_a_stored_sequential_setting_exits_2_and_names_it(t
     assert allowed.returncode == 0, allowed.stderr
     report = (work / "reports" / "default" / "report.md").read_text()
     assert "**The design was changed after it started** (`--redesign`): max_seeds 3 → 4." in report
+    # fixed seeds on the same experiment once reused its pairs outside the rule: 5.07% false verdicts became 6.83%
+    fixed_args = ["run", "--variants", "baseline,dropout", "--seeds", "4", "--epochs", "1", "--set", "train.threads=1"]
+    fixed = harness(*fixed_args, cwd=work, data=data)
+    assert fixed.returncode == 2 and fixed.stderr.strip().splitlines()[-1].startswith(
+        "error: seeds: experiment 'default' was started with seeds on demand (3 to 4 seeds, first seed 2021); "
+        "fixed seeds (2021,2022,2023,2024) would reuse its pairs outside the rule"
+    )
+    disclosed = harness(*fixed_args, "--redesign", cwd=work, data=data)
+    assert disclosed.returncode == 0, disclosed.stderr
+    report = (work / "reports" / "default" / "report.md").read_text()
+    assert "its last `run --redesign` analysed it with fixed seeds (2021,2022,2023,2024)" in report
 
 
 # --- 4. two seeds --------------------------------------------------------------------------------

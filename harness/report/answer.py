@@ -60,7 +60,8 @@ def line(v: str, c: Comparison, analysis: stats.Analysis, rule: Decision | None 
     if t.n < stats.MIN_PAIRS:
         return (
             f"{name}: {signed(t.diff_mean)} points over {_seeds(t.n)}: **{t.verdict}**: no test can decide on fewer than "
-            f"{stats.MIN_PAIRS} seeds on which both finished."
+            f"{stats.MIN_PAIRS} seeds on which both finished. Next: the same command with `--seeds {max(stats.MIN_PAIRS, 5)}` "
+            "(the runs already finished are kept), or `--seeds auto` to add seeds until each comparison is decided."
         )
     notes = []
     if t.verdict in ("better", "worse"):

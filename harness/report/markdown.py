@@ -168,7 +168,9 @@ def write(
         f"on the weights of the epoch chosen by {_selection(runs, order)}.",
         "",
     ]
-    lines += _warnings(runs, splits_vary=sources is not None)  # a variance design varies the split on purpose
+    lines += _warnings(
+        runs, splits_vary=sources is not None, tags=tags
+    )  # a variance design varies the split on purpose
     lines += setup_section.section(runs, order, baseline)
     lines += variance_section.section(sources, folder, design, 1 - analysis.alpha) if sources is not None else []
     lines += evidence.section(comparisons, baseline, counts, curves, analysis, rules, folder)
@@ -253,7 +255,7 @@ def chance_lines(runs: list[SeedRun]) -> list[str]:
     ]
 
 
-def _warnings(runs: list[SeedRun], splits_vary: bool = False) -> list[str]:
+def _warnings(runs: list[SeedRun], splits_vary: bool = False, tags: dict[str, str] | None = None) -> list[str]:
     out = []
     for key in ENV_KEYS:
         values = sorted({r.tags.get(names.ENV_PREFIX + key, "?") for r in runs})
@@ -276,6 +278,13 @@ def _warnings(runs: list[SeedRun], splits_vary: bool = False) -> list[str]:
             out.append(f"> **Warning:** the variants were trained with different {key} ({_text(', '.join(values))}).")
     for line in chance_lines(runs):
         out.append(f"> **Warning:** {line}")
+    fixed = experiment_tags.fixed_after(tags or {})
+    if fixed:
+        out.append(
+            f"> **Warning:** this experiment was started with seeds on demand ({experiment_tags.started_sequential(tags or {})}); "
+            f"its last `run --redesign` analysed it with fixed seeds ({_text(fixed)}). Those pairs include the ones the rule "
+            "chose when to stop on, so these fixed-seed verdicts do not keep the stated α."
+        )
     data = sorted({r.tags.get(names.DATASET_TAG, "?") for r in runs})
     if len(data) > 1:
         out.append(f"> **Warning:** the runs compared here trained on different data ({_text(', '.join(data))}).")

@@ -96,7 +96,10 @@ def run(
     if user_data.is_user_dataset(cfg.data.dataset):  # say what it is (and, for a folder, where its test set comes from)
         console.line(f"data: {ready.data.source.dataset.source}")
     runner = runner_mod.Runner(cfg, ready.data, ready.uri, ready.device, console, ex.rerun, command)
-    frozen = preflight.freeze_design(ready.uri, cfg, ex.redesign) if cfg.sequential else {}
+    if cfg.sequential:
+        frozen = preflight.freeze_design(ready.uri, cfg, ex.redesign)
+    else:
+        frozen = preflight.keep_sequential(ready.uri, cfg, ex.redesign)
     outcomes = _train(runner, ex, slurm, console, ready.data.source.identity)
     if outcomes is None:  # detached: a last Slurm job writes the report; what it reads is the experiment's tags
         from harness.tracking import store

@@ -129,6 +129,29 @@ def check_runtime(settings: engine.TrainSettings, runtime: engine.Runtime, devic
         raise UsageError(f"train.precision: bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp32")
 
 
+def keep_sequential(uri: str, cfg, redesign: bool) -> dict[str, str]:
+    """Fixed seeds on an experiment started with seeds on demand: refused in one line (its pairs
+    would be reused outside the rule that chose when to stop, with more false verdicts than its α)
+    unless `redesign`, which the report then discloses. Returns the tags that record it."""
+    from harness.tracking import experiment_tags, readback
+
+    try:
+        tags = readback.experiment_tags(uri, cfg.name)
+    except UsageError:  # a new experiment
+        return {}
+    started = experiment_tags.started_sequential(tags)
+    if not started:
+        return {}
+    seeds = ",".join(map(str, cfg.seeds))
+    if not redesign:
+        raise UsageError(
+            f"seeds: experiment {cfg.name!r} was started with seeds on demand ({started}); fixed seeds ({seeds}) would reuse "
+            "its pairs outside the rule that decided when to stop. Continue with --seeds auto, use a new --name, or "
+            "--redesign to analyse it with fixed seeds (the report says so)"
+        )
+    return experiment_tags.fixed_after_sequential(tags, seeds)
+
+
 def freeze_design(uri: str, cfg, redesign: bool) -> dict[str, str]:
     """Seeds on demand: record the design before round 1, or refuse a command that changes its
     min/max seeds, first seed, margin, α, deciding test, baseline or variants (exit 2, naming the setting and its

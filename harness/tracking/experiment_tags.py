@@ -178,6 +178,34 @@ def _recorded_before(tags: dict[str, str]) -> dict:
     return out
 
 
+def started_sequential(tags: dict[str, str]) -> str:
+    """How the experiment's seeds-on-demand design started ("3 to 12 seeds, first seed 2021"), or ''
+    when it never ran with seeds on demand."""
+    try:
+        before = json.loads(tags[SEQUENTIAL_FROZEN_TAG]) if tags.get(SEQUENTIAL_FROZEN_TAG) else _recorded_before(tags)
+    except (ValueError, TypeError, KeyError):
+        return ""
+    if not before:
+        return ""
+    return f"{before.get('min_seeds')} to {before.get('max_seeds')} seeds, first seed {before.get('first seed')}"
+
+
+def fixed_after_sequential(tags: dict[str, str], seeds: str) -> dict[str, str]:
+    """The change log entry of a fixed-seed `run --redesign` of a seeds-on-demand experiment."""
+    log = redesigns(tags) + [{"setting": "seeds", "from": "auto", "to": seeds}]
+    frozen = tags.get(SEQUENTIAL_FROZEN_TAG) or json.dumps(_recorded_before(tags))  # carried: the report reads it
+    return {SEQUENTIAL_FROZEN_TAG: frozen, SEQUENTIAL_CHANGES_TAG: json.dumps(log)}
+
+
+def fixed_after(tags: dict[str, str]) -> str:
+    """The fixed seeds a `run --redesign` analysed a seeds-on-demand experiment with, when its last
+    `run` used fixed seeds ('' otherwise): what the report must disclose."""
+    if tags.get(SEQUENTIAL_TAG) or not started_sequential(tags):
+        return ""
+    fixed = [c for c in redesigns(tags) if c.get("setting") == "seeds"]
+    return str(fixed[-1].get("to", "")) if fixed else "fixed seeds"
+
+
 def freeze(tags: dict[str, str], cfg, changes: list[tuple[str, object, object]]) -> dict[str, str]:
     """The tags that record the design when round 1 starts, and every change made with --redesign
     (the earlier ones carried over, so the report at the end of `run` says what `report` would)."""
