@@ -237,3 +237,25 @@ def test_the_api_leaves_its_callers_process_as_it_found_it(tmp_path, monkeypatch
     assert after == before
     assert (random.random(), np.random.random(), torch.rand(1).item()) == expected
     assert harness.load("default").table().variant.tolist() == ["baseline"] and logging.root.level == logging.INFO
+
+
+def test_a_long_study_says_its_size_and_about_how_long_before_it_starts(tmp_path, monkeypatch):
+    """The headline `--seeds 5` trains 100 epochs per run, hours on a CPU, with no word before it started."""
+    from harness.running import experiment, preflight
+    from tests.conftest import write_npz
+
+    monkeypatch.chdir(tmp_path)
+    write_npz(tmp_path / "data")
+    cfg, _ = experiment.configure(
+        None, ["train.batch_size=64"], [], [], False, variants=("baseline", "dropout"), **{"data.dir": "data"}
+    )
+    ready = preflight.prepare(cfg)
+    monkeypatch.setattr(experiment, "LONG_SECONDS", 1e9)
+    assert experiment._estimate(cfg, ready) == ""  # a short study says nothing more
+    monkeypatch.setattr(experiment, "LONG_SECONDS", 0.0)
+    line = experiment._estimate(cfg, ready)
+    assert re.fullmatch(
+        r"size: 2 runs × 100 epochs; about \S+ of training on cpu \(\d+ ms a step of baseline; fused groups and "
+        r"finished runs take less\)\. --epochs or fewer --seeds to shorten; Ctrl-C keeps what finished",
+        line,
+    ), line

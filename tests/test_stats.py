@@ -222,3 +222,10 @@ def test_skewness_is_scipys_adjusted_g1():
     for _ in range(2000):
         d = rng.lognormal(size=int(rng.integers(5, 41))) * rng.choice([1e-3, 1.0, 100.0])
         assert stats.skewness(d) == pytest.approx(float(sps.skew(d, bias=False)), rel=1e-12, abs=1e-12)
+
+
+def test_count_differences_of_an_empty_test_set_is_one_line_not_a_zero_division():
+    with pytest.raises(
+        ValueError, match=r"^seed 1: a test set of 0 images gives no accuracy; expected at least one image$"
+    ):
+        stats.count_differences({1: (0, 0)}, {1: (0, 0)})

@@ -107,6 +107,8 @@ def count_differences(baseline: dict[int, tuple[int, int]], variant: dict[int, t
         (kb, nb), (kv, nv) = baseline[s], variant[s]
         if nb != nv:
             raise ValueError(f"seed {s}: the test sets differ in size ({nb} and {nv} images)")
+        if nv <= 0:
+            raise ValueError(f"seed {s}: a test set of {nv} images gives no accuracy; expected at least one image")
         out[s] = 100.0 * (kv - kb) / nv
     return out
 

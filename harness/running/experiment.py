@@ -95,6 +95,9 @@ def run(
     console.line(_headline(cfg, ready))
     if user_data.is_user_dataset(cfg.data.dataset):  # say what it is (and, for a folder, where its test set comes from)
         console.line(f"data: {ready.data.source.dataset.source}")
+    estimate = _estimate(cfg, ready)
+    if estimate:
+        console.line(estimate)
     runner = runner_mod.Runner(cfg, ready.data, ready.uri, ready.device, console, ex.rerun, command)
     if cfg.sequential:
         frozen = preflight.freeze_design(ready.uri, cfg, ex.redesign)
@@ -109,6 +112,37 @@ def run(
     console.line("")
     console.line(summary(outcomes))
     return finish(cfg, ready.uri, outcomes, frozen, console, runner)
+
+
+LONG_SECONDS = 300.0  # a study estimated longer than this says so before it starts
+
+
+def _estimate(cfg: ExperimentConfig, ready: preflight.Prepared) -> str:
+    """One line before a long study: its size and about how long it trains, from three timed steps
+    of the baseline's network on this device ('' for a short one, or under torch.compile)."""
+    from harness.running.assembly import assemble
+    from harness.running.console import duration
+    from harness.settings import config
+    from harness.training import engine
+
+    if cfg.runtime.compile != "off":
+        return ""
+    seeds = cfg.sequential.max_seeds if cfg.sequential else len(cfg.seeds)
+    runs, epochs, t = len(cfg.variants) * seeds, cfg.train.epochs, ready.data.tensors
+    spec = config.resolve(cfg, cfg.baseline if cfg.baseline in cfg.variants else cfg.variants[0], cfg.seeds[0])
+    build, _ = assemble(spec, ready.data.source.dataset)
+    step = engine.time_step(build, t.x_train, t.y_train, spec.train, cfg.runtime)
+    steps = (
+        -(-len(t.y_train) // spec.train.batch_size) + len(t.y_val) / spec.train.batch_size / 3
+    )  # evaluation: forward only
+    seconds = runs * epochs * steps * step
+    if seconds < LONG_SECONDS:
+        return ""
+    return (
+        f"size: {runs} runs × {epochs} epochs; about {duration(seconds)} of training on {ready.device} "
+        f"({1000 * step:.0f} ms a step of {cfg.baseline}; fused groups and finished runs take less). "
+        "--epochs or fewer --seeds to shorten; Ctrl-C keeps what finished"
+    )
 
 
 def _headline(cfg: ExperimentConfig, ready: preflight.Prepared) -> str:

@@ -142,6 +142,35 @@ def materialize(model: nn.Module, example: torch.Tensor) -> nn.Module:
     return model.train(was_training)
 
 
+def time_step(
+    build: Callable[[], nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    settings: TrainSettings,
+    runtime: Runtime = Runtime(),
+) -> float:
+    """Seconds one training step of `build`'s network takes on `x`'s device (the median of three
+    after a warm-up step), for the estimate a long study prints before it starts; the network is
+    thrown away (each run seeds and builds its own)."""
+    device = x.device
+    fmt = memory_format(runtime, device)
+    model = materialize(build(), x[:1]).to(device, memory_format=fmt)
+    optimizer = adam(model.parameters(), settings)
+    batch = to_float(x[: settings.batch_size]).contiguous(memory_format=fmt)
+    target = y[: settings.batch_size]
+    times = []
+    for _ in range(4):
+        start = time.perf_counter()
+        with autocast(device, settings.precision):
+            loss = nn.functional.cross_entropy(model(batch).float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        float(loss.detach())  # waits for the device
+        times.append(time.perf_counter() - start)
+    return sorted(times[1:])[1]
+
+
 def to_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 -> float32 in [0, 1], the same values as torchvision's ToTensor()."""
     return x.float().div_(255)
