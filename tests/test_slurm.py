@@ -126,11 +126,11 @@ def _start(tmp_path, slurm, epochs: int = 60) -> tuple[subprocess.Popen, str]:
     return proc, job
 
 
-def _requeue_and_resume(tmp_path, slurm, requeue: list[str]) -> tuple[str, str]:
+def _requeue_and_resume(tmp_path, slurm, requeue: list[str], epochs: int = 60) -> tuple[str, str]:
     """Start a long pair, requeue its task with the `requeue` command (its job id appended), let
     Slurm start it again at once, and check that it resumed: one FINISHED run per key, every epoch
     logged once. Returns the driver's output and the task's log."""
-    proc, job = _start(tmp_path, slurm)
+    proc, job = _start(tmp_path, slurm, epochs)
     subprocess.run([*requeue, job], env=slurm, check=True)
     wait_for(lambda: "PENDING" in _queue(slurm), "the task back in the queue", seconds=60, every=0.2)
     # Slurm holds a requeued job for two minutes (its BeginTime); release it so the test need not wait.
@@ -144,7 +144,7 @@ def _requeue_and_resume(tmp_path, slurm, requeue: list[str]) -> tuple[str, str]:
         runs[0].info.run_id, "val_acc"
     )
     # every epoch logged once: the second attempt resumed, not restarted
-    assert sorted(m.step for m in history) == list(range(1, 61))
+    assert sorted(m.step for m in history) == list(range(1, epochs + 1))
     log = next((tmp_path / "checkpoints" / "default" / "slurm").rglob("*_log.out")).read_text()
     assert "resume baseline seed 2021 after epoch" in log, log[-3000:]
     return out, log
@@ -160,8 +160,10 @@ def test_a_preempted_task_requeues_itself_and_resumes_from_its_checkpoint(slurm,
 
 def test_a_task_requeued_without_warning_resumes_from_its_last_checkpoint(slurm, tmp_path):
     """A preemption on a cluster that sends no USR2 (or a node failure with requeue): Slurm kills the
-    task (SIGTERM, SIGKILL after KillWait) and requeues it; the new attempt resumes the same run."""
-    _requeue_and_resume(tmp_path, slurm, ["scontrol", "requeue"])
+    task (SIGTERM, SIGKILL after KillWait) and requeues it; the new attempt resumes the same run.
+    submitit's task ignores the SIGTERM, so the pair must train longer than KillWait (5 s) after it:
+    60 tiny epochs once finished inside it, and the requeued task found the run finished."""
+    _requeue_and_resume(tmp_path, slurm, ["scontrol", "requeue"], epochs=300)
 
 
 def test_a_cancelled_task_fails_named_with_its_log_and_leaves_nothing_running(slurm, tmp_path):
