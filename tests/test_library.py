@@ -215,25 +215,22 @@ def test_the_api_leaves_its_callers_process_as_it_found_it(tmp_path, monkeypatch
     mine = logging.getLogger("the_callers_own")
     logging.root.setLevel(logging.INFO)
     random.seed(5), np.random.seed(5), torch.manual_seed(5)
-    before = {
-        "root": logging.root.level,
-        "mine": (mine.level, mine.disabled),
-        "env": dict(os.environ),
-        "filters": list(warnings.filters),
-        "cudnn": (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark),
-        "threads": torch.get_num_threads(),
-    }
+
+    def state() -> dict:
+        return {
+            "root": logging.root.level,
+            "mine": (mine.level, mine.disabled),
+            "env": dict(os.environ),
+            "filters": list(warnings.filters),
+            "cudnn": (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark),
+            "threads": torch.get_num_threads(),
+        }
+
+    before = state()
     expected = (random.random(), np.random.random(), torch.rand(1).item())
     random.seed(5), np.random.seed(5), torch.manual_seed(5)
     harness.run(variants=["baseline"], seeds=[3], epochs=1, data_dir="data", batch_size=64, threads=1, device="cpu")
-    after = {
-        "root": logging.root.level,
-        "mine": (mine.level, mine.disabled),
-        "env": dict(os.environ),
-        "filters": list(warnings.filters),
-        "cudnn": (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark),
-        "threads": torch.get_num_threads(),
-    }
+    after = state()
     assert after == before
     assert (random.random(), np.random.random(), torch.rand(1).item()) == expected
     assert harness.load("default").table().variant.tolist() == ["baseline"] and logging.root.level == logging.INFO

@@ -262,7 +262,9 @@ def test_fewer_than_three_pairs_read_the_same_in_the_line_and_the_table(tmp_path
     line = next(x for x in md.splitlines() if x.startswith("- **v**:"))
     assert (
         line
-        == "- **v**: +0.65 points over 2 seeds: **inconclusive**: no test can decide on fewer than 3 seeds on which both finished."
+        == "- **v**: +0.65 points over 2 seeds: **inconclusive**: no test can decide on fewer than 3 seeds on which both finished. "
+        "Next: the same command with `--seeds 5` (the runs already finished are kept), or `--seeds auto` to add seeds "
+        "until each comparison is decided."
     )
     assert (
         report_tables.row(md, "Answer", "v")["verdict"]

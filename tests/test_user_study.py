@@ -154,9 +154,9 @@ def test_an_npz_dataset_takes_its_class_names_and_shape_from_the_file(tmp_path):
 @pytest.mark.parametrize(
     "arrays, message",
     [
-        (
-            {"x_train": np.zeros((60, 16, 16), np.uint8)},
-            r"x_train has shape \(60, 16, 16\); expected uint8 images N×H×W×C with C = 1 or 3",
+        (  # N×H×W grey images are taken (their channel axis added); N×H is not an image
+            {"x_train": np.zeros((60, 16), np.uint8)},
+            r"x_train has shape \(60, 16\); expected uint8 images N×H×W×C with C = 1 or 3 \(or N×H×W grey\)",
         ),
         ({"class_names": np.array(["a", "b"])}, r"class_names names 2 classes but the labels reach 2"),
         ({"class_names": np.array(["a", "a", "b"])}, r"class_names holds a name twice"),
