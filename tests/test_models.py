@@ -254,3 +254,7 @@ def test_the_store_commands_default_to_the_experiment_run_defaults_to(store):
     exported = harness("export", "--format", "csv", cwd=work)
     named = harness("export", "--format", "csv", "--experiment", "default", cwd=work)
     assert exported.returncode == 0 and exported.stdout == named.stdout and "dropout" in exported.stdout
+    compact = harness("export", "--format", "csv", "--table", "compact", cwd=work)
+    assert (
+        compact.returncode == 0 and compact.stdout.splitlines()[0] == "variant,diff_vs_baseline,ci_low,ci_high,verdict"
+    )

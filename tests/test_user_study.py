@@ -230,6 +230,13 @@ def test_the_latex_table_escapes_names_and_matches_its_golden_file():
         r"label\_smoothing+dropout & 5 & $63.30 \pm 0.50$ & $+1.20$ & [$+0.41$, $+1.98$] & $<0.001$ & better \\" in text
     )
     assert r"cut\_50\% & 1 & $60.00$ & $-2.10$ & -- & -- & inconclusive \\" in text
+    assert "\\caption{Test accuracy over seeds" in text  # the store's name only when asked (a paper names its study)
+    assert "\\caption{my\\_study: test accuracy" in export.render(COMPARISON, "latex", "comparison", "my_study", True)
+    compact = export.render(
+        COMPARISON[["variant", "diff_vs_baseline", "ci_low", "ci_high", "verdict"]], "latex", "compact", "s"
+    )
+    assert r"label\_smoothing+dropout & $+1.20$ [$+0.41$, $+1.98$] & better \\" in compact
+    assert r"baseline & -- & baseline \\" in compact and "{lrl}" in compact
 
 
 def test_the_latex_table_compiles_with_a_real_tex_engine(tmp_path):
@@ -263,6 +270,11 @@ def test_the_latex_table_compiles_with_a_real_tex_engine(tmp_path):
     )
     tables = [export.render(COMPARISON, "latex", "comparison", "my_study")]
     tables.append(export.render(statistics, "latex", "statistics", "my_study"))
+    tables.append(
+        export.render(
+            COMPARISON[["variant", "diff_vs_baseline", "ci_low", "ci_high", "verdict"]], "latex", "compact", "s"
+        )
+    )
     (tmp_path / "tables.tex").write_text("\n".join(tables))
     (tmp_path / "doc.tex").write_text(  # a plain article: its \linewidth is what a table must fit
         "\\documentclass{article}\n\\usepackage{booktabs,graphicx}\n\\begin{document}\n\\input{tables.tex}\n\\end{document}\n"

@@ -334,7 +334,12 @@ class Study:
 
     @isolation.isolated(trains=False)
     def export(
-        self, format: str = "csv", table: str = "comparison", out: str | os.PathLike | None = None, force: bool = False
+        self,
+        format: str = "csv",
+        table: str = "comparison",
+        out: str | os.PathLike | None = None,
+        force: bool = False,
+        name_in_caption: bool = False,
     ) -> str:
         """The table as CSV, JSON or LaTeX (as `python -m harness export`); written to `out` when given
         (an existing file only with `force=True`, never the store)."""
@@ -346,7 +351,7 @@ class Study:
         target = None
         if out is not None:
             target = files.check_target(_paths("out", out)[0], "out", force, stored.store_file(self.tracking_uri))
-        text = export.render(self._table(table), format, table, self.experiment)
+        text = export.render(self._table(table), format, table, self.experiment, name_in_caption)
         if target is not None:
             export.write(text, target, "out")
         return Exported(text)

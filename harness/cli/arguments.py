@@ -172,8 +172,11 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     export.add_argument(
         "--table",
         default="comparison",
-        help="comparison (default: one row per variant), statistics (every paired test), effects (a factorial or "
-        "leave-one-out design's) or runs (one row per run, with MLflow run ids)",
+        help="comparison (default: one row per variant), compact (variant, Δ [CI], verdict: for a paper), statistics "
+        "(every paired test), effects (a factorial or leave-one-out design's) or runs (one row per run, with MLflow run ids)",
+    )
+    export.add_argument(
+        "--name-in-caption", action="store_true", help="LaTeX: start the caption with the experiment's name"
     )
     export.add_argument("--out", help="the file to write (default: standard output); an existing one only with --force")
     export.add_argument("--force", action="store_true", help="replace --out if it exists (never the store itself)")

@@ -16,7 +16,8 @@ from harness.base.errors import UsageError, one_of
 from harness.base.files import atomic_write
 
 Format = Literal["csv", "json", "latex"]
-Table = Literal["comparison", "statistics", "effects", "runs"]  # the report's tables (harness/report/tables.py)
+# the report's tables (harness/report/tables.py); compact: the comparison as a paper prints it (Δ [CI], verdict)
+Table = Literal["comparison", "compact", "statistics", "effects", "runs"]
 TABLES = get_args(Table)
 
 
@@ -26,13 +27,15 @@ def check(fmt: str, table: str, where: tuple[str, str] = ("--format", "--table")
     one_of(where[1], table, Table)
 
 
-def render(df: pd.DataFrame, fmt: str, table: str, experiment: str) -> str:
+def render(df: pd.DataFrame, fmt: str, table: str, experiment: str, name_in_caption: bool = False) -> str:
+    """The table as text; a LaTeX caption names the experiment only when `name_in_caption` (the
+    store's name is rarely what a paper calls the study)."""
     if fmt == "csv":
         return df.to_csv(index=False, lineterminator="\n")
     if fmt == "json":
         records = [{k: _plain(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
         return json.dumps(records, indent=2, ensure_ascii=False) + "\n"
-    return latex(df, table, experiment)
+    return latex(df, table, experiment, name_in_caption)
 
 
 def write(text: str, out: Path, where: str = "--out") -> Path:
@@ -70,9 +73,23 @@ def _interval(low, high) -> str:
     return "--" if _missing(low) or _missing(high) else f"[${low:+.2f}$, ${high:+.2f}$]"
 
 
-def latex(df: pd.DataFrame, table: str, experiment: str) -> str:
-    """A complete `table` float: caption, label, booktabs rules (needs \\usepackage{booktabs})."""
-    if table == "comparison":
+def latex(df: pd.DataFrame, table: str, experiment: str, name_in_caption: bool = False) -> str:
+    """A complete `table` float: caption, label, booktabs rules (needs \\usepackage{booktabs,graphicx})."""
+    if table == "compact":
+        head = ["Variant", r"$\Delta$ test accuracy (points) [95\% CI]", "Verdict"]
+        align = "lrl"
+        rows = [
+            [
+                escaping.latex(r.variant),
+                "--"
+                if _missing(r.diff_vs_baseline)
+                else f"{_f(r.diff_vs_baseline, signed=True)} {_interval(r.ci_low, r.ci_high)}",
+                escaping.latex(r.verdict),
+            ]
+            for r in df.itertuples()
+        ]
+        caption = f"{experiment}: each variant's paired difference in test accuracy from the baseline, with its verdict"
+    elif table == "comparison":
         head = [
             "Variant",
             "Seeds",
@@ -160,7 +177,7 @@ def latex(df: pd.DataFrame, table: str, experiment: str) -> str:
         r"% harness export; needs \usepackage{booktabs,graphicx}",
         r"\begin{table}[t]",
         r"\centering",
-        f"\\caption{{{_caption(caption)}}}",
+        f"\\caption{{{_caption(caption, name_in_caption)}}}",
         f"\\label{{tab:{_label(experiment)}-{table}}}",
         r"% shrunk to the line's width when it is wider (a plain article's \linewidth), else as it is",
         r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
@@ -174,10 +191,10 @@ def latex(df: pd.DataFrame, table: str, experiment: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _caption(text: str) -> str:
-    """The caption with the experiment's name escaped (the rest is written as LaTeX already)."""
+def _caption(text: str, name_in_caption: bool) -> str:
+    """The caption, with the experiment's name (escaped) only when asked; the rest is LaTeX already."""
     name, _, rest = text.partition(": ")
-    return f"{escaping.latex(name)}: {rest}"
+    return f"{escaping.latex(name)}: {rest}" if name_in_caption else rest[:1].upper() + rest[1:] + "."
 
 
 def _label(name: str) -> str:

@@ -162,6 +162,11 @@ def effects_table(study: StudyData) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["effect", "kind", "pairs", "estimate", "ci_low", "ci_high", "p_holm", "verdict"])
 
 
+def compact(study: StudyData) -> pd.DataFrame:
+    """The comparison as a paper prints it: each variant's Δ from the baseline, its interval and verdict."""
+    return comparison(study)[["variant", "diff_vs_baseline", "ci_low", "ci_high", "verdict"]]
+
+
 def runs_table(study: StudyData) -> pd.DataFrame:
     """One row per (variant, seed) run: its status, its MLflow run ids and its accuracies."""
     rows = [
@@ -194,6 +199,5 @@ def check(experiment: str, design: designs.Design, name: str) -> None:
 def table(study: StudyData, name: str) -> pd.DataFrame:
     """The table `name` of TABLES; `effects` of a design without effects is refused in one line."""
     check(study.experiment, study.design, name)
-    return {"comparison": comparison, "statistics": statistics, "effects": effects_table, "runs": runs_table}[name](
-        study
-    )
+    tables = {"comparison": comparison, "compact": compact, "statistics": statistics, "effects": effects_table}
+    return {**tables, "runs": runs_table}[name](study)
