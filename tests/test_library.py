@@ -249,7 +249,7 @@ def test_a_long_study_says_its_size_and_about_how_long_before_it_starts(tmp_path
     ready = preflight.prepare(cfg)
     monkeypatch.setattr(experiment, "LONG_SECONDS", 1e9)
     assert experiment._estimate(cfg, ready) == ""  # a short study says nothing more
-    monkeypatch.setattr(experiment, "LONG_SECONDS", 0.0)
+    monkeypatch.setattr(experiment, "LONG_SECONDS", 1e-9)
     line = experiment._estimate(cfg, ready)
     assert re.fullmatch(
         r"size: 2 runs × 100 epochs; about \S+ of training on cpu \(\d+ ms a step of baseline; fused groups and "

@@ -115,6 +115,7 @@ def run(
 
 
 LONG_SECONDS = 300.0  # a study estimated longer than this says so before it starts
+SLOWEST_STEP = 1.0  # seconds: a study with fewer steps than LONG_SECONDS / this is short without timing it
 
 
 def _estimate(cfg: ExperimentConfig, ready: preflight.Prepared) -> str:
@@ -130,11 +131,12 @@ def _estimate(cfg: ExperimentConfig, ready: preflight.Prepared) -> str:
     seeds = cfg.sequential.max_seeds if cfg.sequential else len(cfg.seeds)
     runs, epochs, t = len(cfg.variants) * seeds, cfg.train.epochs, ready.data.tensors
     spec = config.resolve(cfg, cfg.baseline if cfg.baseline in cfg.variants else cfg.variants[0], cfg.seeds[0])
+    # a step per training batch, and evaluation (forward only) at about a third of a step per batch
+    steps = -(-len(t.y_train) // spec.train.batch_size) + len(t.y_val) / spec.train.batch_size / 3
+    if runs * epochs * steps * SLOWEST_STEP < LONG_SECONDS:
+        return ""  # short even at a second a step: not worth timing
     build, _ = assemble(spec, ready.data.source.dataset)
     step = engine.time_step(build, t.x_train, t.y_train, spec.train, cfg.runtime)
-    steps = (
-        -(-len(t.y_train) // spec.train.batch_size) + len(t.y_val) / spec.train.batch_size / 3
-    )  # evaluation: forward only
     seconds = runs * epochs * steps * step
     if seconds < LONG_SECONDS:
         return ""
