@@ -229,11 +229,22 @@ def test_the_api_leaves_its_callers_process_as_it_found_it(tmp_path, monkeypatch
     before = state()
     expected = (random.random(), np.random.random(), torch.rand(1).item())
     random.seed(5), np.random.seed(5), torch.manual_seed(5)
-    harness.run(variants=["baseline"], seeds=[3], epochs=1, data_dir="data", batch_size=64, threads=1, device="cpu")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"  # absolute: MLflow caches stores by address, per process
+    harness.run(
+        variants=["baseline"],
+        seeds=[3],
+        epochs=1,
+        data_dir="data",
+        batch_size=64,
+        threads=1,
+        device="cpu",
+        tracking_uri=store,
+    )
     after = state()
     assert after == before
     assert (random.random(), np.random.random(), torch.rand(1).item()) == expected
-    assert harness.load("default").table().variant.tolist() == ["baseline"] and logging.root.level == logging.INFO
+    assert harness.load("default", tracking_uri=store).table().variant.tolist() == ["baseline"]
+    assert logging.root.level == logging.INFO
 
 
 def test_a_long_study_says_its_size_and_about_how_long_before_it_starts(tmp_path, monkeypatch):

@@ -152,6 +152,9 @@ def test_a_variant_failing_on_one_seed_goes_on_with_the_pairs_it_has(tmp_path, m
             "seeds='auto'",
             "max_seeds=4",
             "variants=['baseline', 'batchnorm']",
+            # absolute: MLflow caches a store by its address, and another in-process test of this worker may
+            # have used the relative sqlite:///mlflow.db in its own folder
+            f"tracking_uri='sqlite:///{tmp_path / 'mlflow.db'}'",
         ],
     )
     uri, device = preflight.check(cfg)
