@@ -62,7 +62,9 @@ def launch_ui(uri: str, host: str, port: int) -> int:
     server = subprocess.Popen(cmd, start_new_session=True, env=env)
     try:
         if _answers(server, host, port):  # the address once it answers, not a minute before
-            print(f"MLflow UI for {uri} at http://{host}:{port}  (Ctrl-C to stop)", flush=True)
+            # MLflow 3's UI opens on its GenAI views unless asked for the model-training ones (it then keeps that)
+            address = f"http://{host}:{port}/#/experiments?workflowType=machine_learning"
+            print(f"MLflow UI for {uri} at {address}  (Ctrl-C to stop)", flush=True)
         return server.wait()
     except KeyboardInterrupt:
         return _stop(server, 130)
