@@ -106,12 +106,17 @@ def _restore_loggers(saved: dict) -> None:
         lg.handlers[:] = handlers
 
 
+def ipython_shell():
+    """The IPython shell this process runs in (a Jupyter kernel's or a terminal's), else None."""
+    ipython = sys.modules.get("IPython")  # never imported here: a kernel has it already
+    return ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+
+
 def _usage_errors_in_one_line() -> None:
     """In a Jupyter kernel, a UsageError (bad input, said in one line by the command line too) is
     shown as that one line, not as seven frames of the harness's internals. Set once per kernel;
     other exceptions keep IPython's traceback."""
-    ipython = sys.modules.get("IPython")  # never imported here: a kernel has it already
-    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    shell = ipython_shell()
     if shell is None or getattr(shell, "_harness_one_line", False):
         return
     from harness.base.errors import UsageError

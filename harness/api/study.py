@@ -212,9 +212,7 @@ class RunsFailed(RuntimeError):
 
 def _in_notebook() -> bool:
     """Whether this process is a Jupyter kernel (IPython's ZMQ shell), where tqdm.auto draws a widget."""
-    ipython = sys.modules.get("IPython")  # never imported here: a kernel has it already
-    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
-    return type(shell).__name__ == "ZMQInteractiveShell"
+    return type(isolation.ipython_shell()).__name__ == "ZMQInteractiveShell"
 
 
 @isolation.isolated(trains=True)

@@ -3,7 +3,7 @@
 error messages, MLflow tags and params, the logged `config.toml` and the report all show
 `postgresql://user:***@host/db`. The unmasked address is used only to connect. Better still, keep
 passwords out of addresses: PostgreSQL reads `PGPASSWORD` or `~/.pgpass`, an MLflow server
-`MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD` (docs/tracking.md)."""
+`MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD` (docs/scaling-out.md)."""
 
 from __future__ import annotations
 

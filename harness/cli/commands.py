@@ -222,11 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         if args.debug:
             raise
-        print(f"error: {credentials.mask(str(e))}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)  # masked: a UsageError masks any password itself
         return EXIT_USAGE
     except StoreError as e:
         print(
-            f"error: tracking_uri: {credentials.mask(str(e))}; what the store already holds is unchanged",
+            f"error: tracking_uri: {e}; what the store already holds is unchanged",  # a StoreError masks itself
             file=sys.stderr,
         )
         return EXIT_FAILED_RUNS

@@ -157,10 +157,11 @@ def sources_of_variation(runs: list[SeedRun]) -> str:
 CHANCE_Z = 2.576  # two-sided 99% normal band of a binomial count around chance
 
 
-def at_chance(runs: list[SeedRun]) -> dict[str, float]:
+def at_chance(runs: list[SeedRun]) -> dict[str, tuple[float, int]]:
     """The variants whose finished runs, pooled, score indistinguishably from guessing: their test
     accuracy (%) lies within CHANCE_Z binomial standard errors of 1/classes (the classes read from
-    the confusion matrices). Such runs learned nothing, whatever their comparison says."""
+    the confusion matrices): {variant: (accuracy, classes)}. Such runs learned nothing, whatever their
+    comparison says."""
     out = {}
     for variant, seeds in counts(runs).items():
         classes = next((len(r.classes) for r in runs if r.variant == variant and r.classes), 0)
@@ -170,5 +171,5 @@ def at_chance(runs: list[SeedRun]) -> dict[str, float]:
             continue
         chance = 1 / classes
         if abs(correct / total - chance) <= CHANCE_Z * math.sqrt(chance * (1 - chance) / total):
-            out[variant] = 100 * correct / total
+            out[variant] = (100 * correct / total, classes)
     return out

@@ -244,14 +244,11 @@ def _selection(runs: list[SeedRun], order: list[str]) -> str:
 
 def chance_lines(runs: list[SeedRun]) -> list[str]:
     """One line per variant whose runs score at chance (comparisons.at_chance), for the report and the console."""
-    classes = {
-        v: next((len(r.classes) for r in runs if r.variant == v and r.classes), 0) for v in {r.variant for r in runs}
-    }
     return [
-        f"{code(v)} scores {acc:.2f}% on the test set, indistinguishable from guessing among {classes[v]} classes "
-        f"({100 / classes[v]:.2f}%): its runs learned nothing, so its comparison says nothing about what it changes "
+        f"{code(v)} scores {acc:.2f}% on the test set, indistinguishable from guessing among {classes} classes "
+        f"({100 / classes:.2f}%): its runs learned nothing, so its comparison says nothing about what it changes "
         "(check the learning rate, the data and the epochs)"
-        for v, acc in sorted(comparisons_mod.at_chance([r for r in runs if r.status == "FINISHED"]).items())
+        for v, (acc, classes) in sorted(comparisons_mod.at_chance([r for r in runs if r.status == "FINISHED"]).items())
     ]
 
 

@@ -89,9 +89,17 @@ def _own_modules(before: set[str]) -> tuple[tuple[str, str], ...]:
     out = []
     for name in sorted(set(sys.modules) - before):
         file = getattr(sys.modules.get(name), "__file__", None)
-        if file and file.endswith(".py") and not str(Path(file).resolve()).startswith(_INSTALLED):
+        if file and file.endswith(".py") and is_users_file(file):
             out.append((name, str(Path(file).resolve())))
     return tuple(out)
+
+
+def is_users_file(file: str) -> bool:
+    """Whether `file` is the user's own code: not the standard library, an installed package or the harness."""
+    try:
+        return not str(Path(file).resolve()).startswith(_INSTALLED)
+    except OSError:
+        return False
 
 
 def _forget(resolved: str, loaded: _Loaded | None) -> None:
