@@ -328,6 +328,33 @@ def test_an_interaction_is_not_said_to_raise_accuracy_and_a_main_effect_comes_wi
     assert simple["b without a"][0] == pytest.approx(-1.0)
 
 
+def test_an_interaction_is_equivalent_only_when_its_simple_effects_differ_by_less_than_the_margin(tmp_path):
+    """Issue 39, item 4, the audit's case: a's simple effects are −0.27 without b and +0.27 with b
+    (0.54 apart), so the interaction contrast is +0.27. At the margin 0.5 on the contrast it was
+    "effects add (within the margin)"; on the simple-effect scale (the contrast's TOST at 0.25) it
+    is not equivalent, and the simple effects are shown."""
+    images = 10_000
+    noise = dict(enumerate([0, 1, -1, 2, -2, 1, 0, -1, 1, 0, 1, -2]))  # sums to 0
+    counts = {
+        "baseline": {s: (6000 + noise[s], images) for s in noise},
+        "a": {s: (5973 + noise[s], images) for s in noise},
+        "b": {s: (6000 - noise[s], images) for s in noise},
+        "a+b": {s: (6027 + noise[s], images) for s in noise},
+    }
+    design = Design("factorial", ("a", "b"))
+    found = {e.name: e for e in effects.analyse(design, counts)}
+    interaction = found["a × b"].test
+    assert interaction.diff_mean == pytest.approx(0.27) and interaction.margin == 0.25
+    assert interaction.verdict != "equivalent" and interaction.tost_holm > 0.05
+    before = stats.differences(found["a × b"].per_seed, stats.Analysis(margin=0.5))  # the old scale's TOST
+    assert before.tost_t_p < 1e-6
+    lines = "\n".join(effects_section.section(design, counts, tmp_path))
+    row = next(line for line in lines.splitlines() if line.startswith("| a × b |"))
+    assert "effects add" not in row
+    assert "| a × b | a without b | 12 | -0.27 |" in lines and "| a × b | a with b | 12 | +0.27 |" in lines
+    assert "its contrast, half that difference, within ±0.25" in lines
+
+
 # --- 9. boundaries ----------------------------------------------------------------------------------
 
 

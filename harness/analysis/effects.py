@@ -6,7 +6,9 @@ together.
   c holds A and -1 when not, the main effect of A on seed s is (1 / 2^(k-1)) Σ_c x_A(c) y_c(s) —
   the mean over the cells with A minus the mean over the cells without — and the interaction of
   A and B is (1 / 2^(k-1)) Σ_c x_A(c) x_B(c) y_c(s): half the difference between A's effect with
-  B and A's effect without B. Only seeds that have every cell count.
+  B and A's effect without B. Only seeds that have every cell count. The margin is on the scale of
+  the simple effects: an interaction is "equivalent" (the effects add) when A's effect with B and
+  without B differ by less than the margin, which is its contrast's TOST at margin / 2.
 - leave-one-out, full model F: the contribution of component X on seed s is y_F(s) - y_{F-X}(s),
   and "full − baseline" is the whole model's gain.
 """
@@ -14,7 +16,7 @@ together.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from harness.analysis import stats
 from harness.settings.designs import Design, cell
@@ -66,9 +68,17 @@ def analyse(
     each cell's (correct, images) counts by seed."""
     raw = contrasts(design, *exact(counts))
     tested = (
-        stats.family({name: stats.differences(d, analysis) for name, (_, d) in raw.items()}, analysis) if raw else {}
+        stats.family({name: stats.differences(d, _scaled(kind, analysis)) for name, (kind, d) in raw.items()}, analysis)
+        if raw
+        else {}
     )
     return [Effect(name, kind, d, tested[name]) for name, (kind, d) in raw.items()]
+
+
+def _scaled(kind: str, analysis: stats.Analysis) -> stats.Analysis:
+    """An interaction's contrast is half the difference of its simple effects, so "the effects add
+    within the margin" (the simple effects differ by less than the margin) is its TOST at margin / 2."""
+    return replace(analysis, margin=analysis.margin / 2) if kind == "interaction" else analysis
 
 
 def exact(counts: dict[str, dict[int, tuple[int, int]]]) -> tuple[dict[str, dict[int, float]], float]:

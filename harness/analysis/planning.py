@@ -133,7 +133,10 @@ def variance_lines(req: Request, analysis: stats.Analysis, found: list[Decomposi
     ]
     for d in found:
         rows = [("all (`@all`)" + mark * (ALL in req.vary), d.total.variance, d.total.high)]
-        rows += [(c.source + mark * (chosen == (c.source,)), c.variance, c.high) for c in d.components]
+        rows += [
+            (c.source + " (skipped: draws nothing)" * c.skipped + mark * (chosen == (c.source,)), c.variance, c.high)
+            for c in d.components
+        ]
         if len(chosen) > 1:
             rows.append(
                 (

@@ -11,8 +11,9 @@ integer counts of correct test images so that equal counts give equal difference
 - Hedges' g_z, the small-sample-corrected standardized mean difference;
 - the seed win rate (seeds on which the variant scored higher) with its Clopper–Pearson interval;
 - a shape diagnostic: skewness or an outlying seed, which the t-test's error rates do not allow for.
-`family` Holm-corrects every test across all compared variants (an untestable one counts with
-p = 1) and gives each a verdict in four words: better, worse, equivalent or inconclusive; with
+`family` corrects every difference and equivalence test across all compared variants as one family
+(`paired_holm`: Holm with Shaffer's logical refinement; an untestable one counts with p = 1) and
+gives each a verdict in four words: better, worse, equivalent or inconclusive; with
 fewer than MIN_PAIRS pairs it is inconclusive whatever the p.
 
 Inputs are differences in points; accuracies from counts of images are the intended input. NaN and
@@ -73,6 +74,12 @@ class Paired:
     tost_holm: float = math.nan  # Holm-corrected TOST p of the deciding test
     p_holm: float = math.nan  # Holm-corrected p of the deciding test
     decided_by: str = ""  # the test that decided the verdict, and why when it is not the chosen one
+    # the equivalence test inverted at the level Holm tests it at (α / its step's count): the
+    # interval an equivalent verdict stands on, inside ±margin exactly when the TOST rejects
+    eq_low: float = math.nan
+    eq_high: float = math.nan
+    eq_confidence: float = math.nan  # 1 − 2 · that level
+    margin: float = math.nan  # the TOST's margin (points); an interaction's is half the analysis margin
     verdict: str = ""
     disagreement: str = ""  # set when the t and permutation tests reach different conclusions
 
@@ -147,7 +154,11 @@ def differences(d_by_seed: dict[int, float], analysis: Analysis = Analysis()) ->
     mean = float(d.mean()) if n else math.nan
     tiny = noise(d)
     extra = dict(
-        values=tuple(map(float, d)), wins=int((d > tiny).sum()), ties=int((np.abs(d) <= tiny).sum()), shape=shape(d)
+        values=tuple(map(float, d)),
+        wins=int((d > tiny).sum()),
+        ties=int((np.abs(d) <= tiny).sum()),
+        shape=shape(d),
+        margin=margin,
     )
     perm, perm_min = signflip_p(d), floor_p(d)
     tost_perm = tost_p(d, margin)
@@ -240,24 +251,55 @@ def holm(pvalues: list[float]) -> list[float]:
     return adjusted
 
 
+def paired_holm(differences: list[float], equivalences: list[float], alpha: float) -> tuple[list[float], list[float]]:
+    """One error budget for m comparisons' difference tests and equivalence tests: Holm's step-down
+    over the 2m p-values with Shaffer's (1986) logical refinement. A comparison's two nulls, "no
+    difference" and "a difference of at least the margin", cannot both be true, so at each step at
+    most t of the remaining hypotheses can be true, t being the comparisons with one still
+    remaining, and the step tests at α/t. The first true null rejected meets α/k or less, k the
+    number of true nulls (the remaining ones include all k, one per comparison at most, so t ≥ k):
+    the chance of any false verdict, better, worse or equivalent, is at most α (Bonferroni).
+
+    Returns (adjusted p, the level each is tested at), differences first then equivalences, in the
+    order given; an undefined (NaN) p counts as 1."""
+    ps = [p if math.isfinite(p) else 1.0 for p in (*differences, *equivalences)]
+    m = len(differences)
+    left = [2] * m  # hypotheses still untested, per comparison
+    adjusted, levels = [1.0] * len(ps), [alpha] * len(ps)
+    running = 0.0
+    for _, i in sorted((p, i) for i, p in enumerate(ps)):
+        t = sum(1 for k in left if k)
+        running = max(running, min(1.0, t * ps[i]))
+        adjusted[i], levels[i] = running, alpha / t
+        left[i % m] -= 1
+    return adjusted, levels
+
+
 def family(raw: dict[str, Paired], analysis: Analysis = Analysis()) -> dict[str, Paired]:
-    """Holm-correct every compared variant's tests together (an untestable one counts with p = 1),
-    add the simultaneous intervals, and give each its verdict."""
+    """Correct every compared variant's tests together, add the simultaneous intervals, and give
+    each its verdict. One error budget (`paired_holm`): the m difference tests and the m
+    equivalence tests are one family, so the chance of any false verdict is at most α (an
+    untestable variant counts with p = 1)."""
     if analysis.test not in TESTS:  # TESTS: the values of settings.analysis.Test
         raise ValueError(f"analysis.test: {analysis.test!r} is not allowed; expected one of {', '.join(TESTS)}")
     names, rs = list(raw), list(raw.values())
     m = len(rs)
-    t_holm, perm_holm = holm([r.t_p for r in rs]), holm([r.perm_p for r in rs])
     deciders = [_decider(r, analysis.test) for r in rs]
-    tost_holm = holm([r.tost_t_p if test == "t" else r.tost_perm_p for r, (test, _) in zip(rs, deciders)])
+    tost = [r.tost_t_p if test == "t" else r.tost_perm_p for r, (test, _) in zip(rs, deciders)]
+    t_holm = paired_holm([r.t_p for r in rs], tost, analysis.alpha)[0][:m]  # each test's own, in the same family
+    perm_holm = paired_holm([r.perm_p for r in rs], tost, analysis.alpha)[0][:m]
+    deciding = [r.t_p if test == "t" else r.perm_p for r, (test, _) in zip(rs, deciders)]
+    joint, levels = paired_holm(deciding, tost, analysis.alpha)
     out = {}
     for i, (name, r) in enumerate(zip(names, rs)):
         test, why = deciders[i]
-        p = t_holm[i] if test == "t" else perm_holm[i]
+        p = joint[i]
         if r.interval == "sign-flip":
             low, high = signflip_interval(np.array(r.values), analysis.alpha / m) if r.n >= 2 else (math.nan, math.nan)
+            eq = signflip_interval(np.array(r.values), 2 * levels[m + i]) if r.n >= 2 else (math.nan, math.nan)
         else:
             low, high = _t_interval(r.diff_mean, r.sd, r.n, 1 - analysis.alpha / m)
+            eq = _t_interval(r.diff_mean, r.sd, r.n, 1 - 2 * levels[m + i])
         if r.n < MIN_PAIRS:
             why += f" (fewer than {MIN_PAIRS} pairs: no verdict)"
         r = replace(
@@ -266,8 +308,11 @@ def family(raw: dict[str, Paired], analysis: Analysis = Analysis()) -> dict[str,
             sim_high=high,
             t_holm=t_holm[i],
             perm_holm=perm_holm[i],
-            tost_holm=tost_holm[i],
+            tost_holm=joint[m + i],
             p_holm=p,
+            eq_low=eq[0],
+            eq_high=eq[1],
+            eq_confidence=1 - 2 * levels[m + i],
             decided_by=f"{_TEST_NAMES[test]}{why}",
         )
         verdict = (
@@ -276,7 +321,7 @@ def family(raw: dict[str, Paired], analysis: Analysis = Analysis()) -> dict[str,
             else ("better" if r.diff_mean > 0 else "worse")
             if p < analysis.alpha
             else "equivalent"
-            if tost_holm[i] < analysis.alpha
+            if joint[m + i] < analysis.alpha
             else "inconclusive"
         )
         both = math.isfinite(r.t_p) and (t_holm[i] < analysis.alpha) != (perm_holm[i] < analysis.alpha)

@@ -26,7 +26,12 @@ def _seeds(n: int) -> str:
 
 
 def _interval(t: stats.Paired) -> str:
-    """The fixed-seed interval as the answer names it: a t interval or the sign-flip test's."""
+    """The fixed-seed interval that decided the verdict as the answer names it: for an equivalent
+    one the equivalence test's, at the level Holm tested it (inside ±margin); else the 95% t
+    interval or the sign-flip test's."""
+    if t.verdict == "equivalent" and math.isfinite(t.eq_low):
+        level = f"{100 * t.eq_confidence:.3g}%"
+        return f"{link('tost', f'{level} equivalence interval')} {ci(t.eq_low, t.eq_high)}"
     name = "95% CI" if t.interval == "t" else link("intervals", "95% sign-flip interval")
     return f"{name} {ci(t.ci_low, t.ci_high)}"
 
@@ -70,7 +75,7 @@ def line(v: str, c: Comparison, analysis: stats.Analysis, rule: Decision | None 
         notes.append(f"TOST Holm p {p(t.tost_holm)}")
     if t.shape or t.disagreement:
         notes.append(f"see the [verdict notes](#{VERDICTS_ANCHOR})")
-    within = f" within ±{margin} points" if t.verdict == "equivalent" else ""
+    within = f" within ±{fmt(t.margin)} points" if t.verdict == "equivalent" else ""
     need = _need(c, margin) if t.verdict == "inconclusive" else ""
     return (
         f"{name}: {signed(t.diff_mean)} points, {_interval(t)}, over {_seeds(t.n)}: **{t.verdict}**{within}"

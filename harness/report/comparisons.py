@@ -46,6 +46,16 @@ def counts(runs: list[SeedRun]) -> dict[str, dict[int, tuple[int, int]]]:
     return out
 
 
+def right(runs: list[SeedRun]) -> dict[str, dict[int, np.ndarray]]:
+    """Right (True) or wrong per test image, by variant and seed, for each finished run that stored
+    its predictions (`predictions.npz`)."""
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for r in runs:
+        if r.status == "FINISHED" and r.predictions is not None:
+            out.setdefault(r.variant, {})[r.seed] = r.predictions["selected"] == r.predictions["labels"]
+    return out
+
+
 def accuracy(by_count: dict[str, dict[int, tuple[int, int]]]) -> dict[str, dict[int, float]]:
     return {v: {s: 100.0 * k / n for s, (k, n) in seeds.items()} for v, seeds in by_count.items()}
 

@@ -23,7 +23,7 @@ VERDICT = {"better": "raises accuracy", "worse": "lowers accuracy", "equivalent"
 INTERACTION = {
     "better": "effects do not add: each does more with the other",
     "worse": "effects do not add: each does less with the other",
-    "equivalent": "effects add (interaction within the margin)",
+    "equivalent": "effects add (the simple effects differ by less than the margin)",
 }
 
 
@@ -60,6 +60,7 @@ def section(
         "|---|---|---|---|---|",
     ]
     resolved = [e for e in found if e.kind == "interaction" and e.test.verdict in ("better", "worse")]
+    unshown = [e for e in found if e.kind == "interaction" and e.test.verdict != "equivalent"]  # simple effects shown
     depends = {
         x: [e.name.split(" × ")[1 - i] for e in resolved for i, y in enumerate(e.name.split(" × ")) if y == x]
         for x in design.factors
@@ -75,17 +76,19 @@ def section(
             f"| {text(e.name)} | {p_fmt(t.t_p)} | {p_fmt(t.perm_p)} | {p_fmt(t.p_holm)} | {p_fmt(t.tost_holm)} |"
         )
     lines += tests + [""]
-    if resolved:
+    if unshown:
         values, scale = effects.exact(counts)
         lines += [
-            "Where an interaction is resolved, a main effect averages over effects that differ, so it is not the answer on "
-            "its own: the simple effects below give each factor's effect without and with the other (mean over seeds, "
-            "points, with the 95% t interval; descriptive, outside the Holm family above).",
+            "Where an interaction is not shown to be within the margin, a main effect may average over effects that "
+            "differ, so it is not the answer on its own: the simple effects below give each factor's effect without and "
+            "with the other (mean over seeds, points, with the 95% t interval; descriptive, outside the Holm family "
+            f"above). An interaction is {link('tost', 'equivalent')} when the simple effects differ by less than the "
+            f"margin ±{fmt(analysis.margin)}: its contrast, half that difference, within ±{fmt(analysis.margin / 2)}.",
             "",
             "| interaction | simple effect | seeds | mean (points) | 95% CI |",
             "|---|---|---|---|---|",
         ]
-        for e in resolved:
+        for e in unshown:
             a, b = e.name.split(" × ")
             for name, per_seed in effects.simple_effects(design, values, a, b, scale).items():
                 t = stats.differences(per_seed, analysis)

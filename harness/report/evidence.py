@@ -78,6 +78,9 @@ def section(
             at = f"Δ {signed(rule.mean)} at the deciding look ({rule.n} pairs; {signed(t.diff_mean)} over all {t.n})"
         else:
             low, high, interval, verdict = t.ci_low, t.ci_high, f"95% CI {ci(t.ci_low, t.ci_high)}", t.verdict
+            if t.verdict == "equivalent" and math.isfinite(t.eq_low):  # the interval that decided it
+                low, high = t.eq_low, t.eq_high
+                interval = f"{100 * t.eq_confidence:.3g}% equivalence interval {ci(low, high)}"
             at = f"Δ {signed(t.diff_mean)}"
         sd, fl, _ = spread(counts.get(v, {}))
         panel = {

@@ -43,9 +43,11 @@ def entries(
         (
             "floor",
             "Test-set floor",
-            "the binomial standard deviation of an accuracy p measured on n test images, "
-            "100 · √(p(1 − p)/n) points: the spread a finite test set alone gives, whatever the seeds. A seed spread near it says "
-            "that more seeds cannot narrow an interval much; a larger test set can.",
+            "the binomial standard deviation of one run's accuracy p over new test sets of n images, "
+            "100 · √(p(1 − p)/n) points: how far an accuracy measured here can be from the accuracy on new images, whatever "
+            "the seeds. The intervals of this report are over seeds on this one test set and narrow as 1/√seeds whatever the "
+            "floor; a seed spread near the floor says that the seeds differ by about as much as independent per-image flips "
+            "would make them (Jordan 2024).",
         ),
         (
             "delta",
@@ -56,8 +58,11 @@ def entries(
         (
             "holm",
             "Holm",
-            f"The family is the {m} comparable variant(s): every p is Holm-corrected over all {m} (a variant that "
-            "cannot be tested counts with p = 1), raw p in parentheses."
+            f"The family is the {m} comparable variant(s), with one error budget for their difference and their "
+            f"equivalence tests: all {2 * m} p are Holm-corrected together, each step at α over the comparisons that "
+            "still have a test left (a variant's two nulls, no difference and one beyond the margin, cannot both be true: "
+            "Shaffer's refinement), so the chance of any false better, worse or equivalent is at most α. A variant that "
+            "cannot be tested counts with p = 1; raw p in parentheses."
             if m
             else "no variant is comparable with the baseline here, so there is no family to correct over.",
         ),
@@ -77,7 +82,14 @@ def entries(
             f"the exact sign-flip test over all 2^n sign patterns (seeded Monte-Carlo above "
             f"{signflip.EXACT_UP_TO} pairs), with the smallest p these pairs can reach in brackets (2 / 2^k for the k non-zero differences).",
         ),
-        ("tost", "TOST", f"the paired equivalence test against ±{margin} points (`[analysis] margin`)."),
+        (
+            "tost",
+            "TOST",
+            f"the paired equivalence test against ±{margin} points (`[analysis] margin`): two one-sided tests, each at "
+            "the level Holm gives it, α/k at its step. An equivalent verdict prints the interval that decided it: the "
+            "deciding test's interval at confidence 1 − 2α/k, which lies inside ±margin exactly when the TOST rejects (at "
+            "α/k = 0.05 the 90% interval, not the 95% one).",
+        ),
         (
             "bootstrap",
             "Bootstrap seeds × images",
@@ -142,10 +154,22 @@ def entries(
                 "Variance of a source",
                 "the sample variance (n − 1 degrees of freedom) of the test "
                 "accuracies of the runs that vary one source of randomness over the seeds while every other source stays pinned "
-                "to the first seed: n independent draws of what that source alone does. Its interval is the exact chi-square "
-                "interval [(n − 1)s²/χ²(1 − α/2), (n − 1)s²/χ²(α/2)], which assumes the source's effect is roughly normal "
-                "(heavy tails make it too narrow). The share is of the sources' variances and the test-set floor summed; the "
-                "sources add up to the all-sources variance only when they act additively and independently.",
+                "to one seed no run varies: n independent draws of what that source alone does. Its interval is the exact "
+                "chi-square interval [(n − 1)s²/χ²(1 − α/2), (n − 1)s²/χ²(α/2)], which assumes the source's effect is roughly "
+                "normal (heavy tails make it too narrow). The share is of the sources' variances summed. The largest is called "
+                "dominant only when the two-sided F test of the two largest variances rejects equal variances at α. The "
+                "sources add up to the all-sources variance only when they act additively and independently; the ratio's "
+                "interval (Satterthwaite's degrees of freedom for the sum) says whether these runs can tell.",
+            )
+        )
+        out.append(
+            (
+                "per-image",
+                "Per-image part",
+                "(1/N²) Σᵢ p̂ᵢ(1 − p̂ᵢ) · R/(R − 1) in points², where p̂ᵢ is the share of the source's R runs that classified "
+                "test image i correctly: the variance the runs' accuracy would have if each image flipped independently with "
+                "its own probability (Jordan 2024). Near the source's variance, its spread is per-image noise on this test "
+                "set; well below it, the source moves many images together.",
             )
         )
     if design.kind in CELLS:

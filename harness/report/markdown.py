@@ -153,7 +153,11 @@ def write(
                 rules[v] = decision
     curves = _curves(done, order)
 
-    sources = variance_section.decompositions(design, counts, 1 - analysis.alpha) if design.kind == "variance" else None
+    sources = (
+        variance_section.decompositions(design, counts, 1 - analysis.alpha, comparisons_mod.right(done))
+        if design.kind == "variance"
+        else None
+    )
     lines = [f"# Ablation report: {experiment}", ""]
     lines += (
         answer.section(runs, order, baseline, test, comparisons, analysis, rules, found)
@@ -305,7 +309,7 @@ def _tables(order, runs, by_variant, counts) -> list[str]:
         "### Accuracy",
         "",
         f"Mean ± std over seeds; {glossary.link('gap', 'gap')}: train minus validation accuracy at the last epoch; "
-        f"{glossary.link('floor', 'test-set floor')}: the binomial sd of the mean test accuracy on this many test images.",
+        f"{glossary.link('floor', 'test-set floor')}: the binomial sd of one run's test accuracy over new test sets of this many images.",
         "",
         f"| variant | seeds | {glossary.link('selected', 'test acc (%)')} | {glossary.link('floor', 'test-set floor (sd)')} | best val acc (%) | "
         f"final val acc (%) | {glossary.link('gap', 'train–val gap')} |",
@@ -340,8 +344,9 @@ def _tables(order, runs, by_variant, counts) -> list[str]:
     if within:
         acc += [
             "",
-            f"> **Note:** the seed spread is within the test-set floor for {', '.join(within)}: more seeds will narrow "
-            "these intervals little; a larger test set would, and the bootstrap over seeds × test images counts that noise.",
+            f"> **Note:** the seed spread is within the test-set floor for {', '.join(within)}: the seeds differ by about as "
+            "much as independent per-image flips would make them. More seeds still narrow the intervals here (as 1/√seeds, on "
+            "this test set); how far an accuracy on these images is from one on new images is set by the floor, not the seeds.",
         ]
     return acc + [""] + cost + [""]
 

@@ -183,7 +183,7 @@ def forest(rows: pd.DataFrame, xlabel: str, path: Path) -> Path:
 def variance_bars(rows: list[tuple[str, float, float, float]], title: str, path: Path) -> Path:
     """One horizontal bar per source of variation: its standard deviation (points, the square root
     of its variance) with its interval as an error bar, clipped at 3× the largest bar (an arrow
-    marks a clipped bound); the test-set floor last, in grey. Rows: (label, variance, low, high)."""
+    marks a clipped bound). Rows: (label, variance, low, high)."""
 
     def root(x: float) -> float:
         return math.sqrt(x) if math.isfinite(x) and x >= 0 else math.nan
@@ -195,8 +195,7 @@ def variance_bars(rows: list[tuple[str, float, float, float]], title: str, path:
     top = 3.0 * float(value.max()) if value.max() > 0 else 1.0
     low = np.array([v - root(r[2]) if math.isfinite(root(r[2])) else 0.0 for v, r in zip(value, rows)])
     high = np.array([min(root(r[3]), top) - v if math.isfinite(root(r[3])) else 0.0 for v, r in zip(value, rows)])
-    colors = [*sns.color_palette(n_colors=max(1, len(rows) - 1))[: len(rows) - 1], (0.6, 0.6, 0.6)]
-    ax.barh(y, value, color=colors)
+    ax.barh(y, value, color=sns.color_palette(n_colors=max(1, len(rows)))[: len(rows)])
     ax.errorbar(value, y, xerr=[low, high], fmt="none", ecolor="0.2", capsize=4)
     clipped = [i for i, r in enumerate(rows) if math.isfinite(root(r[3])) and root(r[3]) > top]
     ax.scatter([top] * len(clipped), clipped, marker=">", color="0.2", zorder=3)

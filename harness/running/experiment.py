@@ -95,6 +95,10 @@ def run(
     console.line(_headline(cfg, ready))
     if user_data.is_user_dataset(cfg.data.dataset):  # say what it is (and, for a folder, where its test set comes from)
         console.line(f"data: {ready.data.source.dataset.source}")
+    for variant, sources in cfg.design.skipped:
+        console.line(
+            f"variance design: {variant} draws nothing from {', '.join(sources)}; not varied for it (each run would be the same)"
+        )
     estimate = _estimate(cfg, ready)
     if estimate:
         console.line(estimate)

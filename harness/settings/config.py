@@ -284,6 +284,8 @@ def from_table(table: dict[str, Any]) -> ExperimentConfig:
         components=tuple(components),
     )
     validate_variants(cfg)
+    if design.kind == "variance":
+        cfg = _skip_undrawn(cfg)
     if sequential and (cfg.baseline not in cfg.variants or len(cfg.variants) < 2):
         raise UsageError(
             f'seeds: "auto" adds seeds until each variant is decided against the baseline, so the variants must include '
@@ -309,6 +311,7 @@ def _variance(
         )
     if len(seeds) < 2:
         raise UsageError(f"seeds: a variance design needs at least 2 seeds to estimate a variance; got {len(seeds)}")
+    designs.pin_seed(seeds)
     chosen = design.factors or tuple(s for s in designs.VARIANCE_SOURCES if s != "split" or data.split == "stratified")
     if "split" in chosen and data.split != "stratified":
         raise UsageError(
@@ -357,6 +360,50 @@ def canonical_names(names: list[str], where: str) -> list[str]:
         except registry.UnknownVariant as e:
             raise UsageError(f"{where}: {e}") from None
     return out
+
+
+def _skip_undrawn(cfg: ExperimentConfig) -> ExperimentConfig:
+    """A variance design without the `v@dropout` and `v@augment` runs of a variant that draws
+    nothing from that source (no dropout or other draw of torch's generator while training; no
+    batch transform): each would be the same run over every seed. The design records what it
+    skipped, so the report and `plan` say so."""
+    import harness.variants as registry
+
+    dataset = datasets.get(cfg.data.dataset, cfg.data.image_size)
+    skipped = []
+    for base in designs.bases(cfg.variants):
+        spec = resolve(cfg, f"{base}@{designs.ALL}", cfg.seeds[0])
+        change = registry.get(base).change(spec.model_params)
+        drawn = {"augment": change.transform is not None, "dropout": _draws_while_training(change, dataset)}
+        lacks = tuple(s for s in cfg.design.factors if drawn.get(s, True) is False)
+        if lacks:
+            skipped.append((base, lacks))
+    if not skipped:
+        return cfg
+    design = dataclasses.replace(cfg.design, skipped=tuple(skipped))
+    variants = designs.by_source(designs.bases(cfg.variants), design.factors, dict(skipped))
+    return dataclasses.replace(cfg, design=design, variants=variants)
+
+
+def _draws_while_training(change, dataset) -> bool:
+    """Whether a training step of this change's network draws from torch's global generator (the
+    `dropout` source): one forward and loss of a small batch in training mode, the generator's
+    state compared before and after (and then put back). A network this probe cannot run is
+    assumed to draw, so nothing is skipped for it."""
+    import torch
+
+    saved = torch.get_rng_state()
+    try:
+        model = change.build(dataset.image_shape, dataset.num_classes).train()  # its init draws: not training
+        x = torch.rand((2, *dataset.image_shape), generator=torch.Generator().manual_seed(0))
+        before = torch.get_rng_state()
+        with torch.no_grad():
+            (change.loss or torch.nn.CrossEntropyLoss)()(model(x), torch.zeros(2, dtype=torch.long))
+        return not torch.equal(before, torch.get_rng_state())
+    except Exception:  # noqa: BLE001 - the run itself will say what is wrong with the network
+        return True
+    finally:
+        torch.set_rng_state(saved)
 
 
 def check_builds(cfg: ExperimentConfig, spec: RunSpec, where: str) -> None:
@@ -409,7 +456,7 @@ def resolve(cfg: ExperimentConfig, variant: str, seed: int) -> RunSpec:
     code = {c.name: c.digest for c in v.components if not c.shipped}
     if source is None:
         return RunSpec(cfg.name, v.name, seed, train, model_params, cfg.sources, code=code)
-    sources, split_seed = designs.fixed_sources(source, cfg.seeds[0])  # a variance design's run
+    sources, split_seed = designs.fixed_sources(source, designs.pin_seed(cfg.seeds))  # a variance design's run
     return RunSpec(cfg.name, f"{v.name}@{source}", seed, train, model_params, sources, split_seed, code)
 
 

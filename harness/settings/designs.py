@@ -33,20 +33,32 @@ class Design:
     # factorial: its factors; leave-one-out: the full model's components; variance: the sources
     factors: tuple[str, ...] = ()
     allow_large: bool = False  # more than MAX_FACTORS factors
+    # variance: (variant, the sources it draws nothing from and so are not varied for it), e.g.
+    # (("baseline", ("dropout", "augment")),): its `v@dropout` runs would all be the same run
+    skipped: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def skipped_for(self, variant: str) -> tuple[str, ...]:
+        return dict(self.skipped).get(variant, ())
 
 
 def to_tag(design: Design) -> str:
     """The design as recorded on the MLflow experiment (JSON), so `report` rebuilds from the store alone."""
-    return json.dumps({"kind": design.kind, "factors": list(design.factors)})
+    recorded = {"kind": design.kind, "factors": list(design.factors)}
+    return json.dumps(recorded | ({"skipped": {v: list(s) for v, s in design.skipped}} if design.skipped else {}))
 
 
 def from_tag(text: str) -> Design:
     """The design `to_tag` wrote; a list design when nothing was recorded."""
     recorded = json.loads(text or "{}")
     kind, factors = recorded.get("kind", "list"), recorded.get("factors", [])
+    skipped = recorded.get("skipped", {})
     if kind not in KINDS or not isinstance(factors, list) or not all(isinstance(f, str) and f for f in factors):
         raise ValueError(f"expected kind one of {', '.join(KINDS)} and a list of factor names")
-    return Design(kind, tuple(factors))
+    if not isinstance(skipped, dict) or not all(
+        isinstance(s, list) and set(s) <= set(factors) for s in skipped.values()
+    ):
+        raise ValueError("expected skipped sources as a table of variant -> list of the design's sources")
+    return Design(kind, tuple(factors), skipped=tuple((v, tuple(s)) for v, s in skipped.items()))
 
 
 def cell(components) -> str:
@@ -156,9 +168,13 @@ def _check_sources(sources) -> tuple[str, ...]:
     return tuple(sources)
 
 
-def by_source(variants: list[str], sources: tuple[str, ...]) -> tuple[str, ...]:
-    """A variance design's variants: for each variant, `v@all` then `v@SOURCE` for each source."""
-    return tuple(f"{v}@{s}" for v in variants for s in (ALL, *sources))
+def by_source(
+    variants: list[str], sources: tuple[str, ...], skipped: dict[str, tuple[str, ...]] | None = None
+) -> tuple[str, ...]:
+    """A variance design's variants: for each variant, `v@all` then `v@SOURCE` for each source it
+    draws from (`skipped`: per variant, the sources it draws nothing from)."""
+    skipped = skipped or {}
+    return tuple(f"{v}@{s}" for v in variants for s in (ALL, *sources) if s not in skipped.get(v, ()))
 
 
 def split_source(name: str) -> tuple[str, str | None]:
@@ -173,11 +189,28 @@ def bases(names) -> list[str]:
     return list(dict.fromkeys(split_source(n)[0] for n in names))
 
 
-def fixed_sources(source: str, base_seed: int) -> tuple[Sources, int | str]:
+PIN_STEP = 1_000_003  # the pinned sources' seed is the first seed + this (mod 2**32): a seed no run varies
+
+
+def pin_seed(seeds: tuple[int, ...]) -> int:
+    """The seed a variance design pins the sources it does not vary to: not one of the runs' seeds,
+    so that no source's first run is another source's first run too (pinning them to the first seed
+    made `v@init`, `v@order`, ... and `v@all` the same run at that seed). It depends on the first
+    seed only, so adding seeds later keeps every run; a seed list that holds it is refused."""
+    pin = (seeds[0] + PIN_STEP) % 2**32
+    if pin in seeds:
+        raise UsageError(
+            f"seeds: a variance design pins the sources it does not vary to seed {pin} (the first seed + {PIN_STEP:,}), "
+            f"which is also one of its seeds; drop seed {pin} or start the list at another seed"
+        )
+    return pin
+
+
+def fixed_sources(source: str, pin: int) -> tuple[Sources, int | str]:
     """What a run of `v@source` draws from, and its split's seed: `source` follows the run's seed
-    and every other source, the split included, is pinned to `base_seed` (the design's first seed);
-    the split follows the run's seed ("per_seed") for `split` and `all`."""
+    and every other source, the split included, is pinned to `pin` (`pin_seed` of the design's
+    seeds); the split follows the run's seed ("per_seed") for `split` and `all`."""
     if source == ALL:
         return Sources(), "per_seed"
-    pinned = Sources(**{s: (None if s == source else base_seed) for s in SOURCES})
-    return pinned, "per_seed" if source == "split" else base_seed
+    pinned = Sources(**{s: (None if s == source else pin) for s in SOURCES})
+    return pinned, "per_seed" if source == "split" else pin
