@@ -180,17 +180,22 @@ def test_after_one_epoch_each_member_matches_its_separate_run(data, variants):
 
 
 @pytest.mark.parametrize("variant", ["baseline", "dropout", "batchnorm", "weight_decay", "augment"])
-def test_over_ten_epochs_fused_members_are_statistically_indistinguishable_from_separate_runs(data, variant):
+def test_over_ten_epochs_fused_members_are_equivalent_to_separate_runs_by_tost(data, variant):
+    """Equivalence, not "indistinguishable": a t-test's p > 0.05 on 8 seeds has about a third of
+    the power to see a 1-point shift and claims nothing; the TOST at ±3 points is asserted, and the
+    TOST at the report's default ±0.5 printed (issue 39, item 8)."""
     seeds = list(range(100, 108))
     out = group([variant] * len(seeds), data, seeds, epochs=10)
     fused_acc = {s: m[1].history[-1].val_acc for s, m in zip(seeds, out)}
     alone_acc = {s: separate(variant, data, s, epochs=10)[1].history[-1].val_acc for s in seeds}
     result = stats.paired(alone_acc, fused_acc, Analysis(margin=EQUIVALENCE))
+    half = stats.paired(alone_acc, fused_acc, Analysis(margin=0.5))
     same = sum(fused_acc[s] == alone_acc[s] for s in seeds)
     # docs/performance.md's row (`pytest -s -k ten_epochs tests/test_fused.py` prints them)
     print(
         f"\n| {variant} | {np.mean(list(alone_acc.values())):.2f} | {np.mean(list(fused_acc.values())):.2f} | {result.diff_mean:+.2f} | "
-        f"[{result.ci_low:+.2f}, {result.ci_high:+.2f}] | {result.t_p:.3f} | {result.tost_t_p:.3g} | {same}/{len(seeds)} |"
+        f"[{result.ci_low:+.2f}, {result.ci_high:+.2f}] | {result.t_p:.3f} | {result.tost_t_p:.3g} | {half.tost_t_p:.3g} | "
+        f"{same}/{len(seeds)} |"
     )
     # TOST by t, or where the differences have no spread by the exact sign-flip test, as the report decides
     if same < len(seeds):

@@ -52,11 +52,12 @@ def _store(folder) -> dict:
 
 
 def _report(folder) -> str:
-    """report.md without what differs between two commands: the seconds per epoch, the command itself
-    and the MLflow run ids."""
+    """report.md without what differs between two commands: the seconds per epoch, the compute the
+    Methods paragraph sums from them, the command itself and the MLflow run ids."""
     text = (folder / "reports" / "default" / "report.md").read_text()
     text = re.sub(r"`[0-9a-f]{32}`", "`RUN`", text)
     text = re.sub(r"(\| [\d,]+ \| )[\d.]+( \|)$", r"\1S\2", text, flags=re.M)  # the loss table's s / epoch column
+    text = re.sub(r"Compute: .*? \(training epochs only\)\.", "Compute: T.", text)
     return re.sub(r"Command\(s\):\n\n    .*\n", "Command(s): C\n", text)
 
 

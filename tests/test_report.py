@@ -242,7 +242,7 @@ def test_defect5_the_captions_do_not_read_inconclusive_as_no_effect(tmp_path):
     assert "crosses zero is no evidence of a difference" not in md
 
 
-def test_the_bootstrap_and_the_seed_win_rate_come_from_per_image_predictions(tmp_path):
+def test_the_seeds_images_interval_and_the_seed_win_rate_come_from_per_image_predictions(tmp_path):
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 10, 1000)
     runs = runs_from({"baseline": {s: 600 for s in range(3)}, "v": {s: 610 + s for s in range(3)}}, images=1000)
@@ -252,12 +252,12 @@ def test_the_bootstrap_and_the_seed_win_rate_come_from_per_image_predictions(tmp
         r.predictions = {"labels": labels, "selected": selected, "last": selected}
     md = markdown.write(runs, "fake", tmp_path).read_text()
     row, tests = report_tables.row(md, "Intervals", "v"), report_tables.row(md, "Tests", "v")
-    from harness.analysis import resampling
+    from harness.analysis import crossed
 
     # seed s: 10 + s images won, none lost
     rows = [np.r_[np.ones(10 + s, np.int8), np.zeros(990 - s, np.int8)] for s in range(3)]
-    b = resampling.crossed(rows)
-    assert row["bootstrap 95% seeds × images"] == f"[{b.low:.2f}, {b.high:.2f}]"
+    b = crossed.interval(rows)
+    assert row["95% seeds × images (sensitivity)"] == f"[{b.low:.2f}, {b.high:.2f}]"
     assert tests["seeds won"] == "3/3 [0.29, 1.00]"  # Clopper–Pearson for 3 wins of 3: [0.025^(1/3), 1]
 
 
@@ -445,3 +445,20 @@ def test_a_variant_at_chance_is_warned_about_and_a_learning_one_is_not(tmp_path)
     assert "`baseline` scores" not in md
     learning = fake_runs()
     assert comparisons.at_chance(learning) == {}
+
+
+def test_the_methods_paragraph_states_the_factors_tests_assumptions_and_compute(tmp_path):
+    """Issue 39, item 9: the paragraph a paper's checklist asks for, written from the runs: what a
+    seed varies and what is fixed, the tests and their correction, what ± means and its n, the
+    assumptions, and the compute per run and in all (each run's mean epoch time × its epochs)."""
+    runs = fake_runs()
+    md = markdown.write(runs, "fake", tmp_path).read_text()
+    methods = md.split("## Methods", 1)[1].split("\n## ", 1)[0]
+    assert "A seed sets the initial weights, the batch order" in methods and "the test set is fixed" in methods
+    assert "with the paired t-test (two-sided), and equivalence within ±0.5 points by TOST" in methods
+    assert "Holm's method with Shaffer's refinement at α = 0.05" in methods
+    assert "mean ± sd is the sample standard deviation (n − 1) over a variant's finished seeds (n = 3)" in methods
+    assert "Assumptions: runs of different seeds are independent" in methods
+    done = [r for r in runs if r.status == "FINISHED"]
+    total = sum(r.metrics["epoch_seconds_mean"] * float(r.params["train.epochs"]) for r in done)
+    assert f"Compute: {total / len(done):.1f} s of training per run on average" in methods, methods

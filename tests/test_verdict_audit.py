@@ -1,5 +1,5 @@
 """Issue 20's audit, one test per item and from its inputs: no decision from zero spread, skew said
-and simulated, a frozen sequential design, no verdict from two seeds, a crossed t-based bootstrap
+and simulated, a frozen sequential design, no verdict from two seeds, a crossed seeds × images interval
 and a seed win rate, intervals that agree with verdicts, sequential and effects wording, boundaries
 from 10^6 paths on independent paths, and refused inputs."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness.analysis import effects, resampling, sample_size, sequential, spending, stats
+from harness.analysis import crossed, effects, sample_size, sequential, spending, stats
 from harness.analysis.sequential import Sequential
 from harness.report import effects_section
 from harness.settings.designs import Design
@@ -118,14 +118,22 @@ def test_run_seeds_auto_on_a_variant_identical_to_the_baseline_does_not_decide_i
 
 
 def test_the_shape_diagnostic_warns_on_skewed_differences_and_rarely_on_normal_ones():
+    """Issue 39, item 10: with fixed limits (G1 beyond twice its standard error, modified z 3.5) the
+    warning fired on 20% of normal samples at 5 pairs; with limits calibrated per pair count
+    (stats.shape_limits, each rule at 2.5% of normal samples) it fires on about 4% at 5 to 20 pairs
+    (4,000 fresh normal samples each, not the calibration's), and at 12 pairs on about 58% of
+    lognormal and 36% of Exp(1) − 1 samples."""
     rng = np.random.default_rng(7)
+    normal = {n: np.mean([bool(stats.shape(rng.standard_normal(n))) for _ in range(4000)]) for n in (5, 6, 8, 12, 20)}
+    print("\nshape warning on normal samples by pairs, 4000 each (seed 7):", normal)
+    assert all(rate <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / 4000) for rate in normal.values()), normal
     n, studies = 12, 2000
     warned = {
         name: np.mean([bool(stats.shape(sim.DRAWS[name](rng, n))) for _ in range(studies)])
         for name in ("normal", "t, 3 df", "Exp(1) − 1", "lognormal")
     }
     print("\nshape warning at 12 pairs, 2000 draws (seed 7): " + ", ".join(f"{k} {v:.3f}" for k, v in warned.items()))
-    assert warned["normal"] < 0.15 and warned["lognormal"] > 0.6 and warned["Exp(1) − 1"] > 0.4
+    assert warned["normal"] < 0.07 and warned["lognormal"] > 0.5 and warned["Exp(1) − 1"] > 0.3
     d = {s: x for s, x in enumerate([0.1, -0.2, 0.0, 0.3, -0.1, 0.2, -0.3, 0.1, 0.0, -0.2, 0.2, 9.0])}
     r = compare_all({s: 60.0 for s in d}, {"v": {s: 60 + x for s, x in d.items()}})["v"]
     assert r.shape.startswith("skewed differences (skewness G1 +3.")
@@ -135,7 +143,7 @@ def test_the_shape_diagnostic_warns_on_skewed_differences_and_rarely_on_normal_o
 def test_the_simulated_false_verdict_rates_under_normal_heavy_tailed_and_skewed_differences():
     """The table of docs/seeds-on-demand.md and docs/statistics.md: no true effect, 3–12 seeds, α = 5%."""
     plan, studies = Sequential(3, 12), 1000
-    rows, warned = [], {}
+    rows, warned, late, late_share = [], {}, {}, {}
     for i, draw in enumerate(sim.DRAWS):
         for m in (1, 3):
             for test in ("t", "permutation"):
@@ -143,6 +151,8 @@ def test_the_simulated_false_verdict_rates_under_normal_heavy_tailed_and_skewed_
                 rate = sim.false_rate(walks)
                 false = [t for w in walks for t in w.tracks.values() if t.verdict in ("better", "worse")]
                 warned[(draw, m, test)] = sum(bool(t.shape) for t in false) / max(1, len(false))
+                late[(draw, m, test)] = [t for t in false if t.looks[-1].n >= 5]  # decided at 5 or more pairs
+                late_share[(draw, m, test)] = len(late[(draw, m, test)]) / max(1, len(false))
                 rows.append((draw, m, test, rate))
     fixed = {
         (draw, test): sim.fixed_false_rate(200 + i, 4000, draw, 12, test)
@@ -151,7 +161,15 @@ def test_the_simulated_false_verdict_rates_under_normal_heavy_tailed_and_skewed_
     }
     print(f"\nno true effect, 3–12 seeds, {studies} studies a row (seeds 100–104), α = 0.05:")
     for draw, m, test, rate in rows:
-        print(f"| {draw} | {m} | {test} | {100 * rate:.1f}% | {100 * warned[(draw, m, test)]:.0f}% |")
+        print(
+            f"| {draw} | {m} | {test} | {100 * rate:.1f}% ± {100 * math.sqrt(rate * (1 - rate) / studies):.1f}% | "
+            f"{100 * warned[(draw, m, test)]:.0f}% |"
+        )
+    lognormal, share = late[("lognormal", 1, "t")], late_share[("lognormal", 1, "t")]
+    print(
+        f"lognormal, 1 variant, t: {share:.0%} of the false verdicts decided at 5 or more pairs, "
+        f"{sum(bool(t.shape) for t in lognormal) / max(1, len(lognormal)):.0%} of those warned"
+    )
     print(
         "fixed 12 seeds, 1 variant, 4000 studies (seeds 200–204): "
         + ", ".join(f"{d} {t} {100 * r:.1f}%" for (d, t), r in fixed.items())
@@ -161,8 +179,28 @@ def test_the_simulated_false_verdict_rates_under_normal_heavy_tailed_and_skewed_
         for m in (1, 3):
             assert by[(draw, m, "t")] <= sim.ALPHA + 2 * sim.error(by[(draw, m, "t")], studies)
     assert by[("lognormal", 1, "t")] > 0.1  # and under skew it does not: the docs say so, the report warns
-    # on a third of its false verdicts: most stop at 3 or 4 seeds, too few to tell
-    assert warned[("lognormal", 1, "t")] > 0.25
+    # on a part of its false verdicts, though most are decided at 5 or more pairs (issue 39, item 6)
+    assert warned[("lognormal", 1, "t")] > 0.15 and late_share[("lognormal", 1, "t")] > 0.8
+
+
+@pytest.mark.slow
+def test_the_headline_false_verdict_rates_come_from_20000_studies():
+    """Issue 39, item 6: the rates the README and docs/seeds-on-demand.md quote for normal
+    differences (no true effect, 1 variant, 3–12 seeds on demand, α = 5%) from 20,000 simulated
+    studies each, where 1,000-study rows had said 3.5% and 2.8%: measured 4.87% ± 0.15% by the
+    t route and 4.33% ± 0.14% by the permutation route (seed 300)."""
+    plan, studies = Sequential(3, 12), 20_000
+    rates = {
+        test: sim.false_rate(sim.sequential_studies(300, studies, 1, "normal", plan, test))
+        for test in ("t", "permutation")
+    }
+    print(
+        f"\nnormal, 1 variant, 3–12 seeds, {studies} studies (seed 300): "
+        + ", ".join(f"{k} {100 * r:.2f}% ± {100 * math.sqrt(r * (1 - r) / studies):.2f}%" for k, r in rates.items())
+    )
+    for rate in rates.values():
+        assert rate <= sim.ALPHA + 2 * math.sqrt(sim.ALPHA * (1 - sim.ALPHA) / studies), rates
+    assert rates["t"] > 0.04  # the rule spends most of its α, not 3.5% of it
 
 
 # --- 3. a frozen sequential design -----------------------------------------------------------------
@@ -217,30 +255,17 @@ def test_two_seeds_never_give_a_verdict_and_no_seeds_needed():
     assert eq.verdict == "inconclusive"
 
 
-# --- 5. bootstrap and the seed win rate -------------------------------------------------------------
+# --- 5. the seeds × images interval and the seed win rate -------------------------------------------------------------
 
 
-def test_the_bootstrap_is_crossed_one_image_resample_shared_by_the_seeds():
-    """Eight seeds with the same per-image scores: the test set's noise cannot average out over them."""
+def test_the_seeds_images_interval_does_not_average_the_shared_test_set_over_the_seeds():
+    """Eight seeds with the same per-image scores: the test set's noise cannot average out over
+    them (each seed sees the same images), so the standard error is one seed's image-level one."""
     rng = np.random.default_rng(4)
     one = (rng.random(500) < 0.1).astype(np.int8) - (rng.random(500) < 0.08).astype(np.int8)
-    b = resampling.crossed([one] * 8)
-    single = 100 * one.std() / math.sqrt(len(one))  # the image-level se of one seed's difference
-    assert b.se == pytest.approx(single * math.sqrt(8 / 7), rel=0.08)  # nested resampling would give single / √8
-
-
-def test_the_bootstrap_interval_respects_few_seeds():
-    """d = 1, 3, 5: the percentile interval was [1.04, 4.89]; the t interval is [−1.97, 7.97]."""
-    rows = [np.r_[np.ones(k, np.int8), np.zeros(100 - k, np.int8)] for k in (1, 3, 5)]
-    b = resampling.crossed(rows)
-    assert b.low < -1.97 and b.high > 7.97
-    rng, hits, studies = np.random.default_rng(5), 0, 300
-    for _ in range(studies):  # 3 seeds whose gains vary N(10, 4) images out of 2000: the interval covers 0.5 points
-        ks = np.clip(np.round(rng.normal(10, 4, 3)), 0, None).astype(int)
-        r = resampling.crossed([np.r_[np.ones(k, np.int8), np.zeros(2000 - k, np.int8)] for k in ks], draws=500)
-        hits += r.low <= 0.5 <= r.high
-    print(f"\ncrossed t-based bootstrap at 3 seeds, {studies} studies (seed 5): covers {hits / studies:.3f}")
-    assert hits / studies >= 0.93  # the percentile interval covered 85%
+    c = crossed.interval([one] * 8)
+    single = 100 * one.astype(float).std(ddof=1) / math.sqrt(len(one))  # the image-level se of one seed's difference
+    assert c.se == pytest.approx(single)  # nesting images within seeds would give single / √8
 
 
 def test_the_seed_win_rate_is_named_and_has_an_exact_interval():

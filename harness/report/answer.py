@@ -73,6 +73,12 @@ def line(v: str, c: Comparison, analysis: stats.Analysis, rule: Decision | None 
         notes.append(f"Holm p {p(t.p_holm)}")
     elif t.verdict == "equivalent":
         notes.append(f"TOST Holm p {p(t.tost_holm)}")
+    if t.verdict != "inconclusive" and t.interval == "t" and t.perm_min_p > analysis.alpha:
+        exact = math.ceil(math.log2(2 / analysis.alpha))
+        notes.append(
+            f"on the t-test's normality alone, as {t.n} pairs cannot bring the sign-flip test below {p(t.perm_min_p)} "
+            f"({exact} pairs can reach α = {analysis.alpha:g})"
+        )
     if t.shape or t.disagreement:
         notes.append(f"see the [verdict notes](#{VERDICTS_ANCHOR})")
     within = f" within ±{fmt(t.margin)} points" if t.verdict == "equivalent" else ""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.analysis import resampling, sample_size, stats
+from harness.analysis import crossed, sample_size, stats
 from harness.tracking import names
 from harness.tracking.readback import SHARED, SeedRun
 
@@ -26,7 +26,7 @@ NOT_COMPARABLE = "not comparable"
 class Comparison:
     variant: str
     test: stats.Paired | None  # None when not comparable
-    boot: resampling.Bootstrap = resampling.NONE
+    seeds_images: crossed.Crossed = crossed.NONE  # the interval over new seeds and new test sets (sensitivity)
     seeds_needed: int = 0  # for 80% power at Holm's first level (α/m); 0 when not estimable (fewer than 3 pairs)
     question: str = "difference"  # what seeds_needed is for: "difference" (|Δ| beyond the margin) or "equivalence"
     reason: str = ""  # why it is not comparable
@@ -82,7 +82,7 @@ def why_not_comparable(base: list[SeedRun], other: list[SeedRun]) -> str:
 
 
 def compare(runs: list[SeedRun], baseline: str, order: list[str], analysis: stats.Analysis) -> dict[str, Comparison]:
-    """Every variant but the baseline, in `order`: its paired test, bootstrap and verdict."""
+    """Every variant but the baseline, in `order`: its paired test, seeds × images interval and verdict."""
     done = [r for r in runs if r.status == "FINISHED"]
     by_variant = {v: [r for r in done if r.variant == v] for v in order}
     by_count = counts(done)
@@ -102,7 +102,7 @@ def compare(runs: list[SeedRun], baseline: str, order: list[str], analysis: stat
             continue
         t = tested[v]
         needed, question = seeds_for(t, analysis, level)
-        out[v] = Comparison(v, t, bootstrap(by_variant[baseline], by_variant[v], analysis.alpha), needed, question)
+        out[v] = Comparison(v, t, seeds_images(by_variant[baseline], by_variant[v], analysis.alpha), needed, question)
     return out
 
 
@@ -118,15 +118,15 @@ def seeds_for(t: stats.Paired, analysis: stats.Analysis, level: float) -> tuple[
     return sample_size.seeds_needed(t.sd, analysis.margin, level, exact=exact), "difference"
 
 
-def bootstrap(base: list[SeedRun], other: list[SeedRun], alpha: float) -> resampling.Bootstrap:
-    """The crossed bootstrap over the seeds where both runs stored per-image predictions."""
+def seeds_images(base: list[SeedRun], other: list[SeedRun], alpha: float) -> crossed.Crossed:
+    """The crossed seeds × images interval over the seeds where both runs stored per-image predictions."""
     right = {r.seed: r.predictions["selected"] == r.predictions["labels"] for r in base if r.predictions is not None}
     rows = [
-        resampling.scores(right[r.seed], r.predictions["selected"] == r.predictions["labels"])
+        crossed.scores(right[r.seed], r.predictions["selected"] == r.predictions["labels"])
         for r in sorted(other, key=lambda r: r.seed)
         if r.predictions is not None and r.seed in right
     ]
-    return resampling.crossed(rows, alpha)
+    return crossed.interval(rows, alpha)
 
 
 def parent_metrics(c: Comparison) -> dict[str, float]:
@@ -143,8 +143,8 @@ def parent_metrics(c: Comparison) -> dict[str, float]:
         "paired_n": float(t.n),
         "paired_p_holm": t.p_holm,
         "paired_tost_p_holm": t.tost_holm,
-        "bootstrap_ci_low": c.boot.low,
-        "bootstrap_ci_high": c.boot.high,
+        "seeds_images_ci_low": c.seeds_images.low,
+        "seeds_images_ci_high": c.seeds_images.high,
         "seed_win_rate": t.wins / t.n if t.n else float("nan"),
     }
 
@@ -160,7 +160,7 @@ def sources_of_variation(runs: list[SeedRun]) -> str:
     fixed = "the test set" if per_seed else "the train/validation split (`data.split_seed`) and the test set"
     return (
         f"The seeds vary the {varied}; {fixed} stay fixed, so the seed-level intervals cover only that variation. "
-        "The bootstrap over seeds × test images also counts the noise of a finite test set."
+        "The seeds × images interval also counts the noise of a finite test set."
     )
 
 

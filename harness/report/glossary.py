@@ -4,7 +4,7 @@ effects of a design, seeds on demand."""
 
 from __future__ import annotations
 
-from harness.analysis import resampling, sample_size, sequential, signflip, stats
+from harness.analysis import sample_size, sequential, signflip, stats
 from harness.base.escaping import code
 from harness.settings.designs import CELLS, Design
 
@@ -91,11 +91,12 @@ def entries(
             "α/k = 0.05 the 90% interval, not the 95% one).",
         ),
         (
-            "bootstrap",
-            "Bootstrap seeds × images",
-            f"a t-based interval of Δ whose standard error comes from a crossed bootstrap "
-            f"({resampling.DRAWS} replicates: seeds resampled, and one resample of the shared test images per replicate), so it also "
-            "counts the noise of a finite test set.",
+            "seeds-images",
+            "Seeds × images",
+            "a sensitivity check, not part of any verdict: the interval of Δ over new seeds *and* new test sets of this "
+            "size. Seeds and test images are crossed (every seed is scored on the same images), and its variance counts "
+            "each once, (MS seeds + MS images − MS residual)/(n · N) from the per-image predictions, with Satterthwaite's "
+            "degrees of freedom; wider than the seed interval by the test set's noise.",
         ),
         (
             "won",

@@ -25,6 +25,7 @@ from harness.report import (
     evidence,
     glossary,
     html,
+    methods,
     sequential_section,
     setup_section,
     stats_section,
@@ -195,6 +196,7 @@ def write(
         "\n".join(lines),
         PLOT_FIGURES + effects_section.FIGURES + (sequential_section.FIGURE,) + variance_section.figures(folder),
     )
+    lines += methods.section(runs, order, baseline, design, analysis, replayed is not None)
     lines += appendix.per_class(order, by_variant, classes)
     lines += appendix.failures(runs)
     lines += appendix.tuning(folder)

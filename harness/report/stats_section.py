@@ -86,7 +86,7 @@ def against_baseline(
         "#### Intervals",
         "",
         f"| variant | pairs | {link('delta', 'Δ (points)')} | {link('intervals', '95% CI unadjusted')} | "
-        f"{link('intervals', '95% CI simultaneous')} | {link('bootstrap', 'bootstrap 95% seeds × images')} | {link('verdict', 'verdict')} |",
+        f"{link('intervals', '95% CI simultaneous')} | {link('seeds-images', '95% seeds × images (sensitivity)')} | {link('verdict', 'verdict')} |",
         "|---|---|---|---|---|---|---|",
     ]
     tests = [
@@ -103,7 +103,7 @@ def against_baseline(
             tests.append(f"| {text(v)} | – | – | – | – | – | – |")
             notes.append(f"- {code(v)}: **not comparable**: {text(c.reason)}.")
             continue
-        t, b = c.test, c.boot
+        t, b = c.test, c.seeds_images
         lines.append(
             f"| {text(v)} | {t.n} | {signed(t.diff_mean)} | {ci(t.ci_low, t.ci_high)} | {ci(t.sim_low, t.sim_high)} | "
             f"{ci(b.low, b.high) if b.n else '–'} | **{t.verdict}** |"

@@ -97,7 +97,7 @@ def per_class_keys(classes) -> list[str]:
 
 
 def write_predictions(path: Path, labels: torch.Tensor, selected: torch.Tensor, last: torch.Tensor) -> None:
-    """The per-image test predictions (int16), for the report's bootstrap over test images."""
+    """The per-image test predictions (int16), for the report's per-image analyses (the seeds × images interval, the variance design's per-image parts)."""
     np.savez_compressed(
         path,
         **{
