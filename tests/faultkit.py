@@ -73,10 +73,24 @@ def results(work: Path) -> dict:
         history = c.get_metric_history(r.info.run_id, key)
         assert len(history) == 1, f"{key} logged {len(history)} times"
         out[key] = history[0].value
-    with tempfile.TemporaryDirectory() as tmp:
-        weights = torch.load(c.download_artifacts(r.info.run_id, "model.pt", tmp), weights_only=True)
-    out["weights"] = weights
+    out["weights"] = weights(c, r.info.run_id)
     return out
+
+
+def weights(c, run_id: str) -> dict:
+    """A run's last and selected state dicts: the selected ones from its Logged Model, the last from
+    model.pt (None there when the last epoch is the selected one: each set is stored once)."""
+    import mlflow.artifacts
+    import mlflow.pytorch
+
+    outputs = c.get_run(run_id).outputs.model_outputs
+    assert len(outputs) == 1, outputs  # one Logged Model, linked to the run that made it
+    with tempfile.TemporaryDirectory() as tmp:
+        stored = torch.load(c.download_artifacts(run_id, "model.pt", tmp), weights_only=True)
+        # its files where this store keeps them (MLflow resolves `models:/` through its global tracking URI)
+        where = c.get_logged_model(outputs[0].model_id).artifact_location
+        selected = mlflow.pytorch.load_model(mlflow.artifacts.download_artifacts(where, dst_path=tmp)).state_dict()
+    return {"last": stored["last"] if stored["last"] is not None else selected, "selected": selected}
 
 
 def same(a: dict, b: dict) -> bool:

@@ -179,3 +179,18 @@ def test_the_experiment_opens_on_its_runs_not_mlflow_3s_traces_overview(served):
     exp = client.get_experiment_by_name("default")
     landing = page_text(f"{base}/#/experiments/{exp.experiment_id}?workflowType=machine_learning")
     assert "baseline" in landing and "dropout" in landing, " | ".join(landing)[:3000]
+
+
+def test_each_seed_runs_model_is_a_logged_model_listed_under_the_experiments_models(served):
+    """Issue 38, item 6: the selected epoch's network is an MLflow 3 Logged Model linked to its run
+    (no `model/` run artifact beside `model.pt`: the weights are stored once), and the experiment's
+    Models view lists one per seed run."""
+    work, base = served
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("default")
+    seeds = client.search_runs([exp.experiment_id], "tags.`harness.role` = 'seed'")
+    ids = [r.outputs.model_outputs[0].model_id for r in seeds]
+    assert len(set(ids)) == len(seeds) == 4
+    assert all("model" not in {a.path for a in client.list_artifacts(r.info.run_id)} for r in seeds)
+    page = " | ".join(page_text(f"{base}/#/experiments/{exp.experiment_id}/models?workflowType=machine_learning"))
+    assert all(i in page for i in ids) or sum(page.count(r.info.run_name) for r in seeds) >= 4, page[:3000]

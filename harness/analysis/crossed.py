@@ -10,10 +10,12 @@ MS_seeds, MS_images and MS_residual (whose expectations are σ²_e + Nσ²_a, σ
 that variance is estimated without bias by (MS_seeds + MS_images − MS_residual)/(nN): each part
 counted once. (The crossed bootstrap this replaces resampled seeds and images together and so
 counted the interaction twice, and then scaled the image part by √(n/(n − 1)): its "95%" interval
-covered 98–100% and was up to twice the t interval's width.) The image part is floored at 0, so
-the variance is never below the seeds-only one, MS_seeds/(nN), the paired t interval's. The
-interval is Δ ± t_ν · se with Satterthwaite's degrees of freedom ν for that sum (n − 1 when the
-image part is floored). tests/test_stats.py simulates its coverage at 3, 5 and 10 seeds.
+covered 98–100% and was up to twice the t interval's width.) Each factor's part, (MS − MS_residual),
+is floored at 0, as variance components are; so the variance is never below MS_residual/(nN). The
+interval is Δ ± t_ν · se with Satterthwaite's degrees of freedom ν for that sum, and never narrower
+than the paired t interval of the seeds (t on n − 1 degrees of freedom with MS_seeds/(nN)): with
+an image part, Satterthwaite's ν exceeds n − 1 and would otherwise narrow it below the seeds' own
+interval. tests/test_stats.py simulates its coverage at 3, 5 and 10 seeds.
 """
 
 from __future__ import annotations
@@ -65,13 +67,15 @@ def interval(rows: list[np.ndarray], alpha: float = 0.05) -> Crossed:
     ms_images = n * float(((by_image - mean) ** 2).sum()) / (images - 1)
     residual = float((d * d).sum()) - images * float((by_seed**2).sum()) - n * float((by_image**2).sum())
     ms_residual = max(0.0, residual + n * images * mean**2) / ((n - 1) * (images - 1))
-    parts = [(ms_seeds, n - 1)]
-    if ms_images > ms_residual:  # the image part, floored at 0
-        parts += [(ms_images, images - 1), (-ms_residual, (n - 1) * (images - 1))]
+    # σ²_e/(nN) once, and each factor's own part, its mean square less the residual's, where positive
+    above = [(ms, df) for ms, df in ((ms_seeds, n - 1), (ms_images, images - 1)) if ms > ms_residual]
+    parts = above + [((1 - len(above)) * ms_residual, (n - 1) * (images - 1))]
     total = sum(m for m, _ in parts)
-    if total <= 0:  # every seed and image alike: no spread at all
+    if total <= 0:  # every score the same: no spread at all
         return Crossed(n, 100.0 * mean, 100.0 * mean, 0.0, math.inf)
     df = total**2 / sum(m * m / k for m, k in parts)
     se = 100.0 * math.sqrt(total / (n * images))
     half = float(stats.t.ppf(1 - alpha / 2, df)) * se
+    seeds_only = float(stats.t.ppf(1 - alpha / 2, n - 1)) * 100.0 * math.sqrt(ms_seeds / (n * images))
+    half = max(half, seeds_only)  # never narrower than the paired t interval of the seeds
     return Crossed(n, 100.0 * mean - half, 100.0 * mean + half, se, df)

@@ -73,12 +73,9 @@ def line(v: str, c: Comparison, analysis: stats.Analysis, rule: Decision | None 
         notes.append(f"Holm p {p(t.p_holm)}")
     elif t.verdict == "equivalent":
         notes.append(f"TOST Holm p {p(t.tost_holm)}")
-    if t.verdict != "inconclusive" and t.interval == "t" and t.perm_min_p > analysis.alpha:
-        exact = math.ceil(math.log2(2 / analysis.alpha))
-        notes.append(
-            f"on the t-test's normality alone, as {t.n} pairs cannot bring the sign-flip test below {p(t.perm_min_p)} "
-            f"({exact} pairs can reach α = {analysis.alpha:g})"
-        )
+    alone = _normality_alone(t)
+    if alone:
+        notes.append(alone)
     if t.shape or t.disagreement:
         notes.append(f"see the [verdict notes](#{VERDICTS_ANCHOR})")
     within = f" within ±{fmt(t.margin)} points" if t.verdict == "equivalent" else ""
@@ -88,6 +85,26 @@ def line(v: str, c: Comparison, analysis: stats.Analysis, rule: Decision | None 
         + (f" ({'; '.join(notes)})" if notes else "")
         + need
         + "."
+    )
+
+
+def _normality_alone(t: stats.Paired) -> str:
+    """A t verdict the sign-flip test could not have reached at the level Holm tested it at: it
+    rests on normal differences alone. For a difference the sign-flip floor is 2 / 2^k (k non-zero
+    differences); for equivalence each one-sided test's is 1 / 2^n."""
+    if t.interval != "t" or t.verdict == "inconclusive":
+        return ""
+    if t.verdict == "equivalent":
+        level, floor, what = (1 - t.eq_confidence) / 2, 0.5**t.n, f"{t.n} pairs"
+        need = math.ceil(math.log2(1 / level))
+    else:
+        level, floor, what = t.p_level, t.perm_min_p, f"{t.n - t.ties} non-zero differences"
+        need = math.ceil(math.log2(2 / level))
+    if not floor > level:
+        return ""
+    return (
+        f"on the t-test's normality alone: with {what} the sign-flip test cannot go below {p(floor)}, above the "
+        f"level {level:.3g} it was tested at ({need} can reach it)"
     )
 
 

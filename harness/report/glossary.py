@@ -61,7 +61,8 @@ def entries(
             f"The family is the {m} comparable variant(s), with one error budget for their difference and their "
             f"equivalence tests: all {2 * m} p are Holm-corrected together, each step at α over the comparisons that "
             "still have a test left (a variant's two nulls, no difference and one beyond the margin, cannot both be true: "
-            "Shaffer's refinement), so the chance of any false better, worse or equivalent is at most α. A variant that "
+            "Shaffer's refinement), so the chance of any better or worse where there is no difference, or equivalent where "
+            "the difference reaches the margin, is at most α. A variant that "
             "cannot be tested counts with p = 1; raw p in parentheses."
             if m
             else "no variant is comparable with the baseline here, so there is no family to correct over.",
@@ -95,8 +96,8 @@ def entries(
             "Seeds × images",
             "a sensitivity check, not part of any verdict: the interval of Δ over new seeds *and* new test sets of this "
             "size. Seeds and test images are crossed (every seed is scored on the same images), and its variance counts "
-            "each once, (MS seeds + MS images − MS residual)/(n · N) from the per-image predictions, with Satterthwaite's "
-            "degrees of freedom; wider than the seed interval by the test set's noise.",
+            "each once, (MS seeds + MS images − MS residual)/(n · N) from the per-image predictions (each factor's part "
+            "floored at 0), with Satterthwaite's degrees of freedom, and never narrower than the seeds' paired t interval.",
         ),
         (
             "won",

@@ -82,17 +82,24 @@ def _tests(design: Design, analysis: stats.Analysis, baseline: str, sequential: 
         if design.kind in CELLS
         else f"each variant's per-seed difference from {code(baseline)}"
     )
-    rule = (
-        " Seeds were added in rounds until each comparison was decided by a group-sequential rule whose boundaries hold "
-        "the error rate over the looks (*Seeds on demand*)."
-        if sequential
-        else ""
-    )
+    if sequential:
+        return (
+            f"We tested {what} with {test} (two-sided), and equivalence within ±{analysis.margin:g} points by TOST. Seeds "
+            "were added in rounds by a group-sequential rule until each comparison was decided or the most seeds allowed "
+            "were spent; its boundaries hold the error rate over the looks, with the difference tests and the equivalence "
+            f"tests as two Holm families, each at α = {analysis.alpha:g} (*Seeds on demand*). The fixed-seed tests and "
+            "intervals in the tables ignore the looks."
+        )
     return (
         f"We tested {what} with {test} (two-sided), and equivalence within ±{analysis.margin:g} points by TOST; the "
         f"difference and equivalence tests of all comparisons were corrected together by Holm's method with Shaffer's "
         f"refinement at α = {analysis.alpha:g}. Intervals of a difference are t intervals (or the sign-flip test's), an "
-        f"equivalent verdict's the TOST's at 1 − 2α/k.{rule}"
+        f"equivalent verdict's the TOST's at 1 − 2α/k"
+        + (
+            " (an interaction's margin is half the analysis margin, on its contrast)."
+            if design.kind == "factorial"
+            else "."
+        )
     )
 
 

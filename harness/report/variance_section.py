@@ -75,8 +75,8 @@ def meaning(d: Decomposition) -> str:
         )
     return (
         f"the largest estimate is {code(top)} ({share} of the sources' summed variance), but the F test of the two largest "
-        f"({against}) does not show that it dominates at α = {d.alpha:g}: with these runs per source the sources cannot "
-        "be ranked. More seeds per source narrow every variance's interval."
+        f"({against}) does not show that it dominates at α = {d.alpha:g}: these runs per source do not show which "
+        "source is largest. More seeds per source narrow every variance's interval."
     )
 
 

@@ -42,8 +42,9 @@ def record(
         evaluation.write_confusion_csv(tested.confusion, classes, folder / names.CONFUSION)
         evaluation.write_per_class_csv(tested.scores, classes, folder / names.PER_CLASS)
         results.write_predictions(folder / names.PREDICTIONS, t.y_test, tested.predicted, tested.predicted_last)
-        torch.save(
-            {"last": model.state_dict(), "selected": result.selected_state, "selected_epoch": result.selected_epoch},
+        last_is_selected = result.selected_epoch == len(result.history)
+        torch.save(  # the selected weights are the Logged Model's: each set of weights is stored once
+            {"last": None if last_is_selected else model.state_dict(), "selected_epoch": result.selected_epoch},
             folder / names.WEIGHTS,
         )
         tracker.log_artifacts(run_id, folder)
@@ -52,7 +53,9 @@ def record(
         if unfaithful:  # the run and its numbers stand; its model would carry code it was not trained with
             result.notes.append(f"no MLflow model logged: {unfaithful}")
         else:
-            models.log_model(tracker.client, run_id, tested.selected, engine.to_float(t.x_test[:2]), code)
+            models.log_model(
+                tracker.client, run_id, tracker.experiment_id, tested.selected, engine.to_float(t.x_test[:2]), code
+            )
     rows = [names.epoch_metrics(s) for s in result.history]
     curves = {k: [r[k] for r in rows] for k in names.EPOCH_METRICS}
     figures = (

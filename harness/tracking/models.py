@@ -1,7 +1,10 @@
-"""What a seed run holds in MLflow besides numbers: the model of its selected epoch (an MLflow
-PyTorch model under the run's `model` artifact, so `mlflow.pytorch.load_model("runs:/<id>/model")`
-returns a working network in a fresh process), the data it used as MLflow dataset inputs, and
-`promote` (harness/running/stored.py) registers a variant's best seed run in the Model Registry.
+"""What a seed run holds in MLflow besides numbers: the model of its selected epoch (an MLflow 3
+Logged Model named `model`, made by the run and linked to it as its output, so the UI lists it
+under the experiment's Models and the run's outputs, and `mlflow.pytorch.load_model("runs:/<id>/model")`
+or `models:/<model id>` returns a working network in a fresh process), the data it used as MLflow
+dataset inputs, and `promote` (harness/running/stored.py) registers a variant's best seed run in
+the Model Registry. Runs logged before Logged Models kept it as the run's `model` artifact; both
+load and register the same way.
 
 The model is saved in MLflow's pickle format: its network is the class of the installed
 `harness.variants` (LeNet) or of the user's component files, which travel with it as code, so it
@@ -42,10 +45,14 @@ def warm_up() -> None:
         threading.Thread(target=init, name="mlflow-packages-map", daemon=True).start()
 
 
-def log_model(client, run_id: str, model: nn.Module, example: torch.Tensor, code: list[str] = ()) -> None:
+def log_model(
+    client, run_id: str, experiment_id: str, model: nn.Module, example: torch.Tensor, code: list[str] = ()
+) -> str:
     """Save `model` (the selected weights) with a signature and a small input example as the run's
-    `model` artifact; `code`: the files of the user's components it uses, carried as its code."""
+    Logged Model `model` (through the client: no global tracking URI or experiment is set); `code`:
+    the files of the user's components it uses, carried as its code. Returns the model's id."""
     import mlflow.pytorch
+    from mlflow.entities import LoggedModelOutput
     from mlflow.models import infer_signature
 
     logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # its notice about pickle on every save
@@ -53,18 +60,26 @@ def log_model(client, run_id: str, model: nn.Module, example: torch.Tensor, code
     x = example.detach().to("cpu", torch.float32).contiguous().numpy()
     with torch.inference_mode():
         logits = net(torch.from_numpy(x)).numpy()
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / MODEL
-        mlflow.pytorch.save_model(
-            net,
-            str(folder),
-            signature=infer_signature(x, logits),
-            input_example=x,
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            serialization_format="pickle",
-            code_paths=list(code) or None,
-        )
-        client.log_artifacts(run_id, str(folder), MODEL)
+    logged = client.create_logged_model(experiment_id, name=MODEL, source_run_id=run_id, model_type="pytorch")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / MODEL
+            mlflow.pytorch.save_model(
+                net,
+                str(folder),
+                signature=infer_signature(x, logits),
+                input_example=x,
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                serialization_format="pickle",
+                code_paths=list(code) or None,
+            )
+            client.log_model_artifacts(logged.model_id, str(folder))
+    except BaseException:
+        client.finalize_logged_model(logged.model_id, "FAILED")  # never a READY model without its files
+        raise
+    client.finalize_logged_model(logged.model_id, "READY")
+    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, 0)])
+    return logged.model_id
 
 
 def digest_of_test_set(x_test: np.ndarray, y_test: np.ndarray) -> str:
@@ -102,9 +117,20 @@ class Registry:
 
         self.client = MlflowClient(tracking_uri=uri)
 
+    def model_of(self, run_id: str) -> str:
+        """Where the run's model is: `models:/<id>` of its Logged Model, the run's `model` artifact
+        for a run logged before Logged Models, '' when it has none (runs from before models were
+        logged, or whose code changed while they trained)."""
+        outputs = self.client.get_run(run_id).outputs
+        for out in outputs.model_outputs if outputs else ():
+            if self.client.get_logged_model(out.model_id).status == "READY":
+                return f"models:/{out.model_id}"
+        if self.client.list_artifacts(run_id, MODEL):
+            return f"{self.client.get_run(run_id).info.artifact_uri}/{MODEL}"
+        return ""
+
     def has_model(self, run_id: str) -> bool:
-        """Whether the run logged its model (runs from before models were logged did not)."""
-        return bool(self.client.list_artifacts(run_id, MODEL))
+        return bool(self.model_of(run_id))
 
     def versions_of(self, run_id: str) -> list[tuple[str, str]]:
         """(registered model, version) of every model version made from the run's model."""
@@ -122,8 +148,9 @@ class Registry:
             except MlflowException as e:
                 if e.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
-            source = f"{self.client.get_run(run_id).info.artifact_uri}/{MODEL}"
-            return self.client.create_model_version(name, source, run_id=run_id, tags=tags)
+            source = self.model_of(run_id)
+            model_id = source.removeprefix("models:/") if source.startswith("models:/") else None
+            return self.client.create_model_version(name, source, run_id=run_id, tags=tags, model_id=model_id)
         except Exception as e:  # noqa: BLE001 - MLflow wraps the driver's error in its own types
             if unwritable(e):
                 raise StoreError(
