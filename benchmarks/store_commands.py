@@ -1,0 +1,66 @@
+"""How long the store commands take from the shell: each command as a user types it, in a fresh
+process, on the fixture store (tests/fixtures/store-before-layers.tar.gz: a 2×2 factorial design of
+3 seeds and a seeds-on-demand list design), medians of `--repeats` runs. Issue 38's targets: an
+`export` of a small table under 3 s and a one-line refusal under 1 s, on a quiet run of this
+machine. It prints numbers only (no timed assertion anywhere in the tests).
+
+    python benchmarks/store_commands.py [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = ROOT / "tests" / "fixtures" / "store-before-layers.tar.gz"
+
+COMMANDS = {
+    "export a 3-row table": ["export", "--experiment", "factorial", "--table", "comparison", "--format", "csv"],
+    "export the effects table": ["export", "--experiment", "factorial", "--table", "effects", "--format", "csv"],
+    "plan": ["plan", "--experiment", "factorial", "--effect", "1"],
+    "report": ["report", "--experiment", "factorial"],
+    "refusal: effects of a list design": [
+        "export",
+        "--experiment",
+        "ondemand",
+        "--table",
+        "effects",
+        "--format",
+        "csv",
+    ],
+    "refusal: an unknown variant": ["run", "--variants", "nosuch"],
+    "refusal: an unknown table": ["export", "--experiment", "factorial", "--table", "nosuch", "--format", "csv"],
+    "list --help": ["list", "--help"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryDirectory() as work:
+        with tarfile.open(FIXTURE) as tar:
+            tar.extractall(work, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        for name, argv in COMMANDS.items():
+            seconds, code = [], None
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                done = subprocess.run([sys.executable, "-m", "harness", *argv], cwd=work, env=env, capture_output=True)
+                seconds.append(time.perf_counter() - start)
+                code = done.returncode
+            print(
+                f"{name:36} exit {code}  median {statistics.median(seconds):5.2f} s  (runs: {', '.join(f'{s:.2f}' for s in seconds)})"
+            )
+
+
+if __name__ == "__main__":
+    main()
