@@ -108,3 +108,39 @@ def signflip_interval(d: np.ndarray, level: float) -> tuple[float, float]:
     first = int(np.argmax(inside))
     last = len(inside) - 1 - int(np.argmax(inside[::-1]))  # the last end after which p(μ) > level still holds
     return float(ends[first]), float(ends[last + 1]) if last + 1 < len(ends) else math.inf
+
+
+def equivalence_bounds(d: np.ndarray, level: float) -> tuple[float, float]:
+    """The two one-sided sign-flip tests at `level` each, inverted: (L, U) holds the shifts μ
+    neither rejects, over the same sign patterns `signflip_p` counts (all 2^n, or its seeded
+    Monte-Carlo draws), so the margin lies strictly outside it, −margin < L and U < margin,
+    exactly when `tost_p(d, margin)` ≤ level (up to signflip_p's float tolerance).
+
+    A pattern flipping the k > 0 values of a set F is at least as extreme as the observed sum at μ
+    ("greater") when Σ_F (d_i − μ) ≤ 0, that is μ ≥ c = Σ_F d_i / k ("less": μ ≤ c); a pattern
+    flipping nothing always is. So each side's p(μ) is a count of the c on one side of μ, and its
+    bound is an order statistic of them."""
+    d = np.asarray(d, dtype=float)
+    n = len(d)
+    if n == 0:
+        return -math.inf, math.inf
+    if n <= EXACT_UP_TO:
+        chunks = (_signs(n, s) for s in range(0, 2**n, 1 << 16))
+        extra, total = 0, 2**n
+    else:
+        rng = np.random.default_rng(0)  # the draws signflip_p makes, in its order
+        chunks = (rng.choice((-1.0, 1.0), size=(10_000, n)) for _ in range(MONTE_CARLO // 10_000))
+        extra, total = 1, 1 + MONTE_CARLO
+    cuts, none = [], 0
+    for signs in chunks:  # chunk by chunk: 2^20 patterns at once would take hundreds of MB
+        flipped = signs < 0
+        k = flipped.sum(axis=1)
+        cuts.append((flipped.astype(float) @ d)[k > 0] / k[k > 0])
+        none += int((k == 0).sum())
+    c = np.sort(np.concatenate(cuts))
+    allowed = math.floor(level * total + 1e-9) - extra - none  # the hits a side may have beyond those
+    if allowed < 0:
+        return -math.inf, math.inf
+    low = float(c[allowed]) if allowed < len(c) else math.inf
+    high = float(c[len(c) - 1 - allowed]) if allowed < len(c) else -math.inf
+    return low, high

@@ -32,7 +32,7 @@ import numpy as np
 from scipy import special, stats
 
 from harness.analysis.sample_size import MIN_PAIRS
-from harness.analysis.signflip import floor_p, noise, signflip_interval, signflip_p, tost_p
+from harness.analysis.signflip import equivalence_bounds, floor_p, noise, signflip_interval, signflip_p, tost_p
 from harness.settings.analysis import ALPHA, TESTS, Analysis  # noqa: F401 - the settings these functions take
 
 VERDICTS = ("better", "worse", "equivalent", "inconclusive")
@@ -332,7 +332,7 @@ def family(raw: dict[str, Paired], analysis: Analysis = Analysis()) -> dict[str,
         p = joint[i]
         if r.interval == "sign-flip":
             low, high = signflip_interval(np.array(r.values), analysis.alpha / m) if r.n >= 2 else (math.nan, math.nan)
-            eq = signflip_interval(np.array(r.values), 2 * levels[m + i]) if r.n >= 2 else (math.nan, math.nan)
+            eq = equivalence_bounds(np.array(r.values), levels[m + i]) if r.n >= 2 else (math.nan, math.nan)
         else:
             low, high = _t_interval(r.diff_mean, r.sd, r.n, 1 - analysis.alpha / m)
             eq = _t_interval(r.diff_mean, r.sd, r.n, 1 - 2 * levels[m + i])
