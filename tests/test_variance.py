@@ -546,3 +546,17 @@ def test_a_plan_from_a_few_seeds_per_source_reaches_about_its_power(monkeypatch)
     print("realized power (median, mean):", got)
     assert 0.74 <= got["estimate"][0] <= 0.80 and 0.70 <= got["estimate"][1] <= 0.76, got
     assert got["upper"][0] >= 0.99 and got["upper"][1] >= 0.96, got
+
+
+def test_run_says_which_sources_a_variant_draws_nothing_from_and_trains_none_of_their_runs(tmp_path, data_dir):
+    """Issue 38, item 8, through the CLI: the baseline has no dropout, so `--factors init,dropout`
+    trains only `baseline@all` and `baseline@init`, says why in one line, and the report shows the
+    skipped source."""
+    fresh_store(tmp_path)
+    flags = ["--design", "variance", "--variants", "baseline", "--factors", "init,dropout", "--seeds", "2"]
+    done = harness("run", *flags, "--epochs", "1", "--set", "train.batch_size=64", cwd=tmp_path, data=data_dir)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "variance design: baseline draws nothing from dropout; not varied for it" in done.stdout, done.stdout
+    assert "4 of 4 runs finished" in done.stdout, done.stdout
+    report = (tmp_path / "reports" / "default" / "report.md").read_text()
+    assert "| `dropout` (skipped: baseline draws nothing from it) | 0 | – | 0 (exactly) |" in report
