@@ -7,7 +7,6 @@ file would (issue 38, item 2)."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -38,16 +37,16 @@ def test_every_example_the_docs_show_is_its_one_source_file():
     assert shown == 3  # the component in the README and in docs/extending.md, the dataset in docs/extending.md
 
 
-def _run(code: str, cwd: Path) -> str:
+def _run(code: str, cwd: Path, timeout: int = 300, **env: str) -> str:
     out = subprocess.run(
         [sys.executable, "-c", code],
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=300,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+        timeout=timeout,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(cwd), **env},
     )
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
 
@@ -128,16 +127,8 @@ def test_the_readme_api_block_runs_end_to_end(tmp_path):
     script = (
         shrunk + "\nprint('TABLE', len(study.table()), 'LATEX', '\\\\begin{tabular' in str(study.export('latex')))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "HARNESS_DATA_DIR": str(data)},
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "TABLE 2 LATEX True" in out.stdout, out.stdout[-2000:]
+    out = _run(script, tmp_path, timeout=600, HARNESS_DATA_DIR=str(data))
+    assert "TABLE 2 LATEX True" in out, out[-2000:]
 
 
 def test_every_test_the_docs_name_exists():

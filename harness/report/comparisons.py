@@ -52,8 +52,13 @@ def right(runs: list[SeedRun]) -> dict[str, dict[int, np.ndarray]]:
     out: dict[str, dict[int, np.ndarray]] = {}
     for r in runs:
         if r.status == "FINISHED" and r.predictions is not None:
-            out.setdefault(r.variant, {})[r.seed] = r.predictions["selected"] == r.predictions["labels"]
+            out.setdefault(r.variant, {})[r.seed] = _right(r)
     return out
+
+
+def _right(r: SeedRun) -> np.ndarray:
+    """One run's right (True) or wrong per test image, at its selected epoch."""
+    return r.predictions["selected"] == r.predictions["labels"]
 
 
 def accuracy(by_count: dict[str, dict[int, tuple[int, int]]]) -> dict[str, dict[int, float]]:
@@ -120,11 +125,11 @@ def seeds_for(t: stats.Paired, analysis: stats.Analysis, level: float) -> tuple[
 
 def seeds_images(base: list[SeedRun], other: list[SeedRun], alpha: float) -> crossed.Crossed:
     """The crossed seeds × images interval over the seeds where both runs stored per-image predictions."""
-    right = {r.seed: r.predictions["selected"] == r.predictions["labels"] for r in base if r.predictions is not None}
+    base_right = {r.seed: _right(r) for r in base if r.predictions is not None}
     rows = [
-        crossed.scores(right[r.seed], r.predictions["selected"] == r.predictions["labels"])
+        crossed.scores(base_right[r.seed], _right(r))
         for r in sorted(other, key=lambda r: r.seed)
-        if r.predictions is not None and r.seed in right
+        if r.predictions is not None and r.seed in base_right
     ]
     return crossed.interval(rows, alpha)
 

@@ -121,12 +121,12 @@ class Registry:
         """Where the run's model is: `models:/<id>` of its Logged Model, the run's `model` artifact
         for a run logged before Logged Models, '' when it has none (runs from before models were
         logged, or whose code changed while they trained)."""
-        outputs = self.client.get_run(run_id).outputs
-        for out in outputs.model_outputs if outputs else ():
+        run = self.client.get_run(run_id)
+        for out in run.outputs.model_outputs if run.outputs else ():
             if self.client.get_logged_model(out.model_id).status == "READY":
                 return f"models:/{out.model_id}"
         if self.client.list_artifacts(run_id, MODEL):
-            return f"{self.client.get_run(run_id).info.artifact_uri}/{MODEL}"
+            return f"{run.info.artifact_uri}/{MODEL}"
         return ""
 
     def has_model(self, run_id: str) -> bool:
