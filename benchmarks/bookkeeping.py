@@ -9,7 +9,8 @@ run-epochs), 6 seeds × 2 epochs (12, 24) and 6 seeds × 12 epochs (12, 144). Fo
 overhead is the command's wall time minus its runs' training time (the store's `epoch_seconds` of
 every epoch); overhead = command + runs × per_run + run_epochs × per_run_epoch, solved from the
 three. Prints one JSON object; docs/performance.md has the before and after. Run it on a quiet
-machine: the per-run-epoch figure is a difference of seconds.
+machine, with `--repeats 3` for figures to quote: the per-run and per-run-epoch figures are
+differences of seconds, and one command's overhead varies by a second or two here.
 """
 
 from __future__ import annotations
@@ -80,10 +81,12 @@ def study(data: Path, seeds: int, epochs: int, extra: list[str], code: Path = RO
         return wall, trained, len(runs)
 
 
-def measure(data: Path, extra: list[str], code: Path = ROOT) -> dict:
+def measure(data: Path, extra: list[str], code: Path = ROOT, repeats: int = 1) -> dict:
     rows = []
     for seeds, epochs in SIZES:
-        wall, trained, runs = study(data, seeds, epochs, extra, code)
+        tries = [study(data, seeds, epochs, extra, code) for _ in range(repeats)]
+        # the try of median overhead: one slow start or a busy second does not move the figures
+        wall, trained, runs = sorted(tries, key=lambda t: t[0] - t[1])[len(tries) // 2]
         rows.append(
             {
                 "seeds": seeds,
@@ -117,11 +120,14 @@ def main() -> None:
     parser.add_argument(
         "--code", default=str(ROOT), help="the checkout whose harness runs (another commit's, to compare)"
     )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="commands per study size; each size's median overhead counts"
+    )
     parser.add_argument("extra", nargs="*", help="more `run` arguments, e.g. --set train.checkpoint_seconds=0")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = small_copy(Path(args.data_dir), args.images, Path(tmp) / "data")
-        print(json.dumps(measure(data, args.extra, Path(args.code).resolve())))
+        print(json.dumps(measure(data, args.extra, Path(args.code).resolve(), args.repeats)))
 
 
 if __name__ == "__main__":

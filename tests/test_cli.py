@@ -14,7 +14,7 @@ from tests.conftest import ROOT, harness
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """One end-to-end run: two variants, two seeds, two epochs, on synthetic data."""
+    """One end-to-end run: two variants, two seeds, two epochs, on synthetic data, each run with its figures."""
     from tests.conftest import write_npz
 
     work = tmp_path_factory.mktemp("work")
@@ -29,6 +29,8 @@ def finished(tmp_path_factory):
         "2",
         "--set",
         "train.batch_size=64",
+        "--set",
+        "train.run_figures=true",
         cwd=work,
         data=data,
     )
@@ -85,7 +87,8 @@ def test_store_holds_parents_children_tags_and_epoch_metrics(finished):
             assert [m.step for m in client.get_metric_history(c.info.run_id, key)] == [1, 2]
         assert "test_acc" in c.data.metrics and "test_acc_last" in c.data.metrics
         names = {a.path for a in client.list_artifacts(c.info.run_id)}
-        assert {"config.toml", "learning_curves.png", "confusion_matrix.csv", "per_class.csv"} <= names
+        assert {"config.toml", "confusion_matrix.csv", "per_class.csv"} <= names
+        assert {"learning_curves.png", "confusion_matrix.png"} <= names  # train.run_figures
     for p in parents:
         m = p.data.metrics
         assert m["n_seeds"] == 2

@@ -212,6 +212,7 @@ def test_every_train_setting_reaches_the_engine_by_its_name():
             "train.fuse=4",
             "train.checkpoint_seconds=0",
             "train.last_batch='drop'",
+            "train.run_figures=true",
         ],
     )
     assert type(cfg.train) is engine.TrainSettings and type(cfg.runtime) is engine.Runtime

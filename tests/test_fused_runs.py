@@ -146,6 +146,8 @@ def test_a_fused_group_records_each_member_as_a_separate_run_under_the_separate_
     }
     # the same params, artifacts, tags (but the fused ones), inputs, metric names
     assert set(fused_look) == set(separate_look) and not differ, differ
+    # no per-run figures unless train.run_figures asks for them (tests/test_cli.py)
+    assert not [a for look in fused_look.values() for a in look["artifacts"] if a.endswith(".png")]
     again = run(tmp_path, data)  # the same command fused: every key has finished
     assert again.returncode == 0 and again.stdout.count("already finished") == 4 and "TRAIN EPOCH" not in again.stdout
 

@@ -2,9 +2,11 @@
 logged once even after a restart, and its artifacts (configuration, confusion matrix, per-class
 scores, per-image predictions, weights, plots, the MLflow model), named in harness/tracking/names.py.
 
-A run's two figures (its learning curves and confusion matrix, views of what it logged) take
-longer to draw than the rest of its record (about 0.7 s on a CPU): one background thread draws
-them while the next unit trains, and the runner logs them to their runs as they are done and
+With `train.run_figures = true`, a run's two figures (its learning curves and confusion matrix,
+views of what it logged) are PNG artifacts too. They take longer to draw than the rest of its
+record (about 0.45 s of CPU here, more than all its other bookkeeping), so they are off by default:
+MLflow's UI charts the logged metrics itself and the report draws its own figures. When on, one
+background thread draws them while the next unit trains, and the runner logs them to their runs as they are done and
 waits for the last ones before the command ends (`drain`). A SIGKILL in that second loses them;
 nothing they show is lost (the metrics and confusion.csv are logged first, and the report draws its
 own figures from the store)."""
@@ -28,12 +30,22 @@ from harness.training import engine, evaluation, results
 
 
 def record(
-    tracker, run_id: str, cfg: ExperimentConfig, spec: RunSpec, data: Loaded, model: nn.Module, result: engine.Result
+    tracker,
+    run_id: str,
+    cfg: ExperimentConfig,
+    spec: RunSpec,
+    data: Loaded,
+    model: nn.Module,
+    result: engine.Result,
+    resumed: bool = True,
 ) -> dict[str, float]:
-    """Evaluate on the test set, log the final metrics (once, also after a restart) and the artifacts."""
+    """Evaluate on the test set, log the final metrics (once, also after a restart) and the artifacts.
+    `resumed`: the run continued from a checkpoint, so a process before this one may have logged them."""
     t, classes = data.tensors, data.source.dataset.classes
     tested = results.test(model, result, t.x_test, t.y_test, classes, spec.train, cfg.runtime)
-    if "test_acc" not in tracker.runs_metrics(run_id):  # a restart after the final log logs nothing twice
+    if not resumed or "test_acc" not in tracker.runs_metrics(
+        run_id
+    ):  # a restart after the final log logs nothing twice
         tracker.log_metrics(run_id, tested.metrics)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,6 +68,8 @@ def record(
             models.log_model(
                 tracker.client, run_id, tracker.experiment_id, tested.selected, engine.to_float(t.x_test[:2]), code
             )
+    if not cfg.runtime.run_figures:
+        return tested.metrics
     rows = [names.epoch_metrics(s) for s in result.history]
     curves = {k: [r[k] for r in rows] for k in names.EPOCH_METRICS}
     figures = (

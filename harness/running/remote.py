@@ -58,6 +58,7 @@ def train_pair(cfg, variant: str, seed: int, source, rerun: bool, where: str):
         try:
             return units.run(runner.place, [((variant, seed), spec)], claims)[(variant, seed)]
         finally:
+            runner.settle(set())
             runner.log_figures()
     finally:
         claims.close()

@@ -126,7 +126,8 @@ class Runner:
             pending, waited = pairs, False
             while pending:
                 deferred = []
-                for unit in fusing.units(self, pending):  # one pair, or a fused group (train.fuse)
+                planned = fusing.units(self, pending)  # one pair, or a fused group (train.fuse)
+                for i, unit in enumerate(planned):
                     held = fusing.claim_all(self, claims, unit)  # every key of a group, or none
                     deferred += [] if held else [p for p, _ in unit]
                     try:
@@ -138,6 +139,7 @@ class Runner:
                     finally:
                         for _, spec in held:
                             claims.release(self.key(spec))
+                    self.settle({p[0] for u in planned[i + 1 :] for p, _ in u} | {p[0] for p in deferred})
                     if self.store_error:
                         return [
                             by_pair.get(p) or Outcome(*p, "FAILED", error=f"not run: {self.store_error}") for p in pairs
@@ -151,7 +153,21 @@ class Runner:
             return [by_pair[pair] for pair in pairs]
         finally:
             claims.close()
+            self.settle(set())
             self.log_figures()
+
+    def settle(self, training: set[str]) -> None:
+        """Bring up to date the aggregates of the parents whose variant has no run left to train in
+        `training` (one search and one write per parent, not per run); a store that takes no more
+        writes stops the experiment (its runs are recorded; the next command settles them)."""
+        for parent_id, variant in list(self.place.unsettled.items()):
+            if variant in training or self.store_error:
+                continue
+            try:
+                self.tracker.update_aggregates(parent_id)
+            except store.StoreError as e:
+                self.store_error = str(e)
+            self.place.unsettled.pop(parent_id, None)
 
     def log_figures(self) -> None:
         """Wait for the last runs' figures (harness/running/recording.py) and log them; a store that

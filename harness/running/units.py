@@ -18,7 +18,7 @@ interruption marks its runs KILLED and a failure FAILED, and both keep the check
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -57,6 +57,9 @@ class Place:
     inputs: Callable[[str], list]  # MLflow dataset inputs of a split fingerprint
     retire: Callable[[str, str, RunSpec], None]  # (old run id, new run id, spec)
     store_error: str = ""  # set when the store stopped taking writes after a run was recorded
+    # parents with runs recorded since their aggregates were last computed (parent id -> variant);
+    # the runner brings them up to date once this command has no more runs of that variant to train
+    unsettled: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -405,9 +408,8 @@ def _record(place: Place, m: Member, model, result: engine.Result, start: float)
     spec = m.spec
     for problem in recording.log_figures(place.tracker):  # the figures of runs recorded earlier, drawn meanwhile
         place.console.line(f"warning: {problem}")
-    metrics = recording.record(
-        place.tracker, m.run_id, place.cfg, spec, place.splits.data_for(spec.seed, spec.split_seed), model, result
-    )
+    data = place.splits.data_for(spec.seed, spec.split_seed)
+    metrics = recording.record(place.tracker, m.run_id, place.cfg, spec, data, model, result, m.first_epoch > 0)
     if result.notes:
         place.tracker.set_tags(m.run_id, {names.NOTE_TAG: " ".join(result.notes)[:5000]})
         for note in result.notes:
@@ -417,10 +419,7 @@ def _record(place: Place, m: Member, model, result: engine.Result, start: float)
         # one finished run per key, the newest; one a registered model version points at is kept, set aside
         for old in m.done:
             place.retire(old.run_id, m.run_id, spec)
-    try:
-        place.tracker.update_aggregates(m.parent_id)
-    except store.StoreError as e:  # the run itself is recorded FINISHED; the experiment stops after it
-        place.store_error = str(e)
+    place.unsettled[m.parent_id] = spec.variant
     seconds = time.perf_counter() - start
     trained = sum(s.seconds for s in result.history if s.epoch > m.first_epoch)  # this command's epochs
     place.console.run_done(f"finished {m.name} in {duration(seconds)}: test accuracy {metrics['test_acc']:.2f}")

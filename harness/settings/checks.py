@@ -93,6 +93,10 @@ CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
         "SIGTERM or SIGINT)",
         lambda v: v >= 0,
     ),
+    "train.run_figures": (
+        "true (each run's learning curves and confusion matrix as PNG artifacts in MLflow) or false",
+        lambda v: True,
+    ),
     "data.dataset": (
         f"one of {', '.join(datasets.names())}, or folder:PATH (one subfolder of images per class) or npz:PATH",
         datasets.allowed,

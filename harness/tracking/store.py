@@ -171,8 +171,10 @@ class Tracker:
         run_id, created = self.named_run(
             "variant", variant, {names.VARIANT_KEY_TAG: key}, {**tags, names.VARIANT_TAG: variant}, params
         )
-        if created and inputs:
-            self.log_inputs(run_id, list(inputs))
+        if created:
+            if inputs:
+                self.log_inputs(run_id, list(inputs))
+            self.finish(run_id, "FINISHED")  # a parent holds results, not a process: never RUNNING
         return run_id
 
     def child_run(self, parent_id: str, role: str, name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
