@@ -124,6 +124,23 @@ def _imports_torch(proc) -> bool:
     )
 
 
+def test_an_unknown_component_is_refused_without_torch_once_a_command_has_seen_the_variants(tmp_path):
+    """The first refusal comes from the registry (importing torch) and saves its names; later ones
+    say the same from the saved names (harness/cli/listing.py), torch never imported."""
+    env = {"HARNESS_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPROFILEIMPORTTIME": "1"}
+    for argv in (["--variants", "nosuch"], ["--variants", "baseline,drpout+batchnorm"]):
+        first = harness("run", *argv, cwd=tmp_path, env=env)
+        again = harness("run", *argv, cwd=tmp_path, env=env)
+        assert first.returncode == again.returncode == 2
+        line = first.stderr.splitlines()[-1]
+        assert line.startswith("error: variants: unknown component") and again.stderr.splitlines()[-1] == line
+        assert "components: augment, baseline, batchnorm" in line
+        assert not _imports_torch(again)
+    assert "(did you mean 'dropout'?)" in line
+    known = harness("run", "--variants", "dropout+nosuch2", "--seeds", "1", cwd=tmp_path, env=env)
+    assert "unknown component 'nosuch2'" in known.stderr and not _imports_torch(known)
+
+
 def test_list_reads_its_cache_without_importing_torch_until_a_variant_file_changes(tmp_path):
     # a copy to edit, first on the path
     shutil.copytree(ROOT / "harness", tmp_path / "harness", ignore=shutil.ignore_patterns("__pycache__"))

@@ -60,3 +60,44 @@ CHANGED = {
     "factorial": frozenset({"0.948", "0.797", "4000", "-33.91", "50.74", "-19.26", "3.99", "-38.88", "43.81"}),
     "ondemand": frozenset({"4000", "-16.23", "-1.28"}),
 }
+
+
+def _imported(proc, module: str) -> bool:
+    """Whether a process run with PYTHONPROFILEIMPORTTIME=1 imported `module`."""
+    return any(
+        line.startswith("import time:") and line.split("|")[-1].strip() == module for line in proc.stderr.splitlines()
+    )
+
+
+def test_an_export_of_an_unchanged_store_is_kept_and_read_without_mlflow_until_the_store_changes(tmp_path):
+    """`export` keeps its text under a digest of the experiment's rows in the store (harness/running/stored.py):
+    the same export again imports neither MLflow nor SciPy, a refusal never does, and any change of
+    the experiment's runs is seen."""
+    from mlflow import MlflowClient
+
+    with tarfile.open(FIXTURE) as tar:
+        tar.extractall(tmp_path, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    env = {"HARNESS_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPROFILEIMPORTTIME": "1"}
+    argv = ("export", "--experiment", "factorial", "--table", "comparison", "--format", "csv")
+    tries = [harness(*argv, cwd=tmp_path, env=env) for _ in range(3)]
+    assert all(t.returncode == 0 for t in tries), tries[0].stderr[-2000:]
+    assert tries[0].stdout == tries[1].stdout == tries[2].stdout
+    assert _imported(tries[0], "mlflow") and _imported(tries[0], "scipy")
+    # the first read moved the artifact locations to where the store now is, so the second read again
+    assert not _imported(tries[2], "mlflow") and not _imported(tries[2], "scipy") and not _imported(tries[2], "torch")
+
+    refusal = harness(
+        "export", "--experiment", "ondemand", "--table", "effects", "--format", "csv", cwd=tmp_path, env=env
+    )
+    assert refusal.returncode == 2 and "has a list design" in refusal.stderr.splitlines()[-1]
+    assert not any(_imported(refusal, m) for m in ("mlflow", "scipy", "torch", "pandas"))
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("factorial").experiment_id
+    seed_run = client.search_runs(
+        [experiment], "tags.`harness.variant` = 'batchnorm' and tags.`harness.role` = 'seed'"
+    )[0]
+    client.delete_run(seed_run.info.run_id)
+    changed = harness(*argv, cwd=tmp_path, env=env)
+    assert changed.returncode == 0 and _imported(changed, "mlflow")
+    assert "batchnorm,2," in changed.stdout and "batchnorm,3," in tries[0].stdout

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from harness.analysis import sample_size, stats
-from harness.analysis.variance import Decomposition
+from harness.analysis import sample_size
 from harness.base.errors import UsageError
 from harness.settings.designs import ALL, VARIANCE_SOURCES
+
+if TYPE_CHECKING:  # SciPy's statistics load with the functions that compute: `check` answers without them
+    from harness.analysis import stats
+    from harness.analysis.variance import Decomposition
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ def check(req: Request) -> None:
 
 def lines(req: Request, analysis: stats.Analysis, baseline: str, tested: dict[str, stats.Paired]) -> list[str]:
     """The plan as printed: one row per comparison in the store, and the pooled (or given) spread."""
+    from harness.analysis import stats
+
     m = req.comparisons or max(1, len(tested))
     effect = req.effect if req.effect is not None else analysis.margin
     level = analysis.alpha / m

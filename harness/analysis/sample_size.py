@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 LIMIT = 100_000  # seeds searched; beyond it a plan says "more than" rather than a number
 POWER = 0.8
@@ -17,6 +16,8 @@ MIN_PAIRS = 3  # fewer pairs give no better, worse or equivalent (two pairs: the
 def power(effect: float, sd: float, n: int, alpha: float) -> float:
     """Power of a two-sided paired t-test at level `alpha` with n pairs for a true mean difference
     `effect` when the differences have standard deviation `sd` (noncentral t)."""
+    from scipy import stats  # here, not at import: `plan` checks its arguments without SciPy
+
     df, ncp = n - 1, abs(effect) / sd * math.sqrt(n)
     crit = stats.t.ppf(1 - alpha / 2, df)
     far = float(np.nan_to_num(stats.nct.cdf(-crit, df, ncp), nan=0.0))  # negligible; scipy may give NaN
@@ -52,6 +53,8 @@ def tost_power(margin: float, sd: float, n: int, alpha: float, true_difference: 
     are normal with mean `true_difference` and sd `sd`: exact, by averaging over the sampling
     distribution of the sample sd (4,000 quantiles of its chi-square), since both one-sided tests
     share it. TOST rejects when Δ̂ ± t_{1−α, n−1}·s/√n lies within ±margin."""
+    from scipy import stats
+
     df = n - 1
     if df < 1:
         return 0.0

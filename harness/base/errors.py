@@ -24,6 +24,17 @@ def one_of(where: str, value: Any, kind: Any) -> Any:
     return value
 
 
+def unknown_component(name: str, valid: list[str]) -> str:
+    """What is wrong with a component name nothing registers, and what is allowed (with the closest name)."""
+    import difflib
+
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (
+        f"unknown component {name!r}{hint}; components: {', '.join(valid)} (join them with '+', e.g. dropout+batchnorm)"
+    )
+
+
 class Terminated(BaseException):
     """Raised in the main thread on SIGTERM, as KeyboardInterrupt is on SIGINT."""
 

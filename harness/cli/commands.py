@@ -21,16 +21,42 @@ EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness.cli import listing
     from harness.running import experiment
     from harness.running.console import Console
 
-    cfg, params_files = experiment.configure(
-        args.experiment, args.set, args.params_from, component_entries(args.components), args.tuned, **run_flags(args)
-    )
+    components = component_entries(args.components)
+    if args.experiment is None and args.variants is not None:
+        refuse_unknown_components(args.variants, listing.cached_names(components))
+    try:
+        cfg, params_files = experiment.configure(
+            args.experiment, args.set, args.params_from, components, args.tuned, **run_flags(args)
+        )
+    finally:
+        if "harness.variants" in sys.modules:  # the next refusal of an unknown name answers without torch
+            listing.remember_names(components)
     done = experiment.run(cfg, execution_of(args), Console(), params_files)
     for problem in done.problems:
         print(f"error: {credentials.mask(problem)}", file=sys.stderr)
     return EXIT_FAILED_RUNS if done.failed else 0
+
+
+def refuse_unknown_components(variants: str, known: list[str] | None) -> None:
+    """`--variants` naming a component that is not registered, refused in one line before torch is
+    imported (about 2 s), from the names the last `list` or `run` saw for the same variant files;
+    anything else (or no names saved yet) is left to the registry's own checks."""
+    from harness.base.errors import unknown_component
+    from harness.settings import config
+
+    if known is None:
+        return
+    for variant in config.parse_variant_list(variants):
+        parts = [p.strip() for p in variant.split("+")]
+        if not all(parts):
+            return  # the registry says what is wrong with an empty component
+        for part in parts:
+            if part != "baseline" and part not in known:
+                raise UsageError(f"variants: {unknown_component(part, known)}")
 
 
 def run_flags(args: argparse.Namespace) -> dict:

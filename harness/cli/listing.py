@@ -85,6 +85,31 @@ def build_rows(components: list[str] = ()) -> list[list[str]]:
     return rows
 
 
+def cached_names(components: list[str] = ()) -> list[str] | None:
+    """The component names registered with these variant files, as the last `list` or `run` saw
+    them, without importing torch or the variants; None when neither has seen these files."""
+    key = variants_key(components)
+    for name in (f"variant-names-{key}.json", f"variants-{key}.json"):
+        try:
+            cached = json.loads((cache_dir() / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        names = [r[0] if isinstance(r, list) and r else r for r in cached] if isinstance(cached, list) else []
+        if names and all(isinstance(n, str) for n in names):
+            return sorted(names)
+    return None
+
+
+def remember_names(components: list[str] = ()) -> None:
+    """Save the registered component names for `cached_names` (after the variants were imported)."""
+    from harness import variants
+
+    try:
+        atomic_write(cache_dir() / f"variant-names-{variants_key(components)}.json", json.dumps(variants.names()))
+    except OSError:
+        pass  # an unwritable cache costs only speed
+
+
 def rows(components: list[str] = ()) -> list[list[str]]:
     """The listing's rows, from the cache when it holds them for these variant files."""
     path = cache_dir() / f"variants-{variants_key(components)}.json"

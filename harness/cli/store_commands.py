@@ -27,7 +27,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     export.check(args.format, args.table)
     name, _, uri = stored.locate(args.experiment, args.tracking_uri)
     out = None if args.out is None else files.check_target(args.out, "--out", args.force, stored.store_file(uri))
-    text = export.render(stored.table(uri, name, args.table), args.format, args.table, name, args.name_in_caption)
+    text = stored.exported(uri, name, args.table, args.format, args.name_in_caption)
     if args.out is None:
         print(text, end="")
     else:

@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Literal, get_args
-
-import pandas as pd
+from typing import TYPE_CHECKING, Literal, get_args
 
 from harness.base import escaping
 from harness.base.errors import UsageError, one_of
 from harness.base.files import atomic_write
+from harness.settings import designs
+
+if TYPE_CHECKING:  # the tables are DataFrames; checking a command's arguments needs no pandas
+    import pandas as pd
 
 Format = Literal["csv", "json", "latex"]
 # the report's tables (harness/report/tables.py); compact: the comparison as a paper prints it (Δ [CI], verdict)
@@ -25,6 +27,15 @@ def check(fmt: str, table: str, where: tuple[str, str] = ("--format", "--table")
     """Refuse a format or a table that does not exist, before the store is read."""
     one_of(where[0], fmt, Format)
     one_of(where[1], table, Table)
+
+
+def check_design(experiment: str, design: designs.Design, table: str) -> None:
+    """`effects` of a design without effects is refused in one line (before the runs are read)."""
+    if table == "effects" and design.kind not in designs.CELLS:
+        raise UsageError(
+            f"table effects: experiment {experiment!r} has a {design.kind} design; effects come from a factorial "
+            "or leave-one-out design"
+        )
 
 
 def render(df: pd.DataFrame, fmt: str, table: str, experiment: str, name_in_caption: bool = False) -> str:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness.analysis import effects, stats
-from harness.base.errors import UsageError
 from harness.report import comparisons as comparisons_mod
 from harness.report import export, markdown
 from harness.settings import designs
@@ -187,17 +186,8 @@ def runs_table(study: StudyData) -> pd.DataFrame:
     )
 
 
-def check(experiment: str, design: designs.Design, name: str) -> None:
-    """`effects` of a design without effects is refused in one line (before the runs are read)."""
-    if name == "effects" and design.kind not in designs.CELLS:
-        raise UsageError(
-            f"table effects: experiment {experiment!r} has a {design.kind} design; effects come from a factorial "
-            "or leave-one-out design"
-        )
-
-
 def table(study: StudyData, name: str) -> pd.DataFrame:
     """The table `name` of TABLES; `effects` of a design without effects is refused in one line."""
-    check(study.experiment, study.design, name)
+    export.check_design(study.experiment, study.design, name)
     tables = {"comparison": comparison, "compact": compact, "statistics": statistics, "effects": effects_table}
     return {**tables, "runs": runs_table}[name](study)

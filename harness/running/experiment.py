@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.base.errors import UsageError
-from harness.running import execution, preflight
+from harness.running import execution
 from harness.running.console import Console
 from harness.running.execution import Execution
 from harness.running.outcomes import Outcome, summary
 from harness.settings.config import ExperimentConfig
+
+if TYPE_CHECKING:  # preflight imports torch: `configure` and its refusals answer without it
+    from harness.running import preflight
 
 
 @dataclasses.dataclass
@@ -84,6 +88,7 @@ def run(
     on `ex.executor`, then `finish`. Bad input raises UsageError before any work starts. `command`:
     what the runs record as their command (default: this process's command line)."""
     from harness.data import user_data
+    from harness.running import preflight
     from harness.running import runner as runner_mod
 
     slurm = execution.check(ex)

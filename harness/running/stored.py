@@ -47,16 +47,93 @@ def report(uri: str, name: str, folder: Path) -> Path:
 
 def table(uri: str, name: str, which: str):
     """The report's table `which` of experiment `name` (a DataFrame); an experiment with no runs is refused in one line."""
-    from harness.report import tables
+    from harness.report import export
     from harness.tracking import experiment_tags, readback
 
     readback.require_store(uri)
-    tags = readback.experiment_tags(uri, name)
-    tables.check(name, experiment_tags.design_of(tags), which)  # before minutes of reading a large store
+    tags = _tags(uri, name)
+    export.check_design(name, experiment_tags.design_of(tags), which)  # before minutes of reading a large store
+    from harness.report import tables  # pandas, SciPy and MLflow: only once the arguments are known to be good
+
     study = tables.read(uri, name, tags)
     if not study.runs:
         raise UsageError(f"--experiment: the store {uri} holds no runs of experiment {name!r}; run it first")
     return tables.table(study, which)
+
+
+EXPORTS_FORMAT = 1  # bump when an export's text changes for the same store and code
+EXPORTS_KEPT = 200  # the newest exports the cache keeps
+
+
+def exported(uri: str, name: str, which: str, fmt: str, name_in_caption: bool = False) -> str:
+    """The text `export` prints: the table `which` of experiment `name` in `fmt`. A local SQLite
+    store's export is kept in the user cache under a digest of everything the experiment's runs
+    hold and of harness's own code, so the same export of an unchanged store reads no runs and
+    imports neither MLflow nor SciPy (about 1 s against 5 here: benchmarks/store_commands.py).
+    Any other store is read through MLflow each time."""
+    from harness.base.files import atomic_write
+    from harness.report import export
+    from harness.tracking import readback
+
+    readback.require_store(uri)
+    path = _cached_export(uri, name, which, fmt, name_in_caption)
+    if path is not None and path.is_file():
+        return path.read_text(encoding="utf-8")
+    text = export.render(table(uri, name, which), fmt, which, name, name_in_caption)
+    # kept only when nothing changed while it was read (another writer, or artifacts relocated on a first read)
+    if path is not None and path == _cached_export(uri, name, which, fmt, name_in_caption):
+        try:
+            atomic_write(path, text)
+            _prune(path.parent)
+        except OSError:
+            pass  # an unwritable cache costs only speed
+    return text
+
+
+def _tags(uri: str, name: str) -> dict[str, str]:
+    """The experiment's tags: from the SQLite file itself where it can be read so (no MLflow import), else through MLflow."""
+    from harness.tracking import direct, readback
+
+    path = store_file(uri)
+    tags = direct.experiment_tags(path, name) if path is not None else None
+    return tags if tags is not None else readback.experiment_tags(uri, name)
+
+
+def _cached_export(uri: str, name: str, which: str, fmt: str, name_in_caption: bool) -> Path | None:
+    """Where an export of this store's experiment, as it is now, is kept (None: not a local SQLite store)."""
+    import hashlib
+
+    from harness.base.files import cache_dir
+    from harness.tracking import direct
+
+    path = store_file(uri)
+    content = direct.digest(path, name) if path is not None else None
+    if content is None:
+        return None
+    key = [EXPORTS_FORMAT, _code_digest(), str(path.resolve()), name, content, which, fmt, name_in_caption]
+    return cache_dir() / "exports" / f"{hashlib.sha256(repr(key).encode()).hexdigest()[:32]}.txt"
+
+
+def _code_digest() -> str:
+    """The name, size and modification time of every file of the installed harness package."""
+    import hashlib
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        st = f.stat()
+        h.update(f"{f.relative_to(root)} {st.st_size} {st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _prune(folder: Path) -> None:
+    """Keep the newest EXPORTS_KEPT exports (another process may prune at the same time)."""
+    try:
+        files = sorted(folder.glob("*.txt"), key=lambda f: f.stat().st_mtime_ns, reverse=True)
+    except OSError:
+        return
+    for old in files[EXPORTS_KEPT:]:
+        old.unlink(missing_ok=True)
 
 
 def plan(name: str, cfg: ExperimentConfig | None, uri: str, req) -> list[str]:

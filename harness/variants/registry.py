@@ -11,7 +11,6 @@ component's name to decide anything.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import inspect
 import sys
@@ -21,7 +20,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from harness.base.errors import UsageError
+from harness.base.errors import UsageError, unknown_component
 from harness.variants.lenet import LeNet
 
 
@@ -204,12 +203,7 @@ class UnknownVariant(KeyError):
 
 
 def unknown_message(name: str) -> str:
-    valid = sorted(_REGISTRY)
-    close = difflib.get_close_matches(name, valid, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return (
-        f"unknown component {name!r}{hint}; components: {', '.join(valid)} (join them with '+', e.g. dropout+batchnorm)"
-    )
+    return unknown_component(name, sorted(_REGISTRY))
 
 
 def component(name: str) -> Component:
