@@ -124,6 +124,20 @@ def _imports_torch(proc) -> bool:
     )
 
 
+def test_the_exports_a_run_keeps_are_what_a_fresh_export_prints(finished, tmp_path):
+    """`run` keeps every table in every format for `export` (harness/running/stored.py): the export
+    after it reads no runs (MLflow not imported) and prints what an export with an empty cache prints."""
+    work = finished[0]
+    for table, fmt in (("comparison", "csv"), ("statistics", "latex"), ("runs", "json")):
+        argv = ("export", "--experiment", "default", "--table", table, "--format", fmt)
+        kept = harness(*argv, cwd=work, env={"PYTHONPROFILEIMPORTTIME": "1"})
+        fresh = harness(*argv, cwd=work, env={"HARNESS_CACHE_DIR": str(tmp_path / table)})
+        assert kept.returncode == fresh.returncode == 0, kept.stderr[-2000:] + fresh.stderr[-2000:]
+        assert kept.stdout == fresh.stdout and kept.stdout.strip()
+        imported = {line.split("|")[-1].strip() for line in kept.stderr.splitlines() if line.startswith("import time:")}
+        assert "mlflow" not in imported and "scipy" not in imported, table
+
+
 def test_an_unknown_component_is_refused_without_torch_once_a_command_has_seen_the_variants(tmp_path):
     """The first refusal comes from the registry (importing torch) and saves its names; later ones
     say the same from the saved names (harness/cli/listing.py), torch never imported."""

@@ -36,7 +36,11 @@ class StudyData:
 def read(uri: str, experiment: str, tags: dict[str, str] | None = None) -> StudyData:
     """The experiment's runs read back and analysed (`tags`: its experiment tags, when the caller has them)."""
     tags = readback.experiment_tags(uri, experiment) if tags is None else tags
-    runs = readback.read_runs(uri, experiment)
+    return study(experiment, readback.read_runs(uri, experiment), tags)
+
+
+def study(experiment: str, runs: list[SeedRun], tags: dict[str, str]) -> StudyData:
+    """These runs of the experiment analysed under its experiment `tags` (design, [analysis], seeds on demand)."""
     design, analysis = experiment_tags.design_of(tags), experiment_tags.analysis_of(tags)
     baseline, order, compared = markdown.analyse(runs, design, analysis, tags)
     return StudyData(experiment, runs, design, analysis, baseline, order, compared)

@@ -214,6 +214,7 @@ def finish(
     its parent run (and a factorial design's effects) and write the report. `runner`: the one that
     trained, whose store error (a full disk, a read-only store) is reported here."""
     from harness.report import comparisons, effects_section, markdown
+    from harness.running import stored
     from harness.settings import checks, designs
     from harness.tracking import readback, store
 
@@ -243,6 +244,7 @@ def finish(
     try:
         done.report = markdown.write(runs, cfg.name, cfg.reports_folder, cfg.design, cfg.analysis, tags, analysed)
         console.line(f"report: {done.report} and {done.report.with_suffix('.html').name}")
+        stored.keep_exports(uri, cfg.name, runs)  # the export that follows reads no runs
     except OSError as e:  # the runs are safe in the store; `report` rebuilds it later
         rebuild = f"python -m harness report {checks.experiment_flag(cfg.name)}"
         done.problems.append(f"report: {e}; the runs are in the store, rebuild with `{rebuild}`")

@@ -5,6 +5,7 @@ variant's best seed run into the MLflow Model Registry. `report`, `export`, `pla
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -39,10 +40,13 @@ def report(uri: str, name: str, folder: Path) -> Path:
 
     preflight.check_writable(folder, "--reports-dir")
     readback.require_store(uri)
+    runs = readback.read_runs(uri, name)
     try:
-        return markdown.build(uri, name, folder)
+        path = markdown.build(uri, name, folder, runs)
     except OSError as e:
         raise UsageError(f"report: {e}; the previous report, if any, is left whole") from None
+    keep_exports(uri, name, runs)
+    return path
 
 
 def table(uri: str, name: str, which: str):
@@ -63,6 +67,37 @@ def table(uri: str, name: str, which: str):
 
 EXPORTS_FORMAT = 1  # bump when an export's text changes for the same store and code
 EXPORTS_KEPT = 200  # the newest exports the cache keeps
+
+
+def keep_exports(uri: str, name: str, runs: list) -> None:
+    """After `run` and `report`: every table of experiment `name` in every format, rendered from
+    `runs` (its runs as read back after its last write) and its experiment tags as the store holds
+    them, kept where `exported` looks first, so the export that follows reads no runs. The same
+    inputs as `exported`'s, so the same text; nothing is kept when the store cannot be read with
+    sqlite3 (another store) or holds no runs of it."""
+    from harness.base.files import atomic_write
+    from harness.report import export, tables
+    from harness.settings import designs
+    from harness.tracking import direct
+
+    path = store_file(uri)
+    tags = direct.experiment_tags(path, name) if path is not None else None
+    if tags is None or not runs:
+        return
+    study = tables.study(name, runs, tags)
+    for which in export.TABLES:
+        if which == "effects" and study.design.kind not in designs.CELLS:
+            continue
+        df = tables.table(study, which)
+        for fmt, flag in (("csv", False), ("json", False), ("latex", False), ("latex", True)):
+            kept = _cached_export(uri, name, which, fmt, flag)
+            if kept is None:
+                return
+            try:
+                atomic_write(kept, export.render(df, fmt, which, name, flag))
+            except OSError:
+                return  # an unwritable cache costs only speed
+    _prune(kept.parent)
 
 
 def exported(uri: str, name: str, which: str, fmt: str, name_in_caption: bool = False) -> str:
@@ -104,16 +139,33 @@ def _cached_export(uri: str, name: str, which: str, fmt: str, name_in_caption: b
     import hashlib
 
     from harness.base.files import cache_dir
-    from harness.tracking import direct
 
     path = store_file(uri)
-    content = direct.digest(path, name) if path is not None else None
+    content = _digest(uri, name)
     if content is None:
         return None
     key = [EXPORTS_FORMAT, _code_digest(), str(path.resolve()), name, content, which, fmt, name_in_caption]
     return cache_dir() / "exports" / f"{hashlib.sha256(repr(key).encode()).hexdigest()[:32]}.txt"
 
 
+@functools.lru_cache(maxsize=8)
+def _digest_cached(path: str, name: str, stamp: tuple) -> str | None:
+    from harness.tracking import direct
+
+    return direct.digest(Path(path), name)
+
+
+def _digest(uri: str, name: str) -> str | None:
+    """The digest of the experiment's rows (tracking/direct.py), read once per state of the file:
+    `keep_exports` asks for it twenty times in a row."""
+    path = store_file(uri)
+    if path is None:
+        return None
+    stamp = tuple((p.stat().st_mtime_ns, p.stat().st_size) if p.exists() else None for p in (path, Path(f"{path}-wal")))
+    return _digest_cached(str(path), name, stamp)
+
+
+@functools.lru_cache(maxsize=1)
 def _code_digest() -> str:
     """The name, size and modification time of every file of the installed harness package."""
     import hashlib
