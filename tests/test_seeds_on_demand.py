@@ -68,7 +68,7 @@ def decisions(work) -> str:
 def test_clear_comparisons_stop_and_unclear_ones_go_on_to_the_budget(reference):
     work, proc = reference
     rounds = [line for line in proc.stdout.splitlines() if line.startswith("round ")]
-    assert rounds[0].startswith("round 1 (seeds 2021–2023): dropout open (Δ +0.00 (−∞, +∞) (repeated 98.3% CI)); "), (
+    assert rounds[0].startswith("round 1 (seeds 2021–2023): dropout open (Δ +0.00 (−∞, +∞) (repeated 99.2% CI)); "), (
         rounds
     )
     assert "inf ≥" not in proc.stdout

@@ -309,8 +309,8 @@ def test_the_sequential_intervals_carry_their_level_and_equivalence_shows_the_de
     diffs = {v: {s: float(x) for s, x in zip(range(100, 112), rng.normal(0, 0.2, 12))} for v in ("a", "b", "c")}
     w = walk(diffs)
     first = w.tracks["a"].looks[0]
-    assert first.coverage == pytest.approx(1 - 0.05 / 3)
-    assert "(repeated 98.3% CI)" in sequential.describe(w.rounds[0], w.tracks)
+    assert first.coverage == pytest.approx(1 - 0.05 / 2 / 3)  # rule 2: the difference family has α/2, Holm's m = 3
+    assert "(repeated 99.2% CI)" in sequential.describe(w.rounds[0], w.tracks)
     decided = [t for t in w.tracks.values() if t.verdict == "equivalent"]
     assert decided
     for t in decided:

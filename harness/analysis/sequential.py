@@ -25,10 +25,17 @@ at the last round).
   others, which are re-tested at every look so far with boundaries for their new level.
 - Two families, each so corrected: the difference from the baseline (two-sided; better/worse)
   and equivalence within ±margin (TOST, one-sided spending per side; equivalent). Either decision
-  stops the variant; one still open at the last round is inconclusive.
+  stops the variant; one still open at the last round is inconclusive. One error budget for both
+  (rule 2): with two or more variants each family spends α/2, so the chance of any false better,
+  worse or equivalent is at most α (two families at α each reached 8% where one variant sits at
+  Δ = 0 and another at the margin); with one variant each spends α, since its two nulls ("no
+  difference", "a difference of at least the margin") cannot both be true. Rule 1, both families
+  at α whatever the number of variants, is what designs started before rule 2 keep: the rule is
+  recorded with the design at round 1 (harness/tracking/experiment_tags.py), so a stored design
+  replays the verdicts it was run with.
 - Repeated confidence intervals (Jennison & Turnbull 2000, ch. 9): at each look Δ ± its
   two-sided boundary × the standard error at the variant's current Holm level (so a 3-variant
-  study's first intervals are 98.3% ones, labelled so), valid at every round at once; on the
+  study's first intervals are 99.2% ones under rule 2, labelled so), valid at every round at once; on the
   sign-flip route the shifts the sign-flip test does not reject at the boundary's nominal level.
   An equivalence decision is shown with the interval that decides it: Δ ± the one-sided TOST
   boundary × se, inside ±margin.
@@ -48,7 +55,7 @@ import numpy as np
 from harness.analysis import signflip
 from harness.analysis import stats as paired
 from harness.analysis.spending import boundaries, p_value, spend  # noqa: F401 - the rule's boundaries, used by its callers too
-from harness.settings.analysis import Analysis, Sequential  # noqa: F401 - the settings the rule takes
+from harness.settings.analysis import SEQUENTIAL_RULE, Analysis, Sequential  # noqa: F401 - the settings the rule takes
 
 METHOD = (
     "a group-sequential paired t-test: Lan–DeMets O'Brien–Fleming-type α-spending over the information fraction "
@@ -68,6 +75,23 @@ REFERENCES = (
     "Holm, S. (1979). A simple sequentially rejective multiple test procedure. Scandinavian Journal of Statistics 6(2), 65–70.",
 )
 OPEN, INCONCLUSIVE = "open", "inconclusive"
+RULE = SEQUENTIAL_RULE  # the rule new designs record: 2, one error budget (α/2 a family with two or more variants); 1, α a family
+
+
+def family_alpha(alpha: float, variants: int, rule: int = RULE) -> float:
+    """What each of the two families (difference, equivalence) spends: α/2 under rule 2 with two or
+    more variants, else α."""
+    return alpha / 2 if rule >= 2 and variants >= 2 else alpha
+
+
+def budget(alpha: float, variants: int, rule: int = RULE) -> str:
+    """How a design's two families spend α, in words: "α = 0.025 per family (the two share α = 0.05)"."""
+    each = family_alpha(alpha, variants, rule)
+    if each < alpha:
+        return f"α = {each:g} per family (rule {rule}: the two families share α = {alpha:g})"
+    if rule >= 2:
+        return f"α = {alpha:g} per family (rule {rule}: one comparison, whose two nulls cannot both be true)"
+    return f"α = {alpha:g} per family (rule {rule}, from before the families shared α)"
 
 
 @dataclass(frozen=True)
@@ -289,17 +313,19 @@ def walk(
     seeds: tuple[int, ...],
     plan: Sequential,
     analysis: Analysis = Analysis(),
+    rule: int = RULE,
 ) -> Walk:
     """Replay the design on what is known: `differences` are each variant's paired differences by
     seed (points; only seeds where both runs finished), `tried` the (variant, seed) pairs that have
-    an outcome (finished or failed). Stops at the first round with a pair not yet tried and names
-    those pairs as `next`."""
+    an outcome (finished or failed), `rule` the rule the design recorded. Stops at the first round
+    with a pair not yet tried and names those pairs as `next`."""
     for d in differences.values():
         paired.check_finite(d)
     tracks = {v: Track(v) for v in variants}
     if not variants:
         return Walk([], tracks, [])
-    difference, equivalence = _Family(variants, analysis.alpha, False), _Family(variants, analysis.alpha, True)
+    each = family_alpha(analysis.alpha, len(variants), rule)
+    difference, equivalence = _Family(variants, each, False), _Family(variants, each, True)
     still_open, rounds = list(variants), []
     sign_flip = analysis.test == "permutation"
     for number in range(1, plan.rounds() + 1):
@@ -344,13 +370,14 @@ def decide(
     seeds: tuple[int, ...],
     plan: Sequential,
     analysis: Analysis = Analysis(),
+    rule: int = RULE,
 ) -> Walk:
     """The design replayed on counts of correct test images, (correct, images) per variant and
     seed of the finished runs: what the runner asks before each round (its `next` pairs) and what
     the report replays from the store."""
     base = counts.get(baseline, {})
     diffs = {v: paired.count_differences(base, counts.get(v, {})) for v in variants}
-    return walk(diffs, tried, baseline, list(variants), seeds, plan, analysis)
+    return walk(diffs, tried, baseline, list(variants), seeds, plan, analysis, rule)
 
 
 def _p(p: float) -> str:
@@ -358,7 +385,7 @@ def _p(p: float) -> str:
 
 
 def coverage(x: float) -> str:
-    """An interval's level as a percentage: 98.3%, 95%."""
+    """An interval's level as a percentage: 99.2%, 95%."""
     return f"{100 * x:.3g}%" if math.isfinite(x) else "–"
 
 

@@ -21,10 +21,11 @@ def _fmt(x: float) -> str:
 
 
 def entries(
-    analysis: stats.Analysis, m: int, sources: str, design: Design, sequential_design: bool
+    analysis: stats.Analysis, m: int, sources: str, design: Design, sequential_design: tuple[int, int] | None = None
 ) -> list[tuple[str, str, str]]:
     """(key, term, definition) of everything this report's tables use; `m` is the number of comparable
-    variants (the Holm family), `sources` what the seeds vary."""
+    variants (the Holm family), `sources` what the seeds vary, `sequential_design` (the rule, the
+    number of variants compared) of a seeds-on-demand design."""
     a, margin = analysis.alpha, _fmt(analysis.margin)
     out = [
         (
@@ -190,7 +191,8 @@ def entries(
             (
                 "rule",
                 "Seeds-on-demand rule",
-                f"{sequential.METHOD}; α = {a} per family, equivalence margin ±{margin} points.",
+                f"{sequential.METHOD}; {sequential.budget(a, sequential_design[1], sequential_design[0])}, "
+                f"equivalence margin ±{margin} points.",
             )
         )
         out.append(
@@ -200,11 +202,18 @@ def entries(
                 "for **equivalent**, the TOST's interval at the look that "
                 "decided it (Δ ± its one-sided boundary × se, inside ±margin; level 1 − 2 × the equivalence family's level then); "
                 "otherwise the repeated confidence interval at the last look, at the variant's Holm level then (a 3-variant "
-                "study starts at 1 − α/3 = 98.3%), which holds at every round at once. The decided-by column gives the "
+                f"study starts at {_first_level(a, sequential_design[0])}), which holds at every round at once. The decided-by column gives the "
                 "sequential statistic against its boundary. The last boundary is stricter than the fixed test's (see *What it assumes*).",
             )
         )
     return out
+
+
+def _first_level(alpha: float, rule: int) -> str:
+    """The first repeated interval's level of a 3-variant design under `rule`, worked out."""
+    each = sequential.family_alpha(alpha, 3, rule)
+    shown = "α/2/3" if each < alpha else "α/3"
+    return f"1 − {shown} = {sequential.coverage(1 - each / 3)}"
 
 
 def section(items: list[tuple[str, str, str]]) -> list[str]:

@@ -196,14 +196,22 @@ def write(
         "\n".join(lines),
         PLOT_FIGURES + effects_section.FIGURES + (sequential_section.FIGURE,) + variance_section.figures(folder),
     )
-    lines += methods.section(runs, order, baseline, design, analysis, replayed is not None)
+    lines += methods.section(
+        runs, order, baseline, design, analysis, (replayed[0].rule, len(replayed[0].variants)) if replayed else None
+    )
     lines += appendix.per_class(order, by_variant, classes)
     lines += appendix.failures(runs)
     lines += appendix.tuning(folder)
     lines += appendix.provenance(runs) + [""]
     m = sum(1 for c in comparisons.values() if c.test is not None)
     lines += glossary.section(
-        glossary.entries(analysis, m, comparisons_mod.sources_of_variation(done), design, replayed is not None)
+        glossary.entries(
+            analysis,
+            m,
+            comparisons_mod.sources_of_variation(done),
+            design,
+            (replayed[0].rule, len(replayed[0].variants)) if replayed else None,
+        )
     )
     return _save(folder, lines)
 

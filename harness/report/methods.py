@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from harness.analysis import sequential as sequential_rule
 from harness.analysis import stats
 from harness.base.escaping import code
 from harness.report.stats_section import text
@@ -18,8 +19,15 @@ _PINNED = {"init": "initial weights", "order": "batch order", "dropout": "dropou
 
 
 def section(
-    runs: list[SeedRun], order: list[str], baseline: str, design: Design, analysis: stats.Analysis, sequential: bool
+    runs: list[SeedRun],
+    order: list[str],
+    baseline: str,
+    design: Design,
+    analysis: stats.Analysis,
+    sequential: tuple[int, int] | None = None,
 ) -> list[str]:
+    """The Methods paragraph; `sequential`: (the rule, the number of variants compared) of a
+    seeds-on-demand design, None for fixed seeds."""
     done = [r for r in runs if r.status == "FINISHED"]
     if not done:
         return []
@@ -69,7 +77,7 @@ def _images(images: set[int]) -> str:
     return f"{next(iter(images)):,} test images" if len(images) == 1 else "the test images"
 
 
-def _tests(design: Design, analysis: stats.Analysis, baseline: str, sequential: bool) -> str:
+def _tests(design: Design, analysis: stats.Analysis, baseline: str, sequential: tuple[int, int] | None) -> str:
     if design.kind == "variance":
         return (
             "Each source's variance is the sample variance of its runs' test accuracies with an exact chi-square interval "
@@ -83,11 +91,12 @@ def _tests(design: Design, analysis: stats.Analysis, baseline: str, sequential: 
         else f"each variant's per-seed difference from {code(baseline)}"
     )
     if sequential:
+        budget = sequential_rule.budget(analysis.alpha, sequential[1], sequential[0])
         return (
             f"We tested {what} with {test} (two-sided), and equivalence within ±{analysis.margin:g} points by TOST. Seeds "
             "were added in rounds by a group-sequential rule until each comparison was decided or the most seeds allowed "
             "were spent; its boundaries hold the error rate over the looks, with the difference tests and the equivalence "
-            f"tests as two Holm families, each at α = {analysis.alpha:g} (*Seeds on demand*). The fixed-seed tests and "
+            f"tests as two Holm families at {budget} (*Seeds on demand*). The fixed-seed tests and "
             "intervals in the tables ignore the looks."
         )
     return (

@@ -27,7 +27,7 @@ def replay(tags: dict[str, str], runs: list[SeedRun], analysis: stats.Analysis) 
     if s is None:
         return None
     tried = {(r.variant, r.seed) for r in runs if r.status in ("FINISHED", "FAILED")}
-    return s, sequential.decide(counts(runs), tried, s.baseline, list(s.variants), s.seeds, s.plan, analysis)
+    return s, sequential.decide(counts(runs), tried, s.baseline, list(s.variants), s.seeds, s.plan, analysis, s.rule)
 
 
 def verdicts(comparisons: dict[str, Comparison], walk: Walk) -> dict[str, Comparison]:

@@ -109,7 +109,10 @@ def run(
         console.line(estimate)
     runner = runner_mod.Runner(cfg, ready.data, ready.uri, ready.device, console, ex.rerun, command)
     if cfg.sequential:
+        from harness.tracking import experiment_tags
+
         frozen = preflight.freeze_design(ready.uri, cfg, ex.redesign)
+        runner.rule = experiment_tags.rule_of(frozen)  # a design keeps the rule it started with
     else:
         frozen = preflight.keep_sequential(ready.uri, cfg, ex.redesign)
     outcomes = _train(runner, ex, slurm, console, ready.data.source.identity)

@@ -46,6 +46,9 @@ class Runner:
         self.tracker = store.Tracker(uri, cfg.name, cfg.checkpoint_folder)
         self.tags = provenance.run_tags(cfg, data, device, command)
         self.parents: dict[tuple[str, str], tuple[str, dict]] = {}
+        self.rule = (
+            sequential.RULE
+        )  # seeds on demand: the rule the experiment's design recorded (experiment.run sets it)
         self.place = units.Place(
             cfg, self.tracker, console, self.splits, self.tags, rerun, self.key, self.parent, self.inputs, self.replace
         )
@@ -106,6 +109,7 @@ class Runner:
                 cfg.seeds,
                 cfg.sequential,
                 cfg.analysis,
+                self.rule,
             )
             for r in walk.rounds[shown:]:
                 self.console.line(sequential.describe(r, walk.tracks))

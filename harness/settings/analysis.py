@@ -21,6 +21,11 @@ class Analysis:
     alpha: float = ALPHA
 
 
+# the seeds-on-demand rule a new design records at its round 1 (harness/analysis/sequential.py): 2,
+# one error budget (each family α/2 with two or more variants); 1, each family α
+SEQUENTIAL_RULE = 2
+
+
 @dataclass(frozen=True)
 class Sequential:
     """`seeds = "auto"` with `min_seeds` and `max_seeds` in an experiment file (`--seeds auto --max-seeds N`)."""

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 
 from harness.settings import checks, designs
-from harness.settings.analysis import Analysis, Sequential
+from harness.settings.analysis import SEQUENTIAL_RULE, Analysis, Sequential
 from harness.settings.designs import Design
 from harness.tracking.names import (
     ANALYSIS_TAG,
@@ -31,6 +31,7 @@ class SeedsOnDemand:
     variants: tuple[str, ...]  # compared with the baseline
     # frozen settings changed with --redesign after the design started ("max_seeds 12 → 20")
     changes: tuple[str, ...] = ()
+    rule: int = SEQUENTIAL_RULE  # the seeds-on-demand rule the design started under (analysis/sequential.py)
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -114,6 +115,7 @@ def sequential_of(tags: dict[str, str]) -> SeedsOnDemand | None:
             str(s["baseline"]),
             tuple(map(str, s["variants"])),
             changes,
+            rule_of(tags),
         )
     except Exception as e:  # noqa: BLE001 - any edit of the tag
         _foreign(SEQUENTIAL_TAG, text, e, "the runs are reported as fixed seeds")
@@ -135,10 +137,25 @@ FROZEN = (
 )
 
 
-def design_record(cfg) -> dict:
-    """The frozen settings of a seeds-on-demand `run` of `cfg`."""
+def rule_of(tags: dict[str, str]) -> int:
+    """The seeds-on-demand rule of the experiment's design: the one recorded at its round 1; 1 for a
+    design started before rules were recorded; the current rule for one not started yet."""
+    try:
+        before = json.loads(tags[SEQUENTIAL_FROZEN_TAG]) if tags.get(SEQUENTIAL_FROZEN_TAG) else _recorded_before(tags)
+    except (ValueError, TypeError, KeyError):
+        return 1
+    if not before:
+        return SEQUENTIAL_RULE
+    rule = before.get("rule", 1)
+    return rule if isinstance(rule, int) and 1 <= rule <= SEQUENTIAL_RULE else 1
+
+
+def design_record(cfg, rule: int = SEQUENTIAL_RULE) -> dict:
+    """The frozen settings of a seeds-on-demand `run` of `cfg`, with the rule its rounds are decided
+    under (carried, never compared: a design keeps the rule it started with)."""
     # Holm's m
     return {
+        "rule": rule,
         "min_seeds": cfg.sequential.min_seeds,
         "max_seeds": cfg.sequential.max_seeds,
         "first seed": cfg.seeds[0],
@@ -209,7 +226,7 @@ def fixed_after(tags: dict[str, str]) -> str:
 def freeze(tags: dict[str, str], cfg, changes: list[tuple[str, object, object]]) -> dict[str, str]:
     """The tags that record the design when round 1 starts, and every change made with --redesign
     (the earlier ones carried over, so the report at the end of `run` says what `report` would)."""
-    out = {SEQUENTIAL_FROZEN_TAG: json.dumps(design_record(cfg))}
+    out = {SEQUENTIAL_FROZEN_TAG: json.dumps(design_record(cfg, rule_of(tags)))}
     log = redesigns(tags) + [{"setting": k, "from": a, "to": b} for k, a, b in changes]
     if log:
         out[SEQUENTIAL_CHANGES_TAG] = json.dumps(log)
