@@ -108,6 +108,39 @@ def harness(
     )
 
 
+def run_cli(*args: str, cwd: Path, data: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m harness ARGS` in this process (harness.cli.commands.main), with its own working
+    folder, environment (as `harness` sets them) and captured standard output and error: for the
+    many refusals that need no process of their own (a real subprocess costs 2-4 s of imports
+    each). The subprocess runner `harness` stays for exit codes, signals and kills."""
+    import contextlib
+    import io
+    import signal
+
+    from harness.cli import commands
+
+    saved_env, saved_cwd, saved_term = dict(os.environ), os.getcwd(), signal.getsignal(signal.SIGTERM)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        for key in ("MLFLOW_TRACKING_URI", "HARNESS_DATA_DIR"):
+            os.environ.pop(key, None)
+        if data is not None:
+            os.environ["HARNESS_DATA_DIR"] = str(data)
+        os.environ.update(env or {})
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = commands.main(list(args))
+            except SystemExit as e:  # argparse's own refusals
+                code = e.code if isinstance(e.code, int) else 0 if e.code is None else 2
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        signal.signal(signal.SIGTERM, saved_term)
+    return subprocess.CompletedProcess(["harness", *args], code, out.getvalue(), err.getvalue())
+
+
 def _default_sigint() -> None:
     """A runner started in the background (`nohup ... &`) ignores SIGINT, and its children inherit
     that, so Ctrl-C would never reach the harness under test: give the child the default."""

@@ -1,12 +1,15 @@
-"""Bad input, through the real CLI: exit code 2, one line naming the field, the value and what is
-allowed, no traceback, and nothing created (no store, no checkpoint, no report) before it."""
+"""Bad input, through the CLI's own entry point: exit code 2, one line naming the field, the value
+and what is allowed, no traceback, and nothing created (no store, no checkpoint, no report) before
+it. The many cases run in this process (`run_cli`: harness.cli.commands.main with captured
+output); `test_a_refusal_through_a_real_process_is_one_line_and_exit_2` holds the same contract for
+a real `python -m harness` process, one case of each kind."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tests.conftest import harness, make_arrays
+from tests.conftest import harness, make_arrays, run_cli
 
 
 def _corrupt(kind: str, folder):
@@ -141,7 +144,7 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_rejected_before_any_work(tmp_path, data_dir, case):
     args, fragment = CASES[case]
-    _check(tmp_path, harness("run", *args, cwd=tmp_path, data=data_dir), fragment, {"data"})
+    _check(tmp_path, run_cli("run", *args, cwd=tmp_path, data=data_dir), fragment, {"data"})
 
 
 FILE_CASES = {
@@ -170,7 +173,7 @@ def test_bad_experiment_files(tmp_path, data_dir, case):
     (tmp_path / "exp.toml").write_text(text)
     _check(
         tmp_path,
-        harness("run", "--experiment", "exp.toml", cwd=tmp_path, data=data_dir),
+        run_cli("run", "--experiment", "exp.toml", cwd=tmp_path, data=data_dir),
         fragment,
         {"data", "exp.toml"},
     )
@@ -189,7 +192,7 @@ def test_bad_experiment_files(tmp_path, data_dir, case):
 )
 def test_corrupt_dataset(tmp_path, kind, fragment):
     data = _corrupt(kind, tmp_path / "data")
-    _check(tmp_path, harness("run", cwd=tmp_path, data=data), fragment, {"data"})
+    _check(tmp_path, run_cli("run", cwd=tmp_path, data=data), fragment, {"data"})
 
 
 def _store(kind: str, path):
@@ -234,7 +237,7 @@ def _store(kind: str, path):
 def test_a_store_that_is_not_an_mlflow_store_is_named(tmp_path, data_dir, kind, fragment):
     _store(kind, tmp_path / "mlflow.db")
     before = (tmp_path / "mlflow.db").read_bytes() if (tmp_path / "mlflow.db").is_file() else None
-    _check(tmp_path, harness("run", cwd=tmp_path, data=data_dir), fragment, {"data", "mlflow.db"})
+    _check(tmp_path, run_cli("run", cwd=tmp_path, data=data_dir), fragment, {"data", "mlflow.db"})
     if before is not None:
         assert (tmp_path / "mlflow.db").read_bytes() == before  # not converted, not touched
 
@@ -276,7 +279,7 @@ def test_more_commands_refuse_bad_input_first(tmp_path, data_dir, args, fragment
     (tmp_path / "params.toml").write_text("[params]\ndropout = 5\n") if "params.toml" in made else None
     (tmp_path / "sgd.toml").write_text("[params.sgd]\nlr = 0.1\n") if "sgd.toml" in made else None
     (tmp_path / "....toml").write_text("[train]\nepochs = 1\n") if "....toml" in made else None
-    _check(tmp_path, harness(*args, cwd=tmp_path, data=data_dir), fragment, {"data"} | made)
+    _check(tmp_path, run_cli(*args, cwd=tmp_path, data=data_dir), fragment, {"data"} | made)
 
 
 @pytest.mark.parametrize(
@@ -290,7 +293,19 @@ def test_a_broken_claims_file_is_named(tmp_path, data_dir, kind, fragment):
     path = tmp_path / "checkpoints" / "default" / "claims.sqlite"
     path.parent.mkdir(parents=True)
     path.mkdir() if kind == "directory" else path.write_bytes(b"\x13" * 5000)
-    _check(tmp_path, harness("run", cwd=tmp_path, data=data_dir), fragment, {"data", "checkpoints"})
+    _check(tmp_path, run_cli("run", cwd=tmp_path, data=data_dir), fragment, {"data", "checkpoints"})
+
+
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["run", "--seeds", "auto,2021"], "--seeds: 'auto,2021' is not allowed; auto stands alone"),
+        (["run", "--set", "train.epochs='ten'"], "train.epochs"),
+        (["plan", "--experiment", "default", "--effect", "-1"], "--effect: -1.0 is not allowed"),
+    ],
+)
+def test_a_refusal_through_a_real_process_is_one_line_and_exit_2(tmp_path, data_dir, argv, fragment):
+    _check(tmp_path, harness(*argv, cwd=tmp_path, data=data_dir), fragment, {"data"})
 
 
 def test_a_malformed_fault_variable_is_named(tmp_path, data_dir):
