@@ -1,6 +1,7 @@
-"""The engine's two settings types, apart from the engine so that reading and checking an
-experiment file never imports torch: `TrainSettings` (what a run trains with) and `Runtime` (how
-it executes). `harness.training.engine` re-exports both."""
+"""The engine's two settings types, apart from the engine so that the settings layer can build and
+check them without importing torch (resolving an experiment's variants does import it: the
+components are torch modules): `TrainSettings` (what a run trains with) and `Runtime` (how it
+executes). `harness.training.engine` re-exports both."""
 
 from __future__ import annotations
 
