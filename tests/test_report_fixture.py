@@ -24,13 +24,14 @@ paragraph and glossary now name the rule; no number changed.
 
 from __future__ import annotations
 
+import os
 import tarfile
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import harness
-from tests.test_report_form import BEFORE, assert_form, assert_keeps_numbers
+from tests.helpers import BEFORE, assert_form, assert_keeps_numbers
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store-before-layers.tar.gz"
 
@@ -93,6 +94,13 @@ def test_an_export_of_an_unchanged_store_is_kept_and_read_without_mlflow_until_t
     )
     assert refusal.returncode == 2 and "has a list design" in refusal.stderr.splitlines()[-1]
     assert not any(_imported(refusal, m) for m in ("mlflow", "scipy", "torch", "pandas"))
+
+    # an artifact the tables read (a run's confusion matrix) changed under the store: read again
+    matrix = next(tmp_path.glob("mlartifacts/factorial/*/artifacts/confusion_matrix.csv"))
+    matrix.write_text(matrix.read_text())
+    os.utime(matrix, ns=(1, 1))
+    touched = harness(*argv, cwd=tmp_path, env=env)
+    assert touched.returncode == 0 and _imported(touched, "mlflow") and touched.stdout == tries[0].stdout
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("factorial").experiment_id

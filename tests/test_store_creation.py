@@ -48,10 +48,12 @@ def test_a_damaged_template_is_made_again_and_an_unwritable_cache_still_gives_a_
     cache.mkdir()
     template = cache / f"empty-mlflow-store-{creation._schema_key()}.db"
     template.write_bytes(b"SQLite format 3\x00" + b"\x00" * 200)  # a torn copy
+    leftover = cache / f".{template.name}.999999999.creating"  # a killed builder's (no such process)
+    leftover.write_bytes(b"half")
     db = tmp_path / "a" / "mlflow.db"
     db.parent.mkdir()
     creation.ensure(f"sqlite:///{db}")
-    assert creation._state(db) == "whole" and creation._is_template(template)
+    assert creation._state(db) == "whole" and creation._is_template(template) and not leftover.exists()
 
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(template / "not-a-folder"))  # a file where the folder should be
     other = tmp_path / "b" / "mlflow.db"

@@ -26,15 +26,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.running.console import Console
 
     components = component_entries(args.components)
-    if args.experiment is None and args.variants is not None:
-        refuse_unknown_components(args.variants, listing.cached_names(components))
-    try:
-        cfg, params_files = experiment.configure(
-            args.experiment, args.set, args.params_from, components, args.tuned, **run_flags(args)
-        )
-    finally:
-        if "harness.variants" in sys.modules:  # the next refusal of an unknown name answers without torch
-            listing.remember_names(components)
+    shipped_only = not (args.experiment or components or any(s.strip().startswith("components") for s in args.set))
+    if shipped_only and args.variants is not None:
+        refuse_unknown_components(args.variants, listing.cached_names())
+    cfg, params_files = experiment.configure(
+        args.experiment, args.set, args.params_from, components, args.tuned, **run_flags(args)
+    )
+    if shipped_only:  # the next refusal of an unknown name answers without torch
+        listing.remember_names()
     done = experiment.run(cfg, execution_of(args), Console(), params_files)
     for problem in done.problems:
         print(f"error: {credentials.mask(problem)}", file=sys.stderr)
@@ -43,8 +42,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def refuse_unknown_components(variants: str, known: list[str] | None) -> None:
     """`--variants` naming a component that is not registered, refused in one line before torch is
-    imported (about 2 s), from the names the last `list` or `run` saw for the same variant files;
-    anything else (or no names saved yet) is left to the registry's own checks."""
+    imported (about 2 s), from the names the last `list` or successful `run` saw for the same
+    variant files. Only for the shipped components alone (no experiment file, `--components` or
+    installed entry point: their names may depend on code the saved key does not cover); anything
+    else, or no names saved yet, is left to the registry's own checks."""
     from harness.base.errors import unknown_component
     from harness.settings import config
 

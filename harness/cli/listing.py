@@ -85,10 +85,13 @@ def build_rows(components: list[str] = ()) -> list[list[str]]:
     return rows
 
 
-def cached_names(components: list[str] = ()) -> list[str] | None:
-    """The component names registered with these variant files, as the last `list` or `run` saw
-    them, without importing torch or the variants; None when neither has seen these files."""
-    key = variants_key(components)
+def cached_names() -> list[str] | None:
+    """The shipped component names, as the last `list` or successful `run` saw them for these
+    variant files, without importing torch or the variants; None when neither has seen them, or
+    when installed entry points add components (their names may depend on code the key does not cover)."""
+    if _entry_point_files():
+        return None
+    key = variants_key()
     for name in (f"variant-names-{key}.json", f"variants-{key}.json"):
         try:
             cached = json.loads((cache_dir() / name).read_text(encoding="utf-8"))
@@ -100,12 +103,14 @@ def cached_names(components: list[str] = ()) -> list[str] | None:
     return None
 
 
-def remember_names(components: list[str] = ()) -> None:
-    """Save the registered component names for `cached_names` (after the variants were imported)."""
+def remember_names() -> None:
+    """Save the shipped component names for `cached_names`, after a `run` resolved its variants."""
     from harness import variants
 
+    if _entry_point_files():
+        return
     try:
-        atomic_write(cache_dir() / f"variant-names-{variants_key(components)}.json", json.dumps(variants.names()))
+        atomic_write(cache_dir() / f"variant-names-{variants_key()}.json", json.dumps(variants.names()))
     except OSError:
         pass  # an unwritable cache costs only speed
 

@@ -41,10 +41,10 @@ from harness.tracking.readback import SeedRun
 ENV_KEYS = appendix.ENV_KEYS
 
 
-def build(uri: str, experiment: str, reports_dir: Path, runs: list[SeedRun] | None = None) -> Path:
-    """Read the experiment (its runs, unless given, design and analysis settings) from the store and
-    write `reports_dir/report.md`, `report.html` and the figures."""
-    runs = readback.read_runs(uri, experiment) if runs is None else runs
+def build(uri: str, experiment: str, reports_dir: Path) -> Path:
+    """Read the experiment (its runs, design and analysis settings) from the store and write
+    `reports_dir/report.md`, `report.html` and the figures."""
+    runs = readback.read_runs(uri, experiment)
     tags = readback.experiment_tags(uri, experiment)
     return write(
         runs, experiment, reports_dir, experiment_tags.design_of(tags), experiment_tags.analysis_of(tags), tags

@@ -247,7 +247,10 @@ def finish(
     try:
         done.report = markdown.write(runs, cfg.name, cfg.reports_folder, cfg.design, cfg.analysis, tags, analysed)
         console.line(f"report: {done.report} and {done.report.with_suffix('.html').name}")
-        stored.keep_exports(uri, cfg.name, runs)  # the export that follows reads no runs
+        try:  # read again after this command's last write: the export that follows reads no runs
+            stored.keep_exports(uri, cfg.name)
+        except (OSError, store.StoreError):
+            pass  # kept exports only save time
     except OSError as e:  # the runs are safe in the store; `report` rebuilds it later
         rebuild = f"python -m harness report {checks.experiment_flag(cfg.name)}"
         done.problems.append(f"report: {e}; the runs are in the store, rebuild with `{rebuild}`")

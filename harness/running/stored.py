@@ -5,7 +5,7 @@ variant's best seed run into the MLflow Model Registry. `report`, `export`, `pla
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import math
 from pathlib import Path
 
@@ -40,12 +40,14 @@ def report(uri: str, name: str, folder: Path) -> Path:
 
     preflight.check_writable(folder, "--reports-dir")
     readback.require_store(uri)
-    runs = readback.read_runs(uri, name)
     try:
-        path = markdown.build(uri, name, folder, runs)
+        path = markdown.build(uri, name, folder)
     except OSError as e:
         raise UsageError(f"report: {e}; the previous report, if any, is left whole") from None
-    keep_exports(uri, name, runs)
+    try:
+        keep_exports(uri, name)
+    except OSError:
+        pass  # kept exports only save time
     return path
 
 
@@ -65,64 +67,83 @@ def table(uri: str, name: str, which: str):
     return tables.table(study, which)
 
 
-EXPORTS_FORMAT = 1  # bump when an export's text changes for the same store and code
-EXPORTS_KEPT = 200  # the newest exports the cache keeps
+FORMATS = (("csv", False), ("json", False), ("latex", False), ("latex", True))  # (format, name in the caption)
 
 
-def keep_exports(uri: str, name: str, runs: list) -> None:
-    """After `run` and `report`: every table of experiment `name` in every format, rendered from
-    `runs` (its runs as read back after its last write) and its experiment tags as the store holds
-    them, kept where `exported` looks first, so the export that follows reads no runs. The same
-    inputs as `exported`'s, so the same text; nothing is kept when the store cannot be read with
-    sqlite3 (another store) or holds no runs of it."""
-    from harness.base.files import atomic_write
+def keep_exports(uri: str, name: str) -> None:
+    """After `run` and `report`: every table of experiment `name` in every format, kept for `export`
+    (harness/running/export_cache.py) so the export that follows reads no runs. Read here, as an
+    export reads them, and kept only when the store did not change meanwhile; nothing for a store
+    sqlite3 cannot read or one that holds no runs of the experiment."""
     from harness.report import export, tables
+    from harness.running import export_cache
     from harness.settings import designs
-    from harness.tracking import direct
+    from harness.tracking import readback
 
-    path = store_file(uri)
-    tags = direct.experiment_tags(path, name) if path is not None else None
-    if tags is None or not runs:
+    before = export_cache.state(uri, name)
+    if before is None:
         return
-    study = tables.study(name, runs, tags)
-    for which in export.TABLES:
-        if which == "effects" and study.design.kind not in designs.CELLS:
-            continue
-        df = tables.table(study, which)
-        for fmt, flag in (("csv", False), ("json", False), ("latex", False), ("latex", True)):
-            kept = _cached_export(uri, name, which, fmt, flag)
-            if kept is None:
-                return
-            try:
-                atomic_write(kept, export.render(df, fmt, which, name, flag))
-            except OSError:
-                return  # an unwritable cache costs only speed
-    _prune(kept.parent)
+    texts = {}
+    with _teed() as stderr:
+        runs = readback.read_runs(uri, name)
+        if not runs:
+            return
+        study = tables.study(name, runs, _tags(uri, name))
+        for which in export.TABLES:
+            if which == "effects" and study.design.kind not in designs.CELLS:
+                continue
+            df = tables.table(study, which)
+            texts.update({(which, fmt, flag): export.render(df, fmt, which, name, flag) for fmt, flag in FORMATS})
+    if export_cache.state(uri, name) == before:
+        export_cache.write(before, texts, stderr.getvalue())
 
 
 def exported(uri: str, name: str, which: str, fmt: str, name_in_caption: bool = False) -> str:
-    """The text `export` prints: the table `which` of experiment `name` in `fmt`. A local SQLite
-    store's export is kept in the user cache under a digest of everything the experiment's runs
-    hold and of harness's own code, so the same export of an unchanged store reads no runs and
-    imports neither MLflow nor SciPy (about 1 s against 5 here: benchmarks/store_commands.py).
-    Any other store is read through MLflow each time."""
-    from harness.base.files import atomic_write
+    """The text `export` prints: the table `which` of experiment `name` in `fmt`, as kept for an
+    unchanged local SQLite store (harness/running/export_cache.py: about 0.3 s against 5 here,
+    benchmarks/store_commands.py), else read through MLflow (and kept)."""
+    import sys
+
     from harness.report import export
+    from harness.running import export_cache
     from harness.tracking import readback
 
     readback.require_store(uri)
-    path = _cached_export(uri, name, which, fmt, name_in_caption)
-    if path is not None and path.is_file():
-        return path.read_text(encoding="utf-8")
-    text = export.render(table(uri, name, which), fmt, which, name, name_in_caption)
-    # kept only when nothing changed while it was read (another writer, or artifacts relocated on a first read)
-    if path is not None and path == _cached_export(uri, name, which, fmt, name_in_caption):
-        try:
-            atomic_write(path, text)
-            _prune(path.parent)
-        except OSError:
-            pass  # an unwritable cache costs only speed
+    before = export_cache.state(uri, name)
+    kept = export_cache.read(before, which, fmt, name_in_caption)
+    if kept is not None:
+        print(kept[1], end="", file=sys.stderr)
+        return kept[0]
+    with _teed() as stderr:
+        text = export.render(table(uri, name, which), fmt, which, name, name_in_caption)
+    if before is not None and export_cache.state(uri, name) == before:
+        export_cache.write(before, {(which, fmt, name_in_caption): text}, stderr.getvalue())
     return text
+
+
+class _Tee:
+    def __init__(self, *streams) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for s in self.streams:
+            s.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for s in self.streams:
+            s.flush()
+
+
+@contextlib.contextmanager
+def _teed():
+    """Standard error as it is, and a copy of what is written to it meanwhile (yielded)."""
+    import io
+    import sys
+
+    copy = io.StringIO()
+    with contextlib.redirect_stderr(_Tee(sys.stderr, copy)):
+        yield copy
 
 
 def _tags(uri: str, name: str) -> dict[str, str]:
@@ -132,60 +153,6 @@ def _tags(uri: str, name: str) -> dict[str, str]:
     path = store_file(uri)
     tags = direct.experiment_tags(path, name) if path is not None else None
     return tags if tags is not None else readback.experiment_tags(uri, name)
-
-
-def _cached_export(uri: str, name: str, which: str, fmt: str, name_in_caption: bool) -> Path | None:
-    """Where an export of this store's experiment, as it is now, is kept (None: not a local SQLite store)."""
-    import hashlib
-
-    from harness.base.files import cache_dir
-
-    path = store_file(uri)
-    content = _digest(uri, name)
-    if content is None:
-        return None
-    key = [EXPORTS_FORMAT, _code_digest(), str(path.resolve()), name, content, which, fmt, name_in_caption]
-    return cache_dir() / "exports" / f"{hashlib.sha256(repr(key).encode()).hexdigest()[:32]}.txt"
-
-
-@functools.lru_cache(maxsize=8)
-def _digest_cached(path: str, name: str, stamp: tuple) -> str | None:
-    from harness.tracking import direct
-
-    return direct.digest(Path(path), name)
-
-
-def _digest(uri: str, name: str) -> str | None:
-    """The digest of the experiment's rows (tracking/direct.py), read once per state of the file:
-    `keep_exports` asks for it twenty times in a row."""
-    path = store_file(uri)
-    if path is None:
-        return None
-    stamp = tuple((p.stat().st_mtime_ns, p.stat().st_size) if p.exists() else None for p in (path, Path(f"{path}-wal")))
-    return _digest_cached(str(path), name, stamp)
-
-
-@functools.lru_cache(maxsize=1)
-def _code_digest() -> str:
-    """The name, size and modification time of every file of the installed harness package."""
-    import hashlib
-
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
-        st = f.stat()
-        h.update(f"{f.relative_to(root)} {st.st_size} {st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
-
-
-def _prune(folder: Path) -> None:
-    """Keep the newest EXPORTS_KEPT exports (another process may prune at the same time)."""
-    try:
-        files = sorted(folder.glob("*.txt"), key=lambda f: f.stat().st_mtime_ns, reverse=True)
-    except OSError:
-        return
-    for old in files[EXPORTS_KEPT:]:
-        old.unlink(missing_ok=True)
 
 
 def plan(name: str, cfg: ExperimentConfig | None, uri: str, req) -> list[str]:

@@ -132,12 +132,14 @@ def _build(tmp: Path) -> None:
 def _template() -> Path | None:
     """The cached empty store of the installed MLflow (made once per MLflow version and schema, in the
     user cache): running MLflow's migrations costs about 3 s a store; copying their result, a few ms.
-    None when the cache cannot be written."""
-    path = cache_dir() / f"empty-mlflow-store-{_schema_key()}.db"
-    if _is_template(path):
-        return path
+    None when the cache cannot be read or written (a full quota, a file system SQLite cannot lock):
+    the caller then migrates in place, as before the cache."""
     try:
+        path = cache_dir() / f"empty-mlflow-store-{_schema_key()}.db"
+        if _is_template(path):
+            return path
         with file_lock(path.with_name(f".{path.name}.lock")):
+            _sweep(path)  # what a killed builder left
             if not _is_template(path):
                 tmp = path.with_name(f".{path.name}.{os.getpid()}.creating")
                 try:
@@ -146,9 +148,9 @@ def _template() -> Path | None:
                 finally:
                     for leftover in (tmp, *(Path(f"{tmp}{s}") for s in SIDE_FILES)):
                         leftover.unlink(missing_ok=True)
-    except OSError:
+        return path if _is_template(path) else None
+    except Exception:  # noqa: BLE001 - OSError, or SQLAlchemy's errors for a full disk or a lock: the cache only saves time
         return None
-    return path if _is_template(path) else None
 
 
 def _schema_key() -> str:

@@ -53,6 +53,16 @@ def experiment_tags(path: Path, experiment: str) -> dict[str, str] | None:
     return None if rows is None else {k: v for k, v in rows[0]}
 
 
+def artifact_folders(path: Path, experiment: str) -> list[str] | None:
+    """The local artifact folder of each of the experiment's runs, in run order (a run whose
+    artifacts are not a local folder has none listed); None when they cannot be read this way."""
+    rows = _read(path, experiment, ("select artifact_uri from runs where experiment_id = ? order by run_uuid",))
+    if rows is None:
+        return None
+    local = [uri[len("file://") :] if uri.startswith("file://") else uri for (uri,) in rows[0] if uri]
+    return [uri for uri in local if "://" not in uri and ":" not in uri.split("/", 1)[0]]
+
+
 def digest(path: Path, experiment: str) -> str | None:
     """A hash of everything the experiment's runs hold in the store; None when it cannot be read this way."""
     rows = _read(path, experiment, DIGESTED)

@@ -33,22 +33,18 @@ CONTEXTS = (("train", "training"), ("val", "validation"), ("test", "test"))
 
 
 def warm_up() -> None:
-    """Start, in a background thread, the one slow part of a process's first model save: importing
-    MLflow's requirements module and its map of installed packages (it checks the model's pip
-    requirements against it), about 1 s here, which then overlaps the first run's training instead
-    of adding to it."""
+    """Start, in a background thread, the one slow part of a process's first model save: MLflow's
+    map of installed packages (it checks the model's pip requirements against it), ~0.5 s here,
+    which then overlaps the first run's training instead of adding to it. The module itself is
+    imported here, on the caller's thread: imported on the background thread it raced the main
+    thread's own MLflow imports (they import each other), which can expose a half-made module."""
     import threading
 
-    def build() -> None:
-        from mlflow.utils import requirements_utils
+    from mlflow.utils import requirements_utils
 
-        init = getattr(
-            requirements_utils, "_init_packages_to_modules_map", None
-        )  # private to MLflow: skipped if it moves
-        if init is not None:
-            init()
-
-    threading.Thread(target=build, name="mlflow-packages-map", daemon=True).start()
+    init = getattr(requirements_utils, "_init_packages_to_modules_map", None)  # private to MLflow: skipped if it moves
+    if init is not None:
+        threading.Thread(target=init, name="mlflow-packages-map", daemon=True).start()
 
 
 def log_model(
