@@ -141,6 +141,15 @@ def run_cli(*args: str, cwd: Path, data: Path | None = None, env: dict | None = 
     return subprocess.CompletedProcess(["harness", *args], code, out.getvalue(), err.getvalue())
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _default_sigint() -> None:
     """A runner started in the background (`nohup ... &`) ignores SIGINT, and its children inherit
     that, so Ctrl-C would never reach the harness under test: give the child the default."""
@@ -181,3 +190,29 @@ def delete_while_written(folder: Path, tries: int = 100) -> None:
         except OSError:
             time.sleep(0.05)
     raise AssertionError(f"{folder} could not be deleted while the process wrote into it ({tries} tries)")
+
+
+@pytest.fixture
+def clean_registry():
+    """Whatever a test registers or imports from its files is forgotten afterwards."""
+    import sys
+
+    from harness.variants import plugins, registry
+
+    before, modules, files = dict(registry._REGISTRY), set(sys.modules), dict(plugins._files)
+    yield
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(before)
+    plugins._files.clear()
+    plugins._files.update(files)
+    for name in set(sys.modules) - modules:
+        if getattr(sys.modules[name], "__file__", "") and "pytest-" in str(sys.modules[name].__file__):
+            del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def tensors():
+    """Small synthetic data checked, split (prefix, 80%) and on the CPU, as the engine takes it."""
+    from tests.helpers import tiny_tensors
+
+    return tiny_tensors(300, 100)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 
 def need(*tools: str) -> None:
     """Skip (fail in CI) unless every tool is on PATH or in a sbin folder."""
@@ -35,12 +37,6 @@ def which(tool: str) -> str | None:
         versions = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{tool}"))  # Debian keeps PostgreSQL's programs here
         found = versions[-1] if versions else None
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(check, what: str, seconds: float = 60.0, every: float = 0.5):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import harness, make_arrays, run_cli
+from tests.helpers import check_refusal
 
 
 def _corrupt(kind: str, folder):
@@ -144,7 +145,7 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_rejected_before_any_work(tmp_path, data_dir, case):
     args, fragment = CASES[case]
-    _check(tmp_path, run_cli("run", *args, cwd=tmp_path, data=data_dir), fragment, {"data"})
+    check_refusal(tmp_path, run_cli("run", *args, cwd=tmp_path, data=data_dir), fragment, {"data"})
 
 
 FILE_CASES = {
@@ -171,7 +172,7 @@ FILE_CASES = {
 def test_bad_experiment_files(tmp_path, data_dir, case):
     text, fragment = FILE_CASES[case]
     (tmp_path / "exp.toml").write_text(text)
-    _check(
+    check_refusal(
         tmp_path,
         run_cli("run", "--experiment", "exp.toml", cwd=tmp_path, data=data_dir),
         fragment,
@@ -192,7 +193,7 @@ def test_bad_experiment_files(tmp_path, data_dir, case):
 )
 def test_corrupt_dataset(tmp_path, kind, fragment):
     data = _corrupt(kind, tmp_path / "data")
-    _check(tmp_path, run_cli("run", cwd=tmp_path, data=data), fragment, {"data"})
+    check_refusal(tmp_path, run_cli("run", cwd=tmp_path, data=data), fragment, {"data"})
 
 
 def _store(kind: str, path):
@@ -237,7 +238,7 @@ def _store(kind: str, path):
 def test_a_store_that_is_not_an_mlflow_store_is_named(tmp_path, data_dir, kind, fragment):
     _store(kind, tmp_path / "mlflow.db")
     before = (tmp_path / "mlflow.db").read_bytes() if (tmp_path / "mlflow.db").is_file() else None
-    _check(tmp_path, run_cli("run", cwd=tmp_path, data=data_dir), fragment, {"data", "mlflow.db"})
+    check_refusal(tmp_path, run_cli("run", cwd=tmp_path, data=data_dir), fragment, {"data", "mlflow.db"})
     if before is not None:
         assert (tmp_path / "mlflow.db").read_bytes() == before  # not converted, not touched
 
@@ -279,7 +280,7 @@ def test_more_commands_refuse_bad_input_first(tmp_path, data_dir, args, fragment
     (tmp_path / "params.toml").write_text("[params]\ndropout = 5\n") if "params.toml" in made else None
     (tmp_path / "sgd.toml").write_text("[params.sgd]\nlr = 0.1\n") if "sgd.toml" in made else None
     (tmp_path / "....toml").write_text("[train]\nepochs = 1\n") if "....toml" in made else None
-    _check(tmp_path, run_cli(*args, cwd=tmp_path, data=data_dir), fragment, {"data"} | made)
+    check_refusal(tmp_path, run_cli(*args, cwd=tmp_path, data=data_dir), fragment, {"data"} | made)
 
 
 @pytest.mark.parametrize(
@@ -293,7 +294,7 @@ def test_a_broken_claims_file_is_named(tmp_path, data_dir, kind, fragment):
     path = tmp_path / "checkpoints" / "default" / "claims.sqlite"
     path.parent.mkdir(parents=True)
     path.mkdir() if kind == "directory" else path.write_bytes(b"\x13" * 5000)
-    _check(tmp_path, run_cli("run", cwd=tmp_path, data=data_dir), fragment, {"data", "checkpoints"})
+    check_refusal(tmp_path, run_cli("run", cwd=tmp_path, data=data_dir), fragment, {"data", "checkpoints"})
 
 
 @pytest.mark.parametrize(
@@ -305,12 +306,12 @@ def test_a_broken_claims_file_is_named(tmp_path, data_dir, kind, fragment):
     ],
 )
 def test_a_refusal_through_a_real_process_is_one_line_and_exit_2(tmp_path, data_dir, argv, fragment):
-    _check(tmp_path, harness(*argv, cwd=tmp_path, data=data_dir), fragment, {"data"})
+    check_refusal(tmp_path, harness(*argv, cwd=tmp_path, data=data_dir), fragment, {"data"})
 
 
 def test_a_malformed_fault_variable_is_named(tmp_path, data_dir):
     proc = harness("run", cwd=tmp_path, data=data_dir, env={"HARNESS_FAULT": "step"})
-    _check(tmp_path, proc, "HARNESS_FAULT: 'step' is not allowed; expected POINT:N[:SIGNAL]", {"data"})
+    check_refusal(tmp_path, proc, "HARNESS_FAULT: 'step' is not allowed; expected POINT:N[:SIGNAL]", {"data"})
 
 
 def test_ui_on_a_port_in_use_fails_naming_it(tmp_path):
@@ -321,7 +322,7 @@ def test_ui_on_a_port_in_use_fails_naming_it(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         proc = harness("ui", "--port", str(port), cwd=tmp_path)
-    _check(tmp_path, proc, f"--port: cannot listen on 127.0.0.1:{port} (Address already in use)", set())
+    check_refusal(tmp_path, proc, f"--port: cannot listen on 127.0.0.1:{port} (Address already in use)", set())
 
 
 def test_ui_on_a_public_address_warns(tmp_path):
@@ -346,29 +347,20 @@ def test_unwritable_output_and_checkpoint_dirs(tmp_path, data_dir):
     (tmp_path / "plain-file").write_text("not a folder")
     for setting, field in (("reports_dir", "reports_dir"), ("checkpoint_dir", "checkpoint_dir")):
         proc = harness("run", "--set", f"{setting}='plain-file/out'", cwd=tmp_path, data=data_dir)
-        _check(tmp_path, proc, f"{field}: cannot create or write", {"data", "plain-file"})
+        check_refusal(tmp_path, proc, f"{field}: cannot create or write", {"data", "plain-file"})
     proc = harness("run", "--tracking-uri", "sqlite:///plain-file/mlflow.db", cwd=tmp_path, data=data_dir)
-    _check(tmp_path, proc, "tracking_uri: cannot write the SQLite store", {"data", "plain-file"})
+    check_refusal(tmp_path, proc, "tracking_uri: cannot write the SQLite store", {"data", "plain-file"})
 
 
 def test_missing_dataset_names_the_directory(tmp_path):
     proc = harness("run", "--data-dir", str(tmp_path / "nowhere"), cwd=tmp_path)
-    _check(tmp_path, proc, str(tmp_path / "nowhere"), set())
+    check_refusal(tmp_path, proc, str(tmp_path / "nowhere"), set())
     assert "--data-dir" in proc.stderr and "HARNESS_DATA_DIR" in proc.stderr
 
 
 def test_debug_shows_the_traceback(tmp_path, data_dir):
     proc = harness("--debug", "run", "--set", "train.lr=0", cwd=tmp_path, data=data_dir)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
-
-
-def _check(work, proc, fragment, allowed_files):
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-1500:])
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
-    assert "Traceback" not in proc.stderr and proc.stdout == ""
-    assert {p.name for p in work.iterdir()} == allowed_files  # no store, checkpoint or report
 
 
 def test_list_with_a_component_that_cannot_be_built_names_it(tmp_path):

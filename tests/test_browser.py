@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.chromium import CHROMIUM, chromium
-from tests.conftest import ROOT, fresh_store, harness
+from tests.conftest import ROOT, free_port, fresh_store, harness
 
 # About 90 s with its store and the UI server: in the slow group, so the default suite stays near 12 min on CI.
 pytestmark = pytest.mark.slow
@@ -27,12 +26,6 @@ if not CHROMIUM and not os.environ.get("CI"):
     pytest.skip(
         "headless Chromium is not installed (apt-get install chromium); CI installs it", allow_module_level=True
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def page_text(url: str) -> list[str]:
@@ -62,7 +55,7 @@ def served(tmp_path_factory):
         data=write_npz(work / "data"),
     )
     assert proc.returncode == 0, proc.stderr
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen(
         [sys.executable, "-m", "harness", "ui", "--port", str(port)],

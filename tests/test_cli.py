@@ -10,6 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import ROOT, harness
+from tests.helpers import component_file
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +158,7 @@ def test_an_unknown_component_is_refused_without_torch_once_a_command_has_seen_t
         assert "components: augment, baseline, batchnorm" in line
         assert not _imports_torch(again)
     assert "(did you mean 'dropout'?)" in line
-    mine = tmp_path / "mine.py"
-    mine.write_text("")
+    mine = component_file(tmp_path / "mine", "mine", name="mine")
     with_file = harness("run", "--components", str(mine), "--variants", "nosuch", cwd=tmp_path, env=env)
     assert with_file.returncode == 2 and "unknown component 'nosuch'" in with_file.stderr
     assert _imports_torch(with_file)  # the registry, with the file loaded, decides

@@ -13,21 +13,20 @@ from mlflow import MlflowClient
 
 from harness import variants
 from harness.base.errors import UsageError
-from harness.data import loading
 from harness.data.datasets import get as dataset
 from harness.running.assembly import assemble
 from harness.settings import config, experiment_file
 from harness.training import engine
 from harness.variants import registry
 from harness.variants.augment import PAD, crop_and_flip
-from tests.conftest import fresh_store, harness, make_arrays, snapshot_keeper
+from tests.conftest import fresh_store, harness, snapshot_keeper
+from tests.helpers import tiny_tensors
 
 
 @pytest.fixture(scope="module")
 def tensors():
-    a = loading.check(make_arrays(256, 40), "synthetic")
-    split = loading.make_split(a.y_train, "stratified", 0.75, 0)
-    return loading.to_device(a, split, torch.device("cpu"))
+    """This file's data: a stratified split of 256 images (conftest's `tensors` is a prefix split of 300)."""
+    return tiny_tensors(256, 40, "stratified", 0.75)
 
 
 def _spec(name, sets=()):

@@ -11,7 +11,7 @@ import torch
 from harness.base.errors import UsageError
 from harness.running import fusing, preflight
 from harness.training import engine, fused
-from tests.test_fused import arrays, parts
+from tests.helpers import arrays, parts
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_a_static_last_batch_where_the_setting_asks_for_it(data):
     """train.last_batch = drop: every step of an epoch the same size, as a captured CUDA graph
     needs (128 images in batches of 48: 2 steps, 32 images left out), in both loops; a fused
     member still draws exactly its separate run's dropout masks, epoch after epoch."""
-    from tests.test_fused import NOISE_FACTOR, float_noise, gap
+    from tests.helpers import NOISE_FACTOR, float_noise, gap
 
     build, pieces, _ = parts("dropout")
     settings = engine.TrainSettings(epochs=2, batch_size=48, last_batch="drop")

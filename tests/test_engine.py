@@ -13,13 +13,7 @@ from harness import variants
 from harness.data import loading
 from harness.training import engine
 from tests.conftest import make_arrays, split_settings
-
-
-@pytest.fixture(scope="module")
-def tensors():
-    a = loading.check(make_arrays(300, 100), "synthetic")
-    split = loading.make_split(a.y_train, "prefix", 0.8, 0)
-    return loading.to_device(a, split, torch.device("cpu"))
+from tests.helpers import Exploding
 
 
 def _train(d, name="baseline", seed=1, **kw):
@@ -111,18 +105,6 @@ def test_losses_are_means_per_sample(tensors):
     assert loss == pytest.approx(full, rel=1e-5)
     assert r.history[0].val_loss == pytest.approx(full, rel=1e-5)
     assert acc == pytest.approx(100.0 * (pred == tensors.y_val).float().mean().item())
-
-
-class Exploding(nn.Module):
-    def __init__(self, at_step: int):
-        super().__init__()
-        self.lin = nn.Linear(3 * 32 * 32, 10)
-        self.calls, self.at_step = 0, at_step
-
-    def forward(self, x):
-        self.calls += self.training
-        out = self.lin(x.flatten(1))
-        return out * float("nan") if self.training and self.calls >= self.at_step else out
 
 
 class NanWhenEvaluated(nn.Module):

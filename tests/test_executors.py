@@ -74,10 +74,10 @@ def test_processes_of_jobs_per_device_stop_in_one_line_when_the_data_changed_aft
     from PIL import Image
 
     from tests.conftest import ROOT, fresh_store
-    from tests.test_user_components import _image_folder
+    from tests.helpers import image_folder
 
     fresh_store(tmp_path)
-    _image_folder(tmp_path / "shapes", per_class=6, mode="RGB", sizes=((16, 16),))
+    image_folder(tmp_path / "shapes", per_class=6, mode="RGB", sizes=((16, 16),))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HARNESS_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen(

@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import numpy as np
@@ -29,49 +28,21 @@ import pytest
 import torch
 from torch import nn
 
-import harness.variants as registry
 from harness.analysis import stats
 from harness.settings.analysis import Analysis
 from harness.training import engine, fused, fused_data
 from harness.training.fused_net import FusedLeNet
+from tests.helpers import NOISE_FACTOR, arrays, float_noise, gap, parts
 
-SHAPE = (3, 16, 16)
 # points: the margin 8 seeds of this tiny task can show (the intervals below reach ±1.4 for batchnorm)
 EQUIVALENCE = 3.0
-# a fused member may stray from the reference this many times as far as the separate path's own float noise
-NOISE_FACTOR = 10
 BN_DRIFTERS = ("conv1.bias", "conv2.bias", "bn1.running_mean", "bn2.running_mean")
-
-
-def arrays(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images whose mean colour depends on the class (learnable in a few epochs), channels-last as the harness keeps them."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 10
-    rng.shuffle(y)
-    base = (y[:, None, None, None] * 23 + np.array([0, 60, 120])[None, :, None, None]) % 256
-    x = np.clip(base + rng.normal(0, 60, size=(n, *SHAPE)), 0, 255).astype(np.uint8)
-    return torch.from_numpy(x).contiguous(memory_format=torch.channels_last), torch.from_numpy(y).long()
 
 
 @pytest.fixture(scope="module")
 def data():
     torch.set_num_threads(1)
     return (*arrays(320, 1), *arrays(160, 2))
-
-
-def parts(variant: str):
-    """The network builder, engine pieces and settings a shipped variant trains with."""
-    v = registry.get(variant)
-    change = v.change()
-    train = {k: val for c in v.components for k, val in c.train.items()}
-    pieces = engine.Pieces(
-        **{
-            f.name: getattr(change, f.name)
-            for f in dataclasses.fields(engine.Pieces)
-            if getattr(change, f.name) is not None
-        }
-    )
-    return (lambda: change.build(SHAPE, 10)), pieces, train
 
 
 def separate(variant: str, data, seed: int, epochs: int, layout: str = "auto"):
@@ -84,23 +55,6 @@ def separate(variant: str, data, seed: int, epochs: int, layout: str = "auto"):
         pieces=pieces,
         runtime=engine.Runtime(memory_format=layout),
     )
-
-
-def gap(a: dict, b: dict, skip=()) -> float:
-    """The largest absolute difference between two state dicts' floating tensors (but `skip`)."""
-    return max(
-        ((a[n].double() - b[n].double()).abs().max().item() for n in a if a[n].is_floating_point() and n not in skip),
-        default=0.0,
-    )
-
-
-def float_noise(runs: list[tuple[dict, dict]], skip=()) -> float:
-    """The separate path's own float noise: the largest gap between two float orders of the same
-    runs (pairs of state dicts), over all of them, or one rounding of the largest weight where
-    they agree bit for bit."""
-    noise = max(gap(a, b, skip) for a, b in runs)
-    largest = max(v.abs().max().item() for a, _ in runs for n, v in a.items() if v.is_floating_point())
-    return max(noise, torch.finfo(torch.float32).eps * largest)
 
 
 class Float64(nn.Module):

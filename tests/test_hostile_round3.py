@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, delete_while_written, fresh_store, harness, write_npz
-from tests.test_bad_input import _check
+from tests.conftest import ROOT, delete_while_written, free_port, fresh_store, harness, write_npz
+from tests.helpers import check_refusal
 
 TINY = ["--epochs", "1", "--set", "train.threads=1"]
 
@@ -155,7 +155,7 @@ def test_tune_refuses_a_storage_it_cannot_keep_or_must_not_write(tmp_path, data_
     proc = harness(
         "tune", "--variant", "dropout", "--trials", "2", "--storage", storage, *TINY, cwd=tmp_path, data=data_dir
     )
-    _check(tmp_path, proc, fragment, {"data", "mlflow.db", "notes.txt", "a-folder"})
+    check_refusal(tmp_path, proc, fragment, {"data", "mlflow.db", "notes.txt", "a-folder"})
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
@@ -299,17 +299,11 @@ def test_report_plan_and_promote_apply_the_name_rule(tmp_path, args):
     MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}").create_experiment("..")
     (tmp_path / "report.md").write_text("mine\n")
     proc = harness(args[0], "--experiment", "..", *args[1:], cwd=work)
-    _check(work, proc, "--experiment: '..' is not allowed; expected 1 to 100 letters", {"mlflow.db"})
+    check_refusal(work, proc, "--experiment: '..' is not allowed; expected 1 to 100 letters", {"mlflow.db"})
     assert (tmp_path / "report.md").read_text() == "mine\n"
 
 
 # --- 7. stopping `ui` stops its server -----------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _answers(port: int) -> bool:
@@ -323,7 +317,7 @@ def _answers(port: int) -> bool:
 @pytest.mark.slow
 def test_sigterm_to_ui_stops_its_server_and_workers(tmp_path):
     fresh_store(tmp_path)
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     ui = subprocess.Popen(
         [sys.executable, "-m", "harness", "ui", "--port", str(port)],
@@ -441,12 +435,12 @@ def test_a_long_list_of_seeds_is_refused_at_once(tmp_path, data_dir):
     start = time.monotonic()
     # near the longest argument Linux takes
     proc = harness("run", "--seeds", ",".join(map(str, range(15_000))), cwd=tmp_path, data=data_dir)
-    _check(
+    check_refusal(
         tmp_path, proc, "--seeds: a list of 15000 seeds is not allowed; at most 1000 seeds, as for a count", {"data"}
     )
     (tmp_path / "exp.toml").write_text(f"seeds = {list(range(100_000))}\n")  # 100,000 printed nothing for 60 s
     proc = harness("run", "--experiment", "exp.toml", cwd=tmp_path, data=data_dir)
-    _check(tmp_path, proc, "seeds: a list of 100000 seeds is not allowed", {"data", "exp.toml"})
+    check_refusal(tmp_path, proc, "seeds: a list of 100000 seeds is not allowed", {"data", "exp.toml"})
     assert time.monotonic() - start < 60
 
 
@@ -636,7 +630,7 @@ def test_a_tracking_uri_that_answers_404_is_named(tmp_path, data_dir):
     server = _NotFound()
     uri = f"http://127.0.0.1:{server.server.server_address[1]}"
     try:
-        _check(
+        check_refusal(
             tmp_path,
             harness("run", "--tracking-uri", uri, cwd=tmp_path, data=data_dir),
             "answers HTTP 404 for /health and for MLflow's REST API",
@@ -712,7 +706,7 @@ def test_more_tracebacks_become_one_line(tmp_path, data_dir, case, made, args, f
         assert proc.returncode == 0, proc.stderr
         assert "more than 100000" in proc.stdout and "| 100000 " not in proc.stdout, proc.stdout
         return
-    _check(tmp_path, proc, fragment, {"data"} | made)
+    check_refusal(tmp_path, proc, fragment, {"data"} | made)
 
 
 @pytest.fixture

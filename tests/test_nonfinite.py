@@ -9,7 +9,7 @@ import torch
 from harness.training import engine
 from tests.conftest import fresh_store, harness
 from tests.faultkit import seed_runs
-from tests.test_engine import Exploding, tensors  # noqa: F401 - fixture
+from tests.helpers import Exploding
 
 
 # separate runs, and fused groups (dropout's members with baseline's: the lr is per member)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import ROOT, harness, write_npz
+from tests.conftest import ROOT, free_port, harness, write_npz
 
 pytestmark = pytest.mark.slow
 if shutil.which("ray", path=str(Path(sys.executable).parent)) is None and not os.environ.get("HARNESS_CI"):
@@ -26,20 +26,12 @@ RAY = str(Path(sys.executable).parent / "ray")
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def _port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A head that runs no task and two worker nodes of one CPU each, every node with a raylet of
     its own (its node-manager port tells them apart), and an MLflow server they all log to."""
     work = tmp_path_factory.mktemp("ray")
-    port = _port()
+    port = free_port()
     common = ["--node-ip-address", "127.0.0.1", "--object-store-memory", "100000000", "--disable-usage-stats"]
     subprocess.run(
         [RAY, "start", "--head", "--port", str(port), "--include-dashboard", "false", "--num-cpus", "0", *common],
@@ -51,7 +43,7 @@ def cluster(tmp_path_factory):
     try:
         workers = {}
         for name in ("a", "b"):
-            workers[name] = _port()
+            workers[name] = free_port()
             subprocess.run(
                 [
                     RAY,
@@ -69,7 +61,7 @@ def cluster(tmp_path_factory):
                 capture_output=True,
                 timeout=180,
             )
-        ui_port = _port()
+        ui_port = free_port()
         server = subprocess.Popen(
             [
                 sys.executable,

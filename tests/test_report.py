@@ -8,86 +8,9 @@ import pytest
 from harness.analysis import stats
 from harness.data.datasets import CIFAR10_CLASSES
 from harness.report import markdown
-from harness.tracking.readback import SeedRun
 from tests import report_tables
+from tests.helpers import TEST_ACC, confusion, fake_runs, runs_from
 from tests.simulation import compare_all
-
-TEST_ACC = {"baseline": [60.0, 61.0, 59.5], "batchnorm": [64.0, 65.5, 63.0]}  # of 1,000 test images, 100 per class
-
-
-def confusion(correct: int, per_class: int = 100) -> np.ndarray:
-    """A 10-class confusion matrix with `correct` on its diagonal; each class's misses go to the next class."""
-    right = [correct // 10 + (1 if c < correct % 10 else 0) for c in range(10)]
-    cm = np.zeros((10, 10), dtype=np.int64)
-    for c in range(10):
-        cm[c, c], cm[c, (c + 1) % 10] = right[c], per_class - right[c]
-    return cm
-
-
-def fake_runs(device: str = "cpu (x86_64)") -> list[SeedRun]:
-    runs = []
-    for variant, accs in TEST_ACC.items():
-        for i, (seed, acc) in enumerate(zip((2021, 2022, 2023), accs)):
-            history = {
-                "train_acc": [(e, 40.0 + 5 * e + i) for e in (1, 2, 3)],
-                "val_acc": [(e, 38.0 + 4 * e + i) for e in (1, 2, 3)],
-                "train_loss": [(e, 2.0 - 0.2 * e) for e in (1, 2, 3)],
-                "val_loss": [(e, 2.1 - 0.15 * e) for e in (1, 2, 3)],
-            }
-            cm = confusion(round(acc * 10))
-            runs.append(
-                SeedRun(
-                    f"{variant}{seed}",
-                    f"p-{variant}",
-                    variant,
-                    seed,
-                    "FINISHED",
-                    1000 + len(runs),
-                    {"train.epochs": "3", "train.select": "val_acc"},
-                    {
-                        "harness.baseline": "baseline",
-                        "harness.env.device": device,
-                        "harness.device": device,
-                        "harness.command": "python -m harness run",
-                        "harness.experiment": "fake",
-                        "harness.env.torch": "2.14.1",
-                    },
-                    {
-                        "test_acc": acc,
-                        "best_val_acc": 50.0 + i,
-                        "final_val_acc": 50.0 + i,
-                        "final_val_loss": 1.65,
-                        "min_val_loss": 1.65,
-                        "min_val_loss_epoch": 3.0,
-                        "final_gap_acc": 5.0,
-                        "n_params": 62006.0,
-                        "epoch_seconds_mean": 4.0,
-                    },
-                    history,
-                    cm,
-                    CIFAR10_CLASSES,
-                )
-            )
-    runs.append(
-        SeedRun(
-            "bad",
-            "p-batchnorm",
-            "batchnorm",
-            2024,
-            "FAILED",
-            2000,
-            {"train.epochs": "3"},
-            {
-                "harness.error": "non-finite loss in batchnorm seed 2024: loss became nan at epoch 2, step 5",
-                "harness.env.device": device,
-                "harness.device": device,
-            },
-            {},
-            {},
-            None,
-        )
-    )
-    return runs
 
 
 @pytest.fixture
@@ -164,37 +87,6 @@ def test_report_is_deterministic(tmp_path):
     b = markdown.write(fake_runs(), "fake", tmp_path / "b")
     for name in ("report.md", "learning_curves.png", "confusion_matrices.png"):
         assert (a.parent / name).read_bytes() == (b.parent / name).read_bytes()
-
-
-def runs_from(
-    correct: dict[str, dict[int, int]], images: int = 10_000, params: dict[str, dict[str, str]] | None = None
-) -> list[SeedRun]:
-    """Finished runs with these counts of correct test images (of `images`, a tenth per class)."""
-    runs = []
-    for variant, by_seed in correct.items():
-        for seed, k in by_seed.items():
-            acc = 100.0 * k / images
-            runs.append(
-                SeedRun(
-                    f"{variant}{seed}",
-                    f"p-{variant}",
-                    variant,
-                    seed,
-                    "FINISHED",
-                    1000 + len(runs),
-                    {"train.epochs": "3", "train.select": "val_acc", **(params or {}).get(variant, {})},
-                    {
-                        "harness.baseline": "baseline",
-                        "harness.split_fingerprint": "f1",
-                        "harness.dataset": "cifar10:abc",
-                    },
-                    {"test_acc": acc},
-                    {},
-                    confusion(k, images // 10),
-                    CIFAR10_CLASSES,
-                )
-            )
-    return runs
 
 
 def test_defect1_the_headline_delta_is_paired_with_its_pair_count(tmp_path):

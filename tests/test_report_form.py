@@ -12,8 +12,6 @@ import html as html_mod
 import json
 import os
 import re
-from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,10 +20,7 @@ from harness.analysis import stats
 from harness.report import markdown
 from tests import report_tables
 from tests.chromium import CHROMIUM, OFFLINE, chromium
-from tests.test_report import fake_runs, runs_from
-
-BEFORE = Path(__file__).parent / "fixtures" / "reports-before-answer-first"
-NUMBER = re.compile(r"(?<![\w.])[+−-]?\d[\d,]*(?:\.\d+)?%?")
+from tests.helpers import BEFORE, assert_form, assert_keeps_numbers, fake_runs, runs_from
 
 # The issue's example: three variants of three seeds, of 10,000 test images.
 EXAMPLE = {
@@ -33,38 +28,6 @@ EXAMPLE = {
     "dropout": {1: 5890, 2: 5760, 3: 5610},
     "batchnorm": {1: 6230, 2: 6210, 3: 6300},
 }
-
-
-def numbers(text: str) -> Counter:
-    return Counter(m.group(0).replace("−", "-") for m in NUMBER.finditer(text))
-
-
-def assert_form(md: str) -> None:
-    found = report_tables.tables(md)
-    assert found
-    for t in found:
-        assert len(t.header) <= 8, (t.heading, t.header)
-        assert all(len(r) == len(t.header) for r in t.rows), (t.heading, t.header, [len(r) for r in t.rows])
-    anchors = set(re.findall(r'<a id="([^"]+)"></a>', md))
-    targets = set(re.findall(r"\]\(#([^)]+)\)", md))
-    assert targets and targets <= anchors, targets - anchors
-    assert len(re.findall(r'<a id="([^"]+)"></a>', md)) == len(anchors)  # each anchor once
-
-
-def assert_keeps_numbers(old: str, new: str, changed: frozenset[str] = frozenset()) -> None:
-    """Every number of the old report appears at least as often in the new one, and each table
-    row's numbers in a row of the new report that starts with the same name; `changed`: numbers a
-    change of the statistics replaced on purpose (each named where it is passed)."""
-    missing = {k: (n, numbers(new)[k]) for k, n in numbers(old).items() if numbers(new)[k] < n and k not in changed}
-    assert not missing, missing
-    rows: dict[str, Counter] = {}
-    for t in report_tables.tables(new):
-        for r in t.rows:
-            rows.setdefault(r[0], Counter()).update(numbers(" | ".join(r[1:])))
-    for t in report_tables.tables(old):
-        for r in t.rows:
-            lost = set(numbers(" | ".join(r[1:]))) - set(rows.get(r[0], Counter())) - changed
-            assert not lost, (t.heading, r[0], lost)
 
 
 @pytest.fixture

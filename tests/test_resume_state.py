@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from harness.data import loading
 from harness.training import engine
 from harness.variants.lenet import LeNet
-from tests.conftest import make_arrays, snapshot_keeper
+from tests.conftest import snapshot_keeper
+from tests.helpers import tiny_tensors
 
 
 class Noisy(nn.Module):
@@ -31,9 +31,8 @@ class Noisy(nn.Module):
 
 @pytest.fixture(scope="module")
 def tensors():
-    a = loading.check(make_arrays(256, 40), "synthetic")
-    split = loading.make_split(a.y_train, "stratified", 0.75, 0)
-    return loading.to_device(a, split, torch.device("cpu"))
+    """This file's data: a stratified split of 256 images (conftest's `tensors` is a prefix split of 300)."""
+    return tiny_tensors(256, 40, "stratified", 0.75)
 
 
 CFG = (engine.TrainSettings(epochs=3, batch_size=32, shuffle=True), engine.Runtime())

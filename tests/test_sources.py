@@ -14,18 +14,11 @@ from mlflow import MlflowClient
 
 from harness import variants
 from harness.base.errors import UsageError
-from harness.data import loading
 from harness.settings import config
 from harness.settings.experiment_file import load_experiment
 from harness.training import engine
 from harness.training.settings import Sources
-from tests.conftest import harness, make_arrays, snapshot_keeper, split_settings
-
-
-@pytest.fixture(scope="module")
-def tensors():
-    a = loading.check(make_arrays(300, 100), "synthetic")
-    return loading.to_device(a, loading.make_split(a.y_train, "prefix", 0.8, 0), torch.device("cpu"))
+from tests.conftest import harness, snapshot_keeper, split_settings
 
 
 def _train(d, seed, sources=Sources(), name="baseline", epochs=2, seen=None, on_progress=lambda p: None, **kw):

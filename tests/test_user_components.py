@@ -10,65 +10,17 @@ import re
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from harness.base.errors import UsageError
 from harness.data import datasets
 from harness.settings import config, experiment_file
-from harness.variants import plugins, registry
+from harness.variants import registry
 from tests.conftest import ROOT, fresh_store
 from tests.conftest import harness as cli
-
-WIDE = '''
-"""LeNet with a wider first hidden layer (a user's own component, outside the package)."""
-from torch import nn
-
-from harness import Change, register
-
-
-class WideNet(nn.Module):
-    def __init__(self, image_shape, num_classes, hidden=240):
-        super().__init__()
-        c, h, w = image_shape
-        self.features = nn.Sequential(nn.Conv2d(c, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2))
-        side = lambda n: ((n - 4) // 2 - 4) // 2
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(16 * side(h) * side(w), hidden), nn.ReLU(), nn.Linear(hidden, 84), nn.ReLU(),
-                                  nn.Linear(84, num_classes))
-
-    def forward(self, x):
-        return self.head(self.features(x))
-
-
-@register("{name}", hypothesis="Twice the hidden units raise accuracy without more overfitting.")
-def wide(hidden: int = 240):
-    return Change(architecture=WideNet, model={{"hidden": hidden}})
-'''
-
-
-@pytest.fixture
-def clean_registry():
-    """Whatever a test registers or imports from its files is forgotten afterwards."""
-    before, modules, files = dict(registry._REGISTRY), set(sys.modules), dict(plugins._files)
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(before)
-    plugins._files.clear()
-    plugins._files.update(files)
-    for name in set(sys.modules) - modules:
-        if getattr(sys.modules[name], "__file__", "") and "pytest-" in str(sys.modules[name].__file__):
-            del sys.modules[name]
-
-
-def _component_file(folder: Path, stem: str, name: str = "wide", extra: str = "") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{stem}.py"
-    path.write_text(WIDE.format(name=name) + extra)
-    return path
+from tests.helpers import component_file, image_folder
 
 
 def _key(cfg, variant: str) -> str:
@@ -78,7 +30,7 @@ def _key(cfg, variant: str) -> str:
 def test_a_user_components_edit_changes_its_run_keys_and_an_unchanged_file_keeps_them(
     tmp_path, clean_registry, monkeypatch
 ):
-    path = _component_file(tmp_path, "keys_components")
+    path = component_file(tmp_path, "keys_components")
     sets = ["train.epochs=1"]
     cfg = experiment_file.load_experiment(None, sets, components=[str(path)], variants=("baseline", "wide"))
     first = {v: _key(cfg, v) for v in cfg.variants}
@@ -112,8 +64,8 @@ def test_a_user_components_edit_changes_its_run_keys_and_an_unchanged_file_keeps
 def test_components_in_an_experiment_file_are_read_relative_to_it_and_modules_by_name(
     tmp_path, clean_registry, monkeypatch
 ):
-    _component_file(tmp_path / "exp", "file_components", name="wide_file")
-    _component_file(tmp_path / "pkg" / "mine", "ablations", name="wide_module")
+    component_file(tmp_path / "exp", "file_components", name="wide_file")
+    component_file(tmp_path / "pkg" / "mine", "ablations", name="wide_module")
     (tmp_path / "pkg" / "mine" / "__init__.py").write_text("")
     monkeypatch.syspath_prepend(str(tmp_path / "pkg"))
     toml = tmp_path / "exp" / "study.toml"
@@ -190,7 +142,7 @@ def test_bad_component_entries_are_refused_in_one_line(tmp_path, clean_registry,
 
 
 def test_a_file_that_registers_a_dataset_can_be_edited_and_loaded_again(tmp_path, clean_registry):
-    path = _component_file(
+    path = component_file(
         tmp_path,
         "with_data",
         extra=textwrap.dedent("""
@@ -219,7 +171,7 @@ def test_components_that_are_not_a_list_of_names_are_refused(tmp_path):
 
 def test_an_installed_packages_entry_point_registers_its_components_by_itself(tmp_path):
     site = tmp_path / "site"
-    _component_file(site / "deeper_plugin", "__init__", name="deeper")
+    component_file(site / "deeper_plugin", "__init__", name="deeper")
     info = site / "deeper_plugin-0.3.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: deeper-plugin\nVersion: 0.3\n")
@@ -241,21 +193,6 @@ def test_an_installed_packages_entry_point_registers_its_components_by_itself(tm
     )
 
 
-def _image_folder(
-    root: Path, sizes=((16, 16),), per_class: int = 10, mode: str = "L", classes=("horizontal", "vertical")
-) -> Path:
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(classes):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            h, w = sizes[i % len(sizes)]
-            stripes = (np.arange(max(h, w)) % 4 < 2) * 200
-            x = np.where(c == 0, stripes[:h, None], stripes[None, :w]) + rng.integers(0, 55, (h, w))
-            img = Image.fromarray(x.astype(np.uint8), "L")
-            (img.convert(mode) if mode != "L" else img).save(root / name / f"{i:03d}.png")
-    return root
-
-
 def test_a_folder_dataset_and_a_user_component_run_through_run_report_and_export(tmp_path):
     """The README's "Adding a component": a file outside the package, used by `run --components`."""
     work = tmp_path / "w"
@@ -263,7 +200,7 @@ def test_a_folder_dataset_and_a_user_component_run_through_run_report_and_export
     readme = (ROOT / "README.md").read_text().split("## Your own study", 1)[1]
     # the README's file, as written
     (work / "my_components.py").write_text(re.search(r"```python\n(.*?)```", readme, re.S).group(1))
-    _image_folder(work / "shapes", per_class=15, mode="RGB", sizes=((32, 32),))
+    image_folder(work / "shapes", per_class=15, mode="RGB", sizes=((32, 32),))
     env = {"HARNESS_CACHE_DIR": str(tmp_path / "cache")}
     run = (
         "run",

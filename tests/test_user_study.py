@@ -22,7 +22,7 @@ from harness.data import datasets, loading
 from harness.settings import experiment_file
 from tests.conftest import ROOT, fresh_store, make_arrays
 from tests.conftest import harness as cli
-from tests.test_user_components import _component_file, _image_folder, clean_registry  # noqa: F401 - a fixture
+from tests.helpers import component_file, image_folder
 
 
 def _read(name: str, image_size: int = 0):
@@ -31,7 +31,7 @@ def _read(name: str, image_size: int = 0):
 
 def test_a_folder_without_parts_holds_out_a_seeded_fifth_of_each_class(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
-    _image_folder(tmp_path / "shapes")
+    image_folder(tmp_path / "shapes")
     d = datasets.get(f"folder:{tmp_path / 'shapes'}")
     assert d.classes == ("horizontal", "vertical") and d.image_shape == (1, 16, 16)
     assert "20% of each class held out as the test set (seed 0)" in d.source
@@ -51,8 +51,8 @@ def test_a_folder_without_parts_holds_out_a_seeded_fifth_of_each_class(tmp_path,
 
 def test_a_folder_with_train_and_test_uses_them_and_other_sizes_need_an_image_size(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
-    _image_folder(tmp_path / "d" / "train", sizes=((16, 16), (20, 24)), mode="RGB")
-    _image_folder(tmp_path / "d" / "test", sizes=((16, 16),), per_class=3, mode="RGB")
+    image_folder(tmp_path / "d" / "train", sizes=((16, 16), (20, 24)), mode="RGB")
+    image_folder(tmp_path / "d" / "test", sizes=((16, 16),), per_class=3, mode="RGB")
     name = f"folder:{tmp_path / 'd'}"
     with pytest.raises(
         UsageError,
@@ -83,30 +83,30 @@ def _png_header(width: int, height: int) -> bytes:
         (lambda r: (r / "a").mkdir(parents=True), r"the class folder .*a' holds no images"),
         (lambda r: r.mkdir(), r"has no class subfolders"),
         (
-            lambda r: (_image_folder(r), (r / "vertical" / "bad.png").write_bytes(b"not a png")),
+            lambda r: (image_folder(r), (r / "vertical" / "bad.png").write_bytes(b"not a png")),
             r"cannot read the image .*bad\.png.*; remove or replace it",
         ),
         (
-            lambda r: _image_folder(r, per_class=1),
+            lambda r: image_folder(r, per_class=1),
             r"class 'horizontal' has 1 image; holding out a test set needs at least 2 per class",
         ),
         (
-            lambda r: (_image_folder(r / "train"), _image_folder(r / "test", classes=("horizontal", "diagonal"))),
+            lambda r: (image_folder(r / "train"), image_folder(r / "test", classes=("horizontal", "diagonal"))),
             r"test/diagonal is a class with no train/diagonal folder",
         ),
         (  # 48 bytes that say 20000×20000: PIL's DecompressionBombError was a traceback
-            lambda r: (_image_folder(r), (r / "vertical" / "bomb.png").write_bytes(_png_header(20000, 20000))),
+            lambda r: (image_folder(r), (r / "vertical" / "bomb.png").write_bytes(_png_header(20000, 20000))),
             r"the image .*bomb\.png' has more pixels than the limit of 89,478,485 \(PIL's guard against decompression",
         ),
         (  # past the limit but under twice it: PIL only warns, and decoding would take 1.1 GB
-            lambda r: (_image_folder(r), (r / "vertical" / "big.png").write_bytes(_png_header(10000, 10000))),
+            lambda r: (image_folder(r), (r / "vertical" / "big.png").write_bytes(_png_header(10000, 10000))),
             r"the image .*big\.png' has more pixels \(10000×10000\) than the limit",
         ),
         (
             lambda r: (
-                _image_folder(r),
+                image_folder(r),
                 (r / "vertical" / "away.png").symlink_to(
-                    _image_folder(r.parent / "elsewhere") / "horizontal" / "000.png"
+                    image_folder(r.parent / "elsewhere") / "horizontal" / "000.png"
                 ),
             ),
             r"away\.png' is a link to .*elsewhere/horizontal/000\.png', outside the folder; copy the image in",
@@ -306,11 +306,11 @@ def test_csv_and_json_are_tidy_for_pandas():
     assert pd.DataFrame(records).shape == COMPARISON.shape
 
 
-def test_the_python_api_runs_an_npz_dataset_and_raises_the_clis_errors(tmp_path, monkeypatch, clean_registry):  # noqa: F811 - the imported fixture
+def test_the_python_api_runs_an_npz_dataset_and_raises_the_clis_errors(tmp_path, monkeypatch, clean_registry):
     monkeypatch.chdir(tmp_path)
     fresh_store(tmp_path)
     _npz(tmp_path / "mine.npz", class_names=np.array(["cat_5%", "dog", "eel"]))
-    _component_file(tmp_path, "api_components")
+    component_file(tmp_path, "api_components")
     study = harness.run(
         variants=["baseline", "wide"],
         seeds=3,
@@ -387,7 +387,7 @@ def test_a_real_notebook_runs_a_tiny_study_and_shows_the_table_and_the_report(tm
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     fresh_store(tmp_path)
-    _component_file(tmp_path, "nb_components")
+    component_file(tmp_path, "nb_components")
     cells = [
         "import harness",
         'study = harness.run(variants=["baseline", "wide"], seeds=2, epochs=1, dataset="digits", components="nb_components.py",\n'
@@ -441,7 +441,7 @@ def test_per_class_metric_names_are_ones_mlflow_accepts_and_stay_distinct():
 
 def test_folder_edge_cases_16_bit_grey_hidden_folders_one_class_and_a_lone_train_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
-    root = _image_folder(tmp_path / "deep")
+    root = image_folder(tmp_path / "deep")
     deep = np.full((16, 16), 40000, np.uint16)
     Image.fromarray(deep).save(root / "vertical" / "000.png")  # a 16-bit grey PNG
     (root / "__MACOSX" / "x").mkdir(parents=True)  # an unzip's leftovers and hidden folders are skipped
@@ -450,10 +450,10 @@ def test_folder_edge_cases_16_bit_grey_hidden_folders_one_class_and_a_lone_train
     a = _read(f"folder:{root}").arrays
     x = np.concatenate([a.x_train, a.x_test])
     assert len(x) == 20 and any((im[..., 0] == 40000 >> 8).all() for im in x)  # its top 8 bits, not clipped to 255
-    _image_folder(tmp_path / "one", classes=("only",))
+    image_folder(tmp_path / "one", classes=("only",))
     with pytest.raises(UsageError, match=r"has 1 class; a classifier needs at least 2"):
         datasets.get(f"folder:{tmp_path / 'one'}")
-    _image_folder(tmp_path / "lone" / "train")
+    image_folder(tmp_path / "lone" / "train")
     with pytest.raises(
         UsageError, match=r"has a train/ folder but no test/; give both, or one subfolder of images per class"
     ):
@@ -463,7 +463,7 @@ def test_folder_edge_cases_16_bit_grey_hidden_folders_one_class_and_a_lone_train
 def test_the_run_key_names_the_datas_content_however_its_path_is_spelled(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
-    _image_folder(tmp_path / "shapes")
+    image_folder(tmp_path / "shapes")
     spellings = ["folder:shapes", "folder:./shapes", f"folder:{tmp_path / 'shapes'}"]
     identities = {_read(name).identity for name in spellings}
     assert len(identities) == 1 and identities.pop().startswith("folder:")
@@ -548,7 +548,7 @@ def test_the_data_mistakes_a_new_user_makes_are_named_with_their_fix_and_grey_nh
     one_based = _npz(tmp_path / "one.npz", y_train=base["y_train"] + 1, y_test=base["y_test"] + 1)
     with pytest.raises(UsageError, match=r"the labels run from 1 to 3; the first class is label 0: save y - 1$"):
         datasets.get(f"npz:{one_based}")
-    _image_folder(tmp_path / "deep" / "all")
+    image_folder(tmp_path / "deep" / "all")
     with pytest.raises(
         UsageError,
         match=r"one class folder, 'all', which holds folders: are they the classes\? Then use folder:.*deep/all$",
