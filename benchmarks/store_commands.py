@@ -43,7 +43,9 @@ COMMANDS = [
         ["export", "--experiment", "ondemand", "--table", "effects", "--format", "csv"],
         "kept",
     ),
-    ("refusal: an unknown variant", ["run", "--variants", "nosuch"], "kept"),
+    ("refusal: an unknown variant, no run or list seen", ["run", "--variants", "nosuch"], "empty"),
+    ("list (the first builds every component; later ones read the cache)", ["list"], "kept"),
+    ("refusal: an unknown variant, after a list or run", ["run", "--variants", "nosuch"], "kept"),
     (
         "refusal: an unknown table",
         ["export", "--experiment", "factorial", "--table", "nosuch", "--format", "csv"],
@@ -76,7 +78,7 @@ def main() -> None:
                 seconds.append(time.perf_counter() - start)
                 code = done.returncode
             print(
-                f"{name:36} exit {code}  median {statistics.median(seconds):5.2f} s  (runs: {', '.join(f'{s:.2f}' for s in seconds)})"
+                f"{name:50} exit {code}  median {statistics.median(seconds):5.2f} s  (runs: {', '.join(f'{s:.2f}' for s in seconds)})"
             )
 
 

@@ -46,8 +46,8 @@ def report(uri: str, name: str, folder: Path) -> Path:
         raise UsageError(f"report: {e}; the previous report, if any, is left whole") from None
     try:
         keep_exports(uri, name)
-    except OSError:
-        pass  # kept exports only save time
+    except Exception:  # noqa: BLE001 - kept exports only save time; an export computes what it needs itself
+        pass
     return path
 
 
@@ -84,7 +84,7 @@ def keep_exports(uri: str, name: str) -> None:
     if before is None:
         return
     texts = {}
-    with _teed() as stderr:
+    with _teed(echo=False) as stderr:  # the caller's own read has said whatever this one would
         runs = readback.read_runs(uri, name)
         if not runs:
             return
@@ -136,13 +136,14 @@ class _Tee:
 
 
 @contextlib.contextmanager
-def _teed():
-    """Standard error as it is, and a copy of what is written to it meanwhile (yielded)."""
+def _teed(echo: bool = True):
+    """A copy of what is written to standard error meanwhile (yielded); with `echo`, it is written
+    there too."""
     import io
     import sys
 
     copy = io.StringIO()
-    with contextlib.redirect_stderr(_Tee(sys.stderr, copy)):
+    with contextlib.redirect_stderr(_Tee(sys.stderr, copy) if echo else copy):
         yield copy
 
 
