@@ -36,10 +36,10 @@ def state(uri: str, name: str) -> str | None:
         return None
     path = addresses.sqlite_path(uri)
     try:
-        rows = direct.digest(path, name)
-        artifacts = direct.artifact_folders(path, name)
-        if rows is None or artifacts is None:
+        read = direct.digest(path, name)
+        if read is None:
             return None
+        rows, artifacts = read
         files = [_stat(Path(folder) / f) for folder in artifacts for f in ARTIFACTS]
     except OSError:
         return None

@@ -42,8 +42,7 @@ def ensure(uri: str) -> str:
             os.replace(tmp, path)
             _fsync_folder(path.parent)
         finally:
-            for leftover in (tmp, *(Path(f"{tmp}{s}") for s in SIDE_FILES)):
-                leftover.unlink(missing_ok=True)
+            _remove(tmp)
     if state == "half-made":
         return f"the store {str(path)!r} was left half-made (an interrupted first run) and held no runs: made it again"
     return ""
@@ -118,8 +117,7 @@ def _known() -> tuple[str, frozenset[str], frozenset[str]]:
 def _build(tmp: Path) -> None:
     """A complete, empty MLflow store at `tmp`: a copy of the cached empty store of the installed
     MLflow (`_template`), or, where the cache cannot be written, migrated in place (about 3 s)."""
-    for leftover in (tmp, *(Path(f"{tmp}{s}") for s in SIDE_FILES)):
-        leftover.unlink(missing_ok=True)
+    _remove(tmp)
     template = _template()
     if template is None:
         _migrate(tmp)
@@ -127,6 +125,12 @@ def _build(tmp: Path) -> None:
         shutil.copyfile(template, tmp)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
+
+
+def _remove(path: Path) -> None:
+    """A database file and SQLite's files beside it, gone (the ones that are there)."""
+    for leftover in (path, *(Path(f"{path}{s}") for s in SIDE_FILES)):
+        leftover.unlink(missing_ok=True)
 
 
 def _template() -> Path | None:
@@ -146,8 +150,7 @@ def _template() -> Path | None:
                     _migrate(tmp)
                     os.replace(tmp, path)
                 finally:
-                    for leftover in (tmp, *(Path(f"{tmp}{s}") for s in SIDE_FILES)):
-                        leftover.unlink(missing_ok=True)
+                    _remove(tmp)
         return path if _is_template(path) else None
     except Exception:  # noqa: BLE001 - OSError, or SQLAlchemy's errors for a full disk or a lock: the cache only saves time
         return None

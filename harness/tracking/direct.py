@@ -2,7 +2,8 @@
 MLflow and its SQL store takes about 3 s here, more than an `export` of a small table should. Two
 reads of MLflow's own tables (`experiments`, `experiment_tags`, `runs`, `tags`, `params`, `metrics`,
 unchanged in their columns since MLflow 1.x): an experiment's tags, and a digest of everything its
-runs hold, which changes whenever a run, tag, param or metric of it does. Anything that cannot be
+runs hold, which changes whenever a run, tag, param or metric of it does (with the runs' local
+artifact folders). Anything that cannot be
 read this way (another store, another schema, a locked or damaged file) answers None and the caller
 reads through MLflow as before."""
 
@@ -53,18 +54,10 @@ def experiment_tags(path: Path, experiment: str) -> dict[str, str] | None:
     return None if rows is None else {k: v for k, v in rows[0]}
 
 
-def artifact_folders(path: Path, experiment: str) -> list[str] | None:
-    """The local artifact folder of each of the experiment's runs, in run order (a run whose
-    artifacts are not a local folder has none listed); None when they cannot be read this way."""
-    rows = _read(path, experiment, ("select artifact_uri from runs where experiment_id = ? order by run_uuid",))
-    if rows is None:
-        return None
-    local = [uri[len("file://") :] if uri.startswith("file://") else uri for (uri,) in rows[0] if uri]
-    return [uri for uri in local if "://" not in uri and ":" not in uri.split("/", 1)[0]]
-
-
-def digest(path: Path, experiment: str) -> str | None:
-    """A hash of everything the experiment's runs hold in the store; None when it cannot be read this way."""
+def digest(path: Path, experiment: str) -> tuple[str, list[str]] | None:
+    """A hash of everything the experiment's runs hold in the store, and the local artifact folder
+    of each run (in run order; a run whose artifacts are not a local folder has none listed), from
+    one read; None when they cannot be read this way."""
     rows = _read(path, experiment, DIGESTED)
     if rows is None:
         return None
@@ -73,4 +66,6 @@ def digest(path: Path, experiment: str) -> str | None:
         for row in part:
             h.update(repr(row).encode() + b"\n")
         h.update(b"--\n")
-    return h.hexdigest()
+    uris = [run[5] for run in rows[1] if run[5]]  # DIGESTED[1]'s artifact_uri
+    local = [uri[len("file://") :] if uri.startswith("file://") else uri for uri in uris]
+    return h.hexdigest(), [uri for uri in local if "://" not in uri and ":" not in uri.split("/", 1)[0]]

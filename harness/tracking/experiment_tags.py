@@ -140,9 +140,8 @@ FROZEN = (
 def rule_of(tags: dict[str, str]) -> int:
     """The seeds-on-demand rule of the experiment's design: the one recorded at its round 1; 1 for a
     design started before rules were recorded; the current rule for one not started yet."""
-    try:
-        before = json.loads(tags[SEQUENTIAL_FROZEN_TAG]) if tags.get(SEQUENTIAL_FROZEN_TAG) else _recorded_before(tags)
-    except (ValueError, TypeError, KeyError):
+    before = _started_with(tags)
+    if before is None:
         return 1
     if not before:
         return SEQUENTIAL_RULE
@@ -170,12 +169,20 @@ def design_record(cfg, rule: int = SEQUENTIAL_RULE) -> dict:
 def design_changes(tags: dict[str, str], cfg) -> list[tuple[str, object, object]]:
     """(setting, stored value, this command's value) for each frozen setting this command changes;
     empty when the experiment has no stored design or the same one."""
-    try:
-        before = json.loads(tags[SEQUENTIAL_FROZEN_TAG]) if tags.get(SEQUENTIAL_FROZEN_TAG) else _recorded_before(tags)
-    except (ValueError, TypeError, KeyError):
+    before = _started_with(tags)
+    if before is None:
         return []
     now = design_record(cfg)
     return [(k, before.get(k), now[k]) for k in FROZEN if k in before and before[k] != now[k]]
+
+
+def _started_with(tags: dict[str, str]) -> dict | None:
+    """The frozen settings the experiment's seeds-on-demand design started with ({} for none), None
+    when its tags cannot be read."""
+    try:
+        return json.loads(tags[SEQUENTIAL_FROZEN_TAG]) if tags.get(SEQUENTIAL_FROZEN_TAG) else _recorded_before(tags)
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def _recorded_before(tags: dict[str, str]) -> dict:
@@ -198,10 +205,7 @@ def _recorded_before(tags: dict[str, str]) -> dict:
 def started_sequential(tags: dict[str, str]) -> str:
     """How the experiment's seeds-on-demand design started ("3 to 12 seeds, first seed 2021"), or ''
     when it never ran with seeds on demand."""
-    try:
-        before = json.loads(tags[SEQUENTIAL_FROZEN_TAG]) if tags.get(SEQUENTIAL_FROZEN_TAG) else _recorded_before(tags)
-    except (ValueError, TypeError, KeyError):
-        return ""
+    before = _started_with(tags)
     if not before:
         return ""
     return f"{before.get('min_seeds')} to {before.get('max_seeds')} seeds, first seed {before.get('first seed')}"
