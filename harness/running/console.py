@@ -62,8 +62,11 @@ class Plan:
 class Console:
     """Prints the tutorial's lines, the run lines, and on a terminal the overall progress line."""
 
-    def __init__(self, stream: TextIO = sys.stdout, mode: str | None = None) -> None:
-        """`mode`: "notebook" (the Python API), "plain" or None (live on a terminal); $HARNESS_CONSOLE, when set, wins."""
+    def __init__(self, stream: TextIO | None = None, mode: str | None = None) -> None:
+        """`stream`: standard output as it is when the console is made (not when this module was
+        imported, so a caller's redirection applies). `mode`: "notebook" (the Python API), "plain"
+        or None (live on a terminal); $HARNESS_CONSOLE, when set, wins."""
+        stream = stream if stream is not None else sys.stdout
         self.stream = stream
         mode = os.environ.get("HARNESS_CONSOLE") or mode
         self.notebook = mode == "notebook"

@@ -86,6 +86,15 @@ def check_database(uri: str, field: str) -> None:
         engine.dispose()
 
 
+def absolute(uri: str) -> str:
+    """`uri` with a relative SQLite path made absolute against the working directory; any other
+    address as it is. MLflow keeps one store object per address for the life of a process, so a
+    relative `sqlite:///mlflow.db` would stay the first working directory's store after a chdir."""
+    if uri.startswith("sqlite:///") and not sqlite_path(uri).is_absolute():
+        return f"sqlite:///{sqlite_path(uri).resolve()}"
+    return uri
+
+
 def sqlite_path(uri: str) -> Path:
     return Path(uri[len("sqlite:///") :])
 

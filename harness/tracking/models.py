@@ -115,9 +115,9 @@ class Registry:
     a library call must not redirect the caller's MLflow)."""
 
     def __init__(self, uri: str) -> None:
-        from mlflow import MlflowClient
+        from harness.tracking import store
 
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = store.mlflow_client(uri)
 
     def model_of(self, run_id: str) -> str:
         """Where the run's model is: `models:/<id>` of its Logged Model, the run's `model` artifact

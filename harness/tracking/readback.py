@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.base.errors import UsageError
-from harness.tracking import names
+from harness.tracking import names, store
 from harness.tracking.names import (
     CONFUSION,
     EPOCH_METRICS,
@@ -68,9 +68,8 @@ def require_store(uri: str) -> None:
 
 
 def experiment_tags(uri: str, experiment: str) -> dict[str, str]:
-    from mlflow import MlflowClient
 
-    found = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+    found = store.mlflow_client(uri).get_experiment_by_name(experiment)
     return dict(found.tags) if found else {}
 
 
@@ -95,13 +94,12 @@ def choose_parents(
 
 def read_runs(uri: str, experiment: str) -> list[SeedRun]:
     """Every seed run under the parent run that stands for each variant, with histories and artifacts."""
-    from mlflow import MlflowClient
 
     from harness.tracking import addresses
 
     quiet_mlflow()
     addresses.relocate_artifacts(uri, experiment)
-    client = MlflowClient(tracking_uri=uri)
+    client = store.mlflow_client(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise UsageError(f"--experiment: no experiment named {experiment!r} in the store {uri}")

@@ -59,6 +59,16 @@ def resolve_uri(setting: str = "", reach: bool = True) -> str:
     return addresses.resolve(setting, reach)
 
 
+def mlflow_client(uri: str):
+    """An MlflowClient of the store at `uri`, a relative SQLite path made absolute first
+    (addresses.absolute: MLflow caches a store per address for the life of the process)."""
+    from mlflow import MlflowClient
+
+    from harness.tracking import addresses
+
+    return MlflowClient(tracking_uri=addresses.absolute(uri))
+
+
 def artifact_root(uri: str) -> str | None:
     """Artifacts of a SQLite store live beside the database file, in `mlartifacts/`."""
     if uri.startswith("sqlite:///"):
@@ -124,7 +134,6 @@ class Tracker:
     """Writes one experiment's runs. Construct it once per `run` command."""
 
     def __init__(self, uri: str, experiment: str, lock_dir: Path) -> None:
-        from mlflow import MlflowClient
 
         from harness.tracking import creation
 
@@ -135,7 +144,7 @@ class Tracker:
         self.uri = uri
         self.lock_dir = lock_dir
         with store_lock(lock_dir):
-            self.client = MlflowClient(tracking_uri=uri)  # creates and migrates the database on first use
+            self.client = mlflow_client(uri)  # creates and migrates the database on first use
             found = self.client.get_experiment_by_name(experiment)
             _enable_wal(uri)
             if found is None:
@@ -342,9 +351,7 @@ def _experiment_artifacts(uri: str, experiment: str) -> str | None:
 
 def set_experiment_tags(uri: str, experiment: str, tags: dict[str, str]) -> None:
     """Record facts about the whole experiment (the report's parents, the design) on the MLflow experiment."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
+    client = mlflow_client(uri)
     eid = client.get_experiment_by_name(experiment).experiment_id
     for key, value in tags.items():
         _retrying(client.set_experiment_tag)(eid, key, credentials.mask(value))
@@ -353,10 +360,9 @@ def set_experiment_tags(uri: str, experiment: str, tags: dict[str, str]) -> None
 def log_comparisons(uri: str, by_parent: dict[str, tuple[dict[str, float], str]]) -> None:
     """Put each compared variant's paired difference against the baseline (metrics) and its verdict
     (tag VERDICT_TAG) on its parent run, so MLflow's compare view shows the report's numbers."""
-    from mlflow import MlflowClient
     from mlflow.entities import Metric, RunTag
 
-    client = MlflowClient(tracking_uri=uri)
+    client = mlflow_client(uri)
     now = int(time.time() * 1000)
     for parent_id, (metrics, verdict) in by_parent.items():
         values = [Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)]

@@ -108,12 +108,27 @@ def _is_journal(head: bytes) -> bool:
     return isinstance(entry, dict) and "op_code" in entry
 
 
-@functools.lru_cache(maxsize=8)
 def open_storage(url: str):
     """A database URL gets Optuna's RDB storage with heartbeats (many machines); anything else is a
     journal file, Optuna's storage for several processes on one machine: appends under a file lock,
-    no 'database is locked' as with SQLite under parallel writers. One object per URL and process
-    (`ask` and `heartbeat` reach the storage through it, with Optuna's public API only)."""
+    no 'database is locked' as with SQLite under parallel writers. One object per place and process
+    (`ask` and `heartbeat` reach the storage through it, with Optuna's public API only): a relative
+    path is made absolute first, so that the same text in another working directory is another
+    storage."""
+    return _open_storage(_absolute(url))
+
+
+def _absolute(url: str) -> str:
+    """`url` with a relative SQLite or journal path made absolute against the working directory."""
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_absolute():
+        return f"sqlite:///{Path(url[len('sqlite:///') :]).resolve()}"
+    if not url.startswith(RDB_SCHEMES) and not Path(url).is_absolute():
+        return str(Path(url).resolve())
+    return url
+
+
+@functools.lru_cache(maxsize=8)
+def _open_storage(url: str):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line reports each trial
@@ -197,7 +212,7 @@ def trial_slot(url: str, study_name: str):
         if url.startswith("postgresql")
         else ("select get_lock(:name, -1)", "select release_lock(:name)")
     )
-    engine = _lock_engine(url)
+    engine = _lock_engine(_absolute(url))
     with engine.connect() as conn:  # a session lock: the server drops it if this process dies holding it
         conn.execute(sqlalchemy.text(take), {"name": name})
         try:
