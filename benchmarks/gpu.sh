@@ -14,7 +14,7 @@
 # 5. ablation: the tutorial's 4 variants × ABLATION_SEEDS (5) seeds × ABLATION_EPOCHS (10) epochs,
 #    unfused and with `--fuse auto`, each printing its training seconds beside its wall seconds.
 # It needs what `pip install -e .` installs; on a machine without network, WHEELS=/folder/of/wheels
-# installs from there first. DEVICE=cpu with small sizes runs it as a smoke test (tests/test_gpu_script.py).
+# installs from there first. DEVICE=cpu with small sizes runs it as a smoke test (tests/project/test_gpu_script.py).
 set -uo pipefail
 OUT=${1:-reports/gpu}
 DEVICE=${DEVICE:-cuda}

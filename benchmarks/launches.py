@@ -7,7 +7,7 @@ separate: one baseline run (harness/training/engine.py); fused_K: K baseline see
 (harness/training/fused.py); fused_8_mixed: 8 members with their own dropout p, learning rate and
 weight decay; fused_8_augment: 8 seeds of `augment` (its crops and flips are drawn on the CPU per
 member, counted here, and launch no kernel on a GPU). `syncs` are host reads per step. How steps
-are counted: harness/training/launches.py. tests/test_launches.py holds the goal (fused at most
+are counted: harness/training/launches.py. tests/training/test_launches.py holds the goal (fused at most
 1.3 × separate)."""
 
 from __future__ import annotations

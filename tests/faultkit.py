@@ -1,5 +1,5 @@
-"""Helpers for the fault-tolerance tests: run the CLI with a fault, and read a store's results in a
-form that compares bit for bit."""
+"""Helpers for the fault-tolerance tests (tests/running/test_faults.py, test_fused_runs.py): run the
+CLI with a fault, and read a store's results in a form that compares bit for bit."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 from mlflow import MlflowClient
-from mlflow.entities import ViewType
 
-from tests.conftest import fresh_store, harness  # noqa: F401 - fresh_store is used by the tests too
+from tests import helpers
+from tests.helpers import fresh_store, run_process, store_client
 
 EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_acc")
 FINAL_KEYS = (
@@ -24,46 +24,51 @@ FINAL_KEYS = (
 )
 
 
-def run(work: Path, data: Path, variant: str, *extra: str, fault: str = "", epochs: int = 4):
+def run(
+    work: Path, data: Path, variants: str, *extra: str, seeds: str = "11,", fault: str = "", epochs: int = 4, fuse=None
+):
+    """`run` of `variants` over `seeds` in a real process (a fault point ends it as a kill would),
+    with small batches on one thread; `fuse`, when given, is passed as `--fuse`."""
     fresh_store(work)
     env = {"HARNESS_FAULT": fault} if fault else {}
-    args = [
-        "run",
-        "--variants",
-        variant,
-        "--seeds",
-        "11,",
-        "--epochs",
-        str(epochs),
-        "--set",
-        "train.batch_size=32",
-        "--set",
-        "train.threads=1",
-        *extra,
-    ]
-    return harness(*args, cwd=work, data=data, env=env, timeout=300)
+    args = ["run", "--variants", variants, "--seeds", seeds, "--epochs", str(epochs)]
+    args += ["--fuse", str(fuse)] if fuse is not None else []
+    args += ["--set", "train.batch_size=32", "--set", "train.threads=1", *extra]
+    return run_process(*args, cwd=work, data=data, env=env, timeout=300)
 
 
 def client(work: Path) -> MlflowClient:
-    return MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    return store_client(work)
 
 
 def seed_runs(work: Path, experiment: str = "default") -> list:
-    c = client(work)
-    exp = c.get_experiment_by_name(experiment)
-    runs = c.search_runs([exp.experiment_id], filter_string="tags.`harness.role` = 'seed'", run_view_type=ViewType.ALL)
-    return sorted(
-        runs, key=lambda r: (r.data.tags["harness.variant"], int(r.data.tags["harness.seed"]), r.info.start_time)
-    )
+    """Every seed run, deleted ones too: a fault must not leave a second live or finished run."""
+    return helpers.seed_runs(work, experiment, every=True)
 
 
 def results(work: Path) -> dict:
-    """Everything a finished run produced that must not depend on interruptions."""
-    c = client(work)
-    finished = [r for r in seed_runs(work) if r.info.status == "FINISHED" and r.info.lifecycle_stage == "active"]
+    """Every finished, live run's results by (variant, seed); a pair finished twice fails the test."""
+    c, out = client(work), {}
+    for r in seed_runs(work):
+        if r.info.status != "FINISHED" or r.info.lifecycle_stage != "active":
+            continue
+        pair = (r.data.tags["harness.variant"], int(r.data.tags["harness.seed"]))
+        assert pair not in out, f"two finished runs of {pair}"
+        out[pair] = one_result(c, r)
+    return out
+
+
+def result(work: Path) -> dict:
+    """The results of the store's only finished, live run."""
+    finished = results(work)
     assert len(finished) == 1, [(r.info.run_id, r.info.status) for r in seed_runs(work)]
-    r = finished[0]
-    out = {"run_id": r.info.run_id}
+    return next(iter(finished.values()))
+
+
+def one_result(c: MlflowClient, r) -> dict:
+    """Everything a finished run produced that must not depend on interruptions, and its id, key
+    and fused tag: each epoch's metrics (once per epoch), each final metric (once), its weights."""
+    out = {"run_id": r.info.run_id, "key": r.data.tags["harness.run_key"], "fused": r.data.tags.get("harness.fused")}
     for key in EPOCH_KEYS:
         history = [(m.step, m.value) for m in c.get_metric_history(r.info.run_id, key)]
         steps = [s for s, _ in history]

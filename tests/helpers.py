@@ -1,12 +1,21 @@
-"""The tests' shared helpers (plain functions and constants; the fixtures, the CLI runners and a
-free port are in conftest.py): small tensors on the CPU, the one-line refusal contract, networks and data for the
-engine's and the fused loop's tests, user component files and image folders, fake runs as the
-store gives them back, and the report's form checks. No test file imports another."""
+"""The tests' shared helpers, plain functions and constants (the fixtures are in conftest.py):
+synthetic data on disk and as tensors, the CLI in a real process (`run_process`) or in this one
+(`run_cli`), a free port, a fresh store, the one-line refusal contract, networks and data for the
+engine's and the fused loop's tests, user component files and image folders, fake runs as the store
+gives them back, and the report's form checks. No test file imports another."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import os
 import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -21,7 +30,222 @@ from harness.tracking.readback import SeedRun
 from harness.training import engine
 from harness.variants import registry
 from tests import report_tables
-from tests.conftest import make_arrays
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_arrays(
+    n_train: int = 500, n_test: int = 200, seed: int = 0, classes: int = 10, shape: tuple = (32, 32, 3)
+) -> dict[str, np.ndarray]:
+    """Images (N×H×W×C, CIFAR-10's shape by default) whose mean colour depends on the class, so a
+    few epochs learn something."""
+    rng = np.random.default_rng(seed)
+
+    def part(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.arange(n) % classes
+        rng.shuffle(y)
+        base = (y[:, None, None, None] * 23 + np.array([0, 60, 120][: shape[2]])) % 256
+        x = np.clip(base + rng.normal(0, 40, size=(n, *shape)), 0, 255).astype(np.uint8)
+        return x, y.astype(np.uint8)
+
+    x_train, y_train = part(n_train)
+    x_test, y_test = part(n_test)
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def split_settings(**values):
+    """engine.TrainSettings and engine.Runtime from one set of keyword values."""
+    import dataclasses
+
+    from harness.training import engine
+
+    runtime = {f.name for f in dataclasses.fields(engine.Runtime)}
+    return (
+        engine.TrainSettings(**{k: v for k, v in values.items() if k not in runtime}),
+        engine.Runtime(**{k: v for k, v in values.items() if k in runtime}),
+    )
+
+
+def snapshot_keeper(epoch: int | None):
+    """An engine progress callback that keeps the snapshot after `epoch` as a checkpoint file holds
+    it (saved and loaded again), and the dict it keeps it in (key "snap")."""
+    import io
+
+    import torch
+
+    kept: dict = {}
+
+    def on_progress(p) -> None:
+        if p.phase == "epoch" and p.epoch == epoch:
+            buf = io.BytesIO()
+            torch.save(p.snapshot, buf)
+            kept["snap"] = torch.load(io.BytesIO(buf.getvalue()), weights_only=False)
+
+    return on_progress, kept
+
+
+def write_npz(folder: Path, filename: str = "cifar10.npz", **overrides: np.ndarray) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {**make_arrays(), **overrides}
+    np.savez(folder / filename, **arrays)
+    return folder
+
+
+def process_env(data: Path | None = None, env: dict | None = None, base: dict | None = None) -> dict:
+    """The environment of a `python -m harness` child: `base` (this process's by default) without
+    a tracking URI or data folder of its own, this checkout first on the path, then `data` and `env`."""
+    full_env = {k: v for k, v in (os.environ if base is None else base).items()}
+    for key in ("MLFLOW_TRACKING_URI", "HARNESS_DATA_DIR"):
+        full_env.pop(key, None)
+    full_env["PYTHONPATH"] = str(ROOT)
+    if data is not None:
+        full_env["HARNESS_DATA_DIR"] = str(data)
+    full_env.update(env or {})
+    return full_env
+
+
+def run_process(
+    *args: str, cwd: Path, data: Path | None = None, timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run `python -m harness ARGS` in a real subprocess. A `run` with a fault point checkpoints
+    after every epoch (train.checkpoint_seconds = 0), so that the N-th checkpoint a point counts
+    is the N-th epoch's whatever the machine's speed (by default a run checkpoints every 2 s)."""
+    if (
+        env
+        and env.get("HARNESS_FAULT")
+        and args
+        and args[0] == "run"
+        and not any("checkpoint_seconds" in a for a in args)
+    ):
+        args = (*args, "--set", "train.checkpoint_seconds=0")
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        cwd=cwd,
+        env=process_env(data, env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=_default_sigint,
+    )
+
+
+def start_process(
+    *args: str, cwd: Path, data: Path | None = None, env: dict | None = None, base: dict | None = None, **popen
+) -> subprocess.Popen:
+    """`python -m harness ARGS` started in the background (to signal, kill or watch), with
+    `run_process`'s environment (`base`: another starting environment, e.g. a cluster's);
+    `popen`: subprocess.Popen's own arguments (stdout, stderr, text, start_new_session, ...)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", *args], cwd=cwd, env=process_env(data, env, base), **popen
+    )
+
+
+def run_cli(
+    *args: str, cwd: Path, data: Path | None = None, env: dict | None = None, timeout: float | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m harness ARGS` in this process (harness.cli.commands.main), with its own working
+    folder, environment (as `run_process` sets them) and captured standard output and error. What
+    a command changes in the process is undone afterwards, as `harness.run` undoes it for a
+    notebook (harness/api/isolation.py: generators, torch's threads and flags, loggers, the
+    environment), and so are the components and modules it registered. A real process costs 5-7 s
+    of imports; `run_process` stays for exit codes, signals, kills, fault points and imports. `timeout` is
+    `run_process`'s, accepted so that either runner takes the same call; in this process it is not applied."""
+    import contextlib
+    import io
+    import signal
+
+    from harness.api import isolation
+    from harness.cli import commands
+
+    saved_cwd, saved_term = os.getcwd(), signal.getsignal(signal.SIGTERM)
+    out, err = io.StringIO(), io.StringIO()
+    with isolation.kept_as_it_was(trains=False), registry_kept():
+        try:
+            for key in ("MLFLOW_TRACKING_URI", "HARNESS_DATA_DIR"):
+                os.environ.pop(key, None)
+            if data is not None:
+                os.environ["HARNESS_DATA_DIR"] = str(data)
+            os.environ.update(env or {})
+            os.chdir(cwd)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    code = commands.main(list(args))
+                except SystemExit as e:  # argparse's own refusals
+                    code = e.code if isinstance(e.code, int) else 0 if e.code is None else 2
+        finally:
+            os.chdir(saved_cwd)
+            signal.signal(signal.SIGTERM, saved_term)
+    return subprocess.CompletedProcess(["harness", *args], code, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def registry_kept():
+    """Whatever is registered or imported from a test's files inside is forgotten afterwards."""
+    from harness.variants import plugins
+
+    before, modules, files = dict(registry._REGISTRY), set(sys.modules), dict(plugins._files)
+    try:
+        yield
+    finally:
+        registry._REGISTRY.clear()
+        registry._REGISTRY.update(before)
+        plugins._files.clear()
+        plugins._files.update(files)
+        for name in set(sys.modules) - modules:
+            if getattr(sys.modules[name], "__file__", "") and "pytest-" in str(sys.modules[name].__file__):
+                del sys.modules[name]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _default_sigint() -> None:
+    """A runner started in the background (`nohup ... &`) ignores SIGINT, and its children inherit
+    that, so Ctrl-C would never reach the harness under test: give the child the default."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@functools.lru_cache(maxsize=1)
+def _store_template() -> Path:
+    """An empty MLflow SQLite store, made once: creating the tables costs seconds per process."""
+    from mlflow import MlflowClient
+
+    folder = Path(tempfile.mkdtemp(prefix="harness-store-"))
+    MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+    return folder / "mlflow.db"
+
+
+def fresh_store(work: Path) -> None:
+    """Give `work` an empty, already-initialised MLflow store (as a first run would leave it)."""
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "mlflow.db").exists():
+        shutil.copy(_store_template(), work / "mlflow.db")
+
+
+def delete_while_written(folder: Path, tries: int = 100) -> None:
+    """Delete `folder` while a running process may still write into it: rmtree fails with 'Directory
+    not empty' when a file appears between its listing and its rmdir, so delete again until it is
+    gone, and fail the test if it never is."""
+    import time
+
+    for _ in range(tries):
+        try:
+            shutil.rmtree(folder)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"{folder} could not be deleted while the process wrote into it ({tries} tries)")
+
 
 SHAPE = (3, 16, 16)  # the fused loop's tests: images small enough to train eight LeNets in seconds
 
@@ -292,3 +516,70 @@ def float_noise(runs: list[tuple[dict, dict]], skip=()) -> float:
     noise = max(gap(a, b, skip) for a, b in runs)
     largest = max(v.abs().max().item() for a, _ in runs for n, v in a.items() if v.is_floating_point())
     return max(noise, torch.finfo(torch.float32).eps * largest)
+
+
+TINY = ["--epochs", "1", "--set", "train.threads=1"]  # one short epoch on one thread
+
+
+def copy_of(trained, tmp_path: Path, name: str = "proj") -> Path:
+    """A copy of the `trained` fixture's project folder, to change."""
+    target = tmp_path / name
+    subprocess.run(["cp", "-a", str(trained[1]), str(target)], check=True)
+    return target
+
+
+def store_rows(work: Path, sql: str, args=()) -> list:
+    """Rows of the project's SQLite store, read with sqlite3 alone."""
+    with sqlite3.connect(work / "mlflow.db") as db:
+        return db.execute(sql, args).fetchall()
+
+
+def looks(diffs, plan=None, analysis=None):
+    """The sequential walk over per-seed differences {variant: {seed: diff}}, every seed named tried."""
+    from harness.analysis import sequential, stats
+    from harness.analysis.sequential import Sequential
+
+    plan = plan or Sequential(3, 12)
+    seeds = tuple(range(100, 100 + plan.max_seeds))
+    tried = {(v, s) for v in ["baseline", *diffs] for s in seeds if any(s in d for d in diffs.values())}
+    return sequential.walk(diffs, tried, "baseline", list(diffs), seeds, plan, analysis or stats.Analysis())
+
+
+THREE = (100, 101, 102)  # three paired seeds
+
+EXAMPLE = {  # correct test images (of 10,000) per variant and seed: the report tests' example study
+    "baseline": {1: 6010, 2: 6100, 3: 5950},
+    "dropout": {1: 5890, 2: 5760, 3: 5610},
+    "batchnorm": {1: 6230, 2: 6210, 3: 6300},
+}
+
+
+def same_training(a, b) -> bool:
+    """Two trainings, each (model, result, ...) as engine.train returns them, ended bit for bit
+    alike: every weight, each epoch's losses and validation accuracy, and the selected epoch."""
+    (ma, ra), (mb, rb) = a[:2], b[:2]
+    weights = all(torch.equal(x, y) for x, y in zip(ma.state_dict().values(), mb.state_dict().values()))
+    history = [(s.train_loss, s.val_loss, s.val_acc) for s in ra.history] == [
+        (s.train_loss, s.val_loss, s.val_acc) for s in rb.history
+    ]
+    return weights and history and ra.selected_epoch == rb.selected_epoch
+
+
+def store_client(work: Path):
+    """An MLflow client of the project's SQLite store."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+
+
+def seed_runs(work: Path, experiment: str = "default", every: bool = False) -> list:
+    """The experiment's seed runs, live ones (`every`: deleted ones too), by variant, seed and start."""
+    from mlflow.entities import ViewType
+
+    c = store_client(work)
+    exp = c.get_experiment_by_name(experiment)
+    view = ViewType.ALL if every else ViewType.ACTIVE_ONLY
+    runs = c.search_runs([exp.experiment_id], filter_string="tags.`harness.role` = 'seed'", run_view_type=view)
+    return sorted(
+        runs, key=lambda r: (r.data.tags["harness.variant"], int(r.data.tags["harness.seed"]), r.info.start_time)
+    )

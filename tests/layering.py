@@ -3,7 +3,7 @@ inside functions) and checks the layering: a module imports only modules of its 
 the layers below it, and no set of modules imports itself round in a circle.
 
 The layers, lowest first, are LAYERS; `harness/__init__.py` (the public surface) and
-`harness/__main__.py` sit above them all. tests/test_layers.py runs it on the tree and on broken
+`harness/__main__.py` sit above them all. tests/project/test_layers.py runs it on the tree and on broken
 copies of it.
 """
 

@@ -15,7 +15,7 @@ is floored at 0, as variance components are; so the variance is never below MS_r
 interval is Δ ± t_ν · se with Satterthwaite's degrees of freedom ν for that sum, and never narrower
 than the paired t interval of the seeds (t on n − 1 degrees of freedom with MS_seeds/(nN)): with
 an image part, Satterthwaite's ν exceeds n − 1 and would otherwise narrow it below the seeds' own
-interval. tests/test_stats.py simulates its coverage at 3, 5 and 10 seeds.
+interval. tests/analysis/test_stats.py simulates its coverage at 3, 5 and 10 seeds.
 """
 
 from __future__ import annotations

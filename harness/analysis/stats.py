@@ -241,7 +241,7 @@ def shape(d: np.ndarray) -> str:
 def skewness(d: np.ndarray) -> float:
     """G1, the adjusted Fisher–Pearson sample skewness (scipy.stats.skew with bias=False), in
     plain numpy: scipy's argument handling costs more than the arithmetic, and `shape` runs once
-    a comparison (every round of every simulated study of tests/test_verdict_audit.py)."""
+    a comparison (every round of every simulated study of tests/analysis/test_sequential.py)."""
     n = len(d)
     dev = d - d.mean()
     m2, m3 = float(np.mean(dev * dev)), float(np.mean(dev * dev * dev))

@@ -10,7 +10,7 @@ effect is normal, (n − 1)s²/σ² follows χ²(n − 1): the exact interval
 [(n − 1)s²/χ²(1 − α/2), (n − 1)s²/χ²(α/2)]. A one-way random-effects analysis would need several
 runs per level of a source; with one run per level its component is this variance. The bootstrap
 is not used: at 4 seeds per source it has only a handful of distinct resamples. The chi-square
-interval leans on normality: tests/test_variance.py measures its coverage for normal effects (95%
+interval leans on normality: tests/analysis/test_variance.py measures its coverage for normal effects (95%
 as stated) and for heavy-tailed ones (lower).
 
 **Per-image part** (Jordan 2024): on one fixed test set a run's accuracy is the mean of N
@@ -32,7 +32,7 @@ additively and independently. Its interval treats the sum as a scaled chi-square
 Satterthwaite's degrees of freedom ν = (Σ sᵢ²)² / Σ sᵢ⁴/(nᵢ − 1), so the ratio over its true value
 is about F(ν, n_all − 1). The label is *close to additive* only when that interval lies within
 [1/2, 2], *the sources interact* only when it excludes 1, and otherwise says the runs are too few
-(tests/test_variance.py simulates how often each is printed, and how many seeds the first needs).
+(tests/analysis/test_variance.py simulates how often each is printed, and how many seeds the first needs).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ flags and thread count as the tutorial does; MLflow's database set-up reconfigur
 Alembic migrations lower the root logger to ERROR and disable existing loggers); the harness sets
 MLflow's environment variables and silences a few warnings. A script or notebook that calls the
 API keeps its own generators' streams, its log messages, its warnings, its environment and its
-matplotlib settings (tests/test_library.py::test_the_api_leaves_its_callers_process_as_it_found_it)."""
+matplotlib settings (tests/api/test_library.py::test_the_api_leaves_its_callers_process_as_it_found_it)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ data, error messages, hypotheses) made inert for the format it lands in, one fun
 `markdown` (prose and table cells), `code` (a markdown code span), `latex`, `html` and `terminal`.
 Whatever a string holds (backticks, `<img onerror=...>`, `[x](https://...)`, `$\\bogus$`, escape
 sequences, U+2028), it is shown as its characters and never becomes markup, a link, math or a
-terminal command (tests/test_report.py::test_each_format_shows_hostile_text_as_its_characters)."""
+terminal command (tests/report/test_report.py::test_each_format_shows_hostile_text_as_its_characters)."""
 
 from __future__ import annotations
 

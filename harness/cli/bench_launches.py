@@ -1,5 +1,5 @@
 """Kernel-launching ops per training step of LeNet, separate and fused (harness/training/launches.py
-counts them), as one JSON object: benchmarks/launches.py prints it, tests/test_launches.py holds it."""
+counts them), as one JSON object: benchmarks/launches.py prints it, tests/training/test_launches.py holds it."""
 
 from __future__ import annotations
 

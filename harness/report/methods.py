@@ -1,7 +1,7 @@
 """The report's *Methods* paragraph: what a paper's reproducibility checklist asks for, written from
 the runs themselves. The factors of variability (what a seed varies, what is pinned, the split),
 how each interval and test is computed, what ± means and over how many seeds, the assumptions, and
-the compute per run and in all (tests/test_report.py::test_the_methods_paragraph_states_the_factors_tests_assumptions_and_compute)."""
+the compute per run and in all (tests/report/test_report.py::test_the_methods_paragraph_states_the_factors_tests_assumptions_and_compute)."""
 
 from __future__ import annotations
 

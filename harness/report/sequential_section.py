@@ -166,7 +166,7 @@ def section(replayed: tuple[SeedsOnDemand, Walk] | None, folder: Path, analysis:
         "confidence intervals hold at every round at once.",
         "",
         "What it assumes: the t route's boundaries are exact for roughly normal paired differences; skewed differences raise "
-        "its false-verdict rate (simulated in tests/test_verdict_audit.py and quoted in docs/seeds-on-demand.md), and the report "
+        "its false-verdict rate (simulated in tests/analysis/test_sequential.py and quoted in docs/seeds-on-demand.md), and the report "
         "warns where a variant's differences look skewed. A look decides nothing below 3 pairs, and a look without spread "
         "between seeds is decided by the sign-flip test or not at all. The last boundary is stricter than a fixed test's "
         f"(nominal p {_last_nominal(s.plan, analysis.alpha)} at α = {analysis.alpha} for one variant), the price of "

@@ -1,7 +1,7 @@
 """What was compared, so the report can be read on its own: the training settings every run shares
 and, per variant, what it changes from the tutorial (as `list` prints it), the settings it runs
 with that differ from the baseline's (tuned or set per variant), its hypothesis and its MLflow
-parent run (tests/test_report.py::test_the_report_says_what_each_variant_changes_and_how_every_run_trained)."""
+parent run (tests/report/test_report.py::test_the_report_says_what_each_variant_changes_and_how_every_run_trained)."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 group size `auto` measures. Training a unit, one run or a group, is harness/running/units.py.
 
 Fusing is a runtime setting, like the memory format: a fused run stands for its key
-(tests/test_fused.py shows fused and separate runs agree within float noise;
-tests/test_fused_runs.py that a fused run is recorded under its separate run's key).
+(tests/training/test_fused.py shows fused and separate runs agree within float noise;
+tests/running/test_fused_runs.py that a fused run is recorded under its separate run's key).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ key for a group), written atomically once `train.checkpoint_seconds` have passed
 SIGINT, a Slurm requeue): a SIGKILL loses at most that interval. The epochs' metrics go to the
 store only after the checkpoint that holds them is durable, each run's in one call, so a restart
 never logs an epoch twice. A unit killed at any point resumes from its checkpoint as the same unit
-with the same bits as one never interrupted (tests/test_faults.py, tests/test_fused_runs.py); an
+with the same bits as one never interrupted (tests/running/test_faults.py, tests/running/test_fused_runs.py); an
 interruption marks its runs KILLED and a failure FAILED, and both keep the checkpoint.
 """
 

@@ -29,7 +29,7 @@ def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
 
 def write_confusion_csv(cm: np.ndarray, classes: tuple[str, ...], path: Path) -> None:
     """The matrix with its class names, written by the csv module: a name with a comma, a quote, a
-    newline or U+2028 is quoted and reads back as written (tests/test_report.py)."""
+    newline or U+2028 is quoted and reads back as written (tests/report/test_report.py)."""
     rows = [["true\\predicted", *classes], *([name, *(int(v) for v in row)] for name, row in zip(classes, cm))]
     _write_rows(path, rows)
 

@@ -11,7 +11,7 @@ state. What makes them one program:
 - the loss is the sum of the members' losses, so each member's gradients are exactly its own.
 
 The results are different float computations from the separate runs (a grouped convolution sums in
-another order): tests/test_fused.py shows how close. A member whose loss goes non-finite fails
+another order): tests/training/test_fused.py shows how close. A member whose loss goes non-finite fails
 alone: its loss leaves the sum and its numbers are ignored, and the members do not share a value,
 so the others train on unchanged.
 

@@ -74,7 +74,7 @@ class FusedLeNet(nn.Module):
         """Every dropout mask of an epoch of `rows` training images, K × rows·(f1 + f2) booleans (True:
         kept), or None when no member drops. Member k's row is drawn in one call from `generators[k]`:
         on a CPU one draw of many elements gives the bits that the separate run's draws of a step's
-        fc1 mask, then its fc2 mask, step after step, give (tests/test_fused.py), so a member keeps its
+        fc1 mask, then its fc2 mask, step after step, give (tests/training/test_fused.py), so a member keeps its
         separate run's masks while the step itself draws nothing. A member with p = 0 keeps everything."""
         if not any(self.p):
             return None

@@ -9,7 +9,7 @@ A step's count is the difference between two epochs of one run that differ only 
 of steps, divided by that difference: what an epoch pays once (its batch order, validation, the
 dropout masks a fused group draws for its whole epoch, the snapshot) cancels, and what every step
 pays remains. `python -m harness.cli.bench_launches` (and benchmarks/launches.py) prints the counts for LeNet;
-tests/test_launches.py holds them.
+tests/training/test_launches.py holds them.
 """
 
 from __future__ import annotations
