@@ -25,16 +25,25 @@ FINAL_KEYS = (
 
 
 def run(
-    work: Path, data: Path, variants: str, *extra: str, seeds: str = "11,", fault: str = "", epochs: int = 4, fuse=None
+    work: Path,
+    data: Path,
+    variants: str,
+    *extra: str,
+    seeds: str = "11,",
+    fault: str = "",
+    epochs: int = 4,
+    fuse=None,
+    runner=run_process,
 ):
-    """`run` of `variants` over `seeds` in a real process (a fault point ends it as a kill would),
-    with small batches on one thread; `fuse`, when given, is passed as `--fuse`."""
+    """`run` of `variants` over `seeds` in a real process (a fault point ends it as a kill would;
+    `runner=run_cli` runs it in this one), with small batches on one thread; `fuse`, when given, is
+    passed as `--fuse`."""
     fresh_store(work)
     env = {"HARNESS_FAULT": fault} if fault else {}
     args = ["run", "--variants", variants, "--seeds", seeds, "--epochs", str(epochs)]
     args += ["--fuse", str(fuse)] if fuse is not None else []
     args += ["--set", "train.batch_size=32", "--set", "train.threads=1", *extra]
-    return run_process(*args, cwd=work, data=data, env=env, timeout=300)
+    return runner(*args, cwd=work, data=data, env=env, timeout=300)
 
 
 def client(work: Path) -> MlflowClient:

@@ -9,7 +9,7 @@ import torch
 
 from harness.running import fusing
 from tests import faultkit
-from tests.helpers import fresh_store, run_process, write_npz
+from tests.helpers import fresh_store, run_cli, run_process, write_npz
 
 PAIRS = ("baseline,dropout", "11,12")  # one fused group of four: dropout p is per member
 
@@ -19,8 +19,10 @@ def data(tmp_path_factory):
     return write_npz(tmp_path_factory.mktemp("data") / "d")
 
 
-def run(work, data, *extra, fault="", fuse="4", epochs=3):
-    return faultkit.run(work, data, PAIRS[0], *extra, seeds=PAIRS[1], fault=fault, epochs=epochs, fuse=fuse)
+def run(work, data, *extra, fault="", fuse="4", epochs=3, runner=run_process):
+    return faultkit.run(
+        work, data, PAIRS[0], *extra, seeds=PAIRS[1], fault=fault, epochs=epochs, fuse=fuse, runner=runner
+    )
 
 
 def _numbers(r: dict) -> dict:
@@ -80,7 +82,7 @@ def _difference(a, b):
 def test_a_fused_group_records_each_member_as_a_separate_run_under_the_separate_runs_key(
     tmp_path, data, reference, reference_store
 ):
-    alone = run(tmp_path, data, fuse="off")
+    alone = run(tmp_path, data, fuse="off", runner=run_cli)
     assert alone.returncode == 0, alone.stderr
     separate = faultkit.results(tmp_path)
     assert set(separate) == set(reference) and len(reference) == 4
@@ -102,7 +104,7 @@ def test_a_fused_group_records_each_member_as_a_separate_run_under_the_separate_
     assert set(fused_look) == set(separate_look) and not differ, differ
     # no per-run figures unless train.run_figures asks for them (tests/cli/test_cli.py)
     assert not [a for look in fused_look.values() for a in look["artifacts"] if a.endswith(".png")]
-    again = run(tmp_path, data)  # the same command fused: every key has finished
+    again = run(tmp_path, data, runner=run_cli)  # the same command fused: every key has finished
     assert again.returncode == 0 and again.stdout.count("already finished") == 4 and "TRAIN EPOCH" not in again.stdout
 
 
@@ -154,7 +156,7 @@ def test_a_killed_group_resumes_as_that_group_whatever_fuse_says_next(tmp_path, 
 
 def test_seeds_on_demand_fuse_each_rounds_new_seeds(tmp_path, data):
     fresh_store(tmp_path)
-    proc = run_process(
+    proc = run_cli(
         "run",
         "--variants",
         "baseline,dropout",
@@ -189,7 +191,7 @@ def test_a_component_that_says_it_cannot_be_fused_trains_alone_and_one_with_its_
         "def fast():\n    return Change()\n"
     )
     fresh_store(tmp_path)
-    proc = run_process(
+    proc = run_cli(
         "run",
         "--components",
         "alone.py",

@@ -17,7 +17,7 @@ from harness.base.errors import UsageError
 from harness.data import datasets
 from harness.settings import config, experiment_file
 from harness.variants import registry
-from tests.helpers import ROOT, component_file, fresh_store, image_folder
+from tests.helpers import ROOT, component_file, fresh_store, image_folder, run_cli
 from tests.helpers import run_process as cli
 
 
@@ -216,17 +216,17 @@ def test_a_folder_dataset_and_a_user_component_run_through_run_report_and_export
         "--set",
         "train.batch_size=8",
     )
-    proc = cli(*run, cwd=work, env=env)
+    proc = run_cli(*run, cwd=work, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (
         "data: the image folder shapes (30 images, 2 classes, 32×32; test: 20% of each class held out as the test set (seed 0))"
         in proc.stdout
     )
-    report = cli("report", "--experiment", "default", cwd=work, env=env)
+    report = run_cli("report", "--experiment", "default", cwd=work, env=env)
     assert report.returncode == 0, report.stderr
     # the content, not the path
     assert "- data (dataset:content hash): folder:" in (work / "reports" / "default" / "report.md").read_text()
-    proc = cli("export", "--experiment", "default", "--format", "json", "--table", "runs", cwd=work, env=env)
+    proc = run_cli("export", "--experiment", "default", "--format", "json", "--table", "runs", cwd=work, env=env)
     assert proc.returncode == 0, proc.stderr
     runs = pd.DataFrame(json.loads(proc.stdout))
     assert sorted(zip(runs.variant, runs.seed)) == [
