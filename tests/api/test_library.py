@@ -61,6 +61,8 @@ def _report(folder) -> str:
     return re.sub(r"Command\(s\):\n\n    .*\n", "Command(s): C\n", text)
 
 
+# slow group: three real processes train and report the same study (about 45 s)
+@pytest.mark.slow
 def test_the_same_study_through_the_cli_and_through_harness_run_leaves_the_same_store_and_report(tmp_path):
     cli, api = tmp_path / "cli", tmp_path / "api"
     for folder in (cli, api):

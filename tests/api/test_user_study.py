@@ -380,6 +380,8 @@ def test_the_python_api_runs_an_npz_dataset_and_raises_the_clis_errors(tmp_path,
     assert listing() == before  # a refused call writes nothing
 
 
+# slow group: starts a real notebook kernel and trains in it (about 25 s)
+@pytest.mark.slow
 def test_a_real_notebook_runs_a_tiny_study_and_shows_the_table_and_the_report(tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

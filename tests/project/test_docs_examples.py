@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -112,6 +114,8 @@ except harness.UsageError as e:
     assert (tmp_path / "stripes.npz").is_file()
 
 
+# slow group: the README's block trains and tunes in a process of its own (about 20 s)
+@pytest.mark.slow
 def test_the_readme_api_block_runs_end_to_end(tmp_path):
     """The README's notebook/script block, as written but for its sizes (1 epoch, 2 seeds, one
     tuning trial of one epoch), on tiny data beside the component file."""

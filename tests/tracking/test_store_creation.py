@@ -120,6 +120,8 @@ def test_a_first_run_killed_while_the_store_is_made_leaves_no_half_made_store(tm
     assert again.returncode == 0, again.stderr[-2000:]
 
 
+# slow group: two real processes, one of which makes the store again (about 25 s)
+@pytest.mark.slow
 def test_a_half_made_store_from_before_is_made_again(tmp_path, data_dir):
     fresh_store(tmp_path)
     with sqlite3.connect(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 
+import pytest
 from mlflow import MlflowClient
 
 from tests.helpers import fresh_store
@@ -26,6 +27,8 @@ def _write(uri: str, experiments: list[str], value: str, barrier) -> None:
             raise
 
 
+# slow group: writers racing on one store (about 25 s)
+@pytest.mark.slow
 def test_simultaneous_experiment_tag_writes_all_succeed(tmp_path):
     fresh_store(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -425,6 +425,8 @@ def test_tune_refuses_a_storage_it_cannot_keep_or_must_not_write(tmp_path, data_
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
+# slow group: a real tuning process on a database storage (about 15 s)
+@pytest.mark.slow
 def test_tune_on_a_database_prints_no_optuna_warnings(tmp_path, data_dir):
     fresh_store(tmp_path)
     proc = run_process(
