@@ -69,6 +69,8 @@ def test_bench_compares_the_three_ways_and_extra_engine_settings(tmp_path, data_
     )
 
 
+# slow group: K real benchmark processes (about 15 s)
+@pytest.mark.slow
 def test_bench_jobs_measures_aggregate_throughput_of_k_processes(tmp_path, data_dir):
     proc = run_process("bench", *SMALL, "--jobs", "1,2", "--epochs", "2", cwd=tmp_path, data=data_dir)
     assert proc.returncode == 0, proc.stderr[-2000:]

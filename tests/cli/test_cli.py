@@ -1,5 +1,6 @@
-"""The command line in real subprocesses (`python -m harness`: harness/cli/commands.py and the
-commands it runs), with a real SQLite MLflow store and real files: `run`'s console lines, store,
+"""The command line end to end (harness/cli/commands.py and the commands it runs; in the test
+process, or a real `python -m harness` where the process is what is checked), with a real SQLite
+MLflow store and real files: `run`'s console lines, store,
 figures and report; `list` and `--help` starting without torch or MLflow, and `list`'s cache; the
 exports a run keeps; unknown components refused from saved names; `--jobs-per-device`; one Holm
 family across invocations and variants that are not comparable; `plan`; artifacts that follow a

@@ -10,6 +10,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from harness.running.console import Console, Plan, duration
 from tests.helpers import ROOT, fresh_store
 
@@ -33,6 +35,8 @@ def test_the_eta_counts_measured_epochs_left_and_skipped_runs_as_done():
     assert [duration(s) for s in (4, 185, 7440)] == ["4s", "3m05s", "2h04m"]
 
 
+# slow group: a real run under a pseudo-terminal (about 15 s)
+@pytest.mark.slow
 def test_a_terminal_shows_one_overall_line_with_the_eta(tmp_path, data_dir):
     """The harness under a real pseudo-terminal: tqdm's line with runs done, variant and seed, epoch, img/s and ETA."""
     import fcntl

@@ -1,4 +1,4 @@
-"""Fused groups in the runner, through the real CLI on a CPU with one thread: each member is
+"""Fused groups in the runner, through the CLI on a CPU with one thread (fault points in real processes): each member is
 recorded as a separate run is (its key, its child run, its metrics and model), and a group
 killed at any fault point resumes to the same bits as a group never interrupted."""
 
