@@ -55,6 +55,14 @@ def _sweep(path: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
+def sqlite_uri(path: Path, mode: str) -> str:
+    """SQLite's `file:` URI of `path` opened with `mode` ("ro", "rw", ...). The path is quoted: in a
+    URI a folder's `?`, `#` or `%` would otherwise end the path or be decoded."""
+    from urllib.parse import quote
+
+    return f"file:{quote(str(path), safe='/')}?mode={mode}"
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process of this machine with this id exists (a temporary file's writer, say)."""
     try:

@@ -18,6 +18,8 @@ import time
 import uuid
 from pathlib import Path
 
+from harness.base import files
+
 LEASE_S = 30.0
 
 
@@ -54,7 +56,7 @@ def check_file(path: Path) -> None:
     if not path.is_file():
         raise UsageError(f"checkpoint_dir: {str(path)!r} is not a file; {hint}")
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=30)) as db:
+        with contextlib.closing(sqlite3.connect(files.sqlite_uri(path.resolve(), "ro"), uri=True, timeout=30)) as db:
             db.execute("select name from sqlite_master").fetchall()
     except sqlite3.DatabaseError as e:
         raise UsageError(f"checkpoint_dir: {str(path)!r} is not a readable claims database ({e}); {hint}") from None

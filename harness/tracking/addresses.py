@@ -12,8 +12,9 @@ import sqlite3
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
+from harness.base import files
 from harness.base.errors import UsageError
 from harness.tracking import creation
 
@@ -91,7 +92,8 @@ def absolute(uri: str) -> str:
     address as it is. MLflow keeps one store object per address for the life of a process, so a
     relative `sqlite:///mlflow.db` would stay the first working directory's store after a chdir."""
     if uri.startswith("sqlite:///") and not sqlite_path(uri).is_absolute():
-        return f"sqlite:///{sqlite_path(uri).resolve()}"
+        # the working directory's part is quoted: SQLAlchemy reads `?` as a query and decodes `%XX`
+        return f"sqlite:///{quote(os.getcwd(), safe='/')}/{uri[len('sqlite:///') :]}"
     return uri
 
 
@@ -126,7 +128,7 @@ def check_sqlite(uri: str) -> None:
         return
     try:
         with contextlib.closing(
-            sqlite3.connect(f"file:{path.resolve()}?mode={creation.open_mode(path.resolve())}", uri=True, timeout=30)
+            sqlite3.connect(files.sqlite_uri(path.resolve(), creation.open_mode(path.resolve())), uri=True, timeout=30)
         ) as db:
             tables = {row[0] for row in db.execute("select name from sqlite_master where type = 'table'")}
             versions = (

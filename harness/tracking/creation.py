@@ -18,6 +18,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+from harness.base import files
 from harness.base.files import cache_dir, file_lock, pid_alive
 
 SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's files beside a database, which follow its name
@@ -72,7 +73,7 @@ def _state(path: Path) -> str:
     if path.stat().st_size == 0:
         return "half-made"
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode={open_mode(path)}", uri=True, timeout=30)) as db:
+        with contextlib.closing(sqlite3.connect(files.sqlite_uri(path, open_mode(path)), uri=True, timeout=30)) as db:
             tables = {row[0] for row in db.execute("select name from sqlite_master where type = 'table'")}
             if not tables:
                 return "half-made"
@@ -171,7 +172,7 @@ def _is_template(path: Path) -> bool:
     if not path.is_file():
         return False
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
+        with contextlib.closing(sqlite3.connect(files.sqlite_uri(path, "ro"), uri=True, timeout=30)) as db:
             return (
                 db.execute("pragma quick_check").fetchone() == ("ok",)
                 and db.execute("select count(*) from alembic_version").fetchone()[0] == 1

@@ -14,6 +14,7 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
+from harness.base import files
 from harness.tracking.creation import open_mode
 
 # what a digest covers: the experiment's tags, and its runs' rows, tags, params and metrics
@@ -37,7 +38,7 @@ def _read(path: Path, experiment: str, queries: tuple[str, ...]) -> list[list[tu
     if not path.is_file():
         return None
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode={open_mode(path)}", uri=True, timeout=5)) as db:
+        with contextlib.closing(sqlite3.connect(files.sqlite_uri(path, open_mode(path)), uri=True, timeout=5)) as db:
             found = db.execute(
                 "select experiment_id from experiments where name = ? and lifecycle_stage = 'active'", (experiment,)
             ).fetchone()

@@ -9,11 +9,13 @@ import contextlib
 import functools
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import warnings
 from pathlib import Path
 
+from harness.base import files
 from harness.base.errors import UsageError
 
 RDB_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+", "mysql://", "mysql+")
@@ -76,7 +78,7 @@ def _check_sqlite(url: str) -> None:
     if not _head(path).startswith(SQLITE_MAGIC):
         raise UsageError(f"--storage: {raw!r} is not an SQLite database; choose another file")
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=30)) as db:
+        with contextlib.closing(sqlite3.connect(files.sqlite_uri(path.resolve(), "ro"), uri=True, timeout=30)) as db:
             tables = {row[0] for row in db.execute("select name from sqlite_master where type = 'table'")}
     except sqlite3.DatabaseError as e:
         raise UsageError(f"--storage: {raw!r} is not a readable SQLite database ({e}); choose another file") from None
@@ -120,11 +122,11 @@ def open_storage(url: str):
 
 def _absolute(url: str) -> str:
     """`url` with a relative SQLite or journal path made absolute against the working directory."""
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_absolute():
-        return f"sqlite:///{Path(url[len('sqlite:///') :]).resolve()}"
-    if not url.startswith(RDB_SCHEMES) and not Path(url).is_absolute():
-        return str(Path(url).resolve())
-    return url
+    from harness.tracking import addresses
+
+    if url.startswith(RDB_SCHEMES):
+        return addresses.absolute(url)
+    return os.path.abspath(url)
 
 
 @functools.lru_cache(maxsize=8)
@@ -212,7 +214,7 @@ def trial_slot(url: str, study_name: str):
         if url.startswith("postgresql")
         else ("select get_lock(:name, -1)", "select release_lock(:name)")
     )
-    engine = _lock_engine(_absolute(url))
+    engine = _lock_engine(url)
     with engine.connect() as conn:  # a session lock: the server drops it if this process dies holding it
         conn.execute(sqlalchemy.text(take), {"name": name})
         try:
