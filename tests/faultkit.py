@@ -38,6 +38,7 @@ def run(
     """`run` of `variants` over `seeds` in a real process (a fault point ends it as a kill would;
     `runner=run_cli` runs it in this one), with small batches on one thread; `fuse`, when given, is
     passed as `--fuse`."""
+    assert not (fault and runner is not run_process), "a fault point fires only in a real process (read at import)"
     fresh_store(work)
     env = {"HARNESS_FAULT": fault} if fault else {}
     args = ["run", "--variants", variants, "--seeds", seeds, "--epochs", str(epochs)]

@@ -163,6 +163,8 @@ def run_cli(
         try:
             for key in ("MLFLOW_TRACKING_URI", "HARNESS_DATA_DIR"):
                 os.environ.pop(key, None)
+            # MLflow keeps a store per address for the process's life: no pooled connection stays open
+            os.environ["MLFLOW_SQLALCHEMYSTORE_POOLCLASS"] = "NullPool"
             if data is not None:
                 os.environ["HARNESS_DATA_DIR"] = str(data)
             os.environ.update(env or {})
@@ -558,7 +560,8 @@ def same_training(a, b) -> bool:
     """Two trainings, each (model, result, ...) as engine.train returns them, ended bit for bit
     alike: every weight, each epoch's losses and validation accuracy, and the selected epoch."""
     (ma, ra), (mb, rb) = a[:2], b[:2]
-    weights = all(torch.equal(x, y) for x, y in zip(ma.state_dict().values(), mb.state_dict().values()))
+    sa, sb = ma.state_dict(), mb.state_dict()
+    weights = sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     history = [(s.train_loss, s.val_loss, s.val_acc) for s in ra.history] == [
         (s.train_loss, s.val_loss, s.val_acc) for s in rb.history
     ]
@@ -566,10 +569,12 @@ def same_training(a, b) -> bool:
 
 
 def store_client(work: Path):
-    """An MLflow client of the project's SQLite store."""
+    """An MLflow client of the project's SQLite store (its path quoted, as a URI needs)."""
+    from urllib.parse import quote
+
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    return MlflowClient(tracking_uri=f"sqlite:///{quote(str(work / 'mlflow.db'), safe='/')}")
 
 
 def seed_runs(work: Path, experiment: str = "default", every: bool = False) -> list:

@@ -261,8 +261,9 @@ def test_a_tracking_uri_that_answers_404_is_named(tmp_path, data_dir):
 def test_a_relative_store_address_follows_the_working_directory_within_one_process(tmp_path, data_dir):
     """MLflow keeps one store object per address for the life of a process: the default
     `sqlite:///mlflow.db` must still mean the store of the folder each command runs in (a notebook
-    that moves between projects; harness/tracking/addresses.py `absolute`)."""
-    for name in ("a", "b"):
+    that moves between projects; harness/tracking/addresses.py `absolute`), also in a folder whose
+    name a URI would misread (`?` starts a query, `%41` is decoded)."""
+    for name in ("a", "b", "c?d%41"):
         work = tmp_path / name
         fresh_store(work)
         proc = run_cli("run", "--variants", "baseline", "--seeds", "1", *TINY, cwd=work, data=data_dir)

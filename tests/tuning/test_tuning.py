@@ -443,3 +443,17 @@ def test_tune_on_a_database_prints_no_optuna_warnings(tmp_path, data_dir):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Warning" not in proc.stderr, proc.stderr
+
+
+def test_a_relative_storage_follows_the_working_directory_within_one_process(tmp_path, monkeypatch):
+    """The same relative storage in two working directories of one process is two storages, each in
+    its own folder (harness/tuning/storage.py keeps one object per place, not per text)."""
+    from harness.tuning import storage
+
+    opened = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        opened.append(storage.open_storage("optuna/study.journal"))
+    assert opened[0] is not opened[1]
+    assert (tmp_path / "a" / "optuna").is_dir() and (tmp_path / "b" / "optuna").is_dir()
