@@ -182,17 +182,19 @@ def run_cli(
 
 @contextlib.contextmanager
 def registry_kept():
-    """Whatever is registered or imported from a test's files inside is forgotten afterwards."""
+    """Whatever is registered (components and datasets) or imported from a test's files inside is
+    forgotten afterwards."""
+    from harness.data import datasets
     from harness.variants import plugins
 
-    before, modules, files = dict(registry._REGISTRY), set(sys.modules), dict(plugins._files)
+    kept = [(d, dict(d)) for d in (registry._REGISTRY, plugins._files, datasets._REGISTRY, datasets._FROM)]
+    modules = set(sys.modules)
     try:
         yield
     finally:
-        registry._REGISTRY.clear()
-        registry._REGISTRY.update(before)
-        plugins._files.clear()
-        plugins._files.update(files)
+        for d, before in kept:
+            d.clear()
+            d.update(before)
         for name in set(sys.modules) - modules:
             if getattr(sys.modules[name], "__file__", "") and "pytest-" in str(sys.modules[name].__file__):
                 del sys.modules[name]
