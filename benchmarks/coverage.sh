@@ -19,5 +19,5 @@ export PYTHONPATH="$repo"
 python -m pytest -q -p no:cacheprovider --cov --cov-config="$out/coverage.rc" --cov-report= > "$out/default.log" 2>&1 || echo "default suite: failures (see $out/default.log)"
 python -m pytest -q -p no:cacheprovider -m slow --cov --cov-append --cov-config="$out/coverage.rc" --cov-report= > "$out/slow.log" 2>&1 || echo "slow group: failures (see $out/slow.log)"
 cd "$out"
-coverage combine --rcfile=coverage.rc -q 2>/dev/null || true
+coverage combine --append --rcfile=coverage.rc -q 2>/dev/null || true  # --append: keep what pytest-cov combined
 coverage report --rcfile=coverage.rc | tee report.txt | tail -1
