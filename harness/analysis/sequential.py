@@ -333,14 +333,13 @@ def walk(
         new = used if number == 1 else used[-1:]
         missing = [(v, s) for v in [baseline, *still_open] for s in new if (v, s) not in tried]
         if missing:
-            return Walk(rounds, tracks, missing)
+            return _walked(rounds, tracks, missing)
         last, trained = number == plan.rounds(), (baseline, *still_open)
         for v in still_open:
             d = np.array([x for s, x in sorted(differences.get(v, {}).items()) if s in used], dtype=float)
             looks = tracks[v].looks
             if len(d) > (looks[-1].n if looks else 0):  # a round that added no pair (a failed run) is no look
                 looks.append(look(number, d, 1.0 if last else len(d) / plan.max_seeds, analysis.margin))
-                tracks[v].shape = paired.shape(d)
         rules = {
             v: _Rule(sign_flip, analysis.margin, _future(tracks[v].looks[-1].n if tracks[v].looks else 0, number, plan))
             for v in variants
@@ -359,7 +358,15 @@ def walk(
         rounds.append(Round(number, tuple(used), trained, decided, tuple(still_open) if not last else ()))
         if not still_open:
             break
-    return Walk(rounds, tracks, [])
+    return _walked(rounds, tracks, [])
+
+
+def _walked(rounds: list[Round], tracks: dict[str, Track], next_pairs: list[tuple[str, int]]) -> Walk:
+    """The walk so far, each track with the shape diagnostic of its last look (computed once a
+    track, not at every look: a simulated study walks thousands of tracks)."""
+    for t in tracks.values():
+        t.shape = paired.shape(np.array(t.looks[-1].values)) if t.looks else ""
+    return Walk(rounds, tracks, next_pairs)
 
 
 def decide(

@@ -74,6 +74,17 @@ def _signs(n: int, start: int) -> np.ndarray:
     return (1 - 2 * ((codes >> np.arange(n)) & 1)).astype(np.int8)
 
 
+@functools.lru_cache(maxsize=EXACT_UP_TO + 1)
+def _patterns(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All 2^n sign patterns of n values (±1 as int8 rows), which of them mix signs, and the sum of
+    signs k of those: what `signflip_interval` sweeps, made once a pair count (a simulated study
+    inverts the test at every look)."""
+    signs = np.concatenate([_signs(n, start) for start in range(0, 2**n, 1 << 16)])
+    k = signs.sum(axis=1, dtype=np.int64)
+    mixed = np.abs(k) != n
+    return signs, mixed, k[mixed]
+
+
 def signflip_interval(d: np.ndarray, level: float) -> tuple[float, float]:
     """The sign-flip test inverted: the shifts μ it does not reject at two-sided `level` on d − μ,
     as [low, high]; (−inf, inf) when the test cannot reach `level` with these pairs (2 / 2^n > level).
@@ -88,20 +99,22 @@ def signflip_interval(d: np.ndarray, level: float) -> tuple[float, float]:
     if n == 0 or (n <= EXACT_UP_TO and 2.0 / 2**n > level):
         return -math.inf, math.inf
     if n <= EXACT_UP_TO:
-        signs, total, extra = np.concatenate([_signs(n, start) for start in range(0, 2**n, 1 << 16)]), 2**n, 0
+        signs, mixed, k = _patterns(n)
+        total, extra = 2**n, 0
     else:  # the Monte-Carlo patterns signflip_p draws
         rng = np.random.default_rng(0)
         signs = np.concatenate([rng.choice((-1.0, 1.0), size=(10_000, n)) for _ in range(MONTE_CARLO // 10_000)])
         total, extra = MONTE_CARLO + 1, 1
-    k = signs.sum(axis=1, dtype=np.int64)
-    a = signs @ d
-    both = np.abs(k) == n  # every sign alike: as extreme as the observed sum at every μ
-    k, a, total_sum = k[~both], a[~both], float(d.sum())
+        k = signs.sum(axis=1, dtype=np.int64)
+        mixed = np.abs(k) != n
+        k = k[mixed]
+    # a pattern with every sign alike is as extreme as the observed sum at every μ: counted apart
+    a, total_sum, alike = (signs @ d)[mixed], float(d.sum()), int(len(mixed) - len(k))
     r1, r2 = (total_sum - a) / (n - k), (total_sum + a) / (n + k)
     ends = np.concatenate([np.minimum(r1, r2), np.maximum(r1, r2)])
     steps = np.concatenate([np.ones(len(k), np.int64), -np.ones(len(k), np.int64)])
     order = np.lexsort((-steps, ends))  # at a tie an interval opens before another closes: they are closed
-    ends, held = ends[order], np.cumsum(steps[order]) + int(both.sum()) + extra
+    ends, held = ends[order], np.cumsum(steps[order]) + alike + extra
     inside = held > level * total  # p(μ) > level from this end on
     if not inside.any():
         return math.nan, math.nan
