@@ -459,10 +459,10 @@ def test_a_killed_variance_design_resumes_bit_for_bit(tmp_path, data_dir):
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     fresh_store(ref), fresh_store(killed)
     args = (*VARIANCE_RUN, "--epochs", "2")
-    assert run_process(*args, cwd=ref, data=data_dir).returncode == 0
+    assert run_cli(*args, cwd=ref, data=data_dir).returncode == 0
     died = run_process(*args, cwd=killed, data=data_dir, env={"HARNESS_FAULT": "checkpointed:3:KILL"})
     assert died.returncode == -9
-    again = run_process(*args, cwd=killed, data=data_dir)
+    again = run_cli(*args, cwd=killed, data=data_dir)
     assert again.returncode == 0 and "resume dropout@all seed 2022 after epoch 1" in again.stdout, again.stdout[-2000:]
     assert _same(_store_results(ref), _store_results(killed))
     section = (

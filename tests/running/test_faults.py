@@ -1,7 +1,9 @@
 """Nothing lost, nothing twice (harness/running: the runner, claims.py, resume.py; checkpoints in
 harness/training/checkpoint.py; the fault points of harness/base/faults.py): real processes killed at
 chosen points (SIGKILL mid-epoch and mid-checkpoint, SIGTERM, SIGINT), restarted with the same
-command, and compared bit for bit with an uninterrupted run on a CPU with one thread. Also: finished
+command, and compared bit for bit with an uninterrupted run on a CPU with one thread. What is killed
+runs in a real process; the restarts and the uninterrupted runs, where no process is under test,
+run in this one (tests/helpers.run_cli). Also: finished
 runs are skipped and `--rerun` replaces them (and resumes its own killed replacement), a changed
 setting is a new key, two `run` commands on one store train each key once, a long checkpoint
 interval loses at most that interval, a fault point passed too few times says it never fired, a
@@ -20,7 +22,16 @@ from pathlib import Path
 import pytest
 
 from tests import faultkit
-from tests.helpers import ROOT, delete_while_written, fresh_store, run_process, start_process, store_rows, write_npz
+from tests.helpers import (
+    ROOT,
+    delete_while_written,
+    fresh_store,
+    run_cli,
+    run_process,
+    start_process,
+    store_rows,
+    write_npz,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +63,7 @@ def reference(tmp_path_factory, data):
     out = {}
     for variant in VARIANTS:
         work = tmp_path_factory.mktemp(f"ref-{variant}")
-        proc = faultkit.run(work, data, variant)
+        proc = faultkit.run(work, data, variant, runner=run_cli)
         assert proc.returncode == 0, proc.stderr
         out[variant] = faultkit.result(work)
     return out
@@ -78,7 +89,7 @@ def test_killed_and_restarted_equals_uninterrupted(tmp_path, data, reference, va
     if code != -9:
         assert "Traceback" not in killed.stderr and "rerun the same command" in killed.stderr
 
-    again = faultkit.run(tmp_path, data, variant)
+    again = faultkit.run(tmp_path, data, variant, runner=run_cli)
     assert again.returncode == 0, again.stderr[-2000:]
     if code == -9:
         assert "its process had died" in again.stdout
@@ -92,25 +103,25 @@ def test_killed_and_restarted_equals_uninterrupted(tmp_path, data, reference, va
 def test_killed_twice_then_finished(tmp_path, data, reference):
     assert faultkit.run(tmp_path, data, "dropout", fault="step:18:KILL").returncode == -9
     assert faultkit.run(tmp_path, data, "dropout", fault="checkpoint:2:KILL").returncode == -9
-    assert faultkit.run(tmp_path, data, "dropout").returncode == 0
+    assert faultkit.run(tmp_path, data, "dropout", runner=run_cli).returncode == 0
     assert faultkit.same(faultkit.result(tmp_path), reference["dropout"])
 
 
 def test_finished_runs_are_skipped_and_rerun_replaces_them(tmp_path, data, reference):
-    assert faultkit.run(tmp_path, data, "baseline").returncode == 0
+    assert faultkit.run(tmp_path, data, "baseline", runner=run_cli).returncode == 0
     first = faultkit.result(tmp_path)["run_id"]
-    again = faultkit.run(tmp_path, data, "baseline")
+    again = faultkit.run(tmp_path, data, "baseline", runner=run_cli)
     assert again.returncode == 0 and "skip baseline seed 11: already finished" in again.stdout
     assert "TRAIN EPOCH" not in again.stdout
-    forced = faultkit.run(tmp_path, data, "baseline", "--rerun")
+    forced = faultkit.run(tmp_path, data, "baseline", "--rerun", runner=run_cli)
     assert forced.returncode == 0 and "TRAIN EPOCH[004/004]" in forced.stdout
     result = faultkit.result(tmp_path)  # exactly one finished, live run for the key
     assert result["run_id"] != first and faultkit.same(result, reference["baseline"])
 
 
 def test_a_changed_setting_is_a_new_key(tmp_path, data):
-    assert faultkit.run(tmp_path, data, "baseline", epochs=2).returncode == 0
-    other = faultkit.run(tmp_path, data, "baseline", epochs=3)
+    assert faultkit.run(tmp_path, data, "baseline", epochs=2, runner=run_cli).returncode == 0
+    other = faultkit.run(tmp_path, data, "baseline", epochs=3, runner=run_cli)
     assert "skip" not in other.stdout and "TRAIN EPOCH[003/003]" in other.stdout
 
 
@@ -146,10 +157,10 @@ def test_two_runners_train_each_key_once(tmp_path, data, repeat):
 
 def test_an_interrupted_rerun_continues_itself(tmp_path, data, reference):
     """The same --rerun resumes its own killed replacement and leaves no orphan."""
-    assert faultkit.run(tmp_path, data, "dropout").returncode == 0
+    assert faultkit.run(tmp_path, data, "dropout", runner=run_cli).returncode == 0
     first = faultkit.result(tmp_path)["run_id"]
     assert faultkit.run(tmp_path, data, "dropout", "--rerun", fault="logged:2:KILL").returncode == -9
-    again = faultkit.run(tmp_path, data, "dropout", "--rerun")
+    again = faultkit.run(tmp_path, data, "dropout", "--rerun", runner=run_cli)
     assert again.returncode == 0 and "resume dropout seed 11 after epoch 2" in again.stdout, again.stdout[-2000:]
     assert "TRAIN EPOCH[001/004]" not in again.stdout
     runs = faultkit.seed_runs(tmp_path)
@@ -167,7 +178,7 @@ def test_a_long_checkpoint_interval_loses_at_most_that_interval(tmp_path, data, 
     hour = ("--set", "train.checkpoint_seconds=3600")
     killed = faultkit.run(tmp_path, data, "dropout", *hour, fault=f"step:40:{signal_name}")
     assert killed.returncode == code, killed.stderr[-2000:]
-    again = faultkit.run(tmp_path, data, "dropout", *hour)
+    again = faultkit.run(tmp_path, data, "dropout", *hour, runner=run_cli)
     assert again.returncode == 0 and f"resume dropout seed 11 {resumed}" in again.stdout, again.stdout[-2000:]
     result = faultkit.result(tmp_path)
     assert result["run_id"] == faultkit.seed_runs(tmp_path)[0].info.run_id  # the same MLflow run continued
@@ -242,7 +253,7 @@ def test_a_restored_older_checkpoint_logs_each_epoch_once(tmp_path, data_dir):
     second = run_process(*args, cwd=tmp_path, data=data_dir, env={"HARNESS_FAULT": "logged:1:KILL"})
     assert second.returncode == -signal.SIGKILL, second.stderr[-2000:]
     ckpt.write_bytes(old)  # the user puts the older checkpoint back
-    third = run_process(*args, cwd=tmp_path, data=data_dir)
+    third = run_cli(*args, cwd=tmp_path, data=data_dir)
     assert third.returncode == 0, third.stderr[-2000:]
     twice = store_rows(
         tmp_path,

@@ -36,7 +36,7 @@ def _numbers(r: dict) -> dict:
 def reference_store(tmp_path_factory, data):
     """A fused group of four never interrupted: its working folder."""
     work = tmp_path_factory.mktemp("fused-ref")
-    proc = run(work, data)
+    proc = run(work, data, runner=run_cli)
     assert proc.returncode == 0, proc.stderr
     assert "fused group of 4: baseline seed 11, baseline seed 12, dropout seed 11, dropout seed 12" in proc.stdout
     return work
@@ -130,7 +130,7 @@ def test_a_fused_group_records_each_member_as_a_separate_run_under_the_separate_
 def test_a_fused_group_killed_and_restarted_equals_one_never_interrupted(tmp_path, data, reference, fault, code):
     killed = run(tmp_path, data, fault=fault)
     assert killed.returncode == code, killed.stderr[-2000:]
-    again = run(tmp_path, data)
+    again = run(tmp_path, data, runner=run_cli)
     assert again.returncode == 0, again.stderr[-2000:]
     got = faultkit.results(tmp_path)
     assert {p: _numbers(r) for p, r in got.items()} == {p: _numbers(r) for p, r in reference.items()}
@@ -144,7 +144,7 @@ def test_a_fused_group_killed_and_restarted_equals_one_never_interrupted(tmp_pat
 def test_a_killed_group_resumes_as_that_group_whatever_fuse_says_next(tmp_path, data, reference):
     killed = run(tmp_path, data, fault="checkpointed:2:KILL")
     assert killed.returncode == -9
-    again = run(tmp_path, data, fuse="off")
+    again = run(tmp_path, data, fuse="off", runner=run_cli)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (
         "resume the fused group of baseline seed 11, baseline seed 12, dropout seed 11, dropout seed 12 after epoch 2"

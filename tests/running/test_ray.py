@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.helpers import ROOT, free_port, run_process, write_npz
+from tests.helpers import ROOT, free_port, run_cli, run_process, write_npz
 
 pytestmark = pytest.mark.slow
 if shutil.which("ray", path=str(Path(sys.executable).parent)) is None and not os.environ.get("HARNESS_CI"):
@@ -135,9 +135,9 @@ def test_pairs_run_on_the_cluster_once(cluster):
 
 
 def test_bad_ray_requests(tmp_path):
-    proc = run_process("run", "--executor", "ray", cwd=tmp_path)
+    proc = run_cli("run", "--executor", "ray", cwd=tmp_path)
     assert proc.returncode == 2 and "--ray-address: required" in proc.stderr
-    proc = run_process("run", "--executor", "dask", cwd=tmp_path)
+    proc = run_cli("run", "--executor", "dask", cwd=tmp_path)
     assert proc.returncode == 2 and "--executor: 'dask' is not allowed" in proc.stderr
 
 

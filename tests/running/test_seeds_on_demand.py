@@ -127,7 +127,7 @@ def test_a_killed_design_resumes_where_it_was(tmp_path, data, reference, fault, 
     if fault.startswith("round:2"):
         # round 1 complete, nothing of round 2
         assert len(finished(tmp_path)) == 12 and "round 1 (seeds 2021–2023)" in proc.stdout
-    proc = run_process(*ARGS, cwd=tmp_path, data=data)
+    proc = run_cli(*ARGS, cwd=tmp_path, data=data)
     assert proc.returncode == 0, proc.stderr
     assert finished(tmp_path) == finished(reference[0])
     assert decisions(tmp_path) == decisions(reference[0])

@@ -13,7 +13,7 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from tests.helpers import run_process, seed_runs, start_process, write_npz
+from tests.helpers import run_cli, run_process, seed_runs, start_process, write_npz
 from tests.services import slurm_cluster, wait_for
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,7 @@ def test_an_array_trains_every_pair_as_the_local_executor_does(slurm, tmp_path):
     (tmp_path / "local").mkdir()
     (tmp_path / "slurm").mkdir()
     # the tasks' one thread: the same float sums
-    local = run_process(*args, "--set", "train.threads=1", cwd=tmp_path / "local", data=data)
+    local = run_cli(*args, "--set", "train.threads=1", cwd=tmp_path / "local", data=data)
     assert local.returncode == 0, local.stderr[-3000:]
     on_slurm = run_process(
         *args,
@@ -70,13 +70,13 @@ def test_an_array_trains_every_pair_as_the_local_executor_does(slurm, tmp_path):
 
     assert by_key(tmp_path / "slurm") == by_key(tmp_path / "local")  # the same keys, the same numbers on a CPU
     exports = [
-        run_process("export", "--experiment", "default", "--format", "csv", cwd=tmp_path / where).stdout
+        run_cli("export", "--experiment", "default", "--format", "csv", cwd=tmp_path / where).stdout
         for where in ("local", "slurm")
     ]
     assert exports[0] == exports[1] and "dropout" in exports[0]  # the report's comparison table, number for number
 
     # finished pairs are skipped, nothing submitted
-    again = run_process(*args, "--executor", "slurm", cwd=tmp_path / "slurm", data=data, env=slurm)
+    again = run_cli(*args, "--executor", "slurm", cwd=tmp_path / "slurm", data=data, env=slurm)
     assert again.returncode == 0 and "every pair has finished; nothing to submit" in again.stdout, again.stdout[-2000:]
     assert len(seed_runs(tmp_path / "slurm")) == 4
 
@@ -143,7 +143,7 @@ def test_a_cancelled_task_fails_named_with_its_log_and_leaves_nothing_running(sl
     # minutes of tiny epochs: far longer than the test needs to cancel it
     proc, job = _start(tmp_path, slurm, epochs=20000)
     # while its task runs, the same command would train the pair twice
-    twice = run_process(
+    twice = run_cli(
         "run",
         "--variants",
         "baseline",

@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from harness.tuning import storage as storage_mod
-from tests.helpers import ROOT, run_process, write_npz
+from tests.helpers import ROOT, run_cli, run_process, write_npz
 from tests.services import free_port, postgres_server, wait_for
 
 pytestmark = pytest.mark.slow
@@ -158,10 +158,10 @@ def test_an_mlflow_server_on_postgresql_gives_the_report_a_sqlite_store_gives(po
         ]
         for where, uri in (("team", f"http://127.0.0.1:{port}"), ("alone", "")):
             (tmp_path / where).mkdir()
-            proc = run_process(*args, *(["--tracking-uri", uri] if uri else []), cwd=tmp_path / where, data=data)
+            proc = run_cli(*args, *(["--tracking-uri", uri] if uri else []), cwd=tmp_path / where, data=data)
             assert proc.returncode == 0, proc.stderr[-3000:]
         for table in ("comparison", "statistics"):
-            team = run_process(
+            team = run_cli(
                 "export",
                 "--experiment",
                 "default",
@@ -173,13 +173,13 @@ def test_an_mlflow_server_on_postgresql_gives_the_report_a_sqlite_store_gives(po
                 f"http://127.0.0.1:{port}",
                 cwd=tmp_path / "team",
             )
-            alone = run_process(
+            alone = run_cli(
                 "export", "--experiment", "default", "--format", "csv", "--table", table, cwd=tmp_path / "alone"
             )
             assert team.returncode == 0 and team.stdout == alone.stdout and "dropout" in team.stdout, team.stderr[
                 -2000:
             ]
-        report = run_process(
+        report = run_cli(
             "report", "--experiment", "default", "--tracking-uri", f"http://127.0.0.1:{port}", cwd=tmp_path / "team"
         )
         assert report.returncode == 0, report.stderr[-2000:]

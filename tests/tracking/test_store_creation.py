@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.tracking import creation
-from tests.helpers import ROOT, TINY, _store_template, fresh_store, run_process
+from tests.helpers import ROOT, TINY, _store_template, fresh_store, run_cli
 
 
 def _schema(path) -> tuple[set, str]:
@@ -107,7 +107,7 @@ def test_a_first_run_killed_while_the_store_is_made_leaves_no_half_made_store(tm
         proc.wait()
         db = work / "mlflow.db"
         assert not db.exists() or _whole(db), f"half-made store after a kill {delay} s into its creation"
-    report = run_process("report", "--experiment", "default", cwd=work)
+    report = run_cli("report", "--experiment", "default", cwd=work)
     # Killed before the store was whole (a slow machine takes longer than 2 s to get there): one line
     # saying there is no store; killed before the experiment was recorded: one line naming it;
     # killed after: a report of what there is.
@@ -116,7 +116,7 @@ def test_a_first_run_killed_while_the_store_is_made_leaves_no_half_made_store(tm
         assert report.returncode == 2 and "no MLflow store" in report.stderr, report.stderr
     else:
         assert report.returncode == 0 or (report.returncode == 2 and "default" in report.stderr), report.stderr
-    again = run_process("run", *TINY, cwd=work, data=data_dir)
+    again = run_cli("run", *TINY, cwd=work, data=data_dir)
     assert again.returncode == 0, again.stderr[-2000:]
 
 
@@ -129,9 +129,9 @@ def test_a_half_made_store_from_before_is_made_again(tmp_path, data_dir):
     ) as db:  # what a kill mid-migration left: tables of an older revision, no runs
         db.execute("update alembic_version set version_num = '0a8213491aaa'")
         db.execute("drop table logged_models")
-    report = run_process("report", "--experiment", "default", cwd=tmp_path)
+    report = run_cli("report", "--experiment", "default", cwd=tmp_path)
     assert report.returncode == 2 and "was left half-made by an interrupted first run" in report.stderr, report.stderr
-    proc = run_process("run", *TINY, cwd=tmp_path, data=data_dir)
+    proc = run_cli("run", *TINY, cwd=tmp_path, data=data_dir)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "note: the store" in proc.stderr and "made it again" in proc.stderr
     assert _whole(tmp_path / "mlflow.db")

@@ -144,7 +144,7 @@ def test_pruning_a_nan_trial_and_mlflow_nesting(tmp_path, data_dir):
 def test_cli_tune_resume_workers_and_tuned_run(tmp_path, data_dir):
     fresh_store(tmp_path)
     common = ["--variant", "dropout", "--epochs", "2", "--set", "train.batch_size=64"]
-    first = run_process("tune", *common, "--trials", "2", cwd=tmp_path, data=data_dir)
+    first = run_cli("tune", *common, "--trials", "2", cwd=tmp_path, data=data_dir)
     assert first.returncode == 0, first.stderr[-2000:]
     second = run_process("tune", *common, "--trials", "4", "--workers", "2", cwd=tmp_path, data=data_dir)
     assert second.returncode == 0, second.stderr[-2000:]
@@ -169,7 +169,7 @@ def test_cli_tune_resume_workers_and_tuned_run(tmp_path, data_dir):
     section = (tmp_path / "reports" / "default" / "tuning" / "dropout.md").read_text()
     assert "![dropout_history.png](tuning/dropout_history.png)" in section
 
-    back = run_process(
+    back = run_cli(
         "run",
         "--variants",
         "baseline,dropout",
@@ -371,7 +371,7 @@ def test_tune_of_the_baseline_trains_each_trial_at_its_own_lr(tmp_path, data_dir
     """`tune --variant baseline` (harness/experiments/default.toml's search space): trials at different lr
     train differently, so they do not all score the same."""
     fresh_store(tmp_path)
-    proc = run_process(
+    proc = run_cli(
         "tune", "--variant", "baseline", "--trials", "3", "--pruner", "none", *TINY, cwd=tmp_path, data=data_dir
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -382,7 +382,7 @@ def test_tune_of_the_baseline_trains_each_trial_at_its_own_lr(tmp_path, data_dir
     )
     assert len(losses) == 3 and len(set(losses)) == 3, losses  # three trainings, not one three times
     tuned = (tmp_path / "reports" / "default" / "tuning" / "baseline.toml").read_text()
-    run = run_process("run", "--tuned", "--variants", "baseline", *TINY, cwd=tmp_path, data=data_dir)
+    run = run_cli("run", "--tuned", "--variants", "baseline", *TINY, cwd=tmp_path, data=data_dir)
     assert run.returncode == 0, run.stderr[-2000:]
     lr = float(tuned.split("lr = ")[1].split()[0])
     logged = store_rows(
