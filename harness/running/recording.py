@@ -53,7 +53,9 @@ def record(
         (folder / names.CONFIG).write_text(credentials.mask(config.to_toml(cfg, {"run": spec.flat()})))
         evaluation.write_confusion_csv(tested.confusion, classes, folder / names.CONFUSION)
         evaluation.write_per_class_csv(tested.scores, classes, folder / names.PER_CLASS)
-        results.write_predictions(folder / names.PREDICTIONS, t.y_test, tested.predicted, tested.predicted_last)
+        results.write_predictions(
+            folder / names.PREDICTIONS, t.y_test, tested.predicted, tested.predicted_last, tested.probs
+        )
         last_is_selected = result.selected_epoch == len(result.history)
         torch.save(  # the selected weights are the Logged Model's: each set of weights is stored once
             {"last": None if last_is_selected else model.state_dict(), "selected_epoch": result.selected_epoch},

@@ -71,7 +71,9 @@ SELECTED_VAL_ACC_TAG, PAIRED_DELTA_TAG = "harness.selected_val_acc", "harness.pa
 CONFIG = "config.toml"  # the resolved configuration
 CONFUSION = "confusion_matrix.csv"  # the test-set confusion matrix, with class names
 PER_CLASS = "per_class.csv"  # precision, recall and F1 per class
-PREDICTIONS = "predictions.npz"  # per test image: the label, the selected weights' and the last epoch's prediction
+# the run's ledger, per test image: the label, the selected weights' and the last epoch's predicted
+# class, the selected weights' class probabilities (float16; runs before the ledger have none)
+PREDICTIONS = "predictions.npz"
 WEIGHTS = "model.pt"  # the last epoch's state dict (None when it is the selected one, the Logged Model's)
 MODEL = "model"  # the folder of the selected epoch's MLflow PyTorch model
 CURVES_PLOT, CONFUSION_PLOT = "learning_curves.png", "confusion_matrix.png"

@@ -47,7 +47,9 @@ class SeedRun:
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # key -> [(epoch, value)]
     confusion: Any = None  # the test-set confusion matrix (numpy), for finished runs
     classes: tuple[str, ...] = ()  # the class names of the confusion matrix's rows, as the run stored them
-    predictions: Any = None  # {"labels", "selected", "last"}: per test image (numpy), when the run stored them
+    # {"labels", "selected", "last"[, "probs"]}: per test image (numpy), when the run stored them
+    # (runs recorded before the ledger have no "probs")
+    predictions: Any = None
 
 
 def require_store(uri: str) -> None:
@@ -182,7 +184,7 @@ def _artifacts(client, run_id: str) -> tuple[tuple[str, ...], Any, Any]:
             classes, confusion = (), None
         try:
             with np.load(client.download_artifacts(run_id, PREDICTIONS, tmp)) as f:
-                predictions = {k: f[k] for k in ("labels", "selected", "last")}
+                predictions = {k: f[k] for k in ("labels", "selected", "last", "probs") if k in f.files}
         except Exception:  # noqa: BLE001 - nor predictions
             predictions = None
     return classes, confusion, predictions

@@ -31,6 +31,9 @@ FINAL_AGGREGATES = (
     "test_acc",
     "test_loss",
     "test_acc_last",
+    "test_nll",
+    "test_ece",
+    "test_brier",
     "epoch_seconds_mean",
 )
 

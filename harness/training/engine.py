@@ -391,13 +391,30 @@ def evaluate(
     batches of `settings.eval_batch_size` with the run's precision and memory layout. `forward` is the
     model's (compiled) forward pass; by default the model itself. Non-finite outputs or loss raise
     NonFiniteOutput naming `where` (read with the loss: no extra wait for the device)."""
+    loss, acc, pred, _ = outputs(model, x, y, settings, runtime, forward, where, probabilities=False)
+    return loss, acc, pred
+
+
+@torch.inference_mode()
+def outputs(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    settings: TrainSettings,
+    runtime: Runtime = Runtime(),
+    forward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    where: str = "evaluation set",
+    probabilities: bool = True,
+) -> tuple[float, float, torch.Tensor, Optional[torch.Tensor]]:
+    """`evaluate`'s loss, accuracy and predictions, and with `probabilities` each sample's class
+    probabilities too (float32, the softmax of the float32 logits; None without)."""
     forward = model if forward is None else forward
     was_training = model.training
     model.eval()
     x = x.contiguous(memory_format=memory_format(runtime, x.device))
     loss_sum = torch.zeros((), device=x.device)
     finite = torch.ones((), device=x.device, dtype=torch.bool)
-    preds = []
+    preds, probs = [], []
     for lo in range(0, len(y), settings.eval_batch_size):
         if uses_cuda_graphs(runtime):
             torch.compiler.cudagraph_mark_step_begin()
@@ -406,12 +423,14 @@ def evaluate(
         loss_sum += nn.functional.cross_entropy(logits.float(), y[lo : lo + settings.eval_batch_size], reduction="sum")
         finite &= torch.isfinite(logits).all()
         preds.append(logits.argmax(1))
+        if probabilities:
+            probs.append(torch.softmax(logits.float(), 1))
     model.train(was_training)
     pred = torch.cat(preds)
     total, ok, right = torch.stack([loss_sum, finite.float(), (pred == y).sum().float()]).tolist()
     if not ok or not math.isfinite(total):
         raise NonFiniteOutput(where)
-    return total / len(y), 100.0 * right / len(y), pred
+    return total / len(y), 100.0 * right / len(y), pred, torch.cat(probs) if probabilities else None
 
 
 def copy_weights(model: nn.Module, state: dict) -> nn.Module:

@@ -1,5 +1,6 @@
 """Test-set evaluation of one run (tutorial part 2): confusion matrix and per-class precision,
-recall and F1, as numpy arrays and CSV files (which carry the class names)."""
+recall and F1, as numpy arrays and CSV files (which carry the class names); and how well the run's
+class probabilities are calibrated (NLL, expected calibration error, Brier score)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,48 @@ def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
     return {"precision": precision, "recall": recall, "f1": f1, "support": actual}
+
+
+ECE_BINS = 15  # equal-width confidence bins of the expected calibration error (Guo et al., 2017)
+
+
+def reliability(
+    probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per confidence bin ((m-1)/bins, m/bins], m = 1..bins: how many images have their top
+    probability in it, their mean top probability and the share of them whose top class is the
+    label (NaN for an empty bin). `probs`: N × classes; the top class is the first largest."""
+    p = np.asarray(probs, dtype=np.float64)
+    confidence = p.max(1)
+    right = p.argmax(1) == np.asarray(labels)
+    which = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf = np.bincount(which, weights=confidence, minlength=bins) / counts
+        acc = np.bincount(which, weights=right.astype(np.float64), minlength=bins) / counts
+    return counts, conf, acc
+
+
+def calibration(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """`test_nll` (mean −log of the label's probability, each at least float16's smallest
+    subnormal, 2⁻²⁴, so a stored float16 ledger gives a finite number), `test_ece` (over
+    `ECE_BINS` equal-width bins: Σ (images in bin / N) · |accuracy − mean confidence|, the top
+    class being the first largest probability) and `test_brier` (mean over images of Σ over
+    classes (p − one-hot)², from 0 to 2), computed in float64. Lower is better for each. A run's
+    are of its stored float16 ledger (harness/training/results.py), so anyone can recompute them
+    from `predictions.npz`; its NLL differs from its `test_loss` (float32) by that rounding."""
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    n = len(y)
+    truth = p[np.arange(n), y]
+    counts, conf, acc = reliability(p, y)
+    used = counts > 0
+    brier = (p**2).sum(1) - 2 * truth + 1
+    return {
+        "test_nll": float(-np.log(np.maximum(truth, 2.0**-24)).mean()),
+        "test_ece": float((counts[used] / n * np.abs(acc[used] - conf[used])).sum()),
+        "test_brier": float(brier.mean()),
+    }
 
 
 def write_confusion_csv(cm: np.ndarray, classes: tuple[str, ...], path: Path) -> None:

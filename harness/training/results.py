@@ -1,6 +1,6 @@
 """What a finished run produces: the test set read once, for the selected weights and for the last
-epoch's, and from that the run's final metrics, confusion matrix, per-class scores and per-image
-predictions. Writing them to the store is harness/running/recording.py."""
+epoch's, and from that the run's final metrics (calibration too), confusion matrix, per-class
+scores and its per-image ledger (predicted classes and class probabilities). Writing them to the store is harness/running/recording.py."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ class Tested:
     scores: dict[str, np.ndarray]  # precision, recall, F1 per class
     predicted: torch.Tensor  # by the selected weights, per test image
     predicted_last: torch.Tensor  # by the last epoch's
+    probs: np.ndarray  # by the selected weights, per test image and class: the ledger's float16
 
 
 def test(
@@ -39,7 +40,7 @@ def test(
     last epoch is the selected one (the same weights)."""
     selected = engine.copy_weights(model, result.selected_state)
     where = f"test set (the weights of epoch {result.selected_epoch})"
-    test_loss, test_acc, pred = engine.evaluate(selected, x_test, y_test, settings, runtime, where=where)
+    test_loss, test_acc, pred, probs = engine.outputs(selected, x_test, y_test, settings, runtime, where=where)
     if result.selected_epoch == result.history[-1].epoch:
         last_loss, last_acc, last_pred = test_loss, test_acc, pred
     else:
@@ -49,7 +50,9 @@ def test(
     scores = evaluation.per_class(cm)
     n_params = sum(p.numel() for p in model.parameters())
     metrics = final_metrics(result, (test_loss, test_acc), (last_loss, last_acc), n_params, scores["f1"], classes)
-    return Tested(selected, metrics, cm, scores, pred, last_pred)
+    ledger = probs.cpu().numpy().astype(np.float16)  # the metrics are the stored ledger's: anyone can recompute them
+    metrics.update(evaluation.calibration(ledger, y_test.cpu().numpy()))
+    return Tested(selected, metrics, cm, scores, pred, last_pred, ledger)
 
 
 def final_metrics(
@@ -96,11 +99,13 @@ def per_class_keys(classes) -> list[str]:
     return [f"test_f1_{name}" for name in safe]
 
 
-def write_predictions(path: Path, labels: torch.Tensor, selected: torch.Tensor, last: torch.Tensor) -> None:
-    """The per-image test predictions (int16), for the report's per-image analyses (the seeds × images interval, the variance design's per-image parts)."""
-    np.savez_compressed(
-        path,
-        **{
-            k: v.cpu().numpy().astype(np.int16) for k, v in (("labels", labels), ("selected", selected), ("last", last))
-        },
-    )
+def write_predictions(
+    path: Path, labels: torch.Tensor, selected: torch.Tensor, last: torch.Tensor, probs: np.ndarray
+) -> None:
+    """The run's per-image ledger: the label and the predicted class of the selected weights and
+    of the last epoch's (int16), and the selected weights' class probabilities (`probs`, float16,
+    N × classes), for the report's per-image analyses and `verify`."""
+    arrays = {
+        k: v.cpu().numpy().astype(np.int16) for k, v in (("labels", labels), ("selected", selected), ("last", last))
+    }
+    np.savez_compressed(path, **arrays, probs=np.asarray(probs, dtype=np.float16))

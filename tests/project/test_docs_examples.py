@@ -148,7 +148,7 @@ def test_every_test_the_docs_name_exists():
                 name and name not in re.findall(r"^(?:async )?def (test_\w+)", sources[file], re.M)
             ):
                 missing.append(f"{page.name}: {file}.py{'::' + name if name else ''}")
-        metrics = r"test_(acc|loss)"  # `test_acc`, `test_acc_ci_low`, ...: logged metrics, not tests
+        metrics = r"test_(acc|loss|nll|ece|brier)"  # `test_acc`, `test_nll_mean`, ...: logged metrics, not tests
         missing += [
             f"{page.name}: {name}"
             for name in re.findall(r"`(test_\w+)`", text)

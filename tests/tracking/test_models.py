@@ -4,6 +4,7 @@ predicts what the run logged), its data as dataset inputs with the split's diges
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -260,3 +261,38 @@ def test_the_store_commands_default_to_the_experiment_run_defaults_to(store):
     assert (
         compact.returncode == 0 and compact.stdout.splitlines()[0] == "variant,diff_vs_baseline,ci_low,ci_high,verdict"
     )
+
+
+def _by_hand(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """NLL, 15-bin ECE and Brier written out image by image (not the library's vector code)."""
+    n, bins = len(labels), [[] for _ in range(15)]
+    nll, brier = [], []
+    for p, y in zip(probs.astype(float), labels):
+        nll.append(-math.log(max(p[y], 2.0**-24)))
+        brier.append(math.fsum((q - (c == y)) ** 2 for c, q in enumerate(p)))
+        top = max(range(len(p)), key=lambda c: (p[c], -c))
+        m = next(m for m in range(1, 16) if p[top] * 15 <= m)  # (m-1)/15 < confidence <= m/15
+        bins[m - 1].append((p[top], top == y))
+    ece = math.fsum(
+        len(b) / n * abs(math.fsum(r for _, r in b) / len(b) - math.fsum(c for c, _ in b) / len(b)) for b in bins if b
+    )
+    return {"test_nll": math.fsum(nll) / n, "test_ece": ece, "test_brier": math.fsum(brier) / n}
+
+
+def test_every_run_keeps_its_ledger_and_logs_calibration_recomputable_from_it(store):
+    work, _, client, runs = store
+    for run in runs:
+        with np.load(client.download_artifacts(run.info.run_id, "predictions.npz", str(work / run.info.run_id))) as f:
+            probs, labels, selected = f["probs"], f["labels"], f["selected"]
+        assert probs.dtype == np.float16 and probs.shape == (len(labels), 10)
+        # float16 keeps each probability to a relative 2^-11 (and 2^-25 absolute below its normal range)
+        assert np.all(np.abs(probs.astype(float).sum(1) - 1) <= 2.0**-11 + 10 * 2.0**-25 + 1e-6)
+        # the predicted class has the largest stored probability (rounding keeps the order, ties aside)
+        assert np.array_equal(probs[np.arange(len(labels)), selected], probs.max(1))
+        got, want = run.data.metrics, _by_hand(probs, labels)
+        for key, value in want.items():  # float64 sums of N terms in another order: N·2^-52 relative at most
+            assert got[key] == pytest.approx(value, rel=len(labels) * 2.0**-52, abs=1e-15), key
+        assert abs(got["test_nll"] - got["test_loss"]) <= 2.0**-10  # the same NLL, the ledger's to float16 rounding
+    parents = client.search_runs([runs[0].info.experiment_id], "tags.`harness.role` = 'variant'")
+    for p in parents:
+        assert {"test_nll_mean", "test_ece_mean", "test_brier_mean"} <= set(p.data.metrics)
