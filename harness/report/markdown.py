@@ -25,6 +25,7 @@ from harness.report import (
     evidence,
     glossary,
     html,
+    images_section,
     methods,
     sequential_section,
     setup_section,
@@ -186,10 +187,12 @@ def write(
         if sources is None
         else []
     )
-    lines += sequential_section.section(replayed, folder, analysis)
-    lines += effects_section.section(design, counts, folder, analysis, found)
     # as the runs stored them with their confusion matrices (a run whose matrix could not be read has none)
     classes = next((r.classes for r in done if r.classes and isinstance(r.confusion, np.ndarray)), ())
+    compared = [v for v, c in comparisons.items() if c.test is not None] if sources is None else []
+    lines += images_section.section(order, baseline, by_variant, compared, classes, folder)
+    lines += sequential_section.section(replayed, folder, analysis)
+    lines += effects_section.section(design, counts, folder, analysis, found)
     lines += _plots(folder, order, done, test, comparisons, baseline, plots, classes, curves)
     _remove_unlinked(
         folder,
@@ -425,6 +428,7 @@ PLOT_FIGURES = ("learning_curves.png", "test_accuracy.png", "baseline_difference
 
 def _remove_unlinked(folder: Path, text: str, figures: tuple[str, ...]) -> None:
     """Delete figures an earlier report wrote that this one no longer links."""
-    for stale in [*figures, *(p.name for p in sorted(folder.glob(evidence.PATTERN)))]:
+    found = [p.name for pattern in (evidence.PATTERN, images_section.PATTERN) for p in sorted(folder.glob(pattern))]
+    for stale in [*figures, *found]:
         if f"({stale})" not in text and (folder / stale).exists():
             (folder / stale).unlink()

@@ -381,3 +381,32 @@ def evidence(panel: dict, path: Path) -> Path:
     noise_ax.legend(fontsize="small")
     fig.tight_layout()
     return save_figure(fig, path, dpi=90)
+
+
+@drawn
+def reliability(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], path: Path) -> Path:
+    """Accuracy against confidence per confidence bin, one line per variant (its seeds' images
+    pooled), beside the diagonal of perfect calibration; the right panel: the share of images per bin.
+    `curves`: variant -> (count, mean confidence, accuracy) per bin (harness/analysis/images.py)."""
+    sns.set_theme(style="whitegrid")
+    fig, axes = _subplots(1, 2, figsize=(9.5, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    axes[0].plot([0, 1], [0, 1], ":", color="0.5", label="perfect calibration")
+    bins = len(next(iter(curves.values()))[0])
+    edges = np.arange(bins) / bins
+    width = 0.9 / (bins * len(curves))
+    for i, (name, (counts, conf, acc)) in enumerate(curves.items()):
+        used = counts > 0
+        axes[0].plot(conf[used], acc[used], "o-", markersize=4, label=short(name))
+        axes[1].bar(
+            edges + (i + 0.5) * width, counts / max(counts.sum(), 1), width=width, align="edge", label=short(name)
+        )
+    axes[0].set_xlim(0, 1)
+    axes[0].set_ylim(0, 1)
+    axes[0].set_xlabel("confidence (top class probability)")
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(fontsize="small", loc="upper left")
+    axes[1].set_xlim(0, 1)
+    axes[1].set_xlabel("confidence")
+    axes[1].set_ylabel("share of images")
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -518,3 +518,69 @@ def test_each_variant_has_its_test_set_floor_and_the_report_says_when_seeds_are_
         )
     note = next(line for line in md.splitlines() if "within the test-set floor" in line)
     assert "`batchnorm` (seed sd 0.47, floor 0.48)" in note and "`baseline`" not in note and "`dropout`" not in note
+
+
+def _with_ledgers(runs, rng, without=()):
+    """Give each run a ledger of 1,000 images (its counts right, the rest one class off) with
+    probabilities that put 0.5 on its predicted class, and the calibration those give."""
+    from harness.training import evaluation
+
+    labels = rng.integers(0, 10, 1000)
+    for r in runs:
+        k = int(np.trace(r.confusion))
+        right = rng.permutation(1000) < k
+        selected = np.where(right, labels, (labels + 1) % 10)
+        probs = np.full((1000, 10), 0.5 / 9)
+        probs[np.arange(1000), selected] = 0.5
+        r.predictions = {"labels": labels, "selected": selected, "last": selected}
+        if r.run_id not in without:
+            r.predictions["probs"] = probs.astype(np.float16)
+            r.metrics.update(evaluation.calibration(r.predictions["probs"], labels))
+    return runs
+
+
+def test_the_calibration_section_gives_each_variant_its_calibration_churn_and_ensemble_and_each_comparison_its_flips(
+    tmp_path,
+):
+    from harness.analysis import images
+
+    runs = _with_ledgers(
+        runs_from({"baseline": {s: 600 for s in range(3)}, "v": {s: 650 for s in range(3)}}, 1000),
+        np.random.default_rng(2),
+    )
+    md = markdown.write(runs, "fake", tmp_path).read_text()
+    assert_form(md)
+    base = [r.predictions for r in runs if r.variant == "baseline"]
+    mine = [r.predictions for r in runs if r.variant == "v"]
+    row = report_tables.row(md, "Calibration and images", "v")
+    assert row["churn"] == f"{100 * images.churn(mine):.1f}%"
+    acc, nll = images.ensemble(mine)
+    assert row["ensemble acc"] == f"{acc:.2f}" and row["ensemble NLL"] == f"{nll:.3f}"
+    ece = [r.metrics["test_ece"] for r in runs if r.variant == "v"]
+    assert row["ECE"] == f"{np.mean(ece):.4f} ± {np.std(ece, ddof=1):.4f}"
+    f = images.flips(base, mine, 10)
+    flips = report_tables.row(md, "v against baseline: calibration and flips", "**all**")
+    assert flips == {
+        "class": "**all**",
+        "fixed by `v`": str(f.fixed.sum()),
+        "broken by `v`": str(f.broken.sum()),
+        "net": f"{int(f.fixed.sum() - f.broken.sum()):+d}",
+    }
+    assert "(reliability-1-v.png)" in md and (tmp_path / "reliability-1-v.png").is_file()
+    assert "not a verdict" in md
+
+
+def test_runs_without_probabilities_are_named_and_a_store_without_any_has_no_calibration_section(tmp_path):
+    runs = _with_ledgers(
+        runs_from({"baseline": {s: 600 for s in range(2)}, "v": {s: 650 for s in range(2)}}, 1000),
+        np.random.default_rng(3),
+        without={"v1"},
+    )
+    md = markdown.write(runs, "fake", tmp_path / "mixed").read_text()
+    assert "No class probabilities in the ledgers of `v` seed 1 (recorded before the ledger kept them)" in md
+    assert report_tables.row(md, "Calibration and images", "v")["ensemble acc"] == "–"
+    assert "reliability-1-v.png" not in md  # a curve needs every seed's probabilities
+    old = _with_ledgers(
+        runs_from({"baseline": {0: 600}, "v": {0: 650}}, 1000), np.random.default_rng(4), without={"baseline0", "v0"}
+    )
+    assert "## Calibration and images" not in markdown.write(old, "fake", tmp_path / "old").read_text()
