@@ -295,6 +295,27 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
     )
     _store(promote)
 
+    verify = sub.add_parser(
+        "verify",
+        help="re-train a few finished runs in a scratch store and compare their per-image ledgers with the stored ones",
+    )
+    verify.add_argument(
+        "--experiment", default="default", help="the experiment's name (or its .toml); default: default, as for run"
+    )
+    verify.add_argument(
+        "--runs", type=_integer, default=2, help="how many sampled finished runs to re-train (default 2)"
+    )
+    verify.add_argument(
+        "--margin",
+        type=float,
+        help="on another platform: the accuracy difference in points the re-trained runs must be shown within "
+        "(default: the experiment's [analysis] margin)",
+    )
+    verify.add_argument("--data-dir", help="where the data is, if not where the runs read it (default: as they did)")
+    verify.add_argument("--json", action="store_true", help="print the result as JSON (for CI)")
+    _components(verify)
+    _store(verify)
+
     ui = sub.add_parser("ui", help="start the MLflow UI on the store")
     _store(ui)
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")

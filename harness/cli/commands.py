@@ -212,6 +212,7 @@ COMMANDS = {
     "export": store_commands.cmd_export,
     "plan": store_commands.cmd_plan,
     "promote": store_commands.cmd_promote,
+    "verify": store_commands.cmd_verify,
     "list": cmd_list,
     "ui": cmd_ui,
 }

@@ -1,10 +1,11 @@
-"""The commands that read a store the runs are already in: `report`, `export`, `plan` and `promote`. Each
+"""The commands that read a store the runs are already in: `report`, `export`, `plan`, `promote` and `verify`. Each
 takes `--experiment` as a name (the same rule as `run`: it names folders) or an experiment file, and
 calls the library (harness/running/stored.py) that the Python API's `Study` calls too."""
 
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 
@@ -62,3 +63,29 @@ def cmd_promote(args: argparse.Namespace) -> int:
         f"load it with mlflow.pytorch.load_model('models:/{args.name}/{version.version}')"
     )
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Exit 0 when the re-trained ledgers match (bit for bit on the same platform, within the margin
+    elsewhere), 1 with one line naming what did not."""
+    import json
+
+    from harness.cli.arguments import component_entries
+    from harness.running import stored, verify
+    from harness.running.console import Console
+    from harness.variants import plugins
+
+    if args.components:
+        plugins.load(component_entries(args.components), "--components")
+    name, _, uri = stored.locate(args.experiment, args.tracking_uri)
+    out = verify.verify(uri, name, args.runs, args.margin, args.data_dir, Console(io.StringIO() if args.json else None))
+    if args.json:
+        print(json.dumps(out.as_dict(), indent=2, default=float))
+    else:
+        for c in out.checks:
+            where = "same platform" if not c.differs else f"another platform ({'; '.join(c.differs)})"
+            same = "bit-identical" if c.identical else f"{100 * c.agreement:.2f}% of images the same class"
+            deltas = ", ".join(f"{k} {v:+.4g}" for k, v in c.deltas.items())
+            print(f"{c.variant} seed {c.seed} (run {c.run_id}): {where}: {same}; {deltas}")
+        print(out.line)
+    return 0 if out.ok else 1
