@@ -312,6 +312,9 @@ def parser(cls: type[argparse.ArgumentParser] = _Parser) -> argparse.ArgumentPar
         "(default: the experiment's [analysis] margin)",
     )
     verify.add_argument("--data-dir", help="where the data is, if not where the runs read it (default: as they did)")
+    verify.add_argument(
+        "--device", help="train on this device (cpu, cuda, cuda:N) instead of the one the runs asked for"
+    )
     verify.add_argument("--json", action="store_true", help="print the result as JSON (for CI)")
     _components(verify)
     _store(verify)

@@ -78,13 +78,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.components:
         plugins.load(component_entries(args.components), "--components")
     name, _, uri = stored.locate(args.experiment, args.tracking_uri)
-    out = verify.verify(uri, name, args.runs, args.margin, args.data_dir, Console(io.StringIO() if args.json else None))
+    out = verify.verify(
+        uri, name, args.runs, args.margin, args.data_dir, Console(io.StringIO() if args.json else None), args.device
+    )
     if args.json:
-        print(json.dumps(out.as_dict(), indent=2, default=float))
+        print(json.dumps(out.as_dict(), indent=2, allow_nan=False))
     else:
         for c in out.checks:
-            where = "same platform" if not c.differs else f"another platform ({'; '.join(c.differs)})"
-            same = "bit-identical" if c.identical else f"{100 * c.agreement:.2f}% of images the same class"
+            where = "same platform" if not c.differs else f"bits not expected to match ({'; '.join(c.differs)})"
+            same = "bit-identical" if c.identical else f"{100 * c.agreement:.2f}% of images given the same class"
             deltas = ", ".join(f"{k} {v:+.4g}" for k, v in c.deltas.items())
             print(f"{c.variant} seed {c.seed} (run {c.run_id}): {where}: {same}; {deltas}")
         print(out.line)

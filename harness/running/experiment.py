@@ -83,10 +83,12 @@ def run(
     console: Console | None = None,
     params_files: list[str] = (),
     command: str | None = None,
+    report: bool = True,
 ) -> Finished:
     """Train every (variant, seed) pair of `cfg` not finished yet (all of them with `ex.rerun`),
     on `ex.executor`, then `finish`. Bad input raises UsageError before any work starts. `command`:
-    what the runs record as their command (default: this process's command line)."""
+    what the runs record as their command (default: this process's command line). Without
+    `report` (`verify`'s scratch runs) it stops once the runs are recorded: no comparison, no report."""
     from harness.data import user_data
     from harness.running import preflight
     from harness.running import runner as runner_mod
@@ -123,6 +125,8 @@ def run(
         return Finished(cfg.name, ready.uri, cfg.reports_folder, [], detached=True)
     console.line("")
     console.line(summary(outcomes))
+    if not report:
+        return Finished(cfg.name, ready.uri, cfg.reports_folder, outcomes)
     return finish(cfg, ready.uri, outcomes, frozen, console, runner)
 
 

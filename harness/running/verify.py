@@ -2,16 +2,20 @@
 experiment's own) and compare their ledgers (`predictions.npz`) with the stored ones.
 
 - On the same platform (every `harness.env.*` fact the run recorded: torch and CUDA versions,
-  device, thread count, determinism flags; and the same `train.determinism` setting, which is in
-  the configuration the run re-trains with) every class probability and predicted class must be
-  the same bits: the check passes only then.
-- Elsewhere the bits may differ; the check reports how many images get the same class, each
-  metric's difference, and a TOST (harness/analysis/images.py `equivalence`) of the per-image
-  accuracy difference, all re-trained runs' images pooled, against ±margin points: by default
-  the experiment's `analysis.margin`, the smallest difference its verdicts treat as real.
+  device, thread count, determinism flags; the library versions and the code's commit) every
+  class probability and predicted class must be the same bits: the check passes only then.
+- Where bits are not expected to match (another platform; a run trained in a fused group, which
+  rounds differently than a run alone; one resumed on another device type; `determinism = "fast"`)
+  the check reports how many images get the same class, each metric's difference, and a TOST
+  (harness/analysis/images.py `equivalence`) of the per-image accuracy difference, all such runs'
+  images pooled, against ±margin points: by default the experiment's `analysis.margin`, the
+  smallest difference its verdicts treat as real.
+- A re-trained run on other data or another split, or one that fails, fails the check, named.
 
 Each run re-trains from the configuration it stored (`config.toml`), restricted to its variant and
-seed, so it takes as long as that run did."""
+seed (the variance design's `v@SOURCE` runs are not sampled), so it takes as long as that run did.
+The experiment's store is only read (reading a moved store points its artifacts at their new
+place, as `report` does)."""
 
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import numpy as np
 
 from harness.base.errors import UsageError
 from harness.running.console import Console
+from harness.tracking import names
 
 METRICS = ("test_acc", "test_nll", "test_ece", "test_brier")
 SAMPLE_SEED = 0  # which runs are sampled: the same ones on every machine, so two verifiers check the same runs
@@ -39,7 +44,7 @@ class Checked:
     variant: str
     seed: int
     run_id: str  # the stored run's
-    differs: list[str]  # platform facts that differ: "key: stored → here"
+    differs: list[str]  # why the bits may differ: platform facts ("key: stored → here"), fusing, ...
     identical: bool  # every probability and class the same bits
     agreement: float  # share of test images with the same predicted class
     deltas: dict[str, float]  # metric: re-trained − stored
@@ -69,7 +74,20 @@ class Verified:
         }
         if self.tost is not None:
             out["tost"] = dataclasses.asdict(self.tost)
-        return out
+        return _no_nan(out)
+
+
+def _no_nan(x):
+    """JSON without NaN (strict parsers refuse it): an undefined number is null."""
+    if isinstance(x, dict):
+        return {k: _no_nan(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_no_nan(v) for v in x]
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+class Failed(Exception):
+    """A sampled run could not be re-checked (its re-training failed, or it read other data)."""
 
 
 def verify(
@@ -79,8 +97,10 @@ def verify(
     margin: float | None = None,
     data_dir: str | None = None,
     console: Console | None = None,
+    device: str | None = None,
 ) -> Verified:
-    """Re-train `runs` sampled finished runs of experiment `name` (in `uri`) and compare their ledgers."""
+    """Re-train `runs` sampled finished runs of experiment `name` (in `uri`) and compare their
+    ledgers. `data_dir`, `device`: where the data is and what to train on, when not as the runs did."""
     from harness.analysis import images
     from harness.tracking import experiment_tags, readback
 
@@ -94,20 +114,28 @@ def verify(
     finished = [r for r in readback.read_runs(uri, name) if r.status == "FINISHED"]
     if not finished:
         raise UsageError(f"verify: experiment {name!r} has no finished run in {uri!r}; nothing to re-check")
-    ledgered = sorted((r for r in finished if r.predictions is not None and "probs" in r.predictions), key=_order)
+    ledgered = [r for r in finished if r.predictions is not None and "probs" in r.predictions]
     if not ledgered:
         raise UsageError(
             f"verify: no finished run of {name!r} stored class probabilities (its runs were recorded before the ledger); "
             "re-run them with `run --rerun` to verify"
         )
-    chosen = sorted(random.Random(SAMPLE_SEED).sample(ledgered, min(runs, len(ledgered))), key=_order)
+    fixed = sorted((r for r in ledgered if "@" not in r.variant), key=_order)  # v@SOURCE: a variance design's
+    if not fixed:
+        raise UsageError(
+            f"verify: every run of {name!r} with a ledger is a variance design's (v@SOURCE); verify re-trains fixed designs' runs"
+        )
+    chosen = sorted(random.Random(SAMPLE_SEED).sample(fixed, min(runs, len(fixed))), key=_order)
     console = console or Console()
     checks = []
+    out = Verified(name, checks, margin, analysis.alpha)
     for r in chosen:
         console.line(f"re-training {r.variant} seed {r.seed} (run {r.run_id}) in a scratch store")
-        again = _retrain(uri, r, data_dir)
-        checks.append(_compare(r, again))
-    out = Verified(name, checks, margin, analysis.alpha)
+        try:
+            checks.append(_compare(r, _retrain(uri, r, data_dir, device)))
+        except Failed as e:
+            out.line = f"verify: FAILED: {r.variant} seed {r.seed} (run {r.run_id}): {e}"
+            return out
     elsewhere = [c for c in checks if c.differs]
     broken = [c for c in checks if not c.differs and not c.identical]
     if broken:
@@ -125,7 +153,7 @@ def verify(
         word = "ok" if out.ok else "FAILED"
         what = "within" if out.ok else "not shown within"
         out.line = (
-            f"verify: {word}: {len(elsewhere)} run(s) re-trained on another platform ({elsewhere[0].differs[0]}); "
+            f"verify: {word}: {len(elsewhere)} run(s) whose bits are not expected to match ({elsewhere[0].differs[0]}); "
             f"accuracy {t.delta:+.2f} points, {100 * (1 - 2 * analysis.alpha):.0f}% interval [{t.low:+.2f}, {t.high:+.2f}] "
             f"over {t.images:,} images, {what} ±{margin:g} points (TOST p {t.p:.3g})"
         )
@@ -136,66 +164,90 @@ def _order(r) -> tuple:
     return (r.variant, r.seed, r.run_id)
 
 
-def _retrain(uri: str, r, data_dir: str | None):
-    """The run re-trained from its stored configuration in a scratch store; its SeedRun."""
+def _retrain(uri: str, r, data_dir: str | None, device: str | None):
+    """The run re-trained from its stored configuration in a scratch store: its SeedRun and its determinism setting."""
     from harness.running import experiment
     from harness.running.execution import Execution
     from harness.settings import experiment_file
     from harness.tracking import readback, store
 
-    if "@" in r.variant:
-        raise UsageError(
-            f"verify: {r.variant} seed {r.seed} is a variance design's run; verify re-trains fixed designs' runs"
-        )
     client = store.mlflow_client(uri)
     with tempfile.TemporaryDirectory(prefix="harness-verify-") as tmp:
         scratch = Path(tmp)
         try:
             stored = Path(client.download_artifacts(r.run_id, "config.toml", str(scratch)))
         except Exception as e:  # noqa: BLE001 - the run's artifacts are gone or unreadable
-            raise UsageError(
-                f"verify: the configuration of run {r.run_id} cannot be read ({type(e).__name__}: {e})"
-            ) from None
+            raise Failed(f"its configuration cannot be read ({type(e).__name__}: {e})") from None
         table = experiment_file.read_toml(stored, "config.toml")
         for key in ("run", "design", "min_seeds", "max_seeds"):
             table.pop(key, None)
-        table.update(
-            variants=[r.variant], baseline=r.variant, seeds=[r.seed], tracking_uri=f"sqlite:///{scratch / 'mlflow.db'}"
-        )
+        if isinstance(table.get("seeds"), dict):  # a [seeds] table: its pinned sources stay as the run had them
+            table["seeds"]["runs"] = [r.seed]
+        else:
+            table["seeds"] = [r.seed]
+        table.update(variants=[r.variant], baseline=r.variant, tracking_uri=f"sqlite:///{scratch / 'mlflow.db'}")
         table.update(reports_dir=str(scratch / "reports"), checkpoint_dir=str(scratch / "checkpoints"))
         if data_dir:
             table.setdefault("data", {})["dir"] = data_dir
+        if device:
+            table.setdefault("train", {})["device"] = device
         path = scratch / "experiment.toml"
         import tomli_w
 
         path.write_bytes(tomli_w.dumps(table).encode())
         cfg = experiment_file.load_experiment(str(path))
         quiet = Console(io.StringIO(), mode="plain")
-        done = experiment.run(cfg, Execution(), quiet, command="python -m harness verify")
-        if done.failed:
-            raise UsageError(
-                f"verify: re-training {r.variant} seed {r.seed} failed: {'; '.join(done.problems) or quiet.stream.getvalue()[-300:]}"
-            )
+        done = experiment.run(cfg, Execution(), quiet, command="python -m harness verify", report=False)
+        failed = [o for o in done.outcomes if o.status != "FINISHED"]
+        if failed:
+            raise Failed(f"its re-training did not finish ({failed[0].status}: {failed[0].error or 'see above'})")
         (again,) = [x for x in readback.read_runs(done.uri, cfg.name) if x.status == "FINISHED"]
-    return again
+    return again, cfg.runtime.determinism
 
 
-def _compare(stored, again) -> Checked:
-    from harness.tracking import names
+FACTS = (names.COMMIT_TAG,)  # beside every harness.env.* and harness.version.* tag
+SAME_DATA = (names.DATASET_TAG, names.SPLIT_TAG)
 
-    keys = sorted(k for k in stored.tags.keys() | again.tags.keys() if k.startswith(names.ENV_PREFIX))
+
+def _compare(stored, retrained: tuple) -> Checked:
+    from harness.analysis import images
+
+    again, determinism = retrained
+    for key in SAME_DATA:
+        if stored.tags.get(key) != again.tags.get(key):
+            raise Failed(
+                f"re-trained on other data: {key} is {again.tags.get(key)} here, {stored.tags.get(key)} stored"
+            )
+    a, b = stored.predictions, again.predictions
+    if not images.same_images([a, b]):
+        raise Failed("the re-trained ledger is not of the stored one's test set (other labels or another order)")
+    keys = sorted(
+        k
+        for k in stored.tags.keys() | again.tags.keys()
+        if k.startswith((names.ENV_PREFIX, names.VERSION_PREFIX)) or k in FACTS
+    )
     differs = [
-        f"{k[len(names.ENV_PREFIX) :]}: {stored.tags.get(k, '?')} → {again.tags.get(k, '?')}"
+        f"{k.removeprefix(names.ENV_PREFIX)}: {stored.tags.get(k, '?')} → {again.tags.get(k, '?')}"
         for k in keys
         if stored.tags.get(k) != again.tags.get(k)
     ]
-    a, b = stored.predictions, again.predictions
-    identical = (
-        a["probs"].shape == b["probs"].shape
-        and np.array_equal(a["probs"].view(np.uint16), b["probs"].view(np.uint16))
-        and np.array_equal(a["selected"], b["selected"])
+    differs += _bits_not_expected(stored, determinism)
+    identical = np.array_equal(a["probs"].view(np.uint16), b["probs"].view(np.uint16)) and np.array_equal(
+        a["selected"], b["selected"]
     )
-    agreement = float(np.mean(a["selected"] == b["selected"])) if len(a["selected"]) == len(b["selected"]) else math.nan
+    agreement = float(np.mean(a["selected"] == b["selected"]))
     deltas = {m: again.metrics.get(m, math.nan) - stored.metrics.get(m, math.nan) for m in METRICS}
     right = (a["selected"] == a["labels"], b["selected"] == b["labels"])
     return Checked(stored.variant, stored.seed, stored.run_id, differs, identical, agreement, deltas, right)
+
+
+def _bits_not_expected(stored, determinism: str) -> list[str]:
+    """Why a run's own bits are not expected back even on its platform (docs/performance.md, docs/reliability.md)."""
+    why = []
+    if stored.tags.get(names.FUSED_TAG):
+        why.append(f"trained in a fused group of {stored.tags[names.FUSED_TAG]}, re-trained alone")
+    if determinism == "fast" or stored.tags.get(names.ENV_PREFIX + "cudnn_benchmark") == "True":
+        why.append("determinism = fast")
+    if "from a checkpoint written on" in stored.tags.get(names.NOTE_TAG, ""):  # engine.device_note
+        why.append(f"resumed on another device type ({stored.tags[names.NOTE_TAG]})")
+    return why

@@ -25,18 +25,28 @@ def _ledgers(work) -> dict:
     }
 
 
+def _state(work) -> dict:
+    """Every file under the project folder with its content's hash; SQLite's shared-memory index
+    and an empty write-ahead log, which any reader of a WAL store may leave, hold no data."""
+    return {
+        str(p.relative_to(work)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(work.rglob("*"))
+        if p.is_file() and not p.name.endswith("-shm") and not (p.name.endswith("-wal") and p.stat().st_size == 0)
+    }
+
+
 def test_a_run_re_trained_on_the_same_platform_is_bit_identical_and_the_store_is_untouched(trained, tmp_path):
     data, work = trained[0], copy_of(trained, tmp_path)
     # the first command to read a moved store points its artifacts at their new place (report does too)
     assert run_cli("report", cwd=work).returncode == 0
-    before = hashlib.sha256((work / "mlflow.db").read_bytes()).hexdigest()
+    before = _state(work)
     out = run_cli("verify", "--runs", "2", "--json", cwd=work, data=data)
     assert out.returncode == 0, out.stderr + out.stdout
     result = json.loads(out.stdout)
     assert result["ok"] and "every class probability bit-identical" in result["line"]
     assert len(result["runs"]) == 2 and all(r["identical"] and r["same_platform"] for r in result["runs"])
     assert all(v == 0 for r in result["runs"] for v in r["deltas"].values())
-    assert hashlib.sha256((work / "mlflow.db").read_bytes()).hexdigest() == before
+    assert _state(work) == before  # no byte of the store (its WAL too), no artifact, no new file in the project
 
 
 def test_a_stored_ledger_altered_on_purpose_fails_naming_its_run(trained, tmp_path):
@@ -64,7 +74,7 @@ def test_a_run_from_another_platform_is_judged_by_the_tost_against_the_margin(tr
     assert not run["same_platform"] and run["differs"] == ["device: NVIDIA H100 80GB HBM3 → cpu (x86_64)"]
     # the same bits here: no difference on any image, inside any margin
     assert result["tost"]["delta"] == 0 and result["tost"]["p"] == 0 and result["ok"] and out.returncode == 0
-    assert "re-trained on another platform (device: NVIDIA H100 80GB HBM3 → cpu (x86_64))" in result["line"]
+    assert "whose bits are not expected to match (device: NVIDIA H100 80GB HBM3 → cpu (x86_64))" in result["line"]
     assert "within ±0.5 points (TOST p 0)" in result["line"]
 
 
@@ -81,3 +91,19 @@ def test_runs_recorded_before_the_ledger_are_refused_in_one_line(trained, tmp_pa
         .stderr.strip()
         .endswith("expected a whole number of runs, at least 1")
     )
+
+
+def test_a_fused_run_is_not_held_to_its_bits_and_a_run_on_another_split_fails_named(trained, tmp_path):
+    work = copy_of(trained, tmp_path)
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    ids = sorted(_ledgers(work))
+    for run_id in ids:
+        client.set_tag(run_id, "harness.fused", "2")  # as if trained in a fused group of two
+    result = json.loads(run_cli("verify", "--runs", "1", "--json", cwd=work, data=trained[0]).stdout)
+    assert result["runs"][0]["differs"] == ["trained in a fused group of 2, re-trained alone"] and "tost" in result
+    for run_id in ids:
+        client.set_tag(run_id, "harness.split_fingerprint", "another")
+    out = run_cli("verify", "--runs", "1", cwd=work, data=trained[0])
+    assert out.returncode == 1
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("verify: FAILED: ") and "re-trained on other data: harness.split_fingerprint" in last
