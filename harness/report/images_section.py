@@ -68,7 +68,8 @@ def section(
     if without:
         lines += [
             f"No class probabilities in the ledgers of {', '.join(without)} (recorded before the ledger kept them): "
-            "they count in churn and the flip tables, not in calibration or the ensemble.",
+            "they count in churn and the flip tables; their variant has no ensemble or reliability diagram, and its "
+            "calibration is over its other seeds.",
             "",
         ]
     from harness.report import plots
@@ -87,6 +88,9 @@ def section(
                 "confidence is the accuracy. Right: the share of images per bin.*",
                 "",
             ]
+        if not base or not mine:
+            lines += [f"No flip table: {code(baseline if not base else v)} has no per-image ledger.", ""]
+            continue
         lines += _flip_table(images.flips(base, mine, len(classes) or _classes(base + mine)), baseline, v, classes)
     return lines
 

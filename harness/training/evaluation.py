@@ -55,7 +55,9 @@ def calibration(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     class being the first largest probability) and `test_brier` (mean over images of Σ over
     classes (p − one-hot)², from 0 to 2), computed in float64. Lower is better for each. A run's
     are of its stored float16 ledger (harness/training/results.py), so anyone can recompute them
-    from `predictions.npz`; its NLL differs from its `test_loss` (float32) by that rounding."""
+    from `predictions.npz`. Its NLL is its `test_loss` (float32) to within float16 rounding where
+    every label's probability is in float16's normal range, and lower where one is not (each
+    image's −log is at most 24 · ln 2 ≈ 16.6)."""
     p = np.asarray(probs, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
     n = len(y)

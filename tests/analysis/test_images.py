@@ -23,12 +23,14 @@ def ledger(selected, probs=None) -> dict:
 def test_the_flip_table_counts_images_right_on_most_seeds_of_one_and_not_the_other_by_class():
     # right per image: baseline seeds ✓✓✗✗✗✓ / ✓✗✗✗✓✓ / ✓✓✗✓✗✓ -> on most: images 0, 1, 5
     base = [ledger([0, 1, 0, 1, 0, 2]), ledger([0, 0, 0, 1, 1, 2]), ledger([0, 1, 1, 0, 0, 2])]
-    # variant: ✗✓✓✓✗✓ / ✗✓✓✓✗✗ -> on most (2 of 2): images 1, 2, 3; image 5 is a tie, not right
-    variant = [ledger([1, 1, 2, 0, 0, 2]), ledger([1, 1, 2, 0, 0, 0])]
+    # variant: ✓✓✓✓✗✓ / ✓✓✓✓✗✗ -> on most (2 of 2): images 0, 1, 2, 3; image 5 is a tie, not right
+    variant = [ledger([0, 1, 2, 0, 0, 2]), ledger([0, 1, 2, 0, 0, 0])]
     f = images.flips(base, variant, 3)
     assert f.fixed.tolist() == [1, 0, 1]  # images 3 (class 0) and 2 (class 2)
-    assert f.broken.tolist() == [1, 0, 1]  # images 0 (class 0) and 5 (class 2)
+    assert f.broken.tolist() == [0, 0, 1]  # image 5 (class 2)
     assert f.images == 6 and f.seeds == (3, 2)
+    swapped = images.flips(variant, base, 3)  # the other way round, fixed and broken trade places
+    assert swapped.fixed.tolist() == [0, 0, 1] and swapped.broken.tolist() == [1, 0, 1]
 
 
 def test_no_flip_table_over_different_test_sets():
@@ -61,3 +63,21 @@ def test_the_reliability_curve_pools_the_seeds_images():
     counts, conf, acc = images.reliability([ledger([0] * 6, p), ledger([0] * 6, p)])
     assert counts[13] == 12 and acc[13] == pytest.approx(4 / 12)  # class 0 is the label of 2 of 6 images
     assert images.reliability([ledger([0] * 6)]) is None
+
+
+def test_the_tost_of_the_per_image_differences_on_a_hand_worked_case():
+    # 1,000 images: 30 right only again, 10 right only before -> d has mean 2 points
+    before = np.r_[np.ones(10, bool), np.zeros(990, bool)]
+    again = np.r_[np.zeros(10, bool), np.ones(30, bool), np.zeros(960, bool)]
+    e = images.equivalence([(before, again)], margin=5.0, alpha=0.05)
+    d = 100.0 * (again.astype(float) - before.astype(float))
+    se = d.std(ddof=1) / math.sqrt(1000)  # about 0.632
+    assert e.delta == pytest.approx(2.0) and e.images == 1000
+    assert e.low == pytest.approx(2.0 - 1.6448536269514722 * se) and e.high == pytest.approx(
+        2.0 + 1.6448536269514722 * se
+    )
+    # the upper one-sided test is the harder: p = Φ((2 − 5)/se)
+    assert e.p == pytest.approx(0.5 * math.erfc((5.0 - 2.0) / se / math.sqrt(2)), rel=1e-9)
+    assert e.p < 0.05 and e.high < 5.0  # equivalent exactly when the 90% interval lies inside ±5
+    tight = images.equivalence([(before, again)], margin=2.5, alpha=0.05)
+    assert tight.p > 0.05 and tight.high > 2.5
