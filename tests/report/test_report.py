@@ -584,3 +584,12 @@ def test_runs_without_probabilities_are_named_and_a_store_without_any_has_no_cal
         runs_from({"baseline": {0: 600}, "v": {0: 650}}, 1000), np.random.default_rng(4), without={"baseline0", "v0"}
     )
     assert "## Calibration and images" not in markdown.write(old, "fake", tmp_path / "old").read_text()
+
+
+def test_a_reliability_figure_no_longer_linked_is_removed(tmp_path):
+    counts = {"baseline": {s: 600 for s in range(2)}, "v": {s: 650 for s in range(2)}}
+    markdown.write(_with_ledgers(runs_from(counts, 1000), np.random.default_rng(5)), "fake", tmp_path)
+    assert (tmp_path / "reliability-1-v.png").is_file()
+    without = _with_ledgers(runs_from(counts, 1000), np.random.default_rng(5), without={"v1"})
+    assert "reliability-1-v.png" not in markdown.write(without, "fake", tmp_path).read_text()
+    assert not (tmp_path / "reliability-1-v.png").exists()
