@@ -593,3 +593,16 @@ def test_a_reliability_figure_no_longer_linked_is_removed(tmp_path):
     without = _with_ledgers(runs_from(counts, 1000), np.random.default_rng(5), without={"v1"})
     assert "reliability-1-v.png" not in markdown.write(without, "fake", tmp_path).read_text()
     assert not (tmp_path / "reliability-1-v.png").exists()
+
+
+def test_a_flip_table_over_many_classes_shows_the_ten_with_most_flips_then_the_rest_in_one_row():
+    from harness.analysis import images
+    from harness.report import images_section
+
+    fixed, broken = np.arange(12), np.zeros(12, dtype=np.int64)  # class c: c images fixed
+    lines = images_section._flip_table(
+        images.Flips(fixed, broken, 1000, (2, 2)), "baseline", "v", tuple(f"c{i}" for i in range(12))
+    )
+    rows = [line for line in lines if line.startswith("| ")][1:]  # after the header (its rule starts "|-")
+    assert [r.split(" | ")[0] for r in rows[:10]] == [f"| c{i}" for i in range(11, 1, -1)]
+    assert rows[10] == "| 2 other classes | 1 | 0 | +1 |" and rows[11] == "| **all** | 66 | 0 | +66 |"

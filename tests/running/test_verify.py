@@ -12,7 +12,7 @@ import json
 import numpy as np
 from mlflow import MlflowClient
 
-from tests.helpers import copy_of, run_cli
+from tests.helpers import TINY, copy_of, run_cli
 
 
 def _ledgers(work) -> dict:
@@ -107,3 +107,16 @@ def test_a_fused_run_is_not_held_to_its_bits_and_a_run_on_another_split_fails_na
     assert out.returncode == 1
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("verify: FAILED: ") and "re-trained on other data: harness.split_fingerprint" in last
+
+
+def test_a_run_with_a_pinned_source_re_trains_with_it_and_the_data_and_device_can_be_named(tmp_path, data_dir):
+    # seeds.order pinned: the run's [seeds] table keeps it, and each source draws from its own stream
+    proc = run_cli(
+        "run", "--variants", "dropout", "--seeds", "1", *TINY, "--set", "seeds.order=0", cwd=tmp_path, data=data_dir
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = run_cli("verify", "--runs", "1", "--data-dir", str(data_dir), "--device", "cpu", "--json", cwd=tmp_path)
+    result = json.loads(out.stdout)
+    assert out.returncode == 0 and result["runs"][0]["identical"], result["line"]
+    bad = run_cli("verify", "--margin", "-1", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("expected a positive number of points")
