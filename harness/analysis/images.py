@@ -14,8 +14,6 @@ import numpy as np
 
 from harness.training import evaluation
 
-SMALLEST = 2.0**-24  # float16's smallest subnormal: a stored probability of 0 counts as this in an NLL
-
 
 @dataclass(frozen=True)
 class Flips:
@@ -63,20 +61,24 @@ def churn(ledgers: list[dict]) -> float:
     return float(np.mean(pairs))
 
 
+def with_probs(ledger: dict | None) -> bool:
+    """Whether a run's ledger holds class probabilities (None: the run stored no ledger)."""
+    return ledger is not None and "probs" in ledger
+
+
 def has_probs(ledgers: list[dict]) -> bool:
-    return bool(ledgers) and all("probs" in g for g in ledgers)
+    return bool(ledgers) and all(map(with_probs, ledgers))
 
 
 def ensemble(ledgers: list[dict]) -> tuple[float, float] | None:
     """The seed ensemble's test accuracy (percent) and NLL: the mean of the seeds' class
-    probabilities, its top class (the first largest) and −log of its label's probability (at
-    least `SMALLEST`). None without probabilities for every ledger or over different test sets."""
+    probabilities, its top class (the first largest) and its NLL as a run's (evaluation.nll). None
+    without probabilities for every ledger or over different test sets."""
     if not has_probs(ledgers) or not same_images(ledgers):
         return None
     mean = np.mean([g["probs"].astype(np.float64) for g in ledgers], axis=0)
     labels = ledgers[0]["labels"].astype(np.int64)
-    truth = mean[np.arange(len(labels)), labels]
-    return 100.0 * float(np.mean(mean.argmax(1) == labels)), float(-np.log(np.maximum(truth, SMALLEST)).mean())
+    return 100.0 * float(np.mean(mean.argmax(1) == labels)), evaluation.nll(mean, labels)
 
 
 def reliability(ledgers: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

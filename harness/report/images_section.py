@@ -37,7 +37,7 @@ def section(
     """Markdown lines of the section (none when no finished run stored class probabilities);
     writes its figures into `folder`. `compared`: the variants compared with `baseline`."""
     ledgers = {v: [r.predictions for r in by_variant.get(v, []) if r.predictions is not None] for v in order}
-    if not any("probs" in g for gs in ledgers.values() for g in gs):
+    if not any(images.with_probs(g) for gs in ledgers.values() for g in gs):
         return []
     lines = [
         "## Calibration and images",
@@ -64,7 +64,12 @@ def section(
             f"{fmt(ens[0]) if ens else '–'} | {fmt(ens[1], 3) if ens else '–'} |"
         )
     lines.append("")
-    without = sorted(f"{code(r.variant)} seed {r.seed}" for v in order for r in by_variant.get(v, []) if not _probs(r))
+    without = sorted(
+        f"{code(r.variant)} seed {r.seed}"
+        for v in order
+        for r in by_variant.get(v, [])
+        if not images.with_probs(r.predictions)
+    )
     if without:
         lines += [
             f"No class probabilities in the ledgers of {', '.join(without)} (recorded before the ledger kept them): "
@@ -93,10 +98,6 @@ def section(
             continue
         lines += _flip_table(images.flips(base, mine, len(classes) or _classes(base + mine)), baseline, v, classes)
     return lines
-
-
-def _probs(r: SeedRun) -> bool:
-    return r.predictions is not None and "probs" in r.predictions
 
 
 def _classes(ledgers: list[dict]) -> int:

@@ -114,7 +114,7 @@ def verify(
     finished = [r for r in readback.read_runs(uri, name) if r.status == "FINISHED"]
     if not finished:
         raise UsageError(f"verify: experiment {name!r} has no finished run in {uri!r}; nothing to re-check")
-    ledgered = [r for r in finished if r.predictions is not None and "probs" in r.predictions]
+    ledgered = [r for r in finished if images.with_probs(r.predictions)]
     if not ledgered:
         raise UsageError(
             f"verify: no finished run of {name!r} stored class probabilities (its runs were recorded before the ledger); "
@@ -132,7 +132,8 @@ def verify(
     for r in chosen:
         console.line(f"re-training {r.variant} seed {r.seed} (run {r.run_id}) in a scratch store")
         try:
-            checks.append(_compare(r, _retrain(uri, r, data_dir, device)))
+            again, determinism = _retrain(uri, r, data_dir, device)
+            checks.append(_compare(r, again, determinism))
         except Failed as e:
             out.line = f"verify: FAILED: {r.variant} seed {r.seed} (run {r.run_id}): {e}"
             return out
@@ -209,10 +210,10 @@ FACTS = (names.COMMIT_TAG,)  # beside every harness.env.* and harness.version.* 
 SAME_DATA = (names.DATASET_TAG, names.SPLIT_TAG)
 
 
-def _compare(stored, retrained: tuple) -> Checked:
+def _compare(stored, again, determinism: str) -> Checked:
+    """`again`, the re-trained run (with its `determinism` setting), against the `stored` one."""
     from harness.analysis import images
 
-    again, determinism = retrained
     for key in SAME_DATA:
         if stored.tags.get(key) != again.tags.get(key):
             raise Failed(

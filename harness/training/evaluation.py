@@ -29,6 +29,14 @@ def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
 
 
 ECE_BINS = 15  # equal-width confidence bins of the expected calibration error (Guo et al., 2017)
+SMALLEST = 2.0**-24  # float16's smallest subnormal: a stored probability of 0 counts as this in an NLL
+
+
+def nll(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The mean −log of each label's probability, each at least `SMALLEST` (float64)."""
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    return float(-np.log(np.maximum(p[np.arange(len(y)), y], SMALLEST)).mean())
 
 
 def reliability(
@@ -66,7 +74,7 @@ def calibration(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     used = counts > 0
     brier = (p**2).sum(1) - 2 * truth + 1
     return {
-        "test_nll": float(-np.log(np.maximum(truth, 2.0**-24)).mean()),
+        "test_nll": nll(p, y),
         "test_ece": float((counts[used] / n * np.abs(acc[used] - conf[used])).sum()),
         "test_brier": float(brier.mean()),
     }
